@@ -1,0 +1,473 @@
+//! Node configuration: what every crate reads, checked once at start.
+//!
+//! Presets cover the common shapes: [`Config::single`] (one node, no failover),
+//! [`Config::full_ha`] (3 voters, survives one failure) and [`Config::distributed`] (5 voters,
+//! survives two), with [`Timing::lan`] or [`Timing::wan`] timing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::ids::{NodeId, Priority};
+use crate::keyring::{ClusterKey, KEYRING_KEYS_MAX};
+
+/// Longest cluster name, in bytes.
+pub const CLUSTER_NAME_LENGTH_MAX: usize = 64;
+/// Most seed addresses a node is given.
+pub const SEEDS_MAX: usize = 64;
+
+/// Who may start an election.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Followers elect a new leader when the leader is lost.
+    #[default]
+    Automatic,
+    /// Only an operator's transfer command starts an election.
+    Manual,
+}
+
+/// Timeouts and periods, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timing {
+    /// How often the leader sends heartbeats (empty appends).
+    pub heartbeat_interval_ms: u64,
+    /// Shortest election timeout; a follower that hears no leader for a random time in
+    /// `[min, max)` campaigns.
+    pub election_timeout_min_ms: u64,
+    /// Longest election timeout.
+    pub election_timeout_max_ms: u64,
+    /// SWIM probe period.
+    pub gossip_probe_period_ms: u64,
+    /// How long a probe waits for a direct answer before asking others to probe.
+    pub gossip_probe_rtt_ms: u64,
+    /// How long a suspected member has to refute before it is declared down.
+    pub gossip_suspect_to_down_ms: u64,
+    /// How often a node gossips recent updates to a few random members.
+    pub gossip_interval_ms: u64,
+    /// How often a node re-announces itself to its seeds (so an isolated node rejoins).
+    pub reannounce_interval_ms: u64,
+    /// How often a node re-sends its metadata to a few random members (anti-entropy).
+    pub metadata_refresh_ms: u64,
+}
+
+impl Timing {
+    /// A local network: sub-second failover.
+    pub fn lan() -> Self {
+        Self {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            gossip_probe_period_ms: 500,
+            gossip_probe_rtt_ms: 200,
+            gossip_suspect_to_down_ms: 1500,
+            gossip_interval_ms: 200,
+            reannounce_interval_ms: 5_000,
+            metadata_refresh_ms: 2_000,
+        }
+    }
+
+    /// Across data centres: round trips of tens of milliseconds, more patience.
+    pub fn wan() -> Self {
+        Self {
+            heartbeat_interval_ms: 250,
+            election_timeout_min_ms: 1_000,
+            election_timeout_max_ms: 2_000,
+            gossip_probe_period_ms: 2_000,
+            gossip_probe_rtt_ms: 1_000,
+            gossip_suspect_to_down_ms: 8_000,
+            gossip_interval_ms: 500,
+            reannounce_interval_ms: 15_000,
+            metadata_refresh_ms: 5_000,
+        }
+    }
+
+    /// Check the timing on its own.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for the first value that is zero or out of order.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive: [(&'static str, u64); 9] = [
+            ("timing.heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("timing.election_timeout_min_ms", self.election_timeout_min_ms),
+            ("timing.election_timeout_max_ms", self.election_timeout_max_ms),
+            ("timing.gossip_probe_period_ms", self.gossip_probe_period_ms),
+            ("timing.gossip_probe_rtt_ms", self.gossip_probe_rtt_ms),
+            ("timing.gossip_suspect_to_down_ms", self.gossip_suspect_to_down_ms),
+            ("timing.gossip_interval_ms", self.gossip_interval_ms),
+            ("timing.reannounce_interval_ms", self.reannounce_interval_ms),
+            ("timing.metadata_refresh_ms", self.metadata_refresh_ms),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::new(
+                    field,
+                    "is 0",
+                    "give a positive number of milliseconds, or start from Timing::lan()",
+                ));
+            }
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(ConfigError::new(
+                "timing.election_timeout_max_ms",
+                format!(
+                    "{} is not above election_timeout_min_ms {}",
+                    self.election_timeout_max_ms, self.election_timeout_min_ms
+                ),
+                "make the max larger than the min (about twice) so candidates rarely collide",
+            ));
+        }
+        if self.heartbeat_interval_ms.saturating_mul(2) > self.election_timeout_min_ms {
+            return Err(ConfigError::new(
+                "timing.heartbeat_interval_ms",
+                format!(
+                    "{} is more than half of election_timeout_min_ms {}",
+                    self.heartbeat_interval_ms, self.election_timeout_min_ms
+                ),
+                "send heartbeats at least twice per election timeout (lan: 50 vs 150)",
+            ));
+        }
+        if self.gossip_probe_rtt_ms >= self.gossip_probe_period_ms {
+            return Err(ConfigError::new(
+                "timing.gossip_probe_rtt_ms",
+                format!(
+                    "{} is not below gossip_probe_period_ms {}",
+                    self.gossip_probe_rtt_ms, self.gossip_probe_period_ms
+                ),
+                "the direct probe must time out before the next probe starts",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+/// Cluster-wide settings: must match on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// The cluster's name. Packets from another cluster name are dropped.
+    pub name: String,
+    /// How many voters must meet before the first election. 1, 3 or 5 usually.
+    pub bootstrap_expect: u32,
+    /// Accept an even voter count (it tolerates no more failures than one voter fewer).
+    pub allow_even_voters: bool,
+    /// Accept two voters without a third (priority 0) witness: losing either stops writes.
+    pub allow_two_voters: bool,
+    /// Who starts elections.
+    pub failover_mode: FailoverMode,
+    /// Hand leadership back to a recovered higher-priority voter once it has been caught up
+    /// and healthy this long. `None` turns failback off.
+    pub failback_after_ms: Option<u64>,
+    /// Remove a voter that has been unreachable this long, if a majority remains.
+    pub dead_voter_after_ms: Option<u64>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "ha".to_string(),
+            bootstrap_expect: 3,
+            allow_even_voters: false,
+            allow_two_voters: false,
+            failover_mode: FailoverMode::Automatic,
+            failback_after_ms: Some(5_000),
+            dead_voter_after_ms: None,
+        }
+    }
+}
+
+/// Security settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Cluster keys, current first. Empty: packets are authenticated by cluster name only and
+    /// sent in the clear.
+    pub cluster_keys: Vec<ClusterKey>,
+}
+
+/// Everything a node needs to start.
+///
+/// ```
+/// use ha_core::{Config, NodeId};
+/// let config = Config::full_ha(
+///     NodeId::new("n1").unwrap(),
+///     "127.0.0.1:7101".parse().unwrap(),
+///     vec!["127.0.0.1:7102".parse().unwrap(), "127.0.0.1:7103".parse().unwrap()],
+/// );
+/// config.validate().unwrap();
+/// let mut broken = config.clone();
+/// broken.cluster.bootstrap_expect = 4;
+/// let error = broken.validate().unwrap_err();
+/// assert_eq!(error.field, "cluster.bootstrap_expect");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// This node's id; unique in the cluster.
+    pub node_id: NodeId,
+    /// Gossip (UDP) and RPC (TCP) listen on this address.
+    pub bind_addr: SocketAddr,
+    /// The address other nodes should use, when it differs from `bind_addr` (NAT, 0.0.0.0).
+    #[serde(default)]
+    pub advertise_addr: Option<SocketAddr>,
+    /// The admin HTTP API's address, if served.
+    #[serde(default)]
+    pub http_addr: Option<SocketAddr>,
+    /// Gossip addresses of some existing members to join through.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Leadership priority; 0 never leads.
+    #[serde(default = "default_priority")]
+    pub priority: Priority,
+    /// Whether this node votes (false: a learner that only replicates).
+    #[serde(default = "default_true")]
+    pub voter: bool,
+    /// Where the log and snapshots live; `None` keeps them in memory (tests only).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster-wide settings.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Timeouts and periods.
+    #[serde(default)]
+    pub timing: Timing,
+    /// Encryption.
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+fn default_priority() -> Priority {
+    Priority(1)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    fn preset(node_id: NodeId, bind_addr: SocketAddr, seeds: Vec<SocketAddr>, voters: u32) -> Self {
+        Self {
+            node_id,
+            bind_addr,
+            advertise_addr: None,
+            http_addr: None,
+            seeds,
+            priority: default_priority(),
+            voter: true,
+            data_dir: None,
+            cluster: ClusterConfig {
+                bootstrap_expect: voters,
+                ..ClusterConfig::default()
+            },
+            timing: Timing::lan(),
+            security: SecurityConfig::default(),
+        }
+    }
+
+    /// One node, its own leader. No failover: for development and tests.
+    pub fn single(node_id: NodeId, bind_addr: SocketAddr) -> Self {
+        Self::preset(node_id, bind_addr, Vec::new(), 1)
+    }
+
+    /// Three voters: survives the loss of one node.
+    pub fn full_ha(node_id: NodeId, bind_addr: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
+        Self::preset(node_id, bind_addr, seeds, 3)
+    }
+
+    /// Five voters: survives the loss of two nodes.
+    pub fn distributed(node_id: NodeId, bind_addr: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
+        Self::preset(node_id, bind_addr, seeds, 5)
+    }
+
+    /// The same config with other timing (for example [`Timing::wan`]).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// The address other members reach this node at.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.advertise_addr.unwrap_or(self.bind_addr)
+    }
+
+    /// Check every field. Call once at start; the drivers refuse to start on an error.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first bad field and how to fix it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_cluster()?;
+        self.timing.validate()?;
+        if self.seeds.len() > SEEDS_MAX {
+            return Err(ConfigError::new(
+                "seeds",
+                format!("{} seeds given", self.seeds.len()),
+                format!("list at most {SEEDS_MAX}; a few per data centre is enough"),
+            ));
+        }
+        if self.cluster.bootstrap_expect > 1 && self.seeds.is_empty() {
+            return Err(ConfigError::new(
+                "seeds",
+                format!(
+                    "a cluster of {} voters needs seeds, and none are given",
+                    self.cluster.bootstrap_expect
+                ),
+                "list the gossip addresses of the other members",
+            ));
+        }
+        if self.advertised_addr().ip().is_unspecified() {
+            return Err(ConfigError::new(
+                "advertise_addr",
+                format!("{} cannot be reached by other members", self.advertised_addr()),
+                "bind to a specific address or set advertise_addr",
+            ));
+        }
+        if self.cluster.bootstrap_expect == 1 && self.voter && !self.priority.can_lead() {
+            return Err(ConfigError::new(
+                "priority",
+                "is 0 on a single-voter cluster, so nothing could ever lead",
+                "give the node a priority of 1 or more",
+            ));
+        }
+        if self.security.cluster_keys.len() > KEYRING_KEYS_MAX {
+            return Err(ConfigError::new(
+                "security.cluster_keys",
+                format!("{} keys given", self.security.cluster_keys.len()),
+                format!("keep at most {KEYRING_KEYS_MAX}: the current key and old ones"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let name = &self.cluster.name;
+        if name.is_empty()
+            || name.len() > CLUSTER_NAME_LENGTH_MAX
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::new(
+                "cluster.name",
+                format!("{name:?} is not 1 to 64 characters of [A-Za-z0-9._-]"),
+                "pick a short name like \"payments-prod\", the same on every node",
+            ));
+        }
+        let voters = self.cluster.bootstrap_expect;
+        if voters == 0 {
+            return Err(ConfigError::new(
+                "cluster.bootstrap_expect",
+                "is 0",
+                "set it to the number of voters: 1, 3 or 5",
+            ));
+        }
+        if voters == 2 && !self.cluster.allow_two_voters {
+            return Err(ConfigError::new(
+                "cluster.bootstrap_expect",
+                "is 2: losing either voter stops all writes, so two voters are less available than one",
+                "add a third voter (a priority-0 witness is enough), or set cluster.allow_two_voters = true",
+            ));
+        }
+        if voters > 2 && voters % 2 == 0 && !self.cluster.allow_even_voters {
+            return Err(ConfigError::new(
+                "cluster.bootstrap_expect",
+                format!(
+                    "is {voters}, an even count that tolerates no more failures than {}",
+                    voters - 1
+                ),
+                format!(
+                    "use {} or {} voters, or set cluster.allow_even_voters = true",
+                    voters - 1,
+                    voters + 1
+                ),
+            ));
+        }
+        if let Some(0) = self.cluster.failback_after_ms {
+            return Err(ConfigError::new(
+                "cluster.failback_after_ms",
+                "is 0, which would move leadership on the first heartbeat of a flapping node",
+                "give a delay (default 5000) or remove the field to turn failback off",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn three() -> Config {
+        Config::full_ha(
+            NodeId::new("n1").unwrap(),
+            addr(7101),
+            vec![addr(7102), addr(7103)],
+        )
+    }
+
+    #[test]
+    fn presets_validate() {
+        Config::single(NodeId::new("a").unwrap(), addr(1))
+            .validate()
+            .unwrap();
+        three().validate().unwrap();
+        three().with_timing(Timing::wan()).validate().unwrap();
+        Config::distributed(NodeId::new("a").unwrap(), addr(1), vec![addr(2)])
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn each_mistake_names_its_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 4)),
+            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 2)),
+            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 0)),
+            ("cluster.name", Box::new(|c| c.cluster.name = "has space".into())),
+            ("cluster.name", Box::new(|c| c.cluster.name = String::new())),
+            ("seeds", Box::new(|c| c.seeds.clear())),
+            ("timing.heartbeat_interval_ms", Box::new(|c| c.timing.heartbeat_interval_ms = 100)),
+            ("timing.election_timeout_max_ms", Box::new(|c| c.timing.election_timeout_max_ms = 150)),
+            ("timing.gossip_probe_rtt_ms", Box::new(|c| c.timing.gossip_probe_rtt_ms = 500)),
+            ("timing.gossip_interval_ms", Box::new(|c| c.timing.gossip_interval_ms = 0)),
+            ("advertise_addr", Box::new(|c| c.bind_addr = "0.0.0.0:7101".parse().unwrap())),
+            ("cluster.failback_after_ms", Box::new(|c| c.cluster.failback_after_ms = Some(0))),
+        ];
+        for (field, mutate) in cases {
+            let mut config = three();
+            mutate(&mut config);
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field, "{error}");
+            assert!(error.to_string().contains("Fix:"), "{error}");
+        }
+    }
+
+    #[test]
+    fn explicit_opt_ins_allow_even_and_two_voter_clusters() {
+        let mut config = three();
+        config.cluster.bootstrap_expect = 4;
+        config.cluster.allow_even_voters = true;
+        config.validate().unwrap();
+        config.cluster.bootstrap_expect = 2;
+        config.cluster.allow_two_voters = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn single_voter_must_be_able_to_lead() {
+        let mut config = Config::single(NodeId::new("a").unwrap(), addr(1));
+        config.priority = Priority(0);
+        assert_eq!(config.validate().unwrap_err().field, "priority");
+    }
+}

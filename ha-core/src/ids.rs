@@ -1,0 +1,174 @@
+//! Identifiers: node ids, terms, log indexes and priorities.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InvalidNodeId;
+
+/// The longest node id accepted, in bytes. Ids travel in every gossip packet, so they stay short.
+pub const NODE_ID_LENGTH_MAX: usize = 64;
+
+/// A node's name in the cluster, chosen by the operator (`n1`, `db-east-2`, ...).
+///
+/// Valid ids are 1 to [`NODE_ID_LENGTH_MAX`] bytes of ASCII letters, digits, `-`, `_` and `.`,
+/// so they are safe in file names, metric labels and URLs.
+///
+/// ```
+/// use ha_core::NodeId;
+/// let id: NodeId = "n1".parse().unwrap();
+/// assert_eq!(id.as_str(), "n1");
+/// assert!("bad id".parse::<NodeId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Checks `id` and wraps it.
+    ///
+    /// # Errors
+    /// [`InvalidNodeId`] when the id is empty, too long, or has a character outside
+    /// `[A-Za-z0-9._-]`; the message names the offending character.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidNodeId> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(InvalidNodeId::Empty);
+        }
+        if id.len() > NODE_ID_LENGTH_MAX {
+            return Err(InvalidNodeId::TooLong { length: id.len() });
+        }
+        if let Some(character) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(InvalidNodeId::BadCharacter { character });
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// Deserialising goes through the same check as `new`, so an id read from a peer or a file is
+// always valid.
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        NodeId::new(text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = InvalidNodeId;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        NodeId::new(text)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{:?}", self.0)
+    }
+}
+
+/// An election term: a number that only grows, with at most one leader each.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Term(pub u64);
+
+impl Term {
+    /// The term after this one.
+    pub fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// A position in the replicated log. Index 0 is "before the first entry"; entries start at 1.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogIndex(pub u64);
+
+impl LogIndex {
+    /// The index after this one.
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+}
+
+impl fmt::Display for LogIndex {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// How strongly a node wants to lead: 0 never stands for election (it still votes, like an
+/// arbiter); among candidates, higher campaigns sooner and wins ties between equal logs.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Priority(pub u32);
+
+impl Priority {
+    /// A node with this priority never becomes leader.
+    pub const NEVER_LEADER: Priority = Priority(0);
+
+    /// Whether this node may stand for election.
+    pub fn can_lead(self) -> bool {
+        self.0 > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_accepts_safe_names_and_rejects_others() {
+        for good in ["n1", "db-east_2.local", &"x".repeat(NODE_ID_LENGTH_MAX)] {
+            assert!(NodeId::new(good).is_ok(), "{good} should be valid");
+        }
+        assert_eq!(NodeId::new(""), Err(InvalidNodeId::Empty));
+        assert_eq!(
+            NodeId::new("x".repeat(NODE_ID_LENGTH_MAX + 1)),
+            Err(InvalidNodeId::TooLong {
+                length: NODE_ID_LENGTH_MAX + 1
+            })
+        );
+        assert_eq!(
+            NodeId::new("a/b"),
+            Err(InvalidNodeId::BadCharacter { character: '/' })
+        );
+    }
+
+    #[test]
+    fn node_id_deserialisation_is_validated() {
+        let bytes = postcard::to_allocvec(&"has space".to_string()).unwrap();
+        assert!(postcard::from_bytes::<NodeId>(&bytes).is_err());
+        let bytes = postcard::to_allocvec(&"n7".to_string()).unwrap();
+        assert_eq!(postcard::from_bytes::<NodeId>(&bytes).unwrap().as_str(), "n7");
+    }
+
+    #[test]
+    fn priority_zero_never_leads() {
+        assert!(!Priority::NEVER_LEADER.can_lead());
+        assert!(Priority(1).can_lead());
+    }
+}

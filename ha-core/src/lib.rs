@@ -1,0 +1,57 @@
+//! # ha-core
+//!
+//! The vocabulary every part of `ha` shares, and nothing that does IO: identifiers, monotonic
+//! [`Millis`], [`Consistency`] levels, node states, health, the host's [`StateMachine`] trait,
+//! membership events, configuration with presets and validation, bounded codecs, and the
+//! cluster [`Keyring`](keyring::Keyring).
+//!
+//! ```text
+//!   ha-gossip ──MemberEvent──▶ ha-replicate ──▶ ha-lock ──▶ ha (facade)
+//!        ╲                         │
+//!         ╰──── all of them use ha-core: ids, Millis, Config, codec, keyring
+//! ```
+//!
+//! Nothing crosses an IO boundary here: cores receive `now: Millis` from their driver and
+//! return effects; this crate only defines the types they speak.
+//!
+//! ## Example
+//!
+//! ```
+//! use ha_core::{Config, Consistency, NodeId, Priority, Timing};
+//!
+//! let mut config = Config::full_ha(
+//!     NodeId::new("n1")?,
+//!     "127.0.0.1:7101".parse()?,
+//!     vec!["127.0.0.1:7102".parse()?, "127.0.0.1:7103".parse()?],
+//! )
+//! .with_timing(Timing::lan());
+//! config.priority = Priority(10);
+//! config.validate()?;
+//! assert_eq!(Consistency::default(), Consistency::Quorum);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod codec;
+mod config;
+mod consistency;
+mod error;
+mod health;
+mod ids;
+pub mod keyring;
+mod membership;
+mod node_state;
+mod state_machine;
+mod time;
+
+pub use config::{
+    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, FailoverMode, SEEDS_MAX, SecurityConfig,
+    Timing,
+};
+pub use consistency::{Consistency, UnknownConsistency};
+pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
+pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
+pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
+pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
+pub use node_state::NodeState;
+pub use state_machine::StateMachine;
+pub use time::{Clock, Millis, MonotonicClock};
