@@ -65,10 +65,11 @@ pub fn decode<T: DeserializeOwned>(
             limit_bytes,
         });
     }
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|error| CodecError::Malformed {
-        what,
-        reason: error.to_string(),
-    })?;
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|error| CodecError::Malformed {
+            what,
+            reason: error.to_string(),
+        })?;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes {
             what,

@@ -92,11 +92,20 @@ impl Timing {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive: [(&'static str, u64); 9] = [
             ("timing.heartbeat_interval_ms", self.heartbeat_interval_ms),
-            ("timing.election_timeout_min_ms", self.election_timeout_min_ms),
-            ("timing.election_timeout_max_ms", self.election_timeout_max_ms),
+            (
+                "timing.election_timeout_min_ms",
+                self.election_timeout_min_ms,
+            ),
+            (
+                "timing.election_timeout_max_ms",
+                self.election_timeout_max_ms,
+            ),
             ("timing.gossip_probe_period_ms", self.gossip_probe_period_ms),
             ("timing.gossip_probe_rtt_ms", self.gossip_probe_rtt_ms),
-            ("timing.gossip_suspect_to_down_ms", self.gossip_suspect_to_down_ms),
+            (
+                "timing.gossip_suspect_to_down_ms",
+                self.gossip_suspect_to_down_ms,
+            ),
             ("timing.gossip_interval_ms", self.gossip_interval_ms),
             ("timing.reannounce_interval_ms", self.reannounce_interval_ms),
             ("timing.metadata_refresh_ms", self.metadata_refresh_ms),
@@ -325,7 +334,10 @@ impl Config {
         if self.advertised_addr().ip().is_unspecified() {
             return Err(ConfigError::new(
                 "advertise_addr",
-                format!("{} cannot be reached by other members", self.advertised_addr()),
+                format!(
+                    "{} cannot be reached by other members",
+                    self.advertised_addr()
+                ),
                 "bind to a specific address or set advertise_addr",
             ));
         }
@@ -431,18 +443,48 @@ mod tests {
     #[test]
     fn each_mistake_names_its_field() {
         let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
-            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 4)),
-            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 2)),
-            ("cluster.bootstrap_expect", Box::new(|c| c.cluster.bootstrap_expect = 0)),
-            ("cluster.name", Box::new(|c| c.cluster.name = "has space".into())),
+            (
+                "cluster.bootstrap_expect",
+                Box::new(|c| c.cluster.bootstrap_expect = 4),
+            ),
+            (
+                "cluster.bootstrap_expect",
+                Box::new(|c| c.cluster.bootstrap_expect = 2),
+            ),
+            (
+                "cluster.bootstrap_expect",
+                Box::new(|c| c.cluster.bootstrap_expect = 0),
+            ),
+            (
+                "cluster.name",
+                Box::new(|c| c.cluster.name = "has space".into()),
+            ),
             ("cluster.name", Box::new(|c| c.cluster.name = String::new())),
             ("seeds", Box::new(|c| c.seeds.clear())),
-            ("timing.heartbeat_interval_ms", Box::new(|c| c.timing.heartbeat_interval_ms = 100)),
-            ("timing.election_timeout_max_ms", Box::new(|c| c.timing.election_timeout_max_ms = 150)),
-            ("timing.gossip_probe_rtt_ms", Box::new(|c| c.timing.gossip_probe_rtt_ms = 500)),
-            ("timing.gossip_interval_ms", Box::new(|c| c.timing.gossip_interval_ms = 0)),
-            ("advertise_addr", Box::new(|c| c.bind_addr = "0.0.0.0:7101".parse().unwrap())),
-            ("cluster.failback_after_ms", Box::new(|c| c.cluster.failback_after_ms = Some(0))),
+            (
+                "timing.heartbeat_interval_ms",
+                Box::new(|c| c.timing.heartbeat_interval_ms = 100),
+            ),
+            (
+                "timing.election_timeout_max_ms",
+                Box::new(|c| c.timing.election_timeout_max_ms = 150),
+            ),
+            (
+                "timing.gossip_probe_rtt_ms",
+                Box::new(|c| c.timing.gossip_probe_rtt_ms = 500),
+            ),
+            (
+                "timing.gossip_interval_ms",
+                Box::new(|c| c.timing.gossip_interval_ms = 0),
+            ),
+            (
+                "advertise_addr",
+                Box::new(|c| c.bind_addr = "0.0.0.0:7101".parse().unwrap()),
+            ),
+            (
+                "cluster.failback_after_ms",
+                Box::new(|c| c.cluster.failback_after_ms = Some(0)),
+            ),
         ];
         for (field, mutate) in cases {
             let mut config = three();

@@ -147,12 +147,24 @@ mod tests {
         let table = [
             (vec![], Healthy),
             (vec![result(Healthy, true)], Healthy),
-            (vec![result(Healthy, true), result(Degraded, true)], Degraded),
-            (vec![result(Degraded, true), result(Unhealthy, true)], Unhealthy),
+            (
+                vec![result(Healthy, true), result(Degraded, true)],
+                Degraded,
+            ),
+            (
+                vec![result(Degraded, true), result(Unhealthy, true)],
+                Unhealthy,
+            ),
             (vec![result(Unknown, true)], Unknown),
-            (vec![result(Unknown, true), result(Unhealthy, true)], Unhealthy),
+            (
+                vec![result(Unknown, true), result(Unhealthy, true)],
+                Unhealthy,
+            ),
             (vec![result(Unhealthy, false)], Degraded),
-            (vec![result(Unknown, false), result(Healthy, true)], Degraded),
+            (
+                vec![result(Unknown, false), result(Healthy, true)],
+                Degraded,
+            ),
         ];
         for (results, expected) in table {
             assert_eq!(aggregate_health(&results), expected, "{results:?}");

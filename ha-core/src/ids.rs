@@ -163,7 +163,10 @@ mod tests {
         let bytes = postcard::to_allocvec(&"has space".to_string()).unwrap();
         assert!(postcard::from_bytes::<NodeId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&"n7".to_string()).unwrap();
-        assert_eq!(postcard::from_bytes::<NodeId>(&bytes).unwrap().as_str(), "n7");
+        assert_eq!(
+            postcard::from_bytes::<NodeId>(&bytes).unwrap().as_str(),
+            "n7"
+        );
     }
 
     #[test]

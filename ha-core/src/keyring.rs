@@ -70,7 +70,11 @@ impl ClusterKey {
 
 impl fmt::Debug for ClusterKey {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "ClusterKey(fingerprint {:08x})", self.fingerprint())
+        write!(
+            formatter,
+            "ClusterKey(fingerprint {:08x})",
+            self.fingerprint()
+        )
     }
 }
 

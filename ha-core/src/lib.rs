@@ -44,8 +44,7 @@ mod state_machine;
 mod time;
 
 pub use config::{
-    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, FailoverMode, SEEDS_MAX, SecurityConfig,
-    Timing,
+    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, FailoverMode, SEEDS_MAX, SecurityConfig, Timing,
 };
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};

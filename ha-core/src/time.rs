@@ -111,7 +111,10 @@ mod tests {
     fn arithmetic_saturates_instead_of_wrapping() {
         assert_eq!(Millis(5) - Millis(9), 0);
         assert_eq!(Millis(u64::MAX) + 1, Millis(u64::MAX));
-        assert_eq!(Millis(10).plus_duration(Duration::from_millis(5)), Millis(15));
+        assert_eq!(
+            Millis(10).plus_duration(Duration::from_millis(5)),
+            Millis(15)
+        );
         assert_eq!(Millis(7).saturating_since(Millis(2)), 5);
     }
 }

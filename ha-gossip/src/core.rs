@@ -1,0 +1,456 @@
+//! The sans-IO gossip core: foca plus metadata, seeds, leave and the envelope.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use ha_core::keyring::Keyring;
+use ha_core::{MemberEvent, MemberInfo, Millis, NodeMetadata, NodeState};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::drops::{DropCause, DropCounts};
+use crate::envelope::{Envelope, PacketKind};
+use crate::error::GossipError;
+use crate::identity::GossipIdentity;
+use crate::members::MemberTable;
+use crate::metadata::{MetadataAnnouncement, MetadataHandler, MetadataInbox};
+use crate::settings::GossipSettings;
+
+/// How many random members get our metadata directly on each refresh.
+const METADATA_REFRESH_FANOUT: usize = 3;
+
+/// A timer the core asked for. Deliver each one back through [`GossipCore::on_timer`] after its
+/// delay, in deadline order (ties in the order they were scheduled).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipTimer {
+    /// One of foca's SWIM timers.
+    Swim(Timer<GossipIdentity>),
+    /// Announce to seeds that are not reachable members.
+    Reannounce,
+    /// Send our metadata to a few random members.
+    MetadataRefresh,
+}
+
+/// Something the driver must do for the core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipEffect {
+    /// Send one UDP datagram.
+    Send {
+        /// Destination gossip address.
+        to: SocketAddr,
+        /// The packet, already wrapped (and sealed when a key is set).
+        packet: Vec<u8>,
+    },
+    /// Call [`GossipCore::on_timer`] with `timer` after `after_ms`.
+    Schedule {
+        /// Delay in milliseconds.
+        after_ms: u64,
+        /// The timer to deliver.
+        timer: GossipTimer,
+    },
+    /// Publish a membership change.
+    Event(MemberEvent),
+}
+
+type SwimCore = Foca<GossipIdentity, PostcardCodec, StdRng, MetadataHandler>;
+
+/// One member's gossip protocol, with no clock, socket or thread of its own.
+///
+/// Feed it packets ([`on_packet`](Self::on_packet)) and due timers
+/// ([`on_timer`](Self::on_timer)); after each call, take its [`GossipEffect`]s with
+/// [`drain_effects`](Self::drain_effects) and carry them out. The same core runs under the
+/// tokio driver ([`crate::GossipNode`]) and in the simulator.
+///
+/// ```
+/// use ha_core::{Config, Millis, NodeId, NodeMetadata, Priority};
+/// use ha_gossip::{GossipCore, GossipEffect, GossipSettings};
+///
+/// let config = Config::full_ha(
+///     NodeId::new("n1")?,
+///     "127.0.0.1:7101".parse()?,
+///     vec!["127.0.0.1:7102".parse()?],
+/// );
+/// let metadata = NodeMetadata::new(Priority(1), config.bind_addr);
+/// let mut core = GossipCore::new(GossipSettings::from_config(&config, 1, metadata), 42)?;
+/// // At start the core asks for its timers; the first re-announce contacts the seed.
+/// let effects = core.drain_effects();
+/// assert!(effects.iter().any(|effect| matches!(effect, GossipEffect::Schedule { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct GossipCore {
+    swim: SwimCore,
+    runtime: AccumulatingRuntime<GossipIdentity>,
+    inbox: Arc<Mutex<MetadataInbox>>,
+    envelope: Envelope,
+    rng: StdRng,
+    settings: GossipSettings,
+    metadata: NodeMetadata,
+    members: MemberTable,
+    drops: DropCounts,
+    effects: Vec<GossipEffect>,
+    left: bool,
+}
+
+impl GossipCore {
+    /// A core for `settings`; `seed` seeds its randomness (probe order, nonces), so the same
+    /// seed and inputs give the same outputs.
+    ///
+    /// # Errors
+    /// [`GossipError::Config`] when the cluster keys do not form a valid keyring.
+    pub fn new(settings: GossipSettings, seed: u64) -> Result<Self, GossipError> {
+        let keyring = if settings.cluster_keys.is_empty() {
+            None
+        } else {
+            Some(Keyring::new(settings.cluster_keys.clone())?)
+        };
+        let inbox = Arc::new(Mutex::new(MetadataInbox::default()));
+        let handler = MetadataHandler {
+            inbox: Arc::clone(&inbox),
+        };
+        let swim = Foca::with_custom_broadcast(
+            settings.identity.clone(),
+            settings.foca_config(),
+            StdRng::seed_from_u64(seed),
+            PostcardCodec,
+            handler,
+        );
+        let metadata = settings.metadata.clone();
+        let mut core = Self {
+            swim,
+            runtime: AccumulatingRuntime::new(),
+            inbox,
+            envelope: Envelope::new(&settings.cluster_name, keyring),
+            rng: StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            settings,
+            metadata,
+            members: MemberTable::default(),
+            drops: DropCounts::default(),
+            effects: Vec::new(),
+            left: false,
+        };
+        core.effects.push(GossipEffect::Schedule {
+            after_ms: 0,
+            timer: GossipTimer::Reannounce,
+        });
+        core.effects.push(GossipEffect::Schedule {
+            after_ms: core.settings.timing.metadata_refresh_ms,
+            timer: GossipTimer::MetadataRefresh,
+        });
+        core.broadcast_metadata();
+        core.pump();
+        Ok(core)
+    }
+
+    /// This node's current identity (its incarnation grows when it rejoins).
+    pub fn identity(&self) -> &GossipIdentity {
+        self.swim.identity()
+    }
+
+    /// The metadata this node advertises.
+    pub fn metadata(&self) -> &NodeMetadata {
+        &self.metadata
+    }
+
+    /// Every member this node knows, reachable or not, excluding itself.
+    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.iter()
+    }
+
+    /// The member at `addr`, if known.
+    pub fn member(&self, addr: &SocketAddr) -> Option<&MemberInfo> {
+        self.members.get(addr)
+    }
+
+    /// How many members foca currently considers alive (excluding this node).
+    pub fn reachable_count(&self) -> usize {
+        self.swim.num_members()
+    }
+
+    /// Packets dropped so far, by cause.
+    pub fn drop_counts(&self) -> DropCounts {
+        self.drops
+    }
+
+    /// Whether [`leave`](Self::leave) was called.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Take the effects produced since the last call, in order.
+    pub fn drain_effects(&mut self) -> Vec<GossipEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// A datagram arrived from `from`. Bad packets are counted and dropped; they never change
+    /// membership.
+    pub fn on_packet(&mut self, now: Millis, from: SocketAddr, packet: &[u8]) {
+        let _span =
+            tracing::trace_span!("gossip_packet", node = %self.identity().node_id, %now, %from)
+                .entered();
+        match self.envelope.unwrap(packet) {
+            Err(cause) => self.drop_packet(from, cause),
+            Ok((PacketKind::Swim, payload)) => {
+                if let Err(error) = self.swim.handle_data(&payload, &mut self.runtime) {
+                    let cause = match error {
+                        foca::Error::Decode(_)
+                        | foca::Error::MalformedPacket
+                        | foca::Error::DataTooBig => DropCause::Malformed,
+                        _ => DropCause::Refused,
+                    };
+                    tracing::debug!(%from, %error, "swim packet refused");
+                    self.drop_packet(from, cause);
+                }
+            }
+            Ok((PacketKind::Metadata, payload)) => match MetadataAnnouncement::decode(&payload) {
+                Ok(announcement) => {
+                    self.inbox.lock().offer(announcement);
+                }
+                Err(error) => {
+                    tracing::debug!(%from, %error, "metadata packet refused");
+                    self.drop_packet(from, DropCause::Malformed);
+                }
+            },
+        }
+        self.pump();
+    }
+
+    /// A timer scheduled earlier is due.
+    pub fn on_timer(&mut self, now: Millis, timer: GossipTimer) {
+        let _span =
+            tracing::trace_span!("gossip_timer", node = %self.identity().node_id, %now).entered();
+        if self.left {
+            return;
+        }
+        match timer {
+            GossipTimer::Swim(timer) => {
+                if let Err(error) = self.swim.handle_timer(timer, &mut self.runtime) {
+                    tracing::debug!(%error, "swim timer error");
+                }
+            }
+            GossipTimer::Reannounce => self.reannounce(),
+            GossipTimer::MetadataRefresh => self.refresh_metadata(),
+        }
+        self.pump();
+    }
+
+    /// Change the advertised metadata (health, state, priority, ...) and disseminate it.
+    pub fn update_metadata(&mut self, now: Millis, change: impl FnOnce(&mut NodeMetadata)) {
+        let _span = tracing::debug_span!("gossip_metadata", node = %self.identity().node_id, %now)
+            .entered();
+        let before = self.metadata.clone();
+        change(&mut self.metadata);
+        self.metadata.sequence = before.sequence.max(self.metadata.sequence) + 1;
+        self.broadcast_metadata();
+        self.pump();
+    }
+
+    /// Leave gracefully: advertise LEAVING to every reachable member, then tell the cluster we
+    /// are gone. The driver should keep sending for a moment, then stop.
+    pub fn leave(&mut self, now: Millis) {
+        if self.left {
+            return;
+        }
+        self.update_metadata(now, |metadata| metadata.state = NodeState::Leaving);
+        for addr in self.members.reachable_addrs() {
+            self.send_metadata_to(addr);
+        }
+        if let Err(error) = self.swim.leave_cluster(&mut self.runtime) {
+            tracing::debug!(%error, "leave_cluster error");
+        }
+        self.left = true;
+        self.pump();
+    }
+
+    fn drop_packet(&mut self, from: SocketAddr, cause: DropCause) {
+        tracing::trace!(%from, %cause, "gossip packet dropped");
+        self.drops.record(cause);
+    }
+
+    fn announcement(&self) -> MetadataAnnouncement {
+        MetadataAnnouncement::new(self.swim.identity(), self.metadata.clone())
+    }
+
+    fn broadcast_metadata(&mut self) {
+        match self.announcement().encode() {
+            Ok(bytes) => {
+                if let Err(error) = self.swim.add_broadcast(&bytes) {
+                    tracing::warn!(%error, "metadata broadcast refused");
+                }
+                if let Err(error) = self.swim.broadcast(&mut self.runtime) {
+                    tracing::debug!(%error, "metadata broadcast not sent");
+                }
+            }
+            Err(error) => tracing::error!(%error, "metadata does not fit a gossip packet"),
+        }
+    }
+
+    fn send_metadata_to(&mut self, to: SocketAddr) {
+        match self.announcement().encode() {
+            Ok(bytes) => {
+                let packet = self
+                    .envelope
+                    .wrap(PacketKind::Metadata, &bytes, self.rng.random());
+                self.effects.push(GossipEffect::Send { to, packet });
+            }
+            Err(error) => tracing::error!(%error, "metadata does not fit a gossip packet"),
+        }
+    }
+
+    fn reannounce(&mut self) {
+        let own = self.swim.identity().addr;
+        let seeds: Vec<SocketAddr> = self
+            .settings
+            .seeds
+            .iter()
+            .copied()
+            .filter(|seed| *seed != own)
+            .filter(|seed| {
+                !self
+                    .members
+                    .get(seed)
+                    .is_some_and(|member| member.reachable)
+            })
+            .collect();
+        for seed in seeds {
+            if let Err(error) = self
+                .swim
+                .announce(GossipIdentity::seed(seed), &mut self.runtime)
+            {
+                tracing::debug!(%seed, %error, "announce failed");
+            }
+        }
+        // Until we know someone, retry at the probe period so a lost first announce costs
+        // little; afterwards the slower period only heals partitions.
+        let timing = &self.settings.timing;
+        let after_ms = if self.swim.num_members() == 0 {
+            timing.gossip_probe_period_ms
+        } else {
+            timing.reannounce_interval_ms
+        };
+        self.effects.push(GossipEffect::Schedule {
+            after_ms,
+            timer: GossipTimer::Reannounce,
+        });
+    }
+
+    fn refresh_metadata(&mut self) {
+        let reachable = self.members.reachable_addrs();
+        let chosen: Vec<SocketAddr> = reachable
+            .sample(&mut self.rng, METADATA_REFRESH_FANOUT)
+            .copied()
+            .collect();
+        for addr in chosen {
+            self.send_metadata_to(addr);
+        }
+        self.effects.push(GossipEffect::Schedule {
+            after_ms: self.settings.timing.metadata_refresh_ms,
+            timer: GossipTimer::MetadataRefresh,
+        });
+    }
+
+    /// Turn everything foca asked for into effects and events, until nothing is left.
+    fn pump(&mut self) {
+        // Each pass can only produce a bounded amount of follow-up work (a metadata send per
+        // new member, one broadcast on becoming active), so this settles in a few passes.
+        for _pass in 0..16 {
+            let mut progressed = false;
+            while let Some((to, data)) = self.runtime.to_send() {
+                progressed = true;
+                let packet = self
+                    .envelope
+                    .wrap(PacketKind::Swim, &data, self.rng.random());
+                self.effects.push(GossipEffect::Send {
+                    to: to.addr,
+                    packet,
+                });
+            }
+            while let Some((after, timer)) = self.runtime.to_schedule() {
+                progressed = true;
+                self.effects.push(GossipEffect::Schedule {
+                    after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                    timer: GossipTimer::Swim(timer),
+                });
+            }
+            while let Some(notification) = self.runtime.to_notify() {
+                progressed = true;
+                self.on_notification(notification);
+            }
+            let received = self.inbox.lock().take();
+            let own = self.swim.identity().addr;
+            for announcement in received {
+                progressed = true;
+                if announcement.addr == own {
+                    continue;
+                }
+                if let Some(event) = self.members.on_metadata(announcement) {
+                    self.publish(event);
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+        tracing::warn!("gossip pump did not settle in 16 passes");
+    }
+
+    fn on_notification(&mut self, notification: OwnedNotification<GossipIdentity>) {
+        match notification {
+            OwnedNotification::MemberUp(identity) => {
+                if let Some(event) = self.members.on_up(&identity) {
+                    self.publish(event);
+                }
+                if !self.left {
+                    self.send_metadata_to(identity.addr);
+                }
+            }
+            OwnedNotification::MemberDown(identity) => {
+                if let Some(event) = self.members.on_down(&identity) {
+                    if matches!(event, MemberEvent::Left(_)) {
+                        self.inbox.lock().forget(&identity.addr);
+                    }
+                    self.publish(event);
+                }
+            }
+            OwnedNotification::Rename(_, new) => self.members.on_rename(&new),
+            OwnedNotification::Active => {
+                if self.metadata.state == NodeState::Joining && !self.left {
+                    self.metadata.state = NodeState::Active;
+                    self.metadata.sequence += 1;
+                    self.broadcast_metadata();
+                }
+                self.publish(MemberEvent::SelfActive);
+            }
+            OwnedNotification::Idle => self.publish(MemberEvent::SelfIdle),
+            OwnedNotification::Rejoin(identity) => {
+                tracing::info!(
+                    incarnation = identity.incarnation,
+                    "declared down; rejoined"
+                );
+                self.publish(MemberEvent::SelfRejoined {
+                    incarnation: identity.incarnation,
+                });
+                self.broadcast_metadata();
+            }
+            OwnedNotification::Defunct => {
+                tracing::warn!("declared down and cannot renew identity");
+            }
+        }
+    }
+
+    fn publish(&mut self, event: MemberEvent) {
+        match &event {
+            MemberEvent::Up(member) => {
+                tracing::info!(member = %member.id, addr = %member.gossip_addr, "member up")
+            }
+            MemberEvent::Unreachable(member) => {
+                tracing::info!(member = %member.id, "member unreachable")
+            }
+            MemberEvent::Left(member) => tracing::info!(member = %member.id, "member left"),
+            other => tracing::debug!(event = ?other, "membership event"),
+        }
+        self.effects.push(GossipEffect::Event(event));
+    }
+}

@@ -1,0 +1,86 @@
+//! What a gossip node needs to start.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::time::Duration;
+
+use ha_core::codec::GOSSIP_PACKET_BYTES_MAX;
+use ha_core::keyring::ClusterKey;
+use ha_core::{Config, NodeMetadata, Timing};
+
+use crate::envelope::ENVELOPE_OVERHEAD_BYTES;
+use crate::identity::GossipIdentity;
+
+/// How long a member declared down is remembered before it may rejoin under the same
+/// identity (a restart always gets a new incarnation, so this only bounds memory).
+const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Settings of one gossip member.
+#[derive(Clone, Debug)]
+pub struct GossipSettings {
+    /// This node's identity.
+    pub identity: GossipIdentity,
+    /// The cluster name; packets from other names are dropped.
+    pub cluster_name: String,
+    /// Cluster keys, current first; empty sends in the clear.
+    pub cluster_keys: Vec<ClusterKey>,
+    /// Addresses to announce to when joining and whenever they are not reachable members.
+    pub seeds: Vec<SocketAddr>,
+    /// Periods and timeouts.
+    pub timing: Timing,
+    /// The metadata to advertise at start.
+    pub metadata: NodeMetadata,
+    /// Expected cluster size; scales how many times each update is retransmitted.
+    pub cluster_size_hint: u32,
+}
+
+impl GossipSettings {
+    /// Settings from a node config. `incarnation` must be higher than any earlier run of this
+    /// node at the same address (the driver uses wall-clock milliseconds at start).
+    pub fn from_config(config: &Config, incarnation: u64, metadata: NodeMetadata) -> Self {
+        Self {
+            identity: GossipIdentity {
+                node_id: config.node_id.clone(),
+                addr: config.advertised_addr(),
+                incarnation,
+            },
+            cluster_name: config.cluster.name.clone(),
+            cluster_keys: config.security.cluster_keys.clone(),
+            seeds: config.seeds.clone(),
+            timing: config.timing.clone(),
+            metadata,
+            cluster_size_hint: config.cluster.bootstrap_expect.max(8),
+        }
+    }
+
+    /// foca's configuration for these settings.
+    pub(crate) fn foca_config(&self) -> foca::Config {
+        let size = std::num::NonZeroU32::new(self.cluster_size_hint.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let mut config = foca::Config::new_lan(size);
+        let timing = &self.timing;
+        config.probe_period = Duration::from_millis(timing.gossip_probe_period_ms);
+        config.probe_rtt = Duration::from_millis(timing.gossip_probe_rtt_ms);
+        config.suspect_to_down_after = Duration::from_millis(timing.gossip_suspect_to_down_ms);
+        config.remove_down_after = Some(REMOVE_DOWN_AFTER);
+        config.notify_down_members = true;
+        config.max_packet_size =
+            NonZeroUsize::new(GOSSIP_PACKET_BYTES_MAX - ENVELOPE_OVERHEAD_BYTES)
+                .unwrap_or(NonZeroUsize::MIN);
+        config.max_transmissions = config.max_transmissions.max(NonZeroU8::MIN);
+        config.periodic_gossip = Some(foca::PeriodicParams {
+            frequency: Duration::from_millis(timing.gossip_interval_ms),
+            num_members: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+        });
+        // Members declared down on the other side of a healed partition are re-contacted.
+        config.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+            frequency: Duration::from_millis(timing.reannounce_interval_ms),
+            num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+        });
+        config.periodic_announce = Some(foca::PeriodicParams {
+            frequency: Duration::from_millis(timing.reannounce_interval_ms.saturating_mul(6)),
+            num_members: NonZeroUsize::MIN,
+        });
+        config
+    }
+}
