@@ -1,0 +1,10 @@
+//! # ha-replicate
+//!
+//! The replicated log: election and replication as a sans-IO engine, durable storage, and
+//! (in progress) the transport and tokio driver.
+
+pub mod entry;
+pub mod hard_state;
+pub mod membership;
+pub mod snapshot_meta;
+pub mod storage;
