@@ -1,6 +1,6 @@
 //! Log entries.
 
-use ha_core::{LogIndex, Term};
+use ha_core::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
@@ -20,8 +20,9 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
     /// Appended by a new leader at the start of its term, so entries of earlier terms become
-    /// committed through it (Raft section 5.4.2). Applies nothing.
-    Blank,
+    /// committed through it (Raft section 5.4.2). Applies nothing to the host's state; every
+    /// node records it in the failover history.
+    LeaderStart(LeaderStart),
     /// A client command, encoded by the applier (session stamp and host command).
     Command(Vec<u8>),
     /// A new cluster configuration; takes effect as soon as it is appended.
@@ -32,9 +33,57 @@ impl Entry {
     /// Approximate encoded size, for batching limits.
     pub fn size_bytes(&self) -> usize {
         24 + match &self.payload {
-            Payload::Blank => 0,
+            Payload::LeaderStart(_) => 96,
             Payload::Command(bytes) => bytes.len(),
             Payload::Membership(membership) => 72 * membership.len(),
         }
     }
+}
+
+/// Why an election was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionCause {
+    /// The cluster had no leader yet.
+    Startup,
+    /// The leader stopped answering (crash, partition, pause).
+    LeaderLost,
+    /// An operator asked for a leadership transfer.
+    ManualTransfer,
+    /// The leader handed over to a recovered higher-priority node.
+    Failback,
+    /// The leader became unhealthy and handed over.
+    UnhealthyLeader,
+    /// The leader was shutting down and handed over.
+    Shutdown,
+    /// An operator started an election by hand (manual failover mode).
+    ManualElection,
+}
+
+impl ElectionCause {
+    /// The snake_case name used in the HTTP API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElectionCause::Startup => "startup",
+            ElectionCause::LeaderLost => "leader_lost",
+            ElectionCause::ManualTransfer => "manual_transfer",
+            ElectionCause::Failback => "failback",
+            ElectionCause::UnhealthyLeader => "unhealthy_leader",
+            ElectionCause::Shutdown => "shutdown",
+            ElectionCause::ManualElection => "manual_election",
+        }
+    }
+}
+
+/// What a new leader records about how it came to lead: one line of the failover history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderStart {
+    /// The new leader.
+    pub leader: NodeId,
+    /// The leader it replaces, if it knew one.
+    pub previous: Option<NodeId>,
+    /// Why the election happened.
+    pub cause: ElectionCause,
+    /// How long the new leader was without a leader before it took over: from the last
+    /// message of the previous leader (or the transfer request) to winning, in milliseconds.
+    pub leaderless_ms: u64,
 }

@@ -1,0 +1,630 @@
+//! The engine: state, construction, timers, dispatch and role changes.
+//!
+//! The protocol steps live beside this file, each as an `impl Engine` block: `election.rs`,
+//! `replication.rs`, `reads.rs`, `leadership.rs`, `membership_change.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::engine::effect::{Effect, Persist, TimerKind};
+use crate::engine::message::Message;
+use crate::engine::progress::Progress;
+use crate::engine::role::Role;
+use crate::engine::settings::EngineSettings;
+use crate::entry::{ElectionCause, Entry};
+use crate::hard_state::HardState;
+use crate::membership::Membership;
+use crate::raft_log::RaftLog;
+use crate::snapshot_meta::SnapshotMeta;
+
+/// What the engine knows about another node from outside the protocol (gossip metadata and
+/// failure detection). Used only for choices that do not affect safety: whom to prefer,
+/// when to hand over, whom to add or remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's leadership priority.
+    pub priority: Priority,
+    /// The peer's own health.
+    pub health: HealthStatus,
+    /// Whether gossip currently reaches it.
+    pub reachable: bool,
+    /// Whether it wants to be a voter (learners are promoted once caught up).
+    pub wants_vote: bool,
+    /// Since when it has been unreachable, if it is.
+    pub unreachable_since: Option<Millis>,
+}
+
+impl PeerInfo {
+    /// Whether this peer may stand for election.
+    pub fn may_lead(&self) -> bool {
+        self.priority.can_lead() && self.health.may_campaign() && self.reachable
+    }
+}
+
+/// A leadership transfer under way.
+#[derive(Clone, Debug)]
+pub(crate) struct Transfer {
+    pub(crate) target: NodeId,
+    pub(crate) cause: ElectionCause,
+    pub(crate) started_at: Millis,
+    pub(crate) timeout_now_sent: bool,
+}
+
+/// A linearizable read waiting for a quorum to confirm leadership.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingRead {
+    pub(crate) read_id: u64,
+    pub(crate) index: LogIndex,
+    pub(crate) round: u64,
+}
+
+/// The sans-IO consensus engine of one node: Raft with pre-vote, check-quorum, priorities,
+/// leadership transfer, failback, health gating, read-index and lease reads.
+///
+/// Feed it inputs (`on_message`, `on_timer`, `propose`, `read_index`, ...) with the current
+/// time; after each, carry out [`drain_effects`](Self::drain_effects) in order, honouring the
+/// persist-before-send contract of [`Effect`]. It never reads a clock, sleeps, spawns or does
+/// IO, and its randomness comes from the seed it is given.
+pub struct Engine {
+    pub(crate) settings: EngineSettings,
+    pub(crate) rng: StdRng,
+    // Durable state (mirrored by Persist effects).
+    pub(crate) term: Term,
+    pub(crate) voted_for: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) snapshot_data: Option<Arc<Vec<u8>>>,
+    // Volatile state.
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) commit_index: LogIndex,
+    pub(crate) apply_requested: LogIndex,
+    pub(crate) applied_index: LogIndex,
+    pub(crate) timer_generations: [u64; TimerKind::COUNT],
+    pub(crate) votes: BTreeSet<NodeId>,
+    pub(crate) leader_heard_at: Option<Millis>,
+    pub(crate) last_leader: Option<NodeId>,
+    pub(crate) campaign_cause: ElectionCause,
+    pub(crate) leaderless_since: Millis,
+    pub(crate) peers: BTreeMap<NodeId, PeerInfo>,
+    pub(crate) local_health: HealthStatus,
+    // Leader state.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) round: u64,
+    pub(crate) round_sent_at: VecDeque<(u64, Millis)>,
+    pub(crate) pending_reads: VecDeque<PendingRead>,
+    pub(crate) reads_awaiting_term_commit: Vec<u64>,
+    pub(crate) transfer: Option<Transfer>,
+    pub(crate) broadcast_pending: bool,
+    pub(crate) heartbeat_pending: bool,
+    pub(crate) quorum_checked_at: Millis,
+    /// The latest time any input carried; used where a step needs "now" but is reached
+    /// from several inputs.
+    pub(crate) now: Millis,
+    // Counters.
+    pub(crate) elections_started: u64,
+    pub(crate) effects: Vec<Effect>,
+}
+
+/// What the engine starts from: the store's recovered state.
+#[derive(Clone, Debug, Default)]
+pub struct EngineStart {
+    /// The last synced term and vote.
+    pub hard_state: HardState,
+    /// The latest snapshot, already restored into the state machine by the driver.
+    pub snapshot: Option<(SnapshotMeta, Arc<Vec<u8>>)>,
+    /// The entries after the snapshot.
+    pub entries: Vec<Entry>,
+}
+
+impl Engine {
+    /// An engine resuming from `start`. `seed` drives its election-timeout randomness.
+    pub fn new(settings: EngineSettings, start: EngineStart, now: Millis, seed: u64) -> Self {
+        let (snapshot_meta, snapshot_data) = match start.snapshot {
+            Some((meta, data)) => (meta, Some(data)),
+            None => (SnapshotMeta::default(), None),
+        };
+        let log = RaftLog::new(snapshot_meta, start.entries);
+        let snapshot_index = log.snapshot().last_index;
+        let mut engine = Self {
+            settings,
+            rng: StdRng::seed_from_u64(seed),
+            term: start.hard_state.term,
+            voted_for: start.hard_state.voted_for,
+            log,
+            snapshot_data,
+            role: Role::Follower,
+            leader: None,
+            commit_index: snapshot_index,
+            apply_requested: snapshot_index,
+            applied_index: snapshot_index,
+            timer_generations: [0; TimerKind::COUNT],
+            votes: BTreeSet::new(),
+            leader_heard_at: None,
+            last_leader: None,
+            campaign_cause: ElectionCause::Startup,
+            leaderless_since: now,
+            peers: BTreeMap::new(),
+            local_health: HealthStatus::Healthy,
+            progress: BTreeMap::new(),
+            round: 0,
+            round_sent_at: VecDeque::new(),
+            pending_reads: VecDeque::new(),
+            reads_awaiting_term_commit: Vec::new(),
+            transfer: None,
+            broadcast_pending: false,
+            heartbeat_pending: false,
+            quorum_checked_at: now,
+            now,
+            elections_started: 0,
+            effects: Vec::new(),
+        };
+        engine.role = engine.follower_role();
+        engine.reset_election_timer();
+        engine
+    }
+
+    // ----- Accessors -----
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.settings.node_id
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<&NodeId> {
+        self.leader.as_ref()
+    }
+
+    /// Whether this node leads.
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The highest index the driver reported applied.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// The last index in the log.
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The log's snapshot metadata.
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        self.log.snapshot()
+    }
+
+    /// The configuration in force.
+    pub fn membership(&self) -> &Membership {
+        self.log.membership()
+    }
+
+    /// The term of the entry at `index`, when still held.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
+    /// The entry at `index`, when still held in memory.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The leader's view of each follower (empty on followers).
+    pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
+        &self.progress
+    }
+
+    /// The lowest applied index among voters (this node's own included): a STRONG write at or
+    /// below it has been applied everywhere. Leader only; 0 elsewhere.
+    pub fn voters_applied_index(&self) -> LogIndex {
+        if !self.is_leader() {
+            return LogIndex(0);
+        }
+        self.log
+            .membership()
+            .voters
+            .iter()
+            .map(|voter| {
+                if *voter == self.settings.node_id {
+                    self.applied_index
+                } else {
+                    self.progress
+                        .get(voter)
+                        .map(|progress| progress.applied_index)
+                        .unwrap_or_default()
+                }
+            })
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// How many elections this node has started.
+    pub fn elections_started(&self) -> u64 {
+        self.elections_started
+    }
+
+    /// The local health the engine gates leadership on.
+    pub fn local_health(&self) -> HealthStatus {
+        self.local_health
+    }
+
+    /// Whether a leadership transfer is under way.
+    pub fn transfer_in_progress(&self) -> bool {
+        self.transfer.is_some()
+    }
+
+    /// The generation of the latest setting of a timer kind (a delivered timer with any other
+    /// generation is ignored).
+    pub fn timer_generation(&self, kind: TimerKind) -> u64 {
+        self.timer_generations[kind.slot()]
+    }
+
+    /// Take the effects produced so far, in order.
+    pub fn drain_effects(&mut self) -> Vec<Effect> {
+        if self.broadcast_pending {
+            self.broadcast_pending = false;
+            self.broadcast_append();
+        }
+        if self.heartbeat_pending {
+            self.heartbeat_pending = false;
+            if self.role == Role::Leader {
+                let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
+                for peer in peers {
+                    self.send_append(&peer, true);
+                }
+            }
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    // ----- Inputs -----
+
+    /// A message arrived from `from`.
+    pub fn on_message(&mut self, now: Millis, from: NodeId, message: Message) {
+        let _span = tracing::debug_span!(
+            "engine_message",
+            node = %self.settings.node_id,
+            term = %self.term,
+            %from,
+            kind = message.kind()
+        )
+        .entered();
+        self.observe(now);
+        if from == self.settings.node_id {
+            return;
+        }
+        let message_term = message.term();
+        match message {
+            Message::PreVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+                priority,
+            } => self.on_pre_vote_request(now, from, term, last_log_index, last_log_term, priority),
+            Message::PreVoteResponse {
+                term,
+                granted,
+                current_term,
+            } => self.on_pre_vote_response(now, from, term, granted, current_term),
+            Message::VoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+                priority: _,
+                transfer,
+            } => self.on_vote_request(now, from, term, last_log_index, last_log_term, transfer),
+            other => {
+                if message_term > self.term {
+                    let leader = match &other {
+                        Message::AppendRequest { .. }
+                        | Message::InstallSnapshot { .. }
+                        | Message::TimeoutNow { .. } => Some(from.clone()),
+                        _ => None,
+                    };
+                    self.become_follower(now, message_term, leader);
+                }
+                match other {
+                    Message::VoteResponse { term, granted } => {
+                        self.on_vote_response(now, from, term, granted)
+                    }
+                    Message::AppendRequest {
+                        term,
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                        read_round,
+                    } => self.on_append_request(
+                        now,
+                        from,
+                        term,
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                        read_round,
+                    ),
+                    Message::AppendResponse {
+                        term,
+                        success,
+                        index,
+                        applied_index,
+                        read_round,
+                    } => self.on_append_response(
+                        now,
+                        from,
+                        term,
+                        success,
+                        index,
+                        applied_index,
+                        read_round,
+                    ),
+                    Message::InstallSnapshot { term, meta, data } => {
+                        self.on_install_snapshot(now, from, term, meta, data)
+                    }
+                    Message::InstallSnapshotResponse { term, last_index } => {
+                        self.on_install_snapshot_response(now, from, term, last_index)
+                    }
+                    Message::TimeoutNow { term, cause } => {
+                        self.on_timeout_now(now, from, term, cause)
+                    }
+                    Message::PreVoteRequest { .. }
+                    | Message::PreVoteResponse { .. }
+                    | Message::VoteRequest { .. } => {}
+                }
+            }
+        }
+    }
+
+    /// A timer set earlier fired. Timers from an older generation are ignored.
+    pub fn on_timer(&mut self, now: Millis, kind: TimerKind, generation: u64) {
+        self.observe(now);
+        if self.timer_generations[kind.slot()] != generation {
+            return;
+        }
+        let _span = tracing::debug_span!(
+            "engine_timer",
+            node = %self.settings.node_id,
+            term = %self.term,
+            ?kind
+        )
+        .entered();
+        match kind {
+            TimerKind::Election => self.on_election_timeout(now),
+            TimerKind::Heartbeat => self.on_heartbeat_tick(now),
+            TimerKind::CheckQuorum => self.on_check_quorum(now),
+        }
+    }
+
+    /// The driver applied every entry up to `index` (or restored a snapshot ending there).
+    pub fn on_applied(&mut self, _now: Millis, index: LogIndex) {
+        if index > self.applied_index {
+            self.applied_index = index;
+        }
+    }
+
+    /// The driver took a snapshot of the state machine as of `index` (which it has applied).
+    /// The engine compacts its log up to there and asks to persist the snapshot.
+    pub fn on_snapshot_taken(&mut self, _now: Millis, index: LogIndex, data: Arc<Vec<u8>>) {
+        if index <= self.log.snapshot().last_index || index > self.applied_index {
+            return;
+        }
+        let Some(last_term) = self.log.term_at(index) else {
+            return;
+        };
+        let meta = SnapshotMeta {
+            last_index: index,
+            last_term,
+            membership: self.log.membership_at(index),
+        };
+        self.log.install_snapshot(meta.clone());
+        self.snapshot_data = Some(Arc::clone(&data));
+        self.effects
+            .push(Effect::Persist(Persist::Snapshot(meta, data)));
+    }
+
+    /// Gossip told us about a peer's metadata or reachability.
+    pub fn set_peer_info(&mut self, _now: Millis, node: NodeId, info: PeerInfo) {
+        if node != self.settings.node_id {
+            self.peers.insert(node, info);
+        }
+    }
+
+    /// The peers' latest known metadata.
+    pub fn peers(&self) -> &BTreeMap<NodeId, PeerInfo> {
+        &self.peers
+    }
+
+    /// The node's own health changed. An unhealthy leader hands over; an unhealthy or
+    /// degraded node does not campaign.
+    pub fn set_local_health(&mut self, now: Millis, health: HealthStatus) {
+        self.local_health = health;
+        if self.is_leader() && health == HealthStatus::Unhealthy && self.transfer.is_none() {
+            if let Err(error) = self.transfer_leadership(now, None, ElectionCause::UnhealthyLeader)
+            {
+                tracing::warn!(%error, "unhealthy leader cannot hand over");
+            }
+        }
+    }
+
+    // ----- Shared helpers -----
+
+    pub(crate) fn observe(&mut self, now: Millis) {
+        self.now = self.now.max(now);
+    }
+
+    pub(crate) fn set_timer(&mut self, kind: TimerKind, after_ms: u64) {
+        let slot = kind.slot();
+        self.timer_generations[slot] += 1;
+        self.effects.push(Effect::SetTimer {
+            kind,
+            generation: self.timer_generations[slot],
+            after_ms,
+        });
+    }
+
+    pub(crate) fn cancel_timer(&mut self, kind: TimerKind) {
+        self.timer_generations[kind.slot()] += 1;
+    }
+
+    /// Random in `[min, max)`, plus half a minimum timeout for every eligible voter with a
+    /// higher priority (the failed leader excepted), so the best candidate usually goes first.
+    pub(crate) fn reset_election_timer(&mut self) {
+        let minimum = self.settings.election_timeout_min_ms;
+        let maximum = self.settings.election_timeout_max_ms.max(minimum + 1);
+        let jitter = self.rng.random_range(minimum..maximum);
+        let rank = self.priority_rank() as u64;
+        self.set_timer(TimerKind::Election, jitter + rank * (minimum / 2));
+    }
+
+    fn priority_rank(&self) -> usize {
+        let own = self.settings.priority;
+        self.log
+            .membership()
+            .voters
+            .iter()
+            .filter(|voter| **voter != self.settings.node_id)
+            .filter(|voter| Some(*voter) != self.last_leader.as_ref())
+            .filter(|voter| {
+                self.peers
+                    .get(*voter)
+                    .is_some_and(|peer| peer.may_lead() && peer.priority > own)
+            })
+            .count()
+    }
+
+    pub(crate) fn is_voter(&self) -> bool {
+        self.log.membership().is_voter(&self.settings.node_id)
+    }
+
+    pub(crate) fn follower_role(&self) -> Role {
+        if self.is_voter() {
+            Role::Follower
+        } else {
+            Role::Learner
+        }
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for.clone(),
+        }
+    }
+
+    pub(crate) fn persist_hard_state(&mut self) {
+        let hard_state = self.hard_state();
+        self.effects
+            .push(Effect::Persist(Persist::HardState(hard_state)));
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.effects.push(Effect::Send { to, message });
+    }
+
+    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
+        self.log
+            .membership()
+            .voters
+            .iter()
+            .filter(|voter| **voter != self.settings.node_id)
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn notify_role(&mut self) {
+        self.effects.push(Effect::RoleChanged {
+            role: self.role,
+            term: self.term,
+            leader: self.leader.clone(),
+        });
+    }
+
+    /// Step down (or stay) as follower in `term`, following `leader` when known.
+    pub(crate) fn become_follower(&mut self, now: Millis, term: Term, leader: Option<NodeId>) {
+        let was = (self.role, self.term, self.leader.clone());
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.persist_hard_state();
+        }
+        if self.role == Role::Leader {
+            self.step_down_cleanup(now);
+        }
+        self.role = self.follower_role();
+        if let Some(leader) = leader {
+            self.leader_heard_at = Some(now);
+            self.last_leader = Some(leader.clone());
+            self.leader = Some(leader);
+        } else if term > was.1 || was.0 == Role::Leader {
+            self.leader = None;
+        }
+        self.votes.clear();
+        self.reset_election_timer();
+        if (self.role, self.term, self.leader.clone()) != was {
+            if was.0 == Role::Leader {
+                tracing::info!(term = %self.term, leader = ?self.leader, "stepped down");
+            }
+            self.notify_role();
+        }
+    }
+
+    fn step_down_cleanup(&mut self, _now: Millis) {
+        self.cancel_timer(TimerKind::Heartbeat);
+        self.cancel_timer(TimerKind::CheckQuorum);
+        self.progress.clear();
+        self.transfer = None;
+        let leader = None;
+        for read in std::mem::take(&mut self.pending_reads) {
+            self.effects.push(Effect::ReadFailed {
+                read_id: read.read_id,
+                leader: leader.clone(),
+            });
+        }
+        for read_id in std::mem::take(&mut self.reads_awaiting_term_commit) {
+            self.effects.push(Effect::ReadFailed {
+                read_id,
+                leader: leader.clone(),
+            });
+        }
+        self.round_sent_at.clear();
+    }
+
+    /// Hand committed entries to the driver.
+    pub(crate) fn emit_apply(&mut self) {
+        if self.commit_index > self.apply_requested {
+            let entries = self.log.range(self.apply_requested, self.commit_index);
+            if let Some(last) = entries.last() {
+                self.apply_requested = last.index;
+            }
+            if !entries.is_empty() {
+                self.effects.push(Effect::Apply(entries));
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The sans-IO consensus engine: Raft elections and replication with pre-vote,
+//! check-quorum, priorities, leadership transfer, failback, health gating and linearizable
+//! reads. See [`Engine`].
+
+mod effect;
+mod election;
+#[allow(clippy::module_inception)]
+mod engine;
+mod error;
+mod leadership;
+mod membership_change;
+mod message;
+mod progress;
+mod reads;
+mod replication;
+mod role;
+mod settings;
+
+pub use effect::{Effect, Persist, TimerKind};
+pub use engine::{Engine, EngineStart, PeerInfo};
+pub use error::{ProposeError, ReadError, TransferError};
+pub use message::Message;
+pub use progress::{Progress, ReplicationState};
+pub use role::Role;
+pub use settings::EngineSettings;

@@ -1,0 +1,512 @@
+//! Replication: proposals, appends, commit, snapshots, heartbeats and check-quorum.
+
+use std::sync::Arc;
+
+use ha_core::{LogIndex, Millis, NodeId, Term};
+
+use crate::engine::effect::{Effect, Persist, TimerKind};
+use crate::engine::engine::Engine;
+use crate::engine::error::ProposeError;
+use crate::engine::message::Message;
+use crate::engine::progress::ReplicationState;
+use crate::engine::role::Role;
+use crate::entry::{Entry, Payload};
+use crate::membership::Membership;
+use crate::snapshot_meta::SnapshotMeta;
+
+impl Engine {
+    /// Append a client command to the log (leader only). Returns its index; the driver learns
+    /// the outcome when that index is applied (with this term) or overwritten.
+    ///
+    /// # Errors
+    /// [`ProposeError`]; nothing is appended.
+    pub fn propose(&mut self, now: Millis, command: Vec<u8>) -> Result<LogIndex, ProposeError> {
+        self.observe(now);
+        self.check_can_propose()?;
+        let index = self.append_local(now, Payload::Command(command));
+        Ok(index)
+    }
+
+    pub(crate) fn check_can_propose(&self) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader.clone(),
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        let uncommitted = self.log.last_index().0 - self.commit_index.0;
+        if uncommitted >= self.settings.uncommitted_entries_max as u64 {
+            return Err(ProposeError::Busy { uncommitted });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn append_local(&mut self, now: Millis, payload: Payload) -> LogIndex {
+        let entry = Entry {
+            term: self.term,
+            index: self.log.last_index().next(),
+            payload,
+        };
+        let index = entry.index;
+        self.log.push(entry.clone());
+        self.effects
+            .push(Effect::Persist(Persist::Append(vec![entry])));
+        // Sent when the effects are drained, so proposals made together go in one message.
+        self.broadcast_pending = true;
+        self.maybe_advance_commit(now);
+        index
+    }
+
+    /// Send what each follower is missing, within its window.
+    pub(crate) fn broadcast_append(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
+        for peer in peers {
+            let has_more = self
+                .progress
+                .get(&peer)
+                .is_some_and(|progress| progress.next_index <= self.log.last_index());
+            if has_more {
+                self.send_append(&peer, false);
+            }
+        }
+    }
+
+    /// Send one append (or a snapshot) to `peer` if its window allows. A heartbeat is sent
+    /// even when the window is full: it carries no entries and only proves leadership.
+    pub(crate) fn send_append(&mut self, peer: &NodeId, heartbeat: bool) {
+        let Some(progress) = self.progress.get(peer) else {
+            return;
+        };
+        let in_flight_max = self.settings.appends_in_flight_max;
+        if !progress.can_send(in_flight_max) {
+            if heartbeat && !matches!(progress.state, ReplicationState::Snapshot { .. }) {
+                let prev_log_index = progress.match_index.max(self.log.snapshot().last_index);
+                let prev_log_term = self.log.term_at(prev_log_index).unwrap_or_default();
+                self.send_append_message(peer.clone(), prev_log_index, prev_log_term, Vec::new());
+            }
+            return;
+        }
+        if progress.next_index <= self.log.snapshot().last_index {
+            self.send_snapshot(peer.clone());
+            return;
+        }
+        let prev_log_index = LogIndex(progress.next_index.0 - 1);
+        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+            self.send_snapshot(peer.clone());
+            return;
+        };
+        let entries = self.log.slice(
+            progress.next_index,
+            self.settings.append_entries_max,
+            self.settings.append_bytes_max,
+        );
+        if entries.is_empty() && !heartbeat {
+            return;
+        }
+        let last_sent = entries.last().map(|entry| entry.index);
+        if let Some(progress) = self.progress.get_mut(peer) {
+            progress.in_flight += 1;
+            if let (ReplicationState::Replicate, Some(last)) = (progress.state, last_sent) {
+                progress.next_index = last.next();
+            }
+        }
+        self.send_append_message(peer.clone(), prev_log_index, prev_log_term, entries);
+    }
+
+    fn send_append_message(
+        &mut self,
+        to: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+    ) {
+        let message = Message::AppendRequest {
+            term: self.term,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit_index,
+            read_round: self.round,
+        };
+        self.send(to, message);
+    }
+
+    fn send_snapshot(&mut self, peer: NodeId) {
+        let Some(data) = self.snapshot_data.clone() else {
+            tracing::error!(%peer, "follower needs a snapshot but none is held");
+            return;
+        };
+        let meta = self.log.snapshot().clone();
+        if let Some(progress) = self.progress.get_mut(&peer) {
+            progress.state = ReplicationState::Snapshot { sent_at: self.now };
+            progress.in_flight = 0;
+        }
+        tracing::debug!(%peer, last_index = %meta.last_index, "sending snapshot");
+        self.send(
+            peer,
+            Message::InstallSnapshot {
+                term: self.term,
+                meta,
+                data,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_append_request(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        read_round: u64,
+    ) {
+        if term < self.term {
+            self.send_append_response(from, false, self.log.last_index().next(), read_round);
+            return;
+        }
+        // term == self.term here (a higher term was adopted by the caller).
+        debug_assert!(self.role != Role::Leader, "two leaders in term {term}");
+        if self.role != self.follower_role() || self.leader.as_ref() != Some(&from) {
+            self.become_follower(now, term, Some(from.clone()));
+        } else {
+            self.leader_heard_at = Some(now);
+            self.reset_election_timer();
+        }
+
+        // Entries at or below the snapshot are committed and already here: skip them.
+        let snapshot_index = self.log.snapshot().last_index;
+        let (prev_log_index, prev_log_term, entries) = if prev_log_index < snapshot_index {
+            let skipped: Vec<Entry> = entries
+                .into_iter()
+                .filter(|entry| entry.index > snapshot_index)
+                .collect();
+            (snapshot_index, self.log.snapshot().last_term, skipped)
+        } else {
+            (prev_log_index, prev_log_term, entries)
+        };
+
+        if prev_log_index > self.log.last_index() {
+            self.send_append_response(from, false, self.log.last_index().next(), read_round);
+            return;
+        }
+        match self.log.term_at(prev_log_index) {
+            Some(local) if local == prev_log_term => {}
+            local => {
+                // Hint: the first index of the conflicting term, so the leader skips the
+                // whole term in one step.
+                let mut hint = prev_log_index;
+                if let Some(conflicting) = local {
+                    while hint.0 > self.commit_index.0 + 1
+                        && self.log.term_at(LogIndex(hint.0 - 1)) == Some(conflicting)
+                    {
+                        hint = LogIndex(hint.0 - 1);
+                    }
+                }
+                let hint = hint.max(self.commit_index.next());
+                self.send_append_response(from, false, hint, read_round);
+                return;
+            }
+        }
+
+        let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
+        let mut to_append = Vec::new();
+        for entry in entries {
+            if to_append.is_empty() {
+                match self.log.term_at(entry.index) {
+                    Some(term) if term == entry.term => continue,
+                    Some(_) => {
+                        assert!(
+                            entry.index > self.commit_index,
+                            "leader {from} asked to overwrite committed index {} (commit {})",
+                            entry.index,
+                            self.commit_index
+                        );
+                        self.log.truncate_from(entry.index);
+                        self.effects
+                            .push(Effect::Persist(Persist::TruncateFrom(entry.index)));
+                    }
+                    None => {}
+                }
+            }
+            to_append.push(entry);
+        }
+        if !to_append.is_empty() {
+            for entry in &to_append {
+                self.log.push(entry.clone());
+            }
+            self.effects
+                .push(Effect::Persist(Persist::Append(to_append)));
+            let role = self.follower_role();
+            if role != self.role {
+                self.role = role;
+                self.notify_role();
+            }
+        }
+        let commit = leader_commit.min(last_new);
+        if commit > self.commit_index {
+            self.commit_index = commit;
+            self.emit_apply();
+        }
+        self.send_append_response(from, true, last_new, read_round);
+    }
+
+    fn send_append_response(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        index: LogIndex,
+        read_round: u64,
+    ) {
+        let message = Message::AppendResponse {
+            term: self.term,
+            success,
+            index,
+            applied_index: self.applied_index,
+            read_round,
+        };
+        self.send(to, message);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_append_response(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        success: bool,
+        index: LogIndex,
+        applied_index: LogIndex,
+        read_round: u64,
+    ) {
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.last_ack_at = Some(now);
+        progress.applied_index = progress.applied_index.max(applied_index);
+        progress.acked_round = progress.acked_round.max(read_round);
+        if success {
+            progress.in_flight = progress.in_flight.saturating_sub(1);
+            if index > progress.match_index {
+                progress.match_index = index.min(last_index);
+            }
+            if progress.next_index <= progress.match_index {
+                progress.next_index = progress.match_index.next();
+            }
+            if progress.state == ReplicationState::Probe {
+                progress.state = ReplicationState::Replicate;
+                progress.in_flight = 0;
+                progress.next_index = progress.match_index.next();
+            }
+        } else if index > progress.match_index {
+            // Rejected: go back to where the follower says the logs may match.
+            progress.match_index = progress.match_index.min(last_index);
+            progress.state = ReplicationState::Probe;
+            progress.in_flight = 0;
+            progress.next_index = index
+                .min(last_index.next())
+                .max(progress.match_index.next());
+        } else if let ReplicationState::Probe = progress.state {
+            // A stale rejection while probing: allow the next probe.
+            progress.in_flight = 0;
+        }
+        self.maybe_advance_commit(now);
+        self.advance_reads(now);
+        self.continue_transfer(now, &from);
+        self.send_append(&from, false);
+    }
+
+    /// Commit the highest index replicated on a majority of voters, if it is from this term.
+    pub(crate) fn maybe_advance_commit(&mut self, _now: Millis) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let membership = self.log.membership();
+        let mut matches: Vec<LogIndex> = membership
+            .voters
+            .iter()
+            .map(|voter| {
+                if *voter == self.settings.node_id {
+                    self.log.last_index()
+                } else {
+                    self.progress
+                        .get(voter)
+                        .map(|progress| progress.match_index)
+                        .unwrap_or_default()
+                }
+            })
+            .collect();
+        if matches.is_empty() {
+            return;
+        }
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matches[membership.quorum() - 1];
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
+            self.commit_index = candidate;
+            self.emit_apply();
+            self.on_commit_advanced();
+            // Tell followers promptly so their applied index (and STRONG writes) follow.
+            self.broadcast_pending = true;
+            let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
+            for peer in peers {
+                let idle = self
+                    .progress
+                    .get(&peer)
+                    .is_some_and(|progress| progress.next_index > self.log.last_index());
+                if idle {
+                    self.send_append(&peer, true);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_install_snapshot(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+        data: Arc<Vec<u8>>,
+    ) {
+        if term < self.term {
+            self.send(
+                from,
+                Message::InstallSnapshotResponse {
+                    term: self.term,
+                    last_index: LogIndex(0),
+                },
+            );
+            return;
+        }
+        if self.role != self.follower_role() || self.leader.as_ref() != Some(&from) {
+            self.become_follower(now, term, Some(from.clone()));
+        } else {
+            self.leader_heard_at = Some(now);
+            self.reset_election_timer();
+        }
+        let last_index = meta.last_index;
+        if last_index > self.commit_index {
+            let agrees = self.log.term_at(last_index) == Some(meta.last_term);
+            self.log.install_snapshot(meta.clone());
+            if !agrees {
+                self.effects
+                    .push(Effect::Persist(Persist::TruncateFrom(last_index.next())));
+            }
+            self.snapshot_data = Some(Arc::clone(&data));
+            self.effects.push(Effect::Persist(Persist::Snapshot(
+                meta.clone(),
+                Arc::clone(&data),
+            )));
+            self.commit_index = last_index;
+            self.apply_requested = last_index;
+            self.effects.push(Effect::RestoreSnapshot(meta, data));
+            let role = self.follower_role();
+            if role != self.role {
+                self.role = role;
+                self.notify_role();
+            }
+        }
+        self.send(
+            from,
+            Message::InstallSnapshotResponse {
+                term: self.term,
+                last_index,
+            },
+        );
+    }
+
+    pub(crate) fn on_install_snapshot_response(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        last_index: LogIndex,
+    ) {
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&from) {
+            progress.last_ack_at = Some(now);
+            progress.match_index = progress.match_index.max(last_index);
+            progress.become_probe();
+        }
+        self.maybe_advance_commit(now);
+        self.send_append(&from, true);
+    }
+
+    pub(crate) fn on_heartbeat_tick(&mut self, now: Millis) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.set_timer(TimerKind::Heartbeat, self.settings.heartbeat_interval_ms);
+        self.start_round(now);
+        let stale_after_ms = 2 * self.settings.heartbeat_interval_ms;
+        let resend_snapshot_after_ms = self.settings.election_timeout_max_ms;
+        let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
+        for peer in &peers {
+            if let Some(progress) = self.progress.get_mut(peer) {
+                let silent = progress
+                    .last_ack_at
+                    .is_none_or(|at| now.saturating_since(at) > stale_after_ms);
+                match progress.state {
+                    // Lost appends leave the window full; start over from the last match.
+                    ReplicationState::Replicate if silent && progress.in_flight > 0 => {
+                        progress.become_probe()
+                    }
+                    ReplicationState::Probe => progress.in_flight = 0,
+                    ReplicationState::Snapshot { sent_at }
+                        if now.saturating_since(sent_at) > resend_snapshot_after_ms =>
+                    {
+                        progress.become_probe()
+                    }
+                    _ => {}
+                }
+            }
+            self.send_append(peer, true);
+        }
+        self.leadership_tick(now);
+        self.membership_tick(now);
+    }
+
+    /// Step down unless a majority of voters answered within the last check period, so a
+    /// leader cut off on the minority side stops acting as one.
+    pub(crate) fn on_check_quorum(&mut self, now: Millis) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let window_ms = self.settings.election_timeout_max_ms;
+        self.set_timer(TimerKind::CheckQuorum, window_ms);
+        let membership: Membership = self.log.membership().clone();
+        let active: Vec<NodeId> = membership
+            .voters
+            .iter()
+            .filter(|voter| {
+                **voter == self.settings.node_id
+                    || self.progress.get(*voter).is_some_and(|progress| {
+                        progress
+                            .last_ack_at
+                            .is_some_and(|at| now.saturating_since(at) <= window_ms)
+                    })
+            })
+            .cloned()
+            .collect();
+        self.quorum_checked_at = now;
+        if !membership.is_quorum(&active) {
+            tracing::warn!(term = %self.term, "lost contact with a majority; stepping down");
+            let term = self.term;
+            self.become_follower(now, term, None);
+        }
+    }
+}

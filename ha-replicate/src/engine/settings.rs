@@ -1,0 +1,69 @@
+//! Engine tuning, derived from the node config.
+
+use ha_core::{Config, FailoverMode, NodeId, Priority};
+
+/// Everything the engine needs to know about its own node and timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its leadership priority; 0 never campaigns.
+    pub priority: Priority,
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Shortest election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Longest election timeout (before the priority offset).
+    pub election_timeout_max_ms: u64,
+    /// Automatic or operator-only elections.
+    pub failover_mode: FailoverMode,
+    /// Hand back to a caught-up, healthy, higher-priority voter after this long; `None`: never.
+    pub failback_after_ms: Option<u64>,
+    /// Serve linearizable reads from a leader lease (no round trip) while it holds.
+    pub lease_reads: bool,
+    /// Subtracted from the lease to cover clock-rate differences between nodes.
+    pub clock_drift_margin_ms: u64,
+    /// Most entries in one append message.
+    pub append_entries_max: usize,
+    /// Most bytes of entries in one append message.
+    pub append_bytes_max: usize,
+    /// Most unanswered append messages per follower (pipelining window).
+    pub appends_in_flight_max: usize,
+    /// Most entries appended but not yet committed; proposals beyond it are refused
+    /// (back-pressure) until commits catch up.
+    pub uncommitted_entries_max: usize,
+    /// A leadership transfer that has not completed after this long is abandoned.
+    pub transfer_timeout_ms: u64,
+    /// Remove a voter unreachable this long, if a majority remains; `None`: never.
+    pub dead_voter_after_ms: Option<u64>,
+}
+
+impl EngineSettings {
+    /// Settings from a validated node config.
+    pub fn from_config(config: &Config) -> Self {
+        let timing = &config.timing;
+        Self {
+            node_id: config.node_id.clone(),
+            priority: config.priority,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
+            election_timeout_min_ms: timing.election_timeout_min_ms,
+            election_timeout_max_ms: timing.election_timeout_max_ms,
+            failover_mode: config.cluster.failover_mode,
+            failback_after_ms: config.cluster.failback_after_ms,
+            lease_reads: false,
+            clock_drift_margin_ms: timing.election_timeout_min_ms / 5,
+            append_entries_max: 512,
+            append_bytes_max: 1024 * 1024,
+            appends_in_flight_max: 16,
+            uncommitted_entries_max: 16_384,
+            transfer_timeout_ms: timing.election_timeout_max_ms * 2,
+            dead_voter_after_ms: config.cluster.dead_voter_after_ms,
+        }
+    }
+
+    /// Settings for tests: LAN timing, priority 1.
+    pub fn for_test(node_id: NodeId) -> Self {
+        let config = Config::single(node_id, std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        Self::from_config(&config)
+    }
+}
