@@ -69,3 +69,8 @@ pub use members::MEMBERS_MAX;
 pub use metadata::{METADATA_BYTES_MAX, MetadataAnnouncement};
 pub use settings::GossipSettings;
 pub use timer_queue::{PENDING_TIMERS_MAX, TimerQueue};
+
+// The README's embedding example is compiled as a doc test so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
