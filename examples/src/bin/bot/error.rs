@@ -1,0 +1,103 @@
+//! Why the bot stopped, and the exit code and message each reason gets.
+
+use std::path::PathBuf;
+
+use ha_core::ConfigError;
+use ha_gossip::GossipError;
+
+use crate::cli::flag_for_field;
+use crate::demo_error::DemoError;
+
+/// Exit code for an invalid command line or configuration (clap uses it for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure at run time.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Everything that ends the bot with a non-zero exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// The configuration is invalid; nothing was started. Fix the named field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The requested feature does not exist in this version; nothing was done.
+    #[error("{0}")]
+    NotAvailable(String),
+    /// The data dir or its node.json could not be read or written; nothing was started.
+    #[error("data dir {}: {reason}", path.display())]
+    DataDir {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What went wrong, and what to do about it.
+        reason: String,
+    },
+    /// The gossip socket could not be bound; nothing was started.
+    #[error(
+        "cannot bind the gossip socket on {addr}: {source}. Is another node or program using \
+         it? Pick another --bind"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Gossip could not start or stopped unexpectedly.
+    #[error("gossip: {0}")]
+    Gossip(#[from] GossipError),
+    /// The process could not set up its runtime or signal handlers.
+    #[error("runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A step of `bot demo` failed or timed out.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+}
+
+impl BotError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BotError::Config(_) | BotError::NotAvailable(_) => EXIT_USAGE,
+            BotError::Gossip(GossipError::Config(_)) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The text to print on stderr: configuration errors are laid out field by field, with the
+    /// flag that sets the field, so the fix is easy to find.
+    pub fn report(&self) -> String {
+        let config_error = match self {
+            BotError::Config(error) | BotError::Gossip(GossipError::Config(error)) => error,
+            BotError::NotAvailable(message) => return format!("bot: {message}"),
+            other => return format!("bot: error: {other}"),
+        };
+        let flag = flag_for_field(config_error.field)
+            .map(|flag| format!("\n  flag:    {flag}"))
+            .unwrap_or_default();
+        format!(
+            "bot: invalid configuration\n  field:   {}{flag}\n  problem: {}\n  fix:     {}",
+            config_error.field, config_error.problem, config_error.fix
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_exit_2_and_name_field_and_flag() {
+        let error = BotError::from(ConfigError::new("cluster.name", "bad", "rename it"));
+        assert_eq!(error.exit_code(), EXIT_USAGE);
+        let report = error.report();
+        assert!(report.contains("cluster.name"), "{report}");
+        assert!(report.contains("--cluster"), "{report}");
+        assert!(report.contains("rename it"), "{report}");
+    }
+
+    #[test]
+    fn runtime_errors_exit_1() {
+        let error = BotError::Runtime(std::io::Error::other("boom"));
+        assert_eq!(error.exit_code(), EXIT_FAILURE);
+    }
+}

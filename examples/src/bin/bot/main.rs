@@ -1,0 +1,78 @@
+//! # bot
+//!
+//! The demo binary of `ha` (DESIGN.md section 9): one node per process, `bot demo` to run a
+//! 3-node cluster on loopback and crash one, and `bot status` for the cluster table.
+//!
+//! ```text
+//!   bot --id n1 --bind ADDR ...   node mode: GossipNode on ADDR ──▶ EVENT {json} lines on stdout
+//!                                                                   logs on stderr
+//!   bot demo                      runs 3 × `bot --id nX ...` as children, reads their EVENT
+//!                                 lines, SIGKILLs one, restarts it, SIGTERMs all, prints a
+//!                                 timeline and a verdict
+//!   bot status --http ADDR        exits 2: the admin HTTP API does not exist yet
+//! ```
+//!
+//! Today a node runs gossip membership only; replication, election, the KV/lock store and
+//! the admin HTTP API will extend this same binary, behind the same command line.
+
+mod cli;
+mod cluster;
+mod demo;
+mod demo_error;
+mod error;
+mod event;
+mod node;
+mod node_file;
+mod ports;
+mod report;
+mod status;
+mod view;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ha_core::MonotonicClock;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::error::BotError;
+
+fn main() -> ExitCode {
+    // The node's clock starts first, so event times count from the process start.
+    let clock = MonotonicClock::new();
+    let cli = Cli::parse();
+    init_logging();
+    let result = match &cli.command {
+        Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Status(args)) => status::run(args),
+        None => match &cli.node {
+            Some(args) => node::run(args, clock),
+            // clap requires the node options when no subcommand is given, so this is only
+            // reached if that ever changes.
+            None => Err(BotError::NotAvailable(
+                "give node options (--id, --bind, --data-dir) or a subcommand; see --help"
+                    .to_string(),
+            )),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", error.report());
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`); stdout is kept for EVENT lines
+/// and the demo's timeline.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal; in a log file they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
