@@ -387,7 +387,7 @@ impl Config {
                 "add a third voter (a priority-0 witness is enough), or set cluster.allow_two_voters = true",
             ));
         }
-        if voters > 2 && voters % 2 == 0 && !self.cluster.allow_even_voters {
+        if voters > 2 && voters.is_multiple_of(2) && !self.cluster.allow_even_voters {
             return Err(ConfigError::new(
                 "cluster.bootstrap_expect",
                 format!(

@@ -149,6 +149,11 @@ impl GossipCore {
         self.swim.identity()
     }
 
+    /// The settings it runs with.
+    pub fn settings(&self) -> &GossipSettings {
+        &self.settings
+    }
+
     /// The metadata this node advertises.
     pub fn metadata(&self) -> &NodeMetadata {
         &self.metadata
@@ -248,7 +253,7 @@ impl GossipCore {
     }
 
     /// Leave gracefully: advertise LEAVING to every reachable member, then tell the cluster we
-    /// are gone. The driver should keep sending for a moment, then stop.
+    /// are gone. The driver should keep receiving for a moment (a probe round trip), then stop.
     pub fn leave(&mut self, now: Millis) {
         if self.left {
             return;
@@ -435,7 +440,12 @@ impl GossipCore {
                 self.broadcast_metadata();
             }
             OwnedNotification::Defunct => {
-                tracing::warn!("declared down and cannot renew identity");
+                // After a graceful leave foca reports itself down: expected, not a problem.
+                if self.left {
+                    tracing::debug!("left the cluster");
+                } else {
+                    tracing::warn!("declared down and cannot renew identity");
+                }
             }
         }
     }

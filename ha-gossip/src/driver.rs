@@ -61,6 +61,8 @@ struct View {
 pub struct GossipNode {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<MemberEvent>,
+    /// Subscribed before the task started, so the first `subscribe` misses no event.
+    first_subscriber: parking_lot::Mutex<Option<broadcast::Receiver<MemberEvent>>>,
     view: Arc<RwLock<View>>,
     local_addr: SocketAddr,
     task: JoinHandle<()>,
@@ -101,7 +103,7 @@ impl GossipNode {
             drops: core.drop_counts(),
         }));
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (events, first_subscriber) = broadcast::channel(EVENT_BUFFER);
         let runner = Runner {
             core,
             socket,
@@ -114,6 +116,7 @@ impl GossipNode {
         Ok(Self {
             commands,
             events,
+            first_subscriber: parking_lot::Mutex::new(Some(first_subscriber)),
             view,
             local_addr,
             task,
@@ -145,9 +148,13 @@ impl GossipNode {
         self.view.read().drops
     }
 
-    /// Membership events from now on.
+    /// Membership events. The first call gets every event since the node started; later
+    /// calls get events from the moment they subscribe.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
-        self.events.subscribe()
+        self.first_subscriber
+            .lock()
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Change the advertised metadata and wait until the core has taken it.
@@ -217,6 +224,7 @@ impl Runner {
                     Some(Command::Leave(done)) => {
                         self.core.leave(self.clock.now());
                         self.apply_effects().await;
+                        self.linger(&mut buffer).await;
                         let _ = done.send(());
                         return;
                     }
@@ -240,6 +248,21 @@ impl Runner {
                         self.apply_effects().await;
                     }
                 }
+            }
+        }
+    }
+
+    /// After leaving, keep answering for one probe round trip so that members probing us
+    /// meanwhile are not left waiting; our timers no longer run.
+    async fn linger(&mut self, buffer: &mut [u8]) {
+        let until = tokio::time::Instant::now()
+            + Duration::from_millis(self.core.settings().timing.gossip_probe_rtt_ms);
+        while let Ok(received) = tokio::time::timeout_at(until, self.socket.recv_from(buffer)).await
+        {
+            if let Ok((length, from)) = received {
+                self.core
+                    .on_packet(self.clock.now(), from, &buffer[..length]);
+                self.apply_effects().await;
             }
         }
     }

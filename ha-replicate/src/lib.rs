@@ -8,5 +8,7 @@ pub mod entry;
 pub mod hard_state;
 pub mod membership;
 pub mod raft_log;
+pub mod replica;
 pub mod snapshot_meta;
 pub mod storage;
+pub mod transport;

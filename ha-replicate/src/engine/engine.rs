@@ -464,11 +464,12 @@ impl Engine {
     /// degraded node does not campaign.
     pub fn set_local_health(&mut self, now: Millis, health: HealthStatus) {
         self.local_health = health;
-        if self.is_leader() && health == HealthStatus::Unhealthy && self.transfer.is_none() {
-            if let Err(error) = self.transfer_leadership(now, None, ElectionCause::UnhealthyLeader)
-            {
-                tracing::warn!(%error, "unhealthy leader cannot hand over");
-            }
+        if self.is_leader()
+            && health == HealthStatus::Unhealthy
+            && self.transfer.is_none()
+            && let Err(error) = self.transfer_leadership(now, None, ElectionCause::UnhealthyLeader)
+        {
+            tracing::warn!(%error, "unhealthy leader cannot hand over");
         }
     }
 

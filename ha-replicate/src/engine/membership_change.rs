@@ -158,7 +158,7 @@ impl Engine {
                 })
                 .cloned()
                 .collect();
-            if next.is_quorum(&reachable) && next.voters.len() >= 1 {
+            if next.is_quorum(&reachable) && !next.voters.is_empty() {
                 tracing::warn!(%node, "removing a voter that has been unreachable too long");
                 let _ = self.propose_membership(now, next);
             }

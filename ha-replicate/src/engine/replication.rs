@@ -266,11 +266,14 @@ impl Engine {
         index: LogIndex,
         read_round: u64,
     ) {
+        // Entries handed out for applying are applied before this answer leaves (effects are
+        // carried out in order), so report them: STRONG writes then complete without waiting
+        // for the next heartbeat.
         let message = Message::AppendResponse {
             term: self.term,
             success,
             index,
-            applied_index: self.applied_index,
+            applied_index: self.applied_index.max(self.apply_requested),
             read_round,
         };
         self.send(to, message);

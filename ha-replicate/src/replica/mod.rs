@@ -1,0 +1,18 @@
+//! A replica: the engine, its store, the host state machine and client requests, as one
+//! sans-IO core ([`ReplicaCore`]) shared by the tokio driver and the simulator.
+
+mod applier;
+mod client;
+mod failover_record;
+mod replica_core;
+mod rpc;
+mod session;
+mod settings;
+
+pub use applier::{Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_BYTES_MAX};
+pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
+pub use failover_record::FailoverRecord;
+pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
+pub use rpc::Rpc;
+pub use session::{ApplyOutcome, SessionCommand, SessionId};
+pub use settings::{ReplicaSettings, SyncPolicy};

@@ -1,0 +1,712 @@
+//! The sans-IO replica: engine + store + applier + client requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
+
+use crate::engine::{
+    Effect, Engine, EngineStart, Persist, ProposeError, ReadError, Role, TimerKind,
+};
+use crate::replica::applier::Applier;
+use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
+use crate::replica::rpc::Rpc;
+use crate::replica::session::{ApplyOutcome, SessionCommand};
+use crate::replica::settings::{ReplicaSettings, SyncPolicy};
+use crate::storage::{LogStore, StorageError};
+
+/// Largest encoded session command accepted from a client.
+pub const COMMAND_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A timer the replica asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaTimer {
+    /// One of the engine's timers.
+    Engine(TimerKind, u64),
+    /// Check deadlines and snapshot policy.
+    Housekeeping,
+}
+
+/// What the driver must do for the replica, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplicaEffect {
+    /// Send to another replica.
+    Send {
+        /// Destination.
+        to: NodeId,
+        /// The message.
+        rpc: Rpc,
+    },
+    /// Deliver `on_timer(timer)` after `after_ms`.
+    SetTimer {
+        /// The timer.
+        timer: ReplicaTimer,
+        /// Delay.
+        after_ms: u64,
+    },
+    /// Answer a local client request.
+    Reply {
+        /// The id the driver gave the request.
+        request_id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Role, term or leader changed.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The term.
+        term: Term,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Storage failed: the replica stopped and answers nothing more. Restart the node.
+    Fatal(String),
+}
+
+/// Who is waiting for an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Local(u64),
+    Remote(NodeId, u64),
+}
+
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    origin: Origin,
+    term: Term,
+    consistency: Consistency,
+    deadline: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRead {
+    origin: Origin,
+    query: Vec<u8>,
+    deadline: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct StrongWait {
+    origin: Origin,
+    outcome: ApplyOutcome,
+    deadline: Millis,
+}
+
+/// One replica of the log and its state machine, with no IO of its own.
+///
+/// The tokio driver runs it over TCP and a WAL; the simulator runs it over a simulated network
+/// and a [`MemoryStore`](crate::storage::memory::MemoryStore). It persists through its
+/// [`LogStore`] directly and holds every message and answer until what they depend on is
+/// synced.
+pub struct ReplicaCore<S: StateMachine, L: LogStore> {
+    settings: ReplicaSettings,
+    engine: Engine,
+    store: L,
+    applier: Applier<S>,
+    unsynced: bool,
+    held: Vec<ReplicaEffect>,
+    outputs: Vec<ReplicaEffect>,
+    pending_writes: BTreeMap<LogIndex, PendingWrite>,
+    strong_waits: BTreeMap<LogIndex, StrongWait>,
+    pending_reads: BTreeMap<u64, PendingRead>,
+    ready_reads: Vec<(LogIndex, u64)>,
+    forwards: BTreeMap<u64, (u64, Millis)>,
+    next_id: u64,
+    fatal: Option<String>,
+}
+
+impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
+    /// Recover from `store` and start. `machine` must be fresh: the snapshot (if any) is
+    /// restored into it.
+    ///
+    /// # Errors
+    /// [`StorageError`] when recovery fails or the snapshot does not restore.
+    pub fn new(
+        settings: ReplicaSettings,
+        machine: S,
+        mut store: L,
+        now: Millis,
+        seed: u64,
+    ) -> Result<Self, StorageError> {
+        let recovered = store.recover()?;
+        for repair in &recovered.repairs {
+            tracing::warn!(%repair, "storage repaired at start");
+        }
+        let mut applier = Applier::new(machine);
+        let snapshot = match recovered.snapshot {
+            Some((meta, data)) => {
+                applier
+                    .restore(&data)
+                    .map_err(|error| StorageError::Corrupt {
+                        path: "snapshot".into(),
+                        offset: 0,
+                        reason: error.to_string(),
+                    })?;
+                Some((meta, Arc::new(data)))
+            }
+            None => None,
+        };
+        let start = EngineStart {
+            hard_state: recovered.hard_state,
+            snapshot,
+            entries: recovered.entries,
+        };
+        let engine = Engine::new(settings.engine.clone(), start, now, seed);
+        let mut core = Self {
+            settings,
+            engine,
+            store,
+            applier,
+            unsynced: false,
+            held: Vec::new(),
+            outputs: Vec::new(),
+            pending_writes: BTreeMap::new(),
+            strong_waits: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            ready_reads: Vec::new(),
+            forwards: BTreeMap::new(),
+            next_id: 1,
+            fatal: None,
+        };
+        core.outputs.push(ReplicaEffect::SetTimer {
+            timer: ReplicaTimer::Housekeeping,
+            after_ms: core.settings.housekeeping_interval_ms,
+        });
+        core.after_input(now);
+        Ok(core)
+    }
+
+    /// The consensus engine (role, term, progress, ...).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Mutable access for membership and leadership commands (bootstrap, transfer,
+    /// campaign, peer info, health). Call [`after_command`](Self::after_command) afterwards.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Process what an `engine_mut` command produced.
+    pub fn after_command(&mut self, now: Millis) {
+        self.after_input(now);
+    }
+
+    /// The applied state.
+    pub fn applier(&self) -> &Applier<S> {
+        &self.applier
+    }
+
+    /// The store.
+    pub fn store(&self) -> &L {
+        &self.store
+    }
+
+    /// Whether storage failed (the replica no longer acts).
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// Take the effects ready to carry out.
+    pub fn drain_effects(&mut self) -> Vec<ReplicaEffect> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// Sync the store and release what waited for it (group commit).
+    pub fn flush(&mut self) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if self.unsynced {
+            if let Err(error) = self.store.sync() {
+                self.fail(error);
+                return;
+            }
+            self.unsynced = false;
+        }
+        self.outputs.append(&mut self.held);
+    }
+
+    // ----- Inputs -----
+
+    /// A message from another replica.
+    pub fn on_rpc(&mut self, now: Millis, from: NodeId, rpc: Rpc) {
+        if self.fatal.is_some() {
+            return;
+        }
+        match rpc {
+            Rpc::Raft(message) => self.engine.on_message(now, from, message),
+            Rpc::Forward {
+                forward_id,
+                request,
+            } => {
+                let deadline = now + self.settings.engine.election_timeout_max_ms * 10;
+                self.handle_request(
+                    now,
+                    Origin::Remote(from, forward_id),
+                    request,
+                    deadline,
+                    false,
+                );
+            }
+            Rpc::ForwardReply { forward_id, reply } => {
+                if let Some((request_id, _)) = self.forwards.remove(&forward_id) {
+                    self.emit(ReplicaEffect::Reply { request_id, reply });
+                }
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// A timer fired.
+    pub fn on_timer(&mut self, now: Millis, timer: ReplicaTimer) {
+        if self.fatal.is_some() {
+            return;
+        }
+        match timer {
+            ReplicaTimer::Engine(kind, generation) => self.engine.on_timer(now, kind, generation),
+            ReplicaTimer::Housekeeping => {
+                self.outputs.push(ReplicaEffect::SetTimer {
+                    timer: ReplicaTimer::Housekeeping,
+                    after_ms: self.settings.housekeeping_interval_ms,
+                });
+                self.expire(now);
+                self.maybe_snapshot(now);
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// A local client request; the answer comes as a [`ReplicaEffect::Reply`] with
+    /// `request_id` by `deadline` at the latest.
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        request_id: u64,
+        request: ClientRequest,
+        deadline: Millis,
+    ) {
+        if let Some(error) = &self.fatal {
+            let reply = ClientReply::Failed(ClientError::Stopped(error.clone()));
+            self.outputs
+                .push(ReplicaEffect::Reply { request_id, reply });
+            return;
+        }
+        self.handle_request(now, Origin::Local(request_id), request, deadline, true);
+        self.after_input(now);
+    }
+
+    // ----- Requests -----
+
+    fn handle_request(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        request: ClientRequest,
+        deadline: Millis,
+        may_forward: bool,
+    ) {
+        match request {
+            ClientRequest::Write(write) => {
+                self.handle_write(now, origin, write, deadline, may_forward)
+            }
+            ClientRequest::Read(read) => self.handle_read(now, origin, read, deadline, may_forward),
+        }
+    }
+
+    fn handle_write(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        write: WriteRequest,
+        deadline: Millis,
+        may_forward: bool,
+    ) {
+        let stamped = SessionCommand {
+            session: write.session,
+            sequence: write.sequence,
+            command: write.command.clone(),
+        };
+        let bytes = match codec::encode("session command", &stamped, COMMAND_BYTES_MAX) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let reply = ClientReply::Failed(ClientError::InvalidQuery(error.to_string()));
+                self.reply(origin, reply);
+                return;
+            }
+        };
+        match self.engine.propose(now, bytes) {
+            Ok(index) => {
+                let term = self.engine.term();
+                if write.consistency == Consistency::Eventual {
+                    // Appended (durable once the pending sync completes): answer now; the
+                    // answer is held until that sync.
+                    self.reply(origin.clone(), ClientReply::Accepted { index });
+                }
+                self.pending_writes.insert(
+                    index,
+                    PendingWrite {
+                        origin,
+                        term,
+                        consistency: write.consistency,
+                        deadline,
+                    },
+                );
+            }
+            Err(ProposeError::NotLeader { leader }) => self.forward_or_fail(
+                origin,
+                ClientRequest::Write(write),
+                leader,
+                deadline,
+                may_forward,
+            ),
+            Err(ProposeError::TransferInProgress) => {
+                self.reply(origin, ClientReply::Failed(ClientError::TransferInProgress))
+            }
+            Err(_) => self.reply(origin, ClientReply::Failed(ClientError::Busy)),
+        }
+    }
+
+    fn handle_read(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        read: ReadRequest,
+        deadline: Millis,
+        may_forward: bool,
+    ) {
+        if read.consistency == Consistency::Eventual {
+            let reply = self.answer_query(&read.query);
+            self.reply(origin, reply);
+            return;
+        }
+        let read_id = self.next_id();
+        match self.engine.read_index(now, read_id) {
+            Ok(()) => {
+                self.pending_reads.insert(
+                    read_id,
+                    PendingRead {
+                        origin,
+                        query: read.query,
+                        deadline,
+                    },
+                );
+            }
+            Err(ReadError::NotLeader { leader }) => self.forward_or_fail(
+                origin,
+                ClientRequest::Read(read),
+                leader,
+                deadline,
+                may_forward,
+            ),
+        }
+    }
+
+    fn forward_or_fail(
+        &mut self,
+        origin: Origin,
+        request: ClientRequest,
+        leader: Option<NodeId>,
+        deadline: Millis,
+        may_forward: bool,
+    ) {
+        match (origin, leader) {
+            (Origin::Local(request_id), Some(leader)) if may_forward => {
+                let forward_id = self.next_id();
+                self.forwards.insert(forward_id, (request_id, deadline));
+                self.emit(ReplicaEffect::Send {
+                    to: leader,
+                    rpc: Rpc::Forward {
+                        forward_id,
+                        request,
+                    },
+                });
+            }
+            (origin, leader) => self.reply(
+                origin,
+                ClientReply::Failed(ClientError::NotLeader { leader }),
+            ),
+        }
+    }
+
+    fn answer_query(&self, query: &[u8]) -> ClientReply {
+        match self.applier.query(query) {
+            Ok(response) => ClientReply::Read {
+                index: self.applier.applied_index(),
+                response,
+            },
+            Err(error) => ClientReply::Failed(ClientError::InvalidQuery(error.to_string())),
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn reply(&mut self, origin: Origin, reply: ClientReply) {
+        match origin {
+            Origin::Local(request_id) => self.emit(ReplicaEffect::Reply { request_id, reply }),
+            Origin::Remote(node, forward_id) => self.emit(ReplicaEffect::Send {
+                to: node,
+                rpc: Rpc::ForwardReply { forward_id, reply },
+            }),
+        }
+    }
+
+    /// Queue an outgoing effect behind any unsynced write.
+    fn emit(&mut self, effect: ReplicaEffect) {
+        if self.unsynced || !self.held.is_empty() {
+            self.held.push(effect);
+        } else {
+            self.outputs.push(effect);
+        }
+    }
+
+    fn fail(&mut self, error: StorageError) {
+        let message = error.to_string();
+        tracing::error!(%message, "storage failed; replica stopping");
+        self.fatal = Some(message.clone());
+        self.held.clear();
+        self.outputs.push(ReplicaEffect::Fatal(message));
+    }
+
+    // ----- Engine effects -----
+
+    fn after_input(&mut self, now: Millis) {
+        let effects = self.engine.drain_effects();
+        for effect in effects {
+            if self.fatal.is_some() {
+                return;
+            }
+            self.carry_out(now, effect);
+        }
+        self.complete_strong_writes();
+        if self.settings.sync_policy == SyncPolicy::EveryInput {
+            self.flush();
+        }
+    }
+
+    fn carry_out(&mut self, now: Millis, effect: Effect) {
+        match effect {
+            Effect::Persist(persist) => {
+                let result = match &persist {
+                    Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
+                    Persist::TruncateFrom(index) => self.store.truncate_from(*index),
+                    Persist::Append(entries) => self.store.append(entries),
+                    Persist::Snapshot(meta, data) => self.store.save_snapshot(meta, data),
+                };
+                match result {
+                    Ok(()) => self.unsynced = true,
+                    Err(error) => self.fail(error),
+                }
+            }
+            Effect::Send { to, message } => self.emit(ReplicaEffect::Send {
+                to,
+                rpc: Rpc::Raft(message),
+            }),
+            Effect::SetTimer {
+                kind,
+                generation,
+                after_ms,
+            } => self.outputs.push(ReplicaEffect::SetTimer {
+                timer: ReplicaTimer::Engine(kind, generation),
+                after_ms,
+            }),
+            Effect::Apply(entries) => self.apply(now, entries),
+            Effect::RestoreSnapshot(meta, data) => {
+                if let Err(error) = self.applier.restore(&data) {
+                    self.fail(StorageError::Corrupt {
+                        path: "snapshot from leader".into(),
+                        offset: 0,
+                        reason: error.to_string(),
+                    });
+                    return;
+                }
+                self.engine.on_applied(now, meta.last_index);
+                // Writes this node proposed at or below the snapshot have an unknown fate.
+                let covered: Vec<LogIndex> = self
+                    .pending_writes
+                    .range(..=meta.last_index)
+                    .map(|(index, _)| *index)
+                    .collect();
+                for index in covered {
+                    if let Some(pending) = self.pending_writes.remove(&index) {
+                        self.reply(
+                            pending.origin,
+                            ClientReply::Failed(ClientError::LeadershipLost),
+                        );
+                    }
+                }
+                self.serve_ready_reads();
+            }
+            Effect::RoleChanged { role, term, leader } => {
+                self.outputs
+                    .push(ReplicaEffect::RoleChanged { role, term, leader });
+            }
+            Effect::ReadReady { read_id, index } => {
+                self.ready_reads.push((index, read_id));
+                self.serve_ready_reads();
+            }
+            Effect::ReadFailed { read_id, leader } => {
+                if let Some(read) = self.pending_reads.remove(&read_id) {
+                    self.reply(
+                        read.origin,
+                        ClientReply::Failed(ClientError::NotLeader { leader }),
+                    );
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Millis, entries: Vec<crate::entry::Entry>) {
+        let mut last = None;
+        for entry in &entries {
+            let outcome = self.applier.apply(entry);
+            last = Some(entry.index);
+            let Some(pending) = self.pending_writes.remove(&entry.index) else {
+                continue;
+            };
+            if pending.term != entry.term {
+                self.reply(
+                    pending.origin,
+                    ClientReply::Failed(ClientError::LeadershipLost),
+                );
+                continue;
+            }
+            let outcome = outcome.unwrap_or(ApplyOutcome::Invalid(
+                "entry at the proposed index is not a command".to_string(),
+            ));
+            match pending.consistency {
+                Consistency::Eventual => {}
+                Consistency::Quorum => self.reply(
+                    pending.origin,
+                    ClientReply::Written {
+                        index: entry.index,
+                        outcome,
+                    },
+                ),
+                Consistency::Strong => {
+                    self.strong_waits.insert(
+                        entry.index,
+                        StrongWait {
+                            origin: pending.origin,
+                            outcome,
+                            deadline: pending.deadline,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(last) = last {
+            self.engine.on_applied(now, last);
+        }
+        self.serve_ready_reads();
+    }
+
+    fn serve_ready_reads(&mut self) {
+        let applied = self.applier.applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ready_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.ready_reads = waiting;
+        for (_, read_id) in ready {
+            if let Some(read) = self.pending_reads.remove(&read_id) {
+                let reply = self.answer_query(&read.query);
+                self.reply(read.origin, reply);
+            }
+        }
+    }
+
+    fn complete_strong_writes(&mut self) {
+        if self.strong_waits.is_empty() || !self.engine.is_leader() {
+            return;
+        }
+        let everywhere = self.engine.voters_applied_index();
+        let done: Vec<LogIndex> = self
+            .strong_waits
+            .range(..=everywhere)
+            .map(|(index, _)| *index)
+            .collect();
+        for index in done {
+            if let Some(wait) = self.strong_waits.remove(&index) {
+                self.reply(
+                    wait.origin,
+                    ClientReply::Written {
+                        index,
+                        outcome: wait.outcome,
+                    },
+                );
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Millis) {
+        let expired: Vec<LogIndex> = self
+            .pending_writes
+            .iter()
+            .filter(|(_, pending)| pending.deadline <= now)
+            .map(|(index, _)| *index)
+            .collect();
+        for index in expired {
+            if let Some(pending) = self.pending_writes.remove(&index)
+                && pending.consistency != Consistency::Eventual
+            {
+                self.reply(pending.origin, ClientReply::Failed(ClientError::Timeout));
+            }
+        }
+        let expired: Vec<LogIndex> = self
+            .strong_waits
+            .iter()
+            .filter(|(_, wait)| wait.deadline <= now)
+            .map(|(index, _)| *index)
+            .collect();
+        for index in expired {
+            if let Some(wait) = self.strong_waits.remove(&index) {
+                self.reply(
+                    wait.origin,
+                    ClientReply::Failed(ClientError::NotAppliedEverywhere { index }),
+                );
+            }
+        }
+        let expired: Vec<u64> = self
+            .pending_reads
+            .iter()
+            .filter(|(_, read)| read.deadline <= now)
+            .map(|(read_id, _)| *read_id)
+            .collect();
+        for read_id in expired {
+            if let Some(read) = self.pending_reads.remove(&read_id) {
+                self.reply(read.origin, ClientReply::Failed(ClientError::Timeout));
+            }
+        }
+        let expired: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(forward_id, _)| *forward_id)
+            .collect();
+        for forward_id in expired {
+            if let Some((request_id, _)) = self.forwards.remove(&forward_id) {
+                self.emit(ReplicaEffect::Reply {
+                    request_id,
+                    reply: ClientReply::Failed(ClientError::Timeout),
+                });
+            }
+        }
+    }
+
+    fn maybe_snapshot(&mut self, now: Millis) {
+        let applied = self.applier.applied_index();
+        let since = applied.0 - self.engine.snapshot_meta().last_index.0.min(applied.0);
+        if since < self.settings.snapshot_every_entries {
+            return;
+        }
+        match self.applier.snapshot() {
+            Ok(data) => self.engine.on_snapshot_taken(now, applied, Arc::new(data)),
+            Err(error) => tracing::warn!(%error, "snapshot failed; will retry"),
+        }
+    }
+}
