@@ -13,6 +13,14 @@ use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::SnapshotMeta;
 
+mod log_bounds;
+pub mod memory;
+mod record;
+mod segment;
+mod snapshot_file;
+pub mod wal;
+mod wal_recovery;
+
 /// Everything a store holds durably, read once at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {

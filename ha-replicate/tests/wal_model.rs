@@ -1,0 +1,418 @@
+//! Model test of both stores: random sequences of append, truncate, hard state, snapshot, sync
+//! and crash-and-recover, checked against a simple model (the entries after the snapshot, the
+//! hard state, the snapshot) after every recovery.
+//!
+//! The model keeps every state the store went through since the last sync. A crash may keep
+//! any prefix of the unsynced writes and nothing else, so:
+//! - `MemoryStore`: the disk keeps exactly the first `choice % (unsynced writes + 1)`, so the
+//!   recovered state must be exactly that state of the history;
+//! - `WalStore` with `FsyncPolicy::Always`: nothing is unsynced, so exactly the current state;
+//! - `WalStore` with `FsyncPolicy::Manual`: the test itself cuts the bytes written since the
+//!   last sync at a random point (a torn tail, possibly mid-record or mid-header, later
+//!   segments lost), and the recovered state must be one of the states since the last sync.
+
+mod wal_support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ha_core::{LogIndex, NodeId, Term};
+use ha_replicate::entry::{Entry, Payload};
+use ha_replicate::hard_state::HardState;
+use ha_replicate::membership::Membership;
+use ha_replicate::snapshot_meta::SnapshotMeta;
+use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
+use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
+use ha_replicate::storage::{LogStore, Recovered};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use wal_support::segment_files;
+
+/// Small enough that most cases roll over and compact many segments.
+const SEGMENT_BYTES_MAX: u64 = 160;
+
+#[derive(Clone, Debug)]
+enum Operation {
+    Append {
+        count: u8,
+        payload_bytes: u8,
+        membership: bool,
+    },
+    /// Later appends use the next term (a new leader).
+    NewTerm,
+    /// `truncate_from(last + 1 - back)`, which may reach below the snapshot.
+    Truncate {
+        back: u8,
+    },
+    SaveHardState {
+        term: u8,
+        vote: Option<u8>,
+    },
+    /// A snapshot somewhere from the current snapshot to two past the last entry.
+    SaveSnapshot {
+        position: u8,
+        data_bytes: u8,
+    },
+    Sync,
+    Crash {
+        choice: u64,
+    },
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    prop_oneof![
+        8 => (1u8..=4, 0u8..48, proptest::bool::weighted(0.1)).prop_map(
+            |(count, payload_bytes, membership)| Operation::Append {
+                count,
+                payload_bytes,
+                membership
+            }
+        ),
+        1 => Just(Operation::NewTerm),
+        2 => (0u8..8).prop_map(|back| Operation::Truncate { back }),
+        2 => (0u8..6, proptest::option::of(0u8..3))
+            .prop_map(|(term, vote)| Operation::SaveHardState { term, vote }),
+        1 => (any::<u8>(), 0u8..64)
+            .prop_map(|(position, data_bytes)| Operation::SaveSnapshot { position, data_bytes }),
+        2 => Just(Operation::Sync),
+        2 => any::<u64>().prop_map(|choice| Operation::Crash { choice }),
+    ]
+}
+
+/// What a store holds, as the model sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct State {
+    hard_state: HardState,
+    snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    entries: Vec<Entry>,
+}
+
+impl State {
+    fn of(recovered: Recovered) -> Self {
+        Self {
+            hard_state: recovered.hard_state,
+            snapshot: recovered.snapshot,
+            entries: recovered.entries,
+        }
+    }
+
+    fn snapshot_last(&self) -> u64 {
+        self.snapshot
+            .as_ref()
+            .map_or(0, |(meta, _)| meta.last_index.0)
+    }
+
+    fn last(&self) -> u64 {
+        self.entries
+            .last()
+            .map_or(self.snapshot_last(), |entry| entry.index.0)
+    }
+}
+
+/// The model: `history[0]` is the synced state, the last element the current one, and the
+/// ones between are the states after each unsynced write.
+struct Model {
+    history: Vec<State>,
+    term: u64,
+}
+
+impl Model {
+    fn current(&self) -> &State {
+        self.history.last().unwrap()
+    }
+
+    /// Records one unsynced write.
+    fn write(&mut self, change: impl FnOnce(&mut State)) {
+        let mut next = self.current().clone();
+        change(&mut next);
+        self.history.push(next);
+    }
+
+    fn synced(&mut self) {
+        let current = self.current().clone();
+        self.history = vec![current];
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Memory,
+    WalAlways,
+    WalManualLosingUnsyncedBytes,
+}
+
+/// The store under test and what it needs to crash.
+struct Harness {
+    target: Target,
+    store: Box<dyn LogStore>,
+    disk: MemoryDisk,
+    directory: tempfile::TempDir,
+    /// Segment sizes at the last sync, for cutting unsynced bytes.
+    synced_sizes: BTreeMap<PathBuf, u64>,
+}
+
+impl Harness {
+    fn new(target: Target) -> (Self, State) {
+        let disk = MemoryDisk::new();
+        let directory = tempfile::tempdir().unwrap();
+        let mut harness = Self {
+            target,
+            store: Box::new(MemoryStore::open(disk.clone())),
+            disk,
+            directory,
+            synced_sizes: BTreeMap::new(),
+        };
+        let recovered = harness.reopen();
+        (harness, State::of(recovered))
+    }
+
+    fn reopen(&mut self) -> Recovered {
+        self.store = match self.target {
+            Target::Memory => Box::new(MemoryStore::open(self.disk.clone())),
+            Target::WalAlways | Target::WalManualLosingUnsyncedBytes => {
+                let fsync_policy = match self.target {
+                    Target::WalAlways => FsyncPolicy::Always,
+                    _ => FsyncPolicy::Manual,
+                };
+                let options = WalOptions {
+                    segment_bytes_max: SEGMENT_BYTES_MAX,
+                    fsync_policy,
+                };
+                Box::new(WalStore::open(self.directory.path(), options).unwrap())
+            }
+        };
+        let recovered = self.store.recover().unwrap();
+        // Recovery syncs what it returns.
+        self.note_synced();
+        recovered
+    }
+
+    fn note_synced(&mut self) {
+        self.synced_sizes = segment_sizes(self.directory.path());
+    }
+
+    /// Crashes, recovers, and checks the recovered state against the model's history.
+    fn crash(&mut self, model: &mut Model, choice: u64) -> Result<(), TestCaseError> {
+        let recovered = match self.target {
+            Target::Memory => {
+                let kept = self.disk.crash(choice);
+                prop_assert_eq!(kept as u64, choice % model.history.len() as u64);
+                let recovered = self.reopen();
+                prop_assert!(recovered.repairs.is_empty());
+                let state = State::of(recovered);
+                prop_assert_eq!(&state, &model.history[kept], "kept {} writes", kept);
+                state
+            }
+            Target::WalAlways => {
+                prop_assert_eq!(model.history.len(), 1, "every call syncs");
+                let recovered = self.reopen();
+                prop_assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
+                let state = State::of(recovered);
+                prop_assert_eq!(&state, model.current());
+                state
+            }
+            Target::WalManualLosingUnsyncedBytes => {
+                // The old store writes nothing more: its process is gone.
+                cut_unsynced_bytes(self.directory.path(), &self.synced_sizes, choice);
+                let state = State::of(self.reopen());
+                prop_assert!(
+                    model.history.contains(&state),
+                    "recovered {:?}, which is no prefix of the unsynced writes after {:?}",
+                    state,
+                    model.history[0]
+                );
+                state
+            }
+        };
+        model.history = vec![recovered];
+        Ok(())
+    }
+}
+
+fn segment_sizes(directory: &Path) -> BTreeMap<PathBuf, u64> {
+    segment_files(directory)
+        .into_iter()
+        .map(|path| {
+            let size = fs::metadata(&path).unwrap().len();
+            (path, size)
+        })
+        .collect()
+}
+
+/// Keeps a prefix of the bytes written since the last sync: the stream of unsynced bytes is
+/// each segment's bytes past its synced size, in segment order; everything after the cut point
+/// is lost (the file it falls in is cut there, later files are left empty or removed).
+fn cut_unsynced_bytes(directory: &Path, synced_sizes: &BTreeMap<PathBuf, u64>, choice: u64) {
+    let current = segment_sizes(directory);
+    let unsynced_total: u64 = current
+        .iter()
+        .map(|(path, size)| size - synced_sizes.get(path).copied().unwrap_or(0))
+        .sum();
+    let mut keep = choice % (unsynced_total + 1);
+    let mut cut_done = false;
+    for (path, size) in current {
+        let synced = synced_sizes.get(&path).copied().unwrap_or(0);
+        if cut_done {
+            assert_eq!(synced, 0, "only the suffix after the last sync is unsynced");
+            fs::remove_file(&path).unwrap();
+            continue;
+        }
+        let unsynced = size - synced;
+        if unsynced == 0 {
+            continue;
+        }
+        if keep >= unsynced {
+            keep -= unsynced;
+            continue;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(synced + keep)
+            .unwrap();
+        cut_done = true;
+    }
+}
+
+fn run(target: Target, operations: &[Operation]) -> Result<(), TestCaseError> {
+    let (mut harness, initial) = Harness::new(target);
+    prop_assert_eq!(&initial, &State::default());
+    let mut model = Model {
+        history: vec![initial],
+        term: 1,
+    };
+    for operation in operations {
+        apply(&mut harness, &mut model, operation)?;
+    }
+    // Finally everything is synced and must come back exactly.
+    harness.store.sync().unwrap();
+    model.synced();
+    harness.note_synced();
+    harness.crash(&mut model, 0)
+}
+
+fn apply(
+    harness: &mut Harness,
+    model: &mut Model,
+    operation: &Operation,
+) -> Result<(), TestCaseError> {
+    let always = matches!(harness.target, Target::WalAlways);
+    match *operation {
+        Operation::Append {
+            count,
+            payload_bytes,
+            membership,
+        } => {
+            let first = model.current().last() + 1;
+            let batch: Vec<Entry> = (first..first + u64::from(count))
+                .map(|index| Entry {
+                    term: Term(model.term),
+                    index: LogIndex(index),
+                    payload: if membership {
+                        Payload::Membership(Membership::with_voters([NodeId::new(format!(
+                            "n{index}"
+                        ))
+                        .unwrap()]))
+                    } else {
+                        Payload::Command(vec![index as u8; usize::from(payload_bytes)])
+                    },
+                })
+                .collect();
+            harness.store.append(&batch).unwrap();
+            for entry in batch {
+                model.write(|state| state.entries.push(entry));
+            }
+        }
+        Operation::NewTerm => model.term += 1,
+        Operation::Truncate { back } => {
+            let from = (model.current().last() + 1).saturating_sub(u64::from(back));
+            harness.store.truncate_from(LogIndex(from)).unwrap();
+            // Entries the snapshot covers are never removed; removing nothing writes nothing.
+            let point = from.max(model.current().snapshot_last() + 1);
+            if point <= model.current().last() {
+                model.write(|state| state.entries.retain(|entry| entry.index.0 < point));
+            }
+        }
+        Operation::SaveHardState { term, vote } => {
+            let hard_state = HardState {
+                term: Term(u64::from(term)),
+                voted_for: vote.map(|node| NodeId::new(format!("n{node}")).unwrap()),
+            };
+            harness.store.save_hard_state(&hard_state).unwrap();
+            model.write(|state| state.hard_state = hard_state);
+        }
+        Operation::SaveSnapshot {
+            position,
+            data_bytes,
+        } => {
+            let current = model.current();
+            let low = current.snapshot_last();
+            let high = current.last() + 2;
+            let last_index = low + u64::from(position) % (high - low + 1);
+            let last_term = current
+                .entries
+                .iter()
+                .find(|entry| entry.index.0 == last_index)
+                .map_or(Term(model.term), |entry| entry.term);
+            let meta = SnapshotMeta {
+                last_index: LogIndex(last_index),
+                last_term,
+                membership: Membership::with_voters([NodeId::new("n1").unwrap()]),
+            };
+            let data = vec![data_bytes; usize::from(data_bytes)];
+            harness.store.save_snapshot(&meta, &data).unwrap();
+            // A snapshot is durable on return, together with every earlier write.
+            model.write(|state| {
+                state.entries.retain(|entry| entry.index.0 > last_index);
+                state.snapshot = Some((meta, data));
+            });
+            model.synced();
+            harness.note_synced();
+        }
+        Operation::Sync => {
+            harness.store.sync().unwrap();
+            model.synced();
+            harness.note_synced();
+        }
+        Operation::Crash { choice } => harness.crash(model, choice)?,
+    }
+    if always {
+        model.synced();
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 40,
+        max_shrink_iters: 2_000,
+        ..ProptestConfig::default()
+    })]
+
+    /// The same scenario through all three targets.
+    #[test]
+    fn both_stores_match_the_model(
+        operations in proptest::collection::vec(operation(), 1..48)
+    ) {
+        run(Target::Memory, &operations)?;
+        run(Target::WalManualLosingUnsyncedBytes, &operations)?;
+        run(Target::WalAlways, &operations)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        ..ProptestConfig::default()
+    })]
+
+    /// The memory store is cheap: many more and longer scenarios.
+    #[test]
+    fn memory_store_matches_the_model(
+        operations in proptest::collection::vec(operation(), 1..120)
+    ) {
+        run(Target::Memory, &operations)?;
+    }
+}
