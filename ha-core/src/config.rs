@@ -442,7 +442,8 @@ mod tests {
 
     #[test]
     fn each_mistake_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mistake = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mistake)> = vec![
             (
                 "cluster.bootstrap_expect",
                 Box::new(|c| c.cluster.bootstrap_expect = 4),

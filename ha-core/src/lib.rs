@@ -42,6 +42,7 @@ mod membership;
 mod node_state;
 mod state_machine;
 mod time;
+mod timer_queue;
 
 pub use config::{
     CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, FailoverMode, SEEDS_MAX, SecurityConfig, Timing,
@@ -54,3 +55,4 @@ pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;
 pub use state_machine::StateMachine;
 pub use time::{Clock, Millis, MonotonicClock};
+pub use timer_queue::{PENDING_TIMERS_MAX, TimerQueue};

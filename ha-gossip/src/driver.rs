@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ha_core::codec::GOSSIP_PACKET_BYTES_MAX;
-use ha_core::{Clock, MemberEvent, MemberInfo, Millis, MonotonicClock, NodeMetadata};
+use ha_core::{Clock, MemberEvent, MemberInfo, Millis, MonotonicClock, NodeMetadata, TimerQueue};
 use parking_lot::RwLock;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -16,7 +16,6 @@ use crate::drops::DropCounts;
 use crate::error::GossipError;
 use crate::identity::GossipIdentity;
 use crate::settings::GossipSettings;
-use crate::timer_queue::TimerQueue;
 
 /// Events buffered per subscriber; a subscriber that falls further behind sees `Lagged` and
 /// should re-read [`GossipNode::members`].

@@ -57,7 +57,6 @@ mod identity;
 mod members;
 mod metadata;
 mod settings;
-mod timer_queue;
 
 pub use crate::core::{GossipCore, GossipEffect, GossipTimer};
 pub use driver::{EVENT_BUFFER, GossipNode};
@@ -68,7 +67,6 @@ pub use identity::GossipIdentity;
 pub use members::MEMBERS_MAX;
 pub use metadata::{METADATA_BYTES_MAX, MetadataAnnouncement};
 pub use settings::GossipSettings;
-pub use timer_queue::{PENDING_TIMERS_MAX, TimerQueue};
 
 // The README's embedding example is compiled as a doc test so it cannot rot.
 #[doc = include_str!("../../README.md")]

@@ -3,6 +3,7 @@
 //! The replicated log: election and replication as a sans-IO engine, durable storage, and
 //! (in progress) the transport and tokio driver.
 
+pub mod driver;
 pub mod engine;
 pub mod entry;
 pub mod hard_state;

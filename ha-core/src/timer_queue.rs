@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ha_core::Millis;
+use crate::time::Millis;
 
 /// Most timers pending at once. foca keeps a handful per probe and per suspect; hitting this
 /// means a bug, and the oldest-deadline timers are still delivered.

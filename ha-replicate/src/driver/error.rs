@@ -1,0 +1,16 @@
+//! Why a replica could not start.
+
+use crate::storage::StorageError;
+use crate::transport::TransportError;
+
+/// A replica failed to start; nothing keeps running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The store could not be recovered: see the storage error for what to do.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The transport could not start (bad settings, or the address is taken).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}

@@ -1,0 +1,13 @@
+//! The tokio driver: [`ReplicaNode`] runs a [`ReplicaCore`](crate::replica::ReplicaCore) over
+//! the TCP transport and a [`LogStore`](crate::storage::LogStore), with group commit;
+//! [`ReplicaClient`] is its typed, retrying client.
+
+mod client;
+mod error;
+mod replica_node;
+mod status;
+
+pub use client::{ReplicaClient, WriteResult};
+pub use error::DriverError;
+pub use replica_node::{NodeSettings, ReplicaNode};
+pub use status::{PeerStatus, ReplicaStatus, RoleView};

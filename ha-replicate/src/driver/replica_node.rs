@@ -1,0 +1,459 @@
+//! The tokio driver: one task runs a [`ReplicaCore`] over the TCP transport and a store.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ha_core::{Clock, HealthStatus, Millis, MonotonicClock, NodeId, StateMachine, TimerQueue};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::driver::client::ReplicaClient;
+use crate::driver::error::DriverError;
+use crate::driver::status::{PeerStatus, ReplicaStatus, RoleView};
+use crate::engine::{PeerInfo, Role, TransferError};
+use crate::entry::ElectionCause;
+use crate::membership::Membership;
+use crate::replica::{
+    ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
+    ReplicaTimer, Rpc,
+};
+use crate::storage::LogStore;
+use crate::transport::{Inbound, TcpTransport, TransportSettings};
+
+const COMMAND_BUFFER: usize = 4096;
+/// Inputs taken before one group-commit sync.
+const BATCH_INPUTS_MAX: usize = 256;
+
+/// Everything a replica node needs besides its state machine and store.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// The replica's settings.
+    pub replica: ReplicaSettings,
+    /// The transport's settings.
+    pub transport: TransportSettings,
+    /// Known peers' RPC addresses (more can be added with `set_peer`).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Found a new cluster with these voters if the store is empty.
+    pub bootstrap: Option<Membership>,
+}
+
+pub(crate) enum Command {
+    Submit {
+        request: ClientRequest,
+        timeout_ms: u64,
+        reply: oneshot::Sender<ClientReply>,
+    },
+    Transfer {
+        target: Option<NodeId>,
+        cause: ElectionCause,
+        reply: oneshot::Sender<Result<NodeId, TransferError>>,
+    },
+    Campaign,
+    SetHealth(HealthStatus),
+    SetPeer {
+        node: NodeId,
+        addr: Option<SocketAddr>,
+        info: Option<PeerInfo>,
+    },
+    Status(oneshot::Sender<ReplicaStatus>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// A running replica: its task, and handles to talk to it.
+///
+/// Dropping it stops the task at once (like a crash: nothing more is written). Use
+/// [`shutdown`](Self::shutdown) to hand leadership over first.
+pub struct ReplicaNode<S: StateMachine> {
+    commands: mpsc::Sender<Command>,
+    roles: watch::Receiver<RoleView>,
+    local_addr: SocketAddr,
+    node_id: NodeId,
+    task: Option<JoinHandle<()>>,
+    _machine: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: StateMachine> ReplicaNode<S> {
+    /// Recover from `store`, bind the transport and start.
+    ///
+    /// # Errors
+    /// [`DriverError`] when recovery or the transport fails.
+    pub async fn start<L: LogStore + 'static>(
+        settings: NodeSettings,
+        machine: S,
+        store: L,
+    ) -> Result<Self, DriverError> {
+        let clock = MonotonicClock::new();
+        let node_id = settings.replica.engine.node_id.clone();
+        let seed = rand::random::<u64>();
+        let mut core =
+            ReplicaCore::new(settings.replica.clone(), machine, store, clock.now(), seed)?;
+        if let Some(voters) = settings.bootstrap.clone()
+            && core.engine_mut().bootstrap(clock.now(), voters)
+        {
+            core.after_command(clock.now());
+        }
+        let (transport, inbound) = TcpTransport::<Rpc>::start(settings.transport.clone()).await?;
+        let local_addr = transport.local_addr();
+        let engine = core.engine();
+        let (role_sender, roles) = watch::channel(RoleView {
+            role: engine.role(),
+            term: engine.term(),
+            leader: engine.leader().cloned(),
+        });
+        let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
+        let runner = Runner {
+            core,
+            transport,
+            clock,
+            timers: TimerQueue::default(),
+            peers: settings.peers,
+            replies: BTreeMap::new(),
+            next_request_id: 1,
+            roles: role_sender,
+            stopped: false,
+        };
+        let task = tokio::spawn(runner.run(command_receiver, inbound));
+        Ok(Self {
+            commands,
+            roles,
+            local_addr,
+            node_id,
+            task: Some(task),
+            _machine: std::marker::PhantomData,
+        })
+    }
+
+    /// The transport's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// A client with a fresh session: its writes are applied exactly once across retries.
+    pub fn client(&self) -> ReplicaClient<S> {
+        ReplicaClient::new(self.commands.clone())
+    }
+
+    /// The latest role, term and leader.
+    pub fn role(&self) -> RoleView {
+        self.roles.borrow().clone()
+    }
+
+    /// Whether this node leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.roles.borrow().role == Role::Leader
+    }
+
+    /// Role changes as they happen.
+    pub fn watch_role(&self) -> watch::Receiver<RoleView> {
+        self.roles.clone()
+    }
+
+    /// A full status report.
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the node has stopped.
+    pub async fn status(&self) -> Result<ReplicaStatus, ClientError> {
+        let (reply, wait) = oneshot::channel();
+        self.send(Command::Status(reply)).await?;
+        wait.await.map_err(|_| stopped())
+    }
+
+    /// Hand leadership to `target` (or the best voter).
+    ///
+    /// # Errors
+    /// [`TransferError`] from the engine; `NotLeader` when the node stopped.
+    pub async fn transfer_leadership(
+        &self,
+        target: Option<NodeId>,
+    ) -> Result<NodeId, TransferError> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Transfer {
+            target,
+            cause: ElectionCause::ManualTransfer,
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return Err(TransferError::NotLeader { leader: None });
+        }
+        wait.await
+            .unwrap_or(Err(TransferError::NotLeader { leader: None }))
+    }
+
+    /// Start an election now (manual failover mode).
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the node has stopped.
+    pub async fn campaign(&self) -> Result<(), ClientError> {
+        self.send(Command::Campaign).await
+    }
+
+    /// Report this node's own health (an unhealthy leader hands over).
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the node has stopped.
+    pub async fn set_health(&self, health: HealthStatus) -> Result<(), ClientError> {
+        self.send(Command::SetHealth(health)).await
+    }
+
+    /// Tell the node a peer's RPC address and/or metadata.
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the node has stopped.
+    pub async fn set_peer(
+        &self,
+        node: NodeId,
+        addr: Option<SocketAddr>,
+        info: Option<PeerInfo>,
+    ) -> Result<(), ClientError> {
+        self.send(Command::SetPeer { node, addr, info }).await
+    }
+
+    /// Stop gracefully: hand leadership over if leading (waiting up to `handover_timeout`),
+    /// then stop the task and close the transport.
+    pub async fn shutdown(mut self, handover_timeout: Duration) {
+        if self.is_leader() {
+            let (reply, wait) = oneshot::channel();
+            let command = Command::Transfer {
+                target: None,
+                cause: ElectionCause::Shutdown,
+                reply,
+            };
+            if self.commands.send(command).await.is_ok() && matches!(wait.await, Ok(Ok(_))) {
+                let mut roles = self.roles.clone();
+                let _ = tokio::time::timeout(
+                    handover_timeout,
+                    roles.wait_for(|view| view.role != Role::Leader),
+                )
+                .await;
+            }
+        }
+        let (reply, wait) = oneshot::channel();
+        if self.commands.send(Command::Stop(reply)).await.is_ok() {
+            let _ = wait.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), ClientError> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+}
+
+impl<S: StateMachine> Drop for ReplicaNode<S> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub(crate) fn stopped() -> ClientError {
+    ClientError::Stopped("the replica has stopped".to_string())
+}
+
+struct Runner<S: StateMachine, L: LogStore> {
+    core: ReplicaCore<S, L>,
+    transport: TcpTransport<Rpc>,
+    clock: MonotonicClock,
+    timers: TimerQueue<ReplicaTimer>,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    replies: BTreeMap<u64, oneshot::Sender<ClientReply>>,
+    next_request_id: u64,
+    roles: watch::Sender<RoleView>,
+    stopped: bool,
+}
+
+enum Input {
+    Command(Command),
+    Inbound(Inbound<Rpc>),
+    Timers,
+    Closed,
+}
+
+impl<S: StateMachine, L: LogStore> Runner<S, L> {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound<Rpc>>,
+    ) {
+        self.carry_out();
+        while !self.stopped {
+            let deadline = self.timers.next_deadline().map(|deadline| {
+                tokio::time::Instant::from_std(self.clock.origin() + deadline.as_duration())
+            });
+            let input = tokio::select! {
+                biased;
+                command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
+                message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
+                () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
+            };
+            self.handle(input);
+            // Group commit: take what else is ready, then sync once for all of it.
+            for _ in 0..BATCH_INPUTS_MAX {
+                let input = if let Ok(command) = commands.try_recv() {
+                    Input::Command(command)
+                } else if let Ok(message) = inbound.try_recv() {
+                    Input::Inbound(message)
+                } else {
+                    break;
+                };
+                self.handle(input);
+            }
+            self.core.flush();
+            self.carry_out();
+        }
+        self.fail_pending();
+        self.transport.shutdown().await;
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Command(command) => self.on_command(now, command),
+            Input::Inbound(Inbound { from, message }) => self.core.on_rpc(now, from, message),
+            Input::Timers => {
+                while let Some(timer) = self.timers.pop_due(now) {
+                    self.core.on_timer(now, timer);
+                }
+            }
+            Input::Closed => self.stopped = true,
+        }
+    }
+
+    fn on_command(&mut self, now: Millis, command: Command) {
+        match command {
+            Command::Submit {
+                request,
+                timeout_ms,
+                reply,
+            } => {
+                let request_id = self.next_request_id;
+                self.next_request_id += 1;
+                self.replies.insert(request_id, reply);
+                self.core.submit(now, request_id, request, now + timeout_ms);
+            }
+            Command::Transfer {
+                target,
+                cause,
+                reply,
+            } => {
+                let result = self
+                    .core
+                    .engine_mut()
+                    .transfer_leadership(now, target, cause);
+                self.core.after_command(now);
+                let _ = reply.send(result);
+            }
+            Command::Campaign => {
+                self.core.engine_mut().campaign(now);
+                self.core.after_command(now);
+            }
+            Command::SetHealth(health) => {
+                self.core.engine_mut().set_local_health(now, health);
+                self.core.after_command(now);
+            }
+            Command::SetPeer { node, addr, info } => {
+                if let Some(addr) = addr {
+                    self.peers.insert(node.clone(), addr);
+                }
+                if let Some(info) = info {
+                    self.core.engine_mut().set_peer_info(now, node, info);
+                    self.core.after_command(now);
+                }
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status(now));
+            }
+            Command::Stop(reply) => {
+                self.stopped = true;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn carry_out(&mut self) {
+        let now = self.clock.now();
+        for effect in self.core.drain_effects() {
+            match effect {
+                ReplicaEffect::Send { to, rpc } => match self.peers.get(&to) {
+                    Some(addr) => self.transport.send(&to, *addr, rpc),
+                    None => tracing::debug!(%to, "no address for peer; message dropped"),
+                },
+                ReplicaEffect::SetTimer { timer, after_ms } => {
+                    if !self.timers.push(now + after_ms, timer) {
+                        tracing::error!("replica timer queue full");
+                    }
+                }
+                ReplicaEffect::Reply { request_id, reply } => {
+                    if let Some(waiter) = self.replies.remove(&request_id) {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                ReplicaEffect::RoleChanged { role, term, leader } => {
+                    self.roles.send_replace(RoleView { role, term, leader });
+                }
+                ReplicaEffect::Fatal(error) => {
+                    tracing::error!(%error, "replica stopped on a storage failure");
+                    self.stopped = true;
+                }
+            }
+        }
+    }
+
+    fn fail_pending(&mut self) {
+        let reason = self
+            .core
+            .fatal()
+            .unwrap_or("the replica has stopped")
+            .to_string();
+        for (_, waiter) in std::mem::take(&mut self.replies) {
+            let _ = waiter.send(ClientReply::Failed(ClientError::Stopped(reason.clone())));
+        }
+    }
+
+    fn status(&self, now: Millis) -> ReplicaStatus {
+        let engine = self.core.engine();
+        let last_index = engine.last_index();
+        let membership = engine.membership().clone();
+        let peers = engine
+            .progress()
+            .iter()
+            .map(|(id, progress)| PeerStatus {
+                id: id.clone(),
+                voter: membership.is_voter(id),
+                match_index: progress.match_index,
+                lag_entries: last_index.0.saturating_sub(progress.match_index.0),
+                applied_index: progress.applied_index,
+                last_contact_ms: progress.last_ack_at.map(|at| now.saturating_since(at)),
+            })
+            .collect();
+        ReplicaStatus {
+            node_id: engine.node_id().clone(),
+            role: engine.role().as_str().to_string(),
+            term: engine.term(),
+            leader: engine.leader().cloned(),
+            last_index,
+            commit_index: engine.commit_index(),
+            applied_index: self.core.applier().applied_index(),
+            membership,
+            peers,
+            failover_history: self.core.applier().history().cloned().collect(),
+            elections_started: engine.elections_started(),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,63 @@
+//! What a running replica reports about itself and its peers.
+
+use ha_core::{LogIndex, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Role;
+use crate::membership::Membership;
+use crate::replica::FailoverRecord;
+
+/// One peer as the leader sees it (followers report no peers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The peer.
+    pub id: NodeId,
+    /// Whether it votes.
+    pub voter: bool,
+    /// The highest index known replicated on it.
+    pub match_index: LogIndex,
+    /// How many entries it is behind the leader's log.
+    pub lag_entries: u64,
+    /// Its applied index, as last reported.
+    pub applied_index: LogIndex,
+    /// Milliseconds since it last answered, if it ever did this term.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// A replica's view of itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its role.
+    pub role: String,
+    /// The current term.
+    pub term: Term,
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+    /// The last log index.
+    pub last_index: LogIndex,
+    /// The commit index.
+    pub commit_index: LogIndex,
+    /// The applied index.
+    pub applied_index: LogIndex,
+    /// The configuration in force.
+    pub membership: Membership,
+    /// Per-peer replication state (leader only).
+    pub peers: Vec<PeerStatus>,
+    /// Leadership changes, oldest first.
+    pub failover_history: Vec<FailoverRecord>,
+    /// Elections this node started.
+    pub elections_started: u64,
+}
+
+/// The role, term and leader, published whenever they change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleView {
+    /// The role.
+    pub role: Role,
+    /// The term.
+    pub term: Term,
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+}
