@@ -1,0 +1,260 @@
+//! QUORUM write throughput and latency of a 3-voter `ha-replicate` cluster on loopback TCP,
+//! each node with its own on-disk WAL (fsync on, group commit), at several client counts.
+//!
+//! `cargo run --release -p ha-bench --bin replicate_bench -- --duration-secs 5`
+//!
+//! Every loop is bounded by the duration; the nodes run in this process on loopback only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ha_bench::{LatencySummary, MachineDescription};
+use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use ha_replicate::driver::{NodeSettings, ReplicaNode};
+use ha_replicate::engine::EngineSettings;
+use ha_replicate::membership::Membership;
+use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
+use ha_replicate::transport::TransportSettings;
+use serde::{Deserialize, Serialize};
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "QUORUM write throughput and latency on a loopback ha-replicate cluster")]
+struct Options {
+    /// Concurrent clients per run (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds of load per client count.
+    #[arg(long, default_value_t = 5)]
+    duration_secs: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 128)]
+    value_bytes: usize,
+    /// Voters in the cluster.
+    #[arg(long, default_value_t = 3)]
+    voters: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/replicate_bench.json")]
+    json: std::path::PathBuf,
+}
+
+/// A key/value map: the benchmark's state machine.
+#[derive(Default)]
+struct Kv(BTreeMap<u64, Vec<u8>>);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Put(u64, Vec<u8>);
+
+impl StateMachine for Kv {
+    type Command = Put;
+    type Response = ();
+    type Query = u64;
+    type QueryResponse = Option<Vec<u8>>;
+    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) {
+        self.0.insert(key, value);
+    }
+    fn query(&self, key: &u64) -> Option<Vec<u8>> {
+        self.0.get(key).cloned()
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        postcard::to_allocvec(&self.0)
+            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
+        self.0 = postcard::from_bytes(bytes)
+            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
+        Ok(())
+    }
+}
+
+/// One client count's figures.
+#[derive(Debug, Serialize)]
+struct RunResult {
+    clients: usize,
+    writes: usize,
+    errors: usize,
+    seconds: f64,
+    writes_per_second: f64,
+    latency: LatencySummary,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    benchmark: &'static str,
+    machine: MachineDescription,
+    voters: usize,
+    value_bytes: usize,
+    fsync: &'static str,
+    runs: Vec<RunResult>,
+}
+
+async fn start_cluster(voters: usize, dirs: &[tempfile::TempDir]) -> Vec<ReplicaNode<Kv>> {
+    let ids: Vec<NodeId> = (1..=voters)
+        .map(|index| NodeId::new(format!("n{index}")).expect("valid id"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        let settings = NodeSettings {
+            replica: ReplicaSettings {
+                engine: EngineSettings::for_test(id.clone()),
+                sync_policy: SyncPolicy::Batch,
+                snapshot_every_entries: 50_000,
+                housekeeping_interval_ms: 10,
+            },
+            transport: TransportSettings::new(
+                id.clone(),
+                "127.0.0.1:0".parse().expect("addr"),
+                "bench",
+            ),
+            peers: BTreeMap::new(),
+            bootstrap: Some(Membership::with_voters(ids.clone())),
+        };
+        let options = WalOptions {
+            fsync_policy: FsyncPolicy::Manual,
+            ..WalOptions::default()
+        };
+        let store = WalStore::open(dirs[index].path(), options).expect("open the WAL");
+        nodes.push(
+            ReplicaNode::start(settings, Kv::default(), store)
+                .await
+                .expect("start a node"),
+        );
+    }
+    let addrs: Vec<_> = nodes
+        .iter()
+        .map(|node| (node.node_id().clone(), node.local_addr()))
+        .collect();
+    for node in &nodes {
+        for (id, addr) in &addrs {
+            node.set_peer(id.clone(), Some(*addr), None)
+                .await
+                .expect("running");
+        }
+    }
+    nodes
+}
+
+async fn wait_for_leader(nodes: &[ReplicaNode<Kv>]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(index) = nodes.iter().position(ReplicaNode::is_leader) {
+            return index;
+        }
+        assert!(Instant::now() < deadline, "no leader within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn run(
+    nodes: &[ReplicaNode<Kv>],
+    leader: usize,
+    clients: usize,
+    options: &Options,
+) -> RunResult {
+    let deadline = Instant::now() + Duration::from_secs(options.duration_secs);
+    let value = Arc::new(vec![0x5a_u8; options.value_bytes]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_index in 0..clients {
+        let client = nodes[leader].client();
+        let value = Arc::clone(&value);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies_us = Vec::new();
+            let mut errors = 0usize;
+            let mut key = client_index as u64 * 1_000_000;
+            while Instant::now() < deadline {
+                key += 1;
+                let begun = Instant::now();
+                let result = client
+                    .write(
+                        Put(key, value.as_ref().clone()),
+                        Consistency::Quorum,
+                        Duration::from_secs(5),
+                    )
+                    .await;
+                match result {
+                    Ok(_) => latencies_us
+                        .push(u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies_us, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut samples, failed) = task.await.expect("client task");
+        latencies_us.append(&mut samples);
+        errors += failed;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let writes = latencies_us.len();
+    RunResult {
+        clients,
+        writes,
+        errors,
+        seconds,
+        writes_per_second: writes as f64 / seconds,
+        latency: LatencySummary::from_micros(&mut latencies_us),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let options = Options::parse();
+    let machine = MachineDescription::read();
+    println!("machine: {machine}");
+    println!(
+        "cluster: {} voters on loopback TCP, WAL with fsync (group commit), {}-byte values, QUORUM writes to the leader",
+        options.voters, options.value_bytes
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..options.voters)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let nodes = start_cluster(options.voters, &dirs).await;
+    let leader = wait_for_leader(&nodes).await;
+    let mut runs = Vec::new();
+    println!(
+        "{:>8} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
+        "clients", "writes", "writes/s", "p50 us", "p99 us", "max us", "errors"
+    );
+    for clients in options.clients.clone() {
+        let result = run(&nodes, leader, clients, &options).await;
+        println!(
+            "{:>8} {:>10} {:>12.0} {:>10} {:>10} {:>10} {:>8}",
+            result.clients,
+            result.writes,
+            result.writes_per_second,
+            result.latency.p50_us,
+            result.latency.p99_us,
+            result.latency.max_us,
+            result.errors
+        );
+        runs.push(result);
+    }
+    let report = Report {
+        benchmark: "replicate_quorum_writes",
+        machine,
+        voters: options.voters,
+        value_bytes: options.value_bytes,
+        fsync: "fdatasync per group commit",
+        runs,
+    };
+    if let Some(parent) = options.json.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => match std::fs::write(&options.json, json) {
+            Ok(()) => println!("results: {}", options.json.display()),
+            Err(error) => eprintln!("cannot write {}: {error}", options.json.display()),
+        },
+        Err(error) => eprintln!("cannot encode results: {error}"),
+    }
+    for node in nodes {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
+}

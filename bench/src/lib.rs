@@ -1,0 +1,17 @@
+//! # ha-bench
+//!
+//! Benchmark harnesses for `ha`. Each binary prints a human-readable report and writes a JSON
+//! file with every figure and a description of the machine it ran on.
+//!
+//! ```
+//! let machine = ha_bench::MachineDescription::read();
+//! assert!(machine.cpus >= 1);
+//! let summary = ha_bench::LatencySummary::from_micros(&mut vec![30, 10, 20]);
+//! assert_eq!(summary.p50_us, 20);
+//! ```
+
+mod latency_summary;
+mod machine_description;
+
+pub use latency_summary::LatencySummary;
+pub use machine_description::MachineDescription;
