@@ -1,0 +1,43 @@
+//! # ha-tests
+//!
+//! The deterministic simulation harness of `ha` (DESIGN.md section 10): many sans-IO cores in
+//! one thread, in virtual time, on a simulated network with faults, all driven by one seed.
+//! A failing scenario prints its seed and the command that replays it.
+//!
+//! ```text
+//!   EventQueue (time, sequence) ──▶ Simulator ──on_message / on_timer──▶ core (SimActor)
+//!          ▲                           │  ◀──────── drain(): Send / Schedule / Output ──┘
+//!          │                           ▼
+//!          └──── latency, loss, ── Network (partitions, one-way blocks, counters)
+//!                duplication            outputs per node, Trace (rolling hash)
+//! ```
+//!
+//! - [`sim`]: the generic simulator ([`sim::Simulator`], [`sim::SimActor`], [`sim::Network`]).
+//! - [`gossip`]: `ha_gossip::GossipCore` plugged in, with cluster helpers.
+//! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
+//!
+//! ## Example
+//!
+//! Five gossip members meet through one seed:
+//!
+//! ```
+//! use ha_core::Millis;
+//! use ha_tests::gossip::{GossipClusterOptions, all_see_each_other, gossip_cluster};
+//!
+//! ha_tests::with_seeds("doc_five_members", 1, |seed| {
+//!     let mut options = GossipClusterOptions::new(5);
+//!     options.seed_node_count = 1;
+//!     let mut sim = gossip_cluster(seed, &options);
+//!     let everyone: Vec<usize> = (0..5).collect();
+//!     let met = sim.run_until_condition(Millis(30_000), 100, |sim| all_see_each_other(sim, &everyone));
+//!     assert!(met.is_some(), "seed {seed}: not converged");
+//! });
+//! ```
+
+pub mod gossip;
+mod seeds;
+pub mod sim;
+
+pub use seeds::{
+    SEED_BASE_VARIABLE, SEED_VARIABLE, SEEDS_VARIABLE, replay_command, seeds_to_run, with_seeds,
+};
