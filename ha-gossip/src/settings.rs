@@ -77,8 +77,10 @@ impl GossipSettings {
             frequency: Duration::from_millis(timing.reannounce_interval_ms),
             num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
         });
+        // Announcing to one random member now and then fills holes a join's limited
+        // retransmissions left (in big clusters a few members never hear of a join otherwise).
         config.periodic_announce = Some(foca::PeriodicParams {
-            frequency: Duration::from_millis(timing.reannounce_interval_ms.saturating_mul(6)),
+            frequency: Duration::from_millis(timing.reannounce_interval_ms),
             num_members: NonZeroUsize::MIN,
         });
         config

@@ -70,7 +70,10 @@ mod tests {
     use super::*;
 
     fn ids(names: &[&str]) -> Vec<NodeId> {
-        names.iter().map(|name| NodeId::new(*name).unwrap()).collect()
+        names
+            .iter()
+            .map(|name| NodeId::new(*name).unwrap())
+            .collect()
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!
 //! - [`sim`]: the generic simulator ([`sim::Simulator`], [`sim::SimActor`], [`sim::Network`]).
 //! - [`gossip`]: `ha_gossip::GossipCore` plugged in, with cluster helpers.
+//! - [`replica`]: `ha_replicate::replica::ReplicaCore` plugged in over a crash-losing simulated
+//!   disk and drifting clocks; [`register`] is the replicated register-with-CAS,
+//!   [`workload`] the clients that record a history, [`invariants`] the safety checks.
 //! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
 //!
 //! ## Example
@@ -35,8 +38,12 @@
 //! ```
 
 pub mod gossip;
+pub mod invariants;
+pub mod register;
+pub mod replica;
 mod seeds;
 pub mod sim;
+pub mod workload;
 
 pub use seeds::{
     SEED_BASE_VARIABLE, SEED_VARIABLE, SEEDS_VARIABLE, replay_command, seeds_to_run, with_seeds,

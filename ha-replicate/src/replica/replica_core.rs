@@ -111,7 +111,10 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     strong_waits: BTreeMap<LogIndex, StrongWait>,
     pending_reads: BTreeMap<u64, PendingRead>,
     ready_reads: Vec<(LogIndex, u64)>,
-    forwards: BTreeMap<u64, (u64, Millis)>,
+    /// Forwarded requests: forward id -> (local request id, deadline, the leader asked).
+    forwards: BTreeMap<u64, (u64, Millis, NodeId)>,
+    /// Ids for forwards and reads. Started at a random point on every start, so a late reply
+    /// to a request made before a restart cannot be taken for a reply to a new one.
     next_id: u64,
     fatal: Option<String>,
 }
@@ -166,7 +169,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             pending_reads: BTreeMap::new(),
             ready_reads: Vec::new(),
             forwards: BTreeMap::new(),
-            next_id: 1,
+            next_id: seed,
             fatal: None,
         };
         core.outputs.push(ReplicaEffect::SetTimer {
@@ -251,7 +254,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 );
             }
             Rpc::ForwardReply { forward_id, reply } => {
-                if let Some((request_id, _)) = self.forwards.remove(&forward_id) {
+                let expected = self
+                    .forwards
+                    .get(&forward_id)
+                    .is_some_and(|(_, _, leader)| *leader == from);
+                if expected && let Some((request_id, _, _)) = self.forwards.remove(&forward_id) {
                     self.emit(ReplicaEffect::Reply { request_id, reply });
                 }
             }
@@ -414,7 +421,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         match (origin, leader) {
             (Origin::Local(request_id), Some(leader)) if may_forward => {
                 let forward_id = self.next_id();
-                self.forwards.insert(forward_id, (request_id, deadline));
+                self.forwards
+                    .insert(forward_id, (request_id, deadline, leader.clone()));
                 self.emit(ReplicaEffect::Send {
                     to: leader,
                     rpc: Rpc::Forward {
@@ -442,7 +450,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     fn next_id(&mut self) -> u64 {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         id
     }
 
@@ -685,11 +693,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let expired: Vec<u64> = self
             .forwards
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
+            .filter(|(_, (_, deadline, _))| *deadline <= now)
             .map(|(forward_id, _)| *forward_id)
             .collect();
         for forward_id in expired {
-            if let Some((request_id, _)) = self.forwards.remove(&forward_id) {
+            if let Some((request_id, _, _)) = self.forwards.remove(&forward_id) {
                 self.emit(ReplicaEffect::Reply {
                     request_id,
                     reply: ClientReply::Failed(ClientError::Timeout),

@@ -1,0 +1,339 @@
+//! Replication in the simulator: [`ReplicaCore`] as a [`SimActor`] over a
+//! [`MemoryStore`] that loses unsynced writes on a crash, with per-node clock drift.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ha_core::Term;
+use ha_core::{HealthStatus, Millis, NodeId, Priority, Timing};
+use ha_replicate::engine::{EngineSettings, PeerInfo, Role};
+use ha_replicate::membership::Membership;
+use ha_replicate::replica::{
+    ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc,
+    SyncPolicy,
+};
+use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
+
+use crate::register::RegisterMachine;
+use crate::sim::{
+    NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
+};
+
+/// How long buffered writes wait for their group commit, in virtual milliseconds.
+const GROUP_COMMIT_MS: u64 = 1;
+
+/// The node id of simulated replica `node`.
+pub fn replica_id(node: usize) -> NodeId {
+    NodeId::new(format!("n{node}")).expect("n<number> is a valid node id")
+}
+
+/// Node ids and addresses of every replica, shared by all of them.
+#[derive(Debug, Default)]
+pub struct Directory {
+    by_addr: BTreeMap<SocketAddr, NodeId>,
+    by_id: BTreeMap<NodeId, SocketAddr>,
+}
+
+impl Directory {
+    fn new(node_count: usize) -> Self {
+        let mut directory = Self::default();
+        for node in 0..node_count {
+            directory.by_addr.insert(node_addr(node), replica_id(node));
+            directory.by_id.insert(replica_id(node), node_addr(node));
+        }
+        directory
+    }
+}
+
+/// A timer of a simulated replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimReplicaTimer {
+    /// The replica's own timer.
+    Replica(ReplicaTimer),
+    /// Group commit: sync and release held messages.
+    Flush,
+}
+
+/// What a simulated replica reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplicaOutput {
+    /// An answer to a client request submitted on this node.
+    Reply {
+        /// The request id the test gave.
+        request_id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// A role change.
+    Role {
+        /// The new role.
+        role: Role,
+        /// The term.
+        term: Term,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Storage failed.
+    Fatal(String),
+}
+
+/// One simulated replica.
+pub struct SimReplica {
+    core: ReplicaCore<RegisterMachine, MemoryStore>,
+    directory: Rc<Directory>,
+    /// Clock rate error in parts per million: the node's clock runs at `1 + ppm / 1e6`.
+    clock_rate_ppm: i64,
+    flush_scheduled: bool,
+}
+
+/// A clock running at `1 + ppm / 1e6`, read at virtual time `now`.
+fn local_time(now: Millis, clock_rate_ppm: i64) -> Millis {
+    let scaled = i128::from(now.0) * (1_000_000 + i128::from(clock_rate_ppm)) / 1_000_000;
+    Millis(u64::try_from(scaled.max(0)).unwrap_or(u64::MAX))
+}
+
+impl SimReplica {
+    /// The replica core.
+    pub fn core(&self) -> &ReplicaCore<RegisterMachine, MemoryStore> {
+        &self.core
+    }
+
+    /// The replica core, for commands; effects are collected on the next drain.
+    pub fn core_mut(&mut self) -> &mut ReplicaCore<RegisterMachine, MemoryStore> {
+        &mut self.core
+    }
+
+    /// This node's local clock reading at virtual time `now`.
+    pub fn local(&self, now: Millis) -> Millis {
+        local_time(now, self.clock_rate_ppm)
+    }
+
+    /// Submit a client request at virtual time `now`, with a deadline `timeout_ms` later.
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        request_id: u64,
+        request: ClientRequest,
+        timeout_ms: u64,
+    ) {
+        let local = self.local(now);
+        self.core
+            .submit(local, request_id, request, local + timeout_ms);
+    }
+
+    /// Run an engine command (transfer, campaign, health) at `now`.
+    pub fn command(
+        &mut self,
+        now: Millis,
+        change: impl FnOnce(&mut ha_replicate::engine::Engine, Millis),
+    ) {
+        let local = self.local(now);
+        change(self.core.engine_mut(), local);
+        self.core.after_command(local);
+    }
+
+    fn global_delay(&self, after_ms: u64) -> u64 {
+        let scaled = u128::from(after_ms) * 1_000_000
+            / (1_000_000 + self.clock_rate_ppm.max(-500_000)) as u128;
+        u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+impl SimActor for SimReplica {
+    type Timer = SimReplicaTimer;
+    type Output = ReplicaOutput;
+
+    fn on_message(&mut self, now: Millis, from: SocketAddr, bytes: &[u8]) {
+        let Some(from) = self.directory.by_addr.get(&from).cloned() else {
+            return;
+        };
+        let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
+            return;
+        };
+        let local = self.local(now);
+        self.core.on_rpc(local, from, rpc);
+    }
+
+    fn on_timer(&mut self, now: Millis, timer: SimReplicaTimer) {
+        match timer {
+            SimReplicaTimer::Replica(timer) => {
+                let local = self.local(now);
+                self.core.on_timer(local, timer);
+            }
+            SimReplicaTimer::Flush => {
+                self.flush_scheduled = false;
+                self.core.flush();
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Vec<SimEffect<SimReplicaTimer, ReplicaOutput>> {
+        let mut effects = Vec::new();
+        for effect in self.core.drain_effects() {
+            effects.push(match effect {
+                ReplicaEffect::Send { to, rpc } => {
+                    let Some(addr) = self.directory.by_id.get(&to).copied() else {
+                        continue;
+                    };
+                    let Ok(bytes) = postcard::to_allocvec(&rpc) else {
+                        continue;
+                    };
+                    SimEffect::Send { to: addr, bytes }
+                }
+                ReplicaEffect::SetTimer { timer, after_ms } => SimEffect::Schedule {
+                    after_ms: self.global_delay(after_ms),
+                    timer: SimReplicaTimer::Replica(timer),
+                },
+                ReplicaEffect::Reply { request_id, reply } => {
+                    SimEffect::Output(ReplicaOutput::Reply { request_id, reply })
+                }
+                ReplicaEffect::RoleChanged { role, term, leader } => {
+                    SimEffect::Output(ReplicaOutput::Role { role, term, leader })
+                }
+                ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
+            });
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            effects.push(SimEffect::Schedule {
+                after_ms: GROUP_COMMIT_MS,
+                timer: SimReplicaTimer::Flush,
+            });
+        }
+        effects
+    }
+}
+
+/// The shape of a simulated replicated cluster.
+#[derive(Clone, Debug)]
+pub struct ReplicaClusterOptions {
+    /// Voters.
+    pub node_count: usize,
+    /// Priority of each node (index order); missing entries get 1.
+    pub priorities: Vec<u32>,
+    /// Network latency, loss and duplication.
+    pub network: NetworkConfig,
+    /// Timing (election timeouts, heartbeats).
+    pub timing: Timing,
+    /// Largest clock rate error per node, in parts per million (drawn per node from the seed).
+    pub clock_drift_ppm_max: i64,
+    /// Serve linearizable reads from the leader lease.
+    pub lease_reads: bool,
+    /// Failback delay; `None` disables failback.
+    pub failback_after_ms: Option<u64>,
+    /// Snapshot every this many applied entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl ReplicaClusterOptions {
+    /// `node_count` voters of priority 1 on a 1-2 ms LAN with LAN timing, no drift.
+    pub fn new(node_count: usize) -> Self {
+        Self {
+            node_count,
+            priorities: Vec::new(),
+            network: NetworkConfig::lan(),
+            timing: Timing::lan(),
+            clock_drift_ppm_max: 0,
+            lease_reads: false,
+            failback_after_ms: None,
+            snapshot_every_entries: 10_000,
+        }
+    }
+
+    fn priority(&self, node: usize) -> Priority {
+        Priority(self.priorities.get(node).copied().unwrap_or(1))
+    }
+}
+
+/// Build (and start) a bootstrapped cluster of replicas. Each node keeps a simulated disk
+/// across crashes; a restart first loses that disk's unsynced writes.
+pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<SimReplica> {
+    let mut config = SimConfig::new(seed);
+    config.network = options.network.clone();
+    let mut sim = Simulator::new(config);
+    let directory = Rc::new(Directory::new(options.node_count));
+    let voters = Membership::with_voters((0..options.node_count).map(replica_id));
+    for node in 0..options.node_count {
+        let disk = MemoryDisk::new();
+        let directory = Rc::clone(&directory);
+        let voters = voters.clone();
+        let options = options.clone();
+        let clock_rate_ppm = if options.clock_drift_ppm_max > 0 {
+            use rand::RngExt;
+            sim.rng()
+                .random_range(-options.clock_drift_ppm_max..=options.clock_drift_ppm_max)
+        } else {
+            0
+        };
+        sim.add_node(node_addr(node), move |context: &StartContext| {
+            if context.start_count > 0 {
+                disk.crash(context.seed);
+            }
+            let mut engine = EngineSettings::for_test(replica_id(node));
+            engine.priority = options.priority(node);
+            engine.heartbeat_interval_ms = options.timing.heartbeat_interval_ms;
+            engine.election_timeout_min_ms = options.timing.election_timeout_min_ms;
+            engine.election_timeout_max_ms = options.timing.election_timeout_max_ms;
+            engine.lease_reads = options.lease_reads;
+            engine.failback_after_ms = options.failback_after_ms;
+            let settings = ReplicaSettings {
+                engine,
+                sync_policy: SyncPolicy::Batch,
+                snapshot_every_entries: options.snapshot_every_entries,
+                housekeeping_interval_ms: 10,
+            };
+            let now = local_time(context.now, clock_rate_ppm);
+            let mut replica = SimReplica {
+                core: ReplicaCore::new(
+                    settings,
+                    RegisterMachine::default(),
+                    MemoryStore::open(disk.clone()),
+                    now,
+                    context.seed,
+                )
+                .expect("a simulated disk always recovers"),
+                directory: Rc::clone(&directory),
+                clock_rate_ppm,
+                flush_scheduled: false,
+            };
+            let engine = replica.core.engine_mut();
+            engine.bootstrap(now, voters.clone());
+            for other in 0..options.node_count {
+                if other != node {
+                    engine.set_peer_info(
+                        now,
+                        replica_id(other),
+                        PeerInfo {
+                            priority: options.priority(other),
+                            health: HealthStatus::Healthy,
+                            reachable: true,
+                            wants_vote: true,
+                            unreachable_since: None,
+                        },
+                    );
+                }
+            }
+            replica.core.after_command(now);
+            replica
+        });
+    }
+    for node in 0..options.node_count {
+        sim.start(node);
+    }
+    sim
+}
+
+/// The node that currently leads in the highest term among running nodes, if any.
+pub fn current_leader(sim: &Simulator<SimReplica>) -> Option<usize> {
+    sim.running_nodes()
+        .into_iter()
+        .filter(|node| {
+            sim.actor(*node)
+                .is_some_and(|replica| replica.core().engine().is_leader())
+        })
+        .max_by_key(|node| {
+            sim.actor(*node)
+                .map(|replica| replica.core().engine().term())
+        })
+}

@@ -1,0 +1,342 @@
+//! The replicated log under simulated faults: elections, replication, crashes with lost
+//! unsynced writes, partitions, clock drift. Every run checks the safety invariants and the
+//! linearizability of the clients' history, and must make progress once healed.
+//!
+//! Replay a failure with the command it prints; sweep more seeds with
+//! `HA_SIM_SEEDS=2000 cargo test -p ha-tests --release --test replica_sim`.
+
+use ha_core::Millis;
+use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
+use ha_replicate::engine::Role;
+use ha_replicate::entry::ElectionCause;
+use ha_tests::invariants::{
+    AppliedCommands, check_acknowledged_writes_survive, check_one_leader_per_term,
+};
+use ha_tests::replica::{ReplicaClusterOptions, current_leader, replica_cluster};
+use ha_tests::sim::NetworkConfig;
+use ha_tests::with_seeds;
+use ha_tests::workload::{Workload, WorkloadOptions};
+use rand::RngExt;
+
+/// How many seeds the fault sweep runs by default (CI).
+const SWEEP_SEEDS: u64 = 300;
+
+#[test]
+fn a_leader_is_elected_and_writes_commit_everywhere() {
+    with_seeds(
+        "a_leader_is_elected_and_writes_commit_everywhere",
+        20,
+        |seed| {
+            let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
+            let elected =
+                sim.run_until_condition(Millis(5_000), 5, |sim| current_leader(sim).is_some());
+            assert!(elected.is_some(), "no leader within 5 s");
+            let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
+            workload.run(&mut sim, Millis(8_000));
+            workload.stop_issuing();
+            workload.run(&mut sim, Millis(12_000));
+            assert!(
+                workload.completed() > 100,
+                "only {} operations completed",
+                workload.completed()
+            );
+            check_one_leader_per_term(&sim).unwrap();
+            let mut applied = AppliedCommands::default();
+            applied.observe(&sim).unwrap();
+            let confirmed =
+                check_acknowledged_writes_survive(&sim, workload.acknowledged()).unwrap();
+            assert_eq!(confirmed, workload.acknowledged().len());
+            let result = check(workload.history(), &RegisterModel, &Budget::default()).unwrap();
+            assert!(result.is_linearizable(), "{result:?}");
+            // With no faults every replica catches up with the leader.
+            let indexes: Vec<_> = (0..3)
+                .map(|node| sim.actor(node).unwrap().core().applier().applied_index())
+                .collect();
+            assert!(
+                indexes.iter().all(|index| *index == indexes[0]),
+                "{indexes:?}"
+            );
+        },
+    );
+}
+
+/// One randomized fault scenario: a workload runs through partitions, crashes and restarts
+/// (losing unsynced writes), message loss, duplication and reordering, and clock drift; then
+/// the network heals and the cluster must make progress.
+fn fault_scenario(seed: u64, node_count: usize) {
+    let mut options = ReplicaClusterOptions::new(node_count);
+    options.network = NetworkConfig::lan().with_drop_probability(0.02);
+    options.network.duplicate_probability = 0.02;
+    options.network.latency_ms_max = 8; // reordering
+    options.clock_drift_ppm_max = 20_000;
+    options.snapshot_every_entries = 200;
+    options.lease_reads = seed.is_multiple_of(2);
+    let mut sim = replica_cluster(seed, &options);
+    let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
+    let mut applied = AppliedCommands::default();
+    let fault_phase_end = Millis(15_000);
+    let (mut crashes, mut partitions) = (0, 0);
+    while sim.now() < fault_phase_end {
+        let step_end = sim.now() + 500;
+        workload.run(&mut sim, step_end);
+        applied
+            .observe(&sim)
+            .unwrap_or_else(|error| panic!("{error}"));
+        // One fault decision per half second.
+        let roll = sim.rng().random_range(0..100u32);
+        let node = sim.rng().random_range(0..node_count);
+        match roll {
+            0..=9 => {
+                crashes += usize::from(sim.is_running(node));
+                sim.crash(node);
+            }
+            10..=29 => {
+                for stopped in 0..node_count {
+                    if !sim.is_running(stopped) {
+                        sim.start(stopped);
+                    }
+                }
+            }
+            30..=39 => {
+                // Cut a minority (possibly holding the leader) from the rest.
+                let minority: Vec<_> = (0..node_count / 2)
+                    .map(|offset| sim.addr((node + offset) % node_count))
+                    .collect();
+                let majority: Vec<_> = (0..node_count)
+                    .map(|other| sim.addr(other))
+                    .filter(|addr| !minority.contains(addr))
+                    .collect();
+                sim.network_mut().partition(&[minority, majority]);
+                partitions += 1;
+            }
+            40..=44 => {
+                if let Some(leader) = current_leader(&sim) {
+                    let isolated = vec![sim.addr(leader)];
+                    let rest: Vec<_> = (0..node_count)
+                        .filter(|other| *other != leader)
+                        .map(|other| sim.addr(other))
+                        .collect();
+                    sim.network_mut().partition(&[isolated, rest]);
+                    partitions += 1;
+                }
+            }
+            45..=49 => {
+                let other = (node + 1) % node_count;
+                let (from, to) = (sim.addr(node), sim.addr(other));
+                sim.network_mut().block_one_way(from, to);
+            }
+            50..=69 => sim.network_mut().heal(),
+            _ => {}
+        }
+    }
+    // Healed phase: everything up, no faults; the cluster must serve writes again.
+    sim.network_mut().heal();
+    sim.network_mut().set_config(NetworkConfig::lan());
+    for node in 0..node_count {
+        if !sim.is_running(node) {
+            sim.start(node);
+        }
+    }
+    let before = workload.completed();
+    workload.run(&mut sim, Millis(25_000));
+    workload.stop_issuing();
+    workload.run(&mut sim, Millis(30_000));
+    assert!(
+        workload.completed() > before + 20,
+        "no progress after healing: {} operations before, {} after",
+        before,
+        workload.completed()
+    );
+    applied
+        .observe(&sim)
+        .unwrap_or_else(|error| panic!("{error}"));
+    check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+    check_acknowledged_writes_survive(&sim, workload.acknowledged())
+        .unwrap_or_else(|error| panic!("{error}"));
+    let result = check(workload.history(), &RegisterModel, &Budget::default())
+        .unwrap_or_else(|error| panic!("bad history: {error}"));
+    let terms = check_one_leader_per_term(&sim).unwrap_or_default();
+    let unknown = workload.history().len() - workload.completed();
+    println!(
+        "seed {seed}: {node_count} nodes, {crashes} crashes, {partitions} partitions: \
+         {} operations answered, {unknown} unknown, {} writes acknowledged, {terms} terms with a \
+         leader, {} messages lost, {} duplicated",
+        workload.completed(),
+        workload.acknowledged().len(),
+        sim.counters().dropped_loss,
+        sim.counters().duplicated,
+    );
+    assert!(
+        matches!(result, CheckResult::Linearizable),
+        "history of {} operations is not linearizable: {result:?}",
+        workload.history().len()
+    );
+}
+
+#[test]
+fn three_nodes_stay_safe_under_faults() {
+    with_seeds(
+        "three_nodes_stay_safe_under_faults",
+        SWEEP_SEEDS / 2,
+        |seed| fault_scenario(seed, 3),
+    );
+}
+
+#[test]
+fn five_nodes_stay_safe_under_faults() {
+    with_seeds(
+        "five_nodes_stay_safe_under_faults",
+        SWEEP_SEEDS / 2,
+        |seed| fault_scenario(seed, 5),
+    );
+}
+
+/// Leaderless window after a leader crash: from the crash to the first moment a new leader
+/// exists, with 1 ms links and default (LAN) timing, over 100 crashes.
+#[test]
+fn failover_is_fast() {
+    let windows_ms = std::cell::RefCell::new(Vec::new());
+    with_seeds("failover_is_fast", 1, |seed| {
+        let mut options = ReplicaClusterOptions::new(3);
+        options.network.latency_ms_min = 1;
+        options.network.latency_ms_max = 1;
+        let mut sim = replica_cluster(seed, &options);
+        for crash in 0..100 {
+            let leader = sim
+                .run_until_condition(sim.now() + 10_000, 1, |sim| current_leader(sim).is_some())
+                .and_then(|_| current_leader(&sim))
+                .unwrap_or_else(|| panic!("crash {crash}: no leader to crash"));
+            // Let the cluster settle so every follower has heard the leader recently.
+            let settle = sim.now() + 500;
+            sim.run_until(settle);
+            let crashed_at = sim.now();
+            sim.crash(leader);
+            let elected = sim
+                .run_until_condition(crashed_at + 5_000, 1, |sim| {
+                    current_leader(sim).is_some_and(|node| node != leader)
+                })
+                .unwrap_or_else(|| panic!("crash {crash}: no new leader within 5 s"));
+            windows_ms.borrow_mut().push(elected - crashed_at);
+            sim.start(leader);
+        }
+        check_one_leader_per_term(&sim).unwrap();
+    });
+    let mut windows_ms = windows_ms.into_inner();
+    windows_ms.sort_unstable();
+    let median = windows_ms[windows_ms.len() / 2];
+    let max = *windows_ms.last().unwrap();
+    println!(
+        "leaderless window over {} crashes: min {} ms, median {median} ms, p90 {} ms, max {max} ms",
+        windows_ms.len(),
+        windows_ms[0],
+        windows_ms[windows_ms.len() * 9 / 10]
+    );
+    assert!(median < 300, "median {median} ms");
+    assert!(max < 1_000, "max {max} ms");
+}
+
+#[test]
+fn leadership_returns_to_the_recovered_highest_priority_node() {
+    with_seeds(
+        "leadership_returns_to_the_recovered_highest_priority_node",
+        10,
+        |seed| {
+            let mut options = ReplicaClusterOptions::new(3);
+            options.priorities = vec![10, 5, 1];
+            options.failback_after_ms = Some(1_000);
+            let mut sim = replica_cluster(seed, &options);
+            let first =
+                sim.run_until_condition(Millis(5_000), 5, |sim| current_leader(sim) == Some(0));
+            assert!(
+                first.is_some(),
+                "the priority-10 node did not lead first: {:?}",
+                current_leader(&sim)
+            );
+            sim.crash(0);
+            let second =
+                sim.run_until_condition(sim.now() + 5_000, 5, |sim| current_leader(sim) == Some(1));
+            assert!(
+                second.is_some(),
+                "the priority-5 node did not take over: {:?}",
+                current_leader(&sim)
+            );
+            sim.start(0);
+            let back = sim
+                .run_until_condition(sim.now() + 10_000, 5, |sim| current_leader(sim) == Some(0));
+            assert!(
+                back.is_some(),
+                "no failback to the priority-10 node: {:?}",
+                current_leader(&sim)
+            );
+            // The new leader's LeaderStart entry (which records the cause) commits shortly after.
+            let recorded = sim.run_until_condition(sim.now() + 2_000, 5, |sim| {
+                sim.actor(0).is_some_and(|replica| {
+                    replica
+                        .core()
+                        .applier()
+                        .history()
+                        .last()
+                        .map(|record| record.cause)
+                        == Some(ElectionCause::Failback)
+                })
+            });
+            let history: Vec<_> = sim
+                .actor(0)
+                .unwrap()
+                .core()
+                .applier()
+                .history()
+                .cloned()
+                .collect();
+            assert!(recorded.is_some(), "no failback recorded: {history:?}");
+            check_one_leader_per_term(&sim).unwrap();
+        },
+    );
+}
+
+#[test]
+fn same_seed_same_replication_trace() {
+    let run = |seed| {
+        let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
+        let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
+        workload.run(&mut sim, Millis(3_000));
+        (sim.trace().hash(), workload.history().len())
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7).0, run(8).0);
+}
+
+#[test]
+fn minority_side_has_no_leader_and_refuses_writes() {
+    with_seeds(
+        "minority_side_has_no_leader_and_refuses_writes",
+        10,
+        |seed| {
+            let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(5));
+            sim.run_until_condition(Millis(5_000), 5, |sim| current_leader(sim).is_some())
+                .expect("a leader");
+            let leader = current_leader(&sim).unwrap();
+            let others: Vec<usize> = (0..5).filter(|node| *node != leader).collect();
+            let minority = vec![sim.addr(leader), sim.addr(others[0])];
+            let majority: Vec<_> = others[1..].iter().map(|node| sim.addr(*node)).collect();
+            sim.network_mut().partition(&[minority, majority]);
+            // After the check-quorum window the old leader has stepped down.
+            let stepped_down = sim.run_until_condition(sim.now() + 2_000, 5, |sim| {
+                !sim.actor(leader).unwrap().core().engine().is_leader()
+            });
+            assert!(stepped_down.is_some(), "the minority leader kept leading");
+            let new_leader = sim.run_until_condition(sim.now() + 5_000, 5, |sim| {
+                others[1..]
+                    .iter()
+                    .any(|node| sim.actor(*node).unwrap().core().engine().is_leader())
+            });
+            assert!(new_leader.is_some(), "the majority elected no leader");
+            for node in [leader, others[0]] {
+                assert_ne!(
+                    sim.actor(node).unwrap().core().engine().role(),
+                    Role::Leader
+                );
+            }
+        },
+    );
+}
