@@ -224,6 +224,13 @@ pub struct ReplicaClusterOptions {
     pub failback_after_ms: Option<u64>,
     /// Snapshot every this many applied entries.
     pub snapshot_every_entries: u64,
+    /// How many nodes (the first ones) found the cluster; the others start empty and must
+    /// be added by the leader (as learners, then promoted). Defaults to all of them.
+    pub founding_voters: Option<usize>,
+    /// Automatic or operator-only elections.
+    pub failover_mode: ha_core::FailoverMode,
+    /// Remove voters unreachable this long (the test reports unreachability).
+    pub dead_voter_after_ms: Option<u64>,
 }
 
 impl ReplicaClusterOptions {
@@ -238,6 +245,9 @@ impl ReplicaClusterOptions {
             lease_reads: false,
             failback_after_ms: None,
             snapshot_every_entries: 10_000,
+            founding_voters: None,
+            failover_mode: ha_core::FailoverMode::Automatic,
+            dead_voter_after_ms: None,
         }
     }
 
@@ -253,7 +263,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
     config.network = options.network.clone();
     let mut sim = Simulator::new(config);
     let directory = Rc::new(Directory::new(options.node_count));
-    let voters = Membership::with_voters((0..options.node_count).map(replica_id));
+    let founding = options.founding_voters.unwrap_or(options.node_count);
+    let voters = Membership::with_voters((0..founding).map(replica_id));
     for node in 0..options.node_count {
         let disk = MemoryDisk::new();
         let directory = Rc::clone(&directory);
@@ -277,6 +288,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
             engine.election_timeout_max_ms = options.timing.election_timeout_max_ms;
             engine.lease_reads = options.lease_reads;
             engine.failback_after_ms = options.failback_after_ms;
+            engine.failover_mode = options.failover_mode;
+            engine.dead_voter_after_ms = options.dead_voter_after_ms;
             let settings = ReplicaSettings {
                 engine,
                 sync_policy: SyncPolicy::Batch,
@@ -298,7 +311,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 flush_scheduled: false,
             };
             let engine = replica.core.engine_mut();
-            engine.bootstrap(now, voters.clone());
+            // Peer metadata first (as gossip delivers it before a cluster bootstraps), so the
+            // first election timer already reflects the priorities.
             for other in 0..options.node_count {
                 if other != node {
                     engine.set_peer_info(
@@ -313,6 +327,9 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                         },
                     );
                 }
+            }
+            if node < founding {
+                engine.bootstrap(now, voters.clone());
             }
             replica.core.after_command(now);
             replica

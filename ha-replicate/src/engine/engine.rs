@@ -493,14 +493,15 @@ impl Engine {
         self.timer_generations[kind.slot()] += 1;
     }
 
-    /// Random in `[min, max)`, plus half a minimum timeout for every eligible voter with a
-    /// higher priority (the failed leader excepted), so the best candidate usually goes first.
+    /// Random in `[min, max)`, plus the whole width of that range for every eligible voter
+    /// with a higher priority (the failed leader excepted): the ranges of different ranks do
+    /// not overlap, so the best eligible candidate always fires first.
     pub(crate) fn reset_election_timer(&mut self) {
         let minimum = self.settings.election_timeout_min_ms;
         let maximum = self.settings.election_timeout_max_ms.max(minimum + 1);
         let jitter = self.rng.random_range(minimum..maximum);
         let rank = self.priority_rank() as u64;
-        self.set_timer(TimerKind::Election, jitter + rank * (minimum / 2));
+        self.set_timer(TimerKind::Election, jitter + rank * (maximum - minimum));
     }
 
     fn priority_rank(&self) -> usize {
