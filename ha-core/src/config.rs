@@ -15,6 +15,19 @@ use crate::keyring::{ClusterKey, KEYRING_KEYS_MAX};
 
 /// Longest cluster name, in bytes.
 pub const CLUSTER_NAME_LENGTH_MAX: usize = 64;
+
+/// Whether `name` is a valid cluster name: 1 to [`CLUSTER_NAME_LENGTH_MAX`] characters of
+/// `[A-Za-z0-9._-]` (the same characters as node ids, safe in labels and file names).
+///
+/// ```
+/// assert!(ha_core::is_valid_cluster_name("payments-prod"));
+/// assert!(!ha_core::is_valid_cluster_name("has space"));
+/// ```
+pub fn is_valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= CLUSTER_NAME_LENGTH_MAX
+        && name.chars().all(crate::ids::is_name_character)
+}
 /// Most seed addresses a node is given.
 pub const SEEDS_MAX: usize = 64;
 
@@ -360,12 +373,7 @@ impl Config {
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let name = &self.cluster.name;
-        if name.is_empty()
-            || name.len() > CLUSTER_NAME_LENGTH_MAX
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !is_valid_cluster_name(name) {
             return Err(ConfigError::new(
                 "cluster.name",
                 format!("{name:?} is not 1 to 64 characters of [A-Za-z0-9._-]"),

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidNodeId;
 
+/// Characters allowed in node ids and cluster names.
+pub(crate) fn is_name_character(character: char) -> bool {
+    character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.')
+}
+
 /// The longest node id accepted, in bytes. Ids travel in every gossip packet, so they stay short.
 pub const NODE_ID_LENGTH_MAX: usize = 64;
 
@@ -38,10 +43,7 @@ impl NodeId {
         if id.len() > NODE_ID_LENGTH_MAX {
             return Err(InvalidNodeId::TooLong { length: id.len() });
         }
-        if let Some(character) = id
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
+        if let Some(character) = id.chars().find(|c| !is_name_character(*c)) {
             return Err(InvalidNodeId::BadCharacter { character });
         }
         Ok(Self(id))

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use ha_core::codec::RPC_FRAME_BYTES_MAX;
 use ha_core::keyring::{ClusterKey, KEYRING_KEYS_MAX};
-use ha_core::{CLUSTER_NAME_LENGTH_MAX, Config, ConfigError, NodeId};
+use ha_core::{Config, ConfigError, NodeId};
 
 /// Default most messages waiting per peer before [`send`](super::TcpTransport::send) drops.
 pub const OUTBOUND_QUEUE_MAX_DEFAULT: usize = 4096;
@@ -126,12 +126,7 @@ impl TransportSettings {
     /// A [`ConfigError`] naming the first bad field and how to fix it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.cluster_name;
-        if name.is_empty()
-            || name.len() > CLUSTER_NAME_LENGTH_MAX
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !ha_core::is_valid_cluster_name(name) {
             return Err(ConfigError::new(
                 "transport.cluster_name",
                 format!("{name:?} is not 1 to 64 characters of [A-Za-z0-9._-]"),
