@@ -8,6 +8,7 @@ pub mod engine;
 pub mod entry;
 pub mod hard_state;
 pub mod membership;
+pub mod membership_feed;
 pub mod raft_log;
 pub mod replica;
 pub mod snapshot_meta;

@@ -65,6 +65,7 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
         peers: BTreeMap::new(),
         bootstrap: Some(Membership::with_voters((1..=3).map(id))),
+        bootstrap_expect: None,
     };
     let store = WalStore::open(dir, WalOptions::default()).unwrap();
     ReplicaNode::start(settings, Kv::default(), store)

@@ -111,6 +111,7 @@ async fn start_cluster(voters: usize, dirs: &[tempfile::TempDir]) -> Vec<Replica
             ),
             peers: BTreeMap::new(),
             bootstrap: Some(Membership::with_voters(ids.clone())),
+            bootstrap_expect: None,
         };
         let options = WalOptions {
             fsync_policy: FsyncPolicy::Manual,

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ha_core::{Clock, HealthStatus, Millis, MonotonicClock, NodeId, StateMachine, TimerQueue};
+use ha_core::{
+    Clock, HealthStatus, MemberEvent, Millis, MonotonicClock, NodeId, StateMachine, TimerQueue,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -14,6 +16,7 @@ use crate::driver::status::{PeerStatus, ReplicaStatus, RoleView};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
+use crate::membership_feed::MembershipFeed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc,
@@ -36,6 +39,10 @@ pub struct NodeSettings {
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// Found a new cluster with these voters if the store is empty.
     pub bootstrap: Option<Membership>,
+    /// Or found one once this many voters (this node included) have met through the member
+    /// events given to [`ReplicaNode::on_member_event`] (see
+    /// [`MembershipFeed::bootstrap_voters`]).
+    pub bootstrap_expect: Option<usize>,
 }
 
 pub(crate) enum Command {
@@ -57,6 +64,7 @@ pub(crate) enum Command {
         info: Option<PeerInfo>,
     },
     Status(oneshot::Sender<ReplicaStatus>),
+    MemberEvent(MemberEvent),
     Stop(oneshot::Sender<()>),
 }
 
@@ -102,7 +110,15 @@ impl<S: StateMachine> ReplicaNode<S> {
             leader: engine.leader().cloned(),
         });
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
+        let engine_settings = &settings.replica.engine;
+        let feed = MembershipFeed::new(
+            engine_settings.node_id.clone(),
+            true,
+            settings.bootstrap_expect.unwrap_or(0),
+        );
         let runner = Runner {
+            feed,
+            bootstrap_expect: settings.bootstrap_expect,
             core,
             transport,
             clock,
@@ -214,6 +230,15 @@ impl<S: StateMachine> ReplicaNode<S> {
         self.send(Command::SetPeer { node, addr, info }).await
     }
 
+    /// Pass on a gossip membership event: peers' addresses and metadata reach the engine, and
+    /// with `bootstrap_expect` a fresh node founds the cluster once enough voters have met.
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the node has stopped.
+    pub async fn on_member_event(&self, event: MemberEvent) -> Result<(), ClientError> {
+        self.send(Command::MemberEvent(event)).await
+    }
+
     /// Stop gracefully: hand leadership over if leading (waiting up to `handover_timeout`),
     /// then stop the task and close the transport.
     pub async fn shutdown(mut self, handover_timeout: Duration) {
@@ -260,6 +285,8 @@ pub(crate) fn stopped() -> ClientError {
 }
 
 struct Runner<S: StateMachine, L: LogStore> {
+    feed: MembershipFeed,
+    bootstrap_expect: Option<usize>,
     core: ReplicaCore<S, L>,
     transport: TcpTransport<Rpc>,
     clock: MonotonicClock,
@@ -372,11 +399,32 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             Command::Status(reply) => {
                 let _ = reply.send(self.status(now));
             }
+            Command::MemberEvent(event) => self.on_member_event(now, &event),
             Command::Stop(reply) => {
                 self.stopped = true;
                 let _ = reply.send(());
             }
         }
+    }
+
+    fn on_member_event(&mut self, now: Millis, event: &MemberEvent) {
+        let Some(update) = self.feed.on_event(now, event) else {
+            return;
+        };
+        if let Some(addr) = update.rpc_addr {
+            self.peers.insert(update.node.clone(), addr);
+        }
+        let engine = self.core.engine_mut();
+        engine.set_peer_info(now, update.node, update.info);
+        let fresh = engine.last_index().0 == 0 && engine.term().0 == 0;
+        if fresh
+            && self.bootstrap_expect.is_some()
+            && let Some(voters) = self.feed.bootstrap_voters()
+        {
+            tracing::info!(voters = ?voters.voters, "enough voters met; founding the cluster");
+            engine.bootstrap(now, voters);
+        }
+        self.core.after_command(now);
     }
 
     fn carry_out(&mut self) {
