@@ -99,3 +99,24 @@ pub trait StateMachine: Send + 'static {
     /// then be left as it was before the call.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError>;
 }
+
+/// The unit type as a state machine with no state, for a service that only uses what the
+/// framework replicates itself (the KV store and locks).
+impl StateMachine for () {
+    type Command = ();
+    type Response = ();
+    type Query = ();
+    type QueryResponse = ();
+
+    fn apply(&mut self, _index: LogIndex, _command: ()) {}
+
+    fn query(&self, _query: &()) {}
+
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        Ok(Vec::new())
+    }
+
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), StateMachineError> {
+        Ok(())
+    }
+}

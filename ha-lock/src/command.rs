@@ -1,0 +1,290 @@
+//! What clients ask the lock table, and what it answers.
+
+use serde::{Deserialize, Serialize};
+
+/// A lease: granted with a TTL, kept alive by its holder, ended by revoke or expiry. Its id is
+/// the log index of the grant, so ids are unique and never reused.
+pub type LeaseId = u64;
+/// A client session (the same id the replication client stamps writes with).
+pub type SessionId = u64;
+/// A fencing token: the log index of a lock grant. Strictly increasing per lock (and across
+/// locks), across leader changes and restarts, because log indexes are.
+pub type FencingToken = u64;
+
+/// Largest key, in bytes.
+pub const KEY_BYTES_MAX: usize = 1024;
+/// Largest value, in bytes.
+pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// A change to the lock table. Every field that identifies time comes from the log (indexes),
+/// never from a clock, so every replica applies it identically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockCommand {
+    /// Set `key`. With `expected_version`, only if the key's version is that (0: only if the
+    /// key does not exist). With `lease`, the key is deleted when the lease ends.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Compare-and-swap on the key's version; `Some(0)` means create-only.
+        expected_version: Option<u64>,
+        /// Bind the key to this lease.
+        lease: Option<LeaseId>,
+    },
+    /// Remove `key`, with the same optional version check.
+    Delete {
+        /// The key.
+        key: String,
+        /// Compare-and-swap on the key's version.
+        expected_version: Option<u64>,
+    },
+    /// Grant a lease for `session`.
+    LeaseGrant {
+        /// Its time to live; the leader expires it after this long without a keep-alive.
+        ttl_ms: u64,
+        /// Its holder.
+        session: SessionId,
+    },
+    /// Keep a lease alive.
+    LeaseKeepAlive {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// End a lease now (its holder is done).
+    LeaseRevoke {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// End a lease whose TTL ran out; proposed by the leader, not by clients.
+    LeaseExpire {
+        /// The lease.
+        lease: LeaseId,
+        /// The keep-alive count the leader saw when it decided: if the lease was renewed
+        /// since (a keep-alive raced the expiry), the expiry is ignored.
+        renewals: u64,
+    },
+    /// Acquire lock `name` for `session` under `lease`. Granted at once when free; otherwise
+    /// queued (FIFO) when `wait`, refused when not.
+    Acquire {
+        /// The lock.
+        name: String,
+        /// The session asking.
+        session: SessionId,
+        /// The lease the lock lives under; the lock is released when it ends.
+        lease: LeaseId,
+        /// Queue when held (false: `try_acquire`).
+        wait: bool,
+    },
+    /// Release lock `name` held with `token`.
+    Release {
+        /// The lock.
+        name: String,
+        /// The holder's fencing token.
+        token: FencingToken,
+    },
+    /// Stop waiting for lock `name` (the waiter's timeout ran out).
+    CancelWait {
+        /// The lock.
+        name: String,
+        /// The waiting session.
+        session: SessionId,
+    },
+}
+
+/// The answer to a [`LockCommand`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockResponse {
+    /// The put happened; the key's new version (the log index).
+    Put {
+        /// The new version.
+        version: u64,
+    },
+    /// The delete happened.
+    Deleted {
+        /// Whether the key existed.
+        existed: bool,
+    },
+    /// A compare-and-swap failed: nothing changed.
+    VersionMismatch {
+        /// The key's version (0: it does not exist).
+        current: u64,
+    },
+    /// A lease was granted.
+    LeaseGranted {
+        /// Its id.
+        lease: LeaseId,
+        /// Its TTL.
+        ttl_ms: u64,
+    },
+    /// A lease was kept alive.
+    LeaseRenewed {
+        /// The lease.
+        lease: LeaseId,
+        /// Keep-alives so far.
+        renewals: u64,
+    },
+    /// A lease ended: its keys were deleted and its locks released (or passed on).
+    LeaseEnded {
+        /// The lease.
+        lease: LeaseId,
+        /// Locks it held, now released or granted to the next waiter.
+        released_locks: Vec<String>,
+        /// Keys deleted with it.
+        deleted_keys: usize,
+    },
+    /// An expiry raced a keep-alive and lost: the lease lives on.
+    LeaseStillAlive {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// No such lease (never granted, or already ended).
+    LeaseNotFound {
+        /// The lease asked for.
+        lease: LeaseId,
+    },
+    /// The lock was granted.
+    Granted {
+        /// The fencing token.
+        token: FencingToken,
+    },
+    /// The lock is held; the session waits in line (0 = next).
+    Queued {
+        /// Waiters ahead of it.
+        position: usize,
+    },
+    /// The lock is held and the caller did not want to wait.
+    Busy {
+        /// The current holder's session.
+        holder: SessionId,
+    },
+    /// Waiting would close a cycle in the wait-for graph: refused at once.
+    Deadlock {
+        /// The sessions in the cycle, starting with the caller.
+        cycle: Vec<SessionId>,
+    },
+    /// The lock was released (and passed to the next waiter, if any).
+    Released,
+    /// The token is not the current holder's: nothing changed.
+    NotHolder,
+    /// The wait was cancelled.
+    Cancelled,
+    /// The session was not waiting (it may have been granted meanwhile).
+    NotWaiting,
+    /// The command is invalid (a key or value too long, an empty name); nothing changed.
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A read of the lock table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockQuery {
+    /// One key.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    Range {
+        /// The prefix.
+        prefix: String,
+        /// Most keys returned.
+        limit: usize,
+    },
+    /// Changes to keys starting with `prefix` with a version above `after_version`.
+    Changes {
+        /// The prefix.
+        prefix: String,
+        /// Only changes after this version.
+        after_version: u64,
+        /// Most changes returned.
+        limit: usize,
+    },
+    /// One lock's state.
+    Lock {
+        /// The lock.
+        name: String,
+    },
+    /// One lease.
+    Lease {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// Every lease (for the leader's expiry tracker).
+    Leases,
+}
+
+/// A key's value and version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The log index of the write that set it.
+    pub version: u64,
+    /// The lease it is bound to.
+    pub lease: Option<LeaseId>,
+}
+
+/// One change to a key, for watches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The log index of the change.
+    pub version: u64,
+    /// The key.
+    pub key: String,
+    /// The new value; `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A lock's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockState {
+    /// The holder's session.
+    pub holder: SessionId,
+    /// The lease it holds it under.
+    pub lease: LeaseId,
+    /// Its fencing token.
+    pub token: FencingToken,
+    /// Waiting sessions, in order, with their leases.
+    pub waiters: Vec<(SessionId, LeaseId)>,
+}
+
+/// A lease's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseState {
+    /// Its id.
+    pub lease: LeaseId,
+    /// Its holder.
+    pub session: SessionId,
+    /// Its TTL.
+    pub ttl_ms: u64,
+    /// Keep-alives applied so far.
+    pub renewals: u64,
+}
+
+/// The answer to a [`LockQuery`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockQueryResponse {
+    /// A key, if present.
+    Value(Option<KeyValue>),
+    /// Keys in a range.
+    Values(Vec<KeyValue>),
+    /// Changes after a version.
+    Changes(Vec<Change>),
+    /// The requested version is older than the change log keeps: re-read the keys, then
+    /// watch from `oldest_available`.
+    Compacted {
+        /// The oldest version still in the change log.
+        oldest_available: u64,
+    },
+    /// A lock, if held.
+    Lock(Option<LockState>),
+    /// A lease, if alive.
+    Lease(Option<LeaseState>),
+    /// Every lease.
+    Leases(Vec<LeaseState>),
+}

@@ -1,0 +1,48 @@
+//! # ha-lock
+//!
+//! A distributed key/value store with compare-and-swap, TTL leases, fenced FIFO locks with
+//! deadlock detection, and a change log for watches — as a deterministic state machine
+//! ([`LockTable`]) replicated through the same log as the host's own state machine
+//! ([`WithLocks`]).
+//!
+//! ```text
+//!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ LockTable (every replica)
+//!                                   ▲
+//!  leader: LeaseExpiryTracker ──────┘ proposes LeaseExpire when a lease's TTL ran out
+//! ```
+//!
+//! Time never enters the state: versions, lease ids and fencing tokens are log indexes, and
+//! lease expiry is a command the leader proposes. A fencing token is the log index of the
+//! grant, so it grows across leader changes and restarts.
+//!
+//! ## Example
+//!
+//! ```
+//! use ha_core::LogIndex;
+//! use ha_lock::{LockCommand, LockResponse, LockTable};
+//!
+//! let mut table = LockTable::default();
+//! let lease = |index| LockCommand::LeaseGrant { ttl_ms: 5_000, session: index };
+//! table.apply(LogIndex(1), lease(1)); // lease 1 for session 1
+//! table.apply(LogIndex(2), lease(2)); // lease 2 for session 2
+//! let acquire = |session, lease| LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true };
+//! assert_eq!(table.apply(LogIndex(3), acquire(1, 1)), LockResponse::Granted { token: 3 });
+//! assert_eq!(table.apply(LogIndex(4), acquire(2, 2)), LockResponse::Queued { position: 0 });
+//! // Session 1 releases; session 2 is granted with a larger token.
+//! assert_eq!(table.apply(LogIndex(5), LockCommand::Release { name: "jobs".into(), token: 3 }), LockResponse::Released);
+//! ```
+
+mod command;
+mod lease_expiry;
+mod lock_table;
+mod wait_for_graph;
+mod with_locks;
+
+pub use command::{
+    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
+    LockQueryResponse, LockResponse, LockState, SessionId, VALUE_BYTES_MAX,
+};
+pub use lease_expiry::LeaseExpiryTracker;
+pub use lock_table::{CHANGES_MAX, LockTable, QUERY_RESULTS_MAX, WAITERS_MAX};
+pub use wait_for_graph::WaitForGraph;
+pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
