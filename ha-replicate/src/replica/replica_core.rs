@@ -652,57 +652,25 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     fn expire(&mut self, now: Millis) {
-        let expired: Vec<LogIndex> = self
-            .pending_writes
-            .iter()
-            .filter(|(_, pending)| pending.deadline <= now)
-            .map(|(index, _)| *index)
-            .collect();
-        for index in expired {
-            if let Some(pending) = self.pending_writes.remove(&index)
-                && pending.consistency != Consistency::Eventual
-            {
+        for (_, pending) in take_expired(&mut self.pending_writes, now, |pending| pending.deadline)
+        {
+            // An EVENTUAL write was answered when it was appended.
+            if pending.consistency != Consistency::Eventual {
                 self.reply(pending.origin, ClientReply::Failed(ClientError::Timeout));
             }
         }
-        let expired: Vec<LogIndex> = self
-            .strong_waits
-            .iter()
-            .filter(|(_, wait)| wait.deadline <= now)
-            .map(|(index, _)| *index)
-            .collect();
-        for index in expired {
-            if let Some(wait) = self.strong_waits.remove(&index) {
-                self.reply(
-                    wait.origin,
-                    ClientReply::Failed(ClientError::NotAppliedEverywhere { index }),
-                );
-            }
+        for (index, wait) in take_expired(&mut self.strong_waits, now, |wait| wait.deadline) {
+            let reply = ClientReply::Failed(ClientError::NotAppliedEverywhere { index });
+            self.reply(wait.origin, reply);
         }
-        let expired: Vec<u64> = self
-            .pending_reads
-            .iter()
-            .filter(|(_, read)| read.deadline <= now)
-            .map(|(read_id, _)| *read_id)
-            .collect();
-        for read_id in expired {
-            if let Some(read) = self.pending_reads.remove(&read_id) {
-                self.reply(read.origin, ClientReply::Failed(ClientError::Timeout));
-            }
+        for (_, read) in take_expired(&mut self.pending_reads, now, |read| read.deadline) {
+            self.reply(read.origin, ClientReply::Failed(ClientError::Timeout));
         }
-        let expired: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, (_, deadline, _))| *deadline <= now)
-            .map(|(forward_id, _)| *forward_id)
-            .collect();
-        for forward_id in expired {
-            if let Some((request_id, _, _)) = self.forwards.remove(&forward_id) {
-                self.emit(ReplicaEffect::Reply {
-                    request_id,
-                    reply: ClientReply::Failed(ClientError::Timeout),
-                });
-            }
+        for (_, (request_id, _, _)) in take_expired(&mut self.forwards, now, |forward| forward.1) {
+            self.emit(ReplicaEffect::Reply {
+                request_id,
+                reply: ClientReply::Failed(ClientError::Timeout),
+            });
         }
     }
 
@@ -717,4 +685,21 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             Err(error) => tracing::warn!(%error, "snapshot failed; will retry"),
         }
     }
+}
+
+/// Remove and return the entries of `waiting` whose deadline has passed, in key order.
+fn take_expired<K: Ord + Copy, V>(
+    waiting: &mut BTreeMap<K, V>,
+    now: Millis,
+    deadline: impl Fn(&V) -> Millis,
+) -> Vec<(K, V)> {
+    let expired: Vec<K> = waiting
+        .iter()
+        .filter(|(_, value)| deadline(value) <= now)
+        .map(|(key, _)| *key)
+        .collect();
+    expired
+        .into_iter()
+        .filter_map(|key| waiting.remove(&key).map(|value| (key, value)))
+        .collect()
 }
