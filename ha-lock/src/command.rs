@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 pub type LeaseId = u64;
 /// A client session (the same id the replication client stamps writes with).
 pub type SessionId = u64;
-/// A fencing token: the log index of a lock grant. Strictly increasing per lock (and across
-/// locks), across leader changes and restarts, because log indexes are.
+/// A fencing token: the log index of a lock grant. Strictly increasing per lock, across leader
+/// changes and restarts, because log indexes are. (Locks handed on by one command, such as a
+/// lease end, get the same value; tokens compare only within one lock.)
 pub type FencingToken = u64;
 
 /// Largest key, in bytes.
@@ -275,10 +276,10 @@ pub enum LockQueryResponse {
     Values(Vec<KeyValue>),
     /// Changes after a version.
     Changes(Vec<Change>),
-    /// The requested version is older than the change log keeps: re-read the keys, then
-    /// watch from `oldest_available`.
+    /// Changes after the requested version are no longer all kept: re-read the keys, then
+    /// watch for changes after `oldest_available`.
     Compacted {
-        /// The oldest version still in the change log.
+        /// The newest version dropped from the change log: every change after it is kept.
         oldest_available: u64,
     },
     /// A lock, if held.

@@ -72,6 +72,11 @@ impl LockTable {
                 expected_version,
             } => self.delete(index, key, expected_version),
             LockCommand::LeaseGrant { ttl_ms, session } => {
+                if ttl_ms == 0 {
+                    return LockResponse::Invalid {
+                        reason: "a lease needs a TTL above 0 ms".to_string(),
+                    };
+                }
                 self.leases.insert(
                     index,
                     Lease {
@@ -175,6 +180,11 @@ impl LockTable {
     }
 
     fn delete(&mut self, index: u64, key: String, expected_version: Option<u64>) -> LockResponse {
+        if key.is_empty() || key.len() > KEY_BYTES_MAX {
+            return LockResponse::Invalid {
+                reason: format!("keys are 1 to {KEY_BYTES_MAX} bytes"),
+            };
+        }
         let current = self
             .entries
             .get(&key)
@@ -273,18 +283,19 @@ impl LockTable {
         {
             return LockResponse::Queued { position };
         }
-        if !wait {
+        if !wait || lock.waiters.len() >= WAITERS_MAX {
             return LockResponse::Busy {
                 holder: lock.holder,
             };
         }
-        if let Some(cycle) = self.wait_for_graph().cycle_if_waits(session, lock.holder) {
-            return LockResponse::Deadlock { cycle };
-        }
-        if lock.waiters.len() >= WAITERS_MAX {
-            return LockResponse::Busy {
-                holder: lock.holder,
-            };
+        // Joining the back of the line means waiting for the holder and for everyone ahead.
+        let graph = self.wait_for_graph();
+        let waits_for =
+            std::iter::once(lock.holder).chain(lock.waiters.iter().map(|(ahead, _)| *ahead));
+        for blocker in waits_for {
+            if let Some(cycle) = graph.cycle_if_waits(session, blocker) {
+                return LockResponse::Deadlock { cycle };
+            }
         }
         let Some(lock) = self.locks.get_mut(&name) else {
             return LockResponse::NotWaiting;
@@ -342,11 +353,19 @@ impl LockTable {
         }
     }
 
+    /// Every waiter waits for the holder and for each waiter ahead of it in the line (they
+    /// will hold the lock before it does), so a hand-off can never create a cycle the
+    /// detector did not refuse.
     fn wait_for_graph(&self) -> WaitForGraph {
         let mut graph = WaitForGraph::default();
         for lock in self.locks.values() {
-            for (waiter, _) in &lock.waiters {
+            for (position, (waiter, _)) in lock.waiters.iter().enumerate() {
                 graph.add_wait(*waiter, lock.holder);
+                for (ahead, _) in lock.waiters.iter().take(position) {
+                    if ahead != waiter {
+                        graph.add_wait(*waiter, *ahead);
+                    }
+                }
             }
         }
         graph

@@ -25,46 +25,33 @@ impl WaitForGraph {
     }
 
     /// If `waiter` started waiting for `holder`, the cycle it would close (starting with
-    /// `waiter`), found by a depth-first search from `holder` back to `waiter`. Bounded by the
-    /// number of sessions.
+    /// `waiter`), found by a depth-first search from `holder` back to `waiter`. Iterative (an
+    /// explicit stack, so a long chain cannot overflow the thread's stack) and bounded by the
+    /// number of edges.
     pub fn cycle_if_waits(&self, waiter: SessionId, holder: SessionId) -> Option<Vec<SessionId>> {
         if waiter == holder {
             return Some(vec![waiter]);
         }
-        let mut path = vec![waiter, holder];
+        // Each stack frame is a session on the current path and the index of the next of its
+        // successors to try.
+        let mut stack: Vec<(SessionId, usize)> = vec![(holder, 0)];
         let mut visited = BTreeSet::from([holder]);
-        if self.search(holder, waiter, &mut path, &mut visited) {
-            // The path ends with `waiter` again; report each session once.
-            path.pop();
-            Some(path)
-        } else {
-            None
-        }
-    }
-
-    fn search(
-        &self,
-        from: SessionId,
-        target: SessionId,
-        path: &mut Vec<SessionId>,
-        visited: &mut BTreeSet<SessionId>,
-    ) -> bool {
-        let Some(next) = self.edges.get(&from) else {
-            return false;
-        };
-        for &session in next {
-            if session == target {
-                path.push(session);
-                return true;
+        while let Some((session, next)) = stack.last_mut() {
+            let successors = self.edges.get(session);
+            let Some(&candidate) = successors.and_then(|set| set.iter().nth(*next)) else {
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            if candidate == waiter {
+                let mut cycle = vec![waiter];
+                cycle.extend(stack.iter().map(|(session, _)| *session));
+                return Some(cycle);
             }
-            if visited.insert(session) {
-                path.push(session);
-                if self.search(session, target, path, visited) {
-                    return true;
-                }
-                path.pop();
+            if visited.insert(candidate) {
+                stack.push((candidate, 0));
             }
         }
-        false
+        None
     }
 }

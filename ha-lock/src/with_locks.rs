@@ -119,7 +119,8 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        let snapshot: Snapshot = postcard::from_bytes(bytes)
+        // The bounded codec also refuses trailing bytes, which plain postcard ignores.
+        let snapshot: Snapshot = ha_core::codec::decode("lock snapshot", bytes, bytes.len())
             .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
         if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
             return Err(StateMachineError::Corrupt(format!(

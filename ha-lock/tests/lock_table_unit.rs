@@ -1271,7 +1271,6 @@ fn a_full_line_answers_busy() {
 /// `restore` must refuse bytes that are not exactly a snapshot: a valid snapshot followed by
 /// anything else was damaged or mixed up in transit, and accepting it hides that.
 #[test]
-#[ignore = "bug: WithLocks::restore accepts a valid snapshot followed by trailing bytes (postcard::from_bytes ignores the rest)"]
 fn a_snapshot_with_trailing_bytes_is_corrupt() {
     let mut bytes = busy_machine().snapshot().expect("snapshot");
     bytes.extend_from_slice(b"trailing garbage");
