@@ -46,3 +46,11 @@ pub use lease_expiry::LeaseExpiryTracker;
 pub use lock_table::{CHANGES_MAX, LockTable, QUERY_RESULTS_MAX, WAITERS_MAX};
 pub use wait_for_graph::WaitForGraph;
 pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
+
+pub mod handles;
+
+pub use handles::{
+    FencedResource, LEASE_TICK_INTERVAL_DEFAULT, LEASE_TTL_MIN, LeaderObserver, Leadership, Lease,
+    LeaseKeeper, LeaseLoss, LeaseStatus, LockClient, LockClientSettings, LockError, LockGuard,
+    StaleToken, Watch, drift_margin, election_key,
+};

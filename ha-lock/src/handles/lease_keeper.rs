@@ -1,0 +1,138 @@
+//! The task that expires leases: on whichever node leads, it feeds the applied leases to a
+//! [`LeaseExpiryTracker`] and proposes the expiries it returns.
+
+use std::time::Duration;
+
+use ha_core::{Clock, Consistency, MonotonicClock, StateMachine, Term};
+use ha_replicate::driver::{ReplicaClient, ReplicaNode, RoleView};
+use ha_replicate::engine::Role;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::command::{LockQuery, LockQueryResponse, LockResponse};
+use crate::lease_expiry::LeaseExpiryTracker;
+use crate::with_locks::{Command, Query, QueryResponse, Response, WithLocks};
+
+/// How often the leader looks for expired leases by default: expiry happens at most this
+/// much after a TTL ran out.
+pub const LEASE_TICK_INTERVAL_DEFAULT: Duration = Duration::from_millis(25);
+/// How long one expiry proposal may take; an expiry that failed is proposed again later.
+const EXPIRE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the local read of the leases may take.
+const LEASES_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Expires leases whose holders stopped renewing them. Run one on every node: only the
+/// node that leads acts, and a node that starts leading starts every lease's TTL afresh, so a
+/// leader change never expires a live holder early.
+///
+/// It stops when dropped.
+///
+/// ```no_run
+/// # fn example(node: &ha_replicate::driver::ReplicaNode<ha_lock::WithLocks<()>>) {
+/// let keeper = ha_lock::LeaseKeeper::start(node);
+/// // ... the node runs ...
+/// drop(keeper);
+/// # }
+/// ```
+pub struct LeaseKeeper {
+    task: JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// Start expiring leases for `node`, looking every [`LEASE_TICK_INTERVAL_DEFAULT`].
+    pub fn start<H: StateMachine>(node: &ReplicaNode<WithLocks<H>>) -> Self {
+        Self::with_tick_interval(node, LEASE_TICK_INTERVAL_DEFAULT)
+    }
+
+    /// Start expiring leases for `node`, looking every `tick_interval`.
+    pub fn with_tick_interval<H: StateMachine>(
+        node: &ReplicaNode<WithLocks<H>>,
+        tick_interval: Duration,
+    ) -> Self {
+        let task = tokio::spawn(run(node.client(), node.watch_role(), tick_interval));
+        Self { task }
+    }
+
+    /// Stop now.
+    pub fn stop(self) {
+        // Drop aborts the task.
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run<H: StateMachine>(
+    client: ReplicaClient<WithLocks<H>>,
+    roles: watch::Receiver<RoleView>,
+    tick_interval: Duration,
+) {
+    let clock = MonotonicClock::new();
+    let mut tracker = LeaseExpiryTracker::default();
+    let mut leading_term: Option<Term> = None;
+    let mut ticks = tokio::time::interval(tick_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let view = roles.borrow().clone();
+        let leading = view.role == Role::Leader;
+        // Forget everything when not leading, and when leading a new term (leadership may
+        // have been lost and won back between two ticks): a new leader starts every TTL
+        // afresh, because renewals sent to the old leader were not seen by this tracker.
+        if !leading || leading_term != Some(view.term) {
+            tracker.on_tick(clock.now(), false, &[]);
+        }
+        leading_term = leading.then_some(view.term);
+        if !leading {
+            continue;
+        }
+        let leases = match client
+            .read(
+                Query::Lock(LockQuery::Leases),
+                Consistency::Eventual,
+                LEASES_READ_TIMEOUT,
+            )
+            .await
+        {
+            Ok(QueryResponse::Lock(LockQueryResponse::Leases(leases))) => leases,
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected answer to the leases query");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the leases failed");
+                continue;
+            }
+        };
+        // `now` is taken after the read: a renewal applied before the read returned was sent
+        // before this instant, so its TTL counted from here ends after its holder's own.
+        let expiries = tracker.on_tick(clock.now(), true, &leases);
+        for expiry in expiries {
+            if roles.borrow().role != Role::Leader {
+                // Not leading any more: the next tick forgets, and the new leader decides.
+                break;
+            }
+            match client
+                .write(
+                    Command::Lock(expiry.clone()),
+                    Consistency::Quorum,
+                    EXPIRE_TIMEOUT,
+                )
+                .await
+            {
+                Ok(written) => match written.response {
+                    Some(Response::Lock(LockResponse::LeaseEnded {
+                        lease,
+                        released_locks,
+                        deleted_keys,
+                    })) => tracing::info!(lease, ?released_locks, deleted_keys, "lease expired"),
+                    other => tracing::debug!(?expiry, ?other, "expiry not applied"),
+                },
+                Err(error) => tracing::warn!(?expiry, %error, "proposing a lease expiry failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,777 @@
+//! The client of the lock table: KV, leases, locks, watches and leader election for one
+//! session.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ha_core::{Consistency, StateMachine};
+use ha_replicate::driver::{ReplicaClient, ReplicaNode};
+use tokio::sync::watch;
+
+use super::error::LockError;
+use super::leader_observer::LeaderObserver;
+use super::leadership::Leadership;
+use super::lease::Lease;
+use super::lease_status::{LEASE_TTL_MIN, LeaseStatus};
+use super::lock_guard::LockGuard;
+use super::session_writer::SessionWriter;
+use super::settings::LockClientSettings;
+use super::watch::Watch;
+use crate::command::{
+    FencingToken, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, LockState, SessionId,
+};
+use crate::lock_table::QUERY_RESULTS_MAX;
+use crate::with_locks::WithLocks;
+
+/// Shortest timeout given to one poll of a queued lock, so that a poll close to the wait
+/// deadline still has time for a round trip.
+const POLL_READ_TIMEOUT_MIN: Duration = Duration::from_millis(50);
+
+struct Shared<H: StateMachine> {
+    writer: SessionWriter<H>,
+    /// Renewals go through their own session when one was given, so that a slow foreground
+    /// write (a STRONG put waiting for a down voter) cannot hold a renewal up past a lease's
+    /// safe deadline: writes on one session go one at a time.
+    renewals: Option<SessionWriter<H>>,
+}
+
+/// One client session of the lock table in a [`WithLocks`] state machine: KV with
+/// compare-and-swap, leases, fenced FIFO locks, watches and leader election, over a
+/// [`ReplicaClient`]. Cheap to clone; clones share the session.
+///
+/// The session id of the wrapped client ([`session`](Self::session)) is the lock table's
+/// [`SessionId`]: lock waits and deadlock detection are per session. A session holds a given
+/// lock once; independent contenders (two workers that must exclude each other) need a client
+/// each.
+///
+/// Writes are QUORUM unless a method takes a [`Consistency`], and are applied exactly once
+/// across retries. Writes of one session go out one at a time (the replicated session
+/// remembers only its latest write), so clones used from many tasks queue behind each other.
+///
+/// ```no_run
+/// # async fn example(node: ha_replicate::driver::ReplicaNode<ha_lock::WithLocks<()>>) -> Result<(), ha_lock::LockError> {
+/// use std::time::Duration;
+/// use ha_core::Consistency;
+/// use ha_lock::LockClient;
+///
+/// let client = LockClient::from_node(&node);
+/// let version = client.create("/config/mode", "active").await?;
+/// client.compare_and_swap("/config/mode", version, "standby").await?;
+/// let guard = client
+///     .acquire("jobs", Duration::from_secs(2), Duration::from_secs(5))
+///     .await?;
+/// // ... work, passing guard.token() to every fenced resource ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub struct LockClient<H: StateMachine> {
+    shared: Arc<Shared<H>>,
+    settings: LockClientSettings,
+}
+
+impl<H: StateMachine> Clone for LockClient<H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            settings: self.settings,
+        }
+    }
+}
+
+impl<H: StateMachine> LockClient<H> {
+    /// A client over `client`, whose session becomes the lock table session. Lease renewals
+    /// share the session with everything else; prefer
+    /// [`with_renewal_client`](Self::with_renewal_client) or [`from_node`](Self::from_node)
+    /// when leases must survive slow writes.
+    pub fn new(client: ReplicaClient<WithLocks<H>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                writer: SessionWriter::new(client),
+                renewals: None,
+            }),
+            settings: LockClientSettings::default(),
+        }
+    }
+
+    /// A client over `client`, renewing its leases through a second session `renewals`.
+    pub fn with_renewal_client(
+        client: ReplicaClient<WithLocks<H>>,
+        renewals: ReplicaClient<WithLocks<H>>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                writer: SessionWriter::new(client),
+                renewals: Some(SessionWriter::new(renewals)),
+            }),
+            settings: LockClientSettings::default(),
+        }
+    }
+
+    /// A client on `node` with two fresh sessions (one for renewals).
+    pub fn from_node(node: &ReplicaNode<WithLocks<H>>) -> Self {
+        Self::with_renewal_client(node.client(), node.client())
+    }
+
+    /// The same client with other timeouts and poll intervals (clones made before keep
+    /// theirs).
+    pub fn with_settings(mut self, settings: LockClientSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Its timeouts and poll intervals.
+    pub fn settings(&self) -> &LockClientSettings {
+        &self.settings
+    }
+
+    /// The lock table session: the holder and waiter id in lock states and deadlock cycles.
+    pub fn session(&self) -> SessionId {
+        self.shared.writer.session()
+    }
+
+    // ---- KV ----------------------------------------------------------------------------
+
+    /// Read `key` at `consistency` (STRONG and QUORUM are linearizable; EVENTUAL reads the
+    /// local replica, possibly stale).
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<KeyValue>, LockError> {
+        let query = LockQuery::Get {
+            key: key.to_string(),
+        };
+        match self.query(query, consistency).await? {
+            LockQueryResponse::Value(value) => Ok(value),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// Set `key` to `value`; returns the key's new version. An EVENTUAL put returns once the
+    /// leader appended it, with the version it gets when applied (it can still be lost if the
+    /// leader dies first).
+    ///
+    /// # Errors
+    /// [`LockError::Invalid`] for a key or value too long or an empty key;
+    /// [`LockError::Replication`] when it could not be replicated in time (outcome unknown on
+    /// a timeout).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the put may or may not happen.
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        consistency: Consistency,
+    ) -> Result<u64, LockError> {
+        self.put_command(key.into(), value.into(), None, None, consistency)
+            .await
+    }
+
+    /// Set `key` to `value`, bound to `lease`: the key is deleted when the lease ends (an
+    /// ephemeral key). QUORUM.
+    ///
+    /// # Errors
+    /// [`LockError::LeaseLost`] when the lease no longer exists; otherwise as
+    /// [`put`](Self::put).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the put may or may not happen.
+    pub async fn put_with_lease(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        lease: LeaseId,
+    ) -> Result<u64, LockError> {
+        self.put_command(
+            key.into(),
+            value.into(),
+            None,
+            Some(lease),
+            Consistency::Quorum,
+        )
+        .await
+    }
+
+    /// Create `key` only if it does not exist; returns its version. QUORUM.
+    ///
+    /// # Errors
+    /// [`LockError::AlreadyExists`] when it exists (nothing changed); otherwise as
+    /// [`put`](Self::put).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the create may or may not happen.
+    pub async fn create(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<u64, LockError> {
+        self.put_command(key.into(), value.into(), Some(0), None, Consistency::Quorum)
+            .await
+    }
+
+    /// Set `key` to `value` only if its version is `expected_version`; returns the new
+    /// version. QUORUM.
+    ///
+    /// # Errors
+    /// [`LockError::VersionMismatch`] with the current version when it differs (nothing
+    /// changed; 0 means the key does not exist); otherwise as [`put`](Self::put).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the swap may or may not happen.
+    pub async fn compare_and_swap(
+        &self,
+        key: impl Into<String>,
+        expected_version: u64,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<u64, LockError> {
+        self.put_command(
+            key.into(),
+            value.into(),
+            Some(expected_version),
+            None,
+            Consistency::Quorum,
+        )
+        .await
+    }
+
+    /// Delete `key`, only if its version is `expected_version` when given; returns the
+    /// version of the delete (where it appears in watches). QUORUM.
+    ///
+    /// # Errors
+    /// [`LockError::NotFound`] when the key does not exist; [`LockError::VersionMismatch`]
+    /// when its version differs; [`LockError::Replication`] as for [`put`](Self::put).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the delete may or may not happen.
+    pub async fn delete(
+        &self,
+        key: impl Into<String>,
+        expected_version: Option<u64>,
+    ) -> Result<u64, LockError> {
+        let key = key.into();
+        let command = LockCommand::Delete {
+            key: key.clone(),
+            expected_version,
+        };
+        let (index, response) = self.command_at(command).await?;
+        match response {
+            LockResponse::Deleted { existed: true } => Ok(index),
+            LockResponse::Deleted { existed: false } => Err(LockError::NotFound { key }),
+            LockResponse::VersionMismatch { current } => Err(LockError::VersionMismatch {
+                key,
+                expected: expected_version.unwrap_or(0),
+                current,
+            }),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// The keys starting with `prefix`, in key order (at most [`QUERY_RESULTS_MAX`]), read
+    /// at QUORUM.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn range(&self, prefix: &str) -> Result<Vec<KeyValue>, LockError> {
+        let query = LockQuery::Range {
+            prefix: prefix.to_string(),
+            limit: QUERY_RESULTS_MAX,
+        };
+        match self.query(query, Consistency::Quorum).await? {
+            LockQueryResponse::Values(values) => Ok(values),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    async fn put_command(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        expected_version: Option<u64>,
+        lease: Option<LeaseId>,
+        consistency: Consistency,
+    ) -> Result<u64, LockError> {
+        let command = LockCommand::Put {
+            key: key.clone(),
+            value,
+            expected_version,
+            lease,
+        };
+        let (index, response) = self
+            .shared
+            .writer
+            .write(command, consistency, self.settings.request_timeout)
+            .await?;
+        match response {
+            // EVENTUAL: answered before applying; a put's version is its log index.
+            None => Ok(index),
+            Some(LockResponse::Put { version }) => Ok(version),
+            Some(LockResponse::VersionMismatch { current }) => Err(match expected_version {
+                Some(0) => LockError::AlreadyExists {
+                    key,
+                    version: current,
+                },
+                expected => LockError::VersionMismatch {
+                    key,
+                    expected: expected.unwrap_or(0),
+                    current,
+                },
+            }),
+            Some(LockResponse::LeaseNotFound { lease }) => Err(LockError::LeaseLost { lease }),
+            Some(LockResponse::Invalid { reason }) => Err(LockError::Invalid { reason }),
+            Some(other) => Err(LockError::unexpected(other)),
+        }
+    }
+
+    // ---- Leases ------------------------------------------------------------------------
+
+    /// Grant a lease with `ttl` for this session and start renewing it in the background
+    /// every third of the TTL. See [`Lease`] for its safe deadline.
+    ///
+    /// # Errors
+    /// [`LockError::Invalid`] for a TTL under [`LEASE_TTL_MIN`](super::LEASE_TTL_MIN);
+    /// [`LockError::Replication`] when the grant could not be replicated (on a timeout a lease
+    /// may have been granted; nobody renews it, so it expires after `ttl`).
+    ///
+    /// # Cancel safety
+    /// Cancel safe in effect: a lease granted by a dropped call is not renewed and expires.
+    pub async fn grant(&self, ttl: Duration) -> Result<Lease<H>, LockError> {
+        if ttl < LEASE_TTL_MIN {
+            return Err(LockError::Invalid {
+                reason: format!("a lease TTL is at least {LEASE_TTL_MIN:?}, not {ttl:?}"),
+            });
+        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        // The safe deadline counts from before the grant leaves: the leader counts from when
+        // it sees the grant applied, which is later.
+        let sent_at = Instant::now();
+        let command = LockCommand::LeaseGrant {
+            ttl_ms,
+            session: self.session(),
+        };
+        match self.command(command).await? {
+            LockResponse::LeaseGranted { lease, .. } => {
+                Ok(Lease::start(self.clone(), lease, ttl, sent_at))
+            }
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// End lease `lease` now, whoever holds it: its keys are deleted and its locks released.
+    /// Returns whether it existed. The holder's handle learns of it at its next renewal.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when the revoke could not be replicated.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the revoke may or may not happen.
+    pub async fn revoke_lease(&self, lease: LeaseId) -> Result<bool, LockError> {
+        match self.command(LockCommand::LeaseRevoke { lease }).await? {
+            LockResponse::LeaseEnded { .. } => Ok(true),
+            LockResponse::LeaseNotFound { .. } => Ok(false),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// Lease `lease` as the cluster has it (QUORUM read); `None` once it ended.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn lease_state(&self, lease: LeaseId) -> Result<Option<LeaseState>, LockError> {
+        match self
+            .query(LockQuery::Lease { lease }, Consistency::Quorum)
+            .await?
+        {
+            LockQueryResponse::Lease(state) => Ok(state),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// One renewal, through the renewal session, bounded by `timeout`. QUORUM: the safe
+    /// deadline may move on only once a majority has the renewal, so a new leader sees it.
+    pub(crate) async fn renew(
+        &self,
+        lease: LeaseId,
+        timeout: Duration,
+    ) -> Result<LockResponse, LockError> {
+        let writer = self.shared.renewals.as_ref().unwrap_or(&self.shared.writer);
+        let (_, response) = writer
+            .write(
+                LockCommand::LeaseKeepAlive { lease },
+                Consistency::Quorum,
+                timeout,
+            )
+            .await?;
+        response.ok_or_else(|| LockError::unexpected("no answer to a QUORUM renewal"))
+    }
+
+    // ---- Locks -------------------------------------------------------------------------
+
+    /// Acquire lock `name` under a new lease with `ttl`, waiting in line (FIFO) up to
+    /// `wait_timeout`. The guard keeps the lease alive until released or dropped.
+    ///
+    /// # Errors
+    /// [`LockError::WaitTimedOut`] when not granted in time (no waiter is left behind);
+    /// [`LockError::Deadlock`] at once when waiting would close a cycle;
+    /// [`LockError::Busy`] when the line is full; [`LockError::LeaseLost`] when the lease was
+    /// lost while waiting; [`LockError::Invalid`] for an empty or too long name;
+    /// [`LockError::Replication`] when the cluster could not be reached in time. On every
+    /// error the lease granted for the attempt is revoked.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in effect: dropping the future drops the lease, whose background revoke
+    /// removes the wait (or releases a grant that arrived meanwhile).
+    pub async fn acquire(
+        &self,
+        name: impl Into<String>,
+        ttl: Duration,
+        wait_timeout: Duration,
+    ) -> Result<LockGuard<H>, LockError> {
+        self.acquire_with_new_lease(name.into(), ttl, true, wait_timeout)
+            .await
+    }
+
+    /// Acquire lock `name` under a new lease with `ttl` only if it is free now.
+    ///
+    /// # Errors
+    /// [`LockError::Busy`] with the holder when it is held; otherwise as
+    /// [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire(
+        &self,
+        name: impl Into<String>,
+        ttl: Duration,
+    ) -> Result<LockGuard<H>, LockError> {
+        self.acquire_with_new_lease(name.into(), ttl, false, Duration::ZERO)
+            .await
+    }
+
+    /// Acquire lock `name` under an existing `lease` (which may also hold keys and other
+    /// locks), waiting up to `wait_timeout`. The guard does not own the lease: releasing it
+    /// releases the lock only.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), except that nothing is revoked.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped call may leave this session waiting under `lease` (and
+    /// later holding the lock) until the lease ends.
+    pub async fn acquire_with_lease(
+        &self,
+        name: impl Into<String>,
+        lease: &Lease<H>,
+        wait_timeout: Duration,
+    ) -> Result<LockGuard<H>, LockError> {
+        let name = name.into();
+        let status = lease.watch();
+        let token = self
+            .acquire_under(&name, lease.id(), &status, true, wait_timeout)
+            .await?;
+        Ok(LockGuard::new(
+            self.clone(),
+            name,
+            token,
+            lease.id(),
+            status,
+            None,
+        ))
+    }
+
+    /// Lock `name`'s state (QUORUM read): holder, lease, token and waiters; `None` when free.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn lock_state(&self, name: &str) -> Result<Option<LockState>, LockError> {
+        self.lock_state_within(name, self.settings.request_timeout)
+            .await
+    }
+
+    async fn lock_state_within(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<LockState>, LockError> {
+        let query = LockQuery::Lock {
+            name: name.to_string(),
+        };
+        match self
+            .shared
+            .writer
+            .read(query, Consistency::Quorum, timeout)
+            .await?
+        {
+            LockQueryResponse::Lock(state) => Ok(state),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    /// Propose `Release { name, token }`.
+    pub(crate) async fn release_lock(
+        &self,
+        name: &str,
+        token: FencingToken,
+    ) -> Result<(), LockError> {
+        let command = LockCommand::Release {
+            name: name.to_string(),
+            token,
+        };
+        match self.command(command).await? {
+            LockResponse::Released => Ok(()),
+            LockResponse::NotHolder => Err(LockError::NotHolder {
+                name: name.to_string(),
+                token,
+            }),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
+    async fn acquire_with_new_lease(
+        &self,
+        name: String,
+        ttl: Duration,
+        wait: bool,
+        wait_timeout: Duration,
+    ) -> Result<LockGuard<H>, LockError> {
+        let lease = self.grant(ttl).await?;
+        let status = lease.watch();
+        match self
+            .acquire_under(&name, lease.id(), &status, wait, wait_timeout)
+            .await
+        {
+            Ok(token) => Ok(LockGuard::new(
+                self.clone(),
+                name,
+                token,
+                lease.id(),
+                status,
+                Some(lease),
+            )),
+            Err(error) => {
+                // Ending the lease also removes a wait or a grant left behind.
+                if let Err(revoke_error) = lease.revoke().await {
+                    tracing::debug!(%revoke_error, "revoke after a failed acquire failed; the lease will expire");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Propose the acquire and, when queued, poll until granted, lost or timed out.
+    async fn acquire_under(
+        &self,
+        name: &str,
+        lease: LeaseId,
+        status: &watch::Receiver<LeaseStatus>,
+        wait: bool,
+        wait_timeout: Duration,
+    ) -> Result<FencingToken, LockError> {
+        let session = self.session();
+        // No deadline when the timeout is too far to represent: wait until granted or lost.
+        let deadline = Instant::now().checked_add(wait_timeout);
+        let command = LockCommand::Acquire {
+            name: name.to_string(),
+            session,
+            lease,
+            wait,
+        };
+        match self.command(command).await? {
+            LockResponse::Granted { token } => return Ok(token),
+            LockResponse::Queued { .. } => {}
+            LockResponse::Busy { holder } => {
+                return Err(LockError::Busy {
+                    name: name.to_string(),
+                    holder,
+                });
+            }
+            LockResponse::Deadlock { cycle } => {
+                return Err(LockError::Deadlock {
+                    name: name.to_string(),
+                    cycle,
+                });
+            }
+            LockResponse::LeaseNotFound { lease } => return Err(LockError::LeaseLost { lease }),
+            LockResponse::Invalid { reason } => return Err(LockError::Invalid { reason }),
+            other => return Err(LockError::unexpected(other)),
+        }
+        loop {
+            let now = Instant::now();
+            if !status.borrow().is_valid_at(now) {
+                self.cancel_wait(name, lease).await;
+                return Err(LockError::LeaseLost { lease });
+            }
+            let remaining = match deadline {
+                Some(deadline) if now >= deadline => return Err(self.give_up(name, lease).await),
+                Some(deadline) => deadline - now,
+                None => self.settings.request_timeout,
+            };
+            let read_timeout = remaining
+                .max(POLL_READ_TIMEOUT_MIN)
+                .min(self.settings.request_timeout);
+            match self.lock_state_within(name, read_timeout).await {
+                Ok(Some(state)) if state.holder == session && state.lease == lease => {
+                    return Ok(state.token);
+                }
+                Ok(Some(state)) if state.waiters.contains(&(session, lease)) => {}
+                Ok(_) => {
+                    return Err(if status.borrow().is_valid_at(Instant::now()) {
+                        LockError::WaitEnded {
+                            name: name.to_string(),
+                        }
+                    } else {
+                        LockError::LeaseLost { lease }
+                    });
+                }
+                // No answer this time (a leader change): keep trying until the wait deadline.
+                Err(LockError::Replication(error)) if error.is_retryable() => {}
+                Err(error) => {
+                    self.cancel_wait(name, lease).await;
+                    return Err(error);
+                }
+            }
+            let pause = match deadline {
+                Some(deadline) => self
+                    .settings
+                    .lock_poll_interval
+                    .min(deadline.saturating_duration_since(Instant::now())),
+                None => self.settings.lock_poll_interval,
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The wait timed out: leave the line, and release a grant that raced the cancel, so that
+    /// a caller told "timed out" holds nothing.
+    async fn give_up(&self, name: &str, lease: LeaseId) -> LockError {
+        let timed_out = LockError::WaitTimedOut {
+            name: name.to_string(),
+        };
+        let command = LockCommand::CancelWait {
+            name: name.to_string(),
+            session: self.session(),
+        };
+        match self.command(command).await {
+            Ok(LockResponse::Cancelled) => timed_out,
+            Ok(LockResponse::NotWaiting) => {
+                match self.lock_state(name).await {
+                    Ok(Some(state)) if state.holder == self.session() && state.lease == lease => {
+                        if let Err(error) = self.release_lock(name, state.token).await {
+                            return error;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => return error,
+                }
+                timed_out
+            }
+            Ok(other) => LockError::unexpected(other),
+            // The wait may still be queued; the caller learns that the outcome is unknown.
+            Err(error) => error,
+        }
+    }
+
+    /// Leave the line for `name`, best effort (the lease ending removes the wait anyway).
+    async fn cancel_wait(&self, name: &str, lease: LeaseId) {
+        let command = LockCommand::CancelWait {
+            name: name.to_string(),
+            session: self.session(),
+        };
+        if let Err(error) = self.command(command).await {
+            tracing::debug!(name, lease, %error, "cancelling a wait failed");
+        }
+    }
+
+    // ---- Watches and elections ---------------------------------------------------------
+
+    /// Changes to keys starting with `prefix` with a version above `after_version`, in
+    /// version order, read from the local replica. Pass 0 for every change still kept, or the
+    /// version of the last change processed to resume.
+    pub fn watch(&self, prefix: impl Into<String>, after_version: u64) -> Watch<H> {
+        Watch::new(self.clone(), prefix.into(), after_version)
+    }
+
+    /// Changes to exactly `key` with a version above `after_version`, as
+    /// [`watch`](Self::watch) does for a prefix.
+    pub fn watch_key(&self, key: impl Into<String>, after_version: u64) -> Watch<H> {
+        Watch::for_key(self.clone(), key.into(), after_version)
+    }
+
+    /// Campaign for leadership `name`: wait (up to `wait_timeout`) for lock `name` under a new
+    /// lease with `ttl`, then publish `value` (for example the node id) under
+    /// [`election_key(name)`](super::election_key), bound to the lease.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), and as [`put_with_lease`](Self::put_with_lease) (the
+    /// lock is then released).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn campaign(
+        &self,
+        name: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        ttl: Duration,
+        wait_timeout: Duration,
+    ) -> Result<Leadership<H>, LockError> {
+        Leadership::campaign(self, name.into(), value.into(), ttl, wait_timeout).await
+    }
+
+    /// The current leader of `name` (QUORUM read), and a way to wait for the next change.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn observe(&self, name: &str) -> Result<LeaderObserver<H>, LockError> {
+        LeaderObserver::start(self.clone(), name).await
+    }
+
+    // ---- Plumbing ----------------------------------------------------------------------
+
+    /// A QUORUM write on the main session, with the lock table's answer.
+    pub(crate) async fn command(&self, command: LockCommand) -> Result<LockResponse, LockError> {
+        self.command_at(command).await.map(|(_, response)| response)
+    }
+
+    /// A QUORUM write on the main session, with its log index and the lock table's answer.
+    async fn command_at(&self, command: LockCommand) -> Result<(u64, LockResponse), LockError> {
+        let (index, response) = self
+            .shared
+            .writer
+            .write(command, Consistency::Quorum, self.settings.request_timeout)
+            .await?;
+        let response =
+            response.ok_or_else(|| LockError::unexpected("no answer to a QUORUM write"))?;
+        Ok((index, response))
+    }
+
+    /// A read within the request timeout.
+    pub(crate) async fn query(
+        &self,
+        query: LockQuery,
+        consistency: Consistency,
+    ) -> Result<LockQueryResponse, LockError> {
+        self.shared
+            .writer
+            .read(query, consistency, self.settings.request_timeout)
+            .await
+    }
+}

@@ -1,0 +1,169 @@
+//! A held lock: its fencing token, its safe deadline, and its release.
+
+use std::future::Future;
+use std::time::Instant;
+
+use ha_core::StateMachine;
+use tokio::sync::watch;
+
+use super::error::LockError;
+use super::lease::Lease;
+use super::lease_status::{LeaseLoss, LeaseStatus, lost};
+use super::lock_client::LockClient;
+use crate::command::{FencingToken, LeaseId};
+
+/// A lock held by this session, under a lease that is renewed in the background while the
+/// guard lives.
+///
+/// Holding the guard is not proof of holding the lock: a process can pause, or lose the
+/// cluster, for longer than the TTL. The holder must
+/// - stop acting as the holder once [`is_valid`](Self::is_valid) is false (past
+///   [`safe_deadline`](Self::safe_deadline)) or [`lost`](Self::lost) resolved, and
+/// - pass [`token`](Self::token) with every write to a protected resource, which refuses
+///   tokens lower than the highest it has seen ([`FencedResource`](super::FencedResource)),
+///   so a holder that paused past its deadline cannot overwrite its successor's work.
+///
+/// Dropping the guard without [`release`](Self::release) releases it in the background (best
+/// effort; otherwise the lease expires after its TTL and releases it).
+///
+/// ```no_run
+/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+/// use std::time::Duration;
+/// let guard = client.acquire("reports", Duration::from_secs(2), Duration::from_secs(10)).await?;
+/// tokio::select! {
+///     loss = guard.lost() => eprintln!("lock lost ({loss:?}); stop at once"),
+///     () = async { /* the work, passing guard.token() to every write */ } => {}
+/// }
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub struct LockGuard<H: StateMachine> {
+    client: LockClient<H>,
+    name: String,
+    token: FencingToken,
+    lease_id: LeaseId,
+    status: watch::Receiver<LeaseStatus>,
+    /// The lease granted for this lock, ended with it; `None` when the caller passed its own.
+    lease: Option<Lease<H>>,
+    released: bool,
+}
+
+impl<H: StateMachine> LockGuard<H> {
+    pub(crate) fn new(
+        client: LockClient<H>,
+        name: String,
+        token: FencingToken,
+        lease_id: LeaseId,
+        status: watch::Receiver<LeaseStatus>,
+        lease: Option<Lease<H>>,
+    ) -> Self {
+        Self {
+            client,
+            name,
+            token,
+            lease_id,
+            status,
+            lease,
+            released: false,
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fencing token of this grant: larger than every earlier grant's of this lock.
+    /// Compare tokens of one lock only (locks passed on by one command share a value).
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// The lease the lock is held under.
+    pub fn lease_id(&self) -> LeaseId {
+        self.lease_id
+    }
+
+    /// The local monotonic instant after which the holder must assume the lock lost (the
+    /// lease's safe deadline; each renewal moves it on). `None` once the lease is lost.
+    pub fn safe_deadline(&self) -> Option<Instant> {
+        self.status.borrow().safe_deadline()
+    }
+
+    /// Whether the holder may still act as the holder: the lease is alive and its safe
+    /// deadline has not passed.
+    pub fn is_valid(&self) -> bool {
+        self.status.borrow().is_valid_at(Instant::now())
+    }
+
+    /// The lease's status as it changes.
+    pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
+        self.status.clone()
+    }
+
+    /// Resolves when the lock must be considered lost: the lease was lost (a renewal failed,
+    /// it was revoked, it expired) or its safe deadline passed. It does not borrow the guard.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches.
+    pub fn lost(&self) -> impl Future<Output = LeaseLoss> + Send + 'static {
+        lost(self.status.clone())
+    }
+
+    /// Release the lock (it passes to the next waiter, with a larger token), then revoke the
+    /// lease if the guard owns it.
+    ///
+    /// # Errors
+    /// [`LockError::NotHolder`] when the lock had already been lost;
+    /// [`LockError::Replication`] when the release could not be replicated (the lease still
+    /// ends, by revoke or expiry, and releases the lock then).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped mid-way, the release may or may not have happened; the
+    /// owned lease is then revoked in the background, which releases the lock anyway.
+    pub async fn release(mut self) -> Result<(), LockError> {
+        let released = self.client.release_lock(&self.name, self.token).await;
+        self.released = true;
+        let revoked = match self.lease.take() {
+            Some(lease) => lease.revoke().await,
+            None => Ok(()),
+        };
+        released.and(revoked)
+    }
+
+    /// End the owned lease at once: releases the lock and deletes the lease's keys in one
+    /// command. Without an owned lease, releases the lock only.
+    pub(crate) async fn end_lease(mut self) -> Result<(), LockError> {
+        self.released = true;
+        match self.lease.take() {
+            Some(lease) => lease.revoke().await,
+            None => self.client.release_lock(&self.name, self.token).await,
+        }
+    }
+}
+
+impl<H: StateMachine> Drop for LockGuard<H> {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let lease = self.lease.take();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to release on: the lease (dropped here) stops renewing and expires.
+            return;
+        };
+        let client = self.client.clone();
+        let name = std::mem::take(&mut self.name);
+        let token = self.token;
+        runtime.spawn(async move {
+            if let Err(error) = client.release_lock(&name, token).await {
+                tracing::debug!(name, token, %error, "release of a dropped guard failed");
+            }
+            if let Some(lease) = lease
+                && let Err(error) = lease.revoke().await
+            {
+                tracing::debug!(%error, "revoke of a dropped guard's lease failed; it will expire");
+            }
+        });
+    }
+}

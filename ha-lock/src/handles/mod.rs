@@ -1,0 +1,84 @@
+//! Async handles over a running [`ReplicaNode<WithLocks<H>>`](ha_replicate::driver::ReplicaNode):
+//! the part of ha-lock that talks to the cluster.
+//!
+//! ```text
+//!  every node:  LeaseKeeper ── (leader only) Leases? ──▶ LeaseExpiryTracker ── LeaseExpire ──▶ log
+//!
+//!  a process:   LockClient (one session) ── Put/Acquire/Release/LeaseGrant ──▶ ReplicaClient ──▶ log
+//!                 ├─ Lease ── keep-alive task every TTL/3 ── LeaseKeepAlive ──▶ log
+//!                 │     └─ safe deadline = sent + TTL − drift margin; lost() fires past it
+//!                 ├─ LockGuard (token, safe deadline, lost(), release)
+//!                 ├─ Watch ── polls Changes on the local replica
+//!                 └─ Leadership / LeaderObserver ── lock `name` + key /election/<name>
+//!  a resource:  FencedResource ── refuses writes with a token below the highest seen
+//! ```
+//!
+//! Time enters only here, never the replicated state: the holder's safe deadline and the
+//! leader's expiry decisions use each process's monotonic clock, and the holder always counts
+//! from an earlier instant (when it *sent* a renewal) than the leader (when it *saw* it
+//! applied), minus a margin for clock-rate drift. A new leader starts every lease's TTL
+//! afresh.
+//!
+//! ## Example
+//!
+//! A one-node cluster, a lock with its fencing token, and an ephemeral key:
+//!
+//! ```
+//! use std::time::Duration;
+//! use ha_core::{Config, Consistency, NodeId};
+//! use ha_lock::{FencedResource, LeaseKeeper, LockClient, WithLocks};
+//! use ha_replicate::driver::{NodeSettings, ReplicaNode};
+//! use ha_replicate::membership::Membership;
+//! use ha_replicate::replica::ReplicaSettings;
+//! use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
+//! use ha_replicate::transport::TransportSettings;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let id = NodeId::new("n1")?;
+//! let config = Config::single(id.clone(), "127.0.0.1:0".parse()?);
+//! let settings = NodeSettings {
+//!     replica: ReplicaSettings::from_config(&config),
+//!     transport: TransportSettings::new(id.clone(), "127.0.0.1:0".parse()?, "demo"),
+//!     peers: Default::default(),
+//!     bootstrap: Some(Membership::with_voters([id])),
+//!     bootstrap_expect: None,
+//! };
+//! let node = ReplicaNode::start(settings, WithLocks::new(()), MemoryStore::open(MemoryDisk::new())).await?;
+//! let _keeper = LeaseKeeper::start(&node);
+//! let client = LockClient::from_node(&node);
+//!
+//! let journal = FencedResource::new(Vec::new());
+//! let guard = client.acquire("journal", Duration::from_secs(2), Duration::from_secs(5)).await?;
+//! journal.write(guard.token(), |entries| entries.push("first"))?;
+//! client.put_with_lease("/holders/journal", "n1", guard.lease_id()).await?;
+//! guard.release().await?; // revokes the lease too: the key is gone
+//! assert_eq!(client.get("/holders/journal", Consistency::Quorum).await?, None);
+//! node.shutdown(Duration::from_secs(1)).await;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod fenced_resource;
+mod leader_observer;
+mod leadership;
+mod lease;
+mod lease_keeper;
+mod lease_status;
+mod lock_client;
+mod lock_guard;
+mod session_writer;
+mod settings;
+mod watch;
+
+pub use error::LockError;
+pub use fenced_resource::{FencedResource, StaleToken};
+pub use leader_observer::LeaderObserver;
+pub use leadership::{Leadership, election_key};
+pub use lease::Lease;
+pub use lease_keeper::{LEASE_TICK_INTERVAL_DEFAULT, LeaseKeeper};
+pub use lease_status::{LEASE_TTL_MIN, LeaseLoss, LeaseStatus, drift_margin};
+pub use lock_client::LockClient;
+pub use lock_guard::LockGuard;
+pub use settings::LockClientSettings;
+pub use watch::Watch;

@@ -1,0 +1,134 @@
+//! A resumable stream of changes to keys under a prefix.
+
+use std::collections::VecDeque;
+
+use ha_core::{Consistency, StateMachine};
+
+use super::error::LockError;
+use super::lock_client::LockClient;
+use crate::command::{Change, LockQuery, LockQueryResponse};
+
+/// Most changes fetched by one poll.
+const CHANGES_PER_POLL_MAX: usize = 1_000;
+
+/// Changes to keys starting with a prefix, in version order, from the local replica's change
+/// log (polled every [`watch_poll_interval`](super::LockClientSettings::watch_poll_interval)).
+///
+/// Every change after the starting version is delivered once, in order, even across a
+/// restart of the watcher: keep [`last_version`](Self::last_version) and start a new watch
+/// from it. The change log keeps the latest [`CHANGES_MAX`](crate::CHANGES_MAX) changes; a
+/// watcher that fell further behind gets [`LockError::Compacted`] and must re-read the keys,
+/// then watch again for changes after the version it names.
+///
+/// The local replica may lag the leader (a follower's watch sees a change a little later),
+/// but never shows changes out of order.
+///
+/// ```no_run
+/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+/// let mut watch = client.watch("/config/", 0);
+/// loop {
+///     match watch.next().await {
+///         Ok(change) => println!("{} -> {:?} at {}", change.key, change.value, change.version),
+///         Err(ha_lock::LockError::Compacted { oldest_available }) => {
+///             let _current = client.range("/config/").await?; // re-read, then resume
+///             watch = client.watch("/config/", oldest_available);
+///         }
+///         Err(error) => return Err(error),
+///     }
+/// }
+/// # }
+/// ```
+pub struct Watch<H: StateMachine> {
+    client: LockClient<H>,
+    prefix: String,
+    /// Only this key, when set (a prefix also matches longer keys).
+    exact_key: Option<String>,
+    /// The version of the last change handed out.
+    last_version: u64,
+    /// The version after which the next poll asks.
+    fetched_through: u64,
+    buffered: VecDeque<Change>,
+}
+
+impl<H: StateMachine> Watch<H> {
+    pub(crate) fn new(client: LockClient<H>, prefix: String, after_version: u64) -> Self {
+        Self {
+            client,
+            prefix,
+            exact_key: None,
+            last_version: after_version,
+            fetched_through: after_version,
+            buffered: VecDeque::new(),
+        }
+    }
+
+    /// Changes to `key` only.
+    pub(crate) fn for_key(client: LockClient<H>, key: String, after_version: u64) -> Self {
+        let mut watch = Self::new(client, key.clone(), after_version);
+        watch.exact_key = Some(key);
+        watch
+    }
+
+    /// The prefix watched.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The version of the last change returned by [`next`](Self::next) (or the starting
+    /// version): where to resume.
+    pub fn last_version(&self) -> u64 {
+        self.last_version
+    }
+
+    /// The next change, waiting (polling) until there is one.
+    ///
+    /// # Errors
+    /// [`LockError::Compacted`] when changes after [`last_version`](Self::last_version) are
+    /// gone: re-read the keys, then watch again for changes after `oldest_available`.
+    /// [`LockError::Replication`] when the local replica did not answer (it stopped); calling
+    /// again retries.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a change is consumed only when returned, so dropping the future and
+    /// calling again loses nothing.
+    pub async fn next(&mut self) -> Result<Change, LockError> {
+        loop {
+            if let Some(change) = self.buffered.pop_front() {
+                self.last_version = change.version;
+                return Ok(change);
+            }
+            self.poll().await?;
+            if self.buffered.is_empty() {
+                tokio::time::sleep(self.client.settings().watch_poll_interval).await;
+            }
+        }
+    }
+
+    /// One read of the change log; buffers what it finds.
+    async fn poll(&mut self) -> Result<(), LockError> {
+        let query = LockQuery::Changes {
+            prefix: self.prefix.clone(),
+            after_version: self.fetched_through,
+            limit: CHANGES_PER_POLL_MAX,
+        };
+        match self.client.query(query, Consistency::Eventual).await? {
+            LockQueryResponse::Changes(changes) => {
+                for change in changes {
+                    // The table answers in version order; this guards the promise anyway.
+                    if change.version <= self.fetched_through {
+                        continue;
+                    }
+                    self.fetched_through = change.version;
+                    if self.exact_key.as_ref().is_none_or(|key| *key == change.key) {
+                        self.buffered.push_back(change);
+                    }
+                }
+                Ok(())
+            }
+            LockQueryResponse::Compacted { oldest_available } => {
+                Err(LockError::Compacted { oldest_available })
+            }
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+}

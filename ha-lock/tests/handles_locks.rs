@@ -1,0 +1,320 @@
+//! Locks through `LockClient` on a real 3-node cluster: tokens that only grow across holders,
+//! FIFO hand-off, try-acquire, wait timeouts, deadlock refusal, a guard that learns its lease
+//! was revoked, and a fenced resource that refuses the stale holder.
+
+mod handles_support;
+
+use std::time::{Duration, Instant};
+
+use ha_lock::{FencedResource, LeaseLoss, LockClient, LockError, LockGuard, StaleToken};
+use handles_support::{Cluster, WAIT, eventually};
+use tokio::task::JoinHandle;
+
+const TTL: Duration = Duration::from_secs(2);
+
+type Acquiring = JoinHandle<Result<LockGuard<()>, LockError>>;
+
+fn spawn_acquire(client: &LockClient<()>, name: &'static str, wait: Duration) -> Acquiring {
+    let client = client.clone();
+    tokio::spawn(async move { client.acquire(name, TTL, wait).await })
+}
+
+async fn granted(acquiring: Acquiring) -> LockGuard<()> {
+    tokio::time::timeout(WAIT, acquiring)
+        .await
+        .expect("granted in time")
+        .expect("the task ran")
+        .expect("granted")
+}
+
+/// Wait until lock `name` has exactly these waiting sessions, in order.
+async fn wait_for_waiters(client: &LockClient<()>, name: &str, sessions: &[u64]) {
+    eventually("the waiters to line up", WAIT, || async {
+        client.lock_state(name).await.is_ok_and(|state| {
+            state.is_some_and(|state| {
+                state
+                    .waiters
+                    .iter()
+                    .map(|(session, _)| *session)
+                    .eq(sessions.iter().copied())
+            })
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower().await;
+    let clients = [cluster.client(follower), cluster.client(leader)];
+    let mut last_token = 0;
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        let client = &clients[round % 2];
+        let started = Instant::now();
+        let guard = client
+            .acquire("counter", TTL, WAIT)
+            .await
+            .expect("acquire a free lock");
+        assert!(
+            guard.token() > last_token,
+            "token {} after {last_token}",
+            guard.token()
+        );
+        assert!(guard.is_valid());
+        let deadline = guard.safe_deadline().expect("alive");
+        assert!(deadline > Instant::now() && deadline <= Instant::now() + TTL);
+        last_token = guard.token();
+        guard.release().await.expect("release");
+        latencies.push(started.elapsed());
+        assert_eq!(client.lock_state("counter").await.expect("read"), None);
+    }
+    latencies.sort();
+    println!(
+        "acquire+release of a free lock (grant, acquire, release, revoke: 4 QUORUM writes) over \
+         {} rounds: median {:?}, min {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[0],
+        latencies[latencies.len() - 1]
+    );
+
+    // Locks under a lease the caller keeps: releasing the lock leaves the lease.
+    let client = &clients[0];
+    let lease = client.grant(TTL).await.expect("grant");
+    let first = client
+        .acquire_with_lease("a", &lease, WAIT)
+        .await
+        .expect("acquire a");
+    let second = client
+        .acquire_with_lease("b", &lease, WAIT)
+        .await
+        .expect("acquire b");
+    assert!(second.token() > first.token());
+    first.release().await.expect("release a");
+    assert!(
+        lease.is_valid(),
+        "the lease outlives a lock released under it"
+    );
+    assert!(
+        client
+            .lease_state(lease.id())
+            .await
+            .expect("read")
+            .is_some()
+    );
+    // Ending the lease releases what is still held under it.
+    lease.revoke().await.expect("revoke");
+    assert_eq!(client.lock_state("b").await.expect("read"), None);
+    assert!(!second.is_valid());
+    assert!(matches!(
+        second.release().await,
+        Err(LockError::NotHolder { .. })
+    ));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_granted_in_fifo_order() {
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let holder = cluster.client(follower);
+    let first = cluster.client(follower);
+    let second = cluster.client(cluster.leader().await);
+
+    let held = holder.acquire("fifo", TTL, WAIT).await.expect("acquire");
+    let first_waiting = spawn_acquire(&first, "fifo", WAIT);
+    wait_for_waiters(&holder, "fifo", &[first.session()]).await;
+    let second_waiting = spawn_acquire(&second, "fifo", WAIT);
+    wait_for_waiters(&holder, "fifo", &[first.session(), second.session()]).await;
+
+    let held_token = held.token();
+    held.release().await.expect("release");
+    let first_guard = granted(first_waiting).await;
+    assert!(first_guard.token() > held_token);
+    let state = holder
+        .lock_state("fifo")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(state.holder, first.session(), "the first in line got it");
+    assert_eq!(state.token, first_guard.token());
+    assert!(!second_waiting.is_finished(), "the second still waits");
+
+    let first_token = first_guard.token();
+    first_guard.release().await.expect("release");
+    let second_guard = granted(second_waiting).await;
+    assert!(second_guard.token() > first_token);
+    second_guard.release().await.expect("release");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waiter() {
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let holder = cluster.client(follower);
+    let other = cluster.client(cluster.leader().await);
+    let held = holder.acquire("busy", TTL, WAIT).await.expect("acquire");
+
+    assert_eq!(
+        other.try_acquire("busy", TTL).await.err(),
+        Some(LockError::Busy {
+            name: "busy".into(),
+            holder: holder.session(),
+        })
+    );
+
+    let wait = Duration::from_millis(300);
+    let started = Instant::now();
+    assert_eq!(
+        other.acquire("busy", TTL, wait).await.err(),
+        Some(LockError::WaitTimedOut {
+            name: "busy".into()
+        })
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= wait && waited < wait + Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let state = holder
+        .lock_state("busy")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(state.holder, holder.session());
+    assert!(state.waiters.is_empty(), "no waiter left: {state:?}");
+
+    // Released with nobody in line, the lock is free, and try_acquire gets it.
+    held.release().await.expect("release");
+    assert_eq!(holder.lock_state("busy").await.expect("read"), None);
+    let guard = other.try_acquire("busy", TTL).await.expect("free now");
+
+    // A guard dropped without release is released in the background, well before its TTL.
+    let dropped_at = Instant::now();
+    drop(guard);
+    eventually(
+        "the dropped guard's lock to be released",
+        TTL / 2,
+        || async {
+            holder
+                .lock_state("busy")
+                .await
+                .is_ok_and(|state| state.is_none())
+        },
+    )
+    .await;
+    println!(
+        "a dropped guard's lock was free after {:?}",
+        dropped_at.elapsed()
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_between_two_sessions_is_refused_at_once_with_the_cycle() {
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let alice = cluster.client(follower);
+    let bob = cluster.client(cluster.leader().await);
+    let alice_first = alice.acquire("first", TTL, WAIT).await.expect("acquire");
+    let bob_second = bob.acquire("second", TTL, WAIT).await.expect("acquire");
+
+    // Alice waits for Bob's lock...
+    let alice_waiting = spawn_acquire(&alice, "second", WAIT);
+    wait_for_waiters(&bob, "second", &[alice.session()]).await;
+    // ...so Bob waiting for Alice's would close the cycle: refused at once.
+    let started = Instant::now();
+    assert_eq!(
+        bob.acquire("first", TTL, WAIT).await.err(),
+        Some(LockError::Deadlock {
+            name: "first".into(),
+            cycle: vec![bob.session(), alice.session()],
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused without waiting: {:?}",
+        started.elapsed()
+    );
+    let state = alice
+        .lock_state("first")
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(state.waiters.is_empty(), "Bob is not in line");
+
+    // Bob backs off; Alice gets his lock.
+    bob_second.release().await.expect("release");
+    let alice_second = granted(alice_waiting).await;
+    alice_second.release().await.expect("release");
+    alice_first.release().await.expect("release");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_token() {
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let stale = cluster.client(follower);
+    let successor = cluster.client(cluster.leader().await);
+    let resource = FencedResource::new(Vec::new());
+
+    let ttl = Duration::from_millis(600);
+    let guard = stale.acquire("fenced", ttl, WAIT).await.expect("acquire");
+    resource
+        .write(guard.token(), |log| {
+            log.push("stale holder, while it held the lock")
+        })
+        .expect("the holder's token is accepted");
+    let lost = guard.lost();
+
+    // The lease is revoked behind the holder's back (as if it paused past its TTL).
+    assert!(
+        successor
+            .revoke_lease(guard.lease_id())
+            .await
+            .expect("revoke")
+    );
+    let started = Instant::now();
+    let loss = tokio::time::timeout(WAIT, lost).await.expect("lost fires");
+    println!(
+        "a guard learned that its lease ({ttl:?} TTL) was revoked after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(loss, LeaseLoss::Ended);
+    assert!(!guard.is_valid());
+    assert_eq!(guard.safe_deadline(), None);
+
+    // The lock moved on with a larger token; the successor writes.
+    let next = successor
+        .acquire("fenced", ttl, WAIT)
+        .await
+        .expect("acquire");
+    assert!(next.token() > guard.token());
+    resource
+        .write(next.token(), |log| log.push("successor"))
+        .expect("the successor's token is accepted");
+
+    // The old holder writes late with its old token: refused, and the log is unchanged.
+    assert_eq!(
+        resource.write(guard.token(), |log| log.push("stale write")),
+        Err(StaleToken {
+            presented: guard.token(),
+            highest: next.token(),
+        })
+    );
+    assert_eq!(
+        resource.read(|log| log.clone()),
+        ["stale holder, while it held the lock", "successor"]
+    );
+    assert!(matches!(
+        guard.release().await,
+        Err(LockError::NotHolder { .. })
+    ));
+    next.release().await.expect("release");
+    cluster.shutdown().await;
+}
