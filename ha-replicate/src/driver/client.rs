@@ -29,10 +29,15 @@ pub struct WriteResult<R> {
 
 /// A client session on one replica node. Writes carry the session id and a sequence
 /// number, so a write retried after a timeout or a failover is applied once.
+///
+/// Writes of one client go one at a time (concurrent callers wait their turn): the applied
+/// state remembers only a session's latest sequence, so a second write in flight could make
+/// the first one "stale" and unapplied. Use one client per concurrent writer.
 pub struct ReplicaClient<S: StateMachine> {
     commands: mpsc::Sender<Command>,
     session: u64,
     sequence: AtomicU64,
+    one_write_at_a_time: tokio::sync::Mutex<()>,
     _machine: PhantomData<fn() -> S>,
 }
 
@@ -42,6 +47,7 @@ impl<S: StateMachine> ReplicaClient<S> {
             commands,
             session: rand::random(),
             sequence: AtomicU64::new(0),
+            one_write_at_a_time: tokio::sync::Mutex::new(()),
             _machine: PhantomData,
         }
     }
@@ -53,6 +59,9 @@ impl<S: StateMachine> ReplicaClient<S> {
 
     /// Apply `command` at `consistency`, retrying (same session and sequence) on "not
     /// leader", transfers, back-pressure and timeouts until `timeout`.
+    ///
+    /// # Cancel safety
+    /// Cancelling the future abandons the write: it may or may not be applied (at most once).
     ///
     /// # Errors
     /// [`ClientError::Timeout`] when the deadline passed (the write may have been applied; a
@@ -67,6 +76,7 @@ impl<S: StateMachine> ReplicaClient<S> {
     ) -> Result<WriteResult<S::Response>, ClientError> {
         let command = codec::encode("command", &command, COMMAND_BYTES_MAX)
             .map_err(|error| ClientError::InvalidQuery(error.to_string()))?;
+        let _turn = self.one_write_at_a_time.lock().await;
         let request = ClientRequest::Write(WriteRequest {
             session: self.session,
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
