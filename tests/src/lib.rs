@@ -39,6 +39,7 @@
 
 pub mod gossip;
 pub mod invariants;
+pub mod lock_sim;
 pub mod register;
 pub mod replica;
 mod seeds;

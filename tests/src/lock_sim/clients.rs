@@ -1,0 +1,1009 @@
+//! Simulated lock clients: each keeps a lease alive, takes fenced locks, uses them only before
+//! its safe deadline, and runs versioned KV operations; everything it sees is recorded for the
+//! invariants.
+
+use std::collections::BTreeMap;
+
+use ha_core::{Consistency, Millis};
+use ha_lock::{
+    Command, FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
+    QueryResponse, Response, SessionId,
+};
+use ha_replicate::replica::{ApplyOutcome, ClientReply, ClientRequest, ReadRequest, WriteRequest};
+use rand::RngExt;
+
+use crate::lock_sim::fenced_resource::FencedResource;
+use crate::lock_sim::node::{LockNodeOutput, SimLockNode};
+use crate::lock_sim::records::{
+    HoldEnd, HolderInterval, KvRecord, KvRequest, LockWorkloadStats, SendTimes,
+};
+use crate::lock_sim::versioned_kv_model::KvOutput;
+use crate::lock_sim::workload_options::LockWorkloadOptions;
+use crate::sim::Simulator;
+
+/// A lease a client holds, as the client sees it.
+#[derive(Clone, Debug)]
+struct Lease {
+    id: LeaseId,
+    /// The lock-table session for this lease: fresh per lease, so a waiter left behind by an
+    /// abandoned lease is never mistaken for the new one.
+    lock_session: SessionId,
+    ttl_ms: u64,
+    safe_deadline: Millis,
+    next_keep_alive_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct KeepAliveAttempt {
+    request_id: u64,
+    lease: LeaseId,
+    sent_at: Millis,
+    give_up_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    Grant {
+        lock_session: SessionId,
+    },
+    Kv {
+        key: String,
+        request: KvRequest,
+    },
+    Acquire {
+        name: String,
+        lease: LeaseId,
+    },
+    Poll {
+        name: String,
+        lease: LeaseId,
+        wait_until: Millis,
+    },
+    Cancel {
+        name: String,
+        lease: LeaseId,
+        wait_until: Millis,
+    },
+    Release,
+    Revoke,
+}
+
+#[derive(Clone, Debug)]
+struct MainOperation {
+    purpose: Purpose,
+    request: ClientRequest,
+    /// Replication session stamp of a write.
+    stamp: Option<(u64, u64)>,
+    first_sent_at: Option<Millis>,
+    give_up_at: Millis,
+    attempts: Vec<u64>,
+    next_attempt_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct Hold {
+    name: String,
+    lease: LeaseId,
+    token: FencingToken,
+    started_at: Millis,
+    use_until: Millis,
+    next_use_at: Millis,
+    /// The lease's safe deadline as last seen while it was held, to end the interval there if
+    /// the lease is lost.
+    safe_deadline: Millis,
+}
+
+#[derive(Clone, Debug)]
+enum Main {
+    Idle {
+        until: Millis,
+    },
+    Operation(MainOperation),
+    Waiting {
+        name: String,
+        lease: LeaseId,
+        wait_until: Millis,
+        next_poll_at: Millis,
+    },
+    Holding(Hold),
+}
+
+#[derive(Clone, Debug)]
+struct Client {
+    /// The replication session of the main channel (grants, acquires, releases, KV): one
+    /// operation at a time, so a late retry of an older one is stale, never applied.
+    main_session: u64,
+    main_next_sequence: u64,
+    /// A second replication session for keep-alives, which run beside the main channel.
+    keeper_session: u64,
+    keeper_next_sequence: u64,
+    lease: Option<Lease>,
+    keep_alive: Option<KeepAliveAttempt>,
+    main: Main,
+    value_counter: u64,
+    known_versions: BTreeMap<String, u64>,
+    /// Until then the client is cut off from the cluster: its requests are lost.
+    isolated_until: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Main,
+    KeepAlive,
+}
+
+/// A decoded answer to a main-channel request.
+#[derive(Clone, Debug)]
+enum Answer {
+    Write(LockResponse),
+    Read(LockQueryResponse),
+}
+
+/// Drives lock clients against a simulated lock cluster and records what they saw.
+pub struct LockWorkload {
+    options: LockWorkloadOptions,
+    clients: Vec<Client>,
+    next_request_id: u64,
+    owners: BTreeMap<u64, (usize, Channel)>,
+    cursors: Vec<usize>,
+    issuing: bool,
+    send_times: SendTimes,
+    intervals: Vec<HolderInterval>,
+    resource: FencedResource,
+    kv_records: Vec<KvRecord>,
+    stats: LockWorkloadStats,
+}
+
+fn write_request(session: u64, sequence: u64, command: LockCommand) -> ClientRequest {
+    ClientRequest::Write(WriteRequest {
+        session,
+        sequence,
+        command: postcard::to_allocvec(&Command::<()>::Lock(command))
+            .expect("a lock command encodes"),
+        consistency: Consistency::Quorum,
+    })
+}
+
+fn read_request(query: LockQuery) -> ClientRequest {
+    ClientRequest::Read(ReadRequest {
+        query: postcard::to_allocvec(&Query::<()>::Lock(query)).expect("a lock query encodes"),
+        consistency: Consistency::Quorum,
+    })
+}
+
+/// Decode an answer; `None` for a failure worth retrying.
+///
+/// # Panics
+/// On answers the clients never provoke (an EVENTUAL acknowledgement, a stale or invalid
+/// write, an undecodable response): those are bugs in the harness or the session layer.
+fn decode_reply(reply: ClientReply) -> Option<Answer> {
+    match reply {
+        ClientReply::Written { outcome, index } => match outcome {
+            ApplyOutcome::Applied(bytes) | ApplyOutcome::Duplicate(bytes) => {
+                match postcard::from_bytes::<Response<()>>(&bytes) {
+                    Ok(Response::Lock(response)) => Some(Answer::Write(response)),
+                    other => panic!("undecodable lock response at {index}: {other:?}"),
+                }
+            }
+            other => panic!("write at {index}: unexpected outcome {other:?}"),
+        },
+        ClientReply::Read { response, .. } => {
+            match postcard::from_bytes::<QueryResponse<()>>(&response) {
+                Ok(QueryResponse::Lock(response)) => Some(Answer::Read(response)),
+                other => panic!("undecodable lock query response: {other:?}"),
+            }
+        }
+        ClientReply::Accepted { .. } => panic!("the lock clients never write EVENTUAL"),
+        ClientReply::Failed(_) => None,
+    }
+}
+
+impl LockWorkload {
+    /// Clients with sessions drawn from the simulation's RNG.
+    pub fn new(sim: &mut Simulator<SimLockNode>, options: LockWorkloadOptions) -> Self {
+        let clients = (0..options.clients)
+            .map(|_| Client {
+                main_session: sim.rng().random(),
+                main_next_sequence: 1,
+                keeper_session: sim.rng().random(),
+                keeper_next_sequence: 1,
+                lease: None,
+                keep_alive: None,
+                main: Main::Idle {
+                    until: Millis::ZERO,
+                },
+                value_counter: 0,
+                known_versions: BTreeMap::new(),
+                isolated_until: Millis::ZERO,
+            })
+            .collect();
+        Self {
+            options,
+            clients,
+            next_request_id: 1,
+            owners: BTreeMap::new(),
+            cursors: vec![0; sim.node_count()],
+            issuing: true,
+            send_times: SendTimes::default(),
+            intervals: Vec::new(),
+            resource: FencedResource::default(),
+            kv_records: Vec::new(),
+            stats: LockWorkloadStats::default(),
+        }
+    }
+
+    /// The options the clients run with.
+    pub fn options(&self) -> &LockWorkloadOptions {
+        &self.options
+    }
+
+    /// Stop starting new operations; clients finish what they are doing (release their
+    /// locks) and keep their leases alive.
+    pub fn stop_issuing(&mut self) {
+        self.issuing = false;
+    }
+
+    /// Whether every client is idle (no operation, no wait, no lock).
+    pub fn is_idle(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|client| matches!(client.main, Main::Idle { .. }))
+    }
+
+    /// Stop keeping leases alive, without revoking them: from now on only the leader's expiry
+    /// can end them.
+    pub fn abandon_leases(&mut self) {
+        for client in &mut self.clients {
+            client.lease = None;
+            client.keep_alive = None;
+        }
+    }
+
+    /// Cut `client` off from the cluster until `until`: its requests (and so its keep-alives)
+    /// are lost, as for a client on the wrong side of a partition, while the cluster goes on.
+    pub fn isolate_client(&mut self, client: usize, until: Millis) {
+        if let Some(client) = self.clients.get_mut(client) {
+            client.isolated_until = client.isolated_until.max(until);
+        }
+    }
+
+    /// How many clients there are.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The clients that hold a lock now, in order.
+    pub fn holders(&self) -> Vec<usize> {
+        (0..self.clients.len())
+            .filter(|client| matches!(self.clients[*client].main, Main::Holding(_)))
+            .collect()
+    }
+
+    /// First send time of every write.
+    pub fn send_times(&self) -> &SendTimes {
+        &self.send_times
+    }
+
+    /// Every finished holder interval.
+    pub fn intervals(&self) -> &[HolderInterval] {
+        &self.intervals
+    }
+
+    /// The fenced resource the holders wrote to.
+    pub fn resource(&self) -> &FencedResource {
+        &self.resource
+    }
+
+    /// Every KV operation (answered or given up).
+    pub fn kv_records(&self) -> &[KvRecord] {
+        &self.kv_records
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> LockWorkloadStats {
+        self.stats
+    }
+
+    /// Run the simulation to `until`, stepping the clients every millisecond.
+    pub fn run(&mut self, sim: &mut Simulator<SimLockNode>, until: Millis) {
+        while sim.now() < until {
+            let next = sim.now() + 1;
+            sim.run_until(next);
+            self.step(sim);
+        }
+    }
+
+    /// Read answers, keep leases alive, use and release locks, retry, give up, and start new
+    /// operations.
+    pub fn step(&mut self, sim: &mut Simulator<SimLockNode>) {
+        let now = sim.now();
+        for node in 0..sim.node_count() {
+            let outputs = sim.outputs(node);
+            let fresh: Vec<(u64, ClientReply)> = outputs[self.cursors[node]..]
+                .iter()
+                .filter_map(|record| match &record.output {
+                    LockNodeOutput::Reply { request_id, reply } => {
+                        Some((*request_id, reply.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.cursors[node] = outputs.len();
+            for (request_id, reply) in fresh {
+                self.on_reply(sim, now, request_id, reply);
+            }
+        }
+        for client in 0..self.clients.len() {
+            self.advance(sim, client, now);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        sim: &mut Simulator<SimLockNode>,
+        now: Millis,
+        request_id: u64,
+        reply: ClientReply,
+    ) {
+        let Some((client_index, channel)) = self.owners.remove(&request_id) else {
+            return;
+        };
+        match channel {
+            Channel::KeepAlive => self.on_keep_alive_reply(client_index, now, request_id, reply),
+            Channel::Main => {
+                let client = &mut self.clients[client_index];
+                let Main::Operation(operation) = &mut client.main else {
+                    return;
+                };
+                if !operation.attempts.contains(&request_id) {
+                    return;
+                }
+                match decode_reply(reply) {
+                    Some(answer) => self.finish_operation(sim, client_index, now, Some(answer)),
+                    None => operation.next_attempt_at = now + self.options.retry_delay_ms,
+                }
+            }
+        }
+    }
+
+    fn on_keep_alive_reply(
+        &mut self,
+        client_index: usize,
+        now: Millis,
+        request_id: u64,
+        reply: ClientReply,
+    ) {
+        let options = &self.options;
+        let client = &mut self.clients[client_index];
+        let Some(attempt) = client
+            .keep_alive
+            .take_if(|attempt| attempt.request_id == request_id)
+        else {
+            return;
+        };
+        let Some(lease) = client
+            .lease
+            .as_mut()
+            .filter(|lease| lease.id == attempt.lease)
+        else {
+            return;
+        };
+        match decode_reply(reply) {
+            Some(Answer::Write(LockResponse::LeaseRenewed { .. })) => {
+                self.stats.keep_alives_renewed += 1;
+                // The leader cannot have started the renewed TTL before this keep-alive left.
+                let safe_deadline =
+                    attempt.sent_at + lease.ttl_ms.saturating_sub(options.drift_margin_ms);
+                lease.safe_deadline = lease.safe_deadline.max(safe_deadline);
+                lease.next_keep_alive_at = attempt.sent_at + options.keep_alive_every_ms;
+            }
+            Some(Answer::Write(LockResponse::LeaseNotFound { .. })) => {
+                if now < lease.safe_deadline {
+                    self.stats.lease_gone_before_deadline += 1;
+                }
+                client.lease = None;
+                self.stats.leases_lost += 1;
+            }
+            _ => {
+                self.stats.keep_alives_failed += 1;
+                lease.next_keep_alive_at = now + options.retry_delay_ms;
+            }
+        }
+    }
+
+    fn advance(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        self.check_lease(client_index, now);
+        self.keep_alive(sim, client_index, now);
+        let client = &mut self.clients[client_index];
+        match &mut client.main {
+            Main::Operation(operation) => {
+                if now >= operation.give_up_at {
+                    self.finish_operation(sim, client_index, now, None);
+                } else if now >= operation.next_attempt_at {
+                    self.attempt(sim, client_index, now);
+                }
+            }
+            Main::Idle { until } => {
+                if self.issuing && now >= *until {
+                    self.start_next(sim, client_index, now);
+                }
+            }
+            Main::Waiting {
+                name,
+                lease,
+                wait_until,
+                next_poll_at,
+            } => {
+                if client.lease.as_ref().is_none_or(|held| held.id != *lease) {
+                    // The lease is gone, and every wait under it with it.
+                    client.main = Main::Idle { until: now };
+                } else if now >= *next_poll_at {
+                    let purpose = Purpose::Poll {
+                        name: name.clone(),
+                        lease: *lease,
+                        wait_until: *wait_until,
+                    };
+                    let request = read_request(LockQuery::Lock { name: name.clone() });
+                    self.start_operation(sim, client_index, now, purpose, request, None);
+                }
+            }
+            Main::Holding(_) => self.use_lock(sim, client_index, now),
+        }
+    }
+
+    /// A lease whose safe deadline has passed may have expired: stop trusting it.
+    fn check_lease(&mut self, client_index: usize, now: Millis) {
+        let client = &mut self.clients[client_index];
+        if client
+            .lease
+            .as_ref()
+            .is_some_and(|lease| now >= lease.safe_deadline)
+        {
+            client.lease = None;
+            client.keep_alive = None;
+            self.stats.leases_lost += 1;
+        }
+    }
+
+    fn keep_alive(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        let options = self.options.clone();
+        let client = &mut self.clients[client_index];
+        let Some(lease) = client.lease.as_mut() else {
+            return;
+        };
+        if let Some(attempt) = &client.keep_alive {
+            if now < attempt.give_up_at {
+                return;
+            }
+            // No answer (the node crashed, or the answer was lost): send a new one.
+            self.owners.remove(&attempt.request_id);
+            client.keep_alive = None;
+            self.stats.keep_alives_failed += 1;
+            lease.next_keep_alive_at = now;
+        }
+        if now < lease.next_keep_alive_at {
+            return;
+        }
+        let running = sim.running_nodes();
+        if running.is_empty() {
+            lease.next_keep_alive_at = now + options.retry_delay_ms;
+            return;
+        }
+        let node = running[sim.rng().random_range(0..running.len())];
+        // Each keep-alive is a new write with its own send time: a retry under the same
+        // sequence could be applied from its first, older send.
+        let sequence = client.keeper_next_sequence;
+        client.keeper_next_sequence += 1;
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.send_times.record(client.keeper_session, sequence, now);
+        let request = write_request(
+            client.keeper_session,
+            sequence,
+            LockCommand::LeaseKeepAlive { lease: lease.id },
+        );
+        client.keep_alive = Some(KeepAliveAttempt {
+            request_id,
+            lease: lease.id,
+            sent_at: now,
+            give_up_at: now + options.attempt_timeout_ms + options.retry_delay_ms,
+        });
+        self.owners
+            .insert(request_id, (client_index, Channel::KeepAlive));
+        if now < client.isolated_until {
+            return;
+        }
+        let timeout_ms = options.attempt_timeout_ms;
+        sim.act(node, |replica, now| {
+            replica.submit(now, request_id, request, timeout_ms)
+        });
+    }
+
+    fn start_next(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        let roll: f64 = sim.rng().random();
+        if roll < self.options.kv_fraction {
+            self.start_kv(sim, client_index, now);
+            return;
+        }
+        let client = &mut self.clients[client_index];
+        let Some(lease) = client.lease.clone() else {
+            let lock_session = sim.rng().random();
+            let sequence = client.main_next_sequence;
+            client.main_next_sequence += 1;
+            let request = write_request(
+                client.main_session,
+                sequence,
+                LockCommand::LeaseGrant {
+                    ttl_ms: self.options.ttl_ms,
+                    session: lock_session,
+                },
+            );
+            let stamp = Some((client.main_session, sequence));
+            let purpose = Purpose::Grant { lock_session };
+            self.start_operation(sim, client_index, now, purpose, request, stamp);
+            return;
+        };
+        let sequence = client.main_next_sequence;
+        client.main_next_sequence += 1;
+        let stamp = Some((client.main_session, sequence));
+        if roll < self.options.kv_fraction + self.options.revoke_fraction {
+            client.lease = None;
+            client.keep_alive = None;
+            self.stats.leases_revoked += 1;
+            let request = write_request(
+                client.main_session,
+                sequence,
+                LockCommand::LeaseRevoke { lease: lease.id },
+            );
+            self.start_operation(sim, client_index, now, Purpose::Revoke, request, stamp);
+            return;
+        }
+        let name = format!("lock{}", sim.rng().random_range(0..self.options.lock_names));
+        let request = write_request(
+            client.main_session,
+            sequence,
+            LockCommand::Acquire {
+                name: name.clone(),
+                session: lease.lock_session,
+                lease: lease.id,
+                wait: true,
+            },
+        );
+        let purpose = Purpose::Acquire {
+            name,
+            lease: lease.id,
+        };
+        self.start_operation(sim, client_index, now, purpose, request, stamp);
+    }
+
+    fn start_kv(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        let key = format!("k{}", sim.rng().random_range(0..self.options.keys));
+        let choice = sim.rng().random_range(0..100u32);
+        let client = &mut self.clients[client_index];
+        client.value_counter += 1;
+        let value = format!("c{client_index}v{}", client.value_counter).into_bytes();
+        let known = client.known_versions.get(&key).copied().unwrap_or(0);
+        let (request, command) = match choice {
+            0..=34 => (KvRequest::Get, None),
+            35..=59 => (
+                KvRequest::Put {
+                    value: value.clone(),
+                    expected_version: None,
+                },
+                Some(LockCommand::Put {
+                    key: key.clone(),
+                    value,
+                    expected_version: None,
+                    lease: None,
+                }),
+            ),
+            60..=89 => {
+                let expected = if choice < 80 { known } else { 0 };
+                (
+                    KvRequest::Put {
+                        value: value.clone(),
+                        expected_version: Some(expected),
+                    },
+                    Some(LockCommand::Put {
+                        key: key.clone(),
+                        value,
+                        expected_version: Some(expected),
+                        lease: None,
+                    }),
+                )
+            }
+            _ => {
+                let expected = (choice >= 95).then_some(known);
+                (
+                    KvRequest::Delete {
+                        expected_version: expected,
+                    },
+                    Some(LockCommand::Delete {
+                        key: key.clone(),
+                        expected_version: expected,
+                    }),
+                )
+            }
+        };
+        let (client_request, stamp) = match command {
+            None => (read_request(LockQuery::Get { key: key.clone() }), None),
+            Some(command) => {
+                let sequence = client.main_next_sequence;
+                client.main_next_sequence += 1;
+                (
+                    write_request(client.main_session, sequence, command),
+                    Some((client.main_session, sequence)),
+                )
+            }
+        };
+        let purpose = Purpose::Kv { key, request };
+        self.start_operation(sim, client_index, now, purpose, client_request, stamp);
+    }
+
+    fn start_operation(
+        &mut self,
+        sim: &mut Simulator<SimLockNode>,
+        client_index: usize,
+        now: Millis,
+        purpose: Purpose,
+        request: ClientRequest,
+        stamp: Option<(u64, u64)>,
+    ) {
+        self.clients[client_index].main = Main::Operation(MainOperation {
+            purpose,
+            request,
+            stamp,
+            first_sent_at: None,
+            give_up_at: now + self.options.operation_timeout_ms,
+            attempts: Vec::new(),
+            next_attempt_at: now,
+        });
+        self.attempt(sim, client_index, now);
+    }
+
+    fn attempt(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        let retry_delay_ms = self.options.retry_delay_ms;
+        let timeout_ms = self.options.attempt_timeout_ms;
+        let running = sim.running_nodes();
+        let client = &mut self.clients[client_index];
+        let isolated = now < client.isolated_until;
+        let Main::Operation(operation) = &mut client.main else {
+            return;
+        };
+        if running.is_empty() {
+            operation.next_attempt_at = now + retry_delay_ms;
+            return;
+        }
+        let node = running[sim.rng().random_range(0..running.len())];
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        operation.attempts.push(request_id);
+        // The next retry is decided by the answer, or by the attempt's own deadline.
+        operation.next_attempt_at = now + timeout_ms + retry_delay_ms;
+        if operation.first_sent_at.is_none() {
+            operation.first_sent_at = Some(now);
+            if let Some((session, sequence)) = operation.stamp {
+                self.send_times.record(session, sequence, now);
+            }
+        }
+        let request = operation.request.clone();
+        self.owners
+            .insert(request_id, (client_index, Channel::Main));
+        if isolated {
+            // Sent, and lost on the way: the attempt's deadline will retry it.
+            return;
+        }
+        sim.act(node, |replica, now| {
+            replica.submit(now, request_id, request, timeout_ms)
+        });
+    }
+
+    /// The main operation of a client ended with `answer` (`None`: it gave up, so the outcome
+    /// is unknown).
+    fn finish_operation(
+        &mut self,
+        sim: &mut Simulator<SimLockNode>,
+        client_index: usize,
+        now: Millis,
+        answer: Option<Answer>,
+    ) {
+        let think_ms = sim.rng().random_range(0..=self.options.think_ms_max);
+        let hold_ms_max = if sim.rng().random_bool(self.options.long_hold_fraction) {
+            self.options.long_hold_ms_max
+        } else {
+            self.options.hold_ms_max
+        };
+        let hold_ms = sim.rng().random_range(1..=hold_ms_max);
+        let options = self.options.clone();
+        let client = &mut self.clients[client_index];
+        let Main::Operation(operation) = std::mem::replace(
+            &mut client.main,
+            Main::Idle {
+                until: now + think_ms,
+            },
+        ) else {
+            return;
+        };
+        for attempt in &operation.attempts {
+            self.owners.remove(attempt);
+        }
+        let first_sent_at = operation.first_sent_at.unwrap_or(now);
+        match operation.purpose {
+            Purpose::Grant { lock_session } => match answer {
+                Some(Answer::Write(LockResponse::LeaseGranted { lease, ttl_ms })) => {
+                    self.stats.leases_granted += 1;
+                    client.lease = Some(Lease {
+                        id: lease,
+                        lock_session,
+                        ttl_ms,
+                        safe_deadline: first_sent_at
+                            + ttl_ms.saturating_sub(options.drift_margin_ms),
+                        next_keep_alive_at: first_sent_at + options.keep_alive_every_ms,
+                    });
+                    client.keep_alive = None;
+                }
+                None => {}
+                Some(other) => panic!("client {client_index}: lease grant answered {other:?}"),
+            },
+            Purpose::Kv { key, request } => {
+                let output = answer.map(|answer| match answer {
+                    Answer::Read(LockQueryResponse::Value(value)) => {
+                        KvOutput::Value(value.map(|value| (value.value, value.version)))
+                    }
+                    Answer::Write(LockResponse::Put { version }) => KvOutput::Put { version },
+                    Answer::Write(LockResponse::Deleted { existed }) => {
+                        KvOutput::Deleted { existed }
+                    }
+                    Answer::Write(LockResponse::VersionMismatch { current }) => {
+                        KvOutput::Mismatch { current }
+                    }
+                    other => panic!("client {client_index}: KV {request:?} answered {other:?}"),
+                });
+                match &output {
+                    Some(KvOutput::Value(value)) => {
+                        let version = value.as_ref().map_or(0, |(_, version)| *version);
+                        client.known_versions.insert(key.clone(), version);
+                    }
+                    Some(KvOutput::Put { version }) => {
+                        client.known_versions.insert(key.clone(), *version);
+                    }
+                    Some(KvOutput::Mismatch { current }) => {
+                        client.known_versions.insert(key.clone(), *current);
+                    }
+                    Some(KvOutput::Deleted { .. }) => {
+                        client.known_versions.insert(key.clone(), 0);
+                    }
+                    None => {}
+                }
+                if output.is_some() {
+                    self.stats.kv_completed += 1;
+                } else {
+                    self.stats.kv_unknown += 1;
+                }
+                self.kv_records.push(KvRecord {
+                    client: client_index,
+                    key,
+                    stamp: operation.stamp,
+                    call_at: first_sent_at,
+                    return_at: output.is_some().then_some(now),
+                    request,
+                    output,
+                });
+            }
+            Purpose::Acquire { name, lease } => match answer {
+                Some(Answer::Write(LockResponse::Granted { token })) => {
+                    self.begin_hold(client_index, now, name, lease, token, hold_ms);
+                }
+                Some(Answer::Write(LockResponse::LeaseNotFound { .. })) => {
+                    if let Some(current) = client.lease.take_if(|current| current.id == lease) {
+                        if now < current.safe_deadline {
+                            self.stats.lease_gone_before_deadline += 1;
+                        }
+                        client.keep_alive = None;
+                        self.stats.leases_lost += 1;
+                    }
+                }
+                // Queued, or unknown (it may have been queued or granted): watch the lock.
+                Some(Answer::Write(LockResponse::Queued { .. })) | None => {
+                    client.main = Main::Waiting {
+                        name,
+                        lease,
+                        wait_until: first_sent_at + options.wait_timeout_ms,
+                        next_poll_at: now + options.poll_every_ms,
+                    };
+                }
+                Some(other) => panic!("client {client_index}: acquire answered {other:?}"),
+            },
+            Purpose::Poll {
+                name,
+                lease,
+                wait_until,
+            } => {
+                let lock_session = client
+                    .lease
+                    .as_ref()
+                    .filter(|current| current.id == lease)
+                    .map(|current| current.lock_session);
+                match (answer, lock_session) {
+                    (Some(Answer::Read(LockQueryResponse::Lock(Some(state)))), Some(session)) => {
+                        if state.holder == session && state.lease == lease {
+                            self.begin_hold(client_index, now, name, lease, state.token, hold_ms);
+                        } else if state.waiters.contains(&(session, lease)) {
+                            if now >= wait_until {
+                                self.cancel_wait(sim, client_index, now, name, lease, wait_until);
+                            } else {
+                                client.main = Main::Waiting {
+                                    name,
+                                    lease,
+                                    wait_until,
+                                    next_poll_at: now + options.poll_every_ms,
+                                };
+                            }
+                        }
+                    }
+                    (None, Some(_)) => {
+                        client.main = Main::Waiting {
+                            name,
+                            lease,
+                            wait_until,
+                            next_poll_at: now + options.poll_every_ms,
+                        };
+                    }
+                    // Not holding and not in line (or the lease is gone): nothing to wait for.
+                    (Some(Answer::Read(LockQueryResponse::Lock(_))), _) | (None, None) => {}
+                    (Some(other), _) => panic!("client {client_index}: poll answered {other:?}"),
+                }
+            }
+            Purpose::Cancel {
+                name,
+                lease,
+                wait_until,
+            } => match answer {
+                Some(Answer::Write(LockResponse::Cancelled)) => self.stats.waits_cancelled += 1,
+                // Not waiting: maybe granted meanwhile. Unknown: maybe not cancelled. Look.
+                Some(Answer::Write(LockResponse::NotWaiting)) | None => {
+                    client.main = Main::Waiting {
+                        name,
+                        lease,
+                        wait_until,
+                        next_poll_at: now,
+                    };
+                }
+                Some(other) => panic!("client {client_index}: cancel answered {other:?}"),
+            },
+            Purpose::Release => {
+                if let Some(Answer::Write(LockResponse::NotHolder)) = answer {
+                    self.stats.releases_not_holder += 1;
+                }
+            }
+            Purpose::Revoke => {}
+        }
+    }
+
+    fn cancel_wait(
+        &mut self,
+        sim: &mut Simulator<SimLockNode>,
+        client_index: usize,
+        now: Millis,
+        name: String,
+        lease: LeaseId,
+        wait_until: Millis,
+    ) {
+        let client = &mut self.clients[client_index];
+        let Some(lock_session) = client.lease.as_ref().map(|lease| lease.lock_session) else {
+            return;
+        };
+        let sequence = client.main_next_sequence;
+        client.main_next_sequence += 1;
+        let stamp = Some((client.main_session, sequence));
+        let request = write_request(
+            client.main_session,
+            sequence,
+            LockCommand::CancelWait {
+                name: name.clone(),
+                session: lock_session,
+            },
+        );
+        let purpose = Purpose::Cancel {
+            name,
+            lease,
+            wait_until,
+        };
+        self.start_operation(sim, client_index, now, purpose, request, stamp);
+    }
+
+    /// The client learned it holds `name` with `token`: use it, if its lease is still safe.
+    fn begin_hold(
+        &mut self,
+        client_index: usize,
+        now: Millis,
+        name: String,
+        lease: LeaseId,
+        token: FencingToken,
+        hold_ms: u64,
+    ) {
+        let client = &mut self.clients[client_index];
+        let safe_deadline = client
+            .lease
+            .as_ref()
+            .filter(|current| current.id == lease && now < current.safe_deadline)
+            .map(|current| current.safe_deadline);
+        self.stats.locks_granted += 1;
+        let Some(safe_deadline) = safe_deadline else {
+            // Granted too late to use: hand it back at once (next step).
+            client.main = Main::Holding(Hold {
+                name,
+                lease,
+                token,
+                started_at: now,
+                use_until: now,
+                next_use_at: now,
+                safe_deadline: now,
+            });
+            return;
+        };
+        client.main = Main::Holding(Hold {
+            name,
+            lease,
+            token,
+            started_at: now,
+            use_until: now + hold_ms,
+            next_use_at: now,
+            safe_deadline,
+        });
+    }
+
+    /// A holder writes to the fenced resource while its lease is safe, then releases.
+    fn use_lock(&mut self, sim: &mut Simulator<SimLockNode>, client_index: usize, now: Millis) {
+        let use_every_ms = self.options.use_every_ms;
+        let client = &mut self.clients[client_index];
+        let Main::Holding(hold) = &mut client.main else {
+            return;
+        };
+        let current = client
+            .lease
+            .as_ref()
+            .filter(|lease| lease.id == hold.lease && now < lease.safe_deadline);
+        match current {
+            Some(lease) if now < hold.use_until => {
+                hold.safe_deadline = lease.safe_deadline;
+                if now >= hold.next_use_at {
+                    self.resource
+                        .write(&hold.name, now, hold.token, client_index);
+                    hold.next_use_at = now + use_every_ms;
+                }
+                return;
+            }
+            _ => {}
+        }
+        let ended_by = if current.is_some() || hold.use_until <= hold.started_at {
+            HoldEnd::Released
+        } else {
+            HoldEnd::LeaseLost
+        };
+        let end = now.min(hold.safe_deadline).max(hold.started_at);
+        if end > hold.started_at {
+            self.intervals.push(HolderInterval {
+                lock: hold.name.clone(),
+                client: client_index,
+                lease: hold.lease,
+                token: hold.token,
+                start: hold.started_at,
+                end,
+                ended_by,
+            });
+        }
+        // Release even a lock whose lease may be gone: if the lease is alive after all, the
+        // next waiter gets the lock now rather than at the expiry.
+        let (name, token) = (hold.name.clone(), hold.token);
+        let sequence = client.main_next_sequence;
+        client.main_next_sequence += 1;
+        let stamp = Some((client.main_session, sequence));
+        let request = write_request(
+            client.main_session,
+            sequence,
+            LockCommand::Release { name, token },
+        );
+        self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
+    }
+}

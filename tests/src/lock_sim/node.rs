@@ -1,0 +1,340 @@
+//! One simulated lock node: the replica core over `WithLocks<()>`, group commit, a drifting
+//! clock, and the leader's lease expiry tracker on a periodic timer.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ha_core::{Consistency, LogIndex, Millis, NodeId, Term};
+use ha_lock::{Command, LeaseExpiryTracker, LockCommand, LockQuery, LockQueryResponse, WithLocks};
+use ha_replicate::engine::{Engine, Role};
+use ha_replicate::replica::{
+    ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaTimer, Rpc, WriteRequest,
+};
+use ha_replicate::storage::memory::MemoryStore;
+
+use crate::lock_sim::applied_log::AppliedLog;
+use crate::replica::replica_id;
+use crate::sim::{SimActor, SimEffect, node_addr};
+
+/// How long buffered writes wait for their group commit, in virtual milliseconds (as in
+/// [`crate::replica`]).
+const GROUP_COMMIT_MS: u64 = 1;
+
+/// Request ids the node gives its own expiry proposals have this bit set, so they never
+/// collide with the ids the test's clients use.
+const INTERNAL_REQUEST_BIT: u64 = 1 << 63;
+
+/// How long an expiry proposal may wait for its commit, in local milliseconds. The tracker
+/// proposes again after its own delay if the lease is still there.
+const EXPIRY_TIMEOUT_MS: u64 = 1_000;
+
+/// Node ids and addresses of every lock node, shared by all of them.
+#[derive(Debug, Default)]
+pub struct LockDirectory {
+    by_addr: BTreeMap<SocketAddr, NodeId>,
+    by_id: BTreeMap<NodeId, SocketAddr>,
+}
+
+impl LockDirectory {
+    /// The directory of nodes `0..node_count`, named as [`replica_id`] names them.
+    pub fn new(node_count: usize) -> Self {
+        let mut directory = Self::default();
+        for node in 0..node_count {
+            directory.by_addr.insert(node_addr(node), replica_id(node));
+            directory.by_id.insert(replica_id(node), node_addr(node));
+        }
+        directory
+    }
+}
+
+/// A timer of a simulated lock node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockNodeTimer {
+    /// The replica's own timer.
+    Replica(ReplicaTimer),
+    /// Group commit: sync and release held messages.
+    Flush,
+    /// Run the lease expiry tracker.
+    ExpiryTick,
+}
+
+/// What a simulated lock node reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LockNodeOutput {
+    /// An answer to a client request submitted on this node.
+    Reply {
+        /// The request id the test gave.
+        request_id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// A role change.
+    Role {
+        /// The new role.
+        role: Role,
+        /// The term.
+        term: Term,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// The tracker decided a lease ran out and this node proposed its expiry.
+    ExpiryProposed {
+        /// The lease.
+        lease: u64,
+        /// The keep-alive count the tracker saw.
+        renewals: u64,
+        /// The node's local clock when it decided.
+        local_now: Millis,
+    },
+    /// The answer to one of this node's own expiry proposals.
+    ExpiryAnswered {
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Storage failed.
+    Fatal(String),
+}
+
+/// Everything a node needs at start, besides its core.
+pub(crate) struct NodeParts {
+    pub(crate) node: usize,
+    pub(crate) directory: Rc<LockDirectory>,
+    pub(crate) clock_rate_ppm: i64,
+    pub(crate) expiry_tick_ms: u64,
+    pub(crate) expiry_session: u64,
+    pub(crate) applied_log: Rc<RefCell<AppliedLog>>,
+}
+
+/// One simulated lock node: [`ReplicaCore`] over [`WithLocks<()>`] and a [`MemoryStore`],
+/// plus the leader's [`LeaseExpiryTracker`].
+///
+/// Every [`LockClusterOptions::expiry_tick_ms`](crate::lock_sim::LockClusterOptions) of its
+/// own (drifting) clock, the node hands the tracker `is_leader` and, when leading, the leases of
+/// its applied lock table, and submits each expiry the tracker returns as a QUORUM write
+/// under the node's own session. After every input it reports the entries it newly applied to
+/// the shared [`AppliedLog`], which only observes: nothing in a node reads it.
+pub struct SimLockNode {
+    core: ReplicaCore<WithLocks<()>, MemoryStore>,
+    parts: NodeParts,
+    tracker: LeaseExpiryTracker,
+    expiry_next_sequence: u64,
+    next_internal_request: u64,
+    observed_applied: LogIndex,
+    flush_scheduled: bool,
+    pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
+}
+
+/// A clock running at `1 + ppm / 1e6`, read at virtual time `now`.
+pub(crate) fn local_time(now: Millis, clock_rate_ppm: i64) -> Millis {
+    let scaled = i128::from(now.0) * (1_000_000 + i128::from(clock_rate_ppm)) / 1_000_000;
+    Millis(u64::try_from(scaled.max(0)).unwrap_or(u64::MAX))
+}
+
+impl SimLockNode {
+    pub(crate) fn new(
+        core: ReplicaCore<WithLocks<()>, MemoryStore>,
+        parts: NodeParts,
+        now: Millis,
+    ) -> Self {
+        let mut node = Self {
+            observed_applied: core.applier().applied_index(),
+            core,
+            tracker: LeaseExpiryTracker::default(),
+            expiry_next_sequence: 1,
+            next_internal_request: 1,
+            flush_scheduled: false,
+            pending: Vec::new(),
+            parts,
+        };
+        let first_tick = node.global_delay(node.parts.expiry_tick_ms);
+        node.pending.push(SimEffect::Schedule {
+            after_ms: first_tick,
+            timer: LockNodeTimer::ExpiryTick,
+        });
+        node.observe_applied(now);
+        node
+    }
+
+    /// The replica core.
+    pub fn core(&self) -> &ReplicaCore<WithLocks<()>, MemoryStore> {
+        &self.core
+    }
+
+    /// This node's local clock reading at virtual time `now`.
+    pub fn local(&self, now: Millis) -> Millis {
+        local_time(now, self.parts.clock_rate_ppm)
+    }
+
+    /// Submit a client request at virtual time `now`, with a deadline `timeout_ms` later (on
+    /// this node's clock).
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        request_id: u64,
+        request: ClientRequest,
+        timeout_ms: u64,
+    ) {
+        debug_assert_eq!(request_id & INTERNAL_REQUEST_BIT, 0, "reserved request id");
+        let local = self.local(now);
+        self.core
+            .submit(local, request_id, request, local + timeout_ms);
+        self.observe_applied(now);
+    }
+
+    /// Run an engine command (transfer, campaign, health) at `now`.
+    pub fn command(&mut self, now: Millis, change: impl FnOnce(&mut Engine, Millis)) {
+        let local = self.local(now);
+        change(self.core.engine_mut(), local);
+        self.core.after_command(local);
+        self.observe_applied(now);
+    }
+
+    /// Virtual milliseconds until this node's clock has advanced `after_ms`.
+    fn global_delay(&self, after_ms: u64) -> u64 {
+        let scaled = u128::from(after_ms) * 1_000_000
+            / (1_000_000 + self.parts.clock_rate_ppm.max(-500_000)) as u128;
+        u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Report the entries applied since the last call to the shared log, with `now`.
+    fn observe_applied(&mut self, now: Millis) {
+        let applied = self.core.applier().applied_index();
+        if applied <= self.observed_applied {
+            return;
+        }
+        let mut log = self.parts.applied_log.borrow_mut();
+        for index in self.observed_applied.0 + 1..=applied.0 {
+            // An entry is missing only when a snapshot from the leader replaced it; the node
+            // that applied it first has reported it already.
+            if let Some(entry) = self.core.engine().entry(LogIndex(index)) {
+                log.record(self.parts.node, now, entry);
+            }
+        }
+        self.observed_applied = applied;
+    }
+
+    /// The tracker's turn: what it decides is proposed through the log like any write.
+    fn on_expiry_tick(&mut self, now: Millis) {
+        let local = self.local(now);
+        let is_leader = self.core.engine().is_leader();
+        let leases = if is_leader {
+            match self
+                .core
+                .applier()
+                .machine()
+                .locks()
+                .query(&LockQuery::Leases)
+            {
+                LockQueryResponse::Leases(leases) => leases,
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        for command in self.tracker.on_tick(local, is_leader, &leases) {
+            if let LockCommand::LeaseExpire { lease, renewals } = &command {
+                self.pending
+                    .push(SimEffect::Output(LockNodeOutput::ExpiryProposed {
+                        lease: *lease,
+                        renewals: *renewals,
+                        local_now: local,
+                    }));
+            }
+            let Ok(bytes) = postcard::to_allocvec(&Command::<()>::Lock(command)) else {
+                continue;
+            };
+            let request_id = INTERNAL_REQUEST_BIT | self.next_internal_request;
+            self.next_internal_request += 1;
+            let sequence = self.expiry_next_sequence;
+            self.expiry_next_sequence += 1;
+            let request = ClientRequest::Write(WriteRequest {
+                session: self.parts.expiry_session,
+                sequence,
+                command: bytes,
+                consistency: Consistency::Quorum,
+            });
+            self.core
+                .submit(local, request_id, request, local + EXPIRY_TIMEOUT_MS);
+        }
+        let after_ms = self.global_delay(self.parts.expiry_tick_ms);
+        self.pending.push(SimEffect::Schedule {
+            after_ms,
+            timer: LockNodeTimer::ExpiryTick,
+        });
+    }
+}
+
+impl SimActor for SimLockNode {
+    type Timer = LockNodeTimer;
+    type Output = LockNodeOutput;
+
+    fn on_message(&mut self, now: Millis, from: SocketAddr, bytes: &[u8]) {
+        let Some(from) = self.parts.directory.by_addr.get(&from).cloned() else {
+            return;
+        };
+        let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
+            return;
+        };
+        let local = self.local(now);
+        self.core.on_rpc(local, from, rpc);
+        self.observe_applied(now);
+    }
+
+    fn on_timer(&mut self, now: Millis, timer: LockNodeTimer) {
+        match timer {
+            LockNodeTimer::Replica(timer) => {
+                let local = self.local(now);
+                self.core.on_timer(local, timer);
+            }
+            LockNodeTimer::Flush => {
+                self.flush_scheduled = false;
+                self.core.flush();
+            }
+            LockNodeTimer::ExpiryTick => self.on_expiry_tick(now),
+        }
+        self.observe_applied(now);
+    }
+
+    fn drain(&mut self) -> Vec<SimEffect<LockNodeTimer, LockNodeOutput>> {
+        let mut effects = std::mem::take(&mut self.pending);
+        for effect in self.core.drain_effects() {
+            effects.push(match effect {
+                ReplicaEffect::Send { to, rpc } => {
+                    let Some(addr) = self.parts.directory.by_id.get(&to).copied() else {
+                        continue;
+                    };
+                    let Ok(bytes) = postcard::to_allocvec(&rpc) else {
+                        continue;
+                    };
+                    SimEffect::Send { to: addr, bytes }
+                }
+                ReplicaEffect::SetTimer { timer, after_ms } => SimEffect::Schedule {
+                    after_ms: self.global_delay(after_ms),
+                    timer: LockNodeTimer::Replica(timer),
+                },
+                ReplicaEffect::Reply { request_id, reply }
+                    if request_id & INTERNAL_REQUEST_BIT != 0 =>
+                {
+                    SimEffect::Output(LockNodeOutput::ExpiryAnswered { reply })
+                }
+                ReplicaEffect::Reply { request_id, reply } => {
+                    SimEffect::Output(LockNodeOutput::Reply { request_id, reply })
+                }
+                ReplicaEffect::RoleChanged { role, term, leader } => {
+                    SimEffect::Output(LockNodeOutput::Role { role, term, leader })
+                }
+                ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
+            });
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            effects.push(SimEffect::Schedule {
+                after_ms: GROUP_COMMIT_MS,
+                timer: LockNodeTimer::Flush,
+            });
+        }
+        effects
+    }
+}

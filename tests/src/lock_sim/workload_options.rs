@@ -1,0 +1,92 @@
+//! What the lock clients do, and the drift margin they keep.
+
+/// Milliseconds added to the drift margin for rounding: local clocks are read in whole
+/// milliseconds and timers are scaled and rounded.
+pub const DRIFT_MARGIN_SLACK_MS: u64 = 5;
+
+/// The drift margin a client subtracts from its lease's TTL: the most a leader's clock running
+/// `clock_drift_ppm_max` fast can shorten `ttl_ms` of virtual time, plus
+/// [`DRIFT_MARGIN_SLACK_MS`].
+///
+/// The leader starts a lease's TTL no earlier than the client sent its grant or keep-alive
+/// (it counts from when it sees the command applied), and counts it on its own clock, so in
+/// virtual time the lease lasts at least `ttl_ms / (1 + drift)` after the client's send.
+///
+/// ```
+/// assert_eq!(ha_tests::lock_sim::drift_margin_ms(1_000, 20_000), 25);
+/// assert_eq!(ha_tests::lock_sim::drift_margin_ms(1_000, 0), 5);
+/// ```
+pub fn drift_margin_ms(ttl_ms: u64, clock_drift_ppm_max: i64) -> u64 {
+    let ppm = u64::try_from(clock_drift_ppm_max.max(0)).unwrap_or(0);
+    (ttl_ms * ppm).div_ceil(1_000_000) + DRIFT_MARGIN_SLACK_MS
+}
+
+/// What the lock clients do.
+#[derive(Clone, Debug)]
+pub struct LockWorkloadOptions {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct locks they compete for.
+    pub lock_names: usize,
+    /// Distinct KV keys.
+    pub keys: usize,
+    /// Each lease's TTL.
+    pub ttl_ms: u64,
+    /// Subtracted from the TTL for the safe deadline; see [`drift_margin_ms`].
+    pub drift_margin_ms: u64,
+    /// How often a holder sends a keep-alive (TTL/3).
+    pub keep_alive_every_ms: u64,
+    /// How long an acquire may wait in line before the client cancels it.
+    pub wait_timeout_ms: u64,
+    /// How often a waiting client reads the lock's state.
+    pub poll_every_ms: u64,
+    /// Longest time a client keeps a lock before releasing it, usually.
+    pub hold_ms_max: u64,
+    /// Fraction of holds that are long: up to `long_hold_ms_max`, beyond the TTL, so they
+    /// rely on keep-alives, and end at the safe deadline when those fail.
+    pub long_hold_fraction: f64,
+    /// Longest long hold.
+    pub long_hold_ms_max: u64,
+    /// How often a holder writes to the fenced resource.
+    pub use_every_ms: u64,
+    /// The deadline of each attempt.
+    pub attempt_timeout_ms: u64,
+    /// How long a client retries one operation before its outcome is recorded as unknown.
+    pub operation_timeout_ms: u64,
+    /// Pause between a failed attempt and the retry.
+    pub retry_delay_ms: u64,
+    /// Longest pause between two operations of a client.
+    pub think_ms_max: u64,
+    /// Fraction of operations that are KV operations.
+    pub kv_fraction: f64,
+    /// Fraction of operations (of a client holding a lease and no lock) that revoke the lease.
+    pub revoke_fraction: f64,
+}
+
+impl LockWorkloadOptions {
+    /// Six clients, two locks, three keys, 1 s leases, with the drift margin for clocks off by
+    /// up to `clock_drift_ppm_max`.
+    pub fn new(clock_drift_ppm_max: i64) -> Self {
+        let ttl_ms = 1_000;
+        Self {
+            clients: 6,
+            lock_names: 2,
+            keys: 3,
+            ttl_ms,
+            drift_margin_ms: drift_margin_ms(ttl_ms, clock_drift_ppm_max),
+            keep_alive_every_ms: ttl_ms / 3,
+            wait_timeout_ms: 1_500,
+            poll_every_ms: 20,
+            hold_ms_max: 250,
+            long_hold_fraction: 0.1,
+            long_hold_ms_max: 3_000,
+            use_every_ms: 10,
+            attempt_timeout_ms: 300,
+            operation_timeout_ms: 3_000,
+            retry_delay_ms: 20,
+            think_ms_max: 30,
+            kv_fraction: 0.5,
+            revoke_fraction: 0.02,
+        }
+    }
+}
