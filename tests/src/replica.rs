@@ -21,7 +21,7 @@ use crate::sim::{
 };
 
 /// How long buffered writes wait for their group commit, in virtual milliseconds.
-const GROUP_COMMIT_MS: u64 = 1;
+pub const GROUP_COMMIT_MS: u64 = 1;
 
 /// The node id of simulated replica `node`.
 pub fn replica_id(node: usize) -> NodeId {
@@ -36,13 +36,24 @@ pub struct Directory {
 }
 
 impl Directory {
-    fn new(node_count: usize) -> Self {
+    /// The directory of nodes `0..node_count`, named as [`replica_id`] names them.
+    pub fn new(node_count: usize) -> Self {
         let mut directory = Self::default();
         for node in 0..node_count {
             directory.by_addr.insert(node_addr(node), replica_id(node));
             directory.by_id.insert(replica_id(node), node_addr(node));
         }
         directory
+    }
+
+    /// The node id at a simulated address.
+    pub fn id_at(&self, addr: &SocketAddr) -> Option<&NodeId> {
+        self.by_addr.get(addr)
+    }
+
+    /// The simulated address of a node id.
+    pub fn addr_of(&self, id: &NodeId) -> Option<SocketAddr> {
+        self.by_id.get(id).copied()
     }
 }
 
@@ -88,9 +99,16 @@ pub struct SimReplica {
 }
 
 /// A clock running at `1 + ppm / 1e6`, read at virtual time `now`.
-fn local_time(now: Millis, clock_rate_ppm: i64) -> Millis {
+pub fn local_time(now: Millis, clock_rate_ppm: i64) -> Millis {
     let scaled = i128::from(now.0) * (1_000_000 + i128::from(clock_rate_ppm)) / 1_000_000;
     Millis(u64::try_from(scaled.max(0)).unwrap_or(u64::MAX))
+}
+
+/// Virtual milliseconds until a clock running at `1 + ppm / 1e6` has advanced `after_ms`.
+pub fn global_delay(after_ms: u64, clock_rate_ppm: i64) -> u64 {
+    let scaled =
+        u128::from(after_ms) * 1_000_000 / (1_000_000 + clock_rate_ppm.max(-500_000)) as u128;
+    u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
 }
 
 impl SimReplica {
@@ -132,12 +150,6 @@ impl SimReplica {
         change(self.core.engine_mut(), local);
         self.core.after_command(local);
     }
-
-    fn global_delay(&self, after_ms: u64) -> u64 {
-        let scaled = u128::from(after_ms) * 1_000_000
-            / (1_000_000 + self.clock_rate_ppm.max(-500_000)) as u128;
-        u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
-    }
 }
 
 impl SimActor for SimReplica {
@@ -145,7 +157,7 @@ impl SimActor for SimReplica {
     type Output = ReplicaOutput;
 
     fn on_message(&mut self, now: Millis, from: SocketAddr, bytes: &[u8]) {
-        let Some(from) = self.directory.by_addr.get(&from).cloned() else {
+        let Some(from) = self.directory.id_at(&from).cloned() else {
             return;
         };
         let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
@@ -173,7 +185,7 @@ impl SimActor for SimReplica {
         for effect in self.core.drain_effects() {
             effects.push(match effect {
                 ReplicaEffect::Send { to, rpc } => {
-                    let Some(addr) = self.directory.by_id.get(&to).copied() else {
+                    let Some(addr) = self.directory.addr_of(&to) else {
                         continue;
                     };
                     let Ok(bytes) = postcard::to_allocvec(&rpc) else {
@@ -182,7 +194,7 @@ impl SimActor for SimReplica {
                     SimEffect::Send { to: addr, bytes }
                 }
                 ReplicaEffect::SetTimer { timer, after_ms } => SimEffect::Schedule {
-                    after_ms: self.global_delay(after_ms),
+                    after_ms: global_delay(after_ms, self.clock_rate_ppm),
                     timer: SimReplicaTimer::Replica(timer),
                 },
                 ReplicaEffect::Reply { request_id, reply } => {

@@ -12,8 +12,9 @@ use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use rand::RngExt;
 
 use crate::lock_sim::applied_log::AppliedLog;
-use crate::lock_sim::node::{LockDirectory, NodeParts, SimLockNode, local_time};
+use crate::lock_sim::node::{NodeParts, SimLockNode};
 use crate::replica::replica_id;
+use crate::replica::{Directory, local_time};
 use crate::sim::{NetworkConfig, SimConfig, Simulator, StartContext, node_addr};
 
 /// The shape of a simulated lock cluster.
@@ -60,7 +61,7 @@ pub fn lock_cluster(
     let mut config = SimConfig::new(seed);
     config.network = options.network.clone();
     let mut sim = Simulator::new(config);
-    let directory = Rc::new(LockDirectory::new(options.node_count));
+    let directory = Rc::new(Directory::new(options.node_count));
     let applied_log = Rc::new(RefCell::new(AppliedLog::default()));
     let voters = Membership::with_voters((0..options.node_count).map(replica_id));
     for node in 0..options.node_count {

@@ -2,7 +2,6 @@
 //! clock, and the leader's lease expiry tracker on a periodic timer.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -15,12 +14,8 @@ use ha_replicate::replica::{
 use ha_replicate::storage::memory::MemoryStore;
 
 use crate::lock_sim::applied_log::AppliedLog;
-use crate::replica::replica_id;
-use crate::sim::{SimActor, SimEffect, node_addr};
-
-/// How long buffered writes wait for their group commit, in virtual milliseconds (as in
-/// [`crate::replica`]).
-const GROUP_COMMIT_MS: u64 = 1;
+use crate::replica::{Directory, GROUP_COMMIT_MS, global_delay, local_time};
+use crate::sim::{SimActor, SimEffect};
 
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
 /// collide with the ids the test's clients use.
@@ -29,25 +24,6 @@ const INTERNAL_REQUEST_BIT: u64 = 1 << 63;
 /// How long an expiry proposal may wait for its commit, in local milliseconds. The tracker
 /// proposes again after its own delay if the lease is still there.
 const EXPIRY_TIMEOUT_MS: u64 = 1_000;
-
-/// Node ids and addresses of every lock node, shared by all of them.
-#[derive(Debug, Default)]
-pub struct LockDirectory {
-    by_addr: BTreeMap<SocketAddr, NodeId>,
-    by_id: BTreeMap<NodeId, SocketAddr>,
-}
-
-impl LockDirectory {
-    /// The directory of nodes `0..node_count`, named as [`replica_id`] names them.
-    pub fn new(node_count: usize) -> Self {
-        let mut directory = Self::default();
-        for node in 0..node_count {
-            directory.by_addr.insert(node_addr(node), replica_id(node));
-            directory.by_id.insert(replica_id(node), node_addr(node));
-        }
-        directory
-    }
-}
 
 /// A timer of a simulated lock node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +76,7 @@ pub enum LockNodeOutput {
 /// Everything a node needs at start, besides its core.
 pub(crate) struct NodeParts {
     pub(crate) node: usize,
-    pub(crate) directory: Rc<LockDirectory>,
+    pub(crate) directory: Rc<Directory>,
     pub(crate) clock_rate_ppm: i64,
     pub(crate) expiry_tick_ms: u64,
     pub(crate) expiry_session: u64,
@@ -126,12 +102,6 @@ pub struct SimLockNode {
     pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
 }
 
-/// A clock running at `1 + ppm / 1e6`, read at virtual time `now`.
-pub(crate) fn local_time(now: Millis, clock_rate_ppm: i64) -> Millis {
-    let scaled = i128::from(now.0) * (1_000_000 + i128::from(clock_rate_ppm)) / 1_000_000;
-    Millis(u64::try_from(scaled.max(0)).unwrap_or(u64::MAX))
-}
-
 impl SimLockNode {
     pub(crate) fn new(
         core: ReplicaCore<WithLocks<()>, MemoryStore>,
@@ -148,7 +118,7 @@ impl SimLockNode {
             pending: Vec::new(),
             parts,
         };
-        let first_tick = node.global_delay(node.parts.expiry_tick_ms);
+        let first_tick = global_delay(node.parts.expiry_tick_ms, node.parts.clock_rate_ppm);
         node.pending.push(SimEffect::Schedule {
             after_ms: first_tick,
             timer: LockNodeTimer::ExpiryTick,
@@ -189,13 +159,6 @@ impl SimLockNode {
         change(self.core.engine_mut(), local);
         self.core.after_command(local);
         self.observe_applied(now);
-    }
-
-    /// Virtual milliseconds until this node's clock has advanced `after_ms`.
-    fn global_delay(&self, after_ms: u64) -> u64 {
-        let scaled = u128::from(after_ms) * 1_000_000
-            / (1_000_000 + self.parts.clock_rate_ppm.max(-500_000)) as u128;
-        u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
     }
 
     /// Report the entries applied since the last call to the shared log, with `now`.
@@ -258,7 +221,7 @@ impl SimLockNode {
             self.core
                 .submit(local, request_id, request, local + EXPIRY_TIMEOUT_MS);
         }
-        let after_ms = self.global_delay(self.parts.expiry_tick_ms);
+        let after_ms = global_delay(self.parts.expiry_tick_ms, self.parts.clock_rate_ppm);
         self.pending.push(SimEffect::Schedule {
             after_ms,
             timer: LockNodeTimer::ExpiryTick,
@@ -271,7 +234,7 @@ impl SimActor for SimLockNode {
     type Output = LockNodeOutput;
 
     fn on_message(&mut self, now: Millis, from: SocketAddr, bytes: &[u8]) {
-        let Some(from) = self.parts.directory.by_addr.get(&from).cloned() else {
+        let Some(from) = self.parts.directory.id_at(&from).cloned() else {
             return;
         };
         let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
@@ -302,7 +265,7 @@ impl SimActor for SimLockNode {
         for effect in self.core.drain_effects() {
             effects.push(match effect {
                 ReplicaEffect::Send { to, rpc } => {
-                    let Some(addr) = self.parts.directory.by_id.get(&to).copied() else {
+                    let Some(addr) = self.parts.directory.addr_of(&to) else {
                         continue;
                     };
                     let Ok(bytes) = postcard::to_allocvec(&rpc) else {
@@ -311,7 +274,7 @@ impl SimActor for SimLockNode {
                     SimEffect::Send { to: addr, bytes }
                 }
                 ReplicaEffect::SetTimer { timer, after_ms } => SimEffect::Schedule {
-                    after_ms: self.global_delay(after_ms),
+                    after_ms: global_delay(after_ms, self.parts.clock_rate_ppm),
                     timer: LockNodeTimer::Replica(timer),
                 },
                 ReplicaEffect::Reply { request_id, reply }
