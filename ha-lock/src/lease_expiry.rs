@@ -20,6 +20,15 @@ struct Tracked {
 /// Decides, on the leader, which leases expired. Deterministic and clock-free: it is given
 /// `now` and the applied leases.
 ///
+/// # Correctness requirements
+/// - Read `now` *after* reading the leases, so a renewal the tracker sees is never counted
+///   from before it was applied.
+/// - Propose the returned `LeaseExpire` commands unchanged: the renewal count they carry is
+///   what makes the lock table ignore an expiry that a keep-alive overtook (breaking that
+///   check lets a renewing holder's lease expire — the simulator's lease invariant catches it).
+/// - Holders must count their safe deadline from when they *sent* the grant or keep-alive,
+///   minus a margin covering clock-rate drift.
+///
 /// Safety: a lease's deadline starts when this leader *sees* a grant or keep-alive applied,
 /// which is after its holder sent it, so the holder (which counts from its send time, minus a
 /// drift margin) always gives up first. A new leader starts every lease's TTL afresh ("extends

@@ -17,6 +17,9 @@
 //! - [`replica`]: `ha_replicate::replica::ReplicaCore` plugged in over a crash-losing simulated
 //!   disk and drifting clocks; [`register`] is the replicated register-with-CAS,
 //!   [`workload`] the clients that record a history, [`invariants`] the safety checks.
+//! - [`lock_sim`]: the lock table (`ha_lock::WithLocks`) replicated the same way, with the
+//!   leader's lease expiry tracker, lock clients that renew leases and write to a fenced
+//!   resource, and a versioned-KV history.
 //! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
 //!
 //! ## Example
