@@ -11,7 +11,9 @@
 //! ```
 
 mod latency_summary;
+mod loopback_cluster;
 mod machine_description;
 
 pub use latency_summary::LatencySummary;
+pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};
 pub use machine_description::MachineDescription;

@@ -14,24 +14,19 @@
 //! far above the run's length (nothing expires them here: this benchmark runs no expiry
 //! tracker). Every loop is bounded by the duration; the nodes run in this process on loopback.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ha_bench::{LatencySummary, MachineDescription};
-use ha_core::{Consistency, NodeId};
+use ha_bench::{LatencySummary, MachineDescription, start_loopback_cluster, wait_for_leader};
+use ha_core::Consistency;
 use ha_lock::{
     Command, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
     QueryResponse, Response, SessionId, WithLocks,
 };
-use ha_replicate::driver::{NodeSettings, ReplicaClient, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::Membership;
-use ha_replicate::replica::{ClientError, ReplicaSettings, SyncPolicy};
-use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
-use ha_replicate::transport::TransportSettings;
+use ha_replicate::driver::{ReplicaClient, ReplicaNode};
+use ha_replicate::replica::ClientError;
 use serde::Serialize;
 
 /// The replicated state: the lock table alone.
@@ -98,64 +93,6 @@ struct Report {
     poll_ms: u64,
     uncontended: Uncontended,
     contended: Vec<Contended>,
-}
-
-async fn start_cluster(voters: usize, dirs: &[tempfile::TempDir]) -> Vec<ReplicaNode<Machine>> {
-    let ids: Vec<NodeId> = (1..=voters)
-        .map(|index| NodeId::new(format!("n{index}")).expect("valid id"))
-        .collect();
-    let mut nodes = Vec::new();
-    for (index, id) in ids.iter().enumerate() {
-        let settings = NodeSettings {
-            replica: ReplicaSettings {
-                engine: EngineSettings::for_test(id.clone()),
-                sync_policy: SyncPolicy::Batch,
-                snapshot_every_entries: 50_000,
-                housekeeping_interval_ms: 10,
-            },
-            transport: TransportSettings::new(
-                id.clone(),
-                "127.0.0.1:0".parse().expect("addr"),
-                "bench",
-            ),
-            peers: BTreeMap::new(),
-            bootstrap: Some(Membership::with_voters(ids.clone())),
-            bootstrap_expect: None,
-        };
-        let options = WalOptions {
-            fsync_policy: FsyncPolicy::Manual,
-            ..WalOptions::default()
-        };
-        let store = WalStore::open(dirs[index].path(), options).expect("open the WAL");
-        nodes.push(
-            ReplicaNode::start(settings, WithLocks::new(()), store)
-                .await
-                .expect("start a node"),
-        );
-    }
-    let addrs: Vec<_> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in &nodes {
-        for (id, addr) in &addrs {
-            node.set_peer(id.clone(), Some(*addr), None)
-                .await
-                .expect("running");
-        }
-    }
-    nodes
-}
-
-async fn wait_for_leader(nodes: &[ReplicaNode<Machine>]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(index) = nodes.iter().position(ReplicaNode::is_leader) {
-            return index;
-        }
-        assert!(Instant::now() < deadline, "no leader within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A QUORUM lock write; the lock table's answer.
@@ -444,7 +381,7 @@ async fn main() {
     let dirs: Vec<tempfile::TempDir> = (0..options.voters)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
-    let nodes = start_cluster(options.voters, &dirs).await;
+    let nodes = start_loopback_cluster(&dirs, || WithLocks::new(())).await;
     let leader = wait_for_leader(&nodes).await;
     let client = nodes[leader].client();
     let solo = uncontended(&client, &options).await;
