@@ -215,6 +215,27 @@ pub enum LockQuery {
     },
     /// Every lease (for the leader's expiry tracker).
     Leases,
+    /// Counts and totals, for metrics.
+    Stats,
+}
+
+/// Counts of what the table holds now, and totals since the cluster began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockStats {
+    /// Keys stored.
+    pub keys: u64,
+    /// Live leases.
+    pub leases: u64,
+    /// Locks held.
+    pub locks_held: u64,
+    /// Sessions queued for a lock.
+    pub waiters: u64,
+    /// Locks granted, directly or by hand-off.
+    pub grants_total: u64,
+    /// Acquires that had to queue.
+    pub waits_total: u64,
+    /// Acquires refused because waiting would have closed a cycle.
+    pub deadlocks_total: u64,
 }
 
 /// A key's value and version.
@@ -288,4 +309,6 @@ pub enum LockQueryResponse {
     Lease(Option<LeaseState>),
     /// Every lease.
     Leases(Vec<LeaseState>),
+    /// Counts and totals.
+    Stats(LockStats),
 }

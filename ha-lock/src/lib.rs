@@ -40,7 +40,7 @@ mod with_locks;
 
 pub use command::{
     Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
-    LockQueryResponse, LockResponse, LockState, SessionId, VALUE_BYTES_MAX,
+    LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
 };
 pub use lease_expiry::LeaseExpiryTracker;
 pub use lock_table::{CHANGES_MAX, LockTable, QUERY_RESULTS_MAX, WAITERS_MAX};

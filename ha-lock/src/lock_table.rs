@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{
     Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
-    LockQueryResponse, LockResponse, LockState, SessionId, VALUE_BYTES_MAX,
+    LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
 };
 use crate::wait_for_graph::WaitForGraph;
 
@@ -54,6 +54,17 @@ pub struct LockTable {
     changes: VecDeque<Change>,
     /// The highest version dropped from `changes`.
     compacted_through: u64,
+    /// Totals since the cluster began, for metrics.
+    totals: LockTotals,
+}
+
+/// Running totals kept in the replicated state (so every replica, and a restarted one, reports
+/// the same figures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct LockTotals {
+    grants: u64,
+    waits: u64,
+    deadlocks: u64,
 }
 
 impl LockTable {
@@ -294,6 +305,7 @@ impl LockTable {
             std::iter::once(lock.holder).chain(lock.waiters.iter().map(|(ahead, _)| *ahead));
         for blocker in waits_for {
             if let Some(cycle) = graph.cycle_if_waits(session, blocker) {
+                self.totals.deadlocks += 1;
                 return LockResponse::Deadlock { cycle };
             }
         }
@@ -301,12 +313,14 @@ impl LockTable {
             return LockResponse::NotWaiting;
         };
         lock.waiters.push_back((session, lease));
+        self.totals.waits += 1;
         LockResponse::Queued {
             position: lock.waiters.len() - 1,
         }
     }
 
     fn grant(&mut self, index: u64, name: String, session: SessionId, lease: LeaseId) {
+        self.totals.grants += 1;
         if let Some(record) = self.leases.get_mut(&lease) {
             record.locks.insert(name.clone());
         }
@@ -414,6 +428,19 @@ impl LockTable {
                 }))
             }
             LockQuery::Lease { lease } => LockQueryResponse::Lease(self.lease_state(*lease)),
+            LockQuery::Stats => LockQueryResponse::Stats(LockStats {
+                keys: self.entries.len() as u64,
+                leases: self.leases.len() as u64,
+                locks_held: self.locks.len() as u64,
+                waiters: self
+                    .locks
+                    .values()
+                    .map(|lock| lock.waiters.len() as u64)
+                    .sum(),
+                grants_total: self.totals.grants,
+                waits_total: self.totals.waits,
+                deadlocks_total: self.totals.deadlocks,
+            }),
             LockQuery::Leases => LockQueryResponse::Leases(
                 self.leases
                     .keys()

@@ -86,4 +86,7 @@ pub struct LeaderStart {
     /// How long the new leader was without a leader before it took over: from the last
     /// message of the previous leader (or the transfer request) to winning, in milliseconds.
     pub leaderless_ms: u64,
+    /// When the new leader won, in Unix milliseconds by its wall clock (for people reading
+    /// the history only: wall clocks are never used for safety).
+    pub at_unix_ms: u64,
 }

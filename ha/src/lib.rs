@@ -1,28 +1,26 @@
 //! # ha
 //!
-//! The one dependency a service adds to become highly available. Today this crate re-exports
-//! the parts that are built: the vocabulary ([`core`]), gossip membership ([`gossip`]) and the
-//! replicated log with its tokio driver ([`replicate`]). The `Node::builder()` that wires them
-//! from one config, the KV/lock store and the admin HTTP API come next (DESIGN.md sections 5
-//! and 8).
+//! The one dependency a service adds to become highly available: implement
+//! [`StateMachine`], start a [`Node`], and get gossip membership, priority-based leader
+//! election with failover and failback, replication at STRONG / QUORUM / EVENTUAL
+//! consistency, a KV store with compare-and-swap, TTL locks with fencing tokens, health
+//! checks, and an admin HTTP API with Prometheus metrics.
 //!
 //! ```text
-//!   your service ── StateMachine ──▶ replicate::driver::ReplicaNode ◀── gossip::GossipNode
-//!                                       │ TCP (AEAD)   WAL on disk        UDP (AEAD)
+//!   your service ── propose / read ──▶ Node ── ReplicaNode<WithLocks<S>> ── TCP (AEAD) ──▶ peers
+//!        │                              │        WAL + snapshots in data_dir
+//!        └── kv() / locks() ───────────▶│── GossipNode ── UDP (AEAD) ──▶ peers
+//!                                       │── LeaseKeeper, health checks
+//!                                       └── admin HTTP (/v1/health, /v1/cluster, /v1/metrics, ...)
 //! ```
 //!
 //! ## Example
 //!
-//! A one-node cluster replicating a counter:
+//! A one-node cluster replicating a counter, with a fenced lock:
 //!
 //! ```
 //! use std::time::Duration;
-//! use ha::core::{Config, Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
-//! use ha::replicate::driver::{NodeSettings, ReplicaNode};
-//! use ha::replicate::membership::Membership;
-//! use ha::replicate::replica::ReplicaSettings;
-//! use ha::replicate::storage::memory::{MemoryDisk, MemoryStore};
-//! use ha::replicate::transport::TransportSettings;
+//! use ha::{Config, Consistency, LogIndex, Node, NodeId, StateMachine, StateMachineError};
 //!
 //! #[derive(Default)]
 //! struct Counter(i64);
@@ -45,24 +43,56 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let id = NodeId::new("n1")?;
-//! let config = Config::single(id.clone(), "127.0.0.1:0".parse()?);
-//! let settings = NodeSettings {
-//!     replica: ReplicaSettings::from_config(&config),
-//!     transport: TransportSettings::new(id.clone(), "127.0.0.1:0".parse()?, "demo"),
-//!     peers: Default::default(),
-//!     bootstrap: Some(Membership::with_voters([id])),
-//!     bootstrap_expect: None,
-//! };
-//! let node = ReplicaNode::start(settings, Counter::default(), MemoryStore::open(MemoryDisk::new())).await?;
-//! let client = node.client();
-//! let written = client.write(5, Consistency::Quorum, Duration::from_secs(5)).await?;
+//! let config = Config::single(NodeId::new("n1")?, "127.0.0.1:0".parse()?);
+//! let node = Node::builder(config).state_machine(Counter::default()).start().await?;
+//! node.watch_role().wait_for(|role| role.leader.is_some()).await?;
+//!
+//! let written = node.propose(5, Consistency::Quorum).await?;
 //! assert_eq!(written.response, Some(5));
-//! assert_eq!(client.read((), Consistency::Strong, Duration::from_secs(5)).await?, 5);
-//! node.shutdown(Duration::from_secs(1)).await;
+//! assert_eq!(node.read((), Consistency::Strong).await?, 5);
+//!
+//! let locks = node.locks();
+//! let guard = locks.acquire("jobs", Duration::from_secs(2), Duration::from_secs(1)).await?;
+//! assert!(guard.token() > 0); // pass the token to what you write, to fence stale holders
+//! guard.release().await?;
+//! node.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+mod builder;
+pub mod cluster_view;
+pub mod config_file;
+mod error;
+mod event;
+mod health_runner;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod metrics;
+mod node;
+pub mod node_file;
+
+pub use builder::{LOG_DIR_NAME, NodeBuilder};
+pub use cluster_view::{ClusterView, FailoverEvent, HealthReport, MemberView};
+pub use config_file::ConfigLoader;
+pub use error::NodeError;
+pub use event::NodeEvent;
+pub use health_runner::HEALTH_CHECKS_MAX;
+pub use node::{EVENT_BUFFER, Node, WriteOutcome};
+
+pub use ha_core::{
+    CheckResult, ClusterConfig, Config, ConfigError, Consistency, FailoverMode, HealthCheck,
+    HealthStatus, LogIndex, MemberEvent, MemberInfo, NodeId, NodeState, Priority, StateMachine,
+    StateMachineError, Term, Timing,
+};
+pub use ha_lock::{FencedResource, FencingToken, LockClient, LockError, LockGuard};
+pub use ha_replicate::driver::{ReplicaStatus, RoleView};
+pub use ha_replicate::engine::Role;
+
+/// The vocabulary crate (ids, time, config, codec limits, keyring).
 pub use ha_core as core;
+/// Gossip membership.
 pub use ha_gossip as gossip;
+/// KV, leases and locks.
+pub use ha_lock as lock;
+/// The replicated log.
 pub use ha_replicate as replicate;

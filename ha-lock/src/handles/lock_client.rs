@@ -19,7 +19,7 @@ use super::settings::LockClientSettings;
 use super::watch::Watch;
 use crate::command::{
     FencingToken, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery, LockQueryResponse,
-    LockResponse, LockState, SessionId,
+    LockResponse, LockState, LockStats, SessionId,
 };
 use crate::lock_table::QUERY_RESULTS_MAX;
 use crate::with_locks::WithLocks;
@@ -383,6 +383,21 @@ impl<H: StateMachine> LockClient<H> {
         }
     }
 
+    /// Counts of keys, leases, held locks and waiters, and totals of grants, waits and refused
+    /// deadlocks, read from this node's replica with `consistency`.
+    ///
+    /// # Errors
+    /// [`LockError::Replication`] when no answer came within the request timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read changes nothing.
+    pub async fn stats(&self, consistency: Consistency) -> Result<LockStats, LockError> {
+        match self.query(LockQuery::Stats, consistency).await? {
+            LockQueryResponse::Stats(stats) => Ok(stats),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
     /// Lease `lease` as the cluster has it (QUORUM read); `None` once it ended.
     ///
     /// # Errors
@@ -524,6 +539,43 @@ impl<H: StateMachine> LockClient<H> {
     }
 
     /// Propose `Release { name, token }`.
+    /// Release lock `name` held with `token`, by whoever holds it: for a holder known only by
+    /// its token (a lock taken through the admin HTTP API and then
+    /// [`detach`](LockGuard::detach)ed). A [`LockGuard`] releases itself.
+    ///
+    /// # Errors
+    /// [`LockError::NotHolder`] when `token` does not hold the lock (it was released, expired
+    /// or passed on); [`LockError::Replication`] when no answer came in time.
+    pub async fn release(&self, name: &str, token: FencingToken) -> Result<(), LockError> {
+        self.release_lock(name, token).await
+    }
+
+    /// Put `value` at `key` with an optional version check (`Some(0)`: create only) at the
+    /// given consistency; returns the new version. What [`put`](Self::put),
+    /// [`create`](Self::create) and [`compare_and_swap`](Self::compare_and_swap) each do with
+    /// a fixed choice.
+    ///
+    /// # Errors
+    /// [`LockError::VersionMismatch`] or [`LockError::AlreadyExists`] when the check fails;
+    /// [`LockError::Invalid`] for a key or value out of bounds; [`LockError::Replication`]
+    /// when no answer came in time.
+    pub async fn put_checked(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        expected_version: Option<u64>,
+        consistency: Consistency,
+    ) -> Result<u64, LockError> {
+        self.put_command(
+            key.into(),
+            value.into(),
+            expected_version,
+            None,
+            consistency,
+        )
+        .await
+    }
+
     pub(crate) async fn release_lock(
         &self,
         name: &str,

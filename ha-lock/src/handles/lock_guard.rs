@@ -131,6 +131,19 @@ impl<H: StateMachine> LockGuard<H> {
         released.and(revoked)
     }
 
+    /// Let go of the guard without releasing the lock: the lock stays held by its token until
+    /// someone calls [`LockClient::release`] with it, or until the lease ends. An owned lease
+    /// stops renewing and expires after its TTL (a caller-given lease is left as it is).
+    /// Returns the fencing token and the lease id. The admin HTTP API hands locks to its
+    /// clients this way: an HTTP client cannot renew, so its lock lasts at most one TTL.
+    pub fn detach(mut self) -> (FencingToken, LeaseId) {
+        self.released = true;
+        if let Some(lease) = self.lease.take() {
+            lease.abandon();
+        }
+        (self.token, self.lease_id)
+    }
+
     /// End the owned lease at once: releases the lock and deletes the lease's keys in one
     /// command. Without an owned lease, releases the lock only.
     pub(crate) async fn end_lease(mut self) -> Result<(), LockError> {

@@ -77,7 +77,7 @@ pub struct ReplicaNode<S: StateMachine> {
     roles: watch::Receiver<RoleView>,
     local_addr: SocketAddr,
     node_id: NodeId,
-    task: Option<JoinHandle<()>>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     _machine: std::marker::PhantomData<fn() -> S>,
 }
 
@@ -92,6 +92,9 @@ impl<S: StateMachine> ReplicaNode<S> {
         store: L,
     ) -> Result<Self, DriverError> {
         let clock = MonotonicClock::new();
+        let mut settings = settings;
+        settings.replica.engine.wall_clock_origin_unix_ms =
+            unix_now_ms().saturating_sub(clock.now().0);
         let node_id = settings.replica.engine.node_id.clone();
         let seed = rand::random::<u64>();
         let mut core =
@@ -135,7 +138,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             roles,
             local_addr,
             node_id,
-            task: Some(task),
+            task: std::sync::Mutex::new(Some(task)),
             _machine: std::marker::PhantomData,
         })
     }
@@ -241,7 +244,13 @@ impl<S: StateMachine> ReplicaNode<S> {
 
     /// Stop gracefully: hand leadership over if leading (waiting up to `handover_timeout`),
     /// then stop the task and close the transport.
-    pub async fn shutdown(mut self, handover_timeout: Duration) {
+    pub async fn shutdown(self, handover_timeout: Duration) {
+        self.stop(handover_timeout).await;
+    }
+
+    /// [`shutdown`](Self::shutdown) through a shared reference, for owners that share the
+    /// node (the `ha` facade): afterwards every call answers [`ClientError::Stopped`].
+    pub async fn stop(&self, handover_timeout: Duration) {
         if self.is_leader() {
             let (reply, wait) = oneshot::channel();
             let command = Command::Transfer {
@@ -262,7 +271,8 @@ impl<S: StateMachine> ReplicaNode<S> {
         if self.commands.send(Command::Stop(reply)).await.is_ok() {
             let _ = wait.await;
         }
-        if let Some(task) = self.task.take() {
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
             let _ = task.await;
         }
     }
@@ -274,7 +284,8 @@ impl<S: StateMachine> ReplicaNode<S> {
 
 impl<S: StateMachine> Drop for ReplicaNode<S> {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        let task = self.task.get_mut().ok().and_then(Option::take);
+        if let Some(task) = task {
             task.abort();
         }
     }
@@ -488,6 +499,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             role: engine.role().as_str().to_string(),
             term: engine.term(),
             leader: engine.leader().cloned(),
+            quorum: engine.in_quorum(now),
             last_index,
             commit_index: engine.commit_index(),
             applied_index: self.core.applier().applied_index(),
@@ -504,4 +516,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

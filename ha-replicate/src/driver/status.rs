@@ -35,6 +35,9 @@ pub struct ReplicaStatus {
     pub term: Term,
     /// The leader, if known.
     pub leader: Option<NodeId>,
+    /// Whether this node is part of a working majority (see
+    /// [`Engine::in_quorum`](crate::engine::Engine::in_quorum)).
+    pub quorum: bool,
     /// The last log index.
     pub last_index: LogIndex,
     /// The commit index.

@@ -238,6 +238,10 @@ impl Engine {
             previous: self.last_leader.clone(),
             cause: self.campaign_cause,
             leaderless_ms: now.saturating_since(self.leaderless_since),
+            at_unix_ms: self
+                .settings
+                .wall_clock_origin_unix_ms
+                .saturating_add(now.0),
         };
         tracing::info!(
             term = %self.term,

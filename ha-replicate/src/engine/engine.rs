@@ -263,6 +263,28 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Whether this node is part of a working majority now: a leader that a majority of voters
+    /// (itself included) answered within the longest election timeout, or a follower that
+    /// heard from its leader within it. What `/v1/health` reports as `quorum`.
+    pub fn in_quorum(&self, now: Millis) -> bool {
+        let window_ms = self.settings.election_timeout_max_ms;
+        let recent = |at: Option<Millis>| at.is_some_and(|at| now.saturating_since(at) < window_ms);
+        match self.role {
+            Role::Leader => {
+                let membership = self.log.membership();
+                let answered = membership.voters.iter().filter(|voter| {
+                    **voter == self.settings.node_id
+                        || self
+                            .progress
+                            .get(*voter)
+                            .is_some_and(|progress| recent(progress.last_ack_at))
+                });
+                answered.count() >= membership.quorum()
+            }
+            _ => self.leader.is_some() && recent(self.leader_heard_at),
+        }
+    }
+
     /// How many elections this node has started.
     pub fn elections_started(&self) -> u64 {
         self.elections_started

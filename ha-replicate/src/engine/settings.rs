@@ -36,6 +36,10 @@ pub struct EngineSettings {
     pub transfer_timeout_ms: u64,
     /// Remove a voter unreachable this long, if a majority remains; `None`: never.
     pub dead_voter_after_ms: Option<u64>,
+    /// The wall-clock time (Unix milliseconds) at which the engine's `now` was 0. Used only to
+    /// stamp the failover history for people reading it; never for any decision. The driver
+    /// sets it; the simulator leaves it at 0 so traces stay deterministic.
+    pub wall_clock_origin_unix_ms: u64,
 }
 
 impl EngineSettings {
@@ -58,6 +62,7 @@ impl EngineSettings {
             uncommitted_entries_max: 16_384,
             transfer_timeout_ms: timing.election_timeout_max_ms * 2,
             dead_voter_after_ms: config.cluster.dead_voter_after_ms,
+            wall_clock_origin_unix_ms: 0,
         }
     }
 

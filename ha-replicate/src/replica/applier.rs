@@ -87,6 +87,7 @@ impl<S: StateMachine> Applier<S> {
                     to: start.leader.clone(),
                     cause: start.cause,
                     leaderless_ms: start.leaderless_ms,
+                    at_ms: start.at_unix_ms,
                     index: entry.index,
                 });
                 while self.history.len() > FAILOVER_HISTORY_MAX {

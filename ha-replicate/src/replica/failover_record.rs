@@ -18,6 +18,8 @@ pub struct FailoverRecord {
     pub cause: ElectionCause,
     /// How long the cluster was without a leader, as the new leader measured it.
     pub leaderless_ms: u64,
+    /// When the new leader won, in Unix milliseconds by its wall clock (0 when unknown).
+    pub at_ms: u64,
     /// Where in the log the change was recorded.
     pub index: LogIndex,
 }

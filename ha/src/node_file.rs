@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use ha_core::{Config, ConfigError, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::BotError;
+use crate::error::NodeError;
 
 /// The file's name inside the data dir.
 pub const FILE_NAME: &str = "node.json";
@@ -45,14 +45,14 @@ impl NodeFile {
     /// incarnation there before the node announces itself with it. Returns the new file.
     ///
     /// # Errors
-    /// [`BotError::Config`] naming `data_dir` or `cluster.name` when the directory belongs to
-    /// another node or cluster; [`BotError::DataDir`] when it cannot be read or written or its
+    /// [`NodeError::Config`] naming `data_dir` or `cluster.name` when the directory belongs to
+    /// another node or cluster; [`NodeError::DataDir`] when it cannot be read or written or its
     /// node.json is corrupt.
     pub fn claim(
         config: &Config,
         data_dir: &Path,
         fresh_incarnation: u64,
-    ) -> Result<Self, BotError> {
+    ) -> Result<Self, NodeError> {
         fs::create_dir_all(data_dir).map_err(|error| data_dir_error(data_dir, &error))?;
         let path = data_dir.join(FILE_NAME);
         let previous = Self::load(&path)?;
@@ -77,9 +77,9 @@ impl NodeFile {
     /// Read `path`, or `None` when it does not exist.
     ///
     /// # Errors
-    /// [`BotError::DataDir`] when the file cannot be read, is too large, or is not a valid
+    /// [`NodeError::DataDir`] when the file cannot be read, is too large, or is not a valid
     /// node.json of this format.
-    pub fn load(path: &Path) -> Result<Option<Self>, BotError> {
+    pub fn load(path: &Path) -> Result<Option<Self>, NodeError> {
         let file = match fs::File::open(path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -89,10 +89,10 @@ impl NodeFile {
         file.take(FILE_BYTES_MAX + 1)
             .read_to_string(&mut text)
             .map_err(|error| data_dir_error(path, &error))?;
-        let corrupt = |reason: String| BotError::DataDir {
+        let corrupt = |reason: String| NodeError::DataDir {
             path: path.to_path_buf(),
             reason: format!(
-                "{reason}. It is not a node.json this bot wrote; move it away if the directory \
+                "{reason}. It is not a node.json this library wrote; move it away if the directory \
                  is really this node's"
             ),
         };
@@ -102,7 +102,7 @@ impl NodeFile {
         let file: Self = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
         if file.format != FORMAT_VERSION {
             return Err(corrupt(format!(
-                "format {} where this bot reads {FORMAT_VERSION}",
+                "format {} where this version reads {FORMAT_VERSION}",
                 file.format
             )));
         }
@@ -121,7 +121,7 @@ impl NodeFile {
                     self.node_id,
                     config.node_id
                 ),
-                "give each node its own --data-dir (or start it with the --id it had)",
+                "give each node its own data_dir (or start it with the node_id it had)",
             ));
         }
         if self.cluster != config.cluster.name {
@@ -133,7 +133,7 @@ impl NodeFile {
                     self.cluster,
                     config.cluster.name
                 ),
-                "pass the --cluster this node was started with, or use a fresh --data-dir",
+                "use the cluster name this node was started with, or a fresh data_dir",
             ));
         }
         Ok(())
@@ -141,8 +141,8 @@ impl NodeFile {
 
     /// Write the file so that a crash leaves either the old or the new version: a temporary
     /// file, synced, then renamed over the old one, then the directory synced.
-    fn store(&self, path: &Path) -> Result<(), BotError> {
-        let text = serde_json::to_string_pretty(self).map_err(|error| BotError::DataDir {
+    fn store(&self, path: &Path) -> Result<(), NodeError> {
+        let text = serde_json::to_string_pretty(self).map_err(|error| NodeError::DataDir {
             path: path.to_path_buf(),
             reason: error.to_string(),
         })?;
@@ -171,8 +171,8 @@ pub fn next_incarnation(previous: Option<u64>, fresh: u64) -> u64 {
     }
 }
 
-fn data_dir_error(path: &Path, error: &std::io::Error) -> BotError {
-    BotError::DataDir {
+fn data_dir_error(path: &Path, error: &std::io::Error) -> NodeError {
+    NodeError::DataDir {
         path: PathBuf::from(path),
         reason: format!("{error}; check the path and its permissions"),
     }
@@ -191,6 +191,13 @@ mod tests {
         config
     }
 
+    fn io_error(error: std::io::Error) -> NodeError {
+        NodeError::DataDir {
+            path: PathBuf::from("test"),
+            reason: error.to_string(),
+        }
+    }
+
     #[test]
     fn incarnation_only_grows() {
         assert_eq!(next_incarnation(None, 50), 50);
@@ -201,8 +208,8 @@ mod tests {
     }
 
     #[test]
-    fn claim_creates_the_dir_and_grows_the_incarnation() -> Result<(), BotError> {
-        let root = tempfile::tempdir().map_err(BotError::Runtime)?;
+    fn claim_creates_the_dir_and_grows_the_incarnation() -> Result<(), NodeError> {
+        let root = tempfile::tempdir().map_err(io_error)?;
         let dir = root.path().join("nested").join("n1");
         let first = NodeFile::claim(&config("n1", "c"), &dir, 100)?;
         assert_eq!(first.incarnation, 100);
@@ -214,26 +221,26 @@ mod tests {
     }
 
     #[test]
-    fn claim_refuses_another_nodes_or_clusters_dir() -> Result<(), BotError> {
-        let root = tempfile::tempdir().map_err(BotError::Runtime)?;
+    fn claim_refuses_another_nodes_or_clusters_dir() -> Result<(), NodeError> {
+        let root = tempfile::tempdir().map_err(io_error)?;
         NodeFile::claim(&config("n1", "c"), root.path(), 1)?;
         match NodeFile::claim(&config("n2", "c"), root.path(), 2) {
-            Err(BotError::Config(error)) => assert_eq!(error.field, "data_dir"),
+            Err(NodeError::Config(error)) => assert_eq!(error.field, "data_dir"),
             other => panic!("expected a data_dir error, got {other:?}"),
         }
         match NodeFile::claim(&config("n1", "other"), root.path(), 2) {
-            Err(BotError::Config(error)) => assert_eq!(error.field, "cluster.name"),
+            Err(NodeError::Config(error)) => assert_eq!(error.field, "cluster.name"),
             other => panic!("expected a cluster.name error, got {other:?}"),
         }
         Ok(())
     }
 
     #[test]
-    fn corrupt_file_is_refused_with_its_path() -> Result<(), BotError> {
-        let root = tempfile::tempdir().map_err(BotError::Runtime)?;
-        fs::write(root.path().join(FILE_NAME), "not json").map_err(BotError::Runtime)?;
+    fn corrupt_file_is_refused_with_its_path() -> Result<(), NodeError> {
+        let root = tempfile::tempdir().map_err(io_error)?;
+        fs::write(root.path().join(FILE_NAME), "not json").map_err(io_error)?;
         match NodeFile::claim(&config("n1", "c"), root.path(), 1) {
-            Err(BotError::DataDir { path, .. }) => assert!(path.ends_with(FILE_NAME)),
+            Err(NodeError::DataDir { path, .. }) => assert!(path.ends_with(FILE_NAME)),
             other => panic!("expected a data dir error, got {other:?}"),
         }
         Ok(())

@@ -1,0 +1,392 @@
+//! [`NodeBuilder`]: one config in, a running [`Node`] out.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use ha_core::{
+    Config, HealthCheck, HealthStatus, MemberEvent, NodeMetadata, NodeState, StateMachine,
+};
+use ha_gossip::{GossipError, GossipNode, GossipSettings};
+use ha_lock::{LeaseKeeper, LockClient, WithLocks};
+use ha_replicate::driver::{NodeSettings, ReplicaNode};
+use ha_replicate::engine::Role;
+use ha_replicate::membership::Membership;
+use ha_replicate::replica::ReplicaSettings;
+use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
+use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
+use ha_replicate::transport::TransportSettings;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::NodeError;
+use crate::event::NodeEvent;
+use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner};
+use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
+use crate::node_file::NodeFile;
+
+/// Sessions the admin API's lock endpoints share.
+const HTTP_KV_SESSIONS: usize = 8;
+/// The log and snapshots live in this subdirectory of the data dir.
+pub const LOG_DIR_NAME: &str = "log";
+
+/// Configures and starts a [`Node`]. Made by [`Node::builder`].
+pub struct NodeBuilder<S> {
+    config: Config,
+    machine: S,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    serve_http: bool,
+    request_timeout: Duration,
+    drain_timeout: Duration,
+    snapshot_every_entries: Option<u64>,
+}
+
+impl NodeBuilder<()> {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            config,
+            machine: (),
+            checks: Vec::new(),
+            serve_http: true,
+            request_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(3),
+            snapshot_every_entries: None,
+        }
+    }
+}
+
+impl<S: StateMachine> NodeBuilder<S> {
+    /// Replicate `machine`: every node applies the same commands to its own copy.
+    pub fn state_machine<T: StateMachine>(self, machine: T) -> NodeBuilder<T> {
+        NodeBuilder {
+            config: self.config,
+            machine,
+            checks: self.checks,
+            serve_http: self.serve_http,
+            request_timeout: self.request_timeout,
+            drain_timeout: self.drain_timeout,
+            snapshot_every_entries: self.snapshot_every_entries,
+        }
+    }
+
+    /// Run `check` on its interval; an unhealthy critical check makes the node hand
+    /// leadership over and stop campaigning (at most 64 checks).
+    pub fn health_check(mut self, check: impl HealthCheck) -> Self {
+        if self.checks.len() < HEALTH_CHECKS_MAX {
+            self.checks.push(Arc::new(check));
+        } else {
+            tracing::warn!(name = check.name(), "too many health checks; ignored");
+        }
+        self
+    }
+
+    /// Whether the node serves the admin HTTP API on `config.http_addr` itself (default
+    /// true; needs the `http` feature). Turn it off to mount
+    /// [`Node::http_router`](crate::Node::http_router) in your own server instead.
+    pub fn serve_http(mut self, serve: bool) -> Self {
+        self.serve_http = serve;
+        self
+    }
+
+    /// How long `propose`, `read` and the admin API wait for an answer (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long each step of a graceful shutdown may take (default 3 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Snapshot the state machine (and compact the log) every `entries` applied entries
+    /// (default 10,000).
+    pub fn snapshot_every(mut self, entries: u64) -> Self {
+        self.snapshot_every_entries = Some(entries.max(1));
+        self
+    }
+
+    /// Validate the config, open the data dir, bind the ports and start.
+    ///
+    /// # Errors
+    /// [`NodeError::Config`] for an invalid config; [`NodeError::DataDir`] for a data dir
+    /// that cannot be used or belongs to another node; [`NodeError::Replica`],
+    /// [`NodeError::Gossip`] or [`NodeError::Http`] when storage cannot be recovered or a port
+    /// cannot be bound. Nothing keeps running after an error.
+    pub async fn start(self) -> Result<Node<S>, NodeError> {
+        self.config.validate()?;
+        let http_listener = bind_http(self.serve_http, &self.config).await?;
+        let config = self.config;
+        let mut health = HealthRunner::new(self.checks);
+        health.run_due().await;
+        let fresh_incarnation = GossipNode::fresh_incarnation();
+        let (incarnation, replica) = match &config.data_dir {
+            Some(dir) => {
+                let file = NodeFile::claim(&config, dir, fresh_incarnation)?;
+                let options = WalOptions {
+                    fsync_policy: FsyncPolicy::Manual,
+                    ..WalOptions::default()
+                };
+                let store = WalStore::open(dir.join(LOG_DIR_NAME), options)
+                    .map_err(ha_replicate::driver::DriverError::from)?;
+                let settings = node_settings(&config, self.snapshot_every_entries);
+                let replica =
+                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                (file.incarnation, replica)
+            }
+            None => {
+                let store = MemoryStore::open(MemoryDisk::new());
+                let settings = node_settings(&config, self.snapshot_every_entries);
+                let replica =
+                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                (fresh_incarnation, replica)
+            }
+        };
+        let health_status = health.status();
+        if health_status != HealthStatus::Healthy {
+            let _ = replica.set_health(health_status).await;
+        }
+        let http_addr = match &http_listener {
+            Some(listener) => Some(listener.local_addr().map_err(|source| NodeError::Http {
+                addr: config.http_addr.unwrap_or(config.bind_addr),
+                source,
+            })?),
+            None => None,
+        };
+        let advertised = config.advertised_addr();
+        let mut metadata = NodeMetadata::new(
+            config.priority,
+            SocketAddr::new(advertised.ip(), replica.local_addr().port()),
+        );
+        metadata.http_addr = http_addr.map(|bound| SocketAddr::new(advertised.ip(), bound.port()));
+        metadata.voter = config.voter;
+        metadata.health = health_status;
+        let settings = GossipSettings::from_config(&config, incarnation, metadata);
+        let gossip = GossipNode::start(settings, config.bind_addr)
+            .await
+            .map_err(|error| match error {
+                GossipError::Io(source) => NodeError::Gossip(GossipError::Io(std::io::Error::new(
+                    source.kind(),
+                    format!("binding UDP {}: {source}", config.bind_addr),
+                ))),
+                other => NodeError::Gossip(other),
+            })?;
+        let gossip_addr = gossip.local_addr();
+        let member_events = gossip.subscribe();
+        let lease_keeper = LeaseKeeper::start(&replica);
+        let writers = (0..WRITE_SESSIONS).map(|_| replica.client()).collect();
+        let http_kv = (0..HTTP_KV_SESSIONS)
+            .map(|_| tokio::sync::Mutex::new(LockClient::from_node(&replica)))
+            .collect();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (health_sender, _) = watch::channel(HealthState {
+            status: health_status,
+            checks: health.results().to_vec(),
+        });
+        let (stop_http, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            replica,
+            gossip: Mutex::new(Some(Arc::new(gossip))),
+            gossip_addr,
+            http_addr: Mutex::new(None),
+            events,
+            health: health_sender,
+            writers,
+            next_writer: AtomicUsize::new(0),
+            http_kv,
+            next_http_kv: AtomicUsize::new(0),
+            sessions: Mutex::new(BTreeSet::new()),
+            lease_keeper: Mutex::new(Some(lease_keeper)),
+            tasks: Mutex::new(Vec::new()),
+            stop_http,
+            stopping: AtomicBool::new(false),
+            request_timeout: self.request_timeout,
+            drain_timeout: self.drain_timeout,
+            started_at: Instant::now(),
+            leaderless: Mutex::new((Some(Instant::now()), Duration::ZERO)),
+        });
+        let node = Node::from_shared(shared);
+        let weak = node.downgrade();
+        let tasks = vec![
+            tokio::spawn(forward_member_events(weak.clone(), member_events)),
+            tokio::spawn(publish_state(weak.clone(), node.watch_role())),
+            tokio::spawn(run_health_checks(weak, health)),
+        ];
+        node.shared.tasks.lock().extend(tasks);
+        #[cfg(feature = "http")]
+        if let Some(listener) = http_listener {
+            node.serve_on(listener)?;
+        }
+        tracing::info!(
+            node = %node.id(),
+            gossip = %node.gossip_addr(),
+            rpc = %node.rpc_addr(),
+            http = ?node.http_addr(),
+            incarnation,
+            "node started"
+        );
+        Ok(node)
+    }
+}
+
+#[cfg(feature = "http")]
+async fn bind_http(
+    serve: bool,
+    config: &Config,
+) -> Result<Option<tokio::net::TcpListener>, NodeError> {
+    match (serve, config.http_addr) {
+        (true, Some(addr)) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| NodeError::Http { addr, source }),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "http"))]
+async fn bind_http(
+    _serve: bool,
+    _config: &Config,
+) -> Result<Option<tokio::net::TcpListener>, NodeError> {
+    Ok(None)
+}
+
+fn node_settings(config: &Config, snapshot_every_entries: Option<u64>) -> NodeSettings {
+    let mut replica = ReplicaSettings::from_config(config);
+    if let Some(entries) = snapshot_every_entries {
+        replica.snapshot_every_entries = entries;
+    }
+    let expect = config.cluster.bootstrap_expect as usize;
+    NodeSettings {
+        replica,
+        transport: TransportSettings::from_config(config),
+        peers: Default::default(),
+        // A one-voter cluster founds itself; larger ones once gossip has met the others.
+        bootstrap: (expect == 1 && config.voter)
+            .then(|| Membership::with_voters([config.node_id.clone()])),
+        bootstrap_expect: (expect > 1).then_some(expect),
+    }
+}
+
+/// Gossip events reach replication (peer addresses, metadata, bootstrap) and subscribers.
+async fn forward_member_events<S: StateMachine>(
+    node: Weak<Shared<S>>,
+    mut events: broadcast::Receiver<MemberEvent>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                // Replication re-learns peers from gossip's periodic refresh; say so.
+                tracing::warn!(missed, "member events lagged");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(shared) = node.upgrade() else { return };
+        let _ = shared.events.send(NodeEvent::Member(event.clone()));
+        if shared.replica.on_member_event(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Role and health changes reach subscribers and the metadata gossip advertises (state
+/// LEADER / ACTIVE / DEGRADED, health). Also re-checks every second, so the first move from
+/// JOINING to ACTIVE is followed.
+async fn publish_state<S: StateMachine>(
+    node: Weak<Shared<S>>,
+    mut roles: watch::Receiver<ha_replicate::driver::RoleView>,
+) {
+    let mut health = match node.upgrade() {
+        Some(shared) => shared.health.subscribe(),
+        None => return,
+    };
+    let mut published: Option<(NodeState, HealthStatus)> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            changed = roles.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let view = roles.borrow_and_update().clone();
+                let Some(shared) = node.upgrade() else { return };
+                Node::from_shared(Arc::clone(&shared)).on_leader_known(view.leader.is_some());
+                let _ = shared.events.send(NodeEvent::RoleChanged {
+                    role: view.role,
+                    term: view.term,
+                    leader: view.leader,
+                });
+            }
+            changed = health.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let status = health.borrow_and_update().status;
+                let Some(shared) = node.upgrade() else { return };
+                let _ = shared.events.send(NodeEvent::HealthChanged(status));
+                let _ = shared.replica.set_health(status).await;
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(shared) = node.upgrade() else { return };
+        let status = shared.health.borrow().status;
+        let leads = shared.replica.role().role == Role::Leader;
+        let wanted = if leads {
+            NodeState::Leader
+        } else if status == HealthStatus::Healthy {
+            NodeState::Active
+        } else {
+            NodeState::Degraded
+        };
+        let current = shared
+            .gossip
+            .lock()
+            .as_ref()
+            .map(|gossip| gossip.metadata().state);
+        let Some(current) = current else { return };
+        // JOINING ends when gossip meets the cluster (a lone leader ends it itself); LEAVING
+        // is final.
+        let may_change = match current {
+            NodeState::Leaving => false,
+            NodeState::Joining => wanted == NodeState::Leader,
+            _ => true,
+        };
+        let differs = current != wanted || published.is_none_or(|(_, health)| health != status);
+        if may_change && differs {
+            published = Some((wanted, status));
+            // Clone the handle out of the lock before awaiting.
+            let gossip = shared.gossip.lock().clone();
+            drop(shared);
+            if let Some(gossip) = gossip {
+                let _ = gossip
+                    .update_metadata(move |metadata| {
+                        if metadata.state != NodeState::Leaving {
+                            metadata.state = wanted;
+                        }
+                        metadata.health = status;
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+async fn run_health_checks<S: StateMachine>(node: Weak<Shared<S>>, mut runner: HealthRunner) {
+    loop {
+        tokio::time::sleep(runner.next_due()).await;
+        let changed = runner.run_due().await;
+        let Some(shared) = node.upgrade() else { return };
+        if changed || shared.health.borrow().checks != runner.results() {
+            shared.health.send_replace(HealthState {
+                status: runner.status(),
+                checks: runner.results().to_vec(),
+            });
+        }
+    }
+}

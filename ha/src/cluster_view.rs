@@ -1,0 +1,299 @@
+//! What a node reports about itself and the cluster: the bodies of `/v1/health`,
+//! `/v1/cluster` and `/v1/failover/history` (DESIGN.md section 8), built from the replica's
+//! status and gossip's member list.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ha_core::{CheckResult, HealthStatus, MemberInfo, NodeId, NodeState, Priority};
+use ha_replicate::driver::ReplicaStatus;
+use ha_replicate::replica::FailoverRecord;
+use serde::{Deserialize, Serialize};
+
+/// This node's health: `GET /v1/health` (200 when `quorum` and not unhealthy, else 503).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// This node.
+    pub node: NodeId,
+    /// Its replication role: `leader`, `follower`, `candidate`, `pre_candidate`, `learner`.
+    pub role: String,
+    /// The state it advertises by gossip.
+    pub state: NodeState,
+    /// Its aggregated health.
+    pub health: HealthStatus,
+    /// The current term.
+    pub term: u64,
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+    /// Whether it is part of a working majority.
+    pub quorum: bool,
+    /// Each health check's latest result.
+    pub checks: Vec<CheckResult>,
+}
+
+impl HealthReport {
+    /// Whether `/v1/health` answers 200: in a quorum, and not unhealthy (a degraded node
+    /// still serves).
+    pub fn is_ok(&self) -> bool {
+        self.quorum && self.health != HealthStatus::Unhealthy
+    }
+}
+
+/// The cluster table: `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The leader, if known.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+    /// The commit index as this node knows it.
+    pub commit_index: u64,
+    /// Which node answered.
+    pub answered_by: NodeId,
+    /// Every member known by gossip or in the replicated configuration, this node included,
+    /// by id.
+    pub members: Vec<MemberView>,
+}
+
+/// One row of the cluster table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// The member.
+    pub id: NodeId,
+    /// Its gossip and RPC address (`None` when only the replicated configuration knows it).
+    pub addr: Option<SocketAddr>,
+    /// Its admin HTTP address, if it serves one.
+    pub http: Option<SocketAddr>,
+    /// Its leadership priority.
+    pub priority: u32,
+    /// `leader`, `follower` (a voter), `learner`, or `none` (known by gossip only, not in the
+    /// replicated configuration). For the answering node, its own engine role.
+    pub role: String,
+    /// The state it advertises (UNREACHABLE when the failure detector says so).
+    pub state: NodeState,
+    /// Its health as it advertises it.
+    pub health: HealthStatus,
+    /// Whether it votes.
+    pub voter: bool,
+    /// Highest index known replicated on it (reported by the leader only).
+    pub match_index: Option<u64>,
+    /// Entries behind the leader's log (leader only).
+    pub lag_entries: Option<u64>,
+    /// Milliseconds since it last answered the leader (leader only).
+    pub last_contact_ms: Option<u64>,
+}
+
+/// One leadership change: an element of `GET /v1/failover/history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverEvent {
+    /// The new leader's term.
+    pub term: u64,
+    /// The previous leader, if the new one knew it.
+    pub from: Option<NodeId>,
+    /// The new leader.
+    pub to: NodeId,
+    /// Why: `startup`, `leader_lost`, `manual_transfer`, `failback`, `unhealthy_leader`,
+    /// `shutdown`, `manual_election`.
+    pub cause: String,
+    /// How long the cluster had no leader, as the new leader measured it.
+    pub leaderless_ms: u64,
+    /// When the new leader won, in Unix milliseconds by its clock.
+    pub at_ms: u64,
+}
+
+impl From<&FailoverRecord> for FailoverEvent {
+    fn from(record: &FailoverRecord) -> Self {
+        Self {
+            term: record.term.0,
+            from: record.from.clone(),
+            to: record.to.clone(),
+            cause: record.cause.as_str().to_string(),
+            leaderless_ms: record.leaderless_ms,
+            at_ms: record.at_ms,
+        }
+    }
+}
+
+/// What the answering node knows about itself that gossip does not list.
+#[derive(Clone, Debug)]
+pub struct LocalMember {
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// Its admin HTTP address.
+    pub http: Option<SocketAddr>,
+    /// Its priority.
+    pub priority: Priority,
+    /// Its advertised state.
+    pub state: NodeState,
+    /// Its health.
+    pub health: HealthStatus,
+}
+
+impl ClusterView {
+    /// Merge the replica's status with gossip's members.
+    pub fn build(status: &ReplicaStatus, local: &LocalMember, members: &[MemberInfo]) -> Self {
+        let membership = &status.membership;
+        let mut rows: BTreeMap<NodeId, MemberView> = BTreeMap::new();
+        let role_of = |id: &NodeId| -> String {
+            if status.leader.as_ref() == Some(id) {
+                "leader"
+            } else if membership.is_voter(id) {
+                "follower"
+            } else if membership.contains(id) {
+                "learner"
+            } else {
+                "none"
+            }
+            .to_string()
+        };
+        for member in members {
+            let metadata = member.metadata.as_ref();
+            rows.insert(
+                member.id.clone(),
+                MemberView {
+                    id: member.id.clone(),
+                    addr: Some(member.gossip_addr),
+                    http: metadata.and_then(|metadata| metadata.http_addr),
+                    priority: metadata.map_or(0, |metadata| metadata.priority.0),
+                    role: role_of(&member.id),
+                    state: member.state(),
+                    health: metadata.map_or(HealthStatus::Unknown, |metadata| metadata.health),
+                    voter: membership.is_voter(&member.id),
+                    match_index: None,
+                    lag_entries: None,
+                    last_contact_ms: None,
+                },
+            );
+        }
+        for id in membership.members() {
+            rows.entry(id.clone()).or_insert_with(|| MemberView {
+                id: id.clone(),
+                addr: None,
+                http: None,
+                priority: 0,
+                role: role_of(id),
+                state: NodeState::Unreachable,
+                health: HealthStatus::Unknown,
+                voter: membership.is_voter(id),
+                match_index: None,
+                lag_entries: None,
+                last_contact_ms: None,
+            });
+        }
+        rows.insert(
+            status.node_id.clone(),
+            MemberView {
+                id: status.node_id.clone(),
+                addr: Some(local.addr),
+                http: local.http,
+                priority: local.priority.0,
+                role: status.role.clone(),
+                state: local.state,
+                health: local.health,
+                voter: membership.is_voter(&status.node_id),
+                match_index: (status.role == "leader").then_some(status.last_index.0),
+                lag_entries: (status.role == "leader").then_some(0),
+                last_contact_ms: (status.role == "leader").then_some(0),
+            },
+        );
+        for peer in &status.peers {
+            if let Some(row) = rows.get_mut(&peer.id) {
+                row.match_index = Some(peer.match_index.0);
+                row.lag_entries = Some(peer.lag_entries);
+                row.last_contact_ms = peer.last_contact_ms;
+            }
+        }
+        Self {
+            leader: status.leader.clone(),
+            term: status.term.0,
+            commit_index: status.commit_index.0,
+            answered_by: status.node_id.clone(),
+            members: rows.into_values().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ha_core::{LogIndex, NodeMetadata, Term};
+    use ha_replicate::driver::PeerStatus;
+    use ha_replicate::membership::Membership;
+
+    use super::*;
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).expect("literal id")
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn merges_gossip_and_replication_and_marks_the_leader() {
+        let status = ReplicaStatus {
+            node_id: id("n1"),
+            role: "leader".into(),
+            term: Term(4),
+            leader: Some(id("n1")),
+            quorum: true,
+            last_index: LogIndex(20),
+            commit_index: LogIndex(19),
+            applied_index: LogIndex(19),
+            membership: Membership::with_voters([id("n1"), id("n2"), id("n3")]),
+            peers: vec![PeerStatus {
+                id: id("n2"),
+                voter: true,
+                match_index: LogIndex(18),
+                lag_entries: 2,
+                applied_index: LogIndex(18),
+                last_contact_ms: Some(12),
+            }],
+            failover_history: Vec::new(),
+            elections_started: 1,
+        };
+        let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
+        metadata.state = NodeState::Active;
+        metadata.health = HealthStatus::Healthy;
+        metadata.http_addr = Some(addr(8102));
+        let n2 = MemberInfo {
+            id: id("n2"),
+            gossip_addr: addr(7102),
+            incarnation: 1,
+            metadata: Some(metadata),
+            reachable: true,
+        };
+        let gossip_only = MemberInfo {
+            id: id("w"),
+            gossip_addr: addr(7109),
+            incarnation: 1,
+            metadata: None,
+            reachable: false,
+        };
+        let local = LocalMember {
+            addr: addr(7101),
+            http: Some(addr(8101)),
+            priority: Priority(10),
+            state: NodeState::Leader,
+            health: HealthStatus::Healthy,
+        };
+        let view = ClusterView::build(&status, &local, &[n2, gossip_only]);
+        let ids: Vec<&str> = view.members.iter().map(|row| row.id.as_str()).collect();
+        assert_eq!(ids, ["n1", "n2", "n3", "w"]);
+        let row = |name: &str| &view.members[ids.iter().position(|id| *id == name).unwrap()];
+        assert_eq!(row("n1").role, "leader");
+        assert_eq!(row("n1").lag_entries, Some(0));
+        assert_eq!(row("n2").role, "follower");
+        assert_eq!(row("n2").lag_entries, Some(2));
+        assert_eq!(row("n2").http, Some(addr(8102)));
+        assert_eq!(
+            row("n3").state,
+            NodeState::Unreachable,
+            "known only to the log"
+        );
+        assert_eq!(row("n3").match_index, None);
+        assert_eq!(row("w").role, "none");
+        assert_eq!(row("w").state, NodeState::Unreachable);
+        assert_eq!(view.commit_index, 19);
+    }
+}

@@ -1,0 +1,77 @@
+//! What can go wrong in the facade, and what the caller can do about it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ha_core::ConfigError;
+use ha_gossip::GossipError;
+use ha_lock::LockError;
+use ha_replicate::driver::DriverError;
+use ha_replicate::engine::TransferError;
+use ha_replicate::replica::ClientError;
+
+/// Why a [`Node`](crate::Node) call failed. Each variant says whether anything changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is invalid: nothing was started. Fix the named field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configuration file could not be read or parsed: nothing was started.
+    #[error("config file {path}: {reason}")]
+    ConfigFile {
+        /// The file (or `environment` for an environment variable).
+        path: PathBuf,
+        /// What is wrong, with the line or variable name.
+        reason: String,
+    },
+    /// The data directory cannot be used (unreadable, or owned by another node or cluster):
+    /// nothing was started.
+    #[error("data dir {path}: {reason}")]
+    DataDir {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The replicated log could not start: its storage could not be recovered, or the RPC
+    /// port could not be bound. Nothing else was started.
+    #[error("replication: {0}")]
+    Replica(#[from] DriverError),
+    /// Gossip could not start (the UDP port is taken) or has stopped.
+    #[error("gossip: {0}")]
+    Gossip(#[from] GossipError),
+    /// The admin HTTP address could not be bound. The node was stopped again.
+    #[error("admin HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// A write or read failed; [`ClientError`] says whether it may have been applied
+    /// (`Timeout` and `LeadershipLost`: unknown) and whether to retry.
+    #[error(transparent)]
+    Replication(#[from] ClientError),
+    /// A KV or lock call failed; see [`LockError`].
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A leadership transfer was refused: nothing changed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// The replicated state machine answered something of the wrong kind (a KV answer to a
+    /// host query): a version mismatch between nodes, or a bug. The outcome is unknown.
+    #[error("unexpected answer: {detail}")]
+    UnexpectedResponse {
+        /// What came back.
+        detail: String,
+    },
+}
+
+impl NodeError {
+    pub(crate) fn unexpected(what: impl std::fmt::Debug) -> Self {
+        NodeError::UnexpectedResponse {
+            detail: format!("{what:?}"),
+        }
+    }
+}

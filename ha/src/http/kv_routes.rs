@@ -1,0 +1,126 @@
+//! `GET`, `PUT` and `DELETE /v1/kv/<key>`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ha_core::{Consistency, StateMachine};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReadParams {
+    consistency: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WriteParams {
+    consistency: Option<String>,
+    cas: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteParams {
+    cas: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ValueAnswer {
+    value: String,
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct VersionAnswer {
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct DeletedAnswer {
+    deleted: bool,
+    version: u64,
+}
+
+/// A query string, or 400 with what is wrong (unknown parameters included: a mistyped `cas`
+/// must never turn a compare-and-swap into a blind write).
+pub(crate) fn params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+/// `consistency=strong|quorum|eventual`, QUORUM when absent.
+fn consistency(text: Option<&str>) -> Result<Consistency, ApiError> {
+    match text {
+        None => Ok(Consistency::Quorum),
+        Some(text) => text
+            .parse()
+            .map_err(|error: ha_core::UnknownConsistency| ApiError::bad_request(error.to_string())),
+    }
+}
+
+pub(crate) async fn get_key<S: StateMachine>(
+    State(state): State<ApiState<S>>,
+    Path(key): Path<String>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = params(query)?;
+    let consistency = consistency(params.consistency.as_deref())?;
+    let node = state.node()?;
+    let client = node.http_kv_client().await;
+    let Some(found) = client.get(&key, consistency).await? else {
+        return Err(ApiError::not_found(format!("no key {key:?}")));
+    };
+    let value = String::from_utf8(found.value).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_utf8",
+            format!("the value of {key:?} is not UTF-8 text; read it with the Rust API"),
+        )
+    })?;
+    Ok(Json(ValueAnswer {
+        value,
+        version: found.version,
+    })
+    .into_response())
+}
+
+pub(crate) async fn put_key<S: StateMachine>(
+    State(state): State<ApiState<S>>,
+    Path(key): Path<String>,
+    query: Result<Query<WriteParams>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = params(query)?;
+    let consistency = consistency(params.consistency.as_deref())?;
+    let value = std::str::from_utf8(&body)
+        .map_err(|error| ApiError::bad_request(format!("the body must be UTF-8 text: {error}")))?;
+    let node = state.node()?;
+    let client = node.http_kv_client().await;
+    let version = client
+        .put_checked(key, value, params.cas, consistency)
+        .await?;
+    Ok(Json(VersionAnswer { version }).into_response())
+}
+
+pub(crate) async fn delete_key<S: StateMachine>(
+    State(state): State<ApiState<S>>,
+    Path(key): Path<String>,
+    query: Result<Query<DeleteParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = params(query)?;
+    let node = state.node()?;
+    let client = node.http_kv_client().await;
+    let version = client.delete(key, params.cas).await?;
+    Ok(Json(DeletedAnswer {
+        deleted: true,
+        version,
+    })
+    .into_response())
+}

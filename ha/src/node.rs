@@ -1,0 +1,479 @@
+//! A running node: gossip, the replicated log with the host's state machine and the lock
+//! table, the lease keeper, health checks, and (with the `http` feature) the admin API.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use ha_core::{
+    CheckResult, Config, Consistency, HealthStatus, LogIndex, MemberInfo, NodeId, NodeState,
+    StateMachine,
+};
+use ha_gossip::{DropCounts, GossipNode};
+use ha_lock::{
+    Command, LeaseKeeper, LockClient, LockQuery, LockQueryResponse, Query, QueryResponse, Response,
+    WithLocks,
+};
+use ha_replicate::driver::{ReplicaClient, ReplicaNode, ReplicaStatus, RoleView};
+use ha_replicate::engine::Role;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::builder::NodeBuilder;
+use crate::cluster_view::{ClusterView, FailoverEvent, HealthReport, LocalMember};
+use crate::error::NodeError;
+use crate::event::NodeEvent;
+
+/// Sessions used for the host's writes; each carries one write at a time.
+pub(crate) const WRITE_SESSIONS: usize = 8;
+/// Events kept for a slow subscriber of [`Node::events`] before it starts missing some.
+pub const EVENT_BUFFER: usize = 1024;
+/// Lock-client sessions remembered for releasing their leases at shutdown.
+const TRACKED_SESSIONS_MAX: usize = 4096;
+
+/// What a write returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOutcome<R> {
+    /// Where the write is in the log.
+    pub index: LogIndex,
+    /// The state machine's response; `None` for an EVENTUAL write, which is answered once
+    /// the leader has it, before it is committed or applied.
+    pub response: Option<R>,
+}
+
+/// A running node. Cheap to clone: clones share the node. Stop it with
+/// [`shutdown`](Self::shutdown); dropping the last clone without it stops everything at
+/// once, like a crash (the cluster fails over; nothing acknowledged is lost).
+pub struct Node<S: StateMachine> {
+    pub(crate) shared: Arc<Shared<S>>,
+}
+
+impl<S: StateMachine> Clone for Node<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The aggregated health and each check's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HealthState {
+    pub(crate) status: HealthStatus,
+    pub(crate) checks: Vec<CheckResult>,
+}
+
+pub(crate) struct Shared<S: StateMachine> {
+    pub(crate) config: Config,
+    pub(crate) replica: ReplicaNode<WithLocks<S>>,
+    pub(crate) gossip: Mutex<Option<Arc<GossipNode>>>,
+    pub(crate) gossip_addr: SocketAddr,
+    pub(crate) http_addr: Mutex<Option<SocketAddr>>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) health: watch::Sender<HealthState>,
+    pub(crate) writers: Vec<ReplicaClient<WithLocks<S>>>,
+    pub(crate) next_writer: AtomicUsize,
+    /// KV clients shared by the admin API, one request at a time each.
+    pub(crate) http_kv: Vec<tokio::sync::Mutex<LockClient<S>>>,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) next_http_kv: AtomicUsize,
+    pub(crate) sessions: Mutex<BTreeSet<u64>>,
+    pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) stop_http: watch::Sender<bool>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) request_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) started_at: Instant,
+    /// Since when this node has known no leader, and the total of earlier such spans.
+    pub(crate) leaderless: Mutex<(Option<Instant>, Duration)>,
+}
+
+impl<S: StateMachine> Drop for Shared<S> {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Node<()> {
+    /// Start building a node from `config` (see [`crate::config_file`] to read one from a
+    /// file and the environment). Without [`state_machine`](NodeBuilder::state_machine) the
+    /// node replicates only the KV store and locks.
+    pub fn builder(config: Config) -> NodeBuilder<()> {
+        NodeBuilder::new(config)
+    }
+}
+
+impl<S: StateMachine> Node<S> {
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.shared.config.node_id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The bound gossip (UDP) address.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.shared.gossip_addr
+    }
+
+    /// The bound replication (TCP) address.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.shared.replica.local_addr()
+    }
+
+    /// The bound admin HTTP address, when the node serves the API itself.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        *self.shared.http_addr.lock()
+    }
+
+    /// Whether this node leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.shared.replica.is_leader()
+    }
+
+    /// The latest role, term and leader.
+    pub fn role(&self) -> RoleView {
+        self.shared.replica.role()
+    }
+
+    /// Role changes as they happen (the latest value is always available).
+    pub fn watch_role(&self) -> watch::Receiver<RoleView> {
+        self.shared.replica.watch_role()
+    }
+
+    /// Role, membership and health changes from now on. A subscriber that falls more than
+    /// [`EVENT_BUFFER`](crate::EVENT_BUFFER) events behind is told how many it missed; the
+    /// current state is then in [`role`](Self::role) and [`members`](Self::members).
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Every member gossip knows (not this node), reachable or not.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.shared
+            .gossip
+            .lock()
+            .as_ref()
+            .map(|gossip| gossip.members())
+            .unwrap_or_default()
+    }
+
+    /// Gossip packets dropped so far, by cause (bad key, other cluster, malformed, ...).
+    pub fn gossip_drops(&self) -> DropCounts {
+        self.shared
+            .gossip
+            .lock()
+            .as_ref()
+            .map(|gossip| gossip.drop_counts())
+            .unwrap_or_default()
+    }
+
+    /// Replicate `command` and apply it on every node, at `consistency` (see
+    /// [`Consistency`] for what each level promises). Retries across leader changes until the
+    /// node's request timeout; applied at most once.
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`]: `Timeout` or `LeadershipLost` mean the outcome is unknown;
+    /// `NotAppliedEverywhere` means a STRONG write committed at QUORUM only.
+    ///
+    /// # Cancel safety
+    /// Cancelling abandons the write: it may or may not be applied (at most once).
+    pub async fn propose(
+        &self,
+        command: S::Command,
+        consistency: Consistency,
+    ) -> Result<WriteOutcome<S::Response>, NodeError> {
+        self.propose_within(command, consistency, self.shared.request_timeout)
+            .await
+    }
+
+    /// [`propose`](Self::propose) with its own timeout.
+    ///
+    /// # Errors
+    /// As for [`propose`](Self::propose).
+    pub async fn propose_within(
+        &self,
+        command: S::Command,
+        consistency: Consistency,
+        timeout: Duration,
+    ) -> Result<WriteOutcome<S::Response>, NodeError> {
+        let slot = self.shared.next_writer.fetch_add(1, Ordering::Relaxed) % WRITE_SESSIONS;
+        let written = self.shared.writers[slot]
+            .write(Command::Host(command), consistency, timeout)
+            .await?;
+        let response = match written.response {
+            None => None,
+            Some(Response::Host(response)) => Some(response),
+            Some(other) => return Err(NodeError::unexpected(other)),
+        };
+        Ok(WriteOutcome {
+            index: written.index,
+            response,
+        })
+    }
+
+    /// Answer `query` from the host's state machine: STRONG and QUORUM are linearizable
+    /// (they see every write acknowledged before the read started); EVENTUAL reads this
+    /// node's replica, which may lag.
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`] when no answer came within the request timeout.
+    pub async fn read(
+        &self,
+        query: S::Query,
+        consistency: Consistency,
+    ) -> Result<S::QueryResponse, NodeError> {
+        let slot = self.shared.next_writer.load(Ordering::Relaxed) % WRITE_SESSIONS;
+        match self.shared.writers[slot]
+            .read(Query::Host(query), consistency, self.shared.request_timeout)
+            .await?
+        {
+            QueryResponse::Host(response) => Ok(response),
+            other => Err(NodeError::unexpected(other)),
+        }
+    }
+
+    /// A KV and lock client with its own session (see [`LockClient`]): keys with
+    /// compare-and-swap, leases, fenced locks, watches, elections. Leases it holds are
+    /// revoked when the node shuts down gracefully.
+    pub fn kv(&self) -> LockClient<S> {
+        let client = LockClient::from_node(&self.shared.replica);
+        let mut sessions = self.shared.sessions.lock();
+        if sessions.len() < TRACKED_SESSIONS_MAX {
+            sessions.insert(client.session());
+        }
+        client
+    }
+
+    /// The same as [`kv`](Self::kv): one handle type serves keys and locks.
+    pub fn locks(&self) -> LockClient<S> {
+        self.kv()
+    }
+
+    /// Hand leadership to `target`, or to the best other voter with `None`. Returns the
+    /// node that was asked to take over once this node has stepped down (or the transfer
+    /// was abandoned).
+    ///
+    /// # Errors
+    /// [`NodeError::Transfer`]: this node does not lead (the error names the leader), the
+    /// target cannot lead, or a transfer is already under way. Nothing changed.
+    pub async fn transfer_leadership(&self, target: Option<NodeId>) -> Result<NodeId, NodeError> {
+        let chosen = self.shared.replica.transfer_leadership(target).await?;
+        let mut roles = self.watch_role();
+        let _ = tokio::time::timeout(
+            self.shared.drain_timeout,
+            roles.wait_for(|view| view.role != Role::Leader),
+        )
+        .await;
+        Ok(chosen)
+    }
+
+    /// The replica's full status: role, indexes, membership, per-peer progress (leader
+    /// only), failover history.
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`] with `Stopped` after shutdown.
+    pub async fn status(&self) -> Result<ReplicaStatus, NodeError> {
+        Ok(self.shared.replica.status().await?)
+    }
+
+    /// This node's health report (`GET /v1/health`).
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`] with `Stopped` after shutdown.
+    pub async fn health(&self) -> Result<HealthReport, NodeError> {
+        let status = self.status().await?;
+        let health = self.shared.health.borrow().clone();
+        Ok(HealthReport {
+            node: status.node_id,
+            role: status.role,
+            state: self.advertised_state(),
+            health: health.status,
+            term: status.term.0,
+            leader: status.leader,
+            quorum: status.quorum,
+            checks: health.checks,
+        })
+    }
+
+    /// The cluster table (`GET /v1/cluster`): lag columns are filled on the leader only.
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`] with `Stopped` after shutdown.
+    pub async fn cluster(&self) -> Result<ClusterView, NodeError> {
+        let status = self.status().await?;
+        let local = LocalMember {
+            addr: self.shared.gossip_addr,
+            http: self.http_addr(),
+            priority: self.shared.config.priority,
+            state: self.advertised_state(),
+            health: self.shared.health.borrow().status,
+        };
+        Ok(ClusterView::build(&status, &local, &self.members()))
+    }
+
+    /// Leadership changes, oldest first (`GET /v1/failover/history`), as this node's applied
+    /// log records them (the latest 64).
+    ///
+    /// # Errors
+    /// [`NodeError::Replication`] with `Stopped` after shutdown.
+    pub async fn failover_history(&self) -> Result<Vec<FailoverEvent>, NodeError> {
+        let status = self.status().await?;
+        Ok(status
+            .failover_history
+            .iter()
+            .map(FailoverEvent::from)
+            .collect())
+    }
+
+    /// How long the node has been running.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started_at.elapsed()
+    }
+
+    /// The state this node advertises (LEADER, ACTIVE, DEGRADED, ...).
+    pub fn advertised_state(&self) -> NodeState {
+        self.shared
+            .gossip
+            .lock()
+            .as_ref()
+            .map_or(NodeState::Leaving, |gossip| gossip.metadata().state)
+    }
+
+    /// This node's aggregated health.
+    pub fn health_status(&self) -> HealthStatus {
+        self.shared.health.borrow().status
+    }
+
+    /// Stop gracefully: hand leadership over (if leading), revoke the leases of locks taken
+    /// through this node, leave gossip (members see LEAVING, then gone), stop the admin API
+    /// and the replica. Each step waits at most the drain timeout. Calling it again, or on
+    /// a clone, returns at once.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        if shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let drain = shared.drain_timeout;
+        tracing::info!(node = %shared.config.node_id, "shutting down");
+        if self.is_leader() {
+            match self.transfer_leadership(None).await {
+                Ok(to) => tracing::info!(%to, "handed leadership over"),
+                Err(error) => tracing::warn!(%error, "could not hand leadership over"),
+            }
+        }
+        if tokio::time::timeout(drain, self.revoke_own_leases())
+            .await
+            .is_err()
+        {
+            tracing::warn!("revoking this node's leases timed out; they will expire");
+        }
+        shared.lease_keeper.lock().take();
+        if let Some(gossip) = self.take_gossip().await
+            && !matches!(
+                tokio::time::timeout(drain, gossip.leave()).await,
+                Ok(Ok(()))
+            )
+        {
+            tracing::warn!("leaving gossip did not finish; members will detect the stop");
+        }
+        shared.stop_http.send_replace(true);
+        shared.replica.stop(drain).await;
+        let tasks: Vec<JoinHandle<()>> = shared.tasks.lock().drain(..).collect();
+        for task in tasks {
+            task.abort();
+        }
+        tracing::info!(node = %shared.config.node_id, "stopped");
+    }
+
+    /// Take the gossip node out for leaving; the metadata publisher may hold a clone for a
+    /// moment, so wait briefly for it.
+    async fn take_gossip(&self) -> Option<GossipNode> {
+        let mut gossip = self.shared.gossip.lock().take()?;
+        for _ in 0..100 {
+            match Arc::try_unwrap(gossip) {
+                Ok(gossip) => return Some(gossip),
+                Err(shared) => gossip = shared,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!("gossip is still in use; stopping it without a graceful leave");
+        None
+    }
+
+    async fn revoke_own_leases(&self) {
+        let sessions = self.shared.sessions.lock().clone();
+        if sessions.is_empty() {
+            return;
+        }
+        let client = LockClient::from_node(&self.shared.replica);
+        let Ok(response) = self.shared.writers[0]
+            .read(
+                Query::Lock(LockQuery::Leases),
+                Consistency::Quorum,
+                self.shared.drain_timeout,
+            )
+            .await
+        else {
+            return;
+        };
+        let QueryResponse::Lock(LockQueryResponse::Leases(leases)) = response else {
+            return;
+        };
+        for lease in leases {
+            if sessions.contains(&lease.session) {
+                match client.revoke_lease(lease.lease).await {
+                    Ok(_) => tracing::info!(lease = lease.lease, "revoked at shutdown"),
+                    Err(error) => tracing::warn!(lease = lease.lease, %error, "revoke failed"),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<Shared<S>> {
+        Arc::downgrade(&self.shared)
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared<S>>) -> Self {
+        Self { shared }
+    }
+
+    /// Milliseconds this node has known no leader since it started.
+    pub fn leaderless_ms_total(&self) -> u64 {
+        let (since, total) = *self.shared.leaderless.lock();
+        let current = since.map(|since| since.elapsed()).unwrap_or_default();
+        u64::try_from((total + current).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Account for a change of the known leader.
+    pub(crate) fn on_leader_known(&self, known: bool) {
+        let mut leaderless = self.shared.leaderless.lock();
+        match (known, leaderless.0) {
+            (true, Some(since)) => *leaderless = (None, leaderless.1 + since.elapsed()),
+            (false, None) => leaderless.0 = Some(Instant::now()),
+            _ => {}
+        }
+    }
+
+    /// A KV client from the admin API's pool, for one request.
+    #[cfg(feature = "http")]
+    pub(crate) async fn http_kv_client(&self) -> tokio::sync::MutexGuard<'_, LockClient<S>> {
+        let pool = &self.shared.http_kv;
+        let start = self.shared.next_http_kv.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..pool.len() {
+            if let Ok(guard) = pool[(start + offset) % pool.len()].try_lock() {
+                return guard;
+            }
+        }
+        pool[start % pool.len()].lock().await
+    }
+}

@@ -1,0 +1,281 @@
+//! The admin API's contract (DESIGN.md section 8) on a one-node cluster, through the router a
+//! host would mount: paths, bodies, status codes and JSON errors for bad requests. The
+//! multi-process tests in examples/tests check the same API served by the bot over TCP.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use ha::{Config, Node, NodeId};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+async fn one_node() -> Node<()> {
+    let config = Config::single(NodeId::new("n1").unwrap(), "127.0.0.1:0".parse().unwrap());
+    let node = Node::builder(config)
+        .request_timeout(Duration::from_secs(2))
+        .start()
+        .await
+        .expect("starts");
+    let mut roles = node.watch_role();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        roles.wait_for(|role| role.leader.is_some()),
+    )
+    .await
+    .expect("leads within 10 s")
+    .expect("running");
+    node
+}
+
+async fn call(node: &Node<()>, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_string()))
+        .expect("valid request");
+    let response = node
+        .http_router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn call_json(node: &Node<()>, method: Method, uri: &str, body: &str) -> (StatusCode, Value) {
+    let (status, text) = call(node, method, uri, body).await;
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("{uri}: not JSON ({error}): {text}"));
+    (status, json)
+}
+
+fn assert_error(json: &Value, kind: &str) {
+    assert_eq!(json["error"], kind, "{json}");
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{json}"
+    );
+    assert!(
+        json.get("leader").is_some(),
+        "the leader field is always present: {json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_cluster_metrics_and_history() {
+    let node = one_node().await;
+    let (status, health) = call_json(&node, Method::GET, "/v1/health", "").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    for field in [
+        "node", "role", "state", "health", "term", "leader", "quorum",
+    ] {
+        assert!(
+            health.get(field).is_some(),
+            "health lacks {field}: {health}"
+        );
+    }
+    assert_eq!(health["role"], "leader");
+    assert_eq!(health["quorum"], true);
+
+    let (status, cluster) = call_json(&node, Method::GET, "/v1/cluster", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cluster["leader"], "n1");
+    let member = &cluster["members"][0];
+    for field in [
+        "id",
+        "addr",
+        "priority",
+        "role",
+        "state",
+        "health",
+        "match_index",
+        "lag_entries",
+        "last_contact_ms",
+    ] {
+        assert!(
+            member.get(field).is_some(),
+            "member lacks {field}: {member}"
+        );
+    }
+
+    let (status, history) = call_json(&node, Method::GET, "/v1/failover/history", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let first = &history[0];
+    assert_eq!(first["to"], "n1");
+    assert_eq!(first["cause"], "startup");
+    assert!(
+        first["at_ms"].as_u64().unwrap() > 1_600_000_000_000,
+        "{first}"
+    );
+    for field in ["term", "from", "leaderless_ms"] {
+        assert!(first.get(field).is_some(), "{first}");
+    }
+
+    let (status, text) = call(&node, Method::GET, "/v1/metrics", "").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "ha_term ",
+        "ha_role{role=\"leader\"} 1",
+        "ha_commit_index ",
+        "ha_applied_index ",
+        "ha_elections_started_total ",
+        "ha_leaderless_ms_total ",
+        "ha_lock_grants_total ",
+        "ha_lock_waits_total ",
+        "ha_gossip_members{state=\"LEADER\"} 1",
+        "ha_gossip_packets_dropped_total{cause=",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    node.shutdown().await;
+    // After shutdown the router answers 503 with a JSON error.
+    let (status, json) = call_json(&node, Method::GET, "/v1/health", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_versions_cas_and_errors() {
+    let node = one_node().await;
+    let (status, json) = call_json(&node, Method::GET, "/v1/kv/a/b", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&json, "not_found");
+
+    let (status, json) = call_json(&node, Method::PUT, "/v1/kv/a/b?cas=0", "one").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let version = json["version"].as_u64().unwrap();
+    let (status, json) = call_json(&node, Method::PUT, "/v1/kv/a/b?cas=0", "again").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "create-only on an existing key"
+    );
+    assert_error(&json, "cas_mismatch");
+    let (status, json) = call_json(
+        &node,
+        Method::PUT,
+        &format!("/v1/kv/a/b?cas={}", version + 100),
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&json, "cas_mismatch");
+    let uri = format!("/v1/kv/a/b?consistency=strong&cas={version}");
+    let (status, json) = call_json(&node, Method::PUT, &uri, "two").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let second = json["version"].as_u64().unwrap();
+    assert!(second > version);
+
+    for consistency in ["strong", "quorum", "eventual"] {
+        let uri = format!("/v1/kv/a/b?consistency={consistency}");
+        let (status, json) = call_json(&node, Method::GET, &uri, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["value"], "two");
+        assert_eq!(json["version"], second);
+    }
+
+    // Malformed requests: 400 with a JSON error, and nothing written.
+    for (method, uri, body) in [
+        (Method::GET, "/v1/kv/a/b?consistency=sometimes", ""),
+        (Method::PUT, "/v1/kv/a/b?cas=abc", "v"),
+        (Method::PUT, "/v1/kv/a/b?cass=1", "v"),
+        (Method::DELETE, "/v1/kv/a/b?cas=-1", ""),
+        (Method::POST, "/v1/lock/l?ttl_ms=5", ""),
+        (Method::POST, "/v1/lock/l?wait_ms=99999999", ""),
+        (Method::DELETE, "/v1/lock/l", ""),
+        (Method::POST, "/v1/failover", "{not json"),
+        (Method::POST, "/v1/failover", "{\"target\": \"bad id!\"}"),
+        (Method::POST, "/v1/failover", "{\"targett\": \"n1\"}"),
+    ] {
+        let (status, json) = call_json(&node, method.clone(), uri, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {json}");
+        assert_error(&json, "bad_request");
+    }
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri("/v1/kv/bytes")
+        .body(Body::from(vec![0xff, 0xfe]))
+        .unwrap();
+    let response = node.http_router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "not UTF-8");
+    let big = "x".repeat(ha::lock::VALUE_BYTES_MAX + 4096);
+    let (status, _) = call(&node, Method::PUT, "/v1/kv/big", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, json) = call_json(&node, Method::GET, "/v1/kv/a/b", "").await;
+    assert_eq!(json["value"], "two", "{status}");
+
+    let (status, json) = call_json(&node, Method::DELETE, "/v1/kv/a/b?cas=1", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+    let uri = format!("/v1/kv/a/b?cas={second}");
+    let (status, _) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_json(&node, Method::DELETE, "/v1/kv/a/b", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, json) = call_json(&node, Method::GET, "/v1/nothing", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&json, "not_found");
+    let (status, json) = call_json(&node, Method::PATCH, "/v1/health", "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&json, "method_not_allowed");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_fenced_and_time_out() {
+    let node = one_node().await;
+    let (status, first) = call_json(&node, Method::POST, "/v1/lock/jobs?ttl_ms=5000", "").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let token = first["token"].as_u64().unwrap();
+    assert!(first["lease"].as_u64().is_some());
+
+    // Held: a try fails at once, a short wait times out; both 409.
+    let (status, json) = call_json(&node, Method::POST, "/v1/lock/jobs", "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&json, "busy");
+    let (status, json) = call_json(&node, Method::POST, "/v1/lock/jobs?wait_ms=200", "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&json, "lock_timeout");
+
+    let uri = format!("/v1/lock/jobs?token={}", token + 1);
+    let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a token that is not the holder's"
+    );
+    assert_error(&json, "not_holder");
+    let uri = format!("/v1/lock/jobs?token={token}");
+    let (status, _) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "released twice");
+
+    // The next holder gets a larger token; its lock ends with its TTL when not released.
+    let (status, second) = call_json(&node, Method::POST, "/v1/lock/jobs?ttl_ms=300", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(second["token"].as_u64().unwrap() > token);
+    let (status, third) = call_json(&node, Method::POST, "/v1/lock/jobs?wait_ms=5000", "").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "granted once the 300 ms lease expired: {third}"
+    );
+    assert!(third["token"].as_u64() > second["token"].as_u64());
+
+    // A single node has nobody to hand over to.
+    let (status, json) = call_json(&node, Method::POST, "/v1/failover", "{}").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+    let (status, json) =
+        call_json(&node, Method::POST, "/v1/failover", "{\"target\": \"n9\"}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    node.shutdown().await;
+}
