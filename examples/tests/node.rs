@@ -1,5 +1,5 @@
-//! Node mode of the `bot` binary: configuration errors, the data dir, graceful stop, and the
-//! `status` placeholder.
+//! Node mode of the `bot` binary: configuration errors, the data dir, graceful stop, and how
+//! `status` fails without a node to ask.
 
 mod support;
 
@@ -129,8 +129,8 @@ fn data_dir_of_another_node_is_refused_with_exit_2() {
 }
 
 #[test]
-fn status_says_the_http_api_is_not_there_yet_and_exits_2() {
-    let finished = Bot::start(&["status", "--http", "127.0.0.1:8101"]).finish(QUICK);
+fn status_with_a_bad_address_exits_2_without_contacting_anything() {
+    let finished = Bot::start(&["status", "--http", "http://127.0.0.1:8101"]).finish(QUICK);
     assert_eq!(
         finished.status.code(),
         Some(2),
@@ -138,7 +138,28 @@ fn status_says_the_http_api_is_not_there_yet_and_exits_2() {
         finished.stderr
     );
     assert!(
-        finished.stderr.contains("not available yet"),
+        finished.stderr.contains("not a host:port address"),
+        "{}",
+        finished.stderr
+    );
+    assert!(finished.stdout.is_empty(), "{}", finished.stdout);
+}
+
+#[test]
+fn status_with_nothing_listening_exits_1() {
+    // A port that was just free: nothing listens on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    drop(listener);
+    let finished = Bot::start(&["status", "--http", &addr]).finish(QUICK);
+    assert_eq!(
+        finished.status.code(),
+        Some(1),
+        "stderr:\n{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains("cannot reach"),
         "{}",
         finished.stderr
     );

@@ -51,13 +51,42 @@ pub enum BotError {
     /// A step of `bot demo` failed or timed out.
     #[error(transparent)]
     Demo(#[from] DemoError),
+    /// `bot status --http` was given something other than `host:port`; nothing was
+    /// contacted. Pass a node's admin HTTP address, e.g. `127.0.0.1:8101`.
+    #[error("status: --http {addr:?} is not a host:port address: {reason}")]
+    StatusAddress {
+        /// The argument as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No answer from the node's admin HTTP API (refused, timed out, or the connection
+    /// broke). Check that the node runs and serves HTTP on that address, or ask another node.
+    #[error("status: cannot reach {url}: {reason}. Is a node serving its admin HTTP API there?")]
+    StatusUnreachable {
+        /// The URL asked.
+        url: String,
+        /// Why it could not be reached.
+        reason: String,
+    },
+    /// The node answered, but not with a cluster table (an error status, a body too large, or
+    /// JSON of another shape). The reason says which; ask another node or check its version.
+    #[error("status: {url} answered badly: {reason}")]
+    StatusResponse {
+        /// The URL asked.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
 }
 
 impl BotError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BotError::Config(_) | BotError::NotAvailable(_) => EXIT_USAGE,
+            BotError::Config(_) | BotError::NotAvailable(_) | BotError::StatusAddress { .. } => {
+                EXIT_USAGE
+            }
             BotError::Gossip(GossipError::Config(_)) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
@@ -93,6 +122,25 @@ mod tests {
         assert!(report.contains("cluster.name"), "{report}");
         assert!(report.contains("--cluster"), "{report}");
         assert!(report.contains("rename it"), "{report}");
+    }
+
+    #[test]
+    fn status_exits_2_for_a_bad_address_and_1_when_unreachable() {
+        let bad_address = BotError::StatusAddress {
+            addr: "nowhere".to_string(),
+            reason: "no port".to_string(),
+        };
+        assert_eq!(bad_address.exit_code(), EXIT_USAGE);
+        let unreachable = BotError::StatusUnreachable {
+            url: "http://127.0.0.1:1/v1/cluster".to_string(),
+            reason: "connection refused".to_string(),
+        };
+        assert_eq!(unreachable.exit_code(), EXIT_FAILURE);
+        let bad_response = BotError::StatusResponse {
+            url: "http://127.0.0.1:1/v1/cluster".to_string(),
+            reason: "503".to_string(),
+        };
+        assert_eq!(bad_response.exit_code(), EXIT_FAILURE);
     }
 
     #[test]
