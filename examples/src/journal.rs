@@ -71,6 +71,16 @@ pub enum JournalCommand {
         /// only: the journal never reads a clock, so every replica records the same value.
         unix_ms: u64,
     },
+    /// Raise the highest accepted token to `token` without recording an entry: a new lock
+    /// holder fences off every older holder before it reads where the journal ends, so an
+    /// old append still in flight is either applied before the fence (and seen by the read)
+    /// or refused after it.
+    Fence {
+        /// The new holder's fencing token.
+        token: u64,
+        /// The new holder.
+        writer: NodeId,
+    },
 }
 
 /// What [`Journal::apply`] did with a command.
@@ -89,6 +99,11 @@ pub enum JournalResponse {
     StaleToken {
         /// The highest token accepted so far.
         highest: u64,
+    },
+    /// The fence is in place: appends with a lower token are refused from now on.
+    Fenced {
+        /// The token now highest.
+        token: u64,
     },
     /// The journal holds [`JOURNAL_ENTRIES_MAX`] entries. Nothing changed but the refusal
     /// counter; a new journal is needed to write more.
@@ -178,6 +193,7 @@ struct JournalSnapshot {
     entries: Vec<JournalEntry>,
     refused_stale: u64,
     refused_full: u64,
+    fence_token: u64,
 }
 
 /// The bot's replicated journal: a [`StateMachine`] of fenced, numbered appends.
@@ -192,6 +208,8 @@ pub struct Journal {
     entries: Vec<JournalEntry>,
     refused_stale: u64,
     refused_full: u64,
+    /// The highest token a [`JournalCommand::Fence`] raised the bar to (0: none yet).
+    fence_token: u64,
 }
 
 impl Journal {
@@ -200,10 +218,13 @@ impl Journal {
         &self.entries
     }
 
-    /// The highest token accepted so far, or `None` before the first append.
+    /// The highest token accepted so far (by an append or a fence), or `None` before the
+    /// first.
     pub fn highest_token(&self) -> Option<u64> {
-        // Accepted tokens never decrease, so the last entry holds the highest.
-        self.entries.last().map(|entry| entry.token)
+        // Accepted tokens never decrease, so the last entry holds the highest append token.
+        let appended = self.entries.last().map(|entry| entry.token);
+        let fenced = (self.fence_token > 0).then_some(self.fence_token);
+        appended.max(fenced)
     }
 
     /// The counters, the highest accepted token and the last entry.
@@ -280,12 +301,24 @@ impl StateMachine for Journal {
             self.entries.last().is_none_or(|last| last.index < index),
             "the framework applies strictly increasing indexes"
         );
-        let JournalCommand::Append {
-            seq,
-            token,
-            writer,
-            unix_ms,
-        } = command;
+        let (seq, token, writer, unix_ms) = match command {
+            JournalCommand::Append {
+                seq,
+                token,
+                writer,
+                unix_ms,
+            } => (seq, token, writer, unix_ms),
+            JournalCommand::Fence { token, .. } => {
+                if let Some(highest) = self.highest_token()
+                    && token < highest
+                {
+                    self.refused_stale = self.refused_stale.saturating_add(1);
+                    return JournalResponse::StaleToken { highest };
+                }
+                self.fence_token = token;
+                return JournalResponse::Fenced { token };
+            }
+        };
         if let Some(highest) = self.highest_token()
             && token < highest
         {
@@ -328,6 +361,7 @@ impl StateMachine for Journal {
             entries: self.entries.clone(),
             refused_stale: self.refused_stale,
             refused_full: self.refused_full,
+            fence_token: self.fence_token,
         };
         let body = encode("journal snapshot", &snapshot, SNAPSHOT_BYTES_MAX - 1)
             .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
@@ -360,6 +394,7 @@ impl StateMachine for Journal {
             entries: decoded.entries,
             refused_stale: decoded.refused_stale,
             refused_full: decoded.refused_full,
+            fence_token: decoded.fence_token,
         };
         Ok(())
     }
@@ -406,6 +441,39 @@ mod tests {
         assert_eq!(journal.entries(), before.as_slice());
         assert_eq!(journal.highest_token(), Some(5));
         assert_eq!(journal.summary().refused_stale, 1);
+    }
+
+    #[test]
+    fn a_fence_refuses_older_tokens_without_an_entry_and_survives_a_snapshot() {
+        let mut journal = journal_of(&[(1, 5, "n1")]);
+        let fence = |token| JournalCommand::Fence {
+            token,
+            writer: node("n2"),
+        };
+        assert_eq!(
+            journal.apply(LogIndex(2), fence(4)),
+            JournalResponse::StaleToken { highest: 5 }
+        );
+        assert_eq!(
+            journal.apply(LogIndex(3), fence(9)),
+            JournalResponse::Fenced { token: 9 }
+        );
+        assert_eq!(journal.entries().len(), 1, "a fence records no entry");
+        assert_eq!(
+            journal.apply(LogIndex(4), append(2, 5, "n1")),
+            JournalResponse::StaleToken { highest: 9 },
+            "the old holder's late append is refused"
+        );
+        let mut copy = Journal::default();
+        copy.restore(&journal.snapshot().unwrap()).unwrap();
+        assert_eq!(copy.highest_token(), Some(9));
+        assert_eq!(
+            copy.apply(LogIndex(5), append(2, 9, "n2")),
+            JournalResponse::Appended {
+                seq: 2,
+                index: LogIndex(5)
+            }
+        );
     }
 
     #[test]
@@ -586,6 +654,7 @@ mod tests {
             entries,
             refused_stale: 0,
             refused_full: 0,
+            fence_token: 0,
         };
         let mut bytes = vec![SNAPSHOT_FORMAT_VERSION];
         bytes.extend(postcard::to_allocvec(&snapshot).expect("encodes"));

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ha_core::keyring::ClusterKey;
-use ha_core::{Config, ConfigError, NodeId, Priority};
+use ha::config_file::ConfigLoader;
+use ha::core::keyring::ClusterKey;
+use ha::{Config, ConfigError, NodeError, NodeId};
 
 /// Environment variable read for cluster keys when `--cluster-key` is not given. Keys in the
 /// environment do not show up in `ps` the way command-line arguments do.
@@ -18,10 +19,10 @@ const ABOUT: &str = "One ha node per process, plus a 3-node demo.";
 
 const LONG_ABOUT: &str = "One ha node per process, plus a 3-node demo.
 
-Today a node runs gossip membership only (ha-gossip: SWIM failure detection, metadata,
-graceful leave, optional encryption) and prints every membership change on stdout as a line
-`EVENT {json}`. Replication, leader election, the KV/lock store and the admin HTTP API arrive
-in later versions of this same binary.
+A node joins the cluster by gossip, takes part in leader election and replication, serves
+the admin HTTP API, and, while it leads, appends a numbered action to a replicated journal
+every 100 ms under a fenced lock. It prints its membership, role and journal events on
+stdout as lines `EVENT {json}`; logs go to stderr (filter with RUST_LOG).
 
 Run a node:
   bot --id n1 --bind 127.0.0.1:7101 --http 127.0.0.1:8101 \\
@@ -52,32 +53,36 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start 3 nodes on loopback as child processes, kill one with SIGKILL, restart it, and
-    /// print the membership timeline with a verdict.
+    /// Start 3 nodes on loopback as child processes, kill the leader with SIGKILL, restart
+    /// it, and print the failover timeline and a verdict on the replicated journal.
     Demo(DemoArgs),
-    /// Print the cluster table from a node's admin HTTP API. Not available yet: the API arrives
-    /// with a later version, so this exits with code 2.
+    /// Print the cluster table from a node's admin HTTP API (GET /v1/cluster, asked again of
+    /// the leader when the node asked does not lead).
     Status(StatusArgs),
 }
 
 /// Options of node mode.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
+    /// A TOML config file (see ha's README for the fields). Flags given on the command line
+    /// override it, and `HA_*` environment variables override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// This node's id, unique in the cluster: 1 to 64 characters of [A-Za-z0-9._-].
-    #[arg(long, value_name = "ID", required = true)]
+    #[arg(long, value_name = "ID", required_unless_present = "config")]
     pub id: Option<NodeId>,
 
-    /// Gossip (UDP) address to bind; replication RPC (TCP) will share this port.
-    #[arg(long, value_name = "ADDR", required = true)]
+    /// Address to bind: gossip (UDP) and replication RPC (TCP) share this port.
+    #[arg(long, value_name = "ADDR", required_unless_present = "config")]
     pub bind: Option<SocketAddr>,
 
     /// The address other members should use, when it differs from --bind (NAT, 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<SocketAddr>,
 
-    /// Admin HTTP address. For now it is only advertised to other members in gossip
-    /// metadata: the HTTP API itself (DESIGN.md section 8) arrives with a later version, and
-    /// nothing listens on this address yet.
+    /// Admin HTTP address: /v1/health, /v1/cluster, /v1/metrics, /v1/failover, /v1/kv,
+    /// /v1/lock, and the bot's /bot/journal.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
@@ -85,23 +90,25 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
     pub seeds: Vec<SocketAddr>,
 
-    /// Leadership priority (0 never leads). Advertised in metadata; elections arrive with
-    /// replication.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub priority: u32,
+    /// Leadership priority (0 never leads; the highest healthy, caught-up voter leads).
+    /// Default 1.
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u32>,
 
-    /// Directory for this node's state, created if missing. Holds node.json (the node's
-    /// identity and last incarnation) today, and the log and snapshots later.
-    #[arg(long, value_name = "PATH", required = true)]
+    /// Directory for this node's state, created if missing: node.json (identity and
+    /// incarnation), the replicated log and snapshots.
+    #[arg(long, value_name = "PATH", required_unless_present = "config")]
     pub data_dir: Option<PathBuf>,
 
     /// Cluster name; must match on every node (packets from other names are dropped).
-    #[arg(long, value_name = "NAME", default_value = "ha")]
-    pub cluster: String,
+    /// Default "ha".
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 
     /// Cluster key as 64 hex digits; repeat it to accept old keys during a rotation (current
-    /// key first). Without a key, gossip is sent in the clear. The environment variable takes
-    /// comma-separated keys and keeps them out of `ps`.
+    /// key first). Without a key, traffic is authenticated by cluster name only and sent in
+    /// the clear. The environment variable takes comma-separated keys and keeps them out of
+    /// `ps`.
     #[arg(
         long = "cluster-key",
         value_name = "HEX",
@@ -111,10 +118,10 @@ pub struct NodeArgs {
     )]
     pub cluster_keys: Vec<String>,
 
-    /// How many voters the cluster is meant to have: 1, 3 or 5. A lone node without --seeds
-    /// needs 1.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub bootstrap_expect: u32,
+    /// How many voters the cluster is meant to have: 1, 3 or 5 (default 3). A lone node
+    /// without --seeds needs 1.
+    #[arg(long, value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
 
     /// Leave gracefully when standard input reaches end of file. `bot demo` sets this so its
     /// children never outlive it, even when the demo itself is killed.
@@ -123,36 +130,78 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The node's [`Config`], validated.
+    /// The node's [`Config`]: the `full_ha` preset, then the `--config` file, then `HA_*`
+    /// environment variables, then the flags; validated.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the first bad field (see [`flag_for_field`] for its flag).
-    pub fn to_config(&self) -> Result<Config, ConfigError> {
-        // clap enforces these three; the checks keep this function total for other callers.
-        let node_id = self
-            .id
-            .clone()
-            .ok_or_else(|| ConfigError::new("node_id", "is missing", "pass --id"))?;
-        let bind_addr = self
-            .bind
-            .ok_or_else(|| ConfigError::new("bind_addr", "is missing", "pass --bind"))?;
-        let data_dir = self
-            .data_dir
-            .clone()
-            .ok_or_else(|| ConfigError::new("data_dir", "is missing", "pass --data-dir"))?;
-        let mut config = Config::full_ha(node_id, bind_addr, self.seeds.clone());
-        config.advertise_addr = self.advertise;
-        config.http_addr = self.http;
-        config.priority = Priority(self.priority);
-        config.data_dir = Some(data_dir);
-        config.cluster.name = self.cluster.clone();
-        config.cluster.bootstrap_expect = self.bootstrap_expect;
-        config.security.cluster_keys = self
-            .cluster_keys
-            .iter()
-            .map(|text| ClusterKey::from_hex(text))
-            .collect::<Result<_, _>>()?;
-        config.validate()?;
+    /// A [`NodeError`] naming the first bad field (see [`flag_for_field`] for its flag), or
+    /// the file or variable that could not be read.
+    pub fn to_config(&self) -> Result<Config, NodeError> {
+        self.to_config_with_env(std::env::vars())
+    }
+
+    /// [`to_config`](Self::to_config) with the given environment.
+    ///
+    /// # Errors
+    /// As for [`to_config`](Self::to_config).
+    pub fn to_config_with_env(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, NodeError> {
+        let mut loader = ConfigLoader::new();
+        if let Some(path) = &self.config {
+            loader = loader.file(path)?;
+        }
+        loader = loader.env_vars(env)?;
+        let text = |value: &dyn ToString| toml::Value::String(value.to_string());
+        if let Some(id) = &self.id {
+            loader = loader.set("node_id", text(id));
+        }
+        if let Some(bind) = &self.bind {
+            loader = loader.set("bind_addr", text(bind));
+        }
+        if let Some(advertise) = &self.advertise {
+            loader = loader.set("advertise_addr", text(advertise));
+        }
+        if let Some(http) = &self.http {
+            loader = loader.set("http_addr", text(http));
+        }
+        if !self.seeds.is_empty() {
+            let seeds = self.seeds.iter().map(|seed| text(seed)).collect::<Vec<_>>();
+            loader = loader.set("seeds", toml::Value::Array(seeds));
+        }
+        if let Some(priority) = self.priority {
+            loader = loader.set("priority", i64::from(priority));
+        }
+        if let Some(data_dir) = &self.data_dir {
+            loader = loader.set("data_dir", text(&data_dir.display()));
+        }
+        if let Some(cluster) = &self.cluster {
+            loader = loader.set("cluster.name", text(cluster));
+        }
+        if let Some(expect) = self.bootstrap_expect {
+            loader = loader.set("cluster.bootstrap_expect", i64::from(expect));
+        }
+        if !self.cluster_keys.is_empty() {
+            for key in &self.cluster_keys {
+                ClusterKey::from_hex(key)?;
+            }
+            let keys = self
+                .cluster_keys
+                .iter()
+                .map(|key| text(key))
+                .collect::<Vec<_>>();
+            loader = loader.set("security.cluster_keys", toml::Value::Array(keys));
+        }
+        let config = loader.load()?;
+        if config.data_dir.is_none() {
+            return Err(ConfigError::new(
+                "data_dir",
+                "is missing",
+                "pass --data-dir or set data_dir in the config file",
+            )
+            .into());
+        }
         Ok(config)
     }
 }
@@ -237,10 +286,10 @@ mod tests {
         let cli = parse(&node_arguments()).expect("the DESIGN.md command line parses");
         assert!(cli.command.is_none());
         let node = cli.node.expect("node mode");
-        let config = node.to_config().expect("valid");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
         assert_eq!(config.node_id.as_str(), "n1");
         assert_eq!(config.seeds.len(), 2);
-        assert_eq!(config.priority, Priority(10));
+        assert_eq!(config.priority.0, 10);
         assert_eq!(config.http_addr, "127.0.0.1:8101".parse().ok());
         assert_eq!(config.cluster.bootstrap_expect, 3);
     }
@@ -268,14 +317,47 @@ mod tests {
         let mut arguments = node_arguments();
         arguments.extend(["--cluster", "bad name"]);
         let node = parse(&arguments).expect("parses").node.expect("node mode");
-        let error = node.to_config().expect_err("bad cluster name");
+        let error = config_error(node.to_config_with_env(Vec::new()));
         assert_eq!(error.field, "cluster.name");
         assert_eq!(flag_for_field(error.field), Some("--cluster"));
 
         let mut arguments = node_arguments();
         arguments.extend(["--cluster-key", "abc"]);
         let node = parse(&arguments).expect("parses").node.expect("node mode");
-        let error = node.to_config().expect_err("short key");
+        let error = config_error(node.to_config_with_env(Vec::new()));
         assert_eq!(error.field, "security.cluster_keys");
+    }
+
+    fn config_error(result: Result<Config, NodeError>) -> ConfigError {
+        match result {
+            Err(NodeError::Config(error)) => error,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_config_file_fills_what_the_flags_leave_out_and_flags_win() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bot.toml");
+        std::fs::write(
+            &path,
+            "node_id = \"n7\"\nbind_addr = \"127.0.0.1:7107\"\ndata_dir = \"/tmp/n7\"\n\
+             seeds = [\"127.0.0.1:7101\"]\npriority = 3\n[cluster]\nname = \"from-file\"\n",
+        )
+        .expect("write");
+        let path_text = path.to_string_lossy().into_owned();
+        let node = parse(&["--config", &path_text, "--priority", "9"])
+            .expect("parses without --id/--bind/--data-dir")
+            .node
+            .expect("node mode");
+        let config = node
+            .to_config_with_env(vec![("HA_CLUSTER__NAME".to_string(), "env".to_string())])
+            .expect("valid");
+        assert_eq!(config.node_id.as_str(), "n7");
+        assert_eq!(config.priority.0, 9, "the flag wins over the file");
+        assert_eq!(
+            config.cluster.name, "env",
+            "the environment wins over the file"
+        );
     }
 }

@@ -1,10 +1,12 @@
-//! `bot demo`: three nodes on loopback, one killed with SIGKILL and restarted, then all
-//! stopped gracefully; the membership timeline as the nodes report it, and a verdict.
+//! `bot demo`: three nodes on loopback; the leader killed with SIGKILL, a new leader, the old
+//! one restarted from its data dir and, being the highest priority, given leadership back;
+//! then the failover timeline and an independent check of the replicated journal.
 //!
-//! Every node is a child process of this executable in node mode. The demo learns what each
-//! node sees only from its `EVENT` lines on stdout, timestamped when read, so the times it
-//! prints are what an outside observer measures. Every wait is bounded by the step timeout,
-//! and the [`Cluster`] guard kills every child on any exit path.
+//! Every node is a child process of this executable in node mode. The demo learns roles and
+//! journal progress from each node's `EVENT` lines on stdout, timestamped when read, so the
+//! times it prints are what an outside observer measures; it reads the journal and the
+//! failover history over the admin HTTP API. Every wait is bounded by the step timeout, and
+//! the [`Cluster`] guard kills every child on any exit path.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,7 +15,7 @@ use std::process::ExitStatus;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ha_core::Timing;
+use ha_examples::journal::{JournalEntry, JournalPage, JournalVerdict};
 
 use crate::cli::DemoArgs;
 use crate::cluster::{ChildMessage, Cluster, NodeSpec, Output};
@@ -21,27 +23,27 @@ use crate::demo_error::DemoError;
 use crate::error::BotError;
 use crate::event::{EventKind, EventLine};
 use crate::ports::PortPicker;
-use crate::report::{Leave, Report};
-use crate::view::{ClusterView, LEFT};
+use crate::timeline::{LeaderSpan, Timeline};
 
-/// The demo's node ids and priorities.
+/// The demo's node ids and priorities: n1 is preferred, so it leads first and gets
+/// leadership back after its restart (failback).
 const NODES: [(&str, u32); 3] = [("n1", 30), ("n2", 20), ("n3", 10)];
-/// The node killed with SIGKILL and restarted.
-const VICTIM: usize = 0;
-/// The order of the graceful stops: each leave is then watched by the nodes still running.
-const STOP_ORDER: [usize; 3] = [2, 1, 0];
 /// Cluster name, so the demo never mixes with an `ha` cluster on the same machine.
 const CLUSTER_NAME: &str = "bot-demo";
+/// How long the journal runs under each leader before the next step.
+const WORK_TIME: Duration = Duration::from_secs(2);
 /// How long a node that closed its stdout gets to be reaped.
-const EXIT_WAIT: Duration = Duration::from_secs(5);
+const EXIT_WAIT: Duration = Duration::from_secs(10);
 /// How much of each node's log is shown when the demo fails.
 const LOG_TAIL_BYTES: u64 = 4 * 1024;
+/// Entries asked for per journal page.
+const PAGE_ENTRIES: usize = 5_000;
 
 /// Run the demo.
 ///
 /// # Errors
-/// [`BotError::Demo`] when a step fails or times out; the timeline and a `verdict: FAILED`
-/// line are printed first, and the node logs are kept.
+/// [`BotError::Demo`] when a step fails or times out, or the journal check fails; the
+/// timeline and a `verdict: FAILED` line are printed first, and the node logs are kept.
 pub fn run(args: &DemoArgs) -> Result<(), BotError> {
     let step_timeout = Duration::from_secs(args.step_timeout_secs.max(1));
     let work_dir = tempfile::Builder::new()
@@ -51,31 +53,24 @@ pub fn run(args: &DemoArgs) -> Result<(), BotError> {
     let executable =
         std::env::current_exe().map_err(|error| DemoError::io("find the bot executable", error))?;
     let specs = plan(work_dir.path())?;
-    // A fresh key per run: the demo's gossip is sealed like a production cluster's.
+    // A fresh key per run: the demo's traffic is sealed like a production cluster's.
     let key = hex::encode(rand::random::<[u8; 32]>());
     let (cluster, inbox) = Cluster::new(executable, CLUSTER_NAME.to_string(), key, specs);
-    let mut demo = Demo::new(cluster, inbox, step_timeout, args.verbose);
+    let mut demo = Demo::new(cluster, inbox, step_timeout, args.verbose)?;
 
-    let timing = Timing::lan();
     println!(
-        "bot demo: {} nodes on loopback, gossip membership only (replication, elections and \
-         the admin HTTP API come later)",
+        "bot demo: {} nodes on loopback (n1 priority 30, n2 20, n3 10); the leader appends a \
+         numbered action to a replicated journal every 100 ms under a fenced lock",
         NODES.len()
-    );
-    println!(
-        "gossip timing (Timing::lan): probe every {} ms, probe timeout {} ms, suspicion {} ms",
-        timing.gossip_probe_period_ms, timing.gossip_probe_rtt_ms, timing.gossip_suspect_to_down_ms
     );
     println!("work dir: {}", work_dir.path().display());
     println!("timeline (ms since demo start):");
-
     let outcome = demo.script();
     // Normally every node has exited by now; this covers the failure paths before the
     // directory is removed or the logs are read.
     demo.cluster.kill_all();
     match outcome {
-        Ok(report) => {
-            print!("{}", report.render(demo.origin));
+        Ok(()) => {
             if args.keep_dir {
                 let path = work_dir.keep();
                 println!("work dir kept: {}", path.display());
@@ -138,7 +133,6 @@ fn plan(work_dir: &Path) -> Result<Vec<NodeSpec>, DemoError> {
 struct Demo {
     cluster: Cluster,
     inbox: mpsc::Receiver<ChildMessage>,
-    views: ClusterView,
     ids: Vec<String>,
     origin: Instant,
     step_timeout: Duration,
@@ -147,8 +141,12 @@ struct Demo {
     expected_running: Vec<bool>,
     /// When the current run of each node closed its stdout, that is, exited.
     closed_at: Vec<Option<Instant>>,
-    /// The incarnation each node's current run announced.
-    incarnations: Vec<Option<u64>>,
+    /// The latest role each node's current run reported, with its term.
+    roles: Vec<Option<(String, u64)>>,
+    /// Whether each node's current run is appending to the journal.
+    journaling: Vec<bool>,
+    timeline: Timeline,
+    http: tokio::runtime::Runtime,
 }
 
 impl Demo {
@@ -157,125 +155,114 @@ impl Demo {
         inbox: mpsc::Receiver<ChildMessage>,
         step_timeout: Duration,
         verbose: bool,
-    ) -> Self {
+    ) -> Result<Self, DemoError> {
         let ids: Vec<String> = cluster.specs().iter().map(|spec| spec.id.clone()).collect();
         let count = ids.len();
-        Self {
+        let http = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| DemoError::io("start an HTTP client", error))?;
+        let origin = Instant::now();
+        Ok(Self {
             cluster,
             inbox,
-            views: ClusterView::default(),
             ids,
-            origin: Instant::now(),
+            origin,
             step_timeout,
             verbose,
             expected_running: vec![false; count],
             closed_at: vec![None; count],
-            incarnations: vec![None; count],
-        }
+            roles: vec![None; count],
+            journaling: vec![false; count],
+            timeline: Timeline::new(),
+            http,
+        })
     }
 
-    fn script(&mut self) -> Result<Report, DemoError> {
-        let all: Vec<usize> = (0..self.ids.len()).collect();
-        for &index in &all {
+    fn script(&mut self) -> Result<(), DemoError> {
+        for index in 0..self.ids.len() {
             self.start(index)?;
         }
-        let formed_at = self.wait_for("cluster formation", |demo| {
-            all.iter().all(|&observer| {
-                all.iter().all(|&member| {
-                    observer == member
-                        || demo
-                            .views
-                            .is(&demo.ids[observer], &demo.ids[member], "ACTIVE")
-                })
-            })
-        })?;
-        self.say(
-            formed_at,
-            "cluster formed: every node sees the other two ACTIVE",
-        );
+        let first = self.wait_for_leader("the first leader", None)?;
+        self.wait_for("the journal to start", |demo| demo.journaling[first])?;
+        self.run_for(WORK_TIME)?;
 
-        let victim = self.ids[VICTIM].clone();
-        let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != VICTIM).collect();
-        let old_incarnation = self.incarnations[VICTIM].unwrap_or(0);
-        self.expected_running[VICTIM] = false;
         let killed_at = Instant::now();
-        let status = self
-            .cluster
-            .kill(VICTIM)
-            .map_err(|error| DemoError::io(format!("kill {victim}"), error))?;
-        self.views.forget_observer(&victim);
+        self.kill(first)?;
+        let second = self.wait_for_leader("a new leader after the kill", Some(first))?;
+        let elected_at = self.timeline.last_leader_since().unwrap_or(killed_at);
         self.say(
-            killed_at,
+            elected_at,
             &format!(
-                "kill -9 {victim}: no chance to leave ({})",
-                describe(status)
+                "failover: {} leads {} ms after the kill",
+                self.ids[second],
+                elected_at.saturating_duration_since(killed_at).as_millis()
             ),
         );
-        let detected = self.wait_for("crash detection", |demo| {
-            survivors
-                .iter()
-                .all(|&survivor| demo.views.is(&demo.ids[survivor], &victim, "UNREACHABLE"))
-        })?;
-        self.say(
-            detected,
-            &format!("crash detected: every survivor reports {victim} UNREACHABLE"),
-        );
-        let detections = self.since_all(&survivors, &victim);
+        self.wait_for("the journal to resume", |demo| demo.journaling[second])?;
+        self.run_for(WORK_TIME)?;
 
-        let restarted_at = Instant::now();
-        self.start(VICTIM)?;
-        let rejoined = self.wait_for("rejoin", |demo| {
-            let seen_by_survivors = survivors.iter().all(|&survivor| {
-                demo.views
-                    .get(&demo.ids[survivor], &victim)
-                    .is_some_and(|view| {
-                        view.state == "ACTIVE" && view.incarnation > old_incarnation
-                    })
-            });
-            let sees_survivors = survivors
-                .iter()
-                .all(|&survivor| demo.views.is(&victim, &demo.ids[survivor], "ACTIVE"));
-            seen_by_survivors && sees_survivors
-        })?;
-        self.say(
-            rejoined,
-            &format!("rejoined: everyone sees {victim} ACTIVE under its new incarnation"),
-        );
-        let mut rejoins: Vec<(String, Instant)> = self
-            .since_all(&survivors, &victim)
-            .into_iter()
-            .map(|(survivor, at)| (format!("{survivor} sees {victim} ACTIVE again"), at))
-            .collect();
-        let victim_sees_all = survivors
-            .iter()
-            .filter_map(|&survivor| self.views.get(&victim, &self.ids[survivor]))
-            .map(|view| view.since)
-            .max()
-            .unwrap_or(rejoined);
-        rejoins.push((
-            format!("{victim} sees every survivor ACTIVE"),
-            victim_sees_all,
-        ));
-
-        let mut leaves = Vec::new();
-        for index in STOP_ORDER {
-            leaves.push(self.stop(index)?);
+        self.start(first)?;
+        self.wait_for(
+            "the restarted node to rejoin as a follower",
+            |demo| matches!(&demo.roles[first], Some((role, _)) if role == "follower"),
+        )?;
+        // n1 has the highest priority: once caught up and healthy for failback_after_ms
+        // (5 s), the leader hands leadership back to it.
+        let back = self.wait_for_leader("failback to the restarted node", Some(second))?;
+        if back != first {
+            return Err(DemoError::Check(format!(
+                "{} took over instead of the restarted, higher-priority {}",
+                self.ids[back], self.ids[first]
+            )));
         }
-        Ok(Report {
-            formed_at,
-            victim,
-            killed_at,
-            detections,
-            restarted_at,
-            rejoins,
-            leaves,
-        })
+        self.wait_for("the journal to resume after failback", |demo| {
+            demo.journaling[first]
+        })?;
+        self.run_for(WORK_TIME)?;
+
+        let entries = self.read_journal(first)?;
+        let history = self.read_history(first)?;
+        for index in (0..self.ids.len()).rev() {
+            self.stop(index)?;
+        }
+        let spans: Vec<LeaderSpan> = self.timeline.leader_spans();
+        println!();
+        print!("{}", Timeline::render_leaders(&spans, &history));
+        let verdict = JournalVerdict::check(&entries);
+        println!();
+        println!("{verdict}");
+        let terms = self.timeline.leaders_per_term();
+        let split = terms.iter().find(|(_, leaders)| leaders.len() > 1);
+        match split {
+            Some((term, leaders)) => println!("one leader per term: NO, term {term}: {leaders:?}"),
+            None => println!(
+                "one leader per term: yes ({} terms with a leader)",
+                terms.len()
+            ),
+        }
+        if verdict.ok() && split.is_none() && verdict.writers >= 2 {
+            println!(
+                "verdict: OK — the journal continued across {} leader changes with no gap and no \
+                 duplicate",
+                spans.len().saturating_sub(1)
+            );
+            Ok(())
+        } else {
+            Err(DemoError::Check(format!(
+                "journal ok: {}, leaders per term ok: {}, writers: {}",
+                verdict.ok(),
+                split.is_none(),
+                verdict.writers
+            )))
+        }
     }
 
     /// Start (or restart) node `index`.
     fn start(&mut self, index: usize) -> Result<(), DemoError> {
         self.closed_at[index] = None;
-        self.incarnations[index] = None;
+        self.roles[index] = None;
+        self.journaling[index] = false;
         let at = Instant::now();
         let pid = self
             .cluster
@@ -284,113 +271,106 @@ impl Demo {
         self.expected_running[index] = true;
         let spec = &self.cluster.specs()[index];
         let text = format!(
-            "spawn {} (pid {pid}): gossip {}, priority {}, http {} (advertised only)",
-            spec.id, spec.bind, spec.priority, spec.http
+            "spawn {} (pid {pid}): bind {}, http {}, priority {}",
+            spec.id, spec.bind, spec.http, spec.priority
         );
         self.say(at, &text);
         Ok(())
     }
 
-    /// SIGTERM node `index`, and wait until it has exited 0 and every node still running
-    /// reports it LEFT.
-    fn stop(&mut self, index: usize) -> Result<Leave, DemoError> {
-        let node = self.ids[index].clone();
-        let observers: Vec<usize> = (0..self.ids.len())
-            .filter(|&other| other != index && self.expected_running[other])
-            .collect();
+    /// SIGKILL node `index`: no chance to hand anything over.
+    fn kill(&mut self, index: usize) -> Result<(), DemoError> {
         self.expected_running[index] = false;
-        let signalled_at = Instant::now();
+        let at = Instant::now();
+        self.cluster
+            .kill(index)
+            .map_err(|error| DemoError::io(format!("kill {}", self.ids[index]), error))?;
+        self.say(at, &format!("SIGKILL {} (the leader)", self.ids[index]));
+        self.roles[index] = None;
+        self.journaling[index] = false;
+        self.timeline.on_gone(&self.ids[index], at);
+        Ok(())
+    }
+
+    /// SIGTERM node `index` and wait for it to exit 0.
+    fn stop(&mut self, index: usize) -> Result<(), DemoError> {
+        let node = self.ids[index].clone();
+        self.expected_running[index] = false;
+        let at = Instant::now();
         self.cluster
             .terminate(index)
             .map_err(|error| DemoError::io(format!("send SIGTERM to {node}"), error))?;
-        self.say(signalled_at, &format!("SIGTERM {node}"));
-        self.wait_for(&format!("graceful leave of {node}"), |demo| {
-            demo.closed_at[index].is_some()
-                && observers
-                    .iter()
-                    .all(|&observer| demo.views.is(&demo.ids[observer], &node, LEFT))
-        })?;
+        self.say(at, &format!("SIGTERM {node}"));
         let log = self.cluster.specs()[index].log_path.clone();
-        let status = self
-            .cluster
-            .wait_exit(index, EXIT_WAIT)
-            .map_err(|error| DemoError::io(format!("wait for {node}"), error))?;
-        match status {
-            Some(status) if status.success() => {}
-            Some(status) => {
-                return Err(DemoError::UncleanExit {
-                    node,
-                    status: describe(status),
-                    log,
-                });
+        self.wait_for(&format!("{node} to exit"), |demo| {
+            demo.closed_at[index].is_some()
+        })?;
+        match self.cluster.wait_exit(index, EXIT_WAIT) {
+            Ok(Some(status)) if status.success() => {
+                self.say(Instant::now(), &format!("{node} exited 0"));
+                self.timeline.on_gone(&node, Instant::now());
+                Ok(())
             }
-            None => {
-                return Err(DemoError::UncleanExit {
-                    node,
-                    status: format!(
-                        "still running {} s after closing its stdout",
-                        EXIT_WAIT.as_secs()
-                    ),
-                    log,
-                });
-            }
+            Ok(Some(status)) => Err(DemoError::UncleanExit {
+                node,
+                status: describe(status),
+                log,
+            }),
+            Ok(None) => Err(DemoError::UncleanExit {
+                node,
+                status: "still running after closing its stdout".to_string(),
+                log,
+            }),
+            Err(error) => Err(DemoError::io(format!("wait for {node}"), error)),
         }
-        let exited_at = self.closed_at[index].unwrap_or_else(Instant::now);
-        self.say(exited_at, &format!("{node} exited 0"));
-        let seen_left = self.since_all(&observers, &node);
-        self.views.forget_observer(&node);
-        Ok(Leave {
-            node,
-            signalled_at,
-            exited_at,
-            seen_left,
+    }
+
+    /// Wait until a node other than `not` reports that it leads; returns it.
+    fn wait_for_leader(&mut self, step: &str, not: Option<usize>) -> Result<usize, DemoError> {
+        self.wait_for(step, |demo| demo.leader_other_than(not).is_some())?;
+        self.leader_other_than(not)
+            .ok_or_else(|| DemoError::Check(format!("{step}: the leader vanished")))
+    }
+
+    fn leader_other_than(&self, not: Option<usize>) -> Option<usize> {
+        (0..self.ids.len()).find(|&index| {
+            Some(index) != not
+                && self.expected_running[index]
+                && matches!(&self.roles[index], Some((role, _)) if role == "leader")
         })
     }
 
-    /// When each of `observers` last changed its view of `member`.
-    fn since_all(&self, observers: &[usize], member: &str) -> Vec<(String, Instant)> {
-        observers
-            .iter()
-            .filter_map(|&observer| {
-                let view = self.views.get(&self.ids[observer], member)?;
-                Some((self.ids[observer].clone(), view.since))
-            })
-            .collect()
+    /// Keep reading the nodes' output for `duration`.
+    fn run_for(&mut self, duration: Duration) -> Result<(), DemoError> {
+        let until = Instant::now() + duration;
+        self.wait_for("the work period", |_| Instant::now() >= until)?;
+        Ok(())
     }
 
-    /// Read the nodes' output until `done` holds; returns when it did. Fails after the step
-    /// timeout, or as soon as a node that should be running exits.
-    fn wait_for(&mut self, step: &str, done: impl Fn(&Demo) -> bool) -> Result<Instant, DemoError> {
+    /// Read the nodes' output until `done` holds. Fails after the step timeout, or as soon
+    /// as a node that should be running exits.
+    fn wait_for(&mut self, step: &str, done: impl Fn(&Demo) -> bool) -> Result<(), DemoError> {
         let deadline = Instant::now() + self.step_timeout;
-        let mut last_read = Instant::now();
         loop {
             if done(self) {
-                return Ok(last_read);
+                return Ok(());
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                let running: Vec<&str> = self
-                    .ids
-                    .iter()
-                    .zip(&self.expected_running)
-                    .filter(|(_, running)| **running)
-                    .map(|(id, _)| id.as_str())
-                    .collect();
-                let ids: Vec<&str> = self.ids.iter().map(String::as_str).collect();
                 return Err(DemoError::Timeout {
                     step: step.to_string(),
                     timeout: self.step_timeout,
-                    state: self.views.describe(&running, &ids),
+                    state: self.describe_roles(),
                 });
             }
-            match self.inbox.recv_timeout(remaining) {
-                Ok(message) => {
-                    last_read = message.at;
-                    self.on_message(message)?;
-                }
+            // Wake at least every 50 ms so time-based conditions are seen promptly.
+            match self
+                .inbox
+                .recv_timeout(remaining.min(Duration::from_millis(50)))
+            {
+                Ok(message) => self.on_message(message)?,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // The cluster holds a sender, so this cannot happen while it exists.
                     return Err(DemoError::io(
                         format!("read the nodes' output during {step}"),
                         std::io::Error::other("every output channel closed"),
@@ -398,6 +378,19 @@ impl Demo {
                 }
             }
         }
+    }
+
+    fn describe_roles(&self) -> String {
+        let roles: Vec<String> = self
+            .ids
+            .iter()
+            .zip(&self.roles)
+            .map(|(id, role)| match role {
+                Some((role, term)) => format!("{id} {role} (term {term})"),
+                None => format!("{id} no role reported"),
+            })
+            .collect();
+        roles.join(", ")
     }
 
     fn on_message(&mut self, message: ChildMessage) -> Result<(), DemoError> {
@@ -445,67 +438,107 @@ impl Demo {
     }
 
     fn on_event(&mut self, index: usize, line: &EventLine, at: Instant) {
-        let id = &self.ids[index];
+        let id = self.ids[index].clone();
         let text = match line.kind {
-            EventKind::Started => {
-                self.incarnations[index] = line.incarnation;
-                format!(
-                    "{id} started: incarnation {}",
-                    line.incarnation
-                        .map_or_else(|| "?".to_string(), |n| n.to_string())
-                )
-            }
-            EventKind::SelfActive => format!("{id} is known by the cluster"),
-            EventKind::SelfIdle => format!("{id} knows no reachable member"),
-            EventKind::SelfRejoined => format!(
-                "{id} was declared down and rejoined under incarnation {}",
-                line.incarnation.unwrap_or(0)
-            ),
-            EventKind::Lagged => format!(
-                "{id} missed {} events; it re-reported its view",
-                line.missed.unwrap_or(0)
-            ),
-            EventKind::Stopping => format!(
-                "{id} is leaving ({})",
-                line.reason.as_deref().unwrap_or("no reason given")
-            ),
-            EventKind::Stopped => format!("{id} has left the cluster"),
-            EventKind::Up
-            | EventKind::Updated
-            | EventKind::Left
-            | EventKind::Unreachable
-            | EventKind::Member => {
-                // The observer is whoever wrote to this pipe, whatever the line claims.
-                let mut line = line.clone();
-                line.node = id.clone();
-                let Some(change) = self.views.apply(&line, at) else {
+            EventKind::Role => {
+                let role = line.role.clone().unwrap_or_default();
+                let term = line.term.unwrap_or(0);
+                let was = self.roles[index].replace((role.clone(), term));
+                if was.as_ref().map(|(role, _)| role) == Some(&role) {
                     return;
-                };
-                match change.new_incarnation {
-                    Some(incarnation) => format!(
-                        "{} sees {} {} (incarnation {incarnation})",
-                        change.observer, change.member, change.state
+                }
+                self.timeline.on_role(&id, &role, term, at);
+                match role.as_str() {
+                    "leader" => format!("{id} is LEADER (term {term})"),
+                    "follower" => format!(
+                        "{id} follows {} (term {term})",
+                        line.leader.as_deref().unwrap_or("nobody yet")
                     ),
-                    None => format!(
-                        "{} sees {} {}",
-                        change.observer, change.member, change.state
-                    ),
+                    other => format!("{id} is {other} (term {term})"),
                 }
             }
+            EventKind::JournalStarted => {
+                self.journaling[index] = true;
+                let token = line.token.unwrap_or(0);
+                self.timeline.on_journal_started(&id, token, at);
+                format!(
+                    "{id} holds the journal lock (fencing token {token}), appends from seq {}",
+                    line.seq.unwrap_or(0)
+                )
+            }
+            EventKind::JournalStopped => {
+                self.journaling[index] = false;
+                format!(
+                    "{id} stopped appending after {} entries (last seq {}): {}",
+                    line.written.unwrap_or(0),
+                    line.seq.unwrap_or(0),
+                    line.reason.as_deref().unwrap_or("no reason given")
+                )
+            }
+            EventKind::Started => format!("{id} started"),
+            EventKind::Unreachable => format!(
+                "{id} sees {} UNREACHABLE",
+                line.member.as_deref().unwrap_or("?")
+            ),
+            EventKind::Stopping => format!(
+                "{id} is stopping ({})",
+                line.reason.as_deref().unwrap_or("no reason given")
+            ),
+            _ => return,
         };
         self.say(at, &text);
+    }
+
+    /// Every journal entry, read page by page from node `index` at QUORUM.
+    fn read_journal(&mut self, index: usize) -> Result<Vec<JournalEntry>, DemoError> {
+        let mut entries = Vec::new();
+        let mut position = Some(0usize);
+        // The journal holds at most JOURNAL_ENTRIES_MAX entries, so this ends.
+        while let Some(at) = position {
+            let path = format!("/bot/journal?position={at}&limit={PAGE_ENTRIES}");
+            let page: JournalPage = self.get_json(index, &path)?;
+            if page.entries.is_empty() {
+                break;
+            }
+            entries.extend(page.entries);
+            position = page.next_position;
+        }
+        Ok(entries)
+    }
+
+    fn read_history(&mut self, index: usize) -> Result<Vec<ha::FailoverEvent>, DemoError> {
+        self.get_json(index, "/v1/failover/history")
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        index: usize,
+        path: &str,
+    ) -> Result<T, DemoError> {
+        let url = format!("http://{}{path}", self.cluster.specs()[index].http);
+        let fetch = async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?;
+            client
+                .get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<T>()
+                .await
+        };
+        self.http
+            .block_on(fetch)
+            .map_err(|error| DemoError::Check(format!("GET {url}: {error}")))
     }
 
     fn say(&self, at: Instant, text: &str) {
         println!(
             "  {:>7}  {text}",
-            millis(at.saturating_duration_since(self.origin))
+            at.saturating_duration_since(self.origin).as_millis()
         );
     }
-}
-
-fn millis(duration: Duration) -> u128 {
-    duration.as_millis()
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -37,6 +37,10 @@ pub enum DemoError {
         /// Its stderr log.
         log: PathBuf,
     },
+    /// A check of the demo failed: the journal has a gap or a duplicate, two nodes led one
+    /// term, or the cluster answered something unexpected.
+    #[error("check failed: {0}")]
+    Check(String),
     /// The demo itself could not do something (create its directory, start a process, ...).
     #[error("cannot {action}: {source}")]
     Io {

@@ -1,7 +1,5 @@
 //! Why the bot stopped, and the exit code and message each reason gets.
 
-use std::path::PathBuf;
-
 use ha_core::ConfigError;
 use ha_gossip::GossipError;
 
@@ -22,18 +20,14 @@ pub enum BotError {
     /// The requested feature does not exist in this version; nothing was done.
     #[error("{0}")]
     NotAvailable(String),
-    /// The data dir or its node.json could not be read or written; nothing was started.
-    #[error("data dir {}: {reason}", path.display())]
-    DataDir {
-        /// The file or directory concerned.
-        path: PathBuf,
-        /// What went wrong, and what to do about it.
-        reason: String,
-    },
-    /// The gossip socket could not be bound; nothing was started.
+    /// The node could not start (a bad config file, a data dir owned by another node, a port
+    /// in use, storage that cannot be recovered) or failed while running.
+    #[error(transparent)]
+    Node(#[from] ha::NodeError),
+    /// A socket could not be bound; nothing was started.
     #[error(
-        "cannot bind the gossip socket on {addr}: {source}. Is another node or program using \
-         it? Pick another --bind"
+        "cannot bind {addr}: {source}. Is another node or program using it? Pick another \
+         address"
     )]
     Bind {
         /// The address asked for.
@@ -87,7 +81,11 @@ impl BotError {
             BotError::Config(_) | BotError::NotAvailable(_) | BotError::StatusAddress { .. } => {
                 EXIT_USAGE
             }
-            BotError::Gossip(GossipError::Config(_)) => EXIT_USAGE,
+            BotError::Gossip(GossipError::Config(_))
+            | BotError::Node(ha::NodeError::Config(_) | ha::NodeError::ConfigFile { .. }) => {
+                EXIT_USAGE
+            }
+            BotError::Node(ha::NodeError::DataDir { .. }) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -96,7 +94,9 @@ impl BotError {
     /// flag that sets the field, so the fix is easy to find.
     pub fn report(&self) -> String {
         let config_error = match self {
-            BotError::Config(error) | BotError::Gossip(GossipError::Config(error)) => error,
+            BotError::Config(error)
+            | BotError::Gossip(GossipError::Config(error))
+            | BotError::Node(ha::NodeError::Config(error)) => error,
             BotError::NotAvailable(message) => return format!("bot: {message}"),
             other => return format!("bot: error: {other}"),
         };

@@ -40,6 +40,15 @@ pub enum EventKind {
     Stopping,
     /// This node has left and is about to exit.
     Stopped,
+    /// This node's replication role, term or known leader changed (`role`, `term`, `leader`).
+    Role,
+    /// This node's aggregated health changed (`state` holds it).
+    Health,
+    /// This node holds the journal lock (`token`) and starts appending at `seq`.
+    JournalStarted,
+    /// This node stopped appending (`reason`), having written `written` entries, the last
+    /// numbered `seq`.
+    JournalStopped,
 }
 
 /// One event line's JSON.
@@ -77,6 +86,24 @@ pub struct EventLine {
     /// How many events were missed (for `lagged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+    /// The replication role (for `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The term (for `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// The known leader (for `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The journal lock's fencing token (for `journal_started` / `journal_stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u64>,
+    /// A journal sequence number (the first to write, or the last written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Journal entries written under one token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<u64>,
 }
 
 impl EventLine {
@@ -95,6 +122,12 @@ impl EventLine {
             http: None,
             reason: None,
             missed: None,
+            role: None,
+            term: None,
+            leader: None,
+            token: None,
+            seq: None,
+            written: None,
         }
     }
 

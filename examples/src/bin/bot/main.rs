@@ -4,16 +4,14 @@
 //! 3-node cluster on loopback and crash one, and `bot status` for the cluster table.
 //!
 //! ```text
-//!   bot --id n1 --bind ADDR ...   node mode: GossipNode on ADDR ──▶ EVENT {json} lines on stdout
-//!                                                                   logs on stderr
-//!   bot demo                      runs 3 × `bot --id nX ...` as children, reads their EVENT
-//!                                 lines, SIGKILLs one, restarts it, SIGTERMs all, prints a
-//!                                 timeline and a verdict
-//!   bot status --http ADDR        exits 2: the admin HTTP API does not exist yet
+//!   bot --id n1 --bind ADDR ...   node mode: ha::Node<Journal> on ADDR (UDP gossip + TCP RPC),
+//!                                 admin HTTP on --http, EVENT {json} lines on stdout, logs on
+//!                                 stderr; while leading, appends to the journal every 100 ms
+//!   bot demo                      runs 3 × `bot --id nX ...` as children, SIGKILLs the leader,
+//!                                 restarts it, prints the failover timeline and checks the
+//!                                 journal for gaps and duplicates
+//!   bot status --http ADDR        the cluster table from GET /v1/cluster
 //! ```
-//!
-//! Today a node runs gossip membership only; replication, election, the KV/lock store and
-//! the admin HTTP API will extend this same binary, behind the same command line.
 
 mod cli;
 mod cluster;
@@ -21,18 +19,18 @@ mod demo;
 mod demo_error;
 mod error;
 mod event;
+mod journal_routes;
+mod journal_worker;
 mod node;
-mod node_file;
 mod ports;
-mod report;
 mod status;
-mod view;
+mod timeline;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ha_core::MonotonicClock;
+use ha::core::MonotonicClock;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};

@@ -1,48 +1,42 @@
-//! Node mode: one gossip member, its events on stdout, a graceful leave on SIGTERM or Ctrl-C.
+//! Node mode: one `ha` node replicating the bot's journal, its events on stdout, the admin
+//! HTTP API (plus `/bot/journal`), and a graceful stop on SIGTERM or Ctrl-C.
 
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ha_core::{Clock, Config, MemberInfo, MonotonicClock, NodeMetadata, NodeState};
-use ha_gossip::{GossipError, GossipNode, GossipSettings};
+use ha::core::Clock;
+use ha::{Config, Node, NodeEvent};
+use ha_examples::journal::Journal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::cli::NodeArgs;
 use crate::error::BotError;
 use crate::event::{EventKind, EventLine};
-use crate::node_file::NodeFile;
-
-/// Longest wait for the gossip task to send its leave messages. They are a handful of UDP
-/// datagrams, so anything near this means the task is stuck.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::journal_routes;
+use crate::journal_worker::JournalWorker;
 
 /// Run one node until SIGTERM, SIGINT, or (with `--stop-on-stdin-eof`) the end of stdin.
 ///
 /// # Errors
-/// [`BotError::Config`] for an invalid configuration or a data dir owned by another node
-/// (nothing is started); [`BotError::DataDir`], [`BotError::Gossip`] or [`BotError::Runtime`]
-/// when the node cannot start or stops unexpectedly.
-pub fn run(args: &NodeArgs, clock: MonotonicClock) -> Result<(), BotError> {
+/// [`BotError::Config`] or [`BotError::Node`] for an invalid configuration or a data dir
+/// owned by another node (nothing is started); [`BotError::Node`] or [`BotError::Runtime`]
+/// when the node cannot start.
+pub fn run(args: &NodeArgs, clock: ha::core::MonotonicClock) -> Result<(), BotError> {
     // Validate everything before touching the disk or the network.
     let config = args.to_config()?;
-    let data_dir = config
-        .data_dir
-        .clone()
-        .ok_or_else(|| ha_core::ConfigError::new("data_dir", "is missing", "pass --data-dir"))?;
-    let node_file = NodeFile::claim(&config, &data_dir, GossipNode::fresh_incarnation())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(BotError::Runtime)?;
-    runtime.block_on(serve(config, node_file, args.stop_on_stdin_eof, clock))
+    runtime.block_on(serve(config, args.stop_on_stdin_eof, clock))
 }
 
 async fn serve(
     config: Config,
-    node_file: NodeFile,
     stop_on_stdin_eof: bool,
-    clock: MonotonicClock,
+    clock: ha::core::MonotonicClock,
 ) -> Result<(), BotError> {
     // Install the handlers first, so a signal that arrives while binding is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(BotError::Runtime)?;
@@ -50,44 +44,28 @@ async fn serve(
     let stdin_eof = stdin_closed(stop_on_stdin_eof);
     tokio::pin!(stdin_eof);
 
-    let mut metadata = NodeMetadata::new(config.priority, config.advertised_addr());
-    metadata.http_addr = config.http_addr;
-    metadata.voter = config.voter;
-    let settings = GossipSettings::from_config(&config, node_file.incarnation, metadata);
-    let node = match GossipNode::start(settings, config.bind_addr).await {
-        Ok(node) => node,
-        Err(GossipError::Io(source)) => {
-            return Err(BotError::Bind {
-                addr: config.bind_addr,
-                source,
-            });
-        }
-        Err(other) => return Err(other.into()),
+    let http_addr = config.http_addr;
+    // The bot mounts the admin API itself, next to its own journal route: the way a host
+    // adds the API to its own server.
+    let node = Node::builder(config)
+        .state_machine(Journal::default())
+        .serve_http(false)
+        .start()
+        .await?;
+    let mut events = node.events();
+    let printer = EventPrinter::new(node.id().as_str(), clock);
+    let http_task = match http_addr {
+        Some(addr) => Some(journal_routes::serve(&node, addr).await?),
+        None => None,
     };
-    // On this single-threaded runtime the gossip task cannot run before this line (nothing
-    // has yielded since it was spawned), so no event is published before we subscribe.
-    let mut events = node.subscribe();
-    let mut printer = EventPrinter::new(config.node_id.as_str(), clock);
-
-    let identity = node.identity();
-    tracing::info!(
-        node = %identity.node_id,
-        gossip = %node.local_addr(),
-        incarnation = identity.incarnation,
-        http = %config
-            .http_addr
-            .map_or_else(|| "none".to_string(), |addr| addr.to_string()),
-        "node started; the admin HTTP address is advertised but not served yet"
-    );
     let mut started = printer.line(EventKind::Started);
-    started.member = Some(identity.node_id.to_string());
-    started.addr = Some(identity.addr);
-    started.state = Some(node.metadata().state.as_str().to_string());
-    started.incarnation = Some(identity.incarnation);
-    started.priority = Some(config.priority.0);
-    started.http = config.http_addr;
+    started.member = Some(node.id().to_string());
+    started.addr = Some(node.gossip_addr());
+    started.priority = Some(node.config().priority.0);
+    started.http = http_addr;
     printer.print(&started);
 
+    let worker = JournalWorker::start(node.clone(), printer.clone());
     let reason = loop {
         tokio::select! {
             biased;
@@ -95,46 +73,26 @@ async fn serve(
             _ = interrupt.recv() => break "SIGINT",
             _ = &mut stdin_eof => break "stdin closed",
             received = events.recv() => match received {
-                Ok(event) => {
-                    let line = EventLine::from_member_event(
-                        config.node_id.as_str(),
-                        &event,
-                        printer.at_ms(),
-                        unix_ms(),
-                    );
-                    printer.print(&line);
-                }
+                Ok(event) => printer.print_event(&event),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Events were lost, so replace them with the current view.
                     let mut line = printer.line(EventKind::Lagged);
                     line.missed = Some(missed);
                     printer.print(&line);
-                    for member in node.members() {
-                        printer.print_member(EventKind::Member, &member);
-                    }
                 }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(BotError::Gossip(GossipError::Stopped));
-                }
+                Err(broadcast::error::RecvError::Closed) => break "node stopped",
             },
         }
     };
-
-    tracing::info!(reason, "leaving the cluster");
+    tracing::info!(reason, "stopping");
     let mut stopping = printer.line(EventKind::Stopping);
     stopping.reason = Some(reason.to_string());
     printer.print(&stopping);
-    match tokio::time::timeout(LEAVE_TIMEOUT, node.leave()).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(BotError::Runtime(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the gossip task did not finish leaving within {LEAVE_TIMEOUT:?}"),
-            )));
-        }
+    worker.stop().await;
+    node.shutdown().await;
+    if let Some(task) = http_task {
+        task.abort();
     }
     printer.print(&printer.line(EventKind::Stopped));
-    tracing::info!("left the cluster");
     Ok(())
 }
 
@@ -180,53 +138,63 @@ fn spawn_stdin_reader() -> Option<oneshot::Receiver<()>> {
 }
 
 /// Writes event lines to stdout, flushing each one so a parent sees it at once.
-struct EventPrinter {
+#[derive(Clone)]
+pub struct EventPrinter {
     node: String,
-    clock: MonotonicClock,
-    broken: bool,
+    clock: ha::core::MonotonicClock,
 }
 
 impl EventPrinter {
-    fn new(node: &str, clock: MonotonicClock) -> Self {
+    fn new(node: &str, clock: ha::core::MonotonicClock) -> Self {
         Self {
             node: node.to_string(),
             clock,
-            broken: false,
         }
     }
 
-    fn at_ms(&self) -> u64 {
-        self.clock.now().0
+    /// A line of `kind` stamped now.
+    pub fn line(&self, kind: EventKind) -> EventLine {
+        EventLine::new(&self.node, kind, self.clock.now().0, unix_ms())
     }
 
-    fn line(&self, kind: EventKind) -> EventLine {
-        EventLine::new(&self.node, kind, self.at_ms(), unix_ms())
-    }
-
-    fn print_member(&mut self, kind: EventKind, member: &MemberInfo) {
-        let state: NodeState = member.state();
-        let line = self.line(kind).with_member(member, state);
+    fn print_event(&self, event: &NodeEvent) {
+        let line = match event {
+            NodeEvent::Member(event) => {
+                EventLine::from_member_event(&self.node, event, self.clock.now().0, unix_ms())
+            }
+            NodeEvent::RoleChanged { role, term, leader } => {
+                let mut line = self.line(EventKind::Role);
+                line.role = Some(role.as_str().to_string());
+                line.term = Some(term.0);
+                line.leader = leader.as_ref().map(ToString::to_string);
+                line
+            }
+            NodeEvent::HealthChanged(health) => {
+                let mut line = self.line(EventKind::Health);
+                line.state = Some(health.as_str().to_string());
+                line
+            }
+            _ => return,
+        };
         self.print(&line);
     }
 
-    fn print(&mut self, line: &EventLine) {
-        if self.broken {
-            return;
-        }
+    /// Print one line. A reader that went away must not stop the node: it keeps serving.
+    pub fn print(&self, line: &EventLine) {
         let mut stdout = std::io::stdout().lock();
-        let written = writeln!(stdout, "{}", line.to_line()).and_then(|()| stdout.flush());
-        if let Err(error) = written {
-            // A reader that went away must not stop the node: it keeps serving, and says so
-            // once on stderr.
-            tracing::warn!(%error, "stdout is gone; no more EVENT lines will be printed");
-            self.broken = true;
+        if let Err(error) = writeln!(stdout, "{}", line.to_line()).and_then(|()| stdout.flush()) {
+            tracing::debug!(%error, "stdout is gone; EVENT line dropped");
         }
     }
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch (for people correlating logs only).
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// How long the journal worker waits between actions.
+pub const ACTION_INTERVAL: Duration = Duration::from_millis(100);

@@ -1,0 +1,61 @@
+//! The bot's HTTP server: the admin API of `ha` (mounted, as a host would) plus
+//! `GET /bot/journal?position=N&limit=M`, a page of the replicated journal read at QUORUM.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use ha::http::ApiError;
+use ha::{Consistency, Node};
+use ha_examples::journal::{Journal, JournalPage, JournalQuery, JournalQueryResponse};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use crate::error::BotError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    position: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// Bind `addr` and serve the admin API and the journal route until the task is aborted.
+///
+/// # Errors
+/// [`BotError::Bind`] when the address cannot be bound.
+pub async fn serve(node: &Node<Journal>, addr: SocketAddr) -> Result<JoinHandle<()>, BotError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BotError::Bind { addr, source })?;
+    let journal = Router::new()
+        .route("/bot/journal", get(journal_page))
+        .with_state(node.clone());
+    let router = node.http_router().merge(journal);
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    }))
+}
+
+async fn journal_page(
+    State(node): State<Node<Journal>>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JournalPage>, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let query = JournalQuery::Entries {
+        after_seq_position: params.position.unwrap_or(0),
+        limit: params.limit.unwrap_or(1_000),
+    };
+    match node.read(query, Consistency::Quorum).await? {
+        JournalQueryResponse::Entries(page) => Ok(Json(page)),
+        other => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected answer {other:?}"),
+        )),
+    }
+}
