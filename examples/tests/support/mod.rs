@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;

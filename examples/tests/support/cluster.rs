@@ -1,0 +1,239 @@
+//! A cluster of `bot` node processes on loopback for tests, and blocking calls to their admin
+//! HTTP API. Every node is killed by its process id when the cluster is dropped.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ha_examples::journal::{JournalEntry, JournalPage};
+use serde_json::Value;
+
+use super::Bot;
+
+/// One node's fixed identity: a restart reuses the ports and the data dir.
+pub struct NodeSpec {
+    /// Node id.
+    pub id: String,
+    /// Gossip (UDP) and RPC (TCP) address.
+    pub bind: SocketAddr,
+    /// Admin HTTP address.
+    pub http: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Priority.
+    pub priority: u32,
+}
+
+/// The nodes and their processes.
+pub struct TestCluster {
+    _dir: tempfile::TempDir,
+    /// Each node's spec.
+    pub specs: Vec<NodeSpec>,
+    /// Each node's running process, if any.
+    pub bots: Vec<Option<Bot>>,
+    client: reqwest::blocking::Client,
+}
+
+/// A loopback port free for both UDP and TCP right now.
+fn free_bind_addr() -> SocketAddr {
+    for _ in 0..64 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let addr = udp.local_addr().expect("local addr");
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+fn free_tcp_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
+    listener.local_addr().expect("local addr")
+}
+
+impl TestCluster {
+    /// Start `priorities.len()` nodes n1, n2, ... with those priorities.
+    pub fn start(priorities: &[u32]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let specs: Vec<NodeSpec> = priorities
+            .iter()
+            .enumerate()
+            .map(|(index, priority)| {
+                let id = format!("n{}", index + 1);
+                NodeSpec {
+                    data_dir: dir.path().join(&id),
+                    id,
+                    bind: free_bind_addr(),
+                    http: free_tcp_addr(),
+                    priority: *priority,
+                }
+            })
+            .collect();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("HTTP client");
+        let mut cluster = Self {
+            _dir: dir,
+            bots: specs.iter().map(|_| None).collect(),
+            specs,
+            client,
+        };
+        for index in 0..cluster.specs.len() {
+            cluster.spawn(index);
+        }
+        cluster
+    }
+
+    /// Start (or restart) node `index`.
+    pub fn spawn(&mut self, index: usize) {
+        let spec = &self.specs[index];
+        let seeds: Vec<String> = self
+            .specs
+            .iter()
+            .filter(|other| other.id != spec.id)
+            .map(|other| other.bind.to_string())
+            .collect();
+        let bind = spec.bind.to_string();
+        let http = spec.http.to_string();
+        let priority = spec.priority.to_string();
+        let data_dir = spec.data_dir.to_string_lossy().into_owned();
+        let seeds = seeds.join(",");
+        let bot = Bot::start(&[
+            "--id",
+            &spec.id,
+            "--bind",
+            &bind,
+            "--http",
+            &http,
+            "--seeds",
+            &seeds,
+            "--priority",
+            &priority,
+            "--data-dir",
+            &data_dir,
+            "--cluster",
+            "bot-test",
+        ]);
+        self.bots[index] = Some(bot);
+    }
+
+    /// SIGKILL node `index`.
+    pub fn kill(&mut self, index: usize) {
+        // Dropping the guard kills the process by its id and reaps it.
+        self.bots[index] = None;
+    }
+
+    /// SIGTERM node `index` and wait for it to exit; returns its exit code.
+    pub fn terminate(&mut self, index: usize) -> Option<i32> {
+        let bot = self.bots[index].take()?;
+        let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let finished = bot.finish(Duration::from_secs(30));
+        finished.status.code()
+    }
+
+    /// Whether node `index` runs.
+    pub fn running(&self, index: usize) -> bool {
+        self.bots[index].is_some()
+    }
+
+    fn url(&self, index: usize, path: &str) -> String {
+        format!("http://{}{path}", self.specs[index].http)
+    }
+
+    /// `method path` on node `index` with `body`: the status and the body as JSON (or as a
+    /// JSON string when it is not JSON). `None` when the node did not answer.
+    pub fn call(&self, index: usize, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .client
+            .request(method, self.url(index, path))
+            .body(body.to_string())
+            .send()
+            .ok()?;
+        let status = response.status().as_u16();
+        let text = response.text().ok()?;
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Some((status, json))
+    }
+
+    /// The same as [`call`](Self::call), panicking when the node does not answer.
+    pub fn must(&self, index: usize, method: &str, path: &str, body: &str) -> (u16, Value) {
+        self.call(index, method, path, body)
+            .unwrap_or_else(|| panic!("{} did not answer {method} {path}", self.specs[index].id))
+    }
+
+    /// Poll until `condition` holds, for at most `timeout`.
+    pub fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = condition(self) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The running node that reports itself leader with a quorum (not in `except`).
+    pub fn leader(&self, except: &[usize]) -> Option<usize> {
+        (0..self.specs.len()).find(|&index| {
+            !except.contains(&index)
+                && self.running(index)
+                && matches!(
+                    self.call(index, "GET", "/v1/health", ""),
+                    Some((200, health)) if health["role"] == "leader"
+                )
+        })
+    }
+
+    /// Wait for a leader other than `except`.
+    pub fn wait_for_leader(&self, except: &[usize], timeout: Duration) -> usize {
+        self.wait_until("a leader", timeout, |cluster| cluster.leader(except))
+    }
+
+    /// Every journal entry, read through node `index`.
+    pub fn journal(&self, index: usize) -> Vec<JournalEntry> {
+        let mut entries = Vec::new();
+        let mut position = Some(0usize);
+        while let Some(at) = position {
+            let (status, body) =
+                self.must(index, "GET", &format!("/bot/journal?position={at}"), "");
+            assert_eq!(status, 200, "{body}");
+            let page: JournalPage = serde_json::from_value(body).expect("a journal page");
+            if page.entries.is_empty() {
+                break;
+            }
+            entries.extend(page.entries);
+            position = page.next_position;
+        }
+        entries
+    }
+
+    /// A gauge's value from node `index`'s `/v1/metrics`.
+    pub fn metric(&self, index: usize, name: &str) -> Option<f64> {
+        let (status, body) = self.call(index, "GET", "/v1/metrics", "")?;
+        let Value::String(text) = body else {
+            return None;
+        };
+        if status != 200 {
+            return None;
+        }
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+}
