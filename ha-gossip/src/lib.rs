@@ -67,8 +67,3 @@ pub use identity::GossipIdentity;
 pub use members::MEMBERS_MAX;
 pub use metadata::{METADATA_BYTES_MAX, MetadataAnnouncement};
 pub use settings::GossipSettings;
-
-// The README's embedding example is compiled as a doc test so it cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

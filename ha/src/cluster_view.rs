@@ -83,6 +83,25 @@ pub struct MemberView {
     pub last_contact_ms: Option<u64>,
 }
 
+impl MemberView {
+    /// A row with no address, progress or metadata yet.
+    fn without_progress(id: NodeId, role: String, voter: bool) -> Self {
+        Self {
+            id,
+            addr: None,
+            http: None,
+            priority: 0,
+            role,
+            state: NodeState::Joining,
+            health: HealthStatus::Unknown,
+            voter,
+            match_index: None,
+            lag_entries: None,
+            last_contact_ms: None,
+        }
+    }
+}
+
 /// One leadership change: an element of `GET /v1/failover/history`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverEvent {
@@ -151,33 +170,28 @@ impl ClusterView {
             rows.insert(
                 member.id.clone(),
                 MemberView {
-                    id: member.id.clone(),
                     addr: Some(member.gossip_addr),
                     http: metadata.and_then(|metadata| metadata.http_addr),
                     priority: metadata.map_or(0, |metadata| metadata.priority.0),
-                    role: role_of(&member.id),
                     state: member.state(),
                     health: metadata.map_or(HealthStatus::Unknown, |metadata| metadata.health),
-                    voter: membership.is_voter(&member.id),
-                    match_index: None,
-                    lag_entries: None,
-                    last_contact_ms: None,
+                    ..MemberView::without_progress(
+                        member.id.clone(),
+                        role_of(&member.id),
+                        membership.is_voter(&member.id),
+                    )
                 },
             );
         }
         for id in membership.members() {
+            // Known to the log but not (or no longer) to gossip.
             rows.entry(id.clone()).or_insert_with(|| MemberView {
-                id: id.clone(),
                 addr: None,
                 http: None,
                 priority: 0,
-                role: role_of(id),
                 state: NodeState::Unreachable,
                 health: HealthStatus::Unknown,
-                voter: membership.is_voter(id),
-                match_index: None,
-                lag_entries: None,
-                last_contact_ms: None,
+                ..MemberView::without_progress(id.clone(), role_of(id), membership.is_voter(id))
             });
         }
         rows.insert(

@@ -96,3 +96,8 @@ pub use ha_gossip as gossip;
 pub use ha_lock as lock;
 /// The replicated log.
 pub use ha_replicate as replicate;
+
+// The README's embedding example is compiled and run as a doc test so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

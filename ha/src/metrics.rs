@@ -67,6 +67,22 @@ impl PrometheusText {
         self.family(name, kind, help).sample(name, &[], value)
     }
 
+    /// A gauge family with one sample per peer (peers without a value are left out).
+    pub fn peer_family<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl Iterator<Item = (&'a str, Option<u64>)>,
+    ) -> &mut Self {
+        self.family(name, "gauge", help);
+        for (peer, value) in values {
+            if let Some(value) = value {
+                self.sample(name, &[("peer", peer)], value as f64);
+            }
+        }
+        self
+    }
+
     /// The text so far.
     pub fn finish(self) -> String {
         self.text
@@ -149,44 +165,28 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "The highest index applied to this node's state machine.",
         status.applied_index.0 as f64,
     );
-    out.family(
+    let peers = &status.peers;
+    out.peer_family(
         "ha_peer_lag_entries",
-        "gauge",
         "Entries each peer is behind the leader's log (leader only).",
+        peers
+            .iter()
+            .map(|peer| (peer.id.as_str(), Some(peer.lag_entries))),
     );
-    for peer in &status.peers {
-        out.sample(
-            "ha_peer_lag_entries",
-            &[("peer", peer.id.as_str())],
-            peer.lag_entries as f64,
-        );
-    }
-    out.family(
+    out.peer_family(
         "ha_peer_match_index",
-        "gauge",
         "The highest index known replicated on each peer (leader only).",
+        peers
+            .iter()
+            .map(|peer| (peer.id.as_str(), Some(peer.match_index.0))),
     );
-    for peer in &status.peers {
-        out.sample(
-            "ha_peer_match_index",
-            &[("peer", peer.id.as_str())],
-            peer.match_index.0 as f64,
-        );
-    }
-    out.family(
+    out.peer_family(
         "ha_peer_last_contact_ms",
-        "gauge",
         "Milliseconds since each peer last answered the leader (leader only).",
+        peers
+            .iter()
+            .map(|peer| (peer.id.as_str(), peer.last_contact_ms)),
     );
-    for peer in &status.peers {
-        if let Some(contact) = peer.last_contact_ms {
-            out.sample(
-                "ha_peer_last_contact_ms",
-                &[("peer", peer.id.as_str())],
-                contact as f64,
-            );
-        }
-    }
     out.single(
         "ha_elections_started_total",
         "counter",
