@@ -181,10 +181,20 @@ fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catc
     let commit = cluster
         .metric(second, "ha_commit_index")
         .expect("commit index");
+    let restarted = cluster.specs[first].id.clone();
     let applied = cluster.wait_until("the restarted node to catch up", ELECTION, |cluster| {
-        cluster
-            .metric(first, "ha_applied_index")
-            .filter(|applied| *applied >= commit)
+        // Caught up as the leader sees it (it replicates to the new process, not only to the
+        // log the node recovered from its disk), and applied locally.
+        let (_, table) = cluster.call(second, "GET", "/v1/cluster", "")?;
+        let row = table["members"]
+            .as_array()?
+            .iter()
+            .find(|member| member["id"] == restarted.as_str())?
+            .clone();
+        let matched = row["match_index"].as_f64()? >= commit;
+        let recent = row["last_contact_ms"].as_u64()? < 500;
+        let applied = cluster.metric(first, "ha_applied_index")?;
+        (matched && recent && applied >= commit).then_some(applied)
     });
     println!("restarted node applied {applied} >= commit {commit}");
     let (status, health) = cluster.must(first, "GET", "/v1/health", "");
@@ -201,17 +211,39 @@ fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catc
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["to"], target.as_str());
-    let third = cluster.wait_for_leader(&[second], ELECTION);
+    let deadline = Instant::now() + ELECTION;
+    let third = loop {
+        if let Some(leader) = cluster.leader(&[second]) {
+            break leader;
+        }
+        if Instant::now() > deadline {
+            let health: Vec<_> = (0..3)
+                .map(|index| cluster.call(index, "GET", "/v1/health", ""))
+                .collect();
+            let logs = cluster.kill_and_collect_logs();
+            panic!("no new leader after the transfer; health: {health:?}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(third, first, "leadership moved to the target");
-    let (_, history) = cluster.must(third, "GET", "/v1/failover/history", "");
-    let causes: Vec<&str> = history
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|event| event["cause"].as_str())
-        .collect();
-    assert!(causes.contains(&"leader_lost"), "{causes:?}");
-    assert_eq!(causes.last(), Some(&"manual_transfer"), "{causes:?}");
+    // The new leader's LeaderStart entry is applied just after it starts leading.
+    let causes = cluster.wait_until(
+        "the transfer in the failover history",
+        ELECTION,
+        |cluster| {
+            let (_, history) = cluster.call(third, "GET", "/v1/failover/history", "")?;
+            let causes: Vec<String> = history
+                .as_array()?
+                .iter()
+                .filter_map(|event| event["cause"].as_str().map(str::to_string))
+                .collect();
+            (causes.last().map(String::as_str) == Some("manual_transfer")).then_some(causes)
+        },
+    );
+    assert!(
+        causes.iter().any(|cause| cause == "leader_lost"),
+        "{causes:?}"
+    );
     let length = journal_length(&cluster, third).expect("answers");
     cluster.wait_until(
         "the journal to continue under the third leader",

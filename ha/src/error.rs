@@ -59,6 +59,14 @@ pub enum NodeError {
     /// A leadership transfer was refused: nothing changed.
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    /// A leadership transfer was started but this node still leads after the wait: the
+    /// target did not catch up or answer in time (it may be restarting or cut off). Nothing
+    /// changed; try again, or pick another target.
+    #[error("leadership did not move to {target} in time; this node still leads")]
+    TransferTimedOut {
+        /// The node that was asked to take over.
+        target: ha_core::NodeId,
+    },
     /// The replicated state machine answered something of the wrong kind (a KV answer to a
     /// host query): a version mismatch between nodes, or a bug. The outcome is unknown.
     #[error("unexpected answer: {detail}")]

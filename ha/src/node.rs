@@ -265,7 +265,8 @@ impl<S: StateMachine> Node<S> {
     ///
     /// # Errors
     /// [`NodeError::Transfer`]: this node does not lead (the error names the leader), the
-    /// target cannot lead, or a transfer is already under way. Nothing changed.
+    /// target cannot lead, or a transfer is already under way. [`NodeError::TransferTimedOut`]:
+    /// the target did not take over within the drain timeout. Nothing changed either way.
     pub async fn transfer_leadership(&self, target: Option<NodeId>) -> Result<NodeId, NodeError> {
         let chosen = self.shared.replica.transfer_leadership(target).await?;
         let mut roles = self.watch_role();
@@ -274,6 +275,9 @@ impl<S: StateMachine> Node<S> {
             roles.wait_for(|view| view.role != Role::Leader),
         )
         .await;
+        if self.is_leader() {
+            return Err(NodeError::TransferTimedOut { target: chosen });
+        }
         Ok(chosen)
     }
 
@@ -366,14 +370,26 @@ impl<S: StateMachine> Node<S> {
         let drain = shared.drain_timeout;
         tracing::info!(node = %shared.config.node_id, "shutting down");
         if self.is_leader() {
-            match self.transfer_leadership(None).await {
-                Ok(to) => tracing::info!(%to, "handed leadership over"),
-                Err(error) => tracing::warn!(%error, "could not hand leadership over"),
+            if shared.replica.hand_over(drain).await {
+                tracing::info!(leader = ?self.role().leader, "handed leadership over");
+            } else {
+                tracing::warn!("could not hand leadership over; the others will elect");
             }
         }
-        if tokio::time::timeout(drain, self.revoke_own_leases())
-            .await
-            .is_err()
+        // After a hand-over the new leader is known within an election or two. Without a
+        // majority nothing can be revoked: the leases then expire after their TTL.
+        let settle = Duration::from_millis(shared.config.timing.election_timeout_max_ms * 2);
+        let mut roles = self.watch_role();
+        let _ = tokio::time::timeout(
+            settle.min(drain),
+            roles.wait_for(|view| view.leader.is_some()),
+        )
+        .await;
+        let in_quorum = matches!(self.status().await, Ok(status) if status.quorum);
+        if in_quorum
+            && tokio::time::timeout(drain, self.revoke_own_leases())
+                .await
+                .is_err()
         {
             tracing::warn!("revoking this node's leases timed out; they will expire");
         }

@@ -133,6 +133,26 @@ impl TestCluster {
         finished.status.code()
     }
 
+    /// Kill every node and return the last lines of each one's log, to explain a failure.
+    pub fn kill_and_collect_logs(&mut self) -> String {
+        let mut text = String::new();
+        for index in 0..self.bots.len() {
+            if let Some(bot) = self.bots[index].take() {
+                let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let finished = bot.finish(Duration::from_secs(10));
+                let lines: Vec<&str> = finished.stderr.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                text.push_str(&format!(
+                    "--- {} log tail:\n{}\n",
+                    self.specs[index].id,
+                    tail.join("\n")
+                ));
+            }
+        }
+        text
+    }
+
     /// Whether node `index` runs.
     pub fn running(&self, index: usize) -> bool {
         self.bots[index].is_some()

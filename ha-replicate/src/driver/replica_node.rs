@@ -251,22 +251,7 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// [`shutdown`](Self::shutdown) through a shared reference, for owners that share the
     /// node (the `ha` facade): afterwards every call answers [`ClientError::Stopped`].
     pub async fn stop(&self, handover_timeout: Duration) {
-        if self.is_leader() {
-            let (reply, wait) = oneshot::channel();
-            let command = Command::Transfer {
-                target: None,
-                cause: ElectionCause::Shutdown,
-                reply,
-            };
-            if self.commands.send(command).await.is_ok() && matches!(wait.await, Ok(Ok(_))) {
-                let mut roles = self.roles.clone();
-                let _ = tokio::time::timeout(
-                    handover_timeout,
-                    roles.wait_for(|view| view.role != Role::Leader),
-                )
-                .await;
-            }
-        }
+        self.hand_over(handover_timeout).await;
         let (reply, wait) = oneshot::channel();
         if self.commands.send(Command::Stop(reply)).await.is_ok() {
             let _ = wait.await;
@@ -275,6 +260,27 @@ impl<S: StateMachine> ReplicaNode<S> {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    /// If leading, hand leadership to the best other voter because this node is shutting
+    /// down (the failover history records cause `shutdown`), and wait up to `timeout` for it
+    /// to step down. Returns whether this node no longer leads.
+    pub async fn hand_over(&self, timeout: Duration) -> bool {
+        if !self.is_leader() {
+            return true;
+        }
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Transfer {
+            target: None,
+            cause: ElectionCause::Shutdown,
+            reply,
+        };
+        if self.commands.send(command).await.is_ok() && matches!(wait.await, Ok(Ok(_))) {
+            let mut roles = self.roles.clone();
+            let _ = tokio::time::timeout(timeout, roles.wait_for(|view| view.role != Role::Leader))
+                .await;
+        }
+        !self.is_leader()
     }
 
     async fn send(&self, command: Command) -> Result<(), ClientError> {

@@ -159,6 +159,11 @@ impl From<NodeError> for ApiError {
             NodeError::Replication(error) => error.into(),
             NodeError::Lock(error) => error.into(),
             NodeError::Transfer(error) => error.into(),
+            timed_out @ NodeError::TransferTimedOut { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transfer_timed_out",
+                timed_out.to_string(),
+            ),
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
