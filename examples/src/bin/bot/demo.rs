@@ -143,6 +143,8 @@ struct Demo {
     closed_at: Vec<Option<Instant>>,
     /// The latest role each node's current run reported, with its term.
     roles: Vec<Option<(String, u64)>>,
+    /// The leader each node's current run last reported knowing.
+    leaders: Vec<Option<String>>,
     /// Whether each node's current run is appending to the journal.
     journaling: Vec<bool>,
     timeline: Timeline,
@@ -173,6 +175,7 @@ impl Demo {
             expected_running: vec![false; count],
             closed_at: vec![None; count],
             roles: vec![None; count],
+            leaders: vec![None; count],
             journaling: vec![false; count],
             timeline: Timeline::new(),
             http,
@@ -262,6 +265,7 @@ impl Demo {
     fn start(&mut self, index: usize) -> Result<(), DemoError> {
         self.closed_at[index] = None;
         self.roles[index] = None;
+        self.leaders[index] = None;
         self.journaling[index] = false;
         let at = Instant::now();
         let pid = self
@@ -444,7 +448,10 @@ impl Demo {
                 let role = line.role.clone().unwrap_or_default();
                 let term = line.term.unwrap_or(0);
                 let was = self.roles[index].replace((role.clone(), term));
-                if was.as_ref().map(|(role, _)| role) == Some(&role) {
+                let leader_was = std::mem::replace(&mut self.leaders[index], line.leader.clone());
+                // Report a new role, or a follower learning who leads; not every term bump.
+                let same_role = was.as_ref().map(|(role, _)| role) == Some(&role);
+                if same_role && (role != "follower" || leader_was == line.leader) {
                     return;
                 }
                 self.timeline.on_role(&id, &role, term, at);
