@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the peers the side-by-side benchmarks compare ha with, from the system's packages:
+# etcd (server and etcdctl) and Serf. Idempotent; needs root (or sudo) and the Debian archive.
+set -eu
+missing=""
+command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
+command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
+command -v serf >/dev/null 2>&1 || missing="$missing serf"
+if [ -z "$missing" ]; then
+    echo "peers already installed: $(etcd --version | head -1), $(serf version | head -1)"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086 # the package list is meant to split
+$SUDO apt-get install -y -qq --no-install-recommends $missing
+echo "installed:$missing"

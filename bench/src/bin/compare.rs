@@ -1,0 +1,202 @@
+//! The side-by-side harness: runs every comparison benchmark in one go on this machine and
+//! writes `bench/RESULTS.md` (with the machine's description and each benchmark's section),
+//! `target/bench/compare.json` (every figure) and copies the SVG plots to `bench/results/`.
+//!
+//! Run it through `bench/compare.sh`, which installs the peers (etcd, Serf) from the system's
+//! packages and builds what it needs first:
+//!
+//! ```text
+//! bench/compare.sh            # everything, defaults (about 10 minutes on 2 CPUs)
+//! bench/compare.sh --quick    # shorter runs, for checking the harness itself
+//! ```
+//!
+//! Each benchmark is a sibling binary (`compare_etcd`, `compare_gossip`, `compare_scaling`)
+//! that writes `target/bench/<name>.json` and a Markdown fragment `target/bench/<name>.md`; a
+//! failed or missing one is reported in the results rather than hiding the others.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ha_bench::MachineDescription;
+use serde::Serialize;
+
+/// The benchmarks, in the order they run.
+const BENCHMARKS: [&str; 3] = ["compare_etcd", "compare_gossip", "compare_scaling"];
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Run every side-by-side benchmark and write bench/RESULTS.md")]
+struct Options {
+    /// Pass `--quick` to each benchmark: shorter runs, fewer trials.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these benchmarks (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    report: PathBuf,
+    /// Longest time one benchmark may run, in seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+/// How one benchmark went.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    name: String,
+    ok: bool,
+    seconds: f64,
+    detail: String,
+    figures: Option<serde_json::Value>,
+}
+
+fn main() {
+    let options = Options::parse();
+    let executable = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("compare"));
+    let directory = executable
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let output = PathBuf::from("target/bench");
+    if let Err(error) = std::fs::create_dir_all(&output) {
+        eprintln!("compare: cannot create {}: {error}", output.display());
+        std::process::exit(1);
+    }
+    let machine = MachineDescription::read();
+    let mut outcomes = Vec::new();
+    for name in BENCHMARKS {
+        if !options.only.is_empty() && !options.only.iter().any(|only| only == name) {
+            continue;
+        }
+        println!("== {name}");
+        let started = Instant::now();
+        let mut command = Command::new(directory.join(name));
+        if options.quick {
+            command.arg("--quick");
+        }
+        let result = run_bounded(&mut command, Duration::from_secs(options.timeout_secs));
+        let seconds = started.elapsed().as_secs_f64();
+        let figures = std::fs::read_to_string(output.join(format!("{name}.json")))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let (ok, detail) = match result {
+            Ok(status) if status.success() => (true, "ok".to_string()),
+            Ok(status) => (false, format!("exited with {status}")),
+            Err(error) => (false, error),
+        };
+        println!("== {name}: {detail} in {seconds:.0} s");
+        outcomes.push(Outcome {
+            name: name.to_string(),
+            ok,
+            seconds,
+            detail,
+            figures,
+        });
+    }
+    let report = render(&machine, &options, &outcomes, &output);
+    if let Err(error) = std::fs::write(&options.report, report) {
+        eprintln!("compare: cannot write {}: {error}", options.report.display());
+        std::process::exit(1);
+    }
+    copy_plots(&output, Path::new("bench/results"));
+    let json = serde_json::json!({ "machine": machine, "benchmarks": outcomes });
+    let _ = std::fs::write(
+        output.join("compare.json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    );
+    println!("report: {}", options.report.display());
+    if outcomes.iter().any(|outcome| !outcome.ok) {
+        std::process::exit(1);
+    }
+}
+
+/// Run `command` (stdout and stderr inherited), killing it after `timeout`.
+fn run_bounded(
+    command: &mut Command,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let mut child = command
+        .spawn()
+        .map_err(|error| format!("cannot start (build it with bench/compare.sh): {error}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("killed after {} s", timeout.as_secs()));
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
+/// The report: header, machine, each benchmark's fragment (or why it is missing).
+fn render(
+    machine: &MachineDescription,
+    options: &Options,
+    outcomes: &[Outcome],
+    output: &Path,
+) -> String {
+    let mut text = String::from("# ha side by side with etcd and Serf\n\n");
+    text.push_str(
+        "Produced by `bench/compare.sh` (the harness `bench/src/bin/compare.rs`): every system on \
+         loopback on the same machine in the same run, driven by the same load generator. \
+         Ratios are ha / peer: below 1 is better for ha on times and memory, above 1 on \
+         throughput. Figures from one run; see the JSON in `target/bench/` for every sample \
+         summary.\n\n",
+    );
+    text.push_str(&format!(
+        "Machine: {} CPUs ({}), {} MiB memory, kernel {}. Mode: {}.\n\n",
+        machine.cpus,
+        machine.cpu_model,
+        machine.memory_mib,
+        machine.kernel,
+        if options.quick { "quick" } else { "full" }
+    ));
+    text.push_str("| benchmark | outcome | seconds |\n|---|---|---|\n");
+    for outcome in outcomes {
+        text.push_str(&format!(
+            "| {} | {} | {:.0} |\n",
+            outcome.name, outcome.detail, outcome.seconds
+        ));
+    }
+    text.push('\n');
+    for outcome in outcomes {
+        match std::fs::read_to_string(output.join(format!("{}.md", outcome.name))) {
+            Ok(fragment) => {
+                text.push_str(fragment.trim_end());
+                text.push_str("\n\n");
+            }
+            Err(_) => text.push_str(&format!(
+                "## {}\n\nNo results: {}.\n\n",
+                outcome.name, outcome.detail
+            )),
+        }
+    }
+    text
+}
+
+/// Copy the SVG plots next to the report, so the committed report can link them.
+fn copy_plots(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    if std::fs::create_dir_all(to).is_err() {
+        return;
+    }
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|extension| extension == "svg")
+            && let Some(name) = path.file_name()
+            && let Err(error) = std::fs::copy(&path, to.join(name))
+        {
+            eprintln!("compare: cannot copy {}: {error}", path.display());
+        }
+    }
+}
