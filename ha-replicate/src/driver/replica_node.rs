@@ -351,6 +351,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 };
                 self.handle(input);
             }
+            // A leader's appends leave before its own fsync, so the followers' disks and ours
+            // write in parallel; everything that promises what is on our disk (votes, acks,
+            // client answers) stays held until the sync.
+            self.carry_out();
             self.core.flush();
             self.carry_out();
         }

@@ -86,6 +86,9 @@ pub struct Engine {
     pub(crate) timer_generations: [u64; TimerKind::COUNT],
     pub(crate) votes: BTreeSet<NodeId>,
     pub(crate) leader_heard_at: Option<Millis>,
+    /// The highest index of this node's log known synced to disk. A leader sends appends
+    /// before its own fsync, so it counts its own log towards a commit only up to here.
+    pub(crate) durable_index: LogIndex,
     pub(crate) last_leader: Option<NodeId>,
     pub(crate) campaign_cause: ElectionCause,
     pub(crate) leaderless_since: Millis,
@@ -144,6 +147,7 @@ impl Engine {
             timer_generations: [0; TimerKind::COUNT],
             votes: BTreeSet::new(),
             leader_heard_at: None,
+            durable_index: LogIndex(0),
             last_leader: None,
             campaign_cause: ElectionCause::Startup,
             leaderless_since: now,
@@ -162,6 +166,8 @@ impl Engine {
             elections_started: 0,
             effects: Vec::new(),
         };
+        // A recovered log is on disk.
+        engine.durable_index = engine.log.last_index();
         engine.role = engine.follower_role();
         engine.reset_election_timer();
         engine
@@ -282,6 +288,17 @@ impl Engine {
                 answered.count() >= membership.quorum()
             }
             _ => self.leader.is_some() && recent(self.leader_heard_at),
+        }
+    }
+
+    /// The driver synced this node's log through `index`. On a leader this may commit: the
+    /// leader's appends leave before its own fsync (the two disks write in parallel), and its
+    /// own log counts towards a majority only once durable.
+    pub fn on_persisted(&mut self, now: Millis, index: LogIndex) {
+        self.observe(now);
+        if index > self.durable_index {
+            self.durable_index = index;
+            self.maybe_advance_commit(now);
         }
     }
 

@@ -231,6 +231,9 @@ impl Engine {
                             self.commit_index
                         );
                         self.log.truncate_from(entry.index);
+                        self.durable_index = self
+                            .durable_index
+                            .min(LogIndex(entry.index.0.saturating_sub(1)));
                         self.effects
                             .push(Effect::Persist(Persist::TruncateFrom(entry.index)));
                     }
@@ -342,7 +345,7 @@ impl Engine {
             .iter()
             .map(|voter| {
                 if *voter == self.settings.node_id {
-                    self.log.last_index()
+                    self.durable_index.min(self.log.last_index())
                 } else {
                     self.progress
                         .get(voter)
@@ -404,6 +407,7 @@ impl Engine {
             let agrees = self.log.term_at(last_index) == Some(meta.last_term);
             self.log.install_snapshot(meta.clone());
             if !agrees {
+                self.durable_index = self.durable_index.min(last_index);
                 self.effects
                     .push(Effect::Persist(Persist::TruncateFrom(last_index.next())));
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
 
 use crate::engine::{
-    Effect, Engine, EngineStart, Persist, ProposeError, ReadError, Role, TimerKind,
+    Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, Role, TimerKind,
 };
 use crate::replica::applier::Applier;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
@@ -93,6 +93,10 @@ struct StrongWait {
     deadline: Millis,
 }
 
+/// Most sync rounds one [`ReplicaCore::flush`] runs (a sync can commit, applying can snapshot,
+/// a snapshot must be synced again).
+const FLUSH_ROUNDS_MAX: usize = 4;
+
 /// One replica of the log and its state machine, with no IO of its own.
 ///
 /// The tokio driver runs it over TCP and a WAL; the simulator runs it over a simulated network
@@ -117,6 +121,8 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// to a request made before a restart cannot be taken for a reply to a new one.
     next_id: u64,
     fatal: Option<String>,
+    /// The time of the latest input, for work a sync releases.
+    last_now: Millis,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -171,6 +177,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             forwards: BTreeMap::new(),
             next_id: seed,
             fatal: None,
+            last_now: now,
         };
         core.outputs.push(ReplicaEffect::SetTimer {
             timer: ReplicaTimer::Housekeeping,
@@ -216,19 +223,33 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         std::mem::take(&mut self.outputs)
     }
 
-    /// Sync the store and release what waited for it (group commit).
+    /// Sync the store and release what waited for it (group commit). What the sync made
+    /// durable may commit on a leader (its own log counts only once synced), and applying that
+    /// may write again (a snapshot), so this repeats a bounded number of times; anything still
+    /// unsynced then stays held for the next call.
     pub fn flush(&mut self) {
-        if self.fatal.is_some() {
-            return;
-        }
-        if self.unsynced {
-            if let Err(error) = self.store.sync() {
-                self.fail(error);
+        for _ in 0..FLUSH_ROUNDS_MAX {
+            if self.fatal.is_some() {
                 return;
             }
-            self.unsynced = false;
+            if self.unsynced {
+                if let Err(error) = self.store.sync() {
+                    self.fail(error);
+                    return;
+                }
+                self.unsynced = false;
+            }
+            let now = self.last_now;
+            let durable = self.engine.last_index();
+            self.engine.on_persisted(now, durable);
+            self.process_engine_effects(now);
+            if !self.unsynced {
+                break;
+            }
         }
-        self.outputs.append(&mut self.held);
+        if !self.unsynced {
+            self.outputs.append(&mut self.held);
+        }
     }
 
     // ----- Inputs -----
@@ -464,9 +485,21 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    /// Queue an outgoing effect behind any unsynced write.
+    /// Queue an outgoing effect behind any unsynced write. A leader's appends and snapshots
+    /// are the exception: they promise nothing about the leader's own disk (Raft thesis
+    /// 10.2.1), because the leader counts its own log towards a commit only once synced (see
+    /// [`Engine::on_persisted`]), so they leave at once and both fsyncs run in parallel.
     fn emit(&mut self, effect: ReplicaEffect) {
-        if self.unsynced || !self.held.is_empty() {
+        let leader_replication = matches!(
+            &effect,
+            ReplicaEffect::Send {
+                rpc: Rpc::Raft(Message::AppendRequest { .. } | Message::InstallSnapshot { .. }),
+                ..
+            }
+        ) && self.engine.role() == Role::Leader;
+        if leader_replication {
+            self.outputs.push(effect);
+        } else if self.unsynced || !self.held.is_empty() {
             self.held.push(effect);
         } else {
             self.outputs.push(effect);
@@ -484,6 +517,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     // ----- Engine effects -----
 
     fn after_input(&mut self, now: Millis) {
+        self.last_now = self.last_now.max(now);
+        self.process_engine_effects(now);
+        if self.settings.sync_policy == SyncPolicy::EveryInput {
+            self.flush();
+        }
+    }
+
+    fn process_engine_effects(&mut self, now: Millis) {
         let effects = self.engine.drain_effects();
         for effect in effects {
             if self.fatal.is_some() {
@@ -492,9 +533,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.carry_out(now, effect);
         }
         self.complete_strong_writes();
-        if self.settings.sync_policy == SyncPolicy::EveryInput {
-            self.flush();
-        }
     }
 
     fn carry_out(&mut self, now: Millis, effect: Effect) {
