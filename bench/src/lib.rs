@@ -13,6 +13,7 @@
 mod latency_summary;
 mod loopback_cluster;
 mod machine_description;
+pub mod peers;
 
 pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};

@@ -1,0 +1,202 @@
+//! ha side by side with etcd, in one run on one machine, on loopback: writes over HTTP, locks,
+//! failover and resources. Writes `target/bench/compare_etcd.{json,md}` and two SVG plots.
+//!
+//! Needs `target/release/bot` (`cargo build --release --bin bot`) and `etcd` on `PATH`
+//! (`bench/install_peers.sh`). Every process it starts is owned by a guard that SIGKILLs and
+//! reaps it on every exit path; every loop is bounded in count and time.
+
+/// The parts, in `bench/src/bin/compare_etcd/`.
+mod compare_etcd {
+    pub mod api;
+    pub mod failover;
+    pub mod locks;
+    pub mod plots;
+    pub mod report;
+    pub mod writes;
+}
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ha_bench::peers::{BotCluster, BotClusterOptions, EtcdCluster, EtcdClusterOptions};
+
+use compare_etcd::api::{System, Target};
+use compare_etcd::failover::{self, Variant};
+use compare_etcd::report::{FailoverSeries, IdleMemory, LockResults, Results, WriteResults};
+use compare_etcd::{locks, writes};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark ha against etcd on loopback (writes, locks, failover, resources)")]
+struct Args {
+    /// Seconds per write load run (each of 1, 16 and 64 clients, each system).
+    #[arg(long, default_value_t = 5)]
+    duration_s: u64,
+    /// Uncontended lock acquire+release iterations per system.
+    #[arg(long, default_value_t = 300)]
+    lock_iterations: u32,
+    /// Seconds of the contended lock run per system.
+    #[arg(long, default_value_t = 5)]
+    lock_contended_s: u64,
+    /// Failover trials per configuration (at least 5 for the report).
+    #[arg(long, default_value_t = 5)]
+    trials: u32,
+    /// Time limit of one write attempt in the failover writer, in ms.
+    #[arg(long, default_value_t = 1000)]
+    attempt_timeout_ms: u64,
+    /// Output directory; default `<workspace>/target/bench`.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+/// Concurrent clients of the write runs.
+const CLIENT_COUNTS: [usize; 3] = [1, 16, 64];
+/// Contended lock clients.
+const LOCK_CLIENTS: usize = 8;
+/// Most time to wait for a cluster's leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time before reading resident memory.
+const IDLE_BEFORE_RSS: Duration = Duration::from_secs(2);
+/// Most trials per configuration.
+const TRIALS_MAX: u32 = 50;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("compare_etcd: tokio runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("compare_etcd: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn rss_of(pids: &[u32]) -> Vec<u64> {
+    pids.iter()
+        .filter_map(|pid| ha_bench::peers::rss_bytes(*pid).ok())
+        .collect()
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
+        let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        bench.parent().unwrap_or(&bench).join("target/bench")
+    });
+    std::fs::create_dir_all(&out_dir).map_err(|error| format!("{}: {error}", out_dir.display()))?;
+    // Data directories on the same disk as the target directory (fsync is real there).
+    let data_dir = out_dir.join("compare_etcd_data");
+    let trials = args.trials.clamp(1, TRIALS_MAX);
+    let duration = Duration::from_secs(args.duration_s.clamp(1, 600));
+
+    eprintln!("starting 3 ha nodes and 3 etcd members");
+    let mut ha_options = BotClusterOptions::new(3);
+    ha_options.base_dir = Some(data_dir.clone());
+    let ha = BotCluster::start(ha_options).map_err(|error| error.to_string())?;
+    let mut etcd_options = EtcdClusterOptions::new(3);
+    etcd_options.base_dir = Some(data_dir.clone());
+    let etcd = EtcdCluster::start(etcd_options).map_err(|error| error.to_string())?;
+    let ha_leader = ha
+        .wait_for_leader(LEADER_TIMEOUT)
+        .await
+        .map_err(|error| format!("ha: {error} (logs in {})", ha.directory().display()))?;
+    ha.wait_until_healthy(LEADER_TIMEOUT)
+        .await
+        .map_err(|error| format!("ha: {error}"))?;
+    let etcd_leader = etcd
+        .wait_for_leader(LEADER_TIMEOUT)
+        .await
+        .map_err(|error| format!("etcd: {error} (logs in {})", etcd.directory().display()))?;
+    let ha_target = Target {
+        system: System::Ha,
+        base: ha.url(ha_leader),
+    };
+    let etcd_target = Target {
+        system: System::Etcd,
+        base: etcd.url(etcd_leader),
+    };
+
+    tokio::time::sleep(IDLE_BEFORE_RSS).await;
+    let idle = IdleMemory {
+        ha_bytes: rss_of(&ha.pids()),
+        etcd_bytes: rss_of(&etcd.pids()),
+    };
+
+    let mut write_results = WriteResults::default();
+    for clients in CLIENT_COUNTS {
+        eprintln!("writes: {clients} client(s), {duration:?} each system");
+        let prefix = format!("w{clients}");
+        write_results
+            .ha
+            .push(writes::run(&ha_target, clients, duration, &prefix, &ha.pids()).await?);
+        write_results
+            .etcd
+            .push(writes::run(&etcd_target, clients, duration, &prefix, &etcd.pids()).await?);
+    }
+
+    eprintln!(
+        "locks: {} uncontended cycles, {LOCK_CLIENTS} clients contended",
+        args.lock_iterations
+    );
+    let lock_duration = Duration::from_secs(args.lock_contended_s.clamp(1, 600));
+    let lock_results = LockResults {
+        ha_uncontended: locks::uncontended(&ha_target, args.lock_iterations).await?,
+        etcd_uncontended: locks::uncontended(&etcd_target, args.lock_iterations).await?,
+        ha_contended: locks::contended(&ha_target, LOCK_CLIENTS, lock_duration).await?,
+        etcd_contended: locks::contended(&etcd_target, LOCK_CLIENTS, lock_duration).await?,
+    };
+    drop(ha);
+    drop(etcd);
+
+    let variants = [Variant::Ha, Variant::EtcdDefault, Variant::EtcdTuned];
+    let mut series: Vec<FailoverSeries> =
+        variants.iter().map(|v| FailoverSeries::new(*v)).collect();
+    let attempt_timeout = Duration::from_millis(args.attempt_timeout_ms.clamp(10, 10_000));
+    for trial in 0..trials {
+        for (index, variant) in variants.iter().enumerate() {
+            let (figures, attempts) = failover::trial(*variant, &data_dir, attempt_timeout).await?;
+            eprintln!(
+                "failover {} trial {}: window {:.0} ms, {} failed attempts ({} writes), {} acknowledged, {} lost",
+                variant.name(),
+                trial + 1,
+                figures.window_ms,
+                figures.failed_attempts,
+                figures.failed_writes,
+                figures.acknowledged,
+                figures.lost
+            );
+            series[index].trials.push(figures);
+            if trial == 0 {
+                series[index].plotted_attempts = attempts;
+            }
+        }
+    }
+
+    let results = Results::new(
+        args.duration_s,
+        args.lock_iterations,
+        args.lock_contended_s,
+        args.attempt_timeout_ms,
+        idle,
+        write_results,
+        lock_results,
+        series,
+    );
+    results.write(&out_dir)?;
+    println!("{}", results.markdown());
+    eprintln!(
+        "wrote {0}/compare_etcd.json, {0}/compare_etcd.md, {0}/failover_latency.svg, {0}/throughput_vs_clients.svg",
+        out_dir.display()
+    );
+    Ok(())
+}
