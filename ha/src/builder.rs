@@ -27,8 +27,9 @@ use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner};
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
 
-/// Sessions the admin API's lock endpoints share.
-const HTTP_KV_SESSIONS: usize = 8;
+/// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
+/// bounds the concurrent HTTP writes one node serves (more wait for a free session).
+const HTTP_KV_SESSIONS: usize = 64;
 /// The log and snapshots live in this subdirectory of the data dir.
 pub const LOG_DIR_NAME: &str = "log";
 

@@ -589,6 +589,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.serve_ready_reads();
             }
             Effect::RoleChanged { role, term, leader } => {
+                self.fail_forwards_not_to(leader.as_ref());
                 self.outputs
                     .push(ReplicaEffect::RoleChanged { role, term, leader });
             }
@@ -709,6 +710,28 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 request_id,
                 reply: ClientReply::Failed(ClientError::Timeout),
             });
+        }
+    }
+
+    /// Requests forwarded to a node that no longer leads (it crashed, or lost an election)
+    /// may never be answered: fail them now as `LeadershipLost` (outcome unknown, retryable)
+    /// instead of at their deadline, so the client retries on the new leader at once. A retry
+    /// carries the same session and sequence, so a write the old leader did apply is not
+    /// applied twice.
+    fn fail_forwards_not_to(&mut self, leader: Option<&NodeId>) {
+        let stale: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, (_, _, asked))| Some(asked) != leader)
+            .map(|(forward_id, _)| *forward_id)
+            .collect();
+        for forward_id in stale {
+            if let Some((request_id, _, _)) = self.forwards.remove(&forward_id) {
+                self.emit(ReplicaEffect::Reply {
+                    request_id,
+                    reply: ClientReply::Failed(ClientError::LeadershipLost),
+                });
+            }
         }
     }
 
