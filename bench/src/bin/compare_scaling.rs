@@ -1,0 +1,211 @@
+//! Scaling: ha's QUORUM write throughput at 3, 5 and 7 voters (real nodes in this process on
+//! loopback TCP, on-disk WAL with fsync), and gossip join convergence and crash detection in
+//! the deterministic simulator at 10, 100, 1,000 and 10,000 members.
+//!
+//! `cargo run --release -p ha-bench --bin compare_scaling`
+//!
+//! Every loop is bounded: each throughput run by its duration, each simulated cluster by a
+//! virtual-time limit per phase, a wall-clock budget and a resident-memory ceiling; what a
+//! bounded run reached is reported as such.
+
+mod compare_scaling {
+    pub mod gossip_scaling;
+    pub mod write_scaling;
+}
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use compare_scaling::gossip_scaling::{GossipRow, SimLimits, measure_gossip};
+use compare_scaling::write_scaling::{WriteRow, measure_writes};
+use ha_bench::MachineDescription;
+use serde::Serialize;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "ha write throughput vs voters, and simulated gossip vs members")]
+struct Options {
+    /// Voter counts for the write runs (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "3,5,7")]
+    voters: Vec<usize>,
+    /// Concurrent clients in each write run.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of load per voter count.
+    #[arg(long, default_value_t = 3)]
+    duration_secs: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 128)]
+    value_bytes: usize,
+    /// Simulated cluster sizes (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    members: Vec<usize>,
+    /// Wall-clock budget per simulated cluster size for the cold start to reach 99%, seconds.
+    #[arg(long, default_value_t = 60)]
+    sim_join_secs: u64,
+    /// ... for the tail from 99% to 100%, seconds.
+    #[arg(long, default_value_t = 15)]
+    sim_all_secs: u64,
+    /// ... for the settle, the crash and its detection, seconds.
+    #[arg(long, default_value_t = 30)]
+    sim_detect_secs: u64,
+    /// Resident memory ceiling for the simulator, in MiB.
+    #[arg(long, default_value_t = 8_192)]
+    sim_memory_mib_max: u64,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory for compare_scaling.json and compare_scaling.md.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct Report {
+    benchmark: &'static str,
+    machine: MachineDescription,
+    writes: Vec<WriteRow>,
+    gossip_simulated: Vec<GossipRow>,
+    gossip_timing: &'static str,
+}
+
+fn markdown(report: &Report) -> String {
+    let mut text = String::from("## Scaling\n\n");
+    text.push_str(&format!("Machine: {}.\n\n", report.machine));
+    text.push_str("### QUORUM write throughput vs voters\n\n");
+    text.push_str(
+        "Real `ha-replicate` nodes in one process on loopback TCP, each with its own WAL (fdatasync per group commit), QUORUM writes to the leader.\n\n",
+    );
+    text.push_str(
+        "| voters | clients | value bytes | seconds | writes | writes/s | p50 us | p99 us | max us | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in &report.writes {
+        text.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {} | {:.0} | {} | {} | {} | {} |\n",
+            row.voters,
+            row.clients,
+            row.value_bytes,
+            row.seconds,
+            row.writes,
+            row.writes_per_second,
+            row.latency.p50_us,
+            row.latency.p99_us,
+            row.latency.max_us,
+            row.errors
+        ));
+    }
+    if let Some(first) = report.writes.first() {
+        let relative: Vec<String> = report
+            .writes
+            .iter()
+            .map(|row| {
+                format!(
+                    "{} voters {:.2}x",
+                    row.voters,
+                    row.writes_per_second / first.writes_per_second.max(f64::MIN_POSITIVE)
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "\nThroughput relative to {} voters: {}.\n",
+            first.voters,
+            relative.join(", ")
+        ));
+    }
+    text.push_str("\n### Gossip in the simulator vs members\n\n");
+    text.push_str(&format!(
+        "Deterministic simulator (`ha-tests`), virtual time, 1-2 ms links without loss, {}; all members start within the first second through 3 seeds. Times are virtual milliseconds (late by at most the check interval: 50 ms for 99%, 500 ms for 100%, 10 ms for detection). \"not reached\" means the wall-clock budget, the memory ceiling or the virtual-time limit stopped the phase first; the row then says what was reached.\n\n",
+        report.gossip_timing
+    ));
+    text.push_str(
+        "| members | all know 99% | all know 100% | crash: first survivor | crash: all survivors | wall s | events | stopped by |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let show =
+        |value: Option<u64>| value.map_or(String::from("not reached"), |ms| format!("{ms} ms"));
+    for row in &report.gossip_simulated {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} |\n",
+            row.members,
+            show(row.ninety_nine_percent_ms),
+            show(row.all_ms),
+            show(row.detect_first_ms),
+            show(row.detect_all_ms),
+            row.wall_seconds,
+            row.events_processed,
+            row.stopped_by.as_deref().unwrap_or("-"),
+        ));
+    }
+    for row in &report.gossip_simulated {
+        if let Some(note) = &row.note {
+            text.push_str(&format!("\n- {} members: {note}", row.members));
+        }
+    }
+    text.push('\n');
+    text
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let options = Options::parse();
+    let machine = MachineDescription::read();
+    println!("machine: {machine}");
+    let mut writes = Vec::new();
+    for &voters in &options.voters {
+        let voters = voters.clamp(1, 9);
+        let row = measure_writes(
+            voters,
+            options.clients.clamp(1, 1_024),
+            options.value_bytes.clamp(1, 1 << 20),
+            Duration::from_secs(options.duration_secs.clamp(1, 600)),
+        )
+        .await;
+        println!(
+            "writes: {} voters, {} clients: {:.0} writes/s, p50 {} us, p99 {} us, {} errors",
+            row.voters,
+            row.clients,
+            row.writes_per_second,
+            row.latency.p50_us,
+            row.latency.p99_us,
+            row.errors
+        );
+        writes.push(row);
+    }
+    let limits = SimLimits {
+        join_wall: Duration::from_secs(options.sim_join_secs.clamp(1, 3_600)),
+        all_wall: Duration::from_secs(options.sim_all_secs.clamp(1, 3_600)),
+        detect_wall: Duration::from_secs(options.sim_detect_secs.clamp(1, 3_600)),
+        resident_bytes_max: options.sim_memory_mib_max.saturating_mul(1 << 20),
+    };
+    let mut gossip_simulated = Vec::new();
+    for &members in &options.members {
+        let row = measure_gossip(members.clamp(2, 100_000), options.seed, &limits);
+        println!("gossip sim: {}", row.summary());
+        gossip_simulated.push(row);
+    }
+    let report = Report {
+        benchmark: "compare_scaling",
+        machine,
+        writes,
+        gossip_simulated,
+        gossip_timing: "Timing::lan (probe period 500 ms, probe round trip 200 ms, suspect-to-down 1,500 ms, gossip interval 200 ms), cluster_size_hint = members",
+    };
+    let text = markdown(&report);
+    print!("{text}");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&options.out_dir)?;
+        let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
+        std::fs::write(options.out_dir.join("compare_scaling.json"), json)?;
+        std::fs::write(options.out_dir.join("compare_scaling.md"), &text)
+    };
+    match write() {
+        Ok(()) => println!(
+            "results: {}/compare_scaling.json and compare_scaling.md",
+            options.out_dir.display()
+        ),
+        Err(error) => {
+            eprintln!("error: cannot write results: {error}");
+            std::process::exit(1);
+        }
+    }
+}

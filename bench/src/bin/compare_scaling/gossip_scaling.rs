@@ -1,0 +1,320 @@
+//! Gossip join convergence and crash detection in the deterministic simulator, one cluster
+//! size at a time, under a wall-clock budget and a memory ceiling.
+
+use std::time::{Duration, Instant};
+
+use ha_core::{MemberEvent, Millis};
+use ha_gossip::GossipCore;
+use ha_tests::gossip::{
+    GossipClusterOptions, all_see_each_other, considers_unreachable, first_unreachable_since,
+    gossip_cluster, is_rare_event,
+};
+use ha_tests::sim::Simulator;
+use serde::Serialize;
+
+/// Virtual time allowed for every member to know 99% of the others.
+const NINETY_NINE_PERCENT_MS_MAX: u64 = 120_000;
+/// Check interval for the 99% phase, virtual milliseconds.
+const NINETY_NINE_PERCENT_CHECK_MS: u64 = 50;
+/// Check interval for the 100% phase (its check walks every member table once foca's counts
+/// agree), virtual milliseconds.
+const ALL_CHECK_MS: u64 = 500;
+/// Check interval for the detection phase, virtual milliseconds.
+const DETECT_CHECK_MS: u64 = 10;
+/// Virtual time allowed for every survivor to declare the crashed member down.
+const DETECT_MS_MAX: u64 = 60_000;
+/// Quiet virtual time between the join and the crash.
+const SETTLE_MS: u64 = 5_000;
+
+/// Bounds on one simulated cluster.
+pub struct SimLimits {
+    /// Wall-clock time for the cold start to reach 99%.
+    pub join_wall: Duration,
+    /// Wall-clock time for the rest of the way to 100% (the long tail).
+    pub all_wall: Duration,
+    /// Wall-clock time for the settle, the crash and its detection.
+    pub detect_wall: Duration,
+    /// Resident memory of this process above which the run stops.
+    pub resident_bytes_max: u64,
+}
+
+/// One cluster size's figures (virtual milliseconds from the first start, or from the crash).
+#[derive(Debug, Default, Serialize)]
+pub struct GossipRow {
+    /// Members.
+    pub members: usize,
+    /// Every member knew at least 99% of the others.
+    pub ninety_nine_percent_ms: Option<u64>,
+    /// Every member knew every other.
+    pub all_ms: Option<u64>,
+    /// Virtual limit of the 100% phase (two probe rounds, at least 60 s).
+    pub all_limit_ms: u64,
+    /// After the crash: the first survivor declared the victim unreachable.
+    pub detect_first_ms: Option<u64>,
+    /// After the crash: every survivor that knew the victim did.
+    pub detect_all_ms: Option<u64>,
+    /// Survivors that knew the victim when it crashed.
+    pub detect_watchers: usize,
+    /// Of those, how many declared it unreachable.
+    pub detect_reported: usize,
+    /// Live members falsely declared unreachable during the whole run.
+    pub false_unreachable_events: usize,
+    /// At the end of the run: the lowest fraction of the others any running member knew.
+    pub known_fraction_min: f64,
+    /// ... and the mean over members.
+    pub known_fraction_mean: f64,
+    /// Whether the crash phase ran.
+    pub detect_measured: bool,
+    /// Wall-clock seconds of the cold start to 99% (or until it was stopped).
+    pub join_wall_seconds: f64,
+    /// Virtual time reached, milliseconds.
+    pub virtual_ms: u64,
+    /// Wall-clock time spent, seconds.
+    pub wall_seconds: f64,
+    /// Simulator events processed.
+    pub events_processed: u64,
+    /// Peak resident memory seen, MiB.
+    pub resident_mib: u64,
+    /// What stopped a phase early, if anything.
+    pub stopped_by: Option<String>,
+    /// A sentence on what the row means where it is partial.
+    pub note: Option<String>,
+}
+
+impl GossipRow {
+    /// One line for the console.
+    pub fn summary(&self) -> String {
+        let show = |value: Option<u64>| value.map_or(String::from("-"), |ms| format!("{ms} ms"));
+        format!(
+            "{} members: 99% {}, 100% {}, crash detected by first {} / all {} ({} of {}), {:.1} s wall, {} events, {} MiB{}",
+            self.members,
+            show(self.ninety_nine_percent_ms),
+            show(self.all_ms),
+            show(self.detect_first_ms),
+            show(self.detect_all_ms),
+            self.detect_reported,
+            self.detect_watchers,
+            self.wall_seconds,
+            self.events_processed,
+            self.resident_mib,
+            self.stopped_by
+                .as_ref()
+                .map_or(String::new(), |why| format!(", stopped by {why}"))
+        )
+    }
+}
+
+/// Resident memory of this process, from /proc/self/statm (0 where unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4_096)
+}
+
+/// Drives the simulator in steps, stopping at a condition, a virtual limit, the wall budget or
+/// the memory ceiling.
+struct Runner<'a> {
+    sim: Simulator<GossipCore>,
+    limits: &'a SimLimits,
+    started: Instant,
+    /// The current phase's wall-clock budget, from `phase_started`.
+    phase_wall: Duration,
+    phase_started: Instant,
+    resident_max: u64,
+    stopped_by: Option<String>,
+}
+
+impl Runner<'_> {
+    fn begin_phase(&mut self, wall: Duration) {
+        self.phase_wall = wall;
+        self.phase_started = Instant::now();
+    }
+
+    /// Run until `condition` holds (checked every `check_ms`), up to `limit_ms` of virtual time
+    /// from now. The time it held, or None (and `stopped_by` says why when it was a budget).
+    fn run_until(
+        &mut self,
+        limit_ms: u64,
+        check_ms: u64,
+        mut condition: impl FnMut(&Simulator<GossipCore>) -> bool,
+    ) -> Option<Millis> {
+        let deadline = self.sim.now() + limit_ms;
+        loop {
+            if condition(&self.sim) {
+                return Some(self.sim.now());
+            }
+            if self.sim.now() >= deadline {
+                self.stopped_by = Some(format!("the virtual-time limit ({limit_ms} ms)"));
+                return None;
+            }
+            if self.phase_started.elapsed() >= self.phase_wall {
+                self.stopped_by = Some(format!(
+                    "the wall-clock budget ({} s)",
+                    self.phase_wall.as_secs()
+                ));
+                return None;
+            }
+            let resident = resident_bytes();
+            self.resident_max = self.resident_max.max(resident);
+            if resident > self.limits.resident_bytes_max {
+                self.stopped_by = Some(format!(
+                    "the memory ceiling ({} MiB)",
+                    self.limits.resident_bytes_max >> 20
+                ));
+                return None;
+            }
+            let next = (self.sim.now() + check_ms).min(deadline);
+            self.sim.run_until(next);
+        }
+    }
+}
+
+fn known_fractions(sim: &Simulator<GossipCore>, members: usize) -> (f64, f64) {
+    let others = members.saturating_sub(1).max(1) as f64;
+    // Running members only: a crashed member knows nobody.
+    let fractions: Vec<f64> = (0..members)
+        .filter_map(|node| sim.actor(node))
+        .map(|core| core.reachable_count() as f64 / others)
+        .collect();
+    let min = fractions.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = fractions.iter().sum::<f64>() / fractions.len().max(1) as f64;
+    (min, mean)
+}
+
+fn everyone_knows_ninety_nine_percent(sim: &Simulator<GossipCore>, members: usize) -> bool {
+    let others = members.saturating_sub(1);
+    (0..members).all(|node| {
+        sim.actor(node)
+            .is_some_and(|core| core.reachable_count() * 100 >= others * 99)
+    })
+}
+
+/// Measure one cluster size: cold start to 99% and to 100% known, then a crash of the last
+/// member (not a seed) and its detection by every survivor that knew it.
+pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRow {
+    let options = GossipClusterOptions::new(members);
+    let mut sim = gossip_cluster(seed, &options);
+    sim.set_output_filter(is_rare_event);
+    let mut runner = Runner {
+        sim,
+        limits,
+        started: Instant::now(),
+        phase_wall: limits.join_wall,
+        phase_started: Instant::now(),
+        resident_max: 0,
+        stopped_by: None,
+    };
+    let mut row = GossipRow {
+        members,
+        ..GossipRow::default()
+    };
+    let everyone: Vec<usize> = (0..members).collect();
+    row.ninety_nine_percent_ms = runner
+        .run_until(
+            NINETY_NINE_PERCENT_MS_MAX,
+            NINETY_NINE_PERCENT_CHECK_MS,
+            |sim| everyone_knows_ninety_nine_percent(sim, members),
+        )
+        .map(|at| at.0);
+    row.join_wall_seconds = runner.phase_started.elapsed().as_secs_f64();
+    if row.ninety_nine_percent_ms.is_some() {
+        runner.begin_phase(limits.all_wall);
+        // Two probe rounds bound the last holes (see tests/tests/gossip_sim.rs).
+        let probe_round_ms = members as u64 * options.timing.gossip_probe_period_ms;
+        row.all_limit_ms = (2 * probe_round_ms).max(60_000);
+        row.all_ms = runner
+            .run_until(row.all_limit_ms, ALL_CHECK_MS, |sim| {
+                all_see_each_other(sim, &everyone)
+            })
+            .map(|at| at.0);
+        // Detection runs on the cluster as it is (at 99% if 100% was not reached in time).
+        let stopped_before = runner.stopped_by.take().map(|why| format!("100%: {why}"));
+        runner.begin_phase(limits.detect_wall);
+        let _ = runner.run_until(SETTLE_MS, SETTLE_MS, |_| false);
+        runner.stopped_by = None;
+        measure_detection(&mut runner, members, &mut row);
+        row.detect_measured = true;
+        let stopped_detect = runner
+            .stopped_by
+            .take()
+            .map(|why| format!("detection: {why}"));
+        let stops: Vec<String> = stopped_before.into_iter().chain(stopped_detect).collect();
+        runner.stopped_by = (!stops.is_empty()).then(|| stops.join("; "));
+    }
+    let (min, mean) = known_fractions(&runner.sim, members);
+    row.known_fraction_min = min;
+    row.known_fraction_mean = mean;
+    row.false_unreachable_events = runner
+        .sim
+        .all_outputs()
+        .filter(|record| {
+            matches!(&record.output, MemberEvent::Unreachable(member)
+                if Some(member.gossip_addr) != row_victim_addr(&runner.sim, members))
+        })
+        .count();
+    row.virtual_ms = runner.sim.now().0;
+    row.wall_seconds = runner.started.elapsed().as_secs_f64();
+    row.events_processed = runner.sim.events_processed();
+    row.resident_mib = runner.resident_max.max(resident_bytes()) >> 20;
+    row.stopped_by = runner.stopped_by.take();
+    row.note = note(&row);
+    row
+}
+
+fn row_victim_addr(sim: &Simulator<GossipCore>, members: usize) -> Option<std::net::SocketAddr> {
+    (members > 1).then(|| sim.addr(members - 1))
+}
+
+fn measure_detection(runner: &mut Runner<'_>, members: usize, row: &mut GossipRow) {
+    let victim = members - 1;
+    let victim_addr = runner.sim.addr(victim);
+    let watchers: Vec<usize> = (0..members)
+        .filter(|&node| node != victim && !considers_unreachable(&runner.sim, node, victim_addr))
+        .collect();
+    row.detect_watchers = watchers.len();
+    runner.sim.crash(victim);
+    let crashed_at = runner.sim.now();
+    let _ = runner.run_until(DETECT_MS_MAX, DETECT_CHECK_MS, |sim| {
+        watchers
+            .iter()
+            .all(|&node| first_unreachable_since(sim, node, victim_addr, crashed_at).is_some())
+    });
+    let times: Vec<u64> = watchers
+        .iter()
+        .filter_map(|&node| first_unreachable_since(&runner.sim, node, victim_addr, crashed_at))
+        .map(|record| record.at - crashed_at)
+        .collect();
+    row.detect_reported = times.len();
+    row.detect_first_ms = times.iter().copied().min();
+    if times.len() == watchers.len() {
+        row.detect_all_ms = times.iter().copied().max();
+    }
+}
+
+fn note(row: &GossipRow) -> Option<String> {
+    if row.ninety_nine_percent_ms.is_none() {
+        return Some(format!(
+            "the join did not reach 99% before it was stopped: after {} ms of virtual time ({:.0} s of wall time, {} events), the least-informed member knew {:.1}% of the others and the mean member {:.1}%; no crash was measured",
+            row.virtual_ms,
+            row.wall_seconds,
+            row.events_processed,
+            row.known_fraction_min * 100.0,
+            row.known_fraction_mean * 100.0
+        ));
+    }
+    let mut sentences = Vec::new();
+    if row.all_ms.is_none() {
+        sentences.push(format!(
+            "99% was reached after {:.0} s of wall time, but not 100% (virtual limit {} ms, two probe rounds, or the wall-clock budget, whichever came first); the crash was then measured on the cluster as it was, among the {} survivors that knew the victim",
+            row.join_wall_seconds, row.all_limit_ms, row.detect_watchers
+        ));
+    }
+    if row.detect_measured && row.detect_all_ms.is_none() {
+        sentences.push(format!(
+            "{} of {} survivors declared the crashed member unreachable before the phase was stopped",
+            row.detect_reported, row.detect_watchers
+        ));
+    }
+    (!sentences.is_empty()).then(|| sentences.join("; "))
+}
