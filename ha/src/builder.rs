@@ -182,7 +182,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         let http_kv = (0..HTTP_KV_SESSIONS)
             .map(|_| tokio::sync::Mutex::new(LockClient::from_node(&replica)))
             .collect();
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         let (health_sender, _) = watch::channel(HealthState {
             status: health_status,
             checks: health.results().to_vec(),
@@ -195,6 +195,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             gossip_addr,
             http_addr: Mutex::new(None),
             events,
+            first_events: Mutex::new(Some(first_events)),
             health: health_sender,
             writers,
             next_writer: AtomicUsize::new(0),

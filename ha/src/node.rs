@@ -73,6 +73,9 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) gossip_addr: SocketAddr,
     pub(crate) http_addr: Mutex<Option<SocketAddr>>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
+    /// The receiver made with the channel, kept for the first `events()` call so that it sees
+    /// every event since the start (members met while starting included).
+    pub(crate) first_events: Mutex<Option<broadcast::Receiver<NodeEvent>>>,
     pub(crate) health: watch::Sender<HealthState>,
     pub(crate) writers: Vec<ReplicaClient<WithLocks<S>>>,
     pub(crate) next_writer: AtomicUsize,
@@ -150,11 +153,17 @@ impl<S: StateMachine> Node<S> {
         self.shared.replica.watch_role()
     }
 
-    /// Role, membership and health changes from now on. A subscriber that falls more than
+    /// Role, membership and health changes. The first call gets every event since the node
+    /// started (so members met while starting are not missed); later calls get events from
+    /// the moment they subscribe. A subscriber that falls more than
     /// [`EVENT_BUFFER`](crate::EVENT_BUFFER) events behind is told how many it missed; the
     /// current state is then in [`role`](Self::role) and [`members`](Self::members).
     pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
-        self.shared.events.subscribe()
+        self.shared
+            .first_events
+            .lock()
+            .take()
+            .unwrap_or_else(|| self.shared.events.subscribe())
     }
 
     /// Every member gossip knows (not this node), reachable or not.

@@ -6,7 +6,7 @@
 //! packages and builds what it needs first:
 //!
 //! ```text
-//! bench/compare.sh            # everything, defaults (about 10 minutes on 2 CPUs)
+//! bench/compare.sh            # everything, defaults (about 8 minutes on 2 CPUs)
 //! bench/compare.sh --quick    # shorter runs, for checking the harness itself
 //! ```
 //!
@@ -29,7 +29,7 @@ const BENCHMARKS: [&str; 3] = ["compare_etcd", "compare_gossip", "compare_scalin
 #[derive(Parser, Debug)]
 #[command(about = "Run every side-by-side benchmark and write bench/RESULTS.md")]
 struct Options {
-    /// Pass `--quick` to each benchmark: shorter runs, fewer trials.
+    /// Shorter runs and fewer trials (figures not to be quoted).
     #[arg(long)]
     quick: bool,
     /// Run only these benchmarks (comma separated).
@@ -75,7 +75,7 @@ fn main() {
         let started = Instant::now();
         let mut command = Command::new(directory.join(name));
         if options.quick {
-            command.arg("--quick");
+            command.args(quick_arguments(name));
         }
         let result = run_bounded(&mut command, Duration::from_secs(options.timeout_secs));
         let seconds = started.elapsed().as_secs_f64();
@@ -98,7 +98,10 @@ fn main() {
     }
     let report = render(&machine, &options, &outcomes, &output);
     if let Err(error) = std::fs::write(&options.report, report) {
-        eprintln!("compare: cannot write {}: {error}", options.report.display());
+        eprintln!(
+            "compare: cannot write {}: {error}",
+            options.report.display()
+        );
         std::process::exit(1);
     }
     copy_plots(&output, Path::new("bench/results"));
@@ -110,6 +113,25 @@ fn main() {
     println!("report: {}", options.report.display());
     if outcomes.iter().any(|outcome| !outcome.ok) {
         std::process::exit(1);
+    }
+}
+
+/// Shorter runs for `--quick`: enough to check the harness, not to quote.
+fn quick_arguments(name: &str) -> &'static [&'static str] {
+    match name {
+        "compare_etcd" => &[
+            "--duration-s",
+            "1",
+            "--lock-iterations",
+            "50",
+            "--lock-contended-s",
+            "1",
+            "--trials",
+            "2",
+        ],
+        "compare_gossip" => &["--trials", "2"],
+        "compare_scaling" => &["--duration-secs", "1", "--members", "10,100"],
+        _ => &[],
     }
 }
 
