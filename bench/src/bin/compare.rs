@@ -181,6 +181,10 @@ fn render(
         machine.kernel,
         if options.quick { "quick" } else { "full" }
     ));
+    text.push_str(
+        "Plots: ![write latency across a leader kill](results/failover_latency.svg) \
+         ![throughput vs clients](results/throughput_vs_clients.svg)\n\n",
+    );
     text.push_str("| benchmark | outcome | seconds |\n|---|---|---|\n");
     for outcome in outcomes {
         text.push_str(&format!(
