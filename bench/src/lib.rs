@@ -10,11 +10,13 @@
 //! assert_eq!(summary.p50_us, 20);
 //! ```
 
+mod kv_machine;
 mod latency_summary;
 mod loopback_cluster;
 mod machine_description;
 pub mod peers;
 
+pub use kv_machine::{Kv, Put};
 pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};
 pub use machine_description::MachineDescription;

@@ -5,15 +5,16 @@
 //!
 //! Every loop is bounded by the duration; the nodes run in this process on loopback only.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ha_bench::{LatencySummary, MachineDescription, start_loopback_cluster, wait_for_leader};
-use ha_core::{Consistency, LogIndex, StateMachine, StateMachineError};
+use ha_bench::{
+    Kv, LatencySummary, MachineDescription, Put, start_loopback_cluster, wait_for_leader,
+};
+use ha_core::Consistency;
 use ha_replicate::driver::ReplicaNode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -34,35 +35,6 @@ struct Options {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/replicate_bench.json")]
     json: std::path::PathBuf,
-}
-
-/// A key/value map: the benchmark's state machine.
-#[derive(Default)]
-struct Kv(BTreeMap<u64, Vec<u8>>);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Put(u64, Vec<u8>);
-
-impl StateMachine for Kv {
-    type Command = Put;
-    type Response = ();
-    type Query = u64;
-    type QueryResponse = Option<Vec<u8>>;
-    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) {
-        self.0.insert(key, value);
-    }
-    fn query(&self, key: &u64) -> Option<Vec<u8>> {
-        self.0.get(key).cloned()
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        postcard::to_allocvec(&self.0)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        self.0 = postcard::from_bytes(bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        Ok(())
-    }
 }
 
 /// One client count's figures.

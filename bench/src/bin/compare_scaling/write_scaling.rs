@@ -1,41 +1,11 @@
 //! QUORUM write throughput of a loopback cluster of `voters` real nodes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ha_bench::{LatencySummary, start_loopback_cluster, wait_for_leader};
-use ha_core::{Consistency, LogIndex, StateMachine, StateMachineError};
-use serde::{Deserialize, Serialize};
-
-/// A key/value map: the benchmark's state machine (as in `replicate_bench`).
-#[derive(Default)]
-struct Kv(BTreeMap<u64, Vec<u8>>);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Put(u64, Vec<u8>);
-
-impl StateMachine for Kv {
-    type Command = Put;
-    type Response = ();
-    type Query = u64;
-    type QueryResponse = Option<Vec<u8>>;
-    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) {
-        self.0.insert(key, value);
-    }
-    fn query(&self, key: &u64) -> Option<Vec<u8>> {
-        self.0.get(key).cloned()
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        postcard::to_allocvec(&self.0)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        self.0 = postcard::from_bytes(bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        Ok(())
-    }
-}
+use ha_bench::{Kv, LatencySummary, Put, start_loopback_cluster, wait_for_leader};
+use ha_core::Consistency;
+use serde::Serialize;
 
 /// One voter count's figures.
 #[derive(Debug, Serialize)]
