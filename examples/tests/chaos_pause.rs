@@ -1,0 +1,124 @@
+//! A leader paused with SIGSTOP for longer than the election timeout, on real `bot`
+//! processes: the others elect a new leader; when the old one wakes (SIGCONT) it must not act
+//! as leader. A write sent to it while it slept is either refused or committed by the real
+//! leader (then readable at STRONG), never acknowledged on its own; its journal worker's late
+//! appends are fenced off; the journal stays gap-free. Every wait polls with a deadline; every
+//! process is killed by its id when the test ends.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ha_examples::journal::JournalVerdict;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::cluster::TestCluster;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn signal(cluster: &TestCluster, index: usize, signal: Signal) {
+    let pid = cluster.bots[index].as_ref().expect("running").pid();
+    kill(Pid::from_raw(pid as i32), signal).expect("signal");
+}
+
+#[test]
+fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
+    let mut cluster = TestCluster::start(&[1, 1, 1]);
+    let paused = cluster.wait_for_leader(&[], WAIT);
+    let (_, before) = cluster.must(paused, "GET", "/v1/health", "");
+    let old_term = before["term"].as_u64().expect("term");
+    cluster.wait_until("journal entries", WAIT, |cluster| {
+        let (_, page) = cluster.call(paused, "GET", "/bot/journal?limit=1", "")?;
+        (page["total_entries"].as_u64()? >= 5).then_some(())
+    });
+
+    signal(&cluster, paused, Signal::SIGSTOP);
+    let stopped_at = Instant::now();
+    // A write sent to the sleeping leader waits in its socket until it wakes.
+    let url = format!(
+        "http://{}/v1/kv/sent-while-paused",
+        cluster.specs[paused].http
+    );
+    let late_write = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        client
+            .put(url)
+            .body("late")
+            .send()
+            .map(|response| response.status().as_u16())
+            .ok()
+    });
+    let new_leader = cluster.wait_for_leader(&[paused], WAIT);
+    println!("new leader after {:?} of pause", stopped_at.elapsed());
+    let (status, written) = cluster.must(new_leader, "PUT", "/v1/kv/written-meanwhile", "x");
+    assert_eq!(status, 200, "{written}");
+    // Past the journal lock's TTL, so the new leader's worker holds the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    signal(&cluster, paused, Signal::SIGCONT);
+    let woke_at = Instant::now();
+    let health = cluster.wait_until("the woken node to follow", WAIT, |cluster| {
+        match cluster.call(paused, "GET", "/v1/health", "") {
+            Some((200, health)) if health["role"] == "follower" => Some(health),
+            _ => None,
+        }
+    });
+    println!("woken node follows after {:?}", woke_at.elapsed());
+    assert!(
+        health["term"].as_u64().expect("term") > old_term,
+        "{health}"
+    );
+    assert_eq!(health["leader"], cluster.specs[new_leader].id.as_str());
+
+    // The write it received while asleep: refused, or committed by the real leader.
+    let late_status = late_write.join().expect("writer thread");
+    let (read_status, value) = cluster.must(
+        new_leader,
+        "GET",
+        "/v1/kv/sent-while-paused?consistency=strong",
+        "",
+    );
+    match late_status {
+        Some(200) => {
+            assert_eq!(
+                read_status, 200,
+                "an acknowledged write must be readable: {value}"
+            );
+            assert_eq!(value["value"], "late");
+        }
+        other => println!("the late write was not acknowledged ({other:?}); read: {read_status}"),
+    }
+    let (status, _) = cluster.must(
+        paused,
+        "GET",
+        "/v1/kv/written-meanwhile?consistency=strong",
+        "",
+    );
+    assert_eq!(status, 200, "the woken node serves the new leader's writes");
+
+    // The journal: no gap, no duplicate, tokens never decrease, the new leader wrote.
+    let length = cluster
+        .must(new_leader, "GET", "/bot/journal?limit=1", "")
+        .1["total_entries"]
+        .as_u64()
+        .expect("length");
+    cluster.wait_until("the journal to grow", WAIT, |cluster| {
+        let (_, page) = cluster.call(new_leader, "GET", "/bot/journal?limit=1", "")?;
+        (page["total_entries"].as_u64()? >= length + 5).then_some(())
+    });
+    let verdict = JournalVerdict::check(&cluster.journal(new_leader));
+    println!("{verdict}");
+    assert!(verdict.ok(), "{verdict}");
+    assert!(verdict.runs_total >= 2, "{verdict}");
+    for index in 0..3 {
+        assert_eq!(
+            cluster.terminate(index),
+            Some(0),
+            "{} exit code",
+            cluster.specs[index].id
+        );
+    }
+}
