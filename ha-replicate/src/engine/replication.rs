@@ -324,7 +324,19 @@ impl Engine {
             progress.next_index = index
                 .min(last_index.next())
                 .max(progress.match_index.next());
-        } else if let ReplicationState::Probe = progress.state {
+        } else if progress.state == ReplicationState::Replicate {
+            // Rejected at or below what it acknowledged: the follower lost entries it had
+            // synced (a damaged disk repaired at restart, a restored backup). Without this the
+            // leader would keep sending from beyond the hole and the follower would never
+            // catch up. Lowering match_index is always safe: the commit index never moves
+            // back, and fewer counted copies only delay commits. A reordered stale rejection
+            // costs one needless probe.
+            tracing::warn!(peer = %from, acknowledged = %progress.match_index.0, hint = %index.0, "follower lost acknowledged entries; replicating them again");
+            progress.match_index = LogIndex(index.0.saturating_sub(1));
+            progress.state = ReplicationState::Probe;
+            progress.in_flight = 0;
+            progress.next_index = index.min(last_index.next()).max(LogIndex(1));
+        } else {
             // A stale rejection while probing: allow the next probe.
             progress.in_flight = 0;
         }
