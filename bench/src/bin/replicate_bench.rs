@@ -5,14 +5,12 @@
 //!
 //! Every loop is bounded by the duration; the nodes run in this process on loopback only.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use ha_bench::{
-    Kv, LatencySummary, MachineDescription, Put, start_loopback_cluster, wait_for_leader,
+    Kv, LatencySummary, MachineDescription, run_write_load, start_loopback_cluster, wait_for_leader,
 };
-use ha_core::Consistency;
 use ha_replicate::driver::ReplicaNode;
 use serde::Serialize;
 
@@ -64,44 +62,15 @@ async fn run(
     clients: usize,
     options: &Options,
 ) -> RunResult {
-    let deadline = Instant::now() + Duration::from_secs(options.duration_secs);
-    let value = Arc::new(vec![0x5a_u8; options.value_bytes]);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client_index in 0..clients {
-        let client = nodes[leader].client();
-        let value = Arc::clone(&value);
-        tasks.push(tokio::spawn(async move {
-            let mut latencies_us = Vec::new();
-            let mut errors = 0usize;
-            let mut key = client_index as u64 * 1_000_000;
-            while Instant::now() < deadline {
-                key += 1;
-                let begun = Instant::now();
-                let result = client
-                    .write(
-                        Put(key, value.as_ref().clone()),
-                        Consistency::Quorum,
-                        Duration::from_secs(5),
-                    )
-                    .await;
-                match result {
-                    Ok(_) => latencies_us
-                        .push(u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX)),
-                    Err(_) => errors += 1,
-                }
-            }
-            (latencies_us, errors)
-        }));
-    }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut samples, failed) = task.await.expect("client task");
-        latencies_us.append(&mut samples);
-        errors += failed;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let mut load = run_write_load(
+        &nodes[leader],
+        clients,
+        options.value_bytes,
+        Duration::from_secs(options.duration_secs),
+    )
+    .await;
+    let (seconds, errors) = (load.seconds, load.errors);
+    let latencies_us = &mut load.latencies_us;
     let writes = latencies_us.len();
     RunResult {
         clients,
@@ -109,7 +78,7 @@ async fn run(
         errors,
         seconds,
         writes_per_second: writes as f64 / seconds,
-        latency: LatencySummary::from_micros(&mut latencies_us),
+        latency: LatencySummary::from_micros(latencies_us),
     }
 }
 

@@ -1,9 +1,8 @@
 //! QUORUM write throughput of a loopback cluster of `voters` real nodes.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ha_bench::{Kv, LatencySummary, Put, start_loopback_cluster, wait_for_leader};
+use ha_bench::{Kv, LatencySummary, Put, run_write_load, start_loopback_cluster, wait_for_leader};
 use ha_core::Consistency;
 use serde::Serialize;
 
@@ -56,48 +55,9 @@ pub async fn measure_writes(
     if let Err(error) = warmup {
         eprintln!("warning: {voters} voters: the warm-up write failed: {error:?}");
     }
-    let value = Arc::new(vec![0x5a_u8; value_bytes]);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for client_index in 0..clients {
-        let client = nodes[leader].client();
-        let value = Arc::clone(&value);
-        tasks.push(tokio::spawn(async move {
-            let mut latencies_us = Vec::new();
-            let mut errors = 0usize;
-            let mut key = (client_index as u64 + 1) * 1_000_000_000;
-            while Instant::now() < deadline {
-                key += 1;
-                let begun = Instant::now();
-                let result = client
-                    .write(
-                        Put(key, value.as_ref().clone()),
-                        Consistency::Quorum,
-                        Duration::from_secs(5),
-                    )
-                    .await;
-                match result {
-                    Ok(_) => latencies_us
-                        .push(u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX)),
-                    Err(_) => errors += 1,
-                }
-            }
-            (latencies_us, errors)
-        }));
-    }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        match task.await {
-            Ok((mut samples, failed)) => {
-                latencies_us.append(&mut samples);
-                errors += failed;
-            }
-            Err(error) => eprintln!("warning: a client task failed: {error}"),
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let mut load = run_write_load(&nodes[leader], clients, value_bytes, duration).await;
+    let (seconds, errors) = (load.seconds, load.errors);
+    let latencies_us = &mut load.latencies_us;
     for node in nodes {
         node.shutdown(Duration::from_secs(1)).await;
     }
@@ -110,6 +70,6 @@ pub async fn measure_writes(
         errors,
         seconds,
         writes_per_second: writes as f64 / seconds,
-        latency: LatencySummary::from_micros(&mut latencies_us),
+        latency: LatencySummary::from_micros(latencies_us),
     }
 }
