@@ -148,39 +148,21 @@ fn fault_scenario(seed: u64, node_count: usize) {
                 sim.crash(node);
             }
             10..=29 => {
-                for stopped in 0..node_count {
-                    if !sim.is_running(stopped) {
-                        sim.start(stopped);
-                    }
-                }
+                sim.start_stopped();
             }
             30..=39 => {
                 // Cut a minority (possibly holding the leader) from the rest.
-                let minority: Vec<_> = (0..node_count / 2)
-                    .map(|offset| sim.addr((node + offset) % node_count))
-                    .collect();
-                let majority: Vec<_> = (0..node_count)
-                    .map(|other| sim.addr(other))
-                    .filter(|addr| !minority.contains(addr))
-                    .collect();
-                sim.network_mut().partition(&[minority, majority]);
+                sim.partition_minority_from(node);
                 partitions += 1;
             }
             40..=49 => {
                 if let Some(leader) = lock_leader(&sim) {
-                    let isolated = vec![sim.addr(leader)];
-                    let rest: Vec<_> = (0..node_count)
-                        .filter(|other| *other != leader)
-                        .map(|other| sim.addr(other))
-                        .collect();
-                    sim.network_mut().partition(&[isolated, rest]);
+                    sim.isolate(leader);
                     partitions += 1;
                 }
             }
             50..=54 => {
-                let other = (node + 1) % node_count;
-                let (from, to) = (sim.addr(node), sim.addr(other));
-                sim.network_mut().block_one_way(from, to);
+                sim.block_towards_next(node);
             }
             55..=74 => sim.network_mut().heal(),
             75..=84 => {

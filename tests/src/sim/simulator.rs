@@ -268,6 +268,46 @@ impl<A: SimActor> Simulator<A> {
         self.start(node);
     }
 
+    /// Start every stopped node now.
+    pub fn start_stopped(&mut self) {
+        for node in 0..self.node_count() {
+            if !self.is_running(node) {
+                self.start(node);
+            }
+        }
+    }
+
+    /// Cut the minority of `node_count / 2` nodes starting at `first` (wrapping) from the
+    /// rest; [`Network::heal`] undoes it.
+    pub fn partition_minority_from(&mut self, first: usize) {
+        let count = self.node_count();
+        let minority: Vec<_> = (0..count / 2)
+            .map(|offset| self.addr((first + offset) % count))
+            .collect();
+        let majority: Vec<_> = (0..count)
+            .map(|other| self.addr(other))
+            .filter(|addr| !minority.contains(addr))
+            .collect();
+        self.network.partition(&[minority, majority]);
+    }
+
+    /// Cut `node` alone from every other node.
+    pub fn isolate(&mut self, node: usize) {
+        let isolated = vec![self.addr(node)];
+        let rest: Vec<_> = (0..self.node_count())
+            .filter(|other| *other != node)
+            .map(|other| self.addr(other))
+            .collect();
+        self.network.partition(&[isolated, rest]);
+    }
+
+    /// Drop everything `node` sends to the next node (wrapping); the other way still works.
+    pub fn block_towards_next(&mut self, node: usize) {
+        let next = (node + 1) % self.node_count();
+        let (from, to) = (self.addr(node), self.addr(next));
+        self.network.block_one_way(from, to);
+    }
+
     /// The network, to read its settings and counters.
     pub fn network(&self) -> &Network {
         &self.network
