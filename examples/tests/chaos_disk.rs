@@ -16,8 +16,8 @@ use support::cluster::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The newest WAL segment in a node's data dir.
-fn newest_segment(data_dir: &Path) -> PathBuf {
+/// A node's WAL segments, oldest first.
+fn segments(data_dir: &Path) -> Vec<PathBuf> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log"))
         .expect("log dir")
         .map(|entry| entry.expect("entry").path())
@@ -28,7 +28,7 @@ fn newest_segment(data_dir: &Path) -> PathBuf {
         })
         .collect();
     segments.sort();
-    segments.pop().expect("a segment")
+    segments
 }
 
 /// Acknowledged QUORUM writes `prefix-0..count` through node `index`.
@@ -56,7 +56,9 @@ fn a_torn_wal_tail_is_repaired_and_middle_damage_is_refused() {
 
     // Torn tail: cut the last bytes off the follower's newest segment while it is down.
     cluster.kill(follower);
-    let segment = newest_segment(&cluster.specs[follower].data_dir);
+    let segment = segments(&cluster.specs[follower].data_dir)
+        .pop()
+        .expect("a segment");
     let length = std::fs::metadata(&segment).expect("metadata").len();
     OpenOptions::new()
         .write(true)
@@ -90,42 +92,17 @@ fn a_torn_wal_tail_is_repaired_and_middle_damage_is_refused() {
     // Damage in the middle of the log: flip a byte early in the first segment. The node must
     // refuse to start (the cluster keeps working without it).
     cluster.kill(follower);
-    let log_dir = cluster.specs[follower].data_dir.join("log");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&log_dir)
-        .expect("log dir")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.to_string_lossy().contains("wal-"))
-        .collect();
-    segments.sort();
-    let first = segments.first().expect("a segment").clone();
+    let first = segments(&cluster.specs[follower].data_dir)
+        .into_iter()
+        .next()
+        .expect("a segment");
     let mut bytes = std::fs::read(&first).expect("read");
     assert!(bytes.len() > 200, "the first segment holds several records");
     bytes[100] ^= 0xff;
     std::fs::write(&first, &bytes).expect("write");
-    let spec = &cluster.specs[follower];
-    let seeds: Vec<String> = cluster
-        .specs
-        .iter()
-        .filter(|other| other.id != spec.id)
-        .map(|other| other.bind.to_string())
-        .collect();
-    let finished = Bot::start(&[
-        "--id",
-        &spec.id,
-        "--bind",
-        &spec.bind.to_string(),
-        "--http",
-        &spec.http.to_string(),
-        "--seeds",
-        &seeds.join(","),
-        "--priority",
-        "1",
-        "--data-dir",
-        &spec.data_dir.to_string_lossy(),
-        "--cluster",
-        "bot-test",
-    ])
-    .finish(WAIT);
+    let arguments = cluster.node_arguments(follower);
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let finished = Bot::start(&arguments).finish(WAIT);
     assert_eq!(finished.status.code(), Some(1), "{}", finished.stderr);
     assert!(
         finished.stderr.contains("corrupt") || finished.stderr.contains("Corrupt"),

@@ -28,8 +28,7 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
     let (_, before) = cluster.must(paused, "GET", "/v1/health", "");
     let old_term = before["term"].as_u64().expect("term");
     cluster.wait_until("journal entries", WAIT, |cluster| {
-        let (_, page) = cluster.call(paused, "GET", "/bot/journal?limit=1", "")?;
-        (page["total_entries"].as_u64()? >= 5).then_some(())
+        cluster.journal_length(paused).filter(|length| *length >= 5)
     });
 
     signal(&cluster, paused, Signal::SIGSTOP);
@@ -101,13 +100,12 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
 
     // The journal: no gap, no duplicate, tokens never decrease, the new leader wrote.
     let length = cluster
-        .must(new_leader, "GET", "/bot/journal?limit=1", "")
-        .1["total_entries"]
-        .as_u64()
-        .expect("length");
+        .journal_length(new_leader)
+        .expect("the new leader answers");
     cluster.wait_until("the journal to grow", WAIT, |cluster| {
-        let (_, page) = cluster.call(new_leader, "GET", "/bot/journal?limit=1", "")?;
-        (page["total_entries"].as_u64()? >= length + 5).then_some(())
+        cluster
+            .journal_length(new_leader)
+            .filter(|now| *now >= length + 5)
     });
     let verdict = JournalVerdict::check(&cluster.journal(new_leader));
     println!("{verdict}");

@@ -157,23 +157,21 @@ fn the_http_contract_holds_across_three_processes() {
 fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catches_up() {
     let mut cluster = TestCluster::start(&[1, 1, 1]);
     let first = cluster.wait_for_leader(&[], ELECTION);
-    let journal_length = |cluster: &TestCluster, index: usize| -> Option<usize> {
-        let (status, body) = cluster.call(index, "GET", "/bot/journal?limit=1", "")?;
-        (status == 200)
-            .then(|| body["total_entries"].as_u64())?
-            .map(|n| n as usize)
-    };
     cluster.wait_until("10 journal entries", ELECTION, |cluster| {
-        journal_length(cluster, first).filter(|length| *length >= 10)
+        cluster.journal_length(first).filter(|length| *length >= 10)
     });
 
     let killed_at = Instant::now();
     cluster.kill(first);
     let second = cluster.wait_for_leader(&[first], ELECTION);
     println!("new leader after {:?}", killed_at.elapsed());
-    let before = journal_length(&cluster, second).expect("the new leader answers");
+    let before = cluster
+        .journal_length(second)
+        .expect("the new leader answers");
     cluster.wait_until("the journal to continue", ELECTION, |cluster| {
-        journal_length(cluster, second).filter(|length| *length >= before + 10)
+        cluster
+            .journal_length(second)
+            .filter(|length| *length >= before + 10)
     });
 
     // Restart from the data dir: it rejoins and applies everything committed.
@@ -244,11 +242,15 @@ fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catc
         causes.iter().any(|cause| cause == "leader_lost"),
         "{causes:?}"
     );
-    let length = journal_length(&cluster, third).expect("answers");
+    let length = cluster.journal_length(third).expect("answers");
     cluster.wait_until(
         "the journal to continue under the third leader",
         ELECTION,
-        |cluster| journal_length(cluster, third).filter(|now| *now >= length + 5),
+        |cluster| {
+            cluster
+                .journal_length(third)
+                .filter(|now| *now >= length + 5)
+        },
     );
 
     // The journal, read through the last leader: numbered 1..=N, no gap, no duplicate, across

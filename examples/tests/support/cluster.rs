@@ -85,8 +85,8 @@ impl TestCluster {
         cluster
     }
 
-    /// Start (or restart) node `index`.
-    pub fn spawn(&mut self, index: usize) {
+    /// The command line that runs node `index`.
+    pub fn node_arguments(&self, index: usize) -> Vec<String> {
         let spec = &self.specs[index];
         let seeds: Vec<String> = self
             .specs
@@ -94,28 +94,42 @@ impl TestCluster {
             .filter(|other| other.id != spec.id)
             .map(|other| other.bind.to_string())
             .collect();
-        let bind = spec.bind.to_string();
-        let http = spec.http.to_string();
-        let priority = spec.priority.to_string();
-        let data_dir = spec.data_dir.to_string_lossy().into_owned();
-        let seeds = seeds.join(",");
-        let bot = Bot::start(&[
+        [
             "--id",
             &spec.id,
             "--bind",
-            &bind,
+            &spec.bind.to_string(),
             "--http",
-            &http,
+            &spec.http.to_string(),
             "--seeds",
-            &seeds,
+            &seeds.join(","),
             "--priority",
-            &priority,
+            &spec.priority.to_string(),
             "--data-dir",
-            &data_dir,
+            &spec.data_dir.to_string_lossy(),
             "--cluster",
             "bot-test",
-        ]);
-        self.bots[index] = Some(bot);
+        ]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect()
+    }
+
+    /// Start (or restart) node `index`.
+    pub fn spawn(&mut self, index: usize) {
+        let arguments = self.node_arguments(index);
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        self.bots[index] = Some(Bot::start(&arguments));
+    }
+
+    /// How many entries the journal holds, read through node `index` (`None` when it does not
+    /// answer 200).
+    pub fn journal_length(&self, index: usize) -> Option<u64> {
+        let (status, body) = self.call(index, "GET", "/bot/journal?limit=1", "")?;
+        if status != 200 {
+            return None;
+        }
+        body["total_entries"].as_u64()
     }
 
     /// SIGKILL node `index`.
