@@ -228,24 +228,23 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// may write again (a snapshot), so this repeats a bounded number of times; anything still
     /// unsynced then stays held for the next call.
     pub fn flush(&mut self) {
+        // Every write sets `unsynced`, so with nothing unsynced nothing new became durable.
         for _ in 0..FLUSH_ROUNDS_MAX {
             if self.fatal.is_some() {
                 return;
             }
-            if self.unsynced {
-                if let Err(error) = self.store.sync() {
-                    self.fail(error);
-                    return;
-                }
-                self.unsynced = false;
+            if !self.unsynced {
+                break;
             }
+            if let Err(error) = self.store.sync() {
+                self.fail(error);
+                return;
+            }
+            self.unsynced = false;
             let now = self.last_now;
             let durable = self.engine.last_index();
             self.engine.on_persisted(now, durable);
             self.process_engine_effects(now);
-            if !self.unsynced {
-                break;
-            }
         }
         if !self.unsynced {
             self.outputs.append(&mut self.held);
