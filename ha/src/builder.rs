@@ -10,7 +10,7 @@ use ha_core::{
     Config, HealthCheck, HealthStatus, MemberEvent, NodeMetadata, NodeState, StateMachine,
 };
 use ha_gossip::{GossipError, GossipNode, GossipSettings};
-use ha_lock::{LeaseKeeper, LockClient, WithLocks};
+use ha_lock::{LeaseKeeper, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::Role;
 use ha_replicate::membership::Membership;
@@ -27,6 +27,7 @@ use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner};
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
 
+#[cfg(feature = "http")]
 /// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
 /// bounds the concurrent HTTP writes one node serves (more wait for a free session).
 const HTTP_KV_SESSIONS: usize = 64;
@@ -179,8 +180,9 @@ impl<S: StateMachine> NodeBuilder<S> {
         let member_events = gossip.subscribe();
         let lease_keeper = LeaseKeeper::start(&replica);
         let writers = (0..WRITE_SESSIONS).map(|_| replica.client()).collect();
+        #[cfg(feature = "http")]
         let http_kv = (0..HTTP_KV_SESSIONS)
-            .map(|_| tokio::sync::Mutex::new(LockClient::from_node(&replica)))
+            .map(|_| tokio::sync::Mutex::new(ha_lock::LockClient::from_node(&replica)))
             .collect();
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         let (health_sender, _) = watch::channel(HealthState {
@@ -199,7 +201,9 @@ impl<S: StateMachine> NodeBuilder<S> {
             health: health_sender,
             writers,
             next_writer: AtomicUsize::new(0),
+            #[cfg(feature = "http")]
             http_kv,
+            #[cfg(feature = "http")]
             next_http_kv: AtomicUsize::new(0),
             sessions: Mutex::new(BTreeSet::new()),
             lease_keeper: Mutex::new(Some(lease_keeper)),

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use ha_core::{Consistency, HealthStatus, NodeState, StateMachine};
 use ha_gossip::DropCause;
-use ha_lock::LockStats;
+use ha_lock::{LockQuery, LockQueryResponse, LockStats};
 use ha_replicate::driver::ReplicaStatus;
 
 use crate::error::NodeError;
@@ -312,13 +312,16 @@ impl<S: StateMachine> Node<S> {
             })
             .collect();
         let drops = self.gossip_drops();
-        let locks =
-            self.shared.http_kv.first().map(|client| async move {
-                client.lock().await.stats(Consistency::Eventual).await
-            });
-        let locks = match locks {
-            Some(read) => read.await.ok(),
-            None => None,
+        let locks = match self
+            .lock_query(
+                LockQuery::Stats,
+                Consistency::Eventual,
+                self.shared.request_timeout,
+            )
+            .await
+        {
+            Ok(LockQueryResponse::Stats(stats)) => Some(stats),
+            _ => None,
         };
         let snapshot = MetricsSnapshot {
             status,

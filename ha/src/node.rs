@@ -80,8 +80,9 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) writers: Vec<ReplicaClient<WithLocks<S>>>,
     pub(crate) next_writer: AtomicUsize,
     /// KV clients shared by the admin API, one request at a time each.
+    #[cfg(feature = "http")]
     pub(crate) http_kv: Vec<tokio::sync::Mutex<LockClient<S>>>,
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    #[cfg(feature = "http")]
     pub(crate) next_http_kv: AtomicUsize,
     pub(crate) sessions: Mutex<BTreeSet<u64>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
@@ -441,17 +442,14 @@ impl<S: StateMachine> Node<S> {
             return;
         }
         let client = LockClient::from_node(&self.shared.replica);
-        let Ok(response) = self.shared.writers[0]
-            .read(
-                Query::Lock(LockQuery::Leases),
+        let Ok(LockQueryResponse::Leases(leases)) = self
+            .lock_query(
+                LockQuery::Leases,
                 Consistency::Quorum,
                 self.shared.drain_timeout,
             )
             .await
         else {
-            return;
-        };
-        let QueryResponse::Lock(LockQueryResponse::Leases(leases)) = response else {
             return;
         };
         for lease in leases {
@@ -461,6 +459,23 @@ impl<S: StateMachine> Node<S> {
                     Err(error) => tracing::warn!(lease = lease.lease, %error, "revoke failed"),
                 }
             }
+        }
+    }
+
+    /// Read the lock table. Reads hold no session's write turn, so this never waits behind a
+    /// write in flight.
+    pub(crate) async fn lock_query(
+        &self,
+        query: LockQuery,
+        consistency: Consistency,
+        timeout: Duration,
+    ) -> Result<LockQueryResponse, NodeError> {
+        match self.shared.writers[0]
+            .read(Query::Lock(query), consistency, timeout)
+            .await?
+        {
+            QueryResponse::Lock(response) => Ok(response),
+            other => Err(NodeError::unexpected(other)),
         }
     }
 
