@@ -17,7 +17,6 @@ use ha_lock::{
     WithLocks,
 };
 use ha_replicate::driver::{ReplicaClient, ReplicaNode, ReplicaStatus, RoleView};
-use ha_replicate::engine::Role;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -278,14 +277,12 @@ impl<S: StateMachine> Node<S> {
     /// target cannot lead, or a transfer is already under way. [`NodeError::TransferTimedOut`]:
     /// the target did not take over within the drain timeout. Nothing changed either way.
     pub async fn transfer_leadership(&self, target: Option<NodeId>) -> Result<NodeId, NodeError> {
-        let chosen = self.shared.replica.transfer_leadership(target).await?;
-        let mut roles = self.watch_role();
-        let _ = tokio::time::timeout(
-            self.shared.drain_timeout,
-            roles.wait_for(|view| view.role != Role::Leader),
-        )
-        .await;
-        if self.is_leader() {
+        let replica = &self.shared.replica;
+        let chosen = replica.transfer_leadership(target).await?;
+        if !replica
+            .wait_until_not_leader(self.shared.drain_timeout)
+            .await
+        {
             return Err(NodeError::TransferTimedOut { target: chosen });
         }
         Ok(chosen)

@@ -191,10 +191,19 @@ impl<S: StateMachine> ReplicaNode<S> {
         &self,
         target: Option<NodeId>,
     ) -> Result<NodeId, TransferError> {
+        self.request_transfer(target, ElectionCause::ManualTransfer)
+            .await
+    }
+
+    async fn request_transfer(
+        &self,
+        target: Option<NodeId>,
+        cause: ElectionCause,
+    ) -> Result<NodeId, TransferError> {
         let (reply, wait) = oneshot::channel();
         let command = Command::Transfer {
             target,
-            cause: ElectionCause::ManualTransfer,
+            cause,
             reply,
         };
         if self.commands.send(command).await.is_err() {
@@ -202,6 +211,15 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
         wait.await
             .unwrap_or(Err(TransferError::NotLeader { leader: None }))
+    }
+
+    /// Wait up to `timeout` for this node to stop leading (after a transfer); returns whether
+    /// it no longer leads.
+    pub async fn wait_until_not_leader(&self, timeout: Duration) -> bool {
+        let mut roles = self.roles.clone();
+        let _ =
+            tokio::time::timeout(timeout, roles.wait_for(|view| view.role != Role::Leader)).await;
+        !self.is_leader()
     }
 
     /// Start an election now (manual failover mode).
@@ -269,18 +287,10 @@ impl<S: StateMachine> ReplicaNode<S> {
         if !self.is_leader() {
             return true;
         }
-        let (reply, wait) = oneshot::channel();
-        let command = Command::Transfer {
-            target: None,
-            cause: ElectionCause::Shutdown,
-            reply,
-        };
-        if self.commands.send(command).await.is_ok() && matches!(wait.await, Ok(Ok(_))) {
-            let mut roles = self.roles.clone();
-            let _ = tokio::time::timeout(timeout, roles.wait_for(|view| view.role != Role::Leader))
-                .await;
+        match self.request_transfer(None, ElectionCause::Shutdown).await {
+            Ok(_) => self.wait_until_not_leader(timeout).await,
+            Err(_) => !self.is_leader(),
         }
-        !self.is_leader()
     }
 
     async fn send(&self, command: Command) -> Result<(), ClientError> {
