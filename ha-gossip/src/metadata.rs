@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::GossipIdentity;
+use crate::members::MEMBERS_MAX;
 
 /// Largest encoded metadata announcement, in bytes. Small enough that several fit in one
 /// gossip packet next to SWIM updates.
@@ -86,13 +87,17 @@ pub(crate) struct MetadataInbox {
 }
 
 impl MetadataInbox {
-    /// Record `announcement` if it is newer than anything seen for its address.
+    /// Record `announcement` if it is newer than anything seen for its address. A new address
+    /// is refused once [`MEMBERS_MAX`] addresses are known: without a cluster key anyone can
+    /// forge announcements from ever new addresses, and the table must not grow without bound.
     pub(crate) fn offer(&mut self, announcement: MetadataAnnouncement) -> bool {
         let version = announcement.version();
-        let newer = self
-            .latest
-            .get(&announcement.addr)
-            .is_none_or(|seen| version > *seen);
+        let seen = self.latest.get(&announcement.addr);
+        if seen.is_none() && self.latest.len() >= MEMBERS_MAX {
+            tracing::debug!(addr = %announcement.addr, "metadata table full; ignoring a new address");
+            return false;
+        }
+        let newer = seen.is_none_or(|seen| version > *seen);
         if newer {
             self.latest.insert(announcement.addr, version);
             self.received.push(announcement);
