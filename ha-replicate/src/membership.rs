@@ -3,15 +3,63 @@
 use std::collections::BTreeSet;
 
 use ha_core::NodeId;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+/// Most voters, and most learners, a decoded [`Membership`] may list (the gossip layer's
+/// member limit). A longer list is refused before its ids are read: each id takes some 50 bytes
+/// in memory for 2 or 3 on the wire, so an unbounded list in one 16 MiB frame could make a node
+/// allocate hundreds of megabytes while decoding it.
+pub const MEMBERSHIP_SET_MAX: usize = 65_536;
+
+/// The memory one member id of a decoded membership takes, estimated (the id, its place in
+/// the set, the set's node overhead), for the append decoder's budget.
+pub(crate) const DECODED_MEMBER_BYTES: usize = 64;
+
+/// Decode a voter or learner set of at most [`MEMBERSHIP_SET_MAX`] ids.
+fn decode_member_set<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeSet<NodeId>, D::Error> {
+    struct Members;
+
+    impl<'de> Visitor<'de> for Members {
+        type Value = BTreeSet<NodeId>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(formatter, "a set of at most {MEMBERSHIP_SET_MAX} node ids")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+            let claimed = sequence.size_hint().unwrap_or(0);
+            if claimed > MEMBERSHIP_SET_MAX {
+                return Err(serde::de::Error::invalid_length(claimed, &self));
+            }
+            let mut members = BTreeSet::new();
+            let mut read = 0usize;
+            while let Some(member) = sequence.next_element::<NodeId>()? {
+                read += 1;
+                if read > MEMBERSHIP_SET_MAX {
+                    return Err(serde::de::Error::invalid_length(read, &self));
+                }
+                members.insert(member);
+            }
+            Ok(members)
+        }
+    }
+
+    deserializer.deserialize_seq(Members)
+}
 
 /// The cluster configuration: voters decide elections and commits; learners receive the log
 /// but do not count. Changed one node at a time, so any two majorities overlap.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
-    /// Members that vote and count towards commit.
+    /// Members that vote and count towards commit (at most [`MEMBERSHIP_SET_MAX`] decode).
+    #[serde(deserialize_with = "decode_member_set")]
     pub voters: BTreeSet<NodeId>,
-    /// Members that replicate without voting (catching up before promotion).
+    /// Members that replicate without voting (catching up before promotion; at most
+    /// [`MEMBERSHIP_SET_MAX`] decode).
+    #[serde(deserialize_with = "decode_member_set")]
     pub learners: BTreeSet<NodeId>,
 }
 

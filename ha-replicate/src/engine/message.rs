@@ -2,11 +2,89 @@
 
 use std::sync::Arc;
 
+use ha_core::codec::RPC_FRAME_BYTES_MAX;
 use ha_core::{LogIndex, Priority, Term};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::entry::{ElectionCause, Entry};
+use crate::entry::{ElectionCause, Entry, Payload};
 use crate::snapshot_meta::SnapshotMeta;
+
+/// Most entries one [`Message::AppendRequest`] may carry. A longer list is refused while it is
+/// decoded, before any entry is read; the engine never sends more, whatever
+/// `append_entries_max` says.
+pub const APPEND_ENTRIES_WIRE_MAX: usize = 65_536;
+
+/// Most memory, as estimated by the decoder, the entries of one decoded
+/// [`Message::AppendRequest`] may take. An entry can take 20 to 30 times the bytes it needs on
+/// the wire (an empty command is 4 bytes encoded and 88 in memory), so without this a frame
+/// within the 16 MiB limit could make a node allocate over 500 MB while decoding it. Twice the
+/// frame limit leaves room for every append the engine sends: at most
+/// [`APPEND_ENTRIES_WIRE_MAX`] entries and one frame of payload bytes.
+pub const APPEND_DECODED_BYTES_MAX: usize = 2 * RPC_FRAME_BYTES_MAX;
+
+/// Most entries room is made for before they arrive.
+const PREALLOCATED_ENTRIES_MAX: usize = 1024;
+
+/// The memory one decoded entry takes, estimated: the entry itself and what its payload holds.
+fn decoded_entry_bytes(entry: &Entry) -> usize {
+    std::mem::size_of::<Entry>()
+        + match &entry.payload {
+            Payload::Command(bytes) => bytes.len(),
+            Payload::Membership(membership) => {
+                membership.len() * crate::membership::DECODED_MEMBER_BYTES
+            }
+            Payload::LeaderStart(start) => {
+                start.leader.as_str().len()
+                    + start
+                        .previous
+                        .as_ref()
+                        .map_or(0, |previous| previous.as_str().len())
+            }
+        }
+}
+
+/// Decode the entries of an append within [`APPEND_ENTRIES_WIRE_MAX`] and
+/// [`APPEND_DECODED_BYTES_MAX`].
+fn decode_append_entries<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Entry>, D::Error> {
+    struct Entries;
+
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<Entry>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                formatter,
+                "at most {APPEND_ENTRIES_WIRE_MAX} entries taking at most \
+                 {APPEND_DECODED_BYTES_MAX} bytes decoded"
+            )
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Vec<Entry>, A::Error> {
+            let claimed = sequence.size_hint().unwrap_or(0);
+            if claimed > APPEND_ENTRIES_WIRE_MAX {
+                return Err(serde::de::Error::invalid_length(claimed, &self));
+            }
+            // The claim is only a claim: room for more is made as entries really arrive.
+            let mut entries = Vec::with_capacity(claimed.min(PREALLOCATED_ENTRIES_MAX));
+            let mut decoded_bytes = 0usize;
+            while let Some(entry) = sequence.next_element::<Entry>()? {
+                decoded_bytes = decoded_bytes.saturating_add(decoded_entry_bytes(&entry));
+                if entries.len() >= APPEND_ENTRIES_WIRE_MAX
+                    || decoded_bytes > APPEND_DECODED_BYTES_MAX
+                {
+                    return Err(serde::de::Error::invalid_length(entries.len() + 1, &self));
+                }
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+
+    deserializer.deserialize_seq(Entries)
+}
 
 /// A message between two engines. Every message carries the sender's term.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +139,8 @@ pub enum Message {
         prev_log_index: LogIndex,
         /// That entry's term.
         prev_log_term: Term,
-        /// The entries, contiguous.
+        /// The entries, contiguous; at most [`APPEND_ENTRIES_WIRE_MAX`].
+        #[serde(deserialize_with = "decode_append_entries")]
         entries: Vec<Entry>,
         /// The leader's commit index.
         leader_commit: LogIndex,

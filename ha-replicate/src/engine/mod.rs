@@ -19,7 +19,7 @@ mod settings;
 pub use effect::{Effect, Persist, TimerKind};
 pub use engine::{Engine, EngineStart, PeerInfo};
 pub use error::{ProposeError, ReadError, TransferError};
-pub use message::Message;
+pub use message::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};
 pub use progress::{Progress, ReplicationState};
 pub use role::Role;
 pub use settings::EngineSettings;

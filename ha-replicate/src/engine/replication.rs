@@ -100,9 +100,12 @@ impl Engine {
             self.send_snapshot(peer.clone());
             return;
         };
+        // Receivers refuse longer lists while decoding.
         let entries = self.log.slice(
             progress.next_index,
-            self.settings.append_entries_max,
+            self.settings
+                .append_entries_max
+                .min(super::message::APPEND_ENTRIES_WIRE_MAX),
             self.settings.append_bytes_max,
         );
         if entries.is_empty() && !heartbeat {
