@@ -105,7 +105,8 @@ impl LockTable {
             }
             LockCommand::LeaseKeepAlive { lease } => match self.leases.get_mut(&lease) {
                 Some(record) => {
-                    record.renewals += 1;
+                    // Saturating: a restored snapshot may hold any count (issue 7, hostile input).
+                    record.renewals = record.renewals.saturating_add(1);
                     LockResponse::LeaseRenewed {
                         lease,
                         renewals: record.renewals,
@@ -305,7 +306,7 @@ impl LockTable {
             std::iter::once(lock.holder).chain(lock.waiters.iter().map(|(ahead, _)| *ahead));
         for blocker in waits_for {
             if let Some(cycle) = graph.cycle_if_waits(session, blocker) {
-                self.totals.deadlocks += 1;
+                self.totals.deadlocks = self.totals.deadlocks.saturating_add(1);
                 return LockResponse::Deadlock { cycle };
             }
         }
@@ -313,14 +314,14 @@ impl LockTable {
             return LockResponse::NotWaiting;
         };
         lock.waiters.push_back((session, lease));
-        self.totals.waits += 1;
+        self.totals.waits = self.totals.waits.saturating_add(1);
         LockResponse::Queued {
             position: lock.waiters.len() - 1,
         }
     }
 
     fn grant(&mut self, index: u64, name: String, session: SessionId, lease: LeaseId) {
-        self.totals.grants += 1;
+        self.totals.grants = self.totals.grants.saturating_add(1);
         if let Some(record) = self.leases.get_mut(&lease) {
             record.locks.insert(name.clone());
         }
