@@ -129,8 +129,15 @@ impl MembershipFeed {
     /// The founding voters, once exactly `bootstrap_expect` voters (this node included) are
     /// reachable with known metadata and none of them says it already leads a cluster. Every
     /// founding node computes the same set from the same members. `None` while fewer are
-    /// known, when more are (this node joins an existing cluster instead, as a learner), or
-    /// when this node does not vote.
+    /// known, when more are (this node joins an existing cluster instead, as a learner), while
+    /// a reachable member's metadata has not arrived (it may be one voter too many), or when
+    /// this node does not vote.
+    ///
+    /// Founding is only safe when `bootstrap_expect` is the number of voters started together:
+    /// with more, two nodes that each saw a different `bootstrap_expect` of them at once could
+    /// found two clusters (the chaos tests saw it: 5 nodes with the default of 3). Waiting for
+    /// every reachable member's metadata closes the usual window (a member seen up a moment
+    /// before its metadata), and a node that sees more voters than expected does not found.
     ///
     /// Use it only for a node whose log is empty: a cluster that exists never re-founds.
     pub fn bootstrap_voters(&self) -> Option<Membership> {
@@ -148,6 +155,13 @@ impl MembershipFeed {
                     .is_some_and(|metadata| metadata.voter)
             })
             .collect();
+        let metadata_pending = self
+            .peers
+            .values()
+            .any(|peer| peer.info.reachable && peer.info.metadata.is_none());
+        if metadata_pending {
+            return None;
+        }
         let anyone_leads = voters.iter().any(|peer| {
             peer.info.metadata.as_ref().map(|metadata| metadata.state) == Some(NodeState::Leader)
         });

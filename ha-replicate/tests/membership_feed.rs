@@ -59,6 +59,35 @@ fn founds_only_with_exactly_the_expected_voters() {
 }
 
 #[test]
+fn a_member_whose_metadata_has_not_arrived_blocks_founding() {
+    // Found by the chaos tests: five nodes, bootstrap_expect 3; a node saw two voters with
+    // metadata and a third member up without it yet, founded with the two, and another node
+    // founded a second cluster with other voters.
+    let mut feed = feed(3);
+    feed.on_event(
+        Millis(0),
+        &MemberEvent::Up(member("n2", 7002, NodeState::Active, true)),
+    );
+    feed.on_event(
+        Millis(0),
+        &MemberEvent::Up(member("n3", 7003, NodeState::Active, true)),
+    );
+    let mut unknown = member("n4", 7004, NodeState::Active, true);
+    unknown.metadata = None;
+    feed.on_event(Millis(0), &MemberEvent::Up(unknown));
+    assert_eq!(feed.bootstrap_voters(), None, "n4 may be a fourth voter");
+    feed.on_event(
+        Millis(10),
+        &MemberEvent::Updated(member("n4", 7004, NodeState::Active, true)),
+    );
+    assert_eq!(
+        feed.bootstrap_voters(),
+        None,
+        "four voters: more than expected"
+    );
+}
+
+#[test]
 fn a_member_that_leads_blocks_founding() {
     let mut feed = feed(3);
     feed.on_event(

@@ -1,6 +1,6 @@
 //! The admin API's contract (DESIGN.md section 8) on a one-node cluster, through the router a
 //! host would mount: paths, bodies, status codes and JSON errors for bad requests. The
-//! multi-process tests in examples/tests check the same API served by the bot over TCP.
+//! multi-process tests in tests/processes check the same API served by the bot over TCP.
 
 use std::time::Duration;
 

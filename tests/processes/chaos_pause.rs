@@ -2,24 +2,23 @@
 //! processes: the others elect a new leader; when the old one wakes (SIGCONT) it must not act
 //! as leader. A write sent to it while it slept is either refused or committed by the real
 //! leader (then readable at STRONG), never acknowledged on its own; its journal worker's late
-//! appends are fenced off; the journal stays gap-free. Every wait polls with a deadline; every
-//! process is killed by its id when the test ends.
+//! appends are fenced off; the journal stays gap-free. Meanwhile clients read, write, CAS and
+//! contend for a lock through every node, the paused one included (their requests to it wait
+//! in its socket): the KV history must stay linearizable and lock holds exclusive, so the
+//! woken node acknowledged no write and granted no lock on its own. Every wait polls with a
+//! deadline; every process is killed by its id when the test ends.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use ha_examples::journal::JournalVerdict;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use support::cluster::TestCluster;
+use support::scenario::{finish_and_check, http_addresses};
+use support::workload::{Workload, WorkloadOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn signal(cluster: &TestCluster, index: usize, signal: Signal) {
-    let pid = cluster.bots[index].as_ref().expect("running").pid();
-    kill(Pid::from_raw(pid as i32), signal).expect("signal");
-}
 
 #[test]
 fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
@@ -31,7 +30,9 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
         cluster.journal_length(paused).filter(|length| *length >= 5)
     });
 
-    signal(&cluster, paused, Signal::SIGSTOP);
+    let workload = Workload::start(http_addresses(&cluster), WorkloadOptions::default());
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.signal(paused, Signal::SIGSTOP);
     let stopped_at = Instant::now();
     // A write sent to the sleeping leader waits in its socket until it wakes.
     let url = format!(
@@ -57,7 +58,7 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
     // Past the journal lock's TTL, so the new leader's worker holds the lock.
     std::thread::sleep(Duration::from_millis(1500));
 
-    signal(&cluster, paused, Signal::SIGCONT);
+    cluster.signal(paused, Signal::SIGCONT);
     let woke_at = Instant::now();
     let health = cluster.wait_until("the woken node to follow", WAIT, |cluster| {
         match cluster.call(paused, "GET", "/v1/health", "") {
@@ -111,12 +112,5 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
     println!("{verdict}");
     assert!(verdict.ok(), "{verdict}");
     assert!(verdict.runs_total >= 2, "{verdict}");
-    for index in 0..3 {
-        assert_eq!(
-            cluster.terminate(index),
-            Some(0),
-            "{} exit code",
-            cluster.specs[index].id
-        );
-    }
+    finish_and_check(&mut cluster, workload, "pause");
 }

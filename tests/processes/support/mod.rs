@@ -4,6 +4,14 @@
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
 pub mod cluster;
+pub mod fabric;
+pub mod faults;
+pub mod kv_history;
+pub mod leaders;
+pub mod lock_history;
+pub mod scenario;
+pub mod serial;
+pub mod workload;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,9 +44,25 @@ pub struct Finished {
 impl Bot {
     /// Start `bot` with `arguments`.
     pub fn start(arguments: &[&str]) -> Self {
-        let mut child = Command::new(BOT)
+        Self::start_with(&[], arguments)
+    }
+
+    /// Start `bot` with `arguments`, behind the command `prefix` (such as `ip netns exec NS`,
+    /// which execs `bot` in place, so the process id is still the bot's). Standard input is a
+    /// pipe this guard holds, so a node started with `--stop-on-stdin-eof` stops when the
+    /// test process dies, even by SIGKILL.
+    pub fn start_with(prefix: &[String], arguments: &[&str]) -> Self {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BOT);
+                command
+            }
+            None => Command::new(BOT),
+        };
+        let mut child = command
             .args(arguments)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -71,6 +95,14 @@ impl Bot {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every stdout line printed so far.
+    pub fn stdout_lines(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.stdout_seen.push(line);
+        }
+        &self.stdout_seen
     }
 
     /// Wait for a stdout line containing `needle`; panics after `timeout`.

@@ -9,6 +9,7 @@ use ha_examples::journal::{JournalEntry, JournalPage};
 use serde_json::Value;
 
 use super::Bot;
+use super::fabric::Fabric;
 
 /// One node's fixed identity: a restart reuses the ports and the data dir.
 pub struct NodeSpec {
@@ -22,6 +23,8 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// Priority.
     pub priority: u32,
+    /// The command prefix that runs it in its network namespace (empty on loopback).
+    pub exec_prefix: Vec<String>,
 }
 
 /// The nodes and their processes.
@@ -31,6 +34,8 @@ pub struct TestCluster {
     pub specs: Vec<NodeSpec>,
     /// Each node's running process, if any.
     pub bots: Vec<Option<Bot>>,
+    /// The stdout lines of each node's earlier processes (killed or stopped).
+    ended_stdout: Vec<Vec<String>>,
     client: reqwest::blocking::Client,
 }
 
@@ -52,20 +57,40 @@ fn free_tcp_addr() -> SocketAddr {
 }
 
 impl TestCluster {
-    /// Start `priorities.len()` nodes n1, n2, ... with those priorities.
+    /// Start `priorities.len()` nodes n1, n2, ... with those priorities, on loopback.
     pub fn start(priorities: &[u32]) -> Self {
+        Self::start_on(None, priorities)
+    }
+
+    /// Start nodes with `priorities`: on loopback, or each in its namespace of `fabric`. With
+    /// a fabric, the calling thread enters the fabric's switch namespace first (see
+    /// [`Fabric::enter_switch`]), so that it, and the client threads it spawns later, reach
+    /// every node.
+    pub fn start_on(fabric: Option<&Fabric>, priorities: &[u32]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
+        if let Some(fabric) = fabric {
+            fabric.enter_switch();
+        }
         let specs: Vec<NodeSpec> = priorities
             .iter()
             .enumerate()
             .map(|(index, priority)| {
                 let id = format!("n{}", index + 1);
+                let (bind, http, exec_prefix) = match fabric {
+                    Some(fabric) => (
+                        SocketAddr::from((fabric.address(index), 7000)),
+                        SocketAddr::from((fabric.address(index), 8000)),
+                        fabric.exec_prefix(index),
+                    ),
+                    None => (free_bind_addr(), free_tcp_addr(), Vec::new()),
+                };
                 NodeSpec {
                     data_dir: dir.path().join(&id),
                     id,
-                    bind: free_bind_addr(),
-                    http: free_tcp_addr(),
+                    bind,
+                    http,
                     priority: *priority,
+                    exec_prefix,
                 }
             })
             .collect();
@@ -76,6 +101,7 @@ impl TestCluster {
         let mut cluster = Self {
             _dir: dir,
             bots: specs.iter().map(|_| None).collect(),
+            ended_stdout: specs.iter().map(|_| Vec::new()).collect(),
             specs,
             client,
         };
@@ -109,6 +135,10 @@ impl TestCluster {
             &spec.data_dir.to_string_lossy(),
             "--cluster",
             "bot-test",
+            // Every node is started together: the cluster is founded by all of them.
+            "--bootstrap-expect",
+            &self.specs.len().to_string(),
+            "--stop-on-stdin-eof",
         ]
         .iter()
         .map(|argument| argument.to_string())
@@ -119,7 +149,34 @@ impl TestCluster {
     pub fn spawn(&mut self, index: usize) {
         let arguments = self.node_arguments(index);
         let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-        self.bots[index] = Some(Bot::start(&arguments));
+        let prefix = self.specs[index].exec_prefix.clone();
+        self.bots[index] = Some(Bot::start_with(&prefix, &arguments));
+    }
+
+    /// Every stdout line node `index` printed, over all its processes.
+    pub fn stdout_lines(&mut self, index: usize) -> Vec<String> {
+        let mut lines = self.ended_stdout[index].clone();
+        if let Some(bot) = self.bots[index].as_mut() {
+            lines.extend_from_slice(bot.stdout_lines());
+        }
+        lines
+    }
+
+    /// Send `signal` to node `index`'s process.
+    pub fn signal(&self, index: usize, signal: nix::sys::signal::Signal) {
+        let pid = self.bots[index].as_ref().expect("running").pid();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("signal");
+    }
+
+    /// SIGKILL node `index` and wait for it, keeping what it printed; returns its stderr.
+    fn kill_and_keep_stdout(&mut self, index: usize) -> Option<String> {
+        let bot = self.bots[index].take()?;
+        let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // A stopped process dies of SIGKILL too; nothing to continue.
+        let finished = bot.finish(Duration::from_secs(10));
+        self.ended_stdout[index].extend(finished.stdout.lines().map(str::to_string));
+        Some(finished.stderr)
     }
 
     /// How many entries the journal holds, read through node `index` (`None` when it does not
@@ -134,8 +191,7 @@ impl TestCluster {
 
     /// SIGKILL node `index`.
     pub fn kill(&mut self, index: usize) {
-        // Dropping the guard kills the process by its id and reaps it.
-        self.bots[index] = None;
+        self.kill_and_keep_stdout(index);
     }
 
     /// SIGTERM node `index` and wait for it to exit; returns its exit code.
@@ -144,6 +200,7 @@ impl TestCluster {
         let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let finished = bot.finish(Duration::from_secs(30));
+        self.ended_stdout[index].extend(finished.stdout.lines().map(str::to_string));
         finished.status.code()
     }
 
@@ -151,11 +208,8 @@ impl TestCluster {
     pub fn kill_and_collect_logs(&mut self) -> String {
         let mut text = String::new();
         for index in 0..self.bots.len() {
-            if let Some(bot) = self.bots[index].take() {
-                let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let finished = bot.finish(Duration::from_secs(10));
-                let lines: Vec<&str> = finished.stderr.lines().collect();
+            if let Some(stderr) = self.kill_and_keep_stdout(index) {
+                let lines: Vec<&str> = stderr.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(40)..];
                 text.push_str(&format!(
                     "--- {} log tail:\n{}\n",
