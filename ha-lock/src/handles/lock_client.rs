@@ -270,6 +270,7 @@ impl<H: StateMachine> LockClient<H> {
                 expected: expected_version.unwrap_or(0),
                 current,
             }),
+            LockResponse::Invalid { reason } => Err(LockError::Invalid { reason }),
             other => Err(LockError::unexpected(other)),
         }
     }

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ha_core::{NodeId, StateMachine};
@@ -70,8 +71,9 @@ struct FailoverAnswer {
 /// or the target cannot lead; 404 for a target that is not a member; 503 without a leader.
 pub(crate) async fn failover<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = super::kv_routes::body_bytes(body)?;
     let request: FailoverRequest = if body.iter().all(u8::is_ascii_whitespace) {
         FailoverRequest::default()
     } else {

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -55,6 +55,27 @@ pub(crate) fn params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, A
         .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
 }
 
+/// The key or lock name in the path, or 400 with what is wrong (for example percent-encoded
+/// bytes that are not UTF-8), as the JSON error body like every other refusal.
+pub(crate) fn path_text(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(text)| text)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+/// The request body, or its refusal as the JSON error body: 413 `payload_too_large` beyond
+/// the body limit, 400 when it could not be read.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, kind, rejection.body_text())
+    })
+}
+
 /// `consistency=strong|quorum|eventual`, QUORUM when absent.
 fn consistency(text: Option<&str>) -> Result<Consistency, ApiError> {
     match text {
@@ -67,9 +88,10 @@ fn consistency(text: Option<&str>) -> Result<Consistency, ApiError> {
 
 pub(crate) async fn get_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let key = path_text(key)?;
     let params = params(query)?;
     let consistency = consistency(params.consistency.as_deref())?;
     let node = state.node()?;
@@ -93,10 +115,12 @@ pub(crate) async fn get_key<S: StateMachine>(
 
 pub(crate) async fn put_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let key = path_text(key)?;
+    let body = body_bytes(body)?;
     let params = params(query)?;
     let consistency = consistency(params.consistency.as_deref())?;
     let value = std::str::from_utf8(&body)
@@ -111,9 +135,10 @@ pub(crate) async fn put_key<S: StateMachine>(
 
 pub(crate) async fn delete_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     query: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let key = path_text(key)?;
     let params = params(query)?;
     let node = state.node()?;
     let client = node.http_kv_client().await;

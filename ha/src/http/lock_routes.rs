@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use ha_core::StateMachine;
 use ha_lock::{LEASE_TTL_MIN, LockClient};
 use serde::{Deserialize, Serialize};
 
-use super::kv_routes::params;
+use super::kv_routes::{params, path_text};
 use super::{ApiError, ApiState};
 
 /// Longest lease an HTTP client may take.
@@ -53,9 +53,10 @@ struct Released {
 /// time or waiting would deadlock.
 pub(crate) async fn acquire<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     query: Result<Query<AcquireParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let name = path_text(name)?;
     let params = params(query)?;
     let ttl_ms = params.ttl_ms.unwrap_or(HTTP_LOCK_TTL_MS_DEFAULT);
     let ttl_min_ms = LEASE_TTL_MIN.as_millis() as u64;
@@ -93,9 +94,10 @@ pub(crate) async fn acquire<S: StateMachine>(
 /// passed on).
 pub(crate) async fn release<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     query: Result<Query<ReleaseParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let name = path_text(name)?;
     let params = params(query)?;
     let token = params
         .token
