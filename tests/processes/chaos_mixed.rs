@@ -6,7 +6,7 @@
 //!
 //! - `mixed_faults` runs in CI: `CHAOS_SECONDS` (default 40) of faults.
 //! - `soak` is the 10-minute run, not in CI:
-//!   `cargo test --release -p ha-examples --test chaos_mixed -- --ignored --nocapture soak`
+//!   `cargo test -p ha-examples --test chaos_mixed -- --ignored --nocapture soak`
 //!   (`CHAOS_SOAK_SECONDS` changes its length).
 //!
 //! `CHAOS_SEED=N` replays a schedule of faults (the processes' own timing is not replayed).
