@@ -17,7 +17,7 @@
 //! distinct addresses and checks what it keeps stays bounded.
 //!
 //! Cases: 24 proptest cases of up to 64 hostile packets each, plus two fixed floods; the file
-//! runs in about 5 s in the debug profile (the gossip crates are optimised in dev).
+//! runs in about 2 s in the debug profile (the gossip crates are optimised in dev).
 
 use std::alloc::System;
 use std::collections::{BTreeMap, VecDeque};

@@ -15,7 +15,7 @@
 //! The allocation peak of recovery is measured against a file whose length fields claim up to
 //! 4 GiB: it stays within a few times the directory's real size.
 //!
-//! Cases: 160 (segments) + 96 (snapshots); the file runs in about 5 s in the debug profile.
+//! Cases: 160 (segments) + 96 (snapshots); the file runs in about 2 s in the debug profile.
 
 mod wal_support;
 

@@ -12,7 +12,7 @@
 //! at fault.
 //!
 //! Cases: 256 (one field each) + 256 (mutated files) + 128 (random text); the file runs in
-//! about 2 s in the debug profile.
+//! under 1 s in the debug profile.
 
 use ha::config_file::{CONFIG_FILE_BYTES_MAX, ConfigLoader};
 use ha::{Config, NodeError, NodeId};
