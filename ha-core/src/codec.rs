@@ -1,9 +1,12 @@
 //! Bounded postcard encoding for everything that crosses a process boundary.
 //!
 //! Every decoder takes a size limit: input larger than the limit is refused before it is
-//! parsed, and postcard never allocates more than the input can describe, so a peer cannot make
-//! a node allocate without bound. Trailing bytes are an error, so a truncated or concatenated
-//! message is never half-accepted.
+//! parsed, so a peer cannot make a node allocate without bound. Within the limit, decoded
+//! values can still be larger in memory than on the wire (an empty command is 4 bytes on the
+//! wire and ~88 in memory; serde preallocates up to 1 MiB for a claimed sequence), so message
+//! types with many small elements bound their counts too (the replication messages refuse
+//! appends over 65,536 entries or 32 MiB decoded, and membership sets over 65,536 ids).
+//! Trailing bytes are an error, so a truncated or concatenated message is never half-accepted.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ha_linearizability::{Input, Output, Recorder};
+use ha_linearizability::{Input, OperationToken, Output, Recorder};
 use serde_json::Value;
 
 /// What one HTTP call returned.
@@ -143,12 +143,21 @@ impl KvClient {
         let token = self
             .recorder
             .invoke(self.id, key, Input::write(value.as_str()));
-        let path = format!("/v1/kv/{key}");
-        match self.call(node, reqwest::Method::PUT, &path, &value) {
+        let answer = self.call(node, reqwest::Method::PUT, &format!("/v1/kv/{key}"), &value);
+        self.record_put(token, answer, Output::WriteOk);
+    }
+
+    /// Record a PUT's answer: `acknowledged` on 200, a failed CAS on 409 `cas_mismatch`.
+    fn record_put(&mut self, token: OperationToken, answer: Answer, acknowledged: Output) {
+        match answer {
             Answer::Status(200, _) => {
-                self.recorder.complete(token, Output::WriteOk);
+                self.recorder.complete(token, acknowledged);
                 self.counts.answered += 1;
                 self.counts.acknowledged += 1;
+            }
+            Answer::Status(409, body) if body["error"] == "cas_mismatch" => {
+                self.recorder.complete(token, Output::CasFailed);
+                self.counts.answered += 1;
             }
             Answer::NotSent => {
                 self.recorder.reject(token);
@@ -173,24 +182,7 @@ impl KvClient {
         };
         let token = self.recorder.invoke(self.id, key, input);
         let path = format!("/v1/kv/{key}?cas={version}");
-        match self.call(node, reqwest::Method::PUT, &path, &new) {
-            Answer::Status(200, _) => {
-                self.recorder.complete(token, Output::CasOk);
-                self.counts.answered += 1;
-                self.counts.acknowledged += 1;
-            }
-            Answer::Status(409, body) if body["error"] == "cas_mismatch" => {
-                self.recorder.complete(token, Output::CasFailed);
-                self.counts.answered += 1;
-            }
-            Answer::NotSent => {
-                self.recorder.reject(token);
-                self.counts.not_sent += 1;
-            }
-            _ => {
-                self.recorder.timeout(token);
-                self.counts.unknown += 1;
-            }
-        }
+        let answer = self.call(node, reqwest::Method::PUT, &path, &new);
+        self.record_put(token, answer, Output::CasOk);
     }
 }
