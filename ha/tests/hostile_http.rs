@@ -14,61 +14,17 @@
 //! Cases: 384 requests on one node; the file runs in about 2 s in the debug profile (after
 //! the node starts).
 
-use std::time::Duration;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use ha::{Config, Node, NodeId};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
+use ha::Node;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use serde_json::Value;
-use tower::ServiceExt;
+use support::{call_router as call, one_node};
 
 /// The statuses DESIGN.md section 8 documents for the admin API.
 const DOCUMENTED: [u16; 7] = [200, 400, 404, 405, 409, 413, 503];
-
-async fn one_node() -> Node<()> {
-    let config = Config::single(
-        NodeId::new("n1").expect("valid"),
-        "127.0.0.1:0".parse().expect("valid"),
-    );
-    let node = Node::builder(config)
-        .request_timeout(Duration::from_secs(2))
-        .start()
-        .await
-        .expect("starts");
-    let mut roles = node.watch_role();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        roles.wait_for(|role| role.leader.is_some()),
-    )
-    .await
-    .expect("leads within 10 s")
-    .expect("running");
-    node
-}
-
-async fn call(node: &Node<()>, method: Method, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body))
-        .expect("the test builds valid requests");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
-}
 
 /// Bytes as they may appear in a URI: safe characters as they are, anything else
 /// percent-encoded, and now and then a broken escape.

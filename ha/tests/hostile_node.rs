@@ -10,16 +10,19 @@
 //!
 //! Cases: 48 hostile connections and 5,000 datagrams; the file runs in about 1 s.
 
+mod support;
+
 use std::alloc::System;
 use std::time::{Duration, Instant};
 
 use ha::core::codec::RPC_FRAME_BYTES_MAX;
 use ha::replicate::transport::frame::append_frame;
 use ha::replicate::transport::handshake::{HANDSHAKE_BYTES_MAX, HandshakeCodec};
-use ha::{Config, Consistency, Node, NodeId};
+use ha::{Consistency, NodeId};
 use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc, PeakMemAllocTrait};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use support::one_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -45,24 +48,8 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_and_a_garbage_flood_leave_a_node_healthy() {
-    let config = Config::single(
-        NodeId::new("n1").expect("valid"),
-        "127.0.0.1:0".parse().expect("valid"),
-    );
-    let cluster_name = config.cluster.name.clone();
-    let node: Node<()> = Node::builder(config)
-        .request_timeout(Duration::from_secs(2))
-        .start()
-        .await
-        .expect("starts");
-    let mut roles = node.watch_role();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        roles.wait_for(|role| role.leader.is_some()),
-    )
-    .await
-    .expect("leads within 10 s")
-    .expect("running");
+    let node = one_node().await;
+    let cluster_name = node.config().cluster.name.clone();
     node.propose((), Consistency::Quorum)
         .await
         .expect("a write before the attack");

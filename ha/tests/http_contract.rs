@@ -2,51 +2,15 @@
 //! host would mount: paths, bodies, status codes and JSON errors for bad requests. The
 //! multi-process tests in tests/processes check the same API served by the bot over TCP.
 
-use std::time::Duration;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use ha::{Config, Node, NodeId};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
+use ha::Node;
 use serde_json::Value;
-use tower::ServiceExt;
-
-async fn one_node() -> Node<()> {
-    let config = Config::single(NodeId::new("n1").unwrap(), "127.0.0.1:0".parse().unwrap());
-    let node = Node::builder(config)
-        .request_timeout(Duration::from_secs(2))
-        .start()
-        .await
-        .expect("starts");
-    let mut roles = node.watch_role();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        roles.wait_for(|role| role.leader.is_some()),
-    )
-    .await
-    .expect("leads within 10 s")
-    .expect("running");
-    node
-}
+use support::{call_router, one_node};
 
 async fn call(node: &Node<()>, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body.to_string()))
-        .expect("valid request");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, bytes) = call_router(node, method, uri, body.as_bytes().to_vec()).await;
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -198,13 +162,8 @@ async fn kv_versions_cas_and_errors() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {json}");
         assert_error(&json, "bad_request");
     }
-    let request = Request::builder()
-        .method(Method::PUT)
-        .uri("/v1/kv/bytes")
-        .body(Body::from(vec![0xff, 0xfe]))
-        .unwrap();
-    let response = node.http_router().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "not UTF-8");
+    let (status, _) = call_router(&node, Method::PUT, "/v1/kv/bytes", vec![0xff, 0xfe]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not UTF-8");
     let big = "x".repeat(ha::lock::VALUE_BYTES_MAX + 4096);
     let (status, _) = call(&node, Method::PUT, "/v1/kv/big", &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -1,0 +1,61 @@
+//! What the `ha` crate's integration tests share: a one-node cluster that leads, and a call
+//! to its admin router without a socket.
+
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use ha::{Config, Node, NodeId};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// A one-voter node on loopback (2 s request timeout) that leads: it founds itself.
+pub async fn one_node() -> Node<()> {
+    let config = Config::single(
+        NodeId::new("n1").expect("valid"),
+        "127.0.0.1:0".parse().expect("valid"),
+    );
+    let node = Node::builder(config)
+        .request_timeout(Duration::from_secs(2))
+        .start()
+        .await
+        .expect("starts");
+    let mut roles = node.watch_role();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        roles.wait_for(|role| role.leader.is_some()),
+    )
+    .await
+    .expect("leads within 10 s")
+    .expect("running");
+    node
+}
+
+/// `method uri` with `body` through `node`'s admin router: the status and the body's bytes.
+pub async fn call_router(
+    node: &Node<()>,
+    method: Method,
+    uri: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .expect("the test builds valid requests");
+    let response = node
+        .http_router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, bytes.to_vec())
+}
