@@ -1,7 +1,8 @@
 #!/bin/sh
-# One command for the side-by-side benchmarks: install the peers (etcd, Serf) from the
-# system's packages, build ha's bot and the benchmark binaries in release mode, run them all,
-# and write bench/RESULTS.md (plots in bench/results/, every figure in target/bench/*.json).
+# One command for the side-by-side benchmarks: install the peers (etcd, Serf, and protoc for
+# etcd's gRPC client) from the system's packages, build ha's bot and the benchmark binaries in
+# release mode (with the bench crate's `grpc` feature), run them all, and write
+# bench/RESULTS.md (plots in bench/results/, every figure in target/bench/*.json).
 #
 #   bench/compare.sh            # full run
 #   bench/compare.sh --quick    # short runs, to check the harness
@@ -13,5 +14,8 @@ bench/install_peers.sh
 if command -v systemctl >/dev/null 2>&1; then
     systemctl stop etcd 2>/dev/null || true
 fi
-cargo build --release -p ha-examples --bin bot -p ha-bench --bins
+# etcd-client's build script runs protoc; point it at the system's (installed above).
+PROTOC="${PROTOC:-$(command -v protoc)}"
+export PROTOC
+cargo build --release -p ha-examples --bin bot -p ha-bench --features ha-bench/grpc --bins
 exec target/release/compare "$@"

@@ -15,10 +15,12 @@ mod latency_summary;
 mod loopback_cluster;
 mod machine_description;
 pub mod peers;
+mod throughput_plot;
 mod write_load;
 
 pub use kv_machine::{Kv, Put};
 pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};
 pub use machine_description::MachineDescription;
+pub use throughput_plot::{ThroughputSeries, throughput_vs_clients};
 pub use write_load::{WriteLoad, run_write_load};

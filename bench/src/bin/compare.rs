@@ -6,13 +6,15 @@
 //! packages and builds what it needs first:
 //!
 //! ```text
-//! bench/compare.sh            # everything, defaults (about 8 minutes on 2 CPUs)
+//! bench/compare.sh            # everything, defaults (about 8 minutes on 2 CPUs once built)
 //! bench/compare.sh --quick    # shorter runs, for checking the harness itself
 //! ```
 //!
-//! Each benchmark is a sibling binary (`compare_etcd`, `compare_gossip`, `compare_scaling`)
-//! that writes `target/bench/<name>.json` and a Markdown fragment `target/bench/<name>.md`; a
-//! failed or missing one is reported in the results rather than hiding the others.
+//! Each benchmark is a sibling binary (`compare_etcd`, `compare_native`, `compare_gossip`,
+//! `compare_scaling`) that writes `target/bench/<name>.json` and a Markdown fragment
+//! `target/bench/<name>.md`; a failed or missing one is reported in the results rather than
+//! hiding the others. When `compare_etcd` (HTTP paths) and `compare_native` (ha's native client,
+//! etcd's gRPC client) both ran, the throughput plot shows all four write paths.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +25,12 @@ use ha_bench::MachineDescription;
 use serde::Serialize;
 
 /// The benchmarks, in the order they run.
-const BENCHMARKS: [&str; 3] = ["compare_etcd", "compare_gossip", "compare_scaling"];
+const BENCHMARKS: [&str; 4] = [
+    "compare_etcd",
+    "compare_native",
+    "compare_gossip",
+    "compare_scaling",
+];
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -96,6 +103,9 @@ fn main() {
             figures,
         });
     }
+    if let Err(error) = plot_all_write_paths(&outcomes, &output) {
+        eprintln!("compare: {error}");
+    }
     let report = render(&machine, &options, &outcomes, &output);
     if let Err(error) = std::fs::write(&options.report, report) {
         eprintln!(
@@ -104,7 +114,13 @@ fn main() {
         );
         std::process::exit(1);
     }
-    copy_plots(&output, Path::new("bench/results"));
+    // Next to the report, where its links point: bench/results/ for bench/RESULTS.md.
+    let plots = options
+        .report
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("results");
+    copy_plots(&output, &plots);
     let json = serde_json::json!({ "machine": machine, "benchmarks": outcomes });
     let _ = std::fs::write(
         output.join("compare.json"),
@@ -129,6 +145,7 @@ fn quick_arguments(name: &str) -> &'static [&'static str] {
             "--trials",
             "2",
         ],
+        "compare_native" => &["--duration-s", "1"],
         "compare_gossip" => &["--trials", "2"],
         "compare_scaling" => &["--duration-secs", "1", "--members", "10,100"],
         _ => &[],
@@ -206,6 +223,69 @@ fn render(
         }
     }
     text
+}
+
+/// `(clients, writes per second)` of each run in the JSON array at `pointer` of `figures`.
+fn throughput_points(figures: &serde_json::Value, pointer: &str) -> Vec<(usize, f64)> {
+    figures
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_array)
+        .map(|runs| {
+            runs.iter()
+                .filter_map(|run| {
+                    let clients = run.get("clients")?.as_u64()?;
+                    let rate = run.get("writes_per_second")?.as_f64()?;
+                    Some((usize::try_from(clients).ok()?, rate))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Redraw `throughput_vs_clients.svg` with every write path measured in this run: the HTTP
+/// paths of `compare_etcd` and the native and gRPC paths of `compare_native`. Does nothing
+/// unless both ran successfully (then `compare_etcd`'s own HTTP-only plot stays).
+///
+/// # Errors
+/// The plot error, as text.
+fn plot_all_write_paths(outcomes: &[Outcome], output: &Path) -> Result<(), String> {
+    let figures_of = |name: &str| {
+        outcomes
+            .iter()
+            .find(|outcome| outcome.name == name && outcome.ok)
+            .and_then(|outcome| outcome.figures.as_ref())
+    };
+    let (Some(http), Some(native)) = (figures_of("compare_etcd"), figures_of("compare_native"))
+    else {
+        return Ok(());
+    };
+    let series: Vec<ha_bench::ThroughputSeries> = [
+        (
+            "ha HTTP (PUT /v1/kv)",
+            throughput_points(http, "/writes/ha"),
+        ),
+        (
+            "etcd HTTP (POST /v3/kv/put)",
+            throughput_points(http, "/writes/etcd"),
+        ),
+        (
+            "ha native (node.kv(), in-process leader)",
+            throughput_points(native, "/ha"),
+        ),
+        (
+            "etcd gRPC (etcd-client KV.Put)",
+            throughput_points(native, "/etcd"),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, points)| !points.is_empty())
+    .map(|(name, points)| (name.to_string(), points))
+    .collect();
+    ha_bench::throughput_vs_clients(
+        &output.join("throughput_vs_clients.svg"),
+        "QUORUM writes, 128-byte values, 3 members, fsync on",
+        &series,
+    )
 }
 
 /// Copy the SVG plots next to the report, so the committed report can link them.

@@ -1,4 +1,5 @@
-//! SVG plots: write latency across a failover, and throughput against clients.
+//! SVG plots: write latency across a failover (throughput against clients is
+//! [`ha_bench::throughput_vs_clients`], which the `compare` harness also draws).
 
 use std::path::Path;
 
@@ -68,60 +69,6 @@ pub fn failover_latency(path: &Path, series: &[(String, Vec<Attempt>)]) -> Resul
             BLACK.stroke_width(1),
         ))
         .map_err(plot_error)?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)
-}
-
-/// Acknowledged writes per second against concurrent clients, one line per system.
-pub fn throughput_vs_clients(
-    path: &Path,
-    series: &[(String, Vec<(usize, f64)>)],
-) -> Result<(), String> {
-    let x_max = series
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(clients, _)| *clients as f64))
-        .fold(1.0f64, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(_, rate)| *rate))
-        .fold(1.0f64, f64::max)
-        * 1.1;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "QUORUM writes over HTTP, 128-byte values, 3 members, fsync on",
-            ("sans-serif", 20),
-        )
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrent clients")
-        .y_desc("acknowledged writes per second")
-        .draw()
-        .map_err(plot_error)?;
-    for (index, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[index % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .map(|(clients, rate)| (*clients as f64, *rate)),
-                color.stroke_width(2),
-            ))
-            .map_err(plot_error)?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
