@@ -13,7 +13,7 @@ use ha_tests::sim::Simulator;
 use serde::Serialize;
 
 /// Virtual time allowed for every member to know 99% of the others.
-const NINETY_NINE_PERCENT_MS_MAX: u64 = 120_000;
+pub const NINETY_NINE_PERCENT_MS_MAX: u64 = 120_000;
 /// Check interval for the 99% phase, virtual milliseconds.
 const NINETY_NINE_PERCENT_CHECK_MS: u64 = 50;
 /// Check interval for the 100% phase (its check walks every member table once foca's counts
@@ -22,7 +22,7 @@ const ALL_CHECK_MS: u64 = 500;
 /// Check interval for the detection phase, virtual milliseconds.
 const DETECT_CHECK_MS: u64 = 10;
 /// Virtual time allowed for every survivor to declare the crashed member down.
-const DETECT_MS_MAX: u64 = 60_000;
+pub const DETECT_MS_MAX: u64 = 60_000;
 /// Quiet virtual time between the join and the crash.
 const SETTLE_MS: u64 = 5_000;
 
@@ -75,6 +75,11 @@ pub struct GossipRow {
     pub events_processed: u64,
     /// Peak resident memory seen, MiB.
     pub resident_mib: u64,
+    /// Peak resident memory divided by the (observer, member) pairs known at the end: what
+    /// each membership-table entry costs, all of the simulator's memory included.
+    pub bytes_per_known_pair: Option<f64>,
+    /// At that cost, the memory every member knowing every other would take, MiB.
+    pub projected_full_mib: Option<u64>,
     /// What stopped a phase early, if anything.
     pub stopped_by: Option<String>,
     /// A sentence on what the row means where it is partial.
@@ -256,9 +261,17 @@ pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRo
     row.virtual_ms = runner.sim.now().0;
     row.wall_seconds = runner.started.elapsed().as_secs_f64();
     row.events_processed = runner.sim.events_processed();
-    row.resident_mib = runner.resident_max.max(resident_bytes()) >> 20;
+    let resident_peak = runner.resident_max.max(resident_bytes());
+    row.resident_mib = resident_peak >> 20;
+    let pairs_all = members as f64 * members.saturating_sub(1) as f64;
+    let pairs_known = pairs_all * mean;
+    if pairs_known >= 1.0 {
+        let per_pair = resident_peak as f64 / pairs_known;
+        row.bytes_per_known_pair = Some(per_pair);
+        row.projected_full_mib = Some((per_pair * pairs_all / f64::from(1 << 20)) as u64);
+    }
     row.stopped_by = runner.stopped_by.take();
-    row.note = note(&row);
+    row.note = note(&row, limits);
     row
 }
 
@@ -292,16 +305,37 @@ fn measure_detection(runner: &mut Runner<'_>, members: usize, row: &mut GossipRo
     }
 }
 
-fn note(row: &GossipRow) -> Option<String> {
+fn note(row: &GossipRow, limits: &SimLimits) -> Option<String> {
     if row.ninety_nine_percent_ms.is_none() {
-        return Some(format!(
-            "the join did not reach 99% before it was stopped: after {} ms of virtual time ({:.0} s of wall time, {} events), the least-informed member knew {:.1}% of the others and the mean member {:.1}%; no crash was measured",
+        let mut sentence = format!(
+            "the join did not reach 99% before it was stopped: after {} ms of virtual time ({:.0} s of wall time, {} events, {} MiB resident), the least-informed member knew {:.1}% of the others and the mean member {:.1}%; no crash was measured",
             row.virtual_ms,
             row.wall_seconds,
             row.events_processed,
+            row.resident_mib,
             row.known_fraction_min * 100.0,
             row.known_fraction_mean * 100.0
-        ));
+        );
+        if let (Some(per_pair), Some(projected_mib)) =
+            (row.bytes_per_known_pair, row.projected_full_mib)
+        {
+            let ceiling_mib = limits.resident_bytes_max >> 20;
+            let verdict = if projected_mib > ceiling_mib {
+                format!(
+                    ", {:.1}x the {ceiling_mib} MiB ceiling: this size cannot converge in this simulator within that memory, however long it runs",
+                    projected_mib as f64 / ceiling_mib.max(1) as f64
+                )
+            } else {
+                String::new()
+            };
+            sentence.push_str(&format!(
+                ". Every member keeps an entry for every other (foca's member list and ha-gossip's member table), so memory grows with the square of the cluster: at the {per_pair:.0} bytes per known (observer, member) pair measured here, all {} x {} pairs would take about {:.0} GiB{verdict}",
+                row.members,
+                row.members.saturating_sub(1),
+                projected_mib as f64 / 1024.0
+            ));
+        }
+        return Some(sentence);
     }
     let mut sentences = Vec::new();
     if row.all_ms.is_none() {
