@@ -30,6 +30,16 @@ pub(crate) enum Record {
     },
     /// The term and vote; the last one in the log wins.
     HardState(HardState),
+    /// The last record of a segment that is complete: the writer puts it there, and syncs it,
+    /// before it creates the next segment. Every segment but the last must end with one, so a
+    /// segment that lost records at its end (or anywhere before the seal) is refused rather
+    /// than read as if it were whole.
+    Seal {
+        /// The segment's own sequence number.
+        sequence: u64,
+        /// The seal's offset in the segment: the bytes before it, segment header included.
+        length_bytes: u64,
+    },
 }
 
 /// What a record says, borrowed for writing. Variant order and shapes must match [`Record`]:
@@ -45,11 +55,22 @@ pub(crate) enum RecordRef<'a> {
     },
     /// See [`Record::HardState`].
     HardState(&'a HardState),
+    /// See [`Record::Seal`].
+    Seal {
+        /// The segment's own sequence number.
+        sequence: u64,
+        /// The seal's offset in the segment.
+        length_bytes: u64,
+    },
 }
 
 /// The largest postcard variant tag of [`Record`]: a cheap first filter when searching for a
 /// valid record in damaged bytes.
-pub(crate) const RECORD_TAG_MAX: u8 = 2;
+pub(crate) const RECORD_TAG_MAX: u8 = 3;
+
+/// The largest framed [`Record::Seal`]: the header, a one-byte variant tag and two `u64`
+/// varints of at most 10 bytes each: how far a seal may take a segment past its size limit.
+pub(crate) const SEAL_RECORD_BYTES_MAX: u64 = RECORD_HEADER_BYTES as u64 + 1 + 10 + 10;
 
 /// Appends the framed record to `out` and returns its framed size in bytes.
 ///
@@ -203,6 +224,26 @@ mod tests {
             decode_framed(&framed(&RecordRef::HardState(&hard_state))),
             Record::HardState(hard_state)
         );
+        assert_eq!(
+            decode_framed(&framed(&RecordRef::Seal {
+                sequence: 7,
+                length_bytes: 180
+            })),
+            Record::Seal {
+                sequence: 7,
+                length_bytes: 180
+            }
+        );
+    }
+
+    #[test]
+    fn the_largest_seal_takes_seal_record_bytes_max() {
+        let largest = framed(&RecordRef::Seal {
+            sequence: u64::MAX,
+            length_bytes: u64::MAX,
+        });
+        assert_eq!(largest.len() as u64, SEAL_RECORD_BYTES_MAX);
+        assert_eq!(largest[RECORD_HEADER_BYTES], RECORD_TAG_MAX);
     }
 
     #[test]

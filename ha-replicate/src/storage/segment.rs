@@ -12,8 +12,12 @@ use super::record::{
     is_valid_record_at, verify_body,
 };
 
-/// The first bytes of every segment: the name of the format and its version (1).
-pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"ha-wal\x00\x01";
+/// The first bytes of every segment: the name of the format and its version (2: every
+/// segment but the last ends with a [`Record::Seal`]; version 1 had no seals and is refused).
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"ha-wal\x00\x02";
+
+/// Where the version byte is in [`SEGMENT_MAGIC`].
+const SEGMENT_VERSION_OFFSET: usize = SEGMENT_MAGIC.len() - 1;
 
 /// The length of [`SEGMENT_MAGIC`].
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = SEGMENT_MAGIC.len() as u64;
@@ -127,6 +131,22 @@ pub(crate) fn scan_segment(
     }
     let mut magic = [0u8; SEGMENT_MAGIC.len()];
     reader.read_exact(&mut magic).map_err(io_error)?;
+    if magic[..SEGMENT_VERSION_OFFSET] == SEGMENT_MAGIC[..SEGMENT_VERSION_OFFSET]
+        && magic[SEGMENT_VERSION_OFFSET] != SEGMENT_MAGIC[SEGMENT_VERSION_OFFSET]
+    {
+        // The header was written whole, by another version of the format: not a torn write,
+        // and not something to guess at, even in the last segment.
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            offset: SEGMENT_VERSION_OFFSET as u64,
+            reason: format!(
+                "segment format version {} is not the version this build reads ({}); there \
+                 is no conversion: move the directory aside and let the node catch up from \
+                 the leader",
+                magic[SEGMENT_VERSION_OFFSET], SEGMENT_MAGIC[SEGMENT_VERSION_OFFSET]
+            ),
+        });
+    }
     if magic != SEGMENT_MAGIC {
         return damaged(
             0,

@@ -1,7 +1,7 @@
 //! [`WalStore`]: the log, the hard state and snapshots in a directory, as an append-only
 //! segmented write-ahead log.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! A data directory holds:
 //!
@@ -16,12 +16,13 @@
 //! sequence numbers are. Each segment is
 //!
 //! ```text
-//! magic "ha-wal\0\x01" (8 bytes, the last one is the format version)
+//! magic "ha-wal\0\x02" (8 bytes, the last one is the format version)
 //! record*
 //! record = body length: u32 LE | crc32c(body): u32 LE | body: postcard(Record)
 //! Record = Entry(Entry)                      an entry, index = previous last + 1
 //!        | Truncate { from: LogIndex }       entries >= from are gone
 //!        | HardState(HardState)             the term and vote; the last one wins
+//!        | Seal { sequence, length_bytes }   the segment is complete (see below)
 //! ```
 //!
 //! A body is 1 to `RPC_FRAME_BYTES_MAX` bytes (an entry larger than one RPC frame could not
@@ -29,6 +30,13 @@
 //! that. A segment rolls over to the next number when the next record would take it past
 //! [`WalOptions::segment_bytes_max`]; a segment always holds at least one record, so a record
 //! larger than the limit gets a segment of its own.
+//!
+//! Before the next segment is created, the current one gets a `Seal` naming its own sequence
+//! number and the seal's offset (every byte before it), and is synced. So every segment but
+//! the last ends with its seal, and an earlier segment that lost records (a cut at a record
+//! boundary loses no checksum, and if only hard states were lost no entry would be missing)
+//! is refused instead of silently recovering an older term and vote. Version 1 had no seals;
+//! its segments are refused (there were no deployed users).
 //!
 //! Nothing in a segment is ever overwritten: truncation appends a `Truncate` marker, and the
 //! hard state is a record like any other, so one sync makes entries and the vote durable
@@ -63,7 +71,11 @@
 //!    segment (a segment is synced before the next one is created, so it cannot be torn), or
 //!    a record whose checksum is valid but which does not decode, is corruption:
 //!    [`StorageError::Corrupt`] with the file, the record's offset and the reason, and
-//!    nothing is modified. (So if a power failure ever let a later page of an unsynced batch
+//!    nothing is modified. So is a segment other than the last that does not end with its
+//!    seal (offset: its end), a seal that names another segment or another offset, a record
+//!    after a seal, and a segment header of another format version. The last segment may end
+//!    with its seal (the node stopped before it created the next one, or that one's header
+//!    was torn and it was removed): the next write then starts a new segment. (So if a power failure ever let a later page of an unsynced batch
 //!    reach the disk without an earlier one, the node refuses to start rather than guess;
 //!    the operator moves the directory aside and the node catches up from the leader.)
 //! 5. Records are replayed in order: entries at or below the snapshot's last index are skipped,
@@ -89,7 +101,7 @@ use std::path::{Path, PathBuf};
 use ha_core::LogIndex;
 
 use super::log_bounds::LogBounds;
-use super::record::{RecordRef, encode_record};
+use super::record::{RecordRef, SEAL_RECORD_BYTES_MAX, encode_record};
 use super::segment::{SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, segment_path};
 use super::snapshot_file::{sync_directory, write_snapshot_file};
 use super::wal_recovery::{RecoveredLayout, SegmentInfo, recover_directory};
@@ -125,8 +137,9 @@ pub enum FsyncPolicy {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalOptions {
-    /// A segment rolls over when the next record would make it larger than this. A segment
-    /// always holds at least one record, whatever this says.
+    /// A segment rolls over when the next record would make it larger than this; the seal
+    /// that then closes it may take it past this by at most 29 bytes. A segment always holds
+    /// at least one record, whatever this says.
     pub segment_bytes_max: u64,
     /// When writes are synced.
     pub fsync_policy: FsyncPolicy,
@@ -462,8 +475,10 @@ impl Running {
         let next_sequence = match self.segments.last() {
             None => Some(self.first_sequence),
             Some(last)
-                if last.size_bytes > SEGMENT_HEADER_BYTES
-                    && last.size_bytes.saturating_add(record_bytes) > self.segment_bytes_max =>
+                if last.sealed
+                    || (last.size_bytes > SEGMENT_HEADER_BYTES
+                        && last.size_bytes.saturating_add(record_bytes)
+                            > self.segment_bytes_max) =>
             {
                 Some(last.sequence.checked_add(1).ok_or_else(|| {
                     StorageError::Misuse("wal segment numbers are exhausted".to_string())
@@ -485,10 +500,11 @@ impl Running {
         Ok(last.sequence)
     }
 
-    /// Finishes the current segment (synced, so only the last segment can ever be torn) and
-    /// creates segment `sequence`.
+    /// Finishes the current segment (sealed and synced, so only the last segment can ever be
+    /// torn, and an earlier one that lost records is refused) and creates segment `sequence`.
     fn start_segment(&mut self, sequence: u64) -> Result<(), StorageError> {
         if self.active.is_some() {
+            self.seal_last()?;
             self.flush()?;
             self.sync_active()?;
         }
@@ -508,9 +524,30 @@ impl Running {
             path,
             size_bytes: SEGMENT_HEADER_BYTES,
             max_entry_index: LogIndex(0),
+            sealed: false,
         });
         self.pending.extend_from_slice(&SEGMENT_MAGIC);
         self.directory_unsynced = true;
+        Ok(())
+    }
+
+    /// Adds the seal record to the last segment, unless it has one already (recovery found it
+    /// sealed: the node stopped before the next segment was created).
+    fn seal_last(&mut self) -> Result<(), StorageError> {
+        let Some(last) = self.segments.last_mut() else {
+            return Ok(());
+        };
+        if last.sealed {
+            return Ok(());
+        }
+        let seal = RecordRef::Seal {
+            sequence: last.sequence,
+            length_bytes: last.size_bytes,
+        };
+        let seal_bytes = encode_record(&seal, &mut self.pending)?;
+        debug_assert!(seal_bytes <= SEAL_RECORD_BYTES_MAX);
+        last.size_bytes += seal_bytes;
+        last.sealed = true;
         Ok(())
     }
 

@@ -42,6 +42,10 @@ pub(crate) struct SegmentInfo {
     /// them before it reaches the marker, so they must still continue the log from the
     /// snapshot, which only holds if every segment before them is kept.
     pub(crate) max_entry_index: LogIndex,
+    /// It ends with a seal record, so nothing more is written to it: the writer's next record
+    /// goes to a new segment. Only the last segment may be unsealed, and the last may be
+    /// sealed only if the node stopped between sealing it and creating the next one.
+    pub(crate) sealed: bool,
 }
 
 /// The result of recovery: what the caller gets, and what the store needs to continue.
@@ -106,6 +110,7 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
             path: path.clone(),
             size_bytes: 0,
             max_entry_index: LogIndex(0),
+            sealed: false,
         });
         let scanned = scan_segment(path, is_last, &mut |offset, record| {
             replay.apply(sequence, path, offset, record)
@@ -134,6 +139,9 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
         if let Some(segment) = replay.segments.last_mut() {
             segment.size_bytes = size_bytes;
         }
+        // Also checked at this segment's first record, so the error names the segment that
+        // lost records rather than a symptom in this one.
+        replay.check_previous_sealed()?;
     }
 
     for repair in &plan {
@@ -341,6 +349,28 @@ impl Replay {
         }
     }
 
+    /// A segment is sealed and synced before the next one is created, so a segment followed by
+    /// another that does not end with its seal has lost records at its end (anywhere else, the
+    /// seal's recorded offset would not match). The exception is a last segment with nothing
+    /// in it, whose header was torn: recovery removes it, and the one before is then the last.
+    /// (That state is no weaker than a lost last segment, which no format can detect.)
+    fn check_previous_sealed(&self) -> Result<(), StorageError> {
+        if let [.., previous, current] = self.segments.as_slice()
+            && !previous.sealed
+        {
+            return Err(StorageError::Corrupt {
+                path: previous.path.clone(),
+                offset: previous.size_bytes,
+                reason: format!(
+                    "segment {} is followed by segment {} but does not end with a seal record, \
+                     so records at its end were lost",
+                    previous.sequence, current.sequence
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn apply(
         &mut self,
         sequence: u64,
@@ -353,6 +383,13 @@ impl Replay {
             offset,
             reason,
         };
+        self.check_previous_sealed()?;
+        if self.segments.last().is_some_and(|segment| segment.sealed) {
+            return Err(corrupt(format!(
+                "a record follows the seal of segment {sequence}, which is never written to \
+                 after it is sealed"
+            )));
+        }
         match record {
             Record::Entry(entry) => {
                 if let Some(segment) = self.segments.last_mut() {
@@ -383,6 +420,21 @@ impl Replay {
                 self.last = self.last.min(kept_last).max(self.snapshot_last);
             }
             Record::HardState(hard_state) => self.hard_state = Some((hard_state, sequence)),
+            Record::Seal {
+                sequence: sealed_sequence,
+                length_bytes,
+            } => {
+                if sealed_sequence != sequence || length_bytes != offset {
+                    return Err(corrupt(format!(
+                        "the seal names segment {sealed_sequence} with {length_bytes} bytes \
+                         before it, but it is in segment {sequence} at byte {offset}: bytes \
+                         before it were removed or added, or the file was renamed"
+                    )));
+                }
+                if let Some(segment) = self.segments.last_mut() {
+                    segment.sealed = true;
+                }
+            }
         }
         Ok(())
     }

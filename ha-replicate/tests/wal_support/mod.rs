@@ -15,7 +15,7 @@ use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::storage::{LogStore, Recovered, StorageError};
 
 /// The magic at the start of every segment, as documented in the `wal` module.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"ha-wal\x00\x01";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"ha-wal\x00\x02";
 
 /// An entry whose payload depends on `index` and `term`, `payload_bytes` long.
 pub fn entry(term: u64, index: u64, payload_bytes: usize) -> Entry {
