@@ -15,6 +15,7 @@ mod latency_summary;
 mod loopback_cluster;
 mod machine_description;
 pub mod peers;
+mod report_files;
 mod throughput_plot;
 mod write_load;
 
@@ -22,5 +23,6 @@ pub use kv_machine::{Kv, Put};
 pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};
 pub use machine_description::MachineDescription;
+pub use report_files::write_report_files;
 pub use throughput_plot::{ThroughputSeries, throughput_vs_clients};
 pub use write_load::{WriteLoad, run_write_load};

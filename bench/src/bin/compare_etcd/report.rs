@@ -567,12 +567,7 @@ impl Results {
     /// # Errors
     /// The file or plot error, as text.
     pub fn write(&self, out_dir: &Path) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).map_err(|error| error.to_string())?;
-        let write = |name: &str, text: &str| {
-            std::fs::write(out_dir.join(name), text).map_err(|error| format!("{name}: {error}"))
-        };
-        write("compare_etcd.json", &json)?;
-        write("compare_etcd.md", &self.markdown())?;
+        ha_bench::write_report_files(out_dir, "compare_etcd", self, &self.markdown())?;
         let latency: Vec<(String, Vec<Attempt>)> = self
             .failover
             .iter()
