@@ -286,6 +286,17 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()?;
         self.guards[index] = Some(ChildGuard::new(name, child));
+        self.poll_view(index, move || ha_members(http_port));
+        Ok(())
+    }
+
+    /// Poll member `index`'s view with `read` every `POLL_MS` (at most `POLLS_MAX` times, until
+    /// stopped), sending each view read as an observation.
+    fn poll_view(
+        &mut self,
+        index: usize,
+        read: impl Fn() -> Option<BTreeMap<usize, Status>> + Send + 'static,
+    ) {
         let sender = self.sender.clone();
         let stop = Arc::clone(&self.stop);
         self.threads.push(std::thread::spawn(move || {
@@ -293,7 +304,7 @@ impl Cluster {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Some(members) = ha_members(http_port) {
+                if let Some(members) = read() {
                     let observation = Observation {
                         observer: index,
                         members,
@@ -306,7 +317,6 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(POLL_MS));
             }
         }));
-        Ok(())
     }
 
     fn start_serf(
@@ -335,27 +345,8 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()?;
         self.guards[index] = Some(ChildGuard::new(name, child));
-        let sender = self.sender.clone();
-        let stop = Arc::clone(&self.stop);
         let serf = serf.to_path_buf();
-        self.threads.push(std::thread::spawn(move || {
-            for _ in 0..POLLS_MAX {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Some(members) = serf_members(&serf, rpc_port) {
-                    let observation = Observation {
-                        observer: index,
-                        members,
-                        at: Instant::now(),
-                    };
-                    if sender.send(observation).is_err() {
-                        break;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(POLL_MS));
-            }
-        }));
+        self.poll_view(index, move || serf_members(&serf, rpc_port));
         Ok(())
     }
 
