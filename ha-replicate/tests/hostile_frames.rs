@@ -24,8 +24,7 @@
 mod transport_support;
 
 use std::alloc::System;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ha_core::codec::{self, RPC_FRAME_BYTES_MAX};
@@ -47,15 +46,13 @@ use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use transport_support::{RawClient, closed_within, keyring, node, settings};
+use transport_support::{RawClient, closed_within, count_panics, keyring, node, panics, settings};
 
 #[global_allocator]
 static ALLOCATOR: &PeakMemAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// The allocation peak is global to the process: tests in this file run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// One read chunk of the frame reader: the most it allocates ahead of bytes that arrived.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -71,18 +68,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Count every panic in this test binary, including inside the transport's tasks.
-fn count_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            previous(info);
-        }));
-    });
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -396,7 +381,7 @@ fn mutated_valid_traffic_is_refused_and_the_listener_keeps_serving() {
             sender.shutdown().await;
         });
     }
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a task panicked");
+    assert_eq!(panics(), 0, "a task panicked");
 }
 
 /// A peer that announces a large frame and sends a few bytes, or announces 4 GiB, costs the
@@ -445,7 +430,7 @@ fn a_huge_length_prefix_allocates_at_most_one_read_chunk() {
         receiver.shutdown().await;
         sender.shutdown().await;
     });
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a task panicked");
+    assert_eq!(panics(), 0, "a task panicked");
 }
 
 fn varint(mut value: u64, out: &mut Vec<u8>) {

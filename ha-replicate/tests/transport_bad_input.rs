@@ -3,8 +3,6 @@
 
 mod transport_support;
 
-use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ha_replicate::transport::frame::append_frame;
@@ -15,23 +13,9 @@ use rand::{RngExt, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use transport_support::{
-    DEADLINE, RawClient, Transport, closed_within, data, node, receive, settings, start,
+    DEADLINE, RawClient, Transport, closed_within, count_panics, data, node, panics, receive,
+    settings, start,
 };
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Count every panic in this test binary, including inside the transport's tasks (which tokio
-/// would otherwise swallow).
-fn count_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            previous(info);
-        }));
-    });
-}
 
 /// A receiver that would wait a long time for a body: a fast close proves the length alone
 /// was refused.
@@ -85,7 +69,7 @@ async fn an_oversized_length_before_the_handshake_closes_only_that_connection() 
     assert_eq!(receiver.reject_counts().get(RejectCause::Oversized), 2);
     // The established connection from the sender was not disturbed.
     still_serving(&sender, &receiver, &mut inbox, 100).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    assert_eq!(panics(), 0);
     receiver.shutdown().await;
     sender.shutdown().await;
 }
@@ -116,7 +100,7 @@ async fn an_oversized_length_after_the_handshake_closes_only_that_connection() {
     assert!(from_raw.iter().all(|inbound| inbound.from == node("n3")));
     assert_eq!(receiver.reject_counts().get(RejectCause::Oversized), 2);
     still_serving(&sender, &receiver, &mut inbox, 100).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    assert_eq!(panics(), 0);
     receiver.shutdown().await;
     sender.shutdown().await;
 }
@@ -183,11 +167,7 @@ async fn garbage_on_the_socket_never_panics_and_the_transport_keeps_serving() {
         assert_eq!(inbound.from, node("n9"));
     }
     still_serving(&sender, &receiver, &mut inbox, 100).await;
-    assert_eq!(
-        PANICS.load(Ordering::SeqCst),
-        0,
-        "a task panicked on garbage"
-    );
+    assert_eq!(panics(), 0, "a task panicked on garbage");
     receiver.shutdown().await;
     sender.shutdown().await;
 }
@@ -206,7 +186,7 @@ async fn a_peer_that_vanishes_mid_frame_is_dropped_and_others_continue() {
         .expect("write");
     drop(client);
     still_serving(&sender, &receiver, &mut inbox, 0).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    assert_eq!(panics(), 0);
     receiver.shutdown().await;
     sender.shutdown().await;
 }

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use ha_core::NodeId;
@@ -213,4 +214,24 @@ impl RawClient {
             .expect("fits");
         frame
     }
+}
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Count every panic in this test binary from now on, including inside the transport's tasks
+/// (which tokio would otherwise swallow); read the count with [`panics`].
+pub fn count_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// Panics counted since [`count_panics`] was first called in this test binary.
+pub fn panics() -> usize {
+    PANICS.load(Ordering::SeqCst)
 }
