@@ -25,6 +25,14 @@ fn member(name: &str, port: u16, state: NodeState, voter: bool) -> MemberInfo {
     }
 }
 
+/// Voter `name` (ACTIVE, metadata known) comes up at time 0.
+fn up(feed: &mut MembershipFeed, name: &str, port: u16) {
+    feed.on_event(
+        Millis(0),
+        &MemberEvent::Up(member(name, port, NodeState::Active, true)),
+    );
+}
+
 fn feed(expect: usize) -> MembershipFeed {
     MembershipFeed::new(NodeId::new("n1").unwrap(), true, expect)
 }
@@ -32,10 +40,7 @@ fn feed(expect: usize) -> MembershipFeed {
 #[test]
 fn founds_only_with_exactly_the_expected_voters() {
     let mut feed = feed(3);
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n2", 7002, NodeState::Active, true)),
-    );
+    up(&mut feed, "n2", 7002);
     assert_eq!(feed.bootstrap_voters(), None, "two of three");
     // A non-voter does not count.
     feed.on_event(
@@ -43,18 +48,12 @@ fn founds_only_with_exactly_the_expected_voters() {
         &MemberEvent::Up(member("w", 7009, NodeState::Active, false)),
     );
     assert_eq!(feed.bootstrap_voters(), None);
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n3", 7003, NodeState::Active, true)),
-    );
+    up(&mut feed, "n3", 7003);
     let voters = feed.bootstrap_voters().expect("three voters met");
     let names: Vec<&str> = voters.voters.iter().map(NodeId::as_str).collect();
     assert_eq!(names, ["n1", "n2", "n3"]);
     // A fourth voter means an existing cluster is being joined: never re-found.
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n4", 7004, NodeState::Active, true)),
-    );
+    up(&mut feed, "n4", 7004);
     assert_eq!(feed.bootstrap_voters(), None);
 }
 
@@ -64,14 +63,8 @@ fn a_member_whose_metadata_has_not_arrived_blocks_founding() {
     // metadata and a third member up without it yet, founded with the two, and another node
     // founded a second cluster with other voters.
     let mut feed = feed(3);
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n2", 7002, NodeState::Active, true)),
-    );
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n3", 7003, NodeState::Active, true)),
-    );
+    up(&mut feed, "n2", 7002);
+    up(&mut feed, "n3", 7003);
     let mut unknown = member("n4", 7004, NodeState::Active, true);
     unknown.metadata = None;
     feed.on_event(Millis(0), &MemberEvent::Up(unknown));
@@ -94,24 +87,15 @@ fn a_member_that_leads_blocks_founding() {
         Millis(0),
         &MemberEvent::Up(member("n2", 7002, NodeState::Leader, true)),
     );
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n3", 7003, NodeState::Active, true)),
-    );
+    up(&mut feed, "n3", 7003);
     assert_eq!(feed.bootstrap_voters(), None);
 }
 
 #[test]
 fn unreachable_members_do_not_count_and_keep_their_first_unreachable_time() {
     let mut feed = feed(3);
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n2", 7002, NodeState::Active, true)),
-    );
-    feed.on_event(
-        Millis(0),
-        &MemberEvent::Up(member("n3", 7003, NodeState::Active, true)),
-    );
+    up(&mut feed, "n2", 7002);
+    up(&mut feed, "n3", 7003);
     let mut down = member("n3", 7003, NodeState::Active, true);
     down.reachable = false;
     let first = feed

@@ -19,14 +19,6 @@ use support::workload::{Workload, WorkloadOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Whether node `index` answers its health check with 200 and the leader role.
-fn leads_with_quorum(cluster: &TestCluster, index: usize) -> bool {
-    matches!(
-        cluster.call(index, "GET", "/v1/health", ""),
-        Some((200, health)) if health["role"] == "leader"
-    )
-}
-
 /// Wait for a leader among `side`, and for every node outside it to give up leading.
 fn wait_for_side_leader(cluster: &TestCluster, side: &[usize], what: &str) -> usize {
     let started = Instant::now();
@@ -35,10 +27,7 @@ fn wait_for_side_leader(cluster: &TestCluster, side: &[usize], what: &str) -> us
         .collect();
     let deadline = Instant::now() + WAIT;
     let leader = loop {
-        let leader = side
-            .iter()
-            .copied()
-            .find(|&index| leads_with_quorum(cluster, index));
+        let leader = side.iter().copied().find(|&index| cluster.leads(index));
         let others_quiet = outside.iter().all(|&index| {
             matches!(
                 cluster.call(index, "GET", "/v1/health", ""),

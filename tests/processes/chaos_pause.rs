@@ -100,14 +100,7 @@ fn a_paused_leader_does_not_act_as_leader_when_it_wakes() {
     assert_eq!(status, 200, "the woken node serves the new leader's writes");
 
     // The journal: no gap, no duplicate, tokens never decrease, the new leader wrote.
-    let length = cluster
-        .journal_length(new_leader)
-        .expect("the new leader answers");
-    cluster.wait_until("the journal to grow", WAIT, |cluster| {
-        cluster
-            .journal_length(new_leader)
-            .filter(|now| *now >= length + 5)
-    });
+    cluster.wait_for_journal_growth(new_leader, 5, "the journal to grow", WAIT);
     let verdict = JournalVerdict::check(&cluster.journal(new_leader));
     println!("{verdict}");
     assert!(verdict.ok(), "{verdict}");

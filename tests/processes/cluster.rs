@@ -165,14 +165,7 @@ fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catc
     cluster.kill(first);
     let second = cluster.wait_for_leader(&[first], ELECTION);
     println!("new leader after {:?}", killed_at.elapsed());
-    let before = cluster
-        .journal_length(second)
-        .expect("the new leader answers");
-    cluster.wait_until("the journal to continue", ELECTION, |cluster| {
-        cluster
-            .journal_length(second)
-            .filter(|length| *length >= before + 10)
-    });
+    cluster.wait_for_journal_growth(second, 10, "the journal to continue", ELECTION);
 
     // Restart from the data dir: it rejoins and applies everything committed.
     cluster.spawn(first);
@@ -242,15 +235,11 @@ fn a_killed_leader_is_replaced_the_journal_continues_and_the_restarted_node_catc
         causes.iter().any(|cause| cause == "leader_lost"),
         "{causes:?}"
     );
-    let length = cluster.journal_length(third).expect("answers");
-    cluster.wait_until(
+    cluster.wait_for_journal_growth(
+        third,
+        5,
         "the journal to continue under the third leader",
         ELECTION,
-        |cluster| {
-            cluster
-                .journal_length(third)
-                .filter(|now| *now >= length + 5)
-        },
     );
 
     // The journal, read through the last leader: numbered 1..=N, no gap, no duplicate, across

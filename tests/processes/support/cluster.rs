@@ -272,16 +272,31 @@ impl TestCluster {
         }
     }
 
+    /// Whether node `index` reports itself leader with a quorum (health 200, role leader).
+    pub fn leads(&self, index: usize) -> bool {
+        matches!(
+            self.call(index, "GET", "/v1/health", ""),
+            Some((200, health)) if health["role"] == "leader"
+        )
+    }
+
     /// The running node that reports itself leader with a quorum (not in `except`).
     pub fn leader(&self, except: &[usize]) -> Option<usize> {
-        (0..self.specs.len()).find(|&index| {
-            !except.contains(&index)
-                && self.running(index)
-                && matches!(
-                    self.call(index, "GET", "/v1/health", ""),
-                    Some((200, health)) if health["role"] == "leader"
-                )
-        })
+        (0..self.specs.len())
+            .find(|&index| !except.contains(&index) && self.running(index) && self.leads(index))
+    }
+
+    /// Wait until the journal, read through node `index`, holds `more` entries beyond what it
+    /// holds now.
+    pub fn wait_for_journal_growth(&self, index: usize, more: u64, what: &str, timeout: Duration) {
+        let length = self
+            .journal_length(index)
+            .unwrap_or_else(|| panic!("{} does not answer", self.specs[index].id));
+        self.wait_until(what, timeout, |cluster| {
+            cluster
+                .journal_length(index)
+                .filter(|now| *now >= length + more)
+        });
     }
 
     /// Wait for a leader other than `except`.

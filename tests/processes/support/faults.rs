@@ -81,11 +81,6 @@ impl<'a> FaultInjector<'a> {
         kinds[self.rng.random_range(0..kinds.len())]
     }
 
-    /// The node that leads now, asking only nodes that run and are not paused.
-    fn leader(&self, cluster: &TestCluster) -> Option<usize> {
-        cluster.leader(&self.paused)
-    }
-
     fn follower(&mut self, cluster: &TestCluster, leader: Option<usize>) -> Option<usize> {
         let candidates: Vec<usize> = (0..cluster.specs.len())
             .filter(|index| Some(*index) != leader)
@@ -96,7 +91,8 @@ impl<'a> FaultInjector<'a> {
 
     fn apply(&mut self, cluster: &mut TestCluster, fault: Fault) -> String {
         let nodes = cluster.specs.len();
-        let leader = self.leader(cluster);
+        // Paused nodes are not asked: their answer would wait for them to wake.
+        let leader = cluster.leader(&self.paused);
         let target = match fault {
             Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader => leader,
             Fault::KillFollower | Fault::PauseFollower => self.follower(cluster, leader),
