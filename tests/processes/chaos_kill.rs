@@ -9,10 +9,21 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::cluster::TestCluster;
-use support::scenario::{finish_and_check, http_addresses};
+use support::scenario::{Minimums, finish_and_check, http_addresses};
 use support::workload::{Workload, WorkloadOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// What a run must at least achieve (see [`Minimums`]). Measured on this 2-core
+/// machine: 1,133 acknowledged writes, 48 lock grants, 89 journal entries, 5 terms.
+/// Terms: the first, one after the leader is killed and one after it restarts at once (a
+/// restarted process starts as a follower) are certain.
+const KILL_MINIMUMS: Minimums = Minimums {
+    acknowledged_writes: 50,
+    lock_grants: 5,
+    journal_entries: 15,
+    terms_with_leader: 3,
+};
 
 fn settle(cluster: &TestCluster, what: &str) -> usize {
     let started = Instant::now();
@@ -60,5 +71,5 @@ fn kills_and_restarts_keep_histories_linearizable() {
     cluster.spawn(second);
     settle(&cluster, "majority restarted");
 
-    finish_and_check(&mut cluster, workload, "kills");
+    finish_and_check(&mut cluster, workload, "kills", &KILL_MINIMUMS);
 }

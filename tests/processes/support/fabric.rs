@@ -18,10 +18,12 @@
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sched::{CloneFlags, setns};
 
-/// Why the fabric cannot be built here (the tests that need it are skipped with this message).
+/// Why the fabric cannot be built here: under CI the test that needs it fails with this
+/// message; elsewhere it is skipped (or runs without network faults) and says so loudly.
 #[derive(Debug)]
 pub struct Unsupported(pub String);
 
@@ -30,6 +32,15 @@ pub struct Fabric {
     prefix: String,
     nodes: usize,
     created: Vec<String>,
+    /// Partitions, cuts and loss rule sets applied so far (heals not counted).
+    applied: AtomicU64,
+}
+
+/// Whether the tests run under CI (`CI` set to anything but empty, `0` or `false`, as CI
+/// services and `.ci/run` do): there a missing prerequisite of a network test is a failure,
+/// not a skip, so a green run always means the partitions were applied.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false" | "FALSE"))
 }
 
 /// The subnet every fabric uses: namespaces keep fabrics of concurrent tests apart.
@@ -74,9 +85,49 @@ impl Fabric {
             prefix,
             nodes,
             created: Vec::new(),
+            applied: AtomicU64::new(0),
         };
         fabric.create().map_err(Unsupported)?;
         Ok(fabric)
+    }
+
+    /// [`build`](Self::build) with the CI rule for test `what`: under CI ([`in_ci`]) a fabric
+    /// that cannot be built fails the test with the reason and the fix; elsewhere the reason
+    /// is printed in a banner on stdout and straight to stderr (so `cargo test` shows it
+    /// without `--nocapture`) and `None` is returned for the caller to skip or degrade.
+    ///
+    /// # Panics
+    /// Under CI, when the fabric cannot be built.
+    pub fn build_or_skip(label: &str, nodes: usize, what: &str) -> Option<Self> {
+        match Self::build(label, nodes) {
+            Ok(fabric) => Some(fabric),
+            Err(why) => {
+                let reason = format!(
+                    "{what} needs network namespaces and cannot build them here: {}. \
+                     Run as root with `ip` and `nft` installed \
+                     (`apt-get install -y iproute2 nftables`).",
+                    why.0
+                );
+                assert!(
+                    !in_ci(),
+                    "CI is set, so this is a failure, not a skip: {reason}"
+                );
+                let banner = format!(
+                    "\n!!!!!!!! NETWORK FAULTS NOT TESTED !!!!!!!!\n{reason}\n\
+                     (set CI=true to make this a failure)\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+                );
+                println!("{banner}");
+                // Straight to the file descriptor: the test harness captures `eprintln!` of
+                // passing tests, and a skip must be seen.
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
+                None
+            }
+        }
+    }
+
+    /// How many partitions, cuts and loss rule sets have been applied (heals not counted).
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
     }
 
     fn switch(&self) -> String {
@@ -170,6 +221,7 @@ impl Fabric {
     /// When a rule cannot be installed.
     pub fn partition(&self, sides: &[&[usize]]) {
         self.heal();
+        self.applied.fetch_add(1, Ordering::Relaxed);
         for (side_index, side) in sides.iter().enumerate() {
             for (other_index, other) in sides.iter().enumerate() {
                 if side_index == other_index {
@@ -198,8 +250,12 @@ impl Fabric {
     }
 
     /// Cut `pairs` of nodes apart (both directions), leaving every other link up.
+    ///
+    /// # Panics
+    /// When a rule cannot be installed.
     pub fn cut(&self, pairs: &[(usize, usize)]) {
         self.heal();
+        self.applied.fetch_add(1, Ordering::Relaxed);
         for &(a, b) in pairs {
             self.block(a, b);
             self.block(b, a);
@@ -212,6 +268,7 @@ impl Fabric {
     /// When the rule cannot be installed.
     pub fn lossy(&self, percent: u8) {
         self.heal();
+        self.applied.fetch_add(1, Ordering::Relaxed);
         let switch_host = format!("{}.{}.{}.{SWITCH_HOST}", SUBNET[0], SUBNET[1], SUBNET[2]);
         for node in 0..self.nodes {
             let rule = format!(

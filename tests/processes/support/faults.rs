@@ -71,8 +71,20 @@ impl<'a> FaultInjector<'a> {
         }
     }
 
+    /// Network faults injected so far.
+    pub fn network_faults(&self) -> u64 {
+        NETWORK_FAULTS
+            .iter()
+            .filter_map(|fault| self.injected.get(fault))
+            .sum()
+    }
+
+    /// Half the faults are network faults when there is a fabric; from the second step on, a
+    /// run that has had none yet gets one, so a short run cannot miss them by chance.
     fn choose(&mut self) -> Fault {
-        let network = self.fabric.is_some() && self.rng.random_range(0..2) == 0;
+        let coin = self.rng.random_range(0..2) == 0;
+        let overdue = self.steps >= 2 && self.network_faults() == 0;
+        let network = self.fabric.is_some() && (coin || overdue);
         let kinds = if network {
             &NETWORK_FAULTS
         } else {

@@ -16,6 +16,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::kv_history::{KvClient, KvCounts};
 use super::lock_history::{LockClient, LockCounts};
+use super::scenario::{Minimums, at_least};
 
 /// The most operations one client thread performs (a bound on every loop).
 const OPERATIONS_PER_CLIENT_MAX: usize = 20_000;
@@ -181,12 +182,14 @@ impl Workload {
 }
 
 impl WorkloadResult {
-    /// Check the KV history for linearizability and the lock holds for exclusivity. Returns a
-    /// one-line summary.
+    /// Check the KV history for linearizability, the lock holds for exclusivity, and that the
+    /// clients got at least `minimums` acknowledged writes and lock grants (an empty history
+    /// is linearizable and no hold is exclusive: without the minimums a cluster that refused
+    /// everything would pass). Returns a one-line summary.
     ///
     /// # Errors
     /// What was violated, with the checker's explanation.
-    pub fn check(&self) -> Result<String, String> {
+    pub fn check(&self, minimums: &Minimums) -> Result<String, String> {
         match check(&self.history, &RegisterModel, &Budget::default()) {
             Ok(CheckResult::Linearizable) => {}
             Ok(CheckResult::NotLinearizable { key, explanation }) => {
@@ -198,7 +201,7 @@ impl WorkloadResult {
             Err(error) => return Err(format!("malformed KV history: {error}")),
         }
         check_lock_holders_exclusive(&self.holds, &FencedResource::default())?;
-        Ok(format!(
+        let summary = format!(
             "KV: {} operations, {} answered, {} acknowledged writes, {} unknown, {} not sent: \
              linearizable; locks: {} holds, {} late grants, {} refused: exclusive, tokens grow",
             self.history.len(),
@@ -209,6 +212,22 @@ impl WorkloadResult {
             self.locks.grants,
             self.locks.late_grants,
             self.locks.refused
-        ))
+        );
+        let shortfalls: Vec<String> = [
+            at_least(
+                "acknowledged writes",
+                self.kv.acknowledged,
+                minimums.acknowledged_writes,
+            ),
+            at_least("lock grants", self.locks.grants, minimums.lock_grants),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+        if shortfalls.is_empty() {
+            Ok(summary)
+        } else {
+            Err(format!("{}\n{summary}", shortfalls.join("\n")))
+        }
     }
 }
