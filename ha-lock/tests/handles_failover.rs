@@ -8,7 +8,8 @@ mod handles_support;
 use std::time::{Duration, Instant};
 
 use ha_core::Consistency;
-use handles_support::Cluster;
+use ha_lock::{LeaseState, LockError};
+use handles_support::{Cluster, WAIT, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_survives_the_kill_of_the_log_leader() {
@@ -16,7 +17,8 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     let leader = cluster.leader().await;
     let follower = cluster.follower().await;
     let client = cluster.client(follower);
-    let ttl = Duration::from_secs(2);
+    // Generous: renewals every 2 s, each with most of 6 s to get through the election.
+    let ttl = Duration::from_secs(6);
     let guard = client
         .acquire("singleton", ttl, Duration::from_secs(5))
         .await
@@ -28,13 +30,14 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     let token = guard.token();
     let lease = guard.lease_id();
     let lost = guard.lost();
-    tokio::time::sleep(ttl / 2).await;
-    let renewals_before = client
-        .lease_state(lease)
-        .await
-        .expect("read")
-        .expect("alive")
-        .renewals;
+    let renewals = |state: Result<Option<LeaseState>, LockError>| {
+        state.ok().flatten().map_or(0, |state| state.renewals)
+    };
+    eventually("a renewal before the kill", WAIT, || async {
+        renewals(client.lease_state(lease).await) >= 1
+    })
+    .await;
+    let renewals_before = renewals(client.lease_state(lease).await);
 
     let killed_at = Instant::now();
     cluster.kill(leader);
@@ -45,10 +48,15 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
         killed_at.elapsed()
     );
 
-    // Watch for two TTLs after the election: an early expiry would show within one.
-    let watch_until = Instant::now() + ttl * 2;
+    // Watch until two more renewals reached the new leader: the guard stays valid, and the
+    // lock stays its holder's on the cluster (an early expiry by the new leader would show).
+    let watch_started = Instant::now();
     let mut lowest_margin = ttl;
-    while Instant::now() < watch_until {
+    while renewals(client.lease_state(lease).await) < renewals_before + 2 {
+        assert!(
+            watch_started.elapsed() < WAIT,
+            "renewals did not reach the new leader within {WAIT:?}"
+        );
         assert!(
             guard.is_valid(),
             "the guard stays valid through the failover"

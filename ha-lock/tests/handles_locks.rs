@@ -176,10 +176,9 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
         })
     );
     let waited = started.elapsed();
-    assert!(
-        waited >= wait && waited < wait + Duration::from_secs(2),
-        "{waited:?}"
-    );
+    // Not before its wait ran out; and it did give up (the bound is only "did not hang": how
+    // long past its wait the answer took depends on the machine's load).
+    assert!(waited >= wait && waited < WAIT, "{waited:?}");
     let state = holder
         .lock_state("busy")
         .await
@@ -191,21 +190,20 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
     // Released with nobody in line, the lock is free, and try_acquire gets it.
     held.release().await.expect("release");
     assert_eq!(holder.lock_state("busy").await.expect("read"), None);
-    let guard = other.try_acquire("busy", TTL).await.expect("free now");
+    // A TTL far longer than the wait below, so a lock freed within the wait was freed by the
+    // drop's background release, not by expiry, however slow the machine.
+    let long_ttl = WAIT * 3;
+    let guard = other.try_acquire("busy", long_ttl).await.expect("free now");
 
     // A guard dropped without release is released in the background, well before its TTL.
     let dropped_at = Instant::now();
     drop(guard);
-    eventually(
-        "the dropped guard's lock to be released",
-        TTL / 2,
-        || async {
-            holder
-                .lock_state("busy")
-                .await
-                .is_ok_and(|state| state.is_none())
-        },
-    )
+    eventually("the dropped guard's lock to be released", WAIT, || async {
+        holder
+            .lock_state("busy")
+            .await
+            .is_ok_and(|state| state.is_none())
+    })
     .await;
     println!(
         "a dropped guard's lock was free after {:?}",
@@ -235,8 +233,9 @@ async fn a_deadlock_between_two_sessions_is_refused_at_once_with_the_cycle() {
             cycle: vec![bob.session(), alice.session()],
         })
     );
+    // Refused, not waited out: a wait would have lasted WAIT and ended in WaitTimedOut.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < WAIT,
         "refused without waiting: {:?}",
         started.elapsed()
     );
@@ -263,7 +262,9 @@ async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_
     let successor = cluster.client(cluster.leader().await);
     let resource = FencedResource::new(Vec::new());
 
-    let ttl = Duration::from_millis(600);
+    // Long enough that the holder's next renewal, not its safe deadline, tells it the lease
+    // ended (`Ended`, not `DeadlinePassed`), however slowly that renewal gets through.
+    let ttl = Duration::from_secs(3);
     let guard = stale.acquire("fenced", ttl, WAIT).await.expect("acquire");
     resource
         .write(guard.token(), |log| {
