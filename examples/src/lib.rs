@@ -1,7 +1,7 @@
 //! # ha-examples
 //!
-//! The parts of the `bot` demo (DESIGN.md section 9) that are worth testing on their own. Today
-//! that is the [`journal`]: the replicated state machine the bot's leader writes numbered
+//! The parts of the `bot` demo (docs/ARCHITECTURE.md, "The bot (examples/)") that are worth
+//! testing on their own. Today that is the [`journal`]: the replicated state machine the bot's leader writes numbered
 //! actions into, guarded by a fenced lock, and the independent check that finds any gap or
 //! duplicate in it.
 //!

@@ -1,7 +1,45 @@
 //! # ha-replicate
 //!
-//! The replicated log: election and replication as a sans-IO engine, durable storage, and
-//! (in progress) the transport and tokio driver.
+//! The replicated log: Raft election and replication as a sans-IO engine, the replica core
+//! that joins it to a log store and the host's state machine (client sessions, failover
+//! history, snapshots), a segmented write-ahead log, an authenticated TCP transport, and the
+//! tokio driver that runs it all for real. The simulator in `tests/` runs the same
+//! [`replica::ReplicaCore`] with virtual time.
+//!
+//! ```text
+//!   ReplicaClient ──requests──▶ ReplicaNode (driver/, one tokio task)
+//!                                  │  ReplicaCore (replica/): Engine (engine/) + Applier
+//!                                  │  effects: Persist, Send, SetTimer, Apply, ...
+//!            WalStore (storage/) ◀─┤─▶ TcpTransport (transport/) ◀──▶ peers
+//!   gossip MemberEvent ──▶ MembershipFeed (membership_feed.rs) ──▶ peer info, addresses
+//! ```
+//!
+//! - [`engine`]: elections (pre-vote, check-quorum, priorities, transfer, failback),
+//!   replication, read-index and lease reads, single-node membership changes; inputs in,
+//!   ordered effects out, no clock, socket or disk.
+//! - [`replica`]: [`replica::ReplicaCore`], persist-before-send with group commit, exactly-once
+//!   client sessions (at most [`replica::SESSIONS_MAX`] remembered), snapshots.
+//! - [`storage`]: the [`storage::LogStore`] contract, `WalStore` and an in-memory store.
+//! - [`transport`]: length-prefixed postcard frames with optional AEAD over TCP.
+//! - [`driver`]: [`driver::ReplicaNode`] and its typed, retrying [`driver::ReplicaClient`].
+//! - [`membership`], [`membership_feed`]: configurations and the gossip-driven feed
+//!   (learners, promotion, `bootstrap_expect`).
+//!
+//! See `docs/ARCHITECTURE.md` (section "ha-replicate") for the rules each part keeps.
+//!
+//! ## Example
+//!
+//! ```
+//! use ha_core::NodeId;
+//! use ha_replicate::membership::Membership;
+//!
+//! let ids = [NodeId::new("n1")?, NodeId::new("n2")?, NodeId::new("n3")?];
+//! let voters = Membership::with_voters(ids.clone());
+//! assert_eq!(voters.quorum(), 2);
+//! assert!(voters.is_quorum(&ids[..2]));
+//! assert!(!voters.is_quorum(&ids[..1]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod driver;
 pub mod engine;

@@ -1,6 +1,6 @@
 //! What a node reports about itself and the cluster: the bodies of `/v1/health`,
-//! `/v1/cluster` and `/v1/failover/history` (DESIGN.md section 8), built from the replica's
-//! status and gossip's member list.
+//! `/v1/cluster` and `/v1/failover/history` (docs/ARCHITECTURE.md, "Admin HTTP contract"),
+//! built from the replica's status and gossip's member list.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -23,7 +23,7 @@ use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use serde_json::Value;
 use support::{call_router as call, one_node};
 
-/// The statuses DESIGN.md section 8 documents for the admin API.
+/// The statuses docs/ARCHITECTURE.md ("Admin HTTP contract") documents for the admin API.
 const DOCUMENTED: [u16; 7] = [200, 400, 404, 405, 409, 413, 503];
 
 /// Bytes as they may appear in a URI: safe characters as they are, anything else

@@ -1,5 +1,5 @@
-//! The admin API's contract (DESIGN.md section 8) on a one-node cluster, through the router a
-//! host would mount: paths, bodies, status codes and JSON errors for bad requests. The
+//! The admin API's contract (docs/ARCHITECTURE.md, "Admin HTTP contract") on a one-node
+//! cluster, through the router a host would mount: paths, bodies, status codes and JSON errors for bad requests. The
 //! multi-process tests in tests/processes check the same API served by the bot over TCP.
 
 mod support;

@@ -1,5 +1,5 @@
-//! Three `bot` processes on loopback: the admin HTTP contract (DESIGN.md section 8) served
-//! over TCP, a SIGKILLed leader replaced with the journal intact, a restart from the data dir
+//! Three `bot` processes on loopback: the admin HTTP contract (docs/ARCHITECTURE.md, "Admin
+//! HTTP contract") served over TCP, a SIGKILLed leader replaced with the journal intact, a restart from the data dir
 //! that catches up, `POST /v1/failover`, and `bot status`. Every wait polls with a deadline;
 //! every process is killed by its id when the test ends, however it ends.
 

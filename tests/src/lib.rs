@@ -1,7 +1,7 @@
 //! # ha-tests
 //!
-//! The deterministic simulation harness of `ha` (DESIGN.md section 10): many sans-IO cores in
-//! one thread, in virtual time, on a simulated network with faults, all driven by one seed.
+//! The deterministic simulation harness of `ha` (docs/ARCHITECTURE.md, "Verification"): many
+//! sans-IO cores in one thread, in virtual time, on a simulated network with faults, all driven by one seed.
 //! A failing scenario prints its seed and the command that replays it.
 //!
 //! ```text

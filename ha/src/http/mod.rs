@@ -1,5 +1,5 @@
-//! The admin HTTP API (DESIGN.md section 8): health, cluster table, metrics, failover, KV and
-//! locks, all JSON (metrics in the Prometheus text format). Served by the node on
+//! The admin HTTP API (contract: docs/ARCHITECTURE.md, "Admin HTTP contract"): health,
+//! cluster table, metrics, failover, KV and locks, all JSON (metrics in the Prometheus text format). Served by the node on
 //! `config.http_addr`, or mounted by the host in its own server with
 //! [`Node::http_router`](crate::Node::http_router).
 //!
@@ -48,7 +48,8 @@ impl<S: StateMachine> ApiState<S> {
 
 impl<S: StateMachine> Node<S> {
     /// The admin API as an axum router, to mount in the host's own server (for example with
-    /// `Router::merge`). Paths and bodies are those of DESIGN.md section 8.
+    /// `Router::merge`). Paths and bodies are the contract in docs/ARCHITECTURE.md ("Admin
+    /// HTTP contract").
     pub fn http_router(&self) -> Router {
         let state = ApiState {
             node: self.downgrade(),
@@ -109,7 +110,8 @@ impl<S: StateMachine> Node<S> {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no such path {}; see DESIGN.md section 8 for the API",
+        "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, \
+         /v1/failover, /v1/failover/history, /v1/kv/<key> and /v1/lock/<name>",
         uri.path()
     ))
 }

@@ -1,4 +1,5 @@
-//! How long checking takes: 5 clients over 10 keys, as in DESIGN.md section 10.
+//! How long checking takes: 5 clients over 10 keys, the size docs/ARCHITECTURE.md
+//! ("Verification") sets.
 //!
 //! `cargo test -p ha-linearizability --test performance -- --ignored --nocapture` prints the
 //! times for 1,000, 10,000 and 50,000 operations, with and without timeouts, and for all of
@@ -37,7 +38,7 @@ fn time_check(operations: usize, keys: u64, timeout_percent: u64, steps_max: u64
     elapsed
 }
 
-/// The size DESIGN.md asks for, on every `cargo test`. The limit is in steps, not seconds, so
+/// The size docs/ARCHITECTURE.md ("Verification") sets, on every `cargo test`. The limit is in steps, not seconds, so
 /// that a slow machine cannot make it fail: it needs under 100,000, and a regression that
 /// brings back backtracking over timed-out operations needs millions.
 #[test]

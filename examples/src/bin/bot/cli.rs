@@ -1,7 +1,7 @@
 //! The command line: node mode (the default), `bot demo` and `bot status`.
 //!
-//! DESIGN.md section 9 fixes this command line as a contract. Options that do nothing yet
-//! (`--http`) are still accepted so scripts written today keep working when the features land.
+//! This command line is a contract (docs/ARCHITECTURE.md, "The bot's command line"): scripts
+//! and the multi-process tests depend on it, so flags are added, not renamed or removed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn design_command_line_builds_a_valid_config() {
-        let cli = parse(&node_arguments()).expect("the DESIGN.md command line parses");
+        let cli = parse(&node_arguments()).expect("the documented command line parses");
         assert!(cli.command.is_none());
         let node = cli.node.expect("node mode");
         let config = node.to_config_with_env(Vec::new()).expect("valid");

@@ -1,6 +1,7 @@
 //! # bot
 //!
-//! The demo binary of `ha` (DESIGN.md section 9): one node per process, `bot demo` to run a
+//! The demo binary of `ha` (docs/ARCHITECTURE.md, "The bot's command line"): one node per
+//! process, `bot demo` to run a
 //! 3-node cluster on loopback and crash one, and `bot status` for the cluster table.
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! `bot status --http ADDR`: the cluster table, read from `GET /v1/cluster` on a node's admin
-//! HTTP API (DESIGN.md section 8).
+//! HTTP API (docs/ARCHITECTURE.md, "Admin HTTP contract").
 //!
 //! ```text
 //!   bot status ──GET /v1/cluster──▶ any node ──(not the leader? its row names the leader's
@@ -76,7 +76,7 @@ pub struct MemberView {
     pub last_contact_ms: Option<u64>,
 }
 
-/// The error body every admin endpoint uses (DESIGN.md section 8).
+/// The error body every admin endpoint uses (docs/ARCHITECTURE.md, "Admin HTTP contract").
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
