@@ -126,7 +126,7 @@ async fn oversized_frames_and_a_garbage_flood_leave_a_node_healthy() {
         for _ in 0..GARBAGE_BATCH {
             let mut packet = vec![0u8; rng.random_range(0usize..2_048)];
             rng.fill(&mut packet[..]);
-            if sent % 3 == 0 && packet.len() > 8 {
+            if sent.is_multiple_of(3) && packet.len() > 8 {
                 packet[..3].copy_from_slice(&[0xA7, 1, 0]);
             }
             socket

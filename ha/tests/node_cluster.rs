@@ -45,7 +45,10 @@ async fn start(index: usize, seed: Option<std::net::SocketAddr>) -> Node<Registe
     config.priority = Priority(1);
     Node::builder(config)
         .state_machine(Register::default())
-        .drain_timeout(Duration::from_secs(2))
+        // Each drain step (hand over leadership, revoke leases, leave) may take this long: a
+        // transfer cut short on a busy machine would make the failover cause `leader_lost`
+        // instead of the `shutdown` the test checks. A drain that works takes milliseconds.
+        .drain_timeout(Duration::from_secs(10))
         .start()
         .await
         .expect("starts")
