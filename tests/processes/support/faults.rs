@@ -79,11 +79,11 @@ impl<'a> FaultInjector<'a> {
             .sum()
     }
 
-    /// Half the faults are network faults when there is a fabric; from the second step on, a
-    /// run that has had none yet gets one, so a short run cannot miss them by chance.
+    /// Half the faults are network faults when there is a fabric, and the first fault of a
+    /// run with a fabric always is one, so no run, however short, can miss them by chance.
     fn choose(&mut self) -> Fault {
         let coin = self.rng.random_range(0..2) == 0;
-        let overdue = self.steps >= 2 && self.network_faults() == 0;
+        let overdue = self.network_faults() == 0;
         let network = self.fabric.is_some() && (coin || overdue);
         let kinds = if network {
             &NETWORK_FAULTS
