@@ -2,8 +2,9 @@
 //! deletes its keys; a lease nobody renews is expired by the leader's `LeaseKeeper` and its
 //! key disappears. A TTL under the minimum is refused.
 //!
-//! The assertions are the safety rules, not timings, so a busy machine cannot fail them: every
-//! renewal is sent before the safe deadline it extends; the cluster never ends a lease before
+//! The assertions are the safety rules, not timings, so a busy machine cannot fail them:
+//! renewals only move the safe deadline on, never further than a TTL past their sending, and
+//! the lease is not lost while they reach the cluster; the cluster never ends a lease before
 //! its holder's safe deadline (checked by QUORUM reads through another node while the holder
 //! still trusts it, and at expiry); the renewal counts the cluster applied match what the
 //! holder saw. TTLs are generous (seconds) so that renewals, which have a whole TTL to commit,
@@ -83,16 +84,13 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
             let now = Instant::now();
             match status.borrow_and_update().clone() {
                 LeaseStatus::Alive { safe_deadline } => {
-                    // Renewed before the deadline it extends: the new deadline is the renewal's
-                    // send time plus less than a TTL, and that send time was before `deadline`.
+                    // Renewals only move the deadline on, and never past a TTL from now: the
+                    // renewal that set it was sent before now (the watch may have folded
+                    // several renewals into one change, so only these bounds are exact).
                     assert!(
-                        safe_deadline > deadline && safe_deadline < deadline + ttl,
-                        "a renewal moves the safe deadline on by less than a TTL: \
-                         {deadline:?} -> {safe_deadline:?}"
-                    );
-                    assert!(
-                        now < safe_deadline,
-                        "a renewal is reported before it is stale"
+                        safe_deadline > deadline && safe_deadline <= now + ttl,
+                        "a renewal moves the safe deadline on, by at most a TTL from its \
+                         send time: {deadline:?} -> {safe_deadline:?} at {now:?}"
                     );
                     deadline = safe_deadline;
                     renewals_seen += 1;
