@@ -18,8 +18,10 @@ use crate::engine::{Engine, EngineSettings, PeerInfo};
 use crate::membership::Membership;
 
 /// How many of the longest election timeouts the founding set must stay unchanged before a
-/// node founds with it (see [`MembershipFeed::founding_voters`]).
-pub const FOUNDING_SETTLE_ELECTION_TIMEOUTS: u64 = 2;
+/// node founds with it (see [`MembershipFeed::founding_voters`]): 1.5 s with LAN timing.
+/// With 2 the founding simulation still saw a latecomer found a second cluster once in 2,000
+/// seeds (gossip took 2.2 s to connect it with the leader); with 5, 3,000 seeds ran clean.
+pub const FOUNDING_SETTLE_ELECTION_TIMEOUTS: u64 = 5;
 
 /// One peer's replication-relevant facts, derived from a member event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +242,8 @@ impl MembershipFeed {
     /// yet, it would found a second cluster with them (the founding simulation found it: a
     /// latecomer founded {n0, n1, n5} next to the running {n0, n1, n2}). Within the settle time
     /// it meets one voter more, or sees the LEADER, or the leader adds it (its term moves).
+    /// This is a wait, not a proof: gossip slower than the settle time leaves the window open
+    /// (HAZARDS.md, Bootstrap).
     pub fn founding_voters(
         &self,
         now: Millis,
