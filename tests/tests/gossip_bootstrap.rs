@@ -3,8 +3,8 @@
 //! In the simulator, under many seeds: gossip and replication side by side on every node
 //! ([`ha_tests::founding`]), every member event through `MembershipFeed::on_member_event` (the
 //! step the tokio driver takes), starts staggered, messages lost, duplicated and reordered,
-//! members seen up before their metadata, non-voters among them, and a voter that arrives
-//! once the cluster runs. Invariant: at most one cluster is founded (every founding uses the
+//! members seen up before their metadata, non-voters among them, a voter that arrives once
+//! the cluster runs, or a founding voter that crashes (losing unsynced writes) and restarts. Invariant: at most one cluster is founded (every founding uses the
 //! same voters), one leader per term; and the cluster does form.
 //!
 //! On loopback, once: three nodes found a cluster once they have met by gossip, elect a leader
@@ -65,12 +65,24 @@ fn cluster_formed(sim: &Simulator<FoundingNode>, voters: &BTreeSet<NodeId>) -> b
         })
 }
 
+/// What a founding scenario adds to staggered starts on a lossy network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Twist {
+    /// Nothing.
+    None,
+    /// A further voter, also given `bootstrap_expect`, starts once the cluster has formed.
+    Latecomer,
+    /// A founding voter crashes while the cluster is being founded (losing its unsynced
+    /// writes) and restarts.
+    CrashWhileFounding,
+}
+
 /// One founding scenario: `expect` voters (each given `bootstrap_expect = expect`) start at
 /// staggered times with up to two non-voters (given none, as the `ha` facade gives them),
-/// on a lossy network; once the cluster has a leader, a latecomer voter (given
-/// `bootstrap_expect` too) may start. Exactly one cluster must be founded, by the expected
+/// on a lossy network, with `twist`. Exactly one cluster must be founded, by the expected
 /// voters, and it must form.
-fn founding_scenario(seed: u64, latecomer: bool) {
+fn founding_scenario(seed: u64, twist: Twist) {
+    let latecomer = twist == Twist::Latecomer;
     let mut sim_rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xf0_0d);
     let expect = if sim_rng.random_bool(0.5) { 3 } else { 5 };
     let non_voters = sim_rng.random_range(0..=2usize);
@@ -104,6 +116,15 @@ fn founding_scenario(seed: u64, latecomer: bool) {
     for node in 1..expect + non_voters {
         let at = Millis(sim.rng().random_range(0..=1_500));
         sim.start_at(node, at);
+    }
+    if twist == Twist::CrashWhileFounding {
+        let victim = sim.rng().random_range(0..expect);
+        let crash_at = Millis(sim.rng().random_range(1_000..=3_000));
+        let restart_at = crash_at + sim.rng().random_range(100..=1_000);
+        sim.run_until(crash_at);
+        sim.crash(victim);
+        sim.run_until(restart_at);
+        sim.start(victim);
     }
     let founders: BTreeSet<NodeId> = (0..expect).map(replica_id).collect();
     let formed = sim.run_until_condition(Millis(30_000), 10, |sim| cluster_formed(sim, &founders));
@@ -150,7 +171,7 @@ fn founding_through_gossip_makes_one_cluster() {
     with_seeds(
         "founding_through_gossip_makes_one_cluster",
         FOUNDING_SEEDS,
-        |seed| founding_scenario(seed, false),
+        |seed| founding_scenario(seed, Twist::None),
     );
 }
 
@@ -159,7 +180,16 @@ fn founding_with_a_latecomer_voter_makes_one_cluster() {
     with_seeds(
         "founding_with_a_latecomer_voter_makes_one_cluster",
         FOUNDING_SEEDS,
-        |seed| founding_scenario(seed, true),
+        |seed| founding_scenario(seed, Twist::Latecomer),
+    );
+}
+
+#[test]
+fn founding_with_a_crash_while_founding_makes_one_cluster() {
+    with_seeds(
+        "founding_with_a_crash_while_founding_makes_one_cluster",
+        FOUNDING_SEEDS,
+        |seed| founding_scenario(seed, Twist::CrashWhileFounding),
     );
 }
 
