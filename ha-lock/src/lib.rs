@@ -9,7 +9,12 @@
 //!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ LockTable (every replica)
 //!                                   ▲
 //!  leader: LeaseExpiryTracker ──────┘ proposes LeaseExpire when a lease's TTL ran out
+//!  holder: LeaseRenewal — when to renew, and the safe deadline (sent + TTL − drift margin)
 //! ```
+//!
+//! The two time rules, [`LeaseExpiryTracker`] (the leader's) and [`LeaseRenewal`] (the
+//! holder's), are sans-IO: the tokio [`handles`] and the deterministic simulator in `ha-tests`
+//! call the same code, so the simulated sweeps check the rules users run.
 //!
 //! Time never enters the state: versions, lease ids and fencing tokens are log indexes, and
 //! lease expiry is a command the leader proposes. A fencing token is the log index of the
@@ -34,6 +39,7 @@
 
 mod command;
 mod lease_expiry;
+mod lease_renewal;
 mod lock_table;
 mod wait_for_graph;
 mod with_locks;
@@ -42,7 +48,8 @@ pub use command::{
     Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
     LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
 };
-pub use lease_expiry::LeaseExpiryTracker;
+pub use lease_expiry::{EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker};
+pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadline};
 pub use lock_table::{CHANGES_MAX, LockTable, QUERY_RESULTS_MAX, WAITERS_MAX};
 pub use wait_for_graph::WaitForGraph;
 pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
@@ -50,7 +57,7 @@ pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 pub mod handles;
 
 pub use handles::{
-    FencedResource, LEASE_TICK_INTERVAL_DEFAULT, LEASE_TTL_MIN, LeaderObserver, Leadership, Lease,
-    LeaseKeeper, LeaseLoss, LeaseStatus, LockClient, LockClientSettings, LockError, LockGuard,
-    StaleToken, Watch, drift_margin, election_key,
+    FencedResource, LEASE_TTL_MIN, LeaderObserver, Leadership, Lease, LeaseKeeper, LeaseLoss,
+    LeaseStatus, LockClient, LockClientSettings, LockError, LockGuard, StaleToken, Watch,
+    election_key,
 };

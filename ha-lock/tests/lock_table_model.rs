@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ha_core::{LogIndex, Millis, StateMachine};
+use ha_core::{LogIndex, Millis, StateMachine, Term};
 use ha_lock::{
     Change, Command, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseExpiryTracker, LeaseId,
     LeaseState, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, Response,
@@ -1089,7 +1089,7 @@ proptest! {
                 }
                 TrackerStep::Tick { advance_ms, leading } => {
                     now = now + u64::from(advance_ms);
-                    let proposed = tracker.on_tick(now, leading, &leases);
+                    let proposed = tracker.on_tick(now, leading.then_some(Term(1)), &leases);
                     if !leading {
                         prop_assert!(proposed.is_empty(), "proposed {:?} while not leading", proposed);
                         seen.clear();

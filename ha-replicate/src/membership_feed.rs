@@ -3,14 +3,25 @@
 //!
 //! It consumes [`MemberEvent`]s, an `ha-core` type, so replication still does not depend on
 //! gossip: the facade forwards events, and tests can feed them directly.
+//!
+//! [`MembershipFeed::on_member_event`] is the whole step a node takes for one event (peer
+//! facts to the engine, then the founding decision): the tokio driver
+//! ([`ReplicaNode`](crate::driver::ReplicaNode)) and the simulator's founding test both call
+//! it, so the simulated sweeps check the rule users run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use ha_core::{MemberEvent, MemberInfo, Millis, NodeId, NodeState};
+use ha_core::{LogIndex, MemberEvent, MemberInfo, Millis, NodeId, NodeState, Term};
 
-use crate::engine::PeerInfo;
+use crate::engine::{Engine, EngineSettings, PeerInfo};
 use crate::membership::Membership;
+
+/// How many of the longest election timeouts the founding set must stay unchanged before a
+/// node founds with it (see [`MembershipFeed::founding_voters`]): 1.5 s with LAN timing.
+/// With 2 the founding simulation still saw a latecomer found a second cluster once in 2,000
+/// seeds (gossip took 2.2 s to connect it with the leader); with 5, 3,000 seeds ran clean.
+pub const FOUNDING_SETTLE_ELECTION_TIMEOUTS: u64 = 5;
 
 /// One peer's replication-relevant facts, derived from a member event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +32,15 @@ pub struct PeerUpdate {
     pub rpc_addr: Option<SocketAddr>,
     /// What the engine should know about it.
     pub info: PeerInfo,
+}
+
+/// What one member event did on a node: [`MembershipFeed::on_member_event`]'s answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberEventStep {
+    /// The peer's facts, already given to the engine; the caller records `rpc_addr`.
+    pub peer: PeerUpdate,
+    /// The voters this node founded a new cluster with on this event, if it did.
+    pub founded: Option<Membership>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,18 +78,45 @@ pub struct MembershipFeed {
     voter: bool,
     bootstrap_expect: usize,
     peers: BTreeMap<NodeId, KnownPeer>,
+    /// How long [`bootstrap_voters`](Self::bootstrap_voters) must have answered the same set
+    /// before this node founds with it.
+    founding_settle_ms: u64,
+    /// That set, and since when it has been the answer.
+    candidate: Option<(Membership, Millis)>,
 }
 
 impl MembershipFeed {
     /// A feed for `node_id`, which wants to vote when `voter`, in a cluster founded by
-    /// `bootstrap_expect` voters.
+    /// `bootstrap_expect` voters (0: this node never founds one; it waits to be added).
     pub fn new(node_id: NodeId, voter: bool, bootstrap_expect: usize) -> Self {
         Self {
             node_id,
             voter,
             bootstrap_expect,
             peers: BTreeMap::new(),
+            founding_settle_ms: 0,
+            candidate: None,
         }
+    }
+
+    /// The feed a replica node with `engine` settings runs, as `ReplicaNode` builds it (and the
+    /// simulator, to test the same thing): a voter when given `bootstrap_expect`, founding
+    /// once the founding set has stayed the same for [`FOUNDING_SETTLE_ELECTION_TIMEOUTS`]
+    /// longest election timeouts. Without `bootstrap_expect` it never founds.
+    pub fn for_replica(engine: &EngineSettings, bootstrap_expect: Option<usize>) -> Self {
+        Self::new(engine.node_id.clone(), true, bootstrap_expect.unwrap_or(0))
+            .with_founding_settle_ms(
+                engine
+                    .election_timeout_max_ms
+                    .saturating_mul(FOUNDING_SETTLE_ELECTION_TIMEOUTS),
+            )
+    }
+
+    /// Found only once the founding set has stayed the same for `settle_ms` (0 by default:
+    /// at once).
+    pub fn with_founding_settle_ms(mut self, settle_ms: u64) -> Self {
+        self.founding_settle_ms = settle_ms;
+        self
     }
 
     /// Take one event; returns the update to hand to the engine (none for events about this
@@ -103,6 +150,14 @@ impl MembershipFeed {
                 unreachable_since,
             },
         );
+        let candidate = self.bootstrap_voters();
+        let unchanged = matches!(
+            (&self.candidate, &candidate),
+            (Some((previous, _)), Some(current)) if previous == current
+        );
+        if !unchanged {
+            self.candidate = candidate.map(|voters| (voters, now));
+        }
         let peer = self.peers.get(&member.id)?;
         Some(Self::update_for(peer))
     }
@@ -175,8 +230,143 @@ impl MembershipFeed {
         Some(Membership::with_voters(ids))
     }
 
+    /// The founding rule for a node whose log ends at `last_index` in `term`, at `now`: the
+    /// voters to found a cluster with, or `None`. Only a node that has never stored anything
+    /// (empty log, term 0) founds: a cluster that exists never re-founds, and a node that has
+    /// heard from any leader or candidate (its term moved) joins rather than founds. The set
+    /// is [`bootstrap_voters`](Self::bootstrap_voters)'s, and it must have stayed the same for
+    /// the settle time.
+    ///
+    /// Why the settle time: a voter that starts next to a running cluster learns its members
+    /// one by one. Having met exactly `bootstrap_expect - 1` of them, none advertising LEADER
+    /// yet, it would found a second cluster with them (the founding simulation found it: a
+    /// latecomer founded {n0, n1, n5} next to the running {n0, n1, n2}). Within the settle time
+    /// it meets one voter more, or sees the LEADER, or the leader adds it (its term moves).
+    /// This is a wait, not a proof: gossip slower than the settle time leaves the window open
+    /// (HAZARDS.md, Bootstrap).
+    pub fn founding_voters(
+        &self,
+        now: Millis,
+        last_index: LogIndex,
+        term: Term,
+    ) -> Option<Membership> {
+        if last_index != LogIndex(0) || term != Term(0) {
+            return None;
+        }
+        let (voters, since) = self.candidate.as_ref()?;
+        if now.saturating_since(*since) < self.founding_settle_ms {
+            return None;
+        }
+        // The candidate is recomputed on every event, so it is the current answer.
+        debug_assert_eq!(self.bootstrap_voters().as_ref(), Some(voters));
+        Some(voters.clone())
+    }
+
+    /// The founding decision on a timer, for a founding set that settled without a new event:
+    /// found now if [`founding_voters`](Self::founding_voters) says so. Returns the voters
+    /// founded with; the caller runs the core's after-command step when it did.
+    pub fn on_tick(&mut self, now: Millis, engine: &mut Engine) -> Option<Membership> {
+        self.founding_voters(now, engine.last_index(), engine.term())
+            .filter(|voters| engine.bootstrap(now, voters.clone()))
+    }
+
+    /// Take one member event on the node whose engine is `engine`: give the engine the peer's
+    /// facts, then, when [`founding_voters`](Self::founding_voters) says so, found the cluster
+    /// ([`Engine::bootstrap`]). Returns what happened (`None` for events about this node
+    /// itself); the caller records the peer's address and runs the core's after-command step.
+    ///
+    /// This and [`on_tick`](Self::on_tick) are the only places the founding decision is
+    /// taken: the tokio driver and the simulator both call them.
+    pub fn on_member_event(
+        &mut self,
+        now: Millis,
+        event: &MemberEvent,
+        engine: &mut Engine,
+    ) -> Option<MemberEventStep> {
+        let peer = self.on_event(now, event)?;
+        engine.set_peer_info(now, peer.node.clone(), peer.info.clone());
+        let founded = self.on_tick(now, engine);
+        Some(MemberEventStep { peer, founded })
+    }
+
     /// Every known peer's latest update.
     pub fn peers(&self) -> Vec<PeerUpdate> {
         self.peers.values().map(Self::update_for).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use ha_core::{HealthStatus, NodeMetadata, Priority};
+
+    use super::*;
+
+    fn up(name: &str, port: u16) -> MemberEvent {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut metadata = NodeMetadata::new(Priority(1), addr);
+        metadata.state = NodeState::Active;
+        metadata.health = HealthStatus::Healthy;
+        MemberEvent::Up(MemberInfo {
+            id: NodeId::new(name).unwrap(),
+            gossip_addr: addr,
+            incarnation: 1,
+            metadata: Some(metadata),
+            reachable: true,
+        })
+    }
+
+    fn left(name: &str, port: u16) -> MemberEvent {
+        match up(name, port) {
+            MemberEvent::Up(mut member) => {
+                member.reachable = false;
+                MemberEvent::Left(member)
+            }
+            _ => unreachable!("up() makes an Up event"),
+        }
+    }
+
+    /// One line per step: time, the event (if any), and whether the node may found then (in a
+    /// fresh state, and in one whose term moved).
+    #[test]
+    fn founds_only_once_the_set_has_settled_and_never_after_hearing_a_term() {
+        let mut feed =
+            MembershipFeed::new(NodeId::new("n1").unwrap(), true, 3).with_founding_settle_ms(600);
+        let steps: &[(u64, Option<MemberEvent>, bool)] = &[
+            (0, Some(up("n2", 7002)), false),
+            (10, Some(up("n3", 7003)), false),
+            (609, None, false),
+            (610, None, true),
+            // A fourth voter: no founding; it leaves, and the set must settle again.
+            (700, Some(up("n4", 7004)), false),
+            (800, Some(left("n4", 7004)), false),
+            // The same set again (an update that changes nothing) does not restart the wait.
+            (1_200, Some(up("n3", 7003)), false),
+            (1_399, None, false),
+            (1_400, None, true),
+        ];
+        for (now, event, may_found) in steps {
+            if let Some(event) = event {
+                feed.on_event(Millis(*now), event);
+            }
+            let voters = feed.founding_voters(Millis(*now), LogIndex(0), Term(0));
+            assert_eq!(voters.is_some(), *may_found, "at {now}");
+            assert_eq!(
+                feed.founding_voters(Millis(*now), LogIndex(0), Term(1)),
+                None,
+                "a node whose term moved joins, at {now}"
+            );
+            assert_eq!(
+                feed.founding_voters(Millis(*now), LogIndex(1), Term(0)),
+                None,
+                "a node with a log never founds, at {now}"
+            );
+        }
+        let founded = feed
+            .founding_voters(Millis(1_400), LogIndex(0), Term(0))
+            .unwrap();
+        let names: Vec<&str> = founded.voters.iter().map(NodeId::as_str).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
     }
 }

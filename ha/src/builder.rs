@@ -271,10 +271,12 @@ fn node_settings(config: &Config, snapshot_every_entries: Option<u64>) -> NodeSe
         replica,
         transport: TransportSettings::from_config(config),
         peers: Default::default(),
-        // A one-voter cluster founds itself; larger ones once gossip has met the others.
+        // A one-voter cluster founds itself; larger ones once gossip has met the others. Only
+        // voters found: a node given `bootstrap_expect` counts itself as a founding voter, so
+        // a non-voter waits to be added instead.
         bootstrap: (expect == 1 && config.voter)
             .then(|| Membership::with_voters([config.node_id.clone()])),
-        bootstrap_expect: (expect > 1).then_some(expect),
+        bootstrap_expect: (expect > 1 && config.voter).then_some(expect),
     }
 }
 
@@ -394,5 +396,26 @@ async fn run_health_checks<S: StateMachine>(node: Weak<Shared<S>>, mut runner: H
                 checks: runner.results().to_vec(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ha_core::NodeId;
+
+    /// A non-voter given `bootstrap_expect` counted itself as a founding voter (the driver's
+    /// feed assumes a node that may found votes): the founding simulation saw a non-voter
+    /// found {n0, n2, n4} next to the voters' {n0, n1, n2}.
+    #[test]
+    fn only_voters_found_a_cluster_through_gossip() {
+        let addr = "127.0.0.1:7002".parse().unwrap();
+        let seed = "127.0.0.1:7001".parse().unwrap();
+        let mut config = Config::full_ha(NodeId::new("w").unwrap(), addr, vec![seed]);
+        assert_eq!(node_settings(&config, None).bootstrap_expect, Some(3));
+        config.voter = false;
+        let settings = node_settings(&config, None);
+        assert_eq!(settings.bootstrap_expect, None);
+        assert_eq!(settings.bootstrap, None);
     }
 }

@@ -20,6 +20,8 @@
 //! - [`lock_sim`]: the lock table (`ha_lock::WithLocks`) replicated the same way, with the
 //!   leader's lease expiry tracker, lock clients that renew leases and write to a fenced
 //!   resource, and a versioned-KV history.
+//! - [`founding`]: gossip and replication side by side, founding a cluster through the
+//!   shared `bootstrap_expect` rule (`MembershipFeed::on_member_event`).
 //! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
 //!
 //! ## Example
@@ -40,6 +42,7 @@
 //! });
 //! ```
 
+pub mod founding;
 pub mod gossip;
 pub mod invariants;
 pub mod lock_sim;

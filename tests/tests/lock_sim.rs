@@ -14,9 +14,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ha_core::Millis;
-use ha_lock::{LockQuery, LockQueryResponse};
+use ha_lock::{LeaseRenewal, LockQuery, LockQueryResponse};
 use ha_tests::invariants::{
     LeaseExpiryCheck, check_leases_outlive_renewals, check_lock_holders_exclusive,
     check_lock_kv_linearizable, check_lock_logs_agree,
@@ -61,15 +62,29 @@ fn check_safety(
         .unwrap_or_else(|error| panic!("replay failed: {error}"));
     check_lock_holders_exclusive(workload.intervals(), workload.resource())
         .unwrap_or_else(|error| panic!("two holders: {error}"));
+    // The holders' promise, from the shipped rule: no lease ends before its holder's safe
+    // deadline.
+    check_leases_outlive_renewals(&applied, workload.send_times(), holder_margin_ms(workload))
+        .unwrap_or_else(|error| panic!("expiry before the holder's safe deadline: {error}"));
+    // The leader's side, much tighter: no lease ends sooner after its last send than the
+    // nodes' clock drift allows.
     let leases = check_leases_outlive_renewals(
         &applied,
         workload.send_times(),
-        workload.options().drift_margin_ms,
+        workload.options().clock_drift_bound_ms,
     )
     .unwrap_or_else(|error| panic!("early expiry: {error}"));
     check_lock_kv_linearizable(workload.kv_records(), &applied)
         .unwrap_or_else(|error| panic!("{error}"));
     leases
+}
+
+/// The margin the shipped holder rule ([`LeaseRenewal`]) keeps below the TTL: its safe
+/// deadline is this much less than the TTL after the last send.
+fn holder_margin_ms(workload: &LockWorkload) -> u64 {
+    let ttl_ms = workload.options().ttl_ms;
+    let lease = LeaseRenewal::granted(Duration::from_millis(ttl_ms), Millis::ZERO);
+    ttl_ms.saturating_sub(lease.safe_deadline().0)
 }
 
 /// After the clients stopped: they finish (release their locks, cancel their waits) and then
@@ -220,7 +235,7 @@ fn fault_scenario(seed: u64, node_count: usize) {
         leases
             .shortest_life_after_last_send_ms
             .map_or_else(|| "-".to_string(), |ms| ms.to_string()),
-        workload.options().ttl_ms - workload.options().drift_margin_ms,
+        workload.options().ttl_ms - workload.options().clock_drift_bound_ms,
         leases.expiries_refused,
         stats.kv_completed,
         stats.kv_unknown,

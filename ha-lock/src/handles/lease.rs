@@ -4,22 +4,49 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ha_core::StateMachine;
+use ha_core::{Millis, StateMachine};
 use ha_replicate::replica::ClientError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::error::LockError;
-use super::lease_status::{LeaseLoss, LeaseStatus, drift_margin, lost};
+use super::lease_status::{LeaseLoss, LeaseStatus, lost};
 use super::lock_client::LockClient;
 use crate::command::{LeaseId, LockResponse};
+use crate::lease_renewal::LeaseRenewal;
+
+/// The lease's own monotonic clock in milliseconds, whose zero is the instant its grant was
+/// sent, for [`LeaseRenewal`]: reading it rounds down (an earlier send time is the safe side),
+/// and its deadlines convert back to exact instants.
+#[derive(Clone, Copy, Debug)]
+struct LeaseClock {
+    origin: Instant,
+}
+
+impl LeaseClock {
+    fn now(&self) -> Millis {
+        let elapsed = Instant::now().saturating_duration_since(self.origin);
+        Millis(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, at: Millis) -> Instant {
+        self.origin + at.as_duration()
+    }
+
+    fn status(&self, renewal: &LeaseRenewal) -> LeaseStatus {
+        LeaseStatus::Alive {
+            safe_deadline: self.instant(renewal.safe_deadline()),
+        }
+    }
+}
 
 /// A granted lease, kept alive by a background task that renews it every third of its TTL.
 ///
 /// The holder may act under the lease (hold its locks, rely on its keys) only until its
 /// [`safe_deadline`](Self::safe_deadline): the local monotonic time at which the last
 /// successful renewal (or the grant) was *sent*, plus the TTL, minus a drift margin
-/// ([`drift_margin`](super::drift_margin)). The leader starts counting a TTL only when it sees
+/// ([`drift_margin`](crate::drift_margin)). The renewal times and the deadline are
+/// [`LeaseRenewal`]'s, the rule the lock simulation's clients follow too. The leader starts counting a TTL only when it sees
 /// a renewal applied, which is later, so the holder always gives up first. [`lost`](Self::lost)
 /// resolves at once when a renewal fails or the safe deadline passes.
 ///
@@ -56,14 +83,14 @@ impl<H: StateMachine> Lease<H> {
         ttl: Duration,
         sent_at: Instant,
     ) -> Self {
-        let status = Arc::new(watch::Sender::new(LeaseStatus::Alive {
-            safe_deadline: sent_at + ttl.saturating_sub(drift_margin(ttl)),
-        }));
+        let clock = LeaseClock { origin: sent_at };
+        let renewal = LeaseRenewal::granted(ttl, Millis::ZERO);
+        let status = Arc::new(watch::Sender::new(clock.status(&renewal)));
         let keep_alive = tokio::spawn(keep_alive(
             client.clone(),
             id,
-            ttl,
-            sent_at,
+            clock,
+            renewal,
             Arc::clone(&status),
         ));
         Self {
@@ -165,34 +192,29 @@ impl<H: StateMachine> Drop for Lease<H> {
     }
 }
 
-/// Renew `lease` every third of `ttl` until aborted or the lease is lost.
+/// Renew `lease` when `renewal` says, until aborted or the lease is lost.
 async fn keep_alive<H: StateMachine>(
     client: LockClient<H>,
     lease: LeaseId,
-    ttl: Duration,
-    granted_at: Instant,
+    clock: LeaseClock,
+    mut renewal: LeaseRenewal,
     status: Arc<watch::Sender<LeaseStatus>>,
 ) {
-    let period = ttl / 3;
-    let margin = drift_margin(ttl);
-    let mut last_sent = granted_at;
-    let mut safe_deadline = granted_at + ttl.saturating_sub(margin);
     let loss = loop {
-        tokio::time::sleep_until((last_sent + period).into()).await;
+        tokio::time::sleep_until(clock.instant(renewal.renew_at()).into()).await;
         // Taken before the request leaves (before even waiting for the session's turn): the
         // leader sees the renewal later than this, so counting from here is conservative.
-        let sent_at = Instant::now();
-        let remaining = safe_deadline.saturating_duration_since(sent_at);
-        if remaining.is_zero() {
+        let sent_at = clock.now();
+        let Some(budget) = renewal.renewal_budget_at(sent_at) else {
             break LeaseLoss::DeadlinePassed;
-        }
-        let renewal =
-            tokio::time::timeout_at(safe_deadline.into(), client.renew(lease, remaining)).await;
-        match renewal {
+        };
+        let safe_deadline = clock.instant(renewal.safe_deadline());
+        let answer =
+            tokio::time::timeout_at(safe_deadline.into(), client.renew(lease, budget)).await;
+        match answer {
             Ok(Ok(LockResponse::LeaseRenewed { .. })) => {
-                last_sent = sent_at;
-                safe_deadline = sent_at + ttl.saturating_sub(margin);
-                status.send_replace(LeaseStatus::Alive { safe_deadline });
+                renewal.on_renewed(sent_at);
+                status.send_replace(clock.status(&renewal));
             }
             Ok(Ok(LockResponse::LeaseNotFound { .. })) => break LeaseLoss::Ended,
             Ok(Ok(other)) => {

@@ -3,27 +3,26 @@
 
 use std::time::Duration;
 
-use ha_core::{Clock, Consistency, MonotonicClock, StateMachine, Term};
+use ha_core::{Clock, Consistency, MonotonicClock, StateMachine};
 use ha_replicate::driver::{ReplicaClient, ReplicaNode, RoleView};
 use ha_replicate::engine::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::command::{LockQuery, LockQueryResponse, LockResponse};
-use crate::lease_expiry::LeaseExpiryTracker;
+use crate::lease_expiry::{
+    EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker,
+};
 use crate::with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 
-/// How often the leader looks for expired leases by default: expiry happens at most this
-/// much after a TTL ran out.
-pub const LEASE_TICK_INTERVAL_DEFAULT: Duration = Duration::from_millis(25);
-/// How long one expiry proposal may take; an expiry that failed is proposed again later.
-const EXPIRE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the local read of the leases may take.
 const LEASES_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Expires leases whose holders stopped renewing them. Run one on every node: only the
-/// node that leads acts, and a node that starts leading starts every lease's TTL afresh, so a
-/// leader change never expires a live holder early.
+/// node that leads acts, and a node that starts leading (or leads a new term) starts every
+/// lease's TTL afresh, so a leader change never expires a live holder early. The decisions
+/// are [`LeaseExpiryTracker`]'s; this task only reads the leases, gives it the time and the
+/// term, and proposes what it returns.
 ///
 /// It stops when dropped.
 ///
@@ -72,23 +71,16 @@ async fn run<H: StateMachine>(
 ) {
     let clock = MonotonicClock::new();
     let mut tracker = LeaseExpiryTracker::default();
-    let mut leading_term: Option<Term> = None;
     let mut ticks = tokio::time::interval(tick_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let view = roles.borrow().clone();
-        let leading = view.role == Role::Leader;
-        // Forget everything when not leading, and when leading a new term (leadership may
-        // have been lost and won back between two ticks): a new leader starts every TTL
-        // afresh, because renewals sent to the old leader were not seen by this tracker.
-        if !leading || leading_term != Some(view.term) {
-            tracker.on_tick(clock.now(), false, &[]);
-        }
-        leading_term = leading.then_some(view.term);
-        if !leading {
+        let Some(term) = (view.role == Role::Leader).then_some(view.term) else {
+            // The tracker forgets everything when not leading (and when leading a new term).
+            tracker.on_tick(clock.now(), None, &[]);
             continue;
-        }
+        };
         let leases = match client
             .read(
                 Query::Lock(LockQuery::Leases),
@@ -109,7 +101,7 @@ async fn run<H: StateMachine>(
         };
         // `now` is taken after the read: a renewal applied before the read returned was sent
         // before this instant, so its TTL counted from here ends after its holder's own.
-        let expiries = tracker.on_tick(clock.now(), true, &leases);
+        let expiries = tracker.on_tick(clock.now(), Some(term), &leases);
         for expiry in expiries {
             if roles.borrow().role != Role::Leader {
                 // Not leading any more: the next tick forgets, and the new leader decides.
@@ -119,7 +111,7 @@ async fn run<H: StateMachine>(
                 .write(
                     Command::Lock(expiry.clone()),
                     Consistency::Quorum,
-                    EXPIRE_TIMEOUT,
+                    EXPIRY_PROPOSAL_TIMEOUT,
                 )
                 .await
             {

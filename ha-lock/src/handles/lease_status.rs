@@ -8,12 +8,6 @@ use tokio::sync::watch;
 /// drift margin leave no useful time.
 pub const LEASE_TTL_MIN: Duration = Duration::from_millis(100);
 
-/// Subtracted from a lease's TTL to get its holder's safe deadline: covers a clock on the
-/// leader that runs up to 10% faster than the holder's, plus scheduling delay.
-pub fn drift_margin(ttl: Duration) -> Duration {
-    ttl / 10 + Duration::from_millis(10)
-}
-
 /// Why the holder must consider a lease gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,7 +33,8 @@ pub enum LeaseStatus {
     /// renewal moves it on.
     Alive {
         /// When the last successful renewal (or the grant) was sent, plus the TTL, minus the
-        /// drift margin. The leader cannot expire the lease before then.
+        /// drift margin ([`LeaseRenewal::safe_deadline`](crate::LeaseRenewal::safe_deadline),
+        /// as an [`Instant`]). The leader cannot expire the lease before then.
         safe_deadline: Instant,
     },
     /// Lost; the holder must stop acting under it.

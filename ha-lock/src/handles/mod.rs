@@ -6,7 +6,7 @@
 //!
 //!  a process:   LockClient (one session) ── Put/Acquire/Release/LeaseGrant ──▶ ReplicaClient ──▶ log
 //!                 ├─ Lease ── keep-alive task every TTL/3 ── LeaseKeepAlive ──▶ log
-//!                 │     └─ safe deadline = sent + TTL − drift margin; lost() fires past it
+//!                 │     └─ LeaseRenewal: safe deadline = sent + TTL − drift margin; lost()
 //!                 ├─ LockGuard (token, safe deadline, lost(), release)
 //!                 ├─ Watch ── polls Changes on the local replica
 //!                 └─ Leadership / LeaderObserver ── lock `name` + key /election/<name>
@@ -17,7 +17,9 @@
 //! leader's expiry decisions use each process's monotonic clock, and the holder always counts
 //! from an earlier instant (when it *sent* a renewal) than the leader (when it *saw* it
 //! applied), minus a margin for clock-rate drift. A new leader starts every lease's TTL
-//! afresh.
+//! afresh. Both rules are sans-IO types outside this module ([`LeaseRenewal`](crate::LeaseRenewal)
+//! for the holder, [`LeaseExpiryTracker`](crate::LeaseExpiryTracker) for the leader): these
+//! handles only feed them times and answers, as the simulator does.
 //!
 //! ## Example
 //!
@@ -71,13 +73,15 @@ mod session_writer;
 mod settings;
 mod watch;
 
+pub use crate::lease_expiry::LEASE_TICK_INTERVAL_DEFAULT;
+pub use crate::lease_renewal::drift_margin;
 pub use error::LockError;
 pub use fenced_resource::{FencedResource, StaleToken};
 pub use leader_observer::LeaderObserver;
 pub use leadership::{Leadership, election_key};
 pub use lease::Lease;
-pub use lease_keeper::{LEASE_TICK_INTERVAL_DEFAULT, LeaseKeeper};
-pub use lease_status::{LEASE_TTL_MIN, LeaseLoss, LeaseStatus, drift_margin};
+pub use lease_keeper::LeaseKeeper;
+pub use lease_status::{LEASE_TTL_MIN, LeaseLoss, LeaseStatus};
 pub use lock_client::LockClient;
 pub use lock_guard::LockGuard;
 pub use settings::LockClientSettings;

@@ -41,7 +41,8 @@ pub struct NodeSettings {
     pub bootstrap: Option<Membership>,
     /// Or found one once this many voters (this node included) have met through the member
     /// events given to [`ReplicaNode::on_member_event`] (see
-    /// [`MembershipFeed::bootstrap_voters`]).
+    /// [`MembershipFeed::founding_voters`]). Only for a node that votes: with it, this node
+    /// counts itself as a founding voter; leave it `None` on a non-voter.
     pub bootstrap_expect: Option<usize>,
 }
 
@@ -113,15 +114,9 @@ impl<S: StateMachine> ReplicaNode<S> {
             leader: engine.leader().cloned(),
         });
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
-        let engine_settings = &settings.replica.engine;
-        let feed = MembershipFeed::new(
-            engine_settings.node_id.clone(),
-            true,
-            settings.bootstrap_expect.unwrap_or(0),
-        );
+        let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let runner = Runner {
             feed,
-            bootstrap_expect: settings.bootstrap_expect,
             core,
             transport,
             clock,
@@ -313,7 +308,6 @@ pub(crate) fn stopped() -> ClientError {
 
 struct Runner<S: StateMachine, L: LogStore> {
     feed: MembershipFeed,
-    bootstrap_expect: Option<usize>,
     core: ReplicaCore<S, L>,
     transport: TcpTransport<Rpc>,
     clock: MonotonicClock,
@@ -381,6 +375,11 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
                 }
+                // A founding set that settled without a new member event.
+                if let Some(voters) = self.feed.on_tick(now, self.core.engine_mut()) {
+                    tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
+                    self.core.after_command(now);
+                }
             }
             Input::Closed => self.stopped = true,
         }
@@ -439,21 +438,19 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     }
 
     fn on_member_event(&mut self, now: Millis, event: &MemberEvent) {
-        let Some(update) = self.feed.on_event(now, event) else {
+        // The feed takes the founding decision (shared with the simulator); without
+        // `bootstrap_expect` it was built with 0 and never founds.
+        let Some(step) = self
+            .feed
+            .on_member_event(now, event, self.core.engine_mut())
+        else {
             return;
         };
-        if let Some(addr) = update.rpc_addr {
-            self.peers.insert(update.node.clone(), addr);
+        if let Some(addr) = step.peer.rpc_addr {
+            self.peers.insert(step.peer.node, addr);
         }
-        let engine = self.core.engine_mut();
-        engine.set_peer_info(now, update.node, update.info);
-        let fresh = engine.last_index().0 == 0 && engine.term().0 == 0;
-        if fresh
-            && self.bootstrap_expect.is_some()
-            && let Some(voters) = self.feed.bootstrap_voters()
-        {
-            tracing::info!(voters = ?voters.voters, "enough voters met; founding the cluster");
-            engine.bootstrap(now, voters);
+        if let Some(voters) = step.founded {
+            tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
         }
         self.core.after_command(now);
     }

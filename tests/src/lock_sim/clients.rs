@@ -3,11 +3,12 @@
 //! invariants.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ha_core::{Consistency, Millis};
 use ha_lock::{
-    Command, FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
-    QueryResponse, Response, SessionId,
+    Command, FencingToken, LeaseId, LeaseRenewal, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, Query, QueryResponse, Response, SessionId,
 };
 use ha_replicate::replica::{ApplyOutcome, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use rand::RngExt;
@@ -28,9 +29,24 @@ struct Lease {
     /// The lock-table session for this lease: fresh per lease, so a waiter left behind by an
     /// abandoned lease is never mistaken for the new one.
     lock_session: SessionId,
-    ttl_ms: u64,
-    safe_deadline: Millis,
-    next_keep_alive_at: Millis,
+    /// The shipped holder rule: when to renew, and the safe deadline.
+    renewal: LeaseRenewal,
+    /// When to retry a keep-alive that failed, before the rule's next renewal time.
+    retry_at: Option<Millis>,
+}
+
+impl Lease {
+    fn is_valid_at(&self, now: Millis) -> bool {
+        self.renewal.is_valid_at(now)
+    }
+
+    fn safe_deadline(&self) -> Millis {
+        self.renewal.safe_deadline()
+    }
+
+    fn next_keep_alive_at(&self) -> Millis {
+        self.retry_at.unwrap_or_else(|| self.renewal.renew_at())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -392,13 +408,11 @@ impl LockWorkload {
             Some(Answer::Write(LockResponse::LeaseRenewed { .. })) => {
                 self.stats.keep_alives_renewed += 1;
                 // The leader cannot have started the renewed TTL before this keep-alive left.
-                let safe_deadline =
-                    attempt.sent_at + lease.ttl_ms.saturating_sub(options.drift_margin_ms);
-                lease.safe_deadline = lease.safe_deadline.max(safe_deadline);
-                lease.next_keep_alive_at = attempt.sent_at + options.keep_alive_every_ms;
+                lease.renewal.on_renewed(attempt.sent_at);
+                lease.retry_at = None;
             }
             Some(Answer::Write(LockResponse::LeaseNotFound { .. })) => {
-                if now < lease.safe_deadline {
+                if lease.is_valid_at(now) {
                     self.stats.lease_gone_before_deadline += 1;
                 }
                 client.lease = None;
@@ -406,7 +420,7 @@ impl LockWorkload {
             }
             _ => {
                 self.stats.keep_alives_failed += 1;
-                lease.next_keep_alive_at = now + options.retry_delay_ms;
+                lease.retry_at = Some(now + options.retry_delay_ms);
             }
         }
     }
@@ -457,7 +471,7 @@ impl LockWorkload {
         if client
             .lease
             .as_ref()
-            .is_some_and(|lease| now >= lease.safe_deadline)
+            .is_some_and(|lease| !lease.is_valid_at(now))
         {
             client.lease = None;
             client.keep_alive = None;
@@ -479,14 +493,18 @@ impl LockWorkload {
             self.owners.remove(&attempt.request_id);
             client.keep_alive = None;
             self.stats.keep_alives_failed += 1;
-            lease.next_keep_alive_at = now;
+            lease.retry_at = Some(now);
         }
-        if now < lease.next_keep_alive_at {
+        if now < lease.next_keep_alive_at() {
             return;
         }
+        // As the handle does: a renewal may take until the safe deadline, no longer.
+        let Some(budget) = lease.renewal.renewal_budget_at(now) else {
+            return;
+        };
         let running = sim.running_nodes();
         if running.is_empty() {
-            lease.next_keep_alive_at = now + options.retry_delay_ms;
+            lease.retry_at = Some(now + options.retry_delay_ms);
             return;
         }
         let node = running[sim.rng().random_range(0..running.len())];
@@ -502,18 +520,19 @@ impl LockWorkload {
             sequence,
             LockCommand::LeaseKeepAlive { lease: lease.id },
         );
+        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = options.attempt_timeout_ms.min(budget_ms);
         client.keep_alive = Some(KeepAliveAttempt {
             request_id,
             lease: lease.id,
             sent_at: now,
-            give_up_at: now + options.attempt_timeout_ms + options.retry_delay_ms,
+            give_up_at: now + timeout_ms + options.retry_delay_ms,
         });
         self.owners
             .insert(request_id, (client_index, Channel::KeepAlive));
         if now < client.isolated_until {
             return;
         }
-        let timeout_ms = options.attempt_timeout_ms;
         sim.act(node, |replica, now| {
             replica.submit(now, request_id, request, timeout_ms)
         });
@@ -735,10 +754,11 @@ impl LockWorkload {
                     client.lease = Some(Lease {
                         id: lease,
                         lock_session,
-                        ttl_ms,
-                        safe_deadline: first_sent_at
-                            + ttl_ms.saturating_sub(options.drift_margin_ms),
-                        next_keep_alive_at: first_sent_at + options.keep_alive_every_ms,
+                        renewal: LeaseRenewal::granted(
+                            Duration::from_millis(ttl_ms),
+                            first_sent_at,
+                        ),
+                        retry_at: None,
                     });
                     client.keep_alive = None;
                 }
@@ -796,7 +816,7 @@ impl LockWorkload {
                 }
                 Some(Answer::Write(LockResponse::LeaseNotFound { .. })) => {
                     if let Some(current) = client.lease.take_if(|current| current.id == lease) {
-                        if now < current.safe_deadline {
+                        if current.is_valid_at(now) {
                             self.stats.lease_gone_before_deadline += 1;
                         }
                         client.keep_alive = None;
@@ -926,8 +946,8 @@ impl LockWorkload {
         let safe_deadline = client
             .lease
             .as_ref()
-            .filter(|current| current.id == lease && now < current.safe_deadline)
-            .map(|current| current.safe_deadline);
+            .filter(|current| current.id == lease && current.is_valid_at(now))
+            .map(Lease::safe_deadline);
         self.stats.locks_granted += 1;
         let Some(safe_deadline) = safe_deadline else {
             // Granted too late to use: hand it back at once (next step).
@@ -963,10 +983,10 @@ impl LockWorkload {
         let current = client
             .lease
             .as_ref()
-            .filter(|lease| lease.id == hold.lease && now < lease.safe_deadline);
+            .filter(|lease| lease.id == hold.lease && lease.is_valid_at(now));
         match current {
             Some(lease) if now < hold.use_until => {
-                hold.safe_deadline = lease.safe_deadline;
+                hold.safe_deadline = lease.safe_deadline();
                 if now >= hold.next_use_at {
                     self.resource
                         .write(&hold.name, now, hold.token, client_index);

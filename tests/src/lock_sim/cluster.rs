@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ha_core::{HealthStatus, Priority, Timing};
-use ha_lock::WithLocks;
+use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
 use ha_replicate::engine::{EngineSettings, PeerInfo};
 use ha_replicate::membership::Membership;
 use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SyncPolicy};
@@ -32,12 +32,14 @@ pub struct LockClusterOptions {
     pub lease_reads: bool,
     /// Snapshot every this many applied entries.
     pub snapshot_every_entries: u64,
-    /// How often each node runs its lease expiry tracker, in its own milliseconds.
+    /// How often each node runs its lease expiry tracker, in its own milliseconds (the
+    /// shipped `LeaseKeeper`'s default unless a test changes it).
     pub expiry_tick_ms: u64,
 }
 
 impl LockClusterOptions {
-    /// `node_count` voters on a 1-2 ms LAN with LAN timing, no drift, the tracker every 20 ms.
+    /// `node_count` voters on a 1-2 ms LAN with LAN timing, no drift, the tracker every
+    /// [`LEASE_TICK_INTERVAL_DEFAULT`] (25 ms).
     pub fn new(node_count: usize) -> Self {
         Self {
             node_count,
@@ -46,7 +48,8 @@ impl LockClusterOptions {
             clock_drift_ppm_max: 0,
             lease_reads: false,
             snapshot_every_entries: 10_000,
-            expiry_tick_ms: 20,
+            expiry_tick_ms: u64::try_from(LEASE_TICK_INTERVAL_DEFAULT.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }

@@ -4,10 +4,18 @@
 //! drifting clock, and simulated lock clients that keep leases alive, take fenced locks, write
 //! to a fenced resource and run versioned KV operations.
 //!
+//! The time rules are the shipped ones, not copies: each node's expiry decisions are
+//! [`LeaseExpiryTracker::on_tick`](ha_lock::LeaseExpiryTracker::on_tick) with the term it
+//! leads (as `LeaseKeeper` calls it), and each client's renewal times and safe deadline are a
+//! [`LeaseRenewal`](ha_lock::LeaseRenewal) (as the `Lease` handle keeps one). Only the IO
+//! differs: requests are simulated messages, and a failed keep-alive is retried after
+//! `retry_delay_ms` under a new sequence number (the handle retries under the same one),
+//! each counted from its own send time.
+//!
 //! ```text
 //!  LockWorkload (clients, virtual time) ── submit ──▶ SimLockNode ×N ── Rpc ──▶ network
 //!      │ records: holder intervals, fenced writes,      │ ReplicaCore<WithLocks<()>>
-//!      │ first send time of every write, KV history     │ LeaseExpiryTracker (leader, every 20 ms)
+//!      │ first send time of every write, KV history     │ LeaseExpiryTracker (leader, every 25 ms)
 //!      ▼                                                ▼
 //!  invariants (lock_*, lease_*) ◀── replay ── AppliedLog (first apply of each index, any node)
 //! ```
@@ -40,4 +48,4 @@ pub use fenced_resource::{FencedResource, FencedWrite};
 pub use node::{LockNodeOutput, LockNodeTimer, SimLockNode};
 pub use records::{HoldEnd, HolderInterval, KvRecord, KvRequest, LockWorkloadStats, SendTimes};
 pub use versioned_kv_model::{KvInput, KvOutput, VersionedKvModel};
-pub use workload_options::{DRIFT_MARGIN_SLACK_MS, LockWorkloadOptions, drift_margin_ms};
+pub use workload_options::{DRIFT_MARGIN_SLACK_MS, LockWorkloadOptions, clock_drift_bound_ms};

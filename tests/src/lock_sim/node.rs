@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use ha_core::{Consistency, LogIndex, Millis, NodeId, Term};
-use ha_lock::{Command, LeaseExpiryTracker, LockCommand, LockQuery, LockQueryResponse, WithLocks};
+use ha_lock::{
+    Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LockCommand, LockQuery,
+    LockQueryResponse, WithLocks,
+};
 use ha_replicate::engine::{Engine, Role};
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaTimer, Rpc, WriteRequest,
@@ -20,10 +23,6 @@ use crate::sim::{SimActor, SimEffect};
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
 /// collide with the ids the test's clients use.
 const INTERNAL_REQUEST_BIT: u64 = 1 << 63;
-
-/// How long an expiry proposal may wait for its commit, in local milliseconds. The tracker
-/// proposes again after its own delay if the lease is still there.
-const EXPIRY_TIMEOUT_MS: u64 = 1_000;
 
 /// A timer of a simulated lock node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +86,10 @@ pub(crate) struct NodeParts {
 /// plus the leader's [`LeaseExpiryTracker`].
 ///
 /// Every [`LockClusterOptions::expiry_tick_ms`](crate::lock_sim::LockClusterOptions) of its
-/// own (drifting) clock, the node hands the tracker `is_leader` and, when leading, the leases of
-/// its applied lock table, and submits each expiry the tracker returns as a QUORUM write
-/// under the node's own session. After every input it reports the entries it newly applied to
+/// own (drifting) clock, the node hands the tracker the term it leads in (`None` when it does
+/// not lead) and, when leading, the leases of its applied lock table, as the shipped
+/// `LeaseKeeper` does, and submits each expiry the tracker returns as a QUORUM write under the
+/// node's own session, with the keeper's timeout. After every input it reports the entries it newly applied to
 /// the shared [`AppliedLog`], which only observes: nothing in a node reads it.
 pub struct SimLockNode {
     core: ReplicaCore<WithLocks<()>, MemoryStore>,
@@ -181,8 +181,9 @@ impl SimLockNode {
     /// The tracker's turn: what it decides is proposed through the log like any write.
     fn on_expiry_tick(&mut self, now: Millis) {
         let local = self.local(now);
-        let is_leader = self.core.engine().is_leader();
-        let leases = if is_leader {
+        let engine = self.core.engine();
+        let leading = engine.is_leader().then(|| engine.term());
+        let leases = if leading.is_some() {
             match self
                 .core
                 .applier()
@@ -196,7 +197,8 @@ impl SimLockNode {
         } else {
             Vec::new()
         };
-        for command in self.tracker.on_tick(local, is_leader, &leases) {
+        let timeout_ms = u64::try_from(EXPIRY_PROPOSAL_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        for command in self.tracker.on_tick(local, leading, &leases) {
             if let LockCommand::LeaseExpire { lease, renewals } = &command {
                 self.pending
                     .push(SimEffect::Output(LockNodeOutput::ExpiryProposed {
@@ -219,7 +221,7 @@ impl SimLockNode {
                 consistency: Consistency::Quorum,
             });
             self.core
-                .submit(local, request_id, request, local + EXPIRY_TIMEOUT_MS);
+                .submit(local, request_id, request, local + timeout_ms);
         }
         let after_ms = global_delay(self.parts.expiry_tick_ms, self.parts.clock_rate_ppm);
         self.pending.push(SimEffect::Schedule {

@@ -1,22 +1,27 @@
-//! What the lock clients do, and the drift margin they keep.
+//! What the lock clients do, and the bound on how much clock drift can shorten a lease.
+//!
+//! The clients' renewal times and safe deadlines are not options: they are the shipped rule,
+//! [`ha_lock::LeaseRenewal`].
 
-/// Milliseconds added to the drift margin for rounding: local clocks are read in whole
+/// Milliseconds added to the drift bound for rounding: local clocks are read in whole
 /// milliseconds and timers are scaled and rounded.
 pub const DRIFT_MARGIN_SLACK_MS: u64 = 5;
 
-/// The drift margin a client subtracts from its lease's TTL: the most a leader's clock running
-/// `clock_drift_ppm_max` fast can shorten `ttl_ms` of virtual time, plus
-/// [`DRIFT_MARGIN_SLACK_MS`].
+/// The most a leader's clock running `clock_drift_ppm_max` fast can shorten `ttl_ms` of
+/// virtual time, plus [`DRIFT_MARGIN_SLACK_MS`]: the leader-side lease invariant checks that
+/// no lease expires sooner than `ttl_ms` minus this after its holder's last send. It is much
+/// tighter than the holders' own margin ([`ha_lock::drift_margin`], 10% + 10 ms), so the
+/// check catches a leader that expires early long before a holder could notice.
 ///
 /// The leader starts a lease's TTL no earlier than the client sent its grant or keep-alive
 /// (it counts from when it sees the command applied), and counts it on its own clock, so in
 /// virtual time the lease lasts at least `ttl_ms / (1 + drift)` after the client's send.
 ///
 /// ```
-/// assert_eq!(ha_tests::lock_sim::drift_margin_ms(1_000, 20_000), 25);
-/// assert_eq!(ha_tests::lock_sim::drift_margin_ms(1_000, 0), 5);
+/// assert_eq!(ha_tests::lock_sim::clock_drift_bound_ms(1_000, 20_000), 25);
+/// assert_eq!(ha_tests::lock_sim::clock_drift_bound_ms(1_000, 0), 5);
 /// ```
-pub fn drift_margin_ms(ttl_ms: u64, clock_drift_ppm_max: i64) -> u64 {
+pub fn clock_drift_bound_ms(ttl_ms: u64, clock_drift_ppm_max: i64) -> u64 {
     let ppm = u64::try_from(clock_drift_ppm_max.max(0)).unwrap_or(0);
     (ttl_ms * ppm).div_ceil(1_000_000) + DRIFT_MARGIN_SLACK_MS
 }
@@ -30,12 +35,12 @@ pub struct LockWorkloadOptions {
     pub lock_names: usize,
     /// Distinct KV keys.
     pub keys: usize,
-    /// Each lease's TTL.
+    /// Each lease's TTL. The safe deadline and the keep-alive times follow from it by
+    /// [`ha_lock::LeaseRenewal`].
     pub ttl_ms: u64,
-    /// Subtracted from the TTL for the safe deadline; see [`drift_margin_ms`].
-    pub drift_margin_ms: u64,
-    /// How often a holder sends a keep-alive (TTL/3).
-    pub keep_alive_every_ms: u64,
+    /// The most the nodes' clock drift can shorten a lease, for the leader-side lease check;
+    /// see [`clock_drift_bound_ms`].
+    pub clock_drift_bound_ms: u64,
     /// How long an acquire may wait in line before the client cancels it.
     pub wait_timeout_ms: u64,
     /// How often a waiting client reads the lock's state.
@@ -64,8 +69,8 @@ pub struct LockWorkloadOptions {
 }
 
 impl LockWorkloadOptions {
-    /// Six clients, two locks, three keys, 1 s leases, with the drift margin for clocks off by
-    /// up to `clock_drift_ppm_max`.
+    /// Six clients, two locks, three keys, 1 s leases, on nodes whose clocks are off by up to
+    /// `clock_drift_ppm_max`.
     pub fn new(clock_drift_ppm_max: i64) -> Self {
         let ttl_ms = 1_000;
         Self {
@@ -73,8 +78,7 @@ impl LockWorkloadOptions {
             lock_names: 2,
             keys: 3,
             ttl_ms,
-            drift_margin_ms: drift_margin_ms(ttl_ms, clock_drift_ppm_max),
-            keep_alive_every_ms: ttl_ms / 3,
+            clock_drift_bound_ms: clock_drift_bound_ms(ttl_ms, clock_drift_ppm_max),
             wait_timeout_ms: 1_500,
             poll_every_ms: 20,
             hold_ms_max: 250,
