@@ -202,6 +202,7 @@ fn isolate_and_heal(
                 "{what}: serves a QUORUM write {} ms after the heal ({attempt} attempts)",
                 time_to_serve.as_millis()
             );
+            check_fates_after_heal(client, node, what);
             return time_to_serve;
         }
         assert!(
@@ -210,6 +211,36 @@ fn isolate_and_heal(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// After the heal: a write answered `no_quorum` was never applied (the answer promised it); a
+/// write answered `unknown_outcome` may or may not have been (printed).
+fn check_fates_after_heal(client: &reqwest::blocking::Client, node: SocketAddr, what: &str) {
+    let refused = call(
+        client,
+        node,
+        "GET",
+        &format!("/v1/kv/isolated-{what}-known?consistency=strong"),
+    );
+    assert_eq!(
+        refused.status,
+        Some(404),
+        "{what}: a write answered no_quorum was applied: {refused:?}"
+    );
+    let unknown = call(
+        client,
+        node,
+        "GET",
+        &format!("/v1/kv/isolated-{what}-cut?consistency=strong"),
+    );
+    println!(
+        "{what}: the write answered unknown_outcome was {} after the heal",
+        if unknown.status == Some(200) {
+            "applied"
+        } else {
+            "not applied"
+        }
+    );
 }
 
 #[test]
