@@ -294,3 +294,53 @@ async fn eventual_compare_and_swap_is_refused() {
     }
     node.shutdown().await;
 }
+
+/// Issue 12, item 11: a node with no leader (here, the first of three voters, alone: it never
+/// founds the cluster) answers QUORUM/STRONG requests and lock acquires at once with 503
+/// `no_quorum`, not after its request timeout; an EVENTUAL read is still served locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_quorum_answers_no_quorum_at_once() {
+    // Seeds where nobody listens (loopback ports 1 and 2): the other two voters never come.
+    let seeds = vec![
+        "127.0.0.1:1".parse().expect("valid"),
+        "127.0.0.1:2".parse().expect("valid"),
+    ];
+    let config = ha::Config::full_ha(
+        ha::NodeId::new("n1").expect("valid"),
+        "127.0.0.1:0".parse().expect("valid"),
+        seeds,
+    );
+    let request_timeout = std::time::Duration::from_secs(5);
+    let node = Node::builder(config)
+        .request_timeout(request_timeout)
+        .start()
+        .await
+        .expect("starts");
+    for (method, uri) in [
+        (Method::GET, "/v1/kv/k?consistency=strong"),
+        (Method::GET, "/v1/kv/k?consistency=quorum"),
+        (Method::PUT, "/v1/kv/k?consistency=quorum"),
+        (Method::PUT, "/v1/kv/k?consistency=strong&cas=0"),
+        (Method::DELETE, "/v1/kv/k"),
+        (Method::POST, "/v1/lock/l?ttl_ms=2000"),
+        (Method::POST, "/v1/lock/l?ttl_ms=2000&wait_ms=100"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, json) = call_json(&node, method.clone(), uri, "v").await;
+        let took = started.elapsed();
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {json}"
+        );
+        assert_error(&json, "no_quorum");
+        // At once: far below the request timeout (a loaded machine may add some latency).
+        assert!(
+            took < request_timeout / 5,
+            "{method} {uri} answered after {took:?}: {json}"
+        );
+    }
+    let (status, json) = call_json(&node, Method::GET, "/v1/kv/k?consistency=eventual", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "served locally: {json}");
+    node.shutdown().await;
+}
