@@ -268,7 +268,15 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                     if batch.is_empty() {
                         continue;
                     }
-                    if let Err(error) = writer.write_frames(&batch).await {
+                    // While a write waits (a full send buffer towards a peer that went
+                    // silent), the peer's keepalives are still watched: a dead connection is
+                    // closed after the idle timeout, not after the longer write timeout.
+                    let written = tokio::select! {
+                        biased;
+                        reason = &mut watch_peer => return Ended::Failed(reason),
+                        written = writer.write_frames(&batch) => written,
+                    };
+                    if let Err(error) = written {
                         return Ended::Failed(CloseReason::Io(error));
                     }
                     tracing::trace!(%peer, messages = count, bytes = batch.len(), "batch written");
@@ -281,7 +289,12 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                     {
                         return Ended::Failed(CloseReason::Io(std::io::Error::other(error)));
                     }
-                    if let Err(error) = writer.write_frames(&batch).await {
+                    let written = tokio::select! {
+                        biased;
+                        reason = &mut watch_peer => return Ended::Failed(reason),
+                        written = writer.write_frames(&batch) => written,
+                    };
+                    if let Err(error) = written {
                         return Ended::Failed(CloseReason::Io(error));
                     }
                     keepalive_at = Instant::now() + keepalive_interval;
