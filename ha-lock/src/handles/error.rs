@@ -110,8 +110,9 @@ pub enum LockError {
         /// The key.
         key: String,
     },
-    /// Replication failed; see [`ClientError`] for whether the write may have happened
-    /// ([`ClientError::Timeout`] means unknown) and what to do.
+    /// Replication failed; [`ClientError::fate`] says whether the write may have happened
+    /// (`NoQuorum`, `NotLeader`, `Busy`: not applied; `Timeout`, `LeadershipLost`: unknown)
+    /// and the variant's doc what to do.
     #[error(transparent)]
     Replication(#[from] ClientError),
     /// The cluster answered something this client does not expect (a version mismatch between
