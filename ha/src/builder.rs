@@ -182,7 +182,13 @@ impl<S: StateMachine> NodeBuilder<S> {
         let writers = (0..WRITE_SESSIONS).map(|_| replica.client()).collect();
         #[cfg(feature = "http")]
         let http_kv = (0..HTTP_KV_SESSIONS)
-            .map(|_| tokio::sync::Mutex::new(ha_lock::LockClient::from_node(&replica)))
+            .map(|_| {
+                // The admin API answers 503 `no_quorum` at once on a node cut off from the
+                // majority, so that its client can try another node.
+                let client = replica.client().fail_fast();
+                let kv = ha_lock::LockClient::with_renewal_client(client, replica.client());
+                tokio::sync::Mutex::new(kv)
+            })
             .collect();
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         let (health_sender, _) = watch::channel(HealthState {

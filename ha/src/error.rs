@@ -8,7 +8,7 @@ use ha_gossip::GossipError;
 use ha_lock::LockError;
 use ha_replicate::driver::DriverError;
 use ha_replicate::engine::TransferError;
-use ha_replicate::replica::ClientError;
+use ha_replicate::replica::{ClientError, WriteFate};
 
 /// Why a [`Node`](crate::Node) call failed. Each variant says whether anything changed.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +49,10 @@ pub enum NodeError {
         /// Why binding failed.
         source: std::io::Error,
     },
-    /// A write or read failed; [`ClientError`] says whether it may have been applied
-    /// (`Timeout` and `LeadershipLost`: unknown) and whether to retry.
+    /// A write or read failed; [`ClientError::fate`] says whether it may have been applied
+    /// (`NoQuorum`, `NotLeader`, `Busy`, `TransferInProgress`: not applied, retry anywhere;
+    /// `Timeout`, `LeadershipLost`, `Stopped`: unknown, retry with the same client, which
+    /// applies it at most once) and [`ClientError::is_retryable`] whether to retry.
     #[error(transparent)]
     Replication(#[from] ClientError),
     /// A KV or lock call failed; see [`LockError`].
@@ -77,6 +79,21 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// Whether a write that failed with this error may have been applied: known not applied
+    /// for refusals (bad config, invalid request, a lock refusal such as a CAS mismatch, no
+    /// quorum), unknown after a timeout or a lost leader, committed for a STRONG write that
+    /// is not yet applied everywhere. README, "Client guidance", says how to retry each.
+    pub fn fate(&self) -> WriteFate {
+        match self {
+            NodeError::Replication(error) | NodeError::Lock(LockError::Replication(error)) => {
+                error.fate()
+            }
+            NodeError::UnexpectedResponse { .. }
+            | NodeError::Lock(LockError::UnexpectedResponse { .. }) => WriteFate::Unknown,
+            _ => WriteFate::NotApplied,
+        }
+    }
+
     pub(crate) fn unexpected(what: impl std::fmt::Debug) -> Self {
         NodeError::UnexpectedResponse {
             detail: format!("{what:?}"),

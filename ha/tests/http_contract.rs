@@ -238,3 +238,109 @@ async fn locks_are_fenced_and_time_out() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
     node.shutdown().await;
 }
+
+/// Issue 12, bug 5: an EVENTUAL write is answered when the leader appends it, before it is
+/// applied, so the answer to a compare-and-swap (or a create-only put) would come before the
+/// compare: it must be refused (400, nothing written), over HTTP and through `LockClient`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventual_compare_and_swap_is_refused() {
+    let node = one_node().await;
+    let (status, json) = call_json(&node, Method::PUT, "/v1/kv/c?cas=0", "first").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let version = json["version"].as_u64().expect("a version");
+
+    for uri in [
+        // A compare that would fail (wrong version), one that would succeed, a create-only
+        // put of an existing key and one of a new key: all refused before anything happens.
+        format!("/v1/kv/c?consistency=eventual&cas={}", version + 7),
+        format!("/v1/kv/c?consistency=eventual&cas={version}"),
+        "/v1/kv/c?consistency=eventual&cas=0".to_string(),
+        "/v1/kv/fresh?consistency=eventual&cas=0".to_string(),
+    ] {
+        let (status, json) = call_json(&node, Method::PUT, &uri, "second").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PUT {uri}: {json}");
+        assert_error(&json, "bad_request");
+    }
+    // DELETE takes no consistency (it is QUORUM): asking for EVENTUAL is refused too.
+    let uri = format!("/v1/kv/c?consistency=eventual&cas={version}");
+    let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "DELETE {uri}: {json}");
+    assert_error(&json, "bad_request");
+
+    // Nothing was written: the key keeps its value and version, the new key does not exist.
+    let (status, json) = call_json(&node, Method::GET, "/v1/kv/c", "").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        (json["value"].as_str(), json["version"].as_u64()),
+        (Some("first"), Some(version))
+    );
+    let (status, _) = call_json(&node, Method::GET, "/v1/kv/fresh", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A blind EVENTUAL put is still accepted.
+    let (status, json) = call_json(&node, Method::PUT, "/v1/kv/c?consistency=eventual", "x").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+
+    // The Rust client refuses the same requests with a typed error, before sending anything.
+    let kv = node.kv();
+    for expected in [Some(0), Some(version), Some(version + 7)] {
+        let refused = kv
+            .put_checked("c", "y", expected, ha::Consistency::Eventual)
+            .await;
+        assert!(
+            matches!(refused, Err(ha::lock::LockError::CompareNeedsApply { .. })),
+            "expected {expected:?}: {refused:?}"
+        );
+    }
+    node.shutdown().await;
+}
+
+/// Issue 12, item 11: a node with no leader (here, the first of three voters, alone: it never
+/// founds the cluster) answers QUORUM/STRONG requests and lock acquires at once with 503
+/// `no_quorum`, not after its request timeout; an EVENTUAL read is still served locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_quorum_answers_no_quorum_at_once() {
+    // Seeds where nobody listens (loopback ports 1 and 2): the other two voters never come.
+    let seeds = vec![
+        "127.0.0.1:1".parse().expect("valid"),
+        "127.0.0.1:2".parse().expect("valid"),
+    ];
+    let config = ha::Config::full_ha(
+        ha::NodeId::new("n1").expect("valid"),
+        "127.0.0.1:0".parse().expect("valid"),
+        seeds,
+    );
+    let request_timeout = std::time::Duration::from_secs(5);
+    let node = Node::builder(config)
+        .request_timeout(request_timeout)
+        .start()
+        .await
+        .expect("starts");
+    for (method, uri) in [
+        (Method::GET, "/v1/kv/k?consistency=strong"),
+        (Method::GET, "/v1/kv/k?consistency=quorum"),
+        (Method::PUT, "/v1/kv/k?consistency=quorum"),
+        (Method::PUT, "/v1/kv/k?consistency=strong&cas=0"),
+        (Method::DELETE, "/v1/kv/k"),
+        (Method::POST, "/v1/lock/l?ttl_ms=2000"),
+        (Method::POST, "/v1/lock/l?ttl_ms=2000&wait_ms=100"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, json) = call_json(&node, method.clone(), uri, "v").await;
+        let took = started.elapsed();
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {json}"
+        );
+        assert_error(&json, "no_quorum");
+        // At once: far below the request timeout (a loaded machine may add some latency).
+        assert!(
+            took < request_timeout / 5,
+            "{method} {uri} answered after {took:?}: {json}"
+        );
+    }
+    let (status, json) = call_json(&node, Method::GET, "/v1/kv/k?consistency=eventual", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "served locally: {json}");
+    node.shutdown().await;
+}

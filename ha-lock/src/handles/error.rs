@@ -101,8 +101,18 @@ pub enum LockError {
         /// The newest version dropped from the change log: every change after it is kept.
         oldest_available: u64,
     },
-    /// Replication failed; see [`ClientError`] for whether the write may have happened
-    /// ([`ClientError::Timeout`] means unknown) and what to do.
+    /// A compare (compare-and-swap, create-only put, or delete with an expected version) was
+    /// asked at EVENTUAL consistency: refused before sending, nothing changed. An EVENTUAL
+    /// write is answered when the leader appends it, before the compare runs, so its answer
+    /// could not say whether the compare held. Use QUORUM or STRONG.
+    #[error("key {key:?}: a compare needs QUORUM or STRONG consistency, not EVENTUAL")]
+    CompareNeedsApply {
+        /// The key.
+        key: String,
+    },
+    /// Replication failed; [`ClientError::fate`] says whether the write may have happened
+    /// (`NoQuorum`, `NotLeader`, `Busy`: not applied; `Timeout`, `LeadershipLost`: unknown)
+    /// and the variant's doc what to do.
     #[error(transparent)]
     Replication(#[from] ClientError),
     /// The cluster answered something this client does not expect (a version mismatch between

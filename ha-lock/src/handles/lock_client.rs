@@ -302,6 +302,9 @@ impl<H: StateMachine> LockClient<H> {
         lease: Option<LeaseId>,
         consistency: Consistency,
     ) -> Result<u64, LockError> {
+        if expected_version.is_some() && consistency == Consistency::Eventual {
+            return Err(LockError::CompareNeedsApply { key });
+        }
         let command = LockCommand::Put {
             key: key.clone(),
             value,
@@ -558,7 +561,7 @@ impl<H: StateMachine> LockClient<H> {
     ///
     /// # Errors
     /// [`LockError::VersionMismatch`] or [`LockError::AlreadyExists`] when the check fails;
-    /// [`LockError::Invalid`] for a key or value out of bounds; [`LockError::Replication`]
+    /// [`LockError::CompareNeedsApply`] for a check at EVENTUAL; [`LockError::Invalid`] for a key or value out of bounds; [`LockError::Replication`]
     /// when no answer came in time.
     pub async fn put_checked(
         &self,

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::driver::replica_node::{Command, stopped};
 use crate::replica::{
     ApplyOutcome, COMMAND_BYTES_MAX, ClientError, ClientReply, ClientRequest, ReadRequest,
-    WriteRequest,
+    WriteFate, WriteRequest,
 };
 
 /// One attempt's deadline; a request is retried with fresh attempts until its own deadline.
@@ -33,11 +33,17 @@ pub struct WriteResult<R> {
 /// Writes of one client go one at a time (concurrent callers wait their turn): the applied
 /// state remembers only a session's latest sequence, so a second write in flight could make
 /// the first one "stale" and unapplied. Use one client per concurrent writer.
+///
+/// A node cut off from the majority answers [`ClientError::NoQuorum`] at once. By default the
+/// client keeps retrying it until the deadline (an election usually ends that state within an
+/// election timeout); [`fail_fast`](Self::fail_fast) makes it return the error at once, for a
+/// caller that can try another node (the admin HTTP API does).
 pub struct ReplicaClient<S: StateMachine> {
     commands: mpsc::Sender<Command>,
     session: u64,
     sequence: AtomicU64,
     one_write_at_a_time: tokio::sync::Mutex<()>,
+    fail_fast: bool,
     _machine: PhantomData<fn() -> S>,
 }
 
@@ -48,8 +54,16 @@ impl<S: StateMachine> ReplicaClient<S> {
             session: rand::random(),
             sequence: AtomicU64::new(0),
             one_write_at_a_time: tokio::sync::Mutex::new(()),
+            fail_fast: false,
             _machine: PhantomData,
         }
+    }
+
+    /// The same client, returning [`ClientError::NoQuorum`] as soon as its node answers it
+    /// instead of retrying until the deadline: for a caller that can try another node.
+    pub fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
     }
 
     /// This client's session id.
@@ -64,10 +78,12 @@ impl<S: StateMachine> ReplicaClient<S> {
     /// Cancelling the future abandons the write: it may or may not be applied (at most once).
     ///
     /// # Errors
-    /// [`ClientError::Timeout`] when the deadline passed (the write may have been applied; a
-    /// retry with a new call would apply it again, so treat it as unknown);
-    /// [`ClientError::NotAppliedEverywhere`] for a STRONG write committed at QUORUM only;
-    /// other [`ClientError`]s as they say.
+    /// An error whose [`fate`](ClientError::fate) is [`WriteFate::NotApplied`] only when no
+    /// attempt can have been applied: once one attempt's outcome is unknown (it timed out, or
+    /// its leader was lost), a later refusal is answered as that unknown outcome
+    /// ([`ClientError::Timeout`] at the deadline, else [`ClientError::LeadershipLost`]).
+    /// A retry with a new call would be a new write, so treat an unknown outcome as such;
+    /// [`ClientError::NotAppliedEverywhere`] for a STRONG write committed at QUORUM only.
     pub async fn write(
         &self,
         command: S::Command,
@@ -140,10 +156,11 @@ impl<S: StateMachine> ReplicaClient<S> {
     ) -> Result<ClientReply, ClientError> {
         let deadline = Instant::now() + timeout;
         let mut delay = RETRY_DELAY_MIN;
+        let mut failures = Failures::new(matches!(request, ClientRequest::Write(_)));
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(ClientError::Timeout);
+                return Err(failures.at_deadline());
             }
             let attempt = remaining.min(ATTEMPT_TIMEOUT);
             let (reply, wait) = oneshot::channel();
@@ -152,22 +169,115 @@ impl<S: StateMachine> ReplicaClient<S> {
                 timeout_ms: u64::try_from(attempt.as_millis()).unwrap_or(u64::MAX),
                 reply,
             };
-            self.commands.send(command).await.map_err(|_| stopped())?;
+            self.commands
+                .send(command)
+                .await
+                .map_err(|_| failures.finally(stopped()))?;
             let answer = match tokio::time::timeout(attempt + Duration::from_millis(50), wait).await
             {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => return Err(stopped()),
+                Ok(Err(_)) => return Err(failures.finally(stopped())),
                 Err(_) => ClientReply::Failed(ClientError::Timeout),
             };
             match answer {
+                ClientReply::Failed(error @ ClientError::NoQuorum { .. }) if self.fail_fast => {
+                    return Err(failures.finally(error));
+                }
                 ClientReply::Failed(error) if error.is_retryable() => {
+                    failures.record(error);
                     let pause = delay.min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(pause).await;
                     delay = (delay * 2).min(RETRY_DELAY_MAX);
                 }
-                ClientReply::Failed(error) => return Err(error),
+                ClientReply::Failed(error) => return Err(failures.finally(error)),
                 answer => return Ok(answer),
             }
         }
+    }
+}
+
+/// The failed attempts of one request so far, to answer with the truth about all of them: a
+/// write is "known not applied" only if no attempt may have been applied.
+struct Failures {
+    write: bool,
+    /// Some attempt of the write may have been applied.
+    unknown: bool,
+    last: Option<ClientError>,
+}
+
+impl Failures {
+    fn new(write: bool) -> Self {
+        Self {
+            write,
+            unknown: false,
+            last: None,
+        }
+    }
+
+    fn record(&mut self, error: ClientError) {
+        self.unknown |= self.write && error.fate() == WriteFate::Unknown;
+        self.last = Some(error);
+    }
+
+    /// The answer when the deadline passed: unknown if any attempt may have been applied (or
+    /// none was answered), else the last refusal, which is true of every attempt.
+    fn at_deadline(&mut self) -> ClientError {
+        match self.last.take() {
+            Some(last) if !self.unknown && last.fate() == WriteFate::NotApplied => last,
+            _ => ClientError::Timeout,
+        }
+    }
+
+    /// The answer when the last attempt ended with `error`: a refusal after an attempt of
+    /// unknown outcome does not make the write known not applied.
+    fn finally(&self, error: ClientError) -> ClientError {
+        if self.unknown && error.fate() == WriteFate::NotApplied {
+            ClientError::LeadershipLost
+        } else {
+            error
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 12, item 12: the final answer of a retried request is true of every attempt.
+
+    use super::*;
+
+    fn no_quorum() -> ClientError {
+        ClientError::NoQuorum { leader: None }
+    }
+
+    #[test]
+    fn a_write_refused_every_time_is_known_not_applied() {
+        let mut failures = Failures::new(true);
+        failures.record(ClientError::NotLeader { leader: None });
+        failures.record(ClientError::Busy);
+        assert_eq!(failures.finally(no_quorum()), no_quorum());
+        assert_eq!(failures.at_deadline(), ClientError::Busy);
+    }
+
+    #[test]
+    fn a_refusal_after_an_attempt_of_unknown_outcome_is_unknown() {
+        let mut failures = Failures::new(true);
+        failures.record(ClientError::Timeout);
+        failures.record(ClientError::NotLeader { leader: None });
+        assert_eq!(failures.finally(no_quorum()), ClientError::LeadershipLost);
+        assert_eq!(failures.finally(no_quorum()).fate(), WriteFate::Unknown);
+        assert_eq!(failures.at_deadline(), ClientError::Timeout);
+        // A committed STRONG write stays committed.
+        let committed = ClientError::NotAppliedEverywhere {
+            index: ha_core::LogIndex(3),
+        };
+        assert_eq!(failures.finally(committed.clone()), committed);
+    }
+
+    #[test]
+    fn a_read_has_no_outcome_to_hide() {
+        let mut failures = Failures::new(false);
+        failures.record(ClientError::Timeout);
+        assert_eq!(failures.finally(no_quorum()), no_quorum());
+        assert_eq!(Failures::new(false).at_deadline(), ClientError::Timeout);
     }
 }

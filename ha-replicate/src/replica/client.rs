@@ -63,13 +63,32 @@ pub enum ClientReply {
     Failed(ClientError),
 }
 
-/// Why a request failed, and what the client may assume.
+/// Whether a failed write may have changed the replicated state: what
+/// [`ClientError::fate`] says of each error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFate {
+    /// Known not applied, now or later: nothing was appended for it (refused, or never
+    /// reached a leader). Retrying is safe with any session.
+    NotApplied,
+    /// Unknown: the write was sent to (or appended by) a leader and no answer came. It may be
+    /// applied, even later (after a partition heals). Retry with the same client (same session
+    /// and sequence: [`ReplicaClient`](crate::driver::ReplicaClient) does so itself): the retry
+    /// is applied at most once in all, and answers the first application's response.
+    Unknown,
+    /// Committed on a majority and applied on the leader, but not everywhere yet (a STRONG
+    /// write past its deadline): do not write it again.
+    Committed,
+}
+
+/// Why a request failed, and what the client may assume. Each variant says whether a write
+/// may have been applied ([`fate`](Self::fate)); a read changes nothing whatever the error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// Not applied here: this node does not lead and could not forward. Retry on `leader`
-    /// (when known) or after the election. No leader usually means no quorum.
-    #[error("no leader reachable (leader hint: {leader:?})")]
+    /// Not applied: this node does not lead and could not forward (the request was forwarded
+    /// to it, or the leader stepped down during a read). Retry on `leader` (when known) or
+    /// after the election.
+    #[error("not the leader (leader hint: {leader:?})")]
     NotLeader {
         /// The leader, if known.
         leader: Option<NodeId>,
@@ -80,16 +99,18 @@ pub enum ClientError {
     /// Not applied: too many writes await commit. Retry later.
     #[error("too many writes await commit")]
     Busy,
-    /// Unknown outcome: the deadline passed. The write may or may not have been applied;
-    /// retrying with the same session and sequence applies it at most once.
+    /// Unknown outcome: the deadline passed after the write was sent. It may or may not have
+    /// been applied (even later); retrying with the same session and sequence applies it at
+    /// most once in all. For a read: no answer in time, nothing changed.
     #[error("deadline passed; the outcome is unknown")]
     Timeout,
-    /// Unknown outcome: leadership changed before the write committed. Retry with the same
-    /// session and sequence.
-    #[error("leadership changed before the write committed; the outcome is unknown")]
+    /// Unknown outcome: the leader handling the write stepped down, or this node lost contact
+    /// with it (or the leader with its majority), before the write was known to commit.
+    /// Retry with the same session and sequence (applied at most once in all).
+    #[error("the leader was lost before the write was known to commit; the outcome is unknown")]
     LeadershipLost,
     /// A STRONG write committed (it is durable on a majority and applied on the leader) but
-    /// not every voter applied it before the deadline.
+    /// not every voter applied it before the deadline. Do not write it again.
     #[error(
         "committed at QUORUM (index {index}) but not applied on every voter before the deadline"
     )]
@@ -97,24 +118,52 @@ pub enum ClientError {
         /// The write's index.
         index: LogIndex,
     },
-    /// The query did not decode for this state machine.
+    /// Not applied: the request is malformed for this state machine (it did not encode or
+    /// decode). Fix it; retrying the same request fails the same way.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// The replica stopped (storage failure or shutdown).
+    /// The replica stopped (storage failure or shutdown). A write in flight when it stopped
+    /// has an unknown outcome: retry it on another node.
     #[error("replica stopped: {0}")]
     Stopped(String),
+    /// Not applied: this node is cut off from the majority. It has no leader, or has not heard
+    /// from one (or, leading, from a majority of voters) for an election timeout, so it
+    /// answers at once instead of waiting. Retry on another node (`leader` is the last leader
+    /// this node knew, perhaps itself), or here later.
+    #[error("this node has no quorum (last known leader: {leader:?})")]
+    NoQuorum {
+        /// The last leader this node knew, if any.
+        leader: Option<NodeId>,
+    },
 }
 
 impl ClientError {
-    /// Whether retrying the same request (same session and sequence) is useful.
+    /// Whether retrying the same request (same session and sequence) may succeed: here once
+    /// the cluster has a leader again, or on another node.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             ClientError::NotLeader { .. }
+                | ClientError::NoQuorum { .. }
                 | ClientError::TransferInProgress
                 | ClientError::Busy
                 | ClientError::Timeout
                 | ClientError::LeadershipLost
         )
+    }
+
+    /// Whether a write that failed with this error may have been applied.
+    pub fn fate(&self) -> WriteFate {
+        match self {
+            ClientError::NotLeader { .. }
+            | ClientError::NoQuorum { .. }
+            | ClientError::TransferInProgress
+            | ClientError::Busy
+            | ClientError::InvalidQuery(_) => WriteFate::NotApplied,
+            ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
+                WriteFate::Unknown
+            }
+            ClientError::NotAppliedEverywhere { .. } => WriteFate::Committed,
+        }
     }
 }

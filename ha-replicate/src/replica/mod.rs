@@ -10,7 +10,7 @@ mod session;
 mod settings;
 
 pub use applier::{Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_BYTES_MAX};
-pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
+pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use failover_record::FailoverRecord;
 pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
 pub use rpc::Rpc;

@@ -123,6 +123,11 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     fatal: Option<String>,
     /// The time of the latest input, for work a sync releases.
     last_now: Millis,
+    /// The last leader this node knew (itself included), for the `NoQuorum` answer.
+    last_leader: Option<NodeId>,
+    /// When this node last became leader: a new leader has heard nobody yet, so it is given
+    /// one election timeout before it counts as cut off.
+    leading_since: Option<Millis>,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -178,6 +183,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             next_id: seed,
             fatal: None,
             last_now: now,
+            last_leader: None,
+            leading_since: None,
         };
         core.outputs.push(ReplicaEffect::SetTimer {
             timer: ReplicaTimer::Housekeeping,
@@ -299,6 +306,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     after_ms: self.settings.housekeeping_interval_ms,
                 });
                 self.expire(now);
+                self.fail_waits_when_cut_off(now);
                 self.maybe_snapshot(now);
             }
         }
@@ -334,6 +342,23 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         deadline: Millis,
         may_forward: bool,
     ) {
+        let eventual_read = matches!(
+            &request,
+            ClientRequest::Read(ReadRequest {
+                consistency: Consistency::Eventual,
+                ..
+            })
+        );
+        if !eventual_read && self.cut_off(now) {
+            // Nothing is proposed or forwarded: the request is known not applied, and the
+            // client hears it now rather than at its deadline (it may try another node).
+            let leader = self.last_leader.clone();
+            self.reply(
+                origin,
+                ClientReply::Failed(ClientError::NoQuorum { leader }),
+            );
+            return;
+        }
         match request {
             ClientRequest::Write(write) => {
                 self.handle_write(now, origin, write, deadline, may_forward)
@@ -468,6 +493,59 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
+    /// Whether this node is cut off from the majority: a follower (or candidate) with no
+    /// leader, or none heard from within the longest election timeout; a leader that no
+    /// majority of voters answered within it (after its first election timeout as leader).
+    /// [`Engine::in_quorum`] is what `/v1/health` reports.
+    fn cut_off(&self, now: Millis) -> bool {
+        if self.engine.in_quorum(now) {
+            return false;
+        }
+        match (self.engine.is_leader(), self.leading_since) {
+            (true, Some(since)) => {
+                now.saturating_since(since) >= self.settings.engine.election_timeout_max_ms
+            }
+            (true, None) => false,
+            (false, _) => true,
+        }
+    }
+
+    /// Requests that wait on a leader this node has lost contact with would otherwise wait
+    /// for their deadline: answer them now. Forwards and uncommitted writes may still be
+    /// applied (the leader may have them), so their outcome is unknown; reads are refused.
+    fn fail_waits_when_cut_off(&mut self, now: Millis) {
+        if !self.cut_off(now) {
+            return;
+        }
+        let forwards = std::mem::take(&mut self.forwards);
+        for (_, (request_id, _, _)) in forwards {
+            self.emit(ReplicaEffect::Reply {
+                request_id,
+                reply: ClientReply::Failed(ClientError::LeadershipLost),
+            });
+        }
+        let leader = self.last_leader.clone();
+        let reads = std::mem::take(&mut self.pending_reads);
+        for (_, read) in reads {
+            let reply = ClientReply::Failed(ClientError::NoQuorum {
+                leader: leader.clone(),
+            });
+            self.reply(read.origin, reply);
+        }
+        let writes = std::mem::take(&mut self.pending_writes);
+        for (index, pending) in writes {
+            if pending.consistency == Consistency::Eventual {
+                // Answered when appended; kept only so that applying it finds its term.
+                self.pending_writes.insert(index, pending);
+            } else {
+                self.reply(
+                    pending.origin,
+                    ClientReply::Failed(ClientError::LeadershipLost),
+                );
+            }
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -588,6 +666,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.serve_ready_reads();
             }
             Effect::RoleChanged { role, term, leader } => {
+                if leader.is_some() {
+                    self.last_leader = leader.clone();
+                }
+                self.leading_since = (role == Role::Leader).then_some(now);
                 self.fail_forwards_not_to(leader.as_ref());
                 self.outputs
                     .push(ReplicaEffect::RoleChanged { role, term, leader });
@@ -762,4 +844,198 @@ fn take_expired<K: Ord + Copy, V>(
         .into_iter()
         .filter_map(|key| waiting.remove(&key).map(|value| (key, value)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 12, item 11: a replica cut off from the majority answers at once, and says
+    //! whether a write may have been applied.
+
+    use super::*;
+    use crate::engine::EngineSettings;
+    use crate::membership::Membership;
+    use crate::storage::memory::{MemoryDisk, MemoryStore};
+
+    const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).expect("valid id")
+    }
+
+    /// `n1` of a three-voter cluster {n1, n2, n3}, bootstrapped, that has heard nobody.
+    fn replica() -> ReplicaCore<(), MemoryStore> {
+        let mut engine = EngineSettings::for_test(id("n1"));
+        engine.election_timeout_max_ms = ELECTION_TIMEOUT_MAX_MS;
+        let settings = ReplicaSettings {
+            engine,
+            sync_policy: SyncPolicy::EveryInput,
+            snapshot_every_entries: 10_000,
+            housekeeping_interval_ms: 10,
+        };
+        let store = MemoryStore::open(MemoryDisk::new());
+        let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
+        let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
+        assert!(core.engine_mut().bootstrap(Millis(0), voters));
+        core.after_command(Millis(0));
+        core.drain_effects();
+        core
+    }
+
+    fn write(sequence: u64) -> ClientRequest {
+        ClientRequest::Write(WriteRequest {
+            session: 1,
+            sequence,
+            command: codec::encode("command", &(), 16).expect("encodes"),
+            consistency: Consistency::Quorum,
+        })
+    }
+
+    fn read(consistency: Consistency) -> ClientRequest {
+        ClientRequest::Read(ReadRequest {
+            query: codec::encode("query", &(), 16).expect("encodes"),
+            consistency,
+        })
+    }
+
+    fn replies(effects: &[ReplicaEffect]) -> Vec<(u64, ClientReply)> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                ReplicaEffect::Reply { request_id, reply } => Some((*request_id, reply.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn forwards(effects: &[ReplicaEffect]) -> usize {
+        effects
+            .iter()
+            .filter(|effect| {
+                matches!(
+                    effect,
+                    ReplicaEffect::Send {
+                        rpc: Rpc::Forward { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// A heartbeat from `n2` as leader of term 1.
+    fn heartbeat(core: &mut ReplicaCore<(), MemoryStore>, now: Millis) {
+        let message = Message::AppendRequest {
+            term: Term(1),
+            prev_log_index: LogIndex(1),
+            prev_log_term: Term(0),
+            entries: Vec::new(),
+            leader_commit: LogIndex(1),
+            read_round: 0,
+        };
+        core.on_rpc(now, id("n2"), Rpc::Raft(message));
+        core.drain_effects();
+    }
+
+    fn no_quorum(leader: Option<&str>) -> ClientReply {
+        ClientReply::Failed(ClientError::NoQuorum {
+            leader: leader.map(id),
+        })
+    }
+
+    #[test]
+    fn a_follower_without_a_leader_refuses_at_once_and_forwards_nothing() {
+        let mut core = replica();
+        let now = Millis(5);
+        core.submit(now, 1, write(1), now + 5_000);
+        core.submit(now, 2, read(Consistency::Strong), now + 5_000);
+        core.submit(now, 3, read(Consistency::Quorum), now + 5_000);
+        core.submit(now, 4, read(Consistency::Eventual), now + 5_000);
+        let effects = core.drain_effects();
+        assert_eq!(forwards(&effects), 0, "{effects:?}");
+        let answers = replies(&effects);
+        assert_eq!(answers.len(), 4, "{effects:?}");
+        for (request_id, reply) in &answers[..3] {
+            assert_eq!(*reply, no_quorum(None), "request {request_id}");
+        }
+        assert!(
+            matches!(answers[3], (4, ClientReply::Read { .. })),
+            "an EVENTUAL read is served locally: {answers:?}"
+        );
+    }
+
+    #[test]
+    fn a_follower_that_stops_hearing_its_leader_fails_forwards_as_unknown_then_refuses() {
+        let mut core = replica();
+        heartbeat(&mut core, Millis(10));
+        core.submit(Millis(20), 1, write(1), Millis(5_000));
+        let effects = core.drain_effects();
+        assert_eq!(forwards(&effects), 1, "forwarded to n2: {effects:?}");
+        assert!(replies(&effects).is_empty());
+
+        // Within the election timeout the forward waits for its answer.
+        core.on_timer(Millis(200), ReplicaTimer::Housekeeping);
+        assert!(replies(&core.drain_effects()).is_empty());
+        // The leader has not been heard from for an election timeout: the forward may have
+        // reached it, so its outcome is unknown; it is answered now, not at the deadline.
+        let silent = Millis(10 + ELECTION_TIMEOUT_MAX_MS);
+        core.on_timer(silent, ReplicaTimer::Housekeeping);
+        let answers = replies(&core.drain_effects());
+        assert_eq!(
+            answers,
+            vec![(1, ClientReply::Failed(ClientError::LeadershipLost))]
+        );
+        assert_eq!(
+            ClientError::LeadershipLost.fate(),
+            crate::replica::WriteFate::Unknown
+        );
+
+        // New requests are refused at once with the last known leader.
+        core.submit(silent + 1, 2, write(2), Millis(5_000));
+        let effects = core.drain_effects();
+        assert_eq!(forwards(&effects), 0);
+        assert_eq!(replies(&effects), vec![(2, no_quorum(Some("n2")))]);
+        // Hearing the leader again ends it.
+        heartbeat(&mut core, silent + 2);
+        core.submit(silent + 3, 3, write(3), Millis(5_000));
+        assert_eq!(forwards(&core.drain_effects()), 1);
+    }
+
+    #[test]
+    fn a_leader_cut_off_from_its_majority_fails_waits_and_refuses() {
+        let mut core = replica();
+        assert!(core.engine_mut().campaign(Millis(10)));
+        core.after_command(Millis(10));
+        core.drain_effects();
+        let vote = Message::VoteResponse {
+            term: Term(1),
+            granted: true,
+        };
+        core.on_rpc(Millis(12), id("n2"), Rpc::Raft(vote));
+        core.drain_effects();
+        assert!(core.engine().is_leader());
+
+        // A new leader has heard nobody yet: it is not counted as cut off at once.
+        core.submit(Millis(13), 1, write(1), Millis(5_000));
+        core.submit(Millis(13), 2, read(Consistency::Strong), Millis(5_000));
+        assert!(replies(&core.drain_effects()).is_empty(), "both wait");
+
+        // Nobody answers for an election timeout: the write may still commit (its appends
+        // left), so it is unknown; the read is refused; later requests are refused at once.
+        let silent = Millis(12 + ELECTION_TIMEOUT_MAX_MS);
+        core.on_timer(silent, ReplicaTimer::Housekeeping);
+        let mut answers = replies(&core.drain_effects());
+        answers.sort_by_key(|(request_id, _)| *request_id);
+        assert_eq!(
+            answers,
+            vec![
+                (1, ClientReply::Failed(ClientError::LeadershipLost)),
+                (2, no_quorum(Some("n1"))),
+            ]
+        );
+        core.submit(silent + 1, 3, write(2), Millis(5_000));
+        assert_eq!(
+            replies(&core.drain_effects()),
+            vec![(3, no_quorum(Some("n1")))]
+        );
+    }
 }

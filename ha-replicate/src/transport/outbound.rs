@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ha_core::NodeId;
 use serde::Serialize;
@@ -117,7 +118,7 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                 self.log_failure(addr, &failure);
             }
             let delay_ms = self.backoff.next_delay_ms(rand::random());
-            let resume_at = Instant::now() + std::time::Duration::from_millis(delay_ms);
+            let resume_at = Instant::now() + Duration::from_millis(delay_ms);
             tokio::select! {
                 () = tokio::time::sleep_until(resume_at) => {}
                 changed = self.addr.changed() => {
@@ -166,7 +167,11 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
         let deadline = Instant::now() + context.handshake_timeout();
         let peer = self.peer.clone();
         let attempt = async {
-            let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            // The connect alone gets its own, shorter bound: see `connect_timeout_ms`.
+            let connect_timeout = Duration::from_millis(context.settings.connect_timeout_ms);
+            let connect_deadline = deadline.min(Instant::now() + connect_timeout);
+            let connect = TcpStream::connect(addr);
+            let stream = match tokio::time::timeout_at(connect_deadline, connect).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => return Err(OpenFailure::Connect(error)),
                 Err(_) => {
@@ -263,7 +268,15 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                     if batch.is_empty() {
                         continue;
                     }
-                    if let Err(error) = writer.write_frames(&batch).await {
+                    // While a write waits (a full send buffer towards a peer that went
+                    // silent), the peer's keepalives are still watched: a dead connection is
+                    // closed after the idle timeout, not after the longer write timeout.
+                    let written = tokio::select! {
+                        biased;
+                        reason = &mut watch_peer => return Ended::Failed(reason),
+                        written = writer.write_frames(&batch) => written,
+                    };
+                    if let Err(error) = written {
                         return Ended::Failed(CloseReason::Io(error));
                     }
                     tracing::trace!(%peer, messages = count, bytes = batch.len(), "batch written");
@@ -276,7 +289,12 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                     {
                         return Ended::Failed(CloseReason::Io(std::io::Error::other(error)));
                     }
-                    if let Err(error) = writer.write_frames(&batch).await {
+                    let written = tokio::select! {
+                        biased;
+                        reason = &mut watch_peer => return Ended::Failed(reason),
+                        written = writer.write_frames(&batch) => written,
+                    };
+                    if let Err(error) = written {
                         return Ended::Failed(CloseReason::Io(error));
                     }
                     keepalive_at = Instant::now() + keepalive_interval;
@@ -334,7 +352,10 @@ async fn handshake(
     let (read_half, write_half) = stream.into_split();
     let idle = context.idle_timeout();
     let mut reader = FrameReader::new(read_half, idle);
-    let mut writer = FrameWriter::new(write_half, idle);
+    // Writes get their own bound, never below the idle timeout: a large frame (a snapshot)
+    // may take longer than an idle timeout kept short to notice a dead connection quickly.
+    let write_timeout = idle.max(Duration::from_millis(context.settings.write_timeout_ms));
+    let mut writer = FrameWriter::new(write_half, write_timeout);
     let own_nonce = rand::random();
     let hello = context
         .handshake

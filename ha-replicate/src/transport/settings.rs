@@ -21,6 +21,10 @@ pub const RECONNECT_BACKOFF_MS_MIN_DEFAULT: u64 = 20;
 pub const RECONNECT_BACKOFF_MS_MAX_DEFAULT: u64 = 1_000;
 /// Default time to connect and exchange handshakes.
 pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default time for the TCP connect alone (within the handshake timeout).
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default time a batch of frames may take to be written before the connection is closed.
+pub const WRITE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// Default time without writing after which a keepalive frame is sent.
 pub const KEEPALIVE_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default time without reading a byte (or completing a write) after which a connection is
@@ -74,10 +78,19 @@ pub struct TransportSettings {
     pub reconnect_backoff_ms_max: u64,
     /// Time to connect and exchange handshakes, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Time for the TCP connect alone, in milliseconds (capped by `handshake_timeout_ms`). An
+    /// attempt given up is retried after the backoff with a fresh SYN: the kernel's own SYN
+    /// retransmissions come after 1 s, then 3 s, so a peer that became reachable again would
+    /// otherwise wait that long.
+    pub connect_timeout_ms: u64,
+    /// Time a batch of frames (up to a 16 MiB snapshot) may take to be written on an outbound
+    /// connection before it is closed, in milliseconds (the idle timeout when that is longer).
+    pub write_timeout_ms: u64,
     /// A side that has written nothing for this long sends a keepalive frame, in milliseconds.
     pub keepalive_interval_ms: u64,
-    /// A connection on which nothing arrives, or a write does not complete, for this long is
-    /// closed, in milliseconds. Larger than `keepalive_interval_ms`.
+    /// A connection on which nothing arrives for this long is closed, in milliseconds (as is
+    /// an inbound connection whose keepalive cannot be written). More than twice
+    /// `keepalive_interval_ms`.
     pub idle_timeout_ms: u64,
 }
 
@@ -97,13 +110,26 @@ impl TransportSettings {
             reconnect_backoff_ms_min: RECONNECT_BACKOFF_MS_MIN_DEFAULT,
             reconnect_backoff_ms_max: RECONNECT_BACKOFF_MS_MAX_DEFAULT,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
+            write_timeout_ms: WRITE_TIMEOUT_MS_DEFAULT,
             keepalive_interval_ms: KEEPALIVE_INTERVAL_MS_DEFAULT,
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
         }
     }
 
     /// Settings from a node config: its id, bind address (TCP, the same port number as
-    /// gossip's UDP), cluster name and keys; defaults for the rest.
+    /// gossip's UDP), cluster name and keys, liveness timed from its election timing; defaults
+    /// for the rest.
+    ///
+    /// A partition must not outlast itself in the transport (issue 12, item 11): a deposed
+    /// leader took 1.2-2.1 s to serve again after a heal, because its connections, kept
+    /// through the partition (idle timeout 5 s), held unacknowledged frames whose TCP
+    /// retransmissions had backed off to seconds, and connections that had closed retried
+    /// with 2 s connects (one kernel SYN retransmission, at 1 s) and up to 1 s of backoff. So
+    /// a connection that carried nothing for two election timeouts (keepalives every
+    /// heartbeat) is closed and redialled, and while a peer is unreachable a fresh SYN leaves
+    /// at least every four heartbeats (connect attempts and backoff of two heartbeats each):
+    /// 200 ms with LAN timing, well within one election timeout.
     pub fn from_config(config: &Config) -> Self {
         let mut settings = Self::new(
             config.node_id.clone(),
@@ -111,6 +137,17 @@ impl TransportSettings {
             config.cluster.name.clone(),
         );
         settings.cluster_keys = config.security.cluster_keys.clone();
+        let timing = &config.timing;
+        let heartbeat_ms = timing.heartbeat_interval_ms.max(1);
+        settings.keepalive_interval_ms = heartbeat_ms;
+        settings.idle_timeout_ms = timing
+            .election_timeout_max_ms
+            .saturating_mul(2)
+            .max(heartbeat_ms.saturating_mul(2) + 1);
+        settings.connect_timeout_ms = heartbeat_ms.saturating_mul(2);
+        settings.reconnect_backoff_ms_max = heartbeat_ms
+            .saturating_mul(2)
+            .max(settings.reconnect_backoff_ms_min);
         settings
     }
 
@@ -165,12 +202,14 @@ impl TransportSettings {
                 ));
             }
         }
-        let durations: [(&'static str, u64); 4] = [
+        let durations: [(&'static str, u64); 6] = [
             (
                 "transport.reconnect_backoff_ms_min",
                 self.reconnect_backoff_ms_min,
             ),
             ("transport.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("transport.connect_timeout_ms", self.connect_timeout_ms),
+            ("transport.write_timeout_ms", self.write_timeout_ms),
             (
                 "transport.keepalive_interval_ms",
                 self.keepalive_interval_ms,
@@ -207,5 +246,34 @@ impl TransportSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ha_core::Timing;
+
+    use super::*;
+
+    /// Issue 12, item 11: after a partition heals, a peer is redialled within one election
+    /// timeout, and a silently dead connection is closed within two.
+    #[test]
+    fn liveness_follows_the_election_timing() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 7000));
+        for timing in [Timing::lan(), Timing::wan()] {
+            let mut config = Config::single("n1".parse().expect("valid"), addr);
+            config.timing = timing.clone();
+            let settings = TransportSettings::from_config(&config);
+            settings.validate().expect("valid settings");
+            let redial_every_ms = settings.connect_timeout_ms + settings.reconnect_backoff_ms_max;
+            assert!(
+                redial_every_ms < timing.election_timeout_max_ms,
+                "{timing:?}: a fresh SYN every {redial_every_ms} ms"
+            );
+            assert!(settings.idle_timeout_ms <= 2 * timing.election_timeout_max_ms);
+            assert!(settings.keepalive_interval_ms <= timing.heartbeat_interval_ms);
+            // Large frames are not held to the short idle timeout.
+            assert_eq!(settings.write_timeout_ms, WRITE_TIMEOUT_MS_DEFAULT);
+        }
     }
 }

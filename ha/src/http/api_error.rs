@@ -1,5 +1,10 @@
 //! The admin API's error body: `{"error": "<kind>", "message": "...", "leader": "<id or null>"}`
 //! with 4xx for bad requests, 409 for conflicts and 503 without a quorum or leader.
+//!
+//! Every kind tells a client whether a write may have been applied (README, "Client
+//! guidance"): refusals (4xx, 409, and 503 `no_quorum`, `not_leader`, `busy`,
+//! `transfer_in_progress`) are known not applied; 503 `unknown_outcome` and `stopped` may have
+//! been applied; 503 `not_applied_everywhere` was committed.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -79,25 +84,68 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error for a read, which changes nothing: an unknown outcome is only a
+    /// read that got no answer in time (503 `timeout`).
+    pub fn for_read(self) -> Self {
+        if self.kind == UNKNOWN_OUTCOME {
+            Self {
+                kind: "timeout",
+                message: format!("{}; a read changes nothing: retry it", self.message),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// The kind of every answer after which a write may or may not have been applied.
+pub(crate) const UNKNOWN_OUTCOME: &str = "unknown_outcome";
+
 impl From<ClientError> for ApiError {
     fn from(error: ClientError) -> Self {
         let unavailable = StatusCode::SERVICE_UNAVAILABLE;
         let message = error.to_string();
         match error {
-            ClientError::NotLeader { leader } => {
-                Self::new(unavailable, "no_leader", message).with_leader(leader)
-            }
-            ClientError::TransferInProgress => {
-                Self::new(unavailable, "transfer_in_progress", message)
-            }
-            ClientError::Busy => Self::new(unavailable, "busy", message),
-            ClientError::Timeout => Self::new(unavailable, "timeout", message),
-            ClientError::LeadershipLost => Self::new(unavailable, "leadership_lost", message),
-            ClientError::NotAppliedEverywhere { .. } => {
-                Self::new(unavailable, "not_applied_everywhere", message)
-            }
+            ClientError::NoQuorum { leader } => Self::new(
+                unavailable,
+                "no_quorum",
+                format!("{message}: not applied; retry on another node"),
+            )
+            .with_leader(leader),
+            ClientError::NotLeader { leader } => Self::new(
+                unavailable,
+                "not_leader",
+                format!("{message}: not applied; retry"),
+            )
+            .with_leader(leader),
+            ClientError::TransferInProgress => Self::new(
+                unavailable,
+                "transfer_in_progress",
+                format!("{message}: not applied; retry shortly"),
+            ),
+            ClientError::Busy => Self::new(
+                unavailable,
+                "busy",
+                format!("{message}: not applied; retry later"),
+            ),
+            ClientError::Timeout | ClientError::LeadershipLost => Self::new(
+                unavailable,
+                UNKNOWN_OUTCOME,
+                format!("{message}: the write may or may not have been applied"),
+            ),
+            ClientError::NotAppliedEverywhere { .. } => Self::new(
+                unavailable,
+                "not_applied_everywhere",
+                format!("{message}: committed; do not write it again"),
+            ),
             ClientError::InvalidQuery(_) => Self::bad_request(message),
-            ClientError::Stopped(_) => Self::new(unavailable, "stopped", message),
+            ClientError::Stopped(_) => Self::new(
+                unavailable,
+                "stopped",
+                format!("{message}: a write in flight may or may not have been applied"),
+            ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -119,7 +167,9 @@ impl From<LockError> for ApiError {
             LockError::Deadlock { .. } => Self::new(conflict, "deadlock", message),
             LockError::NotHolder { .. } => Self::new(conflict, "not_holder", message),
             LockError::LeaseLost { .. } => Self::new(conflict, "lease_lost", message),
-            LockError::Invalid { .. } => Self::bad_request(message),
+            LockError::Invalid { .. } | LockError::CompareNeedsApply { .. } => {
+                Self::bad_request(message)
+            }
             LockError::Replication(error) => error.into(),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
@@ -169,6 +219,151 @@ impl From<NodeError> for ApiError {
                 "internal",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 12, item 12: every error kind says whether a write may have been applied.
+
+    use ha_core::LogIndex;
+    use ha_replicate::replica::WriteFate;
+
+    use super::*;
+
+    fn leader() -> Option<NodeId> {
+        Some(NodeId::new("n2").expect("valid"))
+    }
+
+    /// Each replication error: its status, kind, leader hint and fate, one line per case.
+    #[test]
+    fn replication_errors_map_to_kinds_that_tell_the_fate() {
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        let cases = [
+            (
+                ClientError::NoQuorum { leader: leader() },
+                unavailable,
+                "no_quorum",
+                leader(),
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::NotLeader { leader: leader() },
+                unavailable,
+                "not_leader",
+                leader(),
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::TransferInProgress,
+                unavailable,
+                "transfer_in_progress",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::Busy,
+                unavailable,
+                "busy",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::InvalidQuery("x".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::Timeout,
+                unavailable,
+                UNKNOWN_OUTCOME,
+                None,
+                WriteFate::Unknown,
+            ),
+            (
+                ClientError::LeadershipLost,
+                unavailable,
+                UNKNOWN_OUTCOME,
+                None,
+                WriteFate::Unknown,
+            ),
+            (
+                ClientError::Stopped("x".into()),
+                unavailable,
+                "stopped",
+                None,
+                WriteFate::Unknown,
+            ),
+            (
+                ClientError::NotAppliedEverywhere { index: LogIndex(4) },
+                unavailable,
+                "not_applied_everywhere",
+                None,
+                WriteFate::Committed,
+            ),
+        ];
+        for (error, status, kind, hint, fate) in cases {
+            assert_eq!(error.fate(), fate, "{error:?}");
+            let api = ApiError::from(error.clone());
+            assert_eq!(
+                (api.status, api.kind, api.leader),
+                (status, kind, hint),
+                "{error:?}"
+            );
+            // Wrapped in a lock error or a node error, the answer is the same.
+            let through_lock = ApiError::from(LockError::Replication(error.clone()));
+            assert_eq!(through_lock.kind, kind, "{error:?}");
+            let through_node = ApiError::from(NodeError::Replication(error.clone()));
+            assert_eq!(through_node.kind, kind, "{error:?}");
+            assert_eq!(NodeError::Replication(error).fate(), fate);
+        }
+    }
+
+    #[test]
+    fn a_read_without_an_answer_is_a_timeout_not_an_unknown_outcome() {
+        let read = ApiError::from(ClientError::Timeout).for_read();
+        assert_eq!(
+            (read.status, read.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+        );
+        let refused = ApiError::from(ClientError::NoQuorum { leader: None }).for_read();
+        assert_eq!(refused.kind, "no_quorum");
+    }
+
+    #[test]
+    fn refusals_of_the_lock_table_are_known_not_applied() {
+        let cases = [
+            (
+                LockError::VersionMismatch {
+                    key: "k".into(),
+                    expected: 1,
+                    current: 2,
+                },
+                StatusCode::CONFLICT,
+                "cas_mismatch",
+            ),
+            (
+                LockError::CompareNeedsApply { key: "k".into() },
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                LockError::NotHolder {
+                    name: "l".into(),
+                    token: 3,
+                },
+                StatusCode::CONFLICT,
+                "not_holder",
+            ),
+        ];
+        for (error, status, kind) in cases {
+            let node_error = NodeError::Lock(error.clone());
+            assert_eq!(node_error.fate(), WriteFate::NotApplied, "{error:?}");
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.kind), (status, kind));
         }
     }
 }

@@ -96,7 +96,11 @@ pub(crate) async fn get_key<S: StateMachine>(
     let consistency = consistency(params.consistency.as_deref())?;
     let node = state.node()?;
     let client = node.http_kv_client().await;
-    let Some(found) = client.get(&key, consistency).await? else {
+    let found = client
+        .get(&key, consistency)
+        .await
+        .map_err(|error| ApiError::from(error).for_read())?;
+    let Some(found) = found else {
         return Err(ApiError::not_found(format!("no key {key:?}")));
     };
     let value = String::from_utf8(found.value).map_err(|_| {
@@ -123,6 +127,13 @@ pub(crate) async fn put_key<S: StateMachine>(
     let body = body_bytes(body)?;
     let params = params(query)?;
     let consistency = consistency(params.consistency.as_deref())?;
+    if params.cas.is_some() && consistency == Consistency::Eventual {
+        // An EVENTUAL write is answered when appended, before the compare runs: its answer
+        // could not say whether the compare held.
+        return Err(ApiError::bad_request(
+            "cas needs consistency=quorum or strong: an EVENTUAL answer comes before the compare",
+        ));
+    }
     let value = std::str::from_utf8(&body)
         .map_err(|error| ApiError::bad_request(format!("the body must be UTF-8 text: {error}")))?;
     let node = state.node()?;

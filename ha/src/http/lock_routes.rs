@@ -72,7 +72,10 @@ pub(crate) async fn acquire<S: StateMachine>(
         )));
     }
     let node = state.node()?;
-    let client = LockClient::from_node(&node.shared.replica);
+    // A node cut off from the majority answers 503 `no_quorum` at once (fail_fast), so the
+    // HTTP client can try another node; the lease is not renewed over HTTP anyway.
+    let replica = &node.shared.replica;
+    let client = LockClient::with_renewal_client(replica.client().fail_fast(), replica.client());
     let ttl = Duration::from_millis(ttl_ms);
     let guard = if wait_ms == 0 {
         client.try_acquire(name, ttl).await?
