@@ -1,5 +1,6 @@
 //! The admin API's error body: `{"error": "<kind>", "message": "...", "leader": "<id or null>"}`
-//! with 4xx for bad requests, 409 for conflicts and 503 without a quorum or leader.
+//! with 4xx for bad requests, 409 for conflicts, 429 `limit` at a named limit, and 503 without a
+//! quorum or leader.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -120,6 +121,10 @@ impl From<LockError> for ApiError {
             LockError::NotHolder { .. } => Self::new(conflict, "not_holder", message),
             LockError::LeaseLost { .. } => Self::new(conflict, "lease_lost", message),
             LockError::Invalid { .. } => Self::bad_request(message),
+            // A named limit of the lock table (DESIGN.md section 8): nothing changed.
+            LockError::LimitReached { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "limit", message)
+            }
             LockError::Replication(error) => error.into(),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
