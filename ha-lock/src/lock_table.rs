@@ -36,11 +36,15 @@ pub const LEASES_MAX: usize = 16_384;
 pub const LOCKS_HELD_MAX: usize = 65_536;
 /// Most waits over all locks' lines together (a session waiting for two locks counts twice).
 pub const WAITERS_MAX: usize = 16_384;
-/// Most sessions waiting in one lock's line. Each waiter polls the lock's state, whose answer
-/// lists the whole line, so a line's polling costs grow with its square: this keeps a full
-/// line of HTTP waiters within what a node serves without delaying heartbeats (issue 12,
-/// `tests/processes/waiter_flood.rs`).
-pub const WAITERS_PER_LOCK_MAX: usize = 1_024;
+/// Most sessions waiting in one lock's line. Not the table's cost (an acquire at the back of a
+/// 10,000-waiter line applies in about 1 µs: `bench/src/bin/lock_apply_bench.rs`) but the
+/// waiters': each waiting `LockClient` (each HTTP waiter) reads the lock's state at QUORUM
+/// every 15 ms, and each answer lists the whole line, so a line of `n` costs `66 n` reads a
+/// second of `n` entries each. Measured on 3 debug `bot` processes on 2 cores
+/// (`tests/processes/waiter_flood.rs`, a writer's p99 with the line full over its p99 alone):
+/// 64 waiters 0.96x, 128 4.9x, 256 18x (writes fell from 676/s to 19/s), 1,024 a lease grant
+/// timed out after 5 s. Raise it once waiters stop polling the whole line.
+pub const WAITERS_PER_LOCK_MAX: usize = 64;
 
 /// The limits a [`LockTable`] enforces; [`Default`] is the constants above, which is what
 /// [`WithLocks`](crate::WithLocks) uses.
