@@ -177,6 +177,54 @@ pub enum LockResponse {
         /// What is wrong.
         reason: String,
     },
+    /// The command would take the table past a named limit: refused, and nothing changed.
+    /// Every replica reaches the same answer (the limits are checked when the command is
+    /// applied). Retry once something was released, deleted or ended.
+    LimitReached {
+        /// Which limit.
+        limit: Limit,
+        /// Its value: the most the table holds.
+        max: u64,
+    },
+}
+
+/// A named limit of the lock table (see [`LockLimits`](crate::LockLimits) for the values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Limit {
+    /// Keys stored ([`KEYS_MAX`](crate::KEYS_MAX)).
+    Keys,
+    /// Live leases ([`LEASES_MAX`](crate::LEASES_MAX)).
+    Leases,
+    /// Locks held at once ([`LOCKS_HELD_MAX`](crate::LOCKS_HELD_MAX)).
+    LocksHeld,
+    /// Waits over all locks' lines together ([`WAITERS_MAX`](crate::WAITERS_MAX)).
+    Waiters,
+    /// Waiters in one lock's line ([`WAITERS_PER_LOCK_MAX`](crate::WAITERS_PER_LOCK_MAX)).
+    WaitersPerLock,
+}
+
+impl Limit {
+    /// What is counted, in words ("waiters in one lock's line").
+    pub fn counted(self) -> &'static str {
+        match self {
+            Limit::Keys => "keys stored",
+            Limit::Leases => "live leases",
+            Limit::LocksHeld => "locks held at once",
+            Limit::Waiters => "waiters over all locks",
+            Limit::WaitersPerLock => "waiters in one lock's line",
+        }
+    }
+
+    /// The name of the constant that sets it ("WAITERS_PER_LOCK_MAX").
+    pub fn constant(self) -> &'static str {
+        match self {
+            Limit::Keys => "KEYS_MAX",
+            Limit::Leases => "LEASES_MAX",
+            Limit::LocksHeld => "LOCKS_HELD_MAX",
+            Limit::Waiters => "WAITERS_MAX",
+            Limit::WaitersPerLock => "WAITERS_PER_LOCK_MAX",
+        }
+    }
 }
 
 /// A read of the lock table.

@@ -42,15 +42,19 @@ mod lease_expiry;
 mod lease_renewal;
 mod lock_table;
 mod wait_for_graph;
+mod wait_lines;
 mod with_locks;
 
 pub use command::{
-    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
-    LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
+    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, Limit, LockCommand,
+    LockQuery, LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
 };
 pub use lease_expiry::{EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker};
 pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadline};
-pub use lock_table::{CHANGES_MAX, LockTable, QUERY_RESULTS_MAX, WAITERS_MAX};
+pub use lock_table::{
+    CHANGES_MAX, KEYS_MAX, LEASES_MAX, LOCKS_HELD_MAX, LockLimits, LockTable, QUERY_RESULTS_MAX,
+    WAITERS_MAX, WAITERS_PER_LOCK_MAX,
+};
 pub use wait_for_graph::WaitForGraph;
 pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 

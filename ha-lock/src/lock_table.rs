@@ -7,17 +7,98 @@ use ha_core::LogIndex;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
-    LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
+    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, Limit, LockCommand,
+    LockQuery, LockQueryResponse, LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX,
 };
-use crate::wait_for_graph::WaitForGraph;
+use crate::wait_lines::WaitLines;
 
 /// Changes kept for watches; older ones are compacted away.
 pub const CHANGES_MAX: usize = 100_000;
-/// Most waiters on one lock.
-pub const WAITERS_MAX: usize = 10_000;
 /// Most results of one range or changes query.
 pub const QUERY_RESULTS_MAX: usize = 10_000;
+
+// The limits below bound what clients can make the table hold (docs/ARCHITECTURE.md, ha-lock: every
+// count a client can raise is bounded by a named limit with a clear error). A command that
+// would pass one is answered `LockResponse::LimitReached` and changes nothing. They are checked
+// when a command is applied, so every replica reaches the same answer; every replica must
+// therefore run with the same values (`WithLocks` always uses these).
+
+/// Most keys stored at once. Sized for large key spaces (the benchmarks write hundreds of
+/// thousands of keys); what bounds memory per key is [`KEY_BYTES_MAX`] and [`VALUE_BYTES_MAX`].
+pub const KEYS_MAX: usize = 1_048_576;
+/// Most live leases at once. The leader's expiry tracker reads every lease on each tick, and
+/// each waiting HTTP client holds one, so this bounds that read too (16,384 leases are about
+/// 500 KiB). A session is known to the table only through its leases (each names one), so
+/// this also bounds the sessions the table knows; the replication layer bounds its own
+/// session table separately (`ha_replicate::replica::SESSIONS_MAX`).
+pub const LEASES_MAX: usize = 16_384;
+/// Most locks held at once.
+pub const LOCKS_HELD_MAX: usize = 65_536;
+/// Most waits over all locks' lines together (a session waiting for two locks counts twice).
+pub const WAITERS_MAX: usize = 16_384;
+/// Most sessions waiting in one lock's line. Not the table's cost (an acquire at the back of a
+/// 10,000-waiter line applies in about 1 µs: `bench/src/bin/lock_apply_bench.rs`) but the
+/// waiters': each waiting `LockClient` (each HTTP waiter) reads the lock's state at QUORUM
+/// every 15 ms, and each answer lists the whole line, so a line of `n` costs `66 n` reads a
+/// second of `n` entries each. Measured on 3 debug `bot` processes on 2 cores
+/// (`tests/processes/waiter_flood.rs`, a writer's p99 with the line full over its p99 alone):
+/// 64 waiters 0.96x, 128 4.9x, 256 18x (writes fell from 676/s to 19/s), 1,024 a lease grant
+/// timed out after 5 s. Raise it once waiters stop polling the whole line.
+pub const WAITERS_PER_LOCK_MAX: usize = 64;
+
+/// The limits a [`LockTable`] enforces; [`Default`] is the constants above, which is what
+/// [`WithLocks`](crate::WithLocks) uses.
+///
+/// # Correctness requirements
+/// Every replica of one table must use the same limits: a command refused on one replica and
+/// applied on another makes them diverge. Other values are for tests and benchmarks of a
+/// table on its own.
+///
+/// ```
+/// use ha_lock::{LockLimits, WAITERS_PER_LOCK_MAX};
+/// let mut limits = LockLimits::default();
+/// assert_eq!(limits.waiters_per_lock, WAITERS_PER_LOCK_MAX);
+/// limits.waiters_per_lock = 10_000;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockLimits {
+    /// Most keys stored ([`KEYS_MAX`]).
+    pub keys: usize,
+    /// Most live leases ([`LEASES_MAX`]).
+    pub leases: usize,
+    /// Most locks held at once ([`LOCKS_HELD_MAX`]).
+    pub locks_held: usize,
+    /// Most waits over all lines ([`WAITERS_MAX`]).
+    pub waiters: usize,
+    /// Most waiters in one line ([`WAITERS_PER_LOCK_MAX`]).
+    pub waiters_per_lock: usize,
+}
+
+impl Default for LockLimits {
+    fn default() -> Self {
+        Self {
+            keys: KEYS_MAX,
+            leases: LEASES_MAX,
+            locks_held: LOCKS_HELD_MAX,
+            waiters: WAITERS_MAX,
+            waiters_per_lock: WAITERS_PER_LOCK_MAX,
+        }
+    }
+}
+
+impl LockLimits {
+    /// The value of `limit`.
+    pub fn max(&self, limit: Limit) -> usize {
+        match limit {
+            Limit::Keys => self.keys,
+            Limit::Leases => self.leases,
+            Limit::LocksHeld => self.locks_held,
+            Limit::Waiters => self.waiters,
+            Limit::WaitersPerLock => self.waiters_per_lock,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -46,7 +127,11 @@ struct Lock {
 /// The replicated state of KV, leases and locks. Every method is a pure function of the state
 /// and its arguments (log indexes stand in for time), so replicas that apply the same
 /// commands agree.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Snapshots hold the replicated fields only; the index of the waiting lines is rebuilt from
+/// them (lazily, by the first command applied after a restore), and two tables are equal when
+/// their replicated fields are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LockTable {
     entries: BTreeMap<String, Entry>,
     leases: BTreeMap<LeaseId, Lease>,
@@ -56,7 +141,31 @@ pub struct LockTable {
     compacted_through: u64,
     /// Totals since the cluster began, for metrics.
     totals: LockTotals,
+    /// What the table refuses to grow past (configuration, not state).
+    #[serde(skip)]
+    limits: LockLimits,
+    /// Who waits where, for deadlock detection; derived from `locks`.
+    #[serde(skip)]
+    lines: WaitLines,
+    /// Whether `lines` was built from `locks` (false after a restore until the next apply).
+    #[serde(skip)]
+    lines_built: bool,
 }
+
+impl PartialEq for LockTable {
+    fn eq(&self, other: &Self) -> bool {
+        // The replicated state only: the index is derived from it, and the limits are
+        // configuration.
+        self.entries == other.entries
+            && self.leases == other.leases
+            && self.locks == other.locks
+            && self.changes == other.changes
+            && self.compacted_through == other.compacted_through
+            && self.totals == other.totals
+    }
+}
+
+impl Eq for LockTable {}
 
 /// Running totals kept in the replicated state (so every replica, and a restarted one, reports
 /// the same figures).
@@ -68,9 +177,69 @@ struct LockTotals {
 }
 
 impl LockTable {
+    /// An empty table that enforces `limits` instead of the default ones (see the
+    /// correctness requirements of [`LockLimits`]).
+    pub fn with_limits(limits: LockLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// The limits this table enforces.
+    pub fn limits(&self) -> LockLimits {
+        self.limits
+    }
+
+    /// Enforce `limits` from now on (a restored table gets the limits of the one it replaces).
+    pub(crate) fn set_limits(&mut self, limits: LockLimits) {
+        self.limits = limits;
+    }
+
     /// Apply a command committed at `index`.
     pub fn apply(&mut self, index: LogIndex, command: LockCommand) -> LockResponse {
-        let index = index.0;
+        if !self.lines_built {
+            self.rebuild_lines();
+        }
+        let response = self.apply_command(index.0, command);
+        debug_assert_eq!(
+            self.lines.total(),
+            self.locks
+                .values()
+                .map(|lock| lock.waiters.len())
+                .sum::<usize>(),
+            "the index of the waiting lines agrees with the lines"
+        );
+        response
+    }
+
+    /// Build the index of the waiting lines from `locks`. A line the table can never produce
+    /// (a session listed twice, or the holder listed in its own line: only a hostile or
+    /// damaged snapshot holds one) keeps only the waits the index accepts, so the two agree.
+    fn rebuild_lines(&mut self) {
+        let mut lines = WaitLines::default();
+        for (name, lock) in &mut self.locks {
+            let holder = lock.holder;
+            lock.waiters.retain(|(session, lease)| {
+                if *session == holder || lines.waits_in(*session, name) {
+                    return false;
+                }
+                lines.join(name, *session, *lease);
+                true
+            });
+        }
+        self.lines = lines;
+        self.lines_built = true;
+    }
+
+    fn limit_reached(&self, limit: Limit) -> LockResponse {
+        LockResponse::LimitReached {
+            limit,
+            max: u64::try_from(self.limits.max(limit)).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn apply_command(&mut self, index: u64, command: LockCommand) -> LockResponse {
         match command {
             LockCommand::Put {
                 key,
@@ -87,6 +256,9 @@ impl LockTable {
                     return LockResponse::Invalid {
                         reason: "a lease needs a TTL above 0 ms".to_string(),
                     };
+                }
+                if !self.leases.contains_key(&index) && self.leases.len() >= self.limits.leases {
+                    return self.limit_reached(Limit::Leases);
                 }
                 self.leases.insert(
                     index,
@@ -133,12 +305,19 @@ impl LockTable {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
                 };
-                let before = lock.waiters.len();
-                lock.waiters.retain(|(waiter, _)| *waiter != session);
-                if lock.waiters.len() < before {
-                    LockResponse::Cancelled
-                } else {
-                    LockResponse::NotWaiting
+                let Some(position) = lock
+                    .waiters
+                    .iter()
+                    .position(|(waiter, _)| *waiter == session)
+                else {
+                    return LockResponse::NotWaiting;
+                };
+                match lock.waiters.remove(position) {
+                    Some((_, lease)) => {
+                        self.lines.leave(&name, session, lease);
+                        LockResponse::Cancelled
+                    }
+                    None => LockResponse::NotWaiting,
                 }
             }
         }
@@ -167,10 +346,17 @@ impl LockTable {
         if expected_version.is_some_and(|expected| expected != current) {
             return LockResponse::VersionMismatch { current };
         }
-        if let Some(lease) = lease {
-            let Some(record) = self.leases.get_mut(&lease) else {
-                return LockResponse::LeaseNotFound { lease };
-            };
+        if let Some(lease) = lease
+            && !self.leases.contains_key(&lease)
+        {
+            return LockResponse::LeaseNotFound { lease };
+        }
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.limits.keys {
+            return self.limit_reached(Limit::Keys);
+        }
+        if let Some(lease) = lease
+            && let Some(record) = self.leases.get_mut(&lease)
+        {
             record.keys.insert(key.clone());
         }
         if let Some(old) = self.entries.get(&key).and_then(|entry| entry.lease)
@@ -246,9 +432,11 @@ impl LockTable {
             }
         }
         // Waiting under this lease ends too.
-        for lock in self.locks.values_mut() {
-            lock.waiters
-                .retain(|(_, waiting_lease)| *waiting_lease != lease);
+        for (name, session) in self.lines.waits_under(lease) {
+            if let Some(lock) = self.locks.get_mut(&name) {
+                lock.waiters.retain(|waiter| *waiter != (session, lease));
+            }
+            self.lines.leave(&name, session, lease);
         }
         let mut released_locks = Vec::new();
         for name in &record.locks {
@@ -281,6 +469,9 @@ impl LockTable {
             return LockResponse::LeaseNotFound { lease };
         }
         let Some(lock) = self.locks.get(&name) else {
+            if self.locks.len() >= self.limits.locks_held {
+                return self.limit_reached(Limit::LocksHeld);
+            }
             self.grant(index, name, session, lease);
             return LockResponse::Granted { token: index };
         };
@@ -288,36 +479,42 @@ impl LockTable {
             // Acquiring again (a retry): the same grant.
             return LockResponse::Granted { token: lock.token };
         }
-        if let Some(position) = lock
-            .waiters
-            .iter()
-            .position(|(waiter, _)| *waiter == session)
+        if self.lines.waits_in(session, &name)
+            && let Some(position) = lock
+                .waiters
+                .iter()
+                .position(|(waiter, _)| *waiter == session)
         {
             return LockResponse::Queued { position };
         }
-        if !wait || lock.waiters.len() >= WAITERS_MAX {
+        if !wait {
             return LockResponse::Busy {
                 holder: lock.holder,
             };
         }
-        // Joining the back of the line means waiting for the holder and for everyone ahead.
-        let graph = self.wait_for_graph();
-        let waits_for =
-            std::iter::once(lock.holder).chain(lock.waiters.iter().map(|(ahead, _)| *ahead));
-        for blocker in waits_for {
-            if let Some(cycle) = graph.cycle_if_waits(session, blocker) {
-                self.totals.deadlocks = self.totals.deadlocks.saturating_add(1);
-                return LockResponse::Deadlock { cycle };
-            }
+        // Joining the back of the line means waiting for the holder and for everyone ahead;
+        // the index walks only what that reaches (see `WaitLines::cycle_if_joins`).
+        let locks = &self.locks;
+        if let Some(cycle) = self.lines.cycle_if_joins(session, &name, |lock| {
+            locks.get(lock).map(|lock| lock.holder)
+        }) {
+            self.totals.deadlocks = self.totals.deadlocks.saturating_add(1);
+            return LockResponse::Deadlock { cycle };
+        }
+        if lock.waiters.len() >= self.limits.waiters_per_lock {
+            return self.limit_reached(Limit::WaitersPerLock);
+        }
+        if self.lines.total() >= self.limits.waiters {
+            return self.limit_reached(Limit::Waiters);
         }
         let Some(lock) = self.locks.get_mut(&name) else {
             return LockResponse::NotWaiting;
         };
         lock.waiters.push_back((session, lease));
+        let position = lock.waiters.len() - 1;
+        self.lines.join(&name, session, lease);
         self.totals.waits = self.totals.waits.saturating_add(1);
-        LockResponse::Queued {
-            position: lock.waiters.len() - 1,
-        }
+        LockResponse::Queued { position }
     }
 
     fn grant(&mut self, index: u64, name: String, session: SessionId, lease: LeaseId) {
@@ -360,30 +557,13 @@ impl LockTable {
             return;
         };
         while let Some((session, lease)) = lock.waiters.pop_front() {
+            self.lines.leave(name, session, lease);
             if self.leases.contains_key(&lease) {
                 self.locks.insert(name.to_string(), lock);
                 self.grant(index, name.to_string(), session, lease);
                 return;
             }
         }
-    }
-
-    /// Every waiter waits for the holder and for each waiter ahead of it in the line (they
-    /// will hold the lock before it does), so a hand-off can never create a cycle the
-    /// detector did not refuse.
-    fn wait_for_graph(&self) -> WaitForGraph {
-        let mut graph = WaitForGraph::default();
-        for lock in self.locks.values() {
-            for (position, (waiter, _)) in lock.waiters.iter().enumerate() {
-                graph.add_wait(*waiter, lock.holder);
-                for (ahead, _) in lock.waiters.iter().take(position) {
-                    if ahead != waiter {
-                        graph.add_wait(*waiter, *ahead);
-                    }
-                }
-            }
-        }
-        graph
     }
 
     /// Answer a query.

@@ -1,10 +1,19 @@
-//! Deadlock detection: would a new wait close a cycle of sessions waiting for each other?
+//! A wait-for graph of sessions in full: every edge stored, searched depth-first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::SessionId;
 
-/// Who waits for whom: an edge `a -> b` means session `a` waits for a lock `b` holds.
+/// No successors.
+static NO_SESSIONS: BTreeSet<SessionId> = BTreeSet::new();
+
+/// Who waits for whom: an edge `a -> b` means session `a` waits for `b` (a lock `b` holds, or
+/// `b`'s place ahead of `a` in a line).
+///
+/// This is the relation written out edge by edge, for checking a table from outside (the
+/// model tests use it as their reference) and for tools. The lock table does not build one:
+/// a line of `n` waiters is `n²/2` edges, so the table keeps its lines indexed instead and
+/// searches only what a new wait reaches (issue 12; see `wait_lines.rs`).
 ///
 /// ```
 /// use ha_lock::WaitForGraph;
@@ -26,30 +35,30 @@ impl WaitForGraph {
 
     /// If `waiter` started waiting for `holder`, the cycle it would close (starting with
     /// `waiter`), found by a depth-first search from `holder` back to `waiter`. Iterative (an
-    /// explicit stack, so a long chain cannot overflow the thread's stack) and bounded by the
-    /// number of edges.
+    /// explicit stack, so a long chain cannot overflow the thread's stack); each edge is
+    /// followed at most once.
     pub fn cycle_if_waits(&self, waiter: SessionId, holder: SessionId) -> Option<Vec<SessionId>> {
         if waiter == holder {
             return Some(vec![waiter]);
         }
-        // Each stack frame is a session on the current path and the index of the next of its
-        // successors to try.
-        let mut stack: Vec<(SessionId, usize)> = vec![(holder, 0)];
+        // Each stack frame is a session on the current path and its successors not tried
+        // yet, so each edge is followed once: O(edges) in all.
+        let successors =
+            |session: SessionId| self.edges.get(&session).unwrap_or(&NO_SESSIONS).iter();
+        let mut stack = vec![(holder, successors(holder))];
         let mut visited = BTreeSet::from([holder]);
-        while let Some((session, next)) = stack.last_mut() {
-            let successors = self.edges.get(session);
-            let Some(&candidate) = successors.and_then(|set| set.iter().nth(*next)) else {
+        while let Some((_, untried)) = stack.last_mut() {
+            let Some(&candidate) = untried.next() else {
                 stack.pop();
                 continue;
             };
-            *next += 1;
             if candidate == waiter {
                 let mut cycle = vec![waiter];
                 cycle.extend(stack.iter().map(|(session, _)| *session));
                 return Some(cycle);
             }
             if visited.insert(candidate) {
-                stack.push((candidate, 0));
+                stack.push((candidate, successors(candidate)));
             }
         }
         None

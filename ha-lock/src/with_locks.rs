@@ -4,7 +4,7 @@ use ha_core::{LogIndex, StateMachine, StateMachineError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
-use crate::lock_table::LockTable;
+use crate::lock_table::{LockLimits, LockTable};
 
 /// A command for either part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,20 @@ impl<H> WithLocks<H> {
         Self {
             host,
             locks: LockTable::default(),
+        }
+    }
+
+    /// Compose `host` with an empty lock table that enforces `limits` instead of the default
+    /// ones, for tests and benchmarks. A restore keeps them (they are configuration, not
+    /// state, and snapshots do not carry them).
+    ///
+    /// # Correctness requirements
+    /// Every replica must use the same limits (see [`LockLimits`]): a node runs
+    /// [`new`](Self::new).
+    pub fn with_limits(host: H, limits: LockLimits) -> Self {
+        Self {
+            host,
+            locks: LockTable::with_limits(limits),
         }
     }
 
@@ -129,7 +143,9 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
             )));
         }
         self.host.restore(&snapshot.host)?;
+        let limits = self.locks.limits();
         self.locks = snapshot.locks;
+        self.locks.set_limits(limits);
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ha_core::{LogIndex, Millis, StateMachine, Term};
 use ha_lock::{
     Change, Command, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseExpiryTracker, LeaseId,
-    LeaseState, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, Response,
-    SessionId, VALUE_BYTES_MAX, WaitForGraph, WithLocks,
+    LeaseState, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse,
+    LockState, Response, SessionId, VALUE_BYTES_MAX, WaitForGraph, WithLocks,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -204,6 +204,8 @@ struct Model {
     locks: BTreeMap<String, ModelLock>,
     /// Every change ever made, in order (the tests stay far below the compaction limit).
     changes: Vec<Change>,
+    /// The limits the table runs with.
+    limits: LockLimits,
 }
 
 impl Model {
@@ -215,7 +217,8 @@ impl Model {
                 expected_version,
                 lease,
             } => {
-                // Refusals in this order: invalid input, version mismatch, unknown lease.
+                // Refusals in this order: invalid input, version mismatch, unknown lease, the
+                // key limit (a new key only).
                 if key.is_empty() || key.len() > KEY_BYTES_MAX || value.len() > VALUE_BYTES_MAX {
                     return LockResponse::Invalid {
                         reason: String::new(),
@@ -231,6 +234,9 @@ impl Model {
                     && !self.leases.contains_key(&lease)
                 {
                     return LockResponse::LeaseNotFound { lease };
+                }
+                if !self.keys.contains_key(&key) && self.keys.len() >= self.limits.keys {
+                    return self.limit_reached(Limit::Keys);
                 }
                 self.changes.push(Change {
                     version: index,
@@ -272,6 +278,9 @@ impl Model {
                     return LockResponse::Invalid {
                         reason: "zero TTL".to_string(),
                     };
+                }
+                if self.leases.len() >= self.limits.leases {
+                    return self.limit_reached(Limit::Leases);
                 }
                 self.leases.insert(
                     index,
@@ -341,6 +350,13 @@ impl Model {
         }
     }
 
+    fn limit_reached(&self, limit: Limit) -> LockResponse {
+        LockResponse::LimitReached {
+            limit,
+            max: self.limits.max(limit) as u64,
+        }
+    }
+
     fn version_of(&self, key: &str) -> u64 {
         self.keys.get(key).map_or(0, |entry| entry.version)
     }
@@ -355,8 +371,9 @@ impl Model {
     ) -> LockResponse {
         // Refusals in this order: invalid name, unknown lease. Then: a free lock is granted;
         // the holder asking again under the same lease gets its grant again; a session already
-        // in line keeps its place (whatever `wait` says); otherwise a try is busy, and a wait
-        // that would close a cycle is refused.
+        // in line keeps its place (whatever `wait` says); otherwise a try is busy, a wait
+        // that would close a cycle is refused, and then one past a waiter limit (the line's,
+        // then the table's). Granting a free lock past the locks-held limit is refused.
         if name.is_empty() || name.len() > KEY_BYTES_MAX {
             return LockResponse::Invalid {
                 reason: String::new(),
@@ -366,6 +383,9 @@ impl Model {
             return LockResponse::LeaseNotFound { lease };
         }
         let Some(lock) = self.locks.get(&name) else {
+            if self.locks.len() >= self.limits.locks_held {
+                return self.limit_reached(Limit::LocksHeld);
+            }
             self.locks.insert(
                 name,
                 ModelLock {
@@ -403,6 +423,13 @@ impl Model {
             // The exact cycle reported is the implementation's choice among possibly several;
             // `compare_answers` checks it is a real one.
             return LockResponse::Deadlock { cycle: vec![] };
+        }
+        if lock.waiters.len() >= self.limits.waiters_per_lock {
+            return self.limit_reached(Limit::WaitersPerLock);
+        }
+        let waiters: usize = self.locks.values().map(|lock| lock.waiters.len()).sum();
+        if waiters >= self.limits.waiters {
+            return self.limit_reached(Limit::Waiters);
         }
         let lock = self.locks.get_mut(&name).expect("looked up above");
         lock.waiters.push((session, lease));
@@ -945,9 +972,12 @@ fn command_of(
     Some(command)
 }
 
-fn run(steps: &[(Step, u8)], check_cycles: bool) -> Result<(), TestCaseError> {
-    let mut machine = WithLocks::new(());
-    let mut model = Model::default();
+fn run(steps: &[(Step, u8)], check_cycles: bool, limits: LockLimits) -> Result<(), TestCaseError> {
+    let mut machine = WithLocks::with_limits((), limits);
+    let mut model = Model {
+        limits,
+        ..Model::default()
+    };
     let mut history = History::default();
     let mut leases_ever: Vec<LeaseId> = Vec::new();
     let mut tokens_ever: BTreeMap<String, Vec<FencingToken>> = BTreeMap::new();
@@ -957,7 +987,7 @@ fn run(steps: &[(Step, u8)], check_cycles: bool) -> Result<(), TestCaseError> {
             let bytes = machine
                 .snapshot()
                 .map_err(|error| TestCaseError::fail(format!("snapshot: {error}")))?;
-            let mut restored = WithLocks::new(());
+            let mut restored = WithLocks::with_limits((), limits);
             restored
                 .restore(&bytes)
                 .map_err(|error| TestCaseError::fail(format!("restore: {error}")))?;
@@ -1016,7 +1046,7 @@ proptest! {
     fn the_lock_table_agrees_with_the_model(
         steps in proptest::collection::vec((step(), any::<u8>()), 1..200)
     ) {
-        run(&steps, false)?;
+        run(&steps, false, LockLimits::default())?;
     }
 
     /// The detector refuses every acquire that would close a cycle, so no cycle ever exists.
@@ -1024,7 +1054,23 @@ proptest! {
     fn the_wait_for_graph_never_has_a_cycle(
         steps in proptest::collection::vec((step(), any::<u8>()), 1..200)
     ) {
-        run(&steps, true)?;
+        run(&steps, true, LockLimits::default())?;
+    }
+
+    /// The same with limits the steps reach often (a few keys, leases, held locks and
+    /// waiters): every refusal at a limit, and what is refused first when several apply,
+    /// agree with the model, and nothing changes when one is refused.
+    #[test]
+    fn the_lock_table_agrees_with_the_model_at_small_limits(
+        steps in proptest::collection::vec((step(), any::<u8>()), 1..200)
+    ) {
+        let mut limits = LockLimits::default();
+        limits.keys = 2;
+        limits.leases = 5;
+        limits.locks_held = 2;
+        limits.waiters = 3;
+        limits.waiters_per_lock = 2;
+        run(&steps, true, limits)?;
     }
 }
 

@@ -1234,39 +1234,8 @@ fn restoring_garbage_is_corrupt_and_leaves_the_state_unchanged() {
     }
 }
 
-/// A lock's line is bounded: the waiter past `WAITERS_MAX` is told the lock is busy instead of
-/// queueing. Ignored because it is slow, not wrong: every waiting acquire rebuilds the whole
-/// wait-for graph from every waiter of every lock, so filling one line costs
-/// `WAITERS_MAX² / 2` graph insertions (about 60 s in the dev profile, 4 s with
-/// `--release`).
-#[test]
-#[ignore = "slow: filling a line of WAITERS_MAX rebuilds the wait-for graph on every acquire (60 s in the dev profile); run with --release --ignored"]
-fn a_full_line_answers_busy() {
-    let mut table = LockTable::default();
-    run(
-        &mut table,
-        &[
-            (1, grant(0), granted(1)),
-            (2, acquire("l", 0, 1), LockResponse::Granted { token: 2 }),
-        ],
-    );
-    let waiters = u64::try_from(ha_lock::WAITERS_MAX).expect("fits");
-    // Every waiter is its own session; they may share the lease.
-    for session in 1..=waiters {
-        let index = session + 2;
-        let position = usize::try_from(session - 1).expect("fits");
-        assert_eq!(
-            table.apply(LogIndex(index), acquire("l", session, 1)),
-            LockResponse::Queued { position }
-        );
-    }
-    let before = table.clone();
-    assert_eq!(
-        table.apply(LogIndex(waiters + 3), acquire("l", waiters + 1, 1)),
-        LockResponse::Busy { holder: 0 }
-    );
-    assert_eq!(table, before);
-}
+// A full line is answered `LimitReached`: see `lock_table_limits.rs`, which fills one to the
+// shipped `WAITERS_PER_LOCK_MAX`.
 
 /// `restore` must refuse bytes that are not exactly a snapshot: a valid snapshot followed by
 /// anything else was damaged or mixed up in transit, and accepting it hides that.

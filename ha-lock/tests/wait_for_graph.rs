@@ -487,3 +487,109 @@ fn a_hand_off_never_closes_a_cycle() {
         "1 queued for b with {closing:?}; after a passed to 1 the sessions wait for each other"
     );
 }
+
+/// A session in two lines waits, in each, only for those ahead of it: whether a wait closes a
+/// cycle through such a session depends on its place in the line. The table's index follows a
+/// session that waits in several lines from each of its places (issue 12), and must bound the
+/// search at that place, not take the whole line.
+#[test]
+fn a_session_in_two_lines_waits_only_for_those_ahead_of_it_in_each() {
+    for two_is_ahead_of_three in [true, false] {
+        let mut table = Table::new();
+        let leases: Vec<LeaseId> = (1..=3).map(|session| table.lease(session)).collect();
+        table.hold("a", 1, leases[0]);
+        table.hold("b", 3, leases[2]);
+        let (first, second) = if two_is_ahead_of_three {
+            (2, 3)
+        } else {
+            (3, 2)
+        };
+        let lease_of = |session: SessionId| leases[session as usize - 1];
+        assert_eq!(
+            table.acquire("a", first, lease_of(first)),
+            LockResponse::Queued { position: 0 }
+        );
+        assert_eq!(
+            table.acquire("a", second, lease_of(second)),
+            LockResponse::Queued { position: 1 }
+        );
+        // 2 asks for b, which 3 holds. 3 waits for a: for 1, and for 2 only if 2 is ahead.
+        let answer = table.acquire("b", 2, leases[1]);
+        if two_is_ahead_of_three {
+            assert_eq!(answer, LockResponse::Deadlock { cycle: vec![2, 3] });
+        } else {
+            assert_eq!(answer, LockResponse::Queued { position: 0 });
+        }
+        assert_eq!(table.cycle(), None);
+    }
+}
+
+/// A cycle through a waiter that waits in two lines, found from the line it shares: 4 asks
+/// for a (held by 1, with 2 and 3 in line); 3 also waits for c, which 4 holds.
+#[test]
+fn a_cycle_through_a_waiter_in_two_lines_is_found() {
+    let mut table = Table::new();
+    let leases: Vec<LeaseId> = (1..=4).map(|session| table.lease(session)).collect();
+    table.hold("a", 1, leases[0]);
+    table.hold("c", 4, leases[3]);
+    for (session, position) in [(2, 0), (3, 1)] {
+        assert_eq!(
+            table.acquire("a", session, leases[session as usize - 1]),
+            LockResponse::Queued { position }
+        );
+    }
+    assert_eq!(
+        table.acquire("c", 3, leases[2]),
+        LockResponse::Queued { position: 0 }
+    );
+    assert_eq!(
+        table.acquire("a", 4, leases[3]),
+        LockResponse::Deadlock { cycle: vec![4, 3] }
+    );
+    // Once 3 stops waiting for c, 4 may queue for a.
+    assert_eq!(
+        table.apply(LockCommand::CancelWait {
+            name: "c".into(),
+            session: 3
+        }),
+        LockResponse::Cancelled
+    );
+    assert_eq!(
+        table.acquire("a", 4, leases[3]),
+        LockResponse::Queued { position: 2 }
+    );
+}
+
+/// A chain of holders each waiting for the next lock, as long as the table allows waits: the
+/// search walks it (one step per session) and finds the cycle its end would close.
+#[test]
+fn a_long_chain_of_holders_through_the_table_is_walked_to_its_end() {
+    let mut table = Table::new();
+    let sessions: SessionId = 2_000;
+    let leases: Vec<LeaseId> = (1..=sessions).map(|session| table.lease(session)).collect();
+    for session in 1..=sessions {
+        table.hold(
+            &format!("l{session}"),
+            session,
+            leases[session as usize - 1],
+        );
+    }
+    // Session i waits for lock i + 1.
+    for session in 1..sessions {
+        assert_eq!(
+            table.acquire(
+                &format!("l{}", session + 1),
+                session,
+                leases[session as usize - 1]
+            ),
+            LockResponse::Queued { position: 0 }
+        );
+    }
+    match table.acquire("l1", sessions, leases[sessions as usize - 1]) {
+        LockResponse::Deadlock { cycle } => {
+            let expected: Vec<SessionId> = std::iter::once(sessions).chain(1..sessions).collect();
+            assert_eq!(cycle, expected);
+        }
+        other => panic!("the chain's end waiting for its start answered {other:?}"),
+    }
+}

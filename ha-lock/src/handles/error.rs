@@ -2,7 +2,7 @@
 
 use ha_replicate::replica::ClientError;
 
-use crate::command::{FencingToken, LeaseId, SessionId};
+use crate::command::{FencingToken, LeaseId, Limit, SessionId};
 
 /// Why a [`LockClient`](super::LockClient) call failed. Each variant says whether anything
 /// changed in the cluster and what the caller can do.
@@ -93,6 +93,16 @@ pub enum LockError {
     Invalid {
         /// What is wrong.
         reason: String,
+    },
+    /// The command would take the lock table past a named limit (keys, leases, locks held,
+    /// waiters): refused on every replica, and nothing changed (a lease granted for the
+    /// attempt was revoked). Retry later, once something was released, deleted or ended.
+    #[error("limit reached: at most {max} {} ({}); nothing changed", limit.counted(), limit.constant())]
+    LimitReached {
+        /// Which limit.
+        limit: Limit,
+        /// Its value.
+        max: u64,
     },
     /// A watch asked for changes older than the cluster keeps: re-read the keys it covers,
     /// then watch again for changes after `oldest_available`.

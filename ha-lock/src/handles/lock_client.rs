@@ -333,6 +333,9 @@ impl<H: StateMachine> LockClient<H> {
             }),
             Some(LockResponse::LeaseNotFound { lease }) => Err(LockError::LeaseLost { lease }),
             Some(LockResponse::Invalid { reason }) => Err(LockError::Invalid { reason }),
+            Some(LockResponse::LimitReached { limit, max }) => {
+                Err(LockError::LimitReached { limit, max })
+            }
             Some(other) => Err(LockError::unexpected(other)),
         }
     }
@@ -366,6 +369,9 @@ impl<H: StateMachine> LockClient<H> {
         match self.command(command).await? {
             LockResponse::LeaseGranted { lease, .. } => {
                 Ok(Lease::start(self.clone(), lease, ttl, sent_at))
+            }
+            LockResponse::LimitReached { limit, max } => {
+                Err(LockError::LimitReached { limit, max })
             }
             other => Err(LockError::unexpected(other)),
         }
@@ -445,7 +451,7 @@ impl<H: StateMachine> LockClient<H> {
     /// # Errors
     /// [`LockError::WaitTimedOut`] when not granted in time (no waiter is left behind);
     /// [`LockError::Deadlock`] at once when waiting would close a cycle;
-    /// [`LockError::Busy`] when the line is full; [`LockError::LeaseLost`] when the lease was
+    /// [`LockError::LimitReached`] when the line (or the table) is full; [`LockError::LeaseLost`] when the lease was
     /// lost while waiting; [`LockError::Invalid`] for an empty or too long name;
     /// [`LockError::Replication`] when the cluster could not be reached in time. On every
     /// error the lease granted for the attempt is revoked.
@@ -665,6 +671,9 @@ impl<H: StateMachine> LockClient<H> {
             }
             LockResponse::LeaseNotFound { lease } => return Err(LockError::LeaseLost { lease }),
             LockResponse::Invalid { reason } => return Err(LockError::Invalid { reason }),
+            LockResponse::LimitReached { limit, max } => {
+                return Err(LockError::LimitReached { limit, max });
+            }
             other => return Err(LockError::unexpected(other)),
         }
         loop {

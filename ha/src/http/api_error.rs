@@ -1,5 +1,6 @@
 //! The admin API's error body: `{"error": "<kind>", "message": "...", "leader": "<id or null>"}`
-//! with 4xx for bad requests, 409 for conflicts and 503 without a quorum or leader.
+//! with 4xx for bad requests, 409 for conflicts, 429 `limit` at a named limit, and 503 without a
+//! quorum or leader.
 //!
 //! Every kind tells a client whether a write may have been applied (README, "Client
 //! guidance"): refusals (4xx, 409, and 503 `no_quorum`, `not_leader`, `busy`,
@@ -169,6 +170,11 @@ impl From<LockError> for ApiError {
             LockError::LeaseLost { .. } => Self::new(conflict, "lease_lost", message),
             LockError::Invalid { .. } | LockError::CompareNeedsApply { .. } => {
                 Self::bad_request(message)
+            }
+            // A named limit of the lock table (docs/ARCHITECTURE.md, admin HTTP contract):
+            // nothing changed.
+            LockError::LimitReached { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "limit", message)
             }
             LockError::Replication(error) => error.into(),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
