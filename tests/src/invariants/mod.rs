@@ -2,6 +2,8 @@
 
 mod acknowledged_writes_survive;
 mod applied_commands_agree;
+mod configurations_share_a_majority;
+mod lease_excludes_later_leaders;
 mod leases_outlive_renewals;
 mod lock_holders_exclusive;
 mod lock_kv_linearizable;
@@ -10,6 +12,10 @@ mod one_leader_per_term;
 
 pub use acknowledged_writes_survive::check_acknowledged_writes_survive;
 pub use applied_commands_agree::{AppliedCommands, check_applied_commands_agree};
+pub use configurations_share_a_majority::{
+    check_configurations_share_a_majority, share_a_majority,
+};
+pub use lease_excludes_later_leaders::check_lease_excludes_later_leaders;
 pub use leases_outlive_renewals::{LeaseExpiryCheck, check_leases_outlive_renewals};
 pub use lock_holders_exclusive::check_lock_holders_exclusive;
 pub use lock_kv_linearizable::{check_lock_kv_linearizable, lock_kv_history};
