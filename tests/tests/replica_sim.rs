@@ -444,3 +444,75 @@ fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
         },
     );
 }
+
+/// A follower given a snapshot that does not decode, or whose contents end elsewhere than its
+/// metadata says, refuses it and carries on (before, the first stopped the replica as if its
+/// own disk were corrupt, and the second left the state machine behind the engine's index).
+#[test]
+fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
+    use ha_replicate::engine::{Message, RefusalCause};
+    use ha_replicate::replica::Rpc;
+    use ha_replicate::snapshot_meta::SnapshotMeta;
+    use ha_tests::replica::replica_id;
+    use std::sync::Arc;
+
+    with_seeds(
+        "a_forged_snapshot_is_refused_and_the_follower_carries_on",
+        5,
+        |seed| {
+            let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
+            let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
+            workload.run(&mut sim, Millis(2_000));
+            let leader = current_leader(&sim).expect("a leader");
+            let follower = (leader + 1) % 3;
+            let engine = sim.actor(leader).unwrap().core().engine();
+            let term = engine.term();
+            let membership = engine.membership().clone();
+            let commit = engine.commit_index();
+            let genuine = sim
+                .actor(leader)
+                .unwrap()
+                .core()
+                .applier()
+                .snapshot()
+                .unwrap();
+            let forged = |last_index: u64, data: Vec<u8>| {
+                Rpc::Raft(Message::InstallSnapshot {
+                    term,
+                    meta: SnapshotMeta {
+                        last_index: ha_core::LogIndex(last_index),
+                        last_term: term,
+                        membership: membership.clone(),
+                    },
+                    data: Arc::new(data),
+                })
+            };
+            let garbage = forged(commit.0 + 100, vec![0xff; 64]);
+            let misplaced = forged(commit.0 + 100, genuine);
+            for rpc in [garbage, misplaced] {
+                sim.act(follower, |replica, now| {
+                    let local = replica.local(now);
+                    replica.core_mut().on_rpc(local, replica_id(leader), rpc);
+                });
+            }
+            workload.run(&mut sim, Millis(4_000));
+            workload.stop_issuing();
+            workload.run(&mut sim, Millis(6_000));
+            let replica = sim.actor(follower).unwrap();
+            assert_eq!(replica.core().fatal(), None, "the follower stopped");
+            assert_eq!(
+                replica
+                    .core()
+                    .engine()
+                    .refused_inputs()
+                    .count(RefusalCause::BadSnapshot),
+                2
+            );
+            AppliedCommands::default()
+                .observe(&sim)
+                .unwrap_or_else(|error| panic!("{error}"));
+            check_acknowledged_writes_survive(&sim, workload.acknowledged())
+                .unwrap_or_else(|error| panic!("{error}"));
+        },
+    );
+}

@@ -49,11 +49,14 @@ pub enum RefusalCause {
     AckBeyondLog,
     /// An acknowledgement of a read round this leader has not started.
     RoundFromFuture,
+    /// A snapshot whose bytes do not decode, or whose contents end at another index than its
+    /// metadata says (checked by the replica before the engine sees it).
+    BadSnapshot,
 }
 
 impl RefusalCause {
     /// Every cause, in label order.
-    pub const ALL: [RefusalCause; 8] = [
+    pub const ALL: [RefusalCause; 9] = [
         RefusalCause::OutOfRange,
         RefusalCause::NonContiguousEntries,
         RefusalCause::EntryTermAboveMessage,
@@ -62,6 +65,7 @@ impl RefusalCause {
         RefusalCause::SecondLeader,
         RefusalCause::AckBeyondLog,
         RefusalCause::RoundFromFuture,
+        RefusalCause::BadSnapshot,
     ];
 
     /// The label used in metrics and the status (`snake_case`).
@@ -75,6 +79,7 @@ impl RefusalCause {
             RefusalCause::SecondLeader => "second_leader",
             RefusalCause::AckBeyondLog => "ack_beyond_log",
             RefusalCause::RoundFromFuture => "round_from_future",
+            RefusalCause::BadSnapshot => "bad_snapshot",
         }
     }
 }
@@ -338,6 +343,14 @@ impl Engine {
             "refused a message no correct peer sends: {detail} (further refusals from this peer \
              are only counted for a minute)"
         );
+    }
+
+    /// A message from `from` that the driver checked and refused before handing it to the
+    /// engine (a snapshot that does not restore): counted and logged like the engine's own
+    /// refusals. Nothing else changes.
+    pub fn refuse_input(&mut self, now: Millis, from: &NodeId, cause: RefusalCause, detail: &str) {
+        self.observe(now);
+        self.refuse(from, cause, format_args!("{detail}"));
     }
 
     /// Received messages refused so far, by cause.
