@@ -276,10 +276,10 @@ impl Engine {
                     return Err(RefusalCause::AckBeyondLog);
                 }
             }
-            Message::InstallSnapshotResponse { term, last_index } if leads_this_term(term) => {
-                if *last_index > self.log.last_index() {
-                    return Err(RefusalCause::AckBeyondLog);
-                }
+            Message::InstallSnapshotResponse { term, last_index }
+                if leads_this_term(term) && *last_index > self.log.last_index() =>
+            {
+                return Err(RefusalCause::AckBeyondLog);
             }
             _ => {}
         }

@@ -27,6 +27,9 @@ pub fn share_a_majority(first: &BTreeSet<NodeId>, second: &BTreeSet<NodeId>) -> 
     quorum(first).saturating_sub(only_first) + quorum(second).saturating_sub(only_second) > both
 }
 
+/// When, on which node, with which voters, and whether by winning the election.
+type ConfigUse = (Millis, usize, BTreeSet<NodeId>, bool);
+
 fn names(voters: &BTreeSet<NodeId>) -> String {
     let names: Vec<&str> = voters.iter().map(NodeId::as_str).collect();
     format!("{{{}}}", names.join(","))
@@ -38,7 +41,7 @@ fn names(voters: &BTreeSet<NodeId>) -> String {
 /// # Errors
 /// The first pair that does not share a majority, with when and by whom each was used.
 pub fn check_configurations_share_a_majority(sim: &Simulator<SimReplica>) -> Result<usize, String> {
-    let mut by_term: BTreeMap<Term, Vec<(Millis, usize, BTreeSet<NodeId>, bool)>> = BTreeMap::new();
+    let mut by_term: BTreeMap<Term, Vec<ConfigUse>> = BTreeMap::new();
     for record in sim.all_outputs() {
         if let ReplicaOutput::ConfigUsed {
             term,
