@@ -15,7 +15,7 @@ use ha_replicate::engine::PeerInfo;
 use ha_replicate::entry::ElectionCause;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_configurations_share_a_majority,
-    check_one_leader_per_term,
+    check_no_refused_inputs, check_one_leader_per_term,
 };
 use ha_tests::replica::SimReplica;
 use ha_tests::replica::{ReplicaClusterOptions, current_leader, replica_cluster, replica_id};
@@ -490,6 +490,7 @@ fn membership_churn(seed: u64) {
         check_configurations_share_a_majority(&sim).unwrap_or_else(|error| panic!("{error}"));
     check_acknowledged_writes_survive(&sim, workload.acknowledged())
         .unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
     let result = check(workload.history(), &RegisterModel, &Budget::default())
         .unwrap_or_else(|error| panic!("bad history: {error}"));
     let membership = current_leader(&sim)
@@ -667,6 +668,7 @@ fn change_before_own_entry(seed: u64) {
     sim.run_for(3_000);
     check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
     check_configurations_share_a_majority(&sim).unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
     AppliedCommands::default()
         .observe(&sim)
         .unwrap_or_else(|error| panic!("{error}"));

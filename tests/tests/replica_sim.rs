@@ -14,7 +14,7 @@ use ha_replicate::engine::Role;
 use ha_replicate::entry::ElectionCause;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_lease_excludes_later_leaders,
-    check_one_leader_per_term,
+    check_no_refused_inputs, check_one_leader_per_term,
 };
 use ha_tests::replica::{ReplicaClusterOptions, SimReplica, current_leader, replica_cluster};
 use ha_tests::sim::{NetworkConfig, Simulator};
@@ -183,6 +183,7 @@ fn fault_scenario(seed: u64, node_count: usize) {
     check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
     check_acknowledged_writes_survive(&sim, workload.acknowledged())
         .unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
     let result = check(workload.history(), &RegisterModel, &Budget::default())
         .unwrap_or_else(|error| panic!("bad history: {error}"));
     let terms = check_one_leader_per_term(&sim).unwrap_or_default();
@@ -408,6 +409,7 @@ fn a_restarted_voter_elects_no_leader_within_the_lease() {
             let until = sim.now() + 1_000;
             run_checked(&mut sim, None, true, until);
             check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+            check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
         },
     );
 }
@@ -441,6 +443,7 @@ fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
             let until = sim.now() + 2_000;
             run_checked(&mut sim, None, true, until);
             check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+            check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
         },
     );
 }

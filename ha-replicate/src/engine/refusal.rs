@@ -249,7 +249,12 @@ impl Engine {
                 if leads_this_term(term) {
                     return Err(RefusalCause::SecondLeader);
                 }
-                if self.append_overwrites_committed(*prev_log_index, *prev_log_term, entries) {
+                // A stale leader's append is answered with the current term (so it steps
+                // down), whatever it carries; a leader of this term or a later one holds every
+                // committed entry, so a conflict below the commit index is a lie.
+                if *term >= self.term
+                    && self.append_overwrites_committed(*prev_log_index, *prev_log_term, entries)
+                {
                     return Err(RefusalCause::OverwriteCommitted);
                 }
             }
