@@ -191,6 +191,23 @@ pub struct ClusterConfig {
     pub failback_after_ms: Option<u64>,
     /// Remove a voter that has been unreachable this long, if a majority remains.
     pub dead_voter_after_ms: Option<u64>,
+    /// Serve STRONG reads on the leader from a lease, without a round trip to a majority
+    /// (default off: each read waits for a heartbeat round).
+    ///
+    /// The lease lasts `timing.election_timeout_min_ms - lease_clock_drift_margin_ms` from
+    /// the moment the leader sent the last round a majority answered. It is safe because every
+    /// voter refuses to vote for `election_timeout_min_ms` after it last heard the leader and
+    /// after it (re)starts, and a leader that has sent a leadership-transfer request gives up
+    /// its lease for the rest of its term. It assumes that no node's clock runs faster than
+    /// another's by more than `min / (min - margin)` (1.25 with the default margin of a fifth
+    /// of the minimum election timeout; real clocks differ by well under 0.1%), and that the
+    /// clock does not jump (the nodes use a monotonic clock). A process paused for longer
+    /// than the lease between checking it and answering (a VM freeze, SIGSTOP) can still
+    /// serve a stale read: leave this off where that matters more than read latency.
+    pub lease_reads: bool,
+    /// Subtracted from the minimum election timeout to get the lease, to cover clock-rate
+    /// differences between nodes. `None`: a fifth of `timing.election_timeout_min_ms`.
+    pub lease_clock_drift_margin_ms: Option<u64>,
 }
 
 impl Default for ClusterConfig {
@@ -203,6 +220,8 @@ impl Default for ClusterConfig {
             failover_mode: FailoverMode::Automatic,
             failback_after_ms: Some(5_000),
             dead_voter_after_ms: None,
+            lease_reads: false,
+            lease_clock_drift_margin_ms: None,
         }
     }
 }
@@ -315,6 +334,15 @@ impl Config {
         self
     }
 
+    /// The clock drift margin the lease is shortened by:
+    /// [`ClusterConfig::lease_clock_drift_margin_ms`], by default a fifth of the minimum
+    /// election timeout.
+    pub fn lease_clock_drift_margin_ms(&self) -> u64 {
+        self.cluster
+            .lease_clock_drift_margin_ms
+            .unwrap_or(self.timing.election_timeout_min_ms / 5)
+    }
+
     /// The address other members reach this node at.
     pub fn advertised_addr(&self) -> SocketAddr {
         self.advertise_addr.unwrap_or(self.bind_addr)
@@ -409,6 +437,29 @@ impl Config {
                 ),
             ));
         }
+        if self.cluster.lease_reads {
+            let margin_ms = self.lease_clock_drift_margin_ms();
+            let minimum_ms = self.timing.election_timeout_min_ms;
+            if margin_ms == 0 {
+                return Err(ConfigError::new(
+                    "cluster.lease_clock_drift_margin_ms",
+                    "is 0: a leader whose clock runs slower than a voter's would outlive its lease",
+                    "remove the field (a fifth of timing.election_timeout_min_ms) or give a \
+                     positive margin",
+                ));
+            }
+            if margin_ms >= minimum_ms {
+                return Err(ConfigError::new(
+                    "cluster.lease_clock_drift_margin_ms",
+                    format!(
+                        "{margin_ms} is not below timing.election_timeout_min_ms {minimum_ms}, \
+                         which leaves no lease"
+                    ),
+                    "remove the field (a fifth of the minimum election timeout), or turn \
+                     cluster.lease_reads off",
+                ));
+            }
+        }
         if let Some(0) = self.cluster.failback_after_ms {
             return Err(ConfigError::new(
                 "cluster.failback_after_ms",
@@ -446,6 +497,18 @@ mod tests {
         Config::distributed(NodeId::new("a").unwrap(), addr(1), vec![addr(2)])
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn lease_reads_are_off_by_default_and_valid_with_the_default_margin() {
+        let mut config = three();
+        assert!(!config.cluster.lease_reads);
+        config.cluster.lease_reads = true;
+        config.validate().unwrap();
+        assert_eq!(config.lease_clock_drift_margin_ms(), 30);
+        config.cluster.lease_clock_drift_margin_ms = Some(50);
+        config.validate().unwrap();
+        assert_eq!(config.lease_clock_drift_margin_ms(), 50);
     }
 
     #[test]
@@ -489,6 +552,20 @@ mod tests {
             (
                 "advertise_addr",
                 Box::new(|c| c.bind_addr = "0.0.0.0:7101".parse().unwrap()),
+            ),
+            (
+                "cluster.lease_clock_drift_margin_ms",
+                Box::new(|c| {
+                    c.cluster.lease_reads = true;
+                    c.cluster.lease_clock_drift_margin_ms = Some(0);
+                }),
+            ),
+            (
+                "cluster.lease_clock_drift_margin_ms",
+                Box::new(|c| {
+                    c.cluster.lease_reads = true;
+                    c.cluster.lease_clock_drift_margin_ms = Some(c.timing.election_timeout_min_ms);
+                }),
             ),
             (
                 "cluster.failback_after_ms",

@@ -268,7 +268,15 @@ async fn bind_http(
 }
 
 fn node_settings(config: &Config, snapshot_every_entries: Option<u64>) -> NodeSettings {
+    // Lease reads (cluster.lease_reads) reach the engine through ReplicaSettings.
     let mut replica = ReplicaSettings::from_config(config);
+    if replica.engine.lease_reads {
+        tracing::info!(
+            lease_ms = config.timing.election_timeout_min_ms - config.lease_clock_drift_margin_ms(),
+            drift_margin_ms = config.lease_clock_drift_margin_ms(),
+            "lease reads on"
+        );
+    }
     if let Some(entries) = snapshot_every_entries {
         replica.snapshot_every_entries = entries;
     }

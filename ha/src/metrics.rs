@@ -193,6 +193,18 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Elections this node started.",
         status.elections_started as f64,
     );
+    out.family(
+        "ha_refused_inputs_total",
+        "counter",
+        "Received replication messages refused (no correct peer sends them), by cause.",
+    );
+    for (cause, count) in &status.refused_inputs {
+        out.sample(
+            "ha_refused_inputs_total",
+            &[("cause", cause.as_str())],
+            *count as f64,
+        );
+    }
     let failovers = status
         .failover_history
         .iter()
@@ -351,6 +363,46 @@ mod tests {
         assert_eq!(
             out.finish(),
             "# HELP m a\\\\b\\nc\n# TYPE m gauge\nm{peer=\"x\\\"y\\\\z\\n\"} 1.5\n"
+        );
+    }
+    #[test]
+    fn refused_inputs_are_a_counter_by_cause() {
+        use ha_core::{LogIndex, NodeId, Term};
+        let id = NodeId::new("n1").unwrap();
+        let status = ReplicaStatus {
+            node_id: id.clone(),
+            role: "follower".into(),
+            term: Term(2),
+            leader: None,
+            quorum: false,
+            last_index: LogIndex(0),
+            commit_index: LogIndex(0),
+            applied_index: LogIndex(0),
+            membership: ha_replicate::membership::Membership::with_voters([id]),
+            peers: Vec::new(),
+            failover_history: Vec::new(),
+            elections_started: 0,
+            refused_inputs: [("non_contiguous_entries", 0), ("overwrite_committed", 2)]
+                .into_iter()
+                .map(|(cause, count)| (cause.to_string(), count))
+                .collect(),
+        };
+        let text = render(&MetricsSnapshot {
+            status,
+            health: HealthStatus::Healthy,
+            members_by_state: Vec::new(),
+            drops: Vec::new(),
+            locks: None,
+            leaderless_ms_total: 0,
+            uptime_seconds: 1.0,
+        });
+        assert!(
+            text.contains(
+                "# TYPE ha_refused_inputs_total counter\n\
+                 ha_refused_inputs_total{cause=\"non_contiguous_entries\"} 0\n\
+                 ha_refused_inputs_total{cause=\"overwrite_committed\"} 2\n"
+            ),
+            "{text}"
         );
     }
 }

@@ -1,12 +1,12 @@
 //! Replication in the simulator: [`ReplicaCore`] as a [`SimActor`] over a
 //! [`MemoryStore`] that loses unsynced writes on a crash, with per-node clock drift.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use ha_core::Term;
-use ha_core::{HealthStatus, Millis, NodeId, Priority, Timing};
+use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Timing};
 use ha_replicate::engine::{EngineSettings, PeerInfo, Role};
 use ha_replicate::membership::Membership;
 use ha_replicate::replica::{
@@ -87,6 +87,18 @@ pub enum ReplicaOutput {
     },
     /// Storage failed.
     Fatal(String),
+    /// A leader decided something under this set of voters: it won its election with them
+    /// (`elected`), or its commit index advanced counting them. Reported when the term or the
+    /// voters differ from this node's previous report, for the check that configurations
+    /// in use in the same or consecutive terms share a majority.
+    ConfigUsed {
+        /// The leader's term.
+        term: Term,
+        /// The voters it counted.
+        voters: BTreeSet<NodeId>,
+        /// Whether the decision was winning the election (else a commit).
+        elected: bool,
+    },
 }
 
 /// One simulated replica.
@@ -96,6 +108,11 @@ pub struct SimReplica {
     /// Clock rate error in parts per million: the node's clock runs at `1 + ppm / 1e6`.
     clock_rate_ppm: i64,
     flush_scheduled: bool,
+    /// The term this node last led, the commit index last seen, and the last
+    /// [`ReplicaOutput::ConfigUsed`] reported.
+    led_term: Option<Term>,
+    commit_seen: LogIndex,
+    config_reported: Option<(Term, BTreeSet<NodeId>)>,
 }
 
 /// A clock running at `1 + ppm / 1e6`, read at virtual time `now`.
@@ -138,6 +155,40 @@ impl SimReplica {
         let local = self.local(now);
         self.core
             .submit(local, request_id, request, local + timeout_ms);
+    }
+
+    /// Whether this node's lease would serve a read now (see `Engine::lease_holds`), by its
+    /// own clock.
+    pub fn lease_holds(&self, now: Millis) -> bool {
+        self.core.engine().lease_holds(self.local(now))
+    }
+
+    /// Report a leader's election or commit under its current voters, if new.
+    fn report_config_used(&mut self) -> Option<ReplicaOutput> {
+        let engine = self.core.engine();
+        let commit = engine.commit_index();
+        let committed = commit > self.commit_seen;
+        self.commit_seen = commit;
+        if !engine.is_leader() {
+            return None;
+        }
+        let term = engine.term();
+        let elected = self.led_term != Some(term);
+        self.led_term = Some(term);
+        if !elected && !committed {
+            return None;
+        }
+        let voters = engine.membership().voters.clone();
+        let report = (term, voters.clone());
+        if self.config_reported.as_ref() == Some(&report) {
+            return None;
+        }
+        self.config_reported = Some(report);
+        Some(ReplicaOutput::ConfigUsed {
+            term,
+            voters,
+            elected,
+        })
     }
 
     /// Run an engine command (transfer, campaign, health) at `now`.
@@ -205,6 +256,9 @@ impl SimActor for SimReplica {
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
             });
+        }
+        if let Some(report) = self.report_config_used() {
+            effects.push(SimEffect::Output(report));
         }
         if !self.flush_scheduled {
             self.flush_scheduled = true;
@@ -321,6 +375,9 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 directory: Rc::clone(&directory),
                 clock_rate_ppm,
                 flush_scheduled: false,
+                led_term: None,
+                commit_seen: LogIndex(0),
+                config_reported: None,
             };
             let engine = replica.core.engine_mut();
             // Peer metadata first (as gossip delivers it before a cluster bootstraps), so the

@@ -1,16 +1,32 @@
 //! Leadership and membership policy in the simulator: health-gated handover, manual failover
 //! mode, transfer to the best node, learners promoted once caught up, dead voters removed only
-//! while a majority remains, and snapshot install for a node that fell behind compaction.
+//! while a majority remains, snapshot install for a node that fell behind compaction, and
+//! membership changes (add, promote, demote, remove) across leader churn and crash-restarts
+//! with the check that configurations in use in the same or consecutive terms share a
+//! majority.
+//!
+//! Long sweep of the membership churn (about 2,000 seeds):
+//! `HA_SIM_SEEDS=2000 cargo test -p ha-tests --profile sim --test replica_membership_sim -- \
+//!  membership_changes_across_leader_churn --nocapture`
 
 use ha_core::{FailoverMode, HealthStatus, LogIndex, Millis, Priority};
+use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::PeerInfo;
 use ha_replicate::entry::ElectionCause;
-use ha_tests::invariants::check_one_leader_per_term;
+use ha_tests::invariants::{
+    AppliedCommands, check_acknowledged_writes_survive, check_configurations_share_a_majority,
+    check_no_refused_inputs, check_one_leader_per_term,
+};
 use ha_tests::replica::SimReplica;
 use ha_tests::replica::{ReplicaClusterOptions, current_leader, replica_cluster, replica_id};
+use ha_tests::sim::NetworkConfig;
 use ha_tests::sim::Simulator;
 use ha_tests::with_seeds;
 use ha_tests::workload::{Workload, WorkloadOptions};
+use rand::RngExt;
+
+/// Seeds the membership churn runs by default (CI); see the module doc for the long sweep.
+const CHURN_SEEDS: u64 = 40;
 
 fn elect(sim: &mut Simulator<SimReplica>) -> usize {
     sim.run_until_condition(sim.now() + 5_000, 5, |sim| current_leader(sim).is_some())
@@ -289,5 +305,381 @@ fn a_node_behind_compaction_catches_up_by_snapshot() {
                 "caught up without the snapshot ({installed} < {compacted})"
             );
         },
+    );
+}
+
+/// Tell every running node that gossip reaches `node` or not (since now), as the failure
+/// detector would; the leader's dead-voter removal and learner addition act on it.
+fn report_reachability(sim: &mut Simulator<SimReplica>, node: usize, reachable: bool) {
+    let now = sim.now();
+    for observer in sim.running_nodes() {
+        if observer == node {
+            continue;
+        }
+        sim.act(observer, |replica, _| {
+            let since = replica.local(now);
+            let info = PeerInfo {
+                priority: Priority(1),
+                health: if reachable {
+                    HealthStatus::Healthy
+                } else {
+                    HealthStatus::Unknown
+                },
+                reachable,
+                wants_vote: true,
+                unreachable_since: (!reachable).then_some(since),
+            };
+            replica.command(now, |engine, at| {
+                engine.set_peer_info(at, replica_id(node), info)
+            });
+        });
+    }
+}
+
+/// A membership change the current leader proposes, drawn at random: remove a voter, demote
+/// a voter to learner, promote a learner, or add a non-member as learner. The leader also
+/// adds and promotes on its own (every node wants to vote) and removes voters unreachable
+/// for 400 ms. Refused proposals (pending change, leader term not committed) are fine.
+fn propose_random_change(sim: &mut Simulator<SimReplica>, leader: usize, node_count: usize) {
+    let target = sim.rng().random_range(0..node_count);
+    let kind = sim.rng().random_range(0..4u32);
+    sim.act(leader, |replica, now| {
+        replica.command(now, |engine, at| {
+            let mut next = engine.membership().clone();
+            let id = replica_id(target);
+            match kind {
+                0 => {
+                    next.voters.remove(&id);
+                }
+                1 => {
+                    if next.voters.remove(&id) {
+                        next.learners.insert(id);
+                    }
+                }
+                2 => {
+                    if next.learners.remove(&id) {
+                        next.voters.insert(id);
+                    }
+                }
+                _ => {
+                    if !next.contains(&id) {
+                        next.learners.insert(id);
+                    }
+                }
+            }
+            if next != *engine.membership() && next.voters.len() >= 2 {
+                let _ = engine.propose_membership(at, next);
+            }
+        })
+    });
+}
+
+/// One membership churn run: 5 nodes of which 3 found the cluster, a client workload, and
+/// every few milliseconds a random step: a membership change proposed on the leader (often
+/// right after it was elected, before its first entry can commit), a crash or restart at a
+/// random moment (the leader's included), a partition, a heal. Then everything heals and the
+/// cluster must serve again. Checked: one leader per term, configurations in use in the same
+/// or consecutive terms share a majority, applied commands agree, acknowledged writes
+/// survive, the history is linearizable.
+fn membership_churn(seed: u64) {
+    let node_count = 5;
+    let mut options = ReplicaClusterOptions::new(node_count);
+    options.founding_voters = Some(3);
+    options.dead_voter_after_ms = Some(400);
+    options.network = NetworkConfig::lan().with_drop_probability(0.01);
+    options.network.latency_ms_max = 6;
+    options.snapshot_every_entries = 300;
+    let mut sim = replica_cluster(seed, &options);
+    let quorum_only = WorkloadOptions {
+        strong_fraction: 0.0,
+        ..WorkloadOptions::default()
+    };
+    let mut workload = Workload::new(&mut sim, quorum_only);
+    let mut applied = AppliedCommands::default();
+    let fault_phase_end = Millis(8_000);
+    let mut leader_seen: Option<(usize, ha_core::Term)> = None;
+    let (mut crashes, mut proposals, mut partitions) = (0u32, 0u32, 0u32);
+    while sim.now() < fault_phase_end {
+        let next = sim.now() + 1;
+        sim.run_until(next);
+        workload.step(&mut sim);
+        let leader = current_leader(&sim);
+        let term = leader.and_then(|node| {
+            sim.actor(node)
+                .map(|replica| replica.core().engine().term())
+        });
+        let fresh_leader = leader.is_some() && leader.zip(term) != leader_seen;
+        if let (Some(node), Some(term)) = (leader, term) {
+            leader_seen = Some((node, term));
+        }
+        // A new leader is asked for a change at once half the time; otherwise every 25 ms
+        // on average.
+        let propose = match leader {
+            Some(_) if fresh_leader => sim.rng().random_bool(0.5),
+            Some(_) => sim.rng().random_range(0..25u32) == 0,
+            None => false,
+        };
+        if let (true, Some(node)) = (propose, leader) {
+            propose_random_change(&mut sim, node, node_count);
+            proposals += 1;
+        }
+        // Faults: on average one every 40 ms.
+        if sim.rng().random_range(0..40u32) != 0 {
+            continue;
+        }
+        let node = sim.rng().random_range(0..node_count);
+        match sim.rng().random_range(0..100u32) {
+            0..=24 => {
+                // Crash soon (the leader, when there is one, half the time), restart later.
+                let victim = match leader {
+                    Some(leader) if sim.rng().random_bool(0.5) => leader,
+                    _ => node,
+                };
+                let crash_in = sim.rng().random_range(0..20u64);
+                let down_for = sim.rng().random_range(1..600u64);
+                let at = sim.now() + crash_in;
+                crashes += u32::from(sim.is_running(victim));
+                sim.crash_at(victim, at);
+                sim.start_at(victim, at + down_for);
+                report_reachability(&mut sim, victim, false);
+            }
+            25..=44 => {
+                for node in 0..node_count {
+                    if sim.is_running(node) {
+                        report_reachability(&mut sim, node, true);
+                    }
+                }
+            }
+            45..=59 => {
+                sim.partition_minority_from(node);
+                partitions += 1;
+            }
+            60..=69 => {
+                if let Some(leader) = leader {
+                    sim.isolate(leader);
+                    partitions += 1;
+                }
+            }
+            _ => sim.network_mut().heal(),
+        }
+        if sim.now().0 % 500 < 40 {
+            applied
+                .observe(&sim)
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+    sim.network_mut().heal();
+    sim.network_mut().set_config(NetworkConfig::lan());
+    for node in 0..node_count {
+        if !sim.is_running(node) {
+            sim.start(node);
+        }
+    }
+    for node in 0..node_count {
+        report_reachability(&mut sim, node, true);
+    }
+    let before = workload.completed();
+    workload.run(&mut sim, Millis(14_000));
+    workload.stop_issuing();
+    workload.run(&mut sim, Millis(17_000));
+    applied
+        .observe(&sim)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let terms = check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+    let uses =
+        check_configurations_share_a_majority(&sim).unwrap_or_else(|error| panic!("{error}"));
+    check_acknowledged_writes_survive(&sim, workload.acknowledged())
+        .unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
+    let result = check(workload.history(), &RegisterModel, &Budget::default())
+        .unwrap_or_else(|error| panic!("bad history: {error}"));
+    let membership = current_leader(&sim)
+        .and_then(|leader| sim.actor(leader))
+        .map(|replica| replica.core().engine().membership().clone());
+    println!(
+        "seed {seed}: {proposals} changes asked, {crashes} crashes, {partitions} partitions, \
+         {terms} terms with a leader, {uses} configuration uses checked, {} operations \
+         answered, final membership {membership:?}",
+        workload.completed()
+    );
+    assert!(
+        matches!(result, CheckResult::Linearizable),
+        "history of {} operations is not linearizable: {result:?}",
+        workload.history().len()
+    );
+    assert!(
+        workload.completed() > before + 20,
+        "no progress after healing: {before} operations before, {} after",
+        workload.completed()
+    );
+}
+
+#[test]
+fn membership_changes_across_leader_churn_keep_majorities_overlapping() {
+    with_seeds(
+        "membership_changes_across_leader_churn_keep_majorities_overlapping",
+        CHURN_SEEDS,
+        membership_churn,
+    );
+}
+
+/// Tell every running node whether `node` wants to vote (gossip metadata), so the leader's
+/// automatic learner addition and promotion leave it alone or not.
+fn set_wants_vote(sim: &mut Simulator<SimReplica>, node: usize, wants_vote: bool) {
+    for observer in sim.running_nodes() {
+        if observer == node {
+            continue;
+        }
+        sim.act(observer, |replica, now| {
+            replica.command(now, |engine, at| {
+                let info = PeerInfo {
+                    priority: Priority(1),
+                    health: HealthStatus::Healthy,
+                    reachable: true,
+                    wants_vote,
+                    unreachable_since: None,
+                };
+                engine.set_peer_info(at, replica_id(node), info)
+            });
+        });
+    }
+}
+
+/// The raft-dev 2015 scenario, with the timing drawn from the seed. Voters {L1, x, y, z}
+/// and learner e. L1, cut off with e, appends "promote e" (reaching only e). x, y, z elect
+/// L2; one of them (D) crashes at once, and L2 is asked to remove D before its LeaderStart
+/// can commit (only L2 and the third voter are up). Then L2 and the third voter crash, D
+/// comes back, the network heals: L1 and e, with D's vote, can win under {L1, x, y, z, e}.
+/// Had L2 removed D, the configurations {L1, L2, third} and {L1, x, y, z, e} would both
+/// have decided in consecutive terms without a common majority.
+fn change_before_own_entry(seed: u64) {
+    let mut options = ReplicaClusterOptions::new(5);
+    options.founding_voters = Some(4);
+    options.network.latency_ms_min = 3;
+    options.network.latency_ms_max = 8;
+    let mut sim = replica_cluster(seed, &options);
+    set_wants_vote(&mut sim, 4, false);
+    let first = elect(&mut sim);
+    // e joins as a learner (committed everywhere), once L1 may change the membership.
+    let mut with_learner = sim
+        .actor(first)
+        .unwrap()
+        .core()
+        .engine()
+        .membership()
+        .clone();
+    with_learner.learners.insert(replica_id(4));
+    let mut added = false;
+    for _ in 0..600 {
+        let proposal = with_learner.clone();
+        sim.act(first, |replica, now| {
+            replica.command(now, |engine, at| {
+                added = engine.propose_membership(at, proposal).is_ok();
+            })
+        });
+        if added {
+            break;
+        }
+        sim.run_for(5);
+    }
+    assert!(added, "the learner could not be added");
+    let committed = sim.run_until_condition(sim.now() + 3_000, 5, |sim| {
+        (0..5).all(|node| {
+            sim.actor(node).is_some_and(|replica| {
+                let engine = replica.core().engine();
+                engine.membership().learners.contains(&replica_id(4))
+                    && engine.commit_index() >= engine.last_index()
+            })
+        })
+    });
+    assert!(committed.is_some(), "the learner was not added everywhere");
+    // L1 and e are cut off; L1 appends "promote e", which only e receives.
+    let others: Vec<usize> = (0..4).filter(|node| *node != first).collect();
+    let cut_off = vec![sim.addr(first), sim.addr(4)];
+    let rest: Vec<_> = others.iter().map(|node| sim.addr(*node)).collect();
+    sim.network_mut().partition(&[cut_off, rest]);
+    let mut promoted = sim
+        .actor(first)
+        .unwrap()
+        .core()
+        .engine()
+        .membership()
+        .clone();
+    promoted.learners.remove(&replica_id(4));
+    promoted.voters.insert(replica_id(4));
+    sim.act(first, |replica, now| {
+        replica.command(now, |engine, at| {
+            engine
+                .propose_membership(at, promoted)
+                .expect("the promotion is appended");
+        })
+    });
+    // x, y, z elect L2; D crashes the moment L2 wins, before L2's first entry reaches it.
+    let second = sim
+        .run_until_condition(sim.now() + 5_000, 1, |sim| {
+            others.iter().any(|node| {
+                sim.actor(*node)
+                    .is_some_and(|replica| replica.core().engine().is_leader())
+            })
+        })
+        .and_then(|_| {
+            others.iter().copied().find(|node| {
+                sim.actor(*node)
+                    .is_some_and(|replica| replica.core().engine().is_leader())
+            })
+        })
+        .expect("the majority side elects a leader");
+    let rest: Vec<usize> = others
+        .iter()
+        .copied()
+        .filter(|node| *node != second)
+        .collect();
+    let pick = sim.rng().random_range(0..2usize);
+    let (dead, third) = (rest[pick], rest[1 - pick]);
+    sim.crash(dead);
+    let mut removed = sim
+        .actor(second)
+        .unwrap()
+        .core()
+        .engine()
+        .membership()
+        .clone();
+    removed.voters.remove(&replica_id(dead));
+    // Asked again every few milliseconds, as the automatic dead-voter removal would.
+    for _ in 0..60 {
+        let removed = removed.clone();
+        sim.act(second, |replica, now| {
+            replica.command(now, |engine, at| {
+                let _ = engine.propose_membership(at, removed);
+            })
+        });
+        let step = sim.now() + 5;
+        sim.run_until(step);
+    }
+    // L2 and the third voter go; D comes back; the network heals.
+    sim.crash(second);
+    sim.crash(third);
+    sim.network_mut().heal();
+    sim.start(dead);
+    let elected =
+        sim.run_until_condition(sim.now() + 5_000, 5, |sim| current_leader(sim).is_some());
+    sim.start(second);
+    sim.start(third);
+    sim.run_for(3_000);
+    check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+    check_configurations_share_a_majority(&sim).unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
+    AppliedCommands::default()
+        .observe(&sim)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(elected.is_some(), "no leader after the heal");
+}
+
+#[test]
+fn a_change_waits_for_the_new_leaders_own_entry() {
+    with_seeds(
+        "a_change_waits_for_the_new_leaders_own_entry",
+        10,
+        change_before_own_entry,
     );
 }

@@ -1,19 +1,23 @@
-//! The replicated log under simulated faults: elections, replication, crashes with lost
-//! unsynced writes, partitions, clock drift. Every run checks the safety invariants and the
-//! linearizability of the clients' history, and must make progress once healed.
+//! The replicated log under simulated faults: elections, replication, crashes (at any
+//! millisecond) with lost unsynced writes, quick restarts, partitions, slow links,
+//! leadership transfers, clock drift. Every run checks the safety invariants and the
+//! linearizability of the clients' history, and must make progress once healed; with lease
+//! reads on (half the seeds), every millisecond it also checks that no leader of a later term
+//! exists while a lease would serve a read.
 //!
 //! Replay a failure with the command it prints; sweep more seeds with
-//! `HA_SIM_SEEDS=2000 cargo test -p ha-tests --release --test replica_sim`.
+//! `HA_SIM_SEEDS=2000 cargo test -p ha-tests --profile sim --test replica_sim`.
 
 use ha_core::Millis;
 use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::Role;
 use ha_replicate::entry::ElectionCause;
 use ha_tests::invariants::{
-    AppliedCommands, check_acknowledged_writes_survive, check_one_leader_per_term,
+    AppliedCommands, check_acknowledged_writes_survive, check_lease_excludes_later_leaders,
+    check_no_refused_inputs, check_one_leader_per_term,
 };
-use ha_tests::replica::{ReplicaClusterOptions, current_leader, replica_cluster};
-use ha_tests::sim::NetworkConfig;
+use ha_tests::replica::{ReplicaClusterOptions, SimReplica, current_leader, replica_cluster};
+use ha_tests::sim::{NetworkConfig, Simulator};
 use ha_tests::with_seeds;
 use ha_tests::workload::{Workload, WorkloadOptions};
 use rand::RngExt;
@@ -60,9 +64,30 @@ fn a_leader_is_elected_and_writes_commit_everywhere() {
     );
 }
 
-/// One randomized fault scenario: a workload runs through partitions, crashes and restarts
-/// (losing unsynced writes), message loss, duplication and reordering, and clock drift; then
-/// the network heals and the cluster must make progress.
+/// Run to `until` a millisecond at a time, stepping the clients (if any) and, with lease
+/// reads on, checking that no leader of a later term exists while a lease holds.
+fn run_checked(
+    sim: &mut Simulator<SimReplica>,
+    mut workload: Option<&mut Workload>,
+    lease_reads: bool,
+    until: Millis,
+) {
+    while sim.now() < until {
+        let next = sim.now() + 1;
+        sim.run_until(next);
+        if let Some(workload) = workload.as_deref_mut() {
+            workload.step(sim);
+        }
+        if lease_reads {
+            check_lease_excludes_later_leaders(sim).unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+}
+
+/// One randomized fault scenario: a workload runs through partitions, crashes at random
+/// milliseconds and restarts (some within a lease: after 1 to 400 ms, losing unsynced
+/// writes), slow links (late, not lost), leadership transfers, message loss, duplication and
+/// reordering, and clock drift; then the network heals and the cluster must make progress.
 fn fault_scenario(seed: u64, node_count: usize) {
     let mut options = ReplicaClusterOptions::new(node_count);
     options.network = NetworkConfig::lan().with_drop_probability(0.02);
@@ -71,26 +96,32 @@ fn fault_scenario(seed: u64, node_count: usize) {
     options.clock_drift_ppm_max = 20_000;
     options.snapshot_every_entries = 200;
     options.lease_reads = seed.is_multiple_of(2);
+    let lease_reads = options.lease_reads;
     let mut sim = replica_cluster(seed, &options);
     let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
     let mut applied = AppliedCommands::default();
     let fault_phase_end = Millis(15_000);
-    let (mut crashes, mut partitions) = (0, 0);
+    let (mut crashes, mut partitions, mut transfers) = (0, 0, 0);
     while sim.now() < fault_phase_end {
         let step_end = sim.now() + 500;
-        workload.run(&mut sim, step_end);
+        run_checked(&mut sim, Some(&mut workload), lease_reads, step_end);
         applied
             .observe(&sim)
             .unwrap_or_else(|error| panic!("{error}"));
-        // One fault decision per half second.
+        // One fault decision per half second; crashes land at any millisecond of the next.
         let roll = sim.rng().random_range(0..100u32);
         let node = sim.rng().random_range(0..node_count);
         match roll {
-            0..=9 => {
-                crashes += usize::from(sim.is_running(node));
-                sim.crash(node);
+            0..=11 => {
+                let at = sim.now() + sim.rng().random_range(0..500u64);
+                crashes += 1;
+                sim.crash_at(node, at);
+                if sim.rng().random_bool(0.6) {
+                    let down_ms = sim.rng().random_range(1..400u64);
+                    sim.start_at(node, at + down_ms);
+                }
             }
-            10..=29 => {
+            12..=29 => {
                 sim.start_stopped();
             }
             30..=39 => {
@@ -107,7 +138,24 @@ fn fault_scenario(seed: u64, node_count: usize) {
             45..=49 => {
                 sim.block_towards_next(node);
             }
-            50..=69 => sim.network_mut().heal(),
+            50..=54 => {
+                let next = (node + 1) % node_count;
+                let extra_ms = sim.rng().random_range(100..1_000u64);
+                let (from, to) = (sim.addr(node), sim.addr(next));
+                sim.network_mut().slow_one_way(from, to, extra_ms);
+            }
+            55..=59 => {
+                if let Some(leader) = current_leader(&sim) {
+                    transfers += 1;
+                    sim.act(leader, |replica, now| {
+                        replica.command(now, |engine, at| {
+                            let _ =
+                                engine.transfer_leadership(at, None, ElectionCause::ManualTransfer);
+                        })
+                    });
+                }
+            }
+            60..=74 => sim.network_mut().heal(),
             _ => {}
         }
     }
@@ -120,9 +168,9 @@ fn fault_scenario(seed: u64, node_count: usize) {
         }
     }
     let before = workload.completed();
-    workload.run(&mut sim, Millis(25_000));
+    run_checked(&mut sim, Some(&mut workload), lease_reads, Millis(25_000));
     workload.stop_issuing();
-    workload.run(&mut sim, Millis(30_000));
+    run_checked(&mut sim, Some(&mut workload), lease_reads, Millis(30_000));
     assert!(
         workload.completed() > before + 20,
         "no progress after healing: {} operations before, {} after",
@@ -135,13 +183,14 @@ fn fault_scenario(seed: u64, node_count: usize) {
     check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
     check_acknowledged_writes_survive(&sim, workload.acknowledged())
         .unwrap_or_else(|error| panic!("{error}"));
+    check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
     let result = check(workload.history(), &RegisterModel, &Budget::default())
         .unwrap_or_else(|error| panic!("bad history: {error}"));
     let terms = check_one_leader_per_term(&sim).unwrap_or_default();
     let unknown = workload.history().len() - workload.completed();
     println!(
-        "seed {seed}: {node_count} nodes, {crashes} crashes, {partitions} partitions: \
-         {} operations answered, {unknown} unknown, {} writes acknowledged, {terms} terms with a \
+        "seed {seed}: {node_count} nodes, lease reads {lease_reads}, {crashes} crashes, \
+         {partitions} partitions, {transfers} transfers: {} operations answered, {unknown} unknown, {} writes acknowledged, {terms} terms with a \
          leader, {} messages lost, {} duplicated",
         workload.completed(),
         workload.acknowledged().len(),
@@ -319,6 +368,154 @@ fn minority_side_has_no_leader_and_refuses_writes() {
                     Role::Leader
                 );
             }
+        },
+    );
+}
+
+/// The leader of a 3-node cluster with lease reads, after it has led for a while.
+fn lease_cluster(seed: u64) -> (Simulator<SimReplica>, usize, usize, usize) {
+    let mut options = ReplicaClusterOptions::new(3);
+    options.lease_reads = true;
+    let mut sim = replica_cluster(seed, &options);
+    sim.run_until_condition(Millis(5_000), 1, |sim| current_leader(sim).is_some())
+        .expect("a leader within 5 s");
+    let leader = current_leader(&sim).expect("a leader");
+    let settle = sim.now() + 300;
+    run_checked(&mut sim, None, true, settle);
+    let others: Vec<usize> = (0..3).filter(|node| *node != leader).collect();
+    let pick = sim.rng().random_range(0..2usize);
+    (sim, leader, others[pick], others[1 - pick])
+}
+
+/// The leader's lease rests on b (c cannot reach the leader and keeps campaigning). b
+/// restarts again and again at random moments; a restarted b must not vote for c while the
+/// leader's lease, confirmed by b just before, still holds.
+#[test]
+fn a_restarted_voter_elects_no_leader_within_the_lease() {
+    with_seeds(
+        "a_restarted_voter_elects_no_leader_within_the_lease",
+        20,
+        |seed| {
+            let (mut sim, leader, b, c) = lease_cluster(seed);
+            let (leader_addr, c_addr) = (sim.addr(leader), sim.addr(c));
+            sim.network_mut().block_one_way(leader_addr, c_addr);
+            sim.network_mut().block_one_way(c_addr, leader_addr);
+            for _ in 0..20 {
+                let wait_ms = sim.rng().random_range(60..400u64);
+                let until = sim.now() + wait_ms;
+                run_checked(&mut sim, None, true, until);
+                sim.restart(b);
+            }
+            let until = sim.now() + 1_000;
+            run_checked(&mut sim, None, true, until);
+            check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+            check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
+        },
+    );
+}
+
+/// A transfer whose TimeoutNow is late: the leader's messages to the target take 700 ms
+/// and the target's answers are lost, so the transfer is abandoned (after 600 ms) before the
+/// target acts on TimeoutNow. The target then wins with transfer votes; the old leader must
+/// not serve lease reads in the meantime.
+#[test]
+fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
+    with_seeds(
+        "an_abandoned_transfer_elects_no_leader_within_the_lease",
+        20,
+        |seed| {
+            let (mut sim, leader, target, _) = lease_cluster(seed);
+            let (leader_addr, target_addr) = (sim.addr(leader), sim.addr(target));
+            sim.network_mut()
+                .slow_one_way(leader_addr, target_addr, 700);
+            sim.network_mut().block_one_way(target_addr, leader_addr);
+            sim.act(leader, |replica, now| {
+                replica.command(now, |engine, at| {
+                    engine
+                        .transfer_leadership(
+                            at,
+                            Some(ha_tests::replica::replica_id(target)),
+                            ElectionCause::ManualTransfer,
+                        )
+                        .expect("a transfer to a caught-up voter");
+                })
+            });
+            let until = sim.now() + 2_000;
+            run_checked(&mut sim, None, true, until);
+            check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+            check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
+        },
+    );
+}
+
+/// A follower given a snapshot that does not decode, or whose contents end elsewhere than its
+/// metadata says, refuses it and carries on (before, the first stopped the replica as if its
+/// own disk were corrupt, and the second left the state machine behind the engine's index).
+#[test]
+fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
+    use ha_replicate::engine::{Message, RefusalCause};
+    use ha_replicate::replica::Rpc;
+    use ha_replicate::snapshot_meta::SnapshotMeta;
+    use ha_tests::replica::replica_id;
+    use std::sync::Arc;
+
+    with_seeds(
+        "a_forged_snapshot_is_refused_and_the_follower_carries_on",
+        5,
+        |seed| {
+            let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
+            let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
+            workload.run(&mut sim, Millis(2_000));
+            let leader = current_leader(&sim).expect("a leader");
+            let follower = (leader + 1) % 3;
+            let engine = sim.actor(leader).unwrap().core().engine();
+            let term = engine.term();
+            let membership = engine.membership().clone();
+            let commit = engine.commit_index();
+            let genuine = sim
+                .actor(leader)
+                .unwrap()
+                .core()
+                .applier()
+                .snapshot()
+                .unwrap();
+            let forged = |last_index: u64, data: Vec<u8>| {
+                Rpc::Raft(Message::InstallSnapshot {
+                    term,
+                    meta: SnapshotMeta {
+                        last_index: ha_core::LogIndex(last_index),
+                        last_term: term,
+                        membership: membership.clone(),
+                    },
+                    data: Arc::new(data),
+                })
+            };
+            let garbage = forged(commit.0 + 100, vec![0xff; 64]);
+            let misplaced = forged(commit.0 + 100, genuine);
+            for rpc in [garbage, misplaced] {
+                sim.act(follower, |replica, now| {
+                    let local = replica.local(now);
+                    replica.core_mut().on_rpc(local, replica_id(leader), rpc);
+                });
+            }
+            workload.run(&mut sim, Millis(4_000));
+            workload.stop_issuing();
+            workload.run(&mut sim, Millis(6_000));
+            let replica = sim.actor(follower).unwrap();
+            assert_eq!(replica.core().fatal(), None, "the follower stopped");
+            assert_eq!(
+                replica
+                    .core()
+                    .engine()
+                    .refused_inputs()
+                    .count(RefusalCause::BadSnapshot),
+                2
+            );
+            AppliedCommands::default()
+                .observe(&sim)
+                .unwrap_or_else(|error| panic!("{error}"));
+            check_acknowledged_writes_survive(&sim, workload.acknowledged())
+                .unwrap_or_else(|error| panic!("{error}"));
         },
     );
 }

@@ -524,6 +524,11 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             peers,
             failover_history: self.core.applier().history().cloned().collect(),
             elections_started: engine.elections_started(),
+            refused_inputs: engine
+                .refused_inputs()
+                .by_cause()
+                .map(|(cause, count)| (cause.as_str().to_string(), count))
+                .collect(),
         }
     }
 }

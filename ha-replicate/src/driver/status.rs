@@ -1,5 +1,7 @@
 //! What a running replica reports about itself and its peers.
 
+use std::collections::BTreeMap;
+
 use ha_core::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,11 @@ pub struct ReplicaStatus {
     pub failover_history: Vec<FailoverRecord>,
     /// Elections this node started.
     pub elections_started: u64,
+    /// Received messages refused since start, by cause (every cause, zero included): data no
+    /// correct peer sends, dropped without effect (see
+    /// [`RefusalCause`](crate::engine::RefusalCause)).
+    #[serde(default)]
+    pub refused_inputs: BTreeMap<String, u64>,
 }
 
 /// The role, term and leader, published whenever they change.

@@ -17,15 +17,19 @@ impl Engine {
         self.is_voter() && self.settings.priority.can_lead() && self.local_health.may_campaign()
     }
 
-    /// Whether a leader was heard from within the minimum election timeout: then this node
-    /// neither grants votes nor adopts a higher term from a candidate (Raft thesis 4.2.3),
-    /// so a node that was cut off cannot depose a working leader.
-    fn heard_from_leader_recently(&self, now: Millis) -> bool {
-        self.role != Role::Leader
+    /// Whether this node refuses (pre-)votes now, except a leadership-transfer vote: it heard
+    /// a leader within the minimum election timeout, or started less than that ago. Then it
+    /// neither grants votes nor adopts a higher term from a candidate (Raft thesis 4.2.3), so
+    /// a node that was cut off cannot depose a working leader. The start counts as hearing a
+    /// leader because a restart forgets `leader_heard_at`: the node may have acknowledged,
+    /// just before, a round that the leader's lease rests on (see `lease_valid`).
+    fn refuses_votes(&self, now: Millis) -> bool {
+        let within_minimum =
+            |at: Millis| now.saturating_since(at) < self.settings.election_timeout_min_ms;
+        let heard_leader = self.role != Role::Leader
             && self.leader.is_some()
-            && self.leader_heard_at.is_some_and(|heard| {
-                now.saturating_since(heard) < self.settings.election_timeout_min_ms
-            })
+            && self.leader_heard_at.is_some_and(within_minimum);
+        heard_leader || within_minimum(self.started_at)
     }
 
     pub(crate) fn on_election_timeout(&mut self, now: Millis) {
@@ -94,7 +98,7 @@ impl Engine {
         let granted = term > self.term
             && up_to_date
             && !prefer_self
-            && !self.heard_from_leader_recently(now)
+            && !self.refuses_votes(now)
             && self.role != Role::Leader;
         self.send(
             from,
@@ -169,7 +173,7 @@ impl Engine {
         transfer: bool,
     ) {
         if term > self.term {
-            if self.heard_from_leader_recently(now) && !transfer {
+            if self.refuses_votes(now) && !transfer {
                 // Ignore it entirely: do not even adopt the term (see above).
                 self.send(
                     from,
@@ -219,6 +223,7 @@ impl Engine {
     pub(crate) fn become_leader(&mut self, now: Millis) {
         debug_assert_eq!(self.voted_for.as_ref(), Some(&self.settings.node_id));
         self.role = Role::Leader;
+        self.lease_forfeited = false;
         self.leader = Some(self.settings.node_id.clone());
         self.votes.clear();
         self.cancel_timer(TimerKind::Election);

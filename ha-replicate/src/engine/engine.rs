@@ -13,6 +13,7 @@ use rand::{RngExt, SeedableRng};
 use crate::engine::effect::{Effect, Persist, TimerKind};
 use crate::engine::message::Message;
 use crate::engine::progress::Progress;
+use crate::engine::refusal::RefusedInputs;
 use crate::engine::role::Role;
 use crate::engine::settings::EngineSettings;
 use crate::entry::{ElectionCause, Entry};
@@ -86,6 +87,10 @@ pub struct Engine {
     pub(crate) timer_generations: [u64; TimerKind::COUNT],
     pub(crate) votes: BTreeSet<NodeId>,
     pub(crate) leader_heard_at: Option<Millis>,
+    /// When this engine started. A voter refuses votes for `election_timeout_min` after it,
+    /// as it would after hearing a leader: before a restart it may have acknowledged a round
+    /// that a leader's lease rests on (see `lease_valid`).
+    pub(crate) started_at: Millis,
     /// The highest index of this node's log known synced to disk. A leader sends appends
     /// before its own fsync, so it counts its own log towards a commit only up to here.
     pub(crate) durable_index: LogIndex,
@@ -101,6 +106,10 @@ pub struct Engine {
     pub(crate) pending_reads: VecDeque<PendingRead>,
     pub(crate) reads_awaiting_term_commit: Vec<u64>,
     pub(crate) transfer: Option<Transfer>,
+    /// Set once this leader has sent `TimeoutNow` in its term: the target may win an election
+    /// with it at any time (voters grant transfer votes however recently they heard a
+    /// leader), so the lease cannot be trusted again in this term.
+    pub(crate) lease_forfeited: bool,
     pub(crate) broadcast_pending: bool,
     pub(crate) heartbeat_pending: bool,
     pub(crate) quorum_checked_at: Millis,
@@ -109,6 +118,9 @@ pub struct Engine {
     pub(crate) now: Millis,
     // Counters.
     pub(crate) elections_started: u64,
+    pub(crate) refused: RefusedInputs,
+    /// When a refusal from each peer was last logged (bounded; see `refusal.rs`).
+    pub(crate) refusal_logged_at: BTreeMap<NodeId, Millis>,
     pub(crate) effects: Vec<Effect>,
 }
 
@@ -147,6 +159,7 @@ impl Engine {
             timer_generations: [0; TimerKind::COUNT],
             votes: BTreeSet::new(),
             leader_heard_at: None,
+            started_at: now,
             durable_index: LogIndex(0),
             last_leader: None,
             campaign_cause: ElectionCause::Startup,
@@ -159,11 +172,14 @@ impl Engine {
             pending_reads: VecDeque::new(),
             reads_awaiting_term_commit: Vec::new(),
             transfer: None,
+            lease_forfeited: false,
             broadcast_pending: false,
             heartbeat_pending: false,
             quorum_checked_at: now,
             now,
             elections_started: 0,
+            refused: RefusedInputs::default(),
+            refusal_logged_at: BTreeMap::new(),
             effects: Vec::new(),
         };
         // A recovered log is on disk.
@@ -355,6 +371,16 @@ impl Engine {
         .entered();
         self.observe(now);
         if from == self.settings.node_id {
+            return;
+        }
+        if let Err(cause) =
+            Self::check_message(&message).and_then(|()| self.check_against_state(&message))
+        {
+            self.refuse(
+                &from,
+                cause,
+                format_args!("{} of term {}", message.kind(), message.term()),
+            );
             return;
         }
         let message_term = message.term();

@@ -21,6 +21,12 @@ pub enum ProposeError {
         /// Entries appended but not committed.
         uncommitted: u64,
     },
+    /// This leader has not yet committed an entry of its own term (its `LeaderStart`), so it
+    /// may not change the membership: an earlier leader may have left a different change on
+    /// a minority, and the two need not share a majority (Raft dissertation errata). Retry
+    /// after a round trip to a majority.
+    #[error("this leader's first entry has not committed yet")]
+    LeaderTermUncommitted,
     /// Another membership change has not committed yet; retry after it does.
     #[error("a membership change is still pending")]
     MembershipChangePending,

@@ -92,6 +92,8 @@ impl Engine {
             if let Some(transfer) = &mut self.transfer {
                 transfer.timeout_now_sent = true;
             }
+            // The target may win with this at any time in this term: no lease from now on.
+            self.lease_forfeited = true;
             let term = self.term;
             self.send(peer.clone(), Message::TimeoutNow { term, cause });
         }

@@ -39,7 +39,14 @@ impl Engine {
     /// Propose a new configuration that differs from the current one by one node (added as
     /// learner, promoted, demoted or removed). It takes effect when appended.
     ///
+    /// A leader changes the membership only once an entry of its own term has committed (its
+    /// `LeaderStart`), and only once the previous change has committed: then any two
+    /// configurations that can decide anything in the same or consecutive terms share a
+    /// majority (the single-server change rule with the errata of the Raft dissertation;
+    /// the simulator checks it, `configurations_share_a_majority`).
+    ///
     /// # Errors
+    /// [`ProposeError::LeaderTermUncommitted`] until this leader's first entry commits;
     /// [`ProposeError::MembershipChangePending`] while an earlier change is uncommitted;
     /// [`ProposeError::InvalidMembershipChange`] for a multi-node change or one that would
     /// remove the leader itself (transfer leadership first).
@@ -50,6 +57,9 @@ impl Engine {
     ) -> Result<LogIndex, ProposeError> {
         self.observe(now);
         self.check_can_propose()?;
+        if !self.committed_in_own_term() {
+            return Err(ProposeError::LeaderTermUncommitted);
+        }
         if self.log.membership_index() > self.commit_index {
             return Err(ProposeError::MembershipChangePending);
         }
@@ -92,10 +102,19 @@ impl Engine {
         Ok(self.append_local(now, Payload::Membership(membership)))
     }
 
+    /// Whether an entry of the current term has committed (on a leader: its `LeaderStart`).
+    /// Until then the commit index may be behind what an earlier leader committed.
+    pub(crate) fn committed_in_own_term(&self) -> bool {
+        self.log.term_at(self.commit_index) == Some(self.term)
+    }
+
     /// Leader housekeeping: add voters-to-be as learners, promote caught-up learners,
     /// remove voters dead for long enough when a majority stays reachable.
     pub(crate) fn membership_tick(&mut self, now: Millis) {
-        if self.role != Role::Leader || self.log.membership_index() > self.commit_index {
+        if self.role != Role::Leader
+            || !self.committed_in_own_term()
+            || self.log.membership_index() > self.commit_index
+        {
             return;
         }
         let current = self.log.membership().clone();

@@ -28,7 +28,7 @@ impl Engine {
         }
         // Until an entry of this term commits, the commit index may be behind what an
         // earlier leader acknowledged (Raft thesis 6.4).
-        if self.log.term_at(self.commit_index) != Some(self.term) {
+        if !self.committed_in_own_term() {
             self.reads_awaiting_term_commit.push(read_id);
             return Ok(());
         }
@@ -89,9 +89,22 @@ impl Engine {
 
     /// The lease holds while a majority confirmed leadership less than the minimum election
     /// timeout (minus a drift margin) ago: no other node can have won an election since,
-    /// because voters that heard from us that recently refuse to vote. A transfer ends it.
+    /// because every voter refuses pre-votes and votes for `election_timeout_min` after it
+    /// last heard a leader, and for as long after it (re)started (it may have answered the
+    /// round just before). The one vote voters grant regardless is a leadership-transfer
+    /// vote, which only a `TimeoutNow` from this leader triggers: once one has been sent in
+    /// this term, the lease is gone for the rest of the term (the target may act on it late,
+    /// after the transfer was abandoned here), and reads take a round each.
+    ///
+    /// Assumes no node's clock runs faster than another's by more than
+    /// `election_timeout_min / (election_timeout_min - clock_drift_margin)` (1.25 with the
+    /// default margin of a fifth), and that clocks do not jump (a monotonic clock).
     pub(crate) fn lease_valid(&self, now: Millis) -> bool {
-        if !self.settings.lease_reads || self.transfer.is_some() || self.role != Role::Leader {
+        if !self.settings.lease_reads
+            || self.transfer.is_some()
+            || self.lease_forfeited
+            || self.role != Role::Leader
+        {
             return false;
         }
         let round = self.quorum_round();
@@ -108,6 +121,12 @@ impl Engine {
             .election_timeout_min_ms
             .saturating_sub(self.settings.clock_drift_margin_ms);
         now.saturating_since(sent_at) < lease_ms
+    }
+
+    /// Whether a read started now would be served from the lease, without a round (for the
+    /// simulator's check that a valid lease excludes any leader of a later term).
+    pub fn lease_holds(&self, now: Millis) -> bool {
+        self.lease_valid(now)
     }
 
     /// Answer the reads whose round a majority has now confirmed.
@@ -129,7 +148,7 @@ impl Engine {
 
     /// An entry of this term committed: reads held back until then can start.
     pub(crate) fn on_commit_advanced(&mut self) {
-        if self.log.term_at(self.commit_index) == Some(self.term) {
+        if self.committed_in_own_term() {
             let now = self.now;
             for read_id in std::mem::take(&mut self.reads_awaiting_term_commit) {
                 self.start_read(now, read_id);

@@ -9,6 +9,7 @@ use crate::engine::engine::Engine;
 use crate::engine::error::ProposeError;
 use crate::engine::message::Message;
 use crate::engine::progress::ReplicationState;
+use crate::engine::refusal::RefusalCause;
 use crate::engine::role::Role;
 use crate::entry::{Entry, Payload};
 use crate::membership::Membership;
@@ -173,11 +174,14 @@ impl Engine {
         read_round: u64,
     ) {
         if term < self.term {
-            self.send_append_response(from, false, self.log.last_index().next(), read_round);
+            // A stale leader's round confirms nothing: echo none, so that a later leader of
+            // the current term (perhaps the same node after a restart, counting rounds from
+            // 0 again) cannot take this answer for one of its own rounds.
+            self.send_append_response(from, false, self.log.last_index().next(), 0);
             return;
         }
-        // term == self.term here (a higher term was adopted by the caller).
-        debug_assert!(self.role != Role::Leader, "two leaders in term {term}");
+        // term == self.term here (a higher term was adopted by the caller), and this node
+        // does not lead it (`check_against_state` refused that).
         if self.role != self.follower_role() || self.leader.as_ref() != Some(&from) {
             self.become_follower(now, term, Some(from.clone()));
         } else {
@@ -227,12 +231,16 @@ impl Engine {
                 match self.log.term_at(entry.index) {
                     Some(term) if term == entry.term => continue,
                     Some(_) => {
-                        assert!(
-                            entry.index > self.commit_index,
-                            "leader {from} asked to overwrite committed index {} (commit {})",
-                            entry.index,
-                            self.commit_index
-                        );
+                        if entry.index <= self.commit_index {
+                            // `check_against_state` refuses this before anything changes;
+                            // kept so that no path ever truncates a committed entry.
+                            self.refuse(
+                                &from,
+                                RefusalCause::OverwriteCommitted,
+                                format_args!("overwrite of committed index {}", entry.index),
+                            );
+                            return;
+                        }
                         self.log.truncate_from(entry.index);
                         self.durable_index = self
                             .durable_index

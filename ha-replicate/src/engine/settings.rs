@@ -19,9 +19,11 @@ pub struct EngineSettings {
     pub failover_mode: FailoverMode,
     /// Hand back to a caught-up, healthy, higher-priority voter after this long; `None`: never.
     pub failback_after_ms: Option<u64>,
-    /// Serve linearizable reads from a leader lease (no round trip) while it holds.
+    /// Serve linearizable reads from a leader lease (no round trip) while it holds
+    /// (`cluster.lease_reads`; see its doc for the clock assumptions).
     pub lease_reads: bool,
-    /// Subtracted from the lease to cover clock-rate differences between nodes.
+    /// Subtracted from the minimum election timeout to get the lease, to cover clock-rate
+    /// differences between nodes (`cluster.lease_clock_drift_margin_ms`).
     pub clock_drift_margin_ms: u64,
     /// Most entries in one append message.
     pub append_entries_max: usize,
@@ -54,8 +56,8 @@ impl EngineSettings {
             election_timeout_max_ms: timing.election_timeout_max_ms,
             failover_mode: config.cluster.failover_mode,
             failback_after_ms: config.cluster.failback_after_ms,
-            lease_reads: false,
-            clock_drift_margin_ms: timing.election_timeout_min_ms / 5,
+            lease_reads: config.cluster.lease_reads,
+            clock_drift_margin_ms: config.lease_clock_drift_margin_ms(),
             append_entries_max: 512,
             append_bytes_max: 1024 * 1024,
             appends_in_flight_max: 16,
@@ -70,5 +72,24 @@ impl EngineSettings {
     pub fn for_test(node_id: NodeId) -> Self {
         let config = Config::single(node_id, std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         Self::from_config(&config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_settings_come_from_the_cluster_config() {
+        let mut config = Config::single(
+            NodeId::new("a").unwrap(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        );
+        assert!(!EngineSettings::from_config(&config).lease_reads);
+        config.cluster.lease_reads = true;
+        config.cluster.lease_clock_drift_margin_ms = Some(40);
+        let settings = EngineSettings::from_config(&config);
+        assert!(settings.lease_reads);
+        assert_eq!(settings.clock_drift_margin_ms, 40);
     }
 }

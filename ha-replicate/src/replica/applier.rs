@@ -36,6 +36,23 @@ struct ApplierSnapshot {
 
 const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
+/// The index a snapshot's contents end at, after checking that its bytes decode and carry
+/// this version's format (the host's own part is checked only when restored).
+///
+/// # Errors
+/// [`StateMachineError::Corrupt`] when the bytes do not decode or are of another format.
+pub(crate) fn snapshot_applied_index(bytes: &[u8]) -> Result<LogIndex, StateMachineError> {
+    let snapshot: ApplierSnapshot = codec::decode("snapshot", bytes, SNAPSHOT_BYTES_MAX)
+        .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
+    if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+        return Err(StateMachineError::Corrupt(format!(
+            "snapshot format {} is not {SNAPSHOT_FORMAT_VERSION}",
+            snapshot.format_version
+        )));
+    }
+    Ok(snapshot.applied_index)
+}
+
 /// The host state machine plus what replication adds to the applied state: client sessions
 /// and the failover history. Deterministic: every replica that applies the same entries
 /// reaches the same state.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
 
 use crate::engine::{
-    Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, Role, TimerKind,
+    Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, RefusalCause, Role,
+    TimerKind,
 };
 use crate::replica::applier::Applier;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
@@ -266,7 +267,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             return;
         }
         match rpc {
-            Rpc::Raft(message) => self.engine.on_message(now, from, message),
+            Rpc::Raft(message) => match snapshot_problem(&message) {
+                // Refused before the engine installs it: restoring it would fail (and stop
+                // this node as if its own disk were corrupt) or leave the state machine at
+                // another index than the log.
+                Some(problem) => {
+                    self.engine
+                        .refuse_input(now, &from, RefusalCause::BadSnapshot, &problem)
+                }
+                None => self.engine.on_message(now, from, message),
+            },
             Rpc::Forward {
                 forward_id,
                 request,
@@ -826,6 +836,22 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             Ok(data) => self.engine.on_snapshot_taken(now, applied, Arc::new(data)),
             Err(error) => tracing::warn!(%error, "snapshot failed; will retry"),
         }
+    }
+}
+
+/// Why a received snapshot cannot be installed, if it cannot: its bytes do not decode, or
+/// its contents end at another index than its metadata says.
+fn snapshot_problem(message: &Message) -> Option<String> {
+    let Message::InstallSnapshot { meta, data, .. } = message else {
+        return None;
+    };
+    match crate::replica::applier::snapshot_applied_index(data) {
+        Ok(index) if index == meta.last_index => None,
+        Ok(index) => Some(format!(
+            "snapshot contents end at {index}, its metadata says {}",
+            meta.last_index
+        )),
+        Err(error) => Some(format!("snapshot does not decode: {error}")),
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Network {
     groups: BTreeMap<SocketAddr, usize>,
     /// `(from, to)` pairs whose messages are dropped in that direction only.
     blocked: BTreeSet<(SocketAddr, SocketAddr)>,
+    /// `(from, to)` pairs whose messages take this many milliseconds more in that direction
+    /// (a congested or retransmitting link: late, not lost).
+    slow: BTreeMap<(SocketAddr, SocketAddr), u64>,
     counters: NetworkCounters,
 }
 
@@ -112,6 +115,7 @@ impl Network {
             config,
             groups: BTreeMap::new(),
             blocked: BTreeSet::new(),
+            slow: BTreeMap::new(),
             counters: NetworkCounters::default(),
         }
     }
@@ -174,10 +178,22 @@ impl Network {
         self.blocked.remove(&(from, to));
     }
 
-    /// Remove every partition and one-way block. Loss and duplication settings stay.
+    /// Delay every message from `from` to `to` by `extra_ms` more than the drawn latency
+    /// (0 removes the delay); messages from `to` to `from` keep their latency.
+    pub fn slow_one_way(&mut self, from: SocketAddr, to: SocketAddr, extra_ms: u64) {
+        if extra_ms == 0 {
+            self.slow.remove(&(from, to));
+        } else {
+            self.slow.insert((from, to), extra_ms);
+        }
+    }
+
+    /// Remove every partition, one-way block and slow link. Loss and duplication settings
+    /// stay.
     pub fn heal(&mut self) {
         self.groups.clear();
         self.blocked.clear();
+        self.slow.clear();
     }
 
     /// Whether a partition or block currently stops messages from `from` to `to`.
@@ -214,12 +230,13 @@ impl Network {
             self.counters.dropped_loss += 1;
             return Route::default();
         }
-        let latency_ms = Some(self.latency(rng));
+        let extra_ms = self.slow.get(&(from, to)).copied().unwrap_or(0);
+        let latency_ms = Some(self.latency(rng) + extra_ms);
         let duplicate_latency_ms = if self.config.duplicate_probability > 0.0
             && rng.random_bool(self.config.duplicate_probability)
         {
             self.counters.duplicated += 1;
-            Some(self.latency(rng))
+            Some(self.latency(rng) + extra_ms)
         } else {
             None
         };
