@@ -43,6 +43,41 @@ fn election_timers(effects: &[Effect]) -> Vec<Effect> {
         .collect()
 }
 
+/// The whole effect list of b adopting c's term 4 and granting c its vote: each hard state
+/// persisted before the timer reset and the answer that follow it.
+#[track_caller]
+fn assert_adopts_term_4_and_grants_c(effects: Vec<Effect>) {
+    let timers = election_timers(&effects);
+    assert_eq!(timers.len(), 2, "{effects:#?}");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(Persist::HardState(HardState {
+                term: Term(4),
+                voted_for: None,
+            })),
+            timers[0].clone(),
+            Effect::RoleChanged {
+                role: Role::Follower,
+                term: Term(4),
+                leader: None,
+            },
+            Effect::Persist(Persist::HardState(HardState {
+                term: Term(4),
+                voted_for: Some(id("c")),
+            })),
+            timers[1].clone(),
+            send(
+                "c",
+                Message::VoteResponse {
+                    term: Term(4),
+                    granted: true,
+                }
+            ),
+        ]
+    );
+}
+
 /// b restarts at 50 s (term 3, an entry of term 3 at index 2).
 fn restarted_voter() -> Engine {
     engine_with("b", 3, vec![command(3, 2)], Millis(50_000), |_| {})
@@ -91,72 +126,14 @@ fn a_restarted_voter_refuses_pre_votes_and_votes_for_the_minimum_election_timeou
         )]
     );
     engine.on_message(Millis(50_150), id("c"), vote(4, false));
-    let effects = engine.drain_effects();
-    let timers = election_timers(&effects);
-    assert_eq!(timers.len(), 2, "{effects:#?}");
-    assert_eq!(
-        effects,
-        vec![
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: None,
-            })),
-            timers[0].clone(),
-            Effect::RoleChanged {
-                role: Role::Follower,
-                term: Term(4),
-                leader: None,
-            },
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: Some(id("c")),
-            })),
-            timers[1].clone(),
-            send(
-                "c",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                }
-            ),
-        ]
-    );
+    assert_adopts_term_4_and_grants_c(engine.drain_effects());
 }
 
 #[test]
 fn a_restarted_voter_grants_a_leadership_transfer_vote_at_once() {
     let mut engine = restarted_voter();
     engine.on_message(Millis(50_010), id("c"), vote(4, true));
-    let effects = engine.drain_effects();
-    let timers = election_timers(&effects);
-    assert_eq!(timers.len(), 2, "{effects:#?}");
-    assert_eq!(
-        effects,
-        vec![
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: None,
-            })),
-            timers[0].clone(),
-            Effect::RoleChanged {
-                role: Role::Follower,
-                term: Term(4),
-                leader: None,
-            },
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: Some(id("c")),
-            })),
-            timers[1].clone(),
-            send(
-                "c",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                }
-            ),
-        ]
-    );
+    assert_adopts_term_4_and_grants_c(engine.drain_effects());
 }
 
 /// Node a with lease reads on, leader of term 4 with its LeaderStart (index 2) committed.
