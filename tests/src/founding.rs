@@ -381,20 +381,13 @@ pub fn check_one_cluster_founded(
 /// # Errors
 /// A description of the two leaders of one term.
 pub fn check_one_leader_per_term_founding(sim: &Simulator<FoundingNode>) -> Result<usize, String> {
-    let mut leaders = std::collections::BTreeMap::new();
-    for record in sim.all_outputs() {
-        if let FoundingOutput::Role {
-            role: Role::Leader,
-            term,
-        } = &record.output
-            && let Some(other) = leaders.insert(*term, record.node)
-            && other != record.node
-        {
-            return Err(format!(
-                "two leaders in term {term}: n{other} and n{} (at {})",
-                record.node, record.at
-            ));
+    crate::invariants::one_leader_per_term(sim.all_outputs().filter_map(|record| {
+        match &record.output {
+            FoundingOutput::Role {
+                role: Role::Leader,
+                term,
+            } => Some((*term, record.node, record.at)),
+            _ => None,
         }
-    }
-    Ok(leaders.len())
+    }))
 }

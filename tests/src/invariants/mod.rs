@@ -22,4 +22,4 @@ pub use lock_holders_exclusive::check_lock_holders_exclusive;
 pub use lock_kv_linearizable::{check_lock_kv_linearizable, lock_kv_history};
 pub use lock_logs_agree::check_lock_logs_agree;
 pub use no_refused_inputs::check_no_refused_inputs;
-pub use one_leader_per_term::check_one_leader_per_term;
+pub use one_leader_per_term::{check_one_leader_per_term, one_leader_per_term};
