@@ -42,6 +42,14 @@ const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 /// # Errors
 /// [`StateMachineError::Corrupt`] when the bytes do not decode or are of another format.
 pub(crate) fn snapshot_applied_index(bytes: &[u8]) -> Result<LogIndex, StateMachineError> {
+    Ok(decode_snapshot(bytes)?.applied_index)
+}
+
+/// A snapshot's contents, once its bytes decode and carry this version's format.
+///
+/// # Errors
+/// [`StateMachineError::Corrupt`] when the bytes do not decode or are of another format.
+fn decode_snapshot(bytes: &[u8]) -> Result<ApplierSnapshot, StateMachineError> {
     let snapshot: ApplierSnapshot = codec::decode("snapshot", bytes, SNAPSHOT_BYTES_MAX)
         .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
     if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
@@ -50,7 +58,7 @@ pub(crate) fn snapshot_applied_index(bytes: &[u8]) -> Result<LogIndex, StateMach
             snapshot.format_version
         )));
     }
-    Ok(snapshot.applied_index)
+    Ok(snapshot)
 }
 
 /// The host state machine plus what replication adds to the applied state: client sessions
@@ -198,14 +206,7 @@ impl<S: StateMachine> Applier<S> {
     /// # Errors
     /// [`StateMachineError::Corrupt`]; the state is unchanged.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        let snapshot: ApplierSnapshot = codec::decode("snapshot", bytes, SNAPSHOT_BYTES_MAX)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(StateMachineError::Corrupt(format!(
-                "snapshot format {} is not {SNAPSHOT_FORMAT_VERSION}",
-                snapshot.format_version
-            )));
-        }
+        let snapshot = decode_snapshot(bytes)?;
         self.machine.restore(&snapshot.machine)?;
         self.sessions = snapshot.sessions;
         self.history = snapshot.history.into_iter().collect();
