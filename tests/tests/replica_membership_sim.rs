@@ -13,6 +13,7 @@ use ha_core::{FailoverMode, HealthStatus, LogIndex, Millis, Priority};
 use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::PeerInfo;
 use ha_replicate::entry::ElectionCause;
+use ha_replicate::membership::Membership;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_configurations_share_a_majority,
     check_no_refused_inputs, check_one_leader_per_term,
@@ -32,6 +33,17 @@ fn elect(sim: &mut Simulator<SimReplica>) -> usize {
     sim.run_until_condition(sim.now() + 5_000, 5, |sim| current_leader(sim).is_some())
         .expect("a leader within 5 s");
     current_leader(sim).expect("a leader")
+}
+
+/// The membership node `node` currently holds (it must be running).
+#[track_caller]
+fn membership_of(sim: &Simulator<SimReplica>, node: usize) -> Membership {
+    sim.actor(node)
+        .unwrap()
+        .core()
+        .engine()
+        .membership()
+        .clone()
 }
 
 fn last_cause(sim: &Simulator<SimReplica>, node: usize) -> Option<ElectionCause> {
@@ -181,13 +193,7 @@ fn a_new_node_joins_as_learner_and_is_promoted_once_caught_up() {
                 })
             });
             assert!(promoted.is_some(), "n3 was not promoted to voter");
-            let membership = sim
-                .actor(leader)
-                .unwrap()
-                .core()
-                .engine()
-                .membership()
-                .clone();
+            let membership = membership_of(&sim, leader);
             assert_eq!(membership.voters.len(), 4, "{membership:?}");
             assert!(membership.learners.is_empty());
             check_one_leader_per_term(&sim).unwrap();
@@ -232,14 +238,7 @@ fn a_dead_voter_is_removed_only_while_a_majority_remains() {
             assert!(shrunk.is_some(), "the dead voters were not removed");
             // With 3 voters left (2 of them reachable), removing a third would leave no reachable
             // majority of the new configuration... the live majority is kept.
-            let voters = sim
-                .actor(leader)
-                .unwrap()
-                .core()
-                .engine()
-                .membership()
-                .voters
-                .clone();
+            let voters = membership_of(&sim, leader).voters;
             assert!(voters.contains(&replica_id(leader)));
             assert!(
                 voters.contains(&replica_id(others[2])) && voters.contains(&replica_id(others[3]))
@@ -561,13 +560,7 @@ fn change_before_own_entry(seed: u64) {
     set_wants_vote(&mut sim, 4, false);
     let first = elect(&mut sim);
     // e joins as a learner (committed everywhere), once L1 may change the membership.
-    let mut with_learner = sim
-        .actor(first)
-        .unwrap()
-        .core()
-        .engine()
-        .membership()
-        .clone();
+    let mut with_learner = membership_of(&sim, first);
     with_learner.learners.insert(replica_id(4));
     let mut added = false;
     for _ in 0..600 {
@@ -598,13 +591,7 @@ fn change_before_own_entry(seed: u64) {
     let cut_off = vec![sim.addr(first), sim.addr(4)];
     let rest: Vec<_> = others.iter().map(|node| sim.addr(*node)).collect();
     sim.network_mut().partition(&[cut_off, rest]);
-    let mut promoted = sim
-        .actor(first)
-        .unwrap()
-        .core()
-        .engine()
-        .membership()
-        .clone();
+    let mut promoted = membership_of(&sim, first);
     promoted.learners.remove(&replica_id(4));
     promoted.voters.insert(replica_id(4));
     sim.act(first, |replica, now| {
@@ -637,13 +624,7 @@ fn change_before_own_entry(seed: u64) {
     let pick = sim.rng().random_range(0..2usize);
     let (dead, third) = (rest[pick], rest[1 - pick]);
     sim.crash(dead);
-    let mut removed = sim
-        .actor(second)
-        .unwrap()
-        .core()
-        .engine()
-        .membership()
-        .clone();
+    let mut removed = membership_of(&sim, second);
     removed.voters.remove(&replica_id(dead));
     // Asked again every few milliseconds, as the automatic dead-voter removal would.
     for _ in 0..60 {
