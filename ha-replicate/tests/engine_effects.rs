@@ -1,62 +1,17 @@
 //! Engine unit tests: one input, the exact effects out. Each test names the rule it checks.
 
+mod engine_support;
+
 use std::collections::BTreeSet;
 
+use engine_support::{command, config_entry, elect, engine, fire, id};
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use ha_replicate::engine::{
     Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Persist, ProposeError, Role,
     TimerKind,
 };
-use ha_replicate::entry::{Entry, Payload};
+use ha_replicate::entry::Payload;
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
-}
-
-fn three() -> Membership {
-    Membership::with_voters([id("a"), id("b"), id("c")])
-}
-
-fn command(term: u64, index: u64) -> Entry {
-    Entry {
-        term: Term(term),
-        index: LogIndex(index),
-        payload: Payload::Command(vec![index as u8]),
-    }
-}
-
-fn config_entry() -> Entry {
-    Entry {
-        term: Term(0),
-        index: LogIndex(1),
-        payload: Payload::Membership(three()),
-    }
-}
-
-/// A node of a 3-voter cluster whose log holds the bootstrap entry plus `entries`.
-fn engine(name: &str, term: u64, entries: Vec<Entry>) -> Engine {
-    let mut log = vec![config_entry()];
-    log.extend(entries);
-    let start = EngineStart {
-        hard_state: HardState {
-            term: Term(term),
-            voted_for: None,
-        },
-        snapshot: None,
-        entries: log,
-    };
-    let mut engine = Engine::new(EngineSettings::for_test(id(name)), start, Millis(0), 7);
-    engine.drain_effects();
-    engine
-}
-
-fn fire_election(engine: &mut Engine, now: Millis) -> Vec<Effect> {
-    let generation = engine.timer_generation(TimerKind::Election);
-    engine.on_timer(now, TimerKind::Election, generation);
-    engine.drain_effects()
-}
 
 fn sends(effects: &[Effect]) -> Vec<(String, Message)> {
     effects
@@ -78,7 +33,7 @@ fn position(effects: &[Effect], predicate: impl Fn(&Effect) -> bool) -> usize {
 #[test]
 fn election_timeout_starts_a_pre_vote_without_raising_the_term() {
     let mut engine = engine("a", 3, vec![command(3, 2)]);
-    let effects = fire_election(&mut engine, Millis(1000));
+    let effects = fire(&mut engine, TimerKind::Election, Millis(1000));
     assert_eq!(engine.role(), Role::PreCandidate);
     assert_eq!(engine.term(), Term(3), "pre-vote must not change the term");
     assert!(
@@ -314,7 +269,7 @@ fn priority_zero_and_unhealthy_nodes_never_campaign() {
         entries: vec![config_entry()],
     };
     let mut zero = Engine::new(settings, start.clone(), Millis(0), 1);
-    let effects = fire_election(&mut zero, Millis(10_000));
+    let effects = fire(&mut zero, TimerKind::Election, Millis(10_000));
     assert!(
         !sends(&effects)
             .iter()
@@ -324,7 +279,7 @@ fn priority_zero_and_unhealthy_nodes_never_campaign() {
 
     let mut sick = Engine::new(EngineSettings::for_test(id("a")), start, Millis(0), 1);
     sick.set_local_health(Millis(0), HealthStatus::Unhealthy);
-    let effects = fire_election(&mut sick, Millis(10_000));
+    let effects = fire(&mut sick, TimerKind::Election, Millis(10_000));
     assert_eq!(sick.role(), Role::Follower);
     assert!(
         !sends(&effects)
@@ -462,26 +417,9 @@ fn stale_terms_are_refused() {
     ));
 }
 
-/// Drive `a` to leadership of term 4 with b's vote, returning the engine.
-fn leader() -> Engine {
-    let mut engine = engine("a", 3, vec![]);
-    engine.campaign(Millis(1000));
-    engine.drain_effects();
-    engine.on_message(
-        Millis(1001),
-        id("b"),
-        Message::VoteResponse {
-            term: Term(4),
-            granted: true,
-        },
-    );
-    assert_eq!(engine.role(), Role::Leader);
-    engine
-}
-
 #[test]
 fn a_new_leader_appends_its_leader_start_entry_and_replicates_it() {
-    let mut engine = leader();
+    let mut engine = elect(engine("a", 3, vec![]));
     let effects = engine.drain_effects();
     let persisted = position(
         &effects,
@@ -502,7 +440,7 @@ fn a_new_leader_appends_its_leader_start_entry_and_replicates_it() {
 
 #[test]
 fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
-    let mut engine = leader();
+    let mut engine = elect(engine("a", 3, vec![]));
     engine.drain_effects();
     let index = engine.propose(Millis(1002), b"x".to_vec()).unwrap();
     assert_eq!(index, LogIndex(3));
@@ -564,7 +502,7 @@ fn followers_refuse_proposals_and_name_the_leader() {
 
 #[test]
 fn a_leader_that_hears_no_majority_steps_down() {
-    let mut engine = leader();
+    let mut engine = elect(engine("a", 3, vec![]));
     let effects = engine.drain_effects();
     let check = effects
         .iter()
@@ -618,7 +556,7 @@ fn stale_timer_generations_are_ignored() {
 
 #[test]
 fn transfer_sends_timeout_now_once_the_target_is_caught_up() {
-    let mut engine = leader();
+    let mut engine = elect(engine("a", 3, vec![]));
     engine.drain_effects();
     engine.set_peer_info(
         Millis(1002),
