@@ -43,10 +43,11 @@ pub const WAITERS_MAX: usize = 16_384;
 /// ([`LockQuery::Wait`], O(log n)) from its node's applied state, every 15 ms for its first
 /// 250 ms and then slowing to every 60 ms. Measured on 3 debug `bot` processes on 2 cores
 /// (`tests/processes/waiter_flood.rs`, a writer's p99 with the line full over its p99 alone):
-/// 1,024 waiters 1.62x, 2.21x, 2.57x over three runs, no election. When each waiter read the
-/// whole lock state at QUORUM every 15 ms, 128 waiters gave 4.9x, 256 18x, and with 1,024 a
-/// lease grant timed out; reading only its own wait locally but without slowing down, 11x.
-pub const WAITERS_PER_LOCK_MAX: usize = 1024;
+/// 1,024 waiters 1.62x, 2.21x, 2.56x over three runs (512: 1.88x; 256: 1.01x), no election.
+/// When each waiter read the whole lock state at QUORUM every 15 ms, 128 waiters gave 4.9x,
+/// 256 18x, and with 1,024 a lease grant timed out; reading only its own wait locally but
+/// without slowing down, 11x.
+pub const WAITERS_PER_LOCK_MAX: usize = 1_024;
 
 /// The limits a [`LockTable`] enforces; [`Default`] is the constants above, which is what
 /// [`WithLocks`](crate::WithLocks) uses.
