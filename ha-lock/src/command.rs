@@ -204,6 +204,15 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit, in declaration order.
+    pub const ALL: [Limit; 5] = [
+        Limit::Keys,
+        Limit::Leases,
+        Limit::LocksHeld,
+        Limit::Waiters,
+        Limit::WaitersPerLock,
+    ];
+
     /// What is counted, in words ("waiters in one lock's line").
     pub fn counted(self) -> &'static str {
         match self {
@@ -265,6 +274,73 @@ pub enum LockQuery {
     Leases,
     /// Counts and totals, for metrics.
     Stats,
+    /// Where `session`'s wait for lock `name` under `lease` stands: granted (with the token),
+    /// still waiting, or neither. Costs O(log n) and answers a few bytes whatever the length
+    /// of the line, unlike [`Lock`](Self::Lock), which lists the whole line: this is what a
+    /// waiting [`LockClient`](crate::LockClient) polls.
+    Wait {
+        /// The lock.
+        name: String,
+        /// The waiting session.
+        session: SessionId,
+        /// The lease it waits under.
+        lease: LeaseId,
+    },
+}
+
+/// Where one session's wait for a lock stands (the answer to [`LockQuery::Wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaitState {
+    /// The session holds the lock under that lease.
+    Granted {
+        /// The fencing token of the grant.
+        token: FencingToken,
+    },
+    /// The session waits in the lock's line under that lease.
+    Waiting,
+    /// Neither: the wait was cancelled, the lease ended, or the acquire is not applied here
+    /// yet (a replica behind the one that answered it).
+    NotWaiting,
+}
+
+/// Commands refused because they would pass a named limit, per limit (see [`Limit`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRefusals {
+    /// Refused at [`Limit::Keys`].
+    pub keys: u64,
+    /// Refused at [`Limit::Leases`].
+    pub leases: u64,
+    /// Refused at [`Limit::LocksHeld`].
+    pub locks_held: u64,
+    /// Refused at [`Limit::Waiters`].
+    pub waiters: u64,
+    /// Refused at [`Limit::WaitersPerLock`].
+    pub waiters_per_lock: u64,
+}
+
+impl LimitRefusals {
+    /// The refusals at `limit`.
+    pub fn get(&self, limit: Limit) -> u64 {
+        match limit {
+            Limit::Keys => self.keys,
+            Limit::Leases => self.leases,
+            Limit::LocksHeld => self.locks_held,
+            Limit::Waiters => self.waiters,
+            Limit::WaitersPerLock => self.waiters_per_lock,
+        }
+    }
+
+    /// Count one refusal at `limit` (saturating).
+    pub fn count(&mut self, limit: Limit) {
+        let counter = match limit {
+            Limit::Keys => &mut self.keys,
+            Limit::Leases => &mut self.leases,
+            Limit::LocksHeld => &mut self.locks_held,
+            Limit::Waiters => &mut self.waiters,
+            Limit::WaitersPerLock => &mut self.waiters_per_lock,
+        };
+        *counter = counter.saturating_add(1);
+    }
 }
 
 /// Counts of what the table holds now, and totals since the cluster began.
@@ -284,6 +360,10 @@ pub struct LockStats {
     pub waits_total: u64,
     /// Acquires refused because waiting would have closed a cycle.
     pub deadlocks_total: u64,
+    /// Commands refused at a named limit ([`LockResponse::LimitReached`]), per limit. Counted
+    /// by the replica that answers, since it started or last restored a snapshot (not kept
+    /// in snapshots), so it starts again from 0 with the process, as a Prometheus counter does.
+    pub limit_refusals: LimitRefusals,
 }
 
 /// A key's value and version.
@@ -359,4 +439,6 @@ pub enum LockQueryResponse {
     Leases(Vec<LeaseState>),
     /// Counts and totals.
     Stats(LockStats),
+    /// Where one session's wait stands.
+    Wait(WaitState),
 }

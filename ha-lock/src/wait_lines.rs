@@ -59,6 +59,13 @@ impl WaitLines {
             .is_some_and(|places| places.contains_key(name))
     }
 
+    /// Whether `session` waits in the line of lock `name` under `lease`. O(log n).
+    pub(crate) fn waits_in_under(&self, session: SessionId, name: &str, lease: LeaseId) -> bool {
+        self.by_lease
+            .get(&lease)
+            .is_some_and(|waits| waits.contains(&(name.to_string(), session)))
+    }
+
     /// The waits under `lease`, as (lock, session) pairs.
     pub(crate) fn waits_under(&self, lease: LeaseId) -> Vec<(String, SessionId)> {
         self.by_lease

@@ -243,6 +243,13 @@ fn queries() -> Vec<LockQuery> {
     }
     for lease in [0, 1, 2, 3, u64::MAX] {
         queries.push(LockQuery::Lease { lease });
+        for session in [0, 1, 2, u64::MAX] {
+            queries.push(LockQuery::Wait {
+                name: "a".to_string(),
+                session,
+                lease,
+            });
+        }
     }
     queries
 }

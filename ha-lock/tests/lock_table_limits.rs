@@ -6,8 +6,8 @@
 
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::{
-    Command, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse, LockTable,
-    Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
+    Command, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery, LockQueryResponse,
+    LockResponse, LockTable, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
 };
 
 /// A table driven one command at a time at increasing log indexes.
@@ -32,6 +32,7 @@ impl Table {
     /// Apply `command`, which must be refused at `limit`, and check nothing changed.
     fn refused(&mut self, command: LockCommand, limit: Limit) {
         let before = self.table.clone();
+        let refusals_before = self.refusals();
         let max = u64::try_from(self.table.limits().max(limit)).expect("fits");
         assert_eq!(
             self.apply(command.clone()),
@@ -42,6 +43,19 @@ impl Table {
             self.table, before,
             "a refused {command:?} changed the table"
         );
+        // Counted once, at that limit only (for the metric).
+        let refusals = self.refusals();
+        for other in Limit::ALL {
+            let expected = refusals_before.get(other) + u64::from(other == limit);
+            assert_eq!(refusals.get(other), expected, "{other:?} after {command:?}");
+        }
+    }
+
+    fn refusals(&self) -> LimitRefusals {
+        match self.table.query(&LockQuery::Stats) {
+            LockQueryResponse::Stats(stats) => stats.limit_refusals,
+            other => panic!("stats answered {other:?}"),
+        }
     }
 
     fn lease(&mut self, session: SessionId) -> u64 {

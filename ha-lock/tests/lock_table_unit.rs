@@ -6,7 +6,7 @@ use ha_core::{LogIndex, StateMachine, StateMachineError};
 use ha_lock::{
     CHANGES_MAX, Change, Command, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand,
     LockQuery, LockQueryResponse, LockResponse, LockState, LockTable, QUERY_RESULTS_MAX, Query,
-    QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WithLocks,
+    QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState, WithLocks,
 };
 
 /// Applies every step at its index and checks its answer, naming the step that disagreed.
@@ -125,6 +125,69 @@ fn lock(table: &LockTable, name: &str) -> Option<LockState> {
         LockQueryResponse::Lock(state) => state,
         other => panic!("lock {name} answered {other:?}"),
     }
+}
+
+fn wait(table: &LockTable, name: &str, session: SessionId, lease: LeaseId) -> WaitState {
+    match table.query(&LockQuery::Wait {
+        name: name.into(),
+        session,
+        lease,
+    }) {
+        LockQueryResponse::Wait(state) => state,
+        other => panic!("wait {name} answered {other:?}"),
+    }
+}
+
+#[test]
+fn the_wait_query_answers_granted_waiting_or_not_waiting_for_one_session_and_lease() {
+    let mut table = LockTable::default();
+    run(
+        &mut table,
+        &[
+            (1, grant(10), granted(1)),
+            (2, grant(20), granted(2)),
+            (3, grant(30), granted(3)),
+            (4, acquire("l", 10, 1), LockResponse::Granted { token: 4 }),
+            (5, acquire("l", 20, 2), LockResponse::Queued { position: 0 }),
+            (6, acquire("l", 30, 3), LockResponse::Queued { position: 1 }),
+        ],
+    );
+    assert_eq!(wait(&table, "l", 10, 1), WaitState::Granted { token: 4 });
+    assert_eq!(wait(&table, "l", 20, 2), WaitState::Waiting);
+    assert_eq!(wait(&table, "l", 30, 3), WaitState::Waiting);
+    // The wrong lease, an unknown session, an unknown lock: not waiting.
+    assert_eq!(wait(&table, "l", 10, 2), WaitState::NotWaiting);
+    assert_eq!(wait(&table, "l", 20, 3), WaitState::NotWaiting);
+    assert_eq!(wait(&table, "l", 40, 3), WaitState::NotWaiting);
+    assert_eq!(wait(&table, "m", 20, 2), WaitState::NotWaiting);
+    // A cancelled wait is gone; a release hands the lock to the next waiter, with its token.
+    run(
+        &mut table,
+        &[
+            (7, cancel("l", 20), LockResponse::Cancelled),
+            (8, release("l", 4), LockResponse::Released),
+        ],
+    );
+    assert_eq!(wait(&table, "l", 20, 2), WaitState::NotWaiting);
+    assert_eq!(wait(&table, "l", 10, 1), WaitState::NotWaiting);
+    assert_eq!(wait(&table, "l", 30, 3), WaitState::Granted { token: 8 });
+    // A lease's end ends its waits.
+    run(
+        &mut table,
+        &[
+            (9, acquire("l", 20, 2), LockResponse::Queued { position: 0 }),
+            (
+                10,
+                LockCommand::LeaseRevoke { lease: 2 },
+                LockResponse::LeaseEnded {
+                    lease: 2,
+                    released_locks: vec![],
+                    deleted_keys: 0,
+                },
+            ),
+        ],
+    );
+    assert_eq!(wait(&table, "l", 20, 2), WaitState::NotWaiting);
 }
 
 fn lease(table: &LockTable, lease: LeaseId) -> Option<LeaseState> {
@@ -1165,6 +1228,16 @@ fn answers(machine: &WithLocks<()>) -> Vec<QueryResponse<()>> {
         .collect();
     queries.extend(["l", "m", "n"].map(|name| LockQuery::Lock { name: name.into() }));
     queries.extend((1..=4).map(|lease| LockQuery::Lease { lease }));
+    for name in ["l", "m", "n"] {
+        for session in 1..=4 {
+            // The restored machine answers these before its index of the lines is built.
+            queries.extend((1..=4).map(|lease| LockQuery::Wait {
+                name: name.into(),
+                session,
+                lease,
+            }));
+        }
+    }
     queries.push(LockQuery::Leases);
     queries.push(LockQuery::Range {
         prefix: String::new(),

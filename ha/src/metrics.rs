@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use ha_core::{Consistency, HealthStatus, NodeState, StateMachine};
 use ha_gossip::DropCause;
-use ha_lock::{LockQuery, LockQueryResponse, LockStats};
+use ha_lock::{Limit, LockQuery, LockQueryResponse, LockStats};
 use ha_replicate::driver::ReplicaStatus;
 
 use crate::error::NodeError;
@@ -281,6 +281,18 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
             "Lock waits refused because they would have deadlocked.",
             locks.deadlocks_total as f64,
         );
+        out.family(
+            "ha_lock_limit_refusals_total",
+            "counter",
+            "Lock-table commands refused at a named limit (HTTP 429 `limit`), by limit, since this node started.",
+        );
+        for limit in Limit::ALL {
+            out.sample(
+                "ha_lock_limit_refusals_total",
+                &[("limit", limit.constant())],
+                locks.limit_refusals.get(limit) as f64,
+            );
+        }
         out.single(
             "ha_locks_held",
             "gauge",

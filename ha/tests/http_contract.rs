@@ -94,6 +94,7 @@ async fn health_cluster_metrics_and_history() {
         "ha_leaderless_ms_total ",
         "ha_lock_grants_total ",
         "ha_lock_waits_total ",
+        "ha_lock_limit_refusals_total{limit=\"WAITERS_PER_LOCK_MAX\"} 0",
         "ha_gossip_members{state=\"LEADER\"} 1",
         "ha_gossip_packets_dropped_total{cause=",
     ] {
@@ -236,6 +237,74 @@ async fn locks_are_fenced_and_time_out() {
     let (status, json) =
         call_json(&node, Method::POST, "/v1/failover", "{\"target\": \"n9\"}").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    node.shutdown().await;
+}
+
+/// The value of metric sample `sample` (name and labels) in a Prometheus text answer.
+fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Issue 12, bug 2: a lock's line holds at most `WAITERS_PER_LOCK_MAX` waiters; one more is
+/// answered at once with 429 `limit` (nothing queued), and counted in
+/// `ha_lock_limit_refusals_total{limit="WAITERS_PER_LOCK_MAX"}`. The router cannot be built with
+/// a smaller limit, so this fills the shipped line (1,024 HTTP waiters, one node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_answers_429_limit_and_counts_the_refusal() {
+    let node = one_node().await;
+    let (status, holder) = call_json(&node, Method::POST, "/v1/lock/full?ttl_ms=60000", "").await;
+    assert_eq!(status, StatusCode::OK, "{holder}");
+    let mut waiters = Vec::new();
+    for _ in 0..ha::lock::WAITERS_PER_LOCK_MAX {
+        let node = node.clone();
+        waiters.push(tokio::spawn(async move {
+            call(
+                &node,
+                Method::POST,
+                "/v1/lock/full?ttl_ms=60000&wait_ms=60000",
+                "",
+            )
+            .await
+        }));
+    }
+    let line_full = format!("ha_lock_waiters {}", ha::lock::WAITERS_PER_LOCK_MAX);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, text) = call(&node, Method::GET, "/v1/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
+        if text.lines().any(|line| line == line_full) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the line did not fill in 60 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    let (status, json) = call_json(&node, Method::POST, "/v1/lock/full?wait_ms=60000", "").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
+    assert_error(&json, "limit");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused at once, not after waiting"
+    );
+    let (_, text) = call(&node, Method::GET, "/v1/metrics", "").await;
+    let refused = |limit: &str| {
+        metric(
+            &text,
+            &format!("ha_lock_limit_refusals_total{{limit=\"{limit}\"}}"),
+        )
+    };
+    assert_eq!(refused("WAITERS_PER_LOCK_MAX"), Some(1.0), "{text}");
+    assert_eq!(refused("WAITERS_MAX"), Some(0.0), "{text}");
+    for waiter in &waiters {
+        assert!(!waiter.is_finished(), "a waiter was answered early");
+    }
+    for waiter in waiters {
+        waiter.abort();
+    }
     node.shutdown().await;
 }
 

@@ -19,7 +19,7 @@ use super::settings::LockClientSettings;
 use super::watch::Watch;
 use crate::command::{
     FencingToken, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery, LockQueryResponse,
-    LockResponse, LockState, LockStats, SessionId,
+    LockResponse, LockState, LockStats, SessionId, WaitState,
 };
 use crate::lock_table::QUERY_RESULTS_MAX;
 use crate::with_locks::WithLocks;
@@ -27,6 +27,28 @@ use crate::with_locks::WithLocks;
 /// Shortest timeout given to one poll of a queued lock, so that a poll close to the wait
 /// deadline still has time for a round trip.
 const POLL_READ_TIMEOUT_MIN: Duration = Duration::from_millis(50);
+
+/// How long a queued acquire polls at the configured interval before it slows down: a short
+/// wait (a lock handed on between a few clients) is seen at once.
+const POLL_BACKOFF_AFTER: Duration = Duration::from_millis(250);
+
+/// The slowest a queued acquire polls, as a multiple of the configured interval.
+const POLL_BACKOFF_FACTOR_MAX: u32 = 4;
+
+/// The pause between two polls of a wait that began `waited` ago: `base` for the first
+/// [`POLL_BACKOFF_AFTER`], then growing linearly with the time waited, to at most
+/// [`POLL_BACKOFF_FACTOR_MAX`] times `base` (a line long enough for waits of a second or more
+/// is polled by many waiters, and its next hand-off is at most that much later).
+fn poll_interval(base: Duration, waited: Duration) -> Duration {
+    let Some(beyond) = waited.checked_sub(POLL_BACKOFF_AFTER) else {
+        return base;
+    };
+    // One more `base` per `POLL_BACKOFF_AFTER` waited beyond the first.
+    let steps = u32::try_from(beyond.as_millis() / POLL_BACKOFF_AFTER.as_millis())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    base.saturating_mul(steps.saturating_add(1).min(POLL_BACKOFF_FACTOR_MAX))
+}
 
 struct Shared<H: StateMachine> {
     writer: SessionWriter<H>,
@@ -548,7 +570,26 @@ impl<H: StateMachine> LockClient<H> {
         }
     }
 
-    /// Propose `Release { name, token }`.
+    /// Where this session's wait for `name` under `lease` stands, read at `consistency`.
+    async fn wait_state_within(
+        &self,
+        name: &str,
+        session: SessionId,
+        lease: LeaseId,
+        consistency: Consistency,
+        timeout: Duration,
+    ) -> Result<WaitState, LockError> {
+        let query = LockQuery::Wait {
+            name: name.to_string(),
+            session,
+            lease,
+        };
+        match self.shared.writer.read(query, consistency, timeout).await? {
+            LockQueryResponse::Wait(state) => Ok(state),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
     /// Release lock `name` held with `token`, by whoever holds it: for a holder known only by
     /// its token (a lock taken through the admin HTTP API and then
     /// [`detach`](LockGuard::detach)ed). A [`LockGuard`] releases itself.
@@ -676,6 +717,7 @@ impl<H: StateMachine> LockClient<H> {
             }
             other => return Err(LockError::unexpected(other)),
         }
+        let waiting_since = Instant::now();
         loop {
             let now = Instant::now();
             if !status.borrow().is_valid_at(now) {
@@ -690,12 +732,24 @@ impl<H: StateMachine> LockClient<H> {
             let read_timeout = remaining
                 .max(POLL_READ_TIMEOUT_MIN)
                 .min(self.settings.request_timeout);
-            match self.lock_state_within(name, read_timeout).await {
-                Ok(Some(state)) if state.holder == session && state.lease == lease => {
-                    return Ok(state.token);
-                }
-                Ok(Some(state)) if state.waiters.contains(&(session, lease)) => {}
-                Ok(_) => {
+            // Only this session's wait, from the local replica (EVENTUAL): its applied state is
+            // committed state, so a grant seen there is a grant, with its token. "Not waiting"
+            // there may only mean that this replica has not applied the acquire yet, so it is
+            // confirmed at QUORUM (which waits for this replica to catch up) before the caller
+            // hears it. A replica cut off from the leader sees no grant, and the wait ends at
+            // its deadline with the cancel below, as a QUORUM poll would.
+            let mut answer = self
+                .wait_state_within(name, session, lease, Consistency::Eventual, read_timeout)
+                .await;
+            if matches!(answer, Ok(WaitState::NotWaiting)) {
+                answer = self
+                    .wait_state_within(name, session, lease, Consistency::Quorum, read_timeout)
+                    .await;
+            }
+            match answer {
+                Ok(WaitState::Granted { token }) => return Ok(token),
+                Ok(WaitState::Waiting) => {}
+                Ok(WaitState::NotWaiting) => {
                     return Err(if status.borrow().is_valid_at(Instant::now()) {
                         LockError::WaitEnded {
                             name: name.to_string(),
@@ -711,12 +765,10 @@ impl<H: StateMachine> LockClient<H> {
                     return Err(error);
                 }
             }
+            let interval = poll_interval(self.settings.lock_poll_interval, waiting_since.elapsed());
             let pause = match deadline {
-                Some(deadline) => self
-                    .settings
-                    .lock_poll_interval
-                    .min(deadline.saturating_duration_since(Instant::now())),
-                None => self.settings.lock_poll_interval,
+                Some(deadline) => interval.min(deadline.saturating_duration_since(Instant::now())),
+                None => interval,
             };
             tokio::time::sleep(pause).await;
         }
@@ -735,9 +787,18 @@ impl<H: StateMachine> LockClient<H> {
         match self.command(command).await {
             Ok(LockResponse::Cancelled) => timed_out,
             Ok(LockResponse::NotWaiting) => {
-                match self.lock_state(name).await {
-                    Ok(Some(state)) if state.holder == self.session() && state.lease == lease => {
-                        if let Err(error) = self.release_lock(name, state.token).await {
+                let state = self
+                    .wait_state_within(
+                        name,
+                        self.session(),
+                        lease,
+                        Consistency::Quorum,
+                        self.settings.request_timeout,
+                    )
+                    .await;
+                match state {
+                    Ok(WaitState::Granted { token }) => {
+                        if let Err(error) = self.release_lock(name, token).await {
                             return error;
                         }
                     }
@@ -838,5 +899,27 @@ impl<H: StateMachine> LockClient<H> {
             .writer
             .read(query, consistency, self.settings.request_timeout)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_wait_polls_at_the_configured_interval_and_a_long_one_at_most_four_times_slower() {
+        let base = Duration::from_millis(15);
+        let ms = Duration::from_millis;
+        assert_eq!(poll_interval(base, ms(0)), base);
+        assert_eq!(poll_interval(base, ms(249)), base);
+        assert_eq!(poll_interval(base, ms(250)), base * 2);
+        assert_eq!(poll_interval(base, ms(500)), base * 3);
+        assert_eq!(poll_interval(base, ms(750)), base * 4);
+        assert_eq!(poll_interval(base, Duration::from_secs(3600)), base * 4);
+        assert_eq!(
+            poll_interval(Duration::MAX, Duration::MAX),
+            Duration::MAX,
+            "saturates"
+        );
     }
 }
