@@ -249,7 +249,7 @@ fn metric(text: &str, sample: &str) -> Option<f64> {
 /// Issue 12, bug 2: a lock's line holds at most `WAITERS_PER_LOCK_MAX` waiters; one more is
 /// answered at once with 429 `limit` (nothing queued), and counted in
 /// `ha_lock_limit_refusals_total{limit="WAITERS_PER_LOCK_MAX"}`. The router cannot be built with
-/// a smaller limit, so this fills the shipped line (1,024 HTTP waiters, one node).
+/// a smaller limit, so this fills the shipped line (512 HTTP waiters, one node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_line_answers_429_limit_and_counts_the_refusal() {
     let node = one_node().await;

@@ -17,8 +17,8 @@
 //! ("did not answer POST /v1/lock/x", after the client's 15 s). While each waiter read the
 //! whole lock state at QUORUM every 15 ms, a line of 128, 256 or 1,024 raised the writer's p99
 //! 4.9x, 18x, or writes timed out, so the limit was 64. Since waiters poll only their own wait
-//! from their node's applied state, slowing down after 250 ms, the limit is 1,024 and the ratio
-//! was 1.62x to 2.56x over three runs here (512: 1.88x, 256: 1.01x): see `WAITERS_PER_LOCK_MAX`.
+//! from their node's applied state, slowing down after 250 ms, 1,024 gave 1.62x to 2.79x over
+//! six runs (too close to 3x), so the limit is 512 (1.37x-1.68x over three runs): see `WAITERS_PER_LOCK_MAX`.
 
 mod support;
 
