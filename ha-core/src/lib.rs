@@ -40,6 +40,7 @@ mod ids;
 pub mod keyring;
 mod membership;
 mod node_state;
+mod snapshot_source;
 mod state_machine;
 mod time;
 mod timer_queue;
@@ -54,6 +55,9 @@ pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
 pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;
+pub use snapshot_source::{
+    BytesSource, IN_MEMORY_SNAPSHOT_BYTES_MAX, SnapshotSource, read_bounded,
+};
 pub use state_machine::StateMachine;
 pub use time::{Clock, Millis, MonotonicClock};
 pub use timer_queue::{PENDING_TIMERS_MAX, TimerQueue};

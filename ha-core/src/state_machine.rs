@@ -7,6 +7,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::StateMachineError;
 use crate::ids::LogIndex;
+use crate::snapshot_source::{
+    BytesSource, IN_MEMORY_SNAPSHOT_BYTES_MAX, SnapshotSource, read_bounded,
+};
 
 /// The state a host service replicates. Every node applies the same committed commands in the
 /// same order, so every node reaches the same state.
@@ -31,6 +34,15 @@ use crate::ids::LogIndex;
 /// 5. **Snapshots are portable.** The bytes may be sent to another node and restored there, or
 ///    read back after an upgrade: encode them with a versioned format.
 /// 6. **Queries do not change state.** `query` takes `&self`.
+///
+/// # Large states
+///
+/// `snapshot` and `restore` hold the whole encoded state in memory, and `snapshot` runs in
+/// the apply loop, holding up writes while it encodes. For a state of more than a few
+/// megabytes, implement [`snapshot_source`](Self::snapshot_source) (take a cheap
+/// point-in-time copy; it is written out on another thread) and
+/// [`restore_from`](Self::restore_from) (rebuild the state as the bytes are read). The
+/// framework only calls those two; their defaults call `snapshot` and `restore`.
 ///
 /// # Example
 ///
@@ -98,6 +110,29 @@ pub trait StateMachine: Send + 'static {
     /// [`StateMachineError::Corrupt`] when the bytes are not a valid snapshot; the state must
     /// then be left as it was before the call.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError>;
+
+    /// A point-in-time copy of the state, taken in one apply step, that writes the snapshot's
+    /// bytes later on another thread. The default encodes with [`snapshot`](Self::snapshot)
+    /// at once; override it for a large state.
+    ///
+    /// # Errors
+    /// [`StateMachineError`] when the copy cannot be taken; the node tries again later.
+    fn snapshot_source(&self) -> Result<Box<dyn SnapshotSource>, StateMachineError> {
+        Ok(Box::new(BytesSource(self.snapshot()?)))
+    }
+
+    /// Replace the whole state with the snapshot `input` yields (written by
+    /// [`snapshot_source`](Self::snapshot_source)), reading it as a stream. The default reads
+    /// at most [`IN_MEMORY_SNAPSHOT_BYTES_MAX`] bytes into memory and calls
+    /// [`restore`](Self::restore); override it for a large state.
+    ///
+    /// # Errors
+    /// [`StateMachineError::Corrupt`] when the bytes are not a valid snapshot; the state must
+    /// then be left as it was before the call.
+    fn restore_from(&mut self, input: &mut dyn std::io::Read) -> Result<(), StateMachineError> {
+        let bytes = read_bounded(input, IN_MEMORY_SNAPSHOT_BYTES_MAX)?;
+        self.restore(&bytes)
+    }
 }
 
 /// The unit type as a state machine with no state, for a service that only uses what the

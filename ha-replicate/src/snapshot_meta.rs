@@ -15,3 +15,17 @@ pub struct SnapshotMeta {
     /// The configuration as of `last_index`.
     pub membership: Membership,
 }
+
+/// Names one snapshot's bytes: two snapshots with the same id hold the same bytes. A follower
+/// resumes an interrupted transfer only into a snapshot of the same id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotId {
+    /// The last entry the snapshot includes.
+    pub last_index: LogIndex,
+    /// That entry's term.
+    pub last_term: Term,
+    /// The length of the snapshot's bytes.
+    pub size: u64,
+    /// The CRC-32C of the snapshot's bytes.
+    pub crc32c: u32,
+}

@@ -262,6 +262,7 @@ mod tests {
                 lag_entries: 2,
                 applied_index: LogIndex(18),
                 last_contact_ms: Some(12),
+                catch_up: None,
             }],
             failover_history: Vec::new(),
             elections_started: 1,

@@ -509,6 +509,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 lag_entries: last_index.0.saturating_sub(progress.match_index.0),
                 applied_index: progress.applied_index,
                 last_contact_ms: progress.last_ack_at.map(|at| now.saturating_since(at)),
+                catch_up: None,
             })
             .collect();
         ReplicaStatus {

@@ -24,6 +24,26 @@ pub struct PeerStatus {
     pub applied_index: LogIndex,
     /// Milliseconds since it last answered, if it ever did this term.
     pub last_contact_ms: Option<u64>,
+    /// How the leader is bringing it up to date: `None` while it is caught up or being sent
+    /// entries normally.
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
+}
+
+/// How a leader is bringing a follower that is far behind up to date.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// `"snapshot"` while a snapshot is streamed to it, `"stalled"` when nothing it could be
+    /// sent brings it forward (see `reason`).
+    pub state: String,
+    /// Bytes of the snapshot the follower holds, as last acknowledged.
+    pub sent_bytes: u64,
+    /// The snapshot's size in bytes (0 when no snapshot is being sent).
+    pub total_bytes: u64,
+    /// Why it is stalled, or `None`.
+    pub reason: Option<String>,
+    /// Milliseconds since the follower last made progress (acknowledged bytes or entries).
+    pub since_progress_ms: u64,
 }
 
 /// A replica's view of itself.
