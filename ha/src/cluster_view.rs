@@ -267,6 +267,7 @@ mod tests {
             failover_history: Vec::new(),
             elections_started: 1,
             refused_inputs: Default::default(),
+            snapshot_transfer: Default::default(),
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;

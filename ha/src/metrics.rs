@@ -398,6 +398,7 @@ mod tests {
                 .into_iter()
                 .map(|(cause, count)| (cause.to_string(), count))
                 .collect(),
+            snapshot_transfer: Default::default(),
         };
         let text = render(&MetricsSnapshot {
             status,

@@ -10,4 +10,4 @@ mod status;
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
 pub use replica_node::{NodeSettings, ReplicaNode};
-pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
+pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};

@@ -530,6 +530,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .by_cause()
                 .map(|(cause, count)| (cause.as_str().to_string(), count))
                 .collect(),
+            snapshot_transfer: Default::default(),
         }
     }
 }

@@ -79,6 +79,32 @@ pub struct ReplicaStatus {
     /// [`RefusalCause`](crate::engine::RefusalCause)).
     #[serde(default)]
     pub refused_inputs: BTreeMap<String, u64>,
+    /// Snapshot transfers since start, sent and received.
+    #[serde(default)]
+    pub snapshot_transfer: SnapshotTransferStats,
+}
+
+/// Counts of snapshot transfers since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTransferStats {
+    /// Snapshot bytes sent to followers (chunks, resends included).
+    pub bytes_sent: u64,
+    /// Snapshot bytes received and kept (duplicates and refused chunks not counted).
+    pub bytes_received: u64,
+    /// Snapshots received, verified and installed.
+    pub installs: u64,
+    /// Transfers this node resumed from a partial snapshot it held (after a dropped
+    /// connection, a restart or a new leader with the same snapshot).
+    pub resumes: u64,
+    /// Received snapshots thrown away: a new snapshot replaced a partial one, or the whole
+    /// failed its checksum.
+    pub discards: u64,
+    /// Snapshots this node took of its own state.
+    pub taken: u64,
+    /// How long the last snapshot of its own state took to write, in milliseconds.
+    pub last_take_ms: u64,
+    /// The size of the current snapshot in bytes.
+    pub current_bytes: u64,
 }
 
 /// The role, term and leader, published whenever they change.
