@@ -11,7 +11,7 @@ use ha_core::LogIndex;
 
 use crate::entry::Entry;
 use crate::hard_state::HardState;
-use crate::snapshot_meta::SnapshotMeta;
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
 mod log_bounds;
 pub mod memory;
@@ -26,12 +26,48 @@ mod wal_recovery;
 pub struct Recovered {
     /// The last synced term and vote.
     pub hard_state: HardState,
-    /// The latest complete snapshot, if any.
-    pub snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// The latest complete snapshot, if any (its bytes are read with
+    /// [`LogStore::snapshot_reader`]).
+    pub snapshot: Option<(SnapshotMeta, SnapshotId)>,
+    /// A snapshot being received from a leader when the node stopped, to be resumed.
+    pub incoming: Option<IncomingSnapshot>,
     /// The entries after the snapshot, contiguous.
     pub entries: Vec<Entry>,
     /// What recovery had to repair (a torn tail it truncated), for the log.
     pub repairs: Vec<String>,
+}
+
+/// A snapshot being received in chunks: what it is and how many of its bytes are held.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncomingSnapshot {
+    /// What the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// Its bytes' identity.
+    pub id: SnapshotId,
+    /// How many of its bytes are held (the offset the next chunk must start at).
+    pub held: u64,
+}
+
+/// What a finished [`SnapshotSink`] wrote: enough to name the bytes and to commit them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenSnapshot {
+    /// The number of bytes written.
+    pub size: u64,
+    /// Their CRC-32C.
+    pub crc32c: u32,
+    /// Which sink wrote them (the store's own numbering; only the latest sink commits).
+    pub ticket: u64,
+}
+
+/// Where a node writes a snapshot of its own state: a new file (or buffer) that is not yet the
+/// store's snapshot. It is `Send` so the bytes can be written on another thread while the node
+/// goes on applying; [`LogStore::commit_snapshot`] then makes them the current snapshot.
+pub trait SnapshotSink: std::io::Write + Send {
+    /// Flush and sync what was written and report its size and checksum.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    fn finish(self: Box<Self>) -> Result<WrittenSnapshot, StorageError>;
 }
 
 /// Why storage failed.
@@ -78,8 +114,10 @@ pub enum StorageError {
 ///    `recover` would return.
 /// 3. `recover` returns exactly the synced state plus possibly some unsynced suffix, never
 ///    a record that fails its checksum.
-/// 4. `save_snapshot` is atomic and durable on return: after a crash either the old or the
-///    new snapshot is found, complete.
+/// 4. `commit_snapshot` and `install_incoming` are atomic and durable on return: after a
+///    crash either the old or the new snapshot is found, complete.
+/// 5. A snapshot being received survives a restart (as [`Recovered::incoming`]) with a prefix
+///    of the bytes added, or is gone; it never becomes the current snapshot unless verified.
 pub trait LogStore: Send {
     /// Read everything durable. Called once, before any other method.
     ///
@@ -106,12 +144,104 @@ pub trait LogStore: Send {
     /// [`StorageError::Io`].
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError>;
 
-    /// Store a snapshot durably and drop the entries it covers (index `<= meta.last_index`).
-    /// Later entries are kept.
+    /// A sink for a snapshot of this node's own state. Starting a new sink abandons any
+    /// earlier one not yet committed.
     ///
     /// # Errors
     /// [`StorageError::Io`].
-    fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError>;
+    fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError>;
+
+    /// Make what the latest sink wrote (and reported in `written`) the current snapshot,
+    /// described by `meta`, and drop the entries it covers (index `<= meta.last_index`);
+    /// later entries are kept. Atomic and durable on return: after a crash either the old or
+    /// the new snapshot is found, complete.
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when `written` is not from the latest sink, or `meta` is not
+    /// after the current snapshot; [`StorageError::Io`].
+    fn commit_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        written: &WrittenSnapshot,
+    ) -> Result<SnapshotId, StorageError>;
+
+    /// Store a snapshot held in memory: a sink written at once and committed.
+    ///
+    /// # Errors
+    /// As [`snapshot_sink`](Self::snapshot_sink) and
+    /// [`commit_snapshot`](Self::commit_snapshot).
+    fn save_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: &[u8],
+    ) -> Result<SnapshotId, StorageError> {
+        let mut sink = self.snapshot_sink()?;
+        sink.write_all(data).map_err(|source| StorageError::Io {
+            path: "snapshot sink".into(),
+            source,
+        })?;
+        let written = sink.finish()?;
+        self.commit_snapshot(meta, &written)
+    }
+
+    /// Up to `max` bytes of the current snapshot from `offset` (fewer only at its end, none
+    /// past it).
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when there is no snapshot; [`StorageError::Io`].
+    fn read_snapshot(&mut self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError>;
+
+    /// A reader over the whole current snapshot, or `None` when there is none. The reader
+    /// stays valid (it reads the same bytes) even if a newer snapshot is committed meanwhile.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    #[allow(clippy::type_complexity)]
+    fn snapshot_reader(
+        &mut self,
+    ) -> Result<Option<(SnapshotMeta, SnapshotId, Box<dyn std::io::Read + Send>)>, StorageError>;
+
+    /// The snapshot being received, if any.
+    fn incoming(&self) -> Option<IncomingSnapshot>;
+
+    /// Start receiving the snapshot `id` described by `meta`, discarding any other one being
+    /// received (and its bytes). Durable on return, so a restarted node resumes it.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError>;
+
+    /// Add `bytes` to the snapshot being received at `offset`, which must equal the bytes held.
+    /// Need not be durable until [`verify_incoming`](Self::verify_incoming): a crash may lose
+    /// a suffix of what was added (the node then resumes from what it still holds).
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when nothing is being received, `offset` is not the bytes held,
+    /// or the bytes would pass the snapshot's size; [`StorageError::Io`].
+    fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// Check the snapshot being received, once all its bytes are held, against its id (size
+    /// and CRC-32C) and make it durable. On a mismatch the bytes are discarded (the next
+    /// chunk must start at 0 again) and `false` is returned.
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when nothing is being received or not all bytes are held;
+    /// [`StorageError::Io`].
+    fn verify_incoming(&mut self) -> Result<bool, StorageError>;
+
+    /// Make the verified snapshot being received the current one and drop the entries it
+    /// covers, as [`commit_snapshot`](Self::commit_snapshot) does.
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when no verified snapshot is being received;
+    /// [`StorageError::Io`].
+    fn install_incoming(&mut self) -> Result<SnapshotId, StorageError>;
+
+    /// Forget the snapshot being received, if any.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    fn discard_incoming(&mut self) -> Result<(), StorageError>;
 
     /// Make every earlier write durable.
     ///
