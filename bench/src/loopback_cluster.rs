@@ -31,6 +31,8 @@ pub async fn start_loopback_cluster<S: StateMachine>(
                 engine: EngineSettings::for_test(id.clone()),
                 sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: 50_000,
+                snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+                transfer: Default::default(),
                 housekeeping_interval_ms: 10,
             },
             transport: TransportSettings::new(

@@ -14,6 +14,8 @@ pub struct RaftLog {
     entries: Vec<Entry>,
     /// Configuration entries still in the log, by index; the latest one is in force.
     configs: Vec<(LogIndex, Membership)>,
+    /// The entries' estimated size ([`Entry::size_bytes`]), which compaction bounds.
+    bytes: usize,
 }
 
 impl RaftLog {
@@ -23,6 +25,7 @@ impl RaftLog {
             snapshot,
             entries: Vec::new(),
             configs: Vec::new(),
+            bytes: 0,
         };
         for entry in entries {
             if entry.index > log.snapshot.last_index {
@@ -35,6 +38,11 @@ impl RaftLog {
     /// The last snapshot's metadata.
     pub fn snapshot(&self) -> &SnapshotMeta {
         &self.snapshot
+    }
+
+    /// The estimated bytes of the entries held (after the snapshot).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The first index held in memory.
@@ -110,6 +118,7 @@ impl RaftLog {
         if let Payload::Membership(membership) = &entry.payload {
             self.configs.push((entry.index, membership.clone()));
         }
+        self.bytes = self.bytes.saturating_add(entry.size_bytes());
         self.entries.push(entry);
     }
 
@@ -119,6 +128,7 @@ impl RaftLog {
         self.entries
             .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
         self.configs.retain(|(index, _)| *index < from);
+        self.bytes = self.entries.iter().map(Entry::size_bytes).sum();
     }
 
     /// Replace everything up to `meta.last_index` with a snapshot. Later entries are kept only
@@ -135,6 +145,7 @@ impl RaftLog {
         };
         self.entries.clear();
         self.configs.clear();
+        self.bytes = 0;
         self.snapshot = meta;
         for entry in remaining {
             self.push(entry);

@@ -158,6 +158,11 @@ impl FoundingNode {
                     });
                 }
                 ReplicaEffect::Reply { .. } => {}
+                ReplicaEffect::WriteSnapshot(job) => {
+                    if let Some(written) = job.run() {
+                        self.core.on_snapshot_written(now, written);
+                    }
+                }
                 ReplicaEffect::RoleChanged { role, term, .. } => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Role { role, term }));
@@ -311,6 +316,8 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 engine,
                 sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: 10_000,
+                snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+                transfer: Default::default(),
                 housekeeping_interval_ms: 10,
             };
             let core = ReplicaCore::new(

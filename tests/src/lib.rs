@@ -50,6 +50,7 @@ pub mod register;
 pub mod replica;
 mod seeds;
 pub mod sim;
+pub mod snapshot_writes;
 pub mod workload;
 
 pub use seeds::{

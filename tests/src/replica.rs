@@ -11,11 +11,12 @@ use ha_replicate::engine::{EngineSettings, PeerInfo, Role};
 use ha_replicate::membership::Membership;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc,
-    SyncPolicy,
+    SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
 };
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 use crate::register::RegisterMachine;
+use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
@@ -64,6 +65,8 @@ pub enum SimReplicaTimer {
     Replica(ReplicaTimer),
     /// Group commit: sync and release held messages.
     Flush,
+    /// The snapshot being written is done.
+    SnapshotWritten,
 }
 
 /// What a simulated replica reports.
@@ -108,6 +111,7 @@ pub struct SimReplica {
     /// Clock rate error in parts per million: the node's clock runs at `1 + ppm / 1e6`.
     clock_rate_ppm: i64,
     flush_scheduled: bool,
+    snapshot_writes: SimSnapshotWrites,
     /// The term this node last led, the commit index last seen, and the last
     /// [`ReplicaOutput::ConfigUsed`] reported.
     led_term: Option<Term>,
@@ -228,6 +232,12 @@ impl SimActor for SimReplica {
                 self.flush_scheduled = false;
                 self.core.flush();
             }
+            SimReplicaTimer::SnapshotWritten => {
+                if let Some(written) = self.snapshot_writes.finish() {
+                    let local = self.local(now);
+                    self.core.on_snapshot_written(local, written);
+                }
+            }
         }
     }
 
@@ -255,6 +265,13 @@ impl SimActor for SimReplica {
                     SimEffect::Output(ReplicaOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
+                ReplicaEffect::WriteSnapshot(job) => {
+                    self.snapshot_writes.start(&job);
+                    SimEffect::Schedule {
+                        after_ms: SNAPSHOT_WRITE_MS,
+                        timer: SimReplicaTimer::SnapshotWritten,
+                    }
+                }
             });
         }
         if let Some(report) = self.report_config_used() {
@@ -360,6 +377,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 engine,
                 sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: options.snapshot_every_entries,
+                snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
+                transfer: sim_transfer_settings(&options.timing),
                 housekeeping_interval_ms: 10,
             };
             let now = local_time(context.now, clock_rate_ppm);
@@ -375,6 +394,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 directory: Rc::clone(&directory),
                 clock_rate_ppm,
                 flush_scheduled: false,
+                snapshot_writes: SimSnapshotWrites::default(),
                 led_term: None,
                 commit_seen: LogIndex(0),
                 config_reported: None,

@@ -449,15 +449,14 @@ fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
 }
 
 /// A follower given a snapshot that does not decode, or whose contents end elsewhere than its
-/// metadata says, refuses it and carries on (before, the first stopped the replica as if its
+/// metadata says, or an `InstallSnapshot` with no bytes at all, refuses it and carries on (before, the first stopped the replica as if its
 /// own disk were corrupt, and the second left the state machine behind the engine's index).
 #[test]
 fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
     use ha_replicate::engine::{Message, RefusalCause};
     use ha_replicate::replica::Rpc;
-    use ha_replicate::snapshot_meta::SnapshotMeta;
+    use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
     use ha_tests::replica::replica_id;
-    use std::sync::Arc;
 
     with_seeds(
         "a_forged_snapshot_is_refused_and_the_follower_carries_on",
@@ -479,20 +478,31 @@ fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
                 .applier()
                 .snapshot()
                 .unwrap();
-            let forged = |last_index: u64, data: Vec<u8>| {
-                Rpc::Raft(Message::InstallSnapshot {
-                    term,
-                    meta: SnapshotMeta {
-                        last_index: ha_core::LogIndex(last_index),
-                        last_term: term,
-                        membership: membership.clone(),
-                    },
-                    data: Arc::new(data),
-                })
+            let meta = |last_index: u64| SnapshotMeta {
+                last_index: ha_core::LogIndex(last_index),
+                last_term: term,
+                membership: membership.clone(),
+            };
+            let forged = |last_index: u64, data: Vec<u8>| Rpc::SnapshotChunk {
+                term,
+                meta: meta(last_index),
+                id: SnapshotId {
+                    last_index: ha_core::LogIndex(last_index),
+                    last_term: term,
+                    size: data.len() as u64,
+                    crc32c: 0,
+                },
+                offset: 0,
+                data,
             };
             let garbage = forged(commit.0 + 100, vec![0xff; 64]);
             let misplaced = forged(commit.0 + 100, genuine);
-            for rpc in [garbage, misplaced] {
+            // The engine's message alone, without the bytes a transfer brings.
+            let bare = Rpc::Raft(Message::InstallSnapshot {
+                term,
+                meta: meta(commit.0 + 100),
+            });
+            for rpc in [garbage, misplaced, bare] {
                 sim.act(follower, |replica, now| {
                     let local = replica.local(now);
                     replica.core_mut().on_rpc(local, replica_id(leader), rpc);
@@ -509,7 +519,7 @@ fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
                     .engine()
                     .refused_inputs()
                     .count(RefusalCause::BadSnapshot),
-                2
+                3
             );
             AppliedCommands::default()
                 .observe(&sim)

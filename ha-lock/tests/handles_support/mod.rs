@@ -124,6 +124,8 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
         engine,
         sync_policy: SyncPolicy::Batch,
         snapshot_every_entries: 10_000,
+        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+        transfer: Default::default(),
         housekeeping_interval_ms: 10,
     };
     let settings = NodeSettings {

@@ -12,14 +12,14 @@ use tokio::task::JoinHandle;
 
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
-use crate::driver::status::{PeerStatus, ReplicaStatus, RoleView};
+use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
-    ReplicaTimer, Rpc,
+    ReplicaTimer, Rpc, SnapshotWritten,
 };
 use crate::storage::LogStore;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
@@ -115,6 +115,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         });
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
         let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
+        let (written_sender, written_receiver) = mpsc::unbounded_channel();
         let runner = Runner {
             feed,
             core,
@@ -126,8 +127,9 @@ impl<S: StateMachine> ReplicaNode<S> {
             next_request_id: 1,
             roles: role_sender,
             stopped: false,
+            snapshots_written: written_sender,
         };
-        let task = tokio::spawn(runner.run(command_receiver, inbound));
+        let task = tokio::spawn(runner.run(command_receiver, inbound, written_receiver));
         Ok(Self {
             commands,
             roles,
@@ -317,11 +319,14 @@ struct Runner<S: StateMachine, L: LogStore> {
     next_request_id: u64,
     roles: watch::Sender<RoleView>,
     stopped: bool,
+    /// Snapshots written on blocking threads report back here.
+    snapshots_written: mpsc::UnboundedSender<SnapshotWritten>,
 }
 
 enum Input {
     Command(Command),
     Inbound(Inbound<Rpc>),
+    SnapshotWritten(SnapshotWritten),
     Timers,
     Closed,
 }
@@ -331,6 +336,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Inbound<Rpc>>,
+        mut snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     ) {
         self.carry_out();
         while !self.stopped {
@@ -341,6 +347,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 biased;
                 command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
+                Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
             self.handle(input);
@@ -371,6 +378,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         match input {
             Input::Command(command) => self.on_command(now, command),
             Input::Inbound(Inbound { from, message }) => self.core.on_rpc(now, from, message),
+            Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
             Input::Timers => {
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
@@ -476,6 +484,16 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 ReplicaEffect::RoleChanged { role, term, leader } => {
                     self.roles.send_replace(RoleView { role, term, leader });
                 }
+                ReplicaEffect::WriteSnapshot(job) => {
+                    // Writing gigabytes must not hold up the apply loop: a blocking thread
+                    // writes, and the result comes back as an input.
+                    let written = self.snapshots_written.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(result) = job.run() {
+                            let _ = written.send(result);
+                        }
+                    });
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
@@ -509,7 +527,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 lag_entries: last_index.0.saturating_sub(progress.match_index.0),
                 applied_index: progress.applied_index,
                 last_contact_ms: progress.last_ack_at.map(|at| now.saturating_since(at)),
-                catch_up: None,
+                catch_up: self.catch_up(now, id),
             })
             .collect();
         ReplicaStatus {
@@ -530,8 +548,26 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .by_cause()
                 .map(|(cause, count)| (cause.as_str().to_string(), count))
                 .collect(),
-            snapshot_transfer: Default::default(),
+            snapshot_transfer: self.core.snapshot_stats(),
         }
+    }
+
+    /// How the leader is bringing `peer` up to date, when it is streaming it a snapshot.
+    fn catch_up(&self, now: Millis, peer: &NodeId) -> Option<CatchUp> {
+        let progress = self.core.transfer_progress(now, peer)?;
+        let stalled = progress.since_progress_ms > self.core.transfer_stalled_after_ms();
+        Some(CatchUp {
+            state: if stalled { "stalled" } else { "snapshot" }.to_string(),
+            sent_bytes: progress.acked,
+            total_bytes: progress.size,
+            reason: stalled.then(|| {
+                format!(
+                    "no snapshot bytes acknowledged for {} ms",
+                    progress.since_progress_ms
+                )
+            }),
+            since_progress_ms: progress.since_progress_ms,
+        })
     }
 }
 

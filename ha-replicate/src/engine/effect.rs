@@ -1,7 +1,5 @@
 //! What an engine asks its driver to do.
 
-use std::sync::Arc;
-
 use ha_core::{LogIndex, NodeId, Term};
 
 use crate::engine::message::Message;
@@ -43,8 +41,9 @@ pub enum Persist {
     TruncateFrom(LogIndex),
     /// Append entries.
     Append(Vec<Entry>),
-    /// Save a snapshot and compact the log it covers.
-    Snapshot(SnapshotMeta, Arc<Vec<u8>>),
+    /// Make the snapshot received from the leader (held, verified, by the store) the
+    /// current one, and compact the log it covers.
+    InstallSnapshot(SnapshotMeta),
 }
 
 /// Something the driver must do, in order.
@@ -78,9 +77,9 @@ pub enum Effect {
     /// Apply these committed entries to the state machine, in order, then report
     /// `on_applied` with the last index.
     Apply(Vec<Entry>),
-    /// Replace the state machine's state with this snapshot (a follower that fell too far
-    /// behind), then report `on_applied` with its last index.
-    RestoreSnapshot(SnapshotMeta, Arc<Vec<u8>>),
+    /// Replace the state machine's state with the store's current snapshot (just installed:
+    /// a follower that fell too far behind), then report `on_applied` with its last index.
+    RestoreSnapshot(SnapshotMeta),
     /// The role, term or known leader changed.
     RoleChanged {
         /// The new role.

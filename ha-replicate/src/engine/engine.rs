@@ -4,7 +4,6 @@
 //! `replication.rs`, `reads.rs`, `leadership.rs`, `membership_change.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use rand::rngs::StdRng;
@@ -12,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::engine::effect::{Effect, Persist, TimerKind};
 use crate::engine::message::Message;
-use crate::engine::progress::Progress;
+use crate::engine::progress::{Progress, ReplicationState};
 use crate::engine::refusal::RefusedInputs;
 use crate::engine::role::Role;
 use crate::engine::settings::EngineSettings;
@@ -77,7 +76,6 @@ pub struct Engine {
     pub(crate) term: Term,
     pub(crate) voted_for: Option<NodeId>,
     pub(crate) log: RaftLog,
-    pub(crate) snapshot_data: Option<Arc<Vec<u8>>>,
     // Volatile state.
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
@@ -130,7 +128,7 @@ pub struct EngineStart {
     /// The last synced term and vote.
     pub hard_state: HardState,
     /// The latest snapshot, already restored into the state machine by the driver.
-    pub snapshot: Option<(SnapshotMeta, Arc<Vec<u8>>)>,
+    pub snapshot: Option<SnapshotMeta>,
     /// The entries after the snapshot.
     pub entries: Vec<Entry>,
 }
@@ -138,11 +136,7 @@ pub struct EngineStart {
 impl Engine {
     /// An engine resuming from `start`. `seed` drives its election-timeout randomness.
     pub fn new(settings: EngineSettings, start: EngineStart, now: Millis, seed: u64) -> Self {
-        let (snapshot_meta, snapshot_data) = match start.snapshot {
-            Some((meta, data)) => (meta, Some(data)),
-            None => (SnapshotMeta::default(), None),
-        };
-        let log = RaftLog::new(snapshot_meta, start.entries);
+        let log = RaftLog::new(start.snapshot.unwrap_or_default(), start.entries);
         let snapshot_index = log.snapshot().last_index;
         let mut engine = Self {
             settings,
@@ -150,7 +144,6 @@ impl Engine {
             term: start.hard_state.term,
             voted_for: start.hard_state.voted_for,
             log,
-            snapshot_data,
             role: Role::Follower,
             leader: None,
             commit_index: snapshot_index,
@@ -234,6 +227,11 @@ impl Engine {
     /// The last index in the log.
     pub fn last_index(&self) -> LogIndex {
         self.log.last_index()
+    }
+
+    /// The estimated bytes of the entries held in memory since the last snapshot.
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
     }
 
     /// The log's snapshot metadata.
@@ -449,8 +447,8 @@ impl Engine {
                         applied_index,
                         read_round,
                     ),
-                    Message::InstallSnapshot { term, meta, data } => {
-                        self.on_install_snapshot(now, from, term, meta, data)
+                    Message::InstallSnapshot { term, meta } => {
+                        self.on_install_snapshot(now, from, term, meta)
                     }
                     Message::InstallSnapshotResponse { term, last_index } => {
                         self.on_install_snapshot_response(now, from, term, last_index)
@@ -493,24 +491,92 @@ impl Engine {
         }
     }
 
-    /// The driver took a snapshot of the state machine as of `index` (which it has applied).
-    /// The engine compacts its log up to there and asks to persist the snapshot.
-    pub fn on_snapshot_taken(&mut self, _now: Millis, index: LogIndex, data: Arc<Vec<u8>>) {
+    /// What a snapshot of the state machine as of `index` (applied, not yet compacted away)
+    /// covers, or `None` when `index` is not in the log after the current snapshot or not
+    /// applied yet. The driver takes the snapshot with this meta, then reports
+    /// [`on_snapshot_taken`](Self::on_snapshot_taken).
+    pub fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
         if index <= self.log.snapshot().last_index || index > self.applied_index {
+            return None;
+        }
+        Some(SnapshotMeta {
+            last_index: index,
+            last_term: self.log.term_at(index)?,
+            membership: self.log.membership_at(index),
+        })
+    }
+
+    /// The driver's store holds a snapshot described by `meta` (from
+    /// [`snapshot_meta_at`](Self::snapshot_meta_at)), durably, and has dropped the entries it
+    /// covers: the engine compacts its log to match. A meta no later than the current
+    /// snapshot (one installed from the leader meanwhile) is ignored.
+    pub fn on_snapshot_taken(&mut self, _now: Millis, meta: SnapshotMeta) {
+        if meta.last_index <= self.log.snapshot().last_index
+            || meta.last_index > self.applied_index
+            || self.log.term_at(meta.last_index) != Some(meta.last_term)
+        {
             return;
         }
-        let Some(last_term) = self.log.term_at(index) else {
+        self.log.install_snapshot(meta);
+    }
+
+    /// A chunk of the snapshot described by `meta` arrived from `from` in `term`. It counts as
+    /// hearing from the leader (a long transfer must not look like a silent leader). Returns
+    /// whether this node takes chunks from `from`: `false` for a stale term (the sender is
+    /// then told this node's term) and for a chunk a correct leader does not send (refused
+    /// and counted).
+    pub fn on_snapshot_chunk(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        meta: &SnapshotMeta,
+    ) -> bool {
+        self.observe(now);
+        if from == self.settings.node_id {
+            return false;
+        }
+        let as_message = Message::InstallSnapshot {
+            term,
+            meta: meta.clone(),
+        };
+        if let Err(cause) =
+            Self::check_message(&as_message).and_then(|()| self.check_against_state(&as_message))
+        {
+            self.refuse(&from, cause, format_args!("snapshot chunk of term {term}"));
+            return false;
+        }
+        if term < self.term {
+            return false;
+        }
+        if term > self.term || self.role != self.follower_role() || self.leader.as_ref() != Some(&from)
+        {
+            self.become_follower(now, term, Some(from));
+        } else {
+            self.leader_heard_at = Some(now);
+            self.reset_election_timer();
+        }
+        true
+    }
+
+    /// A follower acknowledged snapshot bytes in `term`: a leader counts it as an answer (for
+    /// check-quorum) and keeps waiting for the transfer instead of starting it over; a later
+    /// term makes this node step down.
+    pub fn on_snapshot_ack(&mut self, now: Millis, from: NodeId, term: Term) {
+        self.observe(now);
+        if term > self.term {
+            self.become_follower(now, term, None);
             return;
-        };
-        let meta = SnapshotMeta {
-            last_index: index,
-            last_term,
-            membership: self.log.membership_at(index),
-        };
-        self.log.install_snapshot(meta.clone());
-        self.snapshot_data = Some(Arc::clone(&data));
-        self.effects
-            .push(Effect::Persist(Persist::Snapshot(meta, data)));
+        }
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&from) {
+            progress.last_ack_at = Some(now);
+            if let ReplicationState::Snapshot { sent_at } = &mut progress.state {
+                *sent_at = now;
+            }
+        }
     }
 
     /// Gossip told us about a peer's metadata or reachability.

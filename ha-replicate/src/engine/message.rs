@@ -1,7 +1,5 @@
 //! What engines say to each other.
 
-use std::sync::Arc;
-
 use ha_core::codec::RPC_FRAME_BYTES_MAX;
 use ha_core::{LogIndex, Priority, Term};
 use serde::de::{Deserializer, SeqAccess, Visitor};
@@ -161,14 +159,14 @@ pub enum Message {
         /// The request's read round.
         read_round: u64,
     },
-    /// A snapshot replacing the log prefix the leader no longer has.
+    /// A snapshot replacing the log prefix the leader no longer has. The leader's engine
+    /// sends it without bytes: its replica streams the snapshot's bytes in chunks, and the
+    /// follower's replica hands this message to its engine once it holds them all, verified.
     InstallSnapshot {
         /// The leader's term.
         term: Term,
         /// What the snapshot covers.
         meta: SnapshotMeta,
-        /// The state machine's snapshot bytes.
-        data: Arc<Vec<u8>>,
     },
     /// The answer to a snapshot.
     InstallSnapshotResponse {

@@ -1,6 +1,5 @@
 //! Replication: proposals, appends, commit, snapshots, heartbeats and check-quorum.
 
-use std::sync::Arc;
 
 use ha_core::{LogIndex, Millis, NodeId, Term};
 
@@ -141,10 +140,6 @@ impl Engine {
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
-        let Some(data) = self.snapshot_data.clone() else {
-            tracing::error!(%peer, "follower needs a snapshot but none is held");
-            return;
-        };
         let meta = self.log.snapshot().clone();
         if let Some(progress) = self.progress.get_mut(&peer) {
             progress.state = ReplicationState::Snapshot { sent_at: self.now };
@@ -156,7 +151,6 @@ impl Engine {
             Message::InstallSnapshot {
                 term: self.term,
                 meta,
-                data,
             },
         );
     }
@@ -407,7 +401,6 @@ impl Engine {
         from: NodeId,
         term: Term,
         meta: SnapshotMeta,
-        data: Arc<Vec<u8>>,
     ) {
         if term < self.term {
             self.send(
@@ -434,14 +427,11 @@ impl Engine {
                 self.effects
                     .push(Effect::Persist(Persist::TruncateFrom(last_index.next())));
             }
-            self.snapshot_data = Some(Arc::clone(&data));
-            self.effects.push(Effect::Persist(Persist::Snapshot(
-                meta.clone(),
-                Arc::clone(&data),
-            )));
+            self.effects
+                .push(Effect::Persist(Persist::InstallSnapshot(meta.clone())));
             self.commit_index = last_index;
             self.apply_requested = last_index;
-            self.effects.push(Effect::RestoreSnapshot(meta, data));
+            self.effects.push(Effect::RestoreSnapshot(meta));
             let role = self.follower_role();
             if role != self.role {
                 self.role = role;

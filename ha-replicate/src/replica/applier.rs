@@ -1,8 +1,9 @@
 //! Applying committed entries to the host's state machine, exactly once per client write.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
 
-use ha_core::{LogIndex, StateMachine, StateMachineError, codec};
+use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{Entry, Payload};
@@ -15,8 +16,6 @@ use crate::replica::session::{ApplyOutcome, SessionCommand, SessionId};
 pub const SESSIONS_MAX: usize = 65_536;
 /// Failover records kept.
 pub const FAILOVER_HISTORY_MAX: usize = 64;
-/// Largest snapshot accepted on restore.
-pub const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct SessionRecord {
@@ -25,40 +24,99 @@ struct SessionRecord {
     used_at: LogIndex,
 }
 
+/// What a snapshot holds besides the host's state, encoded after the fixed prefix.
 #[derive(Serialize, Deserialize)]
-struct ApplierSnapshot {
-    format_version: u32,
-    applied_index: LogIndex,
+struct SnapshotHeader {
     sessions: BTreeMap<SessionId, SessionRecord>,
     history: Vec<FailoverRecord>,
-    machine: Vec<u8>,
 }
 
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2: a fixed prefix (format, applied index, header length), the header, then the
+/// host's own snapshot bytes to the end of the stream, so neither side holds the host's part
+/// in memory twice.
+const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
-/// The index a snapshot's contents end at, after checking that its bytes decode and carry
-/// this version's format (the host's own part is checked only when restored).
+/// The fixed prefix: format version u32 LE, applied index u64 LE, header length u32 LE.
+pub(crate) const SNAPSHOT_PREFIX_BYTES: usize = 16;
+
+/// Largest encoded header (sessions and history) accepted on restore. Sessions are bounded by
+/// [`SESSIONS_MAX`]; their answers are the host's responses.
+pub const SNAPSHOT_HEADER_BYTES_MAX: usize = 256 << 20;
+
+/// The index a snapshot's contents end at, read from its first
+/// [`SNAPSHOT_PREFIX_BYTES`] bytes after checking they carry this version's format (the rest
+/// is checked when the snapshot is restored).
 ///
 /// # Errors
-/// [`StateMachineError::Corrupt`] when the bytes do not decode or are of another format.
-pub(crate) fn snapshot_applied_index(bytes: &[u8]) -> Result<LogIndex, StateMachineError> {
-    Ok(decode_snapshot(bytes)?.applied_index)
+/// [`StateMachineError::Corrupt`] when the prefix is short or of another format.
+pub(crate) fn snapshot_applied_index(prefix: &[u8]) -> Result<LogIndex, StateMachineError> {
+    Ok(decode_prefix(prefix)?.0)
 }
 
-/// A snapshot's contents, once its bytes decode and carry this version's format.
-///
-/// # Errors
-/// [`StateMachineError::Corrupt`] when the bytes do not decode or are of another format.
-fn decode_snapshot(bytes: &[u8]) -> Result<ApplierSnapshot, StateMachineError> {
-    let snapshot: ApplierSnapshot = codec::decode("snapshot", bytes, SNAPSHOT_BYTES_MAX)
-        .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-    if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> {
+    let Some(prefix) = prefix.get(..SNAPSHOT_PREFIX_BYTES) else {
         return Err(StateMachineError::Corrupt(format!(
-            "snapshot format {} is not {SNAPSHOT_FORMAT_VERSION}",
-            snapshot.format_version
+            "snapshot is shorter than its {SNAPSHOT_PREFIX_BYTES}-byte prefix"
+        )));
+    };
+    let field = |range: std::ops::Range<usize>| {
+        let mut bytes = [0u8; 8];
+        bytes[..range.len()].copy_from_slice(&prefix[range]);
+        u64::from_le_bytes(bytes)
+    };
+    let version = field(0..4);
+    if version != u64::from(SNAPSHOT_FORMAT_VERSION) {
+        return Err(StateMachineError::Corrupt(format!(
+            "snapshot format {version} is not {SNAPSHOT_FORMAT_VERSION}"
         )));
     }
-    Ok(snapshot)
+    let header_bytes = usize::try_from(field(12..16)).unwrap_or(usize::MAX);
+    if header_bytes > SNAPSHOT_HEADER_BYTES_MAX {
+        return Err(StateMachineError::Corrupt(format!(
+            "snapshot header of {header_bytes} bytes is over {SNAPSHOT_HEADER_BYTES_MAX}"
+        )));
+    }
+    Ok((LogIndex(field(4..12)), header_bytes))
+}
+
+/// A point-in-time copy of everything applied, taken in one apply step: the host's
+/// [`SnapshotSource`] plus the sessions and history, already encoded (they are bounded).
+pub struct AppliedSnapshot {
+    applied_index: LogIndex,
+    header: Vec<u8>,
+    host: Box<dyn SnapshotSource>,
+}
+
+impl AppliedSnapshot {
+    /// The last index the copy includes.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+}
+
+impl std::fmt::Debug for AppliedSnapshot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AppliedSnapshot")
+            .field("applied_index", &self.applied_index)
+            .field("header_bytes", &self.header.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotSource for AppliedSnapshot {
+    fn write_to(self: Box<Self>, out: &mut dyn Write) -> Result<(), StateMachineError> {
+        let failed = |error: std::io::Error| StateMachineError::SnapshotFailed(error.to_string());
+        let header_bytes = u32::try_from(self.header.len())
+            .map_err(|_| StateMachineError::SnapshotFailed("snapshot header too large".into()))?;
+        let mut prefix = Vec::with_capacity(SNAPSHOT_PREFIX_BYTES);
+        prefix.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        prefix.extend_from_slice(&self.applied_index.0.to_le_bytes());
+        prefix.extend_from_slice(&header_bytes.to_le_bytes());
+        out.write_all(&prefix).map_err(failed)?;
+        out.write_all(&self.header).map_err(failed)?;
+        self.host.write_to(out)
+    }
 }
 
 /// The host state machine plus what replication adds to the applied state: client sessions
@@ -185,32 +243,68 @@ impl<S: StateMachine> Applier<S> {
         )
     }
 
-    /// Serialise everything: the host's snapshot, sessions and history.
+    /// A point-in-time copy of everything applied (the host's state, sessions and history),
+    /// to be written out later, off the apply path.
     ///
     /// # Errors
-    /// [`StateMachineError`] from the host, or when encoding fails.
-    pub fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        let snapshot = ApplierSnapshot {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            applied_index: self.applied_index,
+    /// [`StateMachineError`] from the host, or when encoding the sessions fails.
+    pub fn snapshot_source(&self) -> Result<AppliedSnapshot, StateMachineError> {
+        let header = SnapshotHeader {
             sessions: self.sessions.clone(),
             history: self.history.iter().cloned().collect(),
-            machine: self.machine.snapshot()?,
         };
-        codec::encode("snapshot", &snapshot, SNAPSHOT_BYTES_MAX)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
+        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
+            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+        Ok(AppliedSnapshot {
+            applied_index: self.applied_index,
+            header,
+            host: self.machine.snapshot_source()?,
+        })
     }
 
-    /// Replace everything with a snapshot's contents.
+    /// Serialise everything into memory (tests and small states; nodes stream with
+    /// [`snapshot_source`](Self::snapshot_source)).
+    ///
+    /// # Errors
+    /// As [`snapshot_source`](Self::snapshot_source).
+    pub fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        let mut bytes = Vec::new();
+        Box::new(self.snapshot_source()?).write_to(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Replace everything with the snapshot `input` yields, reading it as a stream.
+    ///
+    /// # Errors
+    /// [`StateMachineError::Corrupt`]; the state is unchanged.
+    pub fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), StateMachineError> {
+        let corrupt = |error: std::io::Error| {
+            StateMachineError::Corrupt(format!("snapshot read failed: {error}"))
+        };
+        let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
+        input.read_exact(&mut prefix).map_err(corrupt)?;
+        let (applied_index, header_bytes) = decode_prefix(&prefix)?;
+        let header = ha_core::read_bounded(&mut (&mut *input).take(header_bytes as u64), header_bytes as u64)?;
+        if header.len() != header_bytes {
+            return Err(StateMachineError::Corrupt(format!(
+                "snapshot header ends after {} of its {header_bytes} bytes",
+                header.len()
+            )));
+        }
+        let header: SnapshotHeader = codec::decode("snapshot header", &header, header_bytes)
+            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
+        self.machine.restore_from(input)?;
+        self.sessions = header.sessions;
+        self.history = header.history.into_iter().collect();
+        self.applied_index = applied_index;
+        Ok(())
+    }
+
+    /// Replace everything with a snapshot held in memory.
     ///
     /// # Errors
     /// [`StateMachineError::Corrupt`]; the state is unchanged.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        let snapshot = decode_snapshot(bytes)?;
-        self.machine.restore(&snapshot.machine)?;
-        self.sessions = snapshot.sessions;
-        self.history = snapshot.history.into_iter().collect();
-        self.applied_index = snapshot.applied_index;
-        Ok(())
+        self.restore_from(&mut &bytes[..])
     }
 }

@@ -8,11 +8,18 @@ mod replica_core;
 mod rpc;
 mod session;
 mod settings;
+mod snapshot_job;
+mod snapshot_receiver;
+mod snapshot_sender;
 
-pub use applier::{Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_BYTES_MAX};
+pub use applier::{
+    AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
+};
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use failover_record::FailoverRecord;
 pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};
-pub use settings::{ReplicaSettings, SyncPolicy};
+pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
+pub use snapshot_job::{SnapshotJob, SnapshotWritten};
+pub use snapshot_sender::{ChunkToSend, SnapshotSender, TransferProgress, TransferSettings};

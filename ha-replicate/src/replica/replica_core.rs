@@ -1,7 +1,8 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
+mod snapshot_flow;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
 
@@ -14,6 +15,10 @@ use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadReques
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
+use crate::replica::snapshot_job::SnapshotJob;
+use crate::replica::snapshot_receiver::SnapshotReceiver;
+use crate::replica::snapshot_sender::SnapshotSender;
+use crate::snapshot_meta::SnapshotId;
 use crate::storage::{LogStore, StorageError};
 
 /// Largest encoded session command accepted from a client.
@@ -61,6 +66,9 @@ pub enum ReplicaEffect {
         /// The leader, if known.
         leader: Option<NodeId>,
     },
+    /// Write a snapshot of the applied state off the apply path (on a blocking thread), then
+    /// hand the result to [`ReplicaCore::on_snapshot_written`].
+    WriteSnapshot(SnapshotJob),
     /// Storage failed: the replica stopped and answers nothing more. Restart the node.
     Fatal(String),
 }
@@ -129,6 +137,15 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// When this node last became leader: a new leader has heard nobody yet, so it is given
     /// one election timeout before it counts as cut off.
     leading_since: Option<Millis>,
+    /// The store's current snapshot.
+    current_snapshot: Option<SnapshotId>,
+    /// The last index of the snapshot being written, if one is.
+    snapshot_in_progress: Option<LogIndex>,
+    /// Snapshots streamed to followers.
+    sender: SnapshotSender,
+    /// The snapshot received from the leader.
+    receiver: SnapshotReceiver,
+    snapshot_counts: snapshot_flow::SnapshotCounts,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -148,31 +165,30 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         for repair in &recovered.repairs {
             tracing::warn!(%repair, "storage repaired at start");
         }
-        let mut applier = Applier::new(machine);
-        let snapshot = match recovered.snapshot {
-            Some((meta, data)) => {
-                applier
-                    .restore(&data)
-                    .map_err(|error| StorageError::Corrupt {
-                        path: "snapshot".into(),
-                        offset: 0,
-                        reason: error.to_string(),
-                    })?;
-                Some((meta, Arc::new(data)))
-            }
-            None => None,
+        let (snapshot, current_snapshot) = match recovered.snapshot {
+            Some((meta, id)) => (Some(meta), Some(id)),
+            None => (None, None),
         };
+        if let Some(incoming) = &recovered.incoming {
+            tracing::info!(
+                last_index = %incoming.meta.last_index,
+                held = incoming.held,
+                size = incoming.id.size,
+                "a snapshot being received before the restart will be resumed"
+            );
+        }
         let start = EngineStart {
             hard_state: recovered.hard_state,
             snapshot,
             entries: recovered.entries,
         };
+        let sender = SnapshotSender::new(settings.transfer);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
             engine,
             store,
-            applier,
+            applier: Applier::new(machine),
             unsynced: false,
             held: Vec::new(),
             outputs: Vec::new(),
@@ -186,7 +202,15 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             last_now: now,
             last_leader: None,
             leading_since: None,
+            current_snapshot,
+            snapshot_in_progress: None,
+            sender,
+            receiver: SnapshotReceiver::default(),
+            snapshot_counts: snapshot_flow::SnapshotCounts::default(),
         };
+        if core.current_snapshot.is_some() {
+            core.restore_current_snapshot("snapshot")?;
+        }
         core.outputs.push(ReplicaEffect::SetTimer {
             timer: ReplicaTimer::Housekeeping,
             after_ms: core.settings.housekeeping_interval_ms,
@@ -267,16 +291,29 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             return;
         }
         match rpc {
-            Rpc::Raft(message) => match snapshot_problem(&message) {
-                // Refused before the engine installs it: restoring it would fail (and stop
-                // this node as if its own disk were corrupt) or leave the state machine at
-                // another index than the log.
-                Some(problem) => {
-                    self.engine
-                        .refuse_input(now, &from, RefusalCause::BadSnapshot, &problem)
-                }
-                None => self.engine.on_message(now, from, message),
-            },
+            // A snapshot's bytes arrive in chunks, and only the receiver, holding them all,
+            // verified, hands the engine an `InstallSnapshot`: one from the wire has no bytes
+            // to install.
+            Rpc::Raft(message @ Message::InstallSnapshot { .. }) => self.engine.refuse_input(
+                now,
+                &from,
+                RefusalCause::BadSnapshot,
+                &format!("{} without its bytes", message.kind()),
+            ),
+            Rpc::Raft(message) => self.engine.on_message(now, from, message),
+            Rpc::SnapshotChunk {
+                term,
+                meta,
+                id,
+                offset,
+                data,
+            } => self.on_snapshot_chunk(now, from, term, meta, id, offset, data),
+            Rpc::SnapshotAck {
+                term,
+                id,
+                chunk_offset,
+                next_offset,
+            } => self.on_snapshot_ack(now, from, term, id, chunk_offset, next_offset),
             Rpc::Forward {
                 forward_id,
                 request,
@@ -317,7 +354,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 });
                 self.expire(now);
                 self.fail_waits_when_cut_off(now);
-                self.maybe_snapshot(now);
+                self.maybe_snapshot();
+                self.send_snapshot_chunks(now);
             }
         }
         self.after_input(now);
@@ -629,13 +667,17 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
                     Persist::TruncateFrom(index) => self.store.truncate_from(*index),
                     Persist::Append(entries) => self.store.append(entries),
-                    Persist::Snapshot(meta, data) => self.store.save_snapshot(meta, data),
+                    Persist::InstallSnapshot(_) => self.install_received_snapshot(),
                 };
                 match result {
                     Ok(()) => self.unsynced = true,
                     Err(error) => self.fail(error),
                 }
             }
+            Effect::Send {
+                to,
+                message: Message::InstallSnapshot { term, meta },
+            } => self.start_snapshot_transfer(now, to, term, meta),
             Effect::Send { to, message } => self.emit(ReplicaEffect::Send {
                 to,
                 rpc: Rpc::Raft(message),
@@ -649,13 +691,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 after_ms,
             }),
             Effect::Apply(entries) => self.apply(now, entries),
-            Effect::RestoreSnapshot(meta, data) => {
-                if let Err(error) = self.applier.restore(&data) {
-                    self.fail(StorageError::Corrupt {
-                        path: "snapshot from leader".into(),
-                        offset: 0,
-                        reason: error.to_string(),
-                    });
+            Effect::RestoreSnapshot(meta) => {
+                if let Err(error) = self.restore_current_snapshot("snapshot from leader") {
+                    self.fail(error);
                     return;
                 }
                 self.engine.on_applied(now, meta.last_index);
@@ -680,6 +718,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     self.last_leader = leader.clone();
                 }
                 self.leading_since = (role == Role::Leader).then_some(now);
+                if role != Role::Leader {
+                    self.sender.stop_all();
+                }
                 self.fail_forwards_not_to(leader.as_ref());
                 self.outputs
                     .push(ReplicaEffect::RoleChanged { role, term, leader });
@@ -824,34 +865,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 });
             }
         }
-    }
-
-    fn maybe_snapshot(&mut self, now: Millis) {
-        let applied = self.applier.applied_index();
-        let since = applied.0 - self.engine.snapshot_meta().last_index.0.min(applied.0);
-        if since < self.settings.snapshot_every_entries {
-            return;
-        }
-        match self.applier.snapshot() {
-            Ok(data) => self.engine.on_snapshot_taken(now, applied, Arc::new(data)),
-            Err(error) => tracing::warn!(%error, "snapshot failed; will retry"),
-        }
-    }
-}
-
-/// Why a received snapshot cannot be installed, if it cannot: its bytes do not decode, or
-/// its contents end at another index than its metadata says.
-fn snapshot_problem(message: &Message) -> Option<String> {
-    let Message::InstallSnapshot { meta, data, .. } = message else {
-        return None;
-    };
-    match crate::replica::applier::snapshot_applied_index(data) {
-        Ok(index) if index == meta.last_index => None,
-        Ok(index) => Some(format!(
-            "snapshot contents end at {index}, its metadata says {}",
-            meta.last_index
-        )),
-        Err(error) => Some(format!("snapshot does not decode: {error}")),
     }
 }
 

@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use ha_core::Term;
+
 use crate::engine::Message;
 use crate::replica::client::{ClientReply, ClientRequest};
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
 /// One message between replicas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,5 +26,30 @@ pub enum Rpc {
         forward_id: u64,
         /// The answer.
         reply: ClientReply,
+    },
+    /// Bytes of the leader's snapshot, streamed to a follower that needs it.
+    SnapshotChunk {
+        /// The leader's term.
+        term: Term,
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Which bytes these are part of.
+        id: SnapshotId,
+        /// Where in the snapshot `data` starts.
+        offset: u64,
+        /// The bytes; at most the sender's chunk size.
+        data: Vec<u8>,
+    },
+    /// A follower's answer to a chunk: where the next chunk must start (the bytes it holds of
+    /// that snapshot; its size once it holds them all, verified).
+    SnapshotAck {
+        /// The follower's term.
+        term: Term,
+        /// The snapshot answered about.
+        id: SnapshotId,
+        /// The offset of the chunk answered.
+        chunk_offset: u64,
+        /// The offset the next chunk must start at.
+        next_offset: u64,
     },
 }

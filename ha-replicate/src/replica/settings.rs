@@ -3,6 +3,11 @@
 use ha_core::Config;
 
 use crate::engine::EngineSettings;
+use crate::replica::snapshot_sender::TransferSettings;
+
+/// Default [`ReplicaSettings::snapshot_log_bytes`]: the log held in memory since the last
+/// snapshot stays under about this many bytes.
+pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 64 << 20;
 
 /// When the replica makes its writes durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +28,11 @@ pub struct ReplicaSettings {
     pub sync_policy: SyncPolicy,
     /// Take a snapshot once this many entries were applied since the last one.
     pub snapshot_every_entries: u64,
+    /// Or once the entries held since the last one take this many bytes (so a log of large
+    /// values does not sit in memory until the entry count is reached).
+    pub snapshot_log_bytes: u64,
+    /// How snapshots are streamed to followers.
+    pub transfer: TransferSettings,
     /// How often deadlines are checked and snapshots considered.
     pub housekeeping_interval_ms: u64,
 }
@@ -34,6 +44,12 @@ impl ReplicaSettings {
             engine: EngineSettings::from_config(config),
             sync_policy: SyncPolicy::Batch,
             snapshot_every_entries: 10_000,
+            snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
+            transfer: TransferSettings {
+                resend_after_ms: config.timing.election_timeout_max_ms,
+                stalled_after_ms: 10 * config.timing.election_timeout_max_ms,
+                ..TransferSettings::default()
+            },
             housekeeping_interval_ms: 10,
         }
     }

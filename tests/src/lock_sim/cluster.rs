@@ -7,11 +7,14 @@ use ha_core::{HealthStatus, Priority, Timing};
 use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
 use ha_replicate::engine::{EngineSettings, PeerInfo};
 use ha_replicate::membership::Membership;
-use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SyncPolicy};
+use ha_replicate::replica::{
+    ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
+};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use rand::RngExt;
 
 use crate::lock_sim::applied_log::AppliedLog;
+use crate::snapshot_writes::sim_transfer_settings;
 use crate::lock_sim::node::{NodeParts, SimLockNode};
 use crate::replica::replica_id;
 use crate::replica::{Directory, local_time};
@@ -94,6 +97,8 @@ pub fn lock_cluster(
                 engine,
                 sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: options.snapshot_every_entries,
+                snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
+                transfer: sim_transfer_settings(&options.timing),
                 housekeeping_interval_ms: 10,
             };
             let now = local_time(context.now, clock_rate_ppm);

@@ -19,6 +19,7 @@ use ha_replicate::storage::memory::MemoryStore;
 use crate::lock_sim::applied_log::AppliedLog;
 use crate::replica::{Directory, GROUP_COMMIT_MS, global_delay, local_time};
 use crate::sim::{SimActor, SimEffect};
+use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites};
 
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
 /// collide with the ids the test's clients use.
@@ -33,6 +34,8 @@ pub enum LockNodeTimer {
     Flush,
     /// Run the lease expiry tracker.
     ExpiryTick,
+    /// The snapshot being written is done.
+    SnapshotWritten,
 }
 
 /// What a simulated lock node reports.
@@ -99,6 +102,7 @@ pub struct SimLockNode {
     next_internal_request: u64,
     observed_applied: LogIndex,
     flush_scheduled: bool,
+    snapshot_writes: SimSnapshotWrites,
     pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
 }
 
@@ -115,6 +119,7 @@ impl SimLockNode {
             expiry_next_sequence: 1,
             next_internal_request: 1,
             flush_scheduled: false,
+            snapshot_writes: SimSnapshotWrites::default(),
             pending: Vec::new(),
             parts,
         };
@@ -258,6 +263,12 @@ impl SimActor for SimLockNode {
                 self.core.flush();
             }
             LockNodeTimer::ExpiryTick => self.on_expiry_tick(now),
+            LockNodeTimer::SnapshotWritten => {
+                if let Some(written) = self.snapshot_writes.finish() {
+                    let local = self.local(now);
+                    self.core.on_snapshot_written(local, written);
+                }
+            }
         }
         self.observe_applied(now);
     }
@@ -291,6 +302,13 @@ impl SimActor for SimLockNode {
                     SimEffect::Output(LockNodeOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
+                ReplicaEffect::WriteSnapshot(job) => {
+                    self.snapshot_writes.start(&job);
+                    SimEffect::Schedule {
+                        after_ms: SNAPSHOT_WRITE_MS,
+                        timer: LockNodeTimer::SnapshotWritten,
+                    }
+                }
             });
         }
         if !self.flush_scheduled {

@@ -1,0 +1,298 @@
+//! Snapshots in the replica: taking its own off the apply path, streaming the current one to
+//! followers in chunks, and receiving one from the leader.
+
+use ha_core::{Millis, NodeId, StateMachine, Term};
+
+use super::{ReplicaCore, ReplicaEffect};
+use crate::driver::SnapshotTransferStats;
+use crate::engine::{Message, RefusalCause, Role};
+use crate::replica::rpc::Rpc;
+use crate::replica::snapshot_job::{SnapshotJob, SnapshotWritten};
+use crate::replica::snapshot_receiver::ChunkOutcome;
+use crate::replica::snapshot_sender::TransferProgress;
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
+use crate::storage::LogStore;
+
+/// A snapshot is put off while a follower is being sent the current one (a new snapshot
+/// would restart its transfer), until the log grows this many times past the usual trigger.
+const DEFER_WHILE_SENDING_FACTOR: u64 = 4;
+
+/// What the replica counts about snapshots.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SnapshotCounts {
+    pub(super) bytes_sent: u64,
+    pub(super) installs: u64,
+    pub(super) taken: u64,
+    pub(super) last_take_ms: u64,
+}
+
+impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
+    /// A snapshot job handed out as [`ReplicaEffect::WriteSnapshot`] finished: commit it to
+    /// the store and compact the log, unless a newer snapshot was installed meanwhile.
+    pub fn on_snapshot_written(&mut self, now: Millis, written: SnapshotWritten) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if self.snapshot_in_progress.as_ref() == Some(&written.meta.last_index) {
+            self.snapshot_in_progress = None;
+        }
+        let written_snapshot = match written.result {
+            Ok(written_snapshot) => written_snapshot,
+            Err(error) => {
+                tracing::warn!(%error, "snapshot failed; will retry");
+                return;
+            }
+        };
+        if written.meta.last_index <= self.engine.snapshot_meta().last_index {
+            return;
+        }
+        match self.store.commit_snapshot(&written.meta, &written_snapshot) {
+            Ok(id) => {
+                self.current_snapshot = Some(id);
+                self.snapshot_counts.taken += 1;
+                self.snapshot_counts.last_take_ms = written.elapsed_ms;
+                tracing::debug!(
+                    last_index = %written.meta.last_index,
+                    bytes = id.size,
+                    elapsed_ms = written.elapsed_ms,
+                    "snapshot taken"
+                );
+                self.engine.on_snapshot_taken(now, written.meta);
+            }
+            Err(error) => self.fail(error),
+        }
+        self.after_input(now);
+    }
+
+    /// Counts of snapshots taken, sent and received since start.
+    pub fn snapshot_stats(&self) -> SnapshotTransferStats {
+        let received = self.receiver.counts();
+        SnapshotTransferStats {
+            bytes_sent: self.snapshot_counts.bytes_sent,
+            bytes_received: received.bytes_received,
+            installs: self.snapshot_counts.installs,
+            resumes: received.resumes,
+            discards: received.discards,
+            taken: self.snapshot_counts.taken,
+            last_take_ms: self.snapshot_counts.last_take_ms,
+            current_bytes: self.current_snapshot.map_or(0, |id| id.size),
+        }
+    }
+
+    /// How far the snapshot transfer to `peer` is, if one is under way.
+    pub fn transfer_progress(&self, now: Millis, peer: &NodeId) -> Option<TransferProgress> {
+        self.sender.progress(now, peer)
+    }
+
+    /// After how long without progress a transfer counts as stalled.
+    pub fn transfer_stalled_after_ms(&self) -> u64 {
+        self.sender.settings().stalled_after_ms
+    }
+
+    /// Housekeeping: take a snapshot when the log since the last one is long enough (in
+    /// entries or bytes), unless one is being written.
+    pub(super) fn maybe_snapshot(&mut self) {
+        if self.snapshot_in_progress.is_some() {
+            return;
+        }
+        let applied = self.applier.applied_index();
+        let since = applied.0 - self.engine.snapshot_meta().last_index.0.min(applied.0);
+        let log_bytes = self.engine.log_bytes() as u64;
+        let mut factor = 1;
+        if self.sender.is_sending() {
+            factor = DEFER_WHILE_SENDING_FACTOR;
+        }
+        let every_entries = self.settings.snapshot_every_entries.saturating_mul(factor);
+        let every_bytes = self.settings.snapshot_log_bytes.saturating_mul(factor);
+        if since == 0 || (since < every_entries && log_bytes < every_bytes) {
+            return;
+        }
+        let Some(meta) = self.engine.snapshot_meta_at(applied) else {
+            return;
+        };
+        let source = match self.applier.snapshot_source() {
+            Ok(source) => source,
+            Err(error) => {
+                tracing::warn!(%error, "snapshot failed; will retry");
+                return;
+            }
+        };
+        let sink = match self.store.snapshot_sink() {
+            Ok(sink) => sink,
+            Err(error) => {
+                self.fail(error);
+                return;
+            }
+        };
+        self.snapshot_in_progress = Some(meta.last_index);
+        self.outputs
+            .push(ReplicaEffect::WriteSnapshot(SnapshotJob::new(meta, source, sink)));
+    }
+
+    /// The engine asks to send the snapshot `meta` to `to`: stream the store's current one.
+    pub(super) fn start_snapshot_transfer(
+        &mut self,
+        now: Millis,
+        to: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+    ) {
+        match self.current_snapshot {
+            Some(id) if id.last_index == meta.last_index && id.last_term == meta.last_term => {
+                self.sender.start(now, to, term, meta, id);
+                self.send_snapshot_chunks(now);
+            }
+            _ => tracing::warn!(
+                %to,
+                last_index = %meta.last_index,
+                "follower needs a snapshot the store does not hold"
+            ),
+        }
+    }
+
+    /// Send what the transfer windows allow.
+    pub(super) fn send_snapshot_chunks(&mut self, now: Millis) {
+        if self.engine.role() != Role::Leader {
+            self.sender.stop_all();
+            return;
+        }
+        for chunk in self.sender.chunks_to_send(now) {
+            if self.current_snapshot != Some(chunk.id) {
+                // A newer snapshot replaced this one: send that instead, from its start.
+                self.sender.stop(&chunk.to);
+                let meta = self.engine.snapshot_meta().clone();
+                if let Some(id) = self.current_snapshot {
+                    self.sender.start(now, chunk.to, chunk.term, meta, id);
+                }
+                continue;
+            }
+            let data = match self.store.read_snapshot(chunk.offset, chunk.len) {
+                Ok(data) => data,
+                Err(error) => {
+                    self.fail(error);
+                    return;
+                }
+            };
+            self.snapshot_counts.bytes_sent += data.len() as u64;
+            // Like appends, chunks promise nothing about this node's disk: they leave at once.
+            self.outputs.push(ReplicaEffect::Send {
+                to: chunk.to,
+                rpc: Rpc::SnapshotChunk {
+                    term: chunk.term,
+                    meta: chunk.meta,
+                    id: chunk.id,
+                    offset: chunk.offset,
+                    data,
+                },
+            });
+        }
+    }
+
+    /// A chunk from the leader.
+    pub(super) fn on_snapshot_chunk(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+        id: SnapshotId,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        if !self.engine.on_snapshot_chunk(now, from.clone(), term, &meta) {
+            if term < self.engine.term() {
+                // A stale leader: tell it the term, so it steps down.
+                self.send_snapshot_ack(from, id, offset, 0);
+            }
+            return;
+        }
+        let outcome = match self
+            .receiver
+            .on_chunk(&mut self.store, &meta, id, offset, &data)
+        {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.fail(error);
+                return;
+            }
+        };
+        match outcome {
+            ChunkOutcome::Ack(next_offset) => self.send_snapshot_ack(from, id, offset, next_offset),
+            ChunkOutcome::Refused(problem) => {
+                self.engine
+                    .refuse_input(now, &from, RefusalCause::BadSnapshot, &problem);
+            }
+            ChunkOutcome::Complete => {
+                self.engine
+                    .on_message(now, from.clone(), Message::InstallSnapshot { term, meta });
+                self.process_engine_effects(now);
+                if self.fatal.is_some() {
+                    return;
+                }
+                // Not installed (the log already covers it): drop the bytes.
+                if self.store.incoming().is_some()
+                    && let Err(error) = self.store.discard_incoming()
+                {
+                    self.fail(error);
+                    return;
+                }
+                self.send_snapshot_ack(from, id, offset, id.size);
+            }
+        }
+    }
+
+    fn send_snapshot_ack(&mut self, to: NodeId, id: SnapshotId, chunk_offset: u64, next_offset: u64) {
+        // An answer about bytes received, not a promise about the disk: it leaves at once.
+        self.outputs.push(ReplicaEffect::Send {
+            to,
+            rpc: Rpc::SnapshotAck {
+                term: self.engine.term(),
+                id,
+                chunk_offset,
+                next_offset,
+            },
+        });
+    }
+
+    /// A follower's answer to a chunk.
+    pub(super) fn on_snapshot_ack(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        term: Term,
+        id: SnapshotId,
+        chunk_offset: u64,
+        next_offset: u64,
+    ) {
+        self.engine.on_snapshot_ack(now, from.clone(), term);
+        if self.engine.role() != Role::Leader || term != self.engine.term() {
+            return;
+        }
+        self.sender
+            .on_ack(now, &from, &id, chunk_offset, next_offset);
+        self.send_snapshot_chunks(now);
+    }
+
+    /// Install the verified snapshot received from the leader as the store's current one.
+    pub(super) fn install_received_snapshot(&mut self) -> Result<(), crate::storage::StorageError> {
+        let id = self.store.install_incoming()?;
+        self.current_snapshot = Some(id);
+        self.snapshot_counts.installs += 1;
+        Ok(())
+    }
+
+    /// Restore the state machine from the store's current snapshot.
+    pub(super) fn restore_current_snapshot(&mut self, what: &str) -> Result<(), crate::storage::StorageError> {
+        let corrupt = |reason: String| crate::storage::StorageError::Corrupt {
+            path: what.into(),
+            offset: 0,
+            reason,
+        };
+        let Some((_, _, mut reader)) = self.store.snapshot_reader()? else {
+            return Err(corrupt("the store holds no snapshot to restore".to_string()));
+        };
+        self.applier
+            .restore_from(&mut reader)
+            .map_err(|error| corrupt(error.to_string()))
+    }
+}
