@@ -149,8 +149,17 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             tracing::warn!(%repair, "storage repaired at start");
         }
         let mut applier = Applier::new(machine);
-        let snapshot = match recovered.snapshot {
-            Some((meta, data)) => {
+        // Minimal adaptation to the streamed LogStore API (the snapshot is read whole here).
+        use std::io::Read as _;
+        let snapshot = match store.snapshot_reader()? {
+            Some((meta, _, mut reader)) => {
+                let mut data = Vec::new();
+                reader
+                    .read_to_end(&mut data)
+                    .map_err(|source| StorageError::Io {
+                        path: "snapshot".into(),
+                        source,
+                    })?;
                 applier
                     .restore(&data)
                     .map_err(|error| StorageError::Corrupt {
@@ -629,7 +638,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
                     Persist::TruncateFrom(index) => self.store.truncate_from(*index),
                     Persist::Append(entries) => self.store.append(entries),
-                    Persist::Snapshot(meta, data) => self.store.save_snapshot(meta, data),
+                    Persist::Snapshot(meta, data) => {
+                        self.store.save_snapshot(meta, data).map(|_| ())
+                    }
                 };
                 match result {
                     Ok(()) => self.unsynced = true,

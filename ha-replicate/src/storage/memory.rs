@@ -1,16 +1,17 @@
 //! [`MemoryStore`]: a [`LogStore`] in memory, for tests and the deterministic simulator, on a
 //! [`MemoryDisk`] that survives a simulated crash and loses exactly what a real disk may lose.
 
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use ha_core::LogIndex;
 use parking_lot::Mutex;
 
 use super::log_bounds::LogBounds;
-use super::{LogStore, Recovered, StorageError};
+use super::{IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot};
 use crate::entry::Entry;
 use crate::hard_state::HardState;
-use crate::snapshot_meta::SnapshotMeta;
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
 /// A simulated disk, shared by cloning: the simulator keeps one handle per node and gives a
 /// clone to each [`MemoryStore`] it opens on it.
@@ -19,8 +20,14 @@ use crate::snapshot_meta::SnapshotMeta;
 /// [`crash`](Self::crash) keeps the synced state and a prefix of those writes, which is
 /// exactly what the [`LogStore`] contract allows a crash to keep. The write granularity is the
 /// same as [`WalStore`](super::wal::WalStore)'s records: one write per appended entry, one per
-/// truncation that removed something, one per saved hard state. Snapshots are synced when
-/// saved, together with every earlier write.
+/// truncation that removed something, one per saved hard state, one per chunk added to a
+/// snapshot being received ([`LogStore::append_incoming`]) and one per
+/// [`LogStore::discard_incoming`].
+///
+/// Everything else is synced on return, together with every earlier write:
+/// [`LogStore::commit_snapshot`], [`LogStore::begin_incoming`],
+/// [`LogStore::verify_incoming`] and [`LogStore::install_incoming`]. The bytes written to a
+/// [`SnapshotSink`] are not on the disk at all until they are committed: a crash forgets them.
 ///
 /// ```
 /// use ha_core::{LogIndex, Term};
@@ -63,9 +70,22 @@ struct DiskState {
 #[derive(Clone, Debug, Default)]
 struct Image {
     hard_state: HardState,
-    snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// The current snapshot. Its bytes are shared with the readers handed out, so a reader
+    /// keeps reading them after a newer snapshot replaces them.
+    snapshot: Option<(SnapshotMeta, SnapshotId, Arc<[u8]>)>,
     /// The entries after the snapshot, contiguous.
     entries: Vec<Entry>,
+    /// The snapshot being received.
+    incoming: Option<IncomingImage>,
+}
+
+/// A snapshot being received, as the disk holds it.
+#[derive(Clone, Debug)]
+struct IncomingImage {
+    meta: SnapshotMeta,
+    id: SnapshotId,
+    /// The bytes held, a prefix of the snapshot's.
+    data: Vec<u8>,
 }
 
 /// One write that a crash may lose.
@@ -74,6 +94,10 @@ enum Write {
     Append(Entry),
     Truncate(LogIndex),
     HardState(HardState),
+    /// Bytes added to the snapshot being received.
+    IncomingBytes(Vec<u8>),
+    /// The snapshot being received is forgotten.
+    DiscardIncoming,
 }
 
 impl Image {
@@ -82,7 +106,21 @@ impl Image {
             Write::Append(entry) => self.entries.push(entry),
             Write::Truncate(from) => self.entries.retain(|entry| entry.index < from),
             Write::HardState(hard_state) => self.hard_state = hard_state,
+            Write::IncomingBytes(bytes) => {
+                // The store only adds bytes to a snapshot it is receiving, and starting
+                // another one syncs first, so these bytes always belong to this one.
+                if let Some(incoming) = self.incoming.as_mut() {
+                    incoming.data.extend_from_slice(&bytes);
+                }
+            }
+            Write::DiscardIncoming => self.incoming = None,
         }
+    }
+
+    /// Makes `meta` with `data` the current snapshot and drops the entries it covers.
+    fn install(&mut self, meta: &SnapshotMeta, id: SnapshotId, data: Arc<[u8]>) {
+        self.entries.retain(|entry| entry.index > meta.last_index);
+        self.snapshot = Some((meta.clone(), id, data));
     }
 }
 
@@ -128,6 +166,63 @@ impl MemoryDisk {
 
 const STALE_STORE: &str = "this memory store's disk crashed or was opened again; open a new store";
 
+/// The snapshot being received, as this store sees it (the disk may still lose a suffix of
+/// its bytes).
+#[derive(Clone, Debug)]
+struct IncomingView {
+    meta: SnapshotMeta,
+    id: SnapshotId,
+    held: u64,
+    /// Checked by `verify_incoming` since this store was opened.
+    verified: bool,
+}
+
+/// Where sinks leave their bytes for `commit_snapshot`, shared by the store and its sinks.
+#[derive(Debug, Default)]
+struct SinkSlot {
+    /// The ticket of the latest sink handed out (0: none, or it was committed).
+    latest: u64,
+    /// What the latest sink wrote, once finished.
+    finished: Option<(u64, Arc<[u8]>)>,
+}
+
+/// A [`SnapshotSink`] into memory: its bytes reach the store when finished and are on the
+/// disk only once committed.
+struct MemorySink {
+    ticket: u64,
+    bytes: Vec<u8>,
+    crc32c: u32,
+    slot: Arc<Mutex<SinkSlot>>,
+}
+
+impl std::io::Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        self.crc32c = crc32c::crc32c_append(self.crc32c, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SnapshotSink for MemorySink {
+    fn finish(self: Box<Self>) -> Result<WrittenSnapshot, StorageError> {
+        let written = WrittenSnapshot {
+            size: self.bytes.len() as u64,
+            crc32c: self.crc32c,
+            ticket: self.ticket,
+        };
+        let mut slot = self.slot.lock();
+        // An abandoned sink leaves nothing behind; committing it is refused by its ticket.
+        if slot.latest == self.ticket {
+            slot.finished = Some((self.ticket, Arc::from(self.bytes)));
+        }
+        Ok(written)
+    }
+}
+
 /// A [`LogStore`] in memory on a [`MemoryDisk`]. Obeys the same contract, and accepts and
 /// refuses the same calls, as [`WalStore`](super::wal::WalStore); see [`MemoryDisk`] for how
 /// a crash is simulated.
@@ -137,6 +232,10 @@ pub struct MemoryStore {
     generation: u64,
     /// `None` until `recover` has run.
     bounds: Option<LogBounds>,
+    incoming: Option<IncomingView>,
+    sinks: Arc<Mutex<SinkSlot>>,
+    /// The ticket of the last sink handed out.
+    last_ticket: u64,
 }
 
 impl MemoryStore {
@@ -152,6 +251,9 @@ impl MemoryStore {
             disk,
             generation,
             bounds: None,
+            incoming: None,
+            sinks: Arc::default(),
+            last_ticket: 0,
         }
     }
 
@@ -164,7 +266,11 @@ impl MemoryStore {
     /// has recovered.
     fn with_disk<T>(
         &mut self,
-        operation: impl FnOnce(&mut DiskState, &mut LogBounds) -> Result<T, StorageError>,
+        operation: impl FnOnce(
+            &mut DiskState,
+            &mut LogBounds,
+            &mut Option<IncomingView>,
+        ) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut state = self.disk.state.lock();
         if state.generation != self.generation {
@@ -175,8 +281,15 @@ impl MemoryStore {
                 "recover must be called before any other method".to_string(),
             ));
         };
-        operation(&mut state, bounds)
+        operation(&mut state, bounds, &mut self.incoming)
     }
+}
+
+/// The snapshot being received, or [`StorageError::Misuse`].
+fn receiving(incoming: &mut Option<IncomingView>) -> Result<&mut IncomingView, StorageError> {
+    incoming
+        .as_mut()
+        .ok_or_else(|| StorageError::Misuse("no snapshot is being received".to_string()))
 }
 
 impl LogStore for MemoryStore {
@@ -192,26 +305,36 @@ impl LogStore for MemoryStore {
         }
         // Like the disk store, everything recovered is made durable before it is returned.
         state.sync();
-        let image = state.synced.clone();
+        let image = &state.synced;
         let snapshot_last = image
             .snapshot
             .as_ref()
-            .map_or(LogIndex(0), |(meta, _)| meta.last_index);
+            .map_or(LogIndex(0), |(meta, _, _)| meta.last_index);
         let last = image
             .entries
             .last()
             .map_or(snapshot_last, |entry| entry.index);
         self.bounds = Some(LogBounds::new(snapshot_last, last));
+        self.incoming = image.incoming.as_ref().map(|incoming| IncomingView {
+            meta: incoming.meta.clone(),
+            id: incoming.id,
+            held: incoming.data.len() as u64,
+            verified: false,
+        });
         Ok(Recovered {
-            hard_state: image.hard_state,
-            snapshot: image.snapshot,
-            entries: image.entries,
+            hard_state: image.hard_state.clone(),
+            snapshot: image
+                .snapshot
+                .as_ref()
+                .map(|(meta, id, _)| (meta.clone(), *id)),
+            incoming: self.incoming(),
+            entries: image.entries.clone(),
             repairs: Vec::new(),
         })
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        self.with_disk(|state, bounds| {
+        self.with_disk(|state, bounds, _| {
             bounds.check_append(entries)?;
             state
                 .unsynced
@@ -224,7 +347,7 @@ impl LogStore for MemoryStore {
     }
 
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
-        self.with_disk(|state, bounds| {
+        self.with_disk(|state, bounds, _| {
             if let Some(from) = bounds.truncation_point(from) {
                 state.unsynced.push(Write::Truncate(from));
                 bounds.truncated(from);
@@ -234,29 +357,216 @@ impl LogStore for MemoryStore {
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
-        self.with_disk(|state, _| {
+        self.with_disk(|state, _, _| {
             state.unsynced.push(Write::HardState(hard_state.clone()));
             Ok(())
         })
     }
 
-    fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        self.with_disk(|state, bounds| {
+    fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        self.with_disk(|_, _, _| Ok(()))?;
+        self.last_ticket += 1;
+        let ticket = self.last_ticket;
+        {
+            let mut slot = self.sinks.lock();
+            slot.latest = ticket;
+            slot.finished = None;
+        }
+        Ok(Box::new(MemorySink {
+            ticket,
+            bytes: Vec::new(),
+            crc32c: 0,
+            slot: Arc::clone(&self.sinks),
+        }))
+    }
+
+    fn commit_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        written: &WrittenSnapshot,
+    ) -> Result<SnapshotId, StorageError> {
+        let sinks = Arc::clone(&self.sinks);
+        self.with_disk(|state, bounds, _| {
             bounds.check_snapshot(meta)?;
+            let mut slot = sinks.lock();
+            let data = match &slot.finished {
+                Some((ticket, data)) if slot.latest == written.ticket && *ticket == written.ticket => {
+                    Arc::clone(data)
+                }
+                _ => {
+                    return Err(StorageError::Misuse(format!(
+                        "snapshot sink {} is not the latest finished sink (latest: {})",
+                        written.ticket, slot.latest
+                    )))
+                }
+            };
+            let id = SnapshotId {
+                last_index: meta.last_index,
+                last_term: meta.last_term,
+                size: data.len() as u64,
+                crc32c: crc32c::crc32c(&data),
+            };
+            if id.size != written.size || id.crc32c != written.crc32c {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot sink {} reported {} bytes with CRC-32C {:08x}, but wrote {} with {:08x}",
+                    written.ticket, written.size, written.crc32c, id.size, id.crc32c
+                )));
+            }
+            slot.latest = 0;
+            slot.finished = None;
             // As in the disk store: earlier writes become durable with the snapshot.
             state.sync();
-            state
-                .synced
-                .entries
-                .retain(|entry| entry.index > meta.last_index);
-            state.synced.snapshot = Some((meta.clone(), data.to_vec()));
+            state.synced.install(meta, id, data);
             bounds.snapshotted(meta.last_index);
+            Ok(id)
+        })
+    }
+
+    fn read_snapshot(&mut self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
+        self.with_disk(|state, _, _| {
+            let Some((_, _, data)) = state.synced.snapshot.as_ref() else {
+                return Err(StorageError::Misuse(
+                    "there is no snapshot to read".to_string(),
+                ));
+            };
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let end = start.saturating_add(max).min(data.len());
+            Ok(data[start..end].to_vec())
+        })
+    }
+
+    fn snapshot_reader(
+        &mut self,
+    ) -> Result<Option<(SnapshotMeta, SnapshotId, Box<dyn Read + Send>)>, StorageError> {
+        self.with_disk(|state, _, _| {
+            Ok(state.synced.snapshot.as_ref().map(|(meta, id, data)| {
+                let reader: Box<dyn Read + Send> = Box::new(Cursor::new(Arc::clone(data)));
+                (meta.clone(), *id, reader)
+            }))
+        })
+    }
+
+    fn incoming(&self) -> Option<IncomingSnapshot> {
+        self.incoming.as_ref().map(|incoming| IncomingSnapshot {
+            meta: incoming.meta.clone(),
+            id: incoming.id,
+            held: incoming.held,
+        })
+    }
+
+    fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
+        self.with_disk(|state, _, incoming| {
+            // Durable on return, with every earlier write (so the chunks added later are
+            // always the suffix of the writes a crash may lose).
+            state.sync();
+            let resumed = incoming
+                .as_ref()
+                .is_some_and(|current| current.id == id && current.meta == *meta);
+            if !resumed {
+                state.synced.incoming = Some(IncomingImage {
+                    meta: meta.clone(),
+                    id,
+                    data: Vec::new(),
+                });
+                *incoming = Some(IncomingView {
+                    meta: meta.clone(),
+                    id,
+                    held: 0,
+                    verified: false,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.with_disk(|state, _, incoming| {
+            let incoming = receiving(incoming)?;
+            if offset != incoming.held {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot chunk at byte {offset}, but {} bytes are held",
+                    incoming.held
+                )));
+            }
+            let end = offset.checked_add(bytes.len() as u64);
+            if end.is_none_or(|end| end > incoming.id.size) {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot chunk of {} bytes at byte {offset} passes the snapshot's size {}",
+                    bytes.len(),
+                    incoming.id.size
+                )));
+            }
+            if !bytes.is_empty() {
+                state.unsynced.push(Write::IncomingBytes(bytes.to_vec()));
+                incoming.held += bytes.len() as u64;
+            }
+            Ok(())
+        })
+    }
+
+    fn verify_incoming(&mut self) -> Result<bool, StorageError> {
+        self.with_disk(|state, _, incoming| {
+            let view = receiving(incoming)?;
+            if view.held != view.id.size {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot being received holds {} of its {} bytes",
+                    view.held, view.id.size
+                )));
+            }
+            state.sync();
+            let Some(image) = state.synced.incoming.as_mut() else {
+                return Err(StorageError::Misuse(
+                    "the snapshot being received is not on the disk".to_string(),
+                ));
+            };
+            let matches = image.data.len() as u64 == view.id.size
+                && crc32c::crc32c(&image.data) == view.id.crc32c;
+            if matches {
+                view.verified = true;
+            } else {
+                image.data = Vec::new();
+                view.held = 0;
+                view.verified = false;
+            }
+            Ok(matches)
+        })
+    }
+
+    fn install_incoming(&mut self) -> Result<SnapshotId, StorageError> {
+        self.with_disk(|state, bounds, incoming| {
+            let Some(view) = incoming.as_ref().filter(|view| view.verified) else {
+                return Err(StorageError::Misuse(
+                    "no verified snapshot is being received".to_string(),
+                ));
+            };
+            bounds.check_snapshot(&view.meta)?;
+            state.sync();
+            let Some(image) = state.synced.incoming.take() else {
+                return Err(StorageError::Misuse(
+                    "the snapshot being received is not on the disk".to_string(),
+                ));
+            };
+            let id = view.id;
+            state.synced.install(&image.meta, id, Arc::from(image.data));
+            bounds.snapshotted(image.meta.last_index);
+            *incoming = None;
+            Ok(id)
+        })
+    }
+
+    fn discard_incoming(&mut self) -> Result<(), StorageError> {
+        self.with_disk(|state, _, incoming| {
+            if incoming.take().is_some() {
+                state.unsynced.push(Write::DiscardIncoming);
+            }
             Ok(())
         })
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        self.with_disk(|state, _| {
+        self.with_disk(|state, _, _| {
             state.sync();
             Ok(())
         })
