@@ -27,7 +27,7 @@ use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::storage::{LogStore, Recovered};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use wal_support::segment_files;
+use wal_support::{segment_files, snapshot_bytes, snapshot_id};
 
 /// Small enough that most cases roll over and compact many segments.
 const SEGMENT_BYTES_MAX: u64 = 160;
@@ -89,10 +89,19 @@ struct State {
 }
 
 impl State {
-    fn of(recovered: Recovered) -> Self {
+    /// The state `recovered` describes, with the snapshot's bytes read from `store`.
+    fn of(recovered: Recovered, store: &mut dyn LogStore) -> Self {
+        let snapshot = snapshot_bytes(store);
+        assert_eq!(
+            snapshot
+                .as_ref()
+                .map(|(meta, data)| (meta.clone(), snapshot_id(meta, data))),
+            recovered.snapshot,
+            "recover names the snapshot the reader reads"
+        );
         Self {
             hard_state: recovered.hard_state,
-            snapshot: recovered.snapshot,
+            snapshot,
             entries: recovered.entries,
         }
     }
@@ -163,11 +172,12 @@ impl Harness {
             directory,
             synced_sizes: BTreeMap::new(),
         };
-        let recovered = harness.reopen();
-        (harness, State::of(recovered))
+        let (state, _) = harness.reopen();
+        (harness, state)
     }
 
-    fn reopen(&mut self) -> Recovered {
+    /// Opens a new store on the disk or directory and recovers: the state and the repairs.
+    fn reopen(&mut self) -> (State, Vec<String>) {
         self.store = match self.target {
             Target::Memory => Box::new(MemoryStore::open(self.disk.clone())),
             Target::WalAlways | Target::WalManualLosingUnsyncedBytes => {
@@ -185,7 +195,8 @@ impl Harness {
         let recovered = self.store.recover().unwrap();
         // Recovery syncs what it returns.
         self.note_synced();
-        recovered
+        let repairs = recovered.repairs.clone();
+        (State::of(recovered, &mut *self.store), repairs)
     }
 
     fn note_synced(&mut self) {
@@ -198,24 +209,22 @@ impl Harness {
             Target::Memory => {
                 let kept = self.disk.crash(choice);
                 prop_assert_eq!(kept as u64, choice % model.history.len() as u64);
-                let recovered = self.reopen();
-                prop_assert!(recovered.repairs.is_empty());
-                let state = State::of(recovered);
+                let (state, repairs) = self.reopen();
+                prop_assert!(repairs.is_empty());
                 prop_assert_eq!(&state, &model.history[kept], "kept {} writes", kept);
                 state
             }
             Target::WalAlways => {
                 prop_assert_eq!(model.history.len(), 1, "every call syncs");
-                let recovered = self.reopen();
-                prop_assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
-                let state = State::of(recovered);
+                let (state, repairs) = self.reopen();
+                prop_assert!(repairs.is_empty(), "{:?}", repairs);
                 prop_assert_eq!(&state, model.current());
                 state
             }
             Target::WalManualLosingUnsyncedBytes => {
                 // The old store writes nothing more: its process is gone.
                 cut_unsynced_bytes(self.directory.path(), &self.synced_sizes, choice);
-                let state = State::of(self.reopen());
+                let (state, _) = self.reopen();
                 prop_assert!(
                     model.history.contains(&state),
                     "recovered {:?}, which is no prefix of the unsynced writes after {:?}",

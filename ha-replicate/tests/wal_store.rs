@@ -169,7 +169,7 @@ fn snapshot_compacts_and_recovery_returns_only_later_entries() {
     let (_, recovered) = open(directory.path(), 200);
     assert_eq!(
         recovered.snapshot,
-        Some((snapshot_meta(40, 1), b"state at 40".to_vec()))
+        recovered_snapshot(snapshot_meta(40, 1), b"state at 40")
     );
     assert_eq!(recovered.entries, entries(1, 41, 62));
     assert!(recovered.repairs.is_empty());

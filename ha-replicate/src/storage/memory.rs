@@ -387,7 +387,6 @@ impl LogStore for MemoryStore {
     ) -> Result<SnapshotId, StorageError> {
         let sinks = Arc::clone(&self.sinks);
         self.with_disk(|state, bounds, _| {
-            bounds.check_snapshot(meta)?;
             let mut slot = sinks.lock();
             let data = match &slot.finished {
                 Some((ticket, data)) if slot.latest == written.ticket && *ticket == written.ticket => {
@@ -411,6 +410,12 @@ impl LogStore for MemoryStore {
                     "snapshot sink {} reported {} bytes with CRC-32C {:08x}, but wrote {} with {:08x}",
                     written.ticket, written.size, written.crc32c, id.size, id.crc32c
                 )));
+            }
+            if let Err(error) = bounds.check_snapshot(meta) {
+                // Its bytes can never be committed, as in the disk store.
+                slot.latest = 0;
+                slot.finished = None;
+                return Err(error);
             }
             slot.latest = 0;
             slot.finished = None;
