@@ -463,6 +463,12 @@ impl LogStore for MemoryStore {
 
     fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
         self.with_disk(|state, _, incoming| {
+            if meta.last_index != id.last_index || meta.last_term != id.last_term {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot meta ends at {} in term {} but its id at {} in term {}",
+                    meta.last_index, meta.last_term, id.last_index, id.last_term
+                )));
+            }
             // Durable on return, with every earlier write (so the chunks added later are
             // always the suffix of the writes a crash may lose).
             state.sync();
