@@ -15,7 +15,10 @@
 //! The allocation peak of recovery is measured against a file whose length fields claim up to
 //! 4 GiB: it stays within a few times the directory's real size.
 //!
-//! Cases: 160 (segments) + 96 (snapshots), plus exhaustive cuts and splices of the sealed
+//! Files of a snapshot being received get the same random damage: recovery never fails on
+//! them, and the transfer resumes or starts over and completes.
+//!
+//! Cases: 160 (segments) + 96 (snapshots) + 96 (incoming), plus exhaustive cuts and splices of the sealed
 //! segments; the file runs in about 2 s in the debug profile.
 
 mod wal_support;
@@ -28,13 +31,15 @@ use std::sync::Mutex;
 use ha_core::LogIndex;
 use ha_replicate::entry::Entry;
 use ha_replicate::hard_state::HardState;
+use ha_replicate::snapshot_meta::SnapshotMeta;
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::storage::{LogStore, Recovered, StorageError};
 use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc, PeakMemAllocTrait};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use wal_support::{
-    copy_directory, entry, hard_state, segment_files, snapshot_files, snapshot_meta,
+    copy_directory, entries, entry, hard_state, segment_files, snapshot_bytes, snapshot_files,
+    snapshot_id, snapshot_meta,
 };
 
 #[global_allocator]
@@ -424,14 +429,20 @@ fn damaged_snapshots_fall_back_or_are_refused() {
         };
         match (result, expected_last) {
             (Ok(recovered), Some(last)) => {
-                let (meta, data) = recovered.snapshot.expect("a snapshot");
+                let (meta, id) = recovered.snapshot.clone().expect("a snapshot");
                 prop_assert_eq!(meta.last_index, LogIndex(last));
                 let expected_data: &[u8] = if last == 20 {
                     b"state at twenty"
                 } else {
                     b"state at ten"
                 };
-                prop_assert_eq!(data.as_slice(), expected_data);
+                prop_assert_eq!(id, snapshot_id(&meta, expected_data));
+                let mut store = WalStore::open(copy.path(), options()).expect("open");
+                store.recover().expect("recovers again");
+                prop_assert_eq!(
+                    snapshot_bytes(&mut store).map(|(_, data)| data),
+                    Some(expected_data.to_vec())
+                );
                 let indexes: Vec<u64> = recovered
                     .entries
                     .iter()
@@ -670,5 +681,121 @@ fn segments_of_another_format_version_are_refused() {
         if byte == 7 {
             assert!(reason.contains("format version 1"), "{reason}");
         }
+    }
+}
+
+/// A log with a snapshot at 5 and entries up to 10, receiving a 5,000-byte snapshot at 20 of
+/// which 3,000 bytes are held. Returns the directory, the incoming snapshot's meta and bytes.
+fn receiving_log() -> (tempfile::TempDir, SnapshotMeta, Vec<u8>) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut store = WalStore::open(directory.path(), options()).expect("opens");
+    store.recover().expect("empty");
+    store.append(&entries(1, 1, 10)).expect("writes");
+    store
+        .save_snapshot(&snapshot_meta(5, 1), b"state at five")
+        .expect("writes");
+    let meta = snapshot_meta(20, 2);
+    let data: Vec<u8> = (0..5_000u32).map(|at| (at * 7 % 251) as u8).collect();
+    store
+        .begin_incoming(&meta, snapshot_id(&meta, &data))
+        .expect("begins");
+    store.append_incoming(0, &data[..3_000]).expect("writes");
+    drop(store);
+    (directory, meta, data)
+}
+
+/// Random damage to the files of a snapshot being received (`incoming.meta`, `incoming.data`):
+/// recovery never fails or panics on them and never touches the log or the current snapshot.
+/// An intact meta resumes at the bytes the data file holds (capped at the size); a damaged one
+/// is removed and reported. Either way the transfer then completes: damaged bytes fail the
+/// verification, are discarded, and are received again.
+#[test]
+fn damaged_incoming_files_never_stop_the_node_and_the_transfer_completes() {
+    let _serial = serial();
+    let (original, meta, data) = receiving_log();
+    let id = snapshot_id(&meta, &data);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let strategy = proptest::collection::vec(damage(), 1..4);
+    let outcome = runner.run(&strategy, |damages| {
+        let copy = tempfile::tempdir().expect("temp dir");
+        copy_directory(original.path(), copy.path());
+        let files = [
+            copy.path().join("incoming.meta"),
+            copy.path().join("incoming.data"),
+        ];
+        let before: Vec<Vec<u8>> = files
+            .iter()
+            .map(|path| fs::read(path).expect("read"))
+            .collect();
+        for damage in &damages {
+            inflict(&files, damage);
+        }
+        let after: Vec<Vec<u8>> = files
+            .iter()
+            .map(|path| fs::read(path).expect("read"))
+            .collect();
+        let sizes = sizes_of(copy.path());
+        let (result, peak_bytes) = recover(copy.path());
+        prop_assert!(
+            peak_bytes <= recovery_peak_bytes_max(&sizes),
+            "recovery allocated {}",
+            peak_bytes
+        );
+        let recovered = match result {
+            Ok(recovered) => recovered,
+            Err(error) => return Err(TestCaseError::fail(format!("recovery failed: {error}"))),
+        };
+        prop_assert_eq!(
+            recovered.snapshot.clone(),
+            Some((
+                snapshot_meta(5, 1),
+                snapshot_id(&snapshot_meta(5, 1), b"state at five")
+            ))
+        );
+        prop_assert_eq!(&recovered.entries, &entries(1, 6, 10));
+        let mut store = WalStore::open(copy.path(), options()).expect("opens");
+        let again = store.recover().expect("recovers again");
+        prop_assert_eq!(&again.incoming, &recovered.incoming);
+        let held = if after[0] == before[0] {
+            let incoming = recovered.incoming.clone().expect("an intact meta resumes");
+            prop_assert_eq!(incoming.id, id);
+            let expected = (after[1].len() as u64).saturating_sub(32).min(id.size);
+            prop_assert_eq!(incoming.held, expected);
+            incoming.held
+        } else {
+            prop_assert_eq!(&recovered.incoming, &None, "a damaged meta is dropped");
+            prop_assert!(
+                recovered
+                    .repairs
+                    .iter()
+                    .any(|repair| repair.contains("incoming.meta")),
+                "{:?}",
+                recovered.repairs
+            );
+            store.begin_incoming(&meta, id).expect("begins again");
+            0
+        };
+        store
+            .append_incoming(held, &data[held as usize..])
+            .expect("the rest");
+        if !store.verify_incoming().expect("verifies") {
+            // Only damaged bytes within what was held fail.
+            prop_assert!(after[1][32..32 + held as usize] != data[..held as usize]);
+            store.append_incoming(0, &data).expect("all again");
+            prop_assert!(store.verify_incoming().expect("verifies"));
+        }
+        prop_assert_eq!(store.install_incoming().expect("installs"), id);
+        prop_assert_eq!(
+            snapshot_bytes(&mut store),
+            Some((meta.clone(), data.clone()))
+        );
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }

@@ -319,7 +319,7 @@ fn a_damaged_newest_snapshot_falls_back_to_an_intact_older_one() {
     let (_, recovered) = open(directory.path(), 1 << 20);
     assert_eq!(
         recovered.snapshot,
-        Some((snapshot_meta(10, 1), b"ten".to_vec()))
+        recovered_snapshot(snapshot_meta(10, 1), b"ten")
     );
     assert_eq!(recovered.entries, entries(1, 11, 30));
     assert_eq!(recovered.repairs.len(), 1);

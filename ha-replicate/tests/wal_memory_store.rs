@@ -62,7 +62,7 @@ fn a_snapshot_is_durable_with_every_earlier_write() {
     let (_, recovered) = recover(&disk);
     assert_eq!(
         recovered.snapshot,
-        Some((snapshot_meta(4, 1), b"four".to_vec()))
+        recovered_snapshot(snapshot_meta(4, 1), b"four")
     );
     assert_eq!(recovered.entries, entries(1, 5, 6));
     assert_eq!(recovered.hard_state, hard_state(1, None));

@@ -1,6 +1,8 @@
-//! Model test of both stores: random sequences of append, truncate, hard state, snapshot, sync
-//! and crash-and-recover, checked against a simple model (the entries after the snapshot, the
-//! hard state, the snapshot) after every recovery.
+//! Model test of both stores: random sequences of append, truncate, hard state, snapshot, sync,
+//! receiving a snapshot in chunks (begin, resume, append, verify, install, discard) and
+//! crash-and-recover, checked against a simple model (the entries after the snapshot, the hard
+//! state, the snapshot and its bytes, the snapshot being received and how many bytes it holds)
+//! after every recovery.
 //!
 //! The model keeps every state the store went through since the last sync. A crash may keep
 //! any prefix of the unsynced writes and nothing else, so:
@@ -10,6 +12,10 @@
 //! - `WalStore` with `FsyncPolicy::Manual`: the test itself cuts the bytes written since the
 //!   last sync at a random point (a torn tail, possibly mid-record or mid-header, later
 //!   segments lost), and the recovered state must be one of the states since the last sync.
+//!
+//! A snapshot being received lives in files of its own, which the test does not cut (a crash
+//! may keep any suffix of them, independently of the segments; `wal_streamed_snapshots.rs`
+//! cuts them): for `WalStore` it must come back exactly as it was, whatever the segments lost.
 
 mod wal_support;
 
@@ -21,13 +27,13 @@ use ha_core::{LogIndex, NodeId, Term};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
 use ha_replicate::membership::Membership;
-use ha_replicate::snapshot_meta::SnapshotMeta;
+use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
-use ha_replicate::storage::{LogStore, Recovered};
+use ha_replicate::storage::{LogStore, Recovered, StorageError};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use wal_support::segment_files;
+use wal_support::{segment_files, snapshot_bytes, snapshot_id};
 
 /// Small enough that most cases roll over and compact many segments.
 const SEGMENT_BYTES_MAX: u64 = 160;
@@ -58,6 +64,21 @@ enum Operation {
     Crash {
         choice: u64,
     },
+    /// Start receiving a snapshot placed as `SaveSnapshot` places one, or (`resume`) offer
+    /// the one being received again. A `corrupt` id names a checksum its bytes do not have.
+    BeginIncoming {
+        position: u8,
+        size: u16,
+        resume: bool,
+        corrupt: bool,
+    },
+    /// The next chunk of the snapshot being received (at most what is left).
+    AppendIncoming {
+        chunk: u16,
+    },
+    VerifyIncoming,
+    InstallIncoming,
+    DiscardIncoming,
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -77,6 +98,17 @@ fn operation() -> impl Strategy<Value = Operation> {
             .prop_map(|(position, data_bytes)| Operation::SaveSnapshot { position, data_bytes }),
         2 => Just(Operation::Sync),
         2 => any::<u64>().prop_map(|choice| Operation::Crash { choice }),
+        1 => (any::<u8>(), 0u16..3_000, proptest::bool::weighted(0.3), proptest::bool::weighted(0.2))
+            .prop_map(|(position, size, resume, corrupt)| Operation::BeginIncoming {
+                position,
+                size,
+                resume,
+                corrupt
+            }),
+        3 => (0u16..1_500).prop_map(|chunk| Operation::AppendIncoming { chunk }),
+        1 => Just(Operation::VerifyIncoming),
+        1 => Just(Operation::InstallIncoming),
+        1 => Just(Operation::DiscardIncoming),
     ]
 }
 
@@ -86,14 +118,44 @@ struct State {
     hard_state: HardState,
     snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     entries: Vec<Entry>,
+    /// The snapshot being received and the bytes it holds.
+    incoming: Option<(SnapshotMeta, SnapshotId, u64)>,
 }
 
 impl State {
-    fn of(recovered: Recovered) -> Self {
+    /// The state `recovered` describes, with the snapshot's bytes read from `store`.
+    fn of(recovered: Recovered, store: &mut dyn LogStore) -> Self {
+        let snapshot = snapshot_bytes(store);
+        assert_eq!(
+            snapshot
+                .as_ref()
+                .map(|(meta, data)| (meta.clone(), snapshot_id(meta, data))),
+            recovered.snapshot,
+            "recover names the snapshot the reader reads"
+        );
+        let incoming = recovered
+            .incoming
+            .map(|incoming| (incoming.meta, incoming.id, incoming.held));
+        assert_eq!(
+            incoming,
+            store
+                .incoming()
+                .map(|incoming| (incoming.meta, incoming.id, incoming.held)),
+            "recover and incoming() agree"
+        );
         Self {
             hard_state: recovered.hard_state,
-            snapshot: recovered.snapshot,
+            snapshot,
             entries: recovered.entries,
+            incoming,
+        }
+    }
+
+    /// Everything but the snapshot being received.
+    fn log_part(&self) -> Self {
+        Self {
+            incoming: None,
+            ..self.clone()
         }
     }
 
@@ -115,6 +177,14 @@ impl State {
 struct Model {
     history: Vec<State>,
     term: u64,
+    /// The bytes of every snapshot offered for receiving, by id.
+    offered: BTreeMap<(u64, u64, u64, u32), Vec<u8>>,
+    /// `verify_incoming` succeeded since the store was opened (not durable).
+    verified: bool,
+}
+
+fn key(id: &SnapshotId) -> (u64, u64, u64, u32) {
+    (id.last_index.0, id.last_term.0, id.size, id.crc32c)
 }
 
 impl Model {
@@ -163,11 +233,12 @@ impl Harness {
             directory,
             synced_sizes: BTreeMap::new(),
         };
-        let recovered = harness.reopen();
-        (harness, State::of(recovered))
+        let (state, _) = harness.reopen();
+        (harness, state)
     }
 
-    fn reopen(&mut self) -> Recovered {
+    /// Opens a new store on the disk or directory and recovers: the state and the repairs.
+    fn reopen(&mut self) -> (State, Vec<String>) {
         self.store = match self.target {
             Target::Memory => Box::new(MemoryStore::open(self.disk.clone())),
             Target::WalAlways | Target::WalManualLosingUnsyncedBytes => {
@@ -185,7 +256,8 @@ impl Harness {
         let recovered = self.store.recover().unwrap();
         // Recovery syncs what it returns.
         self.note_synced();
-        recovered
+        let repairs = recovered.repairs.clone();
+        (State::of(recovered, &mut *self.store), repairs)
     }
 
     fn note_synced(&mut self) {
@@ -198,34 +270,37 @@ impl Harness {
             Target::Memory => {
                 let kept = self.disk.crash(choice);
                 prop_assert_eq!(kept as u64, choice % model.history.len() as u64);
-                let recovered = self.reopen();
-                prop_assert!(recovered.repairs.is_empty());
-                let state = State::of(recovered);
+                let (state, repairs) = self.reopen();
+                prop_assert!(repairs.is_empty());
                 prop_assert_eq!(&state, &model.history[kept], "kept {} writes", kept);
                 state
             }
             Target::WalAlways => {
                 prop_assert_eq!(model.history.len(), 1, "every call syncs");
-                let recovered = self.reopen();
-                prop_assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
-                let state = State::of(recovered);
+                let (state, repairs) = self.reopen();
+                prop_assert!(repairs.is_empty(), "{:?}", repairs);
                 prop_assert_eq!(&state, model.current());
                 state
             }
             Target::WalManualLosingUnsyncedBytes => {
                 // The old store writes nothing more: its process is gone.
                 cut_unsynced_bytes(self.directory.path(), &self.synced_sizes, choice);
-                let state = State::of(self.reopen());
+                let (state, _) = self.reopen();
                 prop_assert!(
-                    model.history.contains(&state),
+                    model
+                        .history
+                        .iter()
+                        .any(|earlier| earlier.log_part() == state.log_part()),
                     "recovered {:?}, which is no prefix of the unsynced writes after {:?}",
                     state,
                     model.history[0]
                 );
+                prop_assert_eq!(&state.incoming, &model.current().incoming);
                 state
             }
         };
         model.history = vec![recovered];
+        model.verified = false;
         Ok(())
     }
 }
@@ -282,6 +357,8 @@ fn run(target: Target, operations: &[Operation]) -> Result<(), TestCaseError> {
     let mut model = Model {
         history: vec![initial],
         term: 1,
+        offered: BTreeMap::new(),
+        verified: false,
     };
     for operation in operations {
         apply(&mut harness, &mut model, operation)?;
@@ -377,6 +454,118 @@ fn apply(
             harness.note_synced();
         }
         Operation::Crash { choice } => harness.crash(model, choice)?,
+        Operation::BeginIncoming {
+            position,
+            size,
+            resume,
+            corrupt,
+        } => {
+            let (meta, id) = match (&model.current().incoming, resume) {
+                (Some((meta, id, _)), true) => (meta.clone(), *id),
+                _ => {
+                    let current = model.current();
+                    let low = current.snapshot_last();
+                    let high = current.last() + 2;
+                    let last_index = low + u64::from(position) % (high - low + 1);
+                    let meta = SnapshotMeta {
+                        last_index: LogIndex(last_index),
+                        last_term: Term(model.term),
+                        membership: Membership::with_voters([NodeId::new("n2").unwrap()]),
+                    };
+                    let data: Vec<u8> = (0..usize::from(size))
+                        .map(|at| (at as u64 * 131 + last_index * 7 + u64::from(position)) as u8)
+                        .collect();
+                    let mut id = snapshot_id(&meta, &data);
+                    if corrupt {
+                        id.crc32c ^= 0x0100;
+                    }
+                    model.offered.insert(key(&id), data);
+                    (meta, id)
+                }
+            };
+            harness.store.begin_incoming(&meta, id).unwrap();
+            // Durable on return, with every earlier write; the same snapshot keeps its bytes.
+            model.synced();
+            let same = model
+                .current()
+                .incoming
+                .as_ref()
+                .is_some_and(|(held_meta, held_id, _)| *held_meta == meta && *held_id == id);
+            if !same {
+                model.write(|state| state.incoming = Some((meta, id, 0)));
+                model.synced();
+                model.verified = false;
+            }
+            harness.note_synced();
+        }
+        Operation::AppendIncoming { chunk } => match model.current().incoming.clone() {
+            None => prop_assert!(matches!(
+                harness.store.append_incoming(0, &[1]),
+                Err(StorageError::Misuse(_))
+            )),
+            Some((meta, id, held)) => {
+                let data = &model.offered[&key(&id)];
+                let start = held as usize;
+                let end = (start + usize::from(chunk)).min(data.len());
+                harness
+                    .store
+                    .append_incoming(held, &data[start..end])
+                    .unwrap();
+                prop_assert!(matches!(
+                    harness.store.append_incoming(end as u64 + 1, &[1]),
+                    Err(StorageError::Misuse(_))
+                ));
+                if end > start {
+                    model.write(|state| state.incoming = Some((meta, id, end as u64)));
+                }
+            }
+        },
+        Operation::VerifyIncoming => match model.current().incoming.clone() {
+            Some((meta, id, held)) if held == id.size => {
+                let matches = harness.store.verify_incoming().unwrap();
+                let data = &model.offered[&key(&id)];
+                prop_assert_eq!(matches, crc32c::crc32c(data) == id.crc32c);
+                model.synced();
+                if matches {
+                    model.verified = true;
+                } else {
+                    model.write(|state| state.incoming = Some((meta, id, 0)));
+                    model.synced();
+                }
+                harness.note_synced();
+            }
+            _ => prop_assert!(matches!(
+                harness.store.verify_incoming(),
+                Err(StorageError::Misuse(_))
+            )),
+        },
+        Operation::InstallIncoming => match model.current().incoming.clone() {
+            Some((meta, id, _))
+                if model.verified && meta.last_index.0 >= model.current().snapshot_last() =>
+            {
+                prop_assert_eq!(harness.store.install_incoming().unwrap(), id);
+                let data = model.offered[&key(&id)].clone();
+                model.write(|state| {
+                    state.entries.retain(|entry| entry.index > meta.last_index);
+                    state.snapshot = Some((meta, data));
+                    state.incoming = None;
+                });
+                model.synced();
+                model.verified = false;
+                harness.note_synced();
+            }
+            _ => prop_assert!(matches!(
+                harness.store.install_incoming(),
+                Err(StorageError::Misuse(_))
+            )),
+        },
+        Operation::DiscardIncoming => {
+            harness.store.discard_incoming().unwrap();
+            if model.current().incoming.is_some() {
+                model.write(|state| state.incoming = None);
+                model.verified = false;
+            }
+        }
     }
     if always {
         model.synced();

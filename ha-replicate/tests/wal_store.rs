@@ -169,7 +169,7 @@ fn snapshot_compacts_and_recovery_returns_only_later_entries() {
     let (_, recovered) = open(directory.path(), 200);
     assert_eq!(
         recovered.snapshot,
-        Some((snapshot_meta(40, 1), b"state at 40".to_vec()))
+        recovered_snapshot(snapshot_meta(40, 1), b"state at 40")
     );
     assert_eq!(recovered.entries, entries(1, 41, 62));
     assert!(recovered.repairs.is_empty());
@@ -221,6 +221,38 @@ fn misuse_is_refused_without_writing_by_both_stores() {
             Err(StorageError::Misuse(_))
         ));
         assert!(matches!(store.sync(), Err(StorageError::Misuse(_))));
+        // The snapshot calls too, before recovery.
+        assert!(store.snapshot_sink().is_err());
+        assert!(matches!(
+            store.read_snapshot(0, 1),
+            Err(StorageError::Misuse(_))
+        ));
+        assert!(matches!(
+            store.snapshot_reader().map(|reader| reader.is_some()),
+            Err(StorageError::Misuse(_))
+        ));
+        let meta = snapshot_meta(1, 1);
+        assert!(matches!(
+            store.begin_incoming(&meta, snapshot_id(&meta, b"")),
+            Err(StorageError::Misuse(_))
+        ));
+        assert!(matches!(
+            store.append_incoming(0, b""),
+            Err(StorageError::Misuse(_))
+        ));
+        assert!(matches!(
+            store.verify_incoming(),
+            Err(StorageError::Misuse(_))
+        ));
+        assert!(matches!(
+            store.install_incoming(),
+            Err(StorageError::Misuse(_))
+        ));
+        assert!(matches!(
+            store.discard_incoming(),
+            Err(StorageError::Misuse(_))
+        ));
+        assert_eq!(store.incoming(), None);
         store.recover().unwrap();
         assert!(matches!(store.recover(), Err(StorageError::Misuse(_))));
         assert!(matches!(
@@ -343,6 +375,41 @@ fn after_an_io_error_every_call_is_refused() {
         Err(StorageError::Io { .. })
     ));
     assert!(matches!(store.sync(), Err(StorageError::Io { .. })));
+    let meta = snapshot_meta(1, 1);
+    assert!(store.snapshot_sink().is_err());
+    assert!(matches!(
+        store.begin_incoming(&meta, snapshot_id(&meta, b"")),
+        Err(StorageError::Io { .. })
+    ));
+    assert!(matches!(
+        store.read_snapshot(0, 1),
+        Err(StorageError::Io { .. })
+    ));
+}
+
+/// A snapshot call that fails on IO fails the store like any other write.
+#[test]
+fn an_io_error_in_a_snapshot_call_fails_the_store() {
+    let parent = tempfile::tempdir().unwrap();
+    let directory = parent.path().join("data");
+    let (mut store, _) = open(&directory, 1 << 20);
+    store.append(&entries(1, 1, 3)).unwrap();
+    let written = {
+        let mut sink = store.snapshot_sink().unwrap();
+        std::io::Write::write_all(&mut sink, b"state").unwrap();
+        sink.finish().unwrap()
+    };
+    // The sink's file is gone with the directory: the commit cannot seal it.
+    fs::remove_dir_all(&directory).unwrap();
+    assert!(matches!(
+        store.commit_snapshot(&snapshot_meta(2, 1), &written),
+        Err(StorageError::Io { .. })
+    ));
+    fs::create_dir(&directory).unwrap();
+    assert!(matches!(store.sync(), Err(StorageError::Io { .. })));
+    // Nothing was committed: a new store on the empty directory finds nothing.
+    let (_, recovered) = open(&directory, 1 << 20);
+    assert_eq!(recovered.snapshot, None);
 }
 
 /// The same scenario through both stores, reopening after each phase: they recover the same.

@@ -387,7 +387,6 @@ impl LogStore for MemoryStore {
     ) -> Result<SnapshotId, StorageError> {
         let sinks = Arc::clone(&self.sinks);
         self.with_disk(|state, bounds, _| {
-            bounds.check_snapshot(meta)?;
             let mut slot = sinks.lock();
             let data = match &slot.finished {
                 Some((ticket, data)) if slot.latest == written.ticket && *ticket == written.ticket => {
@@ -411,6 +410,12 @@ impl LogStore for MemoryStore {
                     "snapshot sink {} reported {} bytes with CRC-32C {:08x}, but wrote {} with {:08x}",
                     written.ticket, written.size, written.crc32c, id.size, id.crc32c
                 )));
+            }
+            if let Err(error) = bounds.check_snapshot(meta) {
+                // Its bytes can never be committed, as in the disk store.
+                slot.latest = 0;
+                slot.finished = None;
+                return Err(error);
             }
             slot.latest = 0;
             slot.finished = None;
@@ -458,6 +463,12 @@ impl LogStore for MemoryStore {
 
     fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
         self.with_disk(|state, _, incoming| {
+            if meta.last_index != id.last_index || meta.last_term != id.last_term {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot meta ends at {} in term {} but its id at {} in term {}",
+                    meta.last_index, meta.last_term, id.last_index, id.last_term
+                )));
+            }
             // Durable on return, with every earlier write (so the chunks added later are
             // always the suffix of the writes a crash may lose).
             state.sync();

@@ -13,6 +13,7 @@ use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
+mod incoming_file;
 mod log_bounds;
 pub mod memory;
 mod record;
@@ -157,8 +158,9 @@ pub trait LogStore: Send {
     /// the new snapshot is found, complete.
     ///
     /// # Errors
-    /// [`StorageError::Misuse`] when `written` is not from the latest sink, or `meta` is not
-    /// after the current snapshot; [`StorageError::Io`].
+    /// [`StorageError::Misuse`] when `written` is not what the latest finished sink wrote, or
+    /// `meta` is older than the current snapshot (the sink is then abandoned);
+    /// [`StorageError::Io`].
     fn commit_snapshot(
         &mut self,
         meta: &SnapshotMeta,
@@ -205,9 +207,13 @@ pub trait LogStore: Send {
     fn incoming(&self) -> Option<IncomingSnapshot>;
 
     /// Start receiving the snapshot `id` described by `meta`, discarding any other one being
-    /// received (and its bytes). Durable on return, so a restarted node resumes it.
+    /// received (and its bytes). Durable on return (with every earlier write), so a restarted
+    /// node resumes it. When that same snapshot (same `meta` and `id`) is already being
+    /// received, it is kept with the bytes held: the transfer resumes at
+    /// [`incoming`](Self::incoming)`().held`.
     ///
     /// # Errors
+    /// [`StorageError::Misuse`] when `id` names another index or term than `meta`;
     /// [`StorageError::Io`].
     fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError>;
 
@@ -230,14 +236,17 @@ pub trait LogStore: Send {
     fn verify_incoming(&mut self) -> Result<bool, StorageError>;
 
     /// Make the verified snapshot being received the current one and drop the entries it
-    /// covers, as [`commit_snapshot`](Self::commit_snapshot) does.
+    /// covers, as [`commit_snapshot`](Self::commit_snapshot) does. Verified means by
+    /// [`verify_incoming`](Self::verify_incoming) since this store was opened: a restarted
+    /// node verifies the bytes it recovered again.
     ///
     /// # Errors
-    /// [`StorageError::Misuse`] when no verified snapshot is being received;
-    /// [`StorageError::Io`].
+    /// [`StorageError::Misuse`] when no verified snapshot is being received, or it is older
+    /// than the current snapshot; [`StorageError::Io`].
     fn install_incoming(&mut self) -> Result<SnapshotId, StorageError>;
 
-    /// Forget the snapshot being received, if any.
+    /// Forget the snapshot being received, if any. Not durable until the next sync: a crash
+    /// before it may bring the snapshot back in [`Recovered::incoming`].
     ///
     /// # Errors
     /// [`StorageError::Io`].

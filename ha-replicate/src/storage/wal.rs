@@ -1,7 +1,7 @@
 //! [`WalStore`]: the log, the hard state and snapshots in a directory, as an append-only
 //! segmented write-ahead log.
 //!
-//! # On-disk format (version 2)
+//! # On-disk format (segments version 2, snapshots version 2)
 //!
 //! A data directory holds:
 //!
@@ -9,6 +9,9 @@
 //! wal-00000000000000000001.log        segments, numbered 1, 2, 3, ... without gaps
 //! wal-00000000000000000002.log        (after compaction the lowest number is higher)
 //! snapshot-00000000000000000120.snap  the snapshot ending at index 120
+//! sink-00000000000000000003.snap.tmp  a snapshot of this node's state being written
+//! incoming.meta                       which snapshot is being received from a leader
+//! incoming.data                       the bytes of it received so far
 //! ```
 //!
 //! **Segments** are named by a sequence number, not by the first index they hold: a truncation
@@ -42,19 +45,54 @@
 //! hard state is a record like any other, so one sync makes entries and the vote durable
 //! together (the driver's group commit) and a crash keeps a prefix of the writes.
 //!
-//! **Snapshots** are written to `snapshot-<index>.snap.tmp`, synced, renamed, and the
-//! directory synced. The file is
+//! **Snapshots** are never held in memory whole: their data are written, checksummed and read
+//! through bounded buffers, whatever their size (the data length is a u64; only the meta is
+//! bounded, by one RPC frame). A snapshot file is
 //!
 //! ```text
-//! magic "ha-snap\x01" | meta length u32 | data length u64 | crc32c(meta) u32 | crc32c(data) u32
-//! | crc32c(the 28 bytes before) u32 | meta: postcard(SnapshotMeta) | data
+//! header = magic "ha-snap\x02" | meta length u32 | data length u64 | crc32c(meta) u32
+//!          | crc32c(data) u32 | crc32c(the 28 bytes before) u32          (32 bytes)
+//! file   = header | data | meta: postcard(SnapshotMeta)
 //! ```
+//!
+//! A [`SnapshotSink`] creates `sink-<ticket>.snap.tmp` (tickets count up per store, and a
+//! name already taken is skipped), writes 32 zero bytes where the header goes, then the data,
+//! computing their CRC-32C as they pass, and syncs the file when finished. Starting another
+//! sink deletes the previous sink's file (a sink still writing to it writes to an unlinked
+//! file), and only the latest finished sink commits: its ticket and reported size and checksum
+//! must match. `commit_snapshot` syncs the log, appends the meta, writes the header, syncs the
+//! file, renames it to `snapshot-<index>.snap` and syncs the directory; then older snapshots
+//! and the segments it covers are deleted (see Compaction). Reading a chunk is a positioned
+//! read of an open handle; a reader over the whole snapshot opens its own handle, so it keeps
+//! reading the same bytes after a newer snapshot replaces (unlinks) the file.
+//!
+//! Version 1 snapshot files (`"ha-snap\x01"`, laid out header | meta | data, written whole
+//! from memory) are still read; they are replaced by the next snapshot. Nothing else was
+//! deployed, so there is nothing to migrate.
+//!
+//! A **snapshot being received** has two files. `incoming.meta` names it:
+//!
+//! ```text
+//! magic "ha-inc\0\x01" | body length u32 | crc32c(body) u32 | body: postcard((SnapshotMeta, SnapshotId))
+//! ```
+//!
+//! written to `incoming.meta.tmp`, synced, renamed, with the directory synced, by
+//! `begin_incoming`, after `incoming.data` was emptied to a placeholder header and synced (so
+//! a new meta never names old bytes). `incoming.data` is laid out as a snapshot file being
+//! written: the placeholder header, then the bytes received, appended at the offset held and
+//! synced only by `sync` and `verify_incoming` (so a crash may lose a suffix of them).
+//! `verify_incoming` syncs the data and checks their size and CRC-32C, streaming; on a
+//! mismatch it cuts them back to the header. `install_incoming` seals the data file like a
+//! sink's (meta, header, sync), renames it to `snapshot-<index>.snap`, syncs the directory,
+//! removes `incoming.meta`, and compacts as `commit_snapshot` does. Whether the bytes were
+//! verified is not remembered across a restart: they are verified again before installing.
 //!
 //! # Recovery rules
 //!
-//! 1. Files that are neither segments, snapshots nor snapshot temporaries are ignored (and
-//!    logged); a leftover `*.snap.tmp` is deleted. A file with a segment or snapshot name that
-//!    is not a regular file is refused.
+//! 1. Files that are neither segments, snapshots, incoming files nor temporaries are ignored
+//!    (and logged); a leftover `snapshot-<index>.snap.tmp`, `sink-<ticket>.snap.tmp` or
+//!    `incoming.meta.tmp` is deleted. A file with one of these names that is not a regular
+//!    file is refused.
 //! 2. The newest snapshot that verifies is used. Damaged newer snapshots are renamed to
 //!    `*.snap.damaged` and reported in [`Recovered::repairs`]. If snapshots exist and none
 //!    verifies, recovery fails with [`StorageError::Corrupt`]. (Falling back is only possible
@@ -83,10 +121,20 @@
 //!    wins. Only entries after the snapshot are returned.
 //! 6. Everything returned is synced before `recover` returns, so the node never acts on
 //!    recovered state that a later power failure could take back.
+//! 7. A snapshot being received is returned in [`Recovered::incoming`] when `incoming.meta`
+//!    verifies, with `held` = the bytes in `incoming.data` after its header, capped at the
+//!    snapshot's size (a longer file, left by a crash during an install, is cut there; a
+//!    missing or shorter one holds 0). It never stops the node: a damaged `incoming.meta` is
+//!    removed with its data (the transfer starts over), as is an `incoming.data` without a
+//!    meta, and an `incoming.meta` naming the snapshot just recovered (a crash after the
+//!    install's rename). The bytes held are checked only by `verify_incoming`, so bytes a
+//!    crash damaged without shortening the file make the verification fail and the transfer
+//!    start over; they can never be installed.
 //!
 //! # Compaction
 //!
-//! After a snapshot at index `S` is durable, the older snapshots are deleted, then the oldest
+//! After a snapshot at index `S` is durable (committed or installed), the older snapshots are
+//! deleted, then the oldest
 //! segments whose entry records all have indexes at or below `S` (the segment being written
 //! is always kept; a segment that straddles `S` is kept and recovery skips its covered
 //! entries). Entries that a later marker removed count too: replay reads them before the
@@ -95,20 +143,29 @@
 //! are deleted oldest first with a directory sync after each, so a crash leaves a suffix.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ha_core::LogIndex;
+use parking_lot::Mutex;
 
+use super::incoming_file::{INCOMING_DATA_NAME, INCOMING_META_NAME, write_incoming_meta};
 use super::log_bounds::LogBounds;
 use super::record::{RecordRef, SEAL_RECORD_BYTES_MAX, encode_record};
 use super::segment::{SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, segment_path};
-use super::snapshot_file::{sync_directory, write_snapshot_file};
+use super::snapshot_file::{
+    IO_BUFFER_BYTES, SNAPSHOT_HEADER_BYTES, checksum_range, create_data_file, io_error, read_range,
+    seal_data_file, sink_file_name, snapshot_file_name, sync_directory,
+};
 use super::wal_recovery::{RecoveredLayout, SegmentInfo, recover_directory};
-use super::{LogStore, Recovered, StorageError};
+use super::{IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot};
 use crate::entry::Entry;
 use crate::hard_state::HardState;
-use crate::snapshot_meta::SnapshotMeta;
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
+
+/// How many taken sink file names `snapshot_sink` skips before it gives up.
+const SINK_NAME_ATTEMPTS_MAX: u32 = 1000;
 
 /// The default [`WalOptions::segment_bytes_max`]: 64 MiB.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -119,7 +176,7 @@ pub enum FsyncPolicy {
     /// Every mutating call syncs before it returns. Simple and safe; one fsync per call.
     #[default]
     Always,
-    /// Only [`LogStore::sync`] (and `save_snapshot`, and `recover`) sync. The driver batches
+    /// Only [`LogStore::sync`] (and the snapshot calls, and `recover`) sync. The driver batches
     /// writes and syncs once per batch (group commit) before sending anything that depends on
     /// them.
     Manual,
@@ -261,6 +318,29 @@ impl WalStore {
         }
         result
     }
+
+    /// Runs a reading call: refused before `recover` or after a failure. A read error does not
+    /// mark the store failed (nothing was written).
+    fn read<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Running) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if self.failed {
+            return Err(StorageError::Io {
+                path: self.directory.clone(),
+                source: io::Error::other(
+                    "an earlier write or sync failed, so the disk state is unknown; \
+                     reopen the store and recover",
+                ),
+            });
+        }
+        let Some(running) = self.running.as_mut() else {
+            return Err(StorageError::Misuse(
+                "recover must be called before any other method".to_string(),
+            ));
+        };
+        operation(running)
+    }
 }
 
 impl LogStore for WalStore {
@@ -288,8 +368,55 @@ impl LogStore for WalStore {
         self.mutate(|running| running.save_hard_state(hard_state))
     }
 
-    fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        self.mutate(|running| running.save_snapshot(meta, data))
+    fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        self.mutate(Running::snapshot_sink)
+    }
+
+    fn commit_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        written: &WrittenSnapshot,
+    ) -> Result<SnapshotId, StorageError> {
+        self.mutate(|running| running.commit_snapshot(meta, written))
+    }
+
+    fn read_snapshot(&mut self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
+        self.read(|running| running.read_snapshot(offset, max))
+    }
+
+    fn snapshot_reader(
+        &mut self,
+    ) -> Result<Option<(SnapshotMeta, SnapshotId, Box<dyn Read + Send>)>, StorageError> {
+        self.read(|running| running.snapshot_reader())
+    }
+
+    fn incoming(&self) -> Option<IncomingSnapshot> {
+        let incoming = self.running.as_ref()?.incoming.as_ref()?;
+        Some(IncomingSnapshot {
+            meta: incoming.meta.clone(),
+            id: incoming.id,
+            held: incoming.held,
+        })
+    }
+
+    fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
+        self.mutate(|running| running.begin_incoming(meta, id))
+    }
+
+    fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.mutate(|running| running.append_incoming(offset, bytes))
+    }
+
+    fn verify_incoming(&mut self) -> Result<bool, StorageError> {
+        self.mutate(Running::verify_incoming)
+    }
+
+    fn install_incoming(&mut self) -> Result<SnapshotId, StorageError> {
+        self.mutate(Running::install_incoming)
+    }
+
+    fn discard_incoming(&mut self) -> Result<(), StorageError> {
+        self.mutate(Running::discard_incoming)
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
@@ -315,11 +442,106 @@ struct Running {
     directory_unsynced: bool,
     /// The latest hard state saved, and the segment that holds its record.
     hard_state: Option<(HardState, u64)>,
-    /// Snapshot files on disk; after a successful `save_snapshot`, just the new one.
+    /// Snapshot files on disk; after a successful commit or install, just the new one.
     snapshot_paths: Vec<PathBuf>,
     /// The number of the first segment when there is none, so numbers never go back after
     /// recovery removed a torn one.
     first_sequence: u64,
+    /// The current snapshot, open for chunk reads.
+    current: Option<CurrentSnapshot>,
+    /// The snapshot being received.
+    incoming: Option<Incoming>,
+    /// Shared with the sinks handed out: which is the latest, and what it wrote.
+    sinks: Arc<Mutex<SinkSlot>>,
+    /// The ticket of the last sink handed out.
+    last_ticket: u64,
+}
+
+/// The current snapshot and an open handle on its file.
+#[derive(Debug)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    id: SnapshotId,
+    path: PathBuf,
+    /// Where the data start in the file.
+    data_offset: u64,
+    file: File,
+}
+
+/// The snapshot being received, with `incoming.data` open.
+#[derive(Debug)]
+struct Incoming {
+    meta: SnapshotMeta,
+    id: SnapshotId,
+    /// The data bytes held (the file holds the header before them).
+    held: u64,
+    path: PathBuf,
+    file: File,
+    /// Bytes were appended since the file was last synced.
+    unsynced: bool,
+    /// `verify_incoming` found the bytes complete and matching, since this store was opened.
+    verified: bool,
+}
+
+/// Where sinks report what they wrote, shared by the store and its sinks.
+#[derive(Debug, Default)]
+struct SinkSlot {
+    /// The ticket of the latest sink handed out and not yet committed.
+    latest: Option<u64>,
+    /// What the latest sink wrote, once it finished.
+    finished: Option<WrittenSnapshot>,
+}
+
+/// A [`SnapshotSink`] into `sink-<ticket>.snap.tmp`, through a bounded buffer.
+struct WalSink {
+    ticket: u64,
+    path: PathBuf,
+    file: BufWriter<File>,
+    size: u64,
+    crc32c: u32,
+    slot: Arc<Mutex<SinkSlot>>,
+}
+
+impl Write for WalSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.crc32c = crc32c::crc32c_append(self.crc32c, &buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl SnapshotSink for WalSink {
+    fn finish(self: Box<Self>) -> Result<WrittenSnapshot, StorageError> {
+        let Self {
+            ticket,
+            path,
+            file,
+            size,
+            crc32c,
+            slot,
+        } = *self;
+        let file = file.into_inner().map_err(|error| StorageError::Io {
+            path: path.clone(),
+            source: error.into_error(),
+        })?;
+        file.sync_all().map_err(io_error(&path))?;
+        let written = WrittenSnapshot {
+            size,
+            crc32c,
+            ticket,
+        };
+        let mut slot = slot.lock();
+        // An abandoned sink's file is gone; committing it is refused by its ticket.
+        if slot.latest == Some(ticket) {
+            slot.finished = Some(written.clone());
+        }
+        Ok(written)
+    }
 }
 
 impl Running {
@@ -335,8 +557,23 @@ impl Running {
             segments,
             hard_state,
             snapshot_paths,
+            snapshot,
             first_sequence,
         } = layout;
+        let current = match snapshot {
+            Some((file, path)) => Some(CurrentSnapshot {
+                file: File::open(&path).map_err(io_error(&path))?,
+                meta: file.meta,
+                id: file.id,
+                path,
+                data_offset: file.data_offset,
+            }),
+            None => None,
+        };
+        let incoming = match &recovered.incoming {
+            Some(incoming) => Some(open_incoming(directory, incoming)?),
+            None => None,
+        };
         let active = match segments.last() {
             Some(last) => {
                 let file = OpenOptions::new()
@@ -363,6 +600,10 @@ impl Running {
             hard_state,
             snapshot_paths,
             first_sequence,
+            current,
+            incoming,
+            sinks: Arc::default(),
+            last_ticket: 0,
         };
         running.sync()?;
         Ok((running, recovered))
@@ -413,23 +654,302 @@ impl Running {
         Ok(())
     }
 
-    fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        self.bounds.check_snapshot(meta)?;
+    /// Forgets the latest sink and removes its file (a sink still writing writes to an
+    /// unlinked file).
+    fn abandon_sink(&mut self) -> Result<(), StorageError> {
+        let abandoned = {
+            let mut slot = self.sinks.lock();
+            slot.finished = None;
+            slot.latest.take()
+        };
+        if let Some(ticket) = abandoned {
+            remove_file_if_present(&self.directory.join(sink_file_name(ticket)))?;
+            self.directory_unsynced = true;
+        }
+        Ok(())
+    }
+
+    fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        self.abandon_sink()?;
+        for _ in 0..SINK_NAME_ATTEMPTS_MAX {
+            self.last_ticket = self.last_ticket.checked_add(1).ok_or_else(|| {
+                StorageError::Misuse("snapshot sink tickets are exhausted".to_string())
+            })?;
+            let ticket = self.last_ticket;
+            let path = self.directory.join(sink_file_name(ticket));
+            let file = match create_data_file(&path, true) {
+                Ok(file) => file,
+                // A sink of an earlier store on this directory, still being written.
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            self.directory_unsynced = true;
+            {
+                let mut slot = self.sinks.lock();
+                slot.latest = Some(ticket);
+                slot.finished = None;
+            }
+            return Ok(Box::new(WalSink {
+                ticket,
+                path,
+                file: BufWriter::with_capacity(IO_BUFFER_BYTES, file),
+                size: 0,
+                crc32c: 0,
+                slot: Arc::clone(&self.sinks),
+            }));
+        }
+        Err(StorageError::Misuse(format!(
+            "{SINK_NAME_ATTEMPTS_MAX} snapshot sink file names in a row are taken in {}",
+            self.directory.display()
+        )))
+    }
+
+    fn commit_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        written: &WrittenSnapshot,
+    ) -> Result<SnapshotId, StorageError> {
+        {
+            let slot = self.sinks.lock();
+            if slot.latest != Some(written.ticket) || slot.finished.as_ref() != Some(written) {
+                return Err(StorageError::Misuse(format!(
+                    "snapshot sink {} is not the latest finished sink, or reported other \
+                     figures than it wrote (latest: {:?}, finished: {:?})",
+                    written.ticket, slot.latest, slot.finished
+                )));
+            }
+        }
+        if let Err(error) = self.bounds.check_snapshot(meta) {
+            // Its bytes can never be committed: drop them now rather than at recovery.
+            self.abandon_sink()?;
+            return Err(error);
+        }
         // Everything written before the snapshot becomes durable first, so a crash never
         // pairs the new snapshot with a log missing an earlier write (a lost truncation
         // would otherwise bring back entries that conflict with the snapshot).
         self.sync()?;
-        let new_path = write_snapshot_file(&self.directory, meta, data)?;
+        let id = SnapshotId {
+            last_index: meta.last_index,
+            last_term: meta.last_term,
+            size: written.size,
+            crc32c: written.crc32c,
+        };
+        let sink_path = self.directory.join(sink_file_name(written.ticket));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&sink_path)
+            .map_err(io_error(&sink_path))?;
+        seal_data_file(&mut file, &sink_path, meta, &id)?;
+        {
+            let mut slot = self.sinks.lock();
+            slot.latest = None;
+            slot.finished = None;
+        }
+        let final_path = self.directory.join(snapshot_file_name(meta.last_index));
+        fs::rename(&sink_path, &final_path).map_err(io_error(&final_path))?;
+        sync_directory(&self.directory)?;
+        self.replace_snapshot(CurrentSnapshot {
+            meta: meta.clone(),
+            id,
+            path: final_path,
+            data_offset: SNAPSHOT_HEADER_BYTES,
+            file,
+        })?;
+        Ok(id)
+    }
+
+    /// After `snapshot` is durable under its final name: deletes the older snapshot files and
+    /// the segments it covers, and makes it the one read.
+    fn replace_snapshot(&mut self, snapshot: CurrentSnapshot) -> Result<(), StorageError> {
+        let last_index = snapshot.meta.last_index;
         for old_path in std::mem::take(&mut self.snapshot_paths) {
-            if old_path != new_path {
+            if old_path != snapshot.path {
                 remove_file_if_present(&old_path)?;
                 self.directory_unsynced = true;
             }
         }
-        self.snapshot_paths.push(new_path);
-        self.bounds.snapshotted(meta.last_index);
-        self.compact(meta.last_index)?;
+        self.snapshot_paths.push(snapshot.path.clone());
+        self.current = Some(snapshot);
+        self.bounds.snapshotted(last_index);
+        self.compact(last_index)?;
         self.sync()
+    }
+
+    fn read_snapshot(&mut self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
+        let Some(current) = self.current.as_mut() else {
+            return Err(StorageError::Misuse(
+                "there is no snapshot to read".to_string(),
+            ));
+        };
+        let end = current.data_offset.saturating_add(current.id.size);
+        let start = current.data_offset.saturating_add(offset).min(end);
+        read_range(&mut current.file, &current.path, start, end, max)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn snapshot_reader(
+        &mut self,
+    ) -> Result<Option<(SnapshotMeta, SnapshotId, Box<dyn Read + Send>)>, StorageError> {
+        let Some(current) = self.current.as_ref() else {
+            return Ok(None);
+        };
+        // A handle of its own: it keeps the file's bytes after a newer snapshot unlinks it.
+        let mut file = File::open(&current.path).map_err(io_error(&current.path))?;
+        file.seek(SeekFrom::Start(current.data_offset))
+            .map_err(io_error(&current.path))?;
+        let reader: Box<dyn Read + Send> = Box::new(file.take(current.id.size));
+        Ok(Some((current.meta.clone(), current.id, reader)))
+    }
+
+    fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
+        if meta.last_index != id.last_index || meta.last_term != id.last_term {
+            return Err(StorageError::Misuse(format!(
+                "snapshot meta ends at {} in term {} but its id at {} in term {}",
+                meta.last_index, meta.last_term, id.last_index, id.last_term
+            )));
+        }
+        // Earlier writes first, as with a snapshot of our own.
+        self.sync()?;
+        if self
+            .incoming
+            .as_ref()
+            .is_some_and(|incoming| incoming.id == id && incoming.meta == *meta)
+        {
+            return Ok(());
+        }
+        self.incoming = None;
+        // The bytes go first, so the new meta never names the old ones.
+        let path = self.directory.join(INCOMING_DATA_NAME);
+        let file = create_data_file(&path, false)?;
+        file.sync_all().map_err(io_error(&path))?;
+        write_incoming_meta(&self.directory, meta, &id)?;
+        sync_directory(&self.directory)?;
+        self.incoming = Some(Incoming {
+            meta: meta.clone(),
+            id,
+            held: 0,
+            path,
+            file,
+            unsynced: false,
+            verified: false,
+        });
+        Ok(())
+    }
+
+    fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let incoming = receiving(&mut self.incoming)?;
+        if offset != incoming.held {
+            return Err(StorageError::Misuse(format!(
+                "snapshot chunk at byte {offset}, but {} bytes are held",
+                incoming.held
+            )));
+        }
+        let end = offset.checked_add(bytes.len() as u64);
+        if end.is_none_or(|end| end > incoming.id.size) {
+            return Err(StorageError::Misuse(format!(
+                "snapshot chunk of {} bytes at byte {offset} passes the snapshot's size {}",
+                bytes.len(),
+                incoming.id.size
+            )));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        incoming.unsynced = true;
+        incoming
+            .file
+            .seek(SeekFrom::Start(SNAPSHOT_HEADER_BYTES + offset))
+            .and_then(|_| incoming.file.write_all(bytes))
+            .map_err(io_error(&incoming.path))?;
+        incoming.held += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn verify_incoming(&mut self) -> Result<bool, StorageError> {
+        let incoming = receiving(&mut self.incoming)?;
+        if incoming.held != incoming.id.size {
+            return Err(StorageError::Misuse(format!(
+                "snapshot being received holds {} of its {} bytes",
+                incoming.held, incoming.id.size
+            )));
+        }
+        incoming.sync()?;
+        let checksum = checksum_range(
+            &mut incoming.file,
+            &incoming.path,
+            SNAPSHOT_HEADER_BYTES,
+            incoming.id.size,
+        )?;
+        if checksum == incoming.id.crc32c {
+            incoming.verified = true;
+            return Ok(true);
+        }
+        tracing::warn!(
+            path = %incoming.path.display(),
+            expected = incoming.id.crc32c,
+            found = checksum,
+            "the snapshot received does not match its checksum; its bytes are discarded"
+        );
+        incoming
+            .file
+            .set_len(SNAPSHOT_HEADER_BYTES)
+            .and_then(|()| incoming.file.sync_all())
+            .map_err(io_error(&incoming.path))?;
+        incoming.held = 0;
+        incoming.verified = false;
+        Ok(false)
+    }
+
+    fn install_incoming(&mut self) -> Result<SnapshotId, StorageError> {
+        let Some(incoming) = self.incoming.as_ref().filter(|incoming| incoming.verified) else {
+            return Err(StorageError::Misuse(
+                "no verified snapshot is being received".to_string(),
+            ));
+        };
+        self.bounds.check_snapshot(&incoming.meta)?;
+        self.sync()?;
+        let Some(mut incoming) = self.incoming.take() else {
+            unreachable!("checked above");
+        };
+        seal_data_file(
+            &mut incoming.file,
+            &incoming.path,
+            &incoming.meta,
+            &incoming.id,
+        )?;
+        let final_path = self
+            .directory
+            .join(snapshot_file_name(incoming.meta.last_index));
+        fs::rename(&incoming.path, &final_path).map_err(io_error(&final_path))?;
+        sync_directory(&self.directory)?;
+        // Recovery also removes a meta naming the snapshot it recovered.
+        remove_file_if_present(&self.directory.join(INCOMING_META_NAME))?;
+        self.directory_unsynced = true;
+        let id = incoming.id;
+        self.replace_snapshot(CurrentSnapshot {
+            meta: incoming.meta,
+            id,
+            path: final_path,
+            data_offset: SNAPSHOT_HEADER_BYTES,
+            file: incoming.file,
+        })?;
+        Ok(id)
+    }
+
+    fn discard_incoming(&mut self) -> Result<(), StorageError> {
+        if let Some(incoming) = self.incoming.take() {
+            drop(incoming.file);
+            // The meta first: data without a meta are removed by recovery.
+            remove_file_if_present(&self.directory.join(INCOMING_META_NAME))?;
+            remove_file_if_present(&incoming.path)?;
+            self.directory_unsynced = true;
+        }
+        Ok(())
     }
 
     /// Deletes the oldest segments whose entries the snapshot at `snapshot_last` covers.
@@ -586,12 +1106,58 @@ impl Running {
     fn sync(&mut self) -> Result<(), StorageError> {
         self.flush()?;
         self.sync_active()?;
+        if let Some(incoming) = self.incoming.as_mut() {
+            incoming.sync()?;
+        }
         if self.directory_unsynced {
             sync_directory(&self.directory)?;
             self.directory_unsynced = false;
         }
         Ok(())
     }
+}
+
+impl Incoming {
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(io_error(&self.path))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+/// The snapshot being received, or [`StorageError::Misuse`].
+fn receiving(incoming: &mut Option<Incoming>) -> Result<&mut Incoming, StorageError> {
+    incoming
+        .as_mut()
+        .ok_or_else(|| StorageError::Misuse("no snapshot is being received".to_string()))
+}
+
+/// Opens `incoming.data` for the snapshot recovery found being received, holding
+/// `incoming.held` bytes after its header (recovery cut anything longer); a missing file or
+/// one shorter than its header is made an empty one.
+fn open_incoming(directory: &Path, incoming: &IncomingSnapshot) -> Result<Incoming, StorageError> {
+    let path = directory.join(INCOMING_DATA_NAME);
+    let file = if incoming.held == 0 {
+        create_data_file(&path, false)?
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?
+    };
+    Ok(Incoming {
+        meta: incoming.meta.clone(),
+        id: incoming.id,
+        held: incoming.held,
+        path,
+        file,
+        // Recovery makes what it returns durable.
+        unsynced: true,
+        verified: false,
+    })
 }
 
 /// Removes `path`; a file that is already gone is what was wanted.

@@ -12,17 +12,19 @@ use std::path::{Path, PathBuf};
 
 use ha_core::LogIndex;
 
+use super::incoming_file::{
+    INCOMING_DATA_NAME, INCOMING_META_NAME, IncomingMeta, read_incoming_meta,
+};
 use super::log_bounds::LogBounds;
 use super::record::Record;
 use super::segment::{SEGMENT_HEADER_BYTES, ScanEnd, parse_segment_file_name, scan_segment};
 use super::snapshot_file::{
-    DAMAGED_SUFFIX, is_temporary_snapshot_file_name, parse_snapshot_file_name, read_snapshot_file,
-    sync_directory,
+    DAMAGED_SUFFIX, SNAPSHOT_HEADER_BYTES, SnapshotFile, is_temporary_file_name,
+    parse_snapshot_file_name, read_snapshot_file, sync_directory,
 };
-use super::{Recovered, StorageError};
+use super::{IncomingSnapshot, Recovered, StorageError};
 use crate::entry::Entry;
 use crate::hard_state::HardState;
-use crate::snapshot_meta::SnapshotMeta;
 
 /// The most directory entries recovery looks at. A data directory holds a few dozen files;
 /// far more means it is the wrong directory, and listing it would take unbounded time.
@@ -61,6 +63,8 @@ pub(crate) struct RecoveredLayout {
     pub(crate) hard_state: Option<(HardState, u64)>,
     /// Every snapshot file left after repairs.
     pub(crate) snapshot_paths: Vec<PathBuf>,
+    /// The snapshot recovered, and its file.
+    pub(crate) snapshot: Option<(SnapshotFile, PathBuf)>,
     /// The number for a new first segment if `segments` is empty: that of a removed torn
     /// segment, else 1.
     pub(crate) first_sequence: u64,
@@ -78,7 +82,7 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
 
     for path in &listing.temporary {
         repairs.push(format!(
-            "removed {}, a snapshot that was being written when the node stopped",
+            "removed {}, a snapshot file that was being written when the node stopped",
             path.display()
         ));
         plan.push(Repair::Remove(path.clone()));
@@ -87,7 +91,13 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
     let snapshot = choose_snapshot(&listing, &mut repairs, &mut plan)?;
     let snapshot_last = snapshot
         .as_ref()
-        .map_or(LogIndex(0), |(meta, _)| meta.last_index);
+        .map_or(LogIndex(0), |(file, _)| file.meta.last_index);
+    let incoming = recover_incoming(
+        &listing,
+        snapshot.as_ref().map(|(file, _)| &file.id),
+        &mut repairs,
+        &mut plan,
+    )?;
 
     let mut replay = Replay::new(snapshot_last);
     let segment_count = listing.segments.len();
@@ -168,7 +178,10 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
                 .as_ref()
                 .map(|(hard_state, _)| hard_state.clone())
                 .unwrap_or_default(),
-            snapshot,
+            snapshot: snapshot
+                .as_ref()
+                .map(|(file, _)| (file.meta.clone(), file.id)),
+            incoming,
             entries: replay.entries,
             repairs,
         },
@@ -176,6 +189,7 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
         segments: replay.segments,
         hard_state: replay.hard_state,
         snapshot_paths,
+        snapshot,
         first_sequence,
     })
 }
@@ -186,6 +200,8 @@ struct Listing {
     segments: BTreeMap<u64, PathBuf>,
     snapshots: BTreeMap<LogIndex, PathBuf>,
     temporary: Vec<PathBuf>,
+    incoming_meta: Option<PathBuf>,
+    incoming_data: Option<PathBuf>,
 }
 
 fn list_directory(directory: &Path) -> Result<Listing, StorageError> {
@@ -218,8 +234,12 @@ fn list_directory(directory: &Path) -> Result<Listing, StorageError> {
             Some(Kind::Segment(sequence))
         } else if let Some(index) = parse_snapshot_file_name(&name) {
             Some(Kind::Snapshot(index))
-        } else if is_temporary_snapshot_file_name(&name) {
+        } else if is_temporary_file_name(&name) {
             Some(Kind::Temporary)
+        } else if name == INCOMING_META_NAME {
+            Some(Kind::IncomingMeta)
+        } else if name == INCOMING_DATA_NAME {
+            Some(Kind::IncomingData)
         } else {
             None
         };
@@ -244,6 +264,8 @@ fn list_directory(directory: &Path) -> Result<Listing, StorageError> {
                 listing.snapshots.insert(index, path);
             }
             Kind::Temporary => listing.temporary.push(path),
+            Kind::IncomingMeta => listing.incoming_meta = Some(path),
+            Kind::IncomingData => listing.incoming_data = Some(path),
         }
     }
     Ok(listing)
@@ -253,6 +275,8 @@ enum Kind {
     Segment(u64),
     Snapshot(LogIndex),
     Temporary,
+    IncomingMeta,
+    IncomingData,
 }
 
 /// The newest snapshot that verifies. Damaged newer ones are planned to be moved aside.
@@ -260,7 +284,7 @@ fn choose_snapshot(
     listing: &Listing,
     repairs: &mut Vec<String>,
     plan: &mut Vec<Repair>,
-) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+) -> Result<Option<(SnapshotFile, PathBuf)>, StorageError> {
     let mut damaged: Vec<(PathBuf, StorageError)> = Vec::new();
     for (&index, path) in listing.snapshots.iter().rev() {
         match read_snapshot_file(path, index) {
@@ -274,7 +298,7 @@ fn choose_snapshot(
                     ));
                     plan.push(Repair::MoveAside(damaged_path));
                 }
-                return Ok(Some(snapshot));
+                return Ok(Some((snapshot, path.clone())));
             }
             Err(error @ StorageError::Corrupt { .. }) => damaged.push((path.clone(), error)),
             Err(error) => return Err(error),
@@ -285,6 +309,81 @@ fn choose_snapshot(
         Some((_, error)) => Err(error),
         None => Ok(None),
     }
+}
+
+/// The snapshot being received, if its meta verifies; otherwise its files are planned to be
+/// removed. A damaged `incoming.meta` never stops the node: the transfer starts over.
+fn recover_incoming(
+    listing: &Listing,
+    snapshot: Option<&crate::snapshot_meta::SnapshotId>,
+    repairs: &mut Vec<String>,
+    plan: &mut Vec<Repair>,
+) -> Result<Option<IncomingSnapshot>, StorageError> {
+    let mut remove_all = |repairs: &mut Vec<String>, reason: String| {
+        repairs.push(reason);
+        plan.extend(listing.incoming_meta.iter().cloned().map(Repair::Remove));
+        plan.extend(listing.incoming_data.iter().cloned().map(Repair::Remove));
+    };
+    let Some(meta_path) = &listing.incoming_meta else {
+        if let Some(data_path) = &listing.incoming_data {
+            remove_all(
+                repairs,
+                format!(
+                    "removed {}, the bytes of a snapshot being received, without its \
+                     {INCOMING_META_NAME}",
+                    data_path.display()
+                ),
+            );
+        }
+        return Ok(None);
+    };
+    let (meta, id) = match read_incoming_meta(meta_path)? {
+        IncomingMeta::Valid(meta, id) => (meta, id),
+        IncomingMeta::Damaged(reason) => {
+            remove_all(
+                repairs,
+                format!(
+                    "removed the snapshot being received: {} is damaged ({reason}); the \
+                     transfer starts over",
+                    meta_path.display()
+                ),
+            );
+            return Ok(None);
+        }
+    };
+    if snapshot == Some(&id) {
+        remove_all(
+            repairs,
+            format!(
+                "removed {}: the snapshot it names was installed when the node stopped",
+                meta_path.display()
+            ),
+        );
+        return Ok(None);
+    }
+    let held = match &listing.incoming_data {
+        None => 0,
+        Some(data_path) => {
+            let file_bytes = fs::metadata(data_path)
+                .map_err(|source| StorageError::Io {
+                    path: data_path.clone(),
+                    source,
+                })?
+                .len();
+            let held = file_bytes
+                .saturating_sub(SNAPSHOT_HEADER_BYTES)
+                .min(id.size);
+            // Only a crash during an install leaves more (the meta being sealed on): cut it.
+            if file_bytes > SNAPSHOT_HEADER_BYTES + held {
+                plan.push(Repair::Truncate {
+                    path: data_path.clone(),
+                    length_bytes: SNAPSHOT_HEADER_BYTES + held,
+                });
+            }
+            held
+        }
+    };
+    Ok(Some(IncomingSnapshot { meta, id, held }))
 }
 
 /// A change recovery makes once the directory has verified.

@@ -10,7 +10,7 @@ use ha_core::{LogIndex, NodeId, Term};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
 use ha_replicate::membership::Membership;
-use ha_replicate::snapshot_meta::SnapshotMeta;
+use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::storage::{LogStore, Recovered, StorageError};
 
@@ -60,6 +60,35 @@ pub fn snapshot_meta(last_index: u64, last_term: u64) -> SnapshotMeta {
         last_term: Term(last_term),
         membership: Membership::with_voters([NodeId::new("n1").unwrap()]),
     }
+}
+
+/// The id of a snapshot described by `meta` holding `data`.
+pub fn snapshot_id(meta: &SnapshotMeta, data: &[u8]) -> SnapshotId {
+    SnapshotId {
+        last_index: meta.last_index,
+        last_term: meta.last_term,
+        size: data.len() as u64,
+        crc32c: crc32c::crc32c(data),
+    }
+}
+
+/// What `recover` returns for a snapshot described by `meta` holding `data`.
+pub fn recovered_snapshot(meta: SnapshotMeta, data: &[u8]) -> Option<(SnapshotMeta, SnapshotId)> {
+    let id = snapshot_id(&meta, data);
+    Some((meta, id))
+}
+
+/// The current snapshot and all its bytes, read with `snapshot_reader`.
+pub fn snapshot_bytes(store: &mut (impl LogStore + ?Sized)) -> Option<(SnapshotMeta, Vec<u8>)> {
+    let (meta, id, mut reader) = store.snapshot_reader().unwrap()?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
+    assert_eq!(
+        snapshot_id(&meta, &data),
+        id,
+        "the reader's bytes match the id"
+    );
+    Some((meta, data))
 }
 
 pub fn options(segment_bytes_max: u64) -> WalOptions {
