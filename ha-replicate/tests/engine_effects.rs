@@ -607,3 +607,44 @@ fn transfer_sends_timeout_now_once_the_target_is_caught_up() {
         }
     )));
 }
+
+/// A follower whose disk was wiped answers the leader's probe (sent from the last index it
+/// acknowledged) with a rejection hinting index 1. The leader must probe from there; before,
+/// a rejection at or below the acknowledged index while probing was taken for a stale answer,
+/// and the same probe was sent again forever: a replaced disk never rejoined.
+#[test]
+fn a_probe_rejected_below_the_acknowledged_index_moves_back_to_the_hint() {
+    use ha_replicate::engine::ReplicationState;
+    let mut engine = engine_support::leader_after_commit();
+    engine_support::acknowledge(&mut engine, Millis(1002), 3, 0);
+    assert_eq!(engine.progress()[&id("b")].match_index, LogIndex(3));
+    engine.propose(Millis(1003), b"x".to_vec()).expect("leader");
+    engine.drain_effects();
+    // b goes silent (it is being wiped): the leader falls back to probing from match + 1.
+    fire(&mut engine, TimerKind::Heartbeat, Millis(5_000));
+    assert_eq!(engine.progress()[&id("b")].state, ReplicationState::Probe);
+    engine.on_message(
+        Millis(5_001),
+        id("b"),
+        Message::AppendResponse {
+            term: Term(4),
+            success: false,
+            index: LogIndex(1),
+            applied_index: LogIndex(0),
+            read_round: 0,
+        },
+    );
+    let probes: Vec<LogIndex> = sends(&engine.drain_effects())
+        .into_iter()
+        .filter_map(|(to, message)| match message {
+            Message::AppendRequest { prev_log_index, .. } if to == "b" => Some(prev_log_index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        probes,
+        vec![LogIndex(0)],
+        "the next probe starts at the hint"
+    );
+    assert_eq!(engine.progress()[&id("b")].match_index, LogIndex(0));
+}

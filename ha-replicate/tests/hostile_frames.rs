@@ -36,7 +36,7 @@ use ha_replicate::membership::{MEMBERSHIP_SET_MAX, Membership};
 use ha_replicate::replica::{
     ApplyOutcome, ClientReply, ClientRequest, ReadRequest, Rpc, SessionCommand, WriteRequest,
 };
-use ha_replicate::snapshot_meta::SnapshotMeta;
+use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::transport::frame::{FrameKind, append_frame};
 use ha_replicate::transport::handshake::{HANDSHAKE_BYTES_MAX, HandshakeCodec};
 use ha_replicate::transport::{Inbound, RejectCause, TcpTransport, TransportSettings};
@@ -130,8 +130,29 @@ fn valid_messages() -> Vec<Rpc> {
                 last_term: Term(2),
                 membership: Membership::with_voters([id("n1")]),
             },
-            data: Arc::new(vec![7; 300]),
         }),
+        Rpc::SnapshotChunk {
+            term: Term(3),
+            meta: SnapshotMeta {
+                last_index: LogIndex(6),
+                last_term: Term(2),
+                membership: Membership::with_voters([id("n1")]),
+            },
+            id: SnapshotId {
+                last_index: LogIndex(6),
+                last_term: Term(2),
+                size: 900,
+                crc32c: 0x1234_5678,
+            },
+            offset: 600,
+            data: vec![7; 300],
+        },
+        Rpc::SnapshotAck {
+            term: Term(3),
+            id: SnapshotId::default(),
+            chunk_offset: 600,
+            next_offset: 900,
+        },
         Rpc::Forward {
             forward_id: 12,
             request: ClientRequest::Write(WriteRequest {

@@ -58,6 +58,8 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         engine,
         sync_policy: SyncPolicy::Batch,
         snapshot_every_entries: snapshot_every,
+        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+        transfer: Default::default(),
         housekeeping_interval_ms: 10,
     };
     let settings = NodeSettings {

@@ -16,10 +16,10 @@ use ha_replicate::replica::{
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 use crate::register::RegisterMachine;
-use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
+use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
 
 /// How long buffered writes wait for their group commit, in virtual milliseconds.
 pub const GROUP_COMMIT_MS: u64 = 1;

@@ -549,7 +549,9 @@ impl Engine {
         if term < self.term {
             return false;
         }
-        if term > self.term || self.role != self.follower_role() || self.leader.as_ref() != Some(&from)
+        if term > self.term
+            || self.role != self.follower_role()
+            || self.leader.as_ref() != Some(&from)
         {
             self.become_follower(now, term, Some(from));
         } else {

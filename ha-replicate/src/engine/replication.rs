@@ -1,6 +1,5 @@
 //! Replication: proposals, appends, commit, snapshots, heartbeats and check-quorum.
 
-
 use ha_core::{LogIndex, Millis, NodeId, Term};
 
 use crate::engine::effect::{Effect, Persist, TimerKind};
@@ -329,13 +328,17 @@ impl Engine {
             progress.next_index = index
                 .min(last_index.next())
                 .max(progress.match_index.next());
-        } else if progress.state == ReplicationState::Replicate {
+        } else if matches!(
+            progress.state,
+            ReplicationState::Replicate | ReplicationState::Probe
+        ) {
             // Rejected at or below what it acknowledged: the follower lost entries it had
-            // synced (a damaged disk repaired at restart, a restored backup). Without this the
-            // leader would keep sending from beyond the hole and the follower would never
-            // catch up. Lowering match_index is always safe: the commit index never moves
-            // back, and fewer counted copies only delay commits. A reordered stale rejection
-            // costs one needless probe.
+            // synced (a damaged disk repaired at restart, a restored backup, a replaced disk).
+            // Without this the leader would keep sending (or probing) from beyond the hole and
+            // the follower would never catch up; a probe matters most, as a silent follower is
+            // probed from its last acknowledged index. Lowering match_index is always safe:
+            // the commit index never moves back, and fewer counted copies only delay commits.
+            // A reordered stale rejection costs one needless probe.
             tracing::warn!(peer = %from, acknowledged = %progress.match_index.0, hint = %index.0, "follower lost acknowledged entries; replicating them again");
             progress.match_index = LogIndex(index.0.saturating_sub(1));
             progress.state = ReplicationState::Probe;

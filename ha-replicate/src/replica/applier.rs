@@ -284,7 +284,10 @@ impl<S: StateMachine> Applier<S> {
         let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
         input.read_exact(&mut prefix).map_err(corrupt)?;
         let (applied_index, header_bytes) = decode_prefix(&prefix)?;
-        let header = ha_core::read_bounded(&mut (&mut *input).take(header_bytes as u64), header_bytes as u64)?;
+        let header = ha_core::read_bounded(
+            &mut (&mut *input).take(header_bytes as u64),
+            header_bytes as u64,
+        )?;
         if header.len() != header_bytes {
             return Err(StateMachineError::Corrupt(format!(
                 "snapshot header ends after {} of its {header_bytes} bytes",

@@ -909,6 +909,8 @@ mod tests {
             engine,
             sync_policy: SyncPolicy::EveryInput,
             snapshot_every_entries: 10_000,
+            snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+            transfer: Default::default(),
             housekeeping_interval_ms: 10,
         };
         let store = MemoryStore::open(MemoryDisk::new());

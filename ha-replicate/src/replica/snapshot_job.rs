@@ -33,7 +33,11 @@ pub struct SnapshotWritten {
 }
 
 impl SnapshotJob {
-    pub(crate) fn new(meta: SnapshotMeta, source: AppliedSnapshot, sink: Box<dyn SnapshotSink>) -> Self {
+    pub(crate) fn new(
+        meta: SnapshotMeta,
+        source: AppliedSnapshot,
+        sink: Box<dyn SnapshotSink>,
+    ) -> Self {
         Self {
             meta,
             work: Arc::new(Mutex::new(Some((source, sink)))),

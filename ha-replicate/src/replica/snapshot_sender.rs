@@ -105,7 +105,14 @@ impl SnapshotSender {
     /// same term goes on where it is (sending from the last acknowledged byte if it went
     /// quiet); anything else starts over from byte 0 (the follower answers with the offset it
     /// can resume from).
-    pub fn start(&mut self, now: Millis, to: NodeId, term: Term, meta: SnapshotMeta, id: SnapshotId) {
+    pub fn start(
+        &mut self,
+        now: Millis,
+        to: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+        id: SnapshotId,
+    ) {
         if let Some(outgoing) = self.transfers.get_mut(&to)
             && outgoing.id == id
             && outgoing.term == term
@@ -160,11 +167,16 @@ impl SnapshotSender {
         if next_offset == expected {
             outgoing.acked = outgoing.acked.max(next_offset);
             outgoing.next = outgoing.next.max(outgoing.acked);
-        } else {
-            // The follower holds something else than this chunk's end: go where it says.
+        } else if next_offset != outgoing.acked {
+            // The follower holds something else than this chunk's end (it resumed a partial
+            // copy, or lost bytes in a restart): go where it says.
             outgoing.acked = next_offset;
             outgoing.next = next_offset;
         }
+        // Otherwise it answers a chunk sent before the last move, with the offset the sender
+        // already went to: nothing new. (Moving again would resend the window once per such
+        // answer, and each resend brings more such answers: the transfer drowns in copies.)
+        // A chunk lost in a dropped connection is resent after `resend_after_ms`.
         false
     }
 
@@ -250,7 +262,10 @@ mod tests {
     }
 
     fn offsets(chunks: &[ChunkToSend]) -> Vec<(u64, usize)> {
-        chunks.iter().map(|chunk| (chunk.offset, chunk.len)).collect()
+        chunks
+            .iter()
+            .map(|chunk| (chunk.offset, chunk.len))
+            .collect()
     }
 
     fn n2() -> NodeId {
@@ -261,7 +276,10 @@ mod tests {
     fn the_window_bounds_unacknowledged_chunks_and_acks_open_it() {
         let mut sender = sender();
         sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(35));
-        assert_eq!(offsets(&sender.chunks_to_send(Millis(0))), vec![(0, 10), (10, 10)]);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(0))),
+            vec![(0, 10), (10, 10)]
+        );
         assert!(sender.chunks_to_send(Millis(1)).is_empty(), "window full");
         assert!(!sender.on_ack(Millis(2), &n2(), &id(35), 0, 10));
         assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(20, 10)]);
@@ -276,13 +294,45 @@ mod tests {
     fn the_follower_says_where_to_resume() {
         let mut sender = sender();
         sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(100));
-        assert_eq!(offsets(&sender.chunks_to_send(Millis(0))), vec![(0, 10), (10, 10)]);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(0))),
+            vec![(0, 10), (10, 10)]
+        );
         // It already held 60 bytes of this snapshot.
         sender.on_ack(Millis(1), &n2(), &id(100), 0, 60);
-        assert_eq!(offsets(&sender.chunks_to_send(Millis(1))), vec![(60, 10), (70, 10)]);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(1))),
+            vec![(60, 10), (70, 10)]
+        );
         // Then it lost what it held (a restart): back to 0.
         sender.on_ack(Millis(2), &n2(), &id(100), 60, 0);
-        assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(0, 10), (10, 10)]);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(2))),
+            vec![(0, 10), (10, 10)]
+        );
+    }
+
+    #[test]
+    fn answers_to_chunks_sent_before_a_resume_do_not_resend_the_window() {
+        let mut sender = sender();
+        sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(100));
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(0))),
+            vec![(0, 10), (10, 10)]
+        );
+        // The follower held 60 bytes: both chunks are answered "60".
+        sender.on_ack(Millis(1), &n2(), &id(100), 0, 60);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(1))),
+            vec![(60, 10), (70, 10)]
+        );
+        sender.on_ack(Millis(2), &n2(), &id(100), 10, 60);
+        assert!(
+            sender.chunks_to_send(Millis(2)).is_empty(),
+            "a second answer about the old window sends nothing again"
+        );
+        sender.on_ack(Millis(3), &n2(), &id(100), 60, 70);
+        assert_eq!(offsets(&sender.chunks_to_send(Millis(3))), vec![(80, 10)]);
     }
 
     #[test]
@@ -298,7 +348,9 @@ mod tests {
             vec![(10, 10), (20, 10)]
         );
         assert_eq!(
-            sender.progress(Millis(200), &n2()).map(|progress| progress.since_progress_ms),
+            sender
+                .progress(Millis(200), &n2())
+                .map(|progress| progress.since_progress_ms),
             Some(199)
         );
     }
@@ -312,7 +364,10 @@ mod tests {
         sender.start(Millis(2), n2(), Term(1), SnapshotMeta::default(), id(100));
         assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(20, 10)]);
         sender.start(Millis(3), n2(), Term(2), SnapshotMeta::default(), id(100));
-        assert_eq!(offsets(&sender.chunks_to_send(Millis(3))), vec![(0, 10), (10, 10)]);
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(3))),
+            vec![(0, 10), (10, 10)]
+        );
         // An answer about another snapshot changes nothing.
         assert!(!sender.on_ack(Millis(4), &n2(), &id(99), 0, 99));
         assert_eq!(sender.progress(Millis(4), &n2()).map(|p| p.acked), Some(0));

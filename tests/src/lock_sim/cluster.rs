@@ -7,18 +7,16 @@ use ha_core::{HealthStatus, Priority, Timing};
 use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
 use ha_replicate::engine::{EngineSettings, PeerInfo};
 use ha_replicate::membership::Membership;
-use ha_replicate::replica::{
-    ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-};
+use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use rand::RngExt;
 
 use crate::lock_sim::applied_log::AppliedLog;
-use crate::snapshot_writes::sim_transfer_settings;
 use crate::lock_sim::node::{NodeParts, SimLockNode};
 use crate::replica::replica_id;
 use crate::replica::{Directory, local_time};
 use crate::sim::{NetworkConfig, SimConfig, Simulator, StartContext, node_addr};
+use crate::snapshot_writes::sim_transfer_settings;
 
 /// The shape of a simulated lock cluster.
 #[derive(Clone, Debug)]

@@ -126,7 +126,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         };
         self.snapshot_in_progress = Some(meta.last_index);
         self.outputs
-            .push(ReplicaEffect::WriteSnapshot(SnapshotJob::new(meta, source, sink)));
+            .push(ReplicaEffect::WriteSnapshot(SnapshotJob::new(
+                meta, source, sink,
+            )));
     }
 
     /// The engine asks to send the snapshot `meta` to `to`: stream the store's current one.
@@ -199,7 +201,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         offset: u64,
         data: Vec<u8>,
     ) {
-        if !self.engine.on_snapshot_chunk(now, from.clone(), term, &meta) {
+        if !self
+            .engine
+            .on_snapshot_chunk(now, from.clone(), term, &meta)
+        {
             if term < self.engine.term() {
                 // A stale leader: tell it the term, so it steps down.
                 self.send_snapshot_ack(from, id, offset, 0);
@@ -241,7 +246,13 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    fn send_snapshot_ack(&mut self, to: NodeId, id: SnapshotId, chunk_offset: u64, next_offset: u64) {
+    fn send_snapshot_ack(
+        &mut self,
+        to: NodeId,
+        id: SnapshotId,
+        chunk_offset: u64,
+        next_offset: u64,
+    ) {
         // An answer about bytes received, not a promise about the disk: it leaves at once.
         self.outputs.push(ReplicaEffect::Send {
             to,
@@ -282,14 +293,19 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// Restore the state machine from the store's current snapshot.
-    pub(super) fn restore_current_snapshot(&mut self, what: &str) -> Result<(), crate::storage::StorageError> {
+    pub(super) fn restore_current_snapshot(
+        &mut self,
+        what: &str,
+    ) -> Result<(), crate::storage::StorageError> {
         let corrupt = |reason: String| crate::storage::StorageError::Corrupt {
             path: what.into(),
             offset: 0,
             reason,
         };
         let Some((_, _, mut reader)) = self.store.snapshot_reader()? else {
-            return Err(corrupt("the store holds no snapshot to restore".to_string()));
+            return Err(corrupt(
+                "the store holds no snapshot to restore".to_string(),
+            ));
         };
         self.applier
             .restore_from(&mut reader)
