@@ -10,6 +10,23 @@ use ha_replicate::driver::{CatchUp, ReplicaStatus};
 use ha_replicate::replica::FailoverRecord;
 use serde::{Deserialize, Serialize};
 
+/// The name of the check a leader adds to its health while a follower is stalled: nothing
+/// the leader can send brings it forward, for longer than an election timeout. The check is
+/// not critical, so it makes the leader `DEGRADED`, never `UNHEALTHY`: a lagging follower is
+/// the leader's problem to report, not a reason to hand leadership over (a new leader would
+/// face the same follower, after an election without a leader). The detail is in
+/// [`HealthReport::problems`].
+pub const CATCH_UP_CHECK: &str = "catch_up";
+
+/// What is behind a check that is not healthy, in words an operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProblem {
+    /// The check's name (for example [`CATCH_UP_CHECK`]).
+    pub check: String,
+    /// What is wrong: for `catch_up`, `"<follower>: <reason>"`.
+    pub detail: String,
+}
+
 /// This node's health: `GET /v1/health` (200 when `quorum` and not unhealthy, else 503).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
@@ -27,8 +44,13 @@ pub struct HealthReport {
     pub leader: Option<NodeId>,
     /// Whether it is part of a working majority.
     pub quorum: bool,
-    /// Each health check's latest result.
+    /// Each health check's latest result (the host's, then the node's own such as
+    /// [`CATCH_UP_CHECK`] while it applies).
     pub checks: Vec<CheckResult>,
+    /// The details of the node's own checks that are not healthy, one per problem (empty
+    /// when there is none).
+    #[serde(default)]
+    pub problems: Vec<HealthProblem>,
 }
 
 impl HealthReport {
