@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::NodeError;
 use crate::event::NodeEvent;
-use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner};
+use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
 
@@ -194,6 +194,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (health_sender, _) = watch::channel(HealthState {
             status: health_status,
             checks: health.results().to_vec(),
+            problems: Vec::new(),
         });
         let (stop_http, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -395,20 +396,6 @@ async fn publish_state<S: StateMachine>(
                     })
                     .await;
             }
-        }
-    }
-}
-
-async fn run_health_checks<S: StateMachine>(node: Weak<Shared<S>>, mut runner: HealthRunner) {
-    loop {
-        tokio::time::sleep(runner.next_due()).await;
-        let changed = runner.run_due().await;
-        let Some(shared) = node.upgrade() else { return };
-        if changed || shared.health.borrow().checks != runner.results() {
-            shared.health.send_replace(HealthState {
-                status: runner.status(),
-                checks: runner.results().to_vec(),
-            });
         }
     }
 }

@@ -6,9 +6,26 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use ha_core::{CheckResult, HealthStatus, MemberInfo, NodeId, NodeState, Priority};
-use ha_replicate::driver::ReplicaStatus;
+use ha_replicate::driver::{CatchUp, ReplicaStatus};
 use ha_replicate::replica::FailoverRecord;
 use serde::{Deserialize, Serialize};
+
+/// The name of the check a leader adds to its health while a follower is stalled: nothing
+/// the leader can send brings it forward, for longer than an election timeout. The check is
+/// not critical, so it makes the leader `DEGRADED`, never `UNHEALTHY`: a lagging follower is
+/// the leader's problem to report, not a reason to hand leadership over (a new leader would
+/// face the same follower, after an election without a leader). The detail is in
+/// [`HealthReport::problems`].
+pub const CATCH_UP_CHECK: &str = "catch_up";
+
+/// What is behind a check that is not healthy, in words an operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProblem {
+    /// The check's name (for example [`CATCH_UP_CHECK`]).
+    pub check: String,
+    /// What is wrong: for `catch_up`, `"<follower>: <reason>"`.
+    pub detail: String,
+}
 
 /// This node's health: `GET /v1/health` (200 when `quorum` and not unhealthy, else 503).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +44,13 @@ pub struct HealthReport {
     pub leader: Option<NodeId>,
     /// Whether it is part of a working majority.
     pub quorum: bool,
-    /// Each health check's latest result.
+    /// Each health check's latest result (the host's, then the node's own such as
+    /// [`CATCH_UP_CHECK`] while it applies).
     pub checks: Vec<CheckResult>,
+    /// The details of the node's own checks that are not healthy, one per problem (empty
+    /// when there is none).
+    #[serde(default)]
+    pub problems: Vec<HealthProblem>,
 }
 
 impl HealthReport {
@@ -81,6 +103,13 @@ pub struct MemberView {
     pub lag_entries: Option<u64>,
     /// Milliseconds since it last answered the leader (leader only).
     pub last_contact_ms: Option<u64>,
+    /// How the leader is bringing it up to date when it is far behind (leader only; `null`
+    /// while it is caught up or sent entries normally): `state` is `snapshot` while a
+    /// snapshot streams to it (`sent_bytes` of `total_bytes` acknowledged) or `stalled` when
+    /// nothing the leader can send brings it forward (`reason` says why);
+    /// `since_progress_ms` is the time since it last acknowledged anything.
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
 }
 
 impl MemberView {
@@ -98,6 +127,7 @@ impl MemberView {
             match_index: None,
             lag_entries: None,
             last_contact_ms: None,
+            catch_up: None,
         }
     }
 }
@@ -208,6 +238,7 @@ impl ClusterView {
                 match_index: (status.role == "leader").then_some(status.last_index.0),
                 lag_entries: (status.role == "leader").then_some(0),
                 last_contact_ms: (status.role == "leader").then_some(0),
+                catch_up: None,
             },
         );
         for peer in &status.peers {
@@ -215,6 +246,7 @@ impl ClusterView {
                 row.match_index = Some(peer.match_index.0);
                 row.lag_entries = Some(peer.lag_entries);
                 row.last_contact_ms = peer.last_contact_ms;
+                row.catch_up = peer.catch_up.clone();
             }
         }
         Self {
@@ -312,5 +344,114 @@ mod tests {
         assert_eq!(row("w").role, "none");
         assert_eq!(row("w").state, NodeState::Unreachable);
         assert_eq!(view.commit_index, 19);
+    }
+
+    fn leader_status(peers: Vec<PeerStatus>) -> ReplicaStatus {
+        ReplicaStatus {
+            node_id: id("n1"),
+            role: "leader".into(),
+            term: Term(4),
+            leader: Some(id("n1")),
+            quorum: true,
+            last_index: LogIndex(20),
+            commit_index: LogIndex(20),
+            applied_index: LogIndex(20),
+            membership: Membership::with_voters([id("n1"), id("n2"), id("n3")]),
+            peers,
+            failover_history: Vec::new(),
+            elections_started: 1,
+            refused_inputs: Default::default(),
+            snapshot_transfer: Default::default(),
+        }
+    }
+
+    fn peer(name: &str, catch_up: Option<CatchUp>) -> PeerStatus {
+        PeerStatus {
+            id: id(name),
+            voter: true,
+            match_index: LogIndex(0),
+            lag_entries: 20,
+            applied_index: LogIndex(0),
+            last_contact_ms: Some(3),
+            catch_up,
+        }
+    }
+
+    /// `/v1/cluster` only grows: every member keeps the fields of the contract, in order, and
+    /// gains `catch_up`, `null` for a follower sent entries normally and an object for one
+    /// receiving a snapshot.
+    #[test]
+    fn each_peer_shows_its_catch_up_state_and_keeps_every_earlier_field() {
+        let streaming = CatchUp {
+            state: "snapshot".into(),
+            sent_bytes: 4_194_304,
+            total_bytes: 62_914_560,
+            reason: None,
+            since_progress_ms: 40,
+        };
+        let status = leader_status(vec![peer("n2", Some(streaming)), peer("n3", None)]);
+        let local = LocalMember {
+            addr: addr(7101),
+            http: Some(addr(8101)),
+            priority: Priority(10),
+            state: NodeState::Leader,
+            health: HealthStatus::Healthy,
+        };
+        let view = ClusterView::build(&status, &local, &[]);
+        let body = serde_json::to_value(&view).expect("the view serializes");
+        let members = body["members"].as_array().expect("members is a list");
+        let keys: Vec<&str> = members[0]
+            .as_object()
+            .expect("a member is an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = vec![
+            "id",
+            "addr",
+            "http",
+            "priority",
+            "role",
+            "state",
+            "health",
+            "voter",
+            "match_index",
+            "lag_entries",
+            "last_contact_ms",
+            "catch_up",
+        ];
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected);
+        assert_eq!(members[0]["id"], "n1");
+        assert_eq!(members[0]["catch_up"], serde_json::Value::Null);
+        assert_eq!(members[1]["id"], "n2");
+        assert_eq!(
+            members[1]["catch_up"],
+            serde_json::json!({
+                "state": "snapshot",
+                "sent_bytes": 4_194_304,
+                "total_bytes": 62_914_560,
+                "reason": null,
+                "since_progress_ms": 40,
+            })
+        );
+        assert_eq!(members[2]["id"], "n3");
+        assert_eq!(members[2]["catch_up"], serde_json::Value::Null);
+        let parsed: ClusterView = serde_json::from_value(body).expect("the body parses back");
+        assert_eq!(parsed, view);
+    }
+
+    /// A body from a node that predates the field still parses (the field is an addition).
+    #[test]
+    fn a_member_without_catch_up_parses_as_none() {
+        let row = serde_json::json!({
+            "id": "n2", "addr": null, "http": null, "priority": 0, "role": "follower",
+            "state": "ACTIVE", "health": "HEALTHY", "voter": true, "match_index": 3,
+            "lag_entries": 0, "last_contact_ms": 5,
+        });
+        let parsed: MemberView = serde_json::from_value(row).expect("an older row parses");
+        assert_eq!(parsed.catch_up, None);
     }
 }

@@ -1,4 +1,5 @@
-//! What a node announces as it happens: role changes, membership changes, health changes.
+//! What a node announces as it happens: role changes, membership changes, health changes,
+//! and (on a leader) followers it cannot bring up to date.
 
 use ha_core::{HealthStatus, MemberEvent, NodeId, Term};
 use ha_replicate::engine::Role;
@@ -20,4 +21,21 @@ pub enum NodeEvent {
     Member(MemberEvent),
     /// This node's aggregated health changed.
     HealthChanged(HealthStatus),
+    /// This node leads and `peer` has made no progress for longer than an election timeout
+    /// although the leader reports it stalled: nothing the leader can send brings it forward.
+    /// Until [`FollowerUnstalled`](Self::FollowerUnstalled), the leader's health carries the
+    /// non-critical check [`CATCH_UP_CHECK`](crate::cluster_view::CATCH_UP_CHECK).
+    FollowerStalled {
+        /// The follower.
+        peer: NodeId,
+        /// Why, as the leader reports it.
+        reason: String,
+    },
+    /// A follower announced by [`FollowerStalled`](Self::FollowerStalled) no longer is: it
+    /// made progress, left the configuration, or this node stopped leading (the new leader
+    /// reports it if it is still behind).
+    FollowerUnstalled {
+        /// The follower.
+        peer: NodeId,
+    },
 }

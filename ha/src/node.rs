@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::builder::NodeBuilder;
-use crate::cluster_view::{ClusterView, FailoverEvent, HealthReport, LocalMember};
+use crate::cluster_view::{ClusterView, FailoverEvent, HealthProblem, HealthReport, LocalMember};
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 
@@ -63,6 +63,8 @@ impl<S: StateMachine> Clone for Node<S> {
 pub(crate) struct HealthState {
     pub(crate) status: HealthStatus,
     pub(crate) checks: Vec<CheckResult>,
+    /// The details of the node's own checks that are not healthy.
+    pub(crate) problems: Vec<HealthProblem>,
 }
 
 pub(crate) struct Shared<S: StateMachine> {
@@ -313,6 +315,7 @@ impl<S: StateMachine> Node<S> {
             leader: status.leader,
             quorum: status.quorum,
             checks: health.checks,
+            problems: health.problems,
         })
     }
 

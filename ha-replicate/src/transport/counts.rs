@@ -158,7 +158,10 @@ impl RejectCounts {
 pub enum SendDropCause {
     /// The peer's outbound queue was full (the peer is slow, unreachable or reconnecting).
     QueueFull,
-    /// The message encodes to more than a frame may carry; split it (smaller batches).
+    /// The message encodes to more than a frame may carry; split it (smaller batches). The
+    /// protocol retries such a message forever, so the drops are counted here each time but
+    /// logged at most once a minute per peer, with the count since the previous line (the
+    /// `ha_transport_oversize_dropped_total` metric).
     TooLarge,
     /// The message could not be encoded at all (a serde error in the message type).
     Unencodable,

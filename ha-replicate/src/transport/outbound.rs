@@ -24,6 +24,86 @@ use super::handshake::HANDSHAKE_BYTES_MAX;
 const BATCH_MESSAGES_MAX: usize = 256;
 /// Most bytes gathered in one batch before it is written; one message may exceed it.
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Shortest time between two log lines about the same kind of dropped message to one peer.
+/// The protocol retries what was dropped (a heartbeat or a retry timer every few hundred
+/// milliseconds), so a message that can never be sent would otherwise write a line per retry.
+pub(crate) const DROP_LOG_INTERVAL_MS: u64 = 60_000;
+
+/// Decides when a drop that repeats is logged: the first at once, then at most one line per
+/// interval, reporting how many drops happened since the previous line. Sans-IO: the caller
+/// gives the time, so the rule is tested with a fake clock.
+#[derive(Debug)]
+pub(crate) struct DropLogLimiter {
+    interval_ms: u64,
+    /// When the last line was written (`None`: never).
+    last_line_at_ms: Option<u64>,
+    /// Drops since the last line, the current one included once counted.
+    unlogged: u64,
+}
+
+impl DropLogLimiter {
+    pub(crate) fn new(interval_ms: u64) -> Self {
+        Self {
+            interval_ms,
+            last_line_at_ms: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Count one drop at `now_ms`. `Some(drops)` when a line is due now: `drops` is how many
+    /// drops it reports (this one and those not logged since the previous line); `None` when
+    /// the drop is only counted.
+    pub(crate) fn on_drop(&mut self, now_ms: u64) -> Option<u64> {
+        self.unlogged = self.unlogged.saturating_add(1);
+        let due = self
+            .last_line_at_ms
+            .is_none_or(|at| now_ms.saturating_sub(at) >= self.interval_ms);
+        if !due {
+            return None;
+        }
+        self.last_line_at_ms = Some(now_ms);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// The log limiters of one peer's outbound task, one per kind of drop.
+#[derive(Debug)]
+pub(crate) struct DropLogs {
+    /// Since when this peer's task runs: the origin of the limiters' clock.
+    origin: Instant,
+    too_large: DropLogLimiter,
+    unencodable: DropLogLimiter,
+}
+
+impl DropLogs {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            too_large: DropLogLimiter::new(DROP_LOG_INTERVAL_MS),
+            unencodable: DropLogLimiter::new(DROP_LOG_INTERVAL_MS),
+        }
+    }
+
+    /// Milliseconds since the task started, for the limiters.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What became of one message given to [`append_message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Framed at the end of the batch.
+    Framed,
+    /// Dropped and counted; `logged` holds the drops the log line reported, or `None` when
+    /// no line was written (one was written less than the log interval ago).
+    Dropped {
+        /// Why.
+        cause: SendDropCause,
+        /// The drops the line reported, if a line was written.
+        logged: Option<u64>,
+    },
+}
 
 /// Why a connection attempt failed.
 enum OpenFailure {
@@ -61,6 +141,8 @@ pub(crate) struct OutboundPeer<M> {
     /// Set after a failure was logged at WARN; later failures in the same streak go to DEBUG,
     /// so a peer refusing us does not flood the log once per backoff delay.
     warned: bool,
+    /// Rate limits for the lines about messages that could not be framed.
+    drop_logs: DropLogs,
 }
 
 impl<M: Serialize + Send + 'static> OutboundPeer<M> {
@@ -81,6 +163,7 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
             addr,
             backoff,
             warned: false,
+            drop_logs: DropLogs::new(),
         }
     }
 
@@ -251,7 +334,9 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                         return Ended::Stopped;
                     };
                     batch.clear();
-                    append_message(&context, &peer, &mut outgoing, message, &mut batch);
+                    let now_ms = self.drop_logs.now_ms();
+                    let logs = &mut self.drop_logs;
+                    append_message(&context, &peer, &mut outgoing, message, &mut batch, logs, now_ms);
                     let mut count = 1;
                     while count < BATCH_MESSAGES_MAX && batch.len() < BATCH_BYTES_MAX {
                         // Messages given with a new address go to the new connection (except
@@ -262,7 +347,16 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                         let Ok(message) = self.queue.try_recv() else {
                             break;
                         };
-                        append_message(&context, &peer, &mut outgoing, message, &mut batch);
+                        let logs = &mut self.drop_logs;
+                        append_message(
+                            &context,
+                            &peer,
+                            &mut outgoing,
+                            message,
+                            &mut batch,
+                            logs,
+                            now_ms,
+                        );
                         count += 1;
                     }
                     if batch.is_empty() {
@@ -304,14 +398,19 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
     }
 }
 
-/// Encode `message` into a frame at the end of `batch`, or drop and count it.
+/// Encode `message` into a frame at the end of `batch`, or drop and count it. A drop is
+/// logged at ERROR (it is a bug: the sender must split what it sends) at most once per
+/// [`DROP_LOG_INTERVAL_MS`] for this peer, with the number of drops since the last line: the
+/// protocol retries the message every few hundred milliseconds, forever if it never fits.
 fn append_message<M: Serialize>(
     context: &TransportContext,
     peer: &NodeId,
     outgoing: &mut FrameCodec,
     message: M,
     batch: &mut Vec<u8>,
-) {
+    logs: &mut DropLogs,
+    now_ms: u64,
+) -> Appended {
     let limit_bytes = outgoing.payload_bytes_max();
     let payload = match ha_core::codec::encode("replication message", &message, limit_bytes) {
         Ok(payload) => payload,
@@ -321,23 +420,60 @@ fn append_message<M: Serialize>(
             ..
         }) => {
             context.counters.send_drop(SendDropCause::TooLarge);
-            tracing::error!(
-                %peer,
-                size_bytes,
-                limit_bytes,
-                "message larger than a frame dropped; send smaller batches"
-            );
-            return;
+            let logged = logs.too_large.on_drop(now_ms);
+            if let Some(dropped) = logged {
+                tracing::error!(
+                    %peer,
+                    size_bytes,
+                    limit_bytes,
+                    dropped,
+                    interval_ms = DROP_LOG_INTERVAL_MS,
+                    "message larger than a frame dropped (`dropped` since the last such line, \
+                     which is written at most once per interval); the sender must split it"
+                );
+            }
+            return Appended::Dropped {
+                cause: SendDropCause::TooLarge,
+                logged,
+            };
         }
         Err(error) => {
             context.counters.send_drop(SendDropCause::Unencodable);
-            tracing::error!(%peer, %error, "message cannot be encoded; dropped");
-            return;
+            let logged = logs.unencodable.on_drop(now_ms);
+            if let Some(dropped) = logged {
+                tracing::error!(
+                    %peer,
+                    %error,
+                    dropped,
+                    interval_ms = DROP_LOG_INTERVAL_MS,
+                    "message cannot be encoded; dropped (`dropped` since the last such line)"
+                );
+            }
+            return Appended::Dropped {
+                cause: SendDropCause::Unencodable,
+                logged,
+            };
         }
     };
-    if let Err(error) = outgoing.encode(FrameKind::Message, &payload, rand::random(), batch) {
-        context.counters.send_drop(SendDropCause::TooLarge);
-        tracing::error!(%peer, %error, "message larger than a frame dropped");
+    match outgoing.encode(FrameKind::Message, &payload, rand::random(), batch) {
+        Ok(()) => Appended::Framed,
+        Err(error) => {
+            context.counters.send_drop(SendDropCause::TooLarge);
+            let logged = logs.too_large.on_drop(now_ms);
+            if let Some(dropped) = logged {
+                tracing::error!(
+                    %peer,
+                    %error,
+                    dropped,
+                    interval_ms = DROP_LOG_INTERVAL_MS,
+                    "message larger than a frame dropped (`dropped` since the last such line)"
+                );
+            }
+            Appended::Dropped {
+                cause: SendDropCause::TooLarge,
+                logged,
+            }
+        }
     }
 }
 
@@ -406,4 +542,108 @@ async fn handshake(
         incoming,
         outgoing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportSettings;
+
+    /// A message retried every 300 ms, as a heartbeat retries a dropped append: the first
+    /// drop is logged at once, then one line a minute reporting the drops in between.
+    #[test]
+    fn a_repeated_drop_is_logged_first_then_once_per_interval_with_the_count() {
+        let mut limiter = DropLogLimiter::new(60_000);
+        let lines: Vec<(u64, u64)> = (0..1_000u64)
+            .map(|retry| retry * 300)
+            .filter_map(|now_ms| limiter.on_drop(now_ms).map(|dropped| (now_ms, dropped)))
+            .collect();
+        // 1,000 drops over 299.7 s: a line at 0, then at 60, 120, 180 and 240 s, each
+        // reporting the 200 drops since the previous one; the last 199 wait for the next.
+        assert_eq!(
+            lines,
+            vec![
+                (0, 1),
+                (60_000, 200),
+                (120_000, 200),
+                (180_000, 200),
+                (240_000, 200)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_drop_after_a_quiet_interval_is_logged_at_once_and_time_going_back_does_not_log() {
+        let mut limiter = DropLogLimiter::new(1_000);
+        assert_eq!(limiter.on_drop(5_000), Some(1));
+        assert_eq!(
+            limiter.on_drop(4_000),
+            None,
+            "an earlier time is not a new interval"
+        );
+        assert_eq!(limiter.on_drop(5_999), None);
+        assert_eq!(
+            limiter.on_drop(6_000),
+            Some(3),
+            "the drops at 4,000 and 5,999 ms too"
+        );
+        assert_eq!(limiter.on_drop(100_000), Some(1));
+    }
+
+    /// The whole path a message takes into a batch: 1,000 oversize messages at 300 ms
+    /// intervals are all counted, none reaches the batch, and 5 lines are written, while a
+    /// message that fits is still framed.
+    #[test]
+    fn repeated_oversize_messages_are_counted_each_and_logged_once_a_minute() {
+        let address = "127.0.0.1:0".parse().expect("literal address");
+        let node = NodeId::new("n1").expect("literal id");
+        let mut settings = TransportSettings::new(node.clone(), address, "c");
+        settings.frame_bytes_max = 1024;
+        let context = TransportContext::new(settings, None);
+        let peer = NodeId::new("n2").expect("literal id");
+        let mut outgoing = context.frame_codec(&node, [0; 16]);
+        let mut logs = DropLogs::new();
+        let mut batch = Vec::new();
+        let mut lines = Vec::new();
+        for retry in 0..1_000u64 {
+            let now_ms = retry * 300;
+            let oversize = vec![7u8; 4096];
+            let appended = append_message(
+                &context,
+                &peer,
+                &mut outgoing,
+                oversize,
+                &mut batch,
+                &mut logs,
+                now_ms,
+            );
+            match appended {
+                Appended::Dropped {
+                    cause: SendDropCause::TooLarge,
+                    logged,
+                } => lines.extend(logged),
+                other => panic!("an oversize message was {other:?}"),
+            }
+        }
+        assert!(batch.is_empty(), "nothing oversize is framed");
+        assert_eq!(
+            context
+                .counters
+                .send_drop_counts()
+                .get(SendDropCause::TooLarge),
+            1_000
+        );
+        assert_eq!(lines, vec![1, 200, 200, 200, 200]);
+        let fits = append_message(
+            &context,
+            &peer,
+            &mut outgoing,
+            vec![8u8; 16],
+            &mut batch,
+            &mut logs,
+            300_000,
+        );
+        assert_eq!(fits, Appended::Framed);
+        assert!(!batch.is_empty());
+    }
 }

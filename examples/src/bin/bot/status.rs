@@ -74,6 +74,29 @@ pub struct MemberView {
     /// Milliseconds since it last answered the leader (only the leader knows).
     #[serde(default)]
     pub last_contact_ms: Option<u64>,
+    /// How the leader is bringing it up to date when it is far behind (only the leader
+    /// knows; absent from older nodes).
+    #[serde(default)]
+    pub catch_up: Option<CatchUpView>,
+}
+
+/// A member's `catch_up` in [`MemberView`]: a snapshot streaming to it, or stalled.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct CatchUpView {
+    /// `snapshot` or `stalled` (another word from a newer node is printed as it is).
+    pub state: String,
+    /// Snapshot bytes the follower acknowledged.
+    #[serde(default)]
+    pub sent_bytes: u64,
+    /// The snapshot's size in bytes (0 when none is being sent).
+    #[serde(default)]
+    pub total_bytes: u64,
+    /// Why it is stalled, if it is.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Milliseconds since it last made progress.
+    #[serde(default)]
+    pub since_progress_ms: u64,
 }
 
 /// The error body every admin endpoint uses (docs/ARCHITECTURE.md, "Admin HTTP contract").
@@ -320,6 +343,34 @@ fn sanitize(text: &str, chars_max: usize) -> String {
     clean
 }
 
+/// Bytes as MiB with one decimal.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// One line on how the leader is bringing a follower up to date.
+fn describe_catch_up(catch_up: &CatchUpView) -> String {
+    let since = catch_up.since_progress_ms;
+    match catch_up.state.as_str() {
+        "snapshot" => format!(
+            "receiving a snapshot, {} of {} acknowledged, last progress {since} ms ago",
+            mebibytes(catch_up.sent_bytes),
+            mebibytes(catch_up.total_bytes)
+        ),
+        "stalled" => format!(
+            "STALLED, no progress for {since} ms: {}",
+            catch_up.reason.as_deref().map_or_else(
+                || "no reason given".to_string(),
+                |reason| sanitize(reason, 4 * CELL_CHARS_MAX)
+            )
+        ),
+        other => format!(
+            "catch-up {}, last progress {since} ms ago",
+            sanitize(other, CELL_CHARS_MAX)
+        ),
+    }
+}
+
 fn number_or_dash(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_string(), |value| value.to_string())
 }
@@ -385,6 +436,16 @@ fn render_table(cluster: &ClusterView, answered_by: &str) -> String {
         let _ = writeln!(text, "{}", line.trim_end());
     }
 
+    for member in &cluster.members {
+        if let Some(catch_up) = &member.catch_up {
+            let _ = writeln!(
+                text,
+                "{}: {}",
+                sanitize(&member.id, CELL_CHARS_MAX),
+                describe_catch_up(catch_up)
+            );
+        }
+    }
     match leader {
         Some(id) if cluster.members.iter().any(|member| member.id == id) => {
             text.push_str("* leader\n");
@@ -433,6 +494,7 @@ mod tests {
             match_index: None,
             lag_entries: None,
             last_contact_ms: None,
+            catch_up: None,
         }
     }
 
@@ -481,6 +543,43 @@ leader n1, term 4, commit index 19 (answered by n1 at 127.0.0.1:8101)
         assert_eq!(
             render_table(&leader_view(), "n1 at 127.0.0.1:8101"),
             expected
+        );
+    }
+
+    /// A follower being brought up to date gets a line under the table (the columns stay as
+    /// they were, for scripts that read them).
+    #[test]
+    fn catch_up_states_are_printed_under_the_table() {
+        let mut view = leader_view();
+        view.members[1].catch_up = Some(CatchUpView {
+            state: "snapshot".to_string(),
+            sent_bytes: 4 * 1024 * 1024,
+            total_bytes: 60_111_763,
+            reason: None,
+            since_progress_ms: 40,
+        });
+        view.members[2].catch_up = Some(CatchUpView {
+            state: "stalled".to_string(),
+            sent_bytes: 0,
+            total_bytes: 0,
+            reason: Some("no snapshot to send\u{1b}[2J".to_string()),
+            since_progress_ms: 12_000,
+        });
+        let text = render_table(&view, "n1 at 127.0.0.1:8101");
+        let expected_tail = "\
+   n3  -               1         follower  UNREACHABLE  UNKNOWN  -      -    -
+n2: receiving a snapshot, 4.0 MiB of 57.3 MiB acknowledged, last progress 40 ms ago
+n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
+* leader
+";
+        assert!(text.ends_with(expected_tail), "{text}");
+        let json = r#"{"id": "n2", "priority": 0, "role": "follower", "state": "ACTIVE",
+            "health": "HEALTHY", "catch_up": {"state": "stalled", "sent_bytes": 0,
+            "total_bytes": 0, "reason": "r", "since_progress_ms": 5}}"#;
+        let member: MemberView = serde_json::from_str(json).expect("parses");
+        assert_eq!(
+            member.catch_up.map(|catch_up| catch_up.reason),
+            Some(Some("r".to_string()))
         );
     }
 
