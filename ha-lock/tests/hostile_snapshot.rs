@@ -11,7 +11,14 @@
 //! query without panicking. Arbitrary bytes decoded as the lock commands, queries and answers
 //! (which the applier decodes from log entries) are refused or decoded, never a panic.
 //!
-//! Cases: 128 + 192 + 96 + 256; the file runs in under 1 s in the debug profile.
+//! The streamed layout (issue 18) adds: every truncation of a real stream, records claiming
+//! 4 GiB or cut short, end records claiming `u64::MAX` counts, and records out of place
+//! (no totals first, keys not ascending, a waiter with no lock, a reference to a value the key
+//! does not hold, another format version), each refused naming the rule, state unchanged,
+//! within the same allocation bound.
+//!
+//! Cases: 128 + 192 + 96 + 256 + one per byte of a real stream; the file runs in under 1 s in
+//! the debug profile.
 
 use std::alloc::System;
 use std::collections::{BTreeMap, VecDeque};
@@ -752,5 +759,181 @@ fn counters_at_their_maximum_in_a_restored_table_do_not_overflow() {
             assert_eq!(stats.waits_total, u64::MAX);
         }
         other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Restore `bytes` into a copy of `real_machine()`; it must be refused, naming `expected`,
+/// leave the state as it was, and allocate no more than the input bound allows.
+fn refused_within_bounds(what: &str, bytes: &[u8], expected: &str) {
+    let machine = real_machine();
+    let mut restored = machine.clone();
+    ALLOCATOR.reset_peak_memory();
+    let result = restored.restore_from(&mut &bytes[..]);
+    let peak_bytes = ALLOCATOR.get_peak_memory();
+    match result {
+        Err(ha_core::StateMachineError::Corrupt(reason)) => {
+            assert!(reason.contains(expected), "{what}: {reason}");
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        restored.locks(),
+        machine.locks(),
+        "{what} changed the state"
+    );
+    assert!(
+        peak_bytes <= restore_peak_bytes_max(bytes.len()),
+        "{what}: restore allocated {peak_bytes} bytes for {} bytes of input",
+        bytes.len()
+    );
+}
+
+/// Every proper prefix of a real stream ends inside the table's records (the host `()` writes
+/// nothing), so each is refused.
+#[test]
+fn every_truncation_of_a_real_stream_is_refused() {
+    let _serial = serial();
+    let bytes = real_machine().snapshot().expect("snapshots");
+    for keep in 0..bytes.len() {
+        let expected = if keep < 8 { "header" } else { "record" };
+        refused_within_bounds(&format!("the first {keep} bytes"), &bytes[..keep], expected);
+    }
+}
+
+/// Lengths and counts the stream claims are never allocated up front: a record claiming
+/// 4 GiB, or the most a record may hold with 10 bytes behind it, and an end record claiming
+/// `u64::MAX` of everything are refused within a small allocation.
+#[test]
+fn claimed_lengths_and_counts_are_checked_not_allocated() {
+    let _serial = serial();
+    let totals = RecordMirror::Totals {
+        compacted_through: 0,
+        grants: 0,
+        waits: 0,
+        deadlocks: 0,
+    };
+    let mut huge_length = stream(std::slice::from_ref(&totals), &[]);
+    huge_length.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge_length.extend_from_slice(&[0; 10]);
+    refused_within_bounds(
+        "a record claiming 4 GiB",
+        &huge_length,
+        "a record is at most",
+    );
+
+    let mut longest = stream(std::slice::from_ref(&totals), &[]);
+    longest.extend_from_slice(&(ha_lock::SNAPSHOT_RECORD_BYTES_MAX as u32).to_le_bytes());
+    longest.extend_from_slice(&[1; 10]);
+    refused_within_bounds("a record cut short", &longest, "the stream ends after 10");
+
+    let end = RecordMirror::End {
+        entries: u64::MAX,
+        leases: u64::MAX,
+        locks: u64::MAX,
+        waiters: u64::MAX,
+        changes: u64::MAX,
+    };
+    refused_within_bounds(
+        "an end record claiming u64::MAX of everything",
+        &stream(&[totals.clone(), end], &[]),
+        "the end record counts",
+    );
+
+    // A sequence claiming a huge length inside a record (postcard's varint).
+    let mut claimed_sequence = HEADER.to_vec();
+    let record = [1u8, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    claimed_sequence.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    claimed_sequence.extend_from_slice(&record);
+    refused_within_bounds("a key claiming 4 GiB", &claimed_sequence, "record 0");
+}
+
+/// Records that decode but break the layout's rules name what is wrong.
+#[test]
+fn records_out_of_place_are_refused_naming_the_rule() {
+    let _serial = serial();
+    let totals = RecordMirror::Totals {
+        compacted_through: 0,
+        grants: 0,
+        waits: 0,
+        deadlocks: 0,
+    };
+    let entry = |key: &str, version| RecordMirror::Entry {
+        key: key.into(),
+        value: b"v".to_vec(),
+        version,
+        lease: None,
+    };
+    let end = |entries, changes| RecordMirror::End {
+        entries,
+        leases: 0,
+        locks: 0,
+        waiters: 0,
+        changes,
+    };
+    let change = |version, value| RecordMirror::Change {
+        version,
+        key: "a".into(),
+        value,
+    };
+    let cases: Vec<(&str, Vec<RecordMirror>, &str)> = vec![
+        (
+            "no totals first",
+            vec![entry("a", 1), end(1, 0)],
+            "first record",
+        ),
+        (
+            "two totals",
+            vec![totals.clone(), totals.clone(), end(0, 0)],
+            "second totals",
+        ),
+        (
+            "keys not ascending",
+            vec![totals.clone(), entry("b", 1), entry("a", 2), end(2, 0)],
+            "not after the previous key",
+        ),
+        (
+            "a waiter without a lock",
+            vec![
+                totals.clone(),
+                RecordMirror::Waiter {
+                    session: 1,
+                    lease: 1,
+                },
+                end(0, 0),
+            ],
+            "does not follow a lock",
+        ),
+        (
+            "an entry after a change",
+            vec![
+                totals.clone(),
+                change(1, ChangeValueMirror::Deleted),
+                entry("a", 1),
+                end(1, 1),
+            ],
+            "out of order",
+        ),
+        (
+            "a reference to a value the key does not hold",
+            vec![
+                totals.clone(),
+                entry("a", 1),
+                change(2, ChangeValueMirror::Current),
+                end(1, 1),
+            ],
+            "not at that version",
+        ),
+        (
+            "a wrong format version",
+            vec![totals.clone(), end(0, 0)],
+            "format 3",
+        ),
+    ];
+    for (what, records, expected) in cases {
+        let mut bytes = stream(&records, &[]);
+        if what == "a wrong format version" {
+            bytes[4] = 3;
+        }
+        refused_within_bounds(what, &bytes, expected);
     }
 }
