@@ -52,7 +52,8 @@ enum Record<'a> {
     },
     Entry {
         key: &'a str,
-        value: &'a [u8],
+        #[serde(borrow)]
+        value: RawBytes<'a>,
         version: u64,
         lease: Option<LeaseId>,
     },
@@ -102,9 +103,28 @@ impl Record<'_> {
 #[derive(Debug, Serialize, Deserialize)]
 enum ChangeValue<'a> {
     Deleted,
-    Bytes(&'a [u8]),
+    #[serde(borrow)]
+    Bytes(RawBytes<'a>),
     /// The key's current value (its entry has this change's version).
     Current,
+}
+
+/// A value's bytes, encoded with `serialize_bytes` (one copy of the slice) rather than as a
+/// sequence of `u8` (one call per byte, which is what serde does for `&[u8]`). Postcard
+/// encodes both the same way: a varint length, then the bytes.
+#[derive(Debug)]
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a [u8]>::deserialize(deserializer).map(RawBytes)
+    }
 }
 
 /// What `WithLocks::snapshot_source` hands out: the table's replicated state at one point in
@@ -135,14 +155,13 @@ fn corrupt(problem: impl std::fmt::Display) -> StateMachineError {
 
 struct RecordWriter<'o> {
     out: &'o mut dyn Write,
-    buffer: Vec<u8>,
 }
 
 impl RecordWriter<'_> {
     fn write(&mut self, record: &Record<'_>) -> Result<(), StateMachineError> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let buffer = postcard::to_extend(record, buffer).map_err(|error| {
+        // One allocation per record: postcard's `Vec` flavour copies slices with
+        // `extend_from_slice` (its `Extend` flavour goes byte by byte).
+        let buffer = postcard::to_allocvec(record).map_err(|error| {
             StateMachineError::SnapshotFailed(format!("encoding a lock snapshot record: {error}"))
         })?;
         let length = u32::try_from(buffer.len())
@@ -158,9 +177,7 @@ impl RecordWriter<'_> {
         self.out
             .write_all(&length.to_le_bytes())
             .map_err(write_failed)?;
-        self.out.write_all(&buffer).map_err(write_failed)?;
-        self.buffer = buffer;
-        Ok(())
+        self.out.write_all(&buffer).map_err(write_failed)
     }
 }
 
@@ -169,10 +186,7 @@ fn write_table(table: &TableState, out: &mut dyn Write) -> Result<(), StateMachi
     out.write_all(&SNAPSHOT_MAGIC).map_err(write_failed)?;
     out.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())
         .map_err(write_failed)?;
-    let mut writer = RecordWriter {
-        out,
-        buffer: Vec::new(),
-    };
+    let mut writer = RecordWriter { out };
     writer.write(&Record::Totals {
         compacted_through: table.compacted_through,
         grants: table.totals.grants,
@@ -182,7 +196,7 @@ fn write_table(table: &TableState, out: &mut dyn Write) -> Result<(), StateMachi
     for (key, entry) in &table.entries {
         writer.write(&Record::Entry {
             key,
-            value: &entry.value,
+            value: RawBytes(&entry.value),
             version: entry.version,
             lease: entry.lease,
         })?;
@@ -221,7 +235,7 @@ fn write_table(table: &TableState, out: &mut dyn Write) -> Result<(), StateMachi
                 {
                     ChangeValue::Current
                 }
-                _ => ChangeValue::Bytes(value),
+                _ => ChangeValue::Bytes(RawBytes(value)),
             },
         };
         writer.write(&Record::Change {
@@ -391,7 +405,7 @@ impl TableReader {
                 self.state.entries.insert(
                     key.to_string(),
                     Entry {
-                        value: Arc::from(value),
+                        value: Arc::from(value.0),
                         version,
                         lease,
                     },
@@ -466,7 +480,7 @@ impl TableReader {
             } => {
                 let value = match value {
                     ChangeValue::Deleted => None,
-                    ChangeValue::Bytes(bytes) => Some(Arc::from(bytes)),
+                    ChangeValue::Bytes(bytes) => Some(Arc::from(bytes.0)),
                     ChangeValue::Current => match self.state.entries.get(key) {
                         Some(entry) if entry.version == version => Some(Arc::clone(&entry.value)),
                         _ => {
