@@ -335,3 +335,65 @@ fn a_value_is_shared_by_its_entry_and_its_change_record_also_after_a_restore() {
     apply_all(&mut machine, 20, &[put("a", b"third")]);
     assert_eq!(machine.locks().change_records_sharing_value("a"), 1);
 }
+
+fn random_command() -> impl proptest::strategy::Strategy<Value = LockCommand> {
+    use proptest::prelude::*;
+    let key = prop_oneof![Just("a"), Just("b"), Just("c/d")].prop_map(String::from);
+    prop_oneof![
+        (
+            key.clone(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(1u64..6)
+        )
+            .prop_map(|(key, value, lease)| LockCommand::Put {
+                key,
+                value,
+                expected_version: None,
+                lease,
+            }),
+        key.clone().prop_map(|key| LockCommand::Delete {
+            key,
+            expected_version: None,
+        }),
+        (1u64..4).prop_map(|session| LockCommand::LeaseGrant {
+            ttl_ms: 1_000,
+            session,
+        }),
+        (1u64..6).prop_map(|lease| LockCommand::LeaseRevoke { lease }),
+        (key, 1u64..4, 1u64..6).prop_map(|(name, session, lease)| LockCommand::Acquire {
+            name,
+            session,
+            lease,
+            wait: true,
+        }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Any history, a copy taken at any point, any writes after it: the stream written later
+    /// restores the table as it was at the copy, and the restored table goes on like it.
+    #[test]
+    fn any_copy_restores_the_state_at_the_copy(
+        before in proptest::collection::vec(random_command(), 0..40),
+        after in proptest::collection::vec(random_command(), 0..20),
+    ) {
+        let limits = small_change_log(8, 100);
+        let mut machine = WithLocks::with_limits(ExactHost(0), limits);
+        apply_all(&mut machine, 1, &before);
+        let at_copy = machine.clone();
+        let source = machine.snapshot_source().expect("source");
+        apply_all(&mut machine, 100, &after);
+        let bytes = write(source);
+        let mut restored = WithLocks::with_limits(ExactHost(0), limits);
+        restored.restore_from(&mut &bytes[..]).expect("restores");
+        proptest::prop_assert_eq!(restored.locks(), at_copy.locks());
+        proptest::prop_assert_eq!(answers(&restored), answers(&at_copy));
+        let mut original = at_copy.clone();
+        apply_all(&mut original, 100, &after);
+        apply_all(&mut restored, 100, &after);
+        proptest::prop_assert_eq!(restored.locks(), original.locks());
+        proptest::prop_assert_eq!(restored.locks(), machine.locks());
+    }
+}
