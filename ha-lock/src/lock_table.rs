@@ -204,7 +204,19 @@ pub(crate) struct TableState {
 /// persistent maps and vectors (`imbl`), so a snapshot's point-in-time copy costs O(1) to
 /// take, and a write made while a snapshot is being written copies only the tree nodes it
 /// changes. Measured by `bench/src/bin/kv_memory_bench.rs` (results in
-/// `bench/results/kv_memory.md`): MEMORY_FIGURES
+/// `bench/results/kv_memory.md`):
+///
+/// - a value costs its bytes once (plus a 16-byte `Arc` header): the heap held 1.01x the
+///   value bytes with 1 MiB values, 1.02x with 10 KB values;
+/// - a key costs about 175 bytes beyond its value (a 14-byte key: its string, its map slot
+///   and share of the tree's nodes), plus about 64 bytes for each change record kept (at most
+///   [`CHANGES_MAX`], so at most ~6.4 MB);
+/// - values a key no longer holds cost up to [`CHANGE_VALUE_BYTES_MAX`] while change records
+///   still refer to them;
+/// - taking a snapshot's copy took 4-8 µs from 100 keys to 300,000 keys and at the lease and
+///   lock limits; writing it streams one record at a time (heap peak above the table: 64 KiB,
+///   or 2 MiB with 1 MiB values); 1,000 writes while a copy is pending copied 0.25 MiB of
+///   tree nodes; a restore's peak is the restored table itself.
 #[derive(Clone, Debug, Default)]
 pub struct LockTable {
     entries: OrdMap<String, Entry>,
