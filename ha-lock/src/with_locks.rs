@@ -1,9 +1,12 @@
 //! One log for the host's state machine and the lock table.
 
-use ha_core::{LogIndex, StateMachine, StateMachineError};
+use std::io::Read;
+
+use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
+use crate::lock_snapshot::{LockSnapshotSource, read_snapshot};
 use crate::lock_table::{LockLimits, LockTable};
 
 /// A command for either part.
@@ -93,15 +96,6 @@ impl<H> WithLocks<H> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    format_version: u32,
-    locks: LockTable,
-    host: Vec<u8>,
-}
-
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
-
 impl<H: StateMachine> StateMachine for WithLocks<H> {
     type Command = Command<H::Command>;
     type Response = Response<H::Response>;
@@ -122,30 +116,42 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
         }
     }
 
+    /// The snapshot as one `Vec`, through the same stream as
+    /// [`snapshot_source`](StateMachine::snapshot_source) (one format only).
     fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        let snapshot = Snapshot {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            locks: self.locks.clone(),
-            host: self.host.snapshot()?,
-        };
-        postcard::to_allocvec(&snapshot)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
+        let mut bytes = Vec::new();
+        self.snapshot_source()?.write_to(&mut bytes)?;
+        Ok(bytes)
     }
 
+    /// Restore from bytes in memory, through [`restore_from`](StateMachine::restore_from).
     fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        // The bounded codec also refuses trailing bytes, which plain postcard ignores.
-        let snapshot: Snapshot = ha_core::codec::decode("lock snapshot", bytes, bytes.len())
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(StateMachineError::Corrupt(format!(
-                "lock snapshot format {} is not {SNAPSHOT_FORMAT_VERSION}",
-                snapshot.format_version
-            )));
-        }
-        self.host.restore(&snapshot.host)?;
-        let limits = self.locks.limits();
-        self.locks = snapshot.locks;
-        self.locks.set_limits(limits);
+        self.restore_from(&mut &bytes[..])
+    }
+
+    /// The lock table's replicated state at this point (O(1): its collections are
+    /// persistent, see [`LockTable`]) and the host's own [`SnapshotSource`]. The stream's
+    /// layout is described at [`SNAPSHOT_FORMAT_VERSION`](crate::SNAPSHOT_FORMAT_VERSION):
+    /// records of at most [`SNAPSHOT_RECORD_BYTES_MAX`](crate::SNAPSHOT_RECORD_BYTES_MAX)
+    /// bytes, then the host's bytes to the end. It is written through a `BufWriter`, one
+    /// record at a time, never as a whole in memory.
+    fn snapshot_source(&self) -> Result<Box<dyn SnapshotSource>, StateMachineError> {
+        Ok(Box::new(LockSnapshotSource {
+            table: self.locks.state(),
+            host: self.host.snapshot_source()?,
+        }))
+    }
+
+    /// Read the lock table's records into a new table, then hand the rest of the stream to
+    /// the host's `restore_from`, and only when both succeeded replace the table: a refused
+    /// snapshot leaves the lock table as it was (and the host's contract leaves the host as it
+    /// was). Memory: one record of at most
+    /// [`SNAPSHOT_RECORD_BYTES_MAX`](crate::SNAPSHOT_RECORD_BYTES_MAX) bytes at a time,
+    /// never preallocated from a length the stream claims, plus the table being built.
+    fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), StateMachineError> {
+        let host = &mut self.host;
+        let state = read_snapshot(input, |rest| host.restore_from(rest))?;
+        self.locks = LockTable::from_state(state, self.locks.limits());
         Ok(())
     }
 }

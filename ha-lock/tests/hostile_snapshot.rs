@@ -11,10 +11,17 @@
 //! query without panicking. Arbitrary bytes decoded as the lock commands, queries and answers
 //! (which the applier decodes from log entries) are refused or decoded, never a panic.
 //!
-//! Cases: 128 + 192 + 96 + 256; the file runs in under 1 s in the debug profile.
+//! The streamed layout (issue 18) adds: every truncation of a real stream, records claiming
+//! 4 GiB or cut short, end records claiming `u64::MAX` counts, and records out of place
+//! (no totals first, keys not ascending, a waiter with no lock, a reference to a value the key
+//! does not hold, another format version), each refused naming the rule, state unchanged,
+//! within the same allocation bound.
+//!
+//! Cases: 128 + 192 + 96 + 256 + one per byte of a real stream; the file runs in under 1 s in
+//! the debug profile.
 
 use std::alloc::System;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use ha_core::{LogIndex, StateMachine};
@@ -46,18 +53,64 @@ fn restore_peak_bytes_max(input_bytes: usize) -> usize {
     2 * 1024 * 1024 + 128 * input_bytes
 }
 
-// A mirror of the snapshot layout (`WithLocks` around `LockTable`), field for field: postcard
-// encodes structs by position, so these encode exactly as the real types. The test
-// `the_mirror_matches_the_real_layout` checks it.
+// A mirror of the snapshot layout (`SNAPSHOT_FORMAT_VERSION`'s docs): the header, then
+// length-prefixed postcard records, then the host's bytes. Postcard encodes enums by variant
+// position and structs by field position, so `RecordMirror` encodes exactly as the real
+// records. The test `the_mirror_matches_the_real_layout` checks it.
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct SnapshotMirror {
-    format_version: u32,
-    locks: TableMirror,
-    host: Vec<u8>,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum RecordMirror {
+    Totals {
+        compacted_through: u64,
+        grants: u64,
+        waits: u64,
+        deadlocks: u64,
+    },
+    Entry {
+        key: String,
+        value: Vec<u8>,
+        version: u64,
+        lease: Option<u64>,
+    },
+    Lease {
+        lease: u64,
+        session: u64,
+        ttl_ms: u64,
+        renewals: u64,
+    },
+    Lock {
+        name: String,
+        holder: u64,
+        lease: u64,
+        token: u64,
+    },
+    Waiter {
+        session: u64,
+        lease: u64,
+    },
+    Change {
+        version: u64,
+        key: String,
+        value: ChangeValueMirror,
+    },
+    End {
+        entries: u64,
+        leases: u64,
+        locks: u64,
+        waiters: u64,
+        changes: u64,
+    },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum ChangeValueMirror {
+    Deleted,
+    Bytes(Vec<u8>),
+    Current,
+}
+
+/// A table as the stream describes it (a lease's key and lock sets are derived on restore).
+#[derive(Clone, Debug)]
 struct TableMirror {
     entries: BTreeMap<String, EntryMirror>,
     leases: BTreeMap<u64, LeaseMirror>,
@@ -67,23 +120,21 @@ struct TableMirror {
     totals: (u64, u64, u64),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 struct EntryMirror {
     value: Vec<u8>,
     version: u64,
     lease: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 struct LeaseMirror {
     session: u64,
     ttl_ms: u64,
     renewals: u64,
-    keys: BTreeSet<String>,
-    locks: BTreeSet<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 struct LockMirror {
     holder: u64,
     lease: u64,
@@ -91,11 +142,99 @@ struct LockMirror {
     waiters: VecDeque<(u64, u64)>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 struct ChangeMirror {
     version: u64,
     key: String,
     value: Option<Vec<u8>>,
+}
+
+const HEADER: [u8; 8] = *b"HALK\x02\0\0\0";
+
+/// The records of `table`, in stream order, with a true end record.
+fn records(table: &TableMirror) -> Vec<RecordMirror> {
+    let mut records = vec![RecordMirror::Totals {
+        compacted_through: table.compacted_through,
+        grants: table.totals.0,
+        waits: table.totals.1,
+        deadlocks: table.totals.2,
+    }];
+    for (key, entry) in &table.entries {
+        records.push(RecordMirror::Entry {
+            key: key.clone(),
+            value: entry.value.clone(),
+            version: entry.version,
+            lease: entry.lease,
+        });
+    }
+    for (lease, record) in &table.leases {
+        records.push(RecordMirror::Lease {
+            lease: *lease,
+            session: record.session,
+            ttl_ms: record.ttl_ms,
+            renewals: record.renewals,
+        });
+    }
+    let mut waiters = 0;
+    for (name, lock) in &table.locks {
+        records.push(RecordMirror::Lock {
+            name: name.clone(),
+            holder: lock.holder,
+            lease: lock.lease,
+            token: lock.token,
+        });
+        for &(session, lease) in &lock.waiters {
+            records.push(RecordMirror::Waiter { session, lease });
+            waiters += 1;
+        }
+    }
+    for change in &table.changes {
+        records.push(RecordMirror::Change {
+            version: change.version,
+            key: change.key.clone(),
+            value: change
+                .value
+                .clone()
+                .map_or(ChangeValueMirror::Deleted, ChangeValueMirror::Bytes),
+        });
+    }
+    records.push(RecordMirror::End {
+        entries: table.entries.len() as u64,
+        leases: table.leases.len() as u64,
+        locks: table.locks.len() as u64,
+        waiters,
+        changes: table.changes.len() as u64,
+    });
+    records
+}
+
+/// A snapshot stream of `records` followed by `host`.
+fn stream(records: &[RecordMirror], host: &[u8]) -> Vec<u8> {
+    let mut bytes = HEADER.to_vec();
+    for record in records {
+        let encoded = postcard::to_allocvec(record).expect("encodes");
+        bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&encoded);
+    }
+    bytes.extend_from_slice(host);
+    bytes
+}
+
+/// The records of a snapshot stream and the host's bytes after them.
+fn parse(bytes: &[u8]) -> (Vec<RecordMirror>, Vec<u8>) {
+    assert_eq!(bytes[..8], HEADER);
+    let mut rest = &bytes[8..];
+    let mut records = Vec::new();
+    loop {
+        let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let record: RecordMirror = postcard::from_bytes(&rest[4..4 + length]).expect("decodes");
+        rest = &rest[4 + length..];
+        let end = matches!(record, RecordMirror::End { .. });
+        records.push(record);
+        if end {
+            return (records, rest.to_vec());
+        }
+    }
 }
 
 /// Small domains, so that names, sessions and leases collide and refer to each other (or to
@@ -124,19 +263,11 @@ fn table() -> impl Strategy<Value = TableMirror> {
             version,
             lease,
         });
-    let lease = (
-        number(),
-        number(),
-        number(),
-        proptest::collection::btree_set(name(), 0..3),
-        proptest::collection::btree_set(name(), 0..3),
-    )
-        .prop_map(|(session, ttl_ms, renewals, keys, locks)| LeaseMirror {
+    let lease =
+        (number(), number(), number()).prop_map(|(session, ttl_ms, renewals)| LeaseMirror {
             session,
             ttl_ms,
             renewals,
-            keys,
-            locks,
         });
     let lock = (
         number(),
@@ -324,9 +455,27 @@ fn real_machine() -> WithLocks<()> {
 fn the_mirror_matches_the_real_layout() {
     let _serial = serial();
     let bytes = real_machine().snapshot().expect("snapshots");
-    let mirror: SnapshotMirror = postcard::from_bytes(&bytes).expect("the mirror decodes it");
-    assert!(!mirror.locks.locks.is_empty() && !mirror.locks.leases.is_empty());
-    assert_eq!(postcard::to_allocvec(&mirror).expect("encodes"), bytes);
+    let (records, host) = parse(&bytes);
+    assert!(host.is_empty());
+    for kind in [
+        "Totals", "Entry", "Lease", "Lock", "Waiter", "Change", "End",
+    ] {
+        assert!(
+            records
+                .iter()
+                .any(|record| format!("{record:?}").starts_with(kind)),
+            "no {kind} record in {records:?}"
+        );
+    }
+    // A change whose value is still the key's is written as a reference to it.
+    assert!(records.iter().any(|record| matches!(
+        record,
+        RecordMirror::Change {
+            value: ChangeValueMirror::Current,
+            ..
+        }
+    )));
+    assert_eq!(stream(&records, &host), bytes);
 }
 
 /// What can be done to the bytes of a real snapshot (positions modulo the length).
@@ -418,8 +567,7 @@ proptest! {
         first_index in number(),
     ) {
         let _serial = serial();
-        let bytes = postcard::to_allocvec(&SnapshotMirror { format_version: 1, locks: table, host: Vec::new() })
-            .expect("encodes");
+        let bytes = stream(&records(&table), &[]);
         let mut machine = WithLocks::new(());
         machine.restore(&bytes).map_err(|error| TestCaseError::fail(error.to_string()))?;
         let _ = observe(&machine);
@@ -557,8 +705,6 @@ fn counters_at_their_maximum_in_a_restored_table_do_not_overflow() {
         session: 1,
         ttl_ms: 1_000,
         renewals: u64::MAX,
-        keys: BTreeSet::new(),
-        locks: BTreeSet::new(),
     };
     let table = TableMirror {
         entries: BTreeMap::new(),
@@ -577,12 +723,7 @@ fn counters_at_their_maximum_in_a_restored_table_do_not_overflow() {
         compacted_through: 0,
         totals: (u64::MAX, u64::MAX, u64::MAX),
     };
-    let bytes = postcard::to_allocvec(&SnapshotMirror {
-        format_version: 1,
-        locks: table,
-        host: Vec::new(),
-    })
-    .expect("encodes");
+    let bytes = stream(&records(&table), &[]);
     let mut machine = WithLocks::new(());
     machine.restore(&bytes).expect("a valid layout");
     let acquire = |session, lease| LockCommand::Acquire {
@@ -618,5 +759,181 @@ fn counters_at_their_maximum_in_a_restored_table_do_not_overflow() {
             assert_eq!(stats.waits_total, u64::MAX);
         }
         other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Restore `bytes` into a copy of `real_machine()`; it must be refused, naming `expected`,
+/// leave the state as it was, and allocate no more than the input bound allows.
+fn refused_within_bounds(what: &str, bytes: &[u8], expected: &str) {
+    let machine = real_machine();
+    let mut restored = machine.clone();
+    ALLOCATOR.reset_peak_memory();
+    let result = restored.restore_from(&mut &bytes[..]);
+    let peak_bytes = ALLOCATOR.get_peak_memory();
+    match result {
+        Err(ha_core::StateMachineError::Corrupt(reason)) => {
+            assert!(reason.contains(expected), "{what}: {reason}");
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        restored.locks(),
+        machine.locks(),
+        "{what} changed the state"
+    );
+    assert!(
+        peak_bytes <= restore_peak_bytes_max(bytes.len()),
+        "{what}: restore allocated {peak_bytes} bytes for {} bytes of input",
+        bytes.len()
+    );
+}
+
+/// Every proper prefix of a real stream ends inside the table's records (the host `()` writes
+/// nothing), so each is refused.
+#[test]
+fn every_truncation_of_a_real_stream_is_refused() {
+    let _serial = serial();
+    let bytes = real_machine().snapshot().expect("snapshots");
+    for keep in 0..bytes.len() {
+        let expected = if keep < 8 { "header" } else { "record" };
+        refused_within_bounds(&format!("the first {keep} bytes"), &bytes[..keep], expected);
+    }
+}
+
+/// Lengths and counts the stream claims are never allocated up front: a record claiming
+/// 4 GiB, or the most a record may hold with 10 bytes behind it, and an end record claiming
+/// `u64::MAX` of everything are refused within a small allocation.
+#[test]
+fn claimed_lengths_and_counts_are_checked_not_allocated() {
+    let _serial = serial();
+    let totals = RecordMirror::Totals {
+        compacted_through: 0,
+        grants: 0,
+        waits: 0,
+        deadlocks: 0,
+    };
+    let mut huge_length = stream(std::slice::from_ref(&totals), &[]);
+    huge_length.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge_length.extend_from_slice(&[0; 10]);
+    refused_within_bounds(
+        "a record claiming 4 GiB",
+        &huge_length,
+        "a record is at most",
+    );
+
+    let mut longest = stream(std::slice::from_ref(&totals), &[]);
+    longest.extend_from_slice(&(ha_lock::SNAPSHOT_RECORD_BYTES_MAX as u32).to_le_bytes());
+    longest.extend_from_slice(&[1; 10]);
+    refused_within_bounds("a record cut short", &longest, "the stream ends after 10");
+
+    let end = RecordMirror::End {
+        entries: u64::MAX,
+        leases: u64::MAX,
+        locks: u64::MAX,
+        waiters: u64::MAX,
+        changes: u64::MAX,
+    };
+    refused_within_bounds(
+        "an end record claiming u64::MAX of everything",
+        &stream(&[totals.clone(), end], &[]),
+        "the end record counts",
+    );
+
+    // A sequence claiming a huge length inside a record (postcard's varint).
+    let mut claimed_sequence = HEADER.to_vec();
+    let record = [1u8, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    claimed_sequence.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    claimed_sequence.extend_from_slice(&record);
+    refused_within_bounds("a key claiming 4 GiB", &claimed_sequence, "record 0");
+}
+
+/// Records that decode but break the layout's rules name what is wrong.
+#[test]
+fn records_out_of_place_are_refused_naming_the_rule() {
+    let _serial = serial();
+    let totals = RecordMirror::Totals {
+        compacted_through: 0,
+        grants: 0,
+        waits: 0,
+        deadlocks: 0,
+    };
+    let entry = |key: &str, version| RecordMirror::Entry {
+        key: key.into(),
+        value: b"v".to_vec(),
+        version,
+        lease: None,
+    };
+    let end = |entries, changes| RecordMirror::End {
+        entries,
+        leases: 0,
+        locks: 0,
+        waiters: 0,
+        changes,
+    };
+    let change = |version, value| RecordMirror::Change {
+        version,
+        key: "a".into(),
+        value,
+    };
+    let cases: Vec<(&str, Vec<RecordMirror>, &str)> = vec![
+        (
+            "no totals first",
+            vec![entry("a", 1), end(1, 0)],
+            "first record",
+        ),
+        (
+            "two totals",
+            vec![totals.clone(), totals.clone(), end(0, 0)],
+            "second totals",
+        ),
+        (
+            "keys not ascending",
+            vec![totals.clone(), entry("b", 1), entry("a", 2), end(2, 0)],
+            "not after the previous key",
+        ),
+        (
+            "a waiter without a lock",
+            vec![
+                totals.clone(),
+                RecordMirror::Waiter {
+                    session: 1,
+                    lease: 1,
+                },
+                end(0, 0),
+            ],
+            "does not follow a lock",
+        ),
+        (
+            "an entry after a change",
+            vec![
+                totals.clone(),
+                change(1, ChangeValueMirror::Deleted),
+                entry("a", 1),
+                end(1, 1),
+            ],
+            "out of order",
+        ),
+        (
+            "a reference to a value the key does not hold",
+            vec![
+                totals.clone(),
+                entry("a", 1),
+                change(2, ChangeValueMirror::Current),
+                end(1, 1),
+            ],
+            "not at that version",
+        ),
+        (
+            "a wrong format version",
+            vec![totals.clone(), end(0, 0)],
+            "format 3",
+        ),
+    ];
+    for (what, records, expected) in cases {
+        let mut bytes = stream(&records, &[]);
+        if what == "a wrong format version" {
+            bytes[4] = 3;
+        }
+        refused_within_bounds(what, &bytes, expected);
     }
 }

@@ -1285,9 +1285,9 @@ fn a_snapshot_restored_into_a_fresh_machine_answers_identically() {
 fn restoring_garbage_is_corrupt_and_leaves_the_state_unchanged() {
     let good = busy_machine().snapshot().expect("snapshot");
     let mut wrong_format = good.clone();
-    // The format version is the first field, a one-byte varint for small numbers.
-    assert_eq!(wrong_format[0], 1);
-    wrong_format[0] = 2;
+    // The format version follows the 4-byte magic, a little-endian u32.
+    assert_eq!(wrong_format[..8], *b"HALK\x02\0\0\0");
+    wrong_format[4] = 3;
     let cases: [(&str, Vec<u8>); 5] = [
         ("empty", vec![]),
         ("all ones", vec![0xff; 64]),
@@ -1310,16 +1310,64 @@ fn restoring_garbage_is_corrupt_and_leaves_the_state_unchanged() {
 // A full line is answered `LimitReached`: see `lock_table_limits.rs`, which fills one to the
 // shipped `WAITERS_PER_LOCK_MAX`.
 
-/// `restore` must refuse bytes that are not exactly a snapshot: a valid snapshot followed by
-/// anything else was damaged or mixed up in transit, and accepting it hides that.
+/// Bytes after the lock table's end record are the host's part of the snapshot (it runs to
+/// the end of the stream), so a host that checks its bytes refuses trailing garbage, and the
+/// lock table is then left as it was. (`()` as a host accepts any bytes: its `restore` is
+/// ha-core's.) Bytes inside the table's part that do not fit the layout are refused by the
+/// table itself: see `restoring_garbage_is_corrupt_and_leaves_the_state_unchanged`.
 #[test]
-fn a_snapshot_with_trailing_bytes_is_corrupt() {
-    let mut bytes = busy_machine().snapshot().expect("snapshot");
+fn trailing_bytes_go_to_the_host_which_refuses_them() {
+    let mut machine = WithLocks::new(ExactHost(7));
+    for (index, command) in [
+        (
+            1,
+            LockCommand::LeaseGrant {
+                ttl_ms: 1_000,
+                session: 1,
+            },
+        ),
+        (2, put("k", "v")),
+    ] {
+        let _ = machine.apply(LogIndex(index), Command::Lock(command));
+    }
+    let mut bytes = machine.snapshot().expect("snapshot");
+    let mut restored = WithLocks::new(ExactHost(0));
+    restored.restore(&bytes).expect("the snapshot as written");
+    assert_eq!(restored.locks(), machine.locks());
+    assert_eq!(restored.host().0, 7);
     bytes.extend_from_slice(b"trailing garbage");
-    let mut machine = WithLocks::new(());
+    let mut fresh = WithLocks::new(ExactHost(0));
     assert!(matches!(
-        machine.restore(&bytes),
+        fresh.restore(&bytes),
         Err(StateMachineError::Corrupt(_))
     ));
-    assert_eq!(machine.locks(), &LockTable::default());
+    assert_eq!(fresh.locks(), &LockTable::default());
+    assert_eq!(fresh.host().0, 0);
+}
+
+/// A host whose snapshot is exactly 8 bytes.
+#[derive(Clone, Debug, Default)]
+struct ExactHost(u64);
+
+impl StateMachine for ExactHost {
+    type Command = ();
+    type Response = ();
+    type Query = ();
+    type QueryResponse = ();
+
+    fn apply(&mut self, _index: LogIndex, _command: ()) {}
+
+    fn query(&self, _query: &()) {}
+
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        Ok(self.0.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
+        let bytes: [u8; 8] = snapshot
+            .try_into()
+            .map_err(|_| StateMachineError::Corrupt("the host's part is not 8 bytes".into()))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
 }
