@@ -23,9 +23,9 @@
 //!   and receives fewer bytes than the whole snapshot after the restart: it resumed.
 //!
 //! To catch a transfer halfway whatever the speed of the machine, the receiving follower is
-//! paced with SIGSTOP/SIGCONT once its transfer has started: it runs for a slice (20 ms,
-//! halved whenever a slice moved more than a tenth of the snapshot) then is stopped for
-//! 30 ms, less than the shortest election timeout. The leader's flow control (a few chunks
+//! paced with SIGSTOP/SIGCONT once its transfer has started: it runs for a slice (5 ms at
+//! first, halved whenever a slice moved more than 5% of the snapshot, doubled up to 20 ms
+//! when it moved less than 1%) then is stopped for 30 ms, far less than an election timeout. The leader's flow control (a few chunks
 //! in flight) holds the sender while the receiver is stopped.
 //!
 //! The fields this reads come with the streamed install: the `catch_up` object of each peer
@@ -75,9 +75,14 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(120);
 /// The window of the transfer in which a node is killed ("halfway"), as fractions of the
 /// snapshot's bytes.
 const KILL_WINDOW: (f64, f64) = (0.20, 0.70);
-/// Pacing: how long the paced follower runs per pulse at first, how long it is stopped, and
-/// the most pulses before the test gives up on catching the window.
-const RUN_SLICE_START: Duration = Duration::from_millis(20);
+/// Pacing: how long the paced follower runs per pulse at first, and at least and at most (a
+/// pulse that moved the transfer more than `PULSE_STEP_MAX` of the snapshot halves it, one
+/// that moved it less than a fifth of that doubles it), how long it is stopped, and the most
+/// pulses before the test gives up on catching the window.
+const RUN_SLICE_START: Duration = Duration::from_millis(5);
+const RUN_SLICE_MIN: Duration = Duration::from_millis(1);
+const RUN_SLICE_MAX: Duration = Duration::from_millis(20);
+const PULSE_STEP_MAX: f64 = 0.05;
 const STOP_SLICE: Duration = Duration::from_millis(30);
 const PULSES_MAX: u32 = 20_000;
 /// How often an unpaced transfer is polled.
@@ -662,9 +667,10 @@ fn wipe_and_catch_up(
     match pace {
         Pace::Free => {}
         Pace::KillLeaderHalfway => {
-            let (caught, fraction, count) = pace_until_window(cluster, leader, follower, |_| {
-                catch_up(cluster, leader, follower)
-            });
+            let (caught, fraction, count) =
+                pace_until_window(cluster, leader, follower, false, |_| {
+                    catch_up(cluster, leader, follower)
+                });
             transfer_bytes = caught.total_bytes;
             pulses = count;
             killed_at = Some(fraction);
@@ -682,7 +688,7 @@ fn wipe_and_catch_up(
         }
         Pace::KillFollowerHalfway => {
             let (caught, fraction, count) =
-                pace_until_window(cluster, leader, follower, |cluster| {
+                pace_until_window(cluster, leader, follower, true, |cluster| {
                     // The follower's own count of what it holds, against the leader's total.
                     let total = match catch_up(cluster, leader, follower)? {
                         Some(catch_up) if catch_up.total_bytes > 0 => catch_up,
@@ -730,13 +736,16 @@ fn wipe_and_catch_up(
 }
 
 /// Pace `follower` with SIGSTOP/SIGCONT pulses, once its transfer has started, until
-/// `progress` reports it between the bounds of `KILL_WINDOW`. Returns the report in the
+/// `progress` reports it between the bounds of `KILL_WINDOW`. `progress` is read after
+/// each slice, with the follower stopped, or still running when `read_while_running` (when
+/// it asks the follower itself). Returns the report in the
 /// window, the fraction and the pulses given. The follower is left running (SIGCONT) or
 /// stopped, as the last pulse left it; a stopped process still dies of SIGKILL.
 fn pace_until_window(
     cluster: &TestCluster,
     leader: usize,
     follower: usize,
+    read_while_running: bool,
     mut progress: impl FnMut(&TestCluster) -> Result<Option<CatchUp>, String>,
 ) -> (CatchUp, f64, u32) {
     let id = &cluster.specs[follower].id;
@@ -761,6 +770,9 @@ fn pace_until_window(
             cluster.signal(follower, Signal::SIGCONT);
             std::thread::sleep(run_slice);
             pulses += 1;
+            if !read_while_running {
+                cluster.signal(follower, Signal::SIGSTOP);
+            }
         }
         let report = match progress(cluster) {
             Ok(report) => report,
@@ -773,7 +785,7 @@ fn pace_until_window(
                 continue;
             }
         };
-        if started {
+        if started && read_while_running {
             cluster.signal(follower, Signal::SIGSTOP);
         }
         let Some(report) = report else {
@@ -812,8 +824,11 @@ fn pace_until_window(
             started = true;
             cluster.signal(follower, Signal::SIGSTOP);
         } else if started {
-            if fraction - previous > 0.1 && run_slice > Duration::from_millis(1) {
-                run_slice /= 2;
+            let step = fraction - previous;
+            if step > PULSE_STEP_MAX {
+                run_slice = (run_slice / 2).max(RUN_SLICE_MIN);
+            } else if step < PULSE_STEP_MAX / 5.0 {
+                run_slice = (run_slice * 2).min(RUN_SLICE_MAX);
             }
             std::thread::sleep(STOP_SLICE);
         } else {
