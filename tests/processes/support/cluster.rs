@@ -67,6 +67,22 @@ impl TestCluster {
     /// [`Fabric::enter_switch`]), so that it, and the client threads it spawns later, reach
     /// every node.
     pub fn start_on(fabric: Option<&Fabric>, priorities: &[u32]) -> Self {
+        Self::start_on_with_env(fabric, priorities, &[])
+    }
+
+    /// Start nodes with `priorities` on loopback, each with the environment variables `env`
+    /// added (for example `("HA_TIMING_PRESET", "wan")`): they are given through `env` in
+    /// the command prefix, which execs the node in place, so the process id is still the
+    /// node's. Restarts keep them.
+    pub fn start_with_env(priorities: &[u32], env: &[(&str, &str)]) -> Self {
+        Self::start_on_with_env(None, priorities, env)
+    }
+
+    fn start_on_with_env(
+        fabric: Option<&Fabric>,
+        priorities: &[u32],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         if let Some(fabric) = fabric {
             fabric.enter_switch();
@@ -76,7 +92,7 @@ impl TestCluster {
             .enumerate()
             .map(|(index, priority)| {
                 let id = format!("n{}", index + 1);
-                let (bind, http, exec_prefix) = match fabric {
+                let (bind, http, mut exec_prefix) = match fabric {
                     Some(fabric) => (
                         SocketAddr::from((fabric.address(index), 7000)),
                         SocketAddr::from((fabric.address(index), 8000)),
@@ -84,6 +100,10 @@ impl TestCluster {
                     ),
                     None => (free_bind_addr(), free_tcp_addr(), Vec::new()),
                 };
+                if !env.is_empty() {
+                    exec_prefix.push("env".to_string());
+                    exec_prefix.extend(env.iter().map(|(name, value)| format!("{name}={value}")));
+                }
                 NodeSpec {
                     data_dir: dir.path().join(&id),
                     id,
