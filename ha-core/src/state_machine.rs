@@ -151,7 +151,14 @@ impl StateMachine for () {
         Ok(Vec::new())
     }
 
-    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), StateMachineError> {
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
+        // Its snapshot is empty: bytes here are another machine's, or damage.
+        if !snapshot.is_empty() {
+            return Err(StateMachineError::Corrupt(format!(
+                "the unit state machine's snapshot is empty, not {} bytes",
+                snapshot.len()
+            )));
+        }
         Ok(())
     }
 }

@@ -300,6 +300,7 @@ mod tests {
             elections_started: 1,
             refused_inputs: Default::default(),
             snapshot_transfer: Default::default(),
+            transport_send_drops: Default::default(),
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -362,6 +363,7 @@ mod tests {
             elections_started: 1,
             refused_inputs: Default::default(),
             snapshot_transfer: Default::default(),
+            transport_send_drops: Default::default(),
         }
     }
 

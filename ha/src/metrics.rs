@@ -430,6 +430,7 @@ impl<S: StateMachine> Node<S> {
             Ok(LockQueryResponse::Stats(stats)) => Some(stats),
             _ => None,
         };
+        let transport_send_drops = Some(status.transport_send_drops);
         let snapshot = MetricsSnapshot {
             status,
             health: self.health_status(),
@@ -441,11 +442,7 @@ impl<S: StateMachine> Node<S> {
             locks,
             leaderless_ms_total: self.leaderless_ms_total(),
             uptime_seconds: self.uptime().as_secs_f64(),
-            // The replica's task owns its transport and its status does not carry the
-            // transport's drop counts, so `ha_transport_oversize_dropped_total` is left out
-            // rather than reported as a 0 that would hide drops. The drops are counted and
-            // logged (rate-limited) by the transport either way.
-            transport_send_drops: None,
+            transport_send_drops,
         };
         Ok(render(&snapshot))
     }
@@ -487,6 +484,7 @@ mod tests {
                 .map(|(cause, count)| (cause.to_string(), count))
                 .collect(),
             snapshot_transfer: Default::default(),
+            transport_send_drops: Default::default(),
         };
         let text = render(&MetricsSnapshot {
             status,
@@ -529,6 +527,7 @@ mod tests {
             elections_started: 1,
             refused_inputs: Default::default(),
             snapshot_transfer,
+            transport_send_drops: Default::default(),
         }
     }
 

@@ -549,6 +549,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .map(|(cause, count)| (cause.as_str().to_string(), count))
                 .collect(),
             snapshot_transfer: self.core.snapshot_stats(),
+            transport_send_drops: self.transport.send_drop_counts(),
         }
     }
 

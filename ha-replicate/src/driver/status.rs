@@ -82,6 +82,9 @@ pub struct ReplicaStatus {
     /// Snapshot transfers since start, sent and received.
     #[serde(default)]
     pub snapshot_transfer: SnapshotTransferStats,
+    /// Messages the transport dropped before a socket write, by cause, since start.
+    #[serde(default)]
+    pub transport_send_drops: crate::transport::SendDropCounts,
 }
 
 /// Counts of snapshot transfers since the node started.
