@@ -145,12 +145,14 @@ fn valid_messages() -> Vec<Rpc> {
                 crc32c: 0x1234_5678,
             },
             offset: 600,
+            round: 3,
             data: vec![7; 300],
         },
         Rpc::SnapshotAck {
             term: Term(3),
             id: SnapshotId::default(),
             chunk_offset: 600,
+            round: 3,
             next_offset: 900,
         },
         Rpc::Forward {

@@ -14,6 +14,7 @@ use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::PeerInfo;
 use ha_replicate::entry::ElectionCause;
 use ha_replicate::membership::Membership;
+use ha_replicate::storage::LogStore;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_configurations_share_a_majority,
     check_no_refused_inputs, check_one_leader_per_term,
@@ -22,6 +23,7 @@ use ha_tests::replica::SimReplica;
 use ha_tests::replica::{ReplicaClusterOptions, current_leader, replica_cluster, replica_id};
 use ha_tests::sim::NetworkConfig;
 use ha_tests::sim::Simulator;
+use ha_tests::snapshot_writes::SIM_CHUNK_BYTES;
 use ha_tests::with_seeds;
 use ha_tests::workload::{Workload, WorkloadOptions};
 use rand::RngExt;
@@ -291,7 +293,18 @@ fn a_node_behind_compaction_catches_up_by_snapshot() {
                     replica.core().applier().applied_index() >= leader_commit
                 })
             });
-            assert!(caught_up.is_some(), "the lagging node did not catch up");
+            if caught_up.is_none() {
+                let lagging = sim.actor(lagger).unwrap().core();
+                let leading = sim.actor(leader).unwrap().core();
+                panic!(
+                    "the lagging node did not catch up: applied {}, received {:?}, holding {:?}; \
+                     the leader's transfer to it: {:?}",
+                    lagging.applier().applied_index(),
+                    lagging.snapshot_stats(),
+                    lagging.store().incoming(),
+                    leading.transfer_progress(sim.now(), &replica_id(lagger)),
+                );
+            }
             let installed = sim
                 .actor(lagger)
                 .unwrap()
@@ -303,6 +316,104 @@ fn a_node_behind_compaction_catches_up_by_snapshot() {
                 installed >= compacted,
                 "caught up without the snapshot ({installed} < {compacted})"
             );
+            let stats = sim.actor(lagger).unwrap().core().snapshot_stats();
+            assert!(
+                stats.installs >= 1 && stats.bytes_received > 2 * SIM_CHUNK_BYTES as u64,
+                "the snapshot did not arrive in several chunks: {stats:?}"
+            );
+        },
+    );
+}
+
+/// Whether `node` holds part, not all, of a snapshot it is receiving.
+fn mid_install(sim: &Simulator<SimReplica>, node: usize) -> bool {
+    sim.actor(node).is_some_and(|replica| {
+        replica
+            .core()
+            .store()
+            .incoming()
+            .is_some_and(|incoming| incoming.held > 0 && incoming.held < incoming.id.size)
+    })
+}
+
+/// A chunked install under 5% loss, duplication and reordering, interrupted twice: the
+/// receiving node crashes mid-install (it restarts and resumes, or starts over when its
+/// partial bytes were lost unsynced), then the leader crashes mid-install (the node completes
+/// from the new leader, whose snapshot may be another). The node ends with the state every
+/// other replica applied, and no acknowledged write is lost.
+#[test]
+fn a_chunked_install_survives_loss_and_crashes_of_both_ends() {
+    with_seeds(
+        "a_chunked_install_survives_loss_and_crashes_of_both_ends",
+        10,
+        |seed| {
+            let mut options = ReplicaClusterOptions::new(5);
+            options.snapshot_every_entries = 50;
+            options.network = NetworkConfig::lan().with_drop_probability(0.05);
+            options.network.duplicate_probability = 0.02;
+            options.network.latency_ms_max = 8;
+            let mut sim = replica_cluster(seed, &options);
+            let leader = elect(&mut sim);
+            let lagger = (leader + 1) % 5;
+            sim.crash(lagger);
+            let quorum_only = WorkloadOptions {
+                strong_fraction: 0.0,
+                ..WorkloadOptions::default()
+            };
+            let mut workload = Workload::new(&mut sim, quorum_only);
+            let until = sim.now() + 3_000;
+            workload.run(&mut sim, until);
+            sim.start(lagger);
+            let mut interruptions = 0;
+            for _ in 0..2 {
+                let Some(_) =
+                    sim.run_until_condition(sim.now() + 5_000, 1, |sim| mid_install(sim, lagger))
+                else {
+                    break;
+                };
+                interruptions += 1;
+                if interruptions == 1 {
+                    sim.crash(lagger);
+                    let restart = sim.now() + 50;
+                    sim.run_until(restart);
+                    sim.start(lagger);
+                } else if let Some(current) = current_leader(&sim) {
+                    sim.crash(current);
+                    let restart = sim.now() + 500;
+                    sim.run_until(restart);
+                    sim.start(current);
+                }
+            }
+            assert!(
+                interruptions >= 1,
+                "the node was never caught in the middle of an install"
+            );
+            workload.stop_issuing();
+            let until = sim.now() + 2_000;
+            workload.run(&mut sim, until);
+            let caught_up = sim.run_until_condition(sim.now() + 10_000, 10, |sim| {
+                let Some(leader) = current_leader(sim) else {
+                    return false;
+                };
+                let leader_commit = sim.actor(leader).unwrap().core().engine().commit_index();
+                sim.actor(lagger).is_some_and(|replica| {
+                    replica.core().applier().applied_index() >= leader_commit
+                })
+            });
+            assert!(
+                caught_up.is_some(),
+                "the node did not catch up after {interruptions} interruptions"
+            );
+            let stats = sim.actor(lagger).unwrap().core().snapshot_stats();
+            assert!(stats.installs >= 1, "no snapshot installed: {stats:?}");
+            println!("interruptions {interruptions}, receiver {stats:?}");
+            AppliedCommands::default()
+                .observe(&sim)
+                .unwrap_or_else(|error| panic!("{error}"));
+            check_acknowledged_writes_survive(&sim, workload.acknowledged())
+                .unwrap_or_else(|error| panic!("{error}"));
+            check_one_leader_per_term(&sim).unwrap_or_else(|error| panic!("{error}"));
+            check_no_refused_inputs(&sim).unwrap_or_else(|error| panic!("{error}"));
         },
     );
 }

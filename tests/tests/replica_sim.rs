@@ -493,6 +493,7 @@ fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
                     crc32c: 0,
                 },
                 offset: 0,
+                round: 0,
                 data,
             };
             let garbage = forged(commit.0 + 100, vec![0xff; 64]);

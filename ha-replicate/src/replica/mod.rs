@@ -22,4 +22,6 @@ pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};
 pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 pub use snapshot_job::{SnapshotJob, SnapshotWritten};
-pub use snapshot_sender::{ChunkToSend, SnapshotSender, TransferProgress, TransferSettings};
+pub use snapshot_sender::{
+    ChunkPlace, ChunkToSend, SnapshotSender, TransferProgress, TransferSettings,
+};

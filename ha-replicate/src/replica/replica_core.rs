@@ -17,7 +17,7 @@ use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
 use crate::replica::snapshot_job::SnapshotJob;
 use crate::replica::snapshot_receiver::SnapshotReceiver;
-use crate::replica::snapshot_sender::SnapshotSender;
+use crate::replica::snapshot_sender::{ChunkPlace, SnapshotSender};
 use crate::snapshot_meta::SnapshotId;
 use crate::storage::{LogStore, StorageError};
 
@@ -306,14 +306,30 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 meta,
                 id,
                 offset,
+                round,
                 data,
-            } => self.on_snapshot_chunk(now, from, term, meta, id, offset, data),
+            } => self.on_snapshot_chunk(
+                now,
+                from,
+                term,
+                meta,
+                id,
+                ChunkPlace { offset, round },
+                data,
+            ),
             Rpc::SnapshotAck {
                 term,
                 id,
                 chunk_offset,
+                round,
                 next_offset,
-            } => self.on_snapshot_ack(now, from, term, id, chunk_offset, next_offset),
+            } => {
+                let place = ChunkPlace {
+                    offset: chunk_offset,
+                    round,
+                };
+                self.on_snapshot_ack(now, from, term, id, place, next_offset)
+            }
             Rpc::Forward {
                 forward_id,
                 request,

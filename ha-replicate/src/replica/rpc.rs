@@ -37,6 +37,9 @@ pub enum Rpc {
         id: SnapshotId,
         /// Where in the snapshot `data` starts.
         offset: u64,
+        /// The sender's round, echoed in the answer (answers to chunks of an earlier round
+        /// never move the sender).
+        round: u32,
         /// The bytes; at most the sender's chunk size.
         data: Vec<u8>,
     },
@@ -49,6 +52,8 @@ pub enum Rpc {
         id: SnapshotId,
         /// The offset of the chunk answered.
         chunk_offset: u64,
+        /// The round of the chunk answered.
+        round: u32,
         /// The offset the next chunk must start at.
         next_offset: u64,
     },

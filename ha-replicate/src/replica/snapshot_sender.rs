@@ -4,7 +4,12 @@
 //! At most a window of chunks is unacknowledged per follower (flow control). The follower is
 //! the authority on where the next chunk starts: every answer carries the offset it expects,
 //! and an answer that is not the one expected moves the sender there (a resumed partial
-//! snapshot, bytes lost in a restart, a gap from a lost chunk). Snapshots are never empty
+//! snapshot, bytes lost in a restart, a gap from a lost or reordered chunk).
+//!
+//! Every move starts a new *round*, which chunks carry and answers echo. An answer from an
+//! earlier round only ever counts as progress, never moves the sender: the chunks still in
+//! flight when it moved are answered with offsets it has already dealt with, and moving again
+//! on each would resend the window once per answer, each resend bringing more such answers. Snapshots are never empty
 //! (the applier's prefix alone is 16 bytes).
 
 use std::collections::BTreeMap;
@@ -50,8 +55,19 @@ pub struct ChunkToSend {
     pub id: SnapshotId,
     /// Where the chunk starts.
     pub offset: u64,
+    /// The transfer's round (see the module doc).
+    pub round: u32,
     /// How many bytes to read.
     pub len: usize,
+}
+
+/// Which chunk an answer is about: where it started and the round it was sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkPlace {
+    /// Where the chunk started.
+    pub offset: u64,
+    /// The round it was sent in.
+    pub round: u32,
 }
 
 /// A transfer's progress, for status reports.
@@ -74,10 +90,21 @@ struct Outgoing {
     acked: u64,
     /// The next offset to send.
     next: u64,
+    /// Bumped by every move; answers from earlier rounds never move the sender.
+    round: u32,
     /// When an answer last arrived (or the transfer started).
     answered_at: Millis,
     /// When the follower last acknowledged new bytes (or the transfer started).
     progressed_at: Millis,
+}
+
+impl Outgoing {
+    /// Send from `offset` next, in a new round.
+    fn move_to(&mut self, offset: u64) {
+        self.acked = offset;
+        self.next = offset;
+        self.round = self.round.wrapping_add(1);
+    }
 }
 
 /// The leader's outgoing snapshot transfers, one per follower at most.
@@ -118,7 +145,7 @@ impl SnapshotSender {
             && outgoing.term == term
         {
             if now.saturating_since(outgoing.answered_at) > self.settings.resend_after_ms {
-                outgoing.next = outgoing.acked;
+                outgoing.move_to(outgoing.acked);
                 outgoing.answered_at = now;
             }
             return;
@@ -131,20 +158,22 @@ impl SnapshotSender {
                 id,
                 acked: 0,
                 next: 0,
+                round: 0,
                 answered_at: now,
                 progressed_at: now,
             },
         );
     }
 
-    /// A follower answered a chunk. Returns `true` when it now holds the whole snapshot
-    /// (the transfer is over).
+    /// A follower answered the chunk at `chunk_offset` sent in `round`. Returns `true` when
+    /// it now holds the whole snapshot (the transfer is over).
     pub fn on_ack(
         &mut self,
         now: Millis,
         from: &NodeId,
         id: &SnapshotId,
         chunk_offset: u64,
+        round: u32,
         next_offset: u64,
     ) -> bool {
         let chunk_bytes = self.settings.chunk_bytes as u64;
@@ -167,16 +196,12 @@ impl SnapshotSender {
         if next_offset == expected {
             outgoing.acked = outgoing.acked.max(next_offset);
             outgoing.next = outgoing.next.max(outgoing.acked);
-        } else if next_offset != outgoing.acked {
+        } else if round == outgoing.round {
             // The follower holds something else than this chunk's end (it resumed a partial
-            // copy, or lost bytes in a restart): go where it says.
-            outgoing.acked = next_offset;
-            outgoing.next = next_offset;
+            // copy, lost bytes in a restart, or missed an earlier chunk): go where it says.
+            outgoing.move_to(next_offset);
         }
-        // Otherwise it answers a chunk sent before the last move, with the offset the sender
-        // already went to: nothing new. (Moving again would resend the window once per such
-        // answer, and each resend brings more such answers: the transfer drowns in copies.)
-        // A chunk lost in a dropped connection is resent after `resend_after_ms`.
+        // Otherwise it answers a chunk sent before the last move: nothing new.
         false
     }
 
@@ -188,7 +213,7 @@ impl SnapshotSender {
         for (to, outgoing) in &mut self.transfers {
             if now.saturating_since(outgoing.answered_at) > self.settings.resend_after_ms {
                 // Chunks or answers were lost: send again from what the follower holds.
-                outgoing.next = outgoing.acked;
+                outgoing.move_to(outgoing.acked);
                 outgoing.answered_at = now;
             }
             let size = outgoing.id.size;
@@ -201,6 +226,7 @@ impl SnapshotSender {
                     meta: outgoing.meta.clone(),
                     id: outgoing.id,
                     offset: outgoing.next,
+                    round: outgoing.round,
                     len: usize::try_from(len).unwrap_or(usize::MAX),
                 });
                 outgoing.next += len;
@@ -281,12 +307,12 @@ mod tests {
             vec![(0, 10), (10, 10)]
         );
         assert!(sender.chunks_to_send(Millis(1)).is_empty(), "window full");
-        assert!(!sender.on_ack(Millis(2), &n2(), &id(35), 0, 10));
+        assert!(!sender.on_ack(Millis(2), &n2(), &id(35), 0, 0, 10));
         assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(20, 10)]);
-        assert!(!sender.on_ack(Millis(3), &n2(), &id(35), 10, 20));
+        assert!(!sender.on_ack(Millis(3), &n2(), &id(35), 10, 0, 20));
         assert_eq!(offsets(&sender.chunks_to_send(Millis(3))), vec![(30, 5)]);
-        assert!(!sender.on_ack(Millis(4), &n2(), &id(35), 20, 30));
-        assert!(sender.on_ack(Millis(5), &n2(), &id(35), 30, 35), "done");
+        assert!(!sender.on_ack(Millis(4), &n2(), &id(35), 20, 0, 30));
+        assert!(sender.on_ack(Millis(5), &n2(), &id(35), 30, 0, 35), "done");
         assert!(!sender.is_sending());
     }
 
@@ -299,13 +325,13 @@ mod tests {
             vec![(0, 10), (10, 10)]
         );
         // It already held 60 bytes of this snapshot.
-        sender.on_ack(Millis(1), &n2(), &id(100), 0, 60);
+        sender.on_ack(Millis(1), &n2(), &id(100), 0, 0, 60);
         assert_eq!(
             offsets(&sender.chunks_to_send(Millis(1))),
             vec![(60, 10), (70, 10)]
         );
         // Then it lost what it held (a restart): back to 0.
-        sender.on_ack(Millis(2), &n2(), &id(100), 60, 0);
+        sender.on_ack(Millis(2), &n2(), &id(100), 60, 1, 0);
         assert_eq!(
             offsets(&sender.chunks_to_send(Millis(2))),
             vec![(0, 10), (10, 10)]
@@ -321,18 +347,39 @@ mod tests {
             vec![(0, 10), (10, 10)]
         );
         // The follower held 60 bytes: both chunks are answered "60".
-        sender.on_ack(Millis(1), &n2(), &id(100), 0, 60);
+        sender.on_ack(Millis(1), &n2(), &id(100), 0, 0, 60);
         assert_eq!(
             offsets(&sender.chunks_to_send(Millis(1))),
             vec![(60, 10), (70, 10)]
         );
-        sender.on_ack(Millis(2), &n2(), &id(100), 10, 60);
+        sender.on_ack(Millis(2), &n2(), &id(100), 10, 0, 60);
         assert!(
             sender.chunks_to_send(Millis(2)).is_empty(),
             "a second answer about the old window sends nothing again"
         );
-        sender.on_ack(Millis(3), &n2(), &id(100), 60, 70);
+        sender.on_ack(Millis(3), &n2(), &id(100), 60, 1, 70);
         assert_eq!(offsets(&sender.chunks_to_send(Millis(3))), vec![(80, 10)]);
+    }
+
+    #[test]
+    fn a_chunk_overtaking_its_predecessor_resends_without_waiting() {
+        let mut sender = sender();
+        sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(100));
+        assert_eq!(
+            offsets(&sender.chunks_to_send(Millis(0))),
+            vec![(0, 10), (10, 10)]
+        );
+        // The chunk at 10 arrives first: the follower still holds 0 bytes.
+        sender.on_ack(Millis(1), &n2(), &id(100), 10, 0, 0);
+        let resent = sender.chunks_to_send(Millis(1));
+        assert_eq!(offsets(&resent), vec![(0, 10), (10, 10)]);
+        assert!(resent.iter().all(|chunk| chunk.round == 1));
+        // The first chunk arrives after all (round 0): progress still counts.
+        sender.on_ack(Millis(2), &n2(), &id(100), 0, 0, 10);
+        assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(20, 10)]);
+        // Its resent copy is answered "10" in round 1: a move, not an error.
+        sender.on_ack(Millis(3), &n2(), &id(100), 0, 1, 10);
+        assert_eq!(sender.progress(Millis(3), &n2()).map(|p| p.acked), Some(10));
     }
 
     #[test]
@@ -340,7 +387,7 @@ mod tests {
         let mut sender = sender();
         sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(100));
         sender.chunks_to_send(Millis(0));
-        sender.on_ack(Millis(1), &n2(), &id(100), 0, 10);
+        sender.on_ack(Millis(1), &n2(), &id(100), 0, 0, 10);
         assert_eq!(offsets(&sender.chunks_to_send(Millis(1))), vec![(20, 10)]);
         assert!(sender.chunks_to_send(Millis(50)).is_empty());
         assert_eq!(
@@ -360,7 +407,7 @@ mod tests {
         let mut sender = sender();
         sender.start(Millis(0), n2(), Term(1), SnapshotMeta::default(), id(100));
         sender.chunks_to_send(Millis(0));
-        sender.on_ack(Millis(1), &n2(), &id(100), 0, 10);
+        sender.on_ack(Millis(1), &n2(), &id(100), 0, 0, 10);
         sender.start(Millis(2), n2(), Term(1), SnapshotMeta::default(), id(100));
         assert_eq!(offsets(&sender.chunks_to_send(Millis(2))), vec![(20, 10)]);
         sender.start(Millis(3), n2(), Term(2), SnapshotMeta::default(), id(100));
@@ -369,7 +416,7 @@ mod tests {
             vec![(0, 10), (10, 10)]
         );
         // An answer about another snapshot changes nothing.
-        assert!(!sender.on_ack(Millis(4), &n2(), &id(99), 0, 99));
+        assert!(!sender.on_ack(Millis(4), &n2(), &id(99), 0, 0, 99));
         assert_eq!(sender.progress(Millis(4), &n2()).map(|p| p.acked), Some(0));
     }
 }

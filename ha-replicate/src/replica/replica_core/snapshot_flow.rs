@@ -9,7 +9,7 @@ use crate::engine::{Message, RefusalCause, Role};
 use crate::replica::rpc::Rpc;
 use crate::replica::snapshot_job::{SnapshotJob, SnapshotWritten};
 use crate::replica::snapshot_receiver::ChunkOutcome;
-use crate::replica::snapshot_sender::TransferProgress;
+use crate::replica::snapshot_sender::{ChunkPlace, TransferProgress};
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use crate::storage::LogStore;
 
@@ -184,6 +184,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     meta: chunk.meta,
                     id: chunk.id,
                     offset: chunk.offset,
+                    round: chunk.round,
                     data,
                 },
             });
@@ -198,16 +199,17 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         term: Term,
         meta: SnapshotMeta,
         id: SnapshotId,
-        offset: u64,
+        place: ChunkPlace,
         data: Vec<u8>,
     ) {
+        let offset = place.offset;
         if !self
             .engine
             .on_snapshot_chunk(now, from.clone(), term, &meta)
         {
             if term < self.engine.term() {
                 // A stale leader: tell it the term, so it steps down.
-                self.send_snapshot_ack(from, id, offset, 0);
+                self.send_snapshot_ack(from, id, place, 0);
             }
             return;
         }
@@ -222,7 +224,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
         };
         match outcome {
-            ChunkOutcome::Ack(next_offset) => self.send_snapshot_ack(from, id, offset, next_offset),
+            ChunkOutcome::Ack(next_offset) => self.send_snapshot_ack(from, id, place, next_offset),
             ChunkOutcome::Refused(problem) => {
                 self.engine
                     .refuse_input(now, &from, RefusalCause::BadSnapshot, &problem);
@@ -241,7 +243,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     self.fail(error);
                     return;
                 }
-                self.send_snapshot_ack(from, id, offset, id.size);
+                self.send_snapshot_ack(from, id, place, id.size);
             }
         }
     }
@@ -250,7 +252,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         &mut self,
         to: NodeId,
         id: SnapshotId,
-        chunk_offset: u64,
+        place: ChunkPlace,
         next_offset: u64,
     ) {
         // An answer about bytes received, not a promise about the disk: it leaves at once.
@@ -259,7 +261,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             rpc: Rpc::SnapshotAck {
                 term: self.engine.term(),
                 id,
-                chunk_offset,
+                chunk_offset: place.offset,
+                round: place.round,
                 next_offset,
             },
         });
@@ -272,7 +275,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         from: NodeId,
         term: Term,
         id: SnapshotId,
-        chunk_offset: u64,
+        place: ChunkPlace,
         next_offset: u64,
     ) {
         self.engine.on_snapshot_ack(now, from.clone(), term);
@@ -280,7 +283,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             return;
         }
         self.sender
-            .on_ack(now, &from, &id, chunk_offset, next_offset);
+            .on_ack(now, &from, &id, place.offset, place.round, next_offset);
         self.send_snapshot_chunks(now);
     }
 
