@@ -107,7 +107,10 @@ fn a_follower_behind_evicted_entries_is_sent_them_from_the_store_like_from_memor
     // Everything applied and durable was evicted; terms and the configuration stay.
     assert_eq!(evicting.entry(LogIndex(5)), None);
     assert_eq!(evicting.term_at(LogIndex(5)), Some(Term(3)));
-    assert!(evicting.entry(LogIndex(12)).is_some(), "the unapplied LeaderStart stays");
+    assert!(
+        evicting.entry(LogIndex(12)).is_some(),
+        "the unapplied LeaderStart stays"
+    );
     assert!(evicting.membership().is_voter(&id("c")));
     assert!(holding.entry(LogIndex(5)).is_some());
     let mut log = vec![config_entry()];
@@ -116,7 +119,12 @@ fn a_follower_behind_evicted_entries_is_sent_them_from_the_store_like_from_memor
     // c rejects: it holds nothing after index 2. Then acknowledges each batch. (A batch from
     // the store ends at the first entry held in memory; here the batches of 3 line up with
     // the evicted range, 3..=11, so the two leaders send the very same messages.)
-    let steps = [(1100, false, 3), (1110, true, 5), (1120, true, 8), (1130, true, 11)];
+    let steps = [
+        (1100, false, 3),
+        (1110, true, 5),
+        (1120, true, 8),
+        (1130, true, 11),
+    ];
     let mut stored_sends = 0;
     for (now, success, index) in steps {
         let from_store = answer(&mut evicting, now, success, index);
