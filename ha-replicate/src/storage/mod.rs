@@ -1,7 +1,9 @@
 //! Durable storage of the log, the hard state and snapshots.
 //!
-//! The engine keeps the log since the last snapshot in memory and tells its driver what to
-//! persist; a [`LogStore`] makes it durable and gives it back at start. Implementations:
+//! The engine keeps the log since the last snapshot in memory (the payloads of applied, durable
+//! entries only up to a budget) and tells its driver what to persist; a [`LogStore`] makes it
+//! durable, gives it back at start, and reads evicted entries back
+//! ([`LogStore::read_entries`]) for a follower that needs them. Implementations:
 //! [`WalStore`](wal::WalStore) on disk, [`MemoryStore`](memory::MemoryStore) for tests and the
 //! simulator (which can lose unsynced writes on a simulated crash).
 

@@ -131,6 +131,14 @@
 //!    crash damaged without shortening the file make the verification fail and the transfer
 //!    start over; they can never be installed.
 //!
+//! # Reading entries back
+//!
+//! The store keeps, in memory, where each entry after the snapshot is: its segment's number
+//! and its record's offset (16 bytes per entry), built by recovery from the records replayed
+//! and kept up to date by appends, truncations and compaction. `read_entries` reads records
+//! at those offsets through a handle of its own (verifying each record's checksum and that it
+//! is the entry asked for), and only entries covered by a `sync`.
+//!
 //! # Compaction
 //!
 //! After a snapshot at index `S` is durable (committed or installed), the older snapshots are
