@@ -24,6 +24,10 @@ use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_
 /// How long buffered writes wait for their group commit, in virtual milliseconds.
 pub const GROUP_COMMIT_MS: u64 = 1;
 
+/// The log cache of every simulated node, in bytes: about a handful of register commands, so
+/// almost every catch-up reads entries back from the store.
+pub const SIM_LOG_CACHE_BYTES: usize = 256;
+
 /// The node id of simulated replica `node`.
 pub fn replica_id(node: usize) -> NodeId {
     NodeId::new(format!("n{node}")).expect("n<number> is a valid node id")
@@ -373,6 +377,10 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
             engine.failback_after_ms = options.failback_after_ms;
             engine.failover_mode = options.failover_mode;
             engine.dead_voter_after_ms = options.dead_voter_after_ms;
+            // A tiny log cache: entries are evicted as soon as they are applied and synced, so
+            // lagging followers are caught up from the store (`Effect::SendStored`) under loss,
+            // crashes and leader changes.
+            engine.log_cache_bytes = SIM_LOG_CACHE_BYTES;
             let settings = ReplicaSettings {
                 engine,
                 sync_policy: SyncPolicy::Batch,

@@ -65,6 +65,33 @@ pub enum Effect {
         /// The message.
         message: Message,
     },
+    /// Send `to` an [`Message::AppendRequest`] whose entries are no longer held in memory
+    /// (their payloads were evicted once applied and durable): read `count` entries from
+    /// index `from` back from the store (they were synced; at most `bytes_max` bytes, but
+    /// always the first) and send them with the fields given, exactly as the engine would
+    /// have sent them from memory. If the store no longer holds them (a snapshot compacted
+    /// them meanwhile) nothing is sent: the follower's silence sends the leader back to
+    /// probing, as after a lost message.
+    SendStored {
+        /// The destination.
+        to: NodeId,
+        /// The leader's term.
+        term: Term,
+        /// The index before the first entry.
+        prev_log_index: LogIndex,
+        /// Its term.
+        prev_log_term: Term,
+        /// The first entry's index.
+        from: LogIndex,
+        /// How many entries to send (the engine cut the batch as an in-memory send would).
+        count: usize,
+        /// About how many bytes of entries at most (the first is sent whatever its size).
+        bytes_max: usize,
+        /// The leader's commit index.
+        leader_commit: LogIndex,
+        /// The leader's read round.
+        read_round: u64,
+    },
     /// Deliver `on_timer(kind, generation)` after `after_ms`.
     SetTimer {
         /// Which timer.

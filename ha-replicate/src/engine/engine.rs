@@ -229,9 +229,16 @@ impl Engine {
         self.log.last_index()
     }
 
-    /// The estimated bytes of the entries held in memory since the last snapshot.
+    /// The estimated bytes of the entries since the last snapshot, whether their payloads are
+    /// held in memory or were evicted (what compaction bounds).
     pub fn log_bytes(&self) -> usize {
         self.log.bytes()
+    }
+
+    /// The estimated bytes of the entries whose payloads are held in memory (at most about
+    /// [`EngineSettings::log_cache_bytes`] beyond those not yet applied or synced).
+    pub fn log_held_bytes(&self) -> usize {
+        self.log.held_bytes()
     }
 
     /// The log's snapshot metadata.
@@ -249,7 +256,8 @@ impl Engine {
         self.log.term_at(index)
     }
 
-    /// The entry at `index`, when still held in memory.
+    /// The entry at `index`, when still held in memory (not compacted, and not evicted: see
+    /// [`EngineSettings::log_cache_bytes`]).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -313,6 +321,7 @@ impl Engine {
         if index > self.durable_index {
             self.durable_index = index;
             self.maybe_advance_commit(now);
+            self.evict_log();
         }
     }
 
@@ -488,6 +497,7 @@ impl Engine {
     pub fn on_applied(&mut self, _now: Millis, index: LogIndex) {
         if index > self.applied_index {
             self.applied_index = index;
+            self.evict_log();
         }
     }
 
@@ -748,6 +758,17 @@ impl Engine {
             });
         }
         self.round_sent_at.clear();
+    }
+
+    /// Drop the payloads of entries that are applied and durable while those held pass the
+    /// budget. Applied entries were handed out already, and durable ones can be read back
+    /// from the store ([`Effect::SendStored`]).
+    pub(crate) fn evict_log(&mut self) {
+        let evictable = self
+            .applied_index
+            .min(self.durable_index)
+            .min(self.apply_requested);
+        self.log.evict(evictable, self.settings.log_cache_bytes);
     }
 
     /// Hand committed entries to the driver.

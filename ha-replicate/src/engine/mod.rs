@@ -24,4 +24,4 @@ pub use message::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};
 pub use progress::{Progress, ReplicationState};
 pub use refusal::{INDEX_MAX, REFUSAL_LOG_INTERVAL_MS, RefusalCause, RefusedInputs, TERM_MAX};
 pub use role::Role;
-pub use settings::EngineSettings;
+pub use settings::{EngineSettings, LOG_CACHE_BYTES_DEFAULT};

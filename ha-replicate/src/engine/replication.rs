@@ -100,13 +100,24 @@ impl Engine {
             return;
         };
         // Receivers refuse longer lists while decoding.
-        let entries = self.log.slice(
-            progress.next_index,
-            self.settings
-                .append_entries_max
-                .min(super::message::APPEND_ENTRIES_WIRE_MAX),
-            self.settings.append_bytes_max,
-        );
+        let count_max = self
+            .settings
+            .append_entries_max
+            .min(super::message::APPEND_ENTRIES_WIRE_MAX);
+        let from = progress.next_index;
+        if from < self.log.held_from() {
+            // Evicted: the driver reads the same batch back from its store.
+            let count = self
+                .log
+                .stored_batch(from, count_max, self.settings.append_bytes_max);
+            if count > 0 {
+                self.send_stored(peer, prev_log_index, prev_log_term, from, count);
+                return;
+            }
+        }
+        let entries = self
+            .log
+            .slice(from, count_max, self.settings.append_bytes_max);
         if entries.is_empty() && !heartbeat {
             return;
         }
@@ -118,6 +129,36 @@ impl Engine {
             }
         }
         self.send_append_message(peer.clone(), prev_log_index, prev_log_term, entries);
+    }
+
+    /// Account for a batch of `count` evicted entries from `from` as an in-memory send does,
+    /// and ask the driver to send it from its store.
+    fn send_stored(
+        &mut self,
+        peer: &NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        from: LogIndex,
+        count: usize,
+    ) {
+        let last_sent = LogIndex(from.0 + count as u64 - 1);
+        if let Some(progress) = self.progress.get_mut(peer) {
+            progress.in_flight += 1;
+            if progress.state == ReplicationState::Replicate {
+                progress.next_index = last_sent.next();
+            }
+        }
+        self.effects.push(Effect::SendStored {
+            to: peer.clone(),
+            term: self.term,
+            prev_log_index,
+            prev_log_term,
+            from,
+            count,
+            bytes_max: self.settings.append_bytes_max,
+            leader_commit: self.commit_index,
+            read_round: self.round,
+        });
     }
 
     fn send_append_message(

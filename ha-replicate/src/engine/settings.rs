@@ -2,6 +2,9 @@
 
 use ha_core::{Config, FailoverMode, NodeId, Priority};
 
+/// Default [`EngineSettings::log_cache_bytes`]: 8 MiB of entry payloads.
+pub const LOG_CACHE_BYTES_DEFAULT: usize = 8 << 20;
+
 /// Everything the engine needs to know about its own node and timing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineSettings {
@@ -29,6 +32,10 @@ pub struct EngineSettings {
     pub append_entries_max: usize,
     /// Most bytes of entries in one append message.
     pub append_bytes_max: usize,
+    /// Payloads of applied and durable log entries are dropped from memory once those held
+    /// take more than this many bytes ([`Entry::size_bytes`](crate::entry::Entry::size_bytes)
+    /// estimates); a follower that needs them is sent them read back from the store.
+    pub log_cache_bytes: usize,
     /// Most unanswered append messages per follower (pipelining window).
     pub appends_in_flight_max: usize,
     /// Most entries appended but not yet committed; proposals beyond it are refused
@@ -60,6 +67,7 @@ impl EngineSettings {
             clock_drift_margin_ms: config.lease_clock_drift_margin_ms(),
             append_entries_max: 512,
             append_bytes_max: 1024 * 1024,
+            log_cache_bytes: LOG_CACHE_BYTES_DEFAULT,
             appends_in_flight_max: 16,
             uncommitted_entries_max: 16_384,
             transfer_timeout_ms: timing.election_timeout_max_ms * 2,

@@ -698,6 +698,35 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 to,
                 rpc: Rpc::Raft(message),
             }),
+            Effect::SendStored {
+                to,
+                term,
+                prev_log_index,
+                prev_log_term,
+                from,
+                count,
+                bytes_max,
+                leader_commit,
+                read_round,
+            } => match self.store.read_entries(from, count, bytes_max) {
+                Ok(entries) if !entries.is_empty() => self.emit(ReplicaEffect::Send {
+                    to,
+                    rpc: Rpc::Raft(Message::AppendRequest {
+                        term,
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                        read_round,
+                    }),
+                }),
+                // Compacted by a snapshot taken meanwhile: like a lost message, the
+                // follower's silence sends the leader back to probing, then to the snapshot.
+                Ok(_) | Err(StorageError::Misuse(_)) => {
+                    tracing::debug!(peer = %to, from = %from, "entries to send are no longer stored; not sent");
+                }
+                Err(error) => self.fail(error),
+            },
             Effect::SetTimer {
                 kind,
                 generation,

@@ -5,8 +5,9 @@ use ha_core::Config;
 use crate::engine::EngineSettings;
 use crate::replica::snapshot_sender::TransferSettings;
 
-/// Default [`ReplicaSettings::snapshot_log_bytes`]: the log held in memory since the last
-/// snapshot stays under about this many bytes.
+/// Default [`ReplicaSettings::snapshot_log_bytes`]: the log since the last snapshot (on disk,
+/// replayed at a restart) stays under about this many bytes. What stays in memory of it is
+/// bounded separately by [`EngineSettings::log_cache_bytes`].
 pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 64 << 20;
 
 /// When the replica makes its writes durable.
@@ -28,8 +29,9 @@ pub struct ReplicaSettings {
     pub sync_policy: SyncPolicy,
     /// Take a snapshot once this many entries were applied since the last one.
     pub snapshot_every_entries: u64,
-    /// Or once the entries held since the last one take this many bytes (so a log of large
-    /// values does not sit in memory until the entry count is reached).
+    /// Or once the entries since the last one take this many bytes, whether their payloads
+    /// are still in memory or were evicted (so a log of large values does not grow on disk,
+    /// and in replay time, until the entry count is reached).
     pub snapshot_log_bytes: u64,
     /// How snapshots are streamed to followers.
     pub transfer: TransferSettings,

@@ -50,6 +50,24 @@ impl LogBounds {
         Ok(())
     }
 
+    /// Checks that `from` names an entry after the snapshot, for
+    /// [`read_entries`](super::LogStore::read_entries).
+    pub(crate) fn check_read(&self, from: LogIndex) -> Result<(), StorageError> {
+        if from <= self.snapshot_last {
+            return Err(StorageError::Misuse(format!(
+                "entry {from} is compacted: the snapshot covers up to {}",
+                self.snapshot_last
+            )));
+        }
+        if from > self.last {
+            return Err(StorageError::Misuse(format!(
+                "entry {from} is past the last entry, {}",
+                self.last
+            )));
+        }
+        Ok(())
+    }
+
     /// Records that entries up to `last` were appended.
     pub(crate) fn appended(&mut self, last: LogIndex) {
         debug_assert!(last >= self.last);

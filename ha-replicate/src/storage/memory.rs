@@ -346,6 +346,39 @@ impl LogStore for MemoryStore {
         })
     }
 
+    fn read_entries(
+        &mut self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.with_disk(|state, bounds, _| {
+            bounds.check_read(from)?;
+            // The synced image, less what an unsynced truncation removed.
+            let mut end = bounds.last;
+            for write in &state.unsynced {
+                if let Write::Truncate(cut) = write {
+                    end = end.min(LogIndex(cut.0.saturating_sub(1)));
+                }
+            }
+            let mut chosen = Vec::new();
+            let mut bytes = 0usize;
+            let entries = &state.synced.entries;
+            let start = entries.partition_point(|entry| entry.index < from);
+            for entry in &entries[start..] {
+                let size = entry.size_bytes();
+                if entry.index > end
+                    || !super::batch_takes(chosen.len(), bytes, size, count_max, bytes_max)
+                {
+                    break;
+                }
+                bytes = bytes.saturating_add(size);
+                chosen.push(entry.clone());
+            }
+            Ok(chosen)
+        })
+    }
+
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
         self.with_disk(|state, bounds, _| {
             if let Some(from) = bounds.truncation_point(from) {

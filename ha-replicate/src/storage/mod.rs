@@ -1,7 +1,9 @@
 //! Durable storage of the log, the hard state and snapshots.
 //!
-//! The engine keeps the log since the last snapshot in memory and tells its driver what to
-//! persist; a [`LogStore`] makes it durable and gives it back at start. Implementations:
+//! The engine keeps the log since the last snapshot in memory (the payloads of applied, durable
+//! entries only up to a budget) and tells its driver what to persist; a [`LogStore`] makes it
+//! durable, gives it back at start, and reads evicted entries back
+//! ([`LogStore::read_entries`]) for a follower that needs them. Implementations:
 //! [`WalStore`](wal::WalStore) on disk, [`MemoryStore`](memory::MemoryStore) for tests and the
 //! simulator (which can lose unsynced writes on a simulated crash).
 
@@ -21,6 +23,18 @@ mod segment;
 mod snapshot_file;
 pub mod wal;
 mod wal_recovery;
+
+/// Whether a batch for [`LogStore::read_entries`] that holds `count` entries of `bytes` bytes
+/// so far takes one more of `size` bytes: the cut the engine makes for an append.
+pub(crate) fn batch_takes(
+    count: usize,
+    bytes: usize,
+    size: usize,
+    count_max: usize,
+    bytes_max: usize,
+) -> bool {
+    count < count_max && (count == 0 || bytes.saturating_add(size) <= bytes_max)
+}
 
 /// Everything a store holds durably, read once at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,6 +146,23 @@ pub trait LogStore: Send {
     /// # Errors
     /// [`StorageError::Misuse`] on a gap or overlap; [`StorageError::Io`].
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
+
+    /// Synced entries from index `from` on, in order: at most `count_max` of them and about
+    /// `bytes_max` bytes ([`Entry::size_bytes`], cut as the engine cuts an append), but always
+    /// the first when it is held. Entries written since the last [`sync`](Self::sync) are not
+    /// returned (the engine only asks for entries it knows durable), so the list may be short
+    /// or empty.
+    ///
+    /// # Errors
+    /// [`StorageError::Misuse`] when `from` is at or below the snapshot's last index
+    /// (compacted) or past the last entry; [`StorageError::Io`]; [`StorageError::Corrupt`]
+    /// when the bytes read back do not verify.
+    fn read_entries(
+        &mut self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError>;
 
     /// Remove every entry with index `from` or higher (a follower's conflicting suffix).
     ///

@@ -131,6 +131,14 @@
 //!    crash damaged without shortening the file make the verification fail and the transfer
 //!    start over; they can never be installed.
 //!
+//! # Reading entries back
+//!
+//! The store keeps, in memory, where each entry after the snapshot is: its segment's number
+//! and its record's offset (16 bytes per entry), built by recovery from the records replayed
+//! and kept up to date by appends, truncations and compaction. `read_entries` reads records
+//! at those offsets through a handle of its own (verifying each record's checksum and that it
+//! is the entry asked for), and only entries covered by a `sync`.
+//!
 //! # Compaction
 //!
 //! After a snapshot at index `S` is durable (committed or installed), the older snapshots are
@@ -142,6 +150,7 @@
 //! latest hard state record is in a segment about to go, it is written again first. Segments
 //! are deleted oldest first with a directory sync after each, so a crash leaves a suffix.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -152,7 +161,10 @@ use parking_lot::Mutex;
 
 use super::incoming_file::{INCOMING_DATA_NAME, INCOMING_META_NAME, write_incoming_meta};
 use super::log_bounds::LogBounds;
-use super::record::{RecordRef, SEAL_RECORD_BYTES_MAX, encode_record};
+use super::record::{
+    BodyProblem, RECORD_HEADER_BYTES, Record, RecordHeader, RecordRef, SEAL_RECORD_BYTES_MAX,
+    encode_record, verify_body,
+};
 use super::segment::{SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, segment_path};
 use super::snapshot_file::{
     IO_BUFFER_BYTES, SNAPSHOT_HEADER_BYTES, checksum_range, create_data_file, io_error, read_range,
@@ -360,6 +372,15 @@ impl LogStore for WalStore {
         self.mutate(|running| running.append(entries))
     }
 
+    fn read_entries(
+        &mut self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read(|running| running.read_entries(from, count_max, bytes_max))
+    }
+
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
         self.mutate(|running| running.truncate_from(from))
     }
@@ -455,6 +476,11 @@ struct Running {
     sinks: Arc<Mutex<SinkSlot>>,
     /// The ticket of the last sink handed out.
     last_ticket: u64,
+    /// Where the record of each entry after the snapshot is: (segment sequence, byte offset),
+    /// for entry `bounds.snapshot_last + 1` first. 16 bytes per entry, rebuilt by recovery.
+    positions: VecDeque<(u64, u64)>,
+    /// The last entry known synced: [`LogStore::read_entries`] returns none after it.
+    synced_last: LogIndex,
 }
 
 /// The current snapshot and an open handle on its file.
@@ -481,6 +507,40 @@ struct Incoming {
     unsynced: bool,
     /// `verify_incoming` found the bytes complete and matching, since this store was opened.
     verified: bool,
+}
+
+/// Reads the entry record at `offset` of the segment open as `file` and checks that it is
+/// entry `index`.
+fn read_entry_record(
+    file: &mut File,
+    path: &Path,
+    offset: u64,
+    index: LogIndex,
+) -> Result<Entry, StorageError> {
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(io_error(path))?;
+    let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
+    file.read_exact(&mut header_bytes).map_err(io_error(path))?;
+    let header = RecordHeader::parse(header_bytes);
+    if let Some(problem) = header.length_problem() {
+        return Err(corrupt(problem));
+    }
+    // Bounded by RECORD_BODY_BYTES_MAX, checked above.
+    let mut body = vec![0u8; header.body_bytes as usize];
+    file.read_exact(&mut body).map_err(io_error(path))?;
+    match verify_body(header, &body) {
+        Ok(Record::Entry(entry)) if entry.index == index => Ok(entry),
+        Ok(_) => Err(corrupt(format!(
+            "the record recorded for entry {index} is not that entry"
+        ))),
+        Err(BodyProblem::Checksum(reason) | BodyProblem::Undecodable(reason)) => {
+            Err(corrupt(reason))
+        }
+    }
 }
 
 /// Where sinks report what they wrote, shared by the store and its sinks.
@@ -559,6 +619,7 @@ impl Running {
             snapshot_paths,
             snapshot,
             first_sequence,
+            positions,
         } = layout;
         let current = match snapshot {
             Some((file, path)) => Some(CurrentSnapshot {
@@ -604,6 +665,8 @@ impl Running {
             incoming,
             sinks: Arc::default(),
             last_ticket: 0,
+            positions: positions.into(),
+            synced_last: LogIndex(0),
         };
         running.sync()?;
         Ok((running, recovered))
@@ -624,7 +687,8 @@ impl Running {
         }
         let mut start = 0;
         for (entry, end) in entries.iter().zip(ends) {
-            self.push_record(&encoded[start..end], Some(entry.index))?;
+            let position = self.push_record(&encoded[start..end], Some(entry.index))?;
+            self.positions.push_back(position);
             start = end;
         }
         self.flush()?;
@@ -641,6 +705,9 @@ impl Running {
         self.push_record(&encoded, None)?;
         self.flush()?;
         self.bounds.truncated(from);
+        let kept = usize::try_from(from.0 - self.bounds.snapshot_last.0 - 1).unwrap_or(usize::MAX);
+        self.positions.truncate(kept);
+        self.synced_last = self.synced_last.min(self.bounds.last);
         // The removed entries still count for compaction (see `SegmentInfo::max_entry_index`).
         Ok(())
     }
@@ -648,7 +715,7 @@ impl Running {
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
         let mut encoded = Vec::new();
         encode_record(&RecordRef::HardState(hard_state), &mut encoded)?;
-        let sequence = self.push_record(&encoded, None)?;
+        let (sequence, _) = self.push_record(&encoded, None)?;
         self.flush()?;
         self.hard_state = Some((hard_state.clone(), sequence));
         Ok(())
@@ -775,6 +842,10 @@ impl Running {
         }
         self.snapshot_paths.push(snapshot.path.clone());
         self.current = Some(snapshot);
+        let covered = usize::try_from(last_index.0.saturating_sub(self.bounds.snapshot_last.0))
+            .unwrap_or(usize::MAX)
+            .min(self.positions.len());
+        self.positions.drain(..covered);
         self.bounds.snapshotted(last_index);
         self.compact(last_index)?;
         self.sync()
@@ -985,12 +1056,13 @@ impl Running {
     }
 
     /// Adds one framed record to the last segment (rolling over first when it is full) and
-    /// returns that segment's sequence number. The bytes reach the file at the next `flush`.
+    /// returns that segment's sequence number and the record's offset in it. The bytes reach
+    /// the file at the next `flush`.
     fn push_record(
         &mut self,
         framed: &[u8],
         entry_index: Option<LogIndex>,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, u64), StorageError> {
         let record_bytes = framed.len() as u64;
         let next_sequence = match self.segments.last() {
             None => Some(self.first_sequence),
@@ -1013,11 +1085,12 @@ impl Running {
         let Some(last) = self.segments.last_mut() else {
             unreachable!("a segment was started above when there was none");
         };
+        let offset = last.size_bytes;
         last.size_bytes += record_bytes;
         if let Some(index) = entry_index {
             last.max_entry_index = last.max_entry_index.max(index);
         }
-        Ok(last.sequence)
+        Ok((last.sequence, offset))
     }
 
     /// Finishes the current segment (sealed and synced, so only the last segment can ever be
@@ -1113,7 +1186,55 @@ impl Running {
             sync_directory(&self.directory)?;
             self.directory_unsynced = false;
         }
+        self.synced_last = self.bounds.last;
         Ok(())
+    }
+
+    /// Synced entries from `from` on, read back by their recorded positions.
+    fn read_entries(
+        &mut self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.bounds.check_read(from)?;
+        let first = usize::try_from(from.0 - self.bounds.snapshot_last.0 - 1).unwrap_or(usize::MAX);
+        let mut chosen: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
+        let mut open: Option<(u64, PathBuf, File)> = None;
+        for (offset_in_log, &(sequence, offset)) in self.positions.iter().enumerate().skip(first) {
+            let index = LogIndex(self.bounds.snapshot_last.0 + 1 + offset_in_log as u64);
+            if index > self.synced_last || chosen.len() >= count_max {
+                break;
+            }
+            if open
+                .as_ref()
+                .is_none_or(|(open_sequence, _, _)| *open_sequence != sequence)
+            {
+                let Some(segment) = self
+                    .segments
+                    .iter()
+                    .find(|segment| segment.sequence == sequence)
+                else {
+                    return Err(StorageError::Misuse(format!(
+                        "entry {index} is recorded in segment {sequence}, which is gone"
+                    )));
+                };
+                let file = File::open(&segment.path).map_err(io_error(&segment.path))?;
+                open = Some((sequence, segment.path.clone(), file));
+            }
+            let Some((_, path, file)) = open.as_mut() else {
+                break;
+            };
+            let entry = read_entry_record(file, path, offset, index)?;
+            let size = entry.size_bytes();
+            if !super::batch_takes(chosen.len(), bytes, size, count_max, bytes_max) {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            chosen.push(entry);
+        }
+        Ok(chosen)
     }
 }
 

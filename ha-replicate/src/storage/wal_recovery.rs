@@ -68,6 +68,9 @@ pub(crate) struct RecoveredLayout {
     /// The number for a new first segment if `segments` is empty: that of a removed torn
     /// segment, else 1.
     pub(crate) first_sequence: u64,
+    /// Where each recovered entry's record is: (segment sequence, byte offset), in the order
+    /// of `recovered.entries`.
+    pub(crate) positions: Vec<(u64, u64)>,
 }
 
 /// Reads, verifies and repairs the directory.
@@ -191,6 +194,7 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
         snapshot_paths,
         snapshot,
         first_sequence,
+        positions: replay.positions,
     })
 }
 
@@ -431,6 +435,8 @@ struct Replay {
     snapshot_last: LogIndex,
     /// Entries after the snapshot.
     entries: Vec<Entry>,
+    /// Where each of `entries` is: (segment sequence, byte offset of its record).
+    positions: Vec<(u64, u64)>,
     /// The last entry's index, or `snapshot_last`.
     last: LogIndex,
     hard_state: Option<(HardState, u64)>,
@@ -442,6 +448,7 @@ impl Replay {
         Self {
             snapshot_last,
             entries: Vec::new(),
+            positions: Vec::new(),
             last: snapshot_last,
             hard_state: None,
             segments: Vec::new(),
@@ -506,6 +513,7 @@ impl Replay {
                 } else if Some(entry.index.0) == self.last.0.checked_add(1) {
                     self.last = entry.index;
                     self.entries.push(entry);
+                    self.positions.push((sequence, offset));
                 } else {
                     return Err(corrupt(format!(
                         "entry {} does not continue the log, whose last index is {}",
@@ -516,6 +524,7 @@ impl Replay {
             Record::Truncate { from } => {
                 let kept_last = LogIndex(from.0.saturating_sub(1));
                 self.entries.retain(|entry| entry.index < from);
+                self.positions.truncate(self.entries.len());
                 self.last = self.last.min(kept_last).max(self.snapshot_last);
             }
             Record::HardState(hard_state) => self.hard_state = Some((hard_state, sequence)),

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use ha_core::{HealthStatus, Priority, Timing};
 use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
-use ha_replicate::engine::{EngineSettings, PeerInfo};
+use ha_replicate::engine::{EngineSettings, LOG_CACHE_BYTES_DEFAULT, PeerInfo};
 use ha_replicate::membership::Membership;
 use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
@@ -91,6 +91,12 @@ pub fn lock_cluster(
             engine.election_timeout_max_ms = options.timing.election_timeout_max_ms;
             engine.lease_reads = options.lease_reads;
             engine.failback_after_ms = None;
+            // The default log cache, on purpose: the recorder reads each applied entry back
+            // from the engine's memory (`node.rs`, `observe_applied`), which a tiny cache would
+            // have evicted. The log between snapshots (10,000 lock commands of a few hundred
+            // bytes at most) stays under 8 MiB, so nothing is evicted here; `replica.rs` runs
+            // the replication sweeps with a tiny cache instead.
+            engine.log_cache_bytes = LOG_CACHE_BYTES_DEFAULT;
             let settings = ReplicaSettings {
                 engine,
                 sync_policy: SyncPolicy::Batch,
