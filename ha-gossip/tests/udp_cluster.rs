@@ -419,6 +419,12 @@ async fn a_flood_of_garbage_leaves_a_node_healthy() {
             packet[2] = 0;
         }
         let _ = attacker.send_to(&packet, target).await;
+        if round % 100 == 99 {
+            // Paced batches: an unpaced burst overflows the socket's receive buffer when the
+            // machine is busy (the full suite failed here with fewer than 1,000 counted, while
+            // the test alone passed), and packets the kernel drops never reach the node.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     wait_until("the garbage to be counted", || {
         let drops = nodes[0].drop_counts();
