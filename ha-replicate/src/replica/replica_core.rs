@@ -308,15 +308,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 offset,
                 round,
                 data,
-            } => self.on_snapshot_chunk(
-                now,
-                from,
-                term,
-                meta,
-                id,
-                ChunkPlace { offset, round },
-                data,
-            ),
+            } => {
+                let chunk = snapshot_flow::ReceivedChunk {
+                    term,
+                    meta,
+                    id,
+                    place: ChunkPlace { offset, round },
+                    data,
+                };
+                self.on_snapshot_chunk(now, from, chunk)
+            }
             Rpc::SnapshotAck {
                 term,
                 id,

@@ -18,8 +18,11 @@ use crate::storage::{SnapshotSink, WrittenSnapshot};
 #[derive(Clone)]
 pub struct SnapshotJob {
     meta: SnapshotMeta,
-    work: Arc<Mutex<Option<(AppliedSnapshot, Box<dyn SnapshotSink>)>>>,
+    work: Arc<Mutex<Option<Work>>>,
 }
+
+/// What a job writes, and where.
+type Work = (AppliedSnapshot, Box<dyn SnapshotSink>);
 
 /// What running a [`SnapshotJob`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

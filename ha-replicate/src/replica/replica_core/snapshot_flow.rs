@@ -17,6 +17,15 @@ use crate::storage::LogStore;
 /// would restart its transfer), until the log grows this many times past the usual trigger.
 const DEFER_WHILE_SENDING_FACTOR: u64 = 4;
 
+/// A [`Rpc::SnapshotChunk`] as received.
+pub(super) struct ReceivedChunk {
+    pub(super) term: Term,
+    pub(super) meta: SnapshotMeta,
+    pub(super) id: SnapshotId,
+    pub(super) place: ChunkPlace,
+    pub(super) data: Vec<u8>,
+}
+
 /// What the replica counts about snapshots.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct SnapshotCounts {
@@ -192,16 +201,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// A chunk from the leader.
-    pub(super) fn on_snapshot_chunk(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        term: Term,
-        meta: SnapshotMeta,
-        id: SnapshotId,
-        place: ChunkPlace,
-        data: Vec<u8>,
-    ) {
+    pub(super) fn on_snapshot_chunk(&mut self, now: Millis, from: NodeId, chunk: ReceivedChunk) {
+        let ReceivedChunk {
+            term,
+            meta,
+            id,
+            place,
+            data,
+        } = chunk;
         let offset = place.offset;
         if !self
             .engine
