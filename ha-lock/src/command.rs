@@ -27,6 +27,7 @@ pub enum LockCommand {
         /// The key.
         key: String,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// Compare-and-swap on the key's version; `Some(0)` means create-only.
         expected_version: Option<u64>,

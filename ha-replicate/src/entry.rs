@@ -24,7 +24,7 @@ pub enum Payload {
     /// node records it in the failover history.
     LeaderStart(LeaderStart),
     /// A client command, encoded by the applier (session stamp and host command).
-    Command(Vec<u8>),
+    Command(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A new cluster configuration; takes effect as soon as it is appended.
     Membership(Membership),
 }

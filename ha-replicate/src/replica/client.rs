@@ -13,6 +13,7 @@ pub struct WriteRequest {
     /// The write's sequence number in the session (a retry reuses it).
     pub sequence: u64,
     /// The host command, encoded with postcard.
+    #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
     /// When to answer.
     pub consistency: Consistency,

@@ -41,6 +41,7 @@ pub enum Rpc {
         /// never move the sender).
         round: u32,
         /// The bytes; at most the sender's chunk size.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// A follower's answer to a chunk: where the next chunk must start (the bytes it holds of

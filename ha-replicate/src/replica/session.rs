@@ -14,6 +14,7 @@ pub struct SessionCommand {
     /// The client's sequence number for this write; a retry reuses it.
     pub sequence: u64,
     /// The host command, encoded.
+    #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
 }
 

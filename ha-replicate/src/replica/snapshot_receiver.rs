@@ -34,6 +34,8 @@ pub(crate) struct ReceiveCounts {
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotReceiver {
     counts: ReceiveCounts,
+    /// The snapshot the last chunk was about, since this node started.
+    seen: Option<SnapshotId>,
 }
 
 impl SnapshotReceiver {
@@ -71,24 +73,29 @@ impl SnapshotReceiver {
             .incoming()
             .filter(|incoming| incoming.id == id)
             .map(|incoming| incoming.held);
+        // The first chunk of this snapshot since this node started, or a sender starting
+        // over (a new leader, a new transfer), while bytes of it are held: a resume.
+        let first_contact = self.seen != Some(id);
+        self.seen = Some(id);
+        if let Some(held) = held
+            && held > 0
+            && held < id.size
+            && (first_contact || offset == 0)
+        {
+            self.counts.resumes += 1;
+            tracing::info!(
+                last_index = %id.last_index,
+                offset = held,
+                size = id.size,
+                "snapshot transfer resumed"
+            );
+        }
         let held = match held {
             Some(held) if held >= id.size => {
                 // Held whole already (verified before a restart, not yet installed).
                 return self.verify(store);
             }
-            Some(held) if held != offset => {
-                if offset == 0 && held > 0 {
-                    // A sender starting over (a new transfer, a new leader): resume.
-                    self.counts.resumes += 1;
-                    tracing::info!(
-                        last_index = %id.last_index,
-                        offset = held,
-                        size = id.size,
-                        "snapshot transfer resumed"
-                    );
-                }
-                return Ok(ChunkOutcome::Ack(held));
-            }
+            Some(held) if held != offset => return Ok(ChunkOutcome::Ack(held)),
             Some(held) => held,
             None if offset != 0 => return Ok(ChunkOutcome::Ack(0)),
             None => {
@@ -135,5 +142,89 @@ fn check_prefix(meta: &SnapshotMeta, id: SnapshotId, data: &[u8]) -> Result<(), 
             meta.last_index
         )),
         Err(error) => Err(format!("snapshot does not decode: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ha_core::{LogIndex, Term};
+
+    use super::*;
+    use crate::membership::Membership;
+    use crate::storage::memory::{MemoryDisk, MemoryStore};
+
+    /// A snapshot of `size` bytes ending at index 9 whose prefix says so.
+    fn snapshot(size: usize) -> (SnapshotMeta, SnapshotId, Vec<u8>) {
+        let mut bytes = vec![7u8; size];
+        bytes[..4].copy_from_slice(&2u32.to_le_bytes());
+        bytes[4..12].copy_from_slice(&9u64.to_le_bytes());
+        bytes[12..16].copy_from_slice(&0u32.to_le_bytes());
+        let meta = SnapshotMeta {
+            last_index: LogIndex(9),
+            last_term: Term(1),
+            membership: Membership::with_voters([ha_core::NodeId::new("n1").unwrap()]),
+        };
+        let id = SnapshotId {
+            last_index: LogIndex(9),
+            last_term: Term(1),
+            size: size as u64,
+            crc32c: crc32c::crc32c(&bytes),
+        };
+        (meta, id, bytes)
+    }
+
+    fn store(disk: &MemoryDisk) -> MemoryStore {
+        let mut store = MemoryStore::open(disk.clone());
+        store.recover().unwrap();
+        store
+    }
+
+    #[test]
+    fn a_restarted_node_and_a_sender_starting_over_both_count_as_resumes() {
+        let (meta, id, bytes) = snapshot(200);
+        let disk = MemoryDisk::new();
+        let mut first = store(&disk);
+        let mut receiver = SnapshotReceiver::default();
+        let outcome = receiver
+            .on_chunk(&mut first, &meta, id, 0, &bytes[..64])
+            .unwrap();
+        assert_eq!(outcome, ChunkOutcome::Ack(64));
+        first.sync().unwrap();
+        // A restart: a new receiver over the same disk; the leader goes on from 64.
+        drop(first);
+        let mut second = store(&disk);
+        let mut receiver = SnapshotReceiver::default();
+        let outcome = receiver
+            .on_chunk(&mut second, &meta, id, 64, &bytes[64..128])
+            .unwrap();
+        assert_eq!(outcome, ChunkOutcome::Ack(128));
+        assert_eq!(receiver.counts().resumes, 1, "resumed after the restart");
+        // A new leader sends the same snapshot from 0: told to go on from 128.
+        let outcome = receiver
+            .on_chunk(&mut second, &meta, id, 0, &bytes[..64])
+            .unwrap();
+        assert_eq!(outcome, ChunkOutcome::Ack(128));
+        assert_eq!(receiver.counts().resumes, 2);
+        let outcome = receiver
+            .on_chunk(&mut second, &meta, id, 128, &bytes[128..])
+            .unwrap();
+        assert_eq!(outcome, ChunkOutcome::Complete);
+        assert_eq!(receiver.counts().bytes_received, 136);
+    }
+
+    #[test]
+    fn a_chunk_that_names_another_index_than_its_contents_is_refused() {
+        let (mut meta, mut id, bytes) = snapshot(100);
+        meta.last_index = LogIndex(10);
+        id.last_index = LogIndex(10);
+        let mut store = store(&MemoryDisk::new());
+        let outcome = SnapshotReceiver::default()
+            .on_chunk(&mut store, &meta, id, 0, &bytes[..64])
+            .unwrap();
+        assert!(
+            matches!(&outcome, ChunkOutcome::Refused(problem) if problem.contains("end at 9")),
+            "{outcome:?}"
+        );
+        assert!(store.incoming().is_none());
     }
 }
