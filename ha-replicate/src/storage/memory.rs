@@ -528,20 +528,7 @@ impl LogStore for MemoryStore {
     fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
         self.with_disk(|state, _, incoming| {
             let incoming = receiving(incoming)?;
-            if offset != incoming.held {
-                return Err(StorageError::Misuse(format!(
-                    "snapshot chunk at byte {offset}, but {} bytes are held",
-                    incoming.held
-                )));
-            }
-            let end = offset.checked_add(bytes.len() as u64);
-            if end.is_none_or(|end| end > incoming.id.size) {
-                return Err(StorageError::Misuse(format!(
-                    "snapshot chunk of {} bytes at byte {offset} passes the snapshot's size {}",
-                    bytes.len(),
-                    incoming.id.size
-                )));
-            }
+            super::check_incoming_append(incoming.held, incoming.id.size, offset, bytes.len())?;
             if !bytes.is_empty() {
                 state.unsynced.push(Write::IncomingBytes(bytes.to_vec()));
                 incoming.held += bytes.len() as u64;

@@ -63,6 +63,30 @@ pub struct IncomingSnapshot {
     pub held: u64,
 }
 
+/// Whether `len` bytes at `offset` may be added to a snapshot being received that holds
+/// `held` of its `size` bytes: they must start where the held bytes end and not pass the size.
+///
+/// # Errors
+/// [`StorageError::Misuse`] naming which rule the chunk breaks.
+pub(crate) fn check_incoming_append(
+    held: u64,
+    size: u64,
+    offset: u64,
+    len: usize,
+) -> Result<(), StorageError> {
+    if offset != held {
+        return Err(StorageError::Misuse(format!(
+            "snapshot chunk at byte {offset}, but {held} bytes are held"
+        )));
+    }
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        return Err(StorageError::Misuse(format!(
+            "snapshot chunk of {len} bytes at byte {offset} passes the snapshot's size {size}"
+        )));
+    }
+    Ok(())
+}
+
 /// What a finished [`SnapshotSink`] wrote: enough to name the bytes and to commit them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrittenSnapshot {

@@ -304,21 +304,8 @@ impl WalStore {
         &mut self,
         operation: impl FnOnce(&mut Running) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        if self.failed {
-            return Err(StorageError::Io {
-                path: self.directory.clone(),
-                source: io::Error::other(
-                    "an earlier write or sync failed, so the disk state is unknown; \
-                     reopen the store and recover",
-                ),
-            });
-        }
-        let Some(running) = self.running.as_mut() else {
-            return Err(StorageError::Misuse(
-                "recover must be called before any other method".to_string(),
-            ));
-        };
         let always = self.options.fsync_policy == FsyncPolicy::Always;
+        let running = self.running()?;
         let result = operation(running).and_then(|value| {
             if always {
                 running.sync()?;
@@ -337,6 +324,11 @@ impl WalStore {
         &mut self,
         operation: impl FnOnce(&mut Running) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        operation(self.running()?)
+    }
+
+    /// The running store, unless `recover` was not called yet or an earlier write failed.
+    fn running(&mut self) -> Result<&mut Running, StorageError> {
         if self.failed {
             return Err(StorageError::Io {
                 path: self.directory.clone(),
@@ -346,12 +338,9 @@ impl WalStore {
                 ),
             });
         }
-        let Some(running) = self.running.as_mut() else {
-            return Err(StorageError::Misuse(
-                "recover must be called before any other method".to_string(),
-            ));
-        };
-        operation(running)
+        self.running.as_mut().ok_or_else(|| {
+            StorageError::Misuse("recover must be called before any other method".to_string())
+        })
     }
 }
 
@@ -914,20 +903,7 @@ impl Running {
 
     fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let incoming = receiving(&mut self.incoming)?;
-        if offset != incoming.held {
-            return Err(StorageError::Misuse(format!(
-                "snapshot chunk at byte {offset}, but {} bytes are held",
-                incoming.held
-            )));
-        }
-        let end = offset.checked_add(bytes.len() as u64);
-        if end.is_none_or(|end| end > incoming.id.size) {
-            return Err(StorageError::Misuse(format!(
-                "snapshot chunk of {} bytes at byte {offset} passes the snapshot's size {}",
-                bytes.len(),
-                incoming.id.size
-            )));
-        }
+        super::check_incoming_append(incoming.held, incoming.id.size, offset, bytes.len())?;
         if bytes.is_empty() {
             return Ok(());
         }
