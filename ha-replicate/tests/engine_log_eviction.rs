@@ -4,9 +4,9 @@
 
 mod engine_support;
 
-use engine_support::{command, config_entry, engine_with, id};
+use engine_support::{command, config_entry, elect, engine_with, id};
 use ha_core::{LogIndex, Millis, Term};
-use ha_replicate::engine::{Effect, Engine, Message, Role};
+use ha_replicate::engine::{Effect, Engine, Message};
 use ha_replicate::entry::Entry;
 
 /// Node a after following b in term 3 with commands 2..=11 committed and applied, then
@@ -32,17 +32,7 @@ fn leader_with_budget(budget: usize) -> Engine {
     assert_eq!(engine.commit_index(), LogIndex(11));
     engine.drain_effects();
     engine.on_applied(Millis(500), LogIndex(11));
-    engine.campaign(Millis(1000));
-    engine.drain_effects();
-    engine.on_message(
-        Millis(1001),
-        id("b"),
-        Message::VoteResponse {
-            term: Term(4),
-            granted: true,
-        },
-    );
-    assert_eq!(engine.role(), Role::Leader);
+    let mut engine = elect(engine);
     engine.drain_effects();
     engine
 }

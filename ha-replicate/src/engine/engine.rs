@@ -559,6 +559,13 @@ impl Engine {
         if term < self.term {
             return false;
         }
+        self.heard_from_leader(now, from, term);
+        true
+    }
+
+    /// `from` spoke as leader of `term` (this node's term or a later one, which is adopted):
+    /// follow it, or, already following it, count it as heard from (no election for a while).
+    pub(crate) fn heard_from_leader(&mut self, now: Millis, from: NodeId, term: Term) {
         if term > self.term
             || self.role != self.follower_role()
             || self.leader.as_ref() != Some(&from)
@@ -568,7 +575,6 @@ impl Engine {
             self.leader_heard_at = Some(now);
             self.reset_election_timer();
         }
-        true
     }
 
     /// A follower acknowledged snapshot bytes in `term`: a leader counts it as an answer (for

@@ -216,12 +216,7 @@ impl Engine {
         }
         // term == self.term here (a higher term was adopted by the caller), and this node
         // does not lead it (`check_against_state` refused that).
-        if self.role != self.follower_role() || self.leader.as_ref() != Some(&from) {
-            self.become_follower(now, term, Some(from.clone()));
-        } else {
-            self.leader_heard_at = Some(now);
-            self.reset_election_timer();
-        }
+        self.heard_from_leader(now, from.clone(), term);
 
         // Entries at or below the snapshot are committed and already here: skip them.
         let snapshot_index = self.log.snapshot().last_index;
@@ -456,12 +451,7 @@ impl Engine {
             );
             return;
         }
-        if self.role != self.follower_role() || self.leader.as_ref() != Some(&from) {
-            self.become_follower(now, term, Some(from.clone()));
-        } else {
-            self.leader_heard_at = Some(now);
-            self.reset_election_timer();
-        }
+        self.heard_from_leader(now, from.clone(), term);
         let last_index = meta.last_index;
         if last_index > self.commit_index {
             let agrees = self.log.term_at(last_index) == Some(meta.last_term);

@@ -129,9 +129,9 @@ impl SnapshotSender {
     }
 
     /// The engine wants `to` to have the snapshot `id`. A transfer of the same snapshot in the
-    /// same term goes on where it is (sending from the last acknowledged byte if it went
-    /// quiet); anything else starts over from byte 0 (the follower answers with the offset it
-    /// can resume from).
+    /// same term goes on where it is ([`chunks_to_send`](Self::chunks_to_send) sends again from
+    /// the last acknowledged byte if it went quiet); anything else starts over from byte 0 (the
+    /// follower answers with the offset it can resume from).
     pub fn start(
         &mut self,
         now: Millis,
@@ -140,14 +140,11 @@ impl SnapshotSender {
         meta: SnapshotMeta,
         id: SnapshotId,
     ) {
-        if let Some(outgoing) = self.transfers.get_mut(&to)
-            && outgoing.id == id
-            && outgoing.term == term
+        if self
+            .transfers
+            .get(&to)
+            .is_some_and(|outgoing| outgoing.id == id && outgoing.term == term)
         {
-            if now.saturating_since(outgoing.answered_at) > self.settings.resend_after_ms {
-                outgoing.move_to(outgoing.acked);
-                outgoing.answered_at = now;
-            }
             return;
         }
         self.transfers.insert(

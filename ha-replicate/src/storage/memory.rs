@@ -8,7 +8,9 @@ use ha_core::LogIndex;
 use parking_lot::Mutex;
 
 use super::log_bounds::LogBounds;
-use super::{IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot};
+use super::{
+    IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot, receiving,
+};
 use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
@@ -283,13 +285,6 @@ impl MemoryStore {
         };
         operation(&mut state, bounds, &mut self.incoming)
     }
-}
-
-/// The snapshot being received, or [`StorageError::Misuse`].
-fn receiving(incoming: &mut Option<IncomingView>) -> Result<&mut IncomingView, StorageError> {
-    incoming
-        .as_mut()
-        .ok_or_else(|| StorageError::Misuse("no snapshot is being received".to_string()))
 }
 
 impl LogStore for MemoryStore {

@@ -63,6 +63,13 @@ pub struct IncomingSnapshot {
     pub held: u64,
 }
 
+/// The snapshot being received, or [`StorageError::Misuse`] when there is none.
+pub(crate) fn receiving<T>(incoming: &mut Option<T>) -> Result<&mut T, StorageError> {
+    incoming
+        .as_mut()
+        .ok_or_else(|| StorageError::Misuse("no snapshot is being received".to_string()))
+}
+
 /// Whether `len` bytes at `offset` may be added to a snapshot being received that holds
 /// `held` of its `size` bytes: they must start where the held bytes end and not pass the size.
 ///

@@ -171,7 +171,9 @@ use super::snapshot_file::{
     seal_data_file, sink_file_name, snapshot_file_name, sync_directory,
 };
 use super::wal_recovery::{RecoveredLayout, SegmentInfo, recover_directory};
-use super::{IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot};
+use super::{
+    IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot, receiving,
+};
 use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
@@ -1222,13 +1224,6 @@ impl Incoming {
         }
         Ok(())
     }
-}
-
-/// The snapshot being received, or [`StorageError::Misuse`].
-fn receiving(incoming: &mut Option<Incoming>) -> Result<&mut Incoming, StorageError> {
-    incoming
-        .as_mut()
-        .ok_or_else(|| StorageError::Misuse("no snapshot is being received".to_string()))
 }
 
 /// Opens `incoming.data` for the snapshot recovery found being received, holding
