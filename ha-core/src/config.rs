@@ -226,13 +226,70 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Security settings.
+/// Security settings (docs/ARCHITECTURE.md, "Security").
+///
+/// Three layers, each optional on loopback and required once a port is reachable from another
+/// machine (see [`Config::check_exposure`]):
+/// - a cluster key (`cluster_keys` / `cluster_key_file`): seals gossip (UDP) and, without
+///   TLS, replication traffic with ChaCha20-Poly1305. Any holder of the key can pose as any
+///   node;
+/// - TLS files (`tls`): mutual TLS on replication traffic, each node's certificate naming its
+///   node id (`<node_id>.<cluster name>`), and HTTPS on the admin API;
+/// - admin tokens (`admin_token_file`): bearer tokens with roles on the admin API.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecurityConfig {
-    /// Cluster keys, current first. Empty: packets are authenticated by cluster name only and
-    /// sent in the clear.
+    /// Cluster keys, current first. Empty (and no `cluster_key_file`): gossip is authenticated
+    /// by cluster name only and sent in the clear.
     pub cluster_keys: Vec<ClusterKey>,
+    /// A file of cluster keys, one per line as 64 hex digits, current first (`#` starts a
+    /// comment). Read when the node starts; its keys come after `cluster_keys`.
+    pub cluster_key_file: Option<PathBuf>,
+    /// Certificate files for mutual TLS between nodes and HTTPS on the admin API.
+    pub tls: Option<TlsFiles>,
+    /// A file of admin API tokens, one per line: `ROLE NAME TOKEN`, with ROLE `read`,
+    /// `write` or `admin`. Without it the admin API needs no token and may bind only to
+    /// loopback (unless `insecure`).
+    pub admin_token_file: Option<PathBuf>,
+    /// Start even when a port is reachable from other machines without a key, certificates
+    /// or admin tokens. Logged as a warning at start and every 10 minutes.
+    pub insecure: bool,
+}
+
+/// Where a node's TLS material lives (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsFiles {
+    /// This node's certificate chain (its certificate first); it must name
+    /// `<node_id>.<cluster name>` as a DNS subject alternative name.
+    pub cert_file: PathBuf,
+    /// This node's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The cluster CA certificates peers' certificates must chain to. During a CA rotation
+    /// it holds the old and the new CA.
+    pub ca_file: PathBuf,
+}
+
+/// What protects a node's traffic, as resolved at start (files read, builder values added):
+/// the input of [`Config::check_exposure`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// At least one cluster key: gossip and replication are sealed.
+    pub cluster_key: bool,
+    /// TLS material: replication uses mutual TLS, the admin API HTTPS.
+    pub tls: bool,
+    /// Admin API tokens.
+    pub admin_tokens: bool,
+}
+
+/// The outcome of [`Config::check_exposure`] when the node may start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// What is exposed unprotected because `security.insecure` allows it: the warning to log
+    /// at start and every 10 minutes. Empty when nothing is.
+    pub insecure: Vec<String>,
+    /// Weaker spots that are allowed but worth a warning at start (for example gossip without
+    /// a cluster key next to TLS).
+    pub warnings: Vec<String>,
 }
 
 /// Everything a node needs to start.
@@ -346,6 +403,93 @@ impl Config {
     /// The address other members reach this node at.
     pub fn advertised_addr(&self) -> SocketAddr {
         self.advertise_addr.unwrap_or(self.bind_addr)
+    }
+
+    /// Refuse to expose a port to other machines unprotected (issue 13, rule 1).
+    ///
+    /// A bind address is exposed when it is not a loopback address (0.0.0.0 and :: are
+    /// exposed). Gossip and replication (`bind_addr`) need a cluster key or TLS; the admin
+    /// API (`http_addr`) needs admin tokens and TLS (bearer tokens must not cross a network
+    /// in the clear). With `security.insecure`, each missing piece becomes a line of
+    /// [`Exposure::insecure`] instead of an error.
+    ///
+    /// ```
+    /// use ha_core::{Config, Protection};
+    /// let mut config = Config::single("n1".parse().unwrap(), "10.0.0.1:7101".parse().unwrap());
+    /// let error = config.check_exposure(Protection::default()).unwrap_err();
+    /// assert_eq!(error.field, "security");
+    /// let keyed = Protection { cluster_key: true, ..Protection::default() };
+    /// assert!(config.check_exposure(keyed).unwrap().insecure.is_empty());
+    /// config.security.insecure = true;
+    /// assert_eq!(config.check_exposure(Protection::default()).unwrap().insecure.len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`] saying which address is exposed and what to add.
+    pub fn check_exposure(&self, protection: Protection) -> Result<Exposure, ConfigError> {
+        let mut exposure = Exposure::default();
+        let mut problems: Vec<(String, &'static str)> = Vec::new();
+        let bind = self.bind_addr;
+        if !bind.ip().is_loopback() {
+            if !protection.cluster_key && !protection.tls {
+                problems.push((
+                    format!(
+                        "gossip and replication on {bind} are reachable from other machines \
+                         with no cluster key and no certificates: anyone who reaches the port \
+                         can join, forge Raft messages and read the replicated data"
+                    ),
+                    "add a cluster key (--cluster-key-file FILE, made by `bot keygen`; \
+                     security.cluster_key_file) and/or mutual TLS (--tls-cert, --tls-key, \
+                     --tls-ca, made by `bot certs init`; security.tls)",
+                ));
+            } else if !protection.cluster_key {
+                exposure.warnings.push(format!(
+                    "gossip (UDP) on {bind} has no cluster key: TLS covers replication, but \
+                     membership and health gossip is unauthenticated and in the clear; add \
+                     --cluster-key-file to seal it"
+                ));
+            }
+        }
+        if let Some(http) = self.http_addr
+            && !http.ip().is_loopback()
+        {
+            if !protection.admin_tokens {
+                problems.push((
+                    format!(
+                        "the admin API on {http} is reachable from other machines with no \
+                         admin tokens: anyone could write keys, release locks and move \
+                         leadership"
+                    ),
+                    "add --admin-token-file FILE (lines `ROLE NAME TOKEN`; \
+                     security.admin_token_file) and --tls-cert/--tls-key/--tls-ca for HTTPS, \
+                     or bind --http to 127.0.0.1",
+                ));
+            } else if !protection.tls {
+                problems.push((
+                    format!(
+                        "the admin API on {http} would take bearer tokens over plain HTTP \
+                         from other machines"
+                    ),
+                    "add --tls-cert/--tls-key/--tls-ca (security.tls) to serve HTTPS, or \
+                     bind --http to 127.0.0.1",
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(exposure);
+        }
+        if self.security.insecure {
+            exposure.insecure = problems.into_iter().map(|(problem, _)| problem).collect();
+            return Ok(exposure);
+        }
+        let (problem, fix) = problems.swap_remove(0);
+        Err(ConfigError::new(
+            "security",
+            problem,
+            format!(
+                "{fix}; or, to run unprotected on purpose, --insecure (security.insecure = true)"
+            ),
+        ))
     }
 
     /// Check every field. Call once at start; the drivers refuse to start on an error.

@@ -46,8 +46,8 @@ mod time;
 mod timer_queue;
 
 pub use config::{
-    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, FailoverMode, SEEDS_MAX, SecurityConfig,
-    Timing, is_valid_cluster_name,
+    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, Exposure, FailoverMode, Protection, SEEDS_MAX,
+    SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
 };
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};

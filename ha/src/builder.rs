@@ -7,7 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ha_core::{
-    Config, HealthCheck, HealthStatus, MemberEvent, NodeMetadata, NodeState, StateMachine,
+    Config, HealthCheck, HealthStatus, MemberEvent, NodeMetadata, NodeState, Protection,
+    StateMachine,
 };
 use ha_gossip::{GossipError, GossipNode, GossipSettings};
 use ha_lock::{LeaseKeeper, WithLocks};
@@ -21,11 +22,13 @@ use ha_replicate::transport::TransportSettings;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
+use crate::admin_tokens::AdminTokens;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
+use crate::security::{NodeSecurity, read_cluster_key_file, warn_insecure};
 
 #[cfg(feature = "http")]
 /// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
@@ -43,6 +46,7 @@ pub struct NodeBuilder<S> {
     request_timeout: Duration,
     drain_timeout: Duration,
     snapshot_every_entries: Option<u64>,
+    admin_tokens: Option<AdminTokens>,
 }
 
 impl NodeBuilder<()> {
@@ -55,6 +59,7 @@ impl NodeBuilder<()> {
             request_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(3),
             snapshot_every_entries: None,
+            admin_tokens: None,
         }
     }
 }
@@ -70,6 +75,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             request_timeout: self.request_timeout,
             drain_timeout: self.drain_timeout,
             snapshot_every_entries: self.snapshot_every_entries,
+            admin_tokens: self.admin_tokens,
         }
     }
 
@@ -111,6 +117,13 @@ impl<S: StateMachine> NodeBuilder<S> {
         self
     }
 
+    /// Require these bearer tokens on the admin API (in place of
+    /// `security.admin_token_file`). See [`AdminTokens`].
+    pub fn admin_tokens(mut self, tokens: AdminTokens) -> Self {
+        self.admin_tokens = Some(tokens);
+        self
+    }
+
     /// Validate the config, open the data dir, bind the ports and start.
     ///
     /// # Errors
@@ -118,8 +131,10 @@ impl<S: StateMachine> NodeBuilder<S> {
     /// that cannot be used or belongs to another node; [`NodeError::Replica`],
     /// [`NodeError::Gossip`] or [`NodeError::Http`] when storage cannot be recovered or a port
     /// cannot be bound. Nothing keeps running after an error.
-    pub async fn start(self) -> Result<Node<S>, NodeError> {
+    pub async fn start(mut self) -> Result<Node<S>, NodeError> {
         self.config.validate()?;
+        let (security, insecure_warning) =
+            resolve_security(&mut self.config, self.admin_tokens.take())?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let config = self.config;
         let mut health = HealthRunner::new(self.checks);
@@ -221,6 +236,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             drain_timeout: self.drain_timeout,
             started_at: Instant::now(),
             leaderless: Mutex::new((Some(Instant::now()), Duration::ZERO)),
+            security,
         });
         let node = Node::from_shared(shared);
         let weak = node.downgrade();
@@ -230,6 +246,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             tokio::spawn(run_health_checks(weak, health)),
         ];
         node.shared.tasks.lock().extend(tasks);
+        node.shared.tasks.lock().extend(insecure_warning);
         #[cfg(feature = "http")]
         if let Some(listener) = http_listener {
             node.serve_on(listener)?;
@@ -244,6 +261,45 @@ impl<S: StateMachine> NodeBuilder<S> {
         );
         Ok(node)
     }
+}
+
+/// Read the key and token files named in the config, check that nothing is exposed
+/// unprotected (issue 13, rule 1), and start the repeated warning of an insecure node.
+fn resolve_security(
+    config: &mut Config,
+    admin_tokens: Option<AdminTokens>,
+) -> Result<(NodeSecurity, Option<tokio::task::JoinHandle<()>>), NodeError> {
+    if let Some(path) = config.security.cluster_key_file.clone() {
+        let keys = read_cluster_key_file(&path)?;
+        config.security.cluster_keys.extend(keys);
+        config.validate()?;
+    }
+    let admin_tokens = match (admin_tokens, &config.security.admin_token_file) {
+        (Some(tokens), _) => Some(tokens),
+        (None, Some(path)) => {
+            Some(
+                AdminTokens::from_file(path).map_err(|error| NodeError::SecurityFile {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    let protection = Protection {
+        cluster_key: !config.security.cluster_keys.is_empty(),
+        tls: config.security.tls.is_some(),
+        admin_tokens: admin_tokens.is_some(),
+    };
+    let exposure = config.check_exposure(protection)?;
+    for warning in &exposure.warnings {
+        tracing::warn!("{warning}");
+    }
+    let security = NodeSecurity {
+        admin_tokens: admin_tokens.map(Arc::new),
+        https: None,
+    };
+    Ok((security, warn_insecure(exposure.insecure)))
 }
 
 #[cfg(feature = "http")]

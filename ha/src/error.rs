@@ -34,6 +34,15 @@ pub enum NodeError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A cluster key, TLS or admin token file could not be used (unreadable, malformed, or a
+    /// certificate that does not name this node): nothing was started.
+    #[error("security file {path}: {reason}")]
+    SecurityFile {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong and what to do (never a secret).
+        reason: String,
+    },
     /// The replicated log could not start: its storage could not be recovered, or the RPC
     /// port could not be bound. Nothing else was started.
     #[error("replication: {0}")]

@@ -59,6 +59,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin_tokens;
 mod builder;
 pub mod cluster_view;
 pub mod config_file;
@@ -70,7 +71,9 @@ pub mod http;
 pub mod metrics;
 mod node;
 pub mod node_file;
+pub mod security;
 
+pub use admin_tokens::{AdminIdentity, AdminRole, AdminTokenError, AdminTokens};
 pub use builder::{LOG_DIR_NAME, NodeBuilder};
 pub use cluster_view::{ClusterView, FailoverEvent, HealthReport, MemberView};
 pub use config_file::ConfigLoader;

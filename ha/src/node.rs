@@ -88,6 +88,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) sessions: Mutex<BTreeSet<u64>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Admin tokens and HTTPS material (issue 13).
+    pub(crate) security: crate::security::NodeSecurity,
     pub(crate) stop_http: watch::Sender<bool>,
     pub(crate) stopping: AtomicBool,
     pub(crate) request_timeout: Duration,
