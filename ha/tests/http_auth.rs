@@ -11,11 +11,14 @@
 //!
 //! The client is a few lines of HTTP/1.1 over tokio-rustls, so the tests control every byte.
 
+mod support;
+
 use std::alloc::System;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::http::{Method, StatusCode};
 use ha::http::HttpsLimits;
 use ha::http::https_listener::HttpsCounters;
 use ha::{AdminRole, AdminTokens, Config, Node, NodeId};
@@ -645,4 +648,76 @@ async fn connections_over_the_caps_are_closed_and_counted() {
     .expect("served");
     assert_eq!(answer.status, 200);
     server.abort();
+}
+
+/// Whether `log` has an audit line for `name method path status`.
+fn audited(log: &Mutex<Vec<u8>>, name: &str, method: &str, path: &str, status: u16) -> bool {
+    audit_lines(log).iter().any(|line| {
+        line.contains("ha::audit")
+            && line.contains(&format!("name=\"{name}\""))
+            && line.contains(&format!("method={method} "))
+            && line.contains(&format!("path=\"{path}\""))
+            && line.contains(&format!("status={status}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routes_get_the_same_checks_and_https_and_stop_with_the_node() {
+    let _shared = MEASURING.read().await;
+    let log = audit_log();
+    let tls = test_tls();
+    let (node, _) = secure_node(&tls).await;
+    let host = axum::Router::new().route(
+        "/journal",
+        axum::routing::get(|| async { "entries" }).post(|| async { "appended" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    node.serve_router(listener, node.protect(host))
+        .expect("serves");
+
+    let answer = call(addr, &tls, "GET", "/journal", None, "").await;
+    assert_refusal(&answer, 401, "unauthorized");
+    let answer = call(addr, &tls, "GET", "/journal", Some(READ_TOKEN), "").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "entries"));
+    let answer = call(addr, &tls, "POST", "/journal", Some(READ_TOKEN), "").await;
+    assert_refusal(&answer, 403, "forbidden");
+    let answer = call(addr, &tls, "POST", "/journal", Some(WRITE_TOKEN), "").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "appended"));
+    assert!(audited(&log, "deployer", "POST", "/journal", 200));
+    assert!(audited(&log, "grafana", "POST", "/journal", 403));
+
+    node.shutdown().await;
+    let after = tokio::time::timeout(CALL_TIMEOUT, async {
+        let stream = tls_connect(addr, &tls).await?;
+        exchange(
+            stream,
+            &request_bytes("GET", "/journal", Some(READ_TOKEN), ""),
+        )
+        .await
+    })
+    .await
+    .expect("refused in time");
+    assert!(after.is_err(), "served after shutdown: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_router_checks_nothing_and_still_audits_writes() {
+    let _shared = MEASURING.read().await;
+    let log = audit_log();
+    let node = support::one_node().await;
+    let (status, _) =
+        support::call_router(&node, Method::PUT, "/v1/kv/no-tokens", b"1".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        support::call_router(&node, Method::GET, "/v1/kv/no-tokens", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        audited(&log, "-", "PUT", "/v1/kv/no-tokens", 200),
+        "{:?}",
+        audit_lines(&log)
+    );
+    node.shutdown().await;
 }
