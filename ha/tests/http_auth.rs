@@ -311,6 +311,29 @@ async fn each_role_gets_401_403_or_200_over_https_and_is_audited() {
         .expect("answer");
     assert_refusal(&answer, 401, "unauthorized");
 
+    // Two Authorization headers: 401 even when one is valid.
+    let mut request = request_bytes("GET", "/v1/kv/a", Some(&format!("Bearer {READ_TOKEN}")), "");
+    let head_end = request.len() - 2;
+    request.splice(
+        head_end..head_end,
+        format!("Authorization: Bearer {ADMIN_TOKEN}\r\n").into_bytes(),
+    );
+    let answer = exchange(tls_connect(addr, &tls).await.expect("TLS"), &request)
+        .await
+        .expect("answer");
+    assert_refusal(&answer, 401, "unauthorized");
+    // The scheme is case-insensitive (RFC 9110).
+    let request = request_bytes(
+        "GET",
+        "/v1/cluster",
+        Some(&format!("bearer {READ_TOKEN}")),
+        "",
+    );
+    let answer = exchange(tls_connect(addr, &tls).await.expect("TLS"), &request)
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, 200, "{answer:?}");
+
     // read: reads only.
     let answer = call(addr, &tls, "PUT", "/v1/kv/a", Some(READ_TOKEN), "1").await;
     assert_refusal(&answer, 403, "forbidden");

@@ -3,7 +3,7 @@
 //!
 //! A background task accepts TCP connections and runs each TLS handshake in its own task,
 //! bounded in time ([`HTTPS_HANDSHAKE_TIMEOUT`]); only finished TLS streams reach
-//! [`Listener::accept`], through a bounded channel. A client that stalls its handshake or sends
+//! [`Listener::accept`](axum::serve::Listener::accept), through a bounded channel. A client that stalls its handshake or sends
 //! garbage costs one task, one socket and a TLS buffer until its timeout or its error, and
 //! the clients behind it are served meanwhile. The number of connections (handshaking or
 //! established) is capped ([`HttpsLimits`]): a connection over the cap is closed as soon as it
@@ -86,7 +86,7 @@ impl HttpsCounters {
     }
 }
 
-/// A TLS listener for [`axum::serve`]; see the module docs. Dropping it stops accepting and
+/// A TLS listener for [`axum::serve()`]; see the module docs. Dropping it stops accepting and
 /// drops the handshakes in progress.
 pub struct HttpsListener {
     ready: mpsc::Receiver<(HttpsConnection, SocketAddr)>,
