@@ -50,6 +50,13 @@ struct Args {
     /// Skip the failover trials.
     #[arg(long)]
     no_failover: bool,
+    /// The configurations of the write runs (comma separated); default all. Failover runs
+    /// when both ha-plaintext and ha-secured are among them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    setups: Vec<Setup>,
+    /// The `bot` executable; default `<target>/release/bot`.
+    #[arg(long)]
+    bot: Option<PathBuf>,
     /// Output directory; default `<workspace>/target/bench`.
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -102,16 +109,33 @@ async fn run(args: Args) -> Result<(), String> {
     let duration = Duration::from_secs(duration_s);
     let attempt_timeout = Duration::from_millis(args.attempt_timeout_ms.clamp(10, 10_000));
 
+    let setups: Vec<Setup> = Setup::ALL
+        .into_iter()
+        .filter(|setup| args.setups.is_empty() || args.setups.contains(setup))
+        .collect();
+    let failover_variants = [Setup::HaPlaintext, Setup::HaSecured];
+    let run_failover =
+        !args.no_failover && failover_variants.iter().all(|setup| setups.contains(setup));
+
     eprintln!("making certificates and keys (bot certs init, bot keygen, rcgen for etcd)");
-    let secrets = Secrets::generate(&data_dir).map_err(|error| error.to_string())?;
+    let secrets = Secrets::generate(
+        &data_dir,
+        args.bot.clone(),
+        setups.iter().any(|setup| setup.needs_bot_secrets()),
+    )
+    .map_err(|error| error.to_string())?;
 
     eprintln!(
         "starting {} clusters of 3: {}",
-        Setup::ALL.len(),
-        Setup::ALL.map(Setup::name).join(", ")
+        setups.len(),
+        setups
+            .iter()
+            .map(|setup| setup.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let mut clusters = Vec::with_capacity(Setup::ALL.len());
-    for setup in Setup::ALL {
+    let mut clusters = Vec::with_capacity(setups.len());
+    for setup in setups.iter().copied() {
         let cluster = Cluster::start(setup, &secrets, &data_dir)
             .map_err(|error| format!("{}: {error}", setup.name()))?;
         clusters.push((setup, cluster));
@@ -125,7 +149,7 @@ async fn run(args: Args) -> Result<(), String> {
         targets.push((*setup, cluster.target(leader), cluster.pids()));
     }
 
-    let mut write_results: Vec<SetupRuns> = Setup::ALL
+    let mut write_results: Vec<SetupRuns> = setups
         .iter()
         .map(|setup| SetupRuns {
             setup: *setup,
@@ -154,8 +178,8 @@ async fn run(args: Args) -> Result<(), String> {
     drop(clusters);
 
     let mut failover_series = Vec::new();
-    if !args.no_failover {
-        let variants = [Setup::HaPlaintext, Setup::HaSecured];
+    if run_failover {
+        let variants = failover_variants;
         let mut trials_of: Vec<Vec<failover::Trial>> = vec![Vec::new(); variants.len()];
         for trial in 0..trials {
             for (index, setup) in variants.iter().enumerate() {
@@ -185,7 +209,7 @@ async fn run(args: Args) -> Result<(), String> {
     let results = Results::new(
         Settings {
             write_duration_s: duration_s,
-            failover_trials: if args.no_failover { 0 } else { trials },
+            failover_trials: if run_failover { trials } else { 0 },
             attempt_timeout_ms: args.attempt_timeout_ms,
             value_bytes: writes::value_128().len(),
             quick: args.quick,

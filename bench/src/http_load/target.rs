@@ -43,6 +43,9 @@ pub struct Target {
     /// The CA that signed the member's HTTPS certificate; the only root a client of this
     /// target trusts.
     pub root_ca: Option<reqwest::Certificate>,
+    /// etcd only: the client certificate its TLS clients present (etcd requires one when it
+    /// has a `--trusted-ca-file`).
+    pub identity: Option<reqwest::Identity>,
 }
 
 impl Target {
@@ -53,11 +56,12 @@ impl Target {
             base,
             token: None,
             root_ca: None,
+            identity: None,
         }
     }
 
     /// A keep-alive client for one worker of this target (see [`worker_client`]), trusting only
-    /// [`root_ca`](Self::root_ca) when there is one.
+    /// [`root_ca`](Self::root_ca) and presenting [`identity`](Self::identity) when set.
     ///
     /// # Errors
     /// The client builder's error, as text.
@@ -67,6 +71,10 @@ impl Target {
             Some(root) => builder
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(root.clone()),
+            None => builder,
+        };
+        let builder = match &self.identity {
+            Some(identity) => builder.identity(identity.clone()),
             None => builder,
         };
         builder.build().map_err(|error| error.to_string())

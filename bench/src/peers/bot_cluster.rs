@@ -129,7 +129,7 @@ impl BotCluster {
             executable: options.executable,
             cluster_name: options.cluster_name,
             extra_args: options.extra_args,
-            client: probe_client(root_ca.as_ref())?,
+            client: probe_client(root_ca.as_ref(), None)?,
             security: options.security,
             root_ca,
             directory,
@@ -174,6 +174,7 @@ impl BotCluster {
             base: self.url(index),
             token: self.security.admin_token.clone(),
             root_ca: self.root_ca.clone(),
+            identity: None,
         }
     }
 

@@ -80,6 +80,7 @@ pub struct EtcdCluster {
     election_timeout_ms: Option<u64>,
     tls: Option<EtcdTls>,
     root_ca: Option<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
     client: reqwest::Client,
     directory: tempfile::TempDir,
 }
@@ -119,9 +120,9 @@ impl EtcdCluster {
             }
             None => tempfile::Builder::new().prefix("etcd-").tempdir()?,
         };
-        let root_ca = match &options.tls {
-            Some(tls) => Some(tls.root_certificate()?),
-            None => None,
+        let (root_ca, identity) = match &options.tls {
+            Some(tls) => (Some(tls.root_certificate()?), Some(tls.client_identity()?)),
+            None => (None, None),
         };
         let mut ports = PortPicker::default();
         let mut members = Vec::with_capacity(options.members);
@@ -153,9 +154,10 @@ impl EtcdCluster {
             initial_cluster,
             heartbeat_interval_ms: options.heartbeat_interval_ms,
             election_timeout_ms: options.election_timeout_ms,
-            client: probe_client(root_ca.as_ref())?,
+            client: probe_client(root_ca.as_ref(), identity.as_ref())?,
             tls: options.tls,
             root_ca,
+            identity,
             directory,
         };
         for index in 0..options.members {
@@ -188,13 +190,15 @@ impl EtcdCluster {
         format!("{}://{}", self.scheme(), self.members[index].client)
     }
 
-    /// Member `index` as a load target: its URL and, with TLS, the CA to trust.
+    /// Member `index` as a load target: its URL and, with TLS, the CA to trust and the client
+    /// certificate to present.
     pub fn target(&self, index: usize) -> Target {
         Target {
             system: System::Etcd,
             base: self.url(index),
             token: None,
             root_ca: self.root_ca.clone(),
+            identity: self.identity.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Certificates for an etcd cluster with peer and client TLS, made with rcgen: one CA and one
+//! Certificates for an etcd cluster with peer and client TLS, made with rcgen: one CA, one
 //! certificate per member (SANs IP 127.0.0.1 and DNS localhost, usable as server and client,
-//! as etcd's peer links need), written as PEM files etcd reads.
+//! as etcd's peer links need) and one for the benchmark's clients (etcd requires a client
+//! certificate from the CA of `--trusted-ca-file`), written as PEM files.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,8 @@ pub struct EtcdTls {
     pub ca_file: PathBuf,
     /// Member `i`'s certificate and key files (PEM), by index.
     pub members: Vec<(PathBuf, PathBuf)>,
+    /// The benchmark clients' certificate followed by its key (PEM).
+    pub client_identity_file: PathBuf,
 }
 
 fn certificates(error: rcgen::Error) -> PeerError {
@@ -27,8 +30,9 @@ fn certificates(error: rcgen::Error) -> PeerError {
 }
 
 impl EtcdTls {
-    /// Make a CA and `members` member certificates in `dir` (`ca.pem`, `e<i>.pem`,
-    /// `e<i>.key`; keys mode 0600). `dir` must not hold them already.
+    /// Make a CA, `members` member certificates and a client certificate in `dir` (`ca.pem`,
+    /// `e<i>.pem`, `e<i>.key`, `client.pem`; keys mode 0600). `dir` must not hold them
+    /// already.
     ///
     /// # Errors
     /// [`PeerError::Certificates`] from rcgen; [`PeerError::Io`] writing the files.
@@ -74,9 +78,38 @@ impl EtcdTls {
             write_private(&key_file, key.serialize_pem().as_bytes())?;
             files.push((cert_file, key_file));
         }
+        let client_key = KeyPair::generate().map_err(certificates)?;
+        let mut client_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(certificates)?;
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "ha-bench client");
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params
+            .signed_by(&client_key, &issuer)
+            .map_err(certificates)?;
+        let client_identity_file = dir.join("client.pem");
+        write_private(
+            &client_identity_file,
+            format!("{}{}", client_cert.pem(), client_key.serialize_pem()).as_bytes(),
+        )?;
         Ok(Self {
             ca_file,
             members: files,
+            client_identity_file,
+        })
+    }
+
+    /// The client certificate and key the benchmark's clients present.
+    ///
+    /// # Errors
+    /// [`PeerError::Io`] reading it; [`PeerError::Http`] when it is not a PEM certificate and
+    /// key.
+    pub fn client_identity(&self) -> Result<reqwest::Identity, PeerError> {
+        let pem = std::fs::read(&self.client_identity_file)?;
+        reqwest::Identity::from_pem(&pem).map_err(|error| {
+            PeerError::Http(format!("{}: {error}", self.client_identity_file.display()))
         })
     }
 

@@ -47,15 +47,20 @@ pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 pub(crate) const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A reqwest client for probes: no proxy (loopback only), bounded time per request; with
-/// `root`, HTTPS trusting that CA only.
+/// `root`, HTTPS trusting that CA only; with `identity`, presenting that client certificate.
 pub(crate) fn probe_client(
     root: Option<&reqwest::Certificate>,
+    identity: Option<&reqwest::Identity>,
 ) -> Result<reqwest::Client, PeerError> {
     let builder = reqwest::Client::builder().no_proxy().timeout(PROBE_TIMEOUT);
     let builder = match root {
         Some(root) => builder
             .tls_built_in_root_certs(false)
             .add_root_certificate(root.clone()),
+        None => builder,
+    };
+    let builder = match identity {
+        Some(identity) => builder.identity(identity.clone()),
         None => builder,
     };
     builder

@@ -15,7 +15,7 @@ pub const CLUSTER_SIZE: usize = 3;
 const CLUSTER_NAME: &str = "bench";
 
 /// One configuration of one system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Setup {
     /// ha at today's loopback defaults: no key, no certificates, plain HTTP, no token.
@@ -53,6 +53,11 @@ impl Setup {
         }
     }
 
+    /// Whether it needs the `bot`'s issue-13 files (`bot certs init`, `bot keygen`).
+    pub fn needs_bot_secrets(self) -> bool {
+        matches!(self, Setup::HaClusterKey | Setup::HaSecured)
+    }
+
     /// The same system's plaintext configuration, the base of its ratios.
     pub fn baseline(self) -> Setup {
         match self {
@@ -65,8 +70,11 @@ impl Setup {
 /// The files every secured cluster of the run uses, made once at the start.
 #[derive(Debug)]
 pub struct Secrets {
-    /// ha's: CA and node certificates, cluster key, admin token (made by the `bot` binary).
-    pub bot: BotSecurity,
+    /// The `bot` executable every ha cluster runs.
+    pub bot_executable: PathBuf,
+    /// ha's: CA and node certificates, cluster key, admin token (made by the `bot` binary);
+    /// `None` when no configuration of the run needs them.
+    pub bot: Option<BotSecurity>,
     /// etcd's: CA and member certificates (made with rcgen).
     pub etcd: EtcdTls,
     // Removed on drop, after every cluster that reads these files is gone.
@@ -74,23 +82,34 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Make them in a fresh directory under `base_dir`.
+    /// Make them in a fresh directory under `base_dir`, ha's with `bot_executable` when
+    /// `with_bot` (else ha's secured configurations cannot start).
     ///
     /// # Errors
     /// A failed `bot certs init` / `bot keygen` (an older `bot` has neither) or rcgen error.
-    pub fn generate(base_dir: &Path) -> Result<Self, PeerError> {
+    pub fn generate(
+        base_dir: &Path,
+        bot_executable: Option<PathBuf>,
+        with_bot: bool,
+    ) -> Result<Self, PeerError> {
         std::fs::create_dir_all(base_dir)?;
+        let bot_executable = bot_executable.unwrap_or_else(default_bot_executable);
         let directory = tempfile::Builder::new()
             .prefix("secrets-")
             .tempdir_in(base_dir)?;
-        let bot = BotSecurity::generate(
-            &default_bot_executable(),
-            &directory.path().join("ha"),
-            CLUSTER_NAME,
-            CLUSTER_SIZE,
-        )?;
+        let bot = if with_bot {
+            Some(BotSecurity::generate(
+                &bot_executable,
+                &directory.path().join("ha"),
+                CLUSTER_NAME,
+                CLUSTER_SIZE,
+            )?)
+        } else {
+            None
+        };
         let etcd = EtcdTls::generate(&directory.path().join("etcd"), CLUSTER_SIZE)?;
         Ok(Self {
+            bot_executable,
             bot,
             etcd,
             _directory: directory,
@@ -98,15 +117,20 @@ impl Secrets {
     }
 
     /// ha's flags for `setup` (none for etcd's setups).
-    fn bot_security(&self, setup: Setup) -> BotSecurity {
-        match setup {
+    fn bot_security(&self, setup: Setup) -> Result<BotSecurity, PeerError> {
+        let made = || {
+            self.bot.clone().ok_or_else(|| {
+                PeerError::Missing("the bot's certificates and keys were not made".to_string())
+            })
+        };
+        Ok(match setup {
             Setup::HaClusterKey => BotSecurity {
-                cluster_key_file: self.bot.cluster_key_file.clone(),
+                cluster_key_file: made()?.cluster_key_file,
                 ..BotSecurity::default()
             },
-            Setup::HaSecured => self.bot.clone(),
+            Setup::HaSecured => made()?,
             _ => BotSecurity::default(),
-        }
+        })
     }
 }
 
@@ -134,7 +158,8 @@ impl Cluster {
                 let mut options = BotClusterOptions::new(CLUSTER_SIZE);
                 options.cluster_name = CLUSTER_NAME.to_string();
                 options.base_dir = Some(base_dir);
-                options.security = secrets.bot_security(setup);
+                options.executable = secrets.bot_executable.clone();
+                options.security = secrets.bot_security(setup)?;
                 Cluster::Ha(BotCluster::start(options)?)
             }
             Setup::EtcdPlaintext | Setup::EtcdTls => {
