@@ -6,7 +6,7 @@
 //! packages and builds what it needs first:
 //!
 //! ```text
-//! bench/compare.sh            # everything, defaults (about 8 minutes on 2 CPUs once built)
+//! bench/compare.sh            # everything, defaults (about 11 minutes on 2 CPUs once built)
 //! bench/compare.sh --quick    # shorter runs, for checking the harness itself
 //! ```
 //!
