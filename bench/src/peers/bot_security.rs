@@ -196,3 +196,37 @@ fn run_bounded(command: &mut Command, what: &str) -> Result<Output, PeerError> {
         stderr,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_node_gets_its_own_certificate_the_shared_ca_key_and_token_files() {
+        let security = BotSecurity {
+            certs_dir: Some(PathBuf::from("/s/certs")),
+            cluster_key_file: Some(PathBuf::from("/s/cluster.key")),
+            admin_token_file: Some(PathBuf::from("/s/tokens")),
+            admin_token: Some("0123456789abcdef".to_string()),
+            https: true,
+            extra_args: vec!["--extra".to_string()],
+        };
+        assert_eq!(
+            security.node_args("n2"),
+            [
+                "--tls-cert",
+                "/s/certs/n2.pem",
+                "--tls-key",
+                "/s/certs/n2.key",
+                "--tls-ca",
+                "/s/certs/ca.pem",
+                "--cluster-key-file",
+                "/s/cluster.key",
+                "--admin-token-file",
+                "/s/tokens",
+                "--extra",
+            ]
+        );
+        assert!(BotSecurity::default().node_args("n1").is_empty());
+    }
+}

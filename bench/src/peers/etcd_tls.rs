@@ -123,3 +123,30 @@ impl EtcdTls {
             .map_err(|error| PeerError::Http(format!("{}: {error}", self.ca_file.display())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn generated_files_load_as_a_root_and_a_client_identity_with_private_keys() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tls = EtcdTls::generate(dir.path(), 3).expect("certificates");
+        assert_eq!(tls.members.len(), 3);
+        tls.root_certificate().expect("the CA parses as a root");
+        tls.client_identity()
+            .expect("the client certificate and key parse as an identity");
+        for (cert, key) in &tls.members {
+            let pem = std::fs::read_to_string(cert).expect("member certificate");
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+            let mode = std::fs::metadata(key).expect("key").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+        }
+        assert!(
+            EtcdTls::generate(dir.path(), 3).is_err(),
+            "existing keys are not overwritten"
+        );
+    }
+}
