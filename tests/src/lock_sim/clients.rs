@@ -144,10 +144,11 @@ enum Purpose {
         wait_until: Millis,
     },
     Release,
-    /// A release as a wrong holder; then the holder's own `release` is sent.
+    /// A release as a wrong holder; then the holder's own `release` is sent. (Boxed: two
+    /// commands would make every operation this large.)
     WrongRelease {
-        command: LockCommand,
-        release: LockCommand,
+        command: Box<LockCommand>,
+        release: Box<LockCommand>,
     },
     Revoke,
 }
@@ -1028,7 +1029,7 @@ impl LockWorkload {
                 let sequence = client.main_next_sequence;
                 client.main_next_sequence += 1;
                 let stamp = Some((client.main_session, sequence));
-                let request = write_request(client.main_session, sequence, release);
+                let request = write_request(client.main_session, sequence, *release);
                 self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
             }
             Purpose::Revoke => {}
@@ -1161,7 +1162,10 @@ impl LockWorkload {
             let command = wrong_release(client_index, name, token, lease, plain);
             self.wrong_releases.insert((client.main_session, sequence));
             let request = write_request(client.main_session, sequence, command.clone());
-            let purpose = Purpose::WrongRelease { command, release };
+            let purpose = Purpose::WrongRelease {
+                command: Box::new(command),
+                release: Box::new(release),
+            };
             self.start_operation(sim, client_index, now, purpose, request, stamp);
             return;
         }
