@@ -25,6 +25,8 @@ pub struct NodeSpec {
     pub priority: u32,
     /// The command prefix that runs it in its network namespace (empty on loopback).
     pub exec_prefix: Vec<String>,
+    /// Whether the node is started with `--insecure` (nodes on a fabric: see `node_arguments`).
+    pub insecure: bool,
 }
 
 /// The nodes and their processes.
@@ -111,6 +113,7 @@ impl TestCluster {
                     http,
                     priority: *priority,
                     exec_prefix,
+                    insecure: fabric.is_some(),
                 }
             })
             .collect();
@@ -140,7 +143,7 @@ impl TestCluster {
             .filter(|other| other.id != spec.id)
             .map(|other| other.bind.to_string())
             .collect();
-        [
+        let mut arguments: Vec<String> = [
             "--id",
             &spec.id,
             "--bind",
@@ -162,7 +165,15 @@ impl TestCluster {
         ]
         .iter()
         .map(|argument| argument.to_string())
-        .collect()
+        .collect();
+        // A node on a fabric binds a 10.x address in its namespace, which the node refuses
+        // without a cluster key or certificates (issue 13). The fabric tests exercise faults,
+        // not security (tests/processes/security.rs and key_rotation.rs do that), so they say
+        // `--insecure` in so many words; loopback clusters need nothing.
+        if spec.insecure {
+            arguments.push("--insecure".to_string());
+        }
+        arguments
     }
 
     /// Start (or restart) node `index`.
