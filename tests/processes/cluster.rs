@@ -94,21 +94,27 @@ fn the_http_contract_holds_across_three_processes() {
     assert_eq!(status, 404);
     assert_error(&body, "not_found");
 
-    // Locks: granted, busy, released only by the holder's token.
+    // Locks: granted, busy, released only with the grant's token and holder key.
     let (status, grant) = cluster.must(one, "POST", "/v1/lock/jobs?ttl_ms=10000", "");
     assert_eq!(status, 200, "{grant}");
     let token = grant["token"].as_u64().expect("token");
     assert!(grant["lease"].as_u64().is_some());
+    let holder = grant["holder"].as_str().expect("holder").to_string();
     let (status, body) = cluster.must(two, "POST", "/v1/lock/jobs?wait_ms=300", "");
     assert_eq!(status, 409, "{body}");
     let (status, _) = cluster.must(
         two,
         "DELETE",
-        &format!("/v1/lock/jobs?token={}", token + 1),
+        &format!("/v1/lock/jobs?token={}&holder={holder}", token + 1),
         "",
     );
     assert_eq!(status, 409);
-    let (status, _) = cluster.must(two, "DELETE", &format!("/v1/lock/jobs?token={token}"), "");
+    let (status, _) = cluster.must(
+        two,
+        "DELETE",
+        &format!("/v1/lock/jobs?token={token}&holder={holder}"),
+        "",
+    );
     assert_eq!(status, 200);
 
     // Failover must be asked of the leader; a follower says who that is.
