@@ -24,8 +24,8 @@ use serde_json::Value;
 use support::cluster::TestCluster;
 use support::fabric::Fabric;
 use support::secure_cluster::{
-    ATTACK_CAUSES, CAUSES, CLUSTER, CertDir, Material, copy_dir, key_flags, keygen, refusals,
-    refusals_of, stand_in_arguments,
+    ATTACK_CAUSES, CAUSES, CLUSTER, CertDir, Material, Tokens, copy_dir, key_flags, keygen,
+    refusals, refusals_of, stand_in_arguments,
 };
 use support::serial::one_scenario_at_a_time;
 use support::{Bot, Finished};
@@ -70,12 +70,15 @@ fn text(path: &Path) -> String {
 fn a_non_loopback_bind_without_key_or_certificates_exits_2_naming_the_fixes() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let data_dir = text(&directory.path().join("n1"));
-    // Refused before anything binds, so the wildcard address never opens a port here.
+    // Refused before anything binds, so the wildcard address never opens a port here. (A
+    // wildcard bind needs an address to advertise; the port is only a number here.)
     let finished = Bot::start(&[
         "--id",
         "n1",
         "--bind",
-        "0.0.0.0:0",
+        "0.0.0.0:47011",
+        "--advertise",
+        "127.0.0.1:47011",
         "--bootstrap-expect",
         "1",
         "--data-dir",
@@ -90,8 +93,9 @@ fn a_non_loopback_bind_without_key_or_certificates_exits_2_naming_the_fixes() {
 
 #[test]
 fn a_non_loopback_admin_api_without_tokens_or_https_exits_2_naming_the_fixes() {
-    let material = Material::create(1);
-    let data_dir = text(&material.dir.path().join("n1"));
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let tokens = Tokens::write(&directory.path().join("tokens"));
+    let data_dir = text(&directory.path().join("n1"));
     // No tokens at all.
     let finished = Bot::start(&[
         "--id",
@@ -126,7 +130,7 @@ fn a_non_loopback_admin_api_without_tokens_or_https_exits_2_naming_the_fixes() {
     .iter()
     .map(|argument| argument.to_string())
     .collect();
-    arguments.extend(material.tokens.flags());
+    arguments.extend(tokens.flags());
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let finished = Bot::start(&arguments).finish(QUICK);
     assert_exit_2_naming(&finished, &["--tls-cert", "--insecure"]);
