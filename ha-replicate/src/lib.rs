@@ -51,4 +51,5 @@ pub mod raft_log;
 pub mod replica;
 pub mod snapshot_meta;
 pub mod storage;
+pub mod tls;
 pub mod transport;

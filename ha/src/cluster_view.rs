@@ -301,6 +301,7 @@ mod tests {
             refused_inputs: Default::default(),
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
+            transport_refusals: Default::default(),
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -364,6 +365,7 @@ mod tests {
             refused_inputs: Default::default(),
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
+            transport_refusals: Default::default(),
         }
     }
 

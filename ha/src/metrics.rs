@@ -270,6 +270,18 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
             drops.get(SendDropCause::TooLarge) as f64,
         );
     }
+    out.family(
+        "ha_transport_refusals_total",
+        "counter",
+        "Replication connections (or frames on them) refused, by cause, since this node started: wrong key or cluster, plaintext or bad TLS, wrong CA, expired or missing certificate, a certificate used for another node, and the rest.",
+    );
+    for (cause, count) in status.transport_refusals.iter() {
+        out.sample(
+            "ha_transport_refusals_total",
+            &[("cause", cause.as_str())],
+            count as f64,
+        );
+    }
     out.single(
         "ha_elections_started_total",
         "counter",
@@ -485,6 +497,7 @@ mod tests {
                 .collect(),
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
+            transport_refusals: Default::default(),
         };
         let text = render(&MetricsSnapshot {
             status,
@@ -528,6 +541,7 @@ mod tests {
             refused_inputs: Default::default(),
             snapshot_transfer,
             transport_send_drops: Default::default(),
+            transport_refusals: Default::default(),
         }
     }
 
@@ -619,6 +633,40 @@ mod tests {
         ] {
             let block = format!("# TYPE {name} {kind}\n{name} {value}\n");
             assert!(text.contains(&block), "missing {block:?} in {text}");
+        }
+    }
+
+    /// Every refusal cause of the transport has a sample, zeros included, so a dashboard
+    /// can alert on any of them from the first scrape.
+    #[test]
+    fn transport_refusals_are_a_counter_for_every_cause_zeros_included() {
+        use ha_replicate::transport::{RejectCause, RejectCounts};
+        let mut status = status_with(Vec::new(), Default::default());
+        let mut refusals = RejectCounts::default();
+        refusals.record(RejectCause::WrongCa);
+        refusals.record(RejectCause::WrongCa);
+        refusals.record(RejectCause::IdentityMismatch);
+        status.transport_refusals = refusals;
+        let text = render_status(status, None);
+        assert!(
+            text.contains("# TYPE ha_transport_refusals_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP ha_transport_refusals_total "),
+            "{text}"
+        );
+        for cause in RejectCause::ALL {
+            let expected = match cause {
+                RejectCause::WrongCa => 2,
+                RejectCause::IdentityMismatch => 1,
+                _ => 0,
+            };
+            let line = format!(
+                "ha_transport_refusals_total{{cause=\"{}\"}} {expected}\n",
+                cause.as_str()
+            );
+            assert!(text.contains(&line), "missing {line:?} in {text}");
         }
     }
 

@@ -550,6 +550,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .collect(),
             snapshot_transfer: self.core.snapshot_stats(),
             transport_send_drops: self.transport.send_drop_counts(),
+            transport_refusals: self.transport.reject_counts(),
         }
     }
 

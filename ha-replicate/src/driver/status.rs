@@ -85,6 +85,12 @@ pub struct ReplicaStatus {
     /// Messages the transport dropped before a socket write, by cause, since start.
     #[serde(default)]
     pub transport_send_drops: crate::transport::SendDropCounts,
+    /// Replication connections (or frames on them) the transport refused, by cause, since
+    /// start: wrong key or cluster, plaintext or bad TLS, wrong CA, expired or missing
+    /// certificate, a certificate used for another node, and the rest of
+    /// [`RejectCause`](crate::transport::RejectCause).
+    #[serde(default)]
+    pub transport_refusals: crate::transport::RejectCounts,
 }
 
 /// Counts of snapshot transfers since the node started.

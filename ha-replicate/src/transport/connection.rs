@@ -8,11 +8,17 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ha_core::NodeId;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf, ReadHalf, WriteHalf,
+};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::TlsStream;
 
 use super::context::TransportContext;
 use super::counts::RejectCause;
@@ -21,6 +27,98 @@ use super::frame::{FrameCodec, FrameKind, LENGTH_PREFIX_BYTES, body_length};
 /// How much a reader asks the socket for at once, and the most it allocates ahead of the
 /// bytes received.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The reading half of a connection: a plain TCP half, or a TLS stream's.
+///
+/// An enum rather than a boxed trait object, so the plaintext path stays a direct call.
+#[derive(Debug)]
+pub(crate) enum ReadStream {
+    /// Plaintext (or sealed with the cluster key) over TCP.
+    Plain(OwnedReadHalf),
+    /// Inside TLS.
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+/// The writing half of a connection, matching [`ReadStream`].
+#[derive(Debug)]
+pub(crate) enum WriteStream {
+    /// Plaintext (or sealed with the cluster key) over TCP.
+    Plain(OwnedWriteHalf),
+    /// Inside TLS.
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl ReadStream {
+    /// Split a stream into the two halves a connection uses.
+    pub(crate) fn split_plain(stream: TcpStream) -> (ReadStream, WriteStream) {
+        let (read, write) = stream.into_split();
+        (ReadStream::Plain(read), WriteStream::Plain(write))
+    }
+
+    /// Split a TLS stream into the two halves a connection uses.
+    pub(crate) fn split_tls(stream: TlsStream<TcpStream>) -> (ReadStream, WriteStream) {
+        let (read, write) = tokio::io::split(stream);
+        (ReadStream::Tls(read), WriteStream::Tls(write))
+    }
+}
+
+impl AsyncRead for ReadStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadStream::Plain(inner) => Pin::new(inner).poll_read(context, buffer),
+            ReadStream::Tls(inner) => Pin::new(inner).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for WriteStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteStream::Plain(inner) => Pin::new(inner).poll_write(context, buffer),
+            WriteStream::Tls(inner) => Pin::new(inner).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteStream::Plain(inner) => Pin::new(inner).poll_flush(context),
+            WriteStream::Tls(inner) => Pin::new(inner).poll_flush(context),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteStream::Plain(inner) => Pin::new(inner).poll_shutdown(context),
+            WriteStream::Tls(inner) => Pin::new(inner).poll_shutdown(context),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteStream::Plain(inner) => Pin::new(inner).poll_write_vectored(context, buffers),
+            WriteStream::Tls(inner) => Pin::new(inner).poll_write_vectored(context, buffers),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            WriteStream::Plain(inner) => inner.is_write_vectored(),
+            WriteStream::Tls(inner) => inner.is_write_vectored(),
+        }
+    }
+}
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -169,8 +267,8 @@ pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     /// The other side's socket address.
     pub(crate) remote: SocketAddr,
-    pub(crate) reader: FrameReader<OwnedReadHalf>,
-    pub(crate) writer: FrameWriter<OwnedWriteHalf>,
+    pub(crate) reader: FrameReader<ReadStream>,
+    pub(crate) writer: FrameWriter<WriteStream>,
     /// Opens frames the peer sends.
     pub(crate) incoming: FrameCodec,
     /// Seals frames this side sends.
@@ -182,7 +280,7 @@ pub(crate) struct Connection {
 /// Refusals are counted and logged here; the caller only has to close.
 pub(crate) async fn read_opened(
     context: &TransportContext,
-    reader: &mut FrameReader<OwnedReadHalf>,
+    reader: &mut FrameReader<ReadStream>,
     incoming: &mut FrameCodec,
     remote: SocketAddr,
     peer: &NodeId,
@@ -225,7 +323,7 @@ pub(crate) fn close_on_read_error(
 ///
 /// This is for the accepting side, which writes nothing else.
 pub(crate) async fn send_keepalives(
-    writer: &mut FrameWriter<OwnedWriteHalf>,
+    writer: &mut FrameWriter<WriteStream>,
     outgoing: &mut FrameCodec,
     interval: Duration,
 ) -> io::Error {

@@ -38,11 +38,26 @@ pub enum RejectCause {
     HandshakeTimeout,
     /// Too many inbound connections are open; the new one was closed at once.
     ConnectionLimit,
+    /// This node requires TLS and the peer sent a plaintext hello.
+    Plaintext,
+    /// The TLS handshake failed: garbage or truncated records, another protocol, or a TLS
+    /// error without a more specific cause here.
+    TlsHandshake,
+    /// The peer's certificate does not chain to a CA this node trusts (unknown issuer or a
+    /// bad signature in the chain).
+    WrongCa,
+    /// The peer's certificate is expired (or not valid yet).
+    CertExpired,
+    /// The connecting peer presented no client certificate.
+    NoCertificate,
+    /// A valid certificate that does not name the node: it claims another node id in its
+    /// hello, or the server at an address is not the node that was dialled.
+    IdentityMismatch,
 }
 
 impl RejectCause {
     /// How many causes there are.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 15;
 
     /// Every cause, in a fixed order.
     pub const ALL: [RejectCause; Self::COUNT] = [
@@ -55,6 +70,12 @@ impl RejectCause {
         RejectCause::UnexpectedPeer,
         RejectCause::HandshakeTimeout,
         RejectCause::ConnectionLimit,
+        RejectCause::Plaintext,
+        RejectCause::TlsHandshake,
+        RejectCause::WrongCa,
+        RejectCause::CertExpired,
+        RejectCause::NoCertificate,
+        RejectCause::IdentityMismatch,
     ];
 
     /// The snake_case name used in logs and metric labels.
@@ -69,6 +90,12 @@ impl RejectCause {
             RejectCause::UnexpectedPeer => "unexpected_peer",
             RejectCause::HandshakeTimeout => "handshake_timeout",
             RejectCause::ConnectionLimit => "connection_limit",
+            RejectCause::Plaintext => "plaintext",
+            RejectCause::TlsHandshake => "tls_handshake",
+            RejectCause::WrongCa => "wrong_ca",
+            RejectCause::CertExpired => "cert_expired",
+            RejectCause::NoCertificate => "no_certificate",
+            RejectCause::IdentityMismatch => "identity_mismatch",
         }
     }
 
@@ -86,6 +113,14 @@ impl RejectCause {
             RejectCause::UnexpectedPeer => "the address answered with another node id",
             RejectCause::HandshakeTimeout => "the handshake did not complete in time",
             RejectCause::ConnectionLimit => "too many inbound connections are open",
+            RejectCause::Plaintext => "this node requires TLS and the peer spoke plaintext",
+            RejectCause::TlsHandshake => "the TLS handshake failed",
+            RejectCause::WrongCa => "the peer's certificate is not signed by a CA this node trusts",
+            RejectCause::CertExpired => "the peer's certificate is expired or not yet valid",
+            RejectCause::NoCertificate => "the peer presented no client certificate",
+            RejectCause::IdentityMismatch => {
+                "the peer's certificate does not name the node it claims or was dialled as"
+            }
         }
     }
 
@@ -100,6 +135,12 @@ impl RejectCause {
             RejectCause::UnexpectedPeer => 6,
             RejectCause::HandshakeTimeout => 7,
             RejectCause::ConnectionLimit => 8,
+            RejectCause::Plaintext => 9,
+            RejectCause::TlsHandshake => 10,
+            RejectCause::WrongCa => 11,
+            RejectCause::CertExpired => 12,
+            RejectCause::NoCertificate => 13,
+            RejectCause::IdentityMismatch => 14,
         }
     }
 }

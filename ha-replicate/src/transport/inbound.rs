@@ -12,13 +12,14 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::connection::{
-    CloseReason, Connection, FrameReader, FrameWriter, ReadError, close_on_read_error, read_opened,
-    send_keepalives,
+    CloseReason, Connection, FrameReader, FrameWriter, ReadError, ReadStream, close_on_read_error,
+    read_opened, send_keepalives,
 };
 use super::context::TransportContext;
 use super::counts::RejectCause;
 use super::frame::{FrameKind, append_frame};
 use super::handshake::HANDSHAKE_BYTES_MAX;
+use super::secure::{self, AcceptFailure};
 use super::tcp_transport::Inbound;
 
 /// Pause after a failed accept (for example out of file descriptors), so the loop does not
@@ -169,7 +170,16 @@ async fn answer_handshake(
     remote: SocketAddr,
 ) -> Result<Connection, CloseReason> {
     stream.set_nodelay(true).map_err(CloseReason::Io)?;
-    let (read_half, write_half) = stream.into_split();
+    // With TLS: the peer's verified certificate, which must name the node its hello claims.
+    let (peer_certificate, (read_half, write_half)) = match &context.settings.tls {
+        None => (None, ReadStream::split_plain(stream)),
+        Some(identity) => match secure::accept(context, identity, stream, remote).await {
+            Ok((session, certificate)) => (Some(certificate), ReadStream::split_tls(session)),
+            Err(AcceptFailure::Closed) => return Err(CloseReason::PeerClosed),
+            Err(AcceptFailure::Rejected(cause)) => return Err(CloseReason::Rejected(cause)),
+            Err(AcceptFailure::Io(error)) => return Err(CloseReason::Io(error)),
+        },
+    };
     let idle = context.idle_timeout();
     let mut reader = FrameReader::new(read_half, idle);
     let mut writer = FrameWriter::new(write_half, idle);
@@ -186,6 +196,13 @@ async fn answer_handshake(
             );
             return Err(CloseReason::Rejected(RejectCause::Malformed));
         }
+        Err(ReadError::Oversized { length_bytes, .. })
+            if peer_certificate.is_none() && secure::looks_like_tls(length_bytes) =>
+        {
+            let detail = "the peer speaks TLS; this node has no TLS configured";
+            context.reject(RejectCause::Malformed, remote, None, detail);
+            return Err(CloseReason::Rejected(RejectCause::Malformed));
+        }
         Err(error) => return Err(close_on_read_error(context, error, remote, None)),
     };
     let hello = context
@@ -195,6 +212,17 @@ async fn answer_handshake(
             context.reject(cause, remote, None, "in the handshake");
             CloseReason::Rejected(cause)
         })?;
+    if let Some(certificate) = &peer_certificate
+        && let Err(detail) = crate::tls::check_names_node(
+            certificate,
+            &context.settings.cluster_name,
+            &hello.node_id,
+        )
+    {
+        let cause = RejectCause::IdentityMismatch;
+        context.reject(cause, remote, Some(&hello.node_id), &detail);
+        return Err(CloseReason::Rejected(cause));
+    }
     let own_nonce = rand::random();
     let answer =
         context

@@ -41,6 +41,7 @@ pub mod frame;
 pub mod handshake;
 mod inbound;
 mod outbound;
+mod secure;
 mod settings;
 mod tcp_transport;
 

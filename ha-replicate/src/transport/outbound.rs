@@ -13,12 +13,14 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::connection::{
-    CloseReason, Connection, FrameReader, FrameWriter, ReadError, close_on_read_error, read_opened,
+    CloseReason, Connection, FrameReader, FrameWriter, ReadError, ReadStream, close_on_read_error,
+    read_opened,
 };
 use super::context::TransportContext;
 use super::counts::{RejectCause, SendDropCause};
 use super::frame::{FrameCodec, FrameKind};
 use super::handshake::HANDSHAKE_BYTES_MAX;
+use super::secure::{self, ConnectFailure};
 
 /// Most messages written in one batch (one write and flush).
 const BATCH_MESSAGES_MAX: usize = 256;
@@ -229,7 +231,7 @@ impl<M: Serialize + Send + 'static> OutboundPeer<M> {
                     %peer,
                     %addr,
                     "peer closed the connection during the handshake: it may refuse our cluster \
-                     name, key or protocol version (see its log); will retry"
+                     name, key, certificate or protocol version (see its log); will retry"
                 );
             }
             OpenFailure::ClosedDuringHandshake => {
@@ -485,7 +487,15 @@ async fn handshake(
     expected: &NodeId,
 ) -> Result<Connection, OpenFailure> {
     stream.set_nodelay(true).map_err(OpenFailure::Io)?;
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = match &context.settings.tls {
+        None => ReadStream::split_plain(stream),
+        Some(identity) => match secure::connect(context, identity, stream, addr, expected).await {
+            Ok(session) => ReadStream::split_tls(session),
+            Err(ConnectFailure::Rejected(cause)) => return Err(OpenFailure::Rejected(cause)),
+            Err(ConnectFailure::PeerClosed) => return Err(OpenFailure::ClosedDuringHandshake),
+            Err(ConnectFailure::Io(error)) => return Err(OpenFailure::Io(error)),
+        },
+    };
     let idle = context.idle_timeout();
     let mut reader = FrameReader::new(read_half, idle);
     // Writes get their own bound, never below the idle timeout: a large frame (a snapshot)
@@ -505,6 +515,16 @@ async fn handshake(
         Ok(None) | Err(ReadError::Truncated) => return Err(OpenFailure::ClosedDuringHandshake),
         // A reset right after our hello is how a refusing peer often looks, too.
         Err(ReadError::Io(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+            return Err(OpenFailure::ClosedDuringHandshake);
+        }
+        // In TLS 1.3 the accepting side checks our certificate after our side of the
+        // handshake is done: its refusal arrives as an alert instead of its hello.
+        Err(ReadError::Io(error))
+            if matches!(
+                secure::tls_error(&error),
+                Some(rustls::Error::AlertReceived(_))
+            ) || secure::is_closed(&error) =>
+        {
             return Err(OpenFailure::ClosedDuringHandshake);
         }
         Err(error) => {
@@ -529,8 +549,15 @@ async fn handshake(
         })?;
     if &hello.node_id != expected {
         let detail = format!("expected {expected}, found {}", hello.node_id);
-        context.reject(RejectCause::UnexpectedPeer, addr, Some(expected), &detail);
-        return Err(OpenFailure::Rejected(RejectCause::UnexpectedPeer));
+        // With TLS the certificate names `expected`: a hello claiming another node is a
+        // certificate used for a node it does not name.
+        let cause = if context.settings.tls.is_some() {
+            RejectCause::IdentityMismatch
+        } else {
+            RejectCause::UnexpectedPeer
+        };
+        context.reject(cause, addr, Some(expected), &detail);
+        return Err(OpenFailure::Rejected(cause));
     }
     let incoming = context.frame_codec(expected, own_nonce);
     let outgoing = context.frame_codec(context.node_id(), hello.connection_nonce);

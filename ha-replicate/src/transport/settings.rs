@@ -6,6 +6,8 @@ use ha_core::codec::RPC_FRAME_BYTES_MAX;
 use ha_core::keyring::{ClusterKey, KEYRING_KEYS_MAX};
 use ha_core::{Config, ConfigError, NodeId};
 
+use crate::tls::TlsIdentity;
+
 /// Default most messages waiting per peer before [`send`](super::TcpTransport::send) drops.
 pub const OUTBOUND_QUEUE_MAX_DEFAULT: usize = 4096;
 /// Default most received messages waiting for the consumer before readers stop reading (and
@@ -61,6 +63,11 @@ pub struct TransportSettings {
     /// Cluster keys, current first. Empty: frames travel in the clear and peers are identified
     /// by what they claim in the handshake.
     pub cluster_keys: Vec<ClusterKey>,
+    /// This node's TLS identity. `Some`: every replication connection, both ways, is mutual
+    /// TLS 1.3 with certificates from the cluster CA, each peer's node id is bound to its
+    /// certificate, and frames are not sealed with the cluster keys (TLS protects them; the
+    /// keys still seal gossip). `None`: TCP, sealed with `cluster_keys` when there are any.
+    pub tls: Option<TlsIdentity>,
     /// The largest frame body on the wire, in bytes (sealing overhead included). At most
     /// [`RPC_FRAME_BYTES_MAX`]; a peer announcing more is disconnected.
     pub frame_bytes_max: usize,
@@ -102,6 +109,7 @@ impl TransportSettings {
             bind_addr,
             cluster_name: cluster_name.into(),
             cluster_keys: Vec::new(),
+            tls: None,
             frame_bytes_max: RPC_FRAME_BYTES_MAX,
             outbound_queue_max: OUTBOUND_QUEUE_MAX_DEFAULT,
             inbound_queue_max: INBOUND_QUEUE_MAX_DEFAULT,
@@ -157,6 +165,12 @@ impl TransportSettings {
         self
     }
 
+    /// The same settings with mutual TLS on every connection (see [`tls`](Self::tls)).
+    pub fn with_tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// Check every field. [`TcpTransport::start`](super::TcpTransport::start) calls it.
     ///
     /// # Errors
@@ -175,6 +189,20 @@ impl TransportSettings {
                 "transport.cluster_keys",
                 format!("{} keys given", self.cluster_keys.len()),
                 format!("keep at most {KEYRING_KEYS_MAX}: the current key and old ones"),
+            ));
+        }
+        if let Some(identity) = &self.tls
+            && (identity.node_id() != &self.node_id || identity.cluster_name() != name)
+        {
+            return Err(ConfigError::new(
+                "transport.tls",
+                format!(
+                    "the TLS identity is for node {} of cluster {:?}, not node {} of {name:?}",
+                    identity.node_id(),
+                    identity.cluster_name(),
+                    self.node_id
+                ),
+                "load the identity with this node's id and cluster name",
             ));
         }
         if !(FRAME_BYTES_MIN..=RPC_FRAME_BYTES_MAX).contains(&self.frame_bytes_max) {

@@ -114,7 +114,8 @@ where
         settings: TransportSettings,
     ) -> Result<(Self, mpsc::Receiver<Inbound<M>>), TransportError> {
         settings.validate()?;
-        let keyring = if settings.cluster_keys.is_empty() {
+        // With TLS the keys are not used here: TLS protects every frame.
+        let keyring = if settings.cluster_keys.is_empty() || settings.tls.is_some() {
             None
         } else {
             Some(Arc::new(Keyring::new(settings.cluster_keys.clone())?))
