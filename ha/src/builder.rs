@@ -47,6 +47,7 @@ pub struct NodeBuilder<S> {
     drain_timeout: Duration,
     snapshot_every_entries: Option<u64>,
     admin_tokens: Option<AdminTokens>,
+    https: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl NodeBuilder<()> {
@@ -60,6 +61,7 @@ impl NodeBuilder<()> {
             drain_timeout: Duration::from_secs(3),
             snapshot_every_entries: None,
             admin_tokens: None,
+            https: None,
         }
     }
 }
@@ -76,6 +78,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             drain_timeout: self.drain_timeout,
             snapshot_every_entries: self.snapshot_every_entries,
             admin_tokens: self.admin_tokens,
+            https: self.https,
         }
     }
 
@@ -124,6 +127,13 @@ impl<S: StateMachine> NodeBuilder<S> {
         self
     }
 
+    /// Serve the admin API (and [`Node::serve_router`]) over HTTPS with `config` (in place of
+    /// the certificate in `security.tls`). The config should offer ALPN `http/1.1`.
+    pub fn https(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.https = Some(config);
+        self
+    }
+
     /// Validate the config, open the data dir, bind the ports and start.
     ///
     /// # Errors
@@ -133,8 +143,11 @@ impl<S: StateMachine> NodeBuilder<S> {
     /// cannot be bound. Nothing keeps running after an error.
     pub async fn start(mut self) -> Result<Node<S>, NodeError> {
         self.config.validate()?;
-        let (security, insecure_warning) =
+        let (mut security, insecure_warning) =
             resolve_security(&mut self.config, self.admin_tokens.take())?;
+        if let Some(https) = self.https.take() {
+            security.https = Some(https);
+        }
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let config = self.config;
         let mut health = HealthRunner::new(self.checks);

@@ -4,9 +4,26 @@
 //! [`Node::http_router`](crate::Node::http_router).
 //!
 //! Handlers hold the node weakly: a router that outlives its node answers 503.
+//!
+//! Security (issue 13): when the node has admin tokens (`security.admin_token_file` or
+//! [`NodeBuilder::admin_tokens`](crate::NodeBuilder::admin_tokens)), every route but
+//! `GET /v1/health` needs `Authorization: Bearer TOKEN` with a role that allows the call; the
+//! route-to-role table, the 401/403 answers and the audit log (target `ha::audit`) are in
+//! [`auth`]. `GET /v1/health` stays open so that load balancers can probe it without a
+//! secret; it tells only whether the node is in a quorum and who leads. Without tokens the
+//! router checks nothing (it still writes the audit log), so a host can mount it behind its
+//! own auth layer; the node then serves it only on loopback unless `security.insecure`.
+//! [`Node::protect`](crate::Node::protect) puts the same checks on a host's own routes.
+//!
+//! With TLS (`security.tls`) the node serves the API over HTTPS with the node's certificate
+//! ([`https_listener`]: handshakes run concurrently, each bounded in time, their number
+//! capped); [`Node::serve_router`](crate::Node::serve_router) serves a host's router the same
+//! way.
 
 mod api_error;
+pub mod auth;
 mod cluster_routes;
+pub mod https_listener;
 mod kv_routes;
 mod lock_routes;
 
@@ -14,11 +31,13 @@ use std::sync::Weak;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use ha_core::StateMachine;
 use ha_lock::VALUE_BYTES_MAX;
 
 pub use api_error::ApiError;
+pub use https_listener::{HttpsLimits, HttpsListener};
 
 use crate::error::NodeError;
 use crate::node::{Node, Shared};
@@ -49,12 +68,14 @@ impl<S: StateMachine> ApiState<S> {
 impl<S: StateMachine> Node<S> {
     /// The admin API as an axum router, to mount in the host's own server (for example with
     /// `Router::merge`). Paths and bodies are the contract in docs/ARCHITECTURE.md ("Admin
-    /// HTTP contract").
+    /// HTTP contract"). When the node has admin tokens the router checks them (see
+    /// [`auth`](crate::http::auth)); without, it checks nothing and a host can put its own auth
+    /// layer in front.
     pub fn http_router(&self) -> Router {
         let state = ApiState {
             node: self.downgrade(),
         };
-        Router::new()
+        let router = Router::new()
             .route("/v1/health", get(cluster_routes::health::<S>))
             .route("/v1/cluster", get(cluster_routes::cluster::<S>))
             .route("/v1/metrics", get(cluster_routes::metrics::<S>))
@@ -80,7 +101,64 @@ impl<S: StateMachine> Node<S> {
             .method_not_allowed_fallback(method_not_allowed)
             // A value is at most VALUE_BYTES_MAX; anything larger is refused before it is read.
             .layer(DefaultBodyLimit::max(VALUE_BYTES_MAX + 1024))
-            .with_state(state)
+            .with_state(state);
+        self.protect(router)
+    }
+
+    /// `router` with the node's admin API checks: bearer tokens and roles by method and path
+    /// (the table in [`auth`](crate::http::auth)) when the node has admin tokens, and the
+    /// audit log of mutating calls either way. For a host's own routes served beside the API.
+    pub fn protect(&self, router: Router) -> Router {
+        let auth = auth::Auth::new(self.shared.security.admin_tokens.clone());
+        router.layer(from_fn_with_state(auth, auth::authorize))
+    }
+
+    /// Serve `router` on `listener` until the node shuts down: over HTTPS with the node's
+    /// certificate when it has one (handshakes concurrent, each within
+    /// [`HTTPS_HANDSHAKE_TIMEOUT`](https_listener::HTTPS_HANDSHAKE_TIMEOUT), connections
+    /// capped: [`HttpsLimits`]), else plain HTTP. Returns once the server task is started.
+    /// Pass a router made with [`http_router`](Self::http_router) or
+    /// [`protect`](Self::protect) to keep the node's checks.
+    ///
+    /// # Errors
+    /// [`NodeError::Http`] when the listener's address cannot be read.
+    pub fn serve_router(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+    ) -> Result<(), NodeError> {
+        let addr = listener.local_addr().map_err(|source| NodeError::Http {
+            addr: self.config().http_addr.unwrap_or(self.config().bind_addr),
+            source,
+        })?;
+        let mut stop = self.shared.stop_http.subscribe();
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let task = match self.shared.security.https.clone() {
+            Some(config) => {
+                let listener = HttpsListener::new(listener, config, HttpsLimits::default())
+                    .map_err(|source| NodeError::Http { addr, source })?;
+                tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                    {
+                        tracing::error!(%error, %addr, "HTTPS server failed");
+                    }
+                })
+            }
+            None => tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(%error, %addr, "HTTP server failed");
+                }
+            }),
+        };
+        self.shared.tasks.lock().push(task);
+        Ok(())
     }
 
     /// Serve the admin API on `listener` until shutdown.
@@ -90,21 +168,7 @@ impl<S: StateMachine> Node<S> {
             source,
         })?;
         *self.shared.http_addr.lock() = Some(addr);
-        let router = self.http_router();
-        let mut stop = self.shared.stop_http.subscribe();
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(%error, "admin HTTP server failed");
-            }
-        });
-        self.shared.tasks.lock().push(task);
-        Ok(())
+        self.serve_router(listener, self.http_router())
     }
 }
 

@@ -1,0 +1,236 @@
+//! Bearer tokens, roles and the audit log of the admin API (issue 13, item 4).
+//!
+//! Each call needs a role, decided by its method and path alone:
+//!
+//! | Method | Path                                                  | Role needed |
+//! |--------|-------------------------------------------------------|-------------|
+//! | `GET`  | `/v1/health`                                          | none (open, for load-balancer probes) |
+//! | any    | `/v1/failover`, `/v1/members*`, `/v1/snapshot*`, `/v1/backups*` | `admin` (`GET` too: a backup holds all data) |
+//! | `GET`, `HEAD` | any other path (`/v1/cluster`, `/v1/metrics`, `/v1/failover/history`, `/v1/kv/<key>`, host routes) | `read` |
+//! | any other | any other path (KV `PUT`/`DELETE`, `/v1/lock/<name>`, host routes) | `write` |
+//!
+//! Each role allows what the roles before it do (`admin` > `write` > `read`). A request carries
+//! `Authorization: Bearer TOKEN`. Without a valid token the answer is 401
+//! `{"error":"unauthorized",...}` with `WWW-Authenticate: Bearer`; with a token whose role is too
+//! low it is 403 `{"error":"forbidden",...}` naming the role needed. A header longer than any
+//! token can be is refused without being hashed, and a token is compared with every known
+//! digest in constant time ([`AdminTokens::authenticate`]).
+//!
+//! Audit: every mutating call (any method but `GET` and `HEAD`) and every 401 and 403 logs one
+//! INFO line on the tracing target `ha::audit` with the token's `name` (`-` without one), its
+//! `role`, the `method`, the `path` (without the query string, which may hold a lock's holder
+//! key; at most [`AUDIT_PATH_CHARS_MAX`] characters) and the `status`. Never the token.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::admin_tokens::{ADMIN_TOKEN_CHARS_MAX, AdminIdentity, AdminRole, AdminTokens};
+
+/// The tracing target of the audit log.
+pub const AUDIT_TARGET: &str = "ha::audit";
+/// Longest path written to the audit log; a longer one is cut and marked with `…`.
+pub const AUDIT_PATH_CHARS_MAX: usize = 256;
+/// Longest `Authorization` header that is looked at: `Bearer ` and the longest token.
+pub const AUTHORIZATION_BYTES_MAX: usize = ADMIN_TOKEN_CHARS_MAX + BEARER.len();
+
+const BEARER: &str = "Bearer ";
+
+/// Paths where every method needs the admin role.
+const ADMIN_PREFIXES: [&str; 3] = ["/v1/members", "/v1/snapshot", "/v1/backups"];
+
+/// The role a call needs; `None`: open to anyone (`GET /v1/health`).
+pub fn required_role(method: &Method, path: &str) -> Option<AdminRole> {
+    let reads = method == Method::GET || method == Method::HEAD;
+    if path == "/v1/failover" || ADMIN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        Some(AdminRole::Admin)
+    } else if reads && path == "/v1/health" {
+        None
+    } else if reads {
+        Some(AdminRole::Read)
+    } else {
+        Some(AdminRole::Write)
+    }
+}
+
+/// What the auth middleware holds: the tokens, or none for audit only.
+#[derive(Clone, Debug)]
+pub(crate) struct Auth {
+    tokens: Option<Arc<AdminTokens>>,
+}
+
+impl Auth {
+    pub(crate) fn new(tokens: Option<Arc<AdminTokens>>) -> Self {
+        Self { tokens }
+    }
+}
+
+/// Why a request got no identity.
+enum Refusal {
+    Missing,
+    Malformed,
+    Unknown,
+}
+
+/// The identity the request's bearer token proves, looking at no more than
+/// [`AUTHORIZATION_BYTES_MAX`] bytes.
+fn identify<'a>(tokens: &'a AdminTokens, request: &Request) -> Result<&'a AdminIdentity, Refusal> {
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(if request.headers().contains_key(header::AUTHORIZATION) {
+            Refusal::Malformed
+        } else {
+            Refusal::Missing
+        });
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() > AUTHORIZATION_BYTES_MAX || bytes.len() < BEARER.len() {
+        return Err(Refusal::Malformed);
+    }
+    let (scheme, token) = bytes.split_at(BEARER.len());
+    if !scheme.eq_ignore_ascii_case(BEARER.as_bytes()) {
+        return Err(Refusal::Malformed);
+    }
+    tokens
+        .authenticate(token.trim_ascii())
+        .ok_or(Refusal::Unknown)
+}
+
+/// The middleware: check the token against the role the call needs, run the call, audit.
+pub(crate) async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let mutating = !(method == Method::GET || method == Method::HEAD);
+    let needed = required_role(&method, request.uri().path());
+    let (Some(tokens), Some(needed)) = (auth.tokens.as_deref(), needed) else {
+        // No tokens (the host guards the API) or an open path: audit only.
+        let path = audit_path(request.uri().path());
+        let response = next.run(request).await;
+        if mutating {
+            audit(None, &method, &path, response.status());
+        }
+        return response;
+    };
+    let identity = match identify(tokens, &request) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            let message = match refusal {
+                Refusal::Missing => format!(
+                    "this call needs a bearer token with role {needed} or higher: send \
+                     `Authorization: Bearer <token>`"
+                ),
+                Refusal::Malformed => format!(
+                    "send one `Authorization: Bearer <token>` header (a token of at most \
+                     {ADMIN_TOKEN_CHARS_MAX} characters)"
+                ),
+                Refusal::Unknown => "the bearer token is not known to this node".to_string(),
+            };
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            audit(
+                None,
+                &method,
+                &audit_path(request.uri().path()),
+                response.status(),
+            );
+            return response;
+        }
+    };
+    let path = audit_path(request.uri().path());
+    if !identity.role.allows(needed) {
+        let response = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token {:?} has role {}; {method} {path} needs role {needed}",
+                identity.name, identity.role
+            ),
+        )
+        .into_response();
+        audit(Some(identity), &method, &path, response.status());
+        return response;
+    }
+    let identity = identity.clone();
+    let response = next.run(request).await;
+    if mutating {
+        audit(Some(&identity), &method, &path, response.status());
+    }
+    response
+}
+
+/// `path` cut to [`AUDIT_PATH_CHARS_MAX`] characters.
+fn audit_path(path: &str) -> String {
+    match path.char_indices().nth(AUDIT_PATH_CHARS_MAX) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_string(),
+    }
+}
+
+fn audit(identity: Option<&AdminIdentity>, method: &Method, path: &str, status: StatusCode) {
+    let (name, role) = match identity {
+        Some(identity) => (identity.name.as_str(), identity.role.as_str()),
+        None => ("-", "-"),
+    };
+    tracing::info!(
+        target: AUDIT_TARGET,
+        name,
+        role,
+        method = %method,
+        path,
+        status = status.as_u16(),
+        "admin call"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_the_table() {
+        let read = Some(AdminRole::Read);
+        let write = Some(AdminRole::Write);
+        let admin = Some(AdminRole::Admin);
+        let cases = [
+            (Method::GET, "/v1/health", None),
+            (Method::HEAD, "/v1/health", None),
+            (Method::POST, "/v1/health", write),
+            (Method::GET, "/v1/cluster", read),
+            (Method::GET, "/v1/metrics", read),
+            (Method::GET, "/v1/failover/history", read),
+            (Method::POST, "/v1/failover", admin),
+            (Method::GET, "/v1/failover", admin),
+            (Method::GET, "/v1/kv/a", read),
+            (Method::HEAD, "/v1/kv/a", read),
+            (Method::PUT, "/v1/kv/a", write),
+            (Method::DELETE, "/v1/kv/a", write),
+            (Method::POST, "/v1/lock/a", write),
+            (Method::DELETE, "/v1/lock/a", write),
+            (Method::GET, "/v1/members", admin),
+            (Method::POST, "/v1/members/n4", admin),
+            (Method::GET, "/v1/snapshot", admin),
+            (Method::GET, "/v1/backups/latest", admin),
+            (Method::GET, "/journal", read),
+            (Method::POST, "/journal", write),
+            (Method::OPTIONS, "/v1/kv/a", write),
+        ];
+        for (method, path, needed) in cases {
+            assert_eq!(required_role(&method, path), needed, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn audit_paths_are_bounded() {
+        assert_eq!(audit_path("/v1/kv/a"), "/v1/kv/a");
+        let long = format!("/v1/kv/{}", "x".repeat(10_000));
+        let cut = audit_path(&long);
+        assert_eq!(cut.chars().count(), AUDIT_PATH_CHARS_MAX + 1);
+        assert!(cut.ends_with('…'));
+    }
+}
