@@ -28,8 +28,23 @@ Run a node:
   bot --id n1 --bind 127.0.0.1:7101 --http 127.0.0.1:8101 \\
       --seeds 127.0.0.1:7102,127.0.0.1:7103 --priority 10 --data-dir ./data/n1
 
+Secure by default: a node whose --bind is not loopback refuses to start without a cluster
+key (--cluster-key-file) or certificates (--tls-cert, --tls-key, --tls-ca), and a
+non-loopback --http needs admin tokens (--admin-token-file) and TLS, unless --insecure says
+to run unprotected. Make the files with `bot keygen` and `bot certs init`:
+  bot keygen --out cluster.key
+  (umask 077; echo \"admin ops $(bot keygen)\" > tokens.txt)
+  bot certs init --dir certs --cluster prod --nodes n1,n2,n3 --host n1=10.0.0.1
+  bot --id n1 --cluster prod --bind 10.0.0.1:7101 --seeds 10.0.0.2:7101,10.0.0.3:7101 \\
+      --data-dir ./data/n1 --cluster-key-file cluster.key \\
+      --tls-cert certs/n1.pem --tls-key certs/n1.key --tls-ca certs/ca.pem \\
+      --http 10.0.0.1:8101 --admin-token-file tokens.txt
+  BOT_ADMIN_TOKEN=<token from tokens.txt> bot status --http 10.0.0.1:8101 --tls-ca certs/ca.pem
+
 SIGTERM or Ctrl-C makes the node leave the cluster gracefully and exit 0.
-Exit codes: 0 success, 1 runtime failure, 2 invalid command line or configuration.";
+Exit codes: 0 success, 1 runtime failure, 2 invalid command line or configuration
+(including a start refused as insecure and a key, certificate or token file that cannot be
+used).";
 
 /// The whole command line. With no subcommand, the process runs one node.
 #[derive(Debug, Parser)]
@@ -59,6 +74,87 @@ pub enum Command {
     /// Print the cluster table from a node's admin HTTP API (GET /v1/cluster, asked again of
     /// the leader when the node asked does not lead).
     Status(StatusArgs),
+    /// Print a fresh cluster key (64 hex digits from the system's random source), or write
+    /// it to a new file with --out. It also makes a good admin API token.
+    Keygen(KeygenArgs),
+    /// Make the TLS files of a cluster: a CA, and a certificate and key per node.
+    Certs(CertsArgs),
+}
+
+/// Options of `bot keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to this new file (mode 0600) instead of stdout. An existing file is
+    /// never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `bot certs` and its subcommands.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// What to make.
+    #[command(subcommand)]
+    pub command: CertsCommand,
+}
+
+/// The subcommands of `bot certs`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write DIR/ca.pem and DIR/ca.key (a new cluster CA, unless DIR already holds one) and
+    /// DIR/<id>.pem and DIR/<id>.key for each node, signed by the CA. Keys get mode 0600;
+    /// no existing file is overwritten.
+    #[command(long_about = CERTS_INIT_LONG_ABOUT)]
+    Init(CertsInitArgs),
+}
+
+const CERTS_INIT_LONG_ABOUT: &str = "Make the TLS files of a cluster.
+
+Writes DIR/ca.pem and DIR/ca.key (a new cluster CA valid 10 years, unless DIR already holds
+both, which are then reused) and, for each node id, DIR/<id>.pem and DIR/<id>.key: a
+certificate signed by the CA, usable as TLS server and client, naming <id>.<cluster> (the
+name peers check), localhost, 127.0.0.1 and every --host given for that id. Keys are written
+with mode 0600; an existing file is never overwritten (the command stops and names it).
+
+Give each node its <id>.pem, <id>.key and ca.pem (--tls-cert, --tls-key, --tls-ca). Keep
+ca.key off the nodes: it can make certificates for any node id.
+
+Add a node later: run again with the same --dir and only the new id.
+Renew a node certificate: move its two files away and run again for that id.
+Rotate the CA: run with a new --dir, concatenate old and new ca.pem into each node's --tls-ca
+file and restart the nodes one by one, then give them the new certificates, then remove the
+old CA from the file.";
+
+/// Options of `bot certs init`.
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory for the files, created (mode 0700) if missing. A ca.pem and ca.key in it
+    /// are reused.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The cluster name, as given to the nodes with --cluster: certificates name
+    /// <id>.<cluster>.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: String,
+
+    /// Node ids to make certificates for, comma-separated.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', required = true)]
+    pub nodes: Vec<NodeId>,
+
+    /// Another name or IP address the node with this id is reached at (its --advertise or
+    /// --http host), added to its certificate; repeat for more.
+    #[arg(long = "host", value_name = "ID=NAME_OR_IP")]
+    pub hosts: Vec<String>,
+
+    /// How many days the node certificates are valid (the CA is valid 3650 days).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 825,
+        value_parser = clap::value_parser!(u32).range(1..=3650)
+    )]
+    pub days: u32,
 }
 
 /// Options of node mode.
@@ -117,6 +213,41 @@ pub struct NodeArgs {
         hide_env_values = true
     )]
     pub cluster_keys: Vec<String>,
+
+    /// A file of cluster keys, one per line as 64 hex digits, current first (make one with
+    /// `bot keygen --out FILE`). The key authenticates and encrypts gossip and, without TLS,
+    /// replication; every holder of the key can act as any node. For a rotation put the new
+    /// key first and keep the old one on the next line until every node has restarted.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// This node's TLS certificate (PEM, made by `bot certs init`), naming `<id>.<cluster>`.
+    /// With --tls-key and --tls-ca: replication runs over mutual TLS (each node proves its id
+    /// with its certificate) and the admin API serves HTTPS.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// This node's TLS private key (PEM). Keep it readable by the node's user only.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+
+    /// The cluster CA certificate(s) (PEM) every peer's certificate must chain to. During a
+    /// CA rotation it holds the old and the new CA.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A file of admin API tokens, one per line `ROLE NAME TOKEN` (ROLE read, write or
+    /// admin). Every admin API call but GET /v1/health then needs `Authorization: Bearer
+    /// TOKEN` with a role that allows it. Needed (with TLS) for a non-loopback --http.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Start even though a port is reachable from other machines without protection (no
+    /// cluster key or certificates on --bind, no tokens or TLS on --http). Anyone who reaches
+    /// the ports can then join, forge Raft messages, read the data and use the admin API. A
+    /// warning is logged at start and every 10 minutes.
+    #[arg(long)]
+    pub insecure: bool,
 
     /// How many voters the cluster is meant to have: 1, 3 or 5 (default 3). A lone node
     /// without --seeds needs 1.
@@ -193,6 +324,21 @@ impl NodeArgs {
                 .collect::<Vec<_>>();
             loader = loader.set("security.cluster_keys", toml::Value::Array(keys));
         }
+        if let Some(path) = &self.cluster_key_file {
+            loader = loader.set("security.cluster_key_file", text(&path.display()));
+        }
+        if let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            loader = loader
+                .set("security.tls.cert_file", text(&cert.display()))
+                .set("security.tls.key_file", text(&key.display()))
+                .set("security.tls.ca_file", text(&ca.display()));
+        }
+        if let Some(path) = &self.admin_token_file {
+            loader = loader.set("security.admin_token_file", text(&path.display()));
+        }
+        if self.insecure {
+            loader = loader.set("security.insecure", true);
+        }
         let config = loader.load()?;
         if config.data_dir.is_none() {
             return Err(ConfigError::new(
@@ -219,6 +365,17 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
         "cluster.name" => "--cluster",
         "cluster.bootstrap_expect" => "--bootstrap-expect",
         "security.cluster_keys" => "--cluster-key",
+        "security.cluster_key_file" => "--cluster-key-file",
+        "security.tls"
+        | "security.tls.cert_file"
+        | "security.tls.key_file"
+        | "security.tls.ca_file" => "--tls-cert, --tls-key, --tls-ca",
+        "security.admin_token_file" => "--admin-token-file",
+        "security.insecure" => "--insecure",
+        "security" => {
+            "--cluster-key-file or --tls-cert/--tls-key/--tls-ca (--bind), --admin-token-file \
+             with TLS (--http), or --insecure"
+        }
         _ => return None,
     };
     Some(flag)
@@ -247,6 +404,21 @@ pub struct StatusArgs {
     /// Admin HTTP address of any node (host:port).
     #[arg(long, value_name = "ADDR")]
     pub http: String,
+
+    /// Speak HTTPS and accept only a node certificate signed by a CA in this PEM file (the
+    /// cluster's ca.pem). The host in --http must be a name in the node's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The admin API token to send (`Authorization: Bearer`), for a node started with
+    /// --admin-token-file. Prefer the environment variable: arguments show up in `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = crate::admin_client::ADMIN_TOKEN_ENV,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 #[cfg(test)]
@@ -303,6 +475,77 @@ mod tests {
     }
 
     #[test]
+    fn security_subcommands_parse() {
+        let cli = parse(&["keygen"]).expect("keygen parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keygen(KeygenArgs { out: None }))
+        ));
+        let cli = parse(&["keygen", "--out", "cluster.key"]).expect("keygen --out parses");
+        assert!(
+            matches!(&cli.command, Some(Command::Keygen(KeygenArgs { out: Some(out) }))
+                if out == std::path::Path::new("cluster.key"))
+        );
+        let cli = parse(&[
+            "certs",
+            "init",
+            "--dir",
+            "certs",
+            "--cluster",
+            "prod",
+            "--nodes",
+            "n1,n2,n3",
+            "--host",
+            "n1=10.0.0.1",
+            "--host",
+            "n2=node2.example.com",
+        ])
+        .expect("certs init parses");
+        let Some(Command::Certs(CertsArgs {
+            command: CertsCommand::Init(init),
+        })) = cli.command
+        else {
+            panic!("certs init expected");
+        };
+        assert_eq!(init.nodes.len(), 3);
+        assert_eq!(init.hosts, ["n1=10.0.0.1", "n2=node2.example.com"]);
+        assert_eq!(init.days, 825, "the default validity");
+        assert!(parse(&["certs", "init", "--dir", "d", "--cluster", "c"]).is_err());
+        assert!(
+            parse(&[
+                "certs",
+                "init",
+                "--dir",
+                "d",
+                "--cluster",
+                "c",
+                "--nodes",
+                "bad id"
+            ])
+            .is_err()
+        );
+
+        let cli = parse(&[
+            "status",
+            "--http",
+            "n1.prod:8101",
+            "--tls-ca",
+            "ca.pem",
+            "--token",
+            "secret",
+        ])
+        .expect("status with TLS parses");
+        let Some(Command::Status(status)) = cli.command else {
+            panic!("status expected");
+        };
+        assert_eq!(
+            status.tls_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(status.token.as_deref(), Some("secret"));
+    }
+
+    #[test]
     fn node_mode_requires_its_options() {
         let error = parse(&["--id", "n1"]).expect_err("--bind and --data-dir are missing");
         assert_eq!(
@@ -326,6 +569,158 @@ mod tests {
         let node = parse(&arguments).expect("parses").node.expect("node mode");
         let error = config_error(node.to_config_with_env(Vec::new()));
         assert_eq!(error.field, "security.cluster_keys");
+    }
+
+    #[test]
+    fn security_flags_set_the_security_fields() {
+        let mut arguments = node_arguments();
+        arguments.extend([
+            "--cluster-key-file",
+            "/etc/ha/cluster.key",
+            "--tls-cert",
+            "/etc/ha/n1.pem",
+            "--tls-key",
+            "/etc/ha/n1.key",
+            "--tls-ca",
+            "/etc/ha/ca.pem",
+            "--admin-token-file",
+            "/etc/ha/tokens.txt",
+            "--insecure",
+        ]);
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        let security = &config.security;
+        assert_eq!(
+            security.cluster_key_file.as_deref(),
+            Some(std::path::Path::new("/etc/ha/cluster.key"))
+        );
+        assert_eq!(
+            security.tls,
+            Some(ha::core::TlsFiles {
+                cert_file: "/etc/ha/n1.pem".into(),
+                key_file: "/etc/ha/n1.key".into(),
+                ca_file: "/etc/ha/ca.pem".into(),
+            })
+        );
+        assert_eq!(
+            security.admin_token_file.as_deref(),
+            Some(std::path::Path::new("/etc/ha/tokens.txt"))
+        );
+        assert!(security.insecure);
+
+        let node = parse(&node_arguments())
+            .expect("parses")
+            .node
+            .expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        assert_eq!(config.security, ha::core::SecurityConfig::default());
+    }
+
+    #[test]
+    fn security_flags_win_over_the_config_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bot.toml");
+        std::fs::write(
+            &path,
+            "[security]\ncluster_key_file = \"/from/file.key\"\ninsecure = false\n",
+        )
+        .expect("write");
+        let mut arguments = node_arguments();
+        let path_text = path.to_string_lossy().into_owned();
+        arguments.extend([
+            "--config",
+            &path_text,
+            "--cluster-key-file",
+            "/from/flag.key",
+            "--insecure",
+        ]);
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        assert_eq!(
+            config.security.cluster_key_file.as_deref(),
+            Some(std::path::Path::new("/from/flag.key"))
+        );
+        assert!(config.security.insecure);
+    }
+
+    #[test]
+    fn tls_flags_come_together_or_not_at_all() {
+        for given in [
+            vec!["--tls-cert", "c.pem"],
+            vec!["--tls-key", "k.pem"],
+            vec!["--tls-ca", "ca.pem"],
+            vec!["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+            vec!["--tls-cert", "c.pem", "--tls-ca", "ca.pem"],
+            vec!["--tls-key", "k.pem", "--tls-ca", "ca.pem"],
+        ] {
+            let mut arguments = node_arguments();
+            arguments.extend(given.iter().copied());
+            let error = parse(&arguments).expect_err("a partial TLS set is refused");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{given:?}"
+            );
+            assert_eq!(error.exit_code(), 2, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn every_security_field_names_its_flag() {
+        for (field, flag) in [
+            ("security.cluster_key_file", "--cluster-key-file"),
+            ("security.tls", "--tls-cert"),
+            ("security.tls.cert_file", "--tls-cert"),
+            ("security.tls.key_file", "--tls-key"),
+            ("security.tls.ca_file", "--tls-ca"),
+            ("security.admin_token_file", "--admin-token-file"),
+            ("security.insecure", "--insecure"),
+        ] {
+            let named = flag_for_field(field).unwrap_or_default();
+            assert!(named.contains(flag), "{field}: {named:?}");
+        }
+        let named = flag_for_field("security").unwrap_or_default();
+        for flag in [
+            "--cluster-key-file",
+            "--tls-cert",
+            "--tls-key",
+            "--tls-ca",
+            "--admin-token-file",
+            "--insecure",
+        ] {
+            assert!(named.contains(flag), "security: {named:?} lacks {flag}");
+        }
+    }
+
+    /// The exposure rule as the builder runs it on the bot's config: refused without
+    /// protection on a non-loopback address, allowed with `--insecure`.
+    #[test]
+    fn a_non_loopback_bind_is_refused_unless_insecure() {
+        let arguments = [
+            "--id",
+            "n1",
+            "--bind",
+            "10.0.0.1:7101",
+            "--seeds",
+            "10.0.0.2:7101",
+            "--data-dir",
+            "./data/n1",
+        ];
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        let error = config
+            .check_exposure(ha::core::Protection::default())
+            .expect_err("refused without a key or certificates");
+        assert_eq!(error.field, "security");
+
+        let mut arguments = arguments.to_vec();
+        arguments.push("--insecure");
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        let exposure = config
+            .check_exposure(ha::core::Protection::default())
+            .expect("allowed with --insecure");
+        assert!(!exposure.insecure.is_empty(), "{exposure:?}");
     }
 
     fn config_error(result: Result<Config, NodeError>) -> ConfigError {

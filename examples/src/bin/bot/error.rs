@@ -72,20 +72,68 @@ pub enum BotError {
         /// What was wrong with the answer.
         reason: String,
     },
+    /// The node refused the admin call: 401 (no token, or one it does not know) or 403 (the
+    /// token's role does not allow it). The message is the node's. Pass a token with
+    /// `--token` or `BOT_ADMIN_TOKEN`, or one with a higher role.
+    #[error("{url} refused the call: HTTP {status}: {message}. {hint}")]
+    AdminDenied {
+        /// The URL asked.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// The node's message, cleaned of control characters.
+        message: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// An admin client option is unusable (a CA file that cannot be read or holds no
+    /// certificate, a token with spaces or control characters); nothing was contacted.
+    #[error("{0}")]
+    AdminClient(String),
+    /// A file `bot keygen` or `bot certs init` would write exists already. It was not
+    /// touched, and nothing after it was written (what was written before is listed on
+    /// stdout). Move it away, or write to another --out or --dir.
+    #[error("{} already exists and is never overwritten; move it away or write elsewhere", path.display())]
+    FileExists {
+        /// The file that exists.
+        path: std::path::PathBuf,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `bot certs init` was given a bad argument, or the CA in --dir cannot be used; nothing
+    /// was written. The message says what to change.
+    #[error("certs: {0}")]
+    Certs(String),
+    /// The random source or the key and certificate generator failed; files written before
+    /// it are listed on stdout.
+    #[error("{0}")]
+    Crypto(String),
 }
 
 impl BotError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BotError::Config(_) | BotError::NotAvailable(_) | BotError::StatusAddress { .. } => {
-                EXIT_USAGE
-            }
+            BotError::Config(_)
+            | BotError::NotAvailable(_)
+            | BotError::StatusAddress { .. }
+            | BotError::AdminClient(_)
+            | BotError::FileExists { .. }
+            | BotError::Certs(_) => EXIT_USAGE,
             BotError::Gossip(GossipError::Config(_))
             | BotError::Node(ha::NodeError::Config(_) | ha::NodeError::ConfigFile { .. }) => {
                 EXIT_USAGE
             }
             BotError::Node(ha::NodeError::DataDir { .. }) => EXIT_USAGE,
+            // A key, certificate or token file the node cannot use: fix the file and retry.
+            BotError::Node(ha::NodeError::SecurityFile { .. }) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -98,6 +146,12 @@ impl BotError {
             | BotError::Gossip(GossipError::Config(error))
             | BotError::Node(ha::NodeError::Config(error)) => error,
             BotError::NotAvailable(message) => return format!("bot: {message}"),
+            BotError::Node(ha::NodeError::SecurityFile { path, reason }) => {
+                return format!(
+                    "bot: cannot use a security file\n  file:    {}\n  problem: {reason}",
+                    path.display()
+                );
+            }
             other => return format!("bot: error: {other}"),
         };
         let flag = flag_for_field(config_error.field)
@@ -141,6 +195,43 @@ mod tests {
             reason: "503".to_string(),
         };
         assert_eq!(bad_response.exit_code(), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn a_start_refused_as_insecure_exits_2_and_names_the_flags() {
+        let config = ha::Config::single(
+            "n1".parse().expect("valid id"),
+            "10.0.0.1:7101".parse().expect("valid address"),
+        );
+        let refusal = config
+            .check_exposure(ha_core::Protection::default())
+            .expect_err("a non-loopback bind without protection is refused");
+        let error = BotError::Node(ha::NodeError::Config(refusal));
+        assert_eq!(error.exit_code(), EXIT_USAGE);
+        let report = error.report();
+        for expected in [
+            "field:   security",
+            "--cluster-key-file",
+            "--tls-cert",
+            "--insecure",
+        ] {
+            assert!(report.contains(expected), "{expected:?} missing: {report}");
+        }
+    }
+
+    #[test]
+    fn a_bad_security_file_exits_2_and_names_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cluster.key");
+        std::fs::write(&path, "not a key\n").expect("write");
+        let refusal = ha::security::read_cluster_key_file(&path)
+            .expect_err("a line that is not a key is refused");
+        let error = BotError::Node(refusal);
+        assert_eq!(error.exit_code(), EXIT_USAGE);
+        let report = error.report();
+        assert!(report.contains("cluster.key"), "{report}");
+        assert!(report.contains("line 1"), "{report}");
+        assert!(!report.contains("not a key\n"), "{report}");
     }
 
     #[test]

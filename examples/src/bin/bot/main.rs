@@ -11,9 +11,15 @@
 //!   bot demo                      runs 3 × `bot --id nX ...` as children, SIGKILLs the leader,
 //!                                 restarts it, prints the failover timeline and checks the
 //!                                 journal for gaps and duplicates
-//!   bot status --http ADDR        the cluster table from GET /v1/cluster
+//!   bot status --http ADDR        the cluster table from GET /v1/cluster (HTTPS with
+//!       [--tls-ca FILE] [--token T] --tls-ca, a bearer token with --token/BOT_ADMIN_TOKEN)
+//!   bot keygen [--out FILE]       a fresh cluster key (also a good admin token)
+//!   bot certs init --dir DIR --cluster NAME --nodes n1,n2,n3 [--host ID=NAME_OR_IP]...
+//!                                 a cluster CA and a certificate + key per node
 //! ```
 
+mod admin_client;
+mod certs;
 mod cli;
 mod cluster;
 mod demo;
@@ -22,6 +28,8 @@ mod error;
 mod event;
 mod journal_routes;
 mod journal_worker;
+mod keygen;
+mod new_file;
 mod node;
 mod ports;
 mod status;
@@ -45,6 +53,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Status(args)) => status::run(args),
+        Some(Command::Keygen(args)) => keygen::run(args),
+        Some(Command::Certs(args)) => certs::run(args),
         None => match &cli.node {
             Some(args) => node::run(args, clock),
             // clap requires the node options when no subcommand is given, so this is only

@@ -12,10 +12,12 @@
 //! printed is stripped of control characters and cut to [`CELL_CHARS_MAX`].
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::admin_client::{self, AdminClient};
 use crate::cli::StatusArgs;
 use crate::error::BotError;
 
@@ -117,37 +119,39 @@ struct ErrorBody {
 /// table. A leader that cannot be reached is not an error: the first answer is printed, with
 /// a note.
 pub fn run(args: &StatusArgs) -> Result<(), BotError> {
-    print!("{}", status_report(&args.http)?);
+    print!(
+        "{}",
+        status_report(&args.http, args.tls_ca.as_deref(), args.token.as_deref())?
+    );
     Ok(())
 }
 
 /// The text `run` prints.
-fn status_report(asked: &str) -> Result<String, BotError> {
-    let url = cluster_url(asked)?;
+fn status_report(
+    asked: &str,
+    tls_ca: Option<&Path>,
+    token: Option<&str>,
+) -> Result<String, BotError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(BotError::Runtime)?;
-    runtime.block_on(report_from(asked, &url))
+    runtime.block_on(async {
+        let client = AdminClient::new(tls_ca, token, REQUEST_TIMEOUT)?;
+        let url = cluster_url(&client, asked)?;
+        report_from(&client, asked, &url).await
+    })
 }
 
-async fn report_from(asked: &str, url: &str) -> Result<String, BotError> {
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        // An admin tool talks to the node it was given: no redirect elsewhere, and no proxy
-        // picked up from the environment between it and a cluster-internal address.
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(|error| BotError::Runtime(std::io::Error::other(error_chain(&error))))?;
-    let first = fetch_cluster(&client, url).await?;
+async fn report_from(client: &AdminClient, asked: &str, url: &str) -> Result<String, BotError> {
+    let first = fetch_cluster(client, url).await?;
     let first_answerer = describe_answerer(&first, asked);
     let Some(leader_http) = leader_to_ask(&first, asked) else {
         return Ok(render_table(&first, &first_answerer));
     };
     // One more request at most: the leader's answer is printed whatever it says.
-    let leader_result = match cluster_url(&leader_http) {
-        Ok(leader_url) => fetch_cluster(&client, &leader_url).await,
+    let leader_result = match cluster_url(client, &leader_http) {
+        Ok(leader_url) => fetch_cluster(client, &leader_url).await,
         Err(error) => Err(error),
     };
     match leader_result {
@@ -177,49 +181,30 @@ async fn report_from(asked: &str, url: &str) -> Result<String, BotError> {
     }
 }
 
-/// `http://ADDR/v1/cluster`, once `addr` is checked to be `host:port` and nothing more.
-fn cluster_url(addr: &str) -> Result<String, BotError> {
-    let refuse = |reason: &str| BotError::StatusAddress {
-        addr: sanitize(addr, 4 * CELL_CHARS_MAX),
-        reason: reason.to_string(),
-    };
-    if addr.contains("://") {
-        return Err(refuse(
-            "give host:port without a scheme, e.g. 127.0.0.1:8101",
-        ));
-    }
-    if addr
-        .chars()
-        .any(|character| character.is_whitespace() || character.is_control())
-        || addr.contains(['/', '?', '#', '@', '\\'])
-    {
-        return Err(refuse(
-            "give only host:port, e.g. 127.0.0.1:8101 (no path, user or spaces)",
-        ));
-    }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(refuse("the port is missing, e.g. 127.0.0.1:8101"));
-    };
-    if host.is_empty() {
-        return Err(refuse("the host is missing, e.g. 127.0.0.1:8101"));
-    }
-    if port.is_empty() || !port.chars().all(|character| character.is_ascii_digit()) {
-        return Err(refuse("the port must be a number, e.g. 127.0.0.1:8101"));
-    }
-    match port.parse::<u16>() {
-        Ok(0) | Err(_) => return Err(refuse("the port must be 1 to 65535")),
-        Ok(_) => {}
-    }
-    let url = format!("http://{addr}/v1/cluster");
-    reqwest::Url::parse(&url).map_err(|error| refuse(&format!("the host is invalid ({error})")))?;
-    Ok(url)
+/// `SCHEME://ADDR/v1/cluster`, once `addr` is checked to be `host:port` and nothing more.
+fn cluster_url(client: &AdminClient, addr: &str) -> Result<String, BotError> {
+    client
+        .url(addr, "/v1/cluster")
+        .map_err(|reason| BotError::StatusAddress {
+            addr: sanitize(addr, 4 * CELL_CHARS_MAX),
+            reason,
+        })
 }
 
 /// Read `url` as a [`ClusterView`]: 200 and valid JSON, at most [`RESPONSE_BYTES_MAX`] bytes.
-async fn fetch_cluster(client: &reqwest::Client, url: &str) -> Result<ClusterView, BotError> {
-    let unreachable = |error: reqwest::Error| BotError::StatusUnreachable {
-        url: url.to_string(),
-        reason: error_chain(&error),
+async fn fetch_cluster(client: &AdminClient, url: &str) -> Result<ClusterView, BotError> {
+    let unreachable = |error: reqwest::Error| {
+        let mut reason = error_chain(&error);
+        if client.scheme() == "https" && reason.contains("certificate") {
+            reason.push_str(
+                "; check that --tls-ca is the cluster's ca.pem and that the host in the \
+                 address is a name in the node's certificate (`bot certs init --host`)",
+            );
+        }
+        BotError::StatusUnreachable {
+            url: url.to_string(),
+            reason,
+        }
     };
     let bad = |reason: String| BotError::StatusResponse {
         url: url.to_string(),
@@ -244,7 +229,14 @@ async fn fetch_cluster(client: &reqwest::Client, url: &str) -> Result<ClusterVie
         body.extend_from_slice(&chunk);
     }
     if status != reqwest::StatusCode::OK {
-        let detail = serde_json::from_slice::<ErrorBody>(&body)
+        let error_body = serde_json::from_slice::<ErrorBody>(&body).ok();
+        let message = error_body.as_ref().map_or_else(String::new, |error| {
+            sanitize(&error.message, 4 * CELL_CHARS_MAX)
+        });
+        if let Some(denied) = admin_client::denied(url, status, &message) {
+            return Err(denied);
+        }
+        let detail = error_body
             .map(|error| {
                 format!(
                     ": {}: {}",
@@ -477,6 +469,7 @@ fn render_table(cluster: &ClusterView, answered_by: &str) -> String {
 mod tests {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener};
+    use std::sync::Arc;
     use std::thread::JoinHandle;
     use std::time::Instant;
 
@@ -651,14 +644,18 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
         assert_eq!(leader_to_ask(&view, "127.0.0.1:8102"), None);
     }
 
+    fn plain() -> AdminClient {
+        AdminClient::new(None, None, REQUEST_TIMEOUT).expect("client")
+    }
+
     #[test]
     fn only_host_and_port_are_accepted() {
         assert_eq!(
-            cluster_url("127.0.0.1:8101").expect("valid"),
+            cluster_url(&plain(), "127.0.0.1:8101").expect("valid"),
             "http://127.0.0.1:8101/v1/cluster"
         );
-        assert!(cluster_url("[::1]:8101").is_ok());
-        assert!(cluster_url("localhost:80").is_ok());
+        assert!(cluster_url(&plain(), "[::1]:8101").is_ok());
+        assert!(cluster_url(&plain(), "localhost:80").is_ok());
         for bad in [
             "",
             "127.0.0.1",
@@ -672,7 +669,7 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
             "bad host:1",
             "::1",
         ] {
-            let error = cluster_url(bad).expect_err(bad);
+            let error = cluster_url(&plain(), bad).expect_err(bad);
             assert!(
                 matches!(error, BotError::StatusAddress { .. }),
                 "{bad}: {error}"
@@ -684,6 +681,14 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
     /// A one-thread HTTP server on loopback that answers each of `answers` (status line and
     /// body) to one connection, in order, then stops. It gives up after 10 s without a client.
     fn serve(answers: Vec<(&'static str, String)>) -> (SocketAddr, JoinHandle<Vec<String>>) {
+        serve_with(None, answers)
+    }
+
+    /// [`serve`], over TLS with `tls` when given.
+    fn serve_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        answers: Vec<(&'static str, String)>,
+    ) -> (SocketAddr, JoinHandle<Vec<String>>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         listener.set_nonblocking(true).expect("non-blocking");
@@ -691,7 +696,7 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut requests = Vec::new();
             for (status, body) in answers {
-                let mut stream = loop {
+                let stream = loop {
                     match listener.accept() {
                         Ok((stream, _)) => break stream,
                         Err(_) if Instant::now() < deadline => {
@@ -704,25 +709,147 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
                 stream
                     .set_read_timeout(Some(Duration::from_secs(5)))
                     .expect("read timeout");
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut buffer) {
-                        Ok(0) | Err(_) => break,
-                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                let request = match &tls {
+                    Some(config) => {
+                        let connection =
+                            rustls::ServerConnection::new(config.clone()).expect("TLS session");
+                        let mut stream = rustls::StreamOwned::new(connection, stream);
+                        answer(&mut stream, status, &body)
                     }
-                }
-                requests.push(String::from_utf8_lossy(&request).into_owned());
-                let response = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                     connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes());
+                    None => {
+                        let mut stream = stream;
+                        answer(&mut stream, status, &body)
+                    }
+                };
+                requests.push(request);
             }
             requests
         });
         (addr, handle)
+    }
+
+    /// Read one request's head from `stream` and write the answer; the head as text (empty
+    /// when the client went away, e.g. after refusing the server's certificate).
+    fn answer(stream: &mut (impl Read + Write), status: &str, body: &str) -> String {
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 1024];
+        // At most 64 reads: a request head is far smaller.
+        for _ in 0..64 {
+            if request.windows(4).any(|window| window == b"\r\n\r\n") {
+                break;
+            }
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => request.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes());
+        let _ = stream.flush();
+        String::from_utf8_lossy(&request).into_owned()
+    }
+
+    /// A TLS server configuration with node `id`'s files from `bot certs init` in `dir`.
+    fn node_tls(dir: &Path, id: &str) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = vec![
+            CertificateDer::from_pem_file(dir.join(format!("{id}.pem"))).expect("certificate"),
+        ];
+        let key = PrivateKeyDer::from_pem_file(dir.join(format!("{id}.key"))).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Arc::new(config)
+    }
+
+    #[test]
+    fn with_a_ca_status_speaks_https_verifies_the_node_and_sends_the_token() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = crate::certs::tests::make_cluster(dir.path(), "prod", &["n1"]);
+        let (addr, server) = serve_with(
+            Some(node_tls(dir.path(), "n1")),
+            vec![("200 OK", cluster_json(&leader_view()))],
+        );
+        let token = "0123456789abcdef0123456789abcdef";
+        let text =
+            status_report(&addr.to_string(), Some(&ca), Some(token)).expect("status over TLS");
+        assert!(text.contains("*  n1"), "{text}");
+        let requests = server.join().expect("server");
+        assert_eq!(requests.len(), 1);
+        let request = requests[0].to_ascii_lowercase();
+        assert!(request.starts_with("get /v1/cluster http/1.1"), "{request}");
+        assert!(
+            request.contains(&format!("authorization: bearer {token}")),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn a_node_certificate_from_another_ca_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate::certs::tests::make_cluster(dir.path(), "prod", &["n1"]);
+        let other = tempfile::tempdir().expect("temp dir");
+        let other_ca = crate::certs::tests::make_cluster(other.path(), "prod", &["n1"]);
+        let (addr, server) = serve_with(
+            Some(node_tls(dir.path(), "n1")),
+            vec![("200 OK", cluster_json(&leader_view()))],
+        );
+        let error =
+            status_report(&addr.to_string(), Some(&other_ca), None).expect_err("unknown issuer");
+        assert!(
+            matches!(&error, BotError::StatusUnreachable { reason, .. }
+                if reason.contains("certificate") && reason.contains("--tls-ca")),
+            "{error}"
+        );
+        assert_eq!(error.exit_code(), crate::error::EXIT_FAILURE);
+        let requests = server.join().expect("server");
+        assert!(
+            requests.iter().all(|request| request.is_empty()),
+            "no request was sent: {requests:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_401_and_403_print_the_node_message_and_exit_non_zero() {
+        let (addr, server) = serve(vec![
+            (
+                "401 Unauthorized",
+                r#"{"error":"unauthorized","message":"a bearer token is required"}"#.to_string(),
+            ),
+            (
+                "403 Forbidden",
+                r#"{"error":"forbidden","message":"needs the admin role"}"#.to_string(),
+            ),
+        ]);
+        let error = status_report(&addr.to_string(), None, None).expect_err("401");
+        assert!(
+            matches!(&error, BotError::AdminDenied { status: 401, message, .. }
+                if message == "a bearer token is required"),
+            "{error:?}"
+        );
+        assert_ne!(error.exit_code(), 0);
+        let error =
+            status_report(&addr.to_string(), None, Some("0123456789abcdef")).expect_err("403");
+        assert!(
+            matches!(&error, BotError::AdminDenied { status: 403, message, .. }
+                if message == "needs the admin role"),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("needs the admin role"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("0123456789abcdef"), "{error}");
+        server.join().expect("server");
     }
 
     fn cluster_json(view: &ClusterView) -> String {
@@ -752,7 +879,7 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
         follower_answer.members[0].http = Some(leader_addr.to_string());
         let (follower_addr, follower) = serve(vec![("200 OK", cluster_json(&follower_answer))]);
 
-        let text = status_report(&follower_addr.to_string()).expect("status");
+        let text = status_report(&follower_addr.to_string(), None, None).expect("status");
         assert!(
             text.contains(&format!(
                 "(answered by n1 at {leader_addr}, after n2 at {follower_addr} named it leader)"
@@ -777,7 +904,7 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
         let mut follower_answer = follower_view();
         follower_answer.members[0].http = Some(leader_addr.to_string());
         let (follower_addr, follower) = serve(vec![("200 OK", cluster_json(&follower_answer))]);
-        let text = status_report(&follower_addr.to_string()).expect("status");
+        let text = status_report(&follower_addr.to_string(), None, None).expect("status");
         assert!(
             text.contains(&format!("(answered by n2 at {follower_addr})")),
             "{text}"
@@ -798,14 +925,14 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
             ("503 Service Unavailable", error_body.to_string()),
             ("200 OK", "{\"leader\": ".to_string()),
         ]);
-        let error = status_report(&addr.to_string()).expect_err("503");
+        let error = status_report(&addr.to_string(), None, None).expect_err("503");
         assert!(
             matches!(&error, BotError::StatusResponse { reason, .. }
                 if reason.contains("503") && reason.contains("no quorum")),
             "{error}"
         );
         assert_eq!(error.exit_code(), crate::error::EXIT_FAILURE);
-        let error = status_report(&addr.to_string()).expect_err("bad JSON");
+        let error = status_report(&addr.to_string(), None, None).expect_err("bad JSON");
         assert!(
             matches!(&error, BotError::StatusResponse { reason, .. }
                 if reason.contains("not a cluster table")),
@@ -819,7 +946,7 @@ n3: STALLED, no progress for 12000 ms: no snapshot to send[2J
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         drop(listener);
-        let error = status_report(&addr.to_string()).expect_err("nothing listens");
+        let error = status_report(&addr.to_string(), None, None).expect_err("nothing listens");
         assert!(
             matches!(error, BotError::StatusUnreachable { .. }),
             "{error}"
