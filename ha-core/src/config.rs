@@ -275,8 +275,10 @@ pub struct TlsFiles {
 pub struct Protection {
     /// At least one cluster key: gossip and replication are sealed.
     pub cluster_key: bool,
-    /// TLS material: replication uses mutual TLS, the admin API HTTPS.
+    /// TLS material for replication: mutual TLS between nodes.
     pub tls: bool,
+    /// The admin API is served over HTTPS.
+    pub https: bool,
     /// Admin API tokens.
     pub admin_tokens: bool,
 }
@@ -464,7 +466,7 @@ impl Config {
                      security.admin_token_file) and --tls-cert/--tls-key/--tls-ca for HTTPS, \
                      or bind --http to 127.0.0.1",
                 ));
-            } else if !protection.tls {
+            } else if !protection.https {
                 problems.push((
                     format!(
                         "the admin API on {http} would take bearer tokens over plain HTTP \

@@ -18,6 +18,7 @@ use ha_replicate::membership::Membership;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
+use ha_replicate::tls::{TlsError, TlsIdentity};
 use ha_replicate::transport::TransportSettings;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
@@ -48,6 +49,7 @@ pub struct NodeBuilder<S> {
     snapshot_every_entries: Option<u64>,
     admin_tokens: Option<AdminTokens>,
     https: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsIdentity>,
 }
 
 impl NodeBuilder<()> {
@@ -62,6 +64,7 @@ impl NodeBuilder<()> {
             snapshot_every_entries: None,
             admin_tokens: None,
             https: None,
+            tls: None,
         }
     }
 }
@@ -79,6 +82,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             snapshot_every_entries: self.snapshot_every_entries,
             admin_tokens: self.admin_tokens,
             https: self.https,
+            tls: self.tls,
         }
     }
 
@@ -134,6 +138,15 @@ impl<S: StateMachine> NodeBuilder<S> {
         self
     }
 
+    /// Use mutual TLS between nodes with `identity` (in place of the files in
+    /// `security.tls`), and serve the admin API over HTTPS with its certificate unless
+    /// [`https`](Self::https) gives another. Make one with
+    /// [`TlsIdentity::from_pem`](ha_replicate::tls::TlsIdentity::from_pem).
+    pub fn tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// Validate the config, open the data dir, bind the ports and start.
     ///
     /// # Errors
@@ -143,11 +156,12 @@ impl<S: StateMachine> NodeBuilder<S> {
     /// cannot be bound. Nothing keeps running after an error.
     pub async fn start(mut self) -> Result<Node<S>, NodeError> {
         self.config.validate()?;
-        let (mut security, insecure_warning) =
-            resolve_security(&mut self.config, self.admin_tokens.take())?;
-        if let Some(https) = self.https.take() {
-            security.https = Some(https);
-        }
+        let given = GivenSecurity {
+            admin_tokens: self.admin_tokens.take(),
+            https: self.https.take(),
+            tls: self.tls.take(),
+        };
+        let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let config = self.config;
         let mut health = HealthRunner::new(self.checks);
@@ -162,14 +176,14 @@ impl<S: StateMachine> NodeBuilder<S> {
                 };
                 let store = WalStore::open(dir.join(LOG_DIR_NAME), options)
                     .map_err(ha_replicate::driver::DriverError::from)?;
-                let settings = node_settings(&config, self.snapshot_every_entries);
+                let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica =
                     ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
                 (file.incarnation, replica)
             }
             None => {
                 let store = MemoryStore::open(MemoryDisk::new());
-                let settings = node_settings(&config, self.snapshot_every_entries);
+                let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica =
                     ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
                 (fresh_incarnation, replica)
@@ -276,18 +290,26 @@ impl<S: StateMachine> NodeBuilder<S> {
     }
 }
 
-/// Read the key and token files named in the config, check that nothing is exposed
-/// unprotected (issue 13, rule 1), and start the repeated warning of an insecure node.
+/// Security material given to the builder in code, in place of the config's files.
+struct GivenSecurity {
+    admin_tokens: Option<AdminTokens>,
+    https: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsIdentity>,
+}
+
+/// Read the key, certificate and token files named in the config (or take what the builder
+/// was given), check that nothing is exposed unprotected (issue 13, rule 1), and start the
+/// repeated warning of an insecure node.
 fn resolve_security(
     config: &mut Config,
-    admin_tokens: Option<AdminTokens>,
+    given: GivenSecurity,
 ) -> Result<(NodeSecurity, Option<tokio::task::JoinHandle<()>>), NodeError> {
     if let Some(path) = config.security.cluster_key_file.clone() {
         let keys = read_cluster_key_file(&path)?;
         config.security.cluster_keys.extend(keys);
         config.validate()?;
     }
-    let admin_tokens = match (admin_tokens, &config.security.admin_token_file) {
+    let admin_tokens = match (given.admin_tokens, &config.security.admin_token_file) {
         (Some(tokens), _) => Some(tokens),
         (None, Some(path)) => {
             Some(
@@ -299,9 +321,42 @@ fn resolve_security(
         }
         (None, None) => None,
     };
+    let tls = match (given.tls, &config.security.tls) {
+        (Some(identity), _) => Some(identity),
+        (None, Some(files)) => Some(
+            TlsIdentity::from_files(&config.cluster.name, &config.node_id, files).map_err(
+                |error| NodeError::SecurityFile {
+                    path: match &error {
+                        TlsError::Read { path, .. } => path.clone(),
+                        _ => files.cert_file.clone(),
+                    },
+                    reason: error.to_string(),
+                },
+            )?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(identity) = &tls
+        && (identity.node_id() != &config.node_id || identity.cluster_name() != config.cluster.name)
+    {
+        return Err(NodeError::SecurityFile {
+            path: "security.tls".into(),
+            reason: format!(
+                "the TLS identity is for node {} of cluster {}, but this node is {} of {}",
+                identity.node_id(),
+                identity.cluster_name(),
+                config.node_id,
+                config.cluster.name
+            ),
+        });
+    }
+    let https = given
+        .https
+        .or_else(|| tls.as_ref().map(TlsIdentity::https_server_config));
     let protection = Protection {
         cluster_key: !config.security.cluster_keys.is_empty(),
-        tls: config.security.tls.is_some(),
+        tls: tls.is_some(),
+        https: https.is_some(),
         admin_tokens: admin_tokens.is_some(),
     };
     let exposure = config.check_exposure(protection)?;
@@ -310,7 +365,8 @@ fn resolve_security(
     }
     let security = NodeSecurity {
         admin_tokens: admin_tokens.map(Arc::new),
-        https: None,
+        https,
+        tls,
     };
     Ok((security, warn_insecure(exposure.insecure)))
 }
@@ -337,7 +393,11 @@ async fn bind_http(
     Ok(None)
 }
 
-fn node_settings(config: &Config, snapshot_every_entries: Option<u64>) -> NodeSettings {
+fn node_settings(
+    config: &Config,
+    security: &NodeSecurity,
+    snapshot_every_entries: Option<u64>,
+) -> NodeSettings {
     // Lease reads (cluster.lease_reads) reach the engine through ReplicaSettings.
     let mut replica = ReplicaSettings::from_config(config);
     if replica.engine.lease_reads {
@@ -353,7 +413,10 @@ fn node_settings(config: &Config, snapshot_every_entries: Option<u64>) -> NodeSe
     let expect = config.cluster.bootstrap_expect as usize;
     NodeSettings {
         replica,
-        transport: TransportSettings::from_config(config),
+        transport: TransportSettings {
+            tls: security.tls.clone(),
+            ..TransportSettings::from_config(config)
+        },
         peers: Default::default(),
         // A one-voter cluster founds itself; larger ones once gossip has met the others. Only
         // voters found: a node given `bootstrap_expect` counts itself as a founding voter, so
@@ -482,9 +545,9 @@ mod tests {
         let addr = "127.0.0.1:7002".parse().unwrap();
         let seed = "127.0.0.1:7001".parse().unwrap();
         let mut config = Config::full_ha(NodeId::new("w").unwrap(), addr, vec![seed]);
-        assert_eq!(node_settings(&config, None).bootstrap_expect, Some(3));
+        assert_eq!(node_settings(&config, &NodeSecurity::default(), None).bootstrap_expect, Some(3));
         config.voter = false;
-        let settings = node_settings(&config, None);
+        let settings = node_settings(&config, &NodeSecurity::default(), None);
         assert_eq!(settings.bootstrap_expect, None);
         assert_eq!(settings.bootstrap, None);
     }

@@ -23,6 +23,8 @@ pub(crate) struct NodeSecurity {
     pub(crate) admin_tokens: Option<Arc<AdminTokens>>,
     /// The admin API's HTTPS configuration; `None`: plain HTTP.
     pub(crate) https: Option<Arc<rustls::ServerConfig>>,
+    /// Mutual TLS between nodes; `None`: plaintext, or sealed with the cluster key.
+    pub(crate) tls: Option<ha_replicate::tls::TlsIdentity>,
 }
 
 /// Read a cluster key file: one key per line as 64 hex digits, current first; blank lines and

@@ -5,17 +5,21 @@
 //! token, 403 when the role is too low, with the documented JSON bodies), every mutating call
 //! and every refusal must leave an audit line that never holds the token, and the HTTPS port
 //! must survive what anyone on the network can send: a 1 MiB `Authorization` header, garbage
-//! and truncated TLS records, a handshake that stalls, more connections than the cap. Each is
-//! refused at a bounded cost (time and memory printed), and the node stays healthy and
-//! writable.
+//! and truncated TLS records, a handshake that stalls, a flood of 300 stalled handshakes (the
+//! oldest are evicted at the handshake cap, so honest clients still get in), more connections
+//! than the cap. Each is refused at a bounded cost (time and memory printed), and the node
+//! stays healthy and writable. The file runs in about 12 s (the 10 s handshake timeout).
 //!
 //! The client is a few lines of HTTP/1.1 over tokio-rustls, so the tests control every byte.
+
+mod support;
 
 use std::alloc::System;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::http::{Method, StatusCode};
 use ha::http::HttpsLimits;
 use ha::http::https_listener::HttpsCounters;
 use ha::{AdminRole, AdminTokens, Config, Node, NodeId};
@@ -308,6 +312,29 @@ async fn each_role_gets_401_403_or_200_over_https_and_is_audited() {
         .expect("answer");
     assert_refusal(&answer, 401, "unauthorized");
 
+    // Two Authorization headers: 401 even when one is valid.
+    let mut request = request_bytes("GET", "/v1/kv/a", Some(&format!("Bearer {READ_TOKEN}")), "");
+    let head_end = request.len() - 2;
+    request.splice(
+        head_end..head_end,
+        format!("Authorization: Bearer {ADMIN_TOKEN}\r\n").into_bytes(),
+    );
+    let answer = exchange(tls_connect(addr, &tls).await.expect("TLS"), &request)
+        .await
+        .expect("answer");
+    assert_refusal(&answer, 401, "unauthorized");
+    // The scheme is case-insensitive (RFC 9110).
+    let request = request_bytes(
+        "GET",
+        "/v1/cluster",
+        Some(&format!("bearer {READ_TOKEN}")),
+        "",
+    );
+    let answer = exchange(tls_connect(addr, &tls).await.expect("TLS"), &request)
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, 200, "{answer:?}");
+
     // read: reads only.
     let answer = call(addr, &tls, "PUT", "/v1/kv/a", Some(READ_TOKEN), "1").await;
     assert_refusal(&answer, 403, "forbidden");
@@ -574,45 +601,58 @@ async fn connections_over_the_caps_are_closed_and_counted() {
     let _shared = MEASURING.read().await;
     let tls = test_tls();
     let limits = HttpsLimits {
-        handshake_timeout: Duration::from_secs(2),
+        handshake_timeout: Duration::from_secs(5),
         handshakes_max: 4,
         connections_max: 8,
         idle_timeout: Duration::from_secs(3),
     };
     let (addr, counters, server) = small_listener(&tls, limits).await;
 
-    // Four silent clients fill the handshake cap; the fifth is closed at once.
+    // Four silent clients fill the handshake cap; a fifth evicts the oldest, which is closed
+    // long before its timeout.
     let mut silent = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         silent.push(TcpStream::connect(addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut over = TcpStream::connect(addr).await.expect("connect");
+    assert!(reaches(&counters.handshakes_evicted, 1).await);
     assert!(
-        closed_within(&mut over, CALL_TIMEOUT).await,
-        "over the handshake cap"
+        closed_within(&mut silent[0], Duration::from_secs(2)).await,
+        "the oldest handshake is evicted"
     );
-    assert!(reaches(&counters.refused_over_cap, 1).await);
-    // After the handshake timeout they are gone and clients are served again.
-    for stream in &mut silent {
-        assert!(closed_within(stream, Duration::from_secs(10)).await);
-    }
-    assert!(reaches(&counters.handshakes_timed_out, 4).await);
-    assert_eq!(count(&counters.handshakes_timed_out), 4);
+    assert!(
+        !closed_within(&mut silent[1], Duration::from_millis(50)).await,
+        "the newer ones wait for their timeout"
+    );
+    // An honest client is served while the cap is full of stalled handshakes.
     let answer = exchange(
-        tls_connect(addr, &tls).await.expect("TLS"),
+        tls_connect(addr, &tls)
+            .await
+            .expect("TLS beside the stalled handshakes"),
         &request_bytes("GET", "/", None, ""),
     )
     .await
     .expect("served");
     assert_eq!(answer.status, 200);
+    assert_eq!(count(&counters.handshakes_evicted), 2);
+    // The handshake timeout ends the rest.
+    for stream in &mut silent[2..] {
+        assert!(closed_within(stream, Duration::from_secs(15)).await);
+    }
+    assert!(reaches(&counters.handshakes_timed_out, 3).await);
+    assert_eq!(
+        count(&counters.handshakes_timed_out) + count(&counters.handshakes_evicted),
+        5,
+        "each silent client evicted or timed out once (the honest one evicted one of them)"
+    );
 
     // Eight established connections fill the connection cap; the ninth is refused.
+    let done_before = count(&counters.handshakes_done);
     let mut open = Vec::new();
     for _ in 0..8 {
         open.push(tls_connect(addr, &tls).await.expect("TLS within the cap"));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(reaches(&counters.handshakes_done, done_before + 8).await);
     let refused_before = count(&counters.refused_over_cap);
     let ninth = tokio::time::timeout(CALL_TIMEOUT, async {
         let stream = tls_connect(addr, &tls).await?;
@@ -645,4 +685,125 @@ async fn connections_over_the_caps_are_closed_and_counted() {
     .expect("served");
     assert_eq!(answer.status, 200);
     server.abort();
+}
+
+/// Whether `log` has an audit line for `name method path status`.
+fn audited(log: &Mutex<Vec<u8>>, name: &str, method: &str, path: &str, status: u16) -> bool {
+    audit_lines(log).iter().any(|line| {
+        line.contains("ha::audit")
+            && line.contains(&format!("name=\"{name}\""))
+            && line.contains(&format!("method={method} "))
+            && line.contains(&format!("path=\"{path}\""))
+            && line.contains(&format!("status={status}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routes_get_the_same_checks_and_https_and_stop_with_the_node() {
+    let _shared = MEASURING.read().await;
+    let log = audit_log();
+    let tls = test_tls();
+    let (node, _) = secure_node(&tls).await;
+    let host = axum::Router::new().route(
+        "/journal",
+        axum::routing::get(|| async { "entries" }).post(|| async { "appended" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    node.serve_router(listener, node.protect(host))
+        .expect("serves");
+
+    let answer = call(addr, &tls, "GET", "/journal", None, "").await;
+    assert_refusal(&answer, 401, "unauthorized");
+    let answer = call(addr, &tls, "GET", "/journal", Some(READ_TOKEN), "").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "entries"));
+    let answer = call(addr, &tls, "POST", "/journal", Some(READ_TOKEN), "").await;
+    assert_refusal(&answer, 403, "forbidden");
+    let answer = call(addr, &tls, "POST", "/journal", Some(WRITE_TOKEN), "").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "appended"));
+    assert!(audited(&log, "deployer", "POST", "/journal", 200));
+    assert!(audited(&log, "grafana", "POST", "/journal", 403));
+
+    node.shutdown().await;
+    let after = tokio::time::timeout(CALL_TIMEOUT, async {
+        let stream = tls_connect(addr, &tls).await?;
+        exchange(
+            stream,
+            &request_bytes("GET", "/journal", Some(READ_TOKEN), ""),
+        )
+        .await
+    })
+    .await
+    .expect("refused in time");
+    assert!(after.is_err(), "served after shutdown: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_router_checks_nothing_and_still_audits_writes() {
+    let _shared = MEASURING.read().await;
+    let log = audit_log();
+    let node = support::one_node().await;
+    let (status, _) =
+        support::call_router(&node, Method::PUT, "/v1/kv/no-tokens", b"1".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        support::call_router(&node, Method::GET, "/v1/kv/no-tokens", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        audited(&log, "-", "PUT", "/v1/kv/no-tokens", 200),
+        "{:?}",
+        audit_lines(&log)
+    );
+    node.shutdown().await;
+}
+
+/// Stalled handshakes sent to the node at once: far more than the handshake cap.
+const STALLED_FLOOD: usize = 300;
+/// What the node may allocate, in all, while it holds a handshake cap's worth of stalled
+/// handshakes and evicts the rest (the flood's client sockets in this process included).
+const FLOOD_PEAK_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_stalled_handshakes_costs_bounded_memory_and_locks_nobody_out() {
+    let _alone = MEASURING.write().await;
+    let tls = test_tls();
+    let (node, addr) = secure_node(&tls).await;
+    ALLOCATOR.reset_peak_memory();
+    let started = Instant::now();
+    let mut flood = Vec::with_capacity(STALLED_FLOOD);
+    for _ in 0..STALLED_FLOOD {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(&truncated_client_hello(100))
+            .await
+            .expect("write");
+        flood.push(stream);
+    }
+    let opened = started.elapsed();
+    let answer = call(addr, &tls, "PUT", "/v1/kv/flood", Some(WRITE_TOKEN), "1").await;
+    assert_eq!(answer.status, 200, "served beside the flood: {answer:?}");
+    let served = started.elapsed();
+    let peak = ALLOCATOR.get_peak_memory();
+    let mut closed = 0;
+    for stream in &mut flood {
+        if closed_within(stream, Duration::from_millis(1)).await {
+            closed += 1;
+        }
+    }
+    println!(
+        "{STALLED_FLOOD} stalled handshakes opened in {opened:?}; a write served after \
+         {served:?}; {closed} of them already evicted; peak {peak} bytes allocated in the \
+         process"
+    );
+    assert!(
+        closed >= STALLED_FLOOD - ha::http::https_listener::HTTPS_HANDSHAKES_MAX,
+        "at most a handshake cap's worth stays open: {closed} closed"
+    );
+    assert!(peak < FLOOD_PEAK_BYTES_MAX, "{peak} bytes for the flood");
+    drop(flood);
+    let answer = call(addr, &tls, "GET", "/v1/health", None, "").await;
+    assert_eq!(answer.status, 200, "still healthy: {answer:?}");
+    node.shutdown().await;
 }

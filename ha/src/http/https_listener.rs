@@ -3,14 +3,19 @@
 //!
 //! A background task accepts TCP connections and runs each TLS handshake in its own task,
 //! bounded in time ([`HTTPS_HANDSHAKE_TIMEOUT`]); only finished TLS streams reach
-//! [`Listener::accept`], through a bounded channel. A client that stalls its handshake or sends
+//! [`Listener::accept`](axum::serve::Listener::accept), through a bounded channel. A client that stalls its handshake or sends
 //! garbage costs one task, one socket and a TLS buffer until its timeout or its error, and
-//! the clients behind it are served meanwhile. The number of connections (handshaking or
-//! established) is capped ([`HttpsLimits`]): a connection over the cap is closed as soon as it
-//! is accepted and counted, so a flood costs bounded memory. An established connection that
-//! neither reads nor writes for [`HTTPS_IDLE_TIMEOUT`] is closed, so idle connections cannot
-//! hold the cap forever.
+//! the clients behind it are served meanwhile.
+//!
+//! Both numbers are capped ([`HttpsLimits`]), so a flood costs bounded memory. At the
+//! handshake cap a new connection evicts the oldest handshake in progress (closed and
+//! counted): a flood of stalled handshakes cannot lock honest clients out, whose handshakes
+//! take milliseconds, unless it opens a cap's worth of connections within those
+//! milliseconds. At the connection cap a finished handshake is closed and counted. An
+//! established connection that neither reads nor writes for [`HTTPS_IDLE_TIMEOUT`] is closed,
+//! so idle connections cannot hold the cap forever.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -23,16 +28,16 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// How long a client has to finish its TLS handshake.
 pub const HTTPS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most TLS handshakes in progress at once.
+/// Most TLS handshakes in progress at once; a new one evicts the oldest.
 pub const HTTPS_HANDSHAKES_MAX: usize = 64;
-/// Most connections (handshaking or established) at once.
+/// Most established connections at once.
 pub const HTTPS_CONNECTIONS_MAX: usize = 256;
 /// How long an established connection may neither read nor write before it is closed (twice
 /// the longest lock wait an HTTP client may ask for).
@@ -46,9 +51,9 @@ const READY_QUEUE: usize = 16;
 pub struct HttpsLimits {
     /// How long a client has to finish its handshake.
     pub handshake_timeout: Duration,
-    /// Most handshakes in progress at once; more are closed at accept.
+    /// Most handshakes in progress at once; a new connection evicts the oldest.
     pub handshakes_max: usize,
-    /// Most connections at once, handshaking or established; more are closed at accept.
+    /// Most established connections at once; a handshake finished beyond it is closed.
     pub connections_max: usize,
     /// How long an established connection may stay without traffic.
     pub idle_timeout: Duration,
@@ -74,7 +79,9 @@ pub struct HttpsCounters {
     pub handshakes_failed: AtomicU64,
     /// Handshakes that did not finish within the handshake timeout.
     pub handshakes_timed_out: AtomicU64,
-    /// Connections closed at accept because a cap was reached.
+    /// Handshakes closed unfinished to make room for a newer one (the handshake cap).
+    pub handshakes_evicted: AtomicU64,
+    /// Connections closed after their handshake because the connection cap was reached.
     pub refused_over_cap: AtomicU64,
     /// Established connections closed for being idle.
     pub idle_closed: AtomicU64,
@@ -86,7 +93,7 @@ impl HttpsCounters {
     }
 }
 
-/// A TLS listener for [`axum::serve`]; see the module docs. Dropping it stops accepting and
+/// A TLS listener for [`axum::serve()`]; see the module docs. Dropping it stops accepting and
 /// drops the handshakes in progress.
 pub struct HttpsListener {
     ready: mpsc::Receiver<(HttpsConnection, SocketAddr)>,
@@ -162,6 +169,8 @@ async fn accept_loop(
 ) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let mut handshakes = JoinSet::new();
+    // The handshakes in progress, oldest first.
+    let mut in_progress: VecDeque<AbortHandle> = VecDeque::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -175,24 +184,23 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let permit = match Arc::clone(&connections).try_acquire_owned() {
-                    Ok(permit) if handshakes.len() < limits.handshakes_max => permit,
-                    _ => {
-                        HttpsCounters::add(&counters.refused_over_cap);
-                        tracing::debug!(%peer, "admin HTTPS connection over the cap closed");
-                        drop(tcp);
-                        continue;
+                in_progress.retain(|task| !task.is_finished());
+                while in_progress.len() >= limits.handshakes_max.max(1) {
+                    if let Some(oldest) = in_progress.pop_front() {
+                        oldest.abort();
+                        HttpsCounters::add(&counters.handshakes_evicted);
+                        tracing::debug!("admin HTTPS handshake evicted at the handshake cap");
                     }
-                };
-                handshakes.spawn(handshake(
+                }
+                in_progress.push_back(handshakes.spawn(handshake(
                     acceptor.clone(),
                     tcp,
                     peer,
-                    permit,
+                    Arc::clone(&connections),
                     limits,
                     ready.clone(),
                     Arc::clone(&counters),
-                ));
+                )));
             }
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
         }
@@ -203,7 +211,7 @@ async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    connections: Arc<Semaphore>,
     limits: HttpsLimits,
     ready: mpsc::Sender<(HttpsConnection, SocketAddr)>,
     counters: Arc<HttpsCounters>,
@@ -213,6 +221,11 @@ async fn handshake(
     match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             HttpsCounters::add(&counters.handshakes_done);
+            let Ok(permit) = connections.try_acquire_owned() else {
+                HttpsCounters::add(&counters.refused_over_cap);
+                tracing::debug!(%peer, "admin HTTPS connection over the cap closed");
+                return;
+            };
             let connection = HttpsConnection {
                 stream,
                 idle_timeout: limits.idle_timeout,

@@ -107,7 +107,9 @@ impl<S: StateMachine> Node<S> {
 
     /// `router` with the node's admin API checks: bearer tokens and roles by method and path
     /// (the table in [`auth`](crate::http::auth)) when the node has admin tokens, and the
-    /// audit log of mutating calls either way. For a host's own routes served beside the API.
+    /// audit log of mutating calls either way. For a host's own routes served beside the API:
+    /// protect them before merging them with [`http_router`](Self::http_router), which has
+    /// the checks already (protecting the merged router would check and audit twice).
     pub fn protect(&self, router: Router) -> Router {
         let auth = auth::Auth::new(self.shared.security.admin_tokens.clone());
         router.layer(from_fn_with_state(auth, auth::authorize))

@@ -121,9 +121,9 @@ ca.key off the nodes: it can make certificates for any node id.
 
 Add a node later: run again with the same --dir and only the new id.
 Renew a node certificate: move its two files away and run again for that id.
-Rotate the CA: run with a new --dir, concatenate old and new ca.pem into each node's --tls-ca
-file and restart the nodes one by one, then give them the new certificates, then remove the
-old CA from the file.";
+Rotate the CA without downtime (restart the nodes one by one after each step): run with a new
+--dir; make each node's --tls-ca file the old and the new ca.pem concatenated; give each node
+its new <id>.pem and <id>.key; finally leave only the new ca.pem in the --tls-ca file.";
 
 /// Options of `bot certs init`.
 #[derive(Debug, Args)]
@@ -216,8 +216,9 @@ pub struct NodeArgs {
 
     /// A file of cluster keys, one per line as 64 hex digits, current first (make one with
     /// `bot keygen --out FILE`). The key authenticates and encrypts gossip and, without TLS,
-    /// replication; every holder of the key can act as any node. For a rotation put the new
-    /// key first and keep the old one on the next line until every node has restarted.
+    /// replication; every holder of the key can act as any node. The first key seals, every
+    /// key opens. To rotate without downtime, restart the nodes one by one after each step:
+    /// add the new key on the second line; move it to the first line; remove the old key.
     #[arg(long, value_name = "FILE")]
     pub cluster_key_file: Option<PathBuf>,
 
