@@ -1,6 +1,7 @@
 //! What clients ask the lock table, and what it answers.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// A lease: granted with a TTL, kept alive by its holder, ended by revoke or expiry. Its id is
 /// the log index of the grant, so ids are unique and never reused.
@@ -11,6 +12,36 @@ pub type SessionId = u64;
 /// changes and restarts, because log indexes are. (Locks handed on by one command, such as a
 /// lease end, get the same value; tokens compare only within one lock.)
 pub type FencingToken = u64;
+
+/// Bytes of a [`HolderKey`]: 128 bits.
+pub const HOLDER_KEY_BYTES: usize = 16;
+/// A holder key: random bytes (from a CSPRNG) that the acquirer of a lock keeps secret and
+/// presents to release it ([`LockCommand::ReleaseWithHolder`]). The replicated state never
+/// holds the key of a live grant, only its [`HolderDigest`]; the key enters the log with the
+/// release that presents it.
+pub type HolderKey = [u8; HOLDER_KEY_BYTES];
+/// SHA-256 of a [`HolderKey`] ([`holder_digest`]): what an acquire carries and the lock table
+/// stores with the waiter and then with the grant.
+pub type HolderDigest = [u8; 32];
+
+/// A fresh holder key: 128 bits from `rand::rng()`, a CSPRNG (ChaCha12, seeded from the
+/// operating system's generator and reseeded every 64 KiB of output).
+pub fn new_holder_key() -> HolderKey {
+    let mut key = [0u8; HOLDER_KEY_BYTES];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut key);
+    key
+}
+
+/// The digest the lock table stores for `key`: SHA-256 of its 16 bytes.
+///
+/// ```
+/// let key = [7u8; ha_lock::HOLDER_KEY_BYTES];
+/// assert_eq!(ha_lock::holder_digest(&key), ha_lock::holder_digest(&key));
+/// assert_ne!(ha_lock::holder_digest(&key), ha_lock::holder_digest(&[8u8; 16]));
+/// ```
+pub fn holder_digest(key: &HolderKey) -> HolderDigest {
+    Sha256::digest(key).into()
+}
 
 /// Largest key, in bytes.
 pub const KEY_BYTES_MAX: usize = 1024;
@@ -91,6 +122,37 @@ pub enum LockCommand {
         name: String,
         /// The waiting session.
         session: SessionId,
+    },
+    /// As [`Acquire`](Self::Acquire), for a holder that proves itself with a secret: the
+    /// grant (or the wait, until granted) keeps `holder_digest`, and only a
+    /// [`ReleaseWithHolder`](Self::ReleaseWithHolder) presenting the key whose SHA-256 it is
+    /// releases the lock (a plain [`Release`](Self::Release) is refused with
+    /// [`LockResponse::WrongHolder`]). Ending the lease still releases it. (A variant of its
+    /// own, after the others, so that logs written before it decode unchanged.)
+    AcquireWithHolder {
+        /// The lock.
+        name: String,
+        /// The session asking.
+        session: SessionId,
+        /// The lease the lock lives under; the lock is released when it ends.
+        lease: LeaseId,
+        /// Queue when held (false: `try_acquire`).
+        wait: bool,
+        /// SHA-256 of the holder's key ([`holder_digest`]).
+        holder_digest: HolderDigest,
+    },
+    /// Release lock `name` held with `token` and granted with the digest of `holder_key`.
+    /// Checked when applied, so every replica answers the same: a token that does not hold
+    /// the lock is [`LockResponse::NotHolder`]; a key whose digest is not the grant's (or a
+    /// grant made without a digest) is [`LockResponse::WrongHolder`]; either way nothing
+    /// changes.
+    ReleaseWithHolder {
+        /// The lock.
+        name: String,
+        /// The holder's fencing token.
+        token: FencingToken,
+        /// The holder's key.
+        holder_key: HolderKey,
     },
 }
 
@@ -187,6 +249,10 @@ pub enum LockResponse {
         /// Its value: the most the table holds.
         max: u64,
     },
+    /// The token holds the lock, but the release did not present the key whose digest the
+    /// grant keeps (a plain release of a lock granted with a holder digest, a wrong key, or a
+    /// key for a lock granted without one): nothing changed.
+    WrongHolder,
 }
 
 /// A named limit of the lock table (see [`LockLimits`](crate::LockLimits) for the values).

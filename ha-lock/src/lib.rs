@@ -47,9 +47,10 @@ mod wait_lines;
 mod with_locks;
 
 pub use command::{
-    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, Limit, LimitRefusals,
-    LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, LockStats, SessionId,
-    VALUE_BYTES_MAX, WaitState,
+    Change, FencingToken, HOLDER_KEY_BYTES, HolderDigest, HolderKey, KEY_BYTES_MAX, KeyValue,
+    LeaseId, LeaseState, Limit, LimitRefusals, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX, WaitState, holder_digest,
+    new_holder_key,
 };
 pub use lease_expiry::{EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker};
 pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadline};

@@ -9,29 +9,40 @@ use ha_core::{SnapshotSource, StateMachineError};
 use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{FencingToken, KEY_BYTES_MAX, LeaseId, SessionId, VALUE_BYTES_MAX};
-use crate::lock_table::{ChangeRecord, Entry, Lease, Lock, LockTotals, TableState};
+use crate::command::{
+    FencingToken, HolderDigest, KEY_BYTES_MAX, LeaseId, SessionId, VALUE_BYTES_MAX,
+};
+use crate::lock_table::{ChangeRecord, Entry, Lease, Lock, LockTotals, TableState, Waiter};
 
 /// The first bytes of a lock table snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"HALK";
 /// The version of the snapshot layout that follows [`SNAPSHOT_MAGIC`]. Version 1 (before
-/// issue 18) was one postcard message; it is not read.
+/// issue 18) was one postcard message; it is not read. Version 2 (before issue 13) had no
+/// holder digests; it is still read (its records are a subset of version 3's), and an older
+/// binary refuses a version 3 snapshot by its version number.
 ///
 /// The layout of a [`WithLocks`](crate::WithLocks) snapshot (integers little-endian):
 ///
 /// ```text
-/// "HALK" | format version: u32 = 2
+/// "HALK" | format version: u32 = 3
 /// record* : length: u32 (at most SNAPSHOT_RECORD_BYTES_MAX) | postcard(Record)
 ///           Totals, Entry* (keys ascending), Lease* (ids ascending),
 ///           (Lock Waiter*)* (names ascending), Change* (log order), End (counts)
 /// the host state machine's snapshot, to the end of the stream
 /// ```
 ///
+/// A lock granted with a holder digest is a `KeyedLock` record instead of a `Lock` record, and
+/// a waiter that asked with one a `KeyedWaiter` record instead of a `Waiter` record (each the
+/// same fields plus the 32-byte digest; they are the last variants of the record enum, so a
+/// version 2 stream decodes as version 3).
+///
 /// A change record whose value is still its key's current value is written as a reference to
 /// it (the bytes once, in the entry) and restored sharing the entry's value. A lease's key and
 /// lock sets are not written: restore derives them from the entries and locks that name the
 /// lease (the table keeps them equal).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// The oldest format version a restore reads.
+const SNAPSHOT_FORMAT_VERSION_READ_MIN: u32 = 2;
 /// Most bytes of one record of a lock table snapshot: the largest record is a key of
 /// [`KEY_BYTES_MAX`] with a value of [`VALUE_BYTES_MAX`]; restore refuses a longer length
 /// before reading it.
@@ -84,6 +95,20 @@ enum Record<'a> {
         waiters: u64,
         changes: u64,
     },
+    /// A `Lock` granted with a holder digest (format 3).
+    KeyedLock {
+        name: &'a str,
+        holder: SessionId,
+        lease: LeaseId,
+        token: FencingToken,
+        holder_digest: HolderDigest,
+    },
+    /// A `Waiter` that asked with a holder digest (format 3).
+    KeyedWaiter {
+        session: SessionId,
+        lease: LeaseId,
+        holder_digest: HolderDigest,
+    },
 }
 
 impl Record<'_> {
@@ -93,7 +118,10 @@ impl Record<'_> {
             Record::Totals { .. } => 0,
             Record::Entry { .. } => 1,
             Record::Lease { .. } => 2,
-            Record::Lock { .. } | Record::Waiter { .. } => 3,
+            Record::Lock { .. }
+            | Record::Waiter { .. }
+            | Record::KeyedLock { .. }
+            | Record::KeyedWaiter { .. } => 3,
             Record::Change { .. } => 4,
             Record::End { .. } => 5,
         }
@@ -211,14 +239,31 @@ fn write_table(table: &TableState, out: &mut dyn Write) -> Result<(), StateMachi
     }
     let mut waiters = 0u64;
     for (name, lock) in &table.locks {
-        writer.write(&Record::Lock {
-            name,
-            holder: lock.holder,
-            lease: lock.lease,
-            token: lock.token,
+        writer.write(&match lock.holder_digest {
+            None => Record::Lock {
+                name,
+                holder: lock.holder,
+                lease: lock.lease,
+                token: lock.token,
+            },
+            Some(holder_digest) => Record::KeyedLock {
+                name,
+                holder: lock.holder,
+                lease: lock.lease,
+                token: lock.token,
+                holder_digest,
+            },
         })?;
-        for &(session, lease) in &lock.waiters {
-            writer.write(&Record::Waiter { session, lease })?;
+        for waiter in &lock.waiters {
+            let (session, lease) = (waiter.session, waiter.lease);
+            writer.write(&match waiter.holder_digest {
+                None => Record::Waiter { session, lease },
+                Some(holder_digest) => Record::KeyedWaiter {
+                    session,
+                    lease,
+                    holder_digest,
+                },
+            })?;
             waiters += 1;
         }
     }
@@ -273,9 +318,10 @@ pub(crate) fn read_table(input: &mut dyn Read) -> Result<TableState, StateMachin
         )));
     }
     let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_FORMAT_VERSION_READ_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(corrupt(format_args!(
-            "format {version} is not {SNAPSHOT_FORMAT_VERSION}"
+            "format {version} is not one this version reads \
+             ({SNAPSHOT_FORMAT_VERSION_READ_MIN} to {SNAPSHOT_FORMAT_VERSION})"
         )));
     }
     let mut reader = TableReader::default();
@@ -367,7 +413,7 @@ impl TableReader {
             _ => {}
         }
         self.section = Some(section);
-        if !matches!(record, Record::Waiter { .. })
+        if !matches!(record, Record::Waiter { .. } | Record::KeyedWaiter { .. })
             && let Some((name, lock)) = self.lock.take()
         {
             self.state.locks.insert(name, lock);
@@ -443,36 +489,20 @@ impl TableReader {
                 holder,
                 lease,
                 token,
-            } => {
-                if self
-                    .state
-                    .locks
-                    .get_max()
-                    .is_some_and(|(last, _)| last.as_str() >= name)
-                {
-                    return Err(corrupt(format_args!(
-                        "lock record {number} ({name:?}) is not after the previous lock"
-                    )));
-                }
-                self.lock = Some((
-                    name.to_string(),
-                    Lock {
-                        holder,
-                        lease,
-                        token,
-                        waiters: Default::default(),
-                    },
-                ));
-            }
-            Record::Waiter { session, lease } => {
-                let Some((_, lock)) = self.lock.as_mut() else {
-                    return Err(corrupt(format_args!(
-                        "waiter record {number} does not follow a lock or waiter record"
-                    )));
-                };
-                lock.waiters.push_back((session, lease));
-                self.waiters += 1;
-            }
+            } => self.take_lock(number, name, holder, lease, token, None)?,
+            Record::KeyedLock {
+                name,
+                holder,
+                lease,
+                token,
+                holder_digest,
+            } => self.take_lock(number, name, holder, lease, token, Some(holder_digest))?,
+            Record::Waiter { session, lease } => self.take_waiter(number, session, lease, None)?,
+            Record::KeyedWaiter {
+                session,
+                lease,
+                holder_digest,
+            } => self.take_waiter(number, session, lease, Some(holder_digest))?,
             Record::Change {
                 version,
                 key,
@@ -523,6 +553,63 @@ impl TableReader {
             }
         }
         Ok(false)
+    }
+}
+
+impl TableReader {
+    /// Take a lock record (its waiters follow).
+    fn take_lock(
+        &mut self,
+        number: u64,
+        name: &str,
+        holder: SessionId,
+        lease: LeaseId,
+        token: FencingToken,
+        holder_digest: Option<HolderDigest>,
+    ) -> Result<(), StateMachineError> {
+        if self
+            .state
+            .locks
+            .get_max()
+            .is_some_and(|(last, _)| last.as_str() >= name)
+        {
+            return Err(corrupt(format_args!(
+                "lock record {number} ({name:?}) is not after the previous lock"
+            )));
+        }
+        self.lock = Some((
+            name.to_string(),
+            Lock {
+                holder,
+                lease,
+                token,
+                holder_digest,
+                waiters: Default::default(),
+            },
+        ));
+        Ok(())
+    }
+
+    /// Take a waiter record: the next waiter in the line of the last lock record.
+    fn take_waiter(
+        &mut self,
+        number: u64,
+        session: SessionId,
+        lease: LeaseId,
+        holder_digest: Option<HolderDigest>,
+    ) -> Result<(), StateMachineError> {
+        let Some((_, lock)) = self.lock.as_mut() else {
+            return Err(corrupt(format_args!(
+                "waiter record {number} does not follow a lock or waiter record"
+            )));
+        };
+        lock.waiters.push_back(Waiter {
+            session,
+            lease,
+            holder_digest,
+        });
+        self.waiters += 1;
+        Ok(())
     }
 }
 

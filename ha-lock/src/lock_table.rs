@@ -9,9 +9,9 @@ use ha_core::LogIndex;
 use imbl::{OrdMap, OrdSet, Vector};
 
 use crate::command::{
-    Change, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, Limit, LimitRefusals,
-    LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, LockStats, SessionId,
-    VALUE_BYTES_MAX, WaitState,
+    Change, FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState,
+    Limit, LimitRefusals, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState,
+    LockStats, SessionId, VALUE_BYTES_MAX, WaitState, holder_digest,
 };
 use crate::wait_lines::WaitLines;
 
@@ -148,7 +148,19 @@ pub(crate) struct Lock {
     pub(crate) holder: SessionId,
     pub(crate) lease: LeaseId,
     pub(crate) token: FencingToken,
-    pub(crate) waiters: VecDeque<(SessionId, LeaseId)>,
+    /// The digest of the holder's key when it was granted with one: only a release that
+    /// presents that key releases it.
+    pub(crate) holder_digest: Option<HolderDigest>,
+    pub(crate) waiters: VecDeque<Waiter>,
+}
+
+/// A session waiting in a lock's line, under a lease, with the digest of its holder key if it
+/// asked with one (the grant takes it over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    pub(crate) session: SessionId,
+    pub(crate) lease: LeaseId,
+    pub(crate) holder_digest: Option<HolderDigest>,
 }
 
 /// One kept change, as [`Change`] but with the value shared with the entry it wrote.
@@ -306,13 +318,14 @@ impl LockTable {
             let holder = lock.holder;
             let mut kept = VecDeque::new();
             let mut dropped = false;
-            for &(session, lease) in &lock.waiters {
+            for waiter in &lock.waiters {
+                let (session, lease) = (waiter.session, waiter.lease);
                 if session == holder || lines.waits_in(session, name) {
                     dropped = true;
                     continue;
                 }
                 lines.join(name, session, lease);
-                kept.push_back((session, lease));
+                kept.push_back(*waiter);
             }
             if dropped {
                 trimmed.push((name.clone(), kept));
@@ -449,8 +462,20 @@ impl LockTable {
                 session,
                 lease,
                 wait,
-            } => self.acquire(index, name, session, lease, wait),
-            LockCommand::Release { name, token } => self.release(index, &name, token),
+            } => self.acquire(index, name, session, lease, wait, None),
+            LockCommand::AcquireWithHolder {
+                name,
+                session,
+                lease,
+                wait,
+                holder_digest,
+            } => self.acquire(index, name, session, lease, wait, Some(holder_digest)),
+            LockCommand::Release { name, token } => self.release(index, &name, token, None),
+            LockCommand::ReleaseWithHolder {
+                name,
+                token,
+                holder_key,
+            } => self.release(index, &name, token, Some(&holder_key)),
             LockCommand::CancelWait { name, session } => {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
@@ -458,13 +483,13 @@ impl LockTable {
                 let Some(position) = lock
                     .waiters
                     .iter()
-                    .position(|(waiter, _)| *waiter == session)
+                    .position(|waiter| waiter.session == session)
                 else {
                     return LockResponse::NotWaiting;
                 };
                 match lock.waiters.remove(position) {
-                    Some((_, lease)) => {
-                        self.lines.leave(&name, session, lease);
+                    Some(waiter) => {
+                        self.lines.leave(&name, session, waiter.lease);
                         LockResponse::Cancelled
                     }
                     None => LockResponse::NotWaiting,
@@ -601,7 +626,8 @@ impl LockTable {
         // Waiting under this lease ends too.
         for (name, session) in self.lines.waits_under(lease) {
             if let Some(lock) = self.locks.get_mut(&name) {
-                lock.waiters.retain(|waiter| *waiter != (session, lease));
+                lock.waiters
+                    .retain(|waiter| (waiter.session, waiter.lease) != (session, lease));
             }
             self.lines.leave(&name, session, lease);
         }
@@ -626,6 +652,7 @@ impl LockTable {
         session: SessionId,
         lease: LeaseId,
         wait: bool,
+        digest: Option<HolderDigest>,
     ) -> LockResponse {
         if name.is_empty() || name.len() > KEY_BYTES_MAX {
             return LockResponse::Invalid {
@@ -639,19 +666,31 @@ impl LockTable {
             if self.locks.len() >= self.limits.locks_held {
                 return self.limit_reached(Limit::LocksHeld);
             }
-            self.grant(index, name, session, lease);
+            self.grant(index, name, session, lease, digest);
             return LockResponse::Granted { token: index };
         };
         if lock.holder == session && lock.lease == lease {
-            // Acquiring again (a retry): the same grant.
+            // Acquiring again (a retry): the same grant, for the same holder digest only (a
+            // different one would hand out a grant that its key cannot release).
+            if lock.holder_digest != digest {
+                return LockResponse::Busy {
+                    holder: lock.holder,
+                };
+            }
             return LockResponse::Granted { token: lock.token };
         }
         if self.lines.waits_in(session, &name)
             && let Some(position) = lock
                 .waiters
                 .iter()
-                .position(|(waiter, _)| *waiter == session)
+                .position(|waiter| waiter.session == session)
         {
+            // Asking again while waiting: the same place, for the same holder digest only.
+            if lock.waiters[position].holder_digest != digest {
+                return LockResponse::Busy {
+                    holder: lock.holder,
+                };
+            }
             return LockResponse::Queued { position };
         }
         if !wait {
@@ -677,14 +716,25 @@ impl LockTable {
         let Some(lock) = self.locks.get_mut(&name) else {
             return LockResponse::NotWaiting;
         };
-        lock.waiters.push_back((session, lease));
+        lock.waiters.push_back(Waiter {
+            session,
+            lease,
+            holder_digest: digest,
+        });
         let position = lock.waiters.len() - 1;
         self.lines.join(&name, session, lease);
         self.totals.waits = self.totals.waits.saturating_add(1);
         LockResponse::Queued { position }
     }
 
-    fn grant(&mut self, index: u64, name: String, session: SessionId, lease: LeaseId) {
+    fn grant(
+        &mut self,
+        index: u64,
+        name: String,
+        session: SessionId,
+        lease: LeaseId,
+        holder_digest: Option<HolderDigest>,
+    ) {
         self.totals.grants = self.totals.grants.saturating_add(1);
         if let Some(record) = self.leases.get_mut(&lease) {
             record.locks.insert(name.clone());
@@ -700,14 +750,31 @@ impl LockTable {
                 holder: session,
                 lease,
                 token: index,
+                holder_digest,
                 waiters,
             },
         );
     }
 
-    fn release(&mut self, index: u64, name: &str, token: FencingToken) -> LockResponse {
+    /// Release `name` for `token`; a grant made with a holder digest only for the key whose
+    /// digest it is (`key`), and a key only for a grant made with its digest.
+    fn release(
+        &mut self,
+        index: u64,
+        name: &str,
+        token: FencingToken,
+        key: Option<&HolderKey>,
+    ) -> LockResponse {
         match self.locks.get(name) {
             Some(lock) if lock.token == token => {
+                let key_matches = match (lock.holder_digest, key) {
+                    (None, None) => true,
+                    (Some(digest), Some(key)) => holder_digest(key) == digest,
+                    (None, Some(_)) | (Some(_), None) => false,
+                };
+                if !key_matches {
+                    return LockResponse::WrongHolder;
+                }
                 if let Some(record) = self.leases.get_mut(&lock.lease) {
                     record.locks.remove(name);
                 }
@@ -723,11 +790,18 @@ impl LockTable {
         let Some(mut lock) = self.locks.remove(name) else {
             return;
         };
-        while let Some((session, lease)) = lock.waiters.pop_front() {
+        while let Some(waiter) = lock.waiters.pop_front() {
+            let (session, lease) = (waiter.session, waiter.lease);
             self.lines.leave(name, session, lease);
             if self.leases.contains_key(&lease) {
                 self.locks.insert(name.to_string(), lock);
-                self.grant(index, name.to_string(), session, lease);
+                self.grant(
+                    index,
+                    name.to_string(),
+                    session,
+                    lease,
+                    waiter.holder_digest,
+                );
                 return;
             }
         }
@@ -746,7 +820,9 @@ impl LockTable {
         let waiting = if self.lines_built {
             self.lines.waits_in_under(session, name, lease)
         } else {
-            lock.waiters.contains(&(session, lease))
+            lock.waiters
+                .iter()
+                .any(|waiter| (waiter.session, waiter.lease) == (session, lease))
         };
         if waiting {
             WaitState::Waiting
@@ -797,14 +873,18 @@ impl LockTable {
                         .collect(),
                 )
             }
-            LockQuery::Lock { name } => {
-                LockQueryResponse::Lock(self.locks.get(name).map(|lock| LockState {
+            LockQuery::Lock { name } => LockQueryResponse::Lock(self.locks.get(name).map(|lock| {
+                LockState {
                     holder: lock.holder,
                     lease: lock.lease,
                     token: lock.token,
-                    waiters: lock.waiters.iter().copied().collect(),
-                }))
-            }
+                    waiters: lock
+                        .waiters
+                        .iter()
+                        .map(|waiter| (waiter.session, waiter.lease))
+                        .collect(),
+                }
+            })),
             LockQuery::Lease { lease } => LockQueryResponse::Lease(self.lease_state(*lease)),
             LockQuery::Stats => LockQueryResponse::Stats(LockStats {
                 keys: self.entries.len() as u64,

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::{
     Command, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query, QueryResponse,
-    WithLocks,
+    WithLocks, holder_digest,
 };
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::replica::{Applier, SessionCommand};
@@ -100,6 +100,18 @@ enum RecordMirror {
         waiters: u64,
         changes: u64,
     },
+    KeyedLock {
+        name: String,
+        holder: u64,
+        lease: u64,
+        token: u64,
+        holder_digest: [u8; 32],
+    },
+    KeyedWaiter {
+        session: u64,
+        lease: u64,
+        holder_digest: [u8; 32],
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,7 +151,8 @@ struct LockMirror {
     holder: u64,
     lease: u64,
     token: u64,
-    waiters: VecDeque<(u64, u64)>,
+    digest: Option<[u8; 32]>,
+    waiters: VecDeque<(u64, u64, Option<[u8; 32]>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -149,7 +162,7 @@ struct ChangeMirror {
     value: Option<Vec<u8>>,
 }
 
-const HEADER: [u8; 8] = *b"HALK\x02\0\0\0";
+const HEADER: [u8; 8] = *b"HALK\x03\0\0\0";
 
 /// The records of `table`, in stream order, with a true end record.
 fn records(table: &TableMirror) -> Vec<RecordMirror> {
@@ -177,14 +190,30 @@ fn records(table: &TableMirror) -> Vec<RecordMirror> {
     }
     let mut waiters = 0;
     for (name, lock) in &table.locks {
-        records.push(RecordMirror::Lock {
-            name: name.clone(),
-            holder: lock.holder,
-            lease: lock.lease,
-            token: lock.token,
+        records.push(match lock.digest {
+            None => RecordMirror::Lock {
+                name: name.clone(),
+                holder: lock.holder,
+                lease: lock.lease,
+                token: lock.token,
+            },
+            Some(holder_digest) => RecordMirror::KeyedLock {
+                name: name.clone(),
+                holder: lock.holder,
+                lease: lock.lease,
+                token: lock.token,
+                holder_digest,
+            },
         });
-        for &(session, lease) in &lock.waiters {
-            records.push(RecordMirror::Waiter { session, lease });
+        for &(session, lease, digest) in &lock.waiters {
+            records.push(match digest {
+                None => RecordMirror::Waiter { session, lease },
+                Some(holder_digest) => RecordMirror::KeyedWaiter {
+                    session,
+                    lease,
+                    holder_digest,
+                },
+            });
             waiters += 1;
         }
     }
@@ -252,6 +281,19 @@ fn number() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..4, Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()]
 }
 
+/// Holder digests: the digests of two keys the commands use, or anything.
+fn digest() -> impl Strategy<Value = [u8; 32]> {
+    prop_oneof![
+        Just(holder_digest(&[1; 16])),
+        Just(holder_digest(&[2; 16])),
+        any::<[u8; 32]>(),
+    ]
+}
+
+fn holder_key() -> impl Strategy<Value = [u8; 16]> {
+    prop_oneof![Just([1; 16]), Just([2; 16]), any::<[u8; 16]>()]
+}
+
 fn table() -> impl Strategy<Value = TableMirror> {
     let entry = (
         proptest::collection::vec(any::<u8>(), 0..4),
@@ -273,12 +315,14 @@ fn table() -> impl Strategy<Value = TableMirror> {
         number(),
         number(),
         number(),
-        proptest::collection::vec_deque((number(), number()), 0..4),
+        proptest::option::of(digest()),
+        proptest::collection::vec_deque((number(), number(), proptest::option::of(digest())), 0..4),
     )
-        .prop_map(|(holder, lease, token, waiters)| LockMirror {
+        .prop_map(|(holder, lease, token, digest, waiters)| LockMirror {
             holder,
             lease,
             token,
+            digest,
             waiters,
         });
     let change = (
@@ -347,6 +391,22 @@ fn command() -> impl Strategy<Value = LockCommand> {
             }
         }),
         (name(), number()).prop_map(|(name, token)| LockCommand::Release { name, token }),
+        (name(), number(), number(), any::<bool>(), digest()).prop_map(
+            |(name, session, lease, wait, holder_digest)| LockCommand::AcquireWithHolder {
+                name,
+                session,
+                lease,
+                wait,
+                holder_digest,
+            }
+        ),
+        (name(), number(), holder_key()).prop_map(|(name, token, holder_key)| {
+            LockCommand::ReleaseWithHolder {
+                name,
+                token,
+                holder_key,
+            }
+        }),
         (name(), number()).prop_map(|(name, session)| LockCommand::CancelWait { name, session }),
     ]
 }
@@ -439,10 +499,29 @@ fn real_machine() -> WithLocks<()> {
             lease: 2,
             wait: true,
         },
+        LockCommand::AcquireWithHolder {
+            name: "m".into(),
+            session: 2,
+            lease: 2,
+            wait: false,
+            holder_digest: holder_digest(&[1; 16]),
+        },
         LockCommand::LeaseKeepAlive { lease: 2 },
         LockCommand::Delete {
             key: "b".into(),
             expected_version: None,
+        },
+        LockCommand::LeaseGrant {
+            ttl_ms: 1_000,
+            session: 3,
+        },
+        // Session 3 (lease 10) waits for "m" with a holder digest.
+        LockCommand::AcquireWithHolder {
+            name: "m".into(),
+            session: 3,
+            lease: 10,
+            wait: true,
+            holder_digest: holder_digest(&[2; 16]),
         },
     ];
     for (index, command) in commands.into_iter().enumerate() {
@@ -458,7 +537,15 @@ fn the_mirror_matches_the_real_layout() {
     let (records, host) = parse(&bytes);
     assert!(host.is_empty());
     for kind in [
-        "Totals", "Entry", "Lease", "Lock", "Waiter", "Change", "End",
+        "Totals",
+        "Entry",
+        "Lease",
+        "Lock",
+        "Waiter",
+        "KeyedLock",
+        "KeyedWaiter",
+        "Change",
+        "End",
     ] {
         assert!(
             records
@@ -476,6 +563,53 @@ fn the_mirror_matches_the_real_layout() {
         }
     )));
     assert_eq!(stream(&records, &host), bytes);
+}
+
+/// A format 2 stream (before holder digests, issue 13) is still read: its records are format
+/// 3's without the keyed ones, so a node restarted on the new version keeps its snapshot.
+#[test]
+fn a_format_2_stream_is_still_read() {
+    let _serial = serial();
+    let mut machine = WithLocks::new(());
+    let commands = [
+        LockCommand::LeaseGrant {
+            ttl_ms: 1_000,
+            session: 1,
+        },
+        LockCommand::LeaseGrant {
+            ttl_ms: 1_000,
+            session: 2,
+        },
+        LockCommand::Acquire {
+            name: "l".into(),
+            session: 1,
+            lease: 1,
+            wait: false,
+        },
+        LockCommand::Acquire {
+            name: "l".into(),
+            session: 2,
+            lease: 2,
+            wait: true,
+        },
+    ];
+    for (index, command) in commands.into_iter().enumerate() {
+        let _ = machine.apply(LogIndex(index as u64 + 1), Command::Lock(command));
+    }
+    let mut bytes = machine.snapshot().expect("snapshots");
+    assert_eq!(bytes[..8], HEADER);
+    bytes[4] = 2;
+    let mut restored = WithLocks::new(());
+    restored
+        .restore(&bytes)
+        .expect("a format 2 stream restores");
+    assert_eq!(restored.locks(), machine.locks());
+    bytes[4] = 1;
+    let refused = WithLocks::new(()).restore(&bytes);
+    assert!(
+        matches!(&refused, Err(ha_core::StateMachineError::Corrupt(reason)) if reason.contains("format 1 is not one this version reads (2 to 3)")),
+        "{refused:?}"
+    );
 }
 
 /// What can be done to the bytes of a real snapshot (positions modulo the length).
@@ -926,13 +1060,26 @@ fn records_out_of_place_are_refused_naming_the_rule() {
         (
             "a wrong format version",
             vec![totals.clone(), end(0, 0)],
-            "format 3",
+            "format 4",
+        ),
+        (
+            "a keyed waiter without a lock",
+            vec![
+                totals.clone(),
+                RecordMirror::KeyedWaiter {
+                    session: 1,
+                    lease: 1,
+                    holder_digest: [7; 32],
+                },
+                end(0, 0),
+            ],
+            "does not follow a lock",
         ),
     ];
     for (what, records, expected) in cases {
         let mut bytes = stream(&records, &[]);
         if what == "a wrong format version" {
-            bytes[4] = 3;
+            bytes[4] = 4;
         }
         refused_within_bounds(what, &bytes, expected);
     }

@@ -8,6 +8,10 @@
 //! random points the machine "reboots": it is snapshotted and restored into a fresh instance,
 //! which carries on.
 //!
+//! Acquires are plain or carry a holder digest (issue 13), and releases present no key, the
+//! grant's key or another one: a release releases only when the key matches what the grant
+//! was made with (no key for a plain grant), so a wrong holder never releases.
+//!
 //! Where the design leaves an order of checks open (which refusal wins when several apply),
 //! the model states the order it expects in a comment; those are the implementation's choices
 //! and a change to them should be deliberate.
@@ -16,9 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ha_core::{LogIndex, Millis, StateMachine, Term};
 use ha_lock::{
-    Change, Command, FencingToken, KEY_BYTES_MAX, KeyValue, LeaseExpiryTracker, LeaseId,
-    LeaseState, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse,
-    LockState, Response, SessionId, VALUE_BYTES_MAX, WaitForGraph, WithLocks,
+    Change, Command, FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, KeyValue,
+    LeaseExpiryTracker, LeaseId, LeaseState, Limit, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, LockResponse, LockState, Response, SessionId, VALUE_BYTES_MAX, WaitForGraph,
+    WithLocks, holder_digest,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -32,6 +37,24 @@ const LOCKS: [&str; 4] = ["l0", "l1", "l2", ""];
 const SESSIONS: u8 = 4;
 /// A lease id no grant ever returns in these tests (indexes stay far below it).
 const NEVER_GRANTED: LeaseId = 1_000_000;
+/// The holder keys acquires and releases use: few, so that a release often presents a key
+/// that some grant (not necessarily this one) was made with.
+const HOLDER_KEYS: [HolderKey; 3] = [[1; 16], [2; 16], [0xa5; 16]];
+
+fn holder_key(n: u8) -> HolderKey {
+    HOLDER_KEYS[usize::from(n) % HOLDER_KEYS.len()]
+}
+
+/// Which key a release presents.
+#[derive(Clone, Copy, Debug)]
+enum KeyPick {
+    /// None: a plain release.
+    Plain,
+    /// The key the current grant was made with (a plain release for a plain grant).
+    Holder,
+    /// One of [`HOLDER_KEYS`], right or wrong.
+    Other(u8),
+}
 
 /// Which compare-and-swap a put or delete carries.
 #[derive(Clone, Copy, Debug)]
@@ -103,10 +126,13 @@ enum Step {
         session: u8,
         lease: AcquireLease,
         wait: bool,
+        /// With the digest of one of [`HOLDER_KEYS`].
+        holder: Option<u8>,
     },
     Release {
         lock: u8,
         token: TokenPick,
+        key: KeyPick,
     },
     CancelWait {
         lock: u8,
@@ -157,8 +183,9 @@ fn step() -> impl Strategy<Value = Step> {
             session(),
             prop_oneof![5 => any::<u8>().prop_map(AcquireLease::Own), 1 => lease_pick().prop_map(AcquireLease::Any)],
             proptest::bool::weighted(0.8),
+            proptest::option::weighted(0.5, any::<u8>()),
         )
-            .prop_map(|(lock, session, lease, wait)| Step::Acquire { lock, session, lease, wait }),
+            .prop_map(|(lock, session, lease, wait, holder)| Step::Acquire { lock, session, lease, wait, holder }),
         4 => (
             lock(),
             prop_oneof![
@@ -166,8 +193,13 @@ fn step() -> impl Strategy<Value = Step> {
                 1 => Just(TokenPick::Previous),
                 1 => any::<u8>().prop_map(TokenPick::Other),
             ],
+            prop_oneof![
+                3 => Just(KeyPick::Holder),
+                1 => Just(KeyPick::Plain),
+                2 => any::<u8>().prop_map(KeyPick::Other),
+            ],
         )
-            .prop_map(|(lock, token)| Step::Release { lock, token }),
+            .prop_map(|(lock, token, key)| Step::Release { lock, token, key }),
         2 => (lock(), session()).prop_map(|(lock, session)| Step::CancelWait { lock, session }),
         1 => Just(Step::Reboot),
     ]
@@ -192,8 +224,20 @@ struct ModelLock {
     holder: SessionId,
     lease: LeaseId,
     token: FencingToken,
-    /// In arrival order.
-    waiters: Vec<(SessionId, LeaseId)>,
+    /// The digest the grant was made with.
+    digest: Option<HolderDigest>,
+    /// In arrival order, with the digest each asked with.
+    waiters: Vec<(SessionId, LeaseId, Option<HolderDigest>)>,
+}
+
+impl ModelLock {
+    /// The line as the table's `LockState` shows it.
+    fn line(&self) -> Vec<(SessionId, LeaseId)> {
+        self.waiters
+            .iter()
+            .map(|(session, lease, _)| (*session, *lease))
+            .collect()
+    }
 }
 
 /// The lock table's semantics, written from the design with no concern for speed.
@@ -318,19 +362,20 @@ impl Model {
                 session,
                 lease,
                 wait,
-            } => self.acquire(index, name, session, lease, wait),
-            LockCommand::Release { name, token } => {
-                if self
-                    .locks
-                    .get(&name)
-                    .is_some_and(|lock| lock.token == token)
-                {
-                    self.pass_on(index, &name);
-                    LockResponse::Released
-                } else {
-                    LockResponse::NotHolder
-                }
-            }
+            } => self.acquire(index, name, session, lease, wait, None),
+            LockCommand::AcquireWithHolder {
+                name,
+                session,
+                lease,
+                wait,
+                holder_digest,
+            } => self.acquire(index, name, session, lease, wait, Some(holder_digest)),
+            LockCommand::Release { name, token } => self.release(index, &name, token, None),
+            LockCommand::ReleaseWithHolder {
+                name,
+                token,
+                holder_key,
+            } => self.release(index, &name, token, Some(holder_key)),
             LockCommand::CancelWait { name, session } => {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
@@ -338,7 +383,7 @@ impl Model {
                 match lock
                     .waiters
                     .iter()
-                    .position(|(waiter, _)| *waiter == session)
+                    .position(|(waiter, _, _)| *waiter == session)
                 {
                     Some(position) => {
                         lock.waiters.remove(position);
@@ -348,6 +393,26 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// A release: the token must be the holder's (else `NotHolder`), and then the key must be
+    /// the one the grant was made with, by its digest: none for a plain grant (else
+    /// `WrongHolder`). Either refusal changes nothing.
+    fn release(
+        &mut self,
+        index: u64,
+        name: &str,
+        token: FencingToken,
+        key: Option<HolderKey>,
+    ) -> LockResponse {
+        let Some(lock) = self.locks.get(name).filter(|lock| lock.token == token) else {
+            return LockResponse::NotHolder;
+        };
+        if lock.digest != key.map(|key| holder_digest(&key)) {
+            return LockResponse::WrongHolder;
+        }
+        self.pass_on(index, name);
+        LockResponse::Released
     }
 
     fn limit_reached(&self, limit: Limit) -> LockResponse {
@@ -368,10 +433,12 @@ impl Model {
         session: SessionId,
         lease: LeaseId,
         wait: bool,
+        digest: Option<HolderDigest>,
     ) -> LockResponse {
         // Refusals in this order: invalid name, unknown lease. Then: a free lock is granted;
-        // the holder asking again under the same lease gets its grant again; a session already
-        // in line keeps its place (whatever `wait` says); otherwise a try is busy, a wait
+        // the holder asking again under the same lease gets its grant again (with the same
+        // digest; with another it is busy); a session already in line keeps its place
+        // (whatever `wait` says; busy with another digest); otherwise a try is busy, a wait
         // that would close a cycle is refused, and then one past a waiter limit (the line's,
         // then the table's). Granting a free lock past the locks-held limit is refused.
         if name.is_empty() || name.len() > KEY_BYTES_MAX {
@@ -392,19 +459,30 @@ impl Model {
                     holder: session,
                     lease,
                     token: index,
+                    digest,
                     waiters: Vec::new(),
                 },
             );
             return LockResponse::Granted { token: index };
         };
         if lock.holder == session && lock.lease == lease {
+            if lock.digest != digest {
+                return LockResponse::Busy {
+                    holder: lock.holder,
+                };
+            }
             return LockResponse::Granted { token: lock.token };
         }
         if let Some(position) = lock
             .waiters
             .iter()
-            .position(|(waiter, _)| *waiter == session)
+            .position(|(waiter, _, _)| *waiter == session)
         {
+            if lock.waiters[position].2 != digest {
+                return LockResponse::Busy {
+                    holder: lock.holder,
+                };
+            }
             return LockResponse::Queued { position };
         }
         if !wait {
@@ -414,7 +492,7 @@ impl Model {
         }
         // Joining the line means waiting for the holder and everyone ahead in it.
         let blockers: Vec<SessionId> = std::iter::once(lock.holder)
-            .chain(lock.waiters.iter().map(|(ahead, _)| *ahead))
+            .chain(lock.waiters.iter().map(|(ahead, _, _)| *ahead))
             .collect();
         if blockers
             .iter()
@@ -432,7 +510,7 @@ impl Model {
             return self.limit_reached(Limit::Waiters);
         }
         let lock = self.locks.get_mut(&name).expect("looked up above");
-        lock.waiters.push((session, lease));
+        lock.waiters.push((session, lease, digest));
         LockResponse::Queued {
             position: lock.waiters.len() - 1,
         }
@@ -443,9 +521,9 @@ impl Model {
     fn wait_edges(&self) -> BTreeSet<(SessionId, SessionId)> {
         let mut edges = BTreeSet::new();
         for lock in self.locks.values() {
-            for (position, (waiter, _)) in lock.waiters.iter().enumerate() {
+            for (position, (waiter, _, _)) in lock.waiters.iter().enumerate() {
                 edges.insert((*waiter, lock.holder));
-                for (ahead, _) in &lock.waiters[..position] {
+                for (ahead, _, _) in &lock.waiters[..position] {
                     if ahead != waiter {
                         edges.insert((*waiter, *ahead));
                     }
@@ -484,17 +562,19 @@ impl Model {
         // Waiters under ended leases were removed when their lease ended; skipping them here
         // too keeps the model right if that ever changed.
         lock.waiters
-            .retain(|(_, lease)| self.leases.contains_key(lease));
+            .retain(|(_, lease, _)| self.leases.contains_key(lease));
         if lock.waiters.is_empty() {
             return;
         }
-        let (holder, lease) = lock.waiters.remove(0);
+        // The next holder's grant keeps the digest it asked with.
+        let (holder, lease, digest) = lock.waiters.remove(0);
         self.locks.insert(
             name.to_string(),
             ModelLock {
                 holder,
                 lease,
                 token: index,
+                digest,
                 waiters: lock.waiters,
             },
         );
@@ -519,7 +599,7 @@ impl Model {
             });
         }
         for lock in self.locks.values_mut() {
-            lock.waiters.retain(|(_, waiting)| *waiting != lease);
+            lock.waiters.retain(|(_, waiting, _)| *waiting != lease);
         }
         let held: Vec<String> = self
             .locks
@@ -551,7 +631,9 @@ fn compare_answers(
             prop_assert!(!reason.is_empty(), "an Invalid answer explains itself");
         }
         (LockResponse::Deadlock { cycle }, LockResponse::Deadlock { .. }) => {
-            let LockCommand::Acquire { name, session, .. } = command else {
+            let (LockCommand::Acquire { name, session, .. }
+            | LockCommand::AcquireWithHolder { name, session, .. }) = command
+            else {
                 return Err(TestCaseError::fail(format!("deadlock for {command:?}")));
             };
             let holder = model_before.locks[name].holder;
@@ -560,7 +642,7 @@ fn compare_answers(
                     model_before.locks[name]
                         .waiters
                         .iter()
-                        .map(|(ahead, _)| *ahead),
+                        .map(|(ahead, _, _)| *ahead),
                 )
                 .collect();
             let edges = model_before.wait_edges();
@@ -652,7 +734,7 @@ fn compare_state(
             holder: lock.holder,
             lease: lock.lease,
             token: lock.token,
-            waiters: lock.waiters.clone(),
+            waiters: lock.line(),
         });
         prop_assert_eq!(
             query(machine, LockQuery::Lock { name: name.into() }),
@@ -848,6 +930,36 @@ fn check_invariants(
     Ok(())
 }
 
+/// A release that released presented the key the grant was made with (none for a plain
+/// grant), so a wrong holder never releases; a refused one changed nothing (the state
+/// comparison after every step checks that).
+fn check_release_had_the_key(
+    model_before: &Model,
+    command: &LockCommand,
+    actual: &LockResponse,
+) -> Result<(), TestCaseError> {
+    let (name, token, presented) = match command {
+        LockCommand::Release { name, token } => (name, *token, None),
+        LockCommand::ReleaseWithHolder {
+            name,
+            token,
+            holder_key,
+        } => (name, *token, Some(holder_digest(holder_key))),
+        _ => return Ok(()),
+    };
+    if *actual == LockResponse::Released {
+        let grant = model_before.locks.get(name);
+        prop_assert!(
+            grant.is_some_and(|lock| lock.token == token && lock.digest == presented),
+            "{:?} released {:?} (granted as {:?})",
+            command,
+            name,
+            grant
+        );
+    }
+    Ok(())
+}
+
 /// Turns a step into a concrete command from the model's state (so picks like "the holder's
 /// token" mean something), or `None` for a reboot.
 fn command_of(
@@ -921,6 +1033,7 @@ fn command_of(
             session,
             lease,
             wait,
+            holder,
         } => {
             let session = SessionId::from(session);
             let lease = match lease {
@@ -939,14 +1052,24 @@ fn command_of(
                 }
                 AcquireLease::Any(lease) => pick(lease),
             };
-            LockCommand::Acquire {
-                name: LOCKS[usize::from(lock)].into(),
-                session,
-                lease,
-                wait,
+            let name = LOCKS[usize::from(lock)].into();
+            match holder {
+                None => LockCommand::Acquire {
+                    name,
+                    session,
+                    lease,
+                    wait,
+                },
+                Some(n) => LockCommand::AcquireWithHolder {
+                    name,
+                    session,
+                    lease,
+                    wait,
+                    holder_digest: holder_digest(&holder_key(n)),
+                },
             }
         }
-        Step::Release { lock, token } => {
+        Step::Release { lock, token, key } => {
             let name = LOCKS[usize::from(lock)];
             let current = model.locks.get(name).map(|lock| lock.token);
             let earlier = tokens_ever
@@ -958,9 +1081,31 @@ fn command_of(
                 TokenPick::Previous => earlier.or(current.map(|token| token + 1)).unwrap_or(1),
                 TokenPick::Other(n) => u64::from(n),
             };
-            LockCommand::Release {
-                name: name.into(),
-                token,
+            // The key whose digest the grant keeps, found from the model's digest.
+            let grant_key = model
+                .locks
+                .get(name)
+                .and_then(|lock| lock.digest)
+                .and_then(|digest| {
+                    HOLDER_KEYS
+                        .into_iter()
+                        .find(|key| holder_digest(key) == digest)
+                });
+            let key = match key {
+                KeyPick::Plain => None,
+                KeyPick::Holder => grant_key,
+                KeyPick::Other(n) => Some(holder_key(n)),
+            };
+            match key {
+                None => LockCommand::Release {
+                    name: name.into(),
+                    token,
+                },
+                Some(holder_key) => LockCommand::ReleaseWithHolder {
+                    name: name.into(),
+                    token,
+                    holder_key,
+                },
             }
         }
         Step::CancelWait { lock, session } => LockCommand::CancelWait {
@@ -1009,6 +1154,9 @@ fn run(steps: &[(Step, u8)], check_cycles: bool, limits: LockLimits) -> Result<(
             Response::Host(()) => return Err(TestCaseError::fail("a host response")),
         };
         compare_answers(&model_before, &command, &actual, &expected).map_err(|error| {
+            TestCaseError::fail(format!("step {number} at index {index}: {error}"))
+        })?;
+        check_release_had_the_key(&model_before, &command, &actual).map_err(|error| {
             TestCaseError::fail(format!("step {number} at index {index}: {error}"))
         })?;
         if let LockResponse::LeaseGranted { lease, .. } = actual {

@@ -1286,8 +1286,8 @@ fn restoring_garbage_is_corrupt_and_leaves_the_state_unchanged() {
     let good = busy_machine().snapshot().expect("snapshot");
     let mut wrong_format = good.clone();
     // The format version follows the 4-byte magic, a little-endian u32.
-    assert_eq!(wrong_format[..8], *b"HALK\x02\0\0\0");
-    wrong_format[4] = 3;
+    assert_eq!(wrong_format[..8], *b"HALK\x03\0\0\0");
+    wrong_format[4] = 4;
     let cases: [(&str, Vec<u8>); 5] = [
         ("empty", vec![]),
         ("all ones", vec![0xff; 64]),

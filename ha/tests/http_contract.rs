@@ -196,6 +196,7 @@ async fn locks_are_fenced_and_time_out() {
     assert_eq!(status, StatusCode::OK, "{first}");
     let token = first["token"].as_u64().unwrap();
     assert!(first["lease"].as_u64().is_some());
+    let holder = first["holder"].as_str().unwrap().to_string();
 
     // Held: a try fails at once, a short wait times out; both 409.
     let (status, json) = call_json(&node, Method::POST, "/v1/lock/jobs", "").await;
@@ -205,7 +206,7 @@ async fn locks_are_fenced_and_time_out() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&json, "lock_timeout");
 
-    let uri = format!("/v1/lock/jobs?token={}", token + 1);
+    let uri = format!("/v1/lock/jobs?token={}&holder={holder}", token + 1);
     let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
     assert_eq!(
         status,
@@ -213,7 +214,7 @@ async fn locks_are_fenced_and_time_out() {
         "a token that is not the holder's"
     );
     assert_error(&json, "not_holder");
-    let uri = format!("/v1/lock/jobs?token={token}");
+    let uri = format!("/v1/lock/jobs?token={token}&holder={holder}");
     let (status, _) = call_json(&node, Method::DELETE, &uri, "").await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = call_json(&node, Method::DELETE, &uri, "").await;
@@ -237,6 +238,82 @@ async fn locks_are_fenced_and_time_out() {
     let (status, json) =
         call_json(&node, Method::POST, "/v1/failover", "{\"target\": \"n9\"}").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    node.shutdown().await;
+}
+
+/// Issue 13, item 5: an acquire returns an unguessable `holder` key (32 lowercase hex digits)
+/// beside the fencing token, and a release needs it: without it, with a malformed one or with
+/// another grant's, 409 `not_holder` and the lock stays held (a second acquire is refused);
+/// with it, 200. The token alone (a log index, guessable from `/v1/metrics`) releases nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_release_needs_the_holder_key() {
+    let node = one_node().await;
+    let is_holder_key = |text: &str| {
+        text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let (status, other) = call_json(&node, Method::POST, "/v1/lock/other?ttl_ms=60000", "").await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    let other_holder = other["holder"].as_str().unwrap_or_default().to_string();
+    assert!(is_holder_key(&other_holder), "{other}");
+
+    let (status, grant) = call_json(&node, Method::POST, "/v1/lock/keyed?ttl_ms=60000", "").await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    let token = grant["token"].as_u64().unwrap();
+    assert!(grant["lease"].as_u64().is_some(), "{grant}");
+    assert_eq!(grant["ttl_ms"], 60000, "{grant}");
+    let holder = grant["holder"].as_str().unwrap_or_default().to_string();
+    assert!(is_holder_key(&holder), "{grant}");
+    assert_ne!(holder, other_holder, "each grant has its own key");
+    let mut wrong = holder.clone().into_bytes();
+    wrong[31] = if wrong[31] == b'0' { b'1' } else { b'0' };
+    let wrong = String::from_utf8(wrong).unwrap();
+
+    for (refused, why) in [
+        (format!("token={token}"), "no holder"),
+        (format!("token={token}&holder="), "an empty holder"),
+        (format!("token={token}&holder=xyz"), "a malformed holder"),
+        (
+            format!("token={token}&holder={}", &holder[..31]),
+            "31 digits",
+        ),
+        (format!("token={token}&holder={holder}0"), "33 digits"),
+        (format!("token={token}&holder={wrong}"), "a wrong holder"),
+        (
+            format!("token={token}&holder={other_holder}"),
+            "another grant's holder",
+        ),
+        (
+            format!("token={}&holder={holder}", token + 1),
+            "a wrong token",
+        ),
+    ] {
+        let uri = format!("/v1/lock/keyed?{refused}");
+        let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{why}: {json}");
+        assert_error(&json, "not_holder");
+        // Nothing changed: the lock is still held.
+        let (status, json) = call_json(&node, Method::POST, "/v1/lock/keyed", "").await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "still held after {why}: {json}"
+        );
+        assert_error(&json, "busy");
+    }
+
+    let uri = format!("/v1/lock/keyed?token={token}&holder={holder}");
+    let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json, serde_json::json!({"released": true}));
+    let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "released twice: {json}");
+    assert_error(&json, "not_holder");
+    let (status, json) = call_json(&node, Method::POST, "/v1/lock/keyed", "").await;
+    assert_eq!(status, StatusCode::OK, "free once released: {json}");
+    assert!(json["token"].as_u64() > Some(token), "{json}");
     node.shutdown().await;
 }
 

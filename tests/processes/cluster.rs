@@ -94,7 +94,8 @@ fn the_http_contract_holds_across_three_processes() {
     assert_eq!(status, 404);
     assert_error(&body, "not_found");
 
-    // Locks: granted, busy, released only with the grant's token and holder key.
+    // Locks: granted, busy, released only with the holder's token and holder key (issue 13:
+    // the token alone is refused and the lock stays held).
     let (status, grant) = cluster.must(one, "POST", "/v1/lock/jobs?ttl_ms=10000", "");
     assert_eq!(status, 200, "{grant}");
     let token = grant["token"].as_u64().expect("token");
@@ -102,19 +103,18 @@ fn the_http_contract_holds_across_three_processes() {
     let holder = grant["holder"].as_str().expect("holder").to_string();
     let (status, body) = cluster.must(two, "POST", "/v1/lock/jobs?wait_ms=300", "");
     assert_eq!(status, 409, "{body}");
-    let (status, _) = cluster.must(
-        two,
-        "DELETE",
-        &format!("/v1/lock/jobs?token={}&holder={holder}", token + 1),
-        "",
-    );
-    assert_eq!(status, 409);
-    let (status, _) = cluster.must(
-        two,
-        "DELETE",
-        &format!("/v1/lock/jobs?token={token}&holder={holder}"),
-        "",
-    );
+    for refused in [
+        format!("/v1/lock/jobs?token={}&holder={holder}", token + 1),
+        format!("/v1/lock/jobs?token={token}"),
+    ] {
+        let (status, body) = cluster.must(two, "DELETE", &refused, "");
+        assert_eq!(status, 409, "{refused}: {body}");
+        assert_eq!(body["error"], "not_holder", "{refused}: {body}");
+    }
+    let (status, body) = cluster.must(two, "POST", "/v1/lock/jobs", "");
+    assert_eq!(status, 409, "still held: {body}");
+    let release = format!("/v1/lock/jobs?token={token}&holder={holder}");
+    let (status, _) = cluster.must(two, "DELETE", &release, "");
     assert_eq!(status, 200);
 
     // Failover must be asked of the leader; a follower says who that is.

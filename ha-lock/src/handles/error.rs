@@ -78,9 +78,12 @@ pub enum LockError {
         /// The lock.
         name: String,
     },
-    /// A release named a token that is not the current holder's: nothing changed. The lock
-    /// was already lost (its lease ended) and may now belong to someone else.
-    #[error("token {token} does not hold lock {name:?}")]
+    /// A release named a token that is not the current holder's, or did not present the
+    /// holder key the lock was granted with (see
+    /// [`acquire_with_holder`](super::LockClient::acquire_with_holder)): nothing changed. With
+    /// the right key, the lock was already lost (its lease ended) and may now belong to
+    /// someone else.
+    #[error("token {token} with the holder key given (if any) does not hold lock {name:?}")]
     NotHolder {
         /// The lock.
         name: String,

@@ -18,8 +18,8 @@ use super::session_writer::SessionWriter;
 use super::settings::LockClientSettings;
 use super::watch::Watch;
 use crate::command::{
-    FencingToken, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery, LockQueryResponse,
-    LockResponse, LockState, LockStats, SessionId, WaitState,
+    FencingToken, HolderKey, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
+    LockQueryResponse, LockResponse, LockState, LockStats, SessionId, WaitState, holder_digest,
 };
 use crate::lock_table::QUERY_RESULTS_MAX;
 use crate::with_locks::WithLocks;
@@ -487,7 +487,52 @@ impl<H: StateMachine> LockClient<H> {
         ttl: Duration,
         wait_timeout: Duration,
     ) -> Result<LockGuard<H>, LockError> {
-        self.acquire_with_new_lease(name.into(), ttl, true, wait_timeout)
+        self.acquire_with_new_lease(name.into(), ttl, true, wait_timeout, None)
+            .await
+    }
+
+    /// As [`acquire`](Self::acquire), with a holder key: the cluster keeps only its SHA-256
+    /// ([`holder_digest`](crate::holder_digest)), with the wait and then with the grant, and
+    /// releases the lock only for a release that presents `holder_key` (the guard's own
+    /// release does; after [`detach`](LockGuard::detach), use
+    /// [`release_with_holder`](Self::release_with_holder)). A plain
+    /// [`release`](Self::release) of it, or one with another key, is refused
+    /// ([`LockError::NotHolder`]) on every replica. Ending the lease still releases it.
+    ///
+    /// `holder_key` must be unguessable: 16 bytes from a CSPRNG, kept secret by the holder.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); [`LockError::Busy`] also when this session already
+    /// holds or waits for the lock under the lease with another holder key.
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_with_holder(
+        &self,
+        name: impl Into<String>,
+        ttl: Duration,
+        wait_timeout: Duration,
+        holder_key: HolderKey,
+    ) -> Result<LockGuard<H>, LockError> {
+        self.acquire_with_new_lease(name.into(), ttl, true, wait_timeout, Some(holder_key))
+            .await
+    }
+
+    /// As [`try_acquire`](Self::try_acquire), with a holder key (see
+    /// [`acquire_with_holder`](Self::acquire_with_holder)).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire_with_holder(
+        &self,
+        name: impl Into<String>,
+        ttl: Duration,
+        holder_key: HolderKey,
+    ) -> Result<LockGuard<H>, LockError> {
+        self.acquire_with_new_lease(name.into(), ttl, false, Duration::ZERO, Some(holder_key))
             .await
     }
 
@@ -504,7 +549,7 @@ impl<H: StateMachine> LockClient<H> {
         name: impl Into<String>,
         ttl: Duration,
     ) -> Result<LockGuard<H>, LockError> {
-        self.acquire_with_new_lease(name.into(), ttl, false, Duration::ZERO)
+        self.acquire_with_new_lease(name.into(), ttl, false, Duration::ZERO, None)
             .await
     }
 
@@ -527,7 +572,7 @@ impl<H: StateMachine> LockClient<H> {
         let name = name.into();
         let status = lease.watch();
         let token = self
-            .acquire_under(&name, lease.id(), &status, true, wait_timeout)
+            .acquire_under(&name, lease.id(), &status, true, wait_timeout, None)
             .await?;
         Ok(LockGuard::new(
             self.clone(),
@@ -535,6 +580,7 @@ impl<H: StateMachine> LockClient<H> {
             token,
             lease.id(),
             status,
+            None,
             None,
         ))
     }
@@ -594,11 +640,33 @@ impl<H: StateMachine> LockClient<H> {
     /// its token (a lock taken through the admin HTTP API and then
     /// [`detach`](LockGuard::detach)ed). A [`LockGuard`] releases itself.
     ///
+    /// A lock granted with a holder key ([`acquire_with_holder`](Self::acquire_with_holder))
+    /// is not released this way: use [`release_with_holder`](Self::release_with_holder).
+    ///
     /// # Errors
     /// [`LockError::NotHolder`] when `token` does not hold the lock (it was released, expired
-    /// or passed on); [`LockError::Replication`] when no answer came in time.
+    /// or passed on), or when the lock was granted with a holder key; nothing changed.
+    /// [`LockError::Replication`] when no answer came in time.
     pub async fn release(&self, name: &str, token: FencingToken) -> Result<(), LockError> {
-        self.release_lock(name, token).await
+        self.release_lock(name, token, None).await
+    }
+
+    /// Release lock `name` held with `token` and granted with the digest of `holder_key`
+    /// ([`acquire_with_holder`](Self::acquire_with_holder)): what the admin HTTP API's
+    /// `DELETE /v1/lock/<name>?token=N&holder=HEX` does. The key is checked when the release
+    /// is applied, so every replica answers the same.
+    ///
+    /// # Errors
+    /// [`LockError::NotHolder`] when `token` does not hold the lock, when `holder_key` is not
+    /// the key the lock was granted with, or when it was granted without one; nothing
+    /// changed. [`LockError::Replication`] when no answer came in time.
+    pub async fn release_with_holder(
+        &self,
+        name: &str,
+        token: FencingToken,
+        holder_key: &HolderKey,
+    ) -> Result<(), LockError> {
+        self.release_lock(name, token, Some(holder_key)).await
     }
 
     /// Put `value` at `key` with an optional version check (`Some(0)`: create only) at the
@@ -627,18 +695,27 @@ impl<H: StateMachine> LockClient<H> {
         .await
     }
 
+    /// Release `name` for `token`, presenting `holder_key` when the grant was made with one.
     pub(crate) async fn release_lock(
         &self,
         name: &str,
         token: FencingToken,
+        holder_key: Option<&HolderKey>,
     ) -> Result<(), LockError> {
-        let command = LockCommand::Release {
-            name: name.to_string(),
-            token,
+        let command = match holder_key {
+            None => LockCommand::Release {
+                name: name.to_string(),
+                token,
+            },
+            Some(holder_key) => LockCommand::ReleaseWithHolder {
+                name: name.to_string(),
+                token,
+                holder_key: *holder_key,
+            },
         };
         match self.command(command).await? {
             LockResponse::Released => Ok(()),
-            LockResponse::NotHolder => Err(LockError::NotHolder {
+            LockResponse::NotHolder | LockResponse::WrongHolder => Err(LockError::NotHolder {
                 name: name.to_string(),
                 token,
             }),
@@ -652,11 +729,19 @@ impl<H: StateMachine> LockClient<H> {
         ttl: Duration,
         wait: bool,
         wait_timeout: Duration,
+        holder_key: Option<HolderKey>,
     ) -> Result<LockGuard<H>, LockError> {
         let lease = self.grant(ttl).await?;
         let status = lease.watch();
         match self
-            .acquire_under(&name, lease.id(), &status, wait, wait_timeout)
+            .acquire_under(
+                &name,
+                lease.id(),
+                &status,
+                wait,
+                wait_timeout,
+                holder_key.as_ref(),
+            )
             .await
         {
             Ok(token) => Ok(LockGuard::new(
@@ -666,6 +751,7 @@ impl<H: StateMachine> LockClient<H> {
                 lease.id(),
                 status,
                 Some(lease),
+                holder_key,
             )),
             Err(error) => {
                 // Ending the lease also removes a wait or a grant left behind.
@@ -677,7 +763,8 @@ impl<H: StateMachine> LockClient<H> {
         }
     }
 
-    /// Propose the acquire and, when queued, poll until granted, lost or timed out.
+    /// Propose the acquire (with the digest of `holder_key`, if any) and, when queued, poll
+    /// until granted, lost or timed out.
     async fn acquire_under(
         &self,
         name: &str,
@@ -685,15 +772,25 @@ impl<H: StateMachine> LockClient<H> {
         status: &watch::Receiver<LeaseStatus>,
         wait: bool,
         wait_timeout: Duration,
+        holder_key: Option<&HolderKey>,
     ) -> Result<FencingToken, LockError> {
         let session = self.session();
         // No deadline when the timeout is too far to represent: wait until granted or lost.
         let deadline = Instant::now().checked_add(wait_timeout);
-        let command = LockCommand::Acquire {
-            name: name.to_string(),
-            session,
-            lease,
-            wait,
+        let command = match holder_key {
+            None => LockCommand::Acquire {
+                name: name.to_string(),
+                session,
+                lease,
+                wait,
+            },
+            Some(holder_key) => LockCommand::AcquireWithHolder {
+                name: name.to_string(),
+                session,
+                lease,
+                wait,
+                holder_digest: holder_digest(holder_key),
+            },
         };
         match self.command(command).await? {
             LockResponse::Granted { token } => return Ok(token),
@@ -725,7 +822,9 @@ impl<H: StateMachine> LockClient<H> {
                 return Err(LockError::LeaseLost { lease });
             }
             let remaining = match deadline {
-                Some(deadline) if now >= deadline => return Err(self.give_up(name, lease).await),
+                Some(deadline) if now >= deadline => {
+                    return Err(self.give_up(name, lease, holder_key).await);
+                }
                 Some(deadline) => deadline - now,
                 None => self.settings.request_timeout,
             };
@@ -776,7 +875,12 @@ impl<H: StateMachine> LockClient<H> {
 
     /// The wait timed out: leave the line, and release a grant that raced the cancel, so that
     /// a caller told "timed out" holds nothing.
-    async fn give_up(&self, name: &str, lease: LeaseId) -> LockError {
+    async fn give_up(
+        &self,
+        name: &str,
+        lease: LeaseId,
+        holder_key: Option<&HolderKey>,
+    ) -> LockError {
         let timed_out = LockError::WaitTimedOut {
             name: name.to_string(),
         };
@@ -798,7 +902,7 @@ impl<H: StateMachine> LockClient<H> {
                     .await;
                 match state {
                     Ok(WaitState::Granted { token }) => {
-                        if let Err(error) = self.release_lock(name, token).await {
+                        if let Err(error) = self.release_lock(name, token, holder_key).await {
                             return error;
                         }
                     }

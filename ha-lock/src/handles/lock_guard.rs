@@ -10,7 +10,7 @@ use super::error::LockError;
 use super::lease::Lease;
 use super::lease_status::{LeaseLoss, LeaseStatus, lost};
 use super::lock_client::LockClient;
-use crate::command::{FencingToken, LeaseId};
+use crate::command::{FencingToken, HolderKey, LeaseId};
 
 /// A lock held by this session, under a lease that is renewed in the background while the
 /// guard lives.
@@ -45,6 +45,9 @@ pub struct LockGuard<H: StateMachine> {
     status: watch::Receiver<LeaseStatus>,
     /// The lease granted for this lock, ended with it; `None` when the caller passed its own.
     lease: Option<Lease<H>>,
+    /// The key whose digest the grant keeps, presented at release; `None` for a grant made
+    /// without one.
+    holder_key: Option<HolderKey>,
     released: bool,
 }
 
@@ -56,6 +59,7 @@ impl<H: StateMachine> LockGuard<H> {
         lease_id: LeaseId,
         status: watch::Receiver<LeaseStatus>,
         lease: Option<Lease<H>>,
+        holder_key: Option<HolderKey>,
     ) -> Self {
         Self {
             client,
@@ -64,6 +68,7 @@ impl<H: StateMachine> LockGuard<H> {
             lease_id,
             status,
             lease,
+            holder_key,
             released: false,
         }
     }
@@ -122,7 +127,10 @@ impl<H: StateMachine> LockGuard<H> {
     /// Not cancel safe: if dropped mid-way, the release may or may not have happened; the
     /// owned lease is then revoked in the background, which releases the lock anyway.
     pub async fn release(mut self) -> Result<(), LockError> {
-        let released = self.client.release_lock(&self.name, self.token).await;
+        let released = self
+            .client
+            .release_lock(&self.name, self.token, self.holder_key.as_ref())
+            .await;
         self.released = true;
         let revoked = match self.lease.take() {
             Some(lease) => lease.revoke().await,
@@ -150,7 +158,11 @@ impl<H: StateMachine> LockGuard<H> {
         self.released = true;
         match self.lease.take() {
             Some(lease) => lease.revoke().await,
-            None => self.client.release_lock(&self.name, self.token).await,
+            None => {
+                self.client
+                    .release_lock(&self.name, self.token, self.holder_key.as_ref())
+                    .await
+            }
         }
     }
 }
@@ -168,8 +180,9 @@ impl<H: StateMachine> Drop for LockGuard<H> {
         let client = self.client.clone();
         let name = std::mem::take(&mut self.name);
         let token = self.token;
+        let holder_key = self.holder_key;
         runtime.spawn(async move {
-            if let Err(error) = client.release_lock(&name, token).await {
+            if let Err(error) = client.release_lock(&name, token, holder_key.as_ref()).await {
                 tracing::debug!(name, token, %error, "release of a dropped guard failed");
             }
             if let Some(lease) = lease

@@ -1,17 +1,24 @@
 //! `POST` and `DELETE /v1/lock/<name>`.
 //!
 //! An HTTP client cannot renew a lease, so a lock taken here lasts until it is released with
-//! its token or until its TTL runs out, whichever comes first. Each acquire gets its own
-//! session, so two HTTP clients never pass for one holder.
+//! its token and holder key or until its TTL runs out, whichever comes first. Each acquire
+//! gets its own session, so two HTTP clients never pass for one holder.
+//!
+//! The fencing token is a log index, so it is guessable (`/v1/metrics` shows the commit
+//! index); a release therefore also needs the grant's `holder` key: 128 bits from a CSPRNG
+//! ([`ha_lock::new_holder_key`]), returned as 32 lowercase hex digits by the acquire. The
+//! replicated state keeps only its SHA-256, with the wait and then with the grant, and every
+//! replica checks a release against it when applying it (issue 13).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ha_core::StateMachine;
-use ha_lock::{LEASE_TTL_MIN, LockClient};
+use ha_lock::{HOLDER_KEY_BYTES, HolderKey, LEASE_TTL_MIN, LockClient, new_holder_key};
 use serde::{Deserialize, Serialize};
 
 use super::kv_routes::{params, path_text};
@@ -34,6 +41,7 @@ pub(crate) struct AcquireParams {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseParams {
     token: Option<u64>,
+    holder: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +49,8 @@ struct Granted {
     token: u64,
     lease: u64,
     ttl_ms: u64,
+    /// The holder key, 32 lowercase hex digits.
+    holder: String,
 }
 
 #[derive(Serialize)]
@@ -49,8 +59,8 @@ struct Released {
 }
 
 /// Acquire `name` under a new lease of `ttl_ms` (default 10 s), waiting up to `wait_ms`
-/// (default 0: fail at once when held). 200 `{token, lease, ttl_ms}`; 409 when not granted in
-/// time or waiting would deadlock.
+/// (default 0: fail at once when held), with a fresh holder key. 200
+/// `{token, lease, ttl_ms, holder}`; 409 when not granted in time or waiting would deadlock.
 pub(crate) async fn acquire<S: StateMachine>(
     State(state): State<ApiState<S>>,
     name: Result<Path<String>, PathRejection>,
@@ -77,11 +87,14 @@ pub(crate) async fn acquire<S: StateMachine>(
     let replica = &node.shared.replica;
     let client = LockClient::with_renewal_client(replica.client().fail_fast(), replica.client());
     let ttl = Duration::from_millis(ttl_ms);
+    let holder_key = new_holder_key();
     let guard = if wait_ms == 0 {
-        client.try_acquire(name, ttl).await?
+        client
+            .try_acquire_with_holder(name, ttl, holder_key)
+            .await?
     } else {
         client
-            .acquire(name, ttl, Duration::from_millis(wait_ms))
+            .acquire_with_holder(name, ttl, Duration::from_millis(wait_ms), holder_key)
             .await?
     };
     let (token, lease) = guard.detach();
@@ -89,12 +102,53 @@ pub(crate) async fn acquire<S: StateMachine>(
         token,
         lease,
         ttl_ms,
+        holder: holder_hex(&holder_key),
     })
     .into_response())
 }
 
-/// Release `name` if `token` holds it: 200, or 409 when it does not (released, expired or
-/// passed on).
+/// `key` as 32 lowercase hex digits.
+fn holder_hex(key: &HolderKey) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 * HOLDER_KEY_BYTES);
+    for byte in key {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// The holder key written as 32 hex digits (either case); `None` for anything else.
+fn parse_holder(text: &str) -> Option<HolderKey> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * HOLDER_KEY_BYTES {
+        return None;
+    }
+    let mut key = [0u8; HOLDER_KEY_BYTES];
+    for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = u8::try_from(high << 4 | low).ok()?;
+    }
+    Some(key)
+}
+
+/// 409 `not_holder` for a release whose `holder` is missing or not 32 hex digits: refused
+/// before anything is proposed, so nothing changed.
+fn holder_refused(name: &str, problem: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_holder",
+        format!(
+            "releasing lock {name:?} needs holder=HEX, the 32 hex digits its acquire returned; \
+             {problem}; nothing changed"
+        ),
+    )
+}
+
+/// Release `name` if `token` holds it and `holder` is the key it was granted with: 200; 409
+/// `not_holder` when the token does not hold it (released, expired or passed on) or the holder
+/// key is missing, malformed or wrong, and then nothing changed; 400 without a token.
 pub(crate) async fn release<S: StateMachine>(
     State(state): State<ApiState<S>>,
     name: Result<Path<String>, PathRejection>,
@@ -105,8 +159,51 @@ pub(crate) async fn release<S: StateMachine>(
     let token = params
         .token
         .ok_or_else(|| ApiError::bad_request("token=N is required"))?;
+    let holder_key = match params.holder.as_deref() {
+        None => return Err(holder_refused(&name, "none was given")),
+        Some(text) => parse_holder(text)
+            .ok_or_else(|| holder_refused(&name, "the one given is not 32 hex digits"))?,
+    };
     let node = state.node()?;
     let client = node.http_kv_client().await;
-    client.release(&name, token).await?;
+    client
+        .release_with_holder(&name, token, &holder_key)
+        .await?;
     Ok(Json(Released { released: true }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{holder_hex, parse_holder};
+
+    #[test]
+    fn holder_keys_round_trip_as_32_lowercase_hex_digits() {
+        let key = [
+            0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 9, 10, 11, 12, 13, 14, 15, 16,
+        ];
+        let text = holder_hex(&key);
+        assert_eq!(text, "00017f80abcdefff090a0b0c0d0e0f10");
+        assert_eq!(parse_holder(&text), Some(key));
+        assert_eq!(parse_holder(&text.to_uppercase()), Some(key));
+        let fresh = ha_lock::new_holder_key();
+        assert_eq!(parse_holder(&holder_hex(&fresh)), Some(fresh));
+    }
+
+    #[test]
+    fn malformed_holder_keys_are_refused() {
+        let good = "00017f80abcdefff090a0b0c0d0e0f10";
+        for bad in [
+            "",
+            &good[..31],
+            &good[..30],
+            &format!("{good}0"),
+            &format!("{good}00"),
+            "g0017f80abcdefff090a0b0c0d0e0f10",
+            "+0017f80abcdefff090a0b0c0d0e0f10",
+            " 0017f80abcdefff090a0b0c0d0e0f10",
+            "00017f80abcdefff090a0b0c0d0e0f\u{e9}",
+        ] {
+            assert_eq!(parse_holder(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -105,6 +105,8 @@ impl LockClient {
         }
         let token = grant["token"].as_u64().expect("token");
         let lease = grant["lease"].as_u64().expect("lease");
+        // The grant's holder key (issue 13): a release without it is refused.
+        let holder = grant["holder"].as_str().expect("holder").to_string();
         self.counts.grants += 1;
         let hold = Duration::from_millis(rng.random_range(20..150));
         std::thread::sleep(hold.min(safe_until.saturating_duration_since(Instant::now())));
@@ -123,7 +125,10 @@ impl LockClient {
             end,
             ended_by,
         });
-        let release = format!("http://{node}/v1/lock/{}?token={token}", self.lock);
+        let release = format!(
+            "http://{node}/v1/lock/{}?token={token}&holder={holder}",
+            self.lock
+        );
         // A lost release leaves the lock to its TTL; the hold above has ended either way.
         let _ = self.http.delete(release).send();
     }

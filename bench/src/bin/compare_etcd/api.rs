@@ -127,8 +127,8 @@ impl Target {
     }
 
     /// Acquire lock `name` under a fresh 5 s lease, waiting up to `wait_ms` (etcd's lock
-    /// call always waits). Returns the handle to release it with: ha's fencing token, etcd's
-    /// lock key. ha's acquire grants its lease inside; for etcd this is two calls, lease grant
+    /// call always waits). Returns the handle to release it with: ha's fencing token and
+    /// holder key (`N&holder=HEX`), etcd's lock key. ha's acquire grants its lease inside; for etcd this is two calls, lease grant
     /// and lock, so both count the same steps.
     pub async fn lock(
         &self,
@@ -143,7 +143,13 @@ impl Target {
                 let body = finish(response).await?;
                 let value: Value =
                     serde_json::from_slice(&body).map_err(|_| "bad json".to_string())?;
-                etcd_int(&value, "token")
+                // The release needs the grant's holder key too (issue 13).
+                let token = etcd_int(&value, "token")?;
+                let holder = value
+                    .get("holder")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| "no holder".to_string())?;
+                Ok(format!("{token}&holder={holder}"))
             }
             System::Etcd => {
                 let lease = self.etcd_grant(client).await?;
@@ -179,7 +185,8 @@ impl Target {
             .ok_or_else(|| "no key".to_string())
     }
 
-    /// Release a lock taken with [`lock`](Self::lock): ha `DELETE /v1/lock/<name>?token=N`,
+    /// Release a lock taken with [`lock`](Self::lock): ha
+    /// `DELETE /v1/lock/<name>?token=N&holder=HEX`,
     /// etcd `POST /v3/lock/unlock {key}`.
     pub async fn unlock(&self, client: &reqwest::Client, name: &str, handle: &str) -> Outcome<()> {
         match self.system {
