@@ -105,7 +105,7 @@ pub enum TlsError {
     Pem {
         /// What was looked for: "certificate", "private key", "CA certificate".
         what: &'static str,
-        /// " in <path>" when read from a file, else empty.
+        /// `" in PATH"` when read from a file, else empty.
         in_file: String,
         /// What is wrong and how to fix it.
         reason: String,
@@ -113,7 +113,7 @@ pub enum TlsError {
     /// The node's own certificate cannot serve it: wrong CA, wrong name, expired, wrong key.
     #[error("this node's certificate{in_file} {reason}")]
     Certificate {
-        /// " (<path>)" when read from a file, else empty.
+        /// `" (PATH)"` when read from a file, else empty.
         in_file: String,
         /// What is wrong and how to fix it.
         reason: String,
@@ -139,6 +139,26 @@ pub enum TlsError {
 /// Two identities are equal when they are for the same node and cluster with the same
 /// certificate chain and CA bundle (the key follows from the certificate: it was checked to
 /// match at load).
+///
+/// Loading one (the [module example](self) makes the files with rcgen):
+///
+/// ```no_run
+/// use ha_core::TlsFiles;
+/// use ha_replicate::tls::TlsIdentity;
+/// use ha_replicate::transport::TransportSettings;
+///
+/// let node_id = "n1".parse()?;
+/// let files = TlsFiles {
+///     cert_file: "/etc/ha/n1.pem".into(),
+///     key_file: "/etc/ha/n1.key".into(),
+///     ca_file: "/etc/ha/ca.pem".into(),
+/// };
+/// // Refuses with a message naming the file when the certificate does not fit this node.
+/// let identity = TlsIdentity::from_files("payments", &node_id, &files)?;
+/// let settings = TransportSettings::new(node_id, "10.0.0.1:7000".parse()?, "payments")
+///     .with_tls(identity);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct TlsIdentity {
     inner: Arc<Inner>,
@@ -479,5 +499,234 @@ impl fmt::Debug for TlsIdentity {
             .field("certificates", &self.inner.cert_chain.len())
             .field("ca_certificates", &self.inner.ca_certs.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        date_time_ymd,
+    };
+
+    use super::*;
+
+    struct TestCa {
+        issuer: Issuer<'static, KeyPair>,
+        pem: String,
+    }
+
+    fn new_ca() -> TestCa {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).expect("CA").pem();
+        TestCa {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A certificate naming `names` (PEM) and its key (PEM).
+    fn leaf(ca: &TestCa, names: &[&str], expired: bool) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &ca.issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).expect("literal id")
+    }
+
+    fn load(cert: &str, key: &str, ca: &str) -> Result<TlsIdentity, TlsError> {
+        TlsIdentity::from_pem(
+            "c",
+            &id("n1"),
+            cert.as_bytes(),
+            key.as_bytes(),
+            ca.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_good_identity_loads_and_a_bad_one_says_what_to_fix() {
+        let ca = new_ca();
+        let other_ca = new_ca();
+        let (cert, key) = leaf(&ca, &["n1.c"], false);
+        let identity = load(&cert, &key, &ca.pem).expect("a good identity");
+        assert_eq!(identity.cert_chain().len(), 1);
+        assert_eq!(identity.ca_certs().len(), 1);
+        assert_eq!(identity, load(&cert, &key, &ca.pem).expect("same again"));
+        let bundle = format!("{}{}", other_ca.pem, ca.pem);
+        let rotated = load(&cert, &key, &bundle).expect("the signing CA is second");
+        assert_ne!(identity, rotated, "another CA bundle is another identity");
+        assert_eq!(
+            identity.https_server_config().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
+
+        let (_, other_key) = leaf(&ca, &["n1.c"], false);
+        let (other_name, other_name_key) = leaf(&ca, &["n2.c"], false);
+        let (expired, expired_key) = leaf(&ca, &["n1.c"], true);
+        let cases: [(&str, Result<TlsIdentity, TlsError>, &str); 7] = [
+            (
+                "no certificate",
+                load("", &key, &ca.pem),
+                "BEGIN CERTIFICATE",
+            ),
+            ("no key", load(&cert, "", &ca.pem), "private key"),
+            ("no CA", load(&cert, &key, ""), "CA certificate"),
+            (
+                "another key",
+                load(&cert, &other_key, &ca.pem),
+                "does not go with the private key",
+            ),
+            (
+                "another CA",
+                load(&cert, &key, &other_ca.pem),
+                "does not chain to a CA",
+            ),
+            (
+                "another node's certificate",
+                load(&other_name, &other_name_key, &ca.pem),
+                "n1.c",
+            ),
+            (
+                "expired",
+                load(&expired, &expired_key, &ca.pem),
+                "validity period",
+            ),
+        ];
+        for (what, result, expected) in cases {
+            let message = result.expect_err(what).to_string();
+            assert!(message.contains(expected), "{what}: {message}");
+            assert!(!message.contains("PRIVATE KEY-----"), "{what}: {message}");
+        }
+    }
+
+    #[test]
+    fn transport_settings_refuse_an_identity_for_another_node_and_debug_hides_the_key() {
+        let ca = new_ca();
+        let (cert, key) = leaf(&ca, &["n1.c"], false);
+        let identity = load(&cert, &key, &ca.pem).expect("a good identity");
+        let address = "127.0.0.1:0".parse().expect("literal address");
+        let settings = crate::transport::TransportSettings::new(id("n1"), address, "c");
+        settings
+            .clone()
+            .with_tls(identity.clone())
+            .validate()
+            .expect("the identity is for n1 of c");
+        let other = crate::transport::TransportSettings::new(id("n2"), address, "c");
+        let error = other.with_tls(identity.clone()).validate().expect_err("n2");
+        assert_eq!(error.field, "transport.tls");
+        let debug = format!("{identity:?}");
+        assert!(
+            debug.contains("n1") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains(key.lines().nth(1).expect("a key line")),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn errors_from_files_name_the_file() {
+        let files = TlsFiles {
+            cert_file: "/nonexistent/n1.pem".into(),
+            key_file: "/nonexistent/n1.key".into(),
+            ca_file: "/nonexistent/ca.pem".into(),
+        };
+        let message = TlsIdentity::from_files("c", &id("n1"), &files)
+            .expect_err("no such file")
+            .to_string();
+        assert!(message.contains("/nonexistent/n1.pem"), "{message}");
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let ca = new_ca();
+        let (cert, key) = leaf(&ca, &["n9.c"], false);
+        let cert_file = directory.path().join("n1.pem");
+        let key_file = directory.path().join("n1.key");
+        let ca_file = directory.path().join("ca.pem");
+        std::fs::write(&cert_file, cert).expect("write");
+        std::fs::write(&key_file, key).expect("write");
+        std::fs::write(&ca_file, &ca.pem).expect("write");
+        let files = TlsFiles {
+            cert_file: cert_file.clone(),
+            key_file,
+            ca_file,
+        };
+        let message = TlsIdentity::from_files("c", &id("n1"), &files)
+            .expect_err("the certificate names n9")
+            .to_string();
+        assert!(
+            message.contains(&cert_file.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("n1.c"), "{message}");
+    }
+
+    #[test]
+    fn a_certificate_names_only_its_own_node() {
+        let ca = new_ca();
+        let (cert, _) = leaf(&ca, &["n2.c"], false);
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("PEM");
+        assert_eq!(check_names_node(&der, "c", &id("n2")), Ok(()));
+        assert!(check_names_node(&der, "c", &id("n3")).is_err());
+        assert!(check_names_node(&der, "other", &id("n2")).is_err());
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 1, 2, 3]);
+        assert!(check_names_node(&garbage, "c", &id("n2")).is_err());
+    }
+
+    #[test]
+    fn tls_errors_map_to_their_refusal_cause() {
+        use rustls::Error;
+        let now = UnixTime::now();
+        let cases = [
+            (Error::NoCertificatesPresented, RejectCause::NoCertificate),
+            (CertificateError::UnknownIssuer.into(), RejectCause::WrongCa),
+            (CertificateError::BadSignature.into(), RejectCause::WrongCa),
+            (CertificateError::Expired.into(), RejectCause::CertExpired),
+            (
+                CertificateError::ExpiredContext {
+                    time: now,
+                    not_after: now,
+                }
+                .into(),
+                RejectCause::CertExpired,
+            ),
+            (
+                CertificateError::NotValidYet.into(),
+                RejectCause::CertExpired,
+            ),
+            (
+                CertificateError::NotValidForName.into(),
+                RejectCause::IdentityMismatch,
+            ),
+            (
+                CertificateError::BadEncoding.into(),
+                RejectCause::TlsHandshake,
+            ),
+            (
+                Error::InappropriateMessage {
+                    expect_types: Vec::new(),
+                    got_type: rustls::ContentType::Alert,
+                },
+                RejectCause::TlsHandshake,
+            ),
+            (Error::DecryptError, RejectCause::TlsHandshake),
+        ];
+        for (error, cause) in cases {
+            assert_eq!(reject_cause(&error), cause, "{error}");
+        }
     }
 }

@@ -229,3 +229,59 @@ async fn a_ca_bundle_accepts_both_cas_during_rotation_and_refuses_the_old_after(
         transport.shutdown().await;
     }
 }
+
+/// Messages per second over one connection, plaintext and TLS in the same run (issue 13's
+/// cost of security, transport only). Ignored: a measurement, not a check. Run with
+/// `cargo test -p ha-replicate --test transport_tls -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn throughput_over_one_connection_tls_vs_plaintext() {
+    const MESSAGES: u64 = 50_000;
+    let ca = Ca::new("cluster CA");
+    for payload_bytes in [64usize, 4096] {
+        let mut best = [f64::MAX; 2];
+        for round in 0..5 {
+            for (slot, tls) in [(0usize, false), (1, true)] {
+                let mut first_settings = if tls {
+                    tls_settings("n1", &ca.node("n1"), &ca.pem)
+                } else {
+                    settings("n1", CLUSTER)
+                };
+                let mut second_settings = if tls {
+                    tls_settings("n2", &ca.node("n2"), &ca.pem)
+                } else {
+                    settings("n2", CLUSTER)
+                };
+                first_settings.outbound_queue_max = MESSAGES as usize + 1;
+                second_settings.inbound_queue_max = MESSAGES as usize + 1;
+                let (first, _first_inbox) = start(first_settings).await;
+                let (second, mut second_inbox) = start(second_settings).await;
+                // Connect first, so the figure is the steady state.
+                ping_until_received(&first, &second, "n2", &mut second_inbox).await;
+                let started = std::time::Instant::now();
+                for sequence in 0..MESSAGES {
+                    let blob = vec![(sequence % 251) as u8; payload_bytes];
+                    first.send(&node("n2"), second.local_addr(), TestMessage::Blob(blob));
+                }
+                let received = receive(&mut second_inbox, MESSAGES as usize).await;
+                let seconds = started.elapsed().as_secs_f64();
+                assert_eq!(received.len() as u64, MESSAGES);
+                assert_eq!(first.send_drop_counts().total(), 0);
+                best[slot] = best[slot].min(seconds);
+                println!(
+                    "round {round}, {payload_bytes} B, {}: {:.0} messages/s",
+                    if tls { "TLS" } else { "plaintext" },
+                    MESSAGES as f64 / seconds
+                );
+                first.shutdown().await;
+                second.shutdown().await;
+            }
+        }
+        let [plain, tls] = best.map(|seconds| MESSAGES as f64 / seconds);
+        println!(
+            "{payload_bytes} B messages, best of 5: plaintext {plain:.0}/s, TLS {tls:.0}/s, \
+             TLS/plaintext {:.2}",
+            tls / plain
+        );
+    }
+}

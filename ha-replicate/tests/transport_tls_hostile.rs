@@ -1,5 +1,6 @@
 //! Hostile input at a TLS node (issue 13, "Bad input"): garbage after a valid TLS record
-//! header, truncated records, a stalled handshake and a client certificate chain 100 deep.
+//! header, truncated records, stalled handshakes (also filling the inbound connection cap)
+//! and a client certificate chain 100 deep.
 //! Each is refused and counted with a bounded cost (time and allocation peak measured and
 //! printed), while a good peer keeps being served by the same listener.
 //!
@@ -296,6 +297,65 @@ fn a_stalled_handshake_is_closed_by_the_timeout_and_holds_nobody_up() {
         )
         .await;
         scene.shutdown().await;
+    });
+    assert_eq!(panics(), 0, "a task panicked");
+}
+
+/// TLS setup counts against the inbound connection cap: stalled handshakes fill it, a
+/// connection beyond it is refused `connection_limit` at once, and once the handshake timeout
+/// has closed the stalled ones the good peer is served again.
+#[test]
+fn stalled_tls_handshakes_count_against_the_connection_cap_until_the_timeout() {
+    let _serial = serial();
+    count_panics();
+    runtime().block_on(async {
+        let ca = Ca::new("cluster CA");
+        let mut settings = tls_settings("n1", &ca.node("n1"), &ca.pem);
+        settings.handshake_timeout_ms = HANDSHAKE_TIMEOUT.as_millis() as u64;
+        settings.inbound_connections_max = 3;
+        let (target, mut inbox) = start(settings).await;
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            let mut stream = TcpStream::connect(target.local_addr())
+                .await
+                .expect("connect");
+            stream.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+            stalled.push(stream);
+        }
+        // Give the listener a moment to accept all three before the fourth arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut extra = TcpStream::connect(target.local_addr())
+            .await
+            .expect("connect");
+        assert!(
+            closed_within(&mut extra, REFUSAL_TIME_MAX).await,
+            "the extra stayed open"
+        );
+        wait_for_refusal("over the cap", RejectCause::ConnectionLimit, 1, || {
+            target.reject_counts()
+        })
+        .await;
+        wait_for_refusal("stalled", RejectCause::HandshakeTimeout, 3, || {
+            target.reject_counts()
+        })
+        .await;
+        let (good, _good_inbox) = start(tls_settings("n2", &ca.node("n2"), &ca.pem)).await;
+        let mut served = false;
+        for attempt in 0..300u64 {
+            good.send(&node("n1"), target.local_addr(), TestMessage::Ping(attempt));
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), inbox.recv()).await
+            {
+                served = true;
+                break;
+            }
+        }
+        assert!(
+            served,
+            "the good peer was not served after the stalls were closed"
+        );
+        println!("cap 3 with TLS: refusals {:?}", target.reject_counts());
+        target.shutdown().await;
+        good.shutdown().await;
     });
     assert_eq!(panics(), 0, "a task panicked");
 }

@@ -19,6 +19,13 @@
 //! is bound to the receiver's nonce (see [`frame`](super::frame)), so a replayed initiator
 //! hello leads nowhere.
 //!
+//! With TLS ([`TransportSettings::tls`](super::TransportSettings::tls)) the hellos travel
+//! inside the TLS session and are never sealed (flag bit 0 clear): the cluster keys play no
+//! part in RPC. The node id a hello claims is then bound to the peer's certificate by the
+//! transport: the accepting side checks that the client certificate names
+//! `<node id>.<cluster>`, the connecting side that the answer comes from the node whose
+//! certificate it verified. The nonces still bind the frames to the connection.
+//!
 //! Everything here is synchronous and does no IO.
 
 use std::sync::Arc;

@@ -26,11 +26,41 @@
 //!    it to the cluster name, the sender's node id, the receiver's connection nonce and the
 //!    frame's sequence number.
 //!
+//! # Wire format with TLS
+//!
+//! With [`TransportSettings::tls`] set, every connection, both ways, is mutual TLS 1.3 (see
+//! [`crate::tls`]); the framing above runs unchanged inside it:
+//!
+//! ```text
+//! TCP | TLS 1.3 handshake (server and client certificates from the cluster CA)
+//!     | inside TLS: hello each way (flags: not sealed) | data frames (plain bodies)
+//! ```
+//!
+//! 0. Before anything else, the connecting side opens TLS, verifying that the accepting
+//!    side's certificate names `<expected node id>.<cluster>`; the accepting side requires a
+//!    client certificate from the CA bundle. Both happen within the handshake timeout and,
+//!    on the accepting side, within the inbound connection cap.
+//! 1. The hellos are exchanged inside TLS, not sealed. The accepting side refuses a hello
+//!    whose node id the client certificate does not name; the connecting side refuses an
+//!    answer from another node id than the one it dialled (both `identity_mismatch`).
+//! 2. Data frames are plain bodies (kind byte and payload): TLS already encrypts and
+//!    authenticates them, so they are not sealed again with the cluster keys (which still
+//!    seal gossip).
+//!
+//! The accepting side reads the first byte before running TLS: `0x16` starts a TLS record;
+//! anything else is refused without TLS, as `plaintext` when it is a plaintext hello (a
+//! 4-byte length prefix, then `"haRP"`), else as `tls_handshake`. A plaintext node that
+//! receives a TLS ClientHello (a length prefix starting `0x16 0x03`) refuses it as
+//! `malformed`, with a detail saying the peer speaks TLS.
+//!
 //! # Refusals
 //!
 //! A wrong protocol version, cluster name or key, a forged or malformed frame, an oversized
 //! length, a slow handshake or too many connections close the connection, are logged at WARN
-//! with their cause, and counted in [`RejectCounts`]. Nothing a peer sends can panic a task.
+//! with their cause, and counted in [`RejectCounts`]. With TLS, so are a plaintext peer, a
+//! failed TLS handshake, a certificate from an unknown CA, an expired certificate, no client
+//! certificate, and a certificate used for a node it does not name. Nothing a peer sends can
+//! panic a task.
 
 mod backoff;
 mod connection;

@@ -26,8 +26,8 @@ use super::settings::TransportSettings;
 /// A message received from a peer (or sent to this node itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inbound<M> {
-    /// Who sent it: the node id the sender proved in the handshake (with a cluster key) or
-    /// claimed (without one).
+    /// Who sent it: the node id the sender's certificate names (with TLS), proved in the
+    /// handshake (with a cluster key) or claimed (with neither).
     pub from: NodeId,
     /// The message.
     pub message: M,
@@ -62,9 +62,12 @@ struct PeerLink<M> {
 /// - **Liveness**: a side that has written nothing for the keepalive interval sends a
 ///   keepalive frame; a connection on which nothing arrives (or a write does not complete)
 ///   for the idle timeout is closed.
-/// - **Security**: with cluster keys, the handshake and every frame are sealed and bound to
-///   the cluster, the sender and the connection (see [`frame`](super::frame)). Every refusal
-///   is logged at WARN and counted ([`reject_counts`](Self::reject_counts)).
+/// - **Security**: with a TLS identity ([`TransportSettings::tls`]), every connection is
+///   mutual TLS 1.3 and each peer's node id is bound to its certificate (see
+///   [`crate::tls`]). Otherwise, with cluster keys, the handshake and every frame are sealed
+///   and bound to the cluster, the sender and the connection (see [`frame`](super::frame));
+///   any holder of a key can then claim any node id. Every refusal is logged at WARN and
+///   counted ([`reject_counts`](Self::reject_counts)).
 /// - Messages to this node itself go straight into the inbound channel, without a socket.
 ///
 /// Dropping the transport aborts every task; [`shutdown`](Self::shutdown) also waits until

@@ -11,7 +11,6 @@ use ha::http::ApiError;
 use ha::{Consistency, Node};
 use ha_examples::journal::{Journal, JournalPage, JournalQuery, JournalQueryResponse};
 use serde::Deserialize;
-use tokio::task::JoinHandle;
 
 use crate::error::BotError;
 
@@ -22,23 +21,23 @@ struct PageParams {
     limit: Option<usize>,
 }
 
-/// Bind `addr` and serve the admin API and the journal route until the task is aborted.
+/// Bind `addr` and serve the admin API and the journal route until the node shuts down: over
+/// HTTPS when the node has a certificate, with the node's token check on both (the journal is
+/// a `GET`, so it needs a `read` token when tokens are configured).
 ///
 /// # Errors
 /// [`BotError::Bind`] when the address cannot be bound.
-pub async fn serve(node: &Node<Journal>, addr: SocketAddr) -> Result<JoinHandle<()>, BotError> {
+pub async fn serve(node: &Node<Journal>, addr: SocketAddr) -> Result<(), BotError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| BotError::Bind { addr, source })?;
     let journal = Router::new()
         .route("/bot/journal", get(journal_page))
         .with_state(node.clone());
-    let router = node.http_router().merge(journal);
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    }))
+    // Protected before the merge, so each call is checked (and audited) once.
+    let router = node.http_router().merge(node.protect(journal));
+    node.serve_router(listener, router)?;
+    Ok(())
 }
 
 async fn journal_page(

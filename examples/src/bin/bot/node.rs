@@ -54,10 +54,9 @@ async fn serve(
         .await?;
     let mut events = node.events();
     let printer = EventPrinter::new(node.id().as_str(), clock);
-    let http_task = match http_addr {
-        Some(addr) => Some(journal_routes::serve(&node, addr).await?),
-        None => None,
-    };
+    if let Some(addr) = http_addr {
+        journal_routes::serve(&node, addr).await?;
+    }
     let mut started = printer.line(EventKind::Started);
     started.member = Some(node.id().to_string());
     started.addr = Some(node.gossip_addr());
@@ -89,9 +88,6 @@ async fn serve(
     printer.print(&stopping);
     worker.stop().await;
     node.shutdown().await;
-    if let Some(task) = http_task {
-        task.abort();
-    }
     printer.print(&printer.line(EventKind::Stopped));
     Ok(())
 }
