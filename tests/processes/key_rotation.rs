@@ -177,8 +177,14 @@ fn roll(
     let started = Instant::now();
     let id = cluster.specs[index].id.clone();
     totals.read(cluster, index);
-    let code = cluster.terminate(index);
-    assert_eq!(code, Some(0), "{id} did not stop cleanly on SIGTERM");
+    let (code, log) = cluster.terminate_with_log(index);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        code,
+        Some(0),
+        "{id} did not stop cleanly on SIGTERM; its log ends:\n{}",
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    );
     prepare();
     cluster.spawn(index);
     cluster.wait_until(&format!("{id} back in the cluster"), REJOIN, |cluster| {

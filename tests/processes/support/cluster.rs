@@ -309,6 +309,18 @@ impl TestCluster {
         self.kill_and_keep_stdout(index);
     }
 
+    /// SIGTERM node `index` and wait for it to exit; returns its exit code and its stderr.
+    pub fn terminate_with_log(&mut self, index: usize) -> (Option<i32>, String) {
+        let Some(bot) = self.bots[index].take() else {
+            return (None, String::new());
+        };
+        let pid = nix::unistd::Pid::from_raw(bot.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let finished = bot.finish(Duration::from_secs(30));
+        self.ended_stdout[index].extend(finished.stdout.lines().map(str::to_string));
+        (finished.status.code(), finished.stderr)
+    }
+
     /// SIGTERM node `index` and wait for it to exit; returns its exit code.
     pub fn terminate(&mut self, index: usize) -> Option<i32> {
         let bot = self.bots[index].take()?;
