@@ -503,12 +503,41 @@ fn with_a_cluster_key_only_a_node_with_another_key_is_refused() {
         "the node with the wrong key reports itself in a quorum: {health:?}"
     );
     drop(stand_in);
+
+    // A node that seals with a key the cluster does not have but still opens the cluster's
+    // (its key file lists the wrong key first): it accepts the leader's hello, and the
+    // leader refuses its sealed answer, so the members count it.
+    let sealing_file = directory.path().join("sealing-wrong.key");
+    let right = std::fs::read_to_string(&key_file).expect("the key file");
+    let wrong = std::fs::read_to_string(&wrong_key_file).expect("the wrong key file");
+    std::fs::write(
+        &sealing_file,
+        format!("{}\n{}\n", wrong.trim(), right.trim()),
+    )
+    .expect("write the keyring");
+    let copy = directory.path().join("sealing-wrong");
+    copy_dir(&cluster.specs[victim].data_dir, &copy);
+    let flags = key_flags(&sealing_file);
+    let arguments = stand_in_arguments(&cluster, victim, &victim_id, &copy, &flags);
+    let before = refusals_of(&cluster, &members, "wrong_key");
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let stand_in = Bot::start(&arguments);
+    let members_refused = cluster.wait_until("members count wrong_key", REFUSAL, |cluster| {
+        let now = refusals_of(cluster, &members, "wrong_key") - before;
+        (now > 0).then_some(now)
+    });
+    let (status, body) = put(&cluster, leader, "psk/during/sealing", "kept");
+    assert_eq!(status, 200, "{body}");
+    drop(stand_in);
+
     // The real node, with the right key, catches up.
     cluster.spawn(victim);
     wait_replicated(&cluster, &[victim], "psk/during/4", "kept");
+    wait_replicated(&cluster, &[victim], "psk/during/sealing", "kept");
     println!(
-        "psk: wrong_key refusals: members +{members_counted}, the stand-in {stand_in_counted}; \
-         5 writes acknowledged meanwhile; total {:?}",
+        "psk: a node with another key: wrong_key counted by the members +{members_counted}, by \
+         it {stand_in_counted}; a node sealing with another key (opening the cluster's): members \
+         +{members_refused}; writes acknowledged meanwhile; total {:?}",
         started.elapsed()
     );
 }
