@@ -10,12 +10,14 @@
 //! assert_eq!(summary.p50_us, 20);
 //! ```
 
+pub mod http_load;
 mod kv_machine;
 mod latency_summary;
 mod loopback_cluster;
 mod machine_description;
 pub mod peers;
 mod report_files;
+mod spread;
 mod throughput_plot;
 mod write_load;
 
@@ -24,5 +26,6 @@ pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};
 pub use machine_description::MachineDescription;
 pub use report_files::write_report_files;
+pub use spread::Spread;
 pub use throughput_plot::{ThroughputSeries, throughput_vs_clients};
 pub use write_load::{WriteLoad, run_write_load};

@@ -319,3 +319,70 @@ async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_
     next.release().await.expect("release");
     cluster.shutdown().await;
 }
+
+/// Issue 13: a lock taken with a holder key is released only by a release that presents it.
+/// The token alone (a log index, easy to guess) or another key is refused on the cluster and
+/// the lock stays held; the guard releases itself with its key; a waiter that asked with its
+/// own key is handed the lock with that key; after `detach`, `release_with_holder` with the
+/// key releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
+    // Long enough that the detached lease cannot expire under a loaded machine.
+    const LONG_TTL: Duration = Duration::from_secs(30);
+    let cluster = Cluster::start().await;
+    let owner = cluster.client(cluster.follower().await);
+    let other = cluster.client(cluster.leader().await);
+    let key = ha_lock::new_holder_key();
+    let guard = owner
+        .try_acquire_with_holder("keyed", LONG_TTL, key)
+        .await
+        .expect("a free lock");
+    let token = guard.token();
+    let refused = [
+        other.release("keyed", token).await,
+        other
+            .release_with_holder("keyed", token, &ha_lock::new_holder_key())
+            .await,
+        other.release_with_holder("keyed", token + 1, &key).await,
+    ];
+    for answer in refused {
+        assert!(
+            matches!(answer, Err(LockError::NotHolder { .. })),
+            "{answer:?}"
+        );
+    }
+    let state = other.lock_state("keyed").await.expect("read");
+    assert_eq!(state.map(|state| state.token), Some(token), "still held");
+
+    let waiter_key = ha_lock::new_holder_key();
+    let waiting = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            other
+                .acquire_with_holder("keyed", LONG_TTL, WAIT, waiter_key)
+                .await
+        })
+    };
+    wait_for_waiters(&owner, "keyed", &[other.session()]).await;
+    guard
+        .release()
+        .await
+        .expect("the guard releases with its key");
+    let second = granted(waiting).await;
+    assert!(second.token() > token);
+    let (second_token, _lease) = second.detach();
+    assert!(matches!(
+        owner.release_with_holder("keyed", second_token, &key).await,
+        Err(LockError::NotHolder { .. })
+    ));
+    assert!(matches!(
+        owner.release("keyed", second_token).await,
+        Err(LockError::NotHolder { .. })
+    ));
+    owner
+        .release_with_holder("keyed", second_token, &waiter_key)
+        .await
+        .expect("released with the waiter's key");
+    assert_eq!(owner.lock_state("keyed").await.expect("read"), None);
+    cluster.shutdown().await;
+}

@@ -545,7 +545,10 @@ mod tests {
         let addr = "127.0.0.1:7002".parse().unwrap();
         let seed = "127.0.0.1:7001".parse().unwrap();
         let mut config = Config::full_ha(NodeId::new("w").unwrap(), addr, vec![seed]);
-        assert_eq!(node_settings(&config, &NodeSecurity::default(), None).bootstrap_expect, Some(3));
+        assert_eq!(
+            node_settings(&config, &NodeSecurity::default(), None).bootstrap_expect,
+            Some(3)
+        );
         config.voter = false;
         let settings = node_settings(&config, &NodeSecurity::default(), None);
         assert_eq!(settings.bootstrap_expect, None);

@@ -84,12 +84,13 @@ pub use node::{EVENT_BUFFER, Node, WriteOutcome};
 
 pub use ha_core::{
     CheckResult, ClusterConfig, Config, ConfigError, Consistency, FailoverMode, HealthCheck,
-    HealthStatus, LogIndex, MemberEvent, MemberInfo, NodeId, NodeState, Priority, StateMachine,
-    StateMachineError, Term, Timing,
+    HealthStatus, LogIndex, MemberEvent, MemberInfo, NodeId, NodeState, Priority, Protection,
+    SecurityConfig, StateMachine, StateMachineError, Term, Timing, TlsFiles,
 };
 pub use ha_lock::{FencedResource, FencingToken, LockClient, LockError, LockGuard};
 pub use ha_replicate::driver::{ReplicaStatus, RoleView};
 pub use ha_replicate::engine::Role;
+pub use ha_replicate::tls::TlsIdentity;
 
 /// The vocabulary crate (ids, time, config, codec limits, keyring).
 pub use ha_core as core;

@@ -62,6 +62,10 @@ fn check_safety(
         .unwrap_or_else(|error| panic!("replay failed: {error}"));
     check_lock_holders_exclusive(workload.intervals(), workload.resource())
         .unwrap_or_else(|error| panic!("two holders: {error}"));
+    // Issue 13: a release as a wrong holder never released, whatever its client heard.
+    workload
+        .check_wrong_holder_releases(&applied)
+        .unwrap_or_else(|error| panic!("a wrong holder released: {error}"));
     // The holders' promise, from the shipped rule: no lease ends before its holder's safe
     // deadline.
     check_leases_outlive_renewals(&applied, workload.send_times(), holder_margin_ms(workload))
@@ -219,7 +223,7 @@ fn fault_scenario(seed: u64, node_count: usize) {
         "seed {seed}: {node_count} nodes, {crashes} crashes, {partitions} partitions, {isolations} \
          clients cut off: {} locks used ({} during faults, {} ended by a lost lease), {} leases granted, {} lost, {} revoked; {} expiries proposed, {} ended a \
          lease (shortest {} ms after the last send, promised {} ms), {} refused; {} KV operations, \
-         {} unknown; {} messages lost, {} duplicated",
+         {} unknown; {} messages lost, {} duplicated; {} releases as a wrong holder refused",
         workload.intervals().len(),
         before.locks_granted,
         workload
@@ -241,6 +245,7 @@ fn fault_scenario(seed: u64, node_count: usize) {
         stats.kv_unknown,
         sim.counters().dropped_loss,
         sim.counters().duplicated,
+        stats.wrong_holder_releases_refused,
     );
     assert!(
         after.locks_granted >= before.locks_granted + 10,

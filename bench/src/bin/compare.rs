@@ -6,12 +6,12 @@
 //! packages and builds what it needs first:
 //!
 //! ```text
-//! bench/compare.sh            # everything, defaults (about 8 minutes on 2 CPUs once built)
+//! bench/compare.sh            # everything, defaults (about 11 minutes on 2 CPUs once built)
 //! bench/compare.sh --quick    # shorter runs, for checking the harness itself
 //! ```
 //!
 //! Each benchmark is a sibling binary (`compare_etcd`, `compare_native`, `compare_gossip`,
-//! `compare_scaling`) that writes `target/bench/<name>.json` and a Markdown fragment
+//! `compare_scaling`, `compare_security`) that writes `target/bench/<name>.json` and a Markdown fragment
 //! `target/bench/<name>.md`; a failed or missing one is reported in the results rather than
 //! hiding the others. When `compare_etcd` (HTTP paths) and `compare_native` (ha's native client,
 //! etcd's gRPC client) both ran, the throughput plot shows all four write paths.
@@ -25,11 +25,12 @@ use ha_bench::MachineDescription;
 use serde::Serialize;
 
 /// The benchmarks, in the order they run.
-const BENCHMARKS: [&str; 4] = [
+const BENCHMARKS: [&str; 5] = [
     "compare_etcd",
     "compare_native",
     "compare_gossip",
     "compare_scaling",
+    "compare_security",
 ];
 
 /// Command-line options.
@@ -148,6 +149,7 @@ fn quick_arguments(name: &str) -> &'static [&'static str] {
         "compare_native" => &["--duration-s", "1"],
         "compare_gossip" => &["--trials", "2"],
         "compare_scaling" => &["--duration-secs", "1", "--members", "10,100"],
+        "compare_security" => &["--quick"],
         _ => &[],
     }
 }

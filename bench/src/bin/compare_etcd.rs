@@ -7,12 +7,12 @@
 
 /// The parts, in `bench/src/bin/compare_etcd/`.
 mod compare_etcd {
-    pub mod api;
+    pub use ha_bench::http_load::target as api;
+    pub use ha_bench::http_load::writes;
     pub mod failover;
     pub mod locks;
     pub mod plots;
     pub mod report;
-    pub mod writes;
 }
 
 use std::path::PathBuf;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use clap::Parser;
 use ha_bench::peers::{BotCluster, BotClusterOptions, EtcdCluster, EtcdClusterOptions};
 
-use compare_etcd::api::{System, Target};
 use compare_etcd::failover::{self, Variant};
 use compare_etcd::report::{FailoverSeries, IdleMemory, LockResults, Results, WriteResults};
 use compare_etcd::{locks, writes};
@@ -117,14 +116,8 @@ async fn run(args: Args) -> Result<(), String> {
         .wait_for_leader(LEADER_TIMEOUT)
         .await
         .map_err(|error| format!("etcd: {error} (logs in {})", etcd.directory().display()))?;
-    let ha_target = Target {
-        system: System::Ha,
-        base: ha.url(ha_leader),
-    };
-    let etcd_target = Target {
-        system: System::Etcd,
-        base: etcd.url(etcd_leader),
-    };
+    let ha_target = ha.target(ha_leader);
+    let etcd_target = etcd.target(etcd_leader);
 
     tokio::time::sleep(IDLE_BEFORE_RSS).await;
     let idle = IdleMemory {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{PROBE_INTERVAL, PeerError, PortPicker, ProcessGuard, probe_client};
+use super::{BotSecurity, PROBE_INTERVAL, PeerError, PortPicker, ProcessGuard, probe_client};
+use crate::http_load::target::{System, Target};
 
 /// How to start a [`BotCluster`].
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct BotClusterOptions {
     pub base_dir: Option<PathBuf>,
     /// Extra arguments given to every node, after the standard ones.
     pub extra_args: Vec<String>,
+    /// Mutual TLS, cluster key, admin tokens, HTTPS; default none (loopback plaintext).
+    pub security: BotSecurity,
 }
 
 /// Most nodes a [`BotCluster`] starts.
@@ -40,6 +43,7 @@ impl BotClusterOptions {
                 .collect(),
             base_dir: None,
             extra_args: Vec::new(),
+            security: BotSecurity::default(),
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct BotCluster {
     executable: PathBuf,
     cluster_name: String,
     extra_args: Vec<String>,
+    security: BotSecurity,
+    root_ca: Option<reqwest::Certificate>,
     client: reqwest::Client,
     directory: tempfile::TempDir,
 }
@@ -117,12 +123,15 @@ impl BotCluster {
             });
         }
         ports.release();
+        let root_ca = options.security.root_certificate()?;
         let mut cluster = Self {
             members,
             executable: options.executable,
             cluster_name: options.cluster_name,
             extra_args: options.extra_args,
-            client: probe_client()?,
+            client: probe_client(root_ca.as_ref(), None)?,
+            security: options.security,
+            root_ca,
             directory,
         };
         for index in 0..options.nodes {
@@ -151,9 +160,33 @@ impl BotCluster {
         self.members[index].http
     }
 
-    /// Node `index`'s base URL, `http://127.0.0.1:P`.
+    /// Node `index`'s base URL, `http://127.0.0.1:P` (`https://` when secured so).
     pub fn url(&self, index: usize) -> String {
-        format!("http://{}", self.members[index].http)
+        let scheme = if self.security.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.members[index].http)
+    }
+
+    /// Node `index` as a load target: its URL, the cluster's admin token and the CA its HTTPS
+    /// certificate chains to.
+    pub fn target(&self, index: usize) -> Target {
+        Target {
+            system: System::Ha,
+            base: self.url(index),
+            token: self.security.admin_token.clone(),
+            root_ca: self.root_ca.clone(),
+            identity: None,
+        }
+    }
+
+    /// `GET <node>/v1/health`, with the cluster's token when it has one (the path is open to
+    /// load balancers, but a bot may protect it).
+    async fn health(&self, index: usize) -> Option<reqwest::Response> {
+        let request = self.client.get(format!("{}/v1/health", self.url(index)));
+        let request = match &self.security.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        request.send().await.ok()
     }
 
     /// Node `index`'s gossip (and replication) address.
@@ -243,6 +276,7 @@ impl BotCluster {
             .arg(&self.cluster_name)
             // The node leaves if this process dies without dropping the guard.
             .arg("--stop-on-stdin-eof")
+            .args(self.security.node_args(&member.id))
             .args(&self.extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(log.try_clone()?))
@@ -261,8 +295,7 @@ impl BotCluster {
             if self.members[index].process.is_none() {
                 continue;
             }
-            let url = format!("{}/v1/health", self.url(index));
-            let Ok(response) = self.client.get(&url).send().await else {
+            let Some(response) = self.health(index).await else {
                 continue;
             };
             if response.status() != reqwest::StatusCode::OK {
@@ -308,8 +341,7 @@ impl BotCluster {
                     continue;
                 }
                 running += 1;
-                let url = format!("{}/v1/health", self.url(index));
-                if let Ok(response) = self.client.get(&url).send().await
+                if let Some(response) = self.health(index).await
                     && response.status() == reqwest::StatusCode::OK
                 {
                     healthy += 1;

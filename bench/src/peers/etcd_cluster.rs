@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{PROBE_INTERVAL, PeerError, PortPicker, ProcessGuard, probe_client};
+use super::{EtcdTls, PROBE_INTERVAL, PeerError, PortPicker, ProcessGuard, probe_client};
+use crate::http_load::target::{System, Target};
 
 /// Most members an [`EtcdCluster`] starts.
 pub const ETCD_MEMBERS_MAX: usize = 9;
@@ -24,6 +25,8 @@ pub struct EtcdClusterOptions {
     pub election_timeout_ms: Option<u64>,
     /// Directory under which the temporary data directory is made; default the system's.
     pub base_dir: Option<PathBuf>,
+    /// Peer and client TLS (`https` URLs, `--peer-client-cert-auth`); default none.
+    pub tls: Option<EtcdTls>,
 }
 
 impl EtcdClusterOptions {
@@ -35,6 +38,7 @@ impl EtcdClusterOptions {
             heartbeat_interval_ms: None,
             election_timeout_ms: None,
             base_dir: None,
+            tls: None,
         }
     }
 
@@ -74,6 +78,9 @@ pub struct EtcdCluster {
     initial_cluster: String,
     heartbeat_interval_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
+    tls: Option<EtcdTls>,
+    root_ca: Option<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
     client: reqwest::Client,
     directory: tempfile::TempDir,
 }
@@ -94,10 +101,16 @@ impl EtcdCluster {
                 )
             })?,
         };
-        if options.members == 0 || options.members > ETCD_MEMBERS_MAX {
+        if options.members == 0
+            || options.members > ETCD_MEMBERS_MAX
+            || options
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.members.len() < options.members)
+        {
             return Err(PeerError::Member {
                 index: options.members,
-                reason: "member count must be 1 to 9",
+                reason: "member count must be 1 to 9, with a certificate each under TLS",
             });
         }
         let directory = match &options.base_dir {
@@ -106,6 +119,10 @@ impl EtcdCluster {
                 tempfile::Builder::new().prefix("etcd-").tempdir_in(base)?
             }
             None => tempfile::Builder::new().prefix("etcd-").tempdir()?,
+        };
+        let (root_ca, identity) = match &options.tls {
+            Some(tls) => (Some(tls.root_certificate()?), Some(tls.client_identity()?)),
+            None => (None, None),
         };
         let mut ports = PortPicker::default();
         let mut members = Vec::with_capacity(options.members);
@@ -121,9 +138,14 @@ impl EtcdCluster {
             });
         }
         ports.release();
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let initial_cluster = members
             .iter()
-            .map(|member| format!("{}=http://{}", member.name, member.peer))
+            .map(|member| format!("{}={scheme}://{}", member.name, member.peer))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Self {
@@ -132,7 +154,10 @@ impl EtcdCluster {
             initial_cluster,
             heartbeat_interval_ms: options.heartbeat_interval_ms,
             election_timeout_ms: options.election_timeout_ms,
-            client: probe_client()?,
+            client: probe_client(root_ca.as_ref(), identity.as_ref())?,
+            tls: options.tls,
+            root_ca,
+            identity,
             directory,
         };
         for index in 0..options.members {
@@ -156,9 +181,25 @@ impl EtcdCluster {
         &self.members[index].name
     }
 
-    /// Member `index`'s client URL, `http://127.0.0.1:C`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Member `index`'s client URL, `http://127.0.0.1:C` (`https://` with TLS).
     pub fn url(&self, index: usize) -> String {
-        format!("http://{}", self.members[index].client)
+        format!("{}://{}", self.scheme(), self.members[index].client)
+    }
+
+    /// Member `index` as a load target: its URL and, with TLS, the CA to trust and the client
+    /// certificate to present.
+    pub fn target(&self, index: usize) -> Target {
+        Target {
+            system: System::Etcd,
+            base: self.url(index),
+            token: None,
+            root_ca: self.root_ca.clone(),
+            identity: self.identity.clone(),
+        }
     }
 
     /// Member `index`'s client address.
@@ -221,8 +262,8 @@ impl EtcdCluster {
             .create(true)
             .append(true)
             .open(&member.log_path)?;
-        let client_url = format!("http://{}", member.client);
-        let peer_url = format!("http://{}", member.peer);
+        let client_url = format!("{}://{}", self.scheme(), member.client);
+        let peer_url = format!("{}://{}", self.scheme(), member.peer);
         let mut command = Command::new(&self.executable);
         command
             .arg("--name")
@@ -243,6 +284,23 @@ impl EtcdCluster {
             .arg("new")
             .arg("--initial-cluster-token")
             .arg("ha-bench");
+        if let Some(tls) = &self.tls {
+            let (cert, key) = &tls.members[index];
+            command
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--peer-cert-file")
+                .arg(cert)
+                .arg("--peer-key-file")
+                .arg(key)
+                .arg("--peer-trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--peer-client-cert-auth");
+        }
         if let Some(heartbeat) = self.heartbeat_interval_ms {
             command.arg(format!("--heartbeat-interval={heartbeat}"));
         }

@@ -3,7 +3,7 @@
 //! ```text
 //!   benchmark ──spawn──▶ target/release/bot ×N   (gossip UDP+TCP, admin HTTP)
 //!             ──spawn──▶ etcd ×3                 (client HTTP, peer HTTP)
-//!             ◀─HTTP──── GET /v1/health, POST /v3/maintenance/status (leader discovery)
+//!             ◀─HTTP(S)─ GET /v1/health, POST /v3/maintenance/status (leader discovery)
 //!             ◀─/proc─── VmRSS, utime+stime       (resources)
 //! ```
 //!
@@ -23,14 +23,18 @@
 //! ```
 
 mod bot_cluster;
+mod bot_security;
 mod etcd_cluster;
+mod etcd_tls;
 mod peer_error;
 mod port_picker;
 mod proc_stats;
 mod process_guard;
 
 pub use bot_cluster::{BOT_NODES_MAX, BotCluster, BotClusterOptions, default_bot_executable};
+pub use bot_security::{BENCH_TOKEN_NAME, BotSecurity};
 pub use etcd_cluster::{ETCD_MEMBERS_MAX, EtcdCluster, EtcdClusterOptions, find_on_path};
+pub use etcd_tls::EtcdTls;
 pub use peer_error::PeerError;
 pub use port_picker::PortPicker;
 pub use proc_stats::{clock_ticks_per_second, cpu_time, rss_bytes};
@@ -42,11 +46,24 @@ pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Pause between two rounds of leader discovery.
 pub(crate) const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// A reqwest client for probes: no proxy (loopback only), bounded time per request.
-pub(crate) fn probe_client() -> Result<reqwest::Client, PeerError> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PROBE_TIMEOUT)
+/// A reqwest client for probes: no proxy (loopback only), bounded time per request; with
+/// `root`, HTTPS trusting that CA only; with `identity`, presenting that client certificate.
+pub(crate) fn probe_client(
+    root: Option<&reqwest::Certificate>,
+    identity: Option<&reqwest::Identity>,
+) -> Result<reqwest::Client, PeerError> {
+    let builder = reqwest::Client::builder().no_proxy().timeout(PROBE_TIMEOUT);
+    let builder = match root {
+        Some(root) => builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root.clone()),
+        None => builder,
+    };
+    let builder = match identity {
+        Some(identity) => builder.identity(identity.clone()),
+        None => builder,
+    };
+    builder
         .build()
         .map_err(|error| PeerError::Http(error.to_string()))
 }

@@ -30,4 +30,11 @@ pub enum PeerError {
     /// A /proc file did not have the expected shape.
     #[error("/proc: {0}")]
     Proc(String),
+    /// A helper command (`bot certs init`, `bot keygen`) failed: the message has its stderr;
+    /// check that the `bot` binary is recent enough to have it.
+    #[error("command: {0}")]
+    Command(String),
+    /// Certificates could not be made (rcgen's error).
+    #[error("certificates: {0}")]
+    Certificates(String),
 }

@@ -1,18 +1,26 @@
 //! Simulated lock clients: each keeps a lease alive, takes fenced locks, uses them only before
 //! its safe deadline, and runs versioned KV operations; everything it sees is recorded for the
 //! invariants.
+//!
+//! Even-numbered clients acquire with a holder digest (issue 13) and release with its key;
+//! odd-numbered ones acquire and release without. Before releasing, a client sends a release
+//! as a wrong holder half of the time (no key, another key, or a key for a plain grant),
+//! which must never release: its answer is checked at once, and its stamp is kept so that
+//! [`LockWorkload::check_wrong_holder_releases`] checks what applying it did in the log too
+//! (also when the client gave up waiting for the answer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ha_core::{Consistency, Millis};
 use ha_lock::{
-    Command, FencingToken, LeaseId, LeaseRenewal, LockCommand, LockQuery, LockQueryResponse,
-    LockResponse, Query, QueryResponse, Response, SessionId,
+    Command, FencingToken, HolderKey, LeaseId, LeaseRenewal, LockCommand, LockQuery,
+    LockQueryResponse, LockResponse, Query, QueryResponse, Response, SessionId, holder_digest,
 };
 use ha_replicate::replica::{ApplyOutcome, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use rand::RngExt;
 
+use crate::lock_sim::applied_log::{AppliedLockCommand, AppliedResult};
 use crate::lock_sim::fenced_resource::FencedResource;
 use crate::lock_sim::node::{LockNodeOutput, SimLockNode};
 use crate::lock_sim::records::{
@@ -21,6 +29,61 @@ use crate::lock_sim::records::{
 use crate::lock_sim::versioned_kv_model::KvOutput;
 use crate::lock_sim::workload_options::LockWorkloadOptions;
 use crate::sim::Simulator;
+
+/// The share of holds whose release is preceded by a release as a wrong holder.
+const WRONG_RELEASE_FRACTION: f64 = 0.5;
+
+/// Whether client `client_index` acquires with a holder digest.
+fn acquires_with_holder(client_index: usize) -> bool {
+    client_index.is_multiple_of(2)
+}
+
+/// The holder key client `client_index` uses for acquires under `lease`: derived, not random
+/// (the simulation does not need it unguessable, only distinct per client and lease).
+fn holder_key(client_index: usize, lease: LeaseId) -> HolderKey {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&lease.to_le_bytes());
+    key[8..].copy_from_slice(&(client_index as u64).to_le_bytes());
+    key
+}
+
+/// The release client `client_index` sends for a lock it holds under `lease`.
+fn holder_release(
+    client_index: usize,
+    name: String,
+    token: FencingToken,
+    lease: LeaseId,
+) -> LockCommand {
+    if acquires_with_holder(client_index) {
+        LockCommand::ReleaseWithHolder {
+            name,
+            token,
+            holder_key: holder_key(client_index, lease),
+        }
+    } else {
+        LockCommand::Release { name, token }
+    }
+}
+
+/// A release of the same lock and token that is not the holder's: for a keyed grant no key
+/// (`plain`) or the key of another lease; for a plain grant any key.
+fn wrong_release(
+    client_index: usize,
+    name: String,
+    token: FencingToken,
+    lease: LeaseId,
+    plain: bool,
+) -> LockCommand {
+    if acquires_with_holder(client_index) && plain {
+        LockCommand::Release { name, token }
+    } else {
+        LockCommand::ReleaseWithHolder {
+            name,
+            token,
+            holder_key: holder_key(client_index, lease.wrapping_add(1)),
+        }
+    }
+}
 
 /// A lease a client holds, as the client sees it.
 #[derive(Clone, Debug)]
@@ -81,6 +144,12 @@ enum Purpose {
         wait_until: Millis,
     },
     Release,
+    /// A release as a wrong holder; then the holder's own `release` is sent. (Boxed: two
+    /// commands would make every operation this large.)
+    WrongRelease {
+        command: Box<LockCommand>,
+        release: Box<LockCommand>,
+    },
     Revoke,
 }
 
@@ -168,6 +237,8 @@ pub struct LockWorkload {
     resource: FencedResource,
     kv_records: Vec<KvRecord>,
     stats: LockWorkloadStats,
+    /// The session stamps of the releases sent as a wrong holder.
+    wrong_releases: BTreeSet<(u64, u64)>,
 }
 
 fn write_request(session: u64, sequence: u64, command: LockCommand) -> ClientRequest {
@@ -245,7 +316,42 @@ impl LockWorkload {
             resource: FencedResource::default(),
             kv_records: Vec::new(),
             stats: LockWorkloadStats::default(),
+            wrong_releases: BTreeSet::new(),
         }
+    }
+
+    /// Every release sent as a wrong holder that the log applied must have been refused
+    /// (`WrongHolder`, or `NotHolder` once the lock had moved on), whether or not its client
+    /// heard the answer. Returns how many were applied.
+    ///
+    /// # Errors
+    /// The first one that released, or was answered anything but a refusal.
+    pub fn check_wrong_holder_releases(
+        &self,
+        applied: &[AppliedLockCommand],
+    ) -> Result<u64, String> {
+        let mut checked = 0;
+        for command in applied {
+            if !self
+                .wrong_releases
+                .contains(&(command.session, command.sequence))
+            {
+                continue;
+            }
+            match &command.result {
+                AppliedResult::Applied(LockResponse::WrongHolder | LockResponse::NotHolder) => {
+                    checked += 1;
+                }
+                AppliedResult::Duplicate | AppliedResult::Stale => {}
+                AppliedResult::Applied(other) => {
+                    return Err(format!(
+                        "index {}: {:?}, a release as a wrong holder, was answered {other:?}",
+                        command.index.0, command.command
+                    ));
+                }
+            }
+        }
+        Ok(checked)
     }
 
     /// The options the clients run with.
@@ -578,16 +684,23 @@ impl LockWorkload {
             return;
         }
         let name = format!("lock{}", sim.rng().random_range(0..self.options.lock_names));
-        let request = write_request(
-            client.main_session,
-            sequence,
+        let command = if acquires_with_holder(client_index) {
+            LockCommand::AcquireWithHolder {
+                name: name.clone(),
+                session: lease.lock_session,
+                lease: lease.id,
+                wait: true,
+                holder_digest: holder_digest(&holder_key(client_index, lease.id)),
+            }
+        } else {
             LockCommand::Acquire {
                 name: name.clone(),
                 session: lease.lock_session,
                 lease: lease.id,
                 wait: true,
-            },
-        );
+            }
+        };
+        let request = write_request(client.main_session, sequence, command);
         let purpose = Purpose::Acquire {
             name,
             lease: lease.id,
@@ -891,10 +1004,33 @@ impl LockWorkload {
                 }
                 Some(other) => panic!("client {client_index}: cancel answered {other:?}"),
             },
-            Purpose::Release => {
-                if let Some(Answer::Write(LockResponse::NotHolder)) = answer {
+            Purpose::Release => match answer {
+                Some(Answer::Write(LockResponse::NotHolder)) => {
                     self.stats.releases_not_holder += 1;
                 }
+                Some(Answer::Write(LockResponse::WrongHolder)) => {
+                    panic!(
+                        "client {client_index}: the holder's own release was refused as a wrong holder"
+                    )
+                }
+                _ => {}
+            },
+            Purpose::WrongRelease { command, release } => {
+                match answer {
+                    Some(Answer::Write(LockResponse::WrongHolder)) => {
+                        self.stats.wrong_holder_releases_refused += 1;
+                    }
+                    Some(Answer::Write(LockResponse::NotHolder)) | None => {}
+                    Some(other) => panic!(
+                        "client {client_index}: {command:?}, a release as a wrong holder, was \
+                         answered {other:?}"
+                    ),
+                }
+                let sequence = client.main_next_sequence;
+                client.main_next_sequence += 1;
+                let stamp = Some((client.main_session, sequence));
+                let request = write_request(client.main_session, sequence, *release);
+                self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
             }
             Purpose::Revoke => {}
         }
@@ -1014,16 +1150,26 @@ impl LockWorkload {
             });
         }
         // Release even a lock whose lease may be gone: if the lease is alive after all, the
-        // next waiter gets the lock now rather than at the expiry.
-        let (name, token) = (hold.name.clone(), hold.token);
+        // next waiter gets the lock now rather than at the expiry. Half of the time a release
+        // as a wrong holder goes first; it must change nothing.
+        let (name, token, lease) = (hold.name.clone(), hold.token, hold.lease);
+        let release = holder_release(client_index, name.clone(), token, lease);
         let sequence = client.main_next_sequence;
         client.main_next_sequence += 1;
         let stamp = Some((client.main_session, sequence));
-        let request = write_request(
-            client.main_session,
-            sequence,
-            LockCommand::Release { name, token },
-        );
+        if sim.rng().random_bool(WRONG_RELEASE_FRACTION) {
+            let plain = sim.rng().random_bool(0.5);
+            let command = wrong_release(client_index, name, token, lease, plain);
+            self.wrong_releases.insert((client.main_session, sequence));
+            let request = write_request(client.main_session, sequence, command.clone());
+            let purpose = Purpose::WrongRelease {
+                command: Box::new(command),
+                release: Box::new(release),
+            };
+            self.start_operation(sim, client_index, now, purpose, request, stamp);
+            return;
+        }
+        let request = write_request(client.main_session, sequence, release);
         self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
     }
 }

@@ -114,6 +114,9 @@ pub struct LockWorkloadStats {
     pub waits_cancelled: u64,
     /// Releases answered `NotHolder` (the lease had ended).
     pub releases_not_holder: u64,
+    /// Releases sent as a wrong holder (no key for a keyed grant, a wrong key, or a key for a
+    /// plain grant) and answered `WrongHolder`: refused, the lock still held.
+    pub wrong_holder_releases_refused: u64,
     /// KV operations answered.
     pub kv_completed: u64,
     /// KV operations given up.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ha_bench::{LatencySummary, MachineDescription};
+use ha_bench::{LatencySummary, MachineDescription, Spread};
 use serde::Serialize;
 
 use super::failover::{Attempt, Trial, Variant};
@@ -40,38 +40,6 @@ pub struct LockResults {
     pub ha_contended: Contended,
     /// etcd contended.
     pub etcd_contended: Contended,
-}
-
-/// Min, median and max of repeated figures.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Spread {
-    /// Smallest.
-    pub min: f64,
-    /// Median (mean of the two middle values for an even count).
-    pub median: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(values: impl Iterator<Item = f64>) -> Self {
-        let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
-        if values.is_empty() {
-            return Self::default();
-        }
-        values.sort_by(f64::total_cmp);
-        let middle = values.len() / 2;
-        let median = if values.len().is_multiple_of(2) {
-            (values[middle - 1] + values[middle]) / 2.0
-        } else {
-            values[middle]
-        };
-        Self {
-            min: values[0],
-            median,
-            max: values[values.len() - 1],
-        }
-    }
 }
 
 /// Failover trials of one configuration.

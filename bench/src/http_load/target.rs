@@ -1,5 +1,6 @@
 //! The two HTTP paths driven by the same load generator: ha's admin API and etcd's JSON
-//! gateway (`/v3/...`, keys and values in base64, 64-bit integers as strings).
+//! gateway (`/v3/...`, keys and values in base64, 64-bit integers as strings), each over plain
+//! HTTP or HTTPS (a [`Target`] with a CA to trust), ha's with or without a bearer token.
 
 use std::time::Duration;
 
@@ -30,23 +31,80 @@ impl System {
     }
 }
 
-/// One member's base URL and the system it belongs to.
+/// One member's base URL, the system it belongs to and how to reach it securely.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// Which system.
     pub system: System,
-    /// `http://127.0.0.1:P`.
+    /// `http://127.0.0.1:P`, or `https://127.0.0.1:P` with [`root_ca`](Self::root_ca).
     pub base: String,
+    /// ha only: the admin API token sent as `Authorization: Bearer TOKEN` on every call.
+    pub token: Option<String>,
+    /// The CA that signed the member's HTTPS certificate; the only root a client of this
+    /// target trusts.
+    pub root_ca: Option<reqwest::Certificate>,
+    /// etcd only: the client certificate its TLS clients present (etcd requires one when it
+    /// has a `--trusted-ca-file`).
+    pub identity: Option<reqwest::Identity>,
 }
 
-/// A keep-alive HTTP/1.1 client for one worker: no proxy, bounded time per request.
-pub fn worker_client(timeout: Duration) -> Outcome<reqwest::Client> {
+impl Target {
+    /// A plain HTTP target with no token.
+    pub fn plain(system: System, base: String) -> Self {
+        Self {
+            system,
+            base,
+            token: None,
+            root_ca: None,
+            identity: None,
+        }
+    }
+
+    /// A keep-alive client for one worker of this target (see [`worker_client`]), trusting only
+    /// [`root_ca`](Self::root_ca) and presenting [`identity`](Self::identity) when set.
+    ///
+    /// # Errors
+    /// The client builder's error, as text.
+    pub fn client(&self, timeout: Duration) -> Outcome<reqwest::Client> {
+        let builder = worker_builder(timeout);
+        let builder = match &self.root_ca {
+            Some(root) => builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(root.clone()),
+            None => builder,
+        };
+        let builder = match &self.identity {
+            Some(identity) => builder.identity(identity.clone()),
+            None => builder,
+        };
+        builder.build().map_err(|error| error.to_string())
+    }
+
+    /// `request` with the bearer token, when the target has one.
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+}
+
+fn worker_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .http1_only()
         .timeout(timeout)
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
+}
+
+/// A keep-alive HTTP/1.1 client for one worker: no proxy, bounded time per request, plain
+/// HTTP (a secured target makes its own with [`Target::client`]).
+///
+/// # Errors
+/// The client builder's error, as text.
+pub fn worker_client(timeout: Duration) -> Outcome<reqwest::Client> {
+    worker_builder(timeout)
         .build()
         .map_err(|error| error.to_string())
 }
@@ -109,8 +167,8 @@ impl Target {
     pub async fn put(&self, client: &reqwest::Client, key: &str, value: &str) -> Outcome<()> {
         match self.system {
             System::Ha => {
-                let response = client
-                    .put(format!("{}/v1/kv/{key}", self.base))
+                let response = self
+                    .authorized(client.put(format!("{}/v1/kv/{key}", self.base)))
                     .body(value.to_string())
                     .send()
                     .await
@@ -139,7 +197,11 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/lock/{name}?ttl_ms=5000&wait_ms={wait_ms}", self.base);
-                let response = client.post(url).send().await.map_err(short)?;
+                let response = self
+                    .authorized(client.post(url))
+                    .send()
+                    .await
+                    .map_err(short)?;
                 let body = finish(response).await?;
                 let value: Value =
                     serde_json::from_slice(&body).map_err(|_| "bad json".to_string())?;
@@ -192,7 +254,11 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/lock/{name}?token={handle}", self.base);
-                let response = client.delete(url).send().await.map_err(short)?;
+                let response = self
+                    .authorized(client.delete(url))
+                    .send()
+                    .await
+                    .map_err(short)?;
                 finish(response).await.map(|_| ())
             }
             System::Etcd => etcd_post(
@@ -212,7 +278,11 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/kv/{key}?consistency=quorum", self.base);
-                let response = client.get(url).send().await.map_err(short)?;
+                let response = self
+                    .authorized(client.get(url))
+                    .send()
+                    .await
+                    .map_err(short)?;
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(false);
                 }

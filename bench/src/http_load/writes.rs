@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use ha_bench::LatencySummary;
+use crate::LatencySummary;
 use serde::Serialize;
 
-use super::api::{Target, worker_client};
+use super::target::Target;
 
 /// Most writes one worker issues in one run, whatever the duration.
 const WRITES_PER_WORKER_MAX: u64 = 2_000_000;
@@ -41,13 +41,18 @@ pub struct WriteRun {
 
 fn cpu_sum(pids: &[u32]) -> f64 {
     pids.iter()
-        .filter_map(|pid| ha_bench::peers::cpu_time(*pid).ok())
+        .filter_map(|pid| crate::peers::cpu_time(*pid).ok())
         .map(|time| time.as_secs_f64())
         .sum()
 }
 
 /// Drive `target` with `clients` workers for `duration`; `pids` are the cluster's processes
-/// whose CPU time is counted. Keys are `<prefix>/<worker>/<seq>`.
+/// whose CPU time is counted. Keys are `<prefix>/<worker>/<seq>`. Each worker opens its
+/// keep-alive connection (TLS handshake included, on a secured target) with a warm-up write
+/// before the clock starts.
+///
+/// # Errors
+/// A failed warm-up write or a worker task that panicked, as text.
 pub async fn run(
     target: &Target,
     clients: usize,
@@ -59,7 +64,7 @@ pub async fn run(
     // Connect every worker first, so connection setup is not measured.
     let mut workers = Vec::with_capacity(clients);
     for worker in 0..clients {
-        let client = worker_client(REQUEST_TIMEOUT)?;
+        let client = target.client(REQUEST_TIMEOUT)?;
         target
             .put(&client, &format!("{prefix}/{worker}/warm"), &value)
             .await
