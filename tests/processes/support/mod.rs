@@ -10,6 +10,7 @@ pub mod kv_history;
 pub mod leaders;
 pub mod lock_history;
 pub mod scenario;
+pub mod secure_cluster;
 pub mod serial;
 pub mod workload;
 
