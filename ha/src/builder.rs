@@ -264,6 +264,8 @@ impl<S: StateMachine> NodeBuilder<S> {
             started_at: Instant::now(),
             leaderless: Mutex::new((Some(Instant::now()), Duration::ZERO)),
             security,
+            #[cfg(feature = "http")]
+            https_counters: Mutex::new(Vec::new()),
         });
         let node = Node::from_shared(shared);
         let weak = node.downgrade();

@@ -125,6 +125,25 @@ pub struct MetricsSnapshot {
     /// Replication messages the transport dropped before a socket write, by cause (`None`
     /// when the replica does not report them; the metrics from it are then left out).
     pub transport_send_drops: Option<SendDropCounts>,
+    /// What the admin API's HTTPS listeners counted (`None` without HTTPS).
+    pub https: Option<HttpsCounts>,
+}
+
+/// Counts of the admin API's HTTPS listeners (summed over the node's servers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpsCounts {
+    /// TLS handshakes that finished.
+    pub handshakes_done: u64,
+    /// Handshakes that failed (garbage, truncated records, a client that left).
+    pub handshakes_failed: u64,
+    /// Handshakes that did not finish within the handshake timeout.
+    pub handshakes_timed_out: u64,
+    /// Unfinished handshakes closed to make room for newer ones (the handshake cap).
+    pub handshakes_evicted: u64,
+    /// Connections closed after their handshake because the connection cap was reached.
+    pub refused_over_cap: u64,
+    /// Established connections closed for being idle.
+    pub idle_closed: u64,
 }
 
 /// Render a snapshot.
@@ -403,6 +422,37 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         out.single("ha_leases", "gauge", "Live leases.", locks.leases as f64);
         out.single("ha_kv_keys", "gauge", "Keys stored.", locks.keys as f64);
     }
+    if let Some(https) = &snapshot.https {
+        out.family(
+            "ha_https_handshakes_total",
+            "counter",
+            "TLS handshakes on the admin API by outcome: done, failed (garbage, truncated, the client left), timed_out, evicted (closed unfinished to make room under the handshake cap).",
+        );
+        for (outcome, count) in [
+            ("done", https.handshakes_done),
+            ("failed", https.handshakes_failed),
+            ("timed_out", https.handshakes_timed_out),
+            ("evicted", https.handshakes_evicted),
+        ] {
+            out.sample(
+                "ha_https_handshakes_total",
+                &[("outcome", outcome)],
+                count as f64,
+            );
+        }
+        out.single(
+            "ha_https_connections_refused_total",
+            "counter",
+            "Admin API connections closed after their handshake because the connection cap was reached.",
+            https.refused_over_cap as f64,
+        );
+        out.single(
+            "ha_https_idle_closed_total",
+            "counter",
+            "Admin API connections closed for being idle.",
+            https.idle_closed as f64,
+        );
+    }
     out.single(
         "ha_uptime_seconds",
         "gauge",
@@ -413,6 +463,30 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
 }
 
 impl<S: StateMachine> Node<S> {
+    /// The admin API's HTTPS counts, summed over the node's HTTPS servers; `None` without one.
+    fn https_counts(&self) -> Option<HttpsCounts> {
+        #[cfg(feature = "http")]
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let listeners = self.shared.https_counters.lock();
+            if listeners.is_empty() {
+                return None;
+            }
+            let mut sum = HttpsCounts::default();
+            for counters in listeners.iter() {
+                sum.handshakes_done += counters.handshakes_done.load(Relaxed);
+                sum.handshakes_failed += counters.handshakes_failed.load(Relaxed);
+                sum.handshakes_timed_out += counters.handshakes_timed_out.load(Relaxed);
+                sum.handshakes_evicted += counters.handshakes_evicted.load(Relaxed);
+                sum.refused_over_cap += counters.refused_over_cap.load(Relaxed);
+                sum.idle_closed += counters.idle_closed.load(Relaxed);
+            }
+            Some(sum)
+        }
+        #[cfg(not(feature = "http"))]
+        None
+    }
+
     /// The node's metrics in the Prometheus text format (`GET /v1/metrics`).
     ///
     /// # Errors
@@ -455,6 +529,7 @@ impl<S: StateMachine> Node<S> {
             leaderless_ms_total: self.leaderless_ms_total(),
             uptime_seconds: self.uptime().as_secs_f64(),
             transport_send_drops,
+            https: self.https_counts(),
         };
         Ok(render(&snapshot))
     }
@@ -508,6 +583,7 @@ mod tests {
             leaderless_ms_total: 0,
             uptime_seconds: 1.0,
             transport_send_drops: None,
+            https: None,
         });
         assert!(
             text.contains(
@@ -576,6 +652,7 @@ mod tests {
             leaderless_ms_total: 0,
             uptime_seconds: 1.0,
             transport_send_drops,
+            https: None,
         })
     }
 

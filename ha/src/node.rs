@@ -88,6 +88,9 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) sessions: Mutex<BTreeSet<u64>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The counters of the admin API's HTTPS listeners, for `/v1/metrics`.
+    #[cfg(feature = "http")]
+    pub(crate) https_counters: Mutex<Vec<Arc<crate::http::HttpsCounters>>>,
     /// Admin tokens and HTTPS material (issue 13).
     pub(crate) security: crate::security::NodeSecurity,
     pub(crate) stop_http: watch::Sender<bool>,

@@ -558,6 +558,19 @@ async fn garbage_truncated_records_and_a_stalled_handshake_do_not_stop_other_cli
     );
     let answer = call(addr, &tls, "GET", "/v1/health", None, "").await;
     assert_eq!(answer.status, 200, "still healthy: {answer:?}");
+    // The refused handshakes are counted in /v1/metrics.
+    let metrics = node.metrics_text().await.expect("metrics");
+    let count = |outcome: &str| -> f64 {
+        let prefix = format!("ha_https_handshakes_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in the metrics"))
+    };
+    assert!(count("failed") >= 1.0, "garbage counted as failed");
+    assert!(count("timed_out") >= 1.0, "stalls counted as timed out");
+    assert!(count("done") >= 1.0, "good clients counted as done");
     node.shutdown().await;
 }
 

@@ -37,7 +37,7 @@ use ha_core::StateMachine;
 use ha_lock::VALUE_BYTES_MAX;
 
 pub use api_error::ApiError;
-pub use https_listener::{HttpsLimits, HttpsListener};
+pub use https_listener::{HttpsCounters, HttpsLimits, HttpsListener};
 
 use crate::error::NodeError;
 use crate::node::{Node, Shared};
@@ -141,6 +141,7 @@ impl<S: StateMachine> Node<S> {
             Some(config) => {
                 let listener = HttpsListener::new(listener, config, HttpsLimits::default())
                     .map_err(|source| NodeError::Http { addr, source })?;
+                self.shared.https_counters.lock().push(listener.counters());
                 tokio::spawn(async move {
                     if let Err(error) = axum::serve(listener, router)
                         .with_graceful_shutdown(stopped)
