@@ -134,6 +134,11 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The SHA-256 of `bytes` (a body held in memory; [`BackupHeader::verify`] streams).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 impl BackupHeader {
     /// The header's bytes.
     ///
