@@ -262,3 +262,106 @@ async fn a_node_without_a_data_dir_refuses_with_the_reason() {
     assert!(text.contains("no data_dir"), "{text}");
     node.shutdown().await;
 }
+
+/// A backup being streamed is the snapshot it started from, whole and verified, even when
+/// the node commits newer snapshots (and removes the old file) before the client has read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_survives_newer_snapshots_committed_meanwhile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = node_with_data_dir(dir.path()).await;
+    let kv = node.kv();
+    // About 600 KiB of state: more than the chunks the server queues, so it waits on the
+    // client with the file open.
+    let value = vec![7u8; 4096];
+    for key in 0..150 {
+        kv.put(format!("big-{key:04}"), value.clone(), Consistency::Quorum)
+            .await
+            .expect("put");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let response = loop {
+        let request = Request::builder()
+            .uri("/v1/snapshot")
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .expect("valid request");
+        let response = node
+            .http_router()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        // A snapshot that holds all the big values (index 150 or later).
+        let index = response
+            .headers()
+            .get("x-ha-snapshot-index")
+            .and_then(|index| index.to_str().ok()?.parse::<u64>().ok());
+        if response.status() == StatusCode::OK && index.is_some_and(|index| index >= 150) {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "no snapshot at 150+ within 20 s");
+        // Snapshots come every SNAPSHOT_EVERY entries: small writes bring the next one.
+        kv.put("filler", b"f".to_vec(), Consistency::Quorum)
+            .await
+            .expect("put");
+    };
+    let first_index: u64 = response.headers()["x-ha-snapshot-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Newer snapshots while the body is unread.
+    for key in 0..(SNAPSHOT_EVERY * 3) {
+        kv.put(
+            format!("later-{key:04}"),
+            b"x".to_vec(),
+            Consistency::Quorum,
+        )
+        .await
+        .expect("put");
+    }
+    let log_dir = node.log_dir().expect("has a data dir");
+    let newer_deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let newest = std::fs::read_dir(&log_dir)
+            .expect("log dir")
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("snapshot-")?
+                    .strip_suffix(".snap")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        if newest > first_index {
+            break;
+        }
+        assert!(
+            Instant::now() < newer_deadline,
+            "no newer snapshot than {first_index} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The store removed the file being served when it committed the newer one; the open
+    // handle still reads it.
+    let served = log_dir.join(format!("snapshot-{first_index:020}.snap"));
+    let gone_deadline = Instant::now() + Duration::from_secs(10);
+    while served.exists() {
+        assert!(
+            Instant::now() < gone_deadline,
+            "{} is still there",
+            served.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let backup = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let parsed = check(&backup, Some(CLUSTER)).expect("the stream verifies");
+    assert_eq!(parsed.last_index, first_index);
+    assert!(parsed.body_bytes > 150 * 4096, "{parsed:?}");
+    node.shutdown().await;
+}
