@@ -60,6 +60,7 @@
 //! ```
 
 pub mod admin_tokens;
+pub mod backup_file;
 mod builder;
 pub mod cluster_view;
 pub mod config_file;

@@ -135,6 +135,17 @@ impl<S: StateMachine> Node<S> {
         self.shared.gossip_addr
     }
 
+    /// The directory holding this node's log and snapshots (`<data_dir>/log`), or `None`
+    /// when the node keeps them in memory (no `data_dir`). `GET /v1/snapshot` serves the
+    /// latest durable snapshot found there.
+    pub fn log_dir(&self) -> Option<std::path::PathBuf> {
+        self.shared
+            .config
+            .data_dir
+            .as_ref()
+            .map(|dir| dir.join(crate::LOG_DIR_NAME))
+    }
+
     /// The bound replication (TCP) address.
     pub fn rpc_addr(&self) -> SocketAddr {
         self.shared.replica.local_addr()

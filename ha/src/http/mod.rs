@@ -26,6 +26,7 @@ mod cluster_routes;
 pub mod https_listener;
 mod kv_routes;
 mod lock_routes;
+mod snapshot_routes;
 
 use std::sync::Weak;
 
@@ -87,6 +88,7 @@ impl<S: StateMachine> Node<S> {
                 "/v1/failover",
                 axum::routing::post(cluster_routes::failover::<S>),
             )
+            .route("/v1/snapshot", get(snapshot_routes::snapshot::<S>))
             .route(
                 "/v1/kv/{*key}",
                 get(kv_routes::get_key::<S>)
@@ -178,7 +180,7 @@ impl<S: StateMachine> Node<S> {
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
         "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, \
-         /v1/failover, /v1/failover/history, /v1/kv/<key> and /v1/lock/<name>",
+         /v1/failover, /v1/failover/history, /v1/snapshot, /v1/kv/<key> and /v1/lock/<name>",
         uri.path()
     ))
 }

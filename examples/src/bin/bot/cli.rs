@@ -79,6 +79,66 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Make the TLS files of a cluster: a CA, and a certificate and key per node.
     Certs(CertsArgs),
+    /// Save a backup of the replicated state from a node (GET /v1/snapshot), or inspect and
+    /// verify a backup file.
+    Snapshot(SnapshotArgs),
+}
+
+/// `bot snapshot` and its subcommands.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SnapshotCommand,
+}
+
+/// The subcommands of `bot snapshot`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Download the node's latest durable snapshot as a backup file: written to a temporary
+    /// file beside FILE, synced, verified (header and SHA-256), then linked in place. An
+    /// existing FILE is never overwritten.
+    Save(SnapshotSaveArgs),
+    /// Print a backup file's header and verify it (exit code 1 and the reason when it is
+    /// corrupt, truncated or of another cluster).
+    Inspect(SnapshotInspectArgs),
+}
+
+/// Options of `bot snapshot save`.
+#[derive(Debug, Args)]
+pub struct SnapshotSaveArgs {
+    /// Admin HTTP address of the node to back up (host:port). The call needs the admin role.
+    #[arg(long, value_name = "ADDR")]
+    pub http: String,
+
+    /// Speak HTTPS and accept only a node certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The admin API token to send (role admin). Prefer the environment variable.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = crate::admin_client::ADMIN_TOKEN_ENV,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Where to write the backup (a new file).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Options of `bot snapshot inspect`.
+#[derive(Debug, Args)]
+pub struct SnapshotInspectArgs {
+    /// Also refuse the backup unless it is of this cluster.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// The backup file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Options of `bot keygen`.

@@ -16,6 +16,10 @@
 //!   bot keygen [--out FILE]       a fresh cluster key (also a good admin token)
 //!   bot certs init --dir DIR --cluster NAME --nodes n1,n2,n3 [--host ID=NAME_OR_IP]...
 //!                                 a cluster CA and a certificate + key per node
+//!   bot snapshot save --http ADDR FILE [--tls-ca FILE] [--token T]
+//!                                 a verified backup of the replicated state (GET /v1/snapshot)
+//!   bot snapshot inspect FILE [--cluster NAME]
+//!                                 a backup's header, and "verified: sha256 ok" or the reason
 //! ```
 
 mod admin_client;
@@ -32,6 +36,7 @@ mod keygen;
 mod new_file;
 mod node;
 mod ports;
+mod snapshot;
 mod status;
 mod timeline;
 
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => status::run(args),
         Some(Command::Keygen(args)) => keygen::run(args),
         Some(Command::Certs(args)) => certs::run(args),
+        Some(Command::Snapshot(args)) => snapshot::run(args),
         None => match &cli.node {
             Some(args) => node::run(args, clock),
             // clap requires the node options when no subcommand is given, so this is only
