@@ -3,6 +3,8 @@
 //! SHA-256 verify, the call needs the admin role, and a corrupted file (a flipped byte, a
 //! truncated body, trailing bytes, another cluster) is refused with the reason.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -38,14 +40,7 @@ async fn node_with_data_dir(dir: &std::path::Path) -> Node<()> {
         .start()
         .await
         .expect("starts");
-    let mut roles = node.watch_role();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        roles.wait_for(|role| role.leader.is_some()),
-    )
-    .await
-    .expect("leads within 10 s")
-    .expect("running");
+    support::wait_for_leader(&node).await;
     node
 }
 

@@ -22,6 +22,12 @@ pub async fn one_node() -> Node<()> {
         .start()
         .await
         .expect("starts");
+    wait_for_leader(&node).await;
+    node
+}
+
+/// Wait (at most 10 s) until `node` knows a leader: a one-voter node founds itself.
+pub async fn wait_for_leader<S: ha::StateMachine>(node: &Node<S>) {
     let mut roles = node.watch_role();
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -30,7 +36,6 @@ pub async fn one_node() -> Node<()> {
     .await
     .expect("leads within 10 s")
     .expect("running");
-    node
 }
 
 /// `method uri` with `body` through `node`'s admin router: the status and the body's bytes.
