@@ -22,6 +22,7 @@ use crate::replica::{
     ReplicaTimer, Rpc, SnapshotWritten,
 };
 use crate::storage::LogStore;
+use crate::storage::io_failure::StorageStall;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
 const COMMAND_BUFFER: usize = 4096;
@@ -76,6 +77,7 @@ pub(crate) enum Command {
 pub struct ReplicaNode<S: StateMachine> {
     commands: mpsc::Sender<Command>,
     roles: watch::Receiver<RoleView>,
+    storage: watch::Receiver<Option<StorageStall>>,
     local_addr: SocketAddr,
     node_id: NodeId,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -113,6 +115,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             term: engine.term(),
             leader: engine.leader().cloned(),
         });
+        let (storage_sender, storage) = watch::channel(None);
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
         let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
@@ -126,6 +129,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             replies: BTreeMap::new(),
             next_request_id: 1,
             roles: role_sender,
+            storage: storage_sender,
             stopped: false,
             snapshots_written: written_sender,
         };
@@ -133,6 +137,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         Ok(Self {
             commands,
             roles,
+            storage,
             local_addr,
             node_id,
             task: std::sync::Mutex::new(Some(task)),
@@ -168,6 +173,13 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Role changes as they happen.
     pub fn watch_role(&self) -> watch::Receiver<RoleView> {
         self.roles.clone()
+    }
+
+    /// Whether the store failed with an IO error (a full disk, `EIO`) and the replica refuses
+    /// writes until it can write again (`None` while storage works), as a watch: what the
+    /// node's `storage` health check reads.
+    pub fn watch_storage(&self) -> watch::Receiver<Option<StorageStall>> {
+        self.storage.clone()
     }
 
     /// A full status report.
@@ -318,6 +330,8 @@ struct Runner<S: StateMachine, L: LogStore> {
     replies: BTreeMap<u64, oneshot::Sender<ClientReply>>,
     next_request_id: u64,
     roles: watch::Sender<RoleView>,
+    /// The replica's storage stall, published after every round.
+    storage: watch::Sender<Option<StorageStall>>,
     stopped: bool,
     /// Snapshots written on blocking threads report back here.
     snapshots_written: mpsc::UnboundedSender<SnapshotWritten>,
@@ -368,6 +382,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             self.carry_out();
             self.core.flush();
             self.carry_out();
+            let stall = self.core.storage_stall();
+            if self.storage.borrow().as_ref() != stall {
+                self.storage.send_replace(stall.cloned());
+            }
         }
         self.fail_pending();
         self.transport.shutdown().await;

@@ -136,6 +136,15 @@ pub enum ClientError {
         /// The last leader this node knew, if any.
         leader: Option<NodeId>,
     },
+    /// Not applied: this node's disk is full (`ENOSPC`), so it appends nothing; the detail
+    /// says what a person must do. It resumes by itself once space is freed; meanwhile its
+    /// `storage` health check is critical, so leadership moves. Retry on another node.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// Not applied: this node's disk failed a write (`EIO` or another IO error); it retries by
+    /// itself. Retry on another node; the detail says what to do if it persists.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
 }
 
 impl ClientError {
@@ -160,7 +169,9 @@ impl ClientError {
             | ClientError::NoQuorum { .. }
             | ClientError::TransferInProgress
             | ClientError::Busy
-            | ClientError::InvalidQuery(_) => WriteFate::NotApplied,
+            | ClientError::InvalidQuery(_)
+            | ClientError::StorageFull(_)
+            | ClientError::StorageFailed(_) => WriteFate::NotApplied,
             ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
                 WriteFate::Unknown
             }

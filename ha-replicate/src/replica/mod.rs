@@ -17,7 +17,10 @@ pub use applier::{
 };
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use failover_record::FailoverRecord;
-pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
+pub use replica_core::{
+    COMMAND_BYTES_MAX, RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect,
+    ReplicaTimer,
+};
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};
 pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};

@@ -1,6 +1,7 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
 mod snapshot_flow;
+mod storage_stall;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,10 @@ use crate::replica::snapshot_job::SnapshotJob;
 use crate::replica::snapshot_receiver::SnapshotReceiver;
 use crate::replica::snapshot_sender::{ChunkPlace, SnapshotSender};
 use crate::snapshot_meta::SnapshotId;
+use crate::storage::io_failure::classify;
 use crate::storage::{LogStore, StorageError};
+
+pub use storage_stall::{RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN};
 
 /// Largest encoded session command accepted from a client.
 pub const COMMAND_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -69,7 +73,9 @@ pub enum ReplicaEffect {
     /// Write a snapshot of the applied state off the apply path (on a blocking thread), then
     /// hand the result to [`ReplicaCore::on_snapshot_written`].
     WriteSnapshot(SnapshotJob),
-    /// Storage failed: the replica stopped and answers nothing more. Restart the node.
+    /// Storage failed in a way the node cannot survive (corruption, a broken contract): the
+    /// replica stopped and answers nothing more. Restart the node. (An IO error, a full disk
+    /// among them, stalls it instead: [`ReplicaCore::storage_stall`].)
     Fatal(String),
 }
 
@@ -146,6 +152,11 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// The snapshot received from the leader.
     receiver: SnapshotReceiver,
     snapshot_counts: snapshot_flow::SnapshotCounts,
+    /// The store failed with an IO error: writes are refused until it is resumed.
+    stall: Option<storage_stall::Stall>,
+    /// The store was reopened while a snapshot was being written: that snapshot's sink file
+    /// is gone, so its result is ignored.
+    snapshot_sink_lost: bool,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -207,6 +218,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             sender,
             receiver: SnapshotReceiver::default(),
             snapshot_counts: snapshot_flow::SnapshotCounts::default(),
+            stall: None,
+            snapshot_sink_lost: false,
         };
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
@@ -262,7 +275,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     pub fn flush(&mut self) {
         // Every write sets `unsynced`, so with nothing unsynced nothing new became durable.
         for _ in 0..FLUSH_ROUNDS_MAX {
-            if self.fatal.is_some() {
+            if self.fatal.is_some() || self.stall.is_some() {
                 return;
             }
             if !self.unsynced {
@@ -270,6 +283,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
             if let Err(error) = self.store.sync() {
                 self.fail(error);
+                return;
+            }
+            if self.stall.is_some() {
                 return;
             }
             self.unsynced = false;
@@ -288,6 +304,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// A message from another replica.
     pub fn on_rpc(&mut self, now: Millis, from: NodeId, rpc: Rpc) {
         if self.fatal.is_some() {
+            return;
+        }
+        if self.stall.is_some() && !Self::taken_while_stalled(&rpc) {
             return;
         }
         match rpc {
@@ -371,8 +390,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 });
                 self.expire(now);
                 self.fail_waits_when_cut_off(now);
-                self.maybe_snapshot();
-                self.send_snapshot_chunks(now);
+                if self.stall.is_some() {
+                    self.try_resume(now);
+                } else {
+                    self.maybe_snapshot();
+                    self.send_snapshot_chunks(now);
+                }
             }
         }
         self.after_input(now);
@@ -414,6 +437,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 ..
             })
         );
+        if let (ClientRequest::Write(_), Some(error)) = (&request, self.stalled_write_error()) {
+            // Refused before anything is appended or forwarded: known not applied.
+            self.reply(origin, ClientReply::Failed(error));
+            return;
+        }
         if !eventual_read && self.cut_off(now) {
             // Nothing is proposed or forwarded: the request is known not applied, and the
             // client hears it now rather than at its deadline (it may try another node).
@@ -641,6 +669,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         ) && self.engine.role() == Role::Leader;
         if leader_replication {
             self.outputs.push(effect);
+        } else if self.stall.is_some() {
+            if Self::leaves_while_stalled(&effect) {
+                self.outputs.push(effect);
+            }
         } else if self.unsynced || !self.held.is_empty() {
             self.held.push(effect);
         } else {
@@ -648,7 +680,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
+    /// The store failed: stall on an IO error (a full disk, `EIO`), stop on anything else.
     fn fail(&mut self, error: StorageError) {
+        match classify(&error) {
+            Some(kind) => self.stall_on(kind, error.to_string()),
+            None => self.stop(error),
+        }
+    }
+
+    /// Stop for good: the store cannot be trusted.
+    fn stop(&mut self, error: StorageError) {
         let message = error.to_string();
         tracing::error!(%message, "storage failed; replica stopping");
         self.fatal = Some(message.clone());
@@ -679,6 +720,15 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     fn carry_out(&mut self, now: Millis, effect: Effect) {
         match effect {
+            Effect::Persist(persist) if self.stall.is_some() => {
+                // Resuming writes back the engine's log and hard state; a snapshot received
+                // meanwhile cannot be installed (chunks are not taken while stalled).
+                if let Persist::InstallSnapshot(_) = persist {
+                    self.stop(StorageError::Misuse(
+                        "a snapshot was to be installed while storage is failed".to_string(),
+                    ));
+                }
+            }
             Effect::Persist(persist) => {
                 let result = match &persist {
                     Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),

@@ -7,6 +7,7 @@ use ha_core::SnapshotSource;
 
 use crate::replica::applier::AppliedSnapshot;
 use crate::snapshot_meta::SnapshotMeta;
+use crate::storage::io_failure::{StorageFailureKind, classify, io_error_is_full};
 use crate::storage::{SnapshotSink, WrittenSnapshot};
 
 /// A point-in-time copy of the applied state and the sink to write it to. The driver runs it
@@ -33,6 +34,37 @@ pub struct SnapshotWritten {
     pub result: Result<WrittenSnapshot, String>,
     /// How long writing took, in milliseconds.
     pub elapsed_ms: u64,
+    /// When writing failed because the disk did (full, or an IO error), which: the replica
+    /// then stalls as on a failed WAL write. `None` on success or a host error.
+    pub failure: Option<StorageFailureKind>,
+}
+
+/// The sink as the host's snapshot writer sees it, remembering whether the disk refused a
+/// write (the host reports only a message).
+struct WatchedSink<'a> {
+    sink: &'a mut Box<dyn SnapshotSink>,
+    failure: Option<StorageFailureKind>,
+}
+
+impl std::io::Write for WatchedSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sink.write(buf).inspect_err(|error| self.note(error))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush().inspect_err(|error| self.note(error))
+    }
+}
+
+impl WatchedSink<'_> {
+    fn note(&mut self, error: &std::io::Error) {
+        let kind = if io_error_is_full(error) {
+            StorageFailureKind::Full
+        } else {
+            StorageFailureKind::Failed
+        };
+        self.failure.get_or_insert(kind);
+    }
 }
 
 impl SnapshotJob {
@@ -61,14 +93,24 @@ impl SnapshotJob {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()?;
         let started = Instant::now();
-        let result = Box::new(source)
-            .write_to(&mut sink)
-            .map_err(|error| error.to_string())
-            .and_then(|()| sink.finish().map_err(|error| error.to_string()));
+        let mut watched = WatchedSink {
+            sink: &mut sink,
+            failure: None,
+        };
+        let written = Box::new(source).write_to(&mut watched);
+        let mut failure = watched.failure;
+        let result = match written {
+            Ok(()) => sink.finish().map_err(|error| {
+                failure = classify(&error);
+                error.to_string()
+            }),
+            Err(error) => Err(error.to_string()),
+        };
         Some(SnapshotWritten {
             meta: self.meta.clone(),
             result,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            failure,
         })
     }
 }

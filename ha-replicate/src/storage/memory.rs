@@ -66,6 +66,33 @@ struct DiskState {
     unsynced: Vec<Write>,
     /// Bumped by every crash and every open, so a store from before is refused.
     generation: u64,
+    /// A fault injected by a test: every write fails with it until cleared.
+    fault: Option<DiskFault>,
+}
+
+/// A fault a test injects into a [`MemoryDisk`] ([`MemoryDisk::set_fault`]): every write, sync
+/// and snapshot sink fails with it (an append keeps the first half of its entries, as a torn
+/// batch does), and the store that saw it refuses everything until
+/// [`LogStore::reopen`]. Reads and recovery still work, as on a full disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// `ENOSPC`: the disk is full.
+    Full,
+    /// `EIO`: the disk failed a write.
+    Io,
+}
+
+impl DiskFault {
+    fn error(self) -> StorageError {
+        let source = match self {
+            DiskFault::Full => std::io::Error::from_raw_os_error(28),
+            DiskFault::Io => std::io::Error::from_raw_os_error(5),
+        };
+        StorageError::Io {
+            path: "memory disk".into(),
+            source,
+        }
+    }
 }
 
 /// Everything durable.
@@ -164,6 +191,21 @@ impl MemoryDisk {
     pub fn unsynced_writes(&self) -> usize {
         self.state.lock().unsynced.len()
     }
+
+    /// Make every later write fail with `fault` (see [`DiskFault`]), or stop failing (`None`).
+    pub fn set_fault(&self, fault: Option<DiskFault>) {
+        self.state.lock().fault = fault;
+    }
+
+    /// The entries the disk holds now, synced or not (what a reopen would recover), for tests.
+    pub fn entries_written(&self) -> Vec<Entry> {
+        let state = self.state.lock();
+        let mut image = state.synced.clone();
+        for write in state.unsynced.iter().cloned() {
+            image.apply(write);
+        }
+        image.entries
+    }
 }
 
 const STALE_STORE: &str = "this memory store's disk crashed or was opened again; open a new store";
@@ -191,6 +233,7 @@ struct SinkSlot {
 /// A [`SnapshotSink`] into memory: its bytes reach the store when finished and are on the
 /// disk only once committed.
 struct MemorySink {
+    disk: MemoryDisk,
     ticket: u64,
     bytes: Vec<u8>,
     crc32c: u32,
@@ -211,6 +254,9 @@ impl std::io::Write for MemorySink {
 
 impl SnapshotSink for MemorySink {
     fn finish(self: Box<Self>) -> Result<WrittenSnapshot, StorageError> {
+        if let Some(fault) = self.disk.state.lock().fault {
+            return Err(fault.error());
+        }
         let written = WrittenSnapshot {
             size: self.bytes.len() as u64,
             crc32c: self.crc32c,
@@ -238,6 +284,8 @@ pub struct MemoryStore {
     sinks: Arc<Mutex<SinkSlot>>,
     /// The ticket of the last sink handed out.
     last_ticket: u64,
+    /// A write failed (an injected [`DiskFault`]): everything is refused until reopened.
+    failed: bool,
 }
 
 impl MemoryStore {
@@ -256,6 +304,7 @@ impl MemoryStore {
             incoming: None,
             sinks: Arc::default(),
             last_ticket: 0,
+            failed: false,
         }
     }
 
@@ -274,6 +323,14 @@ impl MemoryStore {
             &mut Option<IncomingView>,
         ) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        if self.failed {
+            return Err(StorageError::Io {
+                path: "memory disk".into(),
+                source: std::io::Error::other(
+                    "an earlier write or sync failed; reopen the store and recover",
+                ),
+            });
+        }
         let mut state = self.disk.state.lock();
         if state.generation != self.generation {
             return Err(StorageError::Misuse(STALE_STORE.to_string()));
@@ -284,6 +341,21 @@ impl MemoryStore {
             ));
         };
         operation(&mut state, bounds, &mut self.incoming)
+    }
+}
+
+impl MemoryStore {
+    /// Fails a write when a fault is injected, marking the store failed (as the disk store
+    /// marks itself after an IO error).
+    fn check_fault(&mut self) -> Result<(), StorageError> {
+        let fault = self.disk.state.lock().fault;
+        match fault {
+            Some(fault) if !self.failed => {
+                self.failed = true;
+                Err(fault.error())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -329,6 +401,20 @@ impl LogStore for MemoryStore {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let fault = self.disk.state.lock().fault;
+        if let Some(fault) = fault.filter(|_| !self.failed) {
+            // A torn batch: the first half of the records reached the disk.
+            let kept = &entries[..entries.len() / 2];
+            self.with_disk(|state, bounds, _| {
+                bounds.check_append(kept)?;
+                state
+                    .unsynced
+                    .extend(kept.iter().cloned().map(Write::Append));
+                Ok(())
+            })?;
+            self.failed = true;
+            return Err(fault.error());
+        }
         self.with_disk(|state, bounds, _| {
             bounds.check_append(entries)?;
             state
@@ -375,6 +461,7 @@ impl LogStore for MemoryStore {
     }
 
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, bounds, _| {
             if let Some(from) = bounds.truncation_point(from) {
                 state.unsynced.push(Write::Truncate(from));
@@ -385,6 +472,7 @@ impl LogStore for MemoryStore {
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, _| {
             state.unsynced.push(Write::HardState(hard_state.clone()));
             Ok(())
@@ -392,6 +480,7 @@ impl LogStore for MemoryStore {
     }
 
     fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        self.check_fault()?;
         self.with_disk(|_, _, _| Ok(()))?;
         self.last_ticket += 1;
         let ticket = self.last_ticket;
@@ -401,6 +490,7 @@ impl LogStore for MemoryStore {
             slot.finished = None;
         }
         Ok(Box::new(MemorySink {
+            disk: self.disk.clone(),
             ticket,
             bytes: Vec::new(),
             crc32c: 0,
@@ -413,6 +503,7 @@ impl LogStore for MemoryStore {
         meta: &SnapshotMeta,
         written: &WrittenSnapshot,
     ) -> Result<SnapshotId, StorageError> {
+        self.check_fault()?;
         let sinks = Arc::clone(&self.sinks);
         self.with_disk(|state, bounds, _| {
             let mut slot = sinks.lock();
@@ -490,6 +581,7 @@ impl LogStore for MemoryStore {
     }
 
     fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, incoming| {
             if meta.last_index != id.last_index || meta.last_term != id.last_term {
                 return Err(StorageError::Misuse(format!(
@@ -521,6 +613,7 @@ impl LogStore for MemoryStore {
     }
 
     fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, incoming| {
             let incoming = receiving(incoming)?;
             super::check_incoming_append(incoming.held, incoming.id.size, offset, bytes.len())?;
@@ -533,6 +626,7 @@ impl LogStore for MemoryStore {
     }
 
     fn verify_incoming(&mut self) -> Result<bool, StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, incoming| {
             let view = receiving(incoming)?;
             if view.held != view.id.size {
@@ -561,6 +655,7 @@ impl LogStore for MemoryStore {
     }
 
     fn install_incoming(&mut self) -> Result<SnapshotId, StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, bounds, incoming| {
             let Some(view) = incoming.as_ref().filter(|view| view.verified) else {
                 return Err(StorageError::Misuse(
@@ -583,6 +678,7 @@ impl LogStore for MemoryStore {
     }
 
     fn discard_incoming(&mut self) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, incoming| {
             if incoming.take().is_some() {
                 state.unsynced.push(Write::DiscardIncoming);
@@ -592,9 +688,17 @@ impl LogStore for MemoryStore {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_fault()?;
         self.with_disk(|state, _, _| {
             state.sync();
             Ok(())
         })
+    }
+
+    fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        // As a restarted process would: a new store on the same disk (what was written but
+        // not synced is still there, as in the page cache).
+        *self = MemoryStore::open(self.disk.clone());
+        self.recover()
     }
 }

@@ -16,6 +16,7 @@ use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
 mod incoming_file;
+pub mod io_failure;
 mod log_bounds;
 pub mod memory;
 mod record;
@@ -119,9 +120,11 @@ pub trait SnapshotSink: std::io::Write + Send {
 /// Why storage failed.
 ///
 /// # Contract on failure
-/// A write that returns an error may or may not have reached the disk. The node must stop
-/// (the error is fatal to the engine) rather than continue with a log it cannot trust; on
-/// restart, [`LogStore::recover`] returns only what verifies.
+/// A write that returns an error may or may not have reached the disk, and the store refuses
+/// every later call. An IO error ([`io_failure::classify`]: a full disk or `EIO`) stalls the
+/// replica, which later calls [`LogStore::reopen`] and writes back what the disk lost;
+/// corruption and misuse stop it. Either way [`LogStore::recover`] returns only what
+/// verifies.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -317,6 +320,22 @@ pub trait LogStore: Send {
     /// Make every earlier write durable.
     ///
     /// # Errors
-    /// [`StorageError::Io`]; the node must stop (see the type's contract).
+    /// [`StorageError::Io`]; the node must not trust the store until it is reopened (see the
+    /// type's contract).
     fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// After a write, a sync or a snapshot sink failed: forget everything held in memory and
+    /// [`recover`](Self::recover) again from what is on the disk, as a restarted process
+    /// would (a partly written record at the tail is cut back to the last whole record;
+    /// leftover sink files are removed). What it returns is durable, and a prefix of the
+    /// writes made (contract item 3). The replica calls it to resume after a full disk.
+    ///
+    /// # Errors
+    /// As [`recover`](Self::recover); [`StorageError::Misuse`] for a store that cannot be
+    /// reopened (the default).
+    fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        Err(StorageError::Misuse(
+            "this store cannot be reopened in place; restart the node".to_string(),
+        ))
+    }
 }

@@ -434,6 +434,19 @@ impl LogStore for WalStore {
     fn sync(&mut self) -> Result<(), StorageError> {
         self.mutate(Running::sync)
     }
+
+    fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        // Close every handle first: recovery truncates the torn tail of the last segment and
+        // removes leftover sink files (which frees what a failed snapshot took on a full disk).
+        self.running = None;
+        self.failed = false;
+        let result = self.recover();
+        if result.is_err() {
+            self.running = None;
+            self.failed = true;
+        }
+        result
+    }
 }
 
 /// The store after recovery.

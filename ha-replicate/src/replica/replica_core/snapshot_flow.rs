@@ -45,13 +45,27 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if self.snapshot_in_progress.as_ref() == Some(&written.meta.last_index) {
             self.snapshot_in_progress = None;
         }
+        if std::mem::take(&mut self.snapshot_sink_lost) {
+            tracing::debug!(last_index = %written.meta.last_index, "snapshot written before the store was reopened; dropped");
+            return;
+        }
         let written_snapshot = match written.result {
             Ok(written_snapshot) => written_snapshot,
             Err(error) => {
-                tracing::warn!(%error, "snapshot failed; will retry");
+                match written.failure {
+                    // The disk refused it: stall as on a failed WAL write (writes refused,
+                    // health critical) until the store can be written again.
+                    Some(kind) => self.stall_on(kind, format!("writing a snapshot: {error}")),
+                    None => tracing::warn!(%error, "snapshot failed; will retry"),
+                }
+                self.after_input(now);
                 return;
             }
         };
+        if self.stall.is_some() {
+            // The store is failed; reopening it removes the sink's file.
+            return;
+        }
         if written.meta.last_index <= self.engine.snapshot_meta().last_index {
             return;
         }
