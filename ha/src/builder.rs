@@ -30,6 +30,7 @@ use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
 use crate::security::{NodeSecurity, read_cluster_key_file, warn_insecure};
+use crate::storage_health::StorageHealthCheck;
 
 #[cfg(feature = "http")]
 /// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
@@ -164,6 +165,10 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let config = self.config;
+        // Built in: UNHEALTHY while the replica's disk refuses writes (issue 14, item 5).
+        let storage_check = Arc::new(StorageHealthCheck::new());
+        self.checks
+            .push(Arc::clone(&storage_check) as Arc<dyn HealthCheck>);
         let mut health = HealthRunner::new(self.checks);
         health.run_due().await;
         let fresh_incarnation = GossipNode::fresh_incarnation();
@@ -189,6 +194,7 @@ impl<S: StateMachine> NodeBuilder<S> {
                 (fresh_incarnation, replica)
             }
         };
+        storage_check.attach(replica.watch_storage());
         let health_status = health.status();
         if health_status != HealthStatus::Healthy {
             let _ = replica.set_health(health_status).await;

@@ -73,6 +73,7 @@ pub mod metrics;
 mod node;
 pub mod node_file;
 pub mod security;
+pub mod storage_health;
 
 pub use admin_tokens::{AdminIdentity, AdminRole, AdminTokenError, AdminTokens};
 pub use builder::{LOG_DIR_NAME, NodeBuilder};

@@ -41,7 +41,16 @@ async fn a_leader_without_stalled_followers_shows_empty_catch_up_surfaces() {
     let health = get_json(&node, "/v1/health").await;
     assert_eq!(health["health"], "HEALTHY", "{health}");
     assert_eq!(health["problems"], serde_json::json!([]), "{health}");
-    assert_eq!(health["checks"], serde_json::json!([]), "{health}");
+    // Only the node's built-in checks (issue 14: `storage`), all healthy.
+    let checks = health["checks"].as_array().expect("a list of checks");
+    assert!(
+        checks.iter().all(|check| check["status"] == "HEALTHY"),
+        "{health}"
+    );
+    assert!(
+        checks.iter().any(|check| check["name"] == "storage"),
+        "{health}"
+    );
 
     let (status, metrics) = get(&node, "/v1/metrics").await;
     assert_eq!(status, StatusCode::OK);

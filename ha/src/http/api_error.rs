@@ -142,6 +142,16 @@ impl From<ClientError> for ApiError {
                 format!("{message}: committed; do not write it again"),
             ),
             ClientError::InvalidQuery(_) => Self::bad_request(message),
+            ClientError::StorageFull(_) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                format!("{message}: not applied; retry on another node"),
+            ),
+            ClientError::StorageFailed(_) => Self::new(
+                unavailable,
+                "storage_failed",
+                format!("{message}: not applied; retry on another node"),
+            ),
             ClientError::Stopped(_) => Self::new(
                 unavailable,
                 "stopped",
