@@ -314,6 +314,20 @@ mod tests {
                 WriteFate::Unknown,
             ),
             (
+                ClientError::StorageFull("x".into()),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::StorageFailed("x".into()),
+                unavailable,
+                "storage_failed",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
                 ClientError::NotAppliedEverywhere { index: LogIndex(4) },
                 unavailable,
                 "not_applied_everywhere",
