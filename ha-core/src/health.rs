@@ -39,6 +39,18 @@ impl HealthStatus {
         self == HealthStatus::Healthy
     }
 
+    /// Whether this status is strictly better than `other`, in the order HEALTHY, DEGRADED,
+    /// UNKNOWN, UNHEALTHY. An unhealthy leader hands over only to a voter better than itself.
+    ///
+    /// ```
+    /// use ha_core::HealthStatus;
+    /// assert!(HealthStatus::Degraded.is_better_than(HealthStatus::Unhealthy));
+    /// assert!(!HealthStatus::Unhealthy.is_better_than(HealthStatus::Unhealthy));
+    /// ```
+    pub fn is_better_than(self, other: HealthStatus) -> bool {
+        self.severity() < other.severity()
+    }
+
     fn severity(self) -> u8 {
         match self {
             HealthStatus::Healthy => 0,
