@@ -406,6 +406,126 @@ impl HostChecks {
     }
 }
 
+/// The metric each measured value is exported as: (check, measured name, metric, help,
+/// divisor to the metric's unit).
+const METRICS: [(&str, &str, &str, &str, f64); 7] = [
+    (
+        DISK_SPACE_CHECK,
+        "free_bytes",
+        "ha_host_disk_free_bytes",
+        "Bytes available to the node on its data dir's filesystem.",
+        1.0,
+    ),
+    (
+        DISK_SPACE_CHECK,
+        "free_percent",
+        "ha_host_disk_free_ratio",
+        "Fraction of the data dir's filesystem available to the node.",
+        100.0,
+    ),
+    (
+        WAL_SYNC_CHECK,
+        "p99_ms",
+        "ha_host_wal_sync_p99_seconds",
+        "99th percentile of WAL fsync durations over the last minute.",
+        1_000.0,
+    ),
+    (
+        WAL_SYNC_CHECK,
+        "samples",
+        "ha_host_wal_syncs",
+        "WAL fsyncs finished in the last minute.",
+        1.0,
+    ),
+    (
+        MEMORY_CHECK,
+        "rss_bytes",
+        "ha_host_resident_memory_bytes",
+        "The node process's resident set size.",
+        1.0,
+    ),
+    (
+        MEMORY_CHECK,
+        "limit_bytes",
+        "ha_host_memory_limit_bytes",
+        "The resident memory above which the memory check is unhealthy.",
+        1.0,
+    ),
+    (
+        CPU_LOAD_CHECK,
+        "load_percent",
+        "ha_host_cpu_load_ratio",
+        "1-minute load average per CPU (1 = one runnable thread per core).",
+        100.0,
+    ),
+];
+
+/// The built-in checks and the failover state in the Prometheus text format, appended to
+/// `/v1/metrics`: `ha_host_check_status{check, status}` (1 for each check's status), one gauge
+/// per measured value, and `ha_failover_state{state}` with `ha_failover_state_seconds`.
+pub fn render_metrics(
+    reports: &[HostCheckReport],
+    failover: crate::failover_status::FailoverStatus,
+) -> String {
+    use crate::failover_status::FailoverState;
+    let mut out = crate::metrics::PrometheusText::default();
+    if !reports.is_empty() {
+        out.family(
+            "ha_host_check_status",
+            "gauge",
+            "1 for each built-in host check's latest status.",
+        );
+        for report in reports {
+            for status in [
+                HealthStatus::Healthy,
+                HealthStatus::Degraded,
+                HealthStatus::Unhealthy,
+                HealthStatus::Unknown,
+            ] {
+                out.sample(
+                    "ha_host_check_status",
+                    &[("check", report.name.as_str()), ("status", status.as_str())],
+                    if report.status == status { 1.0 } else { 0.0 },
+                );
+            }
+        }
+    }
+    for (check, value, metric, help, divisor) in METRICS {
+        let found = reports
+            .iter()
+            .find(|report| report.name == check)
+            .and_then(|report| report.measured.get(value))
+            .and_then(Number::as_f64);
+        if let Some(found) = found {
+            out.single(metric, "gauge", help, found / divisor);
+        }
+    }
+    out.family(
+        "ha_failover_state",
+        "gauge",
+        "1 for the failover state this node sees (normal, detecting, failing_over, recovering).",
+    );
+    for state in [
+        FailoverState::Normal,
+        FailoverState::Detecting,
+        FailoverState::FailingOver,
+        FailoverState::Recovering,
+    ] {
+        out.sample(
+            "ha_failover_state",
+            &[("state", state.as_str())],
+            if failover.state == state { 1.0 } else { 0.0 },
+        );
+    }
+    out.single(
+        "ha_failover_state_seconds",
+        "gauge",
+        "How long this node has been in its failover state.",
+        failover.since_ms as f64 / 1_000.0,
+    );
+    out.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,5 +644,36 @@ mod tests {
         assert!(reports[2].measured["rss_bytes"].as_f64() > Some(0.0));
         let (none, _) = HostChecks::build(&HealthConfig::without_host_checks(), Some(&dir), None);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn metrics_export_each_value_and_the_failover_state() {
+        use crate::failover_status::{FailoverState, FailoverStatus};
+        let config = HealthConfig::default();
+        let disk = judge_disk(5 * GIB, 200 * GIB, &config);
+        let report = HostCheckReport {
+            name: DISK_SPACE_CHECK.into(),
+            status: disk.status,
+            critical: true,
+            measured: disk.measured,
+            detail: disk.detail,
+        };
+        let failover = FailoverStatus {
+            state: FailoverState::Recovering,
+            since_ms: 1_500,
+        };
+        let text = render_metrics(&[report], failover);
+        for line in [
+            "ha_host_check_status{check=\"disk_space\",status=\"DEGRADED\"} 1",
+            "ha_host_check_status{check=\"disk_space\",status=\"HEALTHY\"} 0",
+            "ha_host_disk_free_bytes 5368709120",
+            "ha_host_disk_free_ratio 0.025",
+            "ha_failover_state{state=\"recovering\"} 1",
+            "ha_failover_state{state=\"normal\"} 0",
+            "ha_failover_state_seconds 1.5",
+        ] {
+            assert!(text.lines().any(|got| got == line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("ha_host_wal_sync_p99_seconds"), "no value, no metric");
     }
 }
