@@ -6,28 +6,49 @@
 //!
 //! Sweep: `HA_SIM_SEEDS=500 cargo test -p ha-tests --test unwell_cluster_sim`.
 
-use ha_core::{HealthStatus, Millis};
+use ha_core::{HealthStatus, Millis, Priority};
+use ha_replicate::engine::PeerInfo;
 use ha_tests::invariants::check_one_leader_per_term;
-use ha_tests::replica::{ReplicaClusterOptions, SimReplica, current_leader, replica_cluster};
+use ha_tests::replica::{
+    ReplicaClusterOptions, SimReplica, current_leader, replica_cluster, replica_id,
+};
 use ha_tests::sim::Simulator;
 use ha_tests::with_seeds;
 
 /// The unwell wait of `EngineSettings::for_test` (LAN: 5 x 300 ms).
 const WAIT_MS: u64 = 1_500;
 
-fn set_health(sim: &mut Simulator<SimReplica>, node: usize, health: HealthStatus) {
-    sim.act(node, |replica, now| {
-        replica.command(now, |engine, now| engine.set_local_health(now, health))
-    });
+/// Every node of the 3-node cluster turns `health` at once: first each learns the others'
+/// health (as gossip's metadata would tell it), then its own health checks report it.
+fn everyone(sim: &mut Simulator<SimReplica>, health: HealthStatus) {
+    for node in 0..3 {
+        for other in (0..3).filter(|other| *other != node) {
+            let info = PeerInfo {
+                priority: Priority(1),
+                health,
+                reachable: true,
+                wants_vote: true,
+                unreachable_since: None,
+            };
+            sim.act(node, |replica, now| {
+                replica.command(now, |engine, now| {
+                    engine.set_peer_info(now, replica_id(other), info)
+                })
+            });
+        }
+    }
+    for node in 0..3 {
+        sim.act(node, |replica, now| {
+            replica.command(now, |engine, now| engine.set_local_health(now, health))
+        });
+    }
 }
 
 #[test]
 fn every_voter_degraded_from_the_start_still_elects_one_leader_after_the_wait() {
     with_seeds("every_voter_degraded_from_the_start", 20, |seed| {
         let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
-        for node in 0..3 {
-            set_health(&mut sim, node, HealthStatus::Degraded);
-        }
+        everyone(&mut sim, HealthStatus::Degraded);
         let started = sim.now();
         let elected = sim.run_until_condition(started + 10_000, 5, |sim| {
             current_leader(sim).is_some()
@@ -55,9 +76,7 @@ fn an_all_unhealthy_cluster_keeps_its_leader_and_elects_another_after_a_crash() 
             .run_until_condition(sim.now() + 5_000, 5, |sim| current_leader(sim).is_some())
             .and_then(|_| current_leader(&sim))
             .expect("a healthy cluster elects within 5 s");
-        for node in 0..3 {
-            set_health(&mut sim, node, HealthStatus::Unhealthy);
-        }
+        everyone(&mut sim, HealthStatus::Unhealthy);
         sim.run_for(1_000);
         assert_eq!(
             current_leader(&sim),
