@@ -600,7 +600,7 @@ mod tests {
             HealthStatus::Healthy
         );
         assert_eq!(
-            judge_cpu_load(13.0, 2, &config).status,
+            judge_cpu_load(21.0, 2, &config).status,
             HealthStatus::Degraded
         );
         assert_eq!(
@@ -672,8 +672,14 @@ mod tests {
             "ha_failover_state{state=\"normal\"} 0",
             "ha_failover_state_seconds 1.5",
         ] {
-            assert!(text.lines().any(|got| got == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|got| got == line),
+                "{line} missing from\n{text}"
+            );
         }
-        assert!(!text.contains("ha_host_wal_sync_p99_seconds"), "no value, no metric");
+        assert!(
+            !text.contains("ha_host_wal_sync_p99_seconds"),
+            "no value, no metric"
+        );
     }
 }

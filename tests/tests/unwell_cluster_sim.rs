@@ -50,9 +50,8 @@ fn every_voter_degraded_from_the_start_still_elects_one_leader_after_the_wait() 
         let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
         everyone(&mut sim, HealthStatus::Degraded);
         let started = sim.now();
-        let elected = sim.run_until_condition(started + 10_000, 5, |sim| {
-            current_leader(sim).is_some()
-        });
+        let elected =
+            sim.run_until_condition(started + 10_000, 5, |sim| current_leader(sim).is_some());
         let Some(Millis(at)) = elected else {
             panic!("seed {seed}: no leader within 10 s although every voter is only degraded");
         };
