@@ -161,6 +161,9 @@ fn a_healthy_voter_campaigns_on_its_first_election_timeout() {
     );
 }
 
+/// A voter's priority and health, as gossip reports them.
+type Voter = (u32, HealthStatus);
+
 fn with_health(priority: u32, health: HealthStatus) -> PeerInfo {
     PeerInfo {
         health,
@@ -172,7 +175,7 @@ fn with_health(priority: u32, health: HealthStatus) -> PeerInfo {
 #[test]
 fn an_unhealthy_leader_hands_over_only_to_a_strictly_healthier_voter() {
     use HealthStatus::{Degraded, Healthy, Unhealthy, Unknown};
-    let table: [((u32, HealthStatus), (u32, HealthStatus), Option<&str>); 6] = [
+    let table: [(Voter, Voter, Option<&str>); 6] = [
         ((1, Unhealthy), (1, Unhealthy), None),
         ((1, Unhealthy), (1, Degraded), Some("c")),
         ((1, Unknown), (1, Degraded), Some("c")),
