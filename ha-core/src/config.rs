@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::host_checks_config::HealthConfig;
 use crate::ids::{NodeId, Priority};
 use crate::keyring::{ClusterKey, KEYRING_KEYS_MAX};
 
@@ -342,6 +343,9 @@ pub struct Config {
     /// Encryption.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Built-in host checks and when an unwell voter still campaigns.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 fn default_priority() -> Priority {
@@ -369,6 +373,7 @@ impl Config {
             },
             timing: Timing::lan(),
             security: SecurityConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 
@@ -542,6 +547,7 @@ impl Config {
                 format!("keep at most {KEYRING_KEYS_MAX}: the current key and old ones"),
             ));
         }
+        self.health.validate()?;
         Ok(())
     }
 

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum HealthStatus {
     /// Working normally.
     Healthy,
-    /// Working with reduced capacity; the node serves but does not campaign for leadership.
+    /// Working with reduced capacity; the node serves but campaigns for leadership only when
+    /// no leader has been heard for the unwell wait
+    /// ([`HealthConfig::unwell_campaign_after_timeouts`](crate::HealthConfig)).
     Degraded,
     /// Not working; a leader in this state hands leadership over.
     Unhealthy,
@@ -34,9 +36,24 @@ impl HealthStatus {
         }
     }
 
-    /// Whether a node in this health may stand for election. Only a healthy node campaigns.
+    /// Whether a node in this health stands for election on its election timeout. Only a
+    /// healthy node does; any other voter waits until it has heard no leader for the unwell
+    /// wait ([`HealthConfig::unwell_campaign_after_timeouts`](crate::HealthConfig)), so that a
+    /// cluster in which every node is equally unwell still elects one.
     pub fn may_campaign(self) -> bool {
         self == HealthStatus::Healthy
+    }
+
+    /// Whether this status is strictly better than `other`, in the order HEALTHY, DEGRADED,
+    /// UNKNOWN, UNHEALTHY. An unhealthy leader hands over only to a voter better than itself.
+    ///
+    /// ```
+    /// use ha_core::HealthStatus;
+    /// assert!(HealthStatus::Degraded.is_better_than(HealthStatus::Unhealthy));
+    /// assert!(!HealthStatus::Unhealthy.is_better_than(HealthStatus::Unhealthy));
+    /// ```
+    pub fn is_better_than(self, other: HealthStatus) -> bool {
+        self.severity() < other.severity()
     }
 
     fn severity(self) -> u8 {

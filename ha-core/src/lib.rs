@@ -36,6 +36,7 @@ mod config;
 mod consistency;
 mod error;
 mod health;
+mod host_checks_config;
 mod ids;
 pub mod keyring;
 mod membership;
@@ -52,6 +53,7 @@ pub use config::{
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
+pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
 pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;

@@ -26,11 +26,14 @@ use tokio::sync::{broadcast, watch};
 use crate::admin_tokens::AdminTokens;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
+use crate::failover_status::{FailoverTracker, run_failover_status};
 use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
+use crate::host_checks::HostChecks;
 use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
 use crate::node_file::NodeFile;
 use crate::security::{NodeSecurity, read_cluster_key_file, warn_insecure};
 use crate::storage_health::StorageHealthCheck;
+use crate::wal_sync_timer::{SyncLatencyWindow, SyncTimedStore};
 
 #[cfg(feature = "http")]
 /// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
@@ -165,11 +168,21 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let config = self.config;
+        // Issue 14: the built-in host checks run first, then the host's own.
+        let wal_window = config
+            .data_dir
+            .as_ref()
+            .map(|_| Arc::new(SyncLatencyWindow::new()));
+        let (mut checks, host_checks) = HostChecks::build(
+            &config.health,
+            config.data_dir.as_deref(),
+            wal_window.clone(),
+        );
         // Built in: UNHEALTHY while the replica's disk refuses writes (issue 14, item 5).
         let storage_check = Arc::new(StorageHealthCheck::new());
-        self.checks
-            .push(Arc::clone(&storage_check) as Arc<dyn HealthCheck>);
-        let mut health = HealthRunner::new(self.checks);
+        checks.push(Arc::clone(&storage_check) as Arc<dyn HealthCheck>);
+        checks.extend(self.checks);
+        let mut health = HealthRunner::new(checks);
         health.run_due().await;
         let fresh_incarnation = GossipNode::fresh_incarnation();
         let (incarnation, replica) = match &config.data_dir {
@@ -181,6 +194,8 @@ impl<S: StateMachine> NodeBuilder<S> {
                 };
                 let store = WalStore::open(dir.join(LOG_DIR_NAME), options)
                     .map_err(ha_replicate::driver::DriverError::from)?;
+                let window = wal_window.unwrap_or_default();
+                let store = SyncTimedStore::new(store, window);
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica =
                     ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
@@ -269,16 +284,21 @@ impl<S: StateMachine> NodeBuilder<S> {
             drain_timeout: self.drain_timeout,
             started_at: Instant::now(),
             leaderless: Mutex::new((Some(Instant::now()), Duration::ZERO)),
+            host_checks,
+            failover: Mutex::new(FailoverTracker::new(0)),
             security,
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
         });
+        let failover_poll =
+            Duration::from_millis((shared.config.timing.heartbeat_interval_ms * 2).clamp(50, 500));
         let node = Node::from_shared(shared);
         let weak = node.downgrade();
         let tasks = vec![
             tokio::spawn(forward_member_events(weak.clone(), member_events)),
             tokio::spawn(publish_state(weak.clone(), node.watch_role())),
-            tokio::spawn(run_health_checks(weak, health)),
+            tokio::spawn(run_health_checks(weak.clone(), health)),
+            tokio::spawn(run_failover_status(weak, failover_poll)),
         ];
         node.shared.tasks.lock().extend(tasks);
         node.shared.tasks.lock().extend(insecure_warning);

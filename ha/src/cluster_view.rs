@@ -51,6 +51,10 @@ pub struct HealthReport {
     /// when there is none).
     #[serde(default)]
     pub problems: Vec<HealthProblem>,
+    /// The built-in host checks' last readings with their measured values (issue 14; empty
+    /// when `health.host_checks` is off). Each is also one of `checks`.
+    #[serde(default)]
+    pub host_checks: Vec<crate::host_checks::HostCheckReport>,
 }
 
 impl HealthReport {
@@ -75,6 +79,10 @@ pub struct ClusterView {
     /// Every member known by gossip or in the replicated configuration, this node included,
     /// by id.
     pub members: Vec<MemberView>,
+    /// Where the answering node sees the cluster in a failover (issue 14; see
+    /// [`failover_status`](crate::failover_status) for each state's definition).
+    #[serde(default)]
+    pub failover: crate::failover_status::FailoverStatus,
 }
 
 /// One row of the cluster table.
@@ -255,6 +263,7 @@ impl ClusterView {
             commit_index: status.commit_index.0,
             answered_by: status.node_id.clone(),
             members: rows.into_values().collect(),
+            failover: Default::default(),
         }
     }
 }

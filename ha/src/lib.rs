@@ -66,7 +66,9 @@ pub mod cluster_view;
 pub mod config_file;
 mod error;
 mod event;
+pub mod failover_status;
 mod health_runner;
+pub mod host_checks;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
@@ -74,6 +76,7 @@ mod node;
 pub mod node_file;
 pub mod security;
 pub mod storage_health;
+pub mod wal_sync_timer;
 
 pub use admin_tokens::{AdminIdentity, AdminRole, AdminTokenError, AdminTokens};
 pub use builder::{LOG_DIR_NAME, NodeBuilder};

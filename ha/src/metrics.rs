@@ -493,6 +493,7 @@ impl<S: StateMachine> Node<S> {
     /// [`NodeError::Replication`] with `Stopped` after shutdown.
     pub async fn metrics_text(&self) -> Result<String, NodeError> {
         let status = self.status().await?;
+        let failover = crate::failover_status::observe(&self.shared, &status);
         let mut states = vec![self.advertised_state()];
         states.extend(self.members().iter().map(|member| member.state()));
         let members_by_state = NodeState::ALL
@@ -531,7 +532,13 @@ impl<S: StateMachine> Node<S> {
             transport_send_drops,
             https: self.https_counts(),
         };
-        Ok(render(&snapshot))
+        let mut text = render(&snapshot);
+        // Issue 14: the built-in host checks' values and the failover state.
+        text.push_str(&crate::host_checks::render_metrics(
+            &self.shared.host_checks.reports(),
+            failover,
+        ));
+        Ok(text)
     }
 }
 

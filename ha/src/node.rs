@@ -100,6 +100,10 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) started_at: Instant,
     /// Since when this node has known no leader, and the total of earlier such spans.
     pub(crate) leaderless: Mutex<(Option<Instant>, Duration)>,
+    /// The built-in host checks' last readings, for `/v1/health` (issue 14).
+    pub(crate) host_checks: crate::host_checks::HostChecks,
+    /// Where this node sees the cluster in a failover, for `/v1/cluster` (issue 14).
+    pub(crate) failover: Mutex<crate::failover_status::FailoverTracker>,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {
@@ -332,6 +336,7 @@ impl<S: StateMachine> Node<S> {
             quorum: status.quorum,
             checks: health.checks,
             problems: health.problems,
+            host_checks: self.shared.host_checks.reports(),
         })
     }
 
@@ -348,7 +353,9 @@ impl<S: StateMachine> Node<S> {
             state: self.advertised_state(),
             health: self.shared.health.borrow().status,
         };
-        Ok(ClusterView::build(&status, &local, &self.members()))
+        let mut view = ClusterView::build(&status, &local, &self.members());
+        view.failover = crate::failover_status::observe(&self.shared, &status);
+        Ok(view)
     }
 
     /// Leadership changes, oldest first (`GET /v1/failover/history`), as this node's applied

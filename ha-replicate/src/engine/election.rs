@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use ha_core::{FailoverMode, LogIndex, Millis, NodeId, Priority, Term};
+use ha_core::{FailoverMode, HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 
 use crate::engine::effect::{Persist, TimerKind};
 use crate::engine::engine::Engine;
@@ -15,6 +15,35 @@ impl Engine {
     /// Whether this node may stand for election now.
     pub(crate) fn may_campaign(&self) -> bool {
         self.is_voter() && self.settings.priority.can_lead() && self.local_health.may_campaign()
+    }
+
+    /// Whether this node campaigns at an election timeout at `now`: a healthy voter that may
+    /// lead does; one that is not healthy does only once it has heard no leader (since it
+    /// started) for its longer wait. Nodes sharing a host or a disk cross a health threshold
+    /// together: without the wait, a cluster in which every voter is equally unwell would
+    /// have no leader at all. The wait lets any healthy voter win first (it campaigns after
+    /// one timeout, and a vote granted to it does not count as hearing a leader here, but it
+    /// wins long before), and a DEGRADED voter before an UNHEALTHY or UNKNOWN one (twice the
+    /// wait). Safety does not depend on it: a vote still needs an up-to-date log.
+    pub(crate) fn may_campaign_at(&self, now: Millis) -> bool {
+        if self.may_campaign() {
+            return true;
+        }
+        if !self.is_voter() || !self.settings.priority.can_lead() {
+            return false;
+        }
+        let Some(wait_ms) = self.settings.unwell_campaign_after_ms else {
+            return false;
+        };
+        let wait_ms = if self.local_health == HealthStatus::Degraded {
+            wait_ms
+        } else {
+            wait_ms.saturating_mul(2)
+        };
+        let heard = self
+            .leader_heard_at
+            .map_or(self.started_at, |at| at.max(self.started_at));
+        now.saturating_since(heard) >= wait_ms
     }
 
     /// Whether this node refuses (pre-)votes now, except a leadership-transfer vote: it heard
@@ -37,8 +66,14 @@ impl Engine {
             return;
         }
         self.reset_election_timer();
-        if self.settings.failover_mode == FailoverMode::Manual || !self.may_campaign() {
+        if self.settings.failover_mode == FailoverMode::Manual || !self.may_campaign_at(now) {
             return;
+        }
+        if !self.may_campaign() {
+            tracing::warn!(
+                health = %self.local_health,
+                "campaigning although not healthy: no leader heard for the unwell wait"
+            );
         }
         self.campaign_cause = if self.last_leader.is_some() {
             ElectionCause::LeaderLost

@@ -1,6 +1,6 @@
 //! Handing leadership over: manual transfer, failback, unhealthy leader, shutdown.
 
-use ha_core::{FailoverMode, Millis, NodeId, Term};
+use ha_core::{FailoverMode, HealthStatus, Millis, NodeId, Term};
 
 use crate::engine::engine::{Engine, Transfer};
 use crate::engine::error::TransferError;
@@ -43,6 +43,9 @@ impl Engine {
                 }
                 target
             }
+            None if cause == ElectionCause::UnhealthyLeader => self
+                .healthier_transfer_target()
+                .ok_or(TransferError::NoEligibleTarget)?,
             None => self
                 .best_transfer_target()
                 .ok_or(TransferError::NoEligibleTarget)?,
@@ -72,6 +75,38 @@ impl Engine {
                     .map(|progress| progress.match_index);
                 (priority, matched)
             })
+    }
+
+    /// The voter an unhealthy leader hands over to: reachable, may lead by priority, and
+    /// strictly healthier than this node (a DEGRADED voter is better than an UNHEALTHY
+    /// leader, but an equally unhealthy one is not: moving leadership among equally unwell
+    /// nodes only adds elections). The healthiest first, then priority, then most caught up.
+    pub(crate) fn healthier_transfer_target(&self) -> Option<NodeId> {
+        let own = self.local_health;
+        self.other_voters()
+            .into_iter()
+            .filter_map(|voter| {
+                let peer = self.peers.get(&voter)?;
+                let eligible =
+                    peer.reachable && peer.priority.can_lead() && peer.health.is_better_than(own);
+                eligible.then(|| {
+                    let matched = self
+                        .progress
+                        .get(&voter)
+                        .map(|progress| progress.match_index);
+                    let healthiest = [
+                        HealthStatus::Healthy,
+                        HealthStatus::Degraded,
+                        HealthStatus::Unknown,
+                    ]
+                    .iter()
+                    .position(|status| *status == peer.health)
+                    .map_or(0, |rank| 3 - rank);
+                    ((healthiest, peer.priority, matched), voter)
+                })
+            })
+            .max_by(|(left, _), (right, _)| left.cmp(right))
+            .map(|(_, voter)| voter)
     }
 
     /// Once the target has every entry, tell it to campaign at once.

@@ -45,6 +45,11 @@ pub struct EngineSettings {
     pub transfer_timeout_ms: u64,
     /// Remove a voter unreachable this long, if a majority remains; `None`: never.
     pub dead_voter_after_ms: Option<u64>,
+    /// A voter that is not healthy campaigns once it has heard no leader for this long
+    /// (DEGRADED) or twice this long (UNHEALTHY, UNKNOWN), so that a cluster in which every
+    /// voter is unwell still elects one (`health.unwell_campaign_after_timeouts` maximum
+    /// election timeouts). `None`: such a voter never campaigns.
+    pub unwell_campaign_after_ms: Option<u64>,
     /// The wall-clock time (Unix milliseconds) at which the engine's `now` was 0. Used only to
     /// stamp the failover history for people reading it; never for any decision. The driver
     /// sets it; the simulator leaves it at 0 so traces stay deterministic.
@@ -72,6 +77,12 @@ impl EngineSettings {
             uncommitted_entries_max: 16_384,
             transfer_timeout_ms: timing.election_timeout_max_ms * 2,
             dead_voter_after_ms: config.cluster.dead_voter_after_ms,
+            unwell_campaign_after_ms: match config.health.unwell_campaign_after_timeouts {
+                0 => None,
+                timeouts => {
+                    Some(u64::from(timeouts).saturating_mul(timing.election_timeout_max_ms))
+                }
+            },
             wall_clock_origin_unix_ms: 0,
         }
     }
