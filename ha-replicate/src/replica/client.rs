@@ -3,6 +3,7 @@
 use ha_core::{Consistency, LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{MemberRequest, MembershipRefusal};
 use crate::replica::session::{ApplyOutcome, SessionId};
 
 /// A write: a host command stamped with the client's session and sequence.
@@ -35,6 +36,10 @@ pub enum ClientRequest {
     Write(WriteRequest),
     /// A read.
     Read(ReadRequest),
+    /// A membership change an operator asked for, carried out by the leader (a follower
+    /// forwards it like a write). Answered with [`ClientReply::Accepted`] at the index of
+    /// the configuration that holds the change (appended, or already in force).
+    Member(MemberRequest),
 }
 
 /// The answer to a client request.
@@ -136,6 +141,10 @@ pub enum ClientError {
         /// The last leader this node knew, if any.
         leader: Option<NodeId>,
     },
+    /// Not applied: the leader refused the membership change, for the reason given (it
+    /// says what to do).
+    #[error("membership change refused: {0}")]
+    MembershipRefused(MembershipRefusal),
 }
 
 impl ClientError {
@@ -160,7 +169,8 @@ impl ClientError {
             | ClientError::NoQuorum { .. }
             | ClientError::TransferInProgress
             | ClientError::Busy
-            | ClientError::InvalidQuery(_) => WriteFate::NotApplied,
+            | ClientError::InvalidQuery(_)
+            | ClientError::MembershipRefused(_) => WriteFate::NotApplied,
             ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
                 WriteFate::Unknown
             }

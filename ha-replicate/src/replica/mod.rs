@@ -17,6 +17,7 @@ pub use applier::{
 };
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use failover_record::FailoverRecord;
+pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};
