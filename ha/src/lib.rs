@@ -69,6 +69,7 @@ mod event;
 mod health_runner;
 #[cfg(feature = "http")]
 pub mod http;
+mod members;
 pub mod metrics;
 mod node;
 pub mod node_file;
@@ -81,6 +82,7 @@ pub use config_file::ConfigLoader;
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use health_runner::HEALTH_CHECKS_MAX;
+pub use members::{MemberAdded, MemberAddress, MemberList, MemberRemoved};
 pub use node::{EVENT_BUFFER, Node, WriteOutcome};
 
 pub use ha_core::{
