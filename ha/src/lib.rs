@@ -71,6 +71,7 @@ mod health_runner;
 pub mod host_checks;
 #[cfg(feature = "http")]
 pub mod http;
+mod members;
 pub mod metrics;
 mod node;
 pub mod node_file;
@@ -85,6 +86,7 @@ pub use config_file::ConfigLoader;
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use health_runner::HEALTH_CHECKS_MAX;
+pub use members::{MemberAdded, MemberAddress, MemberList, MemberRemoved};
 pub use node::{EVENT_BUFFER, Node, WriteOutcome};
 
 pub use ha_core::{

@@ -149,14 +149,17 @@ impl<S: StateMachine> ReplicaClient<S> {
         }
     }
 
-    async fn request_with_retries(
+    pub(crate) async fn request_with_retries(
         &self,
         request: ClientRequest,
         timeout: Duration,
     ) -> Result<ClientReply, ClientError> {
         let deadline = Instant::now() + timeout;
         let mut delay = RETRY_DELAY_MIN;
-        let mut failures = Failures::new(matches!(request, ClientRequest::Write(_)));
+        let mut failures = Failures::new(matches!(
+            request,
+            ClientRequest::Write(_) | ClientRequest::Member(_)
+        ));
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

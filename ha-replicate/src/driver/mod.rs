@@ -4,6 +4,7 @@
 
 mod client;
 mod error;
+mod member_commands;
 mod replica_node;
 mod status;
 

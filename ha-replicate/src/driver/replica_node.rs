@@ -19,7 +19,7 @@ use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
-    ReplicaTimer, Rpc, SnapshotWritten,
+    ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
 };
 use crate::storage::LogStore;
 use crate::storage::io_failure::StorageStall;
@@ -68,6 +68,8 @@ pub(crate) enum Command {
     Status(oneshot::Sender<ReplicaStatus>),
     MemberEvent(MemberEvent),
     Stop(oneshot::Sender<()>),
+    /// The replication addresses the driver knows: this node's and its peers'.
+    PeerAddresses(oneshot::Sender<BTreeMap<NodeId, SocketAddr>>),
 }
 
 /// A running replica: its task, and handles to talk to it.
@@ -302,7 +304,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
     }
 
-    async fn send(&self, command: Command) -> Result<(), ClientError> {
+    pub(crate) async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands.send(command).await.map_err(|_| stopped())
     }
 }
@@ -395,7 +397,12 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         let now = self.clock.now();
         match input {
             Input::Command(command) => self.on_command(now, command),
-            Input::Inbound(Inbound { from, message }) => self.core.on_rpc(now, from, message),
+            Input::Inbound(Inbound { from, message }) => {
+                if let Rpc::Forward { request, .. } = &message {
+                    self.learn_requested_address(request);
+                }
+                self.core.on_rpc(now, from, message)
+            }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
             Input::Timers => {
                 while let Some(timer) = self.timers.pop_due(now) {
@@ -418,6 +425,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 timeout_ms,
                 reply,
             } => {
+                self.learn_requested_address(&request);
                 let request_id = self.next_request_id;
                 self.next_request_id += 1;
                 self.replies.insert(request_id, reply);
@@ -460,6 +468,25 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 self.stopped = true;
                 let _ = reply.send(());
             }
+            Command::PeerAddresses(reply) => {
+                let mut addresses = self.peers.clone();
+                addresses.insert(
+                    self.core.engine().node_id().clone(),
+                    self.transport.local_addr(),
+                );
+                let _ = reply.send(addresses);
+            }
+        }
+    }
+
+    /// A membership request that adds a node names its replication address: record it
+    /// unless gossip already told us one (gossip's comes from the node itself and replaces
+    /// this one on its next event), so the leader reaches the learner at once.
+    fn learn_requested_address(&mut self, request: &ClientRequest) {
+        if let Some((node, addr)) = requested_peer_address(request)
+            && node != *self.core.engine().node_id()
+        {
+            self.peers.entry(node).or_insert(addr);
         }
     }
 

@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::engine::effect::{Effect, Persist, TimerKind};
 use crate::engine::message::Message;
+use crate::engine::operator_membership::OperatorIntents;
 use crate::engine::progress::{Progress, ReplicationState};
 use crate::engine::refusal::RefusedInputs;
 use crate::engine::role::Role;
@@ -120,6 +121,8 @@ pub struct Engine {
     /// When a refusal from each peer was last logged (bounded; see `refusal.rs`).
     pub(crate) refusal_logged_at: BTreeMap<NodeId, Millis>,
     pub(crate) effects: Vec<Effect>,
+    /// Learners an operator asked this leader to promote (see `operator_membership.rs`).
+    pub(crate) operator_intents: OperatorIntents,
 }
 
 /// What the engine starts from: the store's recovered state.
@@ -174,6 +177,7 @@ impl Engine {
             refused: RefusedInputs::default(),
             refusal_logged_at: BTreeMap::new(),
             effects: Vec::new(),
+            operator_intents: OperatorIntents::default(),
         };
         // A recovered log is on disk.
         engine.durable_index = engine.log.last_index();

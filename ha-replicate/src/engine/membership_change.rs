@@ -130,13 +130,16 @@ impl Engine {
             let _ = self.propose_membership(now, next);
             return;
         }
-        // 2. A learner that has caught up with the commit index becomes a voter.
+        // 2. A learner that has caught up with the commit index becomes a voter, if it wants to
+        //    vote (gossip) or an operator asked this leader to promote it.
         let commit = self.commit_index;
         let promotable = current
             .learners
             .iter()
             .find(|learner| {
-                self.peers.get(*learner).is_some_and(|peer| peer.wants_vote)
+                let wanted = self.peers.get(*learner).is_some_and(|peer| peer.wants_vote)
+                    || self.operator_intents.wants_promotion(self.term, learner);
+                wanted
                     && self
                         .progress
                         .get(*learner)

@@ -10,6 +10,7 @@ mod error;
 mod leadership;
 mod membership_change;
 mod message;
+mod operator_membership;
 mod progress;
 mod reads;
 mod refusal;
@@ -21,6 +22,9 @@ pub use effect::{Effect, Persist, TimerKind};
 pub use engine::{Engine, EngineStart, PeerInfo};
 pub use error::{ProposeError, ReadError, TransferError};
 pub use message::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};
+pub use operator_membership::{
+    MemberChangeError, MemberChangeStep, MemberRequest, MembershipRefusal,
+};
 pub use progress::{Progress, ReplicationState};
 pub use refusal::{INDEX_MAX, REFUSAL_LOG_INTERVAL_MS, RefusalCause, RefusedInputs, TERM_MAX};
 pub use role::Role;

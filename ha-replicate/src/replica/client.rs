@@ -3,6 +3,7 @@
 use ha_core::{Consistency, LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{MemberRequest, MembershipRefusal};
 use crate::replica::session::{ApplyOutcome, SessionId};
 
 /// A write: a host command stamped with the client's session and sequence.
@@ -35,6 +36,10 @@ pub enum ClientRequest {
     Write(WriteRequest),
     /// A read.
     Read(ReadRequest),
+    /// A membership change an operator asked for, carried out by the leader (a follower
+    /// forwards it like a write). Answered with [`ClientReply::Accepted`] at the index of
+    /// the configuration that holds the change (appended, or already in force).
+    Member(MemberRequest),
 }
 
 /// The answer to a client request.
@@ -145,6 +150,10 @@ pub enum ClientError {
     /// itself. Retry on another node; the detail says what to do if it persists.
     #[error("storage failed: {0}")]
     StorageFailed(String),
+    /// Not applied: the leader refused the membership change, for the reason given (it
+    /// says what to do).
+    #[error("membership change refused: {0}")]
+    MembershipRefused(MembershipRefusal),
 }
 
 impl ClientError {
@@ -171,7 +180,8 @@ impl ClientError {
             | ClientError::Busy
             | ClientError::InvalidQuery(_)
             | ClientError::StorageFull(_)
-            | ClientError::StorageFailed(_) => WriteFate::NotApplied,
+            | ClientError::StorageFailed(_)
+            | ClientError::MembershipRefused(_) => WriteFate::NotApplied,
             ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
                 WriteFate::Unknown
             }

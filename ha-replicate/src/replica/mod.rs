@@ -17,6 +17,7 @@ pub use applier::{
 };
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use failover_record::FailoverRecord;
+pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{
     COMMAND_BYTES_MAX, RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect,
     ReplicaTimer,

@@ -1,7 +1,10 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
+mod member_requests;
 mod snapshot_flow;
 mod storage_stall;
+
+pub(crate) use member_requests::requested_peer_address;
 
 use std::collections::BTreeMap;
 
@@ -457,6 +460,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.handle_write(now, origin, write, deadline, may_forward)
             }
             ClientRequest::Read(read) => self.handle_read(now, origin, read, deadline, may_forward),
+            ClientRequest::Member(request) => {
+                self.handle_member_request(now, origin, request, deadline, may_forward)
+            }
         }
     }
 

@@ -26,6 +26,7 @@ mod cluster_routes;
 pub mod https_listener;
 mod kv_routes;
 mod lock_routes;
+mod member_routes;
 mod snapshot_routes;
 
 use std::sync::Weak;
@@ -89,6 +90,14 @@ impl<S: StateMachine> Node<S> {
                 axum::routing::post(cluster_routes::failover::<S>),
             )
             .route("/v1/snapshot", get(snapshot_routes::snapshot::<S>))
+            .route(
+                "/v1/members",
+                get(member_routes::list::<S>).post(member_routes::add::<S>),
+            )
+            .route(
+                "/v1/members/{id}",
+                axum::routing::delete(member_routes::remove::<S>),
+            )
             .route(
                 "/v1/kv/{*key}",
                 get(kv_routes::get_key::<S>)
@@ -180,7 +189,8 @@ impl<S: StateMachine> Node<S> {
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
         "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, \
-         /v1/failover, /v1/failover/history, /v1/snapshot, /v1/kv/<key> and /v1/lock/<name>",
+         /v1/failover, /v1/failover/history, /v1/snapshot, /v1/members, /v1/kv/<key> and \
+         /v1/lock/<name>",
         uri.path()
     ))
 }

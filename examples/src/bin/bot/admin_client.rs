@@ -98,6 +98,16 @@ impl AdminClient {
         self.with_token(self.client.get(url))
     }
 
+    /// A POST request with the token, if any.
+    pub fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.with_token(self.client.post(url))
+    }
+
+    /// A DELETE request with the token, if any.
+    pub fn delete(&self, url: &str) -> reqwest::RequestBuilder {
+        self.with_token(self.client.delete(url))
+    }
+
     fn with_token(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.authorization {
             Some(value) => request.header(AUTHORIZATION, value.clone()),

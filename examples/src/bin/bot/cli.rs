@@ -82,6 +82,85 @@ pub enum Command {
     /// Save a backup of the replicated state from a node (GET /v1/snapshot), or inspect and
     /// verify a backup file.
     Snapshot(SnapshotArgs),
+    /// List, add or remove cluster members through a node's admin HTTP API
+    /// (GET/POST /v1/members, DELETE /v1/members/<id>; role admin).
+    Members(MembersArgs),
+}
+
+/// `bot members` and its subcommands.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: MembersCommand,
+}
+
+/// The subcommands of `bot members`.
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Print the voters, learners and witnesses with their replication addresses.
+    List(MembersAdminArgs),
+    /// Add a node as a learner; with --voter it is promoted to voter once caught up (the
+    /// command waits for that up to the node's request timeout).
+    Add(MembersAddArgs),
+    /// Remove a member. Refused (exit 1, with the reason) when it would leave no voter or
+    /// fewer reachable voters than a quorum, when the node still runs and is configured to
+    /// vote, or while another change is pending.
+    Remove(MembersRemoveArgs),
+}
+
+/// How to reach a node's admin API (shared by the `bot members` subcommands).
+#[derive(Debug, Args)]
+pub struct MembersAdminArgs {
+    /// Admin HTTP address of any node (host:port); a follower forwards to the leader.
+    #[arg(long, value_name = "ADDR")]
+    pub http: String,
+
+    /// Speak HTTPS and accept only a node certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The admin API token to send (role admin). Prefer the environment variable.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = crate::admin_client::ADMIN_TOKEN_ENV,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// Options of `bot members add`.
+#[derive(Debug, Args)]
+pub struct MembersAddArgs {
+    /// The node's admin API.
+    #[command(flatten)]
+    pub admin: MembersAdminArgs,
+
+    /// The id of the node to add.
+    #[arg(long, value_name = "ID")]
+    pub id: NodeId,
+
+    /// The node's replication address (its --bind, or --advertise): lets the leader reach it
+    /// before gossip has seen it.
+    #[arg(long, value_name = "ADDR")]
+    pub addr: Option<SocketAddr>,
+
+    /// Promote it to voter once it has caught up.
+    #[arg(long)]
+    pub voter: bool,
+}
+
+/// Options of `bot members remove`.
+#[derive(Debug, Args)]
+pub struct MembersRemoveArgs {
+    /// The node's admin API.
+    #[command(flatten)]
+    pub admin: MembersAdminArgs,
+
+    /// The id of the member to remove.
+    #[arg(long, value_name = "ID")]
+    pub id: NodeId,
 }
 
 /// `bot snapshot` and its subcommands.

@@ -115,6 +115,10 @@ pub enum BotError {
     /// it are listed on stdout.
     #[error("{0}")]
     Crypto(String),
+    /// `bot members`: the node could not be reached, refused the change (the reason code and
+    /// message are the node's: nothing changed), or answered badly.
+    #[error("members: {0}")]
+    Members(String),
 }
 
 impl BotError {

@@ -33,6 +33,7 @@ mod event;
 mod journal_routes;
 mod journal_worker;
 mod keygen;
+mod members;
 mod new_file;
 mod node;
 mod ports;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Some(Command::Keygen(args)) => keygen::run(args),
         Some(Command::Certs(args)) => certs::run(args),
         Some(Command::Snapshot(args)) => snapshot::run(args),
+        Some(Command::Members(args)) => members::run(args),
         None => match &cli.node {
             Some(args) => node::run(args, clock),
             // clap requires the node options when no subcommand is given, so this is only
