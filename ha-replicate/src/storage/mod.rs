@@ -15,6 +15,7 @@ use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
+pub mod archive;
 mod incoming_file;
 mod log_bounds;
 pub mod memory;
