@@ -342,6 +342,9 @@ pub struct Config {
     /// Encryption.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Archiving closed WAL segments for point-in-time restores (off by default).
+    #[serde(default)]
+    pub wal_archive: crate::WalArchiveConfig,
 }
 
 fn default_priority() -> Priority {
@@ -369,6 +372,7 @@ impl Config {
             },
             timing: Timing::lan(),
             security: SecurityConfig::default(),
+            wal_archive: crate::WalArchiveConfig::default(),
         }
     }
 
@@ -501,6 +505,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_cluster()?;
         self.timing.validate()?;
+        self.wal_archive.validate()?;
         if self.seeds.len() > SEEDS_MAX {
             return Err(ConfigError::new(
                 "seeds",

@@ -72,6 +72,7 @@ pub mod http;
 pub mod metrics;
 mod node;
 pub mod node_file;
+pub mod restore;
 pub mod security;
 
 pub use admin_tokens::{AdminIdentity, AdminRole, AdminTokenError, AdminTokens};
