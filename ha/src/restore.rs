@@ -163,13 +163,17 @@ pub fn prepare_restore(
             });
         }
         Some((to, _)) if to == backup_index => Vec::new(),
-        Some((to, archive)) => {
-            read_archive(archive, backup_index, backup_term, to, RESTORE_ENTRIES_BYTES_MAX)?
-        }
+        Some((to, archive)) => read_archive(
+            archive,
+            backup_index,
+            backup_term,
+            to,
+            RESTORE_ENTRIES_BYTES_MAX,
+        )?,
     };
-    let (to_index, to_term) = entries
-        .last()
-        .map_or((backup_index, backup_term), |entry| (entry.index, entry.term));
+    let (to_index, to_term) = entries.last().map_or((backup_index, backup_term), |entry| {
+        (entry.index, entry.term)
+    });
     let temporary = data_dir.join(format!("{RESTORE_DIR_NAME}.tmp"));
     let written = write_pending(backup, &header, &entries, &temporary, data_dir);
     if written.is_err() {
@@ -260,10 +264,11 @@ fn write_pending(
             .map_err(io_error(&entries_path))?;
     }
     file.sync_all().map_err(io_error(&entries_path))?;
-    let (to_index, to_term) = entries.last().map_or(
-        (header.last_index, header.last_term),
-        |entry| (entry.index.0, entry.term.0),
-    );
+    let (to_index, to_term) = entries
+        .last()
+        .map_or((header.last_index, header.last_term), |entry| {
+            (entry.index.0, entry.term.0)
+        });
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         cluster: header.cluster.clone(),
@@ -475,7 +480,8 @@ fn write_log(
     entries: &[Entry],
 ) -> Result<(), String> {
     let alone = Membership::with_voters([config.node_id.clone()]);
-    let mut store = WalStore::open(directory, options.clone()).map_err(|error| error.to_string())?;
+    let mut store =
+        WalStore::open(directory, options.clone()).map_err(|error| error.to_string())?;
     store.recover().map_err(|error| error.to_string())?;
     let mut input = BufReader::new(File::open(backup).map_err(|error| error.to_string())?);
     let mut skipped = [0u8; BACKUP_HEADER_BYTES];

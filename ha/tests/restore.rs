@@ -61,7 +61,12 @@ async fn save_backup(node: &Node<()>, at_least: u64, file: &Path) -> BackupHeade
             .await
             .expect("infallible");
         let status = response.status();
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         if status == StatusCode::OK {
             let mut input = &body[..];
             let header = BackupHeader::read(&mut input).expect("header");
@@ -70,9 +75,17 @@ async fn save_backup(node: &Node<()>, at_least: u64, file: &Path) -> BackupHeade
                 return header;
             }
         } else {
-            assert_eq!(status, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                status,
+                StatusCode::CONFLICT,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
         }
-        assert!(Instant::now() < deadline, "no snapshot at {at_least} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at {at_least} within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -89,7 +102,11 @@ async fn write_keys(node: &Node<()>, range: std::ops::Range<u64>) -> Vec<(String
         let key = format!("key-{i:05}");
         let index = node
             .kv()
-            .put(key.clone(), format!("value-{i}").into_bytes(), Consistency::Quorum)
+            .put(
+                key.clone(),
+                format!("value-{i}").into_bytes(),
+                Consistency::Quorum,
+            )
             .await
             .expect("put");
         written.push((key, index));
@@ -117,10 +134,22 @@ async fn a_restored_node_holds_exactly_the_backup_and_corrupt_backups_are_refuse
     // covers the last key of interest; the keys written meanwhile are fillers.
     let mut filler = 1000;
     let header = loop {
-        let request = Request::builder().uri("/v1/snapshot").body(Body::empty()).unwrap();
-        let response = node.http_router().oneshot(request).await.expect("infallible");
+        let request = Request::builder()
+            .uri("/v1/snapshot")
+            .body(Body::empty())
+            .unwrap();
+        let response = node
+            .http_router()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         if response.status() == StatusCode::OK {
-            let body = response.into_body().collect().await.expect("body").to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
             let header = BackupHeader::read(&mut &body[..]).expect("header");
             if header.last_index >= last {
                 std::fs::write(&file, &body).expect("write");
@@ -164,7 +193,10 @@ async fn a_restored_node_holds_exactly_the_backup_and_corrupt_backups_are_refuse
     assert_eq!(prepared.to_index.0, header.last_index);
     assert_eq!(prepared.entries, 0);
     let error = prepare_restore(&file, &target, None, None).expect_err("pending already");
-    assert!(matches!(error, RestoreError::DataDirInUse { .. }), "{error}");
+    assert!(
+        matches!(error, RestoreError::DataDirInUse { .. }),
+        "{error}"
+    );
     let restored = start(config("r1", &target), 50).await;
     assert_eq!(all_keys(&restored).await, expected);
     let status = restored.status().await.expect("status");
@@ -176,7 +208,10 @@ async fn a_restored_node_holds_exactly_the_backup_and_corrupt_backups_are_refuse
         .await
         .expect("writes");
     restored.shutdown().await;
-    assert!(!target.join(RESTORE_DIR_NAME).exists(), "the pending restore was removed");
+    assert!(
+        !target.join(RESTORE_DIR_NAME).exists(),
+        "the pending restore was removed"
+    );
     // A data dir that holds a log is refused.
     let error = prepare_restore(&file, &target, None, None).expect_err("holds a log");
     assert!(error.to_string().contains("already holds a log"), "{error}");
@@ -191,11 +226,20 @@ async fn a_restored_node_holds_exactly_the_backup_and_corrupt_backups_are_refuse
     prepare_restore(&file, &other, None, None).expect("prepared without a cluster check");
     let mut wrong = config("x1", &other);
     wrong.cluster.name = "another".to_string();
-    let error = Node::builder(wrong).start().await.map(|_| ()).expect_err("refused");
+    let error = Node::builder(wrong)
+        .start()
+        .await
+        .map(|_| ())
+        .expect_err("refused");
     assert!(matches!(error, NodeError::DataDir { .. }), "{error}");
     assert!(error.to_string().contains("another"), "{error}");
     assert!(other.join(RESTORE_DIR_NAME).is_dir());
-    assert!(!other.join("log").join("wal-00000000000000000001.log").exists());
+    assert!(
+        !other
+            .join("log")
+            .join("wal-00000000000000000001.log")
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,9 +261,26 @@ async fn a_point_in_time_restore_equals_a_replay_to_that_index() {
     assert!(middle > header.last_index + 50, "{middle} vs {header:?}");
     // Wait (bounded) until the archive covers it: compaction follows snapshots.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while read_archive(&archive, LogIndex(header.last_index), Term(header.last_term), LogIndex(middle), 1 << 30).is_err() {
-        assert!(Instant::now() < deadline, "the archive never reached {middle}");
-        written.extend(write_keys(&node, 10_000 + written.len() as u64..10_010 + written.len() as u64).await);
+    while read_archive(
+        &archive,
+        LogIndex(header.last_index),
+        Term(header.last_term),
+        LogIndex(middle),
+        1 << 30,
+    )
+    .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the archive never reached {middle}"
+        );
+        written.extend(
+            write_keys(
+                &node,
+                10_000 + written.len() as u64..10_010 + written.len() as u64,
+            )
+            .await,
+        );
     }
     node.shutdown().await;
 
@@ -231,28 +292,46 @@ async fn a_point_in_time_restore_equals_a_replay_to_that_index() {
     assert!(error.to_string().contains("does not hold entry"), "{error}");
     let error = prepare_restore(&file, &target, None, Some((LogIndex(1), &archive)))
         .expect_err("before the backup");
-    assert!(matches!(error, RestoreError::BeforeBackup { .. }), "{error}");
+    assert!(
+        matches!(error, RestoreError::BeforeBackup { .. }),
+        "{error}"
+    );
     assert!(!target.exists(), "the data dir was created");
 
     // The replay: the backup's body into a fresh applier, the archive's entries through it.
     let backup = std::fs::read(&file).expect("read");
     let mut applier = Applier::new(WithLocks::new(()));
-    applier.restore(&backup[BACKUP_HEADER_BYTES..]).expect("restores");
-    let entries = read_archive(&archive, LogIndex(header.last_index), Term(header.last_term), LogIndex(middle), 1 << 30)
-        .expect("covered");
+    applier
+        .restore(&backup[BACKUP_HEADER_BYTES..])
+        .expect("restores");
+    let entries = read_archive(
+        &archive,
+        LogIndex(header.last_index),
+        Term(header.last_term),
+        LogIndex(middle),
+        1 << 30,
+    )
+    .expect("covered");
     for entry in &entries {
         applier.apply(entry);
     }
     assert_eq!(applier.applied_index(), LogIndex(middle));
-    let QueryResponse::Lock(LockQueryResponse::Values(replayed)) = applier
-        .machine()
-        .query(&Query::Lock(LockQuery::Range { prefix: String::new(), limit: 10_000 }))
+    let QueryResponse::Lock(LockQueryResponse::Values(replayed)) =
+        applier.machine().query(&Query::Lock(LockQuery::Range {
+            prefix: String::new(),
+            limit: 10_000,
+        }))
     else {
         panic!("a range answer");
     };
 
-    let prepared = prepare_restore(&file, &target, Some(CLUSTER), Some((LogIndex(middle), &archive)))
-        .expect("prepared");
+    let prepared = prepare_restore(
+        &file,
+        &target,
+        Some(CLUSTER),
+        Some((LogIndex(middle), &archive)),
+    )
+    .expect("prepared");
     assert_eq!(prepared.to_index, LogIndex(middle));
     assert_eq!(prepared.entries as u64, middle - header.last_index);
     let restored = start(config("p1", &target), 40).await;

@@ -61,7 +61,12 @@ fn put(cluster: &TestCluster, key: &str, value: &str) -> u64 {
 
 /// Every node's copy of `key` (`None` when absent), read at EVENTUAL from that node.
 fn local_value(cluster: &TestCluster, index: usize, key: &str) -> Option<(String, u64)> {
-    let (status, body) = cluster.must(index, "GET", &format!("/v1/kv/{key}?consistency=eventual"), "");
+    let (status, body) = cluster.must(
+        index,
+        "GET",
+        &format!("/v1/kv/{key}?consistency=eventual"),
+        "",
+    );
     match status {
         200 => Some((
             body["value"].as_str().expect("value").to_string(),
@@ -73,14 +78,27 @@ fn local_value(cluster: &TestCluster, index: usize, key: &str) -> Option<(String
 }
 
 fn applied_index(cluster: &TestCluster, index: usize) -> Option<u64> {
-    cluster.metric(index, "ha_applied_index").map(|value| value as u64)
+    cluster
+        .metric(index, "ha_applied_index")
+        .map(|value| value as u64)
 }
 
 fn assert_refused(arguments: &[&str], reason: &str, untouched: &Path) {
     let (code, stdout, stderr) = run_bot(arguments);
-    assert_eq!(code, Some(1), "{arguments:?} was not refused: {stdout}{stderr}");
-    assert!(stderr.contains(reason), "{arguments:?}: no {reason:?} in {stderr}");
-    assert!(!untouched.exists(), "{arguments:?} touched {}", untouched.display());
+    assert_eq!(
+        code,
+        Some(1),
+        "{arguments:?} was not refused: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains(reason),
+        "{arguments:?}: no {reason:?} in {stderr}"
+    );
+    assert!(
+        !untouched.exists(),
+        "{arguments:?} touched {}",
+        untouched.display()
+    );
 }
 
 #[test]
@@ -102,7 +120,11 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
     assert_eq!(status, 200, "{lock}");
     let lock_token = lock["token"].as_u64().expect("a token");
     cluster.wait_for_journal_growth(leader, 5, "the journal", ELECTION);
-    let last_write = written.values().map(|(_, version)| *version).max().expect("written");
+    let last_write = written
+        .values()
+        .map(|(_, version)| *version)
+        .max()
+        .expect("written");
 
     // 2. Save (retried with fillers until the backup covers the last write), then inspect.
     let work = tempfile::tempdir().expect("dir");
@@ -112,20 +134,38 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
     let header = loop {
         let leader = cluster.wait_for_leader(&[], ELECTION);
         let _ = std::fs::remove_file(&file);
-        let (code, _, stderr) = run_bot(&["snapshot", "save", "--http", &http(&cluster, leader), &file.to_string_lossy()]);
+        let (code, _, stderr) = run_bot(&[
+            "snapshot",
+            "save",
+            "--http",
+            &http(&cluster, leader),
+            &file.to_string_lossy(),
+        ]);
         if code == Some(0) {
             let header = BackupHeader::verify_file(&file, Some("bot-test")).expect("verifies");
             if header.last_index >= last_write.max(lock_token) {
                 break header;
             }
         } else {
-            assert!(stderr.contains("409") || stderr.contains("no_snapshot"), "{stderr}");
+            assert!(
+                stderr.contains("409") || stderr.contains("no_snapshot"),
+                "{stderr}"
+            );
         }
-        assert!(Instant::now() < deadline, "no backup covers index {last_write}");
+        assert!(
+            Instant::now() < deadline,
+            "no backup covers index {last_write}"
+        );
         put(&cluster, &format!("filler-{fillers:04}"), "filler");
         fillers += 1;
     };
-    let (code, stdout, stderr) = run_bot(&["snapshot", "inspect", "--cluster", "bot-test", &file.to_string_lossy()]);
+    let (code, stdout, stderr) = run_bot(&[
+        "snapshot",
+        "inspect",
+        "--cluster",
+        "bot-test",
+        &file.to_string_lossy(),
+    ]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("verified: sha256 ok"), "{stdout}");
     // The live state, read before the disaster: the journal at or below the backup's index.
@@ -147,14 +187,46 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
     let bad_text = bad.to_string_lossy().to_string();
     let untouched_text = untouched.to_string_lossy().to_string();
     assert_refused(&["snapshot", "inspect", &bad_text], "SHA-256", &untouched);
-    assert_refused(&["snapshot", "restore", &bad_text, "--data-dir", &untouched_text], "SHA-256", &untouched);
+    assert_refused(
+        &[
+            "snapshot",
+            "restore",
+            &bad_text,
+            "--data-dir",
+            &untouched_text,
+        ],
+        "SHA-256",
+        &untouched,
+    );
     std::fs::write(&bad, &good[..good.len() - 1000]).expect("write");
     assert_refused(&["snapshot", "inspect", &bad_text], "truncated", &untouched);
-    assert_refused(&["snapshot", "restore", &bad_text, "--data-dir", &untouched_text], "truncated", &untouched);
-    let good_text = file.to_string_lossy().to_string();
-    assert_refused(&["snapshot", "inspect", "--cluster", "prod", &good_text], "\"prod\"", &untouched);
     assert_refused(
-        &["snapshot", "restore", &good_text, "--data-dir", &untouched_text, "--cluster", "prod"],
+        &[
+            "snapshot",
+            "restore",
+            &bad_text,
+            "--data-dir",
+            &untouched_text,
+        ],
+        "truncated",
+        &untouched,
+    );
+    let good_text = file.to_string_lossy().to_string();
+    assert_refused(
+        &["snapshot", "inspect", "--cluster", "prod", &good_text],
+        "\"prod\"",
+        &untouched,
+    );
+    assert_refused(
+        &[
+            "snapshot",
+            "restore",
+            &good_text,
+            "--data-dir",
+            &untouched_text,
+            "--cluster",
+            "prod",
+        ],
         "\"prod\"",
         &untouched,
     );
@@ -168,12 +240,24 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
 
     // 4. Restore into n1's data dir, start it alone, then the two empty nodes.
     let n1_dir = cluster.specs[0].data_dir.to_string_lossy().to_string();
-    let (code, stdout, stderr) =
-        run_bot(&["snapshot", "restore", &good_text, "--data-dir", &n1_dir, "--cluster", "bot-test"]);
+    let (code, stdout, stderr) = run_bot(&[
+        "snapshot",
+        "restore",
+        &good_text,
+        "--data-dir",
+        &n1_dir,
+        "--cluster",
+        "bot-test",
+    ]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains(&format!("restored:   index {}", header.last_index)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("restored:   index {}", header.last_index)),
+        "{stdout}"
+    );
     cluster.spawn(0);
+    let started = Instant::now();
     let restored_leader = cluster.wait_for_leader(&[1, 2], ELECTION);
+    let leading_after = started.elapsed();
     assert_eq!(restored_leader, 0);
     cluster.spawn(1);
     cluster.spawn(2);
@@ -192,6 +276,15 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
             .count();
         (voters == 3).then_some(())
     });
+
+    eprintln!(
+        "backup: index {} term {}, {} body bytes, {fillers} filler writes; restored n1 led after \
+         {leading_after:?}, all three caught up and voting after {:?}",
+        header.last_index,
+        header.last_term,
+        header.body_bytes,
+        started.elapsed()
+    );
 
     // 5. Every acknowledged value, on every node's own copy; the journal; the lock.
     for index in 0..3 {
@@ -212,10 +305,16 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
         "the journal up to the backup's index"
     );
     let (status, body) = cluster.must(0, "POST", "/v1/lock/dr-lock?ttl_ms=1000", "");
-    assert_eq!(status, 409, "the lock held before the disaster is still held: {body}");
+    assert_eq!(
+        status, 409,
+        "the lock held before the disaster is still held: {body}"
+    );
     let (status, body) = cluster.must(0, "POST", "/v1/lock/dr-lock-2?ttl_ms=1000", "");
     assert_eq!(status, 200, "{body}");
-    assert!(body["token"].as_u64().expect("token") > lock_token, "{body}");
+    assert!(
+        body["token"].as_u64().expect("token") > lock_token,
+        "{body}"
+    );
     let after = put(&cluster, "after-restore", "written");
     assert!(after > header.last_index);
     let _logs = cluster.kill_and_collect_logs();

@@ -72,7 +72,7 @@ pub fn archive_segment(archive: &Path, segment: &Path) -> io::Result<()> {
     let _ = fs::remove_file(&temporary);
     match fs::hard_link(segment, &temporary) {
         Ok(()) => finish(&temporary, &target, archive),
-        Err(error) if error.raw_os_error() == Some(libc_exdev()) => {
+        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
             // Another filesystem: copy from a handle opened now, which keeps the bytes after
             // the store unlinks the segment, without holding up compaction.
             let source = File::open(segment)?;
@@ -94,11 +94,6 @@ pub fn archive_segment(archive: &Path, segment: &Path) -> io::Result<()> {
         }
         Err(error) => Err(error),
     }
-}
-
-/// `EXDEV`, the error of a hard link across filesystems (18 on Linux and the BSDs).
-fn libc_exdev() -> i32 {
-    18
 }
 
 fn copy_into(mut source: File, temporary: &Path, target: &Path, archive: &Path) -> io::Result<()> {
@@ -161,7 +156,9 @@ pub enum ArchiveError {
         archived: Term,
     },
     /// The entries asked for take more memory than allowed.
-    #[error("the entries {from}..={to} take more than {bytes_max} bytes; restore to an earlier index")]
+    #[error(
+        "the entries {from}..={to} take more than {bytes_max} bytes; restore to an earlier index"
+    )]
     TooLarge {
         /// The first index asked for.
         from: LogIndex,
@@ -259,7 +256,10 @@ pub fn read_archive(
     }
     let describe = || {
         if lowest <= highest {
-            format!("entries {lowest}..={highest} in {} segments", segments.len())
+            format!(
+                "entries {lowest}..={highest} in {} segments",
+                segments.len()
+            )
         } else {
             format!("no entries ({} segments)", segments.len())
         }
@@ -296,9 +296,9 @@ fn forget_from(held: &mut BTreeMap<u64, Entry>, held_bytes: &mut usize, from: u6
 mod tests {
     use super::*;
     use crate::entry::Payload;
+    use crate::snapshot_meta::SnapshotMeta;
     use crate::storage::LogStore;
     use crate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
-    use crate::snapshot_meta::SnapshotMeta;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -341,8 +341,8 @@ mod tests {
             .map(|item| item.expect("item").file_name())
             .collect();
         assert!(names.len() >= 3, "{names:?}");
-        let entries = read_archive(&archive, LogIndex(5), Term(1), LogIndex(20), 1 << 20)
-            .expect("covered");
+        let entries =
+            read_archive(&archive, LogIndex(5), Term(1), LogIndex(20), 1 << 20).expect("covered");
         let indexes: Vec<u64> = entries.iter().map(|entry| entry.index.0).collect();
         assert_eq!(indexes, (6..=20).collect::<Vec<_>>());
     }
@@ -357,7 +357,10 @@ mod tests {
         assert!(matches!(error, ArchiveError::Gap { .. }), "{error}");
         let error = read_archive(&archive, LogIndex(5), Term(2), LogIndex(10), 1 << 20)
             .expect_err("another term at the backup's index");
-        assert!(matches!(error, ArchiveError::OtherHistory { .. }), "{error}");
+        assert!(
+            matches!(error, ArchiveError::OtherHistory { .. }),
+            "{error}"
+        );
         let error = read_archive(&archive, LogIndex(5), Term(1), LogIndex(20), 300)
             .expect_err("over the byte limit");
         assert!(matches!(error, ArchiveError::TooLarge { .. }), "{error}");

@@ -153,6 +153,10 @@ mod tests {
         restore(&args(file.clone(), data.clone(), Some("prod"))).expect("prepared");
         assert!(data.join(ha::restore::RESTORE_DIR_NAME).is_dir());
         let error = restore(&args(file, data, None)).expect_err("already pending");
-        assert!(error.report().contains("pending restore"), "{}", error.report());
+        assert!(
+            error.report().contains("pending restore"),
+            "{}",
+            error.report()
+        );
     }
 }
