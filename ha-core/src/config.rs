@@ -346,6 +346,9 @@ pub struct Config {
     /// Built-in host checks and when an unwell voter still campaigns.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Archiving closed WAL segments for point-in-time restores (off by default).
+    #[serde(default)]
+    pub wal_archive: crate::WalArchiveConfig,
 }
 
 fn default_priority() -> Priority {
@@ -374,6 +377,7 @@ impl Config {
             timing: Timing::lan(),
             security: SecurityConfig::default(),
             health: HealthConfig::default(),
+            wal_archive: crate::WalArchiveConfig::default(),
         }
     }
 
@@ -506,6 +510,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_cluster()?;
         self.timing.validate()?;
+        self.wal_archive.validate()?;
         if self.seeds.len() > SEEDS_MAX {
             return Err(ConfigError::new(
                 "seeds",

@@ -45,6 +45,7 @@ mod snapshot_source;
 mod state_machine;
 mod time;
 mod timer_queue;
+mod wal_archive_config;
 
 pub use config::{
     CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, Exposure, FailoverMode, Protection, SEEDS_MAX,
@@ -63,3 +64,4 @@ pub use snapshot_source::{
 pub use state_machine::StateMachine;
 pub use time::{Clock, Millis, MonotonicClock};
 pub use timer_queue::{PENDING_TIMERS_MAX, TimerQueue};
+pub use wal_archive_config::{WAL_ARCHIVE_SEGMENT_BYTES_MIN, WalArchiveConfig};

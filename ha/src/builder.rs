@@ -188,12 +188,20 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (incarnation, replica) = match &config.data_dir {
             Some(dir) => {
                 let file = NodeFile::claim(&config, dir, fresh_incarnation)?;
-                let options = WalOptions {
+                let mut options = WalOptions {
                     fsync_policy: FsyncPolicy::Manual,
                     ..WalOptions::default()
                 };
-                let store = WalStore::open(dir.join(LOG_DIR_NAME), options)
+                if let Some(bytes) = config.wal_archive.segment_bytes {
+                    options.segment_bytes_max = bytes;
+                }
+                // A restore prepared by `bot snapshot restore` becomes this node's log first.
+                crate::restore::install_pending_restore(&config, dir, &options)?;
+                let mut store = WalStore::open(dir.join(LOG_DIR_NAME), options)
                     .map_err(ha_replicate::driver::DriverError::from)?;
+                if let Some(archive) = &config.wal_archive.dir {
+                    store = store.with_archive(archive.clone());
+                }
                 let window = wal_window.unwrap_or_default();
                 let store = SyncTimedStore::new(store, window);
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);

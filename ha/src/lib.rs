@@ -75,6 +75,7 @@ mod members;
 pub mod metrics;
 mod node;
 pub mod node_file;
+pub mod restore;
 pub mod security;
 pub mod storage_health;
 pub mod wal_sync_timer;

@@ -260,6 +260,8 @@ pub struct WalStore {
     running: Option<Running>,
     /// Set by the first IO error of a mutating call; every later call fails.
     failed: bool,
+    /// Where compacted segments are archived ([`archive`](super::archive)), if anywhere.
+    archive: Option<PathBuf>,
 }
 
 impl WalStore {
@@ -287,7 +289,16 @@ impl WalStore {
             options,
             running: None,
             failed: false,
+            archive: None,
         })
+    }
+
+    /// Archive every segment compaction deletes into `directory` first (see
+    /// [`archive`](super::archive)): for point-in-time restores.
+    #[must_use]
+    pub fn with_archive(mut self, directory: PathBuf) -> Self {
+        self.archive = Some(directory);
+        self
     }
 
     /// The data directory.
@@ -354,7 +365,8 @@ impl LogStore for WalStore {
             ));
         }
         let layout = recover_directory(&self.directory)?;
-        let (running, recovered) = Running::start(&self.directory, &self.options, layout)?;
+        let (mut running, recovered) = Running::start(&self.directory, &self.options, layout)?;
+        running.archive = self.archive.clone();
         self.running = Some(running);
         Ok(recovered)
     }
@@ -485,6 +497,8 @@ struct Running {
     positions: VecDeque<(u64, u64)>,
     /// The last entry known synced: [`LogStore::read_entries`] returns none after it.
     synced_last: LogIndex,
+    /// Where compacted segments are archived before they are deleted.
+    archive: Option<PathBuf>,
 }
 
 /// The current snapshot and an open handle on its file.
@@ -671,6 +685,7 @@ impl Running {
             last_ticket: 0,
             positions: positions.into(),
             synced_last: LogIndex(0),
+            archive: None,
         };
         running.sync()?;
         Ok((running, recovered))
@@ -1034,6 +1049,17 @@ impl Running {
             self.sync()?;
         }
         for segment in self.segments.drain(..deletable) {
+            if let Some(archive) = &self.archive
+                && let Err(error) = super::archive::archive_segment(archive, &segment.path)
+            {
+                tracing::error!(
+                    path = %segment.path.display(),
+                    archive = %archive.display(),
+                    %error,
+                    "archiving a compacted wal segment failed; a point-in-time restore across \
+                     it will be refused"
+                );
+            }
             remove_file_if_present(&segment.path)?;
             // One directory sync per segment keeps the survivors a suffix after a crash.
             sync_directory(&self.directory)?;

@@ -181,6 +181,10 @@ pub enum SnapshotCommand {
     /// Print a backup file's header and verify it (exit code 1 and the reason when it is
     /// corrupt, truncated or of another cluster).
     Inspect(SnapshotInspectArgs),
+    /// Prepare an empty data dir from a verified backup (disaster recovery): `bot --data-dir
+    /// DIR ...` then starts a one-voter cluster holding that state, which empty nodes join.
+    /// With --to-index N --wal-archive DIR, also replays archived entries up to index N.
+    Restore(crate::snapshot_restore::SnapshotRestoreArgs),
 }
 
 /// Options of `bot snapshot save`.
@@ -335,6 +339,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH", required_unless_present = "config")]
     pub data_dir: Option<PathBuf>,
 
+    /// Snapshot the state (and compact the log) every N applied entries (default 10,000).
+    /// Smaller values make backups (`GET /v1/snapshot`) and archived segments more recent.
+    #[arg(long, value_name = "N")]
+    pub snapshot_every_entries: Option<u64>,
+
+    /// Archive closed WAL segments into this directory before compaction deletes them, for
+    /// point-in-time restores (`bot snapshot restore --to-index N --wal-archive DIR`). One
+    /// directory per node.
+    #[arg(long, value_name = "DIR")]
+    pub wal_archive: Option<PathBuf>,
+
     /// Cluster name; must match on every node (packets from other names are dropped).
     /// Default "ha".
     #[arg(long, value_name = "NAME")]
@@ -450,6 +465,9 @@ impl NodeArgs {
         if let Some(cluster) = &self.cluster {
             loader = loader.set("cluster.name", text(cluster));
         }
+        if let Some(archive) = &self.wal_archive {
+            loader = loader.set("wal_archive.dir", text(&archive.display()));
+        }
         if let Some(expect) = self.bootstrap_expect {
             loader = loader.set("cluster.bootstrap_expect", i64::from(expect));
         }
@@ -502,6 +520,7 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
         "seeds" => "--seeds",
         "priority" => "--priority",
         "data_dir" => "--data-dir",
+        "wal_archive.dir" => "--wal-archive",
         "cluster.name" => "--cluster",
         "cluster.bootstrap_expect" => "--bootstrap-expect",
         "security.cluster_keys" => "--cluster-key",

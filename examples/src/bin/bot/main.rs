@@ -19,6 +19,8 @@
 //!   bot snapshot save --http ADDR FILE [--tls-ca FILE] [--token T]
 //!                                 a verified backup of the replicated state (GET /v1/snapshot)
 //!   bot snapshot inspect FILE [--cluster NAME]
+//!   bot snapshot restore FILE --data-dir DIR [--cluster NAME] [--to-index N --wal-archive DIR]
+//!                                 prepare an empty data dir from a verified backup
 //!                                 a backup's header, and "verified: sha256 ok" or the reason
 //! ```
 
@@ -38,6 +40,7 @@ mod new_file;
 mod node;
 mod ports;
 mod snapshot;
+mod snapshot_restore;
 mod status;
 mod timeline;
 

@@ -30,13 +30,19 @@ pub fn run(args: &NodeArgs, clock: ha::core::MonotonicClock) -> Result<(), BotEr
         .enable_all()
         .build()
         .map_err(BotError::Runtime)?;
-    runtime.block_on(serve(config, args.stop_on_stdin_eof, clock))
+    runtime.block_on(serve(
+        config,
+        args.stop_on_stdin_eof,
+        clock,
+        args.snapshot_every_entries,
+    ))
 }
 
 async fn serve(
     config: Config,
     stop_on_stdin_eof: bool,
     clock: ha::core::MonotonicClock,
+    snapshot_every_entries: Option<u64>,
 ) -> Result<(), BotError> {
     // Install the handlers first, so a signal that arrives while binding is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(BotError::Runtime)?;
@@ -47,11 +53,13 @@ async fn serve(
     let http_addr = config.http_addr;
     // The bot mounts the admin API itself, next to its own journal route: the way a host
     // adds the API to its own server.
-    let node = Node::builder(config)
+    let mut builder = Node::builder(config)
         .state_machine(Journal::default())
-        .serve_http(false)
-        .start()
-        .await?;
+        .serve_http(false);
+    if let Some(entries) = snapshot_every_entries {
+        builder = builder.snapshot_every(entries);
+    }
+    let node = builder.start().await?;
     let mut events = node.events();
     let printer = EventPrinter::new(node.id().as_str(), clock);
     if let Some(addr) = http_addr {

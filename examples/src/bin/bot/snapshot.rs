@@ -41,6 +41,7 @@ pub fn run(args: &SnapshotArgs) -> Result<(), BotError> {
             print!("{report}");
             verdict
         }
+        SnapshotCommand::Restore(restore_args) => crate::snapshot_restore::restore(restore_args),
     }
 }
 
