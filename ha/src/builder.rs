@@ -266,6 +266,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             security,
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
+            backup: crate::backup_writer::BackupShared::new(),
         });
         let node = Node::from_shared(shared);
         let weak = node.downgrade();

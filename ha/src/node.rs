@@ -100,6 +100,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) started_at: Instant,
     /// Since when this node has known no leader, and the total of earlier such spans.
     pub(crate) leaderless: Mutex<(Option<Instant>, Duration)>,
+    /// Backups being written, and the scheduler's state (issue 14).
+    pub(crate) backup: crate::backup_writer::BackupShared,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {
