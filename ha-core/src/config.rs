@@ -342,6 +342,9 @@ pub struct Config {
     /// Encryption.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Scheduled backups (issue 14): none unless `backup.dir` is set.
+    #[serde(default)]
+    pub backup: crate::BackupConfig,
 }
 
 fn default_priority() -> Priority {
@@ -369,6 +372,7 @@ impl Config {
             },
             timing: Timing::lan(),
             security: SecurityConfig::default(),
+            backup: crate::BackupConfig::default(),
         }
     }
 
@@ -500,6 +504,7 @@ impl Config {
     /// A [`ConfigError`] naming the first bad field and how to fix it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_cluster()?;
+        self.backup.validate()?;
         self.timing.validate()?;
         if self.seeds.len() > SEEDS_MAX {
             return Err(ConfigError::new(

@@ -39,12 +39,15 @@ const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 pub(crate) struct BackupShared {
     /// One permit per backup being written.
     pub(crate) writers: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Scheduled backups, when a backup dir is configured.
+    pub(crate) schedule: Option<std::sync::Arc<crate::backup_schedule::BackupSchedule>>,
 }
 
 impl BackupShared {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(config: &ha_core::BackupConfig) -> Self {
         Self {
             writers: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKUPS_CONCURRENT_MAX)),
+            schedule: crate::backup_schedule::BackupSchedule::new(config),
         }
     }
 }
@@ -142,10 +145,10 @@ fn write_body<W: Write>(
         .map_err(|error| BackupWriteError::StateMachine(error.to_string()))
 }
 
-/// Write `exported` as the backup file `dir/name` atomically: into a temporary file in `dir`,
-/// synced, renamed into place, the directory synced, then read back and verified whole. A
-/// failure at any step leaves no file named `name` (and removes the temporary one).
-/// Blocking.
+/// Write `exported` as a backup file in `dir` atomically, named `name_for(header)`: into a
+/// temporary file in `dir`, synced, renamed into place, the directory synced, then read back
+/// and verified whole. A failure at any step leaves no new file (the temporary one is
+/// removed). Blocking. Returns the file's name and header.
 ///
 /// # Errors
 /// [`BackupWriteError::Io`], [`BackupWriteError::StateMachine`],
@@ -155,33 +158,49 @@ pub fn write_backup_atomically(
     cluster: &str,
     created_at_unix_ms: u64,
     dir: &Path,
-    name: &str,
-) -> Result<BackupHeader, BackupWriteError> {
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(name);
+    name_for: impl FnOnce(&BackupHeader) -> String,
+) -> Result<(String, BackupHeader), BackupWriteError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temporary = dir.join(format!(
+        ".backup-{}-{created_at_unix_ms}-{}.habackup.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut target = None;
     let result = (|| {
+        std::fs::create_dir_all(dir)?;
         let mut file = File::options()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&temporary)?;
         let header = write_backup(exported, cluster, created_at_unix_ms, &mut file)?;
         file.sync_all()?;
         drop(file);
-        std::fs::rename(&temporary, &target)?;
+        let name = name_for(&header);
+        let path = dir.join(&name);
+        if path.exists() {
+            return Err(BackupWriteError::Io(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists already", path.display()),
+            )));
+        }
+        std::fs::rename(&temporary, &path)?;
+        target = Some(path.clone());
         sync_dir(dir)?;
-        let verified = BackupHeader::verify_file(&target, Some(cluster))?;
+        let verified = BackupHeader::verify_file(&path, Some(cluster))?;
         if verified != header {
             return Err(BackupWriteError::Io(io::Error::other(
                 "the backup read back has another header than the one written",
             )));
         }
-        Ok(header)
+        Ok((name, header))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
-        let _ = std::fs::remove_file(&target);
+        if let Some(target) = target {
+            let _ = std::fs::remove_file(target);
+        }
     }
     result
 }
@@ -306,17 +325,17 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// Take a fresh backup ([`export_snapshot`](Self::export_snapshot)) and write it to
-    /// `dir/name` atomically and verified ([`write_backup_atomically`]). Counts against
-    /// [`BACKUPS_CONCURRENT_MAX`].
+    /// Take a fresh backup ([`export_snapshot`](Self::export_snapshot)) and write it into
+    /// `dir`, named `name_for(header)`, atomically and verified ([`write_backup_atomically`]).
+    /// Counts against [`BACKUPS_CONCURRENT_MAX`]. Returns the file's name and header.
     ///
     /// # Errors
-    /// [`BackupWriteError`]; no file named `name` is left on failure.
+    /// [`BackupWriteError`]; no new file is left on failure.
     pub async fn write_backup_to(
         &self,
         dir: &Path,
-        name: &str,
-    ) -> Result<BackupHeader, BackupWriteError> {
+        name_for: fn(&BackupHeader) -> String,
+    ) -> Result<(String, BackupHeader), BackupWriteError> {
         let _permit = self
             .shared
             .backup
@@ -326,9 +345,8 @@ impl<S: StateMachine> Node<S> {
         let exported = self.export_snapshot().await?;
         let cluster = self.config().cluster.name.clone();
         let dir = dir.to_path_buf();
-        let name = name.to_string();
         tokio::task::spawn_blocking(move || {
-            write_backup_atomically(exported, &cluster, unix_now_ms(), &dir, &name)
+            write_backup_atomically(exported, &cluster, unix_now_ms(), &dir, name_for)
         })
         .await
         .map_err(|error| BackupWriteError::Io(io::Error::other(error.to_string())))?

@@ -163,6 +163,11 @@ impl<S: StateMachine> NodeBuilder<S> {
         };
         let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
+        let backup = crate::backup_writer::BackupShared::new(&self.config.backup);
+        if let Some(schedule) = &backup.schedule {
+            self.checks
+                .push(crate::backup_schedule::health_check(schedule));
+        }
         let config = self.config;
         let mut health = HealthRunner::new(self.checks);
         health.run_due().await;
@@ -266,7 +271,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             security,
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
-            backup: crate::backup_writer::BackupShared::new(),
+            backup,
         });
         let node = Node::from_shared(shared);
         let weak = node.downgrade();
@@ -277,6 +282,10 @@ impl<S: StateMachine> NodeBuilder<S> {
         ];
         node.shared.tasks.lock().extend(tasks);
         node.shared.tasks.lock().extend(insecure_warning);
+        node.shared
+            .tasks
+            .lock()
+            .extend(crate::backup_schedule::spawn(&node));
         #[cfg(feature = "http")]
         if let Some(listener) = http_listener {
             node.serve_on(listener)?;

@@ -531,7 +531,11 @@ impl<S: StateMachine> Node<S> {
             transport_send_drops,
             https: self.https_counts(),
         };
-        Ok(render(&snapshot))
+        let mut text = render(&snapshot);
+        text.push_str(&crate::backup_schedule::render_metrics(
+            self.shared.backup.schedule.as_ref(),
+        ));
+        Ok(text)
     }
 }
 
