@@ -236,6 +236,7 @@ async fn run<S: StateMachine>(node: Weak<Shared<S>>, schedule: Arc<BackupSchedul
                         .catalogue
                         .insert(name.clone(), listing(name, &header, bytes, None));
                 }
+                // Only once the new backup is in place and verified.
                 prune(&schedule, &dir).await;
             }
             // HTTP exports hold the writers: try again at the next tick, nothing failed.
@@ -361,43 +362,39 @@ fn scan(
 }
 
 /// Remove the oldest backup files beyond `keep` (by creation time, then name; files whose
-/// header does not read count as oldest).
+/// header does not read count as oldest). They leave the catalogue at once, so the list never
+/// shows more than `keep`; a file that cannot be removed is listed again at the next refresh.
 async fn prune(schedule: &Arc<BackupSchedule>, dir: &Path) {
     let keep = schedule.config.keep;
     let doomed: Vec<String> = {
-        let status = schedule.status.lock();
-        let mut files: Vec<&BackupListing> = status.catalogue.values().collect();
-        files.sort_by(|a, b| (b.at_ms, &b.file).cmp(&(a.at_ms, &a.file)));
-        files
-            .iter()
-            .skip(keep)
-            .map(|listing| listing.file.clone())
-            .collect()
+        let mut status = schedule.status.lock();
+        let mut files: Vec<(u64, String)> = status
+            .catalogue
+            .values()
+            .map(|listing| (listing.at_ms, listing.file.clone()))
+            .collect();
+        files.sort_by(|a, b| b.cmp(a));
+        let doomed: Vec<String> = files.into_iter().skip(keep).map(|(_, name)| name).collect();
+        for name in &doomed {
+            status.catalogue.remove(name);
+        }
+        doomed
     };
     if doomed.is_empty() {
         return;
     }
     let dir: PathBuf = dir.to_path_buf();
-    let names = doomed.clone();
-    let removed = tokio::task::spawn_blocking(move || {
-        let mut removed = Vec::new();
-        for name in names {
+    let _ = tokio::task::spawn_blocking(move || {
+        for name in doomed {
             match std::fs::remove_file(dir.join(&name)) {
-                Ok(()) => removed.push(name),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => removed.push(name),
+                Ok(()) => tracing::info!(file = %name, keep, "old backup removed"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => tracing::warn!(%error, file = %name, "removing an old backup failed"),
             }
         }
         let _ = crate::backup_writer::sync_dir(&dir);
-        removed
     })
-    .await
-    .unwrap_or_default();
-    let mut status = schedule.status.lock();
-    for name in removed {
-        tracing::info!(file = %name, keep, "old backup removed");
-        status.catalogue.remove(&name);
-    }
+    .await;
 }
 
 /// The backup metrics, in the Prometheus text format (empty without a backup dir).
@@ -475,5 +472,93 @@ impl<S: StateMachine> Node<S> {
             .lock()
             .last_error
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL_MS: u64 = 60_000;
+
+    fn schedule(leading_since_ms: Option<u64>, newest_at_ms: Option<u64>) -> Arc<BackupSchedule> {
+        let schedule = BackupSchedule::new(&BackupConfig {
+            dir: Some(PathBuf::from("/unused")),
+            interval_s: INTERVAL_MS / 1_000,
+            keep: 3,
+        })
+        .expect("a dir is configured");
+        {
+            let mut status = schedule.status.lock();
+            status.leading_since_ms = leading_since_ms;
+            if let Some(at_ms) = newest_at_ms {
+                let header = BackupHeader {
+                    format_version: 1,
+                    cluster: "c".to_string(),
+                    last_index: 1,
+                    last_term: 1,
+                    created_at_unix_ms: at_ms,
+                    body_bytes: 0,
+                    body_sha256: [0; 32],
+                };
+                let name = file_name(&header);
+                status
+                    .catalogue
+                    .insert(name.clone(), listing(name, &header, 1, None));
+                // A newer file that does not verify does not count.
+                let bad = format!("bad{BACKUP_FILE_SUFFIX}");
+                let mut newer = header.clone();
+                newer.created_at_unix_ms = at_ms + 1;
+                status.catalogue.insert(
+                    bad.clone(),
+                    listing(bad, &newer, 1, Some("corrupt".to_string())),
+                );
+            }
+        }
+        schedule
+    }
+
+    /// One line per case: (leading since, newest good backup at, now, verdict).
+    #[test]
+    fn the_check_fails_only_on_a_leader_two_intervals_after_the_later_of_both() {
+        let healthy = HealthStatus::Healthy;
+        let unhealthy = HealthStatus::Unhealthy;
+        let cases = [
+            // A follower takes no backups: always healthy.
+            (None, None, 10 * INTERVAL_MS, healthy),
+            (None, Some(0), 10 * INTERVAL_MS, healthy),
+            // A new leader with no backup has two intervals to take one.
+            (Some(1_000), None, 1_000 + 2 * INTERVAL_MS, healthy),
+            (Some(1_000), None, 1_001 + 2 * INTERVAL_MS, unhealthy),
+            // An old backup counts from when leadership began, not from its own age.
+            (Some(5 * INTERVAL_MS), Some(0), 6 * INTERVAL_MS, healthy),
+            // A leader's backup older than two intervals fails the check.
+            (Some(0), Some(INTERVAL_MS), 3 * INTERVAL_MS, healthy),
+            (Some(0), Some(INTERVAL_MS), 3 * INTERVAL_MS + 1, unhealthy),
+        ];
+        for (leading_since, newest, now, expected) in cases {
+            assert_eq!(
+                schedule(leading_since, newest).verdict(now),
+                expected,
+                "leading since {leading_since:?}, newest {newest:?}, now {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_names_sort_by_index_and_carry_the_creation_time() {
+        let header = BackupHeader {
+            format_version: 1,
+            cluster: "payments".to_string(),
+            last_index: 42,
+            last_term: 3,
+            created_at_unix_ms: 1_700_000_000_000,
+            body_bytes: 0,
+            body_sha256: [0; 32],
+        };
+        assert_eq!(
+            file_name(&header),
+            "payments-00000000000000000042-1700000000000.habackup"
+        );
     }
 }

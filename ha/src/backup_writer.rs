@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use ha_core::{LogIndex, StateMachine};
+use ha_core::{LogIndex, SnapshotSource, StateMachine};
 use ha_lock::{LockQuery, Query};
 use ha_replicate::replica::{ClientError, ExportError, ExportedSnapshot};
 use sha2::{Digest, Sha256};
@@ -102,6 +102,46 @@ pub fn write_backup(
     file: &mut File,
 ) -> Result<BackupHeader, BackupWriteError> {
     let meta = exported.meta().clone();
+    let position = (meta.last_index, meta.last_term);
+    write_backup_with(
+        |out| exported.write_to(out),
+        position,
+        cluster,
+        created_at_unix_ms,
+        file,
+    )
+}
+
+/// [`write_backup`] from any [`SnapshotSource`] that writes the replica's snapshot stream
+/// (an [`Applier::snapshot_source`](ha_replicate::replica::Applier::snapshot_source) copy),
+/// at log position `(last_index, last_term)`: for tools and benchmarks that hold an applier
+/// rather than a running node.
+///
+/// # Errors
+/// As [`write_backup`].
+pub fn write_backup_from_source(
+    source: Box<dyn SnapshotSource>,
+    position: (LogIndex, ha_core::Term),
+    cluster: &str,
+    created_at_unix_ms: u64,
+    file: &mut File,
+) -> Result<BackupHeader, BackupWriteError> {
+    write_backup_with(
+        |out| source.write_to(out),
+        position,
+        cluster,
+        created_at_unix_ms,
+        file,
+    )
+}
+
+fn write_backup_with(
+    write_body: impl FnOnce(&mut dyn Write) -> Result<(), ha_core::StateMachineError>,
+    (last_index, last_term): (LogIndex, ha_core::Term),
+    cluster: &str,
+    created_at_unix_ms: u64,
+    file: &mut File,
+) -> Result<BackupHeader, BackupWriteError> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
     let (hasher, bytes) = {
@@ -111,7 +151,7 @@ pub fn write_backup(
             bytes: 0,
         };
         out.inner.write_all(&[0u8; BACKUP_HEADER_BYTES])?;
-        write_body(exported, &mut out)?;
+        write_body(&mut out).map_err(|error| BackupWriteError::StateMachine(error.to_string()))?;
         let HashingWriter {
             inner,
             hasher,
@@ -123,8 +163,8 @@ pub fn write_backup(
     let header = BackupHeader {
         format_version: BACKUP_FORMAT_VERSION,
         cluster: cluster.to_string(),
-        last_index: meta.last_index.0,
-        last_term: meta.last_term.0,
+        last_index: last_index.0,
+        last_term: last_term.0,
         created_at_unix_ms,
         body_bytes: bytes,
         body_sha256: hasher.finalize().into(),
@@ -134,15 +174,6 @@ pub fn write_backup(
     file.write_all(&encoded)?;
     file.seek(SeekFrom::Start(0))?;
     Ok(header)
-}
-
-fn write_body<W: Write>(
-    exported: ExportedSnapshot,
-    out: &mut HashingWriter<W>,
-) -> Result<(), BackupWriteError> {
-    exported
-        .write_to(out)
-        .map_err(|error| BackupWriteError::StateMachine(error.to_string()))
 }
 
 /// Write `exported` as a backup file in `dir` atomically, named `name_for(header)`: into a

@@ -164,7 +164,9 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
         let backup = crate::backup_writer::BackupShared::new(&self.config.backup);
-        if let Some(schedule) = &backup.schedule {
+        if let Some(schedule) = &backup.schedule
+            && self.checks.len() < HEALTH_CHECKS_MAX
+        {
             self.checks
                 .push(crate::backup_schedule::health_check(schedule));
         }

@@ -329,3 +329,64 @@ async fn a_stream_is_the_state_at_its_index_while_writes_go_on() {
     ));
     node.shutdown().await;
 }
+
+/// Freshness on a follower: the backup it serves holds a write acknowledged by the leader just
+/// before the request (the read point comes from the leader; the follower waits to apply it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_a_backup_holding_the_last_acknowledged_write() {
+    let start = |index: usize, seed: Option<std::net::SocketAddr>| async move {
+        let id = NodeId::new(format!("n{index}")).expect("valid");
+        let seeds = vec![seed.unwrap_or_else(|| "127.0.0.1:9".parse().expect("valid"))];
+        let mut config = Config::full_ha(id, "127.0.0.1:0".parse().expect("valid"), seeds);
+        config.cluster.name = CLUSTER.to_string();
+        Node::builder(config)
+            .request_timeout(Duration::from_secs(10))
+            .start()
+            .await
+            .expect("starts")
+    };
+    let first = start(1, None).await;
+    let seed = Some(first.gossip_addr());
+    let nodes = [first, start(2, seed).await, start(3, seed).await];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while nodes.iter().filter(|node| node.is_leader()).count() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader = nodes.iter().position(Node::is_leader).expect("a leader");
+    let follower = &nodes[(leader + 1) % 3];
+    let kv = nodes[leader].kv();
+    for round in 0..3u64 {
+        let key = format!("fresh-{round}");
+        let index = kv
+            .put(key.clone(), b"v".to_vec(), Consistency::Quorum)
+            .await
+            .expect("put");
+        // At once, on the follower.
+        let exported = follower.export_snapshot().await.expect("exports");
+        assert!(
+            exported.last_index().0 >= index,
+            "{exported:?} misses {index}"
+        );
+        let mut body = Vec::new();
+        exported.write_to(&mut body).expect("writes");
+        let mut applier = Applier::new(WithLocks::new(()));
+        applier.restore(&body).expect("restores");
+        let answer = applier
+            .machine()
+            .query(&Query::Lock(LockQuery::Get { key: key.clone() }));
+        assert!(
+            matches!(
+                answer,
+                QueryResponse::Lock(LockQueryResponse::Value(Some(_)))
+            ),
+            "{key}: {answer:?}"
+        );
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}

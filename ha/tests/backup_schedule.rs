@@ -112,25 +112,38 @@ async fn the_leader_takes_verified_backups_keeps_the_newest_and_lists_them() {
     )
     .await;
 
-    // keep = 2: exactly two files (the junk one went first), no temporary file left.
-    let names = files_in(backups.path());
-    assert_eq!(names.len(), 2, "{names:?}");
+    // keep = 2: two files (the junk one went first), no temporary file left, and the list is
+    // those two. A new backup is written before the oldest is removed, so the dir holds
+    // keep + 1 files for a moment each second: compare at a moment it does not.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (names, listed) = loop {
+        let names = files_in(backups.path());
+        let (status, body) =
+            support::call_router(&node, Method::GET, "/v1/backups", Vec::new()).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let listed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let listed = listed.as_array().expect("an array").clone();
+        assert!(listed.len() <= 2, "more than keep listed: {listed:?}");
+        let mut listed_names: Vec<String> = listed
+            .iter()
+            .map(|file| file["file"].as_str().expect("a name").to_string())
+            .collect();
+        listed_names.sort();
+        if names.len() == 2 && listed_names == names {
+            break (names, listed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dir {names:?} vs list {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         names
             .iter()
             .all(|name| name.starts_with(CLUSTER) && name.ends_with(".habackup")),
         "{names:?}"
     );
-    for name in &names {
-        BackupHeader::verify_file(&backups.path().join(name), Some(CLUSTER)).expect("verifies");
-    }
-
-    // GET /v1/backups: the same two, newest first, with the contract's fields.
-    let (status, body) = support::call_router(&node, Method::GET, "/v1/backups", Vec::new()).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let listed: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    let listed = listed.as_array().expect("an array");
-    assert_eq!(listed.len(), 2, "{listed:?}");
     for field in [
         "file", "index", "term", "bytes", "sha256", "at_ms", "verified",
     ] {
@@ -144,6 +157,7 @@ async fn the_leader_takes_verified_backups_keeps_the_newest_and_lists_them() {
     let newest = backups
         .path()
         .join(listed[0]["file"].as_str().expect("a name"));
+    BackupHeader::verify_file(&newest, Some(CLUSTER)).expect("the newest verifies");
     assert_eq!(
         listed[0]["bytes"].as_u64(),
         Some(std::fs::metadata(&newest).expect("exists").len())
