@@ -349,6 +349,9 @@ pub struct Config {
     /// Archiving closed WAL segments for point-in-time restores (off by default).
     #[serde(default)]
     pub wal_archive: crate::WalArchiveConfig,
+    /// Scheduled backups (issue 14): none unless `backup.dir` is set.
+    #[serde(default)]
+    pub backup: crate::BackupConfig,
 }
 
 fn default_priority() -> Priority {
@@ -378,6 +381,7 @@ impl Config {
             security: SecurityConfig::default(),
             health: HealthConfig::default(),
             wal_archive: crate::WalArchiveConfig::default(),
+            backup: crate::BackupConfig::default(),
         }
     }
 
@@ -509,6 +513,7 @@ impl Config {
     /// A [`ConfigError`] naming the first bad field and how to fix it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_cluster()?;
+        self.backup.validate()?;
         self.timing.validate()?;
         self.wal_archive.validate()?;
         if self.seeds.len() > SEEDS_MAX {

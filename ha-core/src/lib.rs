@@ -31,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backup_config;
 pub mod codec;
 mod config;
 mod consistency;
@@ -47,6 +48,10 @@ mod time;
 mod timer_queue;
 mod wal_archive_config;
 
+pub use backup_config::{
+    BACKUP_INTERVAL_S_DEFAULT, BACKUP_INTERVAL_S_MAX, BACKUP_INTERVAL_S_MIN, BACKUP_KEEP_DEFAULT,
+    BACKUP_KEEP_MAX, BackupConfig,
+};
 pub use config::{
     CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, Exposure, FailoverMode, Protection, SEEDS_MAX,
     SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,

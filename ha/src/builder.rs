@@ -167,6 +167,13 @@ impl<S: StateMachine> NodeBuilder<S> {
         };
         let (security, insecure_warning) = resolve_security(&mut self.config, given)?;
         let http_listener = bind_http(self.serve_http, &self.config).await?;
+        let backup = crate::backup_writer::BackupShared::new(&self.config.backup);
+        if let Some(schedule) = &backup.schedule
+            && self.checks.len() < HEALTH_CHECKS_MAX
+        {
+            self.checks
+                .push(crate::backup_schedule::health_check(schedule));
+        }
         let config = self.config;
         // Issue 14: the built-in host checks run first, then the host's own.
         let wal_window = config
@@ -297,6 +304,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             security,
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
+            backup,
         });
         let failover_poll =
             Duration::from_millis((shared.config.timing.heartbeat_interval_ms * 2).clamp(50, 500));
@@ -310,6 +318,10 @@ impl<S: StateMachine> NodeBuilder<S> {
         ];
         node.shared.tasks.lock().extend(tasks);
         node.shared.tasks.lock().extend(insecure_warning);
+        node.shared
+            .tasks
+            .lock()
+            .extend(crate::backup_schedule::spawn(&node));
         #[cfg(feature = "http")]
         if let Some(listener) = http_listener {
             node.serve_on(listener)?;

@@ -61,6 +61,8 @@
 
 pub mod admin_tokens;
 pub mod backup_file;
+pub mod backup_schedule;
+pub mod backup_writer;
 mod builder;
 pub mod cluster_view;
 pub mod config_file;

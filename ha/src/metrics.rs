@@ -538,6 +538,9 @@ impl<S: StateMachine> Node<S> {
             &self.shared.host_checks.reports(),
             failover,
         ));
+        text.push_str(&crate::backup_schedule::render_metrics(
+            self.shared.backup.schedule.as_ref(),
+        ));
         Ok(text)
     }
 }

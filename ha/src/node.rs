@@ -104,6 +104,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) host_checks: crate::host_checks::HostChecks,
     /// Where this node sees the cluster in a failover, for `/v1/cluster` (issue 14).
     pub(crate) failover: Mutex<crate::failover_status::FailoverTracker>,
+    /// Backups being written, and the scheduler's state (issue 14).
+    pub(crate) backup: crate::backup_writer::BackupShared,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {

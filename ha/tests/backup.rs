@@ -1,11 +1,12 @@
 //! `GET /v1/snapshot` and the backup file format (issue 14, item 2) on an in-process node with
-//! a data dir: the backup holds the replicated state at the snapshot's index, its header and
-//! SHA-256 verify, the call needs the admin role, and a corrupted file (a flipped byte, a
+//! a data dir: the backup is fresh (it holds every write acknowledged before the request, with
+//! no snapshot of the node's own needed), its header and SHA-256 verify, the call needs the
+//! admin role, no temporary file is left behind, and a corrupted file (a flipped byte, a
 //! truncated body, trailing bytes, another cluster) is refused with the reason.
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -84,25 +85,17 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
     let node = node_with_data_dir(dir.path()).await;
     let kv = node.kv();
 
-    // Before the first snapshot there is nothing durable to serve: 409 with the reason.
+    // Fresh: the node has taken no snapshot of its own (SNAPSHOT_EVERY is far off), and the
+    // backup still holds every acknowledged write, the last one included.
     kv.put("early", b"1".to_vec(), Consistency::Quorum)
         .await
         .expect("put");
-    let (status, _, body) = get_snapshot(&node, ADMIN_TOKEN).await;
-    assert_eq!(
-        status,
-        StatusCode::CONFLICT,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    assert!(String::from_utf8_lossy(&body).contains("no_snapshot"));
 
     // A read token may not take a backup: it holds all the data.
     let (status, _, _) = get_snapshot(&node, READ_TOKEN).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    // Enough writes for a snapshot, then wait (bounded) until the node has taken one.
-    for key in 0..(SNAPSHOT_EVERY * 2) {
+    for key in 0..(SNAPSHOT_EVERY / 2) {
         kv.put(
             format!("key-{key:04}"),
             format!("value-{key}").into_bytes(),
@@ -111,21 +104,23 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
         .await
         .expect("put");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (headers, backup) = loop {
-        let (status, headers, body) = get_snapshot(&node, ADMIN_TOKEN).await;
-        if status == StatusCode::OK {
-            break (headers, body);
-        }
-        assert_eq!(
-            status,
-            StatusCode::CONFLICT,
-            "{}",
-            String::from_utf8_lossy(&body)
-        );
-        assert!(Instant::now() < deadline, "no snapshot within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let last = kv
+        .put("last", b"acknowledged".to_vec(), Consistency::Quorum)
+        .await
+        .expect("put");
+    let (status, headers, backup) = get_snapshot(&node, ADMIN_TOKEN).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&backup)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("data dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.contains("backup-export"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
     assert_eq!(
         headers[header::CONTENT_LENGTH].to_str().unwrap(),
@@ -134,7 +129,7 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
 
     let parsed = check(&backup, Some(CLUSTER)).expect("a served backup verifies");
     assert_eq!(parsed.cluster, CLUSTER);
-    assert!(parsed.last_index >= SNAPSHOT_EVERY, "{parsed:?}");
+    assert!(parsed.last_index >= last, "{parsed:?} misses index {last}");
     assert!(parsed.last_term >= 1, "{parsed:?}");
     assert_eq!(
         headers["x-ha-snapshot-index"].to_str().unwrap(),
@@ -165,9 +160,8 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
     );
 
     // The body is the replica's snapshot (sessions, failover history, then the KV store, leases
-    // and locks): restored into a fresh applier it is at the header's index and holds the keys
-    // written up to the snapshot's index (index 1 is the leader's first entry, and each put
-    // is one entry, so at least the first SNAPSHOT_EVERY - 10 puts are in).
+    // and locks): restored into a fresh applier it is at the header's index and holds every
+    // key written before the request, the last acknowledged one included.
     let mut applier = Applier::new(WithLocks::new(()));
     applier
         .restore(&backup[BACKUP_HEADER_BYTES..])
@@ -177,7 +171,8 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
     for key in [
         "early".to_string(),
         "key-0000".to_string(),
-        "key-0030".to_string(),
+        "key-0024".to_string(),
+        "last".to_string(),
     ] {
         let answer = machine.query(&Query::Lock(LockQuery::Get { key: key.clone() }));
         let QueryResponse::Lock(LockQueryResponse::Value(Some(found))) = answer else {
@@ -231,12 +226,18 @@ async fn a_backup_holds_the_state_at_its_index_and_corruption_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_without_a_data_dir_refuses_with_the_reason() {
+async fn a_node_without_a_data_dir_serves_a_backup_through_the_temp_dir() {
     let config = Config::single(
         NodeId::new("n1").expect("valid"),
         "127.0.0.1:0".parse().expect("valid"),
     );
     let node = Node::builder(config).start().await.expect("starts");
+    support::wait_for_leader(&node).await;
+    let index = node
+        .kv()
+        .put("in-memory", b"yes".to_vec(), Consistency::Quorum)
+        .await
+        .expect("put");
     let request = Request::builder()
         .uri("/v1/snapshot")
         .body(Body::empty())
@@ -246,22 +247,22 @@ async fn a_node_without_a_data_dir_refuses_with_the_reason() {
         .oneshot(request)
         .await
         .expect("infallible");
-    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(response.status(), StatusCode::OK);
     let body = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
-    let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("no data_dir"), "{text}");
+    let parsed = check(&body, Some(&node.config().cluster.name)).expect("verifies");
+    assert!(parsed.last_index >= index, "{parsed:?}");
     node.shutdown().await;
 }
 
-/// A backup being streamed is the snapshot it started from, whole and verified, even when
-/// the node commits newer snapshots (and removes the old file) before the client has read it.
+/// A backup being streamed is the state at its index, whole and verified, even when the node
+/// applies more writes (and takes snapshots of its own) before the client has read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_survives_newer_snapshots_committed_meanwhile() {
+async fn a_stream_is_the_state_at_its_index_while_writes_go_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = node_with_data_dir(dir.path()).await;
     let kv = node.kv();
@@ -273,38 +274,23 @@ async fn a_stream_survives_newer_snapshots_committed_meanwhile() {
             .await
             .expect("put");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let response = loop {
-        let request = Request::builder()
-            .uri("/v1/snapshot")
-            .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-            .body(Body::empty())
-            .expect("valid request");
-        let response = node
-            .http_router()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        // A snapshot that holds all the big values (index 150 or later).
-        let index = response
-            .headers()
-            .get("x-ha-snapshot-index")
-            .and_then(|index| index.to_str().ok()?.parse::<u64>().ok());
-        if response.status() == StatusCode::OK && index.is_some_and(|index| index >= 150) {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "no snapshot at 150+ within 20 s");
-        // Snapshots come every SNAPSHOT_EVERY entries: small writes bring the next one.
-        kv.put("filler", b"f".to_vec(), Consistency::Quorum)
-            .await
-            .expect("put");
-    };
+    let request = Request::builder()
+        .uri("/v1/snapshot")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .body(Body::empty())
+        .expect("valid request");
+    let response = node
+        .http_router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
     let first_index: u64 = response.headers()["x-ha-snapshot-index"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    // Newer snapshots while the body is unread.
+    // Writes (and the node's own snapshots) while the body is unread.
     for key in 0..(SNAPSHOT_EVERY * 3) {
         kv.put(
             format!("later-{key:04}"),
@@ -313,41 +299,6 @@ async fn a_stream_survives_newer_snapshots_committed_meanwhile() {
         )
         .await
         .expect("put");
-    }
-    let log_dir = node.log_dir().expect("has a data dir");
-    let newer_deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let newest = std::fs::read_dir(&log_dir)
-            .expect("log dir")
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                name.strip_prefix("snapshot-")?
-                    .strip_suffix(".snap")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .max()
-            .unwrap_or(0);
-        if newest > first_index {
-            break;
-        }
-        assert!(
-            Instant::now() < newer_deadline,
-            "no newer snapshot than {first_index} within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The store removed the file being served when it committed the newer one; the open
-    // handle still reads it.
-    let served = log_dir.join(format!("snapshot-{first_index:020}.snap"));
-    let gone_deadline = Instant::now() + Duration::from_secs(10);
-    while served.exists() {
-        assert!(
-            Instant::now() < gone_deadline,
-            "{} is still there",
-            served.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let backup = response
         .into_body()
@@ -358,5 +309,84 @@ async fn a_stream_survives_newer_snapshots_committed_meanwhile() {
     let parsed = check(&backup, Some(CLUSTER)).expect("the stream verifies");
     assert_eq!(parsed.last_index, first_index);
     assert!(parsed.body_bytes > 150 * 4096, "{parsed:?}");
+    let mut applier = Applier::new(WithLocks::new(()));
+    applier
+        .restore(&backup[BACKUP_HEADER_BYTES..])
+        .expect("the body restores");
+    let machine = applier.machine();
+    let get = |key: &str| {
+        machine.query(&Query::Lock(LockQuery::Get {
+            key: key.to_string(),
+        }))
+    };
+    assert!(matches!(
+        get("big-0149"),
+        QueryResponse::Lock(LockQueryResponse::Value(Some(_)))
+    ));
+    assert!(matches!(
+        get("later-0000"),
+        QueryResponse::Lock(LockQueryResponse::Value(None))
+    ));
     node.shutdown().await;
+}
+
+/// Freshness on a follower: the backup it serves holds a write acknowledged by the leader just
+/// before the request (the read point comes from the leader; the follower waits to apply it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_a_backup_holding_the_last_acknowledged_write() {
+    let start = |index: usize, seed: Option<std::net::SocketAddr>| async move {
+        let id = NodeId::new(format!("n{index}")).expect("valid");
+        let seeds = vec![seed.unwrap_or_else(|| "127.0.0.1:9".parse().expect("valid"))];
+        let mut config = Config::full_ha(id, "127.0.0.1:0".parse().expect("valid"), seeds);
+        config.cluster.name = CLUSTER.to_string();
+        Node::builder(config)
+            .request_timeout(Duration::from_secs(10))
+            .start()
+            .await
+            .expect("starts")
+    };
+    let first = start(1, None).await;
+    let seed = Some(first.gossip_addr());
+    let nodes = [first, start(2, seed).await, start(3, seed).await];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while nodes.iter().filter(|node| node.is_leader()).count() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader = nodes.iter().position(Node::is_leader).expect("a leader");
+    let follower = &nodes[(leader + 1) % 3];
+    let kv = nodes[leader].kv();
+    for round in 0..3u64 {
+        let key = format!("fresh-{round}");
+        let index = kv
+            .put(key.clone(), b"v".to_vec(), Consistency::Quorum)
+            .await
+            .expect("put");
+        // At once, on the follower.
+        let exported = follower.export_snapshot().await.expect("exports");
+        assert!(
+            exported.last_index().0 >= index,
+            "{exported:?} misses {index}"
+        );
+        let mut body = Vec::new();
+        exported.write_to(&mut body).expect("writes");
+        let mut applier = Applier::new(WithLocks::new(()));
+        applier.restore(&body).expect("restores");
+        let answer = applier
+            .machine()
+            .query(&Query::Lock(LockQuery::Get { key: key.clone() }));
+        assert!(
+            matches!(
+                answer,
+                QueryResponse::Lock(LockQueryResponse::Value(Some(_)))
+            ),
+            "{key}: {answer:?}"
+        );
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
 }

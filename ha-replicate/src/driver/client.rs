@@ -149,6 +149,34 @@ impl<S: StateMachine> ReplicaClient<S> {
         }
     }
 
+    /// The applied index a linearizable read of `query` was answered at: every write
+    /// acknowledged before this call is at or below it. A node that has applied this index
+    /// holds all of them (what [`ReplicaNode::export_snapshot`] waits for to export a fresh
+    /// copy). The query's answer is dropped: pick a cheap one.
+    ///
+    /// [`ReplicaNode::export_snapshot`]: crate::driver::ReplicaNode::export_snapshot
+    ///
+    /// # Errors
+    /// [`ClientError`] as for [`read`](Self::read).
+    pub async fn linearizable_index(
+        &self,
+        query: S::Query,
+        timeout: Duration,
+    ) -> Result<LogIndex, ClientError> {
+        let query = codec::encode("query", &query, COMMAND_BYTES_MAX)
+            .map_err(|error| ClientError::InvalidQuery(error.to_string()))?;
+        let request = ClientRequest::Read(ReadRequest {
+            query,
+            consistency: Consistency::Strong,
+        });
+        match self.request_with_retries(request, timeout).await? {
+            ClientReply::Read { index, .. } => Ok(index),
+            other => Err(ClientError::InvalidQuery(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
     pub(crate) async fn request_with_retries(
         &self,
         request: ClientRequest,

@@ -10,5 +10,5 @@ mod status;
 
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
-pub use replica_node::{NodeSettings, ReplicaNode};
+pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};

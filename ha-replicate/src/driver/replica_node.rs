@@ -21,6 +21,7 @@ use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
 };
+use crate::replica::{ExportError, ExportedSnapshot};
 use crate::storage::LogStore;
 use crate::storage::io_failure::StorageStall;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
@@ -28,6 +29,8 @@ use crate::transport::{Inbound, TcpTransport, TransportSettings};
 const COMMAND_BUFFER: usize = 4096;
 /// Inputs taken before one group-commit sync.
 const BATCH_INPUTS_MAX: usize = 256;
+/// Snapshot exports waiting for the node to apply up to their index, at most.
+pub const EXPORTS_WAITING_MAX: usize = 16;
 
 /// Everything a replica node needs besides its state machine and store.
 #[derive(Clone, Debug)]
@@ -70,6 +73,10 @@ pub(crate) enum Command {
     Stop(oneshot::Sender<()>),
     /// The replication addresses the driver knows: this node's and its peers'.
     PeerAddresses(oneshot::Sender<BTreeMap<NodeId, SocketAddr>>),
+    ExportSnapshot {
+        applied_at_least: ha_core::LogIndex,
+        reply: oneshot::Sender<Result<ExportedSnapshot, ExportError>>,
+    },
 }
 
 /// A running replica: its task, and handles to talk to it.
@@ -134,6 +141,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             storage: storage_sender,
             stopped: false,
             snapshots_written: written_sender,
+            exports: Vec::new(),
         };
         let task = tokio::spawn(runner.run(command_receiver, inbound, written_receiver));
         Ok(Self {
@@ -304,6 +312,35 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
     }
 
+    /// A point-in-time copy of the applied state (host state, sessions, failover history)
+    /// with its log position, taken in one apply step once this node has applied
+    /// `applied_at_least` (at once when it has). The caller writes it
+    /// ([`ExportedSnapshot::write_to`]) off the async threads; the node's own snapshots and
+    /// log are not touched. For a copy that holds every write acknowledged before the call,
+    /// pass the index of a linearizable read
+    /// ([`ReplicaClient::linearizable_index`](crate::driver::ReplicaClient::linearizable_index)).
+    ///
+    /// # Errors
+    /// [`ExportError`]; [`ExportError::Busy`] when [`EXPORTS_WAITING_MAX`] exports already
+    /// wait; [`ExportError::Stopped`] when the node stopped before applying that far.
+    ///
+    /// # Cancel safety
+    /// Cancelling (for example at a timeout) withdraws the request: nothing is copied.
+    pub async fn export_snapshot(
+        &self,
+        applied_at_least: ha_core::LogIndex,
+    ) -> Result<ExportedSnapshot, ExportError> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::ExportSnapshot {
+            applied_at_least,
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return Err(ExportError::Stopped);
+        }
+        wait.await.unwrap_or(Err(ExportError::Stopped))
+    }
+
     pub(crate) async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands.send(command).await.map_err(|_| stopped())
     }
@@ -337,6 +374,11 @@ struct Runner<S: StateMachine, L: LogStore> {
     stopped: bool,
     /// Snapshots written on blocking threads report back here.
     snapshots_written: mpsc::UnboundedSender<SnapshotWritten>,
+    /// Snapshot exports waiting for the applied index to reach theirs.
+    exports: Vec<(
+        ha_core::LogIndex,
+        oneshot::Sender<Result<ExportedSnapshot, ExportError>>,
+    )>,
 }
 
 enum Input {
@@ -388,6 +430,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             if self.storage.borrow().as_ref() != stall {
                 self.storage.send_replace(stall.cloned());
             }
+            self.serve_exports();
         }
         self.fail_pending();
         self.transport.shutdown().await;
@@ -476,6 +519,18 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 );
                 let _ = reply.send(addresses);
             }
+            Command::ExportSnapshot {
+                applied_at_least,
+                reply,
+            } => {
+                self.exports.retain(|(_, waiter)| !waiter.is_closed());
+                if self.exports.len() >= EXPORTS_WAITING_MAX {
+                    let waiting = self.exports.len();
+                    let _ = reply.send(Err(ExportError::Busy { waiting }));
+                } else {
+                    self.exports.push((applied_at_least, reply));
+                }
+            }
         }
     }
 
@@ -487,6 +542,23 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             && node != *self.core.engine().node_id()
         {
             self.peers.entry(node).or_insert(addr);
+        }
+    }
+
+    /// Answer the exports whose index is applied: each copy is taken here, between two
+    /// inputs, so it is the state at one applied index (writing it is the caller's job).
+    fn serve_exports(&mut self) {
+        if self.exports.is_empty() {
+            return;
+        }
+        let applied = self.core.applier().applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exports)
+            .into_iter()
+            .filter(|(_, waiter)| !waiter.is_closed())
+            .partition(|(at_least, _)| *at_least <= applied);
+        self.exports = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(ExportedSnapshot::capture(&self.core));
         }
     }
 

@@ -11,6 +11,7 @@ mod settings;
 mod snapshot_job;
 mod snapshot_receiver;
 mod snapshot_sender;
+mod state_export;
 
 pub use applier::{
     AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
@@ -29,3 +30,4 @@ pub use snapshot_job::{SnapshotJob, SnapshotWritten};
 pub use snapshot_sender::{
     ChunkPlace, ChunkToSend, SnapshotSender, TransferProgress, TransferSettings,
 };
+pub use state_export::{ExportError, ExportedSnapshot};

@@ -22,6 +22,7 @@
 
 mod api_error;
 pub mod auth;
+mod backup_routes;
 mod cluster_routes;
 pub mod https_listener;
 mod kv_routes;
@@ -90,6 +91,7 @@ impl<S: StateMachine> Node<S> {
                 axum::routing::post(cluster_routes::failover::<S>),
             )
             .route("/v1/snapshot", get(snapshot_routes::snapshot::<S>))
+            .route("/v1/backups", get(backup_routes::backups::<S>))
             .route(
                 "/v1/members",
                 get(member_routes::list::<S>).post(member_routes::add::<S>),

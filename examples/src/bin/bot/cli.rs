@@ -409,6 +409,20 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N")]
     pub bootstrap_expect: Option<u32>,
 
+    /// Scheduled backups: the leader writes a verified backup file of the whole replicated
+    /// state into this directory every --backup-interval-s seconds (`bot snapshot inspect`
+    /// and `restore` read them). GET /v1/backups lists them.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Seconds between two scheduled backups (default 3600).
+    #[arg(long, value_name = "N", requires = "backup_dir")]
+    pub backup_interval_s: Option<u64>,
+
+    /// Scheduled backups kept in --backup-dir; older ones are removed (default 24).
+    #[arg(long, value_name = "K", requires = "backup_dir")]
+    pub backup_keep: Option<u64>,
+
     /// Leave gracefully when standard input reaches end of file. `bot demo` sets this so its
     /// children never outlive it, even when the demo itself is killed.
     #[arg(long, hide = true)]
@@ -497,6 +511,18 @@ impl NodeArgs {
         if self.insecure {
             loader = loader.set("security.insecure", true);
         }
+        if let Some(dir) = &self.backup_dir {
+            loader = loader.set("backup.dir", text(&dir.display()));
+        }
+        if let Some(interval) = self.backup_interval_s {
+            loader = loader.set(
+                "backup.interval_s",
+                i64::try_from(interval).unwrap_or(i64::MAX),
+            );
+        }
+        if let Some(keep) = self.backup_keep {
+            loader = loader.set("backup.keep", i64::try_from(keep).unwrap_or(i64::MAX));
+        }
         let config = loader.load()?;
         if config.data_dir.is_none() {
             return Err(ConfigError::new(
@@ -531,6 +557,9 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
         | "security.tls.ca_file" => "--tls-cert, --tls-key, --tls-ca",
         "security.admin_token_file" => "--admin-token-file",
         "security.insecure" => "--insecure",
+        "backup.dir" => "--backup-dir",
+        "backup.interval_s" => "--backup-interval-s",
+        "backup.keep" => "--backup-keep",
         "security" => {
             "--cluster-key-file or --tls-cert/--tls-key/--tls-ca (--bind), --admin-token-file \
              with TLS (--http), or --insecure"

@@ -1,0 +1,231 @@
+//! A point-in-time copy of the applied state handed to a caller outside the replica: a
+//! backup (`GET /v1/snapshot`, scheduled backups) or anything else that needs the whole state
+//! at one log index without stopping the node.
+//!
+//! The copy is taken in one apply step with the same capture that
+//! [`maybe_snapshot`](crate::replica::ReplicaCore) uses for the node's own snapshots
+//! ([`Applier::snapshot_source`](crate::replica::Applier::snapshot_source)): the sessions and
+//! failover history are cloned (they are bounded), the host hands a
+//! [`SnapshotSource`](ha_core::SnapshotSource) whose bytes are written later. Writing is the
+//! caller's business and happens off the apply loop; the node's store and log are not touched,
+//! so an export never delays or replaces the node's own snapshots.
+
+use std::io::Write;
+
+use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
+
+use crate::replica::applier::AppliedSnapshot;
+use crate::replica::replica_core::ReplicaCore;
+use crate::snapshot_meta::SnapshotMeta;
+use crate::storage::LogStore;
+
+/// A point-in-time copy of everything applied (host state, KV and locks when composed, client
+/// sessions, failover history) with the log position it ends at. Its bytes, written with
+/// [`write_to`](Self::write_to), are the replica's snapshot stream (format 2) that
+/// [`Applier::restore_from`](crate::replica::Applier::restore_from) reads back.
+pub struct ExportedSnapshot {
+    meta: SnapshotMeta,
+    source: AppliedSnapshot,
+}
+
+/// Why no copy was exported. Nothing changed on the node in any case.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The node has applied nothing yet (a cluster that has not formed): there is no state to
+    /// copy. Retry once the node has a leader and has applied its first entry.
+    #[error("nothing is applied yet: no state to export")]
+    NothingApplied,
+    /// The log position of the applied index is not known to the engine (the engine and the
+    /// applier disagree for a moment, while a snapshot from the leader is being installed).
+    /// Retry shortly.
+    #[error("the applied index {applied} has no known term yet; retry shortly")]
+    NotAvailable {
+        /// The applier's index.
+        applied: LogIndex,
+    },
+    /// The host's state machine could not take its copy. Its error says why; retry later.
+    #[error("the state machine could not copy its state: {0}")]
+    StateMachine(String),
+    /// Too many exports are already waiting for the node to apply up to their index. Retry
+    /// later.
+    #[error("too many snapshot exports are waiting ({waiting}); retry later")]
+    Busy {
+        /// The exports waiting.
+        waiting: usize,
+    },
+    /// The replica has stopped (shutdown or a storage failure).
+    #[error("the replica has stopped")]
+    Stopped,
+}
+
+impl ExportedSnapshot {
+    /// Copy `core`'s applied state now, in this apply step.
+    ///
+    /// # Errors
+    /// [`ExportError::NothingApplied`], [`ExportError::NotAvailable`],
+    /// [`ExportError::StateMachine`]; nothing changed.
+    pub fn capture<S: StateMachine, L: LogStore>(
+        core: &ReplicaCore<S, L>,
+    ) -> Result<Self, ExportError> {
+        let applied = core.applier().applied_index();
+        if applied == LogIndex(0) {
+            return Err(ExportError::NothingApplied);
+        }
+        let engine = core.engine();
+        // At the log's snapshot itself (nothing applied since it) the engine no longer holds
+        // that entry, but the snapshot's meta describes exactly this position.
+        let meta = if engine.snapshot_meta().last_index == applied {
+            engine.snapshot_meta().clone()
+        } else {
+            engine
+                .snapshot_meta_at(applied)
+                .ok_or(ExportError::NotAvailable { applied })?
+        };
+        let source = core
+            .applier()
+            .snapshot_source()
+            .map_err(|error| ExportError::StateMachine(error.to_string()))?;
+        debug_assert_eq!(source.applied_index(), meta.last_index);
+        Ok(Self { meta, source })
+    }
+
+    /// The log position the copy ends at (index, term) and the membership there.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// The last index the copy includes.
+    pub fn last_index(&self) -> LogIndex {
+        self.meta.last_index
+    }
+
+    /// Write the copy's bytes (the replica's snapshot stream) to `out`. Takes as long as the
+    /// state is large: call it off the async threads (`spawn_blocking`).
+    ///
+    /// # Errors
+    /// [`StateMachineError::SnapshotFailed`] when encoding or writing fails.
+    pub fn write_to(self, out: &mut dyn Write) -> Result<(), StateMachineError> {
+        Box::new(self.source).write_to(out)
+    }
+}
+
+impl std::fmt::Debug for ExportedSnapshot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ExportedSnapshot")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineSettings;
+    use crate::membership::Membership;
+    use crate::replica::{
+        Applier, ClientRequest, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
+        WriteRequest,
+    };
+    use crate::storage::memory::{MemoryDisk, MemoryStore};
+    use ha_core::{Consistency, Millis, NodeId, codec};
+
+    /// A counter whose state is its value.
+    #[derive(Default)]
+    struct Counter(u64);
+
+    impl StateMachine for Counter {
+        type Command = u64;
+        type Response = u64;
+        type Query = ();
+        type QueryResponse = u64;
+
+        fn apply(&mut self, _index: LogIndex, command: u64) -> u64 {
+            self.0 += command;
+            self.0
+        }
+
+        fn query(&self, _query: &()) -> u64 {
+            self.0
+        }
+
+        fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+            Ok(self.0.to_le_bytes().to_vec())
+        }
+
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
+            let bytes: [u8; 8] = snapshot
+                .try_into()
+                .map_err(|_| StateMachineError::Corrupt("not 8 bytes".into()))?;
+            self.0 = u64::from_le_bytes(bytes);
+            Ok(())
+        }
+    }
+
+    fn core() -> ReplicaCore<Counter, MemoryStore> {
+        let settings = ReplicaSettings {
+            engine: EngineSettings::for_test(NodeId::new("n1").expect("valid")),
+            sync_policy: SyncPolicy::EveryInput,
+            snapshot_every_entries: 10_000,
+            snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
+            transfer: Default::default(),
+            housekeeping_interval_ms: 10,
+        };
+        let store = MemoryStore::open(MemoryDisk::new());
+        ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")
+    }
+
+    fn add(core: &mut ReplicaCore<Counter, MemoryStore>, sequence: u64, amount: u64) {
+        let request = ClientRequest::Write(WriteRequest {
+            session: 1,
+            sequence,
+            command: codec::encode("command", &amount, 64).expect("encodes"),
+            consistency: Consistency::Quorum,
+        });
+        core.submit(Millis(10), sequence, request, Millis(10_000));
+        core.flush();
+        core.drain_effects();
+    }
+
+    #[test]
+    fn an_empty_replica_has_nothing_to_export() {
+        assert_eq!(
+            ExportedSnapshot::capture(&core()).unwrap_err(),
+            ExportError::NothingApplied
+        );
+    }
+
+    #[test]
+    fn the_copy_is_the_state_at_its_index_and_later_writes_do_not_reach_it() {
+        let mut core = core();
+        let voters = Membership::with_voters([NodeId::new("n1").expect("valid")]);
+        assert!(core.engine_mut().bootstrap(Millis(0), voters));
+        core.after_command(Millis(0));
+        core.engine_mut().campaign(Millis(1));
+        core.after_command(Millis(1));
+        core.flush();
+        core.drain_effects();
+        assert!(core.engine().is_leader(), "the single voter leads");
+        add(&mut core, 1, 5);
+        add(&mut core, 2, 7);
+        assert_eq!(core.applier().machine().0, 12);
+        let applied = core.applier().applied_index();
+        let exported = ExportedSnapshot::capture(&core).expect("exports");
+        assert_eq!(exported.last_index(), applied);
+        assert_eq!(exported.meta().last_term, core.engine().term());
+
+        // A later write changes the node, not the copy.
+        add(&mut core, 3, 100);
+        assert_eq!(core.applier().machine().0, 112);
+
+        let mut bytes = Vec::new();
+        exported.write_to(&mut bytes).expect("writes");
+        let mut restored = Applier::new(Counter::default());
+        restored
+            .restore_from(&mut bytes.as_slice())
+            .expect("restores");
+        assert_eq!(restored.machine().0, 12);
+        assert_eq!(restored.applied_index(), applied);
+    }
+}
