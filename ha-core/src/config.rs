@@ -342,6 +342,9 @@ pub struct Config {
     /// Encryption.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// The replica consistency monitor (issue 14).
+    #[serde(default)]
+    pub consistency_check: crate::consistency_check_config::ConsistencyCheckConfig,
 }
 
 fn default_priority() -> Priority {
@@ -369,6 +372,7 @@ impl Config {
             },
             timing: Timing::lan(),
             security: SecurityConfig::default(),
+            consistency_check: Default::default(),
         }
     }
 
@@ -542,6 +546,7 @@ impl Config {
                 format!("keep at most {KEYRING_KEYS_MAX}: the current key and old ones"),
             ));
         }
+        self.consistency_check.validate()?;
         Ok(())
     }
 

@@ -34,6 +34,7 @@
 pub mod codec;
 mod config;
 mod consistency;
+mod consistency_check_config;
 mod error;
 mod health;
 mod ids;
@@ -50,6 +51,10 @@ pub use config::{
     SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
 };
 pub use consistency::{Consistency, UnknownConsistency};
+pub use consistency_check_config::{
+    CONSISTENCY_CHECK_EVERY_ENTRIES_DEFAULT, CONSISTENCY_CHECK_EVERY_ENTRIES_MIN,
+    ConsistencyCheckConfig,
+};
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};

@@ -21,6 +21,7 @@ use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten,
 };
+use crate::replica::DigestComputed;
 use crate::storage::LogStore;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
@@ -116,6 +117,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
         let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
+        let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
         let runner = Runner {
             feed,
             core,
@@ -128,8 +130,14 @@ impl<S: StateMachine> ReplicaNode<S> {
             roles: role_sender,
             stopped: false,
             snapshots_written: written_sender,
+            digests_computed: digest_sender,
         };
-        let task = tokio::spawn(runner.run(command_receiver, inbound, written_receiver));
+        let task = tokio::spawn(runner.run(
+            command_receiver,
+            inbound,
+            written_receiver,
+            digest_receiver,
+        ));
         Ok(Self {
             commands,
             roles,
@@ -321,12 +329,16 @@ struct Runner<S: StateMachine, L: LogStore> {
     stopped: bool,
     /// Snapshots written on blocking threads report back here.
     snapshots_written: mpsc::UnboundedSender<SnapshotWritten>,
+    /// Consistency digests hashed on blocking threads report back here (at most one per
+    /// checkpoint in flight).
+    digests_computed: mpsc::UnboundedSender<DigestComputed>,
 }
 
 enum Input {
     Command(Command),
     Inbound(Inbound<Rpc>),
     SnapshotWritten(SnapshotWritten),
+    DigestComputed(DigestComputed),
     Timers,
     Closed,
 }
@@ -337,6 +349,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Inbound<Rpc>>,
         mut snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
+        mut digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
     ) {
         self.carry_out();
         while !self.stopped {
@@ -348,6 +361,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
+                Some(computed) = digests_computed.recv() => Input::DigestComputed(computed),
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
             self.handle(input);
@@ -379,6 +393,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             Input::Command(command) => self.on_command(now, command),
             Input::Inbound(Inbound { from, message }) => self.core.on_rpc(now, from, message),
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
+            Input::DigestComputed(computed) => self.core.on_digest_computed(now, computed),
             Input::Timers => {
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
@@ -494,6 +509,15 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         }
                     });
                 }
+                ReplicaEffect::ComputeDigest(job) => {
+                    // Hashing the whole state must not hold up the apply loop either.
+                    let computed = self.digests_computed.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(result) = job.run() {
+                            let _ = computed.send(result);
+                        }
+                    });
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
@@ -549,6 +573,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .map(|(cause, count)| (cause.as_str().to_string(), count))
                 .collect(),
             snapshot_transfer: self.core.snapshot_stats(),
+            consistency: self.core.consistency_status(),
             transport_send_drops: self.transport.send_drop_counts(),
             transport_refusals: self.transport.reject_counts(),
         }

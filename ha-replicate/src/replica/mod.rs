@@ -3,6 +3,8 @@
 
 mod applier;
 mod client;
+pub mod consistency_monitor;
+mod digest_job;
 mod failover_record;
 mod replica_core;
 mod rpc;
@@ -16,6 +18,8 @@ pub use applier::{
     AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
 };
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
+pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
+pub use digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
 pub use failover_record::FailoverRecord;
 pub use replica_core::{COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaTimer};
 pub use rpc::Rpc;

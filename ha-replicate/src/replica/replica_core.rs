@@ -1,5 +1,6 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
+mod consistency_flow;
 mod snapshot_flow;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,8 @@ use crate::engine::{
     TimerKind,
 };
 use crate::replica::applier::Applier;
+use crate::replica::consistency_monitor::ConsistencyMonitor;
+use crate::replica::digest_job::DigestJob;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
@@ -71,6 +74,9 @@ pub enum ReplicaEffect {
     WriteSnapshot(SnapshotJob),
     /// Storage failed: the replica stopped and answers nothing more. Restart the node.
     Fatal(String),
+    /// Hash a copy of the applied state at a checkpoint off the apply path (on a blocking
+    /// thread), then hand the result to [`ReplicaCore::on_digest_computed`].
+    ComputeDigest(DigestJob),
 }
 
 /// Who is waiting for an answer.
@@ -146,6 +152,10 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// The snapshot received from the leader.
     receiver: SnapshotReceiver,
     snapshot_counts: snapshot_flow::SnapshotCounts,
+    /// The replica consistency monitor.
+    monitor: ConsistencyMonitor,
+    /// A diverged replica asked for a snapshot newer than the current one: take one now.
+    snapshot_for_repair: bool,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -183,6 +193,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             entries: recovered.entries,
         };
         let sender = SnapshotSender::new(settings.transfer);
+        let monitor = ConsistencyMonitor::new(settings.consistency);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
@@ -207,6 +218,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             sender,
             receiver: SnapshotReceiver::default(),
             snapshot_counts: snapshot_flow::SnapshotCounts::default(),
+            monitor,
+            snapshot_for_repair: false,
         };
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
@@ -331,6 +344,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 };
                 self.on_snapshot_ack(now, from, term, id, place, next_offset)
             }
+            rpc @ (Rpc::Digest { .. } | Rpc::DigestVerdict { .. } | Rpc::RepairRequest { .. }) => {
+                self.on_consistency_rpc(now, from, rpc)
+            }
             Rpc::Forward {
                 forward_id,
                 request,
@@ -372,6 +388,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.expire(now);
                 self.fail_waits_when_cut_off(now);
                 self.maybe_snapshot();
+                self.repair_housekeeping(now);
                 self.send_snapshot_chunks(now);
             }
         }
@@ -743,6 +760,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     return;
                 }
                 self.engine.on_applied(now, meta.last_index);
+                self.on_state_replaced(now);
                 // Writes this node proposed at or below the snapshot have an unknown fate.
                 let covered: Vec<LogIndex> = self
                     .pending_writes
@@ -766,6 +784,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.leading_since = (role == Role::Leader).then_some(now);
                 if role != Role::Leader {
                     self.sender.stop_all();
+                    self.monitor.on_leadership_lost();
                 }
                 self.fail_forwards_not_to(leader.as_ref());
                 self.outputs
@@ -791,6 +810,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         for entry in &entries {
             let outcome = self.applier.apply(entry);
             last = Some(entry.index);
+            self.maybe_digest(entry.index);
             let Some(pending) = self.pending_writes.remove(&entry.index) else {
                 continue;
             };
@@ -958,6 +978,7 @@ mod tests {
             snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
             transfer: Default::default(),
             housekeeping_interval_ms: 10,
+            consistency: crate::replica::ConsistencySettings::off(),
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
