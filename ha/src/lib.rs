@@ -64,6 +64,7 @@ pub mod backup_file;
 mod builder;
 pub mod cluster_view;
 pub mod config_file;
+pub mod consistency_view;
 mod error;
 mod event;
 mod health_runner;

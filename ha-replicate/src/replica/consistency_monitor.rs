@@ -92,6 +92,9 @@ pub struct ConsistencyStatus {
     /// Set while this replica is diverged: the checkpoint at which the leader found its
     /// digest different. Cleared when it reinstalls a snapshot from the leader.
     pub diverged_at: Option<LogIndex>,
+    /// The checkpoint of this replica's latest divergence, kept after its repair.
+    #[serde(default)]
+    pub last_diverged_at: Option<LogIndex>,
     /// Snapshots this replica reinstalled to repair a divergence, since start.
     pub repairs: u64,
     /// Replica digests judged by this node as leader, since start.
@@ -146,6 +149,7 @@ pub struct ConsistencyMonitor {
     checks: u64,
     mismatches: u64,
     diverged_at: Option<LogIndex>,
+    last_diverged_at: Option<LogIndex>,
     repair_requested_at: Option<Millis>,
     repairs: u64,
     generation: u64,
@@ -165,6 +169,7 @@ impl ConsistencyMonitor {
             checks: 0,
             mismatches: 0,
             diverged_at: None,
+            last_diverged_at: None,
             repair_requested_at: None,
             repairs: 0,
             generation: 0,
@@ -284,6 +289,7 @@ impl ConsistencyMonitor {
             return false;
         }
         self.diverged_at = Some(index);
+        self.last_diverged_at = Some(index);
         self.repair_requested_at = None;
         true
     }
@@ -346,6 +352,7 @@ impl ConsistencyMonitor {
             repair: self.settings.repair,
             last_checkpoint: self.own.last_key_value().map(|(index, _)| *index),
             diverged_at: self.diverged_at,
+            last_diverged_at: self.last_diverged_at,
             repairs: self.repairs,
             checks: self.checks,
             mismatches: self.mismatches,
