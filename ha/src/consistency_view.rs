@@ -52,7 +52,11 @@ pub fn render_metrics(out: &mut PrometheusText, status: &ConsistencyStatus) {
         "ha_consistency_diverged",
         "gauge",
         "1 while this node's applied state is known diverged (it never campaigns until repaired).",
-        if status.diverged_at.is_some() { 1.0 } else { 0.0 },
+        if status.diverged_at.is_some() {
+            1.0
+        } else {
+            0.0
+        },
     );
     out.single(
         "ha_consistency_repairs_total",

@@ -108,7 +108,10 @@ fn a_nondeterministic_replica_is_caught_within_one_checkpoint_and_repaired() {
         let diverged = cluster.metric(FAULT_NODE, "ha_consistency_diverged")?;
         (repairs >= 1.0 && diverged == 0.0).then_some(())
     });
-    println!("n3 repaired {:?} after it was seen diverged", repaired_after.elapsed());
+    println!(
+        "n3 repaired {:?} after it was seen diverged",
+        repaired_after.elapsed()
+    );
     assert_eq!(
         cluster.metric(FAULT_NODE, "ha_consistency_repairs_total"),
         Some(1.0),
@@ -132,8 +135,10 @@ fn a_nondeterministic_replica_is_caught_within_one_checkpoint_and_repaired() {
     let checkpoint = format!("checkpoint {CAUGHT_AT}");
     for kind in ["replica_diverged", "replica_repaired"] {
         assert!(
-            lines.iter().any(|line| line.contains(&format!("\"kind\":\"{kind}\""))
-                && line.contains(&checkpoint)),
+            lines
+                .iter()
+                .any(|line| line.contains(&format!("\"kind\":\"{kind}\""))
+                    && line.contains(&checkpoint)),
             "n3 printed {kind} for {checkpoint}: {lines:#?}"
         );
     }

@@ -17,11 +17,11 @@ use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
+use crate::replica::DigestComputed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten,
 };
-use crate::replica::DigestComputed;
 use crate::storage::LogStore;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
@@ -132,12 +132,8 @@ impl<S: StateMachine> ReplicaNode<S> {
             snapshots_written: written_sender,
             digests_computed: digest_sender,
         };
-        let task = tokio::spawn(runner.run(
-            command_receiver,
-            inbound,
-            written_receiver,
-            digest_receiver,
-        ));
+        let task =
+            tokio::spawn(runner.run(command_receiver, inbound, written_receiver, digest_receiver));
         Ok(Self {
             commands,
             roles,

@@ -37,3 +37,56 @@ impl Engine {
         self.diverged
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ha_core::NodeId;
+
+    use super::*;
+    use crate::engine::{Effect, EngineSettings, EngineStart, TimerKind};
+    use crate::membership::Membership;
+
+    fn id(name: &str) -> NodeId {
+        NodeId::new(name).expect("valid id")
+    }
+
+    fn engine() -> Engine {
+        let mut engine = Engine::new(
+            EngineSettings::for_test(id("n1")),
+            EngineStart::default(),
+            Millis(0),
+            3,
+        );
+        assert!(engine.bootstrap(
+            Millis(0),
+            Membership::with_voters([id("n1"), id("n2"), id("n3")])
+        ));
+        engine.drain_effects();
+        engine
+    }
+
+    fn campaigns(effects: &[Effect]) -> bool {
+        effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Send { .. }))
+    }
+
+    #[test]
+    fn a_diverged_node_never_campaigns_until_its_state_is_replaced() {
+        let mut engine = engine();
+        engine.set_diverged(Millis(1), true, true);
+        assert!(engine.diverged());
+        assert!(!engine.campaign(Millis(2)), "not even by hand");
+        let generation = engine.timer_generation(TimerKind::Election);
+        engine.on_timer(Millis(10_000), TimerKind::Election, generation);
+        let effects = engine.drain_effects();
+        assert!(!campaigns(&effects), "{effects:?}");
+
+        // Repaired: it campaigns again at its next election timeout.
+        engine.set_diverged(Millis(10_001), false, false);
+        let generation = engine.timer_generation(TimerKind::Election);
+        engine.on_timer(Millis(20_000), TimerKind::Election, generation);
+        let effects = engine.drain_effects();
+        assert!(campaigns(&effects), "{effects:?}");
+    }
+}

@@ -221,7 +221,12 @@ impl ConsistencyMonitor {
     ) -> Vec<Judged> {
         if !self.rounds.contains_key(&index) {
             let full = self.rounds.len() >= CONSISTENCY_ROUNDS_KEPT;
-            if full && self.rounds.first_key_value().is_some_and(|(oldest, _)| index < *oldest) {
+            if full
+                && self
+                    .rounds
+                    .first_key_value()
+                    .is_some_and(|(oldest, _)| index < *oldest)
+            {
                 return Vec::new();
             }
             let mut round = Round::default();
@@ -406,7 +411,10 @@ mod tests {
             let names: Vec<&str> = voter_names.split(' ').collect();
             let reference = reference_digest(&voters(&names), &reports(report_text), &id("n1"));
             let expected = (expected != "-").then(|| [expected.as_bytes()[0]; 32]);
-            assert_eq!(reference, expected, "voters {voter_names}, reports {report_text}");
+            assert_eq!(
+                reference, expected,
+                "voters {voter_names}, reports {report_text}"
+            );
         }
     }
 

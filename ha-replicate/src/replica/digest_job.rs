@@ -109,5 +109,8 @@ impl PartialEq for DigestJob {
 
 /// Short hex form of a digest for logs and events (the first 8 bytes).
 pub fn digest_prefix(digest: &StateDigest) -> String {
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

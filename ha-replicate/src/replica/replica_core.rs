@@ -12,9 +12,9 @@ use crate::engine::{
     TimerKind,
 };
 use crate::replica::applier::Applier;
+use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::consistency_monitor::ConsistencyMonitor;
 use crate::replica::digest_job::DigestJob;
-use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};

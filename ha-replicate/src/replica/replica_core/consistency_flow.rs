@@ -79,8 +79,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 }
             }
             Rpc::DigestVerdict { term, index, ok } => {
-                let from_leader =
-                    term == self.engine.term() && self.engine.leader() == Some(&from);
+                let from_leader = term == self.engine.term() && self.engine.leader() == Some(&from);
                 if from_leader && !ok {
                     self.become_diverged(now, index);
                 }
@@ -100,7 +99,13 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// On the leader: `from` (this node included) reported `digest` at checkpoint `index`.
-    fn on_digest_report(&mut self, now: Millis, from: NodeId, index: LogIndex, digest: StateDigest) {
+    fn on_digest_report(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        index: LogIndex,
+        digest: StateDigest,
+    ) {
         // No replica can have applied past the leader's commit index, and checkpoints are the
         // multiples of the interval: anything else is dropped (an interval configured
         // differently on that node, or a confused peer), with no round opened for it.
