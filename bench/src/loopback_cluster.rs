@@ -34,6 +34,7 @@ pub async fn start_loopback_cluster<S: StateMachine>(
                 snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: Default::default(),
                 housekeeping_interval_ms: 10,
+                consistency: ha_replicate::replica::ConsistencySettings::off(),
             },
             transport: TransportSettings::new(
                 id.clone(),

@@ -210,9 +210,25 @@ pub struct Journal {
     refused_full: u64,
     /// The highest token a [`JournalCommand::Fence`] raised the bar to (0: none yet).
     fence_token: u64,
+    /// Fault injection for the consistency monitor's test only (`None` in normal use): the
+    /// first append applied at or past this index records the proposer's time plus 1 ms, as a
+    /// state machine that read its own clock would. Not part of the state: a snapshot restore
+    /// clears it, so it fires at most once.
+    nondeterministic_at: Option<LogIndex>,
 }
 
 impl Journal {
+    /// A journal that deliberately breaks determinism once, on this replica only: the first
+    /// append applied at or past `index` is recorded with a different `unix_ms` than the other
+    /// replicas record. FAULT INJECTION for testing the replica consistency monitor
+    /// (`tests/processes/consistency.rs`); never use it otherwise.
+    pub fn with_nondeterminism_at(index: LogIndex) -> Self {
+        Self {
+            nondeterministic_at: Some(index),
+            ..Self::default()
+        }
+    }
+
     /// All entries, in the order they were written.
     pub fn entries(&self) -> &[JournalEntry] {
         &self.entries
@@ -329,6 +345,12 @@ impl StateMachine for Journal {
             self.refused_full = self.refused_full.saturating_add(1);
             return JournalResponse::Full;
         }
+        let mut unix_ms = unix_ms;
+        if self.nondeterministic_at.is_some_and(|at| index >= at) {
+            self.nondeterministic_at = None;
+            unix_ms = unix_ms.wrapping_add(1);
+            tracing::warn!(%index, seq, "FAULT INJECTION: this replica recorded an append differently");
+        }
         self.entries.push(JournalEntry {
             seq,
             token,
@@ -395,6 +417,7 @@ impl StateMachine for Journal {
             refused_stale: decoded.refused_stale,
             refused_full: decoded.refused_full,
             fence_token: decoded.fence_token,
+            nondeterministic_at: None,
         };
         Ok(())
     }

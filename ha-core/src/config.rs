@@ -352,6 +352,9 @@ pub struct Config {
     /// Scheduled backups (issue 14): none unless `backup.dir` is set.
     #[serde(default)]
     pub backup: crate::BackupConfig,
+    /// The replica consistency monitor (issue 14).
+    #[serde(default)]
+    pub consistency_check: crate::consistency_check_config::ConsistencyCheckConfig,
 }
 
 fn default_priority() -> Priority {
@@ -382,6 +385,7 @@ impl Config {
             health: HealthConfig::default(),
             wal_archive: crate::WalArchiveConfig::default(),
             backup: crate::BackupConfig::default(),
+            consistency_check: Default::default(),
         }
     }
 
@@ -558,6 +562,7 @@ impl Config {
             ));
         }
         self.health.validate()?;
+        self.consistency_check.validate()?;
         Ok(())
     }
 

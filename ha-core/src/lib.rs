@@ -35,6 +35,7 @@ mod backup_config;
 pub mod codec;
 mod config;
 mod consistency;
+mod consistency_check_config;
 mod error;
 mod health;
 mod host_checks_config;
@@ -57,6 +58,10 @@ pub use config::{
     SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
 };
 pub use consistency::{Consistency, UnknownConsistency};
+pub use consistency_check_config::{
+    CONSISTENCY_CHECK_EVERY_ENTRIES_DEFAULT, CONSISTENCY_CHECK_EVERY_ENTRIES_MIN,
+    ConsistencyCheckConfig,
+};
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};

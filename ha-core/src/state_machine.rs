@@ -133,6 +133,20 @@ pub trait StateMachine: Send + 'static {
         let bytes = read_bounded(input, IN_MEMORY_SNAPSHOT_BYTES_MAX)?;
         self.restore(&bytes)
     }
+
+    /// A 32-byte digest of the whole state, for the replica consistency monitor, when the
+    /// host keeps one cheaply (an incremental hash updated by `apply`). `None`, the default,
+    /// makes the monitor hash the bytes [`snapshot_source`](Self::snapshot_source) writes
+    /// instead, on a blocking thread, at every checkpoint.
+    ///
+    /// It is called in the apply step at each checkpoint index, so it must be cheap. Two
+    /// replicas whose states are equal must return equal digests, and a replica whose state
+    /// differs should return a different one (a collision hides a divergence). It must depend
+    /// on the state only, like `apply`: a digest that depends on anything else makes the
+    /// monitor see a divergence where there is none.
+    fn digest(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 /// The unit type as a state machine with no state, for a service that only uses what the

@@ -61,6 +61,7 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
+        consistency: ha_replicate::replica::ConsistencySettings::off(),
     };
     let settings = NodeSettings {
         replica,

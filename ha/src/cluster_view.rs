@@ -118,6 +118,15 @@ pub struct MemberView {
     /// `since_progress_ms` is the time since it last acknowledged anything.
     #[serde(default)]
     pub catch_up: Option<CatchUp>,
+    /// The consistency monitor's verdict (leader only; on another node only its own row,
+    /// `false` while it knows itself diverged): `true` when the member's digest of its applied
+    /// state at checkpoint `digest_index` equals the majority's, `false` when it differs,
+    /// `null` when not judged yet or the monitor is off.
+    #[serde(default)]
+    pub digest_ok: Option<bool>,
+    /// The checkpoint index `digest_ok` is about.
+    #[serde(default)]
+    pub digest_index: Option<u64>,
 }
 
 impl MemberView {
@@ -136,6 +145,8 @@ impl MemberView {
             lag_entries: None,
             last_contact_ms: None,
             catch_up: None,
+            digest_ok: None,
+            digest_index: None,
         }
     }
 }
@@ -247,8 +258,17 @@ impl ClusterView {
                 lag_entries: (status.role == "leader").then_some(0),
                 last_contact_ms: (status.role == "leader").then_some(0),
                 catch_up: None,
+                digest_ok: None,
+                digest_index: None,
             },
         );
+        for row in rows.values_mut() {
+            (row.digest_ok, row.digest_index) = crate::consistency_view::digest_column(
+                &status.consistency,
+                &status.node_id,
+                &row.id,
+            );
+        }
         for peer in &status.peers {
             if let Some(row) = rows.get_mut(&peer.id) {
                 row.match_index = Some(peer.match_index.0);

@@ -1,7 +1,7 @@
 //! What a node announces as it happens: role changes, membership changes, health changes,
 //! and (on a leader) followers it cannot bring up to date.
 
-use ha_core::{HealthStatus, MemberEvent, NodeId, Term};
+use ha_core::{HealthStatus, LogIndex, MemberEvent, NodeId, Term};
 use ha_replicate::engine::Role;
 
 /// One change, as delivered by [`Node::events`](crate::Node::events).
@@ -37,5 +37,22 @@ pub enum NodeEvent {
     FollowerUnstalled {
         /// The follower.
         peer: NodeId,
+    },
+    /// The consistency monitor found `node`'s applied state different from the majority's at
+    /// checkpoint `index` (announced by the leader about a follower, and by a node about
+    /// itself). The node is DEGRADED and never campaigns until repaired.
+    ReplicaDiverged {
+        /// The diverged replica.
+        node: NodeId,
+        /// The checkpoint where its digest differed.
+        index: LogIndex,
+    },
+    /// This node reinstalled a snapshot from the leader, repairing the divergence found at
+    /// checkpoint `index`.
+    ReplicaRepaired {
+        /// This node.
+        node: NodeId,
+        /// The checkpoint where it had diverged.
+        index: LogIndex,
     },
 }

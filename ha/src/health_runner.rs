@@ -21,6 +21,7 @@ use ha_core::{
 use ha_replicate::driver::PeerStatus;
 
 use crate::cluster_view::{CATCH_UP_CHECK, HealthProblem};
+use crate::consistency_view::ConsistencyWatch;
 use crate::event::NodeEvent;
 use crate::node::{HealthState, Shared};
 
@@ -199,13 +200,20 @@ impl CatchUpWatch {
 }
 
 /// The health to publish: the host's checks, then the node's own.
-fn health_state(runner: &HealthRunner, watch: &CatchUpWatch) -> HealthState {
+fn health_state(
+    runner: &HealthRunner,
+    watch: &CatchUpWatch,
+    consistency: &ConsistencyWatch,
+) -> HealthState {
     let mut checks = runner.results().to_vec();
     checks.extend(watch.check());
+    checks.extend(consistency.check());
+    let mut problems = watch.problems();
+    problems.extend(consistency.problems());
     HealthState {
         status: aggregate_health(&checks),
         checks,
-        problems: watch.problems(),
+        problems,
     }
 }
 
@@ -231,6 +239,7 @@ pub(crate) async fn run_health_checks<S: StateMachine>(
             catch_up_poll(timing),
         )
     };
+    let mut consistency = ConsistencyWatch::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(runner.next_due().min(poll)) => {}
@@ -245,14 +254,16 @@ pub(crate) async fn run_health_checks<S: StateMachine>(
         let Some(shared) = node.upgrade() else { return };
         // A replica too busy to answer within a poll (a long apply step) keeps the last
         // report rather than delaying the host's checks.
-        let status = if shared.replica.is_leader() {
-            match tokio::time::timeout(poll, shared.replica.status()).await {
-                Ok(status) => Some(status.ok()),
-                Err(_) => None,
-            }
-        } else {
-            Some(None)
+        // Every node reads its status: a follower for its own consistency verdict.
+        let status = match tokio::time::timeout(poll, shared.replica.status()).await {
+            Ok(status) => Some(status.ok()),
+            Err(_) => None,
         };
+        let own = shared.replica.node_id().clone();
+        let observed = status.as_ref().and_then(|status| status.as_ref());
+        for event in consistency.observe(&own, observed.map(|status| &status.consistency)) {
+            announce_consistency(&shared, event);
+        }
         if let Some(status) = status {
             let peers = status
                 .as_ref()
@@ -262,11 +273,28 @@ pub(crate) async fn run_health_checks<S: StateMachine>(
                 announce(&shared, change);
             }
         }
-        let state = health_state(&runner, &watch);
+        let state = health_state(&runner, &watch, &consistency);
         if *shared.health.borrow() != state {
             shared.health.send_replace(state);
         }
     }
+}
+
+/// Log a consistency finding and send it to event subscribers.
+fn announce_consistency<S: StateMachine>(shared: &Shared<S>, event: NodeEvent) {
+    match &event {
+        NodeEvent::ReplicaDiverged { node, index } => tracing::error!(
+            %node,
+            %index,
+            "replica diverged: its applied state differs from the majority's (health degraded, \
+             check consistency)"
+        ),
+        NodeEvent::ReplicaRepaired { node, index } => {
+            tracing::info!(%node, diverged_at = %index, "diverged replica repaired")
+        }
+        _ => {}
+    }
+    let _ = shared.events.send(event);
 }
 
 /// Log a catch-up change and send it to event subscribers.

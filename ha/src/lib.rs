@@ -66,6 +66,7 @@ pub mod backup_writer;
 mod builder;
 pub mod cluster_view;
 pub mod config_file;
+pub mod consistency_view;
 mod error;
 mod event;
 pub mod failover_status;

@@ -338,6 +338,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
             last.leaderless_ms as f64,
         );
     }
+    crate::consistency_view::render_metrics(&mut out, &status.consistency);
     out.single(
         "ha_leaderless_ms_total",
         "counter",

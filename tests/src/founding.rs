@@ -163,6 +163,11 @@ impl FoundingNode {
                         self.core.on_snapshot_written(now, written);
                     }
                 }
+                ReplicaEffect::ComputeDigest(job) => {
+                    if let Some(computed) = job.run() {
+                        self.core.on_digest_computed(now, computed);
+                    }
+                }
                 ReplicaEffect::RoleChanged { role, term, .. } => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Role { role, term }));
@@ -319,6 +324,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: Default::default(),
                 housekeeping_interval_ms: 10,
+                consistency: ha_replicate::replica::ConsistencySettings::off(),
             };
             let core = ReplicaCore::new(
                 settings.clone(),

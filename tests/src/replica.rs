@@ -71,7 +71,13 @@ pub enum SimReplicaTimer {
     Flush,
     /// The snapshot being written is done.
     SnapshotWritten,
+    /// The oldest consistency digest being hashed is done.
+    DigestComputed,
 }
+
+/// The simulated replicas' consistency checkpoint interval: short, so sweeps of a few hundred
+/// writes pass several checkpoints.
+pub const SIM_CONSISTENCY_CHECK_EVERY_ENTRIES: u64 = 20;
 
 /// What a simulated replica reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +122,8 @@ pub struct SimReplica {
     clock_rate_ppm: i64,
     flush_scheduled: bool,
     snapshot_writes: SimSnapshotWrites,
+    /// Consistency digests being hashed, oldest first.
+    digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
     /// The term this node last led, the commit index last seen, and the last
     /// [`ReplicaOutput::ConfigUsed`] reported.
     led_term: Option<Term>,
@@ -242,6 +250,12 @@ impl SimActor for SimReplica {
                     self.core.on_snapshot_written(local, written);
                 }
             }
+            SimReplicaTimer::DigestComputed => {
+                if let Some(computed) = self.digest_jobs.pop_front().and_then(|job| job.run()) {
+                    let local = self.local(now);
+                    self.core.on_digest_computed(local, computed);
+                }
+            }
         }
     }
 
@@ -276,8 +290,23 @@ impl SimActor for SimReplica {
                         timer: SimReplicaTimer::SnapshotWritten,
                     }
                 }
+                ReplicaEffect::ComputeDigest(job) => {
+                    // Jobs finish in the order they were handed out: every one is scheduled
+                    // after the same delay.
+                    self.digest_jobs.push_back(job);
+                    SimEffect::Schedule {
+                        after_ms: 1,
+                        timer: SimReplicaTimer::DigestComputed,
+                    }
+                }
             });
         }
+        let consistency = self.core.consistency_status();
+        assert_eq!(
+            (consistency.mismatches, consistency.diverged_at),
+            (0, None),
+            "a deterministic state machine was judged diverged: {consistency:?}"
+        );
         if let Some(report) = self.report_config_used() {
             effects.push(SimEffect::Output(report));
         }
@@ -388,6 +417,13 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: sim_transfer_settings(&options.timing),
                 housekeeping_interval_ms: 10,
+                // The consistency monitor runs in every sweep: the register machine is
+                // deterministic, so no replica may ever be judged diverged (checked in
+                // `drain`).
+                consistency: ha_replicate::replica::ConsistencySettings {
+                    check_every_entries: SIM_CONSISTENCY_CHECK_EVERY_ENTRIES,
+                    repair: true,
+                },
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {
@@ -403,6 +439,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 clock_rate_ppm,
                 flush_scheduled: false,
                 snapshot_writes: SimSnapshotWrites::default(),
+                digest_jobs: std::collections::VecDeque::new(),
                 led_term: None,
                 commit_seen: LogIndex(0),
                 config_reported: None,

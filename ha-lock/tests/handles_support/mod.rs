@@ -127,6 +127,7 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
         snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
+        consistency: ha_replicate::replica::ConsistencySettings::off(),
     };
     let settings = NodeSettings {
         replica,

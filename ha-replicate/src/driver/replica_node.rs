@@ -17,6 +17,7 @@ use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
+use crate::replica::DigestComputed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
@@ -128,6 +129,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
         let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
+        let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
         let runner = Runner {
             feed,
             core,
@@ -142,8 +144,10 @@ impl<S: StateMachine> ReplicaNode<S> {
             stopped: false,
             snapshots_written: written_sender,
             exports: Vec::new(),
+            digests_computed: digest_sender,
         };
-        let task = tokio::spawn(runner.run(command_receiver, inbound, written_receiver));
+        let task =
+            tokio::spawn(runner.run(command_receiver, inbound, written_receiver, digest_receiver));
         Ok(Self {
             commands,
             roles,
@@ -379,12 +383,16 @@ struct Runner<S: StateMachine, L: LogStore> {
         ha_core::LogIndex,
         oneshot::Sender<Result<ExportedSnapshot, ExportError>>,
     )>,
+    /// Consistency digests hashed on blocking threads report back here (at most one per
+    /// checkpoint in flight).
+    digests_computed: mpsc::UnboundedSender<DigestComputed>,
 }
 
 enum Input {
     Command(Command),
     Inbound(Inbound<Rpc>),
     SnapshotWritten(SnapshotWritten),
+    DigestComputed(DigestComputed),
     Timers,
     Closed,
 }
@@ -395,6 +403,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Inbound<Rpc>>,
         mut snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
+        mut digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
     ) {
         self.carry_out();
         while !self.stopped {
@@ -406,6 +415,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
+                Some(computed) = digests_computed.recv() => Input::DigestComputed(computed),
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
             self.handle(input);
@@ -447,6 +457,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 self.core.on_rpc(now, from, message)
             }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
+            Input::DigestComputed(computed) => self.core.on_digest_computed(now, computed),
             Input::Timers => {
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
@@ -611,6 +622,15 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         }
                     });
                 }
+                ReplicaEffect::ComputeDigest(job) => {
+                    // Hashing the whole state must not hold up the apply loop either.
+                    let computed = self.digests_computed.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(result) = job.run() {
+                            let _ = computed.send(result);
+                        }
+                    });
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
@@ -666,6 +686,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 .map(|(cause, count)| (cause.as_str().to_string(), count))
                 .collect(),
             snapshot_transfer: self.core.snapshot_stats(),
+            consistency: self.core.consistency_status(),
             transport_send_drops: self.transport.send_drop_counts(),
             transport_refusals: self.transport.reject_counts(),
         }

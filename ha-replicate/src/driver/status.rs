@@ -91,6 +91,10 @@ pub struct ReplicaStatus {
     /// [`RejectCause`](crate::transport::RejectCause).
     #[serde(default)]
     pub transport_refusals: crate::transport::RejectCounts,
+    /// The replica consistency monitor: checkpoint digests, verdicts (on the leader) and
+    /// whether this replica is diverged.
+    #[serde(default)]
+    pub consistency: crate::replica::ConsistencyStatus,
 }
 
 /// Counts of snapshot transfers since the node started.

@@ -14,7 +14,10 @@ use crate::entry::{ElectionCause, Entry, LeaderStart, Payload};
 impl Engine {
     /// Whether this node may stand for election now.
     pub(crate) fn may_campaign(&self) -> bool {
-        self.is_voter() && self.settings.priority.can_lead() && self.local_health.may_campaign()
+        self.is_voter()
+            && self.settings.priority.can_lead()
+            && self.local_health.may_campaign()
+            && !self.diverged
     }
 
     /// Whether this node campaigns at an election timeout at `now`: a healthy voter that may
@@ -86,6 +89,9 @@ impl Engine {
     /// An operator's command to campaign now (also in manual failover mode).
     pub fn campaign(&mut self, now: Millis) -> bool {
         if self.role == Role::Leader || !self.is_voter() || !self.settings.priority.can_lead() {
+            return false;
+        }
+        if self.diverged {
             return false;
         }
         self.campaign_cause = ElectionCause::ManualElection;

@@ -98,6 +98,10 @@ pub struct Engine {
     pub(crate) leaderless_since: Millis,
     pub(crate) peers: BTreeMap<NodeId, PeerInfo>,
     pub(crate) local_health: HealthStatus,
+    /// The consistency monitor found this node's applied state diverged: it never campaigns.
+    pub(crate) diverged: bool,
+    /// Committed entries are not handed out for applying (a diverged node awaiting repair).
+    pub(crate) apply_held: bool,
     // Leader state.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) round: u64,
@@ -162,6 +166,8 @@ impl Engine {
             leaderless_since: now,
             peers: BTreeMap::new(),
             local_health: HealthStatus::Healthy,
+            diverged: false,
+            apply_held: false,
             progress: BTreeMap::new(),
             round: 0,
             round_sent_at: VecDeque::new(),
@@ -783,6 +789,9 @@ impl Engine {
 
     /// Hand committed entries to the driver.
     pub(crate) fn emit_apply(&mut self) {
+        if self.apply_held {
+            return;
+        }
         if self.commit_index > self.apply_requested {
             let entries = self.log.range(self.apply_requested, self.commit_index);
             if let Some(last) = entries.last() {

@@ -144,7 +144,7 @@ impl Engine {
         if term != self.term || self.leader.as_ref() != Some(&from) || self.role == Role::Leader {
             return;
         }
-        if !self.is_voter() || !self.settings.priority.can_lead() {
+        if !self.is_voter() || !self.settings.priority.can_lead() || self.diverged {
             return;
         }
         if !self.local_health.may_campaign() && cause != ElectionCause::UnhealthyLeader {

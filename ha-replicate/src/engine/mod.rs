@@ -2,6 +2,7 @@
 //! check-quorum, priorities, leadership transfer, failback, health gating and linearizable
 //! reads. See [`Engine`].
 
+mod divergence;
 mod effect;
 mod election;
 #[allow(clippy::module_inception)]

@@ -453,7 +453,10 @@ impl Engine {
         }
         self.heard_from_leader(now, from.clone(), term);
         let last_index = meta.last_index;
-        if last_index > self.commit_index {
+        // A diverged node holding its applied state for a repair takes any snapshot at or past
+        // it: its state is wrong, so even one its log covers replaces it.
+        let repair = self.apply_held && last_index >= self.applied_index;
+        if last_index > self.commit_index || repair {
             let agrees = self.log.term_at(last_index) == Some(meta.last_term);
             self.log.install_snapshot(meta.clone());
             if !agrees {
@@ -463,7 +466,7 @@ impl Engine {
             }
             self.effects
                 .push(Effect::Persist(Persist::InstallSnapshot(meta.clone())));
-            self.commit_index = last_index;
+            self.commit_index = self.commit_index.max(last_index);
             self.apply_requested = last_index;
             self.effects.push(Effect::RestoreSnapshot(meta));
             let role = self.follower_role();

@@ -262,6 +262,30 @@ impl<S: StateMachine> Applier<S> {
         })
     }
 
+    /// A point-in-time copy for the consistency monitor's digest: the copy
+    /// [`snapshot_source`](Self::snapshot_source) takes, except that a host keeping its own
+    /// digest ([`StateMachine::digest`]) contributes those 32 bytes instead of its state, so
+    /// hashing it costs next to nothing.
+    ///
+    /// # Errors
+    /// As [`snapshot_source`](Self::snapshot_source).
+    pub fn digest_source(&self) -> Result<AppliedSnapshot, StateMachineError> {
+        let Some(digest) = self.machine.digest() else {
+            return self.snapshot_source();
+        };
+        let header = SnapshotHeader {
+            sessions: self.sessions.clone(),
+            history: self.history.iter().cloned().collect(),
+        };
+        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
+            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+        Ok(AppliedSnapshot {
+            applied_index: self.applied_index,
+            header,
+            host: Box::new(ha_core::BytesSource(digest.to_vec())),
+        })
+    }
+
     /// Serialise everything into memory (tests and small states; nodes stream with
     /// [`snapshot_source`](Self::snapshot_source)).
     ///

@@ -3,6 +3,8 @@
 
 mod applier;
 mod client;
+pub mod consistency_monitor;
+mod digest_job;
 mod failover_record;
 mod replica_core;
 mod rpc;
@@ -17,6 +19,8 @@ pub use applier::{
     AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
 };
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
+pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
+pub use digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
 pub use failover_record::FailoverRecord;
 pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{

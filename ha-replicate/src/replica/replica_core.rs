@@ -1,6 +1,7 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
 mod member_requests;
+mod consistency_flow;
 mod snapshot_flow;
 mod storage_stall;
 
@@ -16,6 +17,8 @@ use crate::engine::{
 };
 use crate::replica::applier::Applier;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
+use crate::replica::consistency_monitor::ConsistencyMonitor;
+use crate::replica::digest_job::DigestJob;
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
@@ -80,6 +83,9 @@ pub enum ReplicaEffect {
     /// replica stopped and answers nothing more. Restart the node. (An IO error, a full disk
     /// among them, stalls it instead: [`ReplicaCore::storage_stall`].)
     Fatal(String),
+    /// Hash a copy of the applied state at a checkpoint off the apply path (on a blocking
+    /// thread), then hand the result to [`ReplicaCore::on_digest_computed`].
+    ComputeDigest(DigestJob),
 }
 
 /// Who is waiting for an answer.
@@ -160,6 +166,10 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// The store was reopened while a snapshot was being written: that snapshot's sink file
     /// is gone, so its result is ignored.
     snapshot_sink_lost: bool,
+    /// The replica consistency monitor.
+    monitor: ConsistencyMonitor,
+    /// A diverged replica asked for a snapshot newer than the current one: take one now.
+    snapshot_for_repair: bool,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -197,6 +207,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             entries: recovered.entries,
         };
         let sender = SnapshotSender::new(settings.transfer);
+        let monitor = ConsistencyMonitor::new(settings.consistency);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
@@ -223,6 +234,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             snapshot_counts: snapshot_flow::SnapshotCounts::default(),
             stall: None,
             snapshot_sink_lost: false,
+            monitor,
+            snapshot_for_repair: false,
         };
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
@@ -353,6 +366,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 };
                 self.on_snapshot_ack(now, from, term, id, place, next_offset)
             }
+            rpc @ (Rpc::Digest { .. } | Rpc::DigestVerdict { .. } | Rpc::RepairRequest { .. }) => {
+                self.on_consistency_rpc(now, from, rpc)
+            }
             Rpc::Forward {
                 forward_id,
                 request,
@@ -397,6 +413,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     self.try_resume(now);
                 } else {
                     self.maybe_snapshot();
+                    self.repair_housekeeping(now);
                     self.send_snapshot_chunks(now);
                 }
             }
@@ -799,6 +816,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     return;
                 }
                 self.engine.on_applied(now, meta.last_index);
+                self.on_state_replaced(now);
                 // Writes this node proposed at or below the snapshot have an unknown fate.
                 let covered: Vec<LogIndex> = self
                     .pending_writes
@@ -822,6 +840,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 self.leading_since = (role == Role::Leader).then_some(now);
                 if role != Role::Leader {
                     self.sender.stop_all();
+                    self.monitor.on_leadership_lost();
                 }
                 self.fail_forwards_not_to(leader.as_ref());
                 self.outputs
@@ -847,6 +866,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         for entry in &entries {
             let outcome = self.applier.apply(entry);
             last = Some(entry.index);
+            self.maybe_digest(entry.index);
             let Some(pending) = self.pending_writes.remove(&entry.index) else {
                 continue;
             };
@@ -1014,6 +1034,7 @@ mod tests {
             snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
             transfer: Default::default(),
             housekeeping_interval_ms: 10,
+            consistency: crate::replica::ConsistencySettings::off(),
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");

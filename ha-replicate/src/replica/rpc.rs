@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use ha_core::Term;
+use ha_core::{LogIndex, Term};
 
 use crate::engine::Message;
 use crate::replica::client::{ClientReply, ClientRequest};
@@ -57,5 +57,32 @@ pub enum Rpc {
         round: u32,
         /// The offset the next chunk must start at.
         next_offset: u64,
+    },
+    /// A replica's digest of its applied state at a checkpoint, sent to its leader (the
+    /// consistency monitor, [`consistency_monitor`](crate::replica::consistency_monitor)).
+    Digest {
+        /// The sender's term.
+        term: Term,
+        /// The checkpoint index.
+        index: LogIndex,
+        /// SHA-256 of the applied state there.
+        digest: [u8; 32],
+    },
+    /// The leader's verdict on the digest a replica reported for a checkpoint.
+    DigestVerdict {
+        /// The leader's term.
+        term: Term,
+        /// The checkpoint index.
+        index: LogIndex,
+        /// Whether the digest equals the reference; `false` makes the replica diverged.
+        ok: bool,
+    },
+    /// A diverged replica asks its leader for a snapshot at or past its applied index, to
+    /// reinstall it.
+    RepairRequest {
+        /// The sender's term.
+        term: Term,
+        /// The sender's applied index (held there until the repair).
+        applied_index: LogIndex,
     },
 }

@@ -3,6 +3,7 @@
 use ha_core::Config;
 
 use crate::engine::EngineSettings;
+use crate::replica::consistency_monitor::ConsistencySettings;
 use crate::replica::snapshot_sender::TransferSettings;
 
 /// Default [`ReplicaSettings::snapshot_log_bytes`]: the log since the last snapshot (on disk,
@@ -37,6 +38,8 @@ pub struct ReplicaSettings {
     pub transfer: TransferSettings,
     /// How often deadlines are checked and snapshots considered.
     pub housekeeping_interval_ms: u64,
+    /// The replica consistency monitor (checkpoint digests and repair).
+    pub consistency: ConsistencySettings,
 }
 
 impl ReplicaSettings {
@@ -53,6 +56,7 @@ impl ReplicaSettings {
                 ..TransferSettings::default()
             },
             housekeeping_interval_ms: 10,
+            consistency: ConsistencySettings::from_config(&config.consistency_check),
         }
     }
 }

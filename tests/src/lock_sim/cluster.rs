@@ -104,6 +104,7 @@ pub fn lock_cluster(
                 snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: sim_transfer_settings(&options.timing),
                 housekeeping_interval_ms: 10,
+                consistency: ha_replicate::replica::ConsistencySettings::off(),
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut core = ReplicaCore::new(

@@ -309,6 +309,9 @@ impl SimActor for SimLockNode {
                         timer: LockNodeTimer::SnapshotWritten,
                     }
                 }
+                // The lock simulation runs with the consistency monitor off (the replica
+                // simulation covers it): no digest is ever asked for.
+                ReplicaEffect::ComputeDigest(_) => continue,
             });
         }
         if !self.flush_scheduled {

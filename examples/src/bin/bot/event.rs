@@ -49,6 +49,12 @@ pub enum EventKind {
     /// This node stopped appending (`reason`), having written `written` entries, the last
     /// numbered `seq`.
     JournalStopped,
+    /// The consistency monitor found `member`'s applied state different from the majority's
+    /// (`reason`: `checkpoint N`).
+    ReplicaDiverged,
+    /// `member` (this node) reinstalled the leader's snapshot, repairing the divergence found
+    /// at the checkpoint in `reason`.
+    ReplicaRepaired,
 }
 
 /// One event line's JSON.

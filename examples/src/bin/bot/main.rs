@@ -32,6 +32,7 @@ mod demo;
 mod demo_error;
 mod error;
 mod event;
+mod fault_injection;
 mod journal_routes;
 mod journal_worker;
 mod keygen;

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ha::core::Clock;
 use ha::{Config, Node, NodeEvent};
-use ha_examples::journal::Journal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, oneshot};
 
@@ -53,8 +52,9 @@ async fn serve(
     let http_addr = config.http_addr;
     // The bot mounts the admin API itself, next to its own journal route: the way a host
     // adds the API to its own server.
+    let journal = crate::fault_injection::journal_for(config.node_id.as_str());
     let mut builder = Node::builder(config)
-        .state_machine(Journal::default())
+        .state_machine(journal)
         .serve_http(false);
     if let Some(entries) = snapshot_every_entries {
         builder = builder.snapshot_every(entries);
@@ -176,6 +176,18 @@ impl EventPrinter {
             NodeEvent::HealthChanged(health) => {
                 let mut line = self.line(EventKind::Health);
                 line.state = Some(health.as_str().to_string());
+                line
+            }
+            NodeEvent::ReplicaDiverged { node, index } => {
+                let mut line = self.line(EventKind::ReplicaDiverged);
+                line.member = Some(node.to_string());
+                line.reason = Some(format!("checkpoint {index}"));
+                line
+            }
+            NodeEvent::ReplicaRepaired { node, index } => {
+                let mut line = self.line(EventKind::ReplicaRepaired);
+                line.member = Some(node.to_string());
+                line.reason = Some(format!("checkpoint {index}"));
                 line
             }
             _ => return,

@@ -81,6 +81,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     "snapshot taken"
                 );
                 self.engine.on_snapshot_taken(now, written.meta);
+                self.serve_repairs(now);
             }
             Err(error) => self.fail(error),
         }
@@ -127,7 +128,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         let every_entries = self.settings.snapshot_every_entries.saturating_mul(factor);
         let every_bytes = self.settings.snapshot_log_bytes.saturating_mul(factor);
-        if since == 0 || (since < every_entries && log_bytes < every_bytes) {
+        let for_repair = std::mem::take(&mut self.snapshot_for_repair);
+        if since == 0 || (since < every_entries && log_bytes < every_bytes && !for_repair) {
             return;
         }
         let Some(meta) = self.engine.snapshot_meta_at(applied) else {
