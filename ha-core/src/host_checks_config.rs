@@ -21,7 +21,7 @@ pub const UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX: u32 = 1_000;
 ///
 /// | check | measures | DEGRADED when | UNHEALTHY when |
 /// |---|---|---|---|
-/// | `disk_space` | free space of the data dir's filesystem | below 1 GiB or 3% | below 256 MiB or 1% |
+/// | `disk_space` | free space of the data dir's filesystem | below 1 GiB or 2% | below 256 MiB or 1% |
 /// | `wal_sync` | p99 of WAL fsyncs over the last minute | above 500 ms | above 2,000 ms |
 /// | `memory` | the process's resident set (RSS) | above 80% of the limit | above the limit (default 90% of RAM) |
 /// | `cpu_load` | 1-minute load average per CPU | above 1000% | never (not critical) |
@@ -87,7 +87,7 @@ impl Default for HealthConfig {
             check_interval_ms: 1_000,
             disk_free_bytes_degraded_below: GIB,
             disk_free_bytes_unhealthy_below: 256 * MIB,
-            disk_free_percent_degraded_below: 3,
+            disk_free_percent_degraded_below: 2,
             disk_free_percent_unhealthy_below: 1,
             wal_sync_p99_ms_degraded_above: 500,
             wal_sync_p99_ms_unhealthy_above: 2_000,

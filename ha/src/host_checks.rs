@@ -539,7 +539,7 @@ mod tests {
         let config = HealthConfig::default();
         let table = [
             (100 * GIB, 200 * GIB, HealthStatus::Healthy),
-            (5 * GIB, 200 * GIB, HealthStatus::Degraded), // 2.5% < 3%
+            (3 * GIB, 200 * GIB, HealthStatus::Degraded), // 1.5% < 2%
             (900 * MIB, 10 * GIB, HealthStatus::Degraded), // < 1 GiB
             (GIB, 200 * GIB, HealthStatus::Unhealthy),    // 0.5% < 1%
             (200 * MIB, 2 * GIB, HealthStatus::Unhealthy), // < 256 MiB
@@ -650,7 +650,7 @@ mod tests {
     fn metrics_export_each_value_and_the_failover_state() {
         use crate::failover_status::{FailoverState, FailoverStatus};
         let config = HealthConfig::default();
-        let disk = judge_disk(5 * GIB, 200 * GIB, &config);
+        let disk = judge_disk(3 * GIB, 200 * GIB, &config);
         let report = HostCheckReport {
             name: DISK_SPACE_CHECK.into(),
             status: disk.status,
@@ -666,8 +666,8 @@ mod tests {
         for line in [
             "ha_host_check_status{check=\"disk_space\",status=\"DEGRADED\"} 1",
             "ha_host_check_status{check=\"disk_space\",status=\"HEALTHY\"} 0",
-            "ha_host_disk_free_bytes 5368709120",
-            "ha_host_disk_free_ratio 0.025",
+            "ha_host_disk_free_bytes 3221225472",
+            "ha_host_disk_free_ratio 0.015",
             "ha_failover_state{state=\"recovering\"} 1",
             "ha_failover_state{state=\"normal\"} 0",
             "ha_failover_state_seconds 1.5",

@@ -127,6 +127,10 @@ impl<L: LogStore> SyncTimedStore<L> {
 }
 
 impl<L: LogStore> LogStore for SyncTimedStore<L> {
+    fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        self.inner.reopen()
+    }
+
     fn recover(&mut self) -> Result<Recovered, StorageError> {
         self.inner.recover()
     }

@@ -121,6 +121,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 Rpc::Raft(Message::TimeoutNow { .. }) => true,
                 Rpc::Raft(_) | Rpc::SnapshotAck { .. } | Rpc::SnapshotChunk { .. } => false,
                 Rpc::Forward { .. } | Rpc::ForwardReply { .. } => true,
+                // Consistency digests and verdicts say nothing about this node's disk.
+                Rpc::Digest { .. } | Rpc::DigestVerdict { .. } | Rpc::RepairRequest { .. } => true,
             },
             _ => true,
         }
@@ -138,7 +140,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     | Message::InstallSnapshotResponse { .. }
             ),
             Rpc::SnapshotAck { .. } | Rpc::Forward { .. } | Rpc::ForwardReply { .. } => true,
-            Rpc::SnapshotChunk { .. } => false,
+            // A digest or a verdict writes nothing; a repair request would make this node
+            // take a snapshot, which writes.
+            Rpc::Digest { .. } | Rpc::DigestVerdict { .. } => true,
+            Rpc::SnapshotChunk { .. } | Rpc::RepairRequest { .. } => false,
         }
     }
 
