@@ -4,7 +4,9 @@
 
 mod engine_support;
 
-use engine_support::{acknowledge, fire, id, leader_after_commit, peer, send};
+use engine_support::{
+    acknowledge, fire, id, leader_after_commit, leader_after_commit_with, peer, send,
+};
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
 use ha_replicate::engine::{
     Effect, Engine, EngineSettings, EngineStart, MemberChangeError, MemberChangeStep,
@@ -235,8 +237,22 @@ fn removing_an_unknown_node_is_refused() {
 }
 
 #[test]
-fn removing_the_leader_hands_leadership_over_first() {
+fn removing_a_leader_configured_to_vote_is_refused_without_a_transfer() {
     let mut engine = settled_leader();
+    engine.set_peer_info(Millis(1003), id("b"), quiet_peer());
+    assert!(engine.settings().wants_vote);
+    assert_eq!(
+        engine.request_member_change(Millis(1004), &remove("a")),
+        refused(MembershipRefusal::WouldRejoin { node: id("a") })
+    );
+    assert_eq!(engine.drain_effects(), vec![]);
+    assert!(engine.is_leader());
+}
+
+#[test]
+fn removing_the_leader_hands_leadership_over_first() {
+    let mut engine = leader_after_commit_with(|settings| settings.wants_vote = false);
+    acknowledge(&mut engine, Millis(1003), 3, 0);
     engine.set_peer_info(Millis(1003), id("b"), quiet_peer());
     let step = engine.request_member_change(Millis(1004), &remove("a"));
     assert_eq!(step, Ok(MemberChangeStep::TransferStarted(id("b"))));

@@ -296,10 +296,15 @@ impl Engine {
         } else {
             next.learners.remove(node);
         }
-        let rejoins = self
-            .peers
-            .get(node)
-            .is_some_and(|peer| peer.reachable && peer.wants_vote);
+        // This node's own wish comes from its settings: the next leader would see it in
+        // gossip and add it back, after a needless leadership transfer.
+        let rejoins = if *node == self.settings.node_id {
+            self.settings.wants_vote
+        } else {
+            self.peers
+                .get(node)
+                .is_some_and(|peer| peer.reachable && peer.wants_vote)
+        };
         if rejoins {
             return refuse(MembershipRefusal::WouldRejoin { node: node.clone() });
         }

@@ -54,6 +54,10 @@ pub struct EngineSettings {
     /// stamp the failover history for people reading it; never for any decision. The driver
     /// sets it; the simulator leaves it at 0 so traces stay deterministic.
     pub wall_clock_origin_unix_ms: u64,
+    /// Whether this node is configured to vote (`Config::voter`, what its gossip metadata
+    /// says as `wants_vote`). Used only to refuse an operator's removal of this node while
+    /// it leads: the next leader would add it back (see `operator_membership.rs`).
+    pub wants_vote: bool,
 }
 
 impl EngineSettings {
@@ -84,6 +88,7 @@ impl EngineSettings {
                 }
             },
             wall_clock_origin_unix_ms: 0,
+            wants_vote: config.voter,
         }
     }
 

@@ -155,7 +155,12 @@ pub fn heartbeat(
 /// command of term 3 (index 2) are committed, its LeaderStart (index 3) is not. Effects
 /// drained.
 pub fn leader_after_commit() -> Engine {
-    let mut engine = engine("a", 3, vec![command(3, 2)]);
+    leader_after_commit_with(|_| {})
+}
+
+/// [`leader_after_commit`] with node a's settings changed by `adjust`.
+pub fn leader_after_commit_with(adjust: impl FnOnce(&mut EngineSettings)) -> Engine {
+    let mut engine = engine_with("a", 3, vec![command(3, 2)], Millis(0), adjust);
     engine.on_message(
         Millis(500),
         id("b"),
