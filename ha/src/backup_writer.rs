@@ -200,11 +200,8 @@ pub fn write_backup_atomically(
     let mut target = None;
     let result = (|| {
         std::fs::create_dir_all(dir)?;
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
+        let mut file =
+            owner_only(File::options().read(true).write(true).create_new(true)).open(&temporary)?;
         let header = write_backup(exported, cluster, created_at_unix_ms, &mut file)?;
         file.sync_all()?;
         drop(file);
@@ -234,6 +231,20 @@ pub fn write_backup_atomically(
         }
     }
     result
+}
+
+/// A backup holds all the data: its files are readable by their owner only (mode 0600 on
+/// Unix), like the files `bot snapshot save` writes.
+fn owner_only(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600)
+    }
+    #[cfg(not(unix))]
+    {
+        options
+    }
 }
 
 /// Make a rename or removal in `dir` durable.
@@ -269,11 +280,8 @@ impl AnonymousFile {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let path = dir.join(name);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file =
+            owner_only(File::options().read(true).write(true).create_new(true)).open(&path)?;
         let remove_on_drop = match std::fs::remove_file(&path) {
             Ok(()) => None,
             Err(_) => Some(path),

@@ -158,6 +158,10 @@ async fn the_leader_takes_verified_backups_keeps_the_newest_and_lists_them() {
         .path()
         .join(listed[0]["file"].as_str().expect("a name"));
     BackupHeader::verify_file(&newest, Some(CLUSTER)).expect("the newest verifies");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&newest).expect("metadata").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "a backup is readable by its owner only");
     assert_eq!(
         listed[0]["bytes"].as_u64(),
         Some(std::fs::metadata(&newest).expect("exists").len())

@@ -174,9 +174,9 @@ pub struct SnapshotArgs {
 /// The subcommands of `bot snapshot`.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Download the node's latest durable snapshot as a backup file: written to a temporary
-    /// file beside FILE, synced, verified (header and SHA-256), then linked in place. An
-    /// existing FILE is never overwritten.
+    /// Download a fresh backup (every write acknowledged before the call) as a backup file:
+    /// written to a temporary file beside FILE, synced, verified (header and SHA-256), then
+    /// linked in place. An existing FILE is never overwritten.
     Save(SnapshotSaveArgs),
     /// Print a backup file's header and verify it (exit code 1 and the reason when it is
     /// corrupt, truncated or of another cluster).
