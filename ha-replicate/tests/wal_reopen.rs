@@ -61,7 +61,10 @@ fn reopening_cuts_a_torn_tail_back_keeps_synced_entries_and_takes_writes_again()
     }
 
     let recovered = store.reopen().expect("reopens");
-    assert_eq!(recovered.entries, synced, "every synced entry, nothing else");
+    assert_eq!(
+        recovered.entries, synced,
+        "every synced entry, nothing else"
+    );
     assert_eq!(recovered.hard_state, hard_state);
     assert!(
         !recovered.repairs.is_empty(),

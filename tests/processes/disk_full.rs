@@ -208,7 +208,7 @@ fn a_node_whose_disk_fills_refuses_writes_hands_over_and_recovers_once_space_is_
     for number in WRITES_MAX..WRITES_MAX + 20 {
         let key = format!("k{number:05}");
         let value = format!("{number}:after the disk filled");
-        let answer = cluster.wait_until(
+        cluster.wait_until(
             "a write through the new leader",
             LEADER_TIMEOUT,
             |cluster| {
@@ -219,7 +219,6 @@ fn a_node_whose_disk_fills_refuses_writes_hands_over_and_recovers_once_space_is_
                 }
             },
         );
-        let () = answer;
         acknowledged.insert(key, value);
     }
     let (status, body) = put(&cluster, 0, "refused", "x").expect("n1 answers");
