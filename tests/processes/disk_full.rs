@@ -32,6 +32,14 @@ use support::fabric::in_ci;
 use support::serial::one_scenario_at_a_time;
 
 /// The small file system's size, in MiB.
+/// `disk_space` thresholds at zero for the node on the small disk (see the test).
+const DISK_SPACE_CHECK_OFF: [&str; 4] = [
+    "HA_HEALTH__DISK_FREE_BYTES_DEGRADED_BELOW=0",
+    "HA_HEALTH__DISK_FREE_BYTES_UNHEALTHY_BELOW=0",
+    "HA_HEALTH__DISK_FREE_PERCENT_DEGRADED_BELOW=0",
+    "HA_HEALTH__DISK_FREE_PERCENT_UNHEALTHY_BELOW=0",
+];
+
 const DISK_MIB: u64 = 32;
 /// What the filler leaves free for n1 to fill under load.
 const ROOM_BYTES: u64 = 1 << 20;
@@ -156,6 +164,13 @@ fn a_node_whose_disk_fills_refuses_writes_hands_over_and_recovers_once_space_is_
     // takes leadership back.
     cluster.kill(0);
     cluster.specs[0].data_dir = disk.path.join("n1");
+    // The built-in `disk_space` check would call a 32 MiB disk UNHEALTHY from the start and
+    // keep n1 from leading; this test is about what happens once writes fail (`storage`).
+    cluster.specs[0].exec_prefix = ["env"]
+        .into_iter()
+        .chain(DISK_SPACE_CHECK_OFF)
+        .map(str::to_string)
+        .collect();
     cluster.spawn(0);
     cluster.wait_until(
         "n1 leading from the small disk",
