@@ -322,6 +322,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -386,6 +387,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         }
     }
 

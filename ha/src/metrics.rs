@@ -574,6 +574,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         };
         let text = render(&MetricsSnapshot {
             status,
@@ -619,6 +620,7 @@ mod tests {
             snapshot_transfer,
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         }
     }
 
