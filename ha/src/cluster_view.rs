@@ -445,6 +445,8 @@ mod tests {
             "lag_entries",
             "last_contact_ms",
             "catch_up",
+            "digest_ok",
+            "digest_index",
         ];
         let mut sorted = keys.clone();
         sorted.sort_unstable();
