@@ -331,6 +331,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -395,6 +396,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         }
     }
 
@@ -452,6 +454,8 @@ mod tests {
             "lag_entries",
             "last_contact_ms",
             "catch_up",
+            "digest_ok",
+            "digest_index",
         ];
         let mut sorted = keys.clone();
         sorted.sort_unstable();

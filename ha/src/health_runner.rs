@@ -424,9 +424,12 @@ mod tests {
     fn the_catch_up_check_degrades_the_leader_and_never_makes_it_unhealthy() {
         let runner = HealthRunner::new(Vec::new());
         let mut watch = CatchUpWatch::new(2_000);
-        assert_eq!(health_state(&runner, &watch).status, HealthStatus::Healthy);
+        assert_eq!(
+            health_state(&runner, &watch, &ConsistencyWatch::default()).status,
+            HealthStatus::Healthy
+        );
         watch.observe(Some(&[peer("n2", Some(STALLED), 60_000)]));
-        let state = health_state(&runner, &watch);
+        let state = health_state(&runner, &watch, &ConsistencyWatch::default());
         assert_eq!(state.status, HealthStatus::Degraded);
         assert_eq!(state.checks.len(), 1);
         assert_eq!(state.problems.len(), 1);
@@ -442,7 +445,7 @@ mod tests {
             }
         }
         let runner = HealthRunner::new(vec![Arc::new(Disk)]);
-        let state = health_state(&runner, &watch);
+        let state = health_state(&runner, &watch, &ConsistencyWatch::default());
         assert_eq!(
             state.status,
             HealthStatus::Unknown,

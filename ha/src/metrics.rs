@@ -584,6 +584,7 @@ mod tests {
             snapshot_transfer: Default::default(),
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         };
         let text = render(&MetricsSnapshot {
             status,
@@ -629,6 +630,7 @@ mod tests {
             snapshot_transfer,
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
+            consistency: Default::default(),
         }
     }
 

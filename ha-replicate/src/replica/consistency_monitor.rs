@@ -56,7 +56,9 @@ impl ConsistencySettings {
 
     /// Whether `index` is a checkpoint.
     pub fn is_checkpoint(&self, index: LogIndex) -> bool {
-        self.check_every_entries != 0 && index.0 != 0 && index.0 % self.check_every_entries == 0
+        self.check_every_entries != 0
+            && index.0 != 0
+            && index.0.is_multiple_of(self.check_every_entries)
     }
 }
 

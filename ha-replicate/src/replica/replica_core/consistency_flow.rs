@@ -73,10 +73,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 term,
                 index,
                 digest,
-            } => {
-                if self.engine.is_leader() && term == self.engine.term() {
-                    self.on_digest_report(now, from, index, digest);
-                }
+            } if self.engine.is_leader() && term == self.engine.term() => {
+                self.on_digest_report(now, from, index, digest);
             }
             Rpc::DigestVerdict { term, index, ok } => {
                 let from_leader = term == self.engine.term() && self.engine.leader() == Some(&from);
@@ -87,12 +85,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             Rpc::RepairRequest {
                 term,
                 applied_index,
-            } => {
-                if self.engine.is_leader() && term == self.engine.term() {
-                    tracing::info!(peer = %from, %applied_index, "diverged replica asks for a snapshot");
-                    self.monitor.on_repair_request(from, applied_index);
-                    self.serve_repairs(now);
-                }
+            } if self.engine.is_leader() && term == self.engine.term() => {
+                tracing::info!(peer = %from, %applied_index, "diverged replica asks for a snapshot");
+                self.monitor.on_repair_request(from, applied_index);
+                self.serve_repairs(now);
             }
             _ => {}
         }
