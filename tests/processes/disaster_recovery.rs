@@ -2,11 +2,10 @@
 //!
 //! 1. A 3-node cluster gets data: 60 KV keys (`PUT /v1/kv`), a lock held for an hour
 //!    (`POST /v1/lock`), and the bot's replicated journal, which its leader appends to on its
-//!    own. Nodes take a snapshot every 40 entries (`--snapshot-every-entries`), so that a
-//!    backup soon covers the last write.
-//! 2. `bot snapshot save` from the leader until the backup's index is at or past the last
-//!    acknowledged write (a few filler keys are written meanwhile), then `bot snapshot
-//!    inspect`. A corrupted copy (one flipped byte, a truncated body) and the good one with a
+//!    own. No node has taken a snapshot of its own (the default interval is 10,000 entries).
+//! 2. One `bot snapshot save` from a follower: `GET /v1/snapshot` exports a fresh copy after a
+//!    linearizable read, so the backup's index is at or past the last acknowledged write
+//!    (asserted), then `bot snapshot inspect`. A corrupted copy (one flipped byte, a truncated body) and the good one with a
 //!    wrong `--cluster` are refused by `inspect` and `restore` with the reason, exit code 1,
 //!    and the data dir is not created.
 //! 3. Every node is SIGKILLed and every data dir deleted.
@@ -18,9 +17,6 @@
 //!    the write); the journal is exactly the live journal's entries at or below the backup's
 //!    index, field for field; the lock is still held (another acquire is refused) and a new
 //!    lock gets a fencing token above the old one. Then the cluster takes new writes.
-//!
-//! Without `GET /v1/snapshot` taking a fresh snapshot (issue 14, helper H3), the backup is the
-//! node's latest saved snapshot: hence the small snapshot interval and the fillers.
 
 mod support;
 
@@ -104,7 +100,7 @@ fn assert_refused(arguments: &[&str], reason: &str, untouched: &Path) {
 #[test]
 fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
     let _serial = one_scenario_at_a_time();
-    let flags = |_: &str| vec!["--snapshot-every-entries".to_string(), "40".to_string()];
+    let flags = |_: &str| Vec::new();
     let mut cluster = TestCluster::start_secured(&[30, 20, 10], flags, None);
     let leader = cluster.wait_for_leader(&[], ELECTION);
 
@@ -126,39 +122,26 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
         .max()
         .expect("written");
 
-    // 2. Save (retried with fillers until the backup covers the last write), then inspect.
+    // 2. Save once, from a follower (fresh: every acknowledged write is in it), then inspect.
     let work = tempfile::tempdir().expect("dir");
     let file = work.path().join("cluster.habackup");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut fillers = 0;
-    let header = loop {
-        let leader = cluster.wait_for_leader(&[], ELECTION);
-        let _ = std::fs::remove_file(&file);
-        let (code, _, stderr) = run_bot(&[
-            "snapshot",
-            "save",
-            "--http",
-            &http(&cluster, leader),
-            &file.to_string_lossy(),
-        ]);
-        if code == Some(0) {
-            let header = BackupHeader::verify_file(&file, Some("bot-test")).expect("verifies");
-            if header.last_index >= last_write.max(lock_token) {
-                break header;
-            }
-        } else {
-            assert!(
-                stderr.contains("409") || stderr.contains("no_snapshot"),
-                "{stderr}"
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no backup covers index {last_write}"
-        );
-        put(&cluster, &format!("filler-{fillers:04}"), "filler");
-        fillers += 1;
-    };
+    let leader = cluster.wait_for_leader(&[], ELECTION);
+    let follower = (0..3).find(|index| *index != leader).expect("a follower");
+    let (code, _, stderr) = run_bot(&[
+        "snapshot",
+        "save",
+        "--http",
+        &http(&cluster, follower),
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let header = BackupHeader::verify_file(&file, Some("bot-test")).expect("verifies");
+    assert!(
+        header.last_index >= last_write.max(lock_token),
+        "a fresh backup holds every acknowledged write: index {} < {}",
+        header.last_index,
+        last_write.max(lock_token)
+    );
     let (code, stdout, stderr) = run_bot(&[
         "snapshot",
         "inspect",
@@ -278,7 +261,7 @@ fn a_backup_restores_a_killed_and_wiped_cluster_exactly() {
     });
 
     eprintln!(
-        "backup: index {} term {}, {} body bytes, {fillers} filler writes; restored n1 led after \
+        "backup: index {} term {}, {} body bytes (saved from a follower); restored n1 led after \
          {leading_after:?}, all three caught up and voting after {:?}",
         header.last_index,
         header.last_term,

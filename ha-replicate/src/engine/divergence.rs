@@ -89,4 +89,31 @@ mod tests {
         let effects = engine.drain_effects();
         assert!(campaigns(&effects), "{effects:?}");
     }
+
+    #[test]
+    fn a_diverged_node_does_not_campaign_even_past_the_unwell_wait() {
+        // A DEGRADED voter campaigns after `unwell_campaign_after_ms` without a leader (the
+        // rule for a cluster whose voters are all equally unwell); a diverged one must not.
+        let mut engine = engine();
+        let wait_ms = engine
+            .settings()
+            .unwell_campaign_after_ms
+            .expect("the unwell wait is on by default");
+        engine.set_local_health(Millis(1), ha_core::HealthStatus::Degraded);
+        engine.set_diverged(Millis(1), true, true);
+        engine.drain_effects();
+        let late = Millis(wait_ms.saturating_mul(10));
+        let generation = engine.timer_generation(TimerKind::Election);
+        engine.on_timer(late, TimerKind::Election, generation);
+        let effects = engine.drain_effects();
+        assert!(!campaigns(&effects), "{effects:?}");
+
+        // The same node, not diverged, campaigns after the wait (the check above can fail).
+        engine.set_diverged(late, false, false);
+        let later = Millis(late.0.saturating_add(wait_ms.saturating_mul(10)));
+        let generation = engine.timer_generation(TimerKind::Election);
+        engine.on_timer(later, TimerKind::Election, generation);
+        let effects = engine.drain_effects();
+        assert!(campaigns(&effects), "{effects:?}");
+    }
 }

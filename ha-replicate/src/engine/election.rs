@@ -32,7 +32,8 @@ impl Engine {
         if self.may_campaign() {
             return true;
         }
-        if !self.is_voter() || !self.settings.priority.can_lead() {
+        // A diverged replica (consistency monitor) never campaigns, however long it waits.
+        if !self.is_voter() || !self.settings.priority.can_lead() || self.diverged {
             return false;
         }
         let Some(wait_ms) = self.settings.unwell_campaign_after_ms else {
