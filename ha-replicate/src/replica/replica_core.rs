@@ -1,7 +1,7 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
-mod member_requests;
 mod consistency_flow;
+mod member_requests;
 mod snapshot_flow;
 mod storage_stall;
 

@@ -171,6 +171,7 @@ mod tests {
             snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
             transfer: Default::default(),
             housekeeping_interval_ms: 10,
+            consistency: crate::replica::ConsistencySettings::off(),
         };
         let store = MemoryStore::open(MemoryDisk::new());
         ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")

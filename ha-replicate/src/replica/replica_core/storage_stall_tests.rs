@@ -26,6 +26,7 @@ fn settings(node: &str, snapshot_every_entries: u64) -> ReplicaSettings {
         snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
+        consistency: crate::replica::ConsistencySettings::off(),
     }
 }
 
