@@ -32,13 +32,8 @@ use support::fabric::in_ci;
 use support::serial::one_scenario_at_a_time;
 
 /// The small file system's size, in MiB.
-/// `disk_space` thresholds at zero for the node on the small disk (see the test).
-const DISK_SPACE_CHECK_OFF: [&str; 4] = [
-    "HA_HEALTH__DISK_FREE_BYTES_DEGRADED_BELOW=0",
-    "HA_HEALTH__DISK_FREE_BYTES_UNHEALTHY_BELOW=0",
-    "HA_HEALTH__DISK_FREE_PERCENT_DEGRADED_BELOW=0",
-    "HA_HEALTH__DISK_FREE_PERCENT_UNHEALTHY_BELOW=0",
-];
+/// The built-in host checks off for the node on the small disk (see the test).
+const DISK_SPACE_CHECK_OFF: [&str; 1] = ["HA_HEALTH__HOST_CHECKS=false"];
 
 const DISK_MIB: u64 = 32;
 /// What the filler leaves free for n1 to fill under load.
