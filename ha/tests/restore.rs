@@ -11,8 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use ha::backup_file::{BACKUP_HEADER_BYTES, BackupHeader};
 use ha::core::{Consistency, LogIndex, StateMachine, Term, WalArchiveConfig};
 use ha::lock::{KeyValue, LockQuery, LockQueryResponse, Query, QueryResponse, WithLocks};
@@ -20,8 +19,6 @@ use ha::replicate::replica::Applier;
 use ha::replicate::storage::archive::read_archive;
 use ha::restore::{RESTORE_DIR_NAME, RestoreError, prepare_restore};
 use ha::{Config, Node, NodeError, NodeId};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 const CLUSTER: &str = "restore-test";
 
@@ -46,48 +43,20 @@ async fn start(config: Config, snapshot_every: u64) -> Node<()> {
     node
 }
 
-/// `GET /v1/snapshot`, retried (bounded) until the node has a snapshot at or past `at_least`;
-/// written to `file`.
+/// `GET /v1/snapshot` (a fresh export: it holds every write acknowledged before the call,
+/// so its index is at or past `at_least`), written to `file`.
 async fn save_backup(node: &Node<()>, at_least: u64, file: &Path) -> BackupHeader {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let request = Request::builder()
-            .uri("/v1/snapshot")
-            .body(Body::empty())
-            .expect("valid request");
-        let response = node
-            .http_router()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        if status == StatusCode::OK {
-            let mut input = &body[..];
-            let header = BackupHeader::read(&mut input).expect("header");
-            if header.last_index >= at_least {
-                std::fs::write(file, &body).expect("write backup");
-                return header;
-            }
-        } else {
-            assert_eq!(
-                status,
-                StatusCode::CONFLICT,
-                "{}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot at {at_least} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (status, body) = support::call_router(node, Method::GET, "/v1/snapshot", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut input = &body[..];
+    let header = BackupHeader::read(&mut input).expect("header");
+    assert!(
+        header.last_index >= at_least,
+        "a fresh backup at {} misses index {at_least}",
+        header.last_index
+    );
+    std::fs::write(file, &body).expect("write backup");
+    header
 }
 
 /// Every key, read at QUORUM.
@@ -130,36 +99,7 @@ async fn a_restored_node_holds_exactly_the_backup_and_corrupt_backups_are_refuse
     let written = write_keys(&node, 0..130).await;
     let last = written.last().expect("written").1;
     let file = dir.path().join("backup.habackup");
-    // Without a fresh snapshot on GET /v1/snapshot (issue 14, H3), write until a snapshot
-    // covers the last key of interest; the keys written meanwhile are fillers.
-    let mut filler = 1000;
-    let header = loop {
-        let request = Request::builder()
-            .uri("/v1/snapshot")
-            .body(Body::empty())
-            .unwrap();
-        let response = node
-            .http_router()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        if response.status() == StatusCode::OK {
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            let header = BackupHeader::read(&mut &body[..]).expect("header");
-            if header.last_index >= last {
-                std::fs::write(&file, &body).expect("write");
-                break header;
-            }
-        }
-        assert!(filler < 1200, "no snapshot covers index {last}");
-        write_keys(&node, filler..filler + 10).await;
-        filler += 10;
-    };
+    let header = save_backup(&node, last, &file).await;
     let live = all_keys(&node).await;
     node.shutdown().await;
     let expected: Vec<KeyValue> = live
