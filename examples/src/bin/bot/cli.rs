@@ -99,7 +99,7 @@ pub struct MembersArgs {
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
     /// Print the voters, learners and witnesses with their replication addresses.
-    List(MembersAdminArgs),
+    List(AdminArgs),
     /// Add a node as a learner; with --voter it is promoted to voter once caught up (the
     /// command waits for that up to the node's request timeout).
     Add(MembersAddArgs),
@@ -109,10 +109,11 @@ pub enum MembersCommand {
     Remove(MembersRemoveArgs),
 }
 
-/// How to reach a node's admin API (shared by the `bot members` subcommands).
+/// How to reach a node's admin API (shared by `bot members` and `bot snapshot save`).
 #[derive(Debug, Args)]
-pub struct MembersAdminArgs {
-    /// Admin HTTP address of any node (host:port); a follower forwards to the leader.
+pub struct AdminArgs {
+    /// Admin HTTP address of a node (host:port). For `members`, any node: a follower forwards
+    /// to the leader. The calls need the admin role.
     #[arg(long, value_name = "ADDR")]
     pub http: String,
 
@@ -135,7 +136,7 @@ pub struct MembersAdminArgs {
 pub struct MembersAddArgs {
     /// The node's admin API.
     #[command(flatten)]
-    pub admin: MembersAdminArgs,
+    pub admin: AdminArgs,
 
     /// The id of the node to add.
     #[arg(long, value_name = "ID")]
@@ -156,7 +157,7 @@ pub struct MembersAddArgs {
 pub struct MembersRemoveArgs {
     /// The node's admin API.
     #[command(flatten)]
-    pub admin: MembersAdminArgs,
+    pub admin: AdminArgs,
 
     /// The id of the member to remove.
     #[arg(long, value_name = "ID")]
@@ -190,22 +191,9 @@ pub enum SnapshotCommand {
 /// Options of `bot snapshot save`.
 #[derive(Debug, Args)]
 pub struct SnapshotSaveArgs {
-    /// Admin HTTP address of the node to back up (host:port). The call needs the admin role.
-    #[arg(long, value_name = "ADDR")]
-    pub http: String,
-
-    /// Speak HTTPS and accept only a node certificate signed by a CA in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-
-    /// The admin API token to send (role admin). Prefer the environment variable.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = crate::admin_client::ADMIN_TOKEN_ENV,
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    /// The node to back up.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     /// Where to write the backup (a new file).
     #[arg(value_name = "FILE")]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::admin_client::{self, AdminClient};
-use crate::cli::{MembersAdminArgs, MembersArgs, MembersCommand};
+use crate::cli::{AdminArgs, MembersArgs, MembersCommand};
 use crate::error::BotError;
 
 /// The longest wait for one request: an add with --voter waits on the node for the
@@ -142,7 +142,7 @@ pub fn run(args: &MembersArgs) -> Result<(), BotError> {
     Ok(())
 }
 
-fn client_and_url(admin: &MembersAdminArgs, path: &str) -> Result<(AdminClient, String), BotError> {
+fn client_and_url(admin: &AdminArgs, path: &str) -> Result<(AdminClient, String), BotError> {
     let client = AdminClient::new(
         admin.tls_ca.as_deref(),
         admin.token.as_deref(),

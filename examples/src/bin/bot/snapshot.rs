@@ -112,13 +112,19 @@ fn save(args: &SnapshotSaveArgs) -> Result<(), BotError> {
         .map_err(BotError::Runtime)?;
     let started = Instant::now();
     let header = runtime.block_on(async {
-        let client = AdminClient::new(args.tls_ca.as_deref(), args.token.as_deref(), SAVE_TIMEOUT)?;
-        let url = client.url(&args.http, "/v1/snapshot").map_err(|reason| {
-            BotError::AdminClient(format!(
-                "snapshot save: --http {:?} is not a host:port address: {reason}",
-                args.http
-            ))
-        })?;
+        let client = AdminClient::new(
+            args.admin.tls_ca.as_deref(),
+            args.admin.token.as_deref(),
+            SAVE_TIMEOUT,
+        )?;
+        let url = client
+            .url(&args.admin.http, "/v1/snapshot")
+            .map_err(|reason| {
+                BotError::AdminClient(format!(
+                    "snapshot save: --http {:?} is not a host:port address: {reason}",
+                    args.admin.http
+                ))
+            })?;
         download(&client, &url, &args.file).await
     })?;
     println!(
@@ -285,6 +291,8 @@ async fn receive(
 mod tests {
     use ha::backup_file::BACKUP_FORMAT_VERSION;
 
+    use crate::cli::AdminArgs;
+
     use super::*;
 
     /// A backup of `body` for cluster `prod`, written to `dir/name`.
@@ -403,9 +411,11 @@ mod tests {
         let (runtime, node, addr) = node_with_a_snapshot(&dir.path().join("node"));
         let file = dir.path().join("backup.habackup");
         let args = SnapshotSaveArgs {
-            http: addr.clone(),
-            tls_ca: None,
-            token: None,
+            admin: AdminArgs {
+                http: addr.clone(),
+                tls_ca: None,
+                token: None,
+            },
             file: file.clone(),
         };
         // The node takes its snapshot off the apply path: retry (bounded) until it has one.
