@@ -211,8 +211,12 @@ async fn health_shows_each_built_in_check_with_its_measured_values() {
         .iter()
         .map(|check| check.name.as_str())
         .collect();
+    // The host checks come first, then `storage` (issue 14, item 5: always on, not a host
+    // check), then the host's own (none here).
+    let mut expected = names.clone();
+    expected.push("storage");
     assert_eq!(
-        checks, names,
+        checks, expected,
         "each built-in check is one of the node's checks"
     );
     let wal = &report.host_checks[1];
@@ -237,7 +241,8 @@ async fn health_shows_each_built_in_check_with_its_measured_values() {
     node.shutdown().await;
 }
 
-/// With `health.host_checks = false` the node reports only the host's own checks.
+/// With `health.host_checks = false` the node reports only the host's own checks and the
+/// always-on `storage` check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_checks_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,6 +253,15 @@ async fn host_checks_can_be_turned_off() {
     support::wait_for_leader(&node).await;
     let report = node.health().await.unwrap();
     assert!(report.host_checks.is_empty());
-    assert!(report.checks.is_empty());
+    let checks: Vec<&str> = report
+        .checks
+        .iter()
+        .map(|check| check.name.as_str())
+        .collect();
+    assert_eq!(
+        checks,
+        ["storage"],
+        "only the storage check, which is not a host check"
+    );
     node.shutdown().await;
 }
