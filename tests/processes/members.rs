@@ -14,32 +14,15 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Bot;
-use support::cluster::TestCluster;
+use support::cluster::{TestCluster, free_bind_addr, free_tcp_addr};
 use support::serial::one_scenario_at_a_time;
 
 const WAIT: Duration = Duration::from_secs(30);
 const COMMAND: Duration = Duration::from_secs(60);
-
-fn free_bind_addr() -> SocketAddr {
-    for _ in 0..64 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        let addr = udp.local_addr().expect("local addr");
-        if TcpListener::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
-}
-
-fn free_tcp_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
-    listener.local_addr().expect("local addr")
-}
 
 /// Run `bot members ...` to the end: exit code, stdout, stderr.
 fn members(arguments: &[&str]) -> (Option<i32>, String, String) {

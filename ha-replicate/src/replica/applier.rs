@@ -249,17 +249,24 @@ impl<S: StateMachine> Applier<S> {
     /// # Errors
     /// [`StateMachineError`] from the host, or when encoding the sessions fails.
     pub fn snapshot_source(&self) -> Result<AppliedSnapshot, StateMachineError> {
-        let header = SnapshotHeader {
-            sessions: self.sessions.clone(),
-            history: self.history.iter().cloned().collect(),
-        };
-        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+        let header = self.encoded_header()?;
         Ok(AppliedSnapshot {
             applied_index: self.applied_index,
             header,
             host: self.machine.snapshot_source()?,
         })
+    }
+
+    /// The sessions and failover history, encoded as a snapshot's header (what both
+    /// [`snapshot_source`](Self::snapshot_source) and [`digest_source`](Self::digest_source)
+    /// put before the host's bytes).
+    fn encoded_header(&self) -> Result<Vec<u8>, StateMachineError> {
+        let header = SnapshotHeader {
+            sessions: self.sessions.clone(),
+            history: self.history.iter().cloned().collect(),
+        };
+        codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
+            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
     }
 
     /// A point-in-time copy for the consistency monitor's digest: the copy
@@ -273,12 +280,7 @@ impl<S: StateMachine> Applier<S> {
         let Some(digest) = self.machine.digest() else {
             return self.snapshot_source();
         };
-        let header = SnapshotHeader {
-            sessions: self.sessions.clone(),
-            history: self.history.iter().cloned().collect(),
-        };
-        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+        let header = self.encoded_header()?;
         Ok(AppliedSnapshot {
             applied_index: self.applied_index,
             header,

@@ -80,7 +80,7 @@ fn read_certificate(file: &Path) -> reqwest::Certificate {
 }
 
 /// A loopback port free for both UDP and TCP right now.
-fn free_bind_addr() -> SocketAddr {
+pub fn free_bind_addr() -> SocketAddr {
     for _ in 0..64 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
         let addr = udp.local_addr().expect("local addr");
@@ -91,7 +91,8 @@ fn free_bind_addr() -> SocketAddr {
     panic!("no port free for both UDP and TCP");
 }
 
-fn free_tcp_addr() -> SocketAddr {
+/// A loopback TCP port free right now.
+pub fn free_tcp_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
     listener.local_addr().expect("local addr")
 }
