@@ -708,6 +708,7 @@ impl StateCluster {
                 total.queue_overflow += stats.queue_overflow;
                 total.oversize_deltas += stats.oversize_deltas;
                 total.tombstones_collected += stats.tombstones_collected;
+                total.repairs_throttled += stats.repairs_throttled;
             }
         }
         total
