@@ -30,3 +30,6 @@ pub use hlc::{Hlc, HlcClock};
 pub use limits::{COUNTER_NODES_MAX, StateLimits};
 pub use map::{MapStats, SharedMap, StateData, StateValue};
 pub use stamp::Stamp;
+
+#[cfg(test)]
+mod map_tests;
