@@ -21,6 +21,7 @@ mod error;
 mod hlc;
 mod limits;
 mod map;
+mod slots;
 mod stamp;
 
 pub use digest::{BUCKETS, Digest, entry_hash};
