@@ -567,6 +567,14 @@ impl SharedMap {
     /// Puts `entry` under `key` (in `bucket`, its bucket) and updates the digest, counts and
     /// tombstone index. Limits are the caller's business.
     fn install(&mut self, bucket: u16, key: &str, entry: Entry) {
+        // O(1) checks after every input (the simulator runs with debug assertions);
+        // `check_invariants` is the O(n) version.
+        debug_assert_eq!(bucket, digest::bucket_of(key));
+        debug_assert!(entry.check().is_ok(), "installing a broken entry {entry:?}");
+        debug_assert!(
+            entry.stamp.hlc <= self.clock.last(),
+            "a stamp ahead of the clock"
+        );
         let hash = digest::entry_hash(key, &entry);
         let new_shape = Shape::of(key, &entry);
         let new_tombstone = (!new_shape.live).then_some(entry.stamp.hlc);
@@ -597,6 +605,8 @@ impl SharedMap {
         if let Some(hlc) = new_tombstone {
             self.tombstones_by_age.insert((hlc, key.to_string()));
         }
+        debug_assert!(self.tombstones_by_age.len() <= self.slots.len());
+        debug_assert!(self.counters <= self.slots.len() - self.tombstones_by_age.len());
     }
 }
 
