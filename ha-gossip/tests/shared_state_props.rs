@@ -593,3 +593,33 @@ proptest! {
         prop_assert_eq!(decoded, delta);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// Deltas decoded from corrupted bytes (a valid encoding with bytes overwritten) are merged
+    /// or refused, never a panic, and the map keeps its invariants either way.
+    #[test]
+    fn corrupted_deltas_are_merged_or_refused_without_breaking_the_map(
+        key in "[a-z]{1,8}",
+        entry in entry_strategy(),
+        corruptions in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = postcard::to_allocvec(&Delta { key, entry }).map_err(fail)?;
+        for (position, byte) in corruptions {
+            let index = position % bytes.len();
+            bytes[index] = byte;
+        }
+        let mut map = SharedMap::new(NodeId::new("target").unwrap(), StateLimits::default());
+        map.put(5, "existing/0", b"v".to_vec()).map_err(fail)?;
+        if let Ok(delta) = postcard::from_bytes::<Delta>(&bytes) {
+            let refused_before = map.stats().remote_refused;
+            match map.merge(10, delta) {
+                Ok(_) => prop_assert_eq!(map.stats().remote_refused, refused_before),
+                Err(_) => prop_assert_eq!(map.stats().remote_refused, refused_before + 1),
+            }
+        }
+        map.check_invariants().map_err(fail)?;
+        prop_assert_eq!(map.get("existing/0").map(|read| read.data), Some(StateData::Bytes(b"v".to_vec())));
+    }
+}

@@ -291,6 +291,10 @@ impl SharedMap {
     /// changes). A tombstone older than the grace period for a key this map does not hold is
     /// skipped: it was collected here already.
     ///
+    /// For deltas from peers only: a node replaying its own store uses
+    /// [`SharedMap::restore`], which skips the drift check (a clock set back between two runs
+    /// must not refuse writes this node acknowledged).
+    ///
     /// # Errors
     /// The delta is refused, counted in [`MapStats::remote_refused`], and nothing changed:
     /// [`StateError::InvalidKey`], [`StateError::InvalidEntry`], [`StateError::CounterTooWide`],
