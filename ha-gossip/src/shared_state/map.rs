@@ -21,9 +21,11 @@
 //!
 //! # Costs
 //!
-//! Keys live in a `BTreeMap` (ordered, for prefix listings). A write is one lookup, one
-//! clock tick, two SHA-256 hashes (the key's bucket on first write, the entry's digest hash)
-//! and an O(1) digest update: the digest is never recomputed.
+//! Entries live in one `BTreeMap` per digest bucket (`slots.rs`). A write is one SHA-256 of
+//! the key (its bucket), one lookup in a map of about n/256 keys, one clock tick, one SHA-256
+//! of the entry (its digest hash) and an O(1) XOR update of the digest: the digest is never
+//! recomputed. Measured at 100,000 keys: put, get and merge p50 about 2 µs
+//! (`ha-gossip/tests/shared_state_cost.rs`).
 
 use std::collections::BTreeSet;
 
