@@ -469,3 +469,26 @@ fn digests_find_exactly_the_differing_buckets() {
     checked(&left);
     checked(&right);
 }
+
+#[test]
+fn listings_merge_the_buckets_in_key_order() {
+    let mut map = map("a");
+    let mut expected = Vec::new();
+    for index in 0..1_000 {
+        let key = format!("{}/{index:04}", ["alpha", "beta", "alphabet"][index % 3]);
+        map.put(1, &key, vec![]).unwrap();
+        if key.starts_with("alpha") {
+            expected.push(key);
+        }
+    }
+    map.delete(2, "alpha/0000").unwrap();
+    expected.retain(|key| key != "alpha/0000");
+    expected.sort();
+    let (listed, truncated) = map.list("alpha", 10_000);
+    let keys: Vec<String> = listed.into_iter().map(|(key, _)| key).collect();
+    assert_eq!((keys, truncated), (expected.clone(), false));
+    let (listed, truncated) = map.list("alpha", 5);
+    let keys: Vec<String> = listed.into_iter().map(|(key, _)| key).collect();
+    assert_eq!((keys, truncated), (expected[..5].to_vec(), true));
+    assert_eq!(map.list("gamma", 10), (vec![], false));
+}
