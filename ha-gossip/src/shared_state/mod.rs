@@ -26,6 +26,7 @@ mod map;
 mod message;
 mod replicator;
 mod replicator_settings;
+mod slots;
 mod stamp;
 
 pub use digest::{BUCKETS, Digest, entry_hash};
@@ -40,3 +41,6 @@ pub use message::{
 pub use replicator::{ReplicatorStats, StateEffect, StateReplicator};
 pub use replicator_settings::{ReplicatorSettings, STATE_PACKET_BYTES_MAX};
 pub use stamp::Stamp;
+
+#[cfg(test)]
+mod map_tests;
