@@ -304,7 +304,7 @@ impl SharedMap {
     /// [`StateError::TooManyTombstones`] at twice the local limits, [`StateError::ClockAhead`].
     pub fn merge(&mut self, wall_ms: u64, delta: Delta) -> Result<bool, StateError> {
         let result = self.check_remote(&delta).and_then(|()| {
-            self.clock.observe(delta.entry.stamp.hlc, wall_ms)?;
+            self.clock.check_drift(delta.entry.stamp.hlc, wall_ms)?;
             self.join_in(delta, Some(wall_ms))
         });
         if result.is_err() {
@@ -314,15 +314,14 @@ impl SharedMap {
     }
 
     /// Merges a delta this node stored itself (replay of its own log on start): the checks of
-    /// [`SharedMap::merge`] except the clock-drift check and the skipping of old tombstones,
-    /// and the clock advances past its stamp unconditionally.
+    /// [`SharedMap::merge`] except the clock-drift check and the skipping of old tombstones;
+    /// the clock advances past its stamp, so later local writes stamp after it.
     ///
     /// # Errors
     /// As [`SharedMap::merge`] without [`StateError::ClockAhead`]; refusals are not counted as
     /// remote.
     pub fn restore(&mut self, delta: Delta) -> Result<bool, StateError> {
         self.check_remote(&delta)?;
-        self.clock.advance_to(delta.entry.stamp.hlc);
         self.join_in(delta, None)
     }
 
@@ -514,14 +513,16 @@ impl SharedMap {
         delta.entry.check()
     }
 
-    /// Joins a checked delta into the map, within twice the limits. `wall_ms` is `None` on
-    /// restore (old tombstones are not skipped then).
+    /// Joins a checked delta into the map, within twice the limits, and has the clock observe
+    /// its stamp unless it is refused. `wall_ms` is `None` on restore (old tombstones are not
+    /// skipped then).
     fn join_in(&mut self, delta: Delta, wall_ms: Option<u64>) -> Result<bool, StateError> {
         let Delta { key, entry } = delta;
         let bucket = digest::bucket_of(&key);
         let old_live = match self.slots.get(bucket, &key) {
             Some(slot) => {
                 if slot.entry.absorbs(&entry) {
+                    self.clock.advance_to(entry.stamp.hlc);
                     return Ok(false);
                 }
                 Some(slot.entry.body.is_live())
@@ -552,6 +553,7 @@ impl SharedMap {
                     <= now
             })
         {
+            self.clock.advance_to(joined.stamp.hlc);
             return Ok(false);
         }
         if new_live && old_live != Some(true) {
@@ -566,6 +568,8 @@ impl SharedMap {
                 return Err(StateError::TooManyTombstones { max });
             }
         }
+        // The joined stamp is the larger of ours and the delta's.
+        self.clock.advance_to(joined.stamp.hlc);
         self.install(bucket, &key, joined);
         Ok(true)
     }

@@ -492,3 +492,33 @@ fn listings_merge_the_buckets_in_key_order() {
     assert_eq!((keys, truncated), (expected[..5].to_vec(), true));
     assert_eq!(map.list("gamma", 10), (vec![], false));
 }
+
+#[test]
+fn a_refused_delta_leaves_the_clock_alone() {
+    let mut map = small_map("a", 1, 10);
+    map.put(1_000, "mine", vec![]).unwrap();
+    let before = map.clock().last();
+    let mut peer = small_map("b", 10, 10);
+    peer.put(1_000, "one", vec![]).unwrap();
+    let too_many = peer.put(50_000, "two", vec![]).unwrap();
+    map.merge(
+        50_000,
+        Delta {
+            key: "one".into(),
+            entry: peer.entry("one").unwrap().clone(),
+        },
+    )
+    .unwrap();
+    let after_one = map.clock().last();
+    assert!(after_one >= before);
+    assert_eq!(
+        map.merge(50_000, too_many),
+        Err(StateError::TooManyKeys { max: 2 })
+    );
+    assert_eq!(
+        map.clock().last(),
+        after_one,
+        "the refused stamp was not observed"
+    );
+    checked(&map);
+}
