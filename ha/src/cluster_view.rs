@@ -332,6 +332,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -397,6 +398,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         }
     }
 
