@@ -243,6 +243,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         );
         metadata.http_addr = http_addr.map(|bound| SocketAddr::new(advertised.ip(), bound.port()));
         metadata.voter = config.voter;
+        metadata.witness = config.witness;
         metadata.health = health_status;
         let settings = GossipSettings::from_config(&config, incarnation, metadata);
         let gossip = GossipNode::start(settings, config.bind_addr)
