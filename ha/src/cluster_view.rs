@@ -573,7 +573,10 @@ mod tests {
             .iter()
             .map(|row| (row.id.as_str(), row.role.as_str()))
             .collect();
-        assert_eq!(roles, [("n1", "leader"), ("n2", "follower"), ("n3", "witness")]);
+        assert_eq!(
+            roles,
+            [("n1", "leader"), ("n2", "follower"), ("n3", "witness")]
+        );
         assert_eq!(own_role("follower", true), "witness");
         assert_eq!(own_role("follower", false), "follower");
     }

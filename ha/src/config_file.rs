@@ -429,7 +429,10 @@ mod tests {
             Err(NodeError::Config(error)) => assert_eq!(error.field, "priority"),
             other => panic!("expected a validation error, got {other:?}"),
         }
-        let data = base().set("preset", "simple_failover").load().expect("valid");
+        let data = base()
+            .set("preset", "simple_failover")
+            .load()
+            .expect("valid");
         assert!(!data.witness);
         assert_eq!(data.priority.0, 1);
     }

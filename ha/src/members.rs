@@ -114,7 +114,12 @@ impl<S: StateMachine> Node<S> {
         let mut witnesses: BTreeSet<NodeId> = self
             .members()
             .into_iter()
-            .filter(|member| member.metadata.as_ref().is_some_and(|metadata| metadata.witness))
+            .filter(|member| {
+                member
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|metadata| metadata.witness)
+            })
             .map(|member| member.id)
             .collect();
         if self.is_witness() {
