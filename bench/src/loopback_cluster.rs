@@ -35,6 +35,7 @@ pub async fn start_loopback_cluster<S: StateMachine>(
                 transfer: Default::default(),
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
+                witness: false,
             },
             transport: TransportSettings::new(
                 id.clone(),

@@ -30,6 +30,27 @@ pub enum Payload {
 }
 
 impl Entry {
+    /// The entry as a witness keeps it: a client command's payload is dropped (a witness has
+    /// no state machine to apply it to), everything else is kept whole, so its log still
+    /// holds every term, index and configuration it needs to vote and to acknowledge
+    /// appends. A correct command payload is never empty (it is an encoded session command),
+    /// so an empty one always marks an entry stripped by a witness.
+    pub fn metadata_only(self) -> Entry {
+        match self.payload {
+            Payload::Command(bytes) if !bytes.is_empty() => Entry {
+                payload: Payload::Command(Vec::new()),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether this is a client command whose payload a witness dropped
+    /// ([`metadata_only`](Self::metadata_only)).
+    pub fn is_stripped_command(&self) -> bool {
+        matches!(&self.payload, Payload::Command(bytes) if bytes.is_empty())
+    }
+
     /// Approximate encoded size, for batching limits.
     pub fn size_bytes(&self) -> usize {
         24 + match &self.payload {

@@ -62,6 +62,7 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
+        witness: false,
     };
     let settings = NodeSettings {
         replica,

@@ -359,6 +359,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         };
         let mut metadata = NodeMetadata::new(Priority(5), addr(7102));
         metadata.state = NodeState::Active;
@@ -425,6 +426,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         }
     }
 

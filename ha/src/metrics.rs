@@ -585,6 +585,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         };
         let text = render(&MetricsSnapshot {
             status,
@@ -631,6 +632,7 @@ mod tests {
             transport_send_drops: Default::default(),
             transport_refusals: Default::default(),
             consistency: Default::default(),
+            witness: false,
         }
     }
 

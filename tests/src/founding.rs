@@ -325,6 +325,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 transfer: Default::default(),
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
+                witness: false,
             };
             let core = ReplicaCore::new(
                 settings.clone(),

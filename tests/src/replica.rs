@@ -424,6 +424,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                     check_every_entries: SIM_CONSISTENCY_CHECK_EVERY_ENTRIES,
                     repair: true,
                 },
+                witness: false,
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {

@@ -128,6 +128,7 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
+        witness: false,
     };
     let settings = NodeSettings {
         replica,

@@ -689,6 +689,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             consistency: self.core.consistency_status(),
             transport_send_drops: self.transport.send_drop_counts(),
             transport_refusals: self.transport.reject_counts(),
+            witness: engine.is_witness(),
         }
     }
 

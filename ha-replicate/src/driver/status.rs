@@ -95,6 +95,10 @@ pub struct ReplicaStatus {
     /// whether this replica is diverged.
     #[serde(default)]
     pub consistency: crate::replica::ConsistencyStatus,
+    /// Whether this node is a witness: a voter with no state machine that never leads (see
+    /// [`EngineSettings::witness`](crate::engine::EngineSettings::witness)).
+    #[serde(default)]
+    pub witness: bool,
 }
 
 /// Counts of snapshot transfers since the node started.

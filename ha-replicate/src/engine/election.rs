@@ -14,10 +14,19 @@ use crate::entry::{ElectionCause, Entry, LeaderStart, Payload};
 impl Engine {
     /// Whether this node may stand for election now.
     pub(crate) fn may_campaign(&self) -> bool {
+        self.may_ever_lead() && self.local_health.may_campaign()
+    }
+
+    /// Whether this node may ever lead, whatever its health: a voter with a priority that
+    /// can lead, not diverged (consistency monitor) and not a witness. Every path to a
+    /// campaign (election timeout, unwell wait, operator, `TimeoutNow`) checks it, and so
+    /// does [`start_election`](Self::start_election) itself: a witness holds no command
+    /// payloads, so as leader it would replicate empty commands.
+    pub(crate) fn may_ever_lead(&self) -> bool {
         self.is_voter()
             && self.settings.priority.can_lead()
-            && self.local_health.may_campaign()
             && !self.diverged
+            && !self.settings.witness
     }
 
     /// Whether this node campaigns at an election timeout at `now`: a healthy voter that may
@@ -32,8 +41,9 @@ impl Engine {
         if self.may_campaign() {
             return true;
         }
-        // A diverged replica (consistency monitor) never campaigns, however long it waits.
-        if !self.is_voter() || !self.settings.priority.can_lead() || self.diverged {
+        // A diverged replica (consistency monitor) or a witness never campaigns, however
+        // long it waits.
+        if !self.may_ever_lead() {
             return false;
         }
         let Some(wait_ms) = self.settings.unwell_campaign_after_ms else {
@@ -89,10 +99,7 @@ impl Engine {
 
     /// An operator's command to campaign now (also in manual failover mode).
     pub fn campaign(&mut self, now: Millis) -> bool {
-        if self.role == Role::Leader || !self.is_voter() || !self.settings.priority.can_lead() {
-            return false;
-        }
-        if self.diverged {
+        if self.role == Role::Leader || !self.may_ever_lead() {
             return false;
         }
         self.campaign_cause = ElectionCause::ManualElection;
@@ -101,6 +108,9 @@ impl Engine {
     }
 
     fn start_pre_vote(&mut self, now: Millis) {
+        if !self.may_ever_lead() {
+            return;
+        }
         if self.leader.is_some() {
             self.leaderless_since = self.leader_heard_at.unwrap_or(now);
         }
@@ -175,6 +185,11 @@ impl Engine {
 
     /// Raise the term, vote for ourselves and ask for votes.
     pub(crate) fn start_election(&mut self, now: Millis, transfer: bool) {
+        if self.settings.witness {
+            // Every caller checked `may_ever_lead`; this guard keeps any future path from
+            // making a witness (whose log holds no command payloads) a candidate.
+            return;
+        }
         if self.leader.is_some() && self.role != Role::PreCandidate {
             self.leaderless_since = now;
         }

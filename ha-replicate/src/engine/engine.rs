@@ -121,6 +121,8 @@ pub struct Engine {
     pub(crate) now: Millis,
     // Counters.
     pub(crate) elections_started: u64,
+    /// `TimeoutNow` messages a witness ignored (it never campaigns).
+    pub(crate) timeout_now_ignored: u64,
     pub(crate) refused: RefusedInputs,
     /// When a refusal from each peer was last logged (bounded; see `refusal.rs`).
     pub(crate) refusal_logged_at: BTreeMap<NodeId, Millis>,
@@ -180,6 +182,7 @@ impl Engine {
             quorum_checked_at: now,
             now,
             elections_started: 0,
+            timeout_now_ignored: 0,
             refused: RefusedInputs::default(),
             refusal_logged_at: BTreeMap::new(),
             effects: Vec::new(),
@@ -202,6 +205,11 @@ impl Engine {
     /// The settings it runs with.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// Whether this node is a witness ([`EngineSettings::witness`]): it never leads.
+    pub fn is_witness(&self) -> bool {
+        self.settings.witness
     }
 
     /// The current role.
@@ -338,6 +346,12 @@ impl Engine {
     /// How many elections this node has started.
     pub fn elections_started(&self) -> u64 {
         self.elections_started
+    }
+
+    /// How many `TimeoutNow` messages this node ignored because it is a witness (a leader
+    /// that did not know it was one chose it as transfer target).
+    pub fn timeout_now_ignored(&self) -> u64 {
+        self.timeout_now_ignored
     }
 
     /// The local health the engine gates leadership on.

@@ -144,7 +144,15 @@ impl Engine {
         if term != self.term || self.leader.as_ref() != Some(&from) || self.role == Role::Leader {
             return;
         }
-        if !self.is_voter() || !self.settings.priority.can_lead() || self.diverged {
+        if self.settings.witness {
+            // A leader that does not know this node is a witness (no gossip metadata yet)
+            // chose it as transfer target: refuse, and say so; the transfer times out and the
+            // leader keeps leading (`transfer_timeout_ms`).
+            self.timeout_now_ignored += 1;
+            tracing::warn!(leader = %from, cause = cause.as_str(), "TimeoutNow ignored: this node is a witness and never leads");
+            return;
+        }
+        if !self.may_ever_lead() {
             return;
         }
         if !self.local_health.may_campaign() && cause != ElectionCause::UnhealthyLeader {

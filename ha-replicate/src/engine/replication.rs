@@ -280,7 +280,14 @@ impl Engine {
                     None => {}
                 }
             }
-            to_append.push(entry);
+            // A witness keeps only the metadata of client commands (see `Entry::metadata_only`):
+            // what it persists, and so acknowledges, is every term and index, which is what
+            // votes and commits rest on.
+            if self.settings.witness {
+                to_append.push(entry.metadata_only());
+            } else {
+                to_append.push(entry);
+            }
         }
         if !to_append.is_empty() {
             for entry in &to_append {

@@ -58,6 +58,13 @@ pub struct EngineSettings {
     /// says as `wants_vote`). Used only to refuse an operator's removal of this node while
     /// it leads: the next leader would add it back (see `operator_membership.rs`).
     pub wants_vote: bool,
+    /// A witness (`Config::witness`): a voter that holds no state machine. It never becomes
+    /// leader by any path (no election-timeout, unwell, manual or transfer campaign; a
+    /// `TimeoutNow` is ignored and counted), still votes and acknowledges appends once they
+    /// are persisted, and keeps only the metadata of client commands (their payloads are
+    /// dropped as they arrive, so its log and snapshots hold terms, indexes and
+    /// configurations). See `docs/ARCHITECTURE.md`, "Witness: inside the engine".
+    pub witness: bool,
 }
 
 impl EngineSettings {
@@ -89,6 +96,7 @@ impl EngineSettings {
             },
             wall_clock_origin_unix_ms: 0,
             wants_vote: config.voter,
+            witness: false,
         }
     }
 

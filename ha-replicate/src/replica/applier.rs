@@ -36,6 +36,12 @@ struct SnapshotHeader {
 /// in memory twice.
 const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
+/// The format of a witness's own snapshots: the same prefix and header (no sessions, the
+/// failover history), and no host bytes at all. A witness holds no state machine, so a data
+/// node must never restore one: the distinct version makes it refuse to (see
+/// [`decode_prefix`]), and a witness reads only the prefix and header of either format.
+const WITNESS_SNAPSHOT_FORMAT_VERSION: u32 = 0x5754_0002;
+
 /// The fixed prefix: format version u32 LE, applied index u64 LE, header length u32 LE.
 pub(crate) const SNAPSHOT_PREFIX_BYTES: usize = 16;
 
@@ -54,6 +60,21 @@ pub(crate) fn snapshot_applied_index(prefix: &[u8]) -> Result<LogIndex, StateMac
 }
 
 fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> {
+    let (index, header_bytes, witness) = decode_any_prefix(prefix)?;
+    if witness {
+        return Err(StateMachineError::Corrupt(
+            "this snapshot was taken by a witness, which holds no state: a data node cannot \
+             start from a witness's data directory (move it aside; the node then catches up \
+             from the leader)"
+                .to_string(),
+        ));
+    }
+    Ok((index, header_bytes))
+}
+
+/// The prefix of a data snapshot (format 2) or a witness's snapshot: the applied index, the
+/// header length, and whether it is a witness's.
+fn decode_any_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, bool), StateMachineError> {
     let Some(prefix) = prefix.get(..SNAPSHOT_PREFIX_BYTES) else {
         return Err(StateMachineError::Corrupt(format!(
             "snapshot is shorter than its {SNAPSHOT_PREFIX_BYTES}-byte prefix"
@@ -65,7 +86,8 @@ fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> 
         u64::from_le_bytes(bytes)
     };
     let version = field(0..4);
-    if version != u64::from(SNAPSHOT_FORMAT_VERSION) {
+    let witness = version == u64::from(WITNESS_SNAPSHOT_FORMAT_VERSION);
+    if version != u64::from(SNAPSHOT_FORMAT_VERSION) && !witness {
         return Err(StateMachineError::Corrupt(format!(
             "snapshot format {version} is not {SNAPSHOT_FORMAT_VERSION}"
         )));
@@ -76,12 +98,13 @@ fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> 
             "snapshot header of {header_bytes} bytes is over {SNAPSHOT_HEADER_BYTES_MAX}"
         )));
     }
-    Ok((LogIndex(field(4..12)), header_bytes))
+    Ok((LogIndex(field(4..12)), header_bytes, witness))
 }
 
 /// A point-in-time copy of everything applied, taken in one apply step: the host's
 /// [`SnapshotSource`] plus the sessions and history, already encoded (they are bounded).
 pub struct AppliedSnapshot {
+    format: u32,
     applied_index: LogIndex,
     header: Vec<u8>,
     host: Box<dyn SnapshotSource>,
@@ -110,7 +133,7 @@ impl SnapshotSource for AppliedSnapshot {
         let header_bytes = u32::try_from(self.header.len())
             .map_err(|_| StateMachineError::SnapshotFailed("snapshot header too large".into()))?;
         let mut prefix = Vec::with_capacity(SNAPSHOT_PREFIX_BYTES);
-        prefix.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        prefix.extend_from_slice(&self.format.to_le_bytes());
         prefix.extend_from_slice(&self.applied_index.0.to_le_bytes());
         prefix.extend_from_slice(&header_bytes.to_le_bytes());
         out.write_all(&prefix).map_err(failed)?;
@@ -183,6 +206,65 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
+    /// Apply one committed entry on a witness: the applied index advances and a leader's
+    /// start is recorded in the failover history, but nothing reaches the host's state
+    /// machine (a witness has none: command payloads were dropped on arrival) and no session
+    /// is kept. Returns nothing, for commands too.
+    pub fn apply_metadata(&mut self, entry: &Entry) {
+        if let Payload::LeaderStart(_) = &entry.payload {
+            self.apply(entry);
+        } else if entry.index > self.applied_index {
+            debug_assert_eq!(entry.index, self.applied_index.next(), "apply gap");
+            self.applied_index = entry.index;
+        }
+    }
+
+    /// A witness's snapshot ending at `index` (its applied index, or the last index of a
+    /// snapshot the leader sent it): the prefix (witness format) and the header (no sessions,
+    /// the failover history); no host bytes. The host's state machine is not asked for
+    /// anything.
+    ///
+    /// # Errors
+    /// [`StateMachineError::SnapshotFailed`] when encoding the header fails.
+    pub fn witness_snapshot_source(
+        &self,
+        index: LogIndex,
+    ) -> Result<AppliedSnapshot, StateMachineError> {
+        let header = SnapshotHeader {
+            sessions: BTreeMap::new(),
+            history: self.history.iter().cloned().collect(),
+        };
+        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
+            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+        Ok(AppliedSnapshot {
+            format: WITNESS_SNAPSHOT_FORMAT_VERSION,
+            applied_index: index,
+            header,
+            host: Box::new(ha_core::BytesSource(Vec::new())),
+        })
+    }
+
+    /// On a witness: take the applied index and failover history from a snapshot of either
+    /// format (a witness's own, or a data snapshot from before this node became a witness),
+    /// reading only its prefix and header; the host's bytes, if any, are not read and the
+    /// host's state machine is not touched.
+    ///
+    /// # Errors
+    /// [`StateMachineError::Corrupt`]; the state is unchanged.
+    pub fn restore_metadata_from(&mut self, input: &mut dyn Read) -> Result<(), StateMachineError> {
+        let corrupt = |error: std::io::Error| {
+            StateMachineError::Corrupt(format!("snapshot read failed: {error}"))
+        };
+        let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
+        input.read_exact(&mut prefix).map_err(corrupt)?;
+        let (applied_index, header_bytes, _) = decode_any_prefix(&prefix)?;
+        let header = read_header(input, header_bytes)?;
+        self.sessions.clear();
+        self.history = header.history.into_iter().collect();
+        self.applied_index = applied_index;
+        Ok(())
+    }
+
     fn apply_command(&mut self, index: LogIndex, bytes: &[u8]) -> ApplyOutcome {
         let stamped: SessionCommand = match codec::decode("session command", bytes, bytes.len()) {
             Ok(stamped) => stamped,
@@ -251,6 +333,7 @@ impl<S: StateMachine> Applier<S> {
     pub fn snapshot_source(&self) -> Result<AppliedSnapshot, StateMachineError> {
         let header = self.encoded_header()?;
         Ok(AppliedSnapshot {
+            format: SNAPSHOT_FORMAT_VERSION,
             applied_index: self.applied_index,
             header,
             host: self.machine.snapshot_source()?,
@@ -282,6 +365,7 @@ impl<S: StateMachine> Applier<S> {
         };
         let header = self.encoded_header()?;
         Ok(AppliedSnapshot {
+            format: SNAPSHOT_FORMAT_VERSION,
             applied_index: self.applied_index,
             header,
             host: Box::new(ha_core::BytesSource(digest.to_vec())),
@@ -310,18 +394,7 @@ impl<S: StateMachine> Applier<S> {
         let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
         input.read_exact(&mut prefix).map_err(corrupt)?;
         let (applied_index, header_bytes) = decode_prefix(&prefix)?;
-        let header = ha_core::read_bounded(
-            &mut (&mut *input).take(header_bytes as u64),
-            header_bytes as u64,
-        )?;
-        if header.len() != header_bytes {
-            return Err(StateMachineError::Corrupt(format!(
-                "snapshot header ends after {} of its {header_bytes} bytes",
-                header.len()
-            )));
-        }
-        let header: SnapshotHeader = codec::decode("snapshot header", &header, header_bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
+        let header = read_header(input, header_bytes)?;
         self.machine.restore_from(input)?;
         self.sessions = header.sessions;
         self.history = header.history.into_iter().collect();
@@ -336,4 +409,24 @@ impl<S: StateMachine> Applier<S> {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
         self.restore_from(&mut &bytes[..])
     }
+}
+
+/// Read and decode a snapshot's header of `header_bytes` bytes (already bounded by
+/// [`SNAPSHOT_HEADER_BYTES_MAX`]) from `input`.
+fn read_header(
+    input: &mut dyn Read,
+    header_bytes: usize,
+) -> Result<SnapshotHeader, StateMachineError> {
+    let header = ha_core::read_bounded(
+        &mut (&mut *input).take(header_bytes as u64),
+        header_bytes as u64,
+    )?;
+    if header.len() != header_bytes {
+        return Err(StateMachineError::Corrupt(format!(
+            "snapshot header ends after {} of its {header_bytes} bytes",
+            header.len()
+        )));
+    }
+    codec::decode("snapshot header", &header, header_bytes)
+        .map_err(|error| StateMachineError::Corrupt(error.to_string()))
 }

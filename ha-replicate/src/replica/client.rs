@@ -154,6 +154,11 @@ pub enum ClientError {
     /// says what to do).
     #[error("membership change refused: {0}")]
     MembershipRefused(MembershipRefusal),
+    /// Not applied: this node is a witness, it holds no state, so it serves no read (of any
+    /// consistency). Ask a data node; retrying here fails the same way. (Writes submitted on
+    /// a witness are forwarded to the leader like on any follower.)
+    #[error("this node is a witness: it holds no state")]
+    Witness,
 }
 
 impl ClientError {
@@ -181,7 +186,8 @@ impl ClientError {
             | ClientError::InvalidQuery(_)
             | ClientError::StorageFull(_)
             | ClientError::StorageFailed(_)
-            | ClientError::MembershipRefused(_) => WriteFate::NotApplied,
+            | ClientError::MembershipRefused(_)
+            | ClientError::Witness => WriteFate::NotApplied,
             ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
                 WriteFate::Unknown
             }

@@ -179,12 +179,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// # Errors
     /// [`StorageError`] when recovery fails or the snapshot does not restore.
     pub fn new(
-        settings: ReplicaSettings,
+        mut settings: ReplicaSettings,
         machine: S,
         mut store: L,
         now: Millis,
         seed: u64,
     ) -> Result<Self, StorageError> {
+        // Either flag makes a witness; the engine and the replica must agree on it.
+        let witness = settings.witness || settings.engine.witness;
+        settings.witness = witness;
+        settings.engine.witness = witness;
         let recovered = store.recover()?;
         for repair in &recovered.repairs {
             tracing::warn!(%repair, "storage repaired at start");
@@ -200,6 +204,25 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 size = incoming.id.size,
                 "a snapshot being received before the restart will be resumed"
             );
+        }
+        if !witness
+            && let Some(entry) = recovered
+                .entries
+                .iter()
+                .find(|entry| entry.is_stripped_command())
+        {
+            // Only a witness drops command payloads: this log was a witness's. Applying it
+            // would lose those commands on this node.
+            return Err(StorageError::Corrupt {
+                path: "log".into(),
+                offset: entry.index.0,
+                reason: format!(
+                    "entry {} holds a command without its payload: this data directory \
+                     belonged to a witness, and a data node cannot start from it (move it \
+                     aside; the node then catches up from the leader)",
+                    entry.index
+                ),
+            });
         }
         let start = EngineStart {
             hard_state: recovered.hard_state,
@@ -460,6 +483,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if let (ClientRequest::Write(_), Some(error)) = (&request, self.stalled_write_error()) {
             // Refused before anything is appended or forwarded: known not applied.
             self.reply(origin, ClientReply::Failed(error));
+            return;
+        }
+        if self.settings.witness && matches!(request, ClientRequest::Read(_)) {
+            // A witness holds no state: no read of any consistency is served here (writes and
+            // membership requests are forwarded to the leader like on any follower).
+            self.reply(origin, ClientReply::Failed(ClientError::Witness));
             return;
         }
         if !eventual_read && self.cut_off(now) {
@@ -757,7 +786,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
                     Persist::TruncateFrom(index) => self.store.truncate_from(*index),
                     Persist::Append(entries) => self.store.append(entries),
-                    Persist::InstallSnapshot(_) => self.install_received_snapshot(),
+                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(meta),
                 };
                 match result {
                     Ok(()) => self.unsynced = true,
@@ -862,6 +891,17 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     fn apply(&mut self, now: Millis, entries: Vec<crate::entry::Entry>) {
+        if self.settings.witness {
+            // No state machine, no sessions, no digests: only the applied index (and the
+            // failover history) advances. A witness never leads, so no write waits here.
+            if let Some(last) = entries.last().map(|entry| entry.index) {
+                for entry in &entries {
+                    self.applier.apply_metadata(entry);
+                }
+                self.engine.on_applied(now, last);
+            }
+            return;
+        }
         let mut last = None;
         for entry in &entries {
             let outcome = self.applier.apply(entry);
@@ -1035,6 +1075,7 @@ mod tests {
             transfer: Default::default(),
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
+            witness: false,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");

@@ -40,6 +40,12 @@ pub struct ReplicaSettings {
     pub housekeeping_interval_ms: u64,
     /// The replica consistency monitor (checkpoint digests and repair).
     pub consistency: ConsistencySettings,
+    /// This replica is a witness: a voter with no state machine that never leads (see
+    /// [`EngineSettings::witness`]). The host's `apply` and `snapshot` are never called, reads
+    /// are refused with [`ClientError::Witness`](crate::replica::ClientError::Witness),
+    /// writes are forwarded to the leader. Either this or `engine.witness` makes the replica a
+    /// witness; [`ReplicaCore::new`](crate::replica::ReplicaCore::new) sets both.
+    pub witness: bool,
 }
 
 impl ReplicaSettings {
@@ -57,6 +63,7 @@ impl ReplicaSettings {
             },
             housekeeping_interval_ms: 10,
             consistency: ConsistencySettings::from_config(&config.consistency_check),
+            witness: false,
         }
     }
 }

@@ -36,6 +36,17 @@ pub(crate) struct SnapshotReceiver {
     counts: ReceiveCounts,
     /// The snapshot the last chunk was about, since this node started.
     seen: Option<SnapshotId>,
+    /// On a witness: the snapshot being received and dropped, how many of its bytes went by
+    /// and their running CRC-32C.
+    discarding: Option<Discarding>,
+}
+
+/// A snapshot a witness receives without keeping its bytes.
+#[derive(Clone, Copy, Debug)]
+struct Discarding {
+    id: SnapshotId,
+    passed: u64,
+    crc32c: u32,
 }
 
 impl SnapshotReceiver {
@@ -115,6 +126,73 @@ impl SnapshotReceiver {
             return self.verify(store);
         }
         Ok(ChunkOutcome::Ack(held + len))
+    }
+
+    /// On a witness: a chunk of snapshot `id` at `offset` arrived from the leader (the engine
+    /// took it). The witness keeps none of the host's bytes: they are checked in order
+    /// (contiguous offsets, the prefix, the size and the CRC-32C of the whole) and dropped, so
+    /// the leader still sends the whole snapshot (the bandwidth cost of a witness that fell
+    /// behind the leader's log), but the witness's disk and memory hold none of it. Nothing is
+    /// kept across a restart: an interrupted transfer starts over from 0.
+    pub(crate) fn on_chunk_discarding(
+        &mut self,
+        meta: &SnapshotMeta,
+        id: SnapshotId,
+        offset: u64,
+        data: &[u8],
+    ) -> ChunkOutcome {
+        if id.last_index != meta.last_index || id.last_term != meta.last_term {
+            return ChunkOutcome::Refused(format!(
+                "chunk names snapshot {}/{} but describes {}/{}",
+                id.last_index, id.last_term, meta.last_index, meta.last_term
+            ));
+        }
+        let len = data.len() as u64;
+        if offset > id.size || len > id.size - offset {
+            return ChunkOutcome::Refused(format!(
+                "chunk of {len} bytes at {offset} passes the snapshot's {} bytes",
+                id.size
+            ));
+        }
+        self.seen = Some(id);
+        let mut discarding = match self.discarding {
+            Some(discarding) if discarding.id == id => {
+                if discarding.passed != offset {
+                    return ChunkOutcome::Ack(discarding.passed);
+                }
+                discarding
+            }
+            other => {
+                if offset != 0 {
+                    return ChunkOutcome::Ack(0);
+                }
+                if let Err(problem) = check_prefix(meta, id, data) {
+                    return ChunkOutcome::Refused(problem);
+                }
+                if other.is_some() {
+                    self.counts.discards += 1;
+                }
+                Discarding {
+                    id,
+                    passed: 0,
+                    crc32c: 0,
+                }
+            }
+        };
+        discarding.crc32c = crc32c::crc32c_append(discarding.crc32c, data);
+        discarding.passed += len;
+        self.counts.bytes_received += len;
+        if discarding.passed < id.size {
+            self.discarding = Some(discarding);
+            return ChunkOutcome::Ack(discarding.passed);
+        }
+        self.discarding = None;
+        if discarding.crc32c == id.crc32c {
+            return ChunkOutcome::Complete;
+        }
+        self.counts.discards += 1;
+        tracing::warn!("received snapshot failed its checksum; receiving it again");
+        ChunkOutcome::Ack(0)
     }
 
     fn verify<L: LogStore>(&mut self, store: &mut L) -> Result<ChunkOutcome, StorageError> {
@@ -210,6 +288,50 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, ChunkOutcome::Complete);
         assert_eq!(receiver.counts().bytes_received, 136);
+    }
+
+    #[test]
+    fn a_witness_checks_chunks_in_order_and_keeps_none_of_them() {
+        let (meta, id, bytes) = snapshot(200);
+        let mut receiver = SnapshotReceiver::default();
+        // Not from the start: told to start at 0.
+        assert_eq!(
+            receiver.on_chunk_discarding(&meta, id, 64, &bytes[64..128]),
+            ChunkOutcome::Ack(0)
+        );
+        assert_eq!(
+            receiver.on_chunk_discarding(&meta, id, 0, &bytes[..64]),
+            ChunkOutcome::Ack(64)
+        );
+        // A gap: told where to go on from.
+        assert_eq!(
+            receiver.on_chunk_discarding(&meta, id, 128, &bytes[128..]),
+            ChunkOutcome::Ack(64)
+        );
+        assert_eq!(
+            receiver.on_chunk_discarding(&meta, id, 64, &bytes[64..]),
+            ChunkOutcome::Complete
+        );
+        assert_eq!(receiver.counts().bytes_received, 200);
+        // A damaged copy fails its checksum and starts over.
+        let mut damaged = bytes.clone();
+        damaged[150] ^= 1;
+        assert_eq!(
+            receiver.on_chunk_discarding(&meta, id, 0, &damaged),
+            ChunkOutcome::Ack(0)
+        );
+        assert_eq!(receiver.counts().discards, 1);
+        // A chunk whose prefix names another index is refused.
+        let mut wrong = meta.clone();
+        wrong.last_index = LogIndex(10);
+        let wrong_id = SnapshotId {
+            last_index: LogIndex(10),
+            ..id
+        };
+        assert!(matches!(
+            receiver.on_chunk_discarding(&wrong, wrong_id, 0, &bytes),
+            ChunkOutcome::Refused(_)
+        ));
     }
 
     #[test]

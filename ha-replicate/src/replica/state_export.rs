@@ -57,6 +57,9 @@ pub enum ExportError {
     /// The replica has stopped (shutdown or a storage failure).
     #[error("the replica has stopped")]
     Stopped,
+    /// This node is a witness: it holds no state to export. Export from a data node.
+    #[error("this node is a witness: it holds no state")]
+    Witness,
 }
 
 impl ExportedSnapshot {
@@ -68,6 +71,9 @@ impl ExportedSnapshot {
     pub fn capture<S: StateMachine, L: LogStore>(
         core: &ReplicaCore<S, L>,
     ) -> Result<Self, ExportError> {
+        if core.engine().is_witness() {
+            return Err(ExportError::Witness);
+        }
         let applied = core.applier().applied_index();
         if applied == LogIndex(0) {
             return Err(ExportError::NothingApplied);
@@ -172,6 +178,7 @@ mod tests {
             transfer: Default::default(),
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
+            witness: false,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")

@@ -157,6 +157,11 @@ impl From<ClientError> for ApiError {
                 "stopped",
                 format!("{message}: a write in flight may or may not have been applied"),
             ),
+            ClientError::Witness => Self::new(
+                unavailable,
+                "witness",
+                format!("{message}: not applied; ask a data node"),
+            ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -324,6 +329,13 @@ mod tests {
                 ClientError::StorageFailed("x".into()),
                 unavailable,
                 "storage_failed",
+                None,
+                WriteFate::NotApplied,
+            ),
+            (
+                ClientError::Witness,
+                unavailable,
+                "witness",
                 None,
                 WriteFate::NotApplied,
             ),

@@ -45,6 +45,9 @@ pub(crate) fn backup_error(error: &BackupWriteError) -> ApiError {
         BackupWriteError::Export(ha_replicate::replica::ExportError::NothingApplied) => {
             (StatusCode::CONFLICT, "no_snapshot")
         }
+        BackupWriteError::Export(ha_replicate::replica::ExportError::Witness) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "witness")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed"),
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {

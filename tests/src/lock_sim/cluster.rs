@@ -105,6 +105,7 @@ pub fn lock_cluster(
                 transfer: sim_transfer_settings(&options.timing),
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
+                witness: false,
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut core = ReplicaCore::new(

@@ -52,7 +52,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     /// After applying `index`: at a checkpoint, take a point-in-time copy to hash.
     pub(super) fn maybe_digest(&mut self, index: LogIndex) {
-        if !self.monitor.settings().is_checkpoint(index) {
+        // A witness has no applied state to hash: it takes no part in the monitor (the
+        // leader's reference is the majority of the digests that data voters report).
+        if self.settings.witness || !self.monitor.settings().is_checkpoint(index) {
             return;
         }
         match self.applier.digest_source() {

@@ -135,7 +135,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let Some(meta) = self.engine.snapshot_meta_at(applied) else {
             return;
         };
-        let source = match self.applier.snapshot_source() {
+        // A witness's snapshot holds only the metadata (its host state machine is never
+        // asked for anything); compaction runs as on any node.
+        let source = if self.settings.witness {
+            self.applier.witness_snapshot_source(applied)
+        } else {
+            self.applier.snapshot_source()
+        };
+        let source = match source {
             Ok(source) => source,
             Err(error) => {
                 tracing::warn!(%error, "snapshot failed; will retry");
@@ -236,14 +243,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
             return;
         }
-        let outcome = match self
-            .receiver
-            .on_chunk(&mut self.store, &meta, id, offset, &data)
-        {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                self.fail(error);
-                return;
+        let outcome = if self.settings.witness {
+            self.receiver.on_chunk_discarding(&meta, id, offset, &data)
+        } else {
+            match self
+                .receiver
+                .on_chunk(&mut self.store, &meta, id, offset, &data)
+            {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    self.fail(error);
+                    return;
+                }
             }
         };
         match outcome {
@@ -310,9 +321,29 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.send_snapshot_chunks(now);
     }
 
-    /// Install the verified snapshot received from the leader as the store's current one.
-    pub(super) fn install_received_snapshot(&mut self) -> Result<(), crate::storage::StorageError> {
-        let id = self.store.install_incoming()?;
+    /// Install the verified snapshot received from the leader, described by `meta`, as the
+    /// store's current one. A witness kept none of its bytes: it stores a snapshot of its own
+    /// (the witness format: the index, no state) described by the same `meta`, which compacts
+    /// its log the same way.
+    pub(super) fn install_received_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+    ) -> Result<(), crate::storage::StorageError> {
+        let id = if self.settings.witness {
+            let mut bytes = Vec::new();
+            let written = self
+                .applier
+                .witness_snapshot_source(meta.last_index)
+                .and_then(|source| ha_core::SnapshotSource::write_to(Box::new(source), &mut bytes));
+            if let Err(error) = written {
+                return Err(crate::storage::StorageError::Misuse(format!(
+                    "a witness snapshot did not encode: {error}"
+                )));
+            }
+            self.store.save_snapshot(meta, &bytes)?
+        } else {
+            self.store.install_incoming()?
+        };
         self.current_snapshot = Some(id);
         self.snapshot_counts.installs += 1;
         Ok(())
@@ -333,8 +364,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 "the store holds no snapshot to restore".to_string(),
             ));
         };
-        self.applier
-            .restore_from(&mut reader)
-            .map_err(|error| corrupt(error.to_string()))
+        let restored = if self.settings.witness {
+            self.applier.restore_metadata_from(&mut reader)
+        } else {
+            self.applier.restore_from(&mut reader)
+        };
+        restored.map_err(|error| corrupt(error.to_string()))
     }
 }

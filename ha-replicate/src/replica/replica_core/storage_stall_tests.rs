@@ -27,6 +27,7 @@ fn settings(node: &str, snapshot_every_entries: u64) -> ReplicaSettings {
         transfer: Default::default(),
         housekeeping_interval_ms: 10,
         consistency: crate::replica::ConsistencySettings::off(),
+        witness: false,
     }
 }
 
