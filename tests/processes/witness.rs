@@ -4,7 +4,8 @@
 //!
 //! - the views: `/v1/members` lists n3 under `witnesses`, `/v1/cluster` and `/v1/health` show
 //!   role `witness`, and its KV, lock, snapshot and journal routes answer 503 `witness` with
-//!   the leader to ask instead; a transfer to it is refused;
+//!   the leader to ask instead; `bot status` lists it as a witness; a transfer to it is
+//!   refused;
 //! - [`WRITES`] KV writes of [`VALUE_BYTES`] bytes, then the resident memory (VmRSS) and the
 //!   data dir size of the witness against a data node's, printed;
 //! - [`KILL_ROUNDS`] times: SIGKILL the data leader, measure the milliseconds until the other
@@ -20,6 +21,10 @@
 //! survive"): the test then checks that this is the reason (the survivor's last index is below
 //! the witness's), restarts the old leader and counts the round apart, instead of failing.
 //!
+//! A second scenario makes that case happen on purpose (the data follower paused with SIGSTOP
+//! while the leader commits with the witness, then the leader killed): no leader for 5 s, and
+//! every acknowledged write is back once the old leader restarts.
+//!
 //! Every wait polls with a deadline; every process is killed by its id when its guard drops.
 //! Run: `cargo test -p ha-examples --test witness -- --nocapture` (figures on stdout).
 
@@ -29,7 +34,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ha_examples::journal::JournalVerdict;
+use nix::sys::signal::Signal;
 use serde_json::Value;
+use support::Bot;
 use support::cluster::TestCluster;
 use support::leaders::{check_one_leader_per_term, leaders_by_term};
 use support::serial::one_scenario_at_a_time;
@@ -51,6 +58,11 @@ const ELECTIONS_MIN: usize = 10;
 const WRITES: usize = 2_000;
 /// The size of each written value, in bytes.
 const VALUE_BYTES: usize = 4096;
+/// Writes committed by the leader and the witness while the data follower is paused.
+const LAGGING_WRITES: usize = 50;
+/// How long the lagging data node must stay without leadership (about 20 election timeouts
+/// with the LAN timing).
+const LAGGING_WAIT: Duration = Duration::from_secs(5);
 /// The witness's index in the cluster (n3).
 const WITNESS: usize = 2;
 
@@ -234,6 +246,112 @@ fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
     );
 }
 
+/// The case the shape cannot fail over: the data follower is paused (SIGSTOP) while the leader
+/// commits writes with the witness's acknowledgement alone, then the leader is killed and the
+/// follower resumed. The follower lacks entries the witness acknowledged, so the witness
+/// refuses it its vote: no leader for [`LAGGING_WAIT`] (the follower never leads), and the
+/// cluster comes back when the old leader restarts from its disk, with every acknowledged
+/// write.
+#[test]
+fn a_lagging_data_node_waits_for_the_old_leader_and_no_acknowledged_write_is_lost() {
+    let _serial = one_scenario_at_a_time();
+    let started = Instant::now();
+    let mut cluster = TestCluster::start_secured(
+        &[1, 1, 0],
+        |id| {
+            if id == "n3" {
+                vec!["--witness".to_string()]
+            } else {
+                Vec::new()
+            }
+        },
+        None,
+    );
+    let leader = cluster.wait_for_leader(&[], WAIT);
+    assert_ne!(leader, WITNESS, "the witness leads");
+    let follower = other_data_node(leader);
+    wait_witness_healthy(&cluster, &cluster.specs[leader].id.clone());
+    let (status, body) = cluster.must(leader, "PUT", "/v1/kv/before-pause", "both");
+    assert_eq!(status, 200, "{body}");
+
+    cluster.signal(follower, Signal::SIGSTOP);
+    let mut acknowledged = Vec::new();
+    for number in 0..LAGGING_WRITES {
+        let key = format!("/v1/kv/while-paused/{number}");
+        let (status, body) = cluster.must(leader, "PUT", &key, &format!("value {number}"));
+        assert_eq!(
+            status, 200,
+            "write {number} with the leader and the witness: {body}"
+        );
+        acknowledged.push((key, format!("value {number}")));
+    }
+    let witness_last = cluster
+        .metric(WITNESS, "ha_last_index")
+        .expect("the witness's last index");
+    cluster.kill(leader);
+    cluster.signal(follower, Signal::SIGCONT);
+
+    // The follower campaigns and is refused, for many election timeouts.
+    let refused_from = Instant::now();
+    let mut polls = 0;
+    while refused_from.elapsed() < LAGGING_WAIT {
+        polls += 1;
+        assert!(
+            !cluster.leads(follower),
+            "{} led without the entries the witness acknowledged",
+            cluster.specs[follower].id
+        );
+        assert!(!cluster.leads(WITNESS), "the witness leads");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let behind = cluster
+        .metric(follower, "ha_last_index")
+        .expect("the follower's last index");
+    assert!(
+        behind < witness_last,
+        "the follower ({behind}) lags the witness ({witness_last})"
+    );
+    println!(
+        "lagging follower: last index {behind} < witness {witness_last}; no leader for \
+         {LAGGING_WAIT:?} ({polls} polls)"
+    );
+
+    // The old leader comes back with its disk: a leader again, every write there.
+    let restarted_at = Instant::now();
+    cluster.spawn(leader);
+    let new_leader = cluster.wait_for_leader(&[WITNESS], WAIT);
+    let recovered_ms = restarted_at.elapsed().as_millis();
+    wait_caught_up(&cluster, new_leader, other_data_node(new_leader));
+    for index in [leader, follower] {
+        for (key, value) in &acknowledged {
+            let (status, body) =
+                cluster.must(index, "GET", &format!("{key}?consistency=strong"), "");
+            assert_eq!(
+                status, 200,
+                "{key} through {}: {body}",
+                cluster.specs[index].id
+            );
+            assert_eq!(body["value"], value.as_str(), "{key}: {body}");
+        }
+    }
+    let lines: Vec<Vec<String>> = (0..3).map(|index| cluster.stdout_lines(index)).collect();
+    let leaders = leaders_by_term(lines.iter().map(Vec::as_slice));
+    check_one_leader_per_term(&leaders).expect("one leader per term");
+    assert!(
+        leaders
+            .values()
+            .all(|nodes| nodes.iter().all(|node| node != "n3")),
+        "{leaders:?}"
+    );
+    println!(
+        "old leader restarted: {} leads {recovered_ms} ms later; all {LAGGING_WRITES} writes \
+         acknowledged while the follower was paused read back on both data nodes; whole \
+         scenario {:?}",
+        cluster.specs[new_leader].id,
+        started.elapsed()
+    );
+}
+
 /// `/v1/members`, `/v1/cluster`, `/v1/health` and the data routes, on the leader and on the
 /// witness.
 fn check_views(cluster: &TestCluster, leader: usize) {
@@ -276,6 +394,17 @@ fn check_views(cluster: &TestCluster, leader: usize) {
         body["leader"],
         leader_id.as_str(),
         "names the leader: {body}"
+    );
+    let http = cluster.specs[leader].http.to_string();
+    let status = Bot::start(&["status", "--http", &http]).finish(WAIT);
+    assert_eq!(status.status.code(), Some(0), "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|line| line.contains("n3") && line.contains("witness")),
+        "bot status shows the witness: {}",
+        status.stdout
     );
     let (status, body) = cluster.must(leader, "POST", "/v1/failover", "{\"target\": \"n3\"}");
     assert_eq!(status, 409, "a transfer to the witness: {body}");
