@@ -148,7 +148,7 @@ impl Cluster {
     }
 
     fn collect(&mut self) {
-        for from in 0..self.nodes.len() {
+        for (from, name) in NAMES.iter().enumerate() {
             let effects = self.nodes[from].core.drain_effects();
             for effect in effects {
                 match effect {
@@ -176,7 +176,7 @@ impl Cluster {
                         self.nodes[from].core.on_digest_computed(now, computed);
                     }
                     ReplicaEffect::RoleChanged { .. } => {}
-                    ReplicaEffect::Fatal(error) => panic!("{}: {error}", NAMES[from]),
+                    ReplicaEffect::Fatal(error) => panic!("{name}: {error}"),
                 }
             }
         }
@@ -412,6 +412,12 @@ fn a_witness_installs_a_snapshot_without_its_bytes_and_restarts_from_its_own() {
     let witness = &cluster.nodes[WITNESS];
     assert!(witness.core.snapshot_stats().taken >= 1);
     assert!(witness.core.snapshot_stats().current_bytes < 200);
+    println!(
+        "snapshot bytes: witness {} (received and dropped {}), leader {}",
+        witness.core.snapshot_stats().current_bytes,
+        witness.core.snapshot_stats().bytes_received,
+        cluster.nodes[0].core.snapshot_stats().current_bytes,
+    );
     let applied = witness.core.applier().applied_index();
 
     // A restart from its own store: metadata only, host untouched.

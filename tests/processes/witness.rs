@@ -226,6 +226,8 @@ fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
         Some(0.0),
         "the witness started an election"
     );
+    assert_eq!(cluster.metric(WITNESS, "ha_witness"), Some(1.0));
+    assert_eq!(cluster.metric(leader, "ha_witness"), Some(0.0));
     let (status, history) = cluster.must(leader, "GET", "/v1/failover/history", "");
     assert_eq!(status, 200, "{history}");
     let history = history.as_array().expect("a list").clone();

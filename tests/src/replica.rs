@@ -347,6 +347,11 @@ pub struct ReplicaClusterOptions {
     pub failover_mode: ha_core::FailoverMode,
     /// Remove voters unreachable this long (the test reports unreachability).
     pub dead_voter_after_ms: Option<u64>,
+    /// The nodes that are witnesses (issue 15): voters with no state machine that never lead.
+    /// Their priority is still taken from `priorities` (a witness runs with priority 0 in a
+    /// real node; a higher one here tests that the witness setting alone keeps it from
+    /// leading).
+    pub witnesses: Vec<usize>,
 }
 
 impl ReplicaClusterOptions {
@@ -364,6 +369,7 @@ impl ReplicaClusterOptions {
             founding_voters: None,
             failover_mode: ha_core::FailoverMode::Automatic,
             dead_voter_after_ms: None,
+            witnesses: Vec::new(),
         }
     }
 
@@ -424,7 +430,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                     check_every_entries: SIM_CONSISTENCY_CHECK_EVERY_ENTRIES,
                     repair: true,
                 },
-                witness: false,
+                witness: options.witnesses.contains(&node),
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {

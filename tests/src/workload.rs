@@ -114,6 +114,19 @@ impl Workload {
         self.issuing = false;
     }
 
+    /// Use STRONG for this fraction of the operations started from now on. A STRONG write
+    /// completes only once every voter applied it, so a scenario that keeps a voter down sets
+    /// 0 for that time.
+    pub fn set_strong_fraction(&mut self, fraction: f64) {
+        self.options.strong_fraction = fraction;
+    }
+
+    /// Start new operations again after [`stop_issuing`](Self::stop_issuing) (one history
+    /// across quiet phases, so the linearizability check covers all of it).
+    pub fn resume_issuing(&mut self) {
+        self.issuing = true;
+    }
+
     /// Whether no operation is outstanding.
     pub fn is_idle(&self) -> bool {
         self.clients.iter().all(|client| client.current.is_none())
