@@ -1,8 +1,9 @@
 //! Node configuration: what every crate reads, checked once at start.
 //!
 //! Presets cover the common shapes: [`Config::single`] (one node, no failover),
-//! [`Config::full_ha`] (3 voters, survives one failure) and [`Config::distributed`] (5 voters,
-//! survives two), with [`Timing::lan`] or [`Timing::wan`] timing.
+//! [`Config::full_ha`] (3 voters, survives one failure), [`Config::simple_failover`] (2 data
+//! nodes and a witness, survives the loss of any one of them) and [`Config::distributed`] (5
+//! voters, survives two), with [`Timing::lan`] or [`Timing::wan`] timing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -331,6 +332,13 @@ pub struct Config {
     /// Whether this node votes (false: a learner that only replicates).
     #[serde(default = "default_true")]
     pub voter: bool,
+    /// A witness (issue 15): a voter that keeps terms, votes and log entry metadata but no
+    /// state machine, never leads and never serves reads, so two data nodes and a witness
+    /// survive the loss of any one of the three. It must have priority 0 and vote
+    /// ([`Config::validate`] says so; the config file loader gives a witness priority 0 when
+    /// the file sets none). See docs/ARCHITECTURE.md, "Witness".
+    #[serde(default)]
+    pub witness: bool,
     /// Where the log and snapshots live; `None` keeps them in memory (tests only).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -375,6 +383,7 @@ impl Config {
             seeds,
             priority: default_priority(),
             voter: true,
+            witness: false,
             data_dir: None,
             cluster: ClusterConfig {
                 bootstrap_expect: voters,
@@ -397,6 +406,40 @@ impl Config {
     /// Three voters: survives the loss of one node.
     pub fn full_ha(node_id: NodeId, bind_addr: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
         Self::preset(node_id, bind_addr, seeds, 3)
+    }
+
+    /// Two data nodes and a witness (issue 15): three voters, one of which (`witness: true`)
+    /// keeps only terms, votes and log entry metadata and never leads. The cluster survives
+    /// the loss of any one of the three, as [`full_ha`](Self::full_ha) does, for the disk and
+    /// memory of two copies of the data. Give each data node `witness = false` and the third
+    /// node `witness = true`; `seeds` lists the other two.
+    ///
+    /// What it does not survive, and the durability trade-off (a write acknowledged by the
+    /// leader and the witness alone lives on one data node until the other catches up), are
+    /// in docs/ARCHITECTURE.md, "Witness: what 2 data nodes + 1 witness survive".
+    ///
+    /// ```
+    /// use ha_core::{Config, NodeId, Priority};
+    /// let seeds = vec!["127.0.0.1:7101".parse().unwrap(), "127.0.0.1:7102".parse().unwrap()];
+    /// let witness =
+    ///     Config::simple_failover(NodeId::new("w").unwrap(), "127.0.0.1:7103".parse().unwrap(), seeds, true);
+    /// witness.validate().unwrap();
+    /// assert!(witness.witness && witness.voter);
+    /// assert_eq!(witness.priority, Priority::NEVER_LEADER);
+    /// assert_eq!(witness.cluster.bootstrap_expect, 3);
+    /// ```
+    pub fn simple_failover(
+        node_id: NodeId,
+        bind_addr: SocketAddr,
+        seeds: Vec<SocketAddr>,
+        witness: bool,
+    ) -> Self {
+        let mut config = Self::preset(node_id, bind_addr, seeds, 3);
+        if witness {
+            config.witness = true;
+            config.priority = Priority::NEVER_LEADER;
+        }
+        config
     }
 
     /// Five voters: survives the loss of two nodes.
@@ -517,6 +560,7 @@ impl Config {
     /// A [`ConfigError`] naming the first bad field and how to fix it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_cluster()?;
+        self.validate_witness()?;
         self.backup.validate()?;
         self.timing.validate()?;
         self.wal_archive.validate()?;
@@ -563,6 +607,57 @@ impl Config {
         }
         self.health.validate()?;
         self.consistency_check.validate()?;
+        Ok(())
+    }
+
+    /// A witness votes, never leads, and holds no state to back up or archive.
+    fn validate_witness(&self) -> Result<(), ConfigError> {
+        if !self.witness {
+            return Ok(());
+        }
+        if !self.voter {
+            return Err(ConfigError::new(
+                "voter",
+                "is false on a witness: a witness exists only to vote",
+                "set voter = true (or drop witness to run a learner)",
+            ));
+        }
+        if self.priority.can_lead() {
+            return Err(ConfigError::new(
+                "priority",
+                format!(
+                    "is {} on a witness, which never leads (it holds no state machine)",
+                    self.priority.0
+                ),
+                "set priority = 0 on the witness (or remove the priority setting)",
+            ));
+        }
+        if self.cluster.bootstrap_expect < 3 {
+            return Err(ConfigError::new(
+                "cluster.bootstrap_expect",
+                format!(
+                    "is {} with a witness: the witness never leads, so the cluster needs \
+                     at least two data voters next to it",
+                    self.cluster.bootstrap_expect
+                ),
+                "use 3 (two data nodes and the witness: the simple_failover preset)",
+            ));
+        }
+        if self.backup.dir.is_some() {
+            return Err(ConfigError::new(
+                "backup.dir",
+                "is set on a witness, which holds no state to back up",
+                "schedule backups on the data nodes and remove backup.dir here",
+            ));
+        }
+        if self.wal_archive.dir.is_some() {
+            return Err(ConfigError::new(
+                "wal_archive.dir",
+                "is set on a witness, whose log keeps entry metadata only (no payloads to \
+                 restore from)",
+                "archive the WAL of the data nodes and remove wal_archive.dir here",
+            ));
+        }
         Ok(())
     }
 
@@ -757,6 +852,69 @@ mod tests {
         config.cluster.bootstrap_expect = 2;
         config.cluster.allow_two_voters = true;
         config.validate().unwrap();
+    }
+
+    fn simple_failover(witness: bool) -> Config {
+        Config::simple_failover(
+            NodeId::new(if witness { "w" } else { "d1" }).unwrap(),
+            addr(7103),
+            vec![addr(7101), addr(7102)],
+            witness,
+        )
+    }
+
+    #[test]
+    fn simple_failover_makes_two_data_nodes_and_a_witness() {
+        let data = simple_failover(false);
+        data.validate().unwrap();
+        assert!(!data.witness && data.voter);
+        assert!(data.priority.can_lead());
+        assert_eq!(data.cluster.bootstrap_expect, 3);
+        let witness = simple_failover(true);
+        witness.validate().unwrap();
+        assert!(witness.witness && witness.voter);
+        assert_eq!(witness.priority, Priority::NEVER_LEADER);
+        assert_eq!(witness.cluster.bootstrap_expect, 3);
+        assert!(
+            !witness.cluster.allow_two_voters,
+            "2 + 1 is three voters: no opt-in needed"
+        );
+    }
+
+    #[test]
+    fn each_witness_mistake_names_its_field() {
+        type Mistake = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mistake)> = vec![
+            ("voter", Box::new(|c| c.voter = false)),
+            ("priority", Box::new(|c| c.priority = Priority(1))),
+            (
+                "cluster.bootstrap_expect",
+                Box::new(|c| {
+                    c.cluster.bootstrap_expect = 2;
+                    c.cluster.allow_two_voters = true;
+                }),
+            ),
+            (
+                "cluster.bootstrap_expect",
+                Box::new(|c| c.cluster.bootstrap_expect = 1),
+            ),
+            (
+                "backup.dir",
+                Box::new(|c| c.backup.dir = Some("/var/backups/ha".into())),
+            ),
+            (
+                "wal_archive.dir",
+                Box::new(|c| c.wal_archive.dir = Some("/var/archive/ha".into())),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut config = simple_failover(true);
+            mutate(&mut config);
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field, "{error}");
+            assert!(error.to_string().contains("witness"), "{error}");
+            assert!(error.to_string().contains("Fix:"), "{error}");
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub struct NodeMetadata {
     pub state: NodeState,
     /// Whether the node is (or wants to be) a voter rather than a learner.
     pub voter: bool,
+    /// Whether the node is a witness (issue 15): it votes but holds no state machine and
+    /// never leads. The replicated configuration lists a witness among the voters; this
+    /// flag is how the other nodes tell it apart (`/v1/members` lists it under
+    /// `witnesses`, `/v1/cluster` shows role `witness`).
+    pub witness: bool,
     /// The software version, for rolling-upgrade visibility.
     pub version: String,
     /// Bumped on every change by the node itself; receivers keep the highest.
@@ -43,6 +48,7 @@ impl NodeMetadata {
             health: HealthStatus::Unknown,
             state: NodeState::Joining,
             voter: true,
+            witness: false,
             version: env!("CARGO_PKG_VERSION").to_string(),
             sequence: 0,
         }

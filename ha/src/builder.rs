@@ -243,6 +243,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         );
         metadata.http_addr = http_addr.map(|bound| SocketAddr::new(advertised.ip(), bound.port()));
         metadata.voter = config.voter;
+        metadata.witness = config.witness;
         metadata.health = health_status;
         let settings = GossipSettings::from_config(&config, incarnation, metadata);
         let gossip = GossipNode::start(settings, config.bind_addr)
@@ -458,6 +459,9 @@ fn node_settings(
     if let Some(entries) = snapshot_every_entries {
         replica.snapshot_every_entries = entries;
     }
+    // A witness (issue 15) votes but keeps no state machine and never campaigns; the replica
+    // turns the engine's setting on with its own.
+    replica.witness = config.witness;
     let expect = config.cluster.bootstrap_expect as usize;
     NodeSettings {
         replica,
@@ -601,5 +605,30 @@ mod tests {
         let settings = node_settings(&config, &NodeSecurity::default(), None);
         assert_eq!(settings.bootstrap_expect, None);
         assert_eq!(settings.bootstrap, None);
+    }
+
+    /// A witness founds the cluster with the data nodes (it votes) and its replica runs as a
+    /// witness.
+    #[test]
+    fn a_witness_founds_as_a_voter_and_runs_its_replica_as_a_witness() {
+        let addr = "127.0.0.1:7003".parse().unwrap();
+        let seeds = vec![
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+        ];
+        let config = Config::simple_failover(NodeId::new("w").unwrap(), addr, seeds, true);
+        let settings = node_settings(&config, &NodeSecurity::default(), None);
+        assert!(settings.replica.witness);
+        assert_eq!(settings.bootstrap_expect, Some(3));
+        let data = Config {
+            witness: false,
+            priority: ha_core::Priority(1),
+            ..config
+        };
+        assert!(
+            !node_settings(&data, &NodeSecurity::default(), None)
+                .replica
+                .witness
+        );
     }
 }

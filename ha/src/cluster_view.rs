@@ -32,7 +32,8 @@ pub struct HealthProblem {
 pub struct HealthReport {
     /// This node.
     pub node: NodeId,
-    /// Its replication role: `leader`, `follower`, `candidate`, `pre_candidate`, `learner`.
+    /// Its replication role: `leader`, `follower`, `candidate`, `pre_candidate`, `learner`,
+    /// or `witness` on a witness (issue 15).
     pub role: String,
     /// The state it advertises by gossip.
     pub state: NodeState,
@@ -96,8 +97,10 @@ pub struct MemberView {
     pub http: Option<SocketAddr>,
     /// Its leadership priority.
     pub priority: u32,
-    /// `leader`, `follower` (a voter), `learner`, or `none` (known by gossip only, not in the
-    /// replicated configuration). For the answering node, its own engine role.
+    /// `leader`, `follower` (a voter), `witness` (a voter that holds no state and never
+    /// leads, as its gossip metadata says; issue 15), `learner`, or `none` (known by gossip
+    /// only, not in the replicated configuration). For the answering node, its own engine
+    /// role (`witness` on a witness).
     pub role: String,
     /// The state it advertises (UNREACHABLE when the failure detector says so).
     pub state: NodeState,
@@ -195,6 +198,18 @@ pub struct LocalMember {
     pub state: NodeState,
     /// Its health.
     pub health: HealthStatus,
+    /// Whether it is a witness (`config.witness`).
+    pub witness: bool,
+}
+
+/// The role a node reports for itself: its engine role, or `witness` on a witness (which
+/// never leads or campaigns, so its engine role would only ever say `follower`).
+pub fn own_role(engine_role: &str, witness: bool) -> String {
+    if witness && engine_role != "leader" {
+        "witness".to_string()
+    } else {
+        engine_role.to_string()
+    }
 }
 
 impl ClusterView {
@@ -202,9 +217,21 @@ impl ClusterView {
     pub fn build(status: &ReplicaStatus, local: &LocalMember, members: &[MemberInfo]) -> Self {
         let membership = &status.membership;
         let mut rows: BTreeMap<NodeId, MemberView> = BTreeMap::new();
+        let witnesses: Vec<&NodeId> = members
+            .iter()
+            .filter(|member| {
+                member
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|metadata| metadata.witness)
+            })
+            .map(|member| &member.id)
+            .collect();
         let role_of = |id: &NodeId| -> String {
             if status.leader.as_ref() == Some(id) {
                 "leader"
+            } else if membership.is_voter(id) && witnesses.contains(&id) {
+                "witness"
             } else if membership.is_voter(id) {
                 "follower"
             } else if membership.contains(id) {
@@ -250,7 +277,7 @@ impl ClusterView {
                 addr: Some(local.addr),
                 http: local.http,
                 priority: local.priority.0,
-                role: status.role.clone(),
+                role: own_role(&status.role, local.witness),
                 state: local.state,
                 health: local.health,
                 voter: membership.is_voter(&status.node_id),
@@ -358,6 +385,7 @@ mod tests {
             priority: Priority(10),
             state: NodeState::Leader,
             health: HealthStatus::Healthy,
+            witness: false,
         };
         let view = ClusterView::build(&status, &local, &[n2, gossip_only]);
         let ids: Vec<&str> = view.members.iter().map(|row| row.id.as_str()).collect();
@@ -433,6 +461,7 @@ mod tests {
             priority: Priority(10),
             state: NodeState::Leader,
             health: HealthStatus::Healthy,
+            witness: false,
         };
         let view = ClusterView::build(&status, &local, &[]);
         let body = serde_json::to_value(&view).expect("the view serializes");
@@ -480,6 +509,78 @@ mod tests {
         assert_eq!(members[2]["catch_up"], serde_json::Value::Null);
         let parsed: ClusterView = serde_json::from_value(body).expect("the body parses back");
         assert_eq!(parsed, view);
+    }
+
+    /// A witness (issue 15) is a voter in the replicated configuration; the table shows it
+    /// with role `witness`, from its gossip metadata, and a witness answering shows itself so.
+    #[test]
+    fn witnesses_show_role_witness_on_every_node() {
+        let mut status = leader_status(Vec::new());
+        let mut metadata = NodeMetadata::new(Priority(0), addr(7103));
+        metadata.witness = true;
+        let witness = MemberInfo {
+            id: id("n3"),
+            gossip_addr: addr(7103),
+            incarnation: 1,
+            metadata: Some(metadata),
+            reachable: true,
+        };
+        let data = MemberInfo {
+            id: id("n2"),
+            gossip_addr: addr(7102),
+            incarnation: 1,
+            metadata: Some(NodeMetadata::new(Priority(1), addr(7102))),
+            reachable: true,
+        };
+        let mut local = LocalMember {
+            addr: addr(7101),
+            http: None,
+            priority: Priority(1),
+            state: NodeState::Leader,
+            health: HealthStatus::Healthy,
+            witness: false,
+        };
+        let view = ClusterView::build(&status, &local, &[data.clone(), witness]);
+        let roles: Vec<(&str, &str, bool)> = view
+            .members
+            .iter()
+            .map(|row| (row.id.as_str(), row.role.as_str(), row.voter))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("n1", "leader", true),
+                ("n2", "follower", true),
+                ("n3", "witness", true)
+            ]
+        );
+        // The same table as the witness n3 answers it, n1 leading.
+        status.node_id = id("n3");
+        status.role = "follower".into();
+        local.witness = true;
+        local.priority = Priority(0);
+        local.state = NodeState::Active;
+        let mut n1 = NodeMetadata::new(Priority(1), addr(7101));
+        n1.state = NodeState::Leader;
+        let leader = MemberInfo {
+            id: id("n1"),
+            gossip_addr: addr(7101),
+            incarnation: 1,
+            metadata: Some(n1),
+            reachable: true,
+        };
+        let view = ClusterView::build(&status, &local, &[leader, data]);
+        let roles: Vec<(&str, &str)> = view
+            .members
+            .iter()
+            .map(|row| (row.id.as_str(), row.role.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [("n1", "leader"), ("n2", "follower"), ("n3", "witness")]
+        );
+        assert_eq!(own_role("follower", true), "witness");
+        assert_eq!(own_role("follower", false), "follower");
     }
 
     /// A body from a node that predates the field still parses (the field is an addition).

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! # ha.toml
-//! preset = "full_ha"          # single | full_ha (default) | distributed
+//! preset = "full_ha"          # single | full_ha (default) | simple_failover | distributed
 //! timing_preset = "lan"       # lan (default) | wan
 //! node_id = "n1"
 //! bind_addr = "127.0.0.1:7101"
@@ -23,10 +23,14 @@
 //! Every field of [`Config`] can be set from the environment as `HA_` followed by its path in
 //! upper case, with `__` between a table and its field: `HA_NODE_ID=n1`,
 //! `HA_SEEDS=127.0.0.1:7102,127.0.0.1:7103`, `HA_CLUSTER__NAME=payments`,
-//! `HA_TIMING__HEARTBEAT_INTERVAL_MS=50`, `HA_PRESET=single`. A value is read as TOML when it
+//! `HA_TIMING__HEARTBEAT_INTERVAL_MS=50`, `HA_PRESET=single`, `HA_WITNESS=true`. A value is read as TOML when it
 //! parses as a number, a boolean or an array, as text otherwise; a list field also takes
 //! comma-separated text. Unknown fields, in the file or the environment, are errors: a typo
 //! never silently leaves a default in place.
+//!
+//! A witness (`witness = true`, issue 15) gets priority 0 when no layer sets a priority; a
+//! witness given another priority is refused by validation. Two data nodes and a witness:
+//! `preset = "simple_failover"` on all three, `witness = true` on the third.
 //!
 //! ```
 //! use ha::config_file::ConfigLoader;
@@ -176,6 +180,12 @@ impl ConfigLoader {
         let mut layers = self.layers;
         let preset = take_text(&mut layers, PRESET_KEY)?;
         let timing = take_text(&mut layers, TIMING_PRESET_KEY)?;
+        // A witness never leads: priority 0 unless a layer says otherwise (which validation
+        // then refuses with the fix), instead of the preset's 1.
+        if layers.get("witness") == Some(&Value::Boolean(true)) && !layers.contains_key("priority")
+        {
+            layers.insert("priority".to_string(), Value::Integer(0));
+        }
         let mut merged = preset_table(preset.as_deref().unwrap_or("full_ha"), timing.as_deref())?;
         merge(&mut merged, layers);
         let mut unknown = Vec::new();
@@ -201,10 +211,11 @@ fn preset_table(preset: &str, timing: Option<&str>) -> Result<Table, NodeError> 
     let config = match preset {
         "single" => Config::single(id, addr),
         "full_ha" => Config::full_ha(id, addr, Vec::new()),
+        "simple_failover" => Config::simple_failover(id, addr, Vec::new(), false),
         "distributed" => Config::distributed(id, addr, Vec::new()),
         other => {
             return Err(config_error(format!(
-                "preset {other:?} is not one of single, full_ha, distributed"
+                "preset {other:?} is not one of single, full_ha, simple_failover, distributed"
             )));
         }
     };
@@ -395,6 +406,35 @@ mod tests {
             Err(NodeError::Config(error)) => assert_eq!(error.field, "cluster.bootstrap_expect"),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_witness_gets_priority_0_unless_a_layer_sets_one() {
+        let config = base()
+            .toml_text("preset = \"simple_failover\"\nwitness = true", "file")
+            .expect("TOML")
+            .load()
+            .expect("valid");
+        assert!(config.witness && config.voter);
+        assert_eq!(config.priority.0, 0);
+        assert_eq!(config.cluster.bootstrap_expect, 3);
+        let config = base()
+            .env_vars([("HA_WITNESS".to_string(), "true".to_string())])
+            .expect("a known variable")
+            .load()
+            .expect("valid");
+        assert!(config.witness);
+        assert_eq!(config.priority.0, 0);
+        match base().set("witness", true).set("priority", 5).load() {
+            Err(NodeError::Config(error)) => assert_eq!(error.field, "priority"),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        let data = base()
+            .set("preset", "simple_failover")
+            .load()
+            .expect("valid");
+        assert!(!data.witness);
+        assert_eq!(data.priority.0, 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! leader decides ([`Engine::request_member_change`](ha_replicate::engine::Engine::request_member_change)
 //! documents the rules and refusals). One change at a time, on the single-server path.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,11 @@ pub struct MemberList {
     pub voters: Vec<MemberAddress>,
     /// Members that replicate without voting.
     pub learners: Vec<MemberAddress>,
-    /// Witnesses (always empty: ha has none yet).
+    /// Voters that are witnesses (issue 15): they vote but hold no state and never lead.
+    /// The replicated configuration counts them among the voters; they are listed here
+    /// instead of under `voters`, as this node knows them (itself from its config, the
+    /// others from their gossip metadata: a witness gossip has not described yet shows under
+    /// `voters` until it does).
     pub witnesses: Vec<MemberAddress>,
 }
 
@@ -74,7 +79,8 @@ pub struct MemberRemoved {
 }
 
 impl<S: StateMachine> Node<S> {
-    /// The voters and learners in force on this node, with their replication addresses.
+    /// The voters, learners and witnesses in force on this node, with their replication
+    /// addresses.
     ///
     /// # Errors
     /// [`NodeError::Replication`] with `Stopped` after shutdown.
@@ -89,11 +95,37 @@ impl<S: StateMachine> Node<S> {
                 addresses.get(id).copied()
             },
         };
+        let witnesses = self.witness_ids();
+        let (witness_voters, data_voters): (Vec<&NodeId>, Vec<&NodeId>) = status
+            .membership
+            .voters
+            .iter()
+            .partition(|id| witnesses.contains(*id));
         Ok(MemberList {
-            voters: status.membership.voters.iter().map(describe).collect(),
+            voters: data_voters.into_iter().map(describe).collect(),
             learners: status.membership.learners.iter().map(describe).collect(),
-            witnesses: Vec::new(),
+            witnesses: witness_voters.into_iter().map(describe).collect(),
         })
+    }
+
+    /// The nodes this node knows to be witnesses: itself when its config says so, and every
+    /// member whose gossip metadata says so.
+    pub fn witness_ids(&self) -> BTreeSet<NodeId> {
+        let mut witnesses: BTreeSet<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|member| {
+                member
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|metadata| metadata.witness)
+            })
+            .map(|member| member.id)
+            .collect();
+        if self.is_witness() {
+            witnesses.insert(self.id().clone());
+        }
+        witnesses
     }
 
     /// Add `id` as a learner (its replication address `addr`, if given, lets the leader reach

@@ -167,6 +167,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         flag(status.role == "leader"),
     );
     out.single(
+        "ha_witness",
+        "gauge",
+        "1 when this node is a witness: it votes, holds no state and never leads.",
+        flag(status.witness),
+    );
+    out.single(
         "ha_quorum",
         "gauge",
         "1 when this node is part of a working majority.",

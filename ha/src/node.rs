@@ -136,6 +136,15 @@ impl<S: StateMachine> Node<S> {
         &self.shared.config
     }
 
+    /// Whether this node is a witness (`config.witness`, issue 15): it votes and acknowledges
+    /// appends but holds no state machine, never leads, and refuses reads
+    /// ([`ClientError::Witness`](ha_replicate::replica::ClientError)); writes submitted on it
+    /// are forwarded to the leader. Its admin API answers the KV, lock and snapshot routes
+    /// with 503 `witness`.
+    pub fn is_witness(&self) -> bool {
+        self.shared.config.witness
+    }
+
     /// The bound gossip (UDP) address.
     pub fn gossip_addr(&self) -> SocketAddr {
         self.shared.gossip_addr
@@ -330,7 +339,7 @@ impl<S: StateMachine> Node<S> {
         let health = self.shared.health.borrow().clone();
         Ok(HealthReport {
             node: status.node_id,
-            role: status.role,
+            role: crate::cluster_view::own_role(&status.role, self.is_witness()),
             state: self.advertised_state(),
             health: health.status,
             term: status.term.0,
@@ -354,6 +363,7 @@ impl<S: StateMachine> Node<S> {
             priority: self.shared.config.priority,
             state: self.advertised_state(),
             health: self.shared.health.borrow().status,
+            witness: self.is_witness(),
         };
         let mut view = ClusterView::build(&status, &local, &self.members());
         view.failover = crate::failover_status::observe(&self.shared, &status);

@@ -94,7 +94,7 @@ pub(crate) async fn get_key<S: StateMachine>(
     let key = path_text(key)?;
     let params = params(query)?;
     let consistency = consistency(params.consistency.as_deref())?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     let client = node.http_kv_client().await;
     let found = client
         .get(&key, consistency)
@@ -136,7 +136,7 @@ pub(crate) async fn put_key<S: StateMachine>(
     }
     let value = std::str::from_utf8(&body)
         .map_err(|error| ApiError::bad_request(format!("the body must be UTF-8 text: {error}")))?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     let client = node.http_kv_client().await;
     let version = client
         .put_checked(key, value, params.cas, consistency)
@@ -151,7 +151,7 @@ pub(crate) async fn delete_key<S: StateMachine>(
 ) -> Result<Response, ApiError> {
     let key = path_text(key)?;
     let params = params(query)?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     let client = node.http_kv_client().await;
     let version = client.delete(key, params.cas).await?;
     Ok(Json(DeletedAnswer {

@@ -81,7 +81,7 @@ pub(crate) async fn acquire<S: StateMachine>(
             "wait_ms must be at most {HTTP_LOCK_WAIT_MS_MAX}"
         )));
     }
-    let node = state.node()?;
+    let node = state.data_node()?;
     // A node cut off from the majority answers 503 `no_quorum` at once (fail_fast), so the
     // HTTP client can try another node; the lease is not renewed over HTTP anyway.
     let replica = &node.shared.replica;
@@ -164,7 +164,7 @@ pub(crate) async fn release<S: StateMachine>(
         Some(text) => parse_holder(text)
             .ok_or_else(|| holder_refused(&name, "the one given is not 32 hex digits"))?,
     };
-    let node = state.node()?;
+    let node = state.data_node()?;
     let client = node.http_kv_client().await;
     client
         .release_with_holder(&name, token, &holder_key)

@@ -66,6 +66,26 @@ impl<S: StateMachine> ApiState<S> {
             .map(Node::from_shared)
             .ok_or_else(ApiError::stopped)
     }
+
+    /// The node, for a route that needs its replicated state (KV, locks, snapshots): 503
+    /// `witness` on a witness (issue 15), which holds none, with the leader to ask instead.
+    pub(crate) fn data_node(&self) -> Result<Node<S>, ApiError> {
+        let node = self.node()?;
+        if node.is_witness() {
+            let mut refusal = ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "witness",
+                format!(
+                    "{} is a witness: it holds no state (no keys, locks or snapshots); ask a \
+                     data node",
+                    node.id()
+                ),
+            );
+            refusal.leader = node.role().leader;
+            return Err(refusal);
+        }
+        Ok(node)
+    }
 }
 
 impl<S: StateMachine> Node<S> {

@@ -81,7 +81,7 @@ fn read_chunks(
 pub(crate) async fn snapshot<S: StateMachine>(
     State(state): State<ApiState<S>>,
 ) -> Result<Response, ApiError> {
-    let node = state.node()?;
+    let node = state.data_node()?;
     let permit = std::sync::Arc::clone(&node.shared.backup.writers)
         .try_acquire_owned()
         .map_err(|_| backup_error(&BackupWriteError::Busy))?;

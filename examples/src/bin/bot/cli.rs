@@ -28,6 +28,13 @@ Run a node:
   bot --id n1 --bind 127.0.0.1:7101 --http 127.0.0.1:8101 \\
       --seeds 127.0.0.1:7102,127.0.0.1:7103 --priority 10 --data-dir ./data/n1
 
+Two data nodes and a witness (a voter with no data that never leads; survives the loss of
+any one of the three):
+  bot --id d1 --bind 127.0.0.1:7101 --seeds 127.0.0.1:7102,127.0.0.1:7103 --data-dir ./data/d1
+  bot --id d2 --bind 127.0.0.1:7102 --seeds 127.0.0.1:7101,127.0.0.1:7103 --data-dir ./data/d2
+  bot --id w --bind 127.0.0.1:7103 --seeds 127.0.0.1:7101,127.0.0.1:7102 --data-dir ./data/w \\
+      --witness
+
 Secure by default: a node whose --bind is not loopback refuses to start without a cluster
 key (--cluster-key-file) or certificates (--tls-cert, --tls-key, --tls-ca), and a
 non-loopback --http needs admin tokens (--admin-token-file) and TLS, unless --insecure says
@@ -397,6 +404,13 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N")]
     pub bootstrap_expect: Option<u32>,
 
+    /// Run as a witness (issue 15): a voter that keeps terms, votes and log entry metadata
+    /// but no journal or state, never leads and serves no reads, so two data nodes and a
+    /// witness survive the loss of any one of the three. Priority 0 (a --priority above 0 is
+    /// refused). See docs/ARCHITECTURE.md, "Witness: what 2 data nodes + 1 witness survive".
+    #[arg(long)]
+    pub witness: bool,
+
     /// Scheduled backups: the leader writes a verified backup file of the whole replicated
     /// state into this directory every --backup-interval-s seconds (`bot snapshot inspect`
     /// and `restore` read them). GET /v1/backups lists them.
@@ -499,6 +513,9 @@ impl NodeArgs {
         if self.insecure {
             loader = loader.set("security.insecure", true);
         }
+        if self.witness {
+            loader = loader.set("witness", true);
+        }
         if let Some(dir) = &self.backup_dir {
             loader = loader.set("backup.dir", text(&dir.display()));
         }
@@ -548,6 +565,7 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
         "backup.dir" => "--backup-dir",
         "backup.interval_s" => "--backup-interval-s",
         "backup.keep" => "--backup-keep",
+        "witness" => "--witness",
         "security" => {
             "--cluster-key-file or --tls-cert/--tls-key/--tls-ca (--bind), --admin-token-file \
              with TLS (--http), or --insecure"
@@ -897,6 +915,32 @@ mod tests {
             .check_exposure(ha::core::Protection::default())
             .expect("allowed with --insecure");
         assert!(!exposure.insecure.is_empty(), "{exposure:?}");
+    }
+
+    #[test]
+    fn witness_flag_makes_a_priority_0_voting_witness() {
+        let mut arguments = node_arguments();
+        arguments.retain(|argument| *argument != "--priority" && *argument != "10");
+        arguments.push("--witness");
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let config = node.to_config_with_env(Vec::new()).expect("valid");
+        assert!(config.witness && config.voter);
+        assert_eq!(config.priority.0, 0);
+        assert_eq!(config.cluster.bootstrap_expect, 3);
+
+        let mut arguments = node_arguments();
+        arguments.push("--witness");
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let error = config_error(node.to_config_with_env(Vec::new()));
+        assert_eq!(error.field, "priority", "--priority 10 on a witness");
+        assert_eq!(flag_for_field(error.field), Some("--priority"));
+
+        let mut arguments = node_arguments();
+        arguments.extend(["--witness", "--backup-dir", "/var/backups"]);
+        arguments.retain(|argument| *argument != "--priority" && *argument != "10");
+        let node = parse(&arguments).expect("parses").node.expect("node mode");
+        let error = config_error(node.to_config_with_env(Vec::new()));
+        assert_eq!(error.field, "backup.dir");
     }
 
     fn config_error(result: Result<Config, NodeError>) -> ConfigError {

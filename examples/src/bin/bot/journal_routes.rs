@@ -1,5 +1,6 @@
 //! The bot's HTTP server: the admin API of `ha` (mounted, as a host would) plus
-//! `GET /bot/journal?position=N&limit=M`, a page of the replicated journal read at QUORUM.
+//! `GET /bot/journal?position=N&limit=M`, a page of the replicated journal read at QUORUM
+//! (503 `witness` on a witness, which holds none).
 
 use std::net::SocketAddr;
 
@@ -45,6 +46,19 @@ async fn journal_page(
     params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JournalPage>, ApiError> {
     let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    if node.is_witness() {
+        // A witness holds no journal: say so, like ha's own data routes, and name the leader.
+        let mut refusal = ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "witness",
+            format!(
+                "{} is a witness: it holds no journal; ask a data node",
+                node.id()
+            ),
+        );
+        refusal.leader = node.role().leader;
+        return Err(refusal);
+    }
     let query = JournalQuery::Entries {
         after_seq_position: params.position.unwrap_or(0),
         limit: params.limit.unwrap_or(1_000),

@@ -1,5 +1,7 @@
 //! Node mode: one `ha` node replicating the bot's journal, its events on stdout, the admin
-//! HTTP API (plus `/bot/journal`), and a graceful stop on SIGTERM or Ctrl-C.
+//! HTTP API (plus `/bot/journal`), and a graceful stop on SIGTERM or Ctrl-C. With `--witness`
+//! the node only votes: no journal worker, and the journal and KV routes answer 503
+//! `witness`.
 
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,7 +74,9 @@ async fn serve(
     started.http = http_addr;
     printer.print(&started);
 
-    let worker = JournalWorker::start(node.clone(), printer.clone());
+    // A witness (--witness) holds no journal and never leads: the bot's scheduled work never
+    // runs there, not even the worker waiting for leadership.
+    let worker = (!node.is_witness()).then(|| JournalWorker::start(node.clone(), printer.clone()));
     let reason = loop {
         tokio::select! {
             biased;
@@ -94,7 +98,9 @@ async fn serve(
     let mut stopping = printer.line(EventKind::Stopping);
     stopping.reason = Some(reason.to_string());
     printer.print(&stopping);
-    worker.stop().await;
+    if let Some(worker) = worker {
+        worker.stop().await;
+    }
     node.shutdown().await;
     printer.print(&printer.line(EventKind::Stopped));
     Ok(())
