@@ -377,11 +377,11 @@ fn five_nodes_split_two_three_converge_to_every_acknowledged_write() {
         "shared_state: {counts}; {conflicts} of {SHARED_KEYS} shared keys written on both sides"
     );
 
-    for index in 0..NODES {
+    for (index, id) in ids.iter().enumerate() {
         if cluster.terminate(index) != Some(0) {
             fail(
                 &mut cluster,
-                &format!("{} did not exit cleanly on SIGTERM", ids[index]),
+                &format!("{id} did not exit cleanly on SIGTERM"),
             );
         }
     }

@@ -361,14 +361,13 @@ impl Expectation {
                         _ => None,
                     };
                     match outcome {
-                        Outcome::Written(order) => {
+                        Outcome::Written(order)
                             if rule
                                 .latest
                                 .as_ref()
-                                .is_none_or(|(latest, _)| order > latest)
-                            {
-                                rule.latest = Some((order.clone(), value));
-                            }
+                                .is_none_or(|(latest, _)| order > latest) =>
+                        {
+                            rule.latest = Some((order.clone(), value));
                         }
                         Outcome::Unknown(_) => match value {
                             Some(value) => {
