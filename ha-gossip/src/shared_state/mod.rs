@@ -1,0 +1,32 @@
+//! The shared map (issue 15): a multi-master, partition-tolerant key/value map that every
+//! node writes locally and that converges once nodes can talk again.
+//!
+//! ```text
+//!   local writes ──▶ SharedMap (this module, sans-IO CRDT) ──▶ Delta ──▶ store, replicator
+//!   peer deltas  ──▶ SharedMap::merge (join)                 digest ──▶ anti-entropy
+//! ```
+//!
+//! - [`Hlc`], [`HlcClock`]: hybrid logical clock; [`Stamp`]: a write's identity and order.
+//! - [`Entry`] and [`Body`]: one key's state (value, tombstone or [`PnCounter`]); the merge rule
+//!   is [`Entry::join`], described in the `map` module documentation.
+//! - [`SharedMap`]: one replica, with its incrementally kept [`Digest`] of [`BUCKETS`] buckets.
+//! - [`StateLimits`] and [`StateError`]: every bound, and the errors naming them.
+//!
+//! It lives in `ha-gossip` because it travels over gossip's socket, sealed by gossip's
+//! envelope and addressed by gossip's member list; it never touches the Raft log.
+
+mod digest;
+mod entry;
+mod error;
+mod hlc;
+mod limits;
+mod map;
+mod stamp;
+
+pub use digest::{BUCKETS, Digest, entry_hash};
+pub use entry::{Body, Delta, Entry, PnCounter};
+pub use error::StateError;
+pub use hlc::{Hlc, HlcClock};
+pub use limits::{COUNTER_NODES_MAX, StateLimits};
+pub use map::{MapStats, SharedMap, StateData, StateValue};
+pub use stamp::Stamp;
