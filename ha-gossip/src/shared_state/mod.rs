@@ -22,6 +22,7 @@ mod hlc;
 mod limits;
 mod map;
 mod stamp;
+mod store;
 
 pub use digest::{BUCKETS, Digest, entry_hash};
 pub use entry::{Body, Delta, Entry, PnCounter};
@@ -30,3 +31,6 @@ pub use hlc::{Hlc, HlcClock};
 pub use limits::{COUNTER_NODES_MAX, StateLimits};
 pub use map::{MapStats, SharedMap, StateData, StateValue};
 pub use stamp::Stamp;
+pub use store::{
+    COMPACT_BYTES_MIN, Recovered, STATE_LOG_FILE_NAME, STATE_RECORD_BYTES_MAX, StateStore, StoreSync,
+};
