@@ -72,3 +72,7 @@ pub use shared_state::{
     BUCKETS, Body, COUNTER_NODES_MAX, Delta, Digest, Entry, Hlc, HlcClock, MapStats, PnCounter,
     SharedMap, Stamp, StateData, StateError, StateLimits, StateValue,
 };
+pub use shared_state::{
+    ReplicatorSettings, ReplicatorStats, STATE_PACKET_BYTES_MAX, StateEffect, StateMessage,
+    StateReplicator,
+};

@@ -11,6 +11,8 @@
 //!   is [`Entry::join`], described in the `map` module documentation.
 //! - [`SharedMap`]: one replica, with its incrementally kept [`Digest`] of [`BUCKETS`] buckets.
 //! - [`StateLimits`] and [`StateError`]: every bound, and the errors naming them.
+//! - [`StateReplicator`] (with [`ReplicatorSettings`] and the wire format [`StateMessage`]):
+//!   the sans-IO dissemination, pushes with epidemic relays plus digest anti-entropy.
 //!
 //! It lives in `ha-gossip` because it travels over gossip's socket, sealed by gossip's
 //! envelope and addressed by gossip's member list; it never touches the Raft log.
@@ -21,6 +23,9 @@ mod error;
 mod hlc;
 mod limits;
 mod map;
+mod message;
+mod replicator;
+mod replicator_settings;
 mod stamp;
 mod store;
 
@@ -30,6 +35,11 @@ pub use error::StateError;
 pub use hlc::{Hlc, HlcClock};
 pub use limits::{COUNTER_NODES_MAX, StateLimits};
 pub use map::{MapStats, SharedMap, StateData, StateValue};
+pub use message::{
+    DIGEST_BUCKETS, PAYLOAD_BYTES_MAX, STATE_PROTOCOL_VERSION, StateMessage, digest_root,
+};
+pub use replicator::{ReplicatorStats, StateEffect, StateReplicator};
+pub use replicator_settings::{ReplicatorSettings, STATE_PACKET_BYTES_MAX};
 pub use stamp::Stamp;
 pub use store::{
     COMPACT_BYTES_MIN, Recovered, STATE_LOG_FILE_NAME, STATE_RECORD_BYTES_MAX, StateStore, StoreSync,
