@@ -314,7 +314,9 @@ impl StateStore {
                 .and_then(|()| log.file.seek(SeekFrom::Start(log.bytes)).map(|_| ()));
             return Err(match restored {
                 Ok(()) => StateError::Storage(reason),
-                Err(cut) => self.sync.poison(format!("{reason}; cutting it back: {cut}")),
+                Err(cut) => self
+                    .sync
+                    .poison(format!("{reason}; cutting it back: {cut}")),
             });
         }
         log.bytes += buffer.len() as u64;
@@ -548,7 +550,10 @@ fn valid_record_after(
     Ok(false)
 }
 
-fn io_error<'a>(action: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> StateError + 'a {
+fn io_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl Fn(std::io::Error) -> StateError + 'a {
     move |error| StateError::Storage(format!("{action} {}: {error}", path.display()))
 }
 
