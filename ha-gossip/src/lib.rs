@@ -57,6 +57,7 @@ mod identity;
 mod members;
 mod metadata;
 mod settings;
+pub mod shared_state;
 
 pub use crate::core::{GossipCore, GossipEffect, GossipTimer};
 pub use driver::{EVENT_BUFFER, GossipNode};
@@ -67,3 +68,11 @@ pub use identity::GossipIdentity;
 pub use members::MEMBERS_MAX;
 pub use metadata::{METADATA_BYTES_MAX, MetadataAnnouncement};
 pub use settings::GossipSettings;
+pub use shared_state::{
+    BUCKETS, Body, COUNTER_NODES_MAX, Delta, Digest, Entry, Hlc, HlcClock, MapStats, PnCounter,
+    SharedMap, Stamp, StateData, StateError, StateLimits, StateValue,
+};
+pub use shared_state::{
+    ReplicatorSettings, ReplicatorStats, STATE_PACKET_BYTES_MAX, StateEffect, StateMessage,
+    StateReplicator,
+};

@@ -118,7 +118,7 @@ impl Network {
                     self.timers
                         .push((self.now_ms + after_ms, self.scheduled, at, timer));
                 }
-                GossipEffect::Event(_) => {}
+                GossipEffect::Event(_) | GossipEffect::State { .. } => {}
             }
         }
     }

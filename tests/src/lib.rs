@@ -20,6 +20,9 @@
 //! - [`lock_sim`]: the lock table (`ha_lock::WithLocks`) replicated the same way, with the
 //!   leader's lease expiry tracker, lock clients that renew leases and write to a fenced
 //!   resource, and a versioned-KV history.
+//! - [`state_sim`]: the shared map's replicator (`ha_gossip::StateReplicator`) over a
+//!   crash-losing store and skewed wall clocks, with partitions, a workload on every side
+//!   and an oracle of acknowledged writes.
 //! - [`founding`]: gossip and replication side by side, founding a cluster through the
 //!   shared `bootstrap_expect` rule (`MembershipFeed::on_member_event`).
 //! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
@@ -51,6 +54,7 @@ pub mod replica;
 mod seeds;
 pub mod sim;
 pub mod snapshot_writes;
+pub mod state_sim;
 pub mod workload;
 
 pub use seeds::{
