@@ -366,10 +366,11 @@ fn five_nodes_split_two_three_converge_to_every_acknowledged_write() {
         .collect();
     let counts = StateCounts::of(&records);
     println!(
-        "shared_state: converged {} ms after healing (every node holds the same {} keys, \
-         every acknowledged write, counters exact; listed every ~20 ms + listing time); \
-         per node: {}",
+        "shared_state: converged {} ms after healing (every node holds the same {} live keys \
+         of the {} written: every latest acknowledged write, counters exact; listed every \
+         ~20 ms + listing time); per node: {}",
         converged.as_millis(),
+        last[0].as_ref().map_or(0, Listing::len),
         expectation.keys(),
         per_node.join(", ")
     );
