@@ -347,7 +347,13 @@ impl Runner {
                         }
                     }
                     GossipEffect::Event(event) => {
-                        changed = true;
+                        if !changed {
+                            // The view changes before anyone hears of the event: handling
+                            // state packets in this loop awaits, and a subscriber that reads
+                            // `members()` after an event must see it already.
+                            changed = true;
+                            self.view.write().members = self.core.members().cloned().collect();
+                        }
                         // No subscriber is fine: the view below still changes.
                         let _ = self.events.send(event);
                     }

@@ -9,6 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
+use ha::config_file::ConfigLoader;
+use ha::core::SharedStateFsync;
+use ha::core::keyring::ClusterKey;
 use ha::gossip::shared_state::SHARED_STATE_DIR_NAME;
 use ha::{Config, Node, NodeId, StateData};
 use serde_json::{Value, json};
@@ -341,10 +344,12 @@ async fn start_member(index: usize, seed: Option<std::net::SocketAddr>) -> Node<
     let seeds = vec![seed.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap())];
     let mut config = Config::full_ha(id, "127.0.0.1:0".parse().unwrap(), seeds);
     config.shared_state.anti_entropy_interval_ms = 200;
+    // Sealed: state packets travel in gossip's envelope, like SWIM and metadata.
+    config.security.cluster_keys = vec![ClusterKey::from_bytes([42; 32])];
     Node::builder(config).start().await.expect("starts")
 }
 
-/// Three nodes write on their own (no leader needed), the same key on all three and one
+/// Three nodes with a cluster key write on their own (no leader needed), the same key on all three and one
 /// counter incremented on all three; they converge to one state: the LWW winner is the
 /// largest stamp, the counter the sum of every increment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,5 +474,43 @@ async fn wait_for_restart(config: Config) -> Node<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// The `[shared_state]` table of a config file, and a field out of range named at load.
+#[test]
+fn the_config_file_sets_the_shared_state() {
+    let base = "node_id = \"n1\"\nbind_addr = \"127.0.0.1:7101\"\npreset = \"single\"\n";
+    let text = format!(
+        "{base}[shared_state]\nfsync = \"batched\"\nfsync_interval_ms = 50\nvalue_bytes_max = 1024\nfanout = 5\n"
+    );
+    let config = ConfigLoader::new()
+        .toml_text(&text, "inline")
+        .unwrap()
+        .load()
+        .unwrap();
+    assert_eq!(config.shared_state.fsync, SharedStateFsync::Batched);
+    assert_eq!(config.shared_state.fsync_interval_ms, 50);
+    assert_eq!(config.shared_state.value_bytes_max, 1024);
+    assert_eq!(config.shared_state.fanout, 5);
+    let from_env = ConfigLoader::new()
+        .toml_text(base, "inline")
+        .unwrap()
+        .env_vars([("HA_SHARED_STATE__FSYNC".to_string(), "never".to_string())])
+        .unwrap()
+        .load()
+        .unwrap();
+    assert_eq!(from_env.shared_state.fsync, SharedStateFsync::Never);
+    for (table, named) in [
+        ("[shared_state]\nfanout = 0\n", "shared_state.fanout"),
+        ("[shared_state]\nfsync = \"sometimes\"\n", "fsync"),
+        ("[shared_state]\nfanuot = 3\n", "fanuot"),
+    ] {
+        let error = ConfigLoader::new()
+            .toml_text(&format!("{base}{table}"), "inline")
+            .unwrap()
+            .load()
+            .unwrap_err();
+        assert!(error.to_string().contains(named), "{table}: {error}");
     }
 }

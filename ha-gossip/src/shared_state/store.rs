@@ -663,10 +663,10 @@ mod tests {
         // 300 overwrites of the same key: about 1.2 MiB of which 4 KiB are live.
         let live = record("k", 4000);
         for _ in 0..300 {
-            store.append(&[live.clone()]).unwrap();
+            store.append(std::slice::from_ref(&live)).unwrap();
         }
         assert!(store.wants_compaction());
-        assert!(store.compact(&[live.clone()]).unwrap());
+        assert!(store.compact(std::slice::from_ref(&live)).unwrap());
         assert!(!store.wants_compaction());
         assert!(store.file_bytes() < 4100);
         // Appends after compaction go to the new file.
