@@ -33,6 +33,12 @@ use super::{BUCKETS, Delta, Digest, SharedMap, StateError};
 /// (a varint of at most 3 bytes for any count that fits a packet), with room to spare.
 const MESSAGE_OVERHEAD_BYTES: usize = 16;
 
+/// Repair packets a member may send per anti-entropy interval, in units of
+/// `repair_packets_max`: a member answers its own round and, on average, one round started by
+/// a peer; four answers' worth leaves room for bursts while a flood of pulls (each a few
+/// hundred bytes asking for up to 512 KiB) cannot turn a member into an amplifier.
+const REPAIR_ANSWERS_PER_INTERVAL: usize = 4;
+
 /// What the replicator asks its driver to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateEffect {
@@ -78,6 +84,8 @@ pub struct ReplicatorStats {
     pub oversize_deltas: u64,
     /// Tombstones removed by garbage collection after their grace period.
     pub tombstones_collected: u64,
+    /// Repair answers cut short or skipped because this interval's repair budget was spent.
+    pub repairs_throttled: u64,
 }
 
 /// The replicator: owns the [`SharedMap`] and turns writes, packets and ticks into
@@ -114,6 +122,8 @@ pub struct StateReplicator {
     push_due_at: Option<Millis>,
     /// `None` until the first tick, which draws the first round's time.
     anti_entropy_due_at: Option<Millis>,
+    /// Repair packets this member may still send before the next anti-entropy round.
+    repair_packets_left: usize,
     effects: Vec<StateEffect>,
     stats: ReplicatorStats,
 }
@@ -122,9 +132,11 @@ impl StateReplicator {
     /// A replicator around `map` (fresh or loaded from a store). `seed` seeds peer choice and
     /// timer jitter.
     pub fn new(map: SharedMap, settings: ReplicatorSettings, seed: u64) -> Self {
+        let settings = settings.clamped();
         Self {
+            repair_packets_left: repair_budget(&settings),
             map,
-            settings: settings.clamped(),
+            settings,
             rng: StdRng::seed_from_u64(seed),
             peers: Vec::new(),
             queue: BTreeMap::new(),
@@ -274,6 +286,7 @@ impl StateReplicator {
                 self.anti_entropy_due_at = Some(now + first);
             }
             Some(due) if due <= now => {
+                self.repair_packets_left = repair_budget(&self.settings);
                 self.anti_entropy_round();
                 let collected = self.map.collect_tombstones(wall_ms);
                 self.stats.tombstones_collected += collected as u64;
@@ -415,10 +428,17 @@ impl StateReplicator {
     /// random entry and wrapping around: a fixed prefix would be resent every round while the
     /// rest never went, so a large difference is repaired over rounds instead of stalling.
     fn send_repair(&mut self, to: SocketAddr, buckets: &[u16]) {
-        let budget_bytes = self
+        let packets_max = self
             .settings
             .repair_packets_max
-            .saturating_mul(self.settings.packet_bytes_max);
+            .min(self.repair_packets_left);
+        if packets_max < self.settings.repair_packets_max {
+            self.stats.repairs_throttled += 1;
+        }
+        if packets_max == 0 {
+            return;
+        }
+        let budget_bytes = packets_max.saturating_mul(self.settings.packet_bytes_max);
         let stats = self.map.stats();
         let entries = (stats.live + stats.tombstones).max(1);
         let bytes_per_bucket = (stats.bytes / BUCKETS).max(1) + entries / BUCKETS * 16;
@@ -448,10 +468,11 @@ impl StateReplicator {
         let (packets, oversize) = pack(
             deltas,
             self.settings.packet_bytes_max,
-            self.settings.repair_packets_max,
+            packets_max,
             |deltas| StateMessage::Repair { deltas },
         );
         self.stats.oversize_deltas += oversize;
+        self.repair_packets_left = self.repair_packets_left.saturating_sub(packets.len());
         for packet in packets {
             self.send_payload(to, packet);
         }
@@ -475,6 +496,12 @@ impl StateReplicator {
         self.stats.bytes_sent += payload.len() as u64;
         self.effects.push(StateEffect::Send { to, payload });
     }
+}
+
+fn repair_budget(settings: &ReplicatorSettings) -> usize {
+    settings
+        .repair_packets_max
+        .saturating_mul(REPAIR_ANSWERS_PER_INTERVAL)
 }
 
 /// Split `deltas` into encoded messages of at most `packet_bytes_max` bytes each, at most

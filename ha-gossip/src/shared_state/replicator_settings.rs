@@ -32,7 +32,8 @@ pub struct ReplicatorSettings {
     /// delivers them, so the queue bounds memory, not correctness.
     pub queue_keys_max: usize,
     /// Most packets one anti-entropy answer may send (default 64, 512 KiB at the default
-    /// packet size). A larger difference is repaired over several rounds.
+    /// packet size); a larger difference is repaired over several rounds. A member sends at
+    /// most four answers' worth per anti-entropy interval, whoever asks.
     pub repair_packets_max: usize,
 }
 
