@@ -17,6 +17,11 @@
 //! simulator in `tests/` drive the same core. Gossip never decides leadership: it supplies
 //! addresses, metadata and failure hints.
 //!
+//! The [`shared_state`] module holds the multi-master shared map (issue 15): a sans-IO CRDT
+//! ([`SharedMap`]: last-writer-wins registers by hybrid logical clock, PN-counters, tombstones,
+//! an incrementally kept digest) that every node writes locally and that converges over
+//! gossip's socket.
+//!
 //! ## Example
 //!
 //! Two members on loopback find each other:

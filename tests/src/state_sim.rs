@@ -4,8 +4,9 @@
 //! clock skewed by up to [`StateSimOptions::clock_skew_ms_max`], and a [`DurableStore`] that
 //! survives crashes the way the real store does: a local write is acknowledged after it is
 //! synced (with everything appended before it), remote entries are appended without a sync
-//! and synced every [`StateSimOptions::sync_interval_ms`], so a crash loses the unsynced tail
-//! and every packet in flight, never an acknowledged write.
+//! and synced [`StateSimOptions::sync_interval_ms`] after the first of them (a batched fsync),
+//! so a crash loses the unsynced tail and every packet in flight, never an acknowledged
+//! write.
 //!
 //! [`StateCluster`] adds the scenario tools: partitions whose sides also shape each member's
 //! peer list (as the gossip view would), one-way blocks, crash and restart, a random workload
@@ -109,9 +110,19 @@ pub struct StateNode {
     now: Millis,
     /// The earliest tick timer scheduled and not yet fired.
     armed: Option<Millis>,
-    last_sync: Millis,
+    /// Whether a sync timer is pending.
+    sync_armed: bool,
     sync_interval_ms: u64,
-    effects: Vec<SimEffect<Millis, ()>>,
+    effects: Vec<SimEffect<StateTimer, ()>>,
+}
+
+/// The timers of a [`StateNode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateTimer {
+    /// The replicator's tick, due at this time (a later, superseded one is ignored).
+    Tick(Millis),
+    /// Sync the store's unsynced tail (the store's batched fsync).
+    Sync,
 }
 
 impl StateNode {
@@ -150,7 +161,7 @@ impl StateNode {
             skew_ms,
             now: context.now,
             armed: None,
-            last_sync: context.now,
+            sync_armed: false,
             sync_interval_ms: options.sync_interval_ms,
             effects: Vec::new(),
         }
@@ -173,7 +184,6 @@ impl StateNode {
             store.append(key.to_owned(), entry.clone());
         }
         store.sync();
-        self.last_sync = self.now;
     }
 
     /// A local put, acknowledged when it returns `Ok`.
@@ -230,13 +240,6 @@ impl StateNode {
         self.now = now;
         self.replicator.set_peers(peers);
     }
-
-    fn maybe_sync(&mut self) {
-        if self.now.saturating_since(self.last_sync) >= self.sync_interval_ms {
-            self.store.borrow_mut().sync();
-            self.last_sync = self.now;
-        }
-    }
 }
 
 fn wall_at(now: Millis, skew_ms: i64) -> u64 {
@@ -246,29 +249,35 @@ fn wall_at(now: Millis, skew_ms: i64) -> u64 {
 }
 
 impl SimActor for StateNode {
-    type Timer = Millis;
+    type Timer = StateTimer;
     type Output = ();
 
     fn on_message(&mut self, now: Millis, from: SocketAddr, bytes: &[u8]) {
         self.now = now;
         let wall_ms = self.wall_ms(now);
         self.replicator.on_packet(now, wall_ms, from, bytes);
-        self.maybe_sync();
     }
 
-    fn on_timer(&mut self, now: Millis, due: Millis) {
+    fn on_timer(&mut self, now: Millis, timer: StateTimer) {
         self.now = now;
-        if self.armed != Some(due) {
-            // Superseded by an earlier timer that already ran and re-armed.
-            return;
+        match timer {
+            StateTimer::Sync => {
+                self.sync_armed = false;
+                self.store.borrow_mut().sync();
+            }
+            StateTimer::Tick(due) => {
+                if self.armed != Some(due) {
+                    // Superseded by an earlier timer that already ran and re-armed.
+                    return;
+                }
+                self.armed = None;
+                let wall_ms = self.wall_ms(now);
+                self.replicator.on_tick(now, wall_ms);
+            }
         }
-        self.armed = None;
-        let wall_ms = self.wall_ms(now);
-        self.replicator.on_tick(now, wall_ms);
-        self.maybe_sync();
     }
 
-    fn drain(&mut self) -> Vec<SimEffect<Millis, ()>> {
+    fn drain(&mut self) -> Vec<SimEffect<StateTimer, ()>> {
         for effect in self.replicator.drain_effects() {
             match effect {
                 StateEffect::Send { to, payload } => {
@@ -279,6 +288,13 @@ impl SimActor for StateNode {
                     for delta in deltas {
                         store.append(delta.key, delta.entry);
                     }
+                    if !self.sync_armed {
+                        self.sync_armed = true;
+                        self.effects.push(SimEffect::Schedule {
+                            after_ms: self.sync_interval_ms,
+                            timer: StateTimer::Sync,
+                        });
+                    }
                 }
             }
         }
@@ -287,7 +303,7 @@ impl SimActor for StateNode {
             self.armed = Some(next);
             self.effects.push(SimEffect::Schedule {
                 after_ms: next.saturating_since(self.now),
-                timer: next,
+                timer: StateTimer::Tick(next),
             });
         }
         std::mem::take(&mut self.effects)

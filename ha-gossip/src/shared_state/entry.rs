@@ -362,6 +362,37 @@ mod tests {
         }
     }
 
+    /// The merge rule as a table, one case per line: (case, left, right, the join). `v(ms,
+    /// node)` is a value, `t(ms, node)` a tombstone, `c(generation, stamp, totals)` a counter;
+    /// every case is also checked in the other order.
+    #[test]
+    fn join_table() {
+        let v = |ms, node| Entry::value(stamp(ms, node), format!("{ms}{node}").into_bytes());
+        let t = |ms, node| Entry::tombstone(stamp(ms, node));
+        let zero = Stamp::zero;
+        let c = counter;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Entry, Entry, Entry)> = vec![
+            ("later value wins",                      v(5, "a"), v(6, "a"), v(6, "a")),
+            ("equal clocks: larger node id wins",     v(5, "a"), v(5, "b"), v(5, "b")),
+            ("later delete wins over a value",        v(5, "a"), t(6, "a"), t(6, "a")),
+            ("later value wins over a delete",        t(5, "a"), v(6, "b"), v(6, "b")),
+            ("same write twice",                      t(5, "a"), t(5, "a"), t(5, "a")),
+            ("fresh counters add up",                 c(zero(), stamp(5, "a"), &[("a", 3)]), c(zero(), stamp(6, "b"), &[("b", 4)]), c(zero(), stamp(6, "b"), &[("a", 3), ("b", 4)])),
+            ("per node, the larger total",            c(zero(), stamp(5, "a"), &[("a", 3)]), c(zero(), stamp(4, "a"), &[("a", 1)]), c(zero(), stamp(5, "a"), &[("a", 3)])),
+            ("decrements join separately",            c(zero(), stamp(5, "a"), &[("a", 3)]), c(zero(), stamp(6, "a"), &[("a", 3), ("a", -2)]), c(zero(), stamp(6, "a"), &[("a", 3), ("a", -2)])),
+            ("delete after creation beats increments",c(zero(), stamp(9, "b"), &[("b", 7)]), t(6, "a"), t(6, "a")),
+            ("put after creation beats increments",   c(zero(), stamp(9, "b"), &[("b", 7)]), v(6, "a"), v(6, "a")),
+            ("counter created on the delete wins",    t(6, "a"), c(stamp(6, "a"), stamp(7, "b"), &[("b", 1)]), c(stamp(6, "a"), stamp(7, "b"), &[("b", 1)])),
+            ("older generations lose",                c(stamp(6, "a"), stamp(7, "b"), &[("b", 1)]), c(zero(), stamp(20, "c"), &[("c", 50)]), c(stamp(6, "a"), stamp(7, "b"), &[("b", 1)])),
+            ("a later delete ends that generation",   c(stamp(6, "a"), stamp(7, "b"), &[("b", 1)]), t(8, "c"), t(8, "c")),
+        ];
+        for (case, left, right, expected) in cases {
+            assert_eq!(left.joined(&right), expected, "{case}");
+            assert_eq!(right.joined(&left), expected, "{case} (other order)");
+        }
+    }
+
     #[test]
     fn counters_of_one_generation_add_up() {
         let left = counter(Stamp::zero(), stamp(5, "a"), &[("a", 3)]);

@@ -378,9 +378,11 @@ impl SharedState {
     /// Make the log durable through `sequence` (the driver calls this before sending what
     /// it drained, unless `fsync = "never"`).
     pub(crate) async fn durable_before_send(&self, sequence: u64) {
+        // A poisoned store was reported once when it failed; nothing more can be synced.
         if self.inner.fsync == SharedStateFsync::Never
             || sequence == 0
             || self.inner.sync.is_synced_through(sequence)
+            || self.inner.sync.poisoned().is_some()
         {
             return;
         }

@@ -102,12 +102,21 @@ impl HlcClock {
     /// [`StateError::ClockAhead`] when `remote` is more than `drift_ms_max` ahead of `wall_ms`;
     /// the clock is unchanged.
     pub fn observe(&mut self, remote: Hlc, wall_ms: u64) -> Result<(), StateError> {
+        self.check_drift(remote, wall_ms)?;
+        self.advance_to(remote);
+        Ok(())
+    }
+
+    /// The drift check of [`HlcClock::observe`] without taking the reading in.
+    ///
+    /// # Errors
+    /// [`StateError::ClockAhead`] when `remote` is more than `drift_ms_max` ahead of `wall_ms`.
+    pub fn check_drift(&self, remote: Hlc, wall_ms: u64) -> Result<(), StateError> {
         if remote.wall_ms > wall_ms.saturating_add(self.drift_ms_max) {
             return Err(StateError::ClockAhead {
                 ahead_ms: remote.wall_ms - wall_ms,
             });
         }
-        self.advance_to(remote);
         Ok(())
     }
 

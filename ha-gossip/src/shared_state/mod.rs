@@ -27,6 +27,7 @@ mod map;
 mod message;
 mod replicator;
 mod replicator_settings;
+mod slots;
 mod stamp;
 mod state_settings;
 mod store;
@@ -50,3 +51,6 @@ pub use store::{
     COMPACT_BYTES_MIN, Recovered, STATE_LOG_FILE_NAME, STATE_RECORD_BYTES_MAX, StateStore,
     StoreSync,
 };
+
+#[cfg(test)]
+mod map_tests;

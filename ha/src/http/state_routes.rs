@@ -100,7 +100,7 @@ pub(crate) fn state_error(error: StateError) -> Response {
             .into_response();
     }
     let answer = match error {
-        StateError::InvalidKey { .. } => ApiError::bad_request(message),
+        StateError::InvalidKey { .. } => ApiError::bad_request(format!("{message}: not applied")),
         StateError::NotACounter { .. } => ApiError::new(
             StatusCode::CONFLICT,
             "not_a_counter",
@@ -226,4 +226,75 @@ pub(crate) async fn list<S: StateMachine>(
         })
         .collect();
     Ok(Json(json!({ "entries": entries, "truncated": truncated })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal of the map: its status and kind, one line per case; every one of them
+    /// says whether the write may have been applied.
+    #[test]
+    fn state_errors_map_to_documented_answers() {
+        let cases = [
+            (
+                StateError::InvalidKey { reason: "x".into() },
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                StateError::ValueTooLarge { bytes: 9, max: 8 },
+                StatusCode::CONFLICT,
+                "limit",
+            ),
+            (
+                StateError::TooManyKeys { max: 1 },
+                StatusCode::CONFLICT,
+                "limit",
+            ),
+            (
+                StateError::TooManyTombstones { max: 1 },
+                StatusCode::CONFLICT,
+                "limit",
+            ),
+            (
+                StateError::NotACounter { key: "k".into() },
+                StatusCode::CONFLICT,
+                "not_a_counter",
+            ),
+            (
+                StateError::CounterOverflow,
+                StatusCode::CONFLICT,
+                "counter_overflow",
+            ),
+            (
+                StateError::Storage("disk".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+            ),
+        ];
+        for (error, status, kind) in cases {
+            let limit = error.limit_name();
+            let response = state_error(error.clone());
+            assert_eq!(response.status(), status, "{error:?}");
+            let body = futures_body(response);
+            assert_eq!(body["error"], json!(kind), "{error:?}");
+            assert_eq!(body["limit"].as_str(), limit, "{error:?}");
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("not applied") || message.contains("not acknowledged"),
+                "{error:?}: {message}"
+            );
+        }
+    }
+
+    fn futures_body(response: Response) -> Value {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let bytes = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
 }
