@@ -5,7 +5,9 @@
 //! Five nodes are split 2 / 3. For 10 s every node is written through its own
 //! `/v1/state` HTTP API: puts to keys only it writes, puts and deletes to keys every node
 //! writes (so the two sides write the same keys concurrently), and increments (positive and
-//! negative) of counters every node increments. Every answer is recorded. Before healing, the
+//! negative) of counters every node increments. Every answer is recorded. Halfway, n2 (on the
+//! minority side) is killed with SIGKILL and started again on its data dir, and must come back
+//! to acknowledging writes before the 10 s end. Before healing, the
 //! test checks that the partition held (no node holds a value written on the other side).
 //! Then the network heals and every node is listed until all five hold the same map, and that
 //! map is what the acknowledged writes say it must be:
@@ -39,6 +41,8 @@ use support::state_history::{
 const NODES: usize = 5;
 /// The minority side of the split; the others are the majority.
 const MINORITY: [usize; 2] = [0, 1];
+/// The node killed with SIGKILL halfway through the writes and started again on its data dir.
+const RESTARTED: usize = 1;
 /// How long every node is written to while the network is split.
 const WRITE_FOR: Duration = Duration::from_secs(10);
 /// Starting the cluster and the first put reaching every node.
@@ -196,6 +200,29 @@ fn check_partition_held(
     checked
 }
 
+/// The restarted node's writer saw it down (requests not sent) and then acknowledged puts
+/// and increments again: the restart happened within the writes, and the node came back.
+fn check_restart_seen(cluster: &mut TestCluster, records: &[Record]) {
+    let id = cluster.specs[RESTARTED].id.clone();
+    let Some(last_down) = records
+        .iter()
+        .rposition(|record| matches!(record.outcome, Outcome::NotSent(_)))
+    else {
+        fail(
+            cluster,
+            &format!("{id}'s writer never saw it down: was it restarted?"),
+        );
+    };
+    let after = StateCounts::of(&records[last_down + 1..]);
+    if after.puts == 0 || after.increments == 0 {
+        fail(
+            cluster,
+            &format!("{id} acknowledged no put or no increment after its restart: {after}"),
+        );
+    }
+    println!("shared_state: {id} after its restart: {after}");
+}
+
 /// LWW conflicts the run produced: shared keys with acknowledged puts from both sides.
 fn conflicting_keys(records: &[Record], side_of: &dyn Fn(&str) -> bool) -> usize {
     (0..SHARED_KEYS)
@@ -249,6 +276,19 @@ fn five_nodes_split_two_three_converge_to_every_acknowledged_write() {
             std::thread::spawn(move || write_until(&client, &id, until))
         })
         .collect();
+    // Halfway, one node is killed and started again on its data dir while its writer keeps
+    // going: what it acknowledged before must survive (fsync "always", the default), and its
+    // counter totals with it (a node that lost them would hide its next increments behind the
+    // totals its peers still hold, and the sums below would be short).
+    std::thread::sleep(WRITE_FOR / 2);
+    cluster.kill(RESTARTED);
+    cluster.spawn(RESTARTED);
+    println!(
+        "shared_state: {} killed (SIGKILL) and started again on its data dir, {:?} before the \
+         writes end",
+        ids[RESTARTED],
+        until.saturating_duration_since(Instant::now())
+    );
     let mut per_node = Vec::new();
     for writer in writers {
         match writer.join() {
@@ -256,6 +296,7 @@ fn five_nodes_split_two_three_converge_to_every_acknowledged_write() {
             Err(_) => fail(&mut cluster, "a writer thread panicked"),
         }
     }
+    check_restart_seen(&mut cluster, &per_node[RESTARTED]);
     let checked = check_partition_held(&mut cluster, &clients, &on_minority);
     println!("shared_state: the partition held ({checked} held values checked on both sides)");
 

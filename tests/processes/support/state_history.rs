@@ -10,6 +10,7 @@
 //! | 200 to an increment | incremented, with the counter's value there |
 //! | 404 to a delete | absent: the key was absent or deleted there, nothing written |
 //! | another 4xx | refused: nothing written |
+//! | the connection could not be made | not sent: nothing written |
 //! | no answer, a broken one, 5xx | unknown: it may have been written, or not |
 //!
 //! Every value written is unique (`n<node>-<sequence>`), so a value held at the end names
@@ -89,6 +90,8 @@ pub enum Outcome {
     Absent,
     /// Refused (4xx): nothing was written.
     Refused(u16, String),
+    /// The connection could not be made (the node is down or restarting): never sent.
+    NotSent(String),
     /// No answer or a 5xx: it may have been written, or not.
     Unknown(String),
 }
@@ -172,16 +175,28 @@ impl StateClient {
         path: &str,
         body: &str,
     ) -> Result<(u16, Value), String> {
+        self.send_or_not(method, path, body)
+            .map_err(|(_, error)| error)
+    }
+
+    /// The answer, or why there is none and whether the request may have left (`false`: the
+    /// connection could not be made, so nothing was sent).
+    fn send_or_not(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, Value), (bool, String)> {
         let response = self
             .client
             .request(method, format!("{}{path}", self.base))
             .body(body.to_string())
             .send()
-            .map_err(|error| format!("no answer: {error}"))?;
+            .map_err(|error| (!error.is_connect(), format!("no answer: {error}")))?;
         let status = response.status().as_u16();
         let text = response
             .text()
-            .map_err(|error| format!("broken answer: {error}"))?;
+            .map_err(|error| (true, format!("broken answer: {error}")))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, json))
     }
@@ -195,7 +210,7 @@ impl StateClient {
         }
     }
 
-    fn written(answer: Result<(u16, Value), String>, absent_is_404: bool) -> Outcome {
+    fn written(answer: Result<(u16, Value), (bool, String)>, absent_is_404: bool) -> Outcome {
         match answer {
             Ok((200, body)) => match Order::from_json(&body) {
                 Some(order) => Outcome::Written(order),
@@ -207,27 +222,28 @@ impl StateClient {
                 Outcome::Refused(status, body.to_string())
             }
             Ok((status, body)) => Outcome::Unknown(format!("{status} {body}")),
-            Err(error) => Outcome::Unknown(error),
+            Err((false, error)) => Outcome::NotSent(error),
+            Err((true, error)) => Outcome::Unknown(error),
         }
     }
 
     /// `PUT /v1/state/<key>` with `value`.
     pub fn put(&self, key: &str, value: &str) -> Record {
-        let answer = self.send(reqwest::Method::PUT, &format!("/v1/state/{key}"), value);
+        let answer = self.send_or_not(reqwest::Method::PUT, &format!("/v1/state/{key}"), value);
         let outcome = Self::written(answer, false);
         self.record(key, Operation::Put(value.to_string()), outcome)
     }
 
     /// `DELETE /v1/state/<key>`.
     pub fn delete(&self, key: &str) -> Record {
-        let answer = self.send(reqwest::Method::DELETE, &format!("/v1/state/{key}"), "");
+        let answer = self.send_or_not(reqwest::Method::DELETE, &format!("/v1/state/{key}"), "");
         let outcome = Self::written(answer, true);
         self.record(key, Operation::Delete, outcome)
     }
 
     /// `POST /v1/state/<key>/incr?by=<by>`.
     pub fn increment(&self, key: &str, by: i64) -> Record {
-        let answer = self.send(
+        let answer = self.send_or_not(
             reqwest::Method::POST,
             &format!("/v1/state/{key}/incr?by={by}"),
             "",
@@ -241,7 +257,8 @@ impl StateClient {
                 Outcome::Refused(status, body.to_string())
             }
             Ok((status, body)) => Outcome::Unknown(format!("{status} {body}")),
-            Err(error) => Outcome::Unknown(error),
+            Err((false, error)) => Outcome::NotSent(error),
+            Err((true, error)) => Outcome::Unknown(error),
         };
         self.record(key, Operation::Increment(by), outcome)
     }
@@ -485,6 +502,8 @@ pub struct StateCounts {
     pub refused: u64,
     /// Operations with an unknown outcome.
     pub unknown: u64,
+    /// Operations never sent (no connection).
+    pub not_sent: u64,
 }
 
 impl StateCounts {
@@ -499,6 +518,7 @@ impl StateCounts {
                 (_, Outcome::Absent) => counts.absent += 1,
                 (_, Outcome::Refused(..)) => counts.refused += 1,
                 (_, Outcome::Unknown(_)) => counts.unknown += 1,
+                (_, Outcome::NotSent(_)) => counts.not_sent += 1,
                 _ => {}
             }
         }
@@ -511,8 +531,14 @@ impl std::fmt::Display for StateCounts {
         write!(
             formatter,
             "{} puts, {} deletes, {} increments acknowledged; {} deletes of absent keys, \
-             {} refused, {} unknown",
-            self.puts, self.deletes, self.increments, self.absent, self.refused, self.unknown
+             {} refused, {} unknown, {} not sent",
+            self.puts,
+            self.deletes,
+            self.increments,
+            self.absent,
+            self.refused,
+            self.unknown,
+            self.not_sent
         )
     }
 }
