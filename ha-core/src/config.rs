@@ -363,6 +363,9 @@ pub struct Config {
     /// The replica consistency monitor (issue 14).
     #[serde(default)]
     pub consistency_check: crate::consistency_check_config::ConsistencyCheckConfig,
+    /// The multi-master shared map (issue 15): limits, fsync policy, dissemination.
+    #[serde(default)]
+    pub shared_state: crate::SharedStateConfig,
 }
 
 fn default_priority() -> Priority {
@@ -395,6 +398,7 @@ impl Config {
             wal_archive: crate::WalArchiveConfig::default(),
             backup: crate::BackupConfig::default(),
             consistency_check: Default::default(),
+            shared_state: crate::SharedStateConfig::default(),
         }
     }
 
@@ -607,6 +611,7 @@ impl Config {
         }
         self.health.validate()?;
         self.consistency_check.validate()?;
+        self.shared_state.validate()?;
         Ok(())
     }
 

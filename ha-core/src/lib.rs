@@ -43,6 +43,7 @@ mod ids;
 pub mod keyring;
 mod membership;
 mod node_state;
+mod shared_state_config;
 mod snapshot_source;
 mod state_machine;
 mod time;
@@ -68,6 +69,15 @@ pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
 pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;
+pub use shared_state_config::{
+    SHARED_STATE_ANTI_ENTROPY_INTERVAL_MS_DEFAULT, SHARED_STATE_ANTI_ENTROPY_INTERVAL_MS_MAX,
+    SHARED_STATE_ANTI_ENTROPY_INTERVAL_MS_MIN, SHARED_STATE_FANOUT_DEFAULT,
+    SHARED_STATE_FANOUT_MAX, SHARED_STATE_FSYNC_INTERVAL_MS_DEFAULT,
+    SHARED_STATE_FSYNC_INTERVAL_MS_MAX, SHARED_STATE_KEYS_MAX_DEFAULT, SHARED_STATE_KEYS_MAX_LIMIT,
+    SHARED_STATE_TOMBSTONE_GRACE_S_DEFAULT, SHARED_STATE_TOMBSTONE_GRACE_S_MAX,
+    SHARED_STATE_TOMBSTONE_GRACE_S_MIN, SHARED_STATE_TOMBSTONES_MAX_DEFAULT,
+    SHARED_STATE_VALUE_BYTES_MAX_DEFAULT, SharedStateConfig, SharedStateFsync,
+};
 pub use snapshot_source::{
     BytesSource, IN_MEMORY_SNAPSHOT_BYTES_MAX, SnapshotSource, read_bounded,
 };

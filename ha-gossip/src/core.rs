@@ -53,6 +53,15 @@ pub enum GossipEffect {
     },
     /// Publish a membership change.
     Event(MemberEvent),
+    /// A shared map packet arrived, already opened (cluster name and seal checked): hand the
+    /// payload to the node's shared state replicator (issue 15). A driver without one drops it.
+    State {
+        /// The sender's gossip address.
+        from: SocketAddr,
+        /// The replicator message, at most
+        /// [`PAYLOAD_BYTES_MAX`](crate::shared_state::PAYLOAD_BYTES_MAX) bytes.
+        payload: Vec<u8>,
+    },
 }
 
 type SwimCore = Foca<GossipIdentity, PostcardCodec, StdRng, MetadataHandler>;
@@ -218,8 +227,27 @@ impl GossipCore {
                     self.drop_packet(from, DropCause::Malformed);
                 }
             },
+            Ok((PacketKind::State, payload)) => {
+                // The replicator decodes and judges it; the envelope vouched for its origin.
+                self.effects.push(GossipEffect::State { from, payload });
+            }
         }
         self.pump();
+    }
+
+    /// Send a shared map message to `to` in this cluster's envelope (sealed when a key is
+    /// set), as a [`GossipEffect::Send`]. The payload must be at most
+    /// [`PAYLOAD_BYTES_MAX`](crate::shared_state::PAYLOAD_BYTES_MAX) bytes; a larger one is
+    /// not sent (and logged): receivers would drop it as oversized.
+    pub fn send_state(&mut self, to: SocketAddr, payload: &[u8]) {
+        if payload.len() > crate::shared_state::PAYLOAD_BYTES_MAX {
+            tracing::error!(%to, bytes = payload.len(), "shared state packet too large; not sent");
+            return;
+        }
+        let packet = self
+            .envelope
+            .wrap(PacketKind::State, payload, self.rng.random());
+        self.effects.push(GossipEffect::Send { to, packet });
     }
 
     /// A timer scheduled earlier is due.

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ha_core::codec::GOSSIP_PACKET_BYTES_MAX;
 use ha_core::{Clock, MemberEvent, MemberInfo, Millis, MonotonicClock, NodeMetadata, TimerQueue};
 use parking_lot::RwLock;
 use tokio::net::UdpSocket;
@@ -13,9 +12,11 @@ use tokio::task::JoinHandle;
 
 use crate::core::{GossipCore, GossipEffect, GossipTimer};
 use crate::drops::DropCounts;
+use crate::envelope::DATAGRAM_BYTES_MAX;
 use crate::error::GossipError;
 use crate::identity::GossipIdentity;
 use crate::settings::GossipSettings;
+use crate::shared_state::{Outgoing, SharedState};
 
 /// Events buffered per subscriber; a subscriber that falls further behind sees `Lagged` and
 /// should re-read [`GossipNode::members`].
@@ -38,7 +39,8 @@ struct View {
     drops: DropCounts,
 }
 
-/// A running gossip member: a UDP socket and a task that drives a [`GossipCore`].
+/// A running gossip member: a UDP socket and a task that drives a [`GossipCore`] and hosts
+/// this node's replica of the shared map ([`shared_state`](Self::shared_state)).
 ///
 /// Dropping it stops the task without a graceful leave (the cluster will detect it as
 /// unreachable); call [`leave`](Self::leave) to go gracefully.
@@ -64,6 +66,7 @@ pub struct GossipNode {
     first_subscriber: parking_lot::Mutex<Option<broadcast::Receiver<MemberEvent>>>,
     view: Arc<RwLock<View>>,
     local_addr: SocketAddr,
+    shared_state: SharedState,
     task: JoinHandle<()>,
 }
 
@@ -81,9 +84,11 @@ impl GossipNode {
     /// Bind `bind_addr` and start gossiping. When the identity's port is 0, the bound address
     /// becomes the identity's address (handy in tests).
     ///
+    /// The shared map is opened first (its log read back from `settings.shared_state.dir`).
+    ///
     /// # Errors
     /// [`GossipError::Io`] when the socket cannot be bound; [`GossipError::Config`] on a bad
-    /// keyring.
+    /// keyring; [`GossipError::SharedState`] when the shared map's log cannot be read.
     pub async fn start(
         mut settings: GossipSettings,
         bind_addr: SocketAddr,
@@ -94,6 +99,11 @@ impl GossipNode {
             settings.identity.addr = local_addr;
         }
         let seed = rand::random::<u64>();
+        let shared_state = SharedState::open(
+            settings.identity.node_id.clone(),
+            settings.shared_state.clone(),
+            seed.rotate_left(17),
+        )?;
         let core = GossipCore::new(settings, seed)?;
         let view = Arc::new(RwLock::new(View {
             identity: core.identity().clone(),
@@ -110,6 +120,7 @@ impl GossipNode {
             timers: TimerQueue::default(),
             events: events.clone(),
             view: Arc::clone(&view),
+            state: shared_state.clone(),
         };
         let task = tokio::spawn(runner.run(command_receiver));
         Ok(Self {
@@ -118,8 +129,16 @@ impl GossipNode {
             first_subscriber: parking_lot::Mutex::new(Some(first_subscriber)),
             view,
             local_addr,
+            shared_state,
             task,
         })
+    }
+
+    /// This node's replica of the shared map (issue 15): writable here whatever the
+    /// partition, disseminated to the members this node reaches. Clones share it; it keeps
+    /// answering local reads and writes after the node stops (they then no longer spread).
+    pub fn shared_state(&self) -> SharedState {
+        self.shared_state.clone()
     }
 
     /// The bound UDP address.
@@ -199,19 +218,30 @@ struct Runner {
     timers: TimerQueue<GossipTimer>,
     events: broadcast::Sender<MemberEvent>,
     view: Arc<RwLock<View>>,
+    state: SharedState,
 }
 
 impl Runner {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        // One byte more than a valid packet, so an oversized datagram is seen as such rather
-        // than silently truncated into something that might parse.
-        let mut buffer = vec![0u8; GOSSIP_PACKET_BYTES_MAX + 1];
+        // One byte more than a valid packet (a shared state packet is the largest kind), so
+        // an oversized datagram is seen as such rather than silently truncated into something
+        // that might parse.
+        let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX + 1];
         self.apply_effects().await;
+        let mut batched_sync = self.state.batched_sync_interval_ms().map(|interval_ms| {
+            let mut interval = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
         loop {
             let deadline = self
                 .timers
                 .next_deadline()
                 .map(|deadline| self.instant(deadline));
+            let state_clock = self.state.clock();
+            let state_deadline = tokio::time::Instant::from_std(
+                state_clock.origin() + self.state.next_tick_at().as_duration(),
+            );
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -247,6 +277,16 @@ impl Runner {
                         self.apply_effects().await;
                     }
                 }
+                () = tokio::time::sleep_until(state_deadline) => {
+                    let outgoing = self.state.on_tick();
+                    self.send_state(outgoing).await;
+                    self.apply_effects().await;
+                }
+                // A local write: look at the replicator's timer again (it may push sooner).
+                () = self.state.woken() => {}
+                () = tick_batched(&mut batched_sync), if batched_sync.is_some() => {
+                    self.state.sync_batch().await;
+                }
             }
         }
     }
@@ -270,27 +310,68 @@ impl Runner {
         tokio::time::Instant::from_std(self.clock.origin() + deadline.as_duration())
     }
 
+    /// Hand the replicator's messages to the core to be wrapped, once what they carry of our
+    /// own writes is durable (so a stamp a peer saw is never issued again after a crash).
+    async fn send_state(&mut self, outgoing: Outgoing) {
+        if outgoing.sends.is_empty() {
+            return;
+        }
+        self.state
+            .durable_before_send(outgoing.durable_through)
+            .await;
+        for (to, payload) in outgoing.sends {
+            self.core.send_state(to, &payload);
+        }
+    }
+
     async fn apply_effects(&mut self) {
         let now = self.clock.now();
         let mut changed = false;
-        for effect in self.core.drain_effects() {
-            match effect {
-                GossipEffect::Send { to, packet } => {
-                    if let Err(error) = self.socket.send_to(&packet, to).await {
-                        tracing::debug!(%to, %error, "gossip send failed");
+        // Handing a state packet to the replicator can produce answers (more effects): drain
+        // until none are left. Each round only answers packets already received, so it ends.
+        loop {
+            let effects = self.core.drain_effects();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                match effect {
+                    GossipEffect::Send { to, packet } => {
+                        if let Err(error) = self.socket.send_to(&packet, to).await {
+                            tracing::debug!(%to, %error, "gossip send failed");
+                        }
                     }
-                }
-                GossipEffect::Schedule { after_ms, timer } => {
-                    if !self.timers.push(now + after_ms, timer) {
-                        tracing::error!("gossip timer queue full; timer dropped");
+                    GossipEffect::Schedule { after_ms, timer } => {
+                        if !self.timers.push(now + after_ms, timer) {
+                            tracing::error!("gossip timer queue full; timer dropped");
+                        }
                     }
-                }
-                GossipEffect::Event(event) => {
-                    changed = true;
-                    // No subscriber is fine: the view below still changes.
-                    let _ = self.events.send(event);
+                    GossipEffect::Event(event) => {
+                        if !changed {
+                            // The view changes before anyone hears of the event: handling
+                            // state packets in this loop awaits, and a subscriber that reads
+                            // `members()` after an event must see it already.
+                            changed = true;
+                            self.view.write().members = self.core.members().cloned().collect();
+                        }
+                        // No subscriber is fine: the view below still changes.
+                        let _ = self.events.send(event);
+                    }
+                    GossipEffect::State { from, payload } => {
+                        let outgoing = self.state.on_packet(from, &payload);
+                        self.send_state(outgoing).await;
+                    }
                 }
             }
+        }
+        if changed {
+            let peers = self
+                .core
+                .members()
+                .filter(|member| member.reachable)
+                .map(|member| member.gossip_addr)
+                .collect();
+            self.state.set_peers(peers);
         }
         let mut view = self.view.write();
         if changed {
@@ -299,6 +380,15 @@ impl Runner {
         view.identity = self.core.identity().clone();
         view.metadata = self.core.metadata().clone();
         view.drops = self.core.drop_counts();
+    }
+}
+
+async fn tick_batched(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -14,6 +14,7 @@ use ha_core::codec::GOSSIP_PACKET_BYTES_MAX;
 use ha_core::keyring::{Keyring, NONCE_BYTES, OpenError, SEAL_OVERHEAD_BYTES};
 
 use crate::drops::DropCause;
+use crate::shared_state::PAYLOAD_BYTES_MAX;
 
 const MAGIC: u8 = 0xA7;
 const PROTOCOL_VERSION: u8 = 1;
@@ -23,6 +24,12 @@ const HEADER_BYTES: usize = 7;
 /// Bytes the envelope adds around a payload in the worst case (sealed).
 pub const ENVELOPE_OVERHEAD_BYTES: usize = HEADER_BYTES + SEAL_OVERHEAD_BYTES + 1;
 
+/// The largest datagram a node accepts: a shared state packet (payload up to
+/// [`PAYLOAD_BYTES_MAX`]: batches stay under 8 KiB, only one entry wider than that goes alone
+/// in a larger packet) in its envelope. SWIM and metadata packets stay within
+/// [`GOSSIP_PACKET_BYTES_MAX`]; a larger one of those kinds is dropped as oversized.
+pub const DATAGRAM_BYTES_MAX: usize = PAYLOAD_BYTES_MAX + ENVELOPE_OVERHEAD_BYTES;
+
 /// What a packet carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketKind {
@@ -30,6 +37,9 @@ pub enum PacketKind {
     Swim,
     /// A node's metadata sent directly to one member.
     Metadata,
+    /// A message of the shared map's replicator (issue 15), up to [`PAYLOAD_BYTES_MAX`]
+    /// bytes.
+    State,
 }
 
 impl PacketKind {
@@ -37,6 +47,7 @@ impl PacketKind {
         match self {
             PacketKind::Swim => 0,
             PacketKind::Metadata => 1,
+            PacketKind::State => 2,
         }
     }
 
@@ -44,6 +55,7 @@ impl PacketKind {
         match byte {
             0 => Some(PacketKind::Swim),
             1 => Some(PacketKind::Metadata),
+            2 => Some(PacketKind::State),
             _ => None,
         }
     }
@@ -114,7 +126,7 @@ impl Envelope {
     /// # Errors
     /// The [`DropCause`] to count; the packet is dropped.
     pub fn unwrap(&self, packet: &[u8]) -> Result<(PacketKind, Vec<u8>), DropCause> {
-        if packet.len() > GOSSIP_PACKET_BYTES_MAX {
+        if packet.len() > DATAGRAM_BYTES_MAX {
             return Err(DropCause::Oversized);
         }
         if packet.len() < HEADER_BYTES + 1
@@ -144,6 +156,10 @@ impl Envelope {
             };
         let (&kind, payload) = body.split_first().ok_or(DropCause::Malformed)?;
         let kind = PacketKind::from_byte(kind).ok_or(DropCause::Malformed)?;
+        // Only state packets may be larger than a SWIM datagram.
+        if kind != PacketKind::State && packet.len() > GOSSIP_PACKET_BYTES_MAX {
+            return Err(DropCause::Oversized);
+        }
         Ok((kind, payload.to_vec()))
     }
 }
@@ -189,9 +205,24 @@ mod tests {
         tampered[last] ^= 0x40;
         assert_eq!(keyed("c", 1).unwrap(&tampered), Err(DropCause::Forged));
         assert_eq!(
-            plain.unwrap(&vec![MAGIC; GOSSIP_PACKET_BYTES_MAX + 1]),
+            plain.unwrap(&vec![MAGIC; DATAGRAM_BYTES_MAX + 1]),
             Err(DropCause::Oversized)
         );
+        // A SWIM or metadata packet larger than a SWIM datagram is oversized even though a
+        // state packet of that size would pass.
+        for kind in [PacketKind::Swim, PacketKind::Metadata] {
+            let big = plain.wrap(kind, &[0; GOSSIP_PACKET_BYTES_MAX], [0; 24]);
+            assert_eq!(plain.unwrap(&big), Err(DropCause::Oversized));
+        }
+        let state = vec![3; PAYLOAD_BYTES_MAX];
+        for envelope in [Envelope::new("c", None), keyed("c", 1)] {
+            let packet = envelope.wrap(PacketKind::State, &state, [1; 24]);
+            assert!(packet.len() <= DATAGRAM_BYTES_MAX);
+            assert_eq!(
+                envelope.unwrap(&packet),
+                Ok((PacketKind::State, state.clone()))
+            );
+        }
         assert_eq!(plain.unwrap(b"GET / HTTP/1.1"), Err(DropCause::Malformed));
     }
 

@@ -13,6 +13,10 @@ pub enum GossipError {
     /// free and local.
     #[error("gossip socket: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared map's log could not be opened or read back (issue 15); nothing was started.
+    /// The message names the file and what to do.
+    #[error(transparent)]
+    SharedState(#[from] crate::shared_state::StateError),
     /// The node has stopped; start a new one.
     #[error("gossip node has stopped")]
     Stopped,

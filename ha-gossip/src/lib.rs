@@ -67,7 +67,7 @@ pub mod shared_state;
 pub use crate::core::{GossipCore, GossipEffect, GossipTimer};
 pub use driver::{EVENT_BUFFER, GossipNode};
 pub use drops::{DropCause, DropCounts};
-pub use envelope::{ENVELOPE_OVERHEAD_BYTES, Envelope, PacketKind};
+pub use envelope::{DATAGRAM_BYTES_MAX, ENVELOPE_OVERHEAD_BYTES, Envelope, PacketKind};
 pub use error::GossipError;
 pub use identity::GossipIdentity;
 pub use members::MEMBERS_MAX;

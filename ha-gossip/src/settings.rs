@@ -10,6 +10,7 @@ use ha_core::{Config, NodeMetadata, Timing};
 
 use crate::envelope::ENVELOPE_OVERHEAD_BYTES;
 use crate::identity::GossipIdentity;
+use crate::shared_state::SharedStateSettings;
 
 /// How long a member declared down is remembered before it may rejoin under the same
 /// identity (a restart always gets a new incarnation, so this only bounds memory).
@@ -32,6 +33,8 @@ pub struct GossipSettings {
     pub metadata: NodeMetadata,
     /// Expected cluster size; scales how many times each update is retransmitted.
     pub cluster_size_hint: u32,
+    /// The shared map this node hosts (issue 15): limits, dissemination, its log.
+    pub shared_state: SharedStateSettings,
 }
 
 impl GossipSettings {
@@ -50,6 +53,7 @@ impl GossipSettings {
             timing: config.timing.clone(),
             metadata,
             cluster_size_hint: config.cluster.bootstrap_expect.max(8),
+            shared_state: SharedStateSettings::from_config(config),
         }
     }
 

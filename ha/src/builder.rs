@@ -256,6 +256,7 @@ impl<S: StateMachine> NodeBuilder<S> {
                 other => NodeError::Gossip(other),
             })?;
         let gossip_addr = gossip.local_addr();
+        let shared_state = gossip.shared_state();
         let member_events = gossip.subscribe();
         let lease_keeper = LeaseKeeper::start(&replica);
         let writers = (0..WRITE_SESSIONS).map(|_| replica.client()).collect();
@@ -281,6 +282,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             replica,
             gossip: Mutex::new(Some(Arc::new(gossip))),
             gossip_addr,
+            shared_state,
             http_addr: Mutex::new(None),
             events,
             first_events: Mutex::new(Some(first_events)),

@@ -80,6 +80,7 @@ mod node;
 pub mod node_file;
 pub mod restore;
 pub mod security;
+pub mod shared_state_metrics;
 pub mod storage_health;
 pub mod wal_sync_timer;
 
@@ -97,6 +98,9 @@ pub use ha_core::{
     CheckResult, ClusterConfig, Config, ConfigError, Consistency, FailoverMode, HealthCheck,
     HealthStatus, LogIndex, MemberEvent, MemberInfo, NodeId, NodeState, Priority, Protection,
     SecurityConfig, StateMachine, StateMachineError, Term, Timing, TlsFiles,
+};
+pub use ha_gossip::shared_state::{
+    SharedState, SharedStateStats, Stamp, StateData, StateError, StateValue,
 };
 pub use ha_lock::{FencedResource, FencingToken, LockClient, LockError, LockGuard};
 pub use ha_replicate::driver::{ReplicaStatus, RoleView};

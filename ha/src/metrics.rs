@@ -548,6 +548,9 @@ impl<S: StateMachine> Node<S> {
         text.push_str(&crate::backup_schedule::render_metrics(
             self.shared.backup.schedule.as_ref(),
         ));
+        text.push_str(&crate::shared_state_metrics::render_metrics(
+            &self.shared.shared_state.stats(),
+        ));
         Ok(text)
     }
 }

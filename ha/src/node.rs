@@ -72,6 +72,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) replica: ReplicaNode<WithLocks<S>>,
     pub(crate) gossip: Mutex<Option<Arc<GossipNode>>>,
     pub(crate) gossip_addr: SocketAddr,
+    /// This node's replica of the multi-master shared map (issue 15), hosted by gossip.
+    pub(crate) shared_state: ha_gossip::shared_state::SharedState,
     pub(crate) http_addr: Mutex<Option<SocketAddr>>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     /// The receiver made with the channel, kept for the first `events()` call so that it sees
@@ -148,6 +150,29 @@ impl<S: StateMachine> Node<S> {
     /// The bound gossip (UDP) address.
     pub fn gossip_addr(&self) -> SocketAddr {
         self.shared.gossip_addr
+    }
+
+    /// This node's replica of the multi-master shared map (issue 15; HTTP `/v1/state`):
+    /// writable on every node with no leader or quorum, last writer wins by hybrid logical
+    /// clock for values, no increment lost for counters, converging by gossip once nodes can
+    /// talk again. Separate from [`kv`](Self::kv), which goes through the leader. Stored in
+    /// `<data_dir>/shared_state` and synced as `[shared_state] fsync` says.
+    ///
+    /// ```
+    /// # use ha::{Config, Node, NodeId};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::builder(Config::single(NodeId::new("n1")?, "127.0.0.1:0".parse()?))
+    ///     .start()
+    ///     .await?;
+    /// let state = node.shared_state();
+    /// state.put("feature/dark-mode", "on").await?;
+    /// assert_eq!(state.increment("page-views", 1).await?, 1);
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn shared_state(&self) -> ha_gossip::shared_state::SharedState {
+        self.shared.shared_state.clone()
     }
 
     /// The directory holding this node's log and snapshots (`<data_dir>/log`), or `None`

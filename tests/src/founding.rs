@@ -114,6 +114,8 @@ impl FoundingNode {
                     });
                 }
                 GossipEffect::Event(event) => self.on_member_event(now, &event),
+                // The founding simulation hosts no shared map; none is sent here.
+                GossipEffect::State { .. } => {}
             }
         }
     }
@@ -307,6 +309,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                     timing: timing.clone(),
                     metadata,
                     cluster_size_hint,
+                    shared_state: Default::default(),
                 },
                 context.seed,
             )

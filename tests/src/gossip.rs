@@ -28,12 +28,14 @@ impl SimActor for GossipCore {
     fn drain(&mut self) -> Vec<SimEffect<GossipTimer, MemberEvent>> {
         self.drain_effects()
             .into_iter()
-            .map(|effect| match effect {
-                GossipEffect::Send { to, packet } => SimEffect::Send { to, bytes: packet },
+            .filter_map(|effect| match effect {
+                GossipEffect::Send { to, packet } => Some(SimEffect::Send { to, bytes: packet }),
                 GossipEffect::Schedule { after_ms, timer } => {
-                    SimEffect::Schedule { after_ms, timer }
+                    Some(SimEffect::Schedule { after_ms, timer })
                 }
-                GossipEffect::Event(event) => SimEffect::Output(event),
+                GossipEffect::Event(event) => Some(SimEffect::Output(event)),
+                // The shared map is simulated on its own (state_sim); none is sent here.
+                GossipEffect::State { .. } => None,
             })
             .collect()
     }
@@ -103,6 +105,7 @@ pub fn gossip_settings(context: &StartContext, options: &GossipClusterOptions) -
         timing: options.timing.clone(),
         metadata: NodeMetadata::new(Priority(1), context.addr),
         cluster_size_hint: options.cluster_size_hint,
+        shared_state: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@
 mod digest;
 mod entry;
 mod error;
+mod handle;
 mod hlc;
 mod limits;
 mod map;
@@ -28,10 +29,14 @@ mod replicator;
 mod replicator_settings;
 mod slots;
 mod stamp;
+mod state_settings;
+mod store;
 
 pub use digest::{BUCKETS, Digest, entry_hash};
 pub use entry::{Body, Delta, Entry, PnCounter};
 pub use error::StateError;
+pub(crate) use handle::Outgoing;
+pub use handle::{SharedState, SharedStateStats};
 pub use hlc::{Hlc, HlcClock};
 pub use limits::{COUNTER_NODES_MAX, StateLimits};
 pub use map::{MapStats, SharedMap, StateData, StateValue};
@@ -41,6 +46,11 @@ pub use message::{
 pub use replicator::{ReplicatorStats, StateEffect, StateReplicator};
 pub use replicator_settings::{ReplicatorSettings, STATE_PACKET_BYTES_MAX};
 pub use stamp::Stamp;
+pub use state_settings::{SHARED_STATE_DIR_NAME, SharedStateSettings};
+pub use store::{
+    COMPACT_BYTES_MIN, Recovered, STATE_LOG_FILE_NAME, STATE_RECORD_BYTES_MAX, StateStore,
+    StoreSync,
+};
 
 #[cfg(test)]
 mod map_tests;

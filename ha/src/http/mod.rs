@@ -29,6 +29,7 @@ mod kv_routes;
 mod lock_routes;
 mod member_routes;
 mod snapshot_routes;
+mod state_routes;
 
 use std::sync::Weak;
 
@@ -41,6 +42,7 @@ use ha_lock::VALUE_BYTES_MAX;
 
 pub use api_error::ApiError;
 pub use https_listener::{HttpsCounters, HttpsLimits, HttpsListener};
+pub use state_routes::{STATE_LIST_LIMIT_DEFAULT, STATE_LIST_LIMIT_MAX};
 
 use crate::error::NodeError;
 use crate::node::{Node, Shared};
@@ -125,6 +127,15 @@ impl<S: StateMachine> Node<S> {
                 get(kv_routes::get_key::<S>)
                     .put(kv_routes::put_key::<S>)
                     .delete(kv_routes::delete_key::<S>),
+            )
+            // The multi-master shared map (issue 15): answered locally, no leader needed.
+            .route("/v1/state", get(state_routes::list::<S>))
+            .route(
+                "/v1/state/{*key}",
+                get(state_routes::get_key::<S>)
+                    .put(state_routes::put_key::<S>)
+                    .delete(state_routes::delete_key::<S>)
+                    .post(state_routes::increment_key::<S>),
             )
             .route(
                 "/v1/lock/{*name}",
@@ -211,8 +222,8 @@ impl<S: StateMachine> Node<S> {
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
         "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, \
-         /v1/failover, /v1/failover/history, /v1/snapshot, /v1/members, /v1/kv/<key> and \
-         /v1/lock/<name>",
+         /v1/failover, /v1/failover/history, /v1/snapshot, /v1/members, /v1/kv/<key>, \
+         /v1/lock/<name> and /v1/state/<key>",
         uri.path()
     ))
 }

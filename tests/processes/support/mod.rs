@@ -12,6 +12,7 @@ pub mod lock_history;
 pub mod scenario;
 pub mod secure_cluster;
 pub mod serial;
+pub mod state_history;
 pub mod workload;
 
 use std::io::{BufRead, BufReader, Read};
