@@ -514,3 +514,67 @@ fn the_config_file_sets_the_shared_state() {
         assert!(error.to_string().contains(named), "{table}: {error}");
     }
 }
+
+/// With admin tokens, a `read` token reads the shared state and cannot write it; a `write`
+/// token can (docs/ARCHITECTURE.md: GET needs read, the others write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_the_read_role_and_writes_the_write_role() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use ha::{AdminRole, AdminTokens};
+    use tower::ServiceExt;
+
+    const READ_TOKEN: &str = "read-token-0123456789abcdef";
+    const WRITE_TOKEN: &str = "write-token-0123456789abcdef";
+    let tokens = AdminTokens::new()
+        .with_token(AdminRole::Read, "reader", READ_TOKEN)
+        .and_then(|tokens| tokens.with_token(AdminRole::Write, "writer", WRITE_TOKEN))
+        .expect("valid tokens");
+    let config = Config::single(NodeId::new("n1").unwrap(), "127.0.0.1:0".parse().unwrap());
+    let node = Node::builder(config)
+        .admin_tokens(tokens)
+        .start()
+        .await
+        .expect("starts");
+    let status = |method: Method, uri: &'static str, token: &'static str| {
+        let router = node.http_router();
+        async move {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from("v"))
+                .expect("valid request");
+            router.oneshot(request).await.expect("infallible").status()
+        }
+    };
+    assert_eq!(
+        status(Method::PUT, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::POST, "/v1/state/c/incr", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::PUT, "/v1/state/k", WRITE_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::GET, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::GET, "/v1/state", READ_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::DELETE, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::DELETE, "/v1/state/k", WRITE_TOKEN).await,
+        StatusCode::OK
+    );
+    node.shutdown().await;
+}
