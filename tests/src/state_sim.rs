@@ -642,7 +642,8 @@ impl StateCluster {
 
     /// Check every running member against the oracle: each register's winner is the
     /// acknowledged write with the largest stamp (a delete: absent), each counter the sum of
-    /// acknowledged increments, and no other register key is live.
+    /// acknowledged increments, no other register key is live, and the map passes its own
+    /// `check_invariants` (digest, counts and indexes recomputed from scratch).
     ///
     /// # Errors
     /// The first difference found, described.
@@ -652,6 +653,8 @@ impl StateCluster {
                 continue;
             };
             let map = member.replicator().map();
+            map.check_invariants()
+                .map_err(|error| format!("node {node}: map invariant: {error}"))?;
             for (key, (stamp, value)) in &self.oracle.registers {
                 let held = map.get(key);
                 match (value, held) {

@@ -309,6 +309,7 @@ impl StateReplicator {
 
     /// The effects produced since the last call, in order.
     pub fn drain_effects(&mut self) -> Vec<StateEffect> {
+        self.debug_check_invariants();
         std::mem::take(&mut self.effects)
     }
 
@@ -320,6 +321,26 @@ impl StateReplicator {
     /// Keys waiting for the next push.
     pub fn queued_keys(&self) -> usize {
         self.queue.len()
+    }
+
+    /// What must hold after every input; checked in debug builds (the simulator's) each time
+    /// the driver drains effects, which it does after every input. O(1).
+    fn debug_check_invariants(&self) {
+        debug_assert!(
+            self.queue.len() <= self.settings.queue_keys_max,
+            "push queue of {} keys over queue_keys_max {}",
+            self.queue.len(),
+            self.settings.queue_keys_max
+        );
+        debug_assert!(
+            self.queue.is_empty() || self.push_due_at.is_some(),
+            "{} queued keys and no push scheduled: they would never leave",
+            self.queue.len()
+        );
+        debug_assert!(
+            self.repair_packets_left <= repair_budget(&self.settings),
+            "repair budget above its maximum"
+        );
     }
 
     fn queue_local(&mut self, now: Millis, key: &str) {
