@@ -514,3 +514,112 @@ fn the_config_file_sets_the_shared_state() {
         assert!(error.to_string().contains(named), "{table}: {error}");
     }
 }
+
+/// With admin tokens, a `read` token reads the shared state and cannot write it; a `write`
+/// token can (docs/ARCHITECTURE.md: GET needs read, the others write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_the_read_role_and_writes_the_write_role() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use ha::{AdminRole, AdminTokens};
+    use tower::ServiceExt;
+
+    const READ_TOKEN: &str = "read-token-0123456789abcdef";
+    const WRITE_TOKEN: &str = "write-token-0123456789abcdef";
+    let tokens = AdminTokens::new()
+        .with_token(AdminRole::Read, "reader", READ_TOKEN)
+        .and_then(|tokens| tokens.with_token(AdminRole::Write, "writer", WRITE_TOKEN))
+        .expect("valid tokens");
+    let config = Config::single(NodeId::new("n1").unwrap(), "127.0.0.1:0".parse().unwrap());
+    let node = Node::builder(config)
+        .admin_tokens(tokens)
+        .start()
+        .await
+        .expect("starts");
+    let status = |method: Method, uri: &'static str, token: &'static str| {
+        let router = node.http_router();
+        async move {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from("v"))
+                .expect("valid request");
+            router.oneshot(request).await.expect("infallible").status()
+        }
+    };
+    assert_eq!(
+        status(Method::PUT, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::POST, "/v1/state/c/incr", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::PUT, "/v1/state/k", WRITE_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::GET, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::GET, "/v1/state", READ_TOKEN).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::DELETE, "/v1/state/k", READ_TOKEN).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::DELETE, "/v1/state/k", WRITE_TOKEN).await,
+        StatusCode::OK
+    );
+    node.shutdown().await;
+}
+
+/// The log is compacted by the node itself (on the replicator's tick) once it is over twice
+/// the live size, and the compacted log reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_compacts_its_log_and_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = Config::single(NodeId::new("n1").unwrap(), "127.0.0.1:0".parse().unwrap());
+        config.data_dir = Some(dir.path().to_path_buf());
+        config.shared_state.fsync = SharedStateFsync::Never;
+        config
+    };
+    let node = Node::builder(config()).start().await.expect("starts");
+    let state = node.shared_state();
+    // 600 overwrites of one 4,000-byte value: about 2.4 MB of log for 4 KB of live state.
+    for round in 0..600u32 {
+        let mut value = vec![b'x'; 4000];
+        value[..4].copy_from_slice(&round.to_le_bytes());
+        state.put("big", value).await.unwrap();
+    }
+    state.put("small", "kept").await.unwrap();
+    let grown = state.stats().log_bytes;
+    assert!(grown > 2_000_000, "{grown} bytes");
+    wait_until("the log to be compacted", || {
+        state.stats().log_bytes < 100_000
+    })
+    .await;
+    println!(
+        "log compacted from {grown} to {} bytes",
+        state.stats().log_bytes
+    );
+    drop(state);
+    node.shutdown().await;
+    let node = wait_for_restart(config()).await;
+    let state = node.shared_state();
+    let StateData::Bytes(big) = state.get("big").unwrap().data else {
+        panic!("a register");
+    };
+    assert_eq!(big[..4], 599u32.to_le_bytes());
+    assert_eq!(
+        state.get("small").unwrap().data,
+        StateData::Bytes(b"kept".to_vec())
+    );
+    node.shutdown().await;
+}
