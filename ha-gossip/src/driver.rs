@@ -365,12 +365,18 @@ impl Runner {
             }
         }
         if changed {
-            let peers = self
-                .core
-                .members()
-                .filter(|member| member.reachable)
-                .map(|member| member.gossip_addr)
-                .collect();
+            // A witness (issue 15) holds no state, the shared map included: it is nobody's
+            // peer for the map, and it sends to nobody.
+            let peers = if self.core.metadata().witness {
+                Vec::new()
+            } else {
+                self.core
+                    .members()
+                    .filter(|member| member.reachable)
+                    .filter(|member| !member.metadata.as_ref().is_some_and(|meta| meta.witness))
+                    .map(|member| member.gossip_addr)
+                    .collect()
+            };
             self.state.set_peers(peers);
         }
         let mut view = self.view.write();

@@ -117,6 +117,9 @@ async fn a_witness_votes_is_shown_as_a_witness_and_serves_no_data() {
         (Method::DELETE, "/v1/kv/k"),
         (Method::POST, "/v1/lock/l?ttl_ms=1000"),
         (Method::GET, "/v1/snapshot"),
+        (Method::GET, "/v1/state/s"),
+        (Method::PUT, "/v1/state/s"),
+        (Method::POST, "/v1/state/s/incr"),
     ] {
         let (status, body) = call(witness, method.clone(), uri, "v").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}");
@@ -155,6 +158,21 @@ async fn a_witness_votes_is_shown_as_a_witness_and_serves_no_data() {
     assert_eq!(
         witness.status().await.expect("running").elections_started,
         0
+    );
+
+    // The shared map (outside the log) lives on the data nodes only: a write on one reaches
+    // the other, and the witness is nobody's peer for it, so it holds nothing.
+    let (status, body) = call(&nodes[0], Method::PUT, "/v1/state/shared", "on d1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until("the shared write on d2", async || {
+        nodes[1].shared_state().get("shared").is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        witness.shared_state().stats().map.live,
+        0,
+        "the witness got the shared map"
     );
 
     for node in nodes {

@@ -10,6 +10,7 @@ use ha_core::{Clock, Millis, MonotonicClock, NodeId, SharedStateFsync};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::counter_writer::counter_writer;
 use super::entry::Delta;
 use super::error::StateError;
 use super::map::{MapStats, SharedMap, StateValue};
@@ -143,6 +144,12 @@ impl SharedState {
             None => (StateStore::memory(), Vec::new()),
         };
         let mut map = SharedMap::new(node.clone(), settings.limits.clone());
+        map.set_counter_writer(counter_writer(
+            &node,
+            settings.dir.as_deref(),
+            settings.fsync,
+            seed,
+        )?);
         let mut replay_refused = 0u64;
         let stored = records.len();
         for delta in records {

@@ -110,6 +110,9 @@ impl Shape {
 #[derive(Clone, Debug)]
 pub struct SharedMap {
     node: NodeId,
+    /// Whose per-writer counter totals this replica's increments add to: see
+    /// [`SharedMap::set_counter_writer`].
+    counter_writer: NodeId,
     limits: StateLimits,
     clock: HlcClock,
     slots: Slots,
@@ -126,6 +129,7 @@ impl SharedMap {
     /// An empty map for `node`, bounded by `limits`.
     pub fn new(node: NodeId, limits: StateLimits) -> Self {
         Self {
+            counter_writer: node.clone(),
             node,
             clock: HlcClock::new(limits.drift_ms_max),
             limits,
@@ -141,6 +145,21 @@ impl SharedMap {
     /// This replica's node id (the writer in its stamps).
     pub fn node(&self) -> &NodeId {
         &self.node
+    }
+
+    /// The name under which this replica's counter increments are kept (its node id unless
+    /// [`set_counter_writer`](Self::set_counter_writer) gave another).
+    pub fn counter_writer(&self) -> &NodeId {
+        &self.counter_writer
+    }
+
+    /// Keep this replica's counter increments under `writer` from now on. A node whose store
+    /// may have lost its own increments (a new disk, a memory-only node, `fsync` not
+    /// `always`) must not continue its old per-writer totals: peers hold larger ones, and
+    /// the join (per-writer max) would hide its new increments until its total passed theirs.
+    /// Under a writer name never used before, every new increment counts.
+    pub fn set_counter_writer(&mut self, writer: NodeId) {
+        self.counter_writer = writer;
     }
 
     /// The limits given to [`SharedMap::new`].
@@ -251,7 +270,7 @@ impl SharedMap {
                 (Stamp::zero(), PnCounter::default())
             }
         };
-        let value = counter.add(&self.node, by)?;
+        let value = counter.add(&self.counter_writer, by)?;
         let entry = Entry {
             stamp: self.tick(wall_ms),
             generation,

@@ -522,3 +522,33 @@ fn a_refused_delta_leaves_the_clock_alone() {
     );
     checked(&map);
 }
+
+#[test]
+fn a_replica_that_lost_its_increments_counts_again_under_a_new_writer() {
+    let mut a = map("a");
+    let mut b = map("b");
+    let (_, delta) = a.increment(10, "c", 5).unwrap();
+    b.merge(10, delta).unwrap();
+    // `a` loses its store (a new disk): restarted under the same writer name, its next
+    // increment is hidden by the total of 5 its peer holds.
+    let mut same = map("a");
+    let (_, delta) = same.increment(20, "c", 1).unwrap();
+    let mut hidden = b.clone();
+    hidden.merge(20, delta).unwrap();
+    assert_eq!(
+        hidden.get("c").map(|value| value.data),
+        Some(StateData::Counter(5))
+    );
+    // Under a fresh writer name, every increment counts.
+    let mut fresh = map("a");
+    fresh.set_counter_writer(node("a.0000beef"));
+    assert_eq!(fresh.counter_writer().as_str(), "a.0000beef");
+    let (_, delta) = fresh.increment(20, "c", 1).unwrap();
+    b.merge(20, delta).unwrap();
+    assert_eq!(
+        b.get("c").map(|value| value.data),
+        Some(StateData::Counter(6))
+    );
+    assert_eq!(b.get("c").map(|value| value.stamp.node), Some(node("a")));
+    checked(&b);
+}

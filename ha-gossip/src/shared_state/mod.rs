@@ -17,6 +17,7 @@
 //! It lives in `ha-gossip` because it travels over gossip's socket, sealed by gossip's
 //! envelope and addressed by gossip's member list; it never touches the Raft log.
 
+mod counter_writer;
 mod digest;
 mod entry;
 mod error;

@@ -550,7 +550,7 @@ fn valid_record_after(
     Ok(false)
 }
 
-fn io_error<'a>(
+pub(crate) fn io_error<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl Fn(std::io::Error) -> StateError + 'a {

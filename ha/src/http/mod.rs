@@ -78,7 +78,7 @@ impl<S: StateMachine> ApiState<S> {
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "witness",
                 format!(
-                    "{} is a witness: it holds no state (no keys, locks or snapshots); ask a \
+                    "{} is a witness: it holds no state (no keys, locks, snapshots or shared state); ask a \
                      data node",
                     node.id()
                 ),

@@ -131,7 +131,7 @@ pub(crate) async fn get_key<S: StateMachine>(
 ) -> Result<Response, ApiError> {
     let key = path_text(key)?;
     params(query)?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     let Some(value) = node.shared_state().get(&key) else {
         return Err(ApiError::not_found(format!(
             "no key {key:?} in the shared state"
@@ -151,7 +151,7 @@ pub(crate) async fn put_key<S: StateMachine>(
     let key = path_text(key)?;
     let body = body_bytes(body)?;
     params(query)?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     Ok(match node.shared_state().put(&key, body.to_vec()).await {
         Ok(stamp) => stamp_answer(&stamp),
         Err(error) => state_error(error),
@@ -165,7 +165,7 @@ pub(crate) async fn delete_key<S: StateMachine>(
 ) -> Result<Response, ApiError> {
     let key = path_text(key)?;
     params(query)?;
-    let node = state.node()?;
+    let node = state.data_node()?;
     Ok(match node.shared_state().delete(&key).await {
         Ok(Some(stamp)) => stamp_answer(&stamp),
         Ok(None) => {
@@ -195,7 +195,7 @@ pub(crate) async fn increment_key<S: StateMachine>(
         ));
     };
     let by = params.by.unwrap_or(1);
-    let node = state.node()?;
+    let node = state.data_node()?;
     Ok(match node.shared_state().increment(key, by).await {
         Ok(value) => Json(json!({ "value": value })).into_response(),
         Err(error) => state_error(error),
@@ -214,7 +214,7 @@ pub(crate) async fn list<S: StateMachine>(
         )));
     }
     let prefix = params.prefix.unwrap_or_default();
-    let node = state.node()?;
+    let node = state.data_node()?;
     let (entries, truncated) = node.shared_state().list(&prefix, limit);
     let entries: Vec<Value> = entries
         .iter()
