@@ -66,11 +66,9 @@ const LAGGING_WAIT: Duration = Duration::from_secs(5);
 /// The witness's index in the cluster (n3).
 const WITNESS: usize = 2;
 
-#[test]
-fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
-    let _serial = one_scenario_at_a_time();
-    let started = Instant::now();
-    let mut cluster = TestCluster::start_secured(
+/// Bots n1 and n2 (data, priority 1) and n3 started with `--witness`.
+fn start_two_data_nodes_and_a_witness() -> TestCluster {
+    TestCluster::start_secured(
         &[1, 1, 0],
         |id| {
             if id == "n3" {
@@ -80,7 +78,14 @@ fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
             }
         },
         None,
-    );
+    )
+}
+
+#[test]
+fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
+    let _serial = one_scenario_at_a_time();
+    let started = Instant::now();
+    let mut cluster = start_two_data_nodes_and_a_witness();
     let first = cluster.wait_for_leader(&[], WAIT);
     assert_ne!(first, WITNESS, "the witness leads");
 
@@ -258,17 +263,7 @@ fn two_data_nodes_and_a_witness_fail_over_and_the_witness_never_leads() {
 fn a_lagging_data_node_waits_for_the_old_leader_and_no_acknowledged_write_is_lost() {
     let _serial = one_scenario_at_a_time();
     let started = Instant::now();
-    let mut cluster = TestCluster::start_secured(
-        &[1, 1, 0],
-        |id| {
-            if id == "n3" {
-                vec!["--witness".to_string()]
-            } else {
-                Vec::new()
-            }
-        },
-        None,
-    );
+    let mut cluster = start_two_data_nodes_and_a_witness();
     let leader = cluster.wait_for_leader(&[], WAIT);
     assert_ne!(leader, WITNESS, "the witness leads");
     let follower = other_data_node(leader);
