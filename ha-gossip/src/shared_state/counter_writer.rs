@@ -10,7 +10,6 @@
 //! disk) means a new suffix. Each fresh suffix is one more writer in the counters that node
 //! increments afterwards (at most `COUNTER_NODES_MAX` writers per counter).
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ha_core::{NODE_ID_LENGTH_MAX, NodeId, SharedStateFsync};
 
 use super::error::StateError;
-use super::store::io_error;
+use super::store::replace_file;
 
 /// The file in the shared map's directory that holds this node's counter-writer suffix.
 pub const COUNTER_WRITER_FILE_NAME: &str = "counter_writer";
@@ -46,15 +45,12 @@ pub fn counter_writer(
         return Ok(writer);
     }
     let writer = fresh(node, entropy);
-    let temp = dir.join(format!("{COUNTER_WRITER_FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&temp).map_err(io_error("creating", &temp))?;
-    file.write_all(writer.as_str().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("writing", &temp))?;
-    std::fs::rename(&temp, &path).map_err(io_error("renaming to", &path))?;
-    std::fs::File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(io_error("syncing", dir))?;
+    replace_file(
+        dir,
+        &format!("{COUNTER_WRITER_FILE_NAME}.tmp"),
+        COUNTER_WRITER_FILE_NAME,
+        &[writer.as_str().as_bytes()],
+    )?;
     Ok(writer)
 }
 

@@ -402,18 +402,31 @@ impl StateStore {
 
 /// Write `magic | records` to the temp file, sync it, rename it to the log, sync the dir.
 fn write_new_log(dir: &Path, records: &[u8]) -> Result<(), StateError> {
-    let temp = dir.join(TEMP_FILE_NAME);
-    let path = dir.join(STATE_LOG_FILE_NAME);
+    replace_file(dir, TEMP_FILE_NAME, STATE_LOG_FILE_NAME, &[&MAGIC, records])
+}
+
+/// Replace `dir/name` with `parts` as one step a crash cannot tear: write them to
+/// `dir/temp_name`, sync it, rename it over `name`, sync the directory. A failed write removes
+/// the temp file.
+pub(crate) fn replace_file(
+    dir: &Path,
+    temp_name: &str,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<(), StateError> {
+    let temp = dir.join(temp_name);
+    let path = dir.join(name);
     let written = File::create(&temp).and_then(|mut file| {
-        file.write_all(&MAGIC)?;
-        file.write_all(records)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         file.sync_all()
     });
     if let Err(error) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(io_error("writing", &temp)(error));
     }
-    std::fs::rename(&temp, &path).map_err(io_error("renaming the new log to", &path))?;
+    std::fs::rename(&temp, &path).map_err(io_error("renaming the new file to", &path))?;
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(io_error("syncing", dir))
@@ -550,7 +563,7 @@ fn valid_record_after(
     Ok(false)
 }
 
-pub(crate) fn io_error<'a>(
+fn io_error<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl Fn(std::io::Error) -> StateError + 'a {
