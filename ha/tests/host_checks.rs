@@ -16,14 +16,6 @@ use ha::{Config, Consistency, HealthCheck, HealthStatus, Node, NodeId, StateMach
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A host check that always reports the same status (the host's own view of its service).
 struct Always(HealthStatus);
 
@@ -83,7 +75,7 @@ async fn a_cluster_in_which_every_node_is_degraded_still_has_a_leader() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = three(dir.path(), |_| {}, Some(HealthStatus::Degraded)).await;
     let started = Instant::now();
-    wait_until("one leader", || leaders(&nodes) == 1).await;
+    support::wait_until(WAIT, "one leader", async || leaders(&nodes) == 1).await;
     let elected_after = started.elapsed();
     for node in &nodes {
         assert_eq!(
@@ -120,7 +112,7 @@ async fn a_cluster_whose_disks_are_all_too_full_still_has_a_leader() {
     };
     let nodes = three(dir.path(), full, None).await;
     let started = Instant::now();
-    wait_until("one leader", || leaders(&nodes) == 1).await;
+    support::wait_until(WAIT, "one leader", async || leaders(&nodes) == 1).await;
     let elected_after = started.elapsed();
     let leader = nodes.iter().position(Node::is_leader).unwrap();
     for node in &nodes {

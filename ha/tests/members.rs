@@ -106,14 +106,6 @@ async fn start(name: &str, seed: Option<std::net::SocketAddr>, voter: bool) -> N
         .expect("starts")
 }
 
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_node_joins_only_through_the_api_and_leaves_through_it() {
     let first = start("n1", None, true).await;
@@ -123,13 +115,13 @@ async fn a_fourth_node_joins_only_through_the_api_and_leaves_through_it() {
         start("n2", seed, true).await,
         start("n3", seed, true).await,
     ];
-    wait_until("one leader", async || {
+    support::wait_until(WAIT, "one leader", async || {
         nodes.iter().filter(|node| node.is_leader()).count() == 1
     })
     .await;
     // n4 is configured not to vote: gossip meets it, the automatic membership ignores it.
     let fourth = start("n4", seed, false).await;
-    wait_until("n4 seen by gossip", async || {
+    support::wait_until(WAIT, "n4 seen by gossip", async || {
         nodes
             .iter()
             .all(|node| node.members().iter().any(|member| member.id == id("n4")))
@@ -160,7 +152,7 @@ async fn a_fourth_node_joins_only_through_the_api_and_leaves_through_it() {
         .collect();
     assert_eq!(voters, ["n1", "n2", "n3", "n4"]);
     assert!(list.voters.iter().all(|member| member.addr.is_some()));
-    wait_until("n4 knows it votes", async || {
+    support::wait_until(WAIT, "n4 knows it votes", async || {
         fourth
             .status()
             .await

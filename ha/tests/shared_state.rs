@@ -19,16 +19,6 @@ use support::{call_router as call, one_node};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    let deadline = started + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
-
 fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|error| panic!("not JSON ({error}): {}", String::from_utf8_lossy(body)))
@@ -361,7 +351,7 @@ async fn three_in_process_nodes_converge() {
         start_member(2, seed).await,
         start_member(3, seed).await,
     ];
-    wait_until("every node to see the two others", || {
+    support::wait_until(WAIT, "every node to see the two others", async || {
         nodes.iter().all(|node| {
             node.members()
                 .iter()
@@ -390,7 +380,7 @@ async fn three_in_process_nodes_converge() {
         }
     }
     let winner = stamps.iter().max().unwrap().clone();
-    let took = wait_until("the three maps to agree", || {
+    let took = support::wait_until(WAIT, "the three maps to agree", async || {
         nodes.iter().all(|node| {
             let state = node.shared_state();
             let own_keys = (0..3).all(|index| state.get(&format!("own/{index}")).is_some());
@@ -601,7 +591,7 @@ async fn the_node_compacts_its_log_and_reads_it_back() {
     state.put("small", "kept").await.unwrap();
     let grown = state.stats().log_bytes;
     assert!(grown > 2_000_000, "{grown} bytes");
-    wait_until("the log to be compacted", || {
+    support::wait_until(WAIT, "the log to be compacted", async || {
         state.stats().log_bytes < 100_000
     })
     .await;

@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use ha::{Config, Consistency, Node, NodeId};
@@ -33,14 +33,6 @@ async fn start(name: &str, seed: SocketAddr, witness: bool) -> Node<()> {
         .start()
         .await
         .expect("starts")
-}
-
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn call(node: &Node<()>, method: Method, uri: &str, body: &str) -> (StatusCode, Value) {
@@ -73,7 +65,7 @@ async fn a_witness_votes_is_shown_as_a_witness_and_serves_no_data() {
     ];
     let witness = &nodes[2];
     assert!(witness.is_witness() && !nodes[0].is_witness());
-    wait_until("a leader known to all three", async || {
+    support::wait_until(WAIT, "a leader known to all three", async || {
         let leader = nodes[0].role().leader;
         leader.is_some() && nodes.iter().all(|node| node.role().leader == leader)
     })
@@ -87,7 +79,7 @@ async fn a_witness_votes_is_shown_as_a_witness_and_serves_no_data() {
 
     // Listed apart on every node, once gossip has described the witness.
     for node in &nodes {
-        wait_until("the witness under witnesses", async || {
+        support::wait_until(WAIT, "the witness under witnesses", async || {
             let list = node.member_list().await.expect("running");
             let voters: Vec<&str> = list.voters.iter().map(|m| m.id.as_str()).collect();
             let witnesses: Vec<&str> = list.witnesses.iter().map(|m| m.id.as_str()).collect();
@@ -164,7 +156,7 @@ async fn a_witness_votes_is_shown_as_a_witness_and_serves_no_data() {
     // the other, and the witness is nobody's peer for it, so it holds nothing.
     let (status, body) = call(&nodes[0], Method::PUT, "/v1/state/shared", "on d1").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    wait_until("the shared write on d2", async || {
+    support::wait_until(WAIT, "the shared write on d2", async || {
         nodes[1].shared_state().get("shared").is_some()
     })
     .await;

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -63,4 +63,20 @@ pub async fn call_router(
         .expect("body")
         .to_bytes();
     (status, bytes.to_vec())
+}
+
+/// Poll `condition` every 20 ms until it holds, failing the test after `within`; returns how
+/// long it took.
+pub async fn wait_until(
+    within: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    let deadline = started + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
 }
