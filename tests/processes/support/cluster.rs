@@ -79,22 +79,60 @@ fn read_certificate(file: &Path) -> reqwest::Certificate {
         .unwrap_or_else(|error| panic!("{} is not a PEM certificate: {error}", file.display()))
 }
 
-/// A loopback port free for both UDP and TCP right now.
+/// A loopback port free for both UDP and TCP right now, outside the kernel's ephemeral range.
+///
+/// A node keeps its ports across restarts. A port the kernel handed out with `bind(:0)` lies
+/// in the ephemeral range, so while the node is down an outgoing connection (any test
+/// client) may take it as its source port and the restart fails with "address in use".
+/// Ports below that range are never chosen by the kernel for outgoing connections.
 pub fn free_bind_addr() -> SocketAddr {
-    for _ in 0..64 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        let addr = udp.local_addr().expect("local addr");
+    for _ in 0..512 {
+        let addr = next_candidate();
+        let Ok(udp) = UdpSocket::bind(addr) else {
+            continue;
+        };
+        if TcpListener::bind(addr).is_ok() {
+            drop(udp);
+            return addr;
+        }
+    }
+    panic!("no port below the ephemeral range is free for both UDP and TCP");
+}
+
+/// A loopback TCP port free right now, outside the kernel's ephemeral range.
+pub fn free_tcp_addr() -> SocketAddr {
+    for _ in 0..512 {
+        let addr = next_candidate();
         if TcpListener::bind(addr).is_ok() {
             return addr;
         }
     }
-    panic!("no port free for both UDP and TCP");
+    panic!("no TCP port below the ephemeral range is free");
 }
 
-/// A loopback TCP port free right now.
-pub fn free_tcp_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
-    listener.local_addr().expect("local addr")
+/// The next port to try: a walk over `[FIRST_PORT, ephemeral start)` that starts at a place
+/// chosen by the process id (test binaries run one after another, but a leftover process of
+/// an earlier one may still hold ports) and never hands out a port twice in one process
+/// (tests of one binary run on parallel threads and bind their ports later).
+fn next_candidate() -> SocketAddr {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST_PORT: u32 = 10_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let end = ephemeral_start().max(FIRST_PORT + 1_000);
+    let span = end - FIRST_PORT;
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7_919) % span));
+    let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+    let port = u16::try_from(FIRST_PORT + offset).expect("ports below the ephemeral range fit u16");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default, 32768, if unreadable).
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 impl TestCluster {
