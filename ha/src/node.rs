@@ -108,6 +108,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) failover: Mutex<crate::failover_status::FailoverTracker>,
     /// Backups being written, and the scheduler's state (issue 14).
     pub(crate) backup: crate::backup_writer::BackupShared,
+    /// Every WAL fsync's duration, for `ha_wal_fsync_seconds` (issue 16).
+    pub(crate) wal_fsync: Arc<ha_core::LatencyHistogram>,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {
