@@ -10,13 +10,23 @@
 //!   query valid PromQL (checked by promtool as recording rules).
 //! - `promtool check rules` and `promtool test rules` pass on the alert rules.
 //! - The metric reference table in docs/ARCHITECTURE.md lists exactly the exported names.
+//! - A live node (one voter with a data dir, a backup dir and host checks) renders a family
+//!   for every name used, of the type the queries assume: `rate`/`increase` only over
+//!   counters and histogram buckets, `_bucket`/`_sum`/`_count` only of histograms.
 //!
 //! promtool comes from Debian's `prometheus` package (.ci/run installs it). Without it the
 //! promtool checks are skipped with a message, except under `CI=true`, where they fail.
 
-use std::collections::BTreeSet;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use ha::core::{BackupConfig, Consistency};
+use ha::{Config, Node, NodeId};
 
 /// The crates whose sources render metrics.
 const SOURCE_DIRS: [&str; 5] = [
@@ -30,6 +40,14 @@ const SOURCE_DIRS: [&str; 5] = [
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 /// The heading of the metric reference table in docs/ARCHITECTURE.md.
 const REFERENCE_HEADING: &str = "### Monitoring: metric reference, alert rules, Grafana";
+/// The files whose queries must match what a node renders.
+const QUERY_FILES: [&str; 3] = [
+    "deploy/prometheus/alerts.yml",
+    "deploy/prometheus/alerts_test.yml",
+    "deploy/grafana/ha.json",
+];
+/// Functions whose argument must be a counter (or a histogram's buckets).
+const COUNTER_FUNCTIONS: [&str; 2] = ["rate(", "increase("];
 /// Source files read at most (the crates have about 200): a bound on the walk.
 const SOURCE_FILES_MAX: usize = 5_000;
 
@@ -157,11 +175,7 @@ fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
 fn every_metric_the_rules_and_the_dashboard_name_is_exported() {
     let exported = exported_names();
     let mut unknown = Vec::new();
-    for file in [
-        "deploy/prometheus/alerts.yml",
-        "deploy/prometheus/alerts_test.yml",
-        "deploy/grafana/ha.json",
-    ] {
+    for file in QUERY_FILES {
         let names = metric_tokens(&read(file));
         assert!(names.len() >= 5, "{file} names only {names:?}");
         for name in names {
@@ -355,5 +369,154 @@ fn the_metric_reference_lists_exactly_the_exported_metrics() {
     assert!(
         missing.is_empty() && stale.is_empty(),
         "docs/ARCHITECTURE.md's metric table lacks {missing:?} and lists {stale:?}, which no node exports"
+    );
+}
+
+/// `# TYPE` lines of a scrape: family name to type.
+fn families(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect()
+}
+
+/// The type of the family `name` is a series of: itself, or the histogram it is a
+/// `_bucket`/`_sum`/`_count` of; `None` when the scrape has no such family.
+fn family_of(name: &str, families: &BTreeMap<String, String>) -> Option<(String, String)> {
+    if let Some(kind) = families.get(name) {
+        return Some((name.to_string(), kind.clone()));
+    }
+    HISTOGRAM_SUFFIXES.iter().find_map(|suffix| {
+        let base = name.strip_suffix(suffix)?;
+        let kind = families.get(base)?;
+        (kind == "histogram").then(|| (base.to_string(), kind.clone()))
+    })
+}
+
+/// Every metric a `rate(`/`increase(` in `text` is applied to (the first `ha_` token after
+/// the function's parenthesis).
+fn rated_metrics(text: &str) -> BTreeSet<String> {
+    let mut rated = BTreeSet::new();
+    for function in COUNTER_FUNCTIONS {
+        for (at, _) in text.match_indices(function) {
+            let boundary = at == 0 || !text.as_bytes()[at - 1].is_ascii_alphanumeric();
+            let argument = &text[at + function.len()..];
+            if boundary && argument.starts_with("ha_") {
+                let end = argument
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(argument.len());
+                rated.insert(argument[..end].to_string());
+            }
+        }
+    }
+    rated
+}
+
+/// A one-voter node with a data dir (WAL fsyncs), a backup dir and the host checks every
+/// 100 ms: the node that renders the most families.
+async fn node_with_everything(data_dir: &Path, backup_dir: &Path) -> Node<()> {
+    let mut config = Config::single(
+        NodeId::new("n1").expect("valid"),
+        "127.0.0.1:0".parse().expect("valid"),
+    );
+    config.data_dir = Some(data_dir.to_path_buf());
+    config.backup = BackupConfig {
+        dir: Some(backup_dir.to_path_buf()),
+        interval_s: 1,
+        keep: 2,
+    };
+    config.health.host_checks = true;
+    config.health.check_interval_ms = 100;
+    let node = Node::builder(config)
+        .request_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("starts");
+    support::wait_for_leader(&node).await;
+    node
+}
+
+async fn scrape(node: &Node<()>) -> String {
+    let (status, body) = support::call_router(node, Method::GET, "/v1/metrics", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(body).expect("utf-8")
+}
+
+#[test]
+fn the_type_check_finds_rated_gauges_and_foreign_suffixes() {
+    let families =
+        families("# TYPE ha_a_total counter\n# TYPE ha_g gauge\n# TYPE ha_h_seconds histogram\n");
+    assert_eq!(
+        family_of("ha_h_seconds_bucket", &families),
+        Some(("ha_h_seconds".to_string(), "histogram".to_string()))
+    );
+    assert_eq!(family_of("ha_g_sum", &families), None);
+    assert_eq!(family_of("ha_missing", &families), None);
+    assert_eq!(
+        rated_metrics(
+            "rate(ha_z_total[5m]) + increase(ha_g{a=\"ha_b\"}[1h]) / deriv(ha_x[1m]) irate(y)"
+        ),
+        BTreeSet::from(["ha_g".to_string(), "ha_z_total".to_string()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_renders_every_family_the_queries_use_with_the_type_they_assume() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let backups = tempfile::tempdir().expect("temp dir");
+    let node = node_with_everything(data.path(), backups.path()).await;
+    // Writes, so the WAL fsyncs enough for the wal_sync check to report a p99.
+    let kv = node.kv();
+    for key in 0..30 {
+        kv.put(&format!("key-{key}"), b"v".to_vec(), Consistency::Quorum)
+            .await
+            .expect("put");
+    }
+    let mut text = String::new();
+    support::wait_until(
+        Duration::from_secs(30),
+        "a backup and the host checks' figures in the metrics",
+        async || {
+            text = scrape(&node).await;
+            [
+                "ha_backups_taken_total 1",
+                "# TYPE ha_host_wal_sync_p99_seconds",
+            ]
+            .iter()
+            .all(|wanted| text.contains(wanted))
+                && text.contains("# TYPE ha_host_disk_free_ratio")
+        },
+    )
+    .await;
+    node.shutdown().await;
+    let families = families(&text);
+    let mut problems = Vec::new();
+    for file in QUERY_FILES {
+        let queries = read(file);
+        for name in metric_tokens(&queries) {
+            if family_of(&name, &families).is_none() {
+                problems.push(format!("{file}: {name}: no such family in a live scrape"));
+            }
+        }
+        for name in rated_metrics(&queries) {
+            match family_of(&name, &families) {
+                Some((_, kind)) if kind == "counter" => {}
+                Some((_, kind)) if kind == "histogram" && name.ends_with("_bucket") => {}
+                found => problems.push(format!(
+                    "{file}: rate/increase over {name}, which is {found:?}, not a counter"
+                )),
+            }
+        }
+    }
+    println!(
+        "{} families in the scrape; queries checked in {}",
+        families.len(),
+        QUERY_FILES.join(", ")
+    );
+    assert!(
+        problems.is_empty(),
+        "{}\n\nscrape:\n{text}",
+        problems.join("\n")
     );
 }
