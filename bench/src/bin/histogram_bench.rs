@@ -78,7 +78,6 @@ fn micros(snapshot: &HistogramSnapshot, quantile: f64) -> f64 {
     snapshot.quantile(quantile).unwrap_or(0.0) * 1e6
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
     node: &ha_replicate::driver::ReplicaNode<Kv>,
     target: &'static str,
