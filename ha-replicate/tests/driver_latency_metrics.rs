@@ -196,11 +196,16 @@ async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did
         .collect();
     let target = nodes[follower].node_id().clone();
     nodes[leader]
-        .transfer_leadership(Some(target))
+        .transfer_leadership(Some(target.clone()))
         .await
         .expect("transfer");
-    let new_leader = leader_of(&nodes).await;
-    assert_eq!(new_leader, follower);
+    wait_until("every node follows the transfer's target", || {
+        nodes[follower].is_leader()
+            && nodes
+                .iter()
+                .all(|node| node.role().leader.as_ref() == Some(&target))
+    })
+    .await;
     for (index, node) in nodes.iter().enumerate() {
         wait_until("every node counted the change and the failover", || {
             node.metrics().leader_changes() >= 1
