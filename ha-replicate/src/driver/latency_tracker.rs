@@ -103,6 +103,8 @@ pub(crate) struct LatencyTracker {
     /// Failover records of this term or older are not observed (already counted, or applied
     /// before this node started: a restart replays its log and must not count them again).
     failover_term_seen: Term,
+    /// The applied index at the last look at the failover history.
+    applied_seen: LogIndex,
 }
 
 impl LatencyTracker {
@@ -123,13 +125,20 @@ impl LatencyTracker {
             reads: BTreeMap::new(),
             last_leader: engine.leader().cloned(),
             failover_term_seen: engine.term(),
+            applied_seen: core.applier().applied_index(),
         }
     }
 
-    /// Look at the core after an input (or a flush): stamp new appends and newly learned
-    /// commits, observe what committed and what was applied, and new failover records.
+    /// Look at the core after an input (or a flush) that began at `started`: stamp new
+    /// appends and newly learned commits with `started`, observe at `now` what committed and
+    /// what was applied, and new failover records.
+    ///
+    /// The core applies an index in the same step that learns it committed, so stamping at
+    /// the step's start (not its end) is what makes commit->apply the apply's real cost (an
+    /// upper bound: the step's other work is in it) instead of zero.
     pub(crate) fn after_step<S: StateMachine, L: LogStore>(
         &mut self,
+        started: Instant,
         now: Instant,
         core: &ReplicaCore<S, L>,
     ) {
@@ -141,7 +150,7 @@ impl LatencyTracker {
                 self.leading_term = Some(engine.term());
                 self.proposed.reset(engine.last_index());
             } else {
-                self.proposed.push(engine.last_index(), now);
+                self.proposed.push(engine.last_index(), started);
             }
             self.proposed
                 .release(commit, now, &self.metrics.propose_commit);
@@ -152,14 +161,19 @@ impl LatencyTracker {
             // A witness applies metadata only; it has no host state to time.
             self.committed.reset(commit);
         } else {
-            self.committed.push(commit, now);
+            self.committed.push(commit, started);
             self.committed.release(
                 core.applier().applied_index(),
                 now,
                 &self.metrics.commit_apply,
             );
         }
-        self.observe_failovers(core);
+        // The history changes only by applying entries.
+        let applied = core.applier().applied_index();
+        if applied != self.applied_seen {
+            self.applied_seen = applied;
+            self.observe_failovers(core);
+        }
     }
 
     fn observe_failovers<S: StateMachine, L: LogStore>(&mut self, core: &ReplicaCore<S, L>) {

@@ -448,9 +448,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             // write in parallel; everything that promises what is on our disk (votes, acks,
             // client answers) stays held until the sync.
             self.carry_out();
+            let flush_started = std::time::Instant::now();
             self.core.flush();
             self.latency
-                .after_step(std::time::Instant::now(), &self.core);
+                .after_step(flush_started, std::time::Instant::now(), &self.core);
             self.carry_out();
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
@@ -463,6 +464,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     }
 
     fn handle(&mut self, input: Input) {
+        let started = std::time::Instant::now();
         let now = self.clock.now();
         match input {
             Input::Command(command) => self.on_command(now, command),
@@ -489,7 +491,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             Input::Closed => self.stopped = true,
         }
         self.latency
-            .after_step(std::time::Instant::now(), &self.core);
+            .after_step(started, std::time::Instant::now(), &self.core);
     }
 
     fn on_command(&mut self, now: Millis, command: Command) {
