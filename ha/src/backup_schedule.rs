@@ -21,10 +21,11 @@
 //! `dir`, newest first; a file not written by this process is verified (read whole) once when
 //! first seen. Surfaces: `ha_backup_newest_age_seconds` (`+Inf` with no good backup),
 //! `ha_backups_taken_total`, `ha_backups_failed_total`, `ha_backup_last_bytes`,
-//! `ha_backup_last_duration_seconds`, `ha_backups_kept`, and the non-critical health check
-//! [`BACKUP_CHECK`]: on the leader, `Unhealthy` (so the node is `DEGRADED`, never handing over
-//! for it) when the newest good backup is older than two intervals, counted from when this
-//! node became leader at the earliest; always `Healthy` on a follower, which takes none.
+//! `ha_backup_last_duration_seconds`, `ha_backups_kept`, `ha_backup_interval_seconds`, and the
+//! non-critical health check [`BACKUP_CHECK`]: on the leader, `Unhealthy` (so the node is
+//! `DEGRADED`, never handing over for it) when the newest good backup is older than two
+//! intervals, counted from when this node became leader at the earliest; always `Healthy` on a
+//! follower, which takes none.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -447,6 +448,14 @@ pub(crate) fn render_metrics(schedule: Option<&Arc<BackupSchedule>>) -> String {
         "gauge",
         "Backup files in the backup dir that verified.",
         kept as f64,
+    );
+    // The configured interval, so an alert can compare the age with it
+    // (deploy/prometheus/alerts.yml, HaBackupStale) without repeating the setting.
+    out.single(
+        "ha_backup_interval_seconds",
+        "gauge",
+        "Seconds between two scheduled backups (`[backup] interval_s`).",
+        schedule.config.interval_s as f64,
     );
     out.finish()
 }

@@ -191,6 +191,7 @@ async fn the_leader_takes_verified_backups_keeps_the_newest_and_lists_them() {
     assert_eq!(metric(&node, "ha_backups_failed_total").await, 0.0);
     assert!(metric(&node, "ha_backup_last_bytes").await > 0.0);
     assert_eq!(metric(&node, "ha_backups_kept").await, 2.0);
+    assert_eq!(metric(&node, "ha_backup_interval_seconds").await, 1.0);
     assert_eq!(backup_check(&node).await, Some(HealthStatus::Healthy));
     node.shutdown().await;
 }

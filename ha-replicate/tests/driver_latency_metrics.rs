@@ -1,0 +1,220 @@
+//! Issue 16: the driver's latency histograms and leader-change counter on a real 3-node
+//! cluster over loopback TCP with on-disk WALs. Writes to the leader land in its
+//! propose->commit histogram and in every node's commit->apply; writes sent to a follower in
+//! that follower's forward round trip; linearizable reads on the leader in its read-index
+//! round trip; a leadership transfer in every node's leader-change counter and failover
+//! histogram. Every wait polls with a deadline.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use ha_replicate::driver::{NodeSettings, ReplicaNode};
+use ha_replicate::engine::EngineSettings;
+use ha_replicate::membership::Membership;
+use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_replicate::storage::wal::{WalOptions, WalStore};
+use ha_replicate::transport::TransportSettings;
+
+/// A counter: the smallest state machine that has writes and reads.
+#[derive(Default)]
+struct Counter(u64);
+
+impl StateMachine for Counter {
+    type Command = u64;
+    type Response = u64;
+    type Query = ();
+    type QueryResponse = u64;
+    fn apply(&mut self, _index: LogIndex, add: u64) -> u64 {
+        self.0 += add;
+        self.0
+    }
+    fn query(&self, _query: &()) -> u64 {
+        self.0
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
+        Ok(self.0.to_le_bytes().to_vec())
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
+        let bytes: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| StateMachineError::Corrupt("not 8 bytes".to_string()))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_secs(5);
+const WRITES: u64 = 20;
+const FORWARDED: u64 = 10;
+const READS: u64 = 5;
+
+fn id(index: usize) -> NodeId {
+    NodeId::new(format!("n{index}")).expect("valid id")
+}
+
+async fn start(index: usize, dir: &Path) -> ReplicaNode<Counter> {
+    let replica = ReplicaSettings {
+        engine: EngineSettings::for_test(id(index)),
+        sync_policy: SyncPolicy::Batch,
+        snapshot_every_entries: 10_000,
+        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
+        transfer: Default::default(),
+        housekeeping_interval_ms: 10,
+        consistency: ha_replicate::replica::ConsistencySettings::off(),
+        witness: false,
+    };
+    let settings = NodeSettings {
+        replica,
+        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().expect("ip"), "test"),
+        peers: BTreeMap::new(),
+        bootstrap: Some(Membership::with_voters((1..=3).map(id))),
+        bootstrap_expect: None,
+    };
+    let store = WalStore::open(dir, WalOptions::default()).expect("open the WAL");
+    ReplicaNode::start(settings, Counter::default(), store)
+        .await
+        .expect("start")
+}
+
+/// Poll `condition` every 10 ms, failing after [`WAIT`].
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn leader_of(nodes: &[ReplicaNode<Counter>]) -> usize {
+    let mut found = None;
+    wait_until("a single leader that every node knows", || {
+        let leaders: Vec<usize> = (0..nodes.len())
+            .filter(|index| nodes[*index].is_leader())
+            .collect();
+        let known = leaders.len() == 1
+            && nodes
+                .iter()
+                .all(|node| node.role().leader.as_ref() == Some(nodes[leaders[0]].node_id()));
+        found = known.then(|| leaders[0]);
+        known
+    })
+    .await;
+    found.expect("found")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = Vec::new();
+    for (index, dir) in dirs.iter().enumerate() {
+        nodes.push(start(index + 1, dir.path()).await);
+    }
+    let addrs: Vec<(NodeId, SocketAddr)> = nodes
+        .iter()
+        .map(|node| (node.node_id().clone(), node.local_addr()))
+        .collect();
+    for node in &nodes {
+        for (peer, addr) in &addrs {
+            node.set_peer(peer.clone(), Some(*addr), None)
+                .await
+                .expect("running");
+        }
+    }
+    let leader = leader_of(&nodes).await;
+    let follower = (leader + 1) % 3;
+    // The first leader a node learns after starting is not a change.
+    for node in &nodes {
+        assert_eq!(node.metrics().leader_changes(), 0);
+    }
+
+    let proposed_before = nodes[leader].metrics().propose_commit.snapshot().count;
+    let client = nodes[leader].client();
+    for _ in 0..WRITES {
+        client
+            .write(1, Consistency::Quorum, TIMEOUT)
+            .await
+            .expect("write");
+    }
+    let proposed = nodes[leader].metrics().propose_commit.snapshot();
+    assert!(
+        proposed.count >= proposed_before + WRITES,
+        "{proposed:?} after {WRITES} writes"
+    );
+    // Plausible: every write committed within the client's timeout.
+    assert!(proposed.sum_seconds / (proposed.count as f64) < TIMEOUT.as_secs_f64());
+    // Followers only time what they propose: nothing.
+    assert_eq!(nodes[follower].metrics().propose_commit.snapshot().count, 0);
+    // Every node applies every write (followers learn the commit a heartbeat later).
+    for node in &nodes {
+        wait_until("every node timed applying the writes", || {
+            node.metrics().commit_apply.snapshot().count >= WRITES
+        })
+        .await;
+    }
+
+    let forwarding = nodes[follower].client();
+    for _ in 0..FORWARDED {
+        forwarding
+            .write(1, Consistency::Quorum, TIMEOUT)
+            .await
+            .expect("forwarded write");
+    }
+    assert_eq!(
+        nodes[follower].metrics().forward_round_trip.snapshot().count,
+        FORWARDED,
+        "one observation per forwarded write"
+    );
+    assert_eq!(nodes[leader].metrics().forward_round_trip.snapshot().count, 0);
+
+    for _ in 0..READS {
+        client
+            .read((), Consistency::Strong, TIMEOUT)
+            .await
+            .expect("read");
+    }
+    assert!(nodes[leader].metrics().read_index_round_trip.snapshot().count >= READS);
+    // EVENTUAL reads take no round.
+    let before = nodes[follower].metrics().read_index_round_trip.snapshot();
+    forwarding
+        .read((), Consistency::Eventual, TIMEOUT)
+        .await
+        .expect("local read");
+    assert_eq!(
+        nodes[follower].metrics().read_index_round_trip.snapshot(),
+        before
+    );
+
+    // A failover: every node sees the leader change, and applies the new leader's failover
+    // record (at least: a loaded machine may add an election).
+    let failovers_before: Vec<u64> = nodes
+        .iter()
+        .map(|node| node.metrics().failover_leaderless.snapshot().count)
+        .collect();
+    let target = nodes[follower].node_id().clone();
+    nodes[leader]
+        .transfer_leadership(Some(target.clone()))
+        .await
+        .expect("transfer");
+    wait_until("every node follows the transfer's target", || {
+        nodes[follower].is_leader()
+            && nodes
+                .iter()
+                .all(|node| node.role().leader.as_ref() == Some(&target))
+    })
+    .await;
+    for (index, node) in nodes.iter().enumerate() {
+        wait_until("every node counted the change and the failover", || {
+            node.metrics().leader_changes() >= 1
+                && node.metrics().failover_leaderless.snapshot().count
+                    > failovers_before[index]
+        })
+        .await;
+    }
+    for node in nodes {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
+}
