@@ -149,14 +149,14 @@ impl Chromium {
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            let last = read(self);
-            if let Ok(snapshot) = &last {
-                if done(snapshot) {
-                    return last.expect("checked");
+            match read(self) {
+                Ok(snapshot) if done(&snapshot) => return snapshot,
+                last if Instant::now() >= deadline => {
+                    panic!(
+                        "the page did not show {what} within {timeout:?}; it last showed {last:#?}"
+                    )
                 }
-            }
-            if Instant::now() >= deadline {
-                panic!("the page did not show {what} within {timeout:?}; it last showed {last:#?}");
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(100));
         }
