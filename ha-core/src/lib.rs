@@ -55,8 +55,9 @@ pub use backup_config::{
     BACKUP_KEEP_MAX, BackupConfig,
 };
 pub use config::{
-    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, Exposure, FailoverMode, Protection, SEEDS_MAX,
-    SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
+    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, EVENT_BYTES_MAX, EVENTS_CLIENTS_MAX_DEFAULT,
+    EVENTS_CLIENTS_MAX_LIMIT, EVENTS_RING_MAX_DEFAULT, EVENTS_RING_MAX_LIMIT, Exposure,
+    FailoverMode, Protection, SEEDS_MAX, SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
 };
 pub use consistency::{Consistency, UnknownConsistency};
 pub use consistency_check_config::{

@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, watch};
 use crate::admin_tokens::AdminTokens;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
+use crate::event_journal::{EventJournal, run_event_journal};
 use crate::failover_status::{FailoverTracker, run_failover_status};
 use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::host_checks::HostChecks;
@@ -271,6 +272,13 @@ impl<S: StateMachine> NodeBuilder<S> {
             })
             .collect();
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
+        // The journal (issue 16) hears every event from the start, as the first subscriber does.
+        let journal_events = events.subscribe();
+        let journal = Arc::new(EventJournal::new(
+            config.node_id.clone(),
+            config.events_ring_max,
+            config.events_clients_max,
+        ));
         let (health_sender, _) = watch::channel(HealthState {
             status: health_status,
             checks: health.results().to_vec(),
@@ -308,6 +316,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
             backup,
+            journal: Arc::clone(&journal),
         });
         let failover_poll =
             Duration::from_millis((shared.config.timing.heartbeat_interval_ms * 2).clamp(50, 500));
@@ -318,6 +327,11 @@ impl<S: StateMachine> NodeBuilder<S> {
             tokio::spawn(publish_state(weak.clone(), node.watch_role())),
             tokio::spawn(run_health_checks(weak.clone(), health)),
             tokio::spawn(run_failover_status(weak, failover_poll)),
+            tokio::spawn(run_event_journal(
+                journal,
+                node.is_witness(),
+                journal_events,
+            )),
         ];
         node.shared.tasks.lock().extend(tasks);
         node.shared.tasks.lock().extend(insecure_warning);
