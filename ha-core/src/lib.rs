@@ -41,6 +41,7 @@ mod health;
 mod host_checks_config;
 mod ids;
 pub mod keyring;
+mod latency_histogram;
 mod membership;
 mod node_state;
 mod shared_state_config;
@@ -68,6 +69,10 @@ pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
+pub use latency_histogram::{
+    FAILOVER_BUCKETS_SECONDS, HISTOGRAM_BUCKETS_MAX, HistogramSnapshot, LATENCY_BUCKETS_SECONDS,
+    LatencyHistogram,
+};
 pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;
 pub use shared_state_config::{

@@ -193,6 +193,8 @@ impl<S: StateMachine> NodeBuilder<S> {
         let mut health = HealthRunner::new(checks);
         health.run_due().await;
         let fresh_incarnation = GossipNode::fresh_incarnation();
+        // Issue 16: `ha_wal_fsync_seconds` (stays empty on a node without a data dir).
+        let wal_fsync = Arc::new(ha_core::LatencyHistogram::latency());
         let (incarnation, replica) = match &config.data_dir {
             Some(dir) => {
                 let file = NodeFile::claim(&config, dir, fresh_incarnation)?;
@@ -211,7 +213,8 @@ impl<S: StateMachine> NodeBuilder<S> {
                     store = store.with_archive(archive.clone());
                 }
                 let window = wal_window.unwrap_or_default();
-                let store = SyncTimedStore::new(store, window);
+                let store =
+                    SyncTimedStore::new(store, window).with_histogram(Arc::clone(&wal_fsync));
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica =
                     ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
@@ -317,6 +320,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             https_counters: Mutex::new(Vec::new()),
             backup,
             journal: Arc::clone(&journal),
+            wal_fsync,
         });
         let failover_poll =
             Duration::from_millis((shared.config.timing.heartbeat_interval_ms * 2).clamp(50, 500));

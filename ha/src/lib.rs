@@ -75,6 +75,7 @@ mod health_runner;
 pub mod host_checks;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod latency_metrics;
 mod members;
 pub mod metrics;
 mod node;

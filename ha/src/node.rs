@@ -110,6 +110,8 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) backup: crate::backup_writer::BackupShared,
     /// The numbered events `GET /v1/events` streams (issue 16).
     pub(crate) journal: Arc<crate::event_journal::EventJournal>,
+    /// Every WAL fsync's duration, for `ha_wal_fsync_seconds` (issue 16).
+    pub(crate) wal_fsync: Arc<ha_core::LatencyHistogram>,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {
