@@ -196,7 +196,10 @@ fn every_id_the_script_reads_is_in_the_markup_once() {
     for (at, found) in script.match_indices("$(\"") {
         let rest = &script[at + found.len()..];
         let id = &rest[..rest.find('"').expect("the string closes")];
-        assert!(ids.contains(&id), "the script reads #{id}, which the markup lacks");
+        assert!(
+            ids.contains(&id),
+            "the script reads #{id}, which the markup lacks"
+        );
         looked_up += 1;
     }
     assert!(looked_up >= 15, "the script looks up {looked_up} ids");
