@@ -11,7 +11,7 @@ use ha_core::{
     StateMachine,
 };
 use ha_gossip::{GossipError, GossipNode, GossipSettings};
-use ha_lock::{LeaseKeeper, WithLocks};
+use ha_lock::{LeaseKeeper, LockObserver, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::Role;
 use ha_replicate::membership::Membership;
@@ -176,6 +176,18 @@ impl<S: StateMachine> NodeBuilder<S> {
                 .push(crate::backup_schedule::health_check(schedule));
         }
         let config = self.config;
+        let journal = Arc::new(EventJournal::new(
+            config.node_id.clone(),
+            config.events_ring_max,
+            config.events_clients_max,
+        ));
+        // Lock grants, releases and expiries become `lock` events as this replica applies them.
+        let lock_observer = {
+            let journal = Arc::clone(&journal);
+            LockObserver::new(move |outcome| {
+                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token);
+            })
+        };
         // Issue 14: the built-in host checks run first, then the host's own.
         let wal_window = config
             .data_dir
@@ -216,15 +228,23 @@ impl<S: StateMachine> NodeBuilder<S> {
                 let store =
                     SyncTimedStore::new(store, window).with_histogram(Arc::clone(&wal_fsync));
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
-                let replica =
-                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                let replica = ReplicaNode::start(
+                    settings,
+                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    store,
+                )
+                .await?;
                 (file.incarnation, replica)
             }
             None => {
                 let store = MemoryStore::open(MemoryDisk::new());
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
-                let replica =
-                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                let replica = ReplicaNode::start(
+                    settings,
+                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    store,
+                )
+                .await?;
                 (fresh_incarnation, replica)
             }
         };
@@ -277,11 +297,6 @@ impl<S: StateMachine> NodeBuilder<S> {
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         // The journal (issue 16) hears every event from the start, as the first subscriber does.
         let journal_events = events.subscribe();
-        let journal = Arc::new(EventJournal::new(
-            config.node_id.clone(),
-            config.events_ring_max,
-            config.events_clients_max,
-        ));
         let (health_sender, _) = watch::channel(HealthState {
             status: health_status,
             checks: health.results().to_vec(),

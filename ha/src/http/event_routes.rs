@@ -28,9 +28,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ha_core::StateMachine;
+use http_body_util::BodyExt;
 use http_body_util::channel::{Channel, Sender};
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{ApiError, ApiState};
 use crate::event_journal::{EventJournal, JournalRead, OwnedClientSlot};
@@ -96,13 +97,15 @@ pub(crate) async fn events<S: StateMachine>(
         Some(seen) => seen,
     };
     let (sender, body) = Channel::<Bytes, std::convert::Infallible>::new(1);
-    tokio::spawn(stream_events(
-        slot,
-        cursor,
-        sender,
-        stop,
-        KEEP_ALIVE_INTERVAL,
-    ));
+    // The body owns `gone_sender`: when the server drops the body (the client went away) the
+    // task hears it at once, even while no event comes, and gives its slot back.
+    let (gone_sender, gone) = oneshot::channel::<()>();
+    let body = body.map_frame(move |frame| {
+        let _held_until_the_body_is_dropped = &gone_sender;
+        frame
+    });
+    let client = Client { sender, stop, gone };
+    tokio::spawn(stream_events(slot, cursor, client, KEEP_ALIVE_INTERVAL));
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -123,16 +126,39 @@ enum Ended {
     Stopped,
 }
 
-/// Send `text`, waiting for the client (one chunk in the channel at most) unless the node
-/// stops.
-async fn send(
-    sender: &mut Sender<Bytes, std::convert::Infallible>,
-    stop: &mut watch::Receiver<bool>,
-    text: String,
-) -> Result<(), Ended> {
-    tokio::select! {
-        sent = sender.send_data(Bytes::from(text)) => sent.map_err(|_| Ended::Gone),
-        _ = stop.wait_for(|stop| *stop) => Err(Ended::Stopped),
+/// One streaming client, as its task sees it.
+pub(crate) struct Client {
+    /// The body's channel (one chunk).
+    sender: Sender<Bytes, std::convert::Infallible>,
+    /// True once the node stops serving HTTP.
+    stop: watch::Receiver<bool>,
+    /// Resolves when the server drops the body.
+    gone: oneshot::Receiver<()>,
+}
+
+impl Client {
+    /// Send `text`, waiting for the client (one chunk in the channel at most) unless it goes
+    /// away or the node stops.
+    async fn send(&mut self, text: String) -> Result<(), Ended> {
+        tokio::select! {
+            sent = self.sender.send_data(Bytes::from(text)) => sent.map_err(|_| Ended::Gone),
+            _ = self.stop.wait_for(|stop| *stop) => Err(Ended::Stopped),
+            _ = &mut self.gone => Err(Ended::Gone),
+        }
+    }
+
+    /// Wait for a new event (`Ok(false)`) or `quiet` without one (`Ok(true)`).
+    async fn wait(
+        &mut self,
+        newest: &mut watch::Receiver<u64>,
+        quiet: Duration,
+    ) -> Result<bool, Ended> {
+        tokio::select! {
+            changed = newest.changed() => changed.map(|()| false).map_err(|_| Ended::Stopped),
+            () = tokio::time::sleep(quiet) => Ok(true),
+            _ = self.stop.wait_for(|stop| *stop) => Err(Ended::Stopped),
+            _ = &mut self.gone => Err(Ended::Gone),
+        }
     }
 }
 
@@ -140,53 +166,48 @@ async fn send(
 pub(crate) async fn stream_events(
     slot: OwnedClientSlot,
     cursor: u64,
-    mut sender: Sender<Bytes, std::convert::Infallible>,
-    mut stop: watch::Receiver<bool>,
+    mut client: Client,
     keep_alive: Duration,
 ) {
     let journal: &EventJournal = slot.journal();
-    let ended = async {
-        let mut cursor = cursor;
-        let mut newest = journal.watch_newest();
-        send(&mut sender, &mut stop, journal.hello_frame()).await?;
-        loop {
-            newest.borrow_and_update();
-            match journal.read_after(cursor, CHUNK_BYTES_MAX) {
-                JournalRead::Gap { missed, resume_seq } => {
-                    journal.count_gap();
-                    cursor = resume_seq - 1;
-                    send(
-                        &mut sender,
-                        &mut stop,
-                        journal.gap_frame(missed, resume_seq),
-                    )
-                    .await?;
-                }
-                JournalRead::Frames { text, last_seq } => {
-                    cursor = last_seq;
-                    send(&mut sender, &mut stop, text).await?;
-                }
-                JournalRead::Empty => {
-                    let quiet = tokio::select! {
-                        changed = newest.changed() => {
-                            if changed.is_err() {
-                                return Err(Ended::Stopped);
-                            }
-                            false
-                        }
-                        () = tokio::time::sleep(keep_alive) => true,
-                        _ = stop.wait_for(|stop| *stop) => return Err(Ended::Stopped),
-                    };
-                    if quiet {
-                        send(&mut sender, &mut stop, ": keep-alive\n\n".to_string()).await?;
-                    }
-                }
+    match stream_to(journal, cursor, &mut client, keep_alive).await {
+        Ended::Gone => tracing::debug!("event stream client went away"),
+        Ended::Stopped => tracing::debug!("event stream ended: node stopping"),
+    }
+}
+
+/// The stream's loop: hello, then every chunk after `cursor` (a gap where the ring passed it),
+/// a keep-alive when quiet. Returns why it ended.
+async fn stream_to(
+    journal: &EventJournal,
+    mut cursor: u64,
+    client: &mut Client,
+    keep_alive: Duration,
+) -> Ended {
+    let mut newest = journal.watch_newest();
+    if let Err(ended) = client.send(journal.hello_frame()).await {
+        return ended;
+    }
+    loop {
+        newest.borrow_and_update();
+        let sent = match journal.read_after(cursor, CHUNK_BYTES_MAX) {
+            JournalRead::Gap { missed, resume_seq } => {
+                journal.count_gap();
+                cursor = resume_seq - 1;
+                client.send(journal.gap_frame(missed, resume_seq)).await
             }
+            JournalRead::Frames { text, last_seq } => {
+                cursor = last_seq;
+                client.send(text).await
+            }
+            JournalRead::Empty => match client.wait(&mut newest, keep_alive).await {
+                Ok(true) => client.send(": keep-alive\n\n".to_string()).await,
+                Ok(false) => Ok(()),
+                Err(ended) => Err(ended),
+            },
+        };
+        if let Err(ended) = sent {
+            return ended;
         }
-    };
-    let ended: Result<(), Ended> = ended.await;
-    match ended {
-        Err(Ended::Gone) => tracing::debug!("event stream client went away"),
-        Err(Ended::Stopped) | Ok(()) => tracing::debug!("event stream ended: node stopping"),
     }
 }
