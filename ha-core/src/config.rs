@@ -366,6 +366,34 @@ pub struct Config {
     /// The multi-master shared map (issue 15): limits, fsync policy, dissemination.
     #[serde(default)]
     pub shared_state: crate::SharedStateConfig,
+    /// Events the node keeps for `GET /v1/events` (issue 16): a client resuming with
+    /// `Last-Event-ID` older than the oldest kept gets a `gap` event. Each event is at most
+    /// [`EVENT_BYTES_MAX`] bytes, so the ring holds at most `events_ring_max` times that.
+    #[serde(default = "default_events_ring_max")]
+    pub events_ring_max: usize,
+    /// Clients of `GET /v1/events` served at once; one more is refused with 429 `limit`.
+    #[serde(default = "default_events_clients_max")]
+    pub events_clients_max: usize,
+}
+
+/// Default [`Config::events_ring_max`]: events kept for resuming clients.
+pub const EVENTS_RING_MAX_DEFAULT: usize = 4096;
+/// Largest accepted [`Config::events_ring_max`] (at [`EVENT_BYTES_MAX`] each, 64 MiB at most).
+pub const EVENTS_RING_MAX_LIMIT: usize = 65_536;
+/// Default [`Config::events_clients_max`]: event stream clients served at once.
+pub const EVENTS_CLIENTS_MAX_DEFAULT: usize = 64;
+/// Largest accepted [`Config::events_clients_max`]: each client is a connection and a task.
+pub const EVENTS_CLIENTS_MAX_LIMIT: usize = 4096;
+/// Largest serialized event (an `id:`/`event:`/`data:` frame) the node journals, in bytes;
+/// longer free-text fields (a stalled follower's reason) are cut to fit.
+pub const EVENT_BYTES_MAX: usize = 1024;
+
+fn default_events_ring_max() -> usize {
+    EVENTS_RING_MAX_DEFAULT
+}
+
+fn default_events_clients_max() -> usize {
+    EVENTS_CLIENTS_MAX_DEFAULT
 }
 
 fn default_priority() -> Priority {
@@ -399,6 +427,8 @@ impl Config {
             backup: crate::BackupConfig::default(),
             consistency_check: Default::default(),
             shared_state: crate::SharedStateConfig::default(),
+            events_ring_max: EVENTS_RING_MAX_DEFAULT,
+            events_clients_max: EVENTS_CLIENTS_MAX_DEFAULT,
         }
     }
 
@@ -612,6 +642,37 @@ impl Config {
         self.health.validate()?;
         self.consistency_check.validate()?;
         self.shared_state.validate()?;
+        self.validate_events()?;
+        Ok(())
+    }
+
+    /// The event journal's limits (issue 16): at least one event and one client, and no more
+    /// than the node can hold.
+    fn validate_events(&self) -> Result<(), ConfigError> {
+        if !(1..=EVENTS_RING_MAX_LIMIT).contains(&self.events_ring_max) {
+            return Err(ConfigError::new(
+                "events_ring_max",
+                format!(
+                    "is {}: the event ring holds 1 to {EVENTS_RING_MAX_LIMIT} events",
+                    self.events_ring_max
+                ),
+                format!(
+                    "set events_ring_max between 1 and {EVENTS_RING_MAX_LIMIT} (default {EVENTS_RING_MAX_DEFAULT})"
+                ),
+            ));
+        }
+        if !(1..=EVENTS_CLIENTS_MAX_LIMIT).contains(&self.events_clients_max) {
+            return Err(ConfigError::new(
+                "events_clients_max",
+                format!(
+                    "is {}: 1 to {EVENTS_CLIENTS_MAX_LIMIT} event stream clients",
+                    self.events_clients_max
+                ),
+                format!(
+                    "set events_clients_max between 1 and {EVENTS_CLIENTS_MAX_LIMIT} (default {EVENTS_CLIENTS_MAX_DEFAULT})"
+                ),
+            ));
+        }
         Ok(())
     }
 

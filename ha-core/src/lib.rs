@@ -41,6 +41,7 @@ mod health;
 mod host_checks_config;
 mod ids;
 pub mod keyring;
+mod latency_histogram;
 mod membership;
 mod node_state;
 mod shared_state_config;
@@ -55,8 +56,9 @@ pub use backup_config::{
     BACKUP_KEEP_MAX, BackupConfig,
 };
 pub use config::{
-    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, Exposure, FailoverMode, Protection, SEEDS_MAX,
-    SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
+    CLUSTER_NAME_LENGTH_MAX, ClusterConfig, Config, EVENT_BYTES_MAX, EVENTS_CLIENTS_MAX_DEFAULT,
+    EVENTS_CLIENTS_MAX_LIMIT, EVENTS_RING_MAX_DEFAULT, EVENTS_RING_MAX_LIMIT, Exposure,
+    FailoverMode, Protection, SEEDS_MAX, SecurityConfig, Timing, TlsFiles, is_valid_cluster_name,
 };
 pub use consistency::{Consistency, UnknownConsistency};
 pub use consistency_check_config::{
@@ -67,6 +69,10 @@ pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};
 pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
+pub use latency_histogram::{
+    FAILOVER_BUCKETS_SECONDS, HISTOGRAM_BUCKETS_MAX, HistogramSnapshot, LATENCY_BUCKETS_SECONDS,
+    LatencyHistogram,
+};
 pub use membership::{MemberEvent, MemberInfo, NodeMetadata};
 pub use node_state::NodeState;
 pub use shared_state_config::{

@@ -40,6 +40,7 @@
 mod command;
 mod lease_expiry;
 mod lease_renewal;
+mod lock_outcome;
 mod lock_snapshot;
 mod lock_table;
 mod wait_for_graph;
@@ -54,6 +55,7 @@ pub use command::{
 };
 pub use lease_expiry::{EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker};
 pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadline};
+pub use lock_outcome::{LockChange, LockObserver, LockOutcome};
 pub use lock_snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SNAPSHOT_RECORD_BYTES_MAX};
 pub use lock_table::{
     CHANGE_VALUE_BYTES_MAX, CHANGES_MAX, KEYS_MAX, LEASES_MAX, LOCKS_HELD_MAX, LockLimits,

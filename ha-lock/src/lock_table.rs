@@ -291,6 +291,28 @@ impl LockTable {
         self.limits
     }
 
+    /// The token of the grant holding `name`, if held (for [`LockObserver`](crate::LockObserver)).
+    pub(crate) fn lock_token(&self, name: &str) -> Option<FencingToken> {
+        self.locks.get(name).map(|lock| lock.token)
+    }
+
+    /// The locks `lease` holds and their tokens (for [`LockObserver`](crate::LockObserver)).
+    pub(crate) fn lease_lock_tokens(&self, lease: LeaseId) -> Vec<(String, FencingToken)> {
+        let Some(record) = self.leases.get(&lease) else {
+            return Vec::new();
+        };
+        record
+            .locks
+            .iter()
+            .filter_map(|name| {
+                self.locks
+                    .get(name)
+                    .filter(|lock| lock.lease == lease)
+                    .map(|lock| (name.clone(), lock.token))
+            })
+            .collect()
+    }
+
     /// Apply a command committed at `index`.
     pub fn apply(&mut self, index: LogIndex, command: LockCommand) -> LockResponse {
         if !self.lines_built {

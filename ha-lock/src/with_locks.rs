@@ -6,6 +6,7 @@ use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
+use crate::lock_outcome::{LockObserver, Watched};
 use crate::lock_snapshot::{LockSnapshotSource, read_snapshot};
 use crate::lock_table::{LockLimits, LockTable};
 
@@ -60,6 +61,9 @@ pub enum QueryResponse<R> {
 pub struct WithLocks<H> {
     host: H,
     locks: LockTable,
+    /// Told each lock grant, release and expiry as it is applied (issue 16); configuration of
+    /// this replica, not state: snapshots and restores leave it alone.
+    observer: Option<LockObserver>,
 }
 
 impl<H> WithLocks<H> {
@@ -68,6 +72,7 @@ impl<H> WithLocks<H> {
         Self {
             host,
             locks: LockTable::default(),
+            observer: None,
         }
     }
 
@@ -82,7 +87,16 @@ impl<H> WithLocks<H> {
         Self {
             host,
             locks: LockTable::with_limits(limits),
+            observer: None,
         }
+    }
+
+    /// Tell `observer` every lock grant, release and expiry this replica applies, in log
+    /// order (see [`LockObserver`]). Changes nothing replicated: every replica computes the
+    /// same state and answers with or without one.
+    pub fn observe_locks(mut self, observer: LockObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The host's state machine.
@@ -105,7 +119,15 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     fn apply(&mut self, index: LogIndex, command: Self::Command) -> Self::Response {
         match command {
             Command::Host(command) => Response::Host(self.host.apply(index, command)),
-            Command::Lock(command) => Response::Lock(self.locks.apply(index, command)),
+            Command::Lock(command) => match &self.observer {
+                None => Response::Lock(self.locks.apply(index, command)),
+                Some(observer) => {
+                    let watched = Watched::before(&self.locks, &command);
+                    let response = self.locks.apply(index, command);
+                    watched.tell(observer, &self.locks, index.0, &response);
+                    Response::Lock(response)
+                }
+            },
         }
     }
 

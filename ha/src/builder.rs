@@ -11,7 +11,7 @@ use ha_core::{
     StateMachine,
 };
 use ha_gossip::{GossipError, GossipNode, GossipSettings};
-use ha_lock::{LeaseKeeper, WithLocks};
+use ha_lock::{LeaseKeeper, LockObserver, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::Role;
 use ha_replicate::membership::Membership;
@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, watch};
 use crate::admin_tokens::AdminTokens;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
+use crate::event_journal::{EventJournal, run_event_journal};
 use crate::failover_status::{FailoverTracker, run_failover_status};
 use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::host_checks::HostChecks;
@@ -175,6 +176,18 @@ impl<S: StateMachine> NodeBuilder<S> {
                 .push(crate::backup_schedule::health_check(schedule));
         }
         let config = self.config;
+        let journal = Arc::new(EventJournal::new(
+            config.node_id.clone(),
+            config.events_ring_max,
+            config.events_clients_max,
+        ));
+        // Lock grants, releases and expiries become `lock` events as this replica applies them.
+        let lock_observer = {
+            let journal = Arc::clone(&journal);
+            LockObserver::new(move |outcome| {
+                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token);
+            })
+        };
         // Issue 14: the built-in host checks run first, then the host's own.
         let wal_window = config
             .data_dir
@@ -192,6 +205,8 @@ impl<S: StateMachine> NodeBuilder<S> {
         let mut health = HealthRunner::new(checks);
         health.run_due().await;
         let fresh_incarnation = GossipNode::fresh_incarnation();
+        // Issue 16: `ha_wal_fsync_seconds` (stays empty on a node without a data dir).
+        let wal_fsync = Arc::new(ha_core::LatencyHistogram::latency());
         let (incarnation, replica) = match &config.data_dir {
             Some(dir) => {
                 let file = NodeFile::claim(&config, dir, fresh_incarnation)?;
@@ -210,17 +225,26 @@ impl<S: StateMachine> NodeBuilder<S> {
                     store = store.with_archive(archive.clone());
                 }
                 let window = wal_window.unwrap_or_default();
-                let store = SyncTimedStore::new(store, window);
+                let store =
+                    SyncTimedStore::new(store, window).with_histogram(Arc::clone(&wal_fsync));
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
-                let replica =
-                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                let replica = ReplicaNode::start(
+                    settings,
+                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    store,
+                )
+                .await?;
                 (file.incarnation, replica)
             }
             None => {
                 let store = MemoryStore::open(MemoryDisk::new());
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
-                let replica =
-                    ReplicaNode::start(settings, WithLocks::new(self.machine), store).await?;
+                let replica = ReplicaNode::start(
+                    settings,
+                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    store,
+                )
+                .await?;
                 (fresh_incarnation, replica)
             }
         };
@@ -271,6 +295,8 @@ impl<S: StateMachine> NodeBuilder<S> {
             })
             .collect();
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
+        // The journal (issue 16) hears every event from the start, as the first subscriber does.
+        let journal_events = events.subscribe();
         let (health_sender, _) = watch::channel(HealthState {
             status: health_status,
             checks: health.results().to_vec(),
@@ -308,6 +334,8 @@ impl<S: StateMachine> NodeBuilder<S> {
             #[cfg(feature = "http")]
             https_counters: Mutex::new(Vec::new()),
             backup,
+            journal: Arc::clone(&journal),
+            wal_fsync,
         });
         let failover_poll =
             Duration::from_millis((shared.config.timing.heartbeat_interval_ms * 2).clamp(50, 500));
@@ -318,6 +346,11 @@ impl<S: StateMachine> NodeBuilder<S> {
             tokio::spawn(publish_state(weak.clone(), node.watch_role())),
             tokio::spawn(run_health_checks(weak.clone(), health)),
             tokio::spawn(run_failover_status(weak, failover_poll)),
+            tokio::spawn(run_event_journal(
+                journal,
+                node.is_witness(),
+                journal_events,
+            )),
         ];
         node.shared.tasks.lock().extend(tasks);
         node.shared.tasks.lock().extend(insecure_warning);

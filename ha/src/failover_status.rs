@@ -210,6 +210,8 @@ pub(crate) async fn run_failover_status<S: StateMachine>(node: Weak<Shared<S>>, 
             continue;
         };
         observe(&shared, &status);
+        // Issue 16: failovers this node learns of become `failover` events.
+        shared.journal.observe_failovers(&status.failover_history);
     }
 }
 

@@ -108,6 +108,10 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) failover: Mutex<crate::failover_status::FailoverTracker>,
     /// Backups being written, and the scheduler's state (issue 14).
     pub(crate) backup: crate::backup_writer::BackupShared,
+    /// The numbered events `GET /v1/events` streams (issue 16).
+    pub(crate) journal: Arc<crate::event_journal::EventJournal>,
+    /// Every WAL fsync's duration, for `ha_wal_fsync_seconds` (issue 16).
+    pub(crate) wal_fsync: Arc<ha_core::LatencyHistogram>,
 }
 
 impl<S: StateMachine> Drop for Shared<S> {
@@ -222,6 +226,13 @@ impl<S: StateMachine> Node<S> {
             .lock()
             .take()
             .unwrap_or_else(|| self.shared.events.subscribe())
+    }
+
+    /// This node's event journal (issue 16): the bounded ring of numbered events that
+    /// `GET /v1/events` streams (role, member, health, failover, lock, consistency and
+    /// follower events; see [`event_journal`](crate::event_journal)).
+    pub fn event_journal(&self) -> &Arc<crate::event_journal::EventJournal> {
+        &self.shared.journal
     }
 
     /// Every member gossip knows (not this node), reachable or not.

@@ -6,12 +6,16 @@
 //! reads no clock, and the simulator's stores are not wrapped. A sync that has not returned
 //! counts too ([`SyncLatencyWindow::running_ms`]): a disk that hangs never finishes a sync, and a
 //! percentile of finished ones would call it healthy.
+//!
+//! Issue 16: the same timing also feeds the `ha_wal_fsync_seconds` histogram
+//! ([`SyncTimedStore::with_histogram`]), which keeps every sync since the start for
+//! Prometheus, where the window keeps the last minute for the health check.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ha_core::LogIndex;
+use ha_core::{LatencyHistogram, LogIndex};
 use ha_replicate::entry::Entry;
 use ha_replicate::hard_state::HardState;
 use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
@@ -117,12 +121,23 @@ impl SyncLatencyWindow {
 pub struct SyncTimedStore<L> {
     inner: L,
     window: Arc<SyncLatencyWindow>,
+    histogram: Option<Arc<LatencyHistogram>>,
 }
 
 impl<L: LogStore> SyncTimedStore<L> {
     /// Wrap `inner`, recording into `window`.
     pub fn new(inner: L, window: Arc<SyncLatencyWindow>) -> Self {
-        Self { inner, window }
+        Self {
+            inner,
+            window,
+            histogram: None,
+        }
+    }
+
+    /// Also record every sync's duration into `histogram` (`ha_wal_fsync_seconds`).
+    pub fn with_histogram(mut self, histogram: Arc<LatencyHistogram>) -> Self {
+        self.histogram = Some(histogram);
+        self
     }
 }
 
@@ -213,9 +228,14 @@ impl<L: LogStore> LogStore for SyncTimedStore<L> {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        self.window.begin(Instant::now());
+        let started = Instant::now();
+        self.window.begin(started);
         let result = self.inner.sync();
-        self.window.end(Instant::now());
+        let ended = Instant::now();
+        self.window.end(ended);
+        if let Some(histogram) = &self.histogram {
+            histogram.observe(ended.saturating_duration_since(started));
+        }
         result
     }
 }

@@ -63,7 +63,7 @@ async fn a_leader_without_stalled_followers_shows_empty_catch_up_surfaces() {
         "ha_snapshot_resumes_total ",
         "ha_snapshot_discards_total ",
         "ha_snapshots_taken_total ",
-        "ha_snapshot_last_take_ms ",
+        "ha_snapshot_last_take_seconds ",
         "ha_snapshot_bytes ",
     ] {
         assert!(metrics.contains(line), "metrics lack {line:?}:\n{metrics}");

@@ -173,6 +173,38 @@ fn the_page_is_self_contained() {
     assert!(html.len() < 64 * 1024, "the page is {} bytes", html.len());
 }
 
+/// Every element id is unique, and every id the script looks up (`$("id")`, the page's
+/// `getElementById`) is in the markup: a typo would be a `null` that throws on every update,
+/// and nothing but a browser would show it.
+#[test]
+fn every_id_the_script_reads_is_in_the_markup_once() {
+    let html = ha::http::DASHBOARD_HTML;
+    let script = block(html, "script");
+    let markup = html.replace(script, "");
+    let mut ids: Vec<&str> = markup
+        .match_indices(" id=\"")
+        .map(|(at, found)| {
+            let rest = &markup[at + found.len()..];
+            &rest[..rest.find('"').expect("the attribute closes")]
+        })
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "an id appears twice: {ids:?}");
+    let mut looked_up = 0;
+    for (at, found) in script.match_indices("$(\"") {
+        let rest = &script[at + found.len()..];
+        let id = &rest[..rest.find('"').expect("the string closes")];
+        assert!(
+            ids.contains(&id),
+            "the script reads #{id}, which the markup lacks"
+        );
+        looked_up += 1;
+    }
+    assert!(looked_up >= 15, "the script looks up {looked_up} ids");
+}
+
 /// On a node with tokens, the page opens without one (it holds no data) and so does HEAD;
 /// POST to it is not open; every API call the page makes still answers 401 without a token
 /// and 200 with a read token (`/v1/backups` needs admin: the page says so instead).

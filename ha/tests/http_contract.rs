@@ -91,7 +91,7 @@ async fn health_cluster_metrics_and_history() {
         "ha_commit_index ",
         "ha_applied_index ",
         "ha_elections_started_total ",
-        "ha_leaderless_ms_total ",
+        "ha_leaderless_seconds_total ",
         "ha_lock_grants_total ",
         "ha_lock_waits_total ",
         "ha_lock_limit_refusals_total{limit=\"WAITERS_PER_LOCK_MAX\"} 0",

@@ -4,11 +4,15 @@
 
 mod client;
 mod error;
+mod latency_tracker;
 mod member_commands;
+mod replica_metrics;
 mod replica_node;
 mod status;
 
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
+pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};
+pub use replica_metrics::ReplicaMetrics;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
+use crate::driver::latency_tracker::LatencyTracker;
+use crate::driver::replica_metrics::ReplicaMetrics;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
@@ -90,6 +92,7 @@ pub struct ReplicaNode<S: StateMachine> {
     storage: watch::Receiver<Option<StorageStall>>,
     local_addr: SocketAddr,
     node_id: NodeId,
+    metrics: ReplicaMetrics,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     _machine: std::marker::PhantomData<fn() -> S>,
 }
@@ -130,7 +133,10 @@ impl<S: StateMachine> ReplicaNode<S> {
         let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
         let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
+        let metrics = ReplicaMetrics::new();
+        let latency = LatencyTracker::new(metrics.clone(), &core);
         let runner = Runner {
+            latency,
             feed,
             core,
             transport,
@@ -154,6 +160,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             storage,
             local_addr,
             node_id,
+            metrics,
             task: std::sync::Mutex::new(Some(task)),
             _machine: std::marker::PhantomData,
         })
@@ -167,6 +174,11 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.node_id
+    }
+
+    /// The latency histograms and counters the driver keeps for this replica.
+    pub fn metrics(&self) -> &ReplicaMetrics {
+        &self.metrics
     }
 
     /// A client with a fresh session: its writes are applied exactly once across retries.
@@ -364,6 +376,8 @@ pub(crate) fn stopped() -> ClientError {
 }
 
 struct Runner<S: StateMachine, L: LogStore> {
+    /// Issue 16: the latency histograms' bookkeeping (reads the core, never changes it).
+    latency: LatencyTracker,
     feed: MembershipFeed,
     core: ReplicaCore<S, L>,
     transport: TcpTransport<Rpc>,
@@ -435,6 +449,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             // client answers) stays held until the sync.
             self.carry_out();
             self.core.flush();
+            self.latency
+                .after_step(std::time::Instant::now(), &self.core);
             self.carry_out();
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
@@ -454,6 +470,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 if let Rpc::Forward { request, .. } = &message {
                     self.learn_requested_address(request);
                 }
+                self.latency
+                    .on_inbound(std::time::Instant::now(), &from, &message, &self.core);
                 self.core.on_rpc(now, from, message)
             }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
@@ -470,6 +488,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             }
             Input::Closed => self.stopped = true,
         }
+        self.latency
+            .after_step(std::time::Instant::now(), &self.core);
     }
 
     fn on_command(&mut self, now: Millis, command: Command) {
@@ -483,6 +503,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 let request_id = self.next_request_id;
                 self.next_request_id += 1;
                 self.replies.insert(request_id, reply);
+                self.latency
+                    .on_submit(std::time::Instant::now(), request_id, &request, &self.core);
                 self.core.submit(now, request_id, request, now + timeout_ms);
             }
             Command::Transfer {
@@ -596,6 +618,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => match self.peers.get(&to) {
+                    Some(addr) if self.latency.wants(&rpc) => {
+                        self.latency.on_send(std::time::Instant::now(), &to, &rpc);
+                        self.transport.send(&to, *addr, rpc)
+                    }
                     Some(addr) => self.transport.send(&to, *addr, rpc),
                     None => tracing::debug!(%to, "no address for peer; message dropped"),
                 },
@@ -605,11 +631,13 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     }
                 }
                 ReplicaEffect::Reply { request_id, reply } => {
+                    self.latency.on_reply(std::time::Instant::now(), request_id);
                     if let Some(waiter) = self.replies.remove(&request_id) {
                         let _ = waiter.send(reply);
                     }
                 }
                 ReplicaEffect::RoleChanged { role, term, leader } => {
+                    self.latency.on_leader(leader.as_ref());
                     self.roles.send_replace(RoleView { role, term, leader });
                 }
                 ReplicaEffect::WriteSnapshot(job) => {

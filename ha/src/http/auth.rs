@@ -7,7 +7,7 @@
 //! | `GET`  | `/v1/health`                                          | none (open, for load-balancer probes) |
 //! | `GET`  | `/ui`                                                 | none (the dashboard page: static, it holds no data; its API calls need `read`) |
 //! | any    | `/v1/failover`, `/v1/members*`, `/v1/snapshot*`, `/v1/backups*` | `admin` (`GET` too: a backup holds all data) |
-//! | `GET`, `HEAD` | any other path (`/v1/cluster`, `/v1/metrics`, `/v1/failover/history`, `/v1/kv/<key>`, `/v1/state*`, host routes) | `read` |
+//! | `GET`, `HEAD` | any other path (`/v1/cluster`, `/v1/metrics`, `/v1/events`, `/v1/failover/history`, `/v1/kv/<key>`, `/v1/state*`, host routes) | `read` |
 //! | any other | any other path (KV `PUT`/`DELETE`, `/v1/lock/<name>`, shared state `PUT`/`DELETE`/`POST .../incr`, host routes) | `write` |
 //!
 //! Each role allows what the roles before it do (`admin` > `write` > `read`). A request carries

@@ -1,4 +1,4 @@
-//! `/v1/health`, `/v1/cluster`, `/v1/metrics`, `/v1/failover/history` and `POST /v1/failover`.
+//! `/v1/health`, `/v1/cluster`, `/v1/metrics` (with the event journal's figures), `/v1/failover/history` and `POST /v1/failover`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -33,7 +33,10 @@ pub(crate) async fn cluster<S: StateMachine>(
 pub(crate) async fn metrics<S: StateMachine>(
     State(state): State<ApiState<S>>,
 ) -> Result<Response, ApiError> {
-    let text = state.node()?.metrics_text().await?;
+    let node = state.node()?;
+    let mut text = node.metrics_text().await?;
+    // Issue 16: the event journal's figures.
+    text.push_str(&node.event_journal().metrics_text());
     Ok((
         [(
             header::CONTENT_TYPE,

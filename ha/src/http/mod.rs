@@ -25,6 +25,7 @@ mod api_error;
 pub mod auth;
 mod backup_routes;
 mod cluster_routes;
+mod event_routes;
 pub mod https_listener;
 mod kv_routes;
 mod lock_routes;
@@ -109,6 +110,7 @@ impl<S: StateMachine> Node<S> {
             .route("/ui", get(ui_routes::dashboard))
             .route("/v1/cluster", get(cluster_routes::cluster::<S>))
             .route("/v1/metrics", get(cluster_routes::metrics::<S>))
+            .route("/v1/events", get(event_routes::events::<S>))
             .route(
                 "/v1/failover/history",
                 get(cluster_routes::failover_history::<S>),
@@ -226,7 +228,7 @@ impl<S: StateMachine> Node<S> {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, \
+        "no such path {}; the admin API serves /v1/health, /v1/cluster, /v1/metrics, /v1/events, \
          /v1/failover, /v1/failover/history, /v1/snapshot, /v1/members, /v1/kv/<key>, \
          /v1/lock/<name> and /v1/state/<key>",
         uri.path()
