@@ -23,8 +23,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The size of the browser window, in CSS pixels. Headless Chromium keeps about 140 px of it
-/// for the browser's own frame, so the page and its screenshot get 1280 x ~900.
-pub const WINDOW_SIZE: (u32, u32) = (1280, 1040);
+/// for the browser's own frame, so the page and its screenshot get 1280 x ~1100: the whole
+/// dashboard of a 3-node cluster.
+pub const WINDOW_SIZE: (u32, u32) = (1280, 1240);
 
 /// A running headless Chromium with one tab. Dropping it kills the browser by its process id.
 pub struct Chromium {
