@@ -5,6 +5,7 @@
 //! | Method | Path                                                  | Role needed |
 //! |--------|-------------------------------------------------------|-------------|
 //! | `GET`  | `/v1/health`                                          | none (open, for load-balancer probes) |
+//! | `GET`  | `/ui`                                                 | none (the dashboard page: static, it holds no data; its API calls need `read`) |
 //! | any    | `/v1/failover`, `/v1/members*`, `/v1/snapshot*`, `/v1/backups*` | `admin` (`GET` too: a backup holds all data) |
 //! | `GET`, `HEAD` | any other path (`/v1/cluster`, `/v1/metrics`, `/v1/events`, `/v1/failover/history`, `/v1/kv/<key>`, `/v1/state*`, host routes) | `read` |
 //! | any other | any other path (KV `PUT`/`DELETE`, `/v1/lock/<name>`, shared state `PUT`/`DELETE`/`POST .../incr`, host routes) | `write` |
@@ -48,7 +49,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<AdminRole> {
     let reads = method == Method::GET || method == Method::HEAD;
     if path == "/v1/failover" || ADMIN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
         Some(AdminRole::Admin)
-    } else if reads && path == "/v1/health" {
+    } else if reads && (path == "/v1/health" || path == "/ui") {
         None
     } else if reads {
         Some(AdminRole::Read)
@@ -201,6 +202,10 @@ mod tests {
             (Method::GET, "/v1/health", None),
             (Method::HEAD, "/v1/health", None),
             (Method::POST, "/v1/health", write),
+            (Method::GET, "/ui", None),
+            (Method::HEAD, "/ui", None),
+            (Method::POST, "/ui", write),
+            (Method::GET, "/ui/other", read),
             (Method::GET, "/v1/cluster", read),
             (Method::GET, "/v1/metrics", read),
             (Method::GET, "/v1/failover/history", read),

@@ -7,7 +7,8 @@
 //!
 //! Security (issue 13): when the node has admin tokens (`security.admin_token_file` or
 //! [`NodeBuilder::admin_tokens`](crate::NodeBuilder::admin_tokens)), every route but
-//! `GET /v1/health` needs `Authorization: Bearer TOKEN` with a role that allows the call; the
+//! `GET /v1/health` and `GET /ui` (the dashboard page, which holds no data) needs
+//! `Authorization: Bearer TOKEN` with a role that allows the call; the
 //! route-to-role table, the 401/403 answers and the audit log (target `ha::audit`) are in
 //! [`auth`]. `GET /v1/health` stays open so that load balancers can probe it without a
 //! secret; it tells only whether the node is in a quorum and who leads. Without tokens the
@@ -31,6 +32,7 @@ mod lock_routes;
 mod member_routes;
 mod snapshot_routes;
 mod state_routes;
+mod ui_routes;
 
 use std::sync::Weak;
 
@@ -44,6 +46,7 @@ use ha_lock::VALUE_BYTES_MAX;
 pub use api_error::ApiError;
 pub use https_listener::{HttpsCounters, HttpsLimits, HttpsListener};
 pub use state_routes::{STATE_LIST_LIMIT_DEFAULT, STATE_LIST_LIMIT_MAX};
+pub use ui_routes::DASHBOARD_HTML;
 
 use crate::error::NodeError;
 use crate::node::{Node, Shared};
@@ -103,6 +106,8 @@ impl<S: StateMachine> Node<S> {
         };
         let router = Router::new()
             .route("/v1/health", get(cluster_routes::health::<S>))
+            // The live dashboard (issue 16): a static page, open like /v1/health.
+            .route("/ui", get(ui_routes::dashboard))
             .route("/v1/cluster", get(cluster_routes::cluster::<S>))
             .route("/v1/metrics", get(cluster_routes::metrics::<S>))
             .route("/v1/events", get(event_routes::events::<S>))
