@@ -70,6 +70,7 @@ pub mod consistency_view;
 mod error;
 mod event;
 pub mod failover_status;
+pub mod health_check_metrics;
 mod health_runner;
 pub mod host_checks;
 #[cfg(feature = "http")]
