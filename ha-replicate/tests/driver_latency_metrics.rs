@@ -164,11 +164,18 @@ async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did
             .expect("forwarded write");
     }
     assert_eq!(
-        nodes[follower].metrics().forward_round_trip.snapshot().count,
+        nodes[follower]
+            .metrics()
+            .forward_round_trip
+            .snapshot()
+            .count,
         FORWARDED,
         "one observation per forwarded write"
     );
-    assert_eq!(nodes[leader].metrics().forward_round_trip.snapshot().count, 0);
+    assert_eq!(
+        nodes[leader].metrics().forward_round_trip.snapshot().count,
+        0
+    );
 
     for _ in 0..READS {
         client
@@ -176,7 +183,14 @@ async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did
             .await
             .expect("read");
     }
-    assert!(nodes[leader].metrics().read_index_round_trip.snapshot().count >= READS);
+    assert!(
+        nodes[leader]
+            .metrics()
+            .read_index_round_trip
+            .snapshot()
+            .count
+            >= READS
+    );
     // EVENTUAL reads take no round.
     let before = nodes[follower].metrics().read_index_round_trip.snapshot();
     forwarding
@@ -209,8 +223,7 @@ async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did
     for (index, node) in nodes.iter().enumerate() {
         wait_until("every node counted the change and the failover", || {
             node.metrics().leader_changes() >= 1
-                && node.metrics().failover_leaderless.snapshot().count
-                    > failovers_before[index]
+                && node.metrics().failover_leaderless.snapshot().count > failovers_before[index]
         })
         .await;
     }

@@ -71,6 +71,7 @@ mod error;
 mod event;
 pub mod event_journal;
 pub mod failover_status;
+pub mod health_check_metrics;
 mod health_runner;
 pub mod host_checks;
 #[cfg(feature = "http")]

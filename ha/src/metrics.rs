@@ -596,6 +596,9 @@ impl<S: StateMachine> Node<S> {
             &self.shared.host_checks.reports(),
             failover,
         ));
+        // Issue 16: every health check's status, the host's own included.
+        let checks = self.shared.health.borrow().checks.clone();
+        text.push_str(&crate::health_check_metrics::render_metrics(&checks));
         text.push_str(&crate::backup_schedule::render_metrics(
             self.shared.backup.schedule.as_ref(),
         ));

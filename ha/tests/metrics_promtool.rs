@@ -115,6 +115,8 @@ async fn live_metrics_pass_promtool_and_the_histograms_count_what_was_served() {
     assert!(mean > 0.0 && mean < 10.0, "mean propose->commit {mean} s");
     assert!(text.contains("ha_build_info{version=\""), "{text}");
     assert!(text.contains("\nha_leader_changes_total 0\n"), "{text}");
+    // Every health check's status (the built-in storage check at least).
+    assert!(text.contains("ha_health_check_status{check=\""), "{text}");
     for gone in [
         "ha_failovers_recorded",
         "ha_leaderless_ms_total",
