@@ -203,6 +203,7 @@ mod tests {
             (Method::POST, "/v1/health", write),
             (Method::GET, "/v1/cluster", read),
             (Method::GET, "/v1/metrics", read),
+            (Method::GET, "/v1/events", read),
             (Method::GET, "/v1/failover/history", read),
             (Method::POST, "/v1/failover", admin),
             (Method::GET, "/v1/failover", admin),
