@@ -551,7 +551,10 @@ async fn a_client_that_stops_reading_slows_nothing_and_costs_no_memory() {
     let mut after = timed_lock_cycles(leader, baseline_pairs).await;
 
     let (base, slow, again) = (p50(&mut baseline), p50(&mut during), p50(&mut after));
-    println!("events_sse: write p50 after the stalled clients left: {again:?}");
+    println!(
+        "events_sse: write p50 {base:?} before the stalled clients, {again:?} after they left; \
+         the larger is the baseline"
+    );
     let base = base.max(again);
     let ring_bytes = journal.ring_bytes();
     println!(

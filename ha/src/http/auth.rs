@@ -208,6 +208,7 @@ mod tests {
             (Method::GET, "/ui/other", read),
             (Method::GET, "/v1/cluster", read),
             (Method::GET, "/v1/metrics", read),
+            (Method::GET, "/v1/events", read),
             (Method::GET, "/v1/failover/history", read),
             (Method::POST, "/v1/failover", admin),
             (Method::GET, "/v1/failover", admin),

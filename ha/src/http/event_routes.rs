@@ -211,3 +211,89 @@ async fn stream_to(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use ha_core::NodeId;
+
+    use super::*;
+
+    /// The next chunk of `body` as text, within a second.
+    async fn chunk(body: &mut Channel<Bytes, Infallible>) -> String {
+        let frame = tokio::time::timeout(Duration::from_secs(1), body.frame())
+            .await
+            .expect("a chunk within a second")
+            .expect("the stream is open")
+            .expect("infallible");
+        String::from_utf8(frame.into_data().expect("data").to_vec()).expect("UTF-8")
+    }
+
+    fn client(
+        stop: watch::Receiver<bool>,
+    ) -> (Client, Channel<Bytes, Infallible>, oneshot::Sender<()>) {
+        let (sender, body) = Channel::<Bytes, Infallible>::new(1);
+        let (gone_sender, gone) = oneshot::channel();
+        (Client { sender, stop, gone }, body, gone_sender)
+    }
+
+    /// A quiet stream gets keep-alive comments, then the events as they come; it ends, giving
+    /// its place back, when the node stops or when the client is gone.
+    #[tokio::test]
+    async fn quiet_streams_keep_alive_and_end_when_the_node_stops_or_the_client_goes() {
+        let journal = Arc::new(EventJournal::new(NodeId::new("n1").expect("id"), 8, 2));
+        let (stop_sender, stop) = watch::channel(false);
+        let (client_one, mut body, _gone_one) = client(stop.clone());
+        let slot = journal.join_owned().expect("a place");
+        let one = tokio::spawn(stream_events(
+            slot,
+            0,
+            client_one,
+            Duration::from_millis(20),
+        ));
+        assert!(chunk(&mut body).await.starts_with("event: hello\n"));
+        assert_eq!(chunk(&mut body).await, ": keep-alive\n\n");
+        journal.record_lock("granted", "a", 1);
+        let mut text = chunk(&mut body).await;
+        while text.starts_with(':') {
+            text = chunk(&mut body).await;
+        }
+        assert!(text.starts_with("id: 1\nevent: lock\n"), "{text}");
+
+        let (client_two, _body_two, gone_two) = client(stop);
+        let slot = journal.join_owned().expect("a second place");
+        let two = tokio::spawn(stream_events(slot, 0, client_two, Duration::from_secs(60)));
+        assert_eq!(journal.clients(), 2);
+        drop(gone_two);
+        tokio::time::timeout(Duration::from_secs(1), two)
+            .await
+            .expect("a gone client's stream ends at once")
+            .expect("no panic");
+        assert_eq!(journal.clients(), 1);
+
+        stop_sender.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(1), one)
+            .await
+            .expect("the stream ends when the node stops")
+            .expect("no panic");
+        assert_eq!(journal.clients(), 0);
+    }
+
+    #[test]
+    fn resume_points_come_from_the_header_or_the_query() {
+        let mut headers = HeaderMap::new();
+        let query = EventsQuery {
+            last_event_id: Some("7".into()),
+        };
+        assert_eq!(last_event_id(&headers, &query).expect("valid"), Some(7));
+        headers.insert(LAST_EVENT_ID, "9".parse().expect("header"));
+        assert_eq!(last_event_id(&headers, &query).expect("valid"), Some(9));
+        headers.insert(LAST_EVENT_ID, "-1".parse().expect("header"));
+        assert!(last_event_id(&headers, &query).is_err());
+        assert_eq!(
+            last_event_id(&HeaderMap::new(), &EventsQuery::default()).expect("valid"),
+            None
+        );
+    }
+}
