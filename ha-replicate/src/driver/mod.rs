@@ -6,9 +6,11 @@ mod client;
 mod error;
 mod member_commands;
 mod replica_node;
+mod request_traces;
 mod status;
 
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
+pub use request_traces::TRACED_REQUESTS_MAX;
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
+use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
@@ -25,6 +26,7 @@ use crate::replica::{
 use crate::replica::{ExportError, ExportedSnapshot};
 use crate::storage::LogStore;
 use crate::storage::io_failure::StorageStall;
+use crate::trace_context::TraceParent;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
 const COMMAND_BUFFER: usize = 4096;
@@ -56,6 +58,8 @@ pub(crate) enum Command {
         request: ClientRequest,
         timeout_ms: u64,
         reply: oneshot::Sender<ClientReply>,
+        /// The caller's trace context, for a traced write.
+        trace: Option<TraceParent>,
     },
     Transfer {
         target: Option<NodeId>,
@@ -145,6 +149,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             snapshots_written: written_sender,
             exports: Vec::new(),
             digests_computed: digest_sender,
+            traces: RequestTraces::new(&node_id),
         };
         let task =
             tokio::spawn(runner.run(command_receiver, inbound, written_receiver, digest_receiver));
@@ -386,6 +391,8 @@ struct Runner<S: StateMachine, L: LogStore> {
     /// Consistency digests hashed on blocking threads report back here (at most one per
     /// checkpoint in flight).
     digests_computed: mpsc::UnboundedSender<DigestComputed>,
+    /// Spans of traced writes (issue 16; nothing to do while none is in flight).
+    traces: RequestTraces,
 }
 
 enum Input {
@@ -436,6 +443,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             self.carry_out();
             self.core.flush();
             self.carry_out();
+            let applied = self.core.applier().applied_index();
+            self.traces.after_round(self.core.engine(), applied);
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
                 self.storage.send_replace(stall.cloned());
@@ -451,10 +460,17 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         match input {
             Input::Command(command) => self.on_command(now, command),
             Input::Inbound(Inbound { from, message }) => {
-                if let Rpc::Forward { request, .. } = &message {
+                if let Rpc::Forward { request, .. } | Rpc::TracedForward { request, .. } = &message
+                {
                     self.learn_requested_address(request);
                 }
-                self.core.on_rpc(now, from, message)
+                let traced = self.traces.on_inbound(&from, &message);
+                let last_before = self.core.engine().last_index();
+                self.core.on_rpc(now, from, message);
+                if let Some(origin) = traced {
+                    self.traces
+                        .after_input(&origin, last_before, self.core.engine());
+                }
             }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
             Input::DigestComputed(computed) => self.core.on_digest_computed(now, computed),
@@ -478,12 +494,21 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 request,
                 timeout_ms,
                 reply,
+                trace,
             } => {
                 self.learn_requested_address(&request);
                 let request_id = self.next_request_id;
                 self.next_request_id += 1;
                 self.replies.insert(request_id, reply);
+                let traced =
+                    self.traces
+                        .on_submit(request_id, &request, trace, self.core.engine());
+                let last_before = self.core.engine().last_index();
                 self.core.submit(now, request_id, request, now + timeout_ms);
+                if let Some(origin) = traced {
+                    self.traces
+                        .after_input(&origin, last_before, self.core.engine());
+                }
             }
             Command::Transfer {
                 target,
@@ -596,7 +621,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => match self.peers.get(&to) {
-                    Some(addr) => self.transport.send(&to, *addr, rpc),
+                    Some(addr) => {
+                        let rpc = self.traces.on_send(&to, rpc);
+                        self.transport.send(&to, *addr, rpc)
+                    }
                     None => tracing::debug!(%to, "no address for peer; message dropped"),
                 },
                 ReplicaEffect::SetTimer { timer, after_ms } => {
@@ -605,6 +633,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     }
                 }
                 ReplicaEffect::Reply { request_id, reply } => {
+                    self.traces.on_reply(request_id);
                     if let Some(waiter) = self.replies.remove(&request_id) {
                         let _ = waiter.send(reply);
                     }
