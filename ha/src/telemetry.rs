@@ -108,10 +108,7 @@ impl Telemetry {
 
     /// Export to `exporter` as each span ends, on the thread that ends it: for tests, where
     /// spans must be there as soon as the request is answered.
-    pub fn with_simple_exporter(
-        exporter: impl SpanExporter + 'static,
-        service_name: &str,
-    ) -> Self {
+    pub fn with_simple_exporter(exporter: impl SpanExporter + 'static, service_name: &str) -> Self {
         let provider = SdkTracerProvider::builder()
             .with_resource(
                 Resource::builder()
@@ -188,7 +185,10 @@ pub(crate) fn http_write_span(
     let parent = headers
         .get("traceparent")
         .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<ha_replicate::trace_context::TraceParent>().ok());
+        .and_then(|text| {
+            text.parse::<ha_replicate::trace_context::TraceParent>()
+                .ok()
+        });
     if let Some(parent) = parent {
         ha_replicate::trace_context::otel::set_remote_parent(&span, &parent);
     }
@@ -213,9 +213,17 @@ mod tests {
             traces_url("http://collector:4318/v1/traces").unwrap(),
             "http://collector:4318/v1/traces"
         );
-        for bad in ["https://collector:4318", "collector:4318", "http://", "http://a b"] {
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http://a b",
+        ] {
             let error = traces_url(bad).unwrap_err().to_string();
-            assert!(error.contains("expected http://HOST:PORT"), "{bad}: {error}");
+            assert!(
+                error.contains("expected http://HOST:PORT"),
+                "{bad}: {error}"
+            );
         }
     }
 }

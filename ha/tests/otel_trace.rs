@@ -7,7 +7,9 @@
 //! an in-process collector (a `SpanExporter` that keeps them) through
 //! [`ha::telemetry::Telemetry`], the way they would go to OTLP.
 //!
-//! Run: `cargo test -p ha --features otel --test otel_trace`.
+//! Run: `cargo test --workspace --features ha/otel --test otel_trace` (`-p ha --features otel`
+//! works too, but unifies the dependencies' features differently from the workspace build
+//! and so rebuilds most of them).
 
 mod support;
 
@@ -26,6 +28,8 @@ use ha::telemetry::opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use ha::{Config, Node, NodeId};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -91,8 +95,12 @@ async fn a_write_sent_to_a_follower_is_one_trace_across_two_nodes() {
     let exporter = Collector::default();
     let telemetry = Telemetry::with_simple_exporter(exporter.clone(), "ha-otel-test");
     // The driver's spans are made on the node's own tasks, so the subscriber must be global.
+    // Only `ha.*` spans reach the layer: gossip's and the transport's own spans would only
+    // fill the collector.
+    let only_ha_spans =
+        filter_fn(|metadata| metadata.is_span() && metadata.name().starts_with("ha."));
     tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(telemetry.layer()),
+        tracing_subscriber::registry().with(telemetry.layer().with_filter(only_ha_spans)),
     )
     .expect("the only subscriber of this test binary");
 
@@ -124,7 +132,12 @@ async fn a_write_sent_to_a_follower_is_one_trace_across_two_nodes() {
         .await
         .expect("infallible");
     let status = response.status();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let round_trip = sent.elapsed();
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 
@@ -148,14 +161,23 @@ async fn a_write_sent_to_a_follower_is_one_trace_across_two_nodes() {
     // One trace, across two nodes.
     for (name, found) in &spans {
         for span in found {
-            assert_eq!(span.span_context.trace_id(), trace_id, "{name} is in the trace");
+            assert_eq!(
+                span.span_context.trace_id(),
+                trace_id,
+                "{name} is in the trace"
+            );
         }
     }
     let http = one(&spans, "ha.http.write");
     let forward = one(&spans, "ha.forward");
     let propose = one(&spans, "ha.propose");
     for span in [http, forward] {
-        assert_eq!(attribute(span, "node"), Some(follower_id.clone()), "{}", span.name);
+        assert_eq!(
+            attribute(span, "node"),
+            Some(follower_id.clone()),
+            "{}",
+            span.name
+        );
     }
     for name in ["ha.propose", "ha.append", "ha.replicate", "ha.apply"] {
         assert_eq!(
@@ -204,7 +226,10 @@ async fn a_write_sent_to_a_follower_is_one_trace_across_two_nodes() {
     let append = one(&spans, "ha.append");
     let replicate = one(&spans, "ha.replicate");
     let apply = one(&spans, "ha.apply");
-    assert!(apply.start_time >= replicate.end_time, "applied after commit");
+    assert!(
+        apply.start_time >= replicate.end_time,
+        "applied after commit"
+    );
     assert_eq!(attribute(append, "index"), attribute(apply, "index"));
 
     let micros = |span: &SpanData| {

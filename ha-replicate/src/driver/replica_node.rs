@@ -500,9 +500,9 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 let request_id = self.next_request_id;
                 self.next_request_id += 1;
                 self.replies.insert(request_id, reply);
-                let traced =
-                    self.traces
-                        .on_submit(request_id, &request, trace, self.core.engine());
+                let traced = self
+                    .traces
+                    .on_submit(request_id, &request, trace, self.core.engine());
                 let last_before = self.core.engine().last_index();
                 self.core.submit(now, request_id, request, now + timeout_ms);
                 if let Some(origin) = traced {

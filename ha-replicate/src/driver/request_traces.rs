@@ -126,7 +126,12 @@ impl RequestTraces {
     /// After the core took the input that opened `origin`'s proposal: if the log grew, the
     /// write was appended at the new last index (a leader appends one entry per write), and
     /// its append, replicate spans open.
-    pub(crate) fn after_input(&mut self, origin: &TracedOrigin, last_before: LogIndex, engine: &Engine) {
+    pub(crate) fn after_input(
+        &mut self,
+        origin: &TracedOrigin,
+        last_before: LogIndex,
+        engine: &Engine,
+    ) {
         let index = engine.last_index();
         if index <= last_before || self.entries.len() >= TRACED_REQUESTS_MAX {
             return;
@@ -136,8 +141,7 @@ impl RequestTraces {
         };
         let node = self.node.as_str();
         let append = tracing::info_span!(parent: propose, "ha.append", node, index = index.0);
-        let replicate =
-            tracing::info_span!(parent: propose, "ha.replicate", node, index = index.0);
+        let replicate = tracing::info_span!(parent: propose, "ha.replicate", node, index = index.0);
         self.entries.insert(
             index,
             EntryTrace {
@@ -211,14 +215,16 @@ impl RequestTraces {
     }
 
     /// After a round (inputs, effects, the group-commit sync): end the spans of entries that
-    /// became durable, committed or applied. A node that stopped leading drops them all (a
-    /// new leader may overwrite the entries; the spans end there).
+    /// became durable, committed or applied. A node that does not lead ends every proposal
+    /// span still open (a new leader may overwrite the entries; an answer that never comes
+    /// must not hold a span, nor a place under the limit, forever).
     pub(crate) fn after_round(&mut self, engine: &Engine, applied: LogIndex) {
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.proposes.is_empty() {
             return;
         }
         if engine.role() != Role::Leader {
             self.entries.clear();
+            self.proposes.clear();
             return;
         }
         let durable = engine.durable_index();
