@@ -620,13 +620,14 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         let now = self.clock.now();
         for effect in self.core.drain_effects() {
             match effect {
-                ReplicaEffect::Send { to, rpc } => match self.peers.get(&to) {
-                    Some(addr) => {
-                        let rpc = self.traces.on_send(&to, rpc);
-                        self.transport.send(&to, *addr, rpc)
+                ReplicaEffect::Send { to, rpc } => {
+                    // Before the address check: an answer that is dropped still ends its span.
+                    let rpc = self.traces.on_send(&to, rpc);
+                    match self.peers.get(&to) {
+                        Some(addr) => self.transport.send(&to, *addr, rpc),
+                        None => tracing::debug!(%to, "no address for peer; message dropped"),
                     }
-                    None => tracing::debug!(%to, "no address for peer; message dropped"),
-                },
+                }
                 ReplicaEffect::SetTimer { timer, after_ms } => {
                     if !self.timers.push(now + after_ms, timer) {
                         tracing::error!("replica timer queue full");
