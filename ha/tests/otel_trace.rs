@@ -7,6 +7,8 @@
 //! an in-process collector (a `SpanExporter` that keeps them) through
 //! [`ha::telemetry::Telemetry`], the way they would go to OTLP.
 //!
+//! A second test shows the OTLP/HTTP export itself reaching a collector on loopback.
+//!
 //! Run: `cargo test --workspace --features ha/otel --test otel_trace` (`-p ha --features otel`
 //! works too, but unifies the dependencies' features differently from the workspace build
 //! and so rebuilds most of them).
@@ -254,4 +256,86 @@ async fn a_write_sent_to_a_follower_is_one_trace_across_two_nodes() {
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+/// "Exported via OTLP when configured": with an endpoint, `Telemetry` posts the spans as
+/// OTLP/HTTP protobuf to `<endpoint>/v1/traces`. The collector here is a loopback listener that
+/// reads one request and answers 200.
+#[test]
+fn a_configured_endpoint_receives_the_spans_over_otlp_http() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
+    listener.set_nonblocking(true).expect("non-blocking accept");
+    let collector = std::thread::spawn(move || {
+        // Bounded: the exporter connects within 10 s or the test fails.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "the exporter never connected");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => panic!("accept: {error}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("blocking reads");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("request line");
+        let mut content_type = String::new();
+        let mut length = 0usize;
+        for _ in 0..64 {
+            let mut header = String::new();
+            reader.read_line(&mut header).expect("header");
+            let header = header.trim_end().to_ascii_lowercase();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(value) = header.strip_prefix("content-type:") {
+                content_type = value.trim().to_string();
+            }
+            if let Some(value) = header.strip_prefix("content-length:") {
+                length = value.trim().parse().expect("a length");
+            }
+        }
+        assert!(length <= 1 << 20, "one small batch");
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).expect("body");
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .expect("answers");
+        (request_line, content_type, body)
+    });
+
+    let telemetry = Telemetry::from_endpoint(Some(&endpoint), "ha-otlp-test")
+        .expect("a valid endpoint")
+        .expect("configured");
+    let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("ha.http.write", node = "n1");
+        span.in_scope(|| {});
+    });
+    telemetry.flush().expect("the collector accepts the batch");
+    let (request_line, content_type, body) = collector.join().expect("collector");
+    assert!(
+        request_line.starts_with("POST /v1/traces "),
+        "{request_line:?}"
+    );
+    assert_eq!(content_type, "application/x-protobuf");
+    let needle = b"ha.http.write";
+    assert!(
+        body.windows(needle.len()).any(|window| window == needle),
+        "the span's name is in the protobuf body ({} bytes)",
+        body.len()
+    );
+    telemetry.shutdown().expect("shuts down");
 }
