@@ -52,4 +52,5 @@ pub mod replica;
 pub mod snapshot_meta;
 pub mod storage;
 pub mod tls;
+pub mod trace_context;
 pub mod transport;

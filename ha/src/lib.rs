@@ -85,6 +85,8 @@ pub mod restore;
 pub mod security;
 pub mod shared_state_metrics;
 pub mod storage_health;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod wal_sync_timer;
 
 pub use admin_tokens::{AdminIdentity, AdminRole, AdminTokenError, AdminTokens};

@@ -183,6 +183,11 @@ impl<S: StateMachine> ReplicaClient<S> {
         timeout: Duration,
     ) -> Result<ClientReply, ClientError> {
         let deadline = Instant::now() + timeout;
+        // A write made inside a traced span carries its context to the leader (issue 16).
+        let trace = match request {
+            ClientRequest::Write(_) => crate::trace_context::current(),
+            _ => None,
+        };
         let mut delay = RETRY_DELAY_MIN;
         let mut failures = Failures::new(matches!(
             request,
@@ -199,6 +204,7 @@ impl<S: StateMachine> ReplicaClient<S> {
                 request: request.clone(),
                 timeout_ms: u64::try_from(attempt.as_millis()).unwrap_or(u64::MAX),
                 reply,
+                trace,
             };
             self.commands
                 .send(command)

@@ -236,6 +236,11 @@ impl LatencyTracker {
             Rpc::Forward {
                 forward_id,
                 request,
+            }
+            | Rpc::TracedForward {
+                forward_id,
+                request,
+                ..
             } if core.engine().is_leader() && is_linearizable_read(request) => {
                 insert_bounded(
                     &mut self.reads,

@@ -8,6 +8,7 @@ mod latency_tracker;
 mod member_commands;
 mod replica_metrics;
 mod replica_node;
+mod request_traces;
 mod status;
 
 pub use client::{ReplicaClient, WriteResult};
@@ -15,4 +16,5 @@ pub use error::DriverError;
 pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};
 pub use replica_metrics::ReplicaMetrics;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
+pub use request_traces::TRACED_REQUESTS_MAX;
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};

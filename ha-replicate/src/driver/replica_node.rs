@@ -14,6 +14,7 @@ use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
 use crate::driver::latency_tracker::LatencyTracker;
 use crate::driver::replica_metrics::ReplicaMetrics;
+use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
@@ -27,6 +28,7 @@ use crate::replica::{
 use crate::replica::{ExportError, ExportedSnapshot};
 use crate::storage::LogStore;
 use crate::storage::io_failure::StorageStall;
+use crate::trace_context::TraceParent;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
 const COMMAND_BUFFER: usize = 4096;
@@ -58,6 +60,8 @@ pub(crate) enum Command {
         request: ClientRequest,
         timeout_ms: u64,
         reply: oneshot::Sender<ClientReply>,
+        /// The caller's trace context, for a traced write.
+        trace: Option<TraceParent>,
     },
     Transfer {
         target: Option<NodeId>,
@@ -151,6 +155,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             snapshots_written: written_sender,
             exports: Vec::new(),
             digests_computed: digest_sender,
+            traces: RequestTraces::new(&node_id),
         };
         let task =
             tokio::spawn(runner.run(command_receiver, inbound, written_receiver, digest_receiver));
@@ -400,6 +405,8 @@ struct Runner<S: StateMachine, L: LogStore> {
     /// Consistency digests hashed on blocking threads report back here (at most one per
     /// checkpoint in flight).
     digests_computed: mpsc::UnboundedSender<DigestComputed>,
+    /// Spans of traced writes (issue 16; nothing to do while none is in flight).
+    traces: RequestTraces,
 }
 
 enum Input {
@@ -453,6 +460,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             self.latency
                 .after_step(flush_started, std::time::Instant::now(), &self.core);
             self.carry_out();
+            let applied = self.core.applier().applied_index();
+            self.traces.after_round(self.core.engine(), applied);
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
                 self.storage.send_replace(stall.cloned());
@@ -469,12 +478,19 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         match input {
             Input::Command(command) => self.on_command(now, command),
             Input::Inbound(Inbound { from, message }) => {
-                if let Rpc::Forward { request, .. } = &message {
+                if let Rpc::Forward { request, .. } | Rpc::TracedForward { request, .. } = &message
+                {
                     self.learn_requested_address(request);
                 }
                 self.latency
                     .on_inbound(std::time::Instant::now(), &from, &message, &self.core);
-                self.core.on_rpc(now, from, message)
+                let traced = self.traces.on_inbound(&from, &message);
+                let last_before = self.core.engine().last_index();
+                self.core.on_rpc(now, from, message);
+                if let Some(origin) = traced {
+                    self.traces
+                        .after_input(&origin, last_before, self.core.engine());
+                }
             }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
             Input::DigestComputed(computed) => self.core.on_digest_computed(now, computed),
@@ -500,6 +516,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 request,
                 timeout_ms,
                 reply,
+                trace,
             } => {
                 self.learn_requested_address(&request);
                 let request_id = self.next_request_id;
@@ -507,7 +524,15 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 self.replies.insert(request_id, reply);
                 self.latency
                     .on_submit(std::time::Instant::now(), request_id, &request, &self.core);
+                let traced = self
+                    .traces
+                    .on_submit(request_id, &request, trace, self.core.engine());
+                let last_before = self.core.engine().last_index();
                 self.core.submit(now, request_id, request, now + timeout_ms);
+                if let Some(origin) = traced {
+                    self.traces
+                        .after_input(&origin, last_before, self.core.engine());
+                }
             }
             Command::Transfer {
                 target,
@@ -619,14 +644,19 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         let now = self.clock.now();
         for effect in self.core.drain_effects() {
             match effect {
-                ReplicaEffect::Send { to, rpc } => match self.peers.get(&to) {
-                    Some(addr) if self.latency.wants(&rpc) => {
+                ReplicaEffect::Send { to, rpc } => {
+                    // The latency tracker reads the untraced message (a traced forward is
+                    // timed as a forward), and only what is really sent.
+                    if self.peers.contains_key(&to) && self.latency.wants(&rpc) {
                         self.latency.on_send(std::time::Instant::now(), &to, &rpc);
-                        self.transport.send(&to, *addr, rpc)
                     }
-                    Some(addr) => self.transport.send(&to, *addr, rpc),
-                    None => tracing::debug!(%to, "no address for peer; message dropped"),
-                },
+                    // Before the address check: an answer that is dropped still ends its span.
+                    let rpc = self.traces.on_send(&to, rpc);
+                    match self.peers.get(&to) {
+                        Some(addr) => self.transport.send(&to, *addr, rpc),
+                        None => tracing::debug!(%to, "no address for peer; message dropped"),
+                    }
+                }
                 ReplicaEffect::SetTimer { timer, after_ms } => {
                     if !self.timers.push(now + after_ms, timer) {
                         tracing::error!("replica timer queue full");
@@ -634,6 +664,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 }
                 ReplicaEffect::Reply { request_id, reply } => {
                     self.latency.on_reply(std::time::Instant::now(), request_id);
+                    self.traces.on_reply(request_id);
                     if let Some(waiter) = self.replies.remove(&request_id) {
                         let _ = waiter.send(reply);
                     }

@@ -242,6 +242,12 @@ impl Engine {
         self.applied_index
     }
 
+    /// The highest index the driver reported durable in this node's log
+    /// ([`on_persisted`](Self::on_persisted)).
+    pub fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+
     /// The last index in the log.
     pub fn last_index(&self) -> LogIndex {
         self.log.last_index()

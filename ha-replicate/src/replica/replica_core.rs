@@ -392,9 +392,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             rpc @ (Rpc::Digest { .. } | Rpc::DigestVerdict { .. } | Rpc::RepairRequest { .. }) => {
                 self.on_consistency_rpc(now, from, rpc)
             }
+            // The trace context is the driver's business (its spans); the core handles a
+            // traced forward exactly like an untraced one.
             Rpc::Forward {
                 forward_id,
                 request,
+            }
+            | Rpc::TracedForward {
+                forward_id,
+                request,
+                ..
             } => {
                 let deadline = now + self.settings.engine.election_timeout_max_ms * 10;
                 self.handle_request(

@@ -7,6 +7,7 @@ use ha_core::{LogIndex, Term};
 use crate::engine::Message;
 use crate::replica::client::{ClientReply, ClientRequest};
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
+use crate::trace_context::TraceParent;
 
 /// One message between replicas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,4 +86,59 @@ pub enum Rpc {
         /// The sender's applied index (held there until the repair).
         applied_index: LogIndex,
     },
+    /// [`Forward`](Self::Forward) with the W3C trace context of the follower's `ha.forward`
+    /// span, so the leader's spans join the same trace (issue 16). Last in the enum: postcard
+    /// numbers variants by position, so adding it left every other message's encoding as it
+    /// was, and an untraced forward is still sent as `Forward`. Answered with `ForwardReply`.
+    TracedForward {
+        /// The follower's id for matching the reply.
+        forward_id: u64,
+        /// The request.
+        request: ClientRequest,
+        /// The parent of the leader's spans for this request.
+        trace: TraceParent,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 16: tracing added a variant without changing how any other message is encoded.
+
+    use ha_core::Consistency;
+
+    use super::*;
+    use crate::replica::ReadRequest;
+
+    fn request() -> ClientRequest {
+        ClientRequest::Read(ReadRequest {
+            query: vec![7, 7],
+            consistency: Consistency::Quorum,
+        })
+    }
+
+    #[test]
+    fn a_traced_forward_is_the_untraced_encoding_with_its_own_tag_and_the_context_after() {
+        let plain = postcard::to_allocvec(&Rpc::Forward {
+            forward_id: 300,
+            request: request(),
+        })
+        .expect("encodes");
+        // Variant 1, as before tracing existed: untraced forwards are unchanged on the wire.
+        assert_eq!(plain[0], 1);
+        let trace: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("valid");
+        let traced_rpc = Rpc::TracedForward {
+            forward_id: 300,
+            request: request(),
+            trace,
+        };
+        let traced = postcard::to_allocvec(&traced_rpc).expect("encodes");
+        // The last variant, after the eight that were there before.
+        assert_eq!(traced[0], 8);
+        assert_eq!(traced[1..plain.len()], plain[1..]);
+        assert_eq!(traced.len(), plain.len() + 25);
+        let back: Rpc = postcard::from_bytes(&traced).expect("decodes");
+        assert_eq!(back, traced_rpc);
+    }
 }

@@ -4,10 +4,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ha_core::{Consistency, StateMachine};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{ApiError, ApiState};
 
@@ -119,6 +120,7 @@ pub(crate) async fn get_key<S: StateMachine>(
 
 pub(crate) async fn put_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
+    headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -140,12 +142,14 @@ pub(crate) async fn put_key<S: StateMachine>(
     let client = node.http_kv_client().await;
     let version = client
         .put_checked(key, value, params.cas, consistency)
+        .instrument(write_span(node.id(), "PUT /v1/kv", &headers))
         .await?;
     Ok(Json(VersionAnswer { version }).into_response())
 }
 
 pub(crate) async fn delete_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
+    headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -153,10 +157,28 @@ pub(crate) async fn delete_key<S: StateMachine>(
     let params = params(query)?;
     let node = state.data_node()?;
     let client = node.http_kv_client().await;
-    let version = client.delete(key, params.cas).await?;
+    let version = client
+        .delete(key, params.cas)
+        .instrument(write_span(node.id(), "DELETE /v1/kv", &headers))
+        .await?;
     Ok(Json(DeletedAnswer {
         deleted: true,
         version,
     })
     .into_response())
+}
+
+/// The `ha.http.write` span of a write (issue 16): with the `otel` feature a span under the
+/// caller's `traceparent` header, whose context the write carries to the leader; without it
+/// no span at all.
+fn write_span(node: &ha_core::NodeId, route: &'static str, headers: &HeaderMap) -> tracing::Span {
+    #[cfg(feature = "otel")]
+    {
+        crate::telemetry::http_write_span(node, route, headers)
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = (node, route, headers);
+        tracing::Span::none()
+    }
 }

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     // The node's clock starts first, so event times count from the process start.
     let clock = MonotonicClock::new();
     let cli = Cli::parse();
-    init_logging();
+    let telemetry = init_logging();
     let result = match &cli.command {
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Status(args)) => status::run(args),
@@ -77,6 +77,7 @@ fn main() -> ExitCode {
             )),
         },
     };
+    finish_telemetry(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -88,7 +89,8 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`); stdout is kept for EVENT lines
 /// and the demo's timeline.
-fn init_logging() {
+#[cfg(not(feature = "otel"))]
+fn init_logging() -> Option<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -96,4 +98,45 @@ fn init_logging() {
         // Colour codes only help a person at a terminal; in a log file they are noise.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    None
+}
+
+#[cfg(not(feature = "otel"))]
+fn finish_telemetry(_: Option<()>) {}
+
+/// Logs as without the feature; and with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans of
+/// traced writes (issue 16) go to that OTLP/HTTP collector too.
+#[cfg(feature = "otel")]
+fn init_logging() -> Option<ha::telemetry::Telemetry> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let telemetry = match ha::telemetry::Telemetry::from_endpoint(None, "ha-bot") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("traces are not exported: {error}");
+            None
+        }
+    };
+    let otel = telemetry.as_ref().map(|telemetry| telemetry.layer());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    telemetry
+}
+
+/// Export the spans still queued before the process exits.
+#[cfg(feature = "otel")]
+fn finish_telemetry(telemetry: Option<ha::telemetry::Telemetry>) {
+    if let Some(telemetry) = telemetry
+        && let Err(error) = telemetry.shutdown()
+    {
+        tracing::warn!(%error, "exporting the last spans failed");
+    }
 }

@@ -120,7 +120,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             ReplicaEffect::Send { rpc, .. } => match rpc {
                 Rpc::Raft(Message::TimeoutNow { .. }) => true,
                 Rpc::Raft(_) | Rpc::SnapshotAck { .. } | Rpc::SnapshotChunk { .. } => false,
-                Rpc::Forward { .. } | Rpc::ForwardReply { .. } => true,
+                Rpc::Forward { .. } | Rpc::TracedForward { .. } | Rpc::ForwardReply { .. } => true,
                 // Consistency digests and verdicts say nothing about this node's disk.
                 Rpc::Digest { .. } | Rpc::DigestVerdict { .. } | Rpc::RepairRequest { .. } => true,
             },
@@ -139,7 +139,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     | Message::AppendResponse { .. }
                     | Message::InstallSnapshotResponse { .. }
             ),
-            Rpc::SnapshotAck { .. } | Rpc::Forward { .. } | Rpc::ForwardReply { .. } => true,
+            Rpc::SnapshotAck { .. }
+            | Rpc::Forward { .. }
+            | Rpc::TracedForward { .. }
+            | Rpc::ForwardReply { .. } => true,
             // A digest or a verdict writes nothing; a repair request would make this node
             // take a snapshot, which writes.
             Rpc::Digest { .. } | Rpc::DigestVerdict { .. } => true,
