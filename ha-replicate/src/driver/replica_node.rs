@@ -483,7 +483,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     self.learn_requested_address(request);
                 }
                 self.latency
-                    .on_inbound(std::time::Instant::now(), &from, &message, &self.core);
+                    .on_inbound(started, &from, &message, &self.core);
                 let traced = self.traces.on_inbound(&from, &message);
                 let last_before = self.core.engine().last_index();
                 self.core.on_rpc(now, from, message);
