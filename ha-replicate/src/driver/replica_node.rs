@@ -724,7 +724,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 match_index: progress.match_index,
                 lag_entries: last_index.0.saturating_sub(progress.match_index.0),
                 applied_index: progress.applied_index,
-                last_contact_ms: progress.last_ack_at.map(|at| now.saturating_since(at)),
+                last_contact_ms: engine.heard_from_at(id).map(|at| now.saturating_since(at)),
                 catch_up: self.catch_up(now, id),
             })
             .collect();

@@ -86,6 +86,10 @@ pub struct Engine {
     pub(crate) timer_generations: [u64; TimerKind::COUNT],
     pub(crate) votes: BTreeSet<NodeId>,
     pub(crate) leader_heard_at: Option<Millis>,
+    /// When a valid message last arrived from each member, across terms (the leader's
+    /// `Progress::last_ack_at` restarts at every term as check-quorum's grace period, so it
+    /// cannot say how long a dead peer has been silent). Bounded by the membership.
+    pub(crate) heard_from_at: BTreeMap<NodeId, Millis>,
     /// When this engine started. A voter refuses votes for `election_timeout_min` after it,
     /// as it would after hearing a leader: before a restart it may have acknowledged a round
     /// that a leader's lease rests on (see `lease_valid`).
@@ -161,6 +165,7 @@ impl Engine {
             timer_generations: [0; TimerKind::COUNT],
             votes: BTreeSet::new(),
             leader_heard_at: None,
+            heard_from_at: BTreeMap::new(),
             started_at: now,
             durable_index: LogIndex(0),
             last_leader: None,
@@ -289,6 +294,12 @@ impl Engine {
     /// The leader's view of each follower (empty on followers).
     pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
         &self.progress
+    }
+
+    /// When this node last took a valid message from `peer` (any term, any role), if it
+    /// has since it started. What "last contact" means in the status and metrics.
+    pub fn heard_from_at(&self, peer: &NodeId) -> Option<Millis> {
+        self.heard_from_at.get(peer).copied()
     }
 
     /// The lowest applied index among voters (this node's own included): a STRONG write at or
@@ -420,6 +431,7 @@ impl Engine {
             );
             return;
         }
+        self.note_heard_from(now, &from);
         let message_term = message.term();
         match message {
             Message::PreVoteRequest {
@@ -612,6 +624,7 @@ impl Engine {
     /// term makes this node step down.
     pub fn on_snapshot_ack(&mut self, now: Millis, from: NodeId, term: Term) {
         self.observe(now);
+        self.note_heard_from(now, &from);
         if term > self.term {
             self.become_follower(now, term, None);
             return;
@@ -765,6 +778,16 @@ impl Engine {
         } else if term > was.1 || was.0 == Role::Leader {
             self.leader = None;
         }
+        if was.2.is_some() && self.leader.is_none() {
+            // The cluster is leaderless from here (a leader stepping down) or from when the
+            // lost leader was last heard. Without this, a later election measured its
+            // leaderless time from the end of an earlier one (minutes, growing each time).
+            self.leaderless_since = if was.0 == Role::Leader {
+                now
+            } else {
+                self.leader_heard_at.unwrap_or(now)
+            };
+        }
         self.votes.clear();
         self.reset_election_timer();
         if (self.role, self.term, self.leader.clone()) != was {
@@ -772,6 +795,19 @@ impl Engine {
                 tracing::info!(term = %self.term, leader = ?self.leader, "stepped down");
             }
             self.notify_role();
+        }
+    }
+
+    /// Remember that `from` spoke, if it is a member (so the map stays bounded).
+    fn note_heard_from(&mut self, now: Millis, from: &NodeId) {
+        let membership = self.log.membership();
+        if membership.members().any(|member| member == from) {
+            self.heard_from_at.insert(from.clone(), now);
+        }
+        if self.heard_from_at.len() > membership.members().count() {
+            // Some peer was removed from the configuration: forget it.
+            let members: BTreeSet<&NodeId> = membership.members().collect();
+            self.heard_from_at.retain(|peer, _| members.contains(peer));
         }
     }
 
