@@ -56,20 +56,8 @@ async fn get_snapshot(
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .expect("valid request");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, headers, bytes.to_vec())
+    let answer = support::send(node, request).await;
+    (answer.status, answer.headers, answer.body)
 }
 
 fn check(bytes: &[u8], cluster: Option<&str>) -> Result<BackupHeader, BackupError> {
@@ -242,18 +230,9 @@ async fn a_node_without_a_data_dir_serves_a_backup_through_the_temp_dir() {
         .uri("/v1/snapshot")
         .body(Body::empty())
         .expect("valid request");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let answer = support::send(&node, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = answer.body;
     let parsed = check(&body, Some(&node.config().cluster.name)).expect("verifies");
     assert!(parsed.last_index >= index, "{parsed:?}");
     node.shutdown().await;

@@ -15,9 +15,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
 use ha::{AdminRole, AdminTokens, Config, Node, NodeId};
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
 
 const READ_TOKEN: &str = "read-token-0123456789abcdef";
 
@@ -36,23 +34,11 @@ async fn call(
     let request = request
         .body(Body::empty())
         .expect("the test builds valid requests");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("the body is read")
-        .to_bytes();
+    let answer = support::send(node, request).await;
     (
-        status,
-        headers,
-        String::from_utf8(body.to_vec()).expect("the answers are UTF-8"),
+        answer.status,
+        answer.headers,
+        String::from_utf8(answer.body).expect("the answers are UTF-8"),
     )
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use ha::{Config, Node, NodeId};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -38,6 +38,36 @@ pub async fn wait_for_leader<S: ha::StateMachine>(node: &Node<S>) {
     .expect("running");
 }
 
+/// What a router call answered: the status, the headers and the whole body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// `request` through `node`'s admin router (no socket), with the body read whole.
+pub async fn send<S: ha::StateMachine>(node: &Node<S>, request: Request<Body>) -> Answer {
+    let response = node
+        .http_router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body is read")
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// `method uri` with `body` through `node`'s admin router: the status and the body's bytes.
 pub async fn call_router(
     node: &Node<()>,
@@ -50,19 +80,8 @@ pub async fn call_router(
         .uri(uri)
         .body(Body::from(body))
         .expect("the test builds valid requests");
-    let response = node
-        .http_router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
+    let answer = send(node, request).await;
+    (answer.status, answer.body)
 }
 
 /// Poll `condition` every 20 ms until it holds, failing the test after `within`; returns how
