@@ -692,6 +692,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         }
                     });
                 }
+                // Interim: the run loop's `flush` syncs in place after each batch.
+                ReplicaEffect::Sync { .. } => {}
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
