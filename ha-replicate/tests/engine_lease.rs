@@ -9,9 +9,11 @@
 
 mod engine_support;
 
-use engine_support::{acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send};
+use engine_support::{
+    acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send, send_after,
+};
 use ha_core::{LogIndex, Millis, Priority, Term};
-use ha_replicate::engine::{Effect, Engine, Message, Persist, PersistId, Role, TimerKind};
+use ha_replicate::engine::{After, Effect, Engine, Message, Persist, PersistId, Role, TimerKind};
 use ha_replicate::entry::ElectionCause;
 use ha_replicate::hard_state::HardState;
 
@@ -53,7 +55,7 @@ fn assert_adopts_term_4_and_grants_c(effects: Vec<Effect>) {
         effects,
         vec![
             Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(1),
                 persist: Persist::HardState(HardState {
                     term: Term(4),
                     voted_for: None,
@@ -66,19 +68,20 @@ fn assert_adopts_term_4_and_grants_c(effects: Vec<Effect>) {
                 leader: None,
             },
             Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(2),
                 persist: Persist::HardState(HardState {
                     term: Term(4),
                     voted_for: Some(id("c")),
                 })
             },
             timers[1].clone(),
-            send(
+            send_after(
                 "c",
                 Message::VoteResponse {
                     term: Term(4),
                     granted: true,
-                }
+                },
+                After::Durable(PersistId(2))
             ),
         ]
     );

@@ -48,7 +48,7 @@ fn a_manual_change_waits_for_the_leaders_own_entry_to_commit() {
         engine.drain_effects(),
         vec![
             Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(3),
                 persist: Persist::Append(vec![entry])
             },
             send("b", append.clone()),

@@ -95,7 +95,7 @@ fn adding_a_node_appends_it_as_a_learner_and_sends_it_the_entry() {
         engine.drain_effects(),
         vec![
             Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(3),
                 persist: Persist::Append(vec![entry])
             },
             send("b", append.clone()),
@@ -203,7 +203,7 @@ fn removing_a_voter_that_leaves_no_reachable_quorum_is_refused() {
         engine.drain_effects(),
         vec![
             Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(3),
                 persist: Persist::Append(vec![entry.clone()])
             },
             send("b", append_of(&entry, 3, 3)),

@@ -125,7 +125,7 @@ fn a_witness_grants_votes_persisting_the_vote_first() {
     let persisted = effects.iter().position(|effect| {
         effect
             == &Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(2),
                 persist: Persist::HardState(HardState {
                     term: Term(4),
                     voted_for: Some(id("a")),
@@ -140,7 +140,7 @@ fn a_witness_grants_votes_persisting_the_vote_first() {
                     term: Term(4),
                     granted: true,
                 },
-                after: After::Durable(PersistId(0)),
+                after: After::Durable(PersistId(2)),
             }
     });
     assert!(
@@ -189,7 +189,7 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
     let appended = effects.iter().position(|effect| {
         effect
             == &Effect::Persist {
-                id: PersistId(0),
+                id: PersistId(1),
                 persist: Persist::Append(vec![start.clone(), stripped.clone()]),
             }
     });
@@ -202,6 +202,8 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
                     index: LogIndex(3),
                     ..
                 },
+                // The acknowledgement waits for the append to be durable.
+                after: After::Durable(PersistId(1)),
                 ..
             }
         )
