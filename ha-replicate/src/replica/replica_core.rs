@@ -838,11 +838,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
             Effect::Persist { persist, .. } => {
                 // Handed to the store in id order; durable once a requested sync covers it.
-                let result = match &persist {
-                    Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
-                    Persist::TruncateFrom(index) => self.store.truncate_from(*index),
-                    Persist::Append(entries) => self.store.append(entries),
-                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(meta),
+                let result = match persist {
+                    Persist::HardState(hard_state) => self.store.save_hard_state(&hard_state),
+                    Persist::TruncateFrom(index) => self.store.truncate_from(index),
+                    Persist::Append(entries) => self.store.append_owned(entries),
+                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(&meta),
                 };
                 if let Err(error) = result {
                     self.fail(error);
