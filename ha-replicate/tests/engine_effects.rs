@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use engine_support::{command, config_entry, elect, engine, fire, id};
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use ha_replicate::engine::{
-    Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Persist, ProposeError, Role,
-    TimerKind,
+    Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Persist, PersistId,
+    ProposeError, Role, TimerKind,
 };
 use ha_replicate::entry::Payload;
 use ha_replicate::hard_state::HardState;
@@ -17,7 +17,7 @@ fn sends(effects: &[Effect]) -> Vec<(String, Message)> {
     effects
         .iter()
         .filter_map(|effect| match effect {
-            Effect::Send { to, message } => Some((to.to_string(), message.clone())),
+            Effect::Send { to, message, .. } => Some((to.to_string(), message.clone())),
             _ => None,
         })
         .collect()
@@ -39,7 +39,7 @@ fn election_timeout_starts_a_pre_vote_without_raising_the_term() {
     assert!(
         !effects
             .iter()
-            .any(|effect| matches!(effect, Effect::Persist(_))),
+            .any(|effect| matches!(effect, Effect::Persist { .. })),
         "pre-vote persists nothing: {effects:#?}"
     );
     let expected = Message::PreVoteRequest {
@@ -74,7 +74,7 @@ fn a_granted_vote_is_persisted_before_the_answer_leaves() {
     let effects = engine.drain_effects();
     let persisted = position(
         &effects,
-        |effect| matches!(effect, Effect::Persist(Persist::HardState(HardState { term: Term(4), voted_for: Some(voted) })) if voted.as_str() == "a"),
+        |effect| matches!(effect, Effect::Persist { persist: Persist::HardState(HardState { term: Term(4), voted_for: Some(voted) }), .. } if voted.as_str() == "a"),
     );
     let answered = position(&effects, |effect| {
         matches!(
@@ -119,10 +119,13 @@ fn no_vote_for_a_less_up_to_date_log() {
     assert!(
         !effects.iter().any(|effect| matches!(
             effect,
-            Effect::Persist(Persist::HardState(HardState {
-                voted_for: Some(_),
-                ..
-            }))
+            Effect::Persist {
+                id: PersistId(0),
+                persist: Persist::HardState(HardState {
+                    voted_for: Some(_),
+                    ..
+                })
+            }
         )),
         "no vote recorded: {effects:#?}"
     );
@@ -308,7 +311,7 @@ fn appended_entries_are_persisted_before_the_acknowledgement() {
     let effects = engine.drain_effects();
     let persisted = position(
         &effects,
-        |effect| matches!(effect, Effect::Persist(Persist::Append(entries)) if entries.len() == 2),
+        |effect| matches!(effect, Effect::Persist { persist: Persist::Append(entries), .. } if entries.len() == 2),
     );
     let acknowledged = position(&effects, |effect| {
         matches!(
@@ -347,11 +350,17 @@ fn a_conflicting_suffix_is_truncated_and_replaced() {
     );
     let effects = engine.drain_effects();
     let truncated = position(&effects, |effect| {
-        matches!(effect, Effect::Persist(Persist::TruncateFrom(LogIndex(3))))
+        matches!(
+            effect,
+            Effect::Persist {
+                persist: Persist::TruncateFrom(LogIndex(3)),
+                ..
+            }
+        )
     });
     let appended = position(
         &effects,
-        |effect| matches!(effect, Effect::Persist(Persist::Append(entries)) if entries[0].term == Term(3)),
+        |effect| matches!(effect, Effect::Persist { persist: Persist::Append(entries), .. } if entries[0].term == Term(3)),
     );
     assert!(truncated < appended);
     assert_eq!(engine.term_at(LogIndex(3)), Some(Term(3)));
@@ -385,7 +394,10 @@ fn a_mismatched_append_is_rejected_with_a_hint() {
     )));
     assert!(!effects.iter().any(|effect| matches!(
         effect,
-        Effect::Persist(Persist::Append(_) | Persist::TruncateFrom(_))
+        Effect::Persist {
+            persist: Persist::Append(_) | Persist::TruncateFrom(_),
+            ..
+        }
     )));
 }
 
@@ -425,7 +437,7 @@ fn a_new_leader_appends_its_leader_start_entry_and_replicates_it() {
     let effects = engine.drain_effects();
     let persisted = position(
         &effects,
-        |effect| matches!(effect, Effect::Persist(Persist::Append(entries)) if matches!(entries[0].payload, Payload::LeaderStart(_))),
+        |effect| matches!(effect, Effect::Persist { persist: Persist::Append(entries), .. } if matches!(entries[0].payload, Payload::LeaderStart(_))),
     );
     let sent = position(
         &effects,
@@ -463,7 +475,7 @@ fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
     // appends leave before its fsync, so its log counts only once durable.
     engine.drain_effects();
     assert_eq!(engine.commit_index(), LogIndex(0));
-    engine.on_persisted(Millis(1004), LogIndex(3));
+    engine.on_persisted(Millis(1004), engine.persist_issued());
     let effects = engine.drain_effects();
     assert_eq!(engine.commit_index(), LogIndex(3));
     let applied: Vec<LogIndex> = effects

@@ -41,7 +41,9 @@ fn leader_with_budget(budget: usize) -> Engine {
 /// for, its entries taken from `log` (what the store holds), and whether it was stored.
 fn append_to(effects: &[Effect], to: &str, log: &[Entry]) -> Option<(Message, bool)> {
     effects.iter().find_map(|effect| match effect {
-        Effect::Send { to: dest, message } if *dest == id(to) => Some((message.clone(), false)),
+        Effect::Send {
+            to: dest, message, ..
+        } if *dest == id(to) => Some((message.clone(), false)),
         Effect::SendStored {
             to: dest,
             term,
@@ -160,7 +162,7 @@ fn nothing_unapplied_or_undurable_is_evicted() {
     engine.on_applied(Millis(501), LogIndex(12));
     assert_eq!(engine.entry(LogIndex(10)), None);
     assert!(engine.entry(LogIndex(11)).is_some());
-    engine.on_persisted(Millis(502), LogIndex(12));
+    engine.on_persisted(Millis(502), engine.persist_issued());
     assert_eq!(engine.entry(LogIndex(12)), None);
     assert_eq!(engine.log_held_bytes(), 0);
     assert_eq!(engine.term_at(LogIndex(12)), Some(Term(3)));

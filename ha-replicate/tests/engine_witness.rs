@@ -8,7 +8,9 @@ mod engine_support;
 
 use engine_support::{command, engine_with, fire, heartbeat, id, leader, peer};
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
-use ha_replicate::engine::{Effect, Engine, Message, Persist, Role, TimerKind, TransferError};
+use ha_replicate::engine::{
+    After, Effect, Engine, Message, Persist, PersistId, Role, TimerKind, TransferError,
+};
 use ha_replicate::entry::{ElectionCause, Entry, Payload};
 use ha_replicate::hard_state::HardState;
 
@@ -122,10 +124,13 @@ fn a_witness_grants_votes_persisting_the_vote_first() {
     let effects = engine.drain_effects();
     let persisted = effects.iter().position(|effect| {
         effect
-            == &Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: Some(id("a")),
-            }))
+            == &Effect::Persist {
+                id: PersistId(2),
+                persist: Persist::HardState(HardState {
+                    term: Term(4),
+                    voted_for: Some(id("a")),
+                }),
+            }
     });
     let answered = effects.iter().position(|effect| {
         effect
@@ -135,6 +140,7 @@ fn a_witness_grants_votes_persisting_the_vote_first() {
                     term: Term(4),
                     granted: true,
                 },
+                after: After::Durable(PersistId(2)),
             }
     });
     assert!(
@@ -181,7 +187,11 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
         payload: Payload::Command(Vec::new()),
     };
     let appended = effects.iter().position(|effect| {
-        effect == &Effect::Persist(Persist::Append(vec![start.clone(), stripped.clone()]))
+        effect
+            == &Effect::Persist {
+                id: PersistId(1),
+                persist: Persist::Append(vec![start.clone(), stripped.clone()]),
+            }
     });
     let acknowledged = effects.iter().position(|effect| {
         matches!(
@@ -192,6 +202,8 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
                     index: LogIndex(3),
                     ..
                 },
+                // The acknowledgement waits for the append to be durable.
+                after: After::Durable(PersistId(1)),
                 ..
             }
         )
@@ -224,9 +236,13 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
     );
     let effects = engine.drain_effects();
     assert!(
-        !effects
-            .iter()
-            .any(|effect| matches!(effect, Effect::Persist(Persist::Append(_)))),
+        !effects.iter().any(|effect| matches!(
+            effect,
+            Effect::Persist {
+                persist: Persist::Append(_),
+                ..
+            }
+        )),
         "{effects:?}"
     );
     // Committed entries are handed out for applying, stripped.

@@ -176,6 +176,12 @@ impl Cluster {
                         self.nodes[from].core.on_digest_computed(now, computed);
                     }
                     ReplicaEffect::RoleChanged { .. } | ReplicaEffect::Founded { .. } => {}
+                    // The store is written in place: sync it now (as the tokio driver's
+                    // storage thread would), which releases what waited for it.
+                    ReplicaEffect::Sync { through } => {
+                        let now = self.now;
+                        self.nodes[from].core.complete_sync(now, through);
+                    }
                     ReplicaEffect::Fatal(error) => panic!("{name}: {error}"),
                 }
             }

@@ -28,10 +28,11 @@ use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 use crate::gossip::incarnation_at;
 use crate::register::RegisterMachine;
-use crate::replica::{Directory, GROUP_COMMIT_MS, replica_id};
+use crate::replica::{Directory, replica_id};
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
+use crate::sim_syncs::SimSyncs;
 
 /// First byte of a gossip packet on the shared simulated address.
 const GOSSIP_TAG: u8 = 0;
@@ -82,7 +83,8 @@ pub struct FoundingNode {
     directory: Rc<Directory>,
     /// The virtual time of the latest input, for the effects drained after it.
     last_input_at: Millis,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     pending: Vec<SimEffect<FoundingTimer, FoundingOutput>>,
 }
 
@@ -188,6 +190,12 @@ impl FoundingNode {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Founded(voters)));
                 }
+                ReplicaEffect::Sync { through } => {
+                    self.pending.push(SimEffect::Schedule {
+                        after_ms: self.syncs.request(through),
+                        timer: FoundingTimer::Flush,
+                    });
+                }
             }
         }
     }
@@ -221,8 +229,9 @@ impl SimActor for FoundingNode {
             // The housekeeping tick founds a set that settled without a new event.
             FoundingTimer::Replica(timer) => self.core.on_timer(now, timer),
             FoundingTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    self.core.complete_sync(now, through);
+                }
             }
         }
     }
@@ -235,15 +244,7 @@ impl SimActor for FoundingNode {
         self.pump_replica(now);
         // Role changes may have changed gossip metadata.
         self.pump_gossip(now);
-        let mut effects = std::mem::take(&mut self.pending);
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: FoundingTimer::Flush,
-            });
-        }
-        effects
+        std::mem::take(&mut self.pending)
     }
 }
 
@@ -333,7 +334,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 core,
                 directory: Rc::clone(&directory),
                 last_input_at: context.now,
-                flush_scheduled: false,
+                syncs: SimSyncs::new(context.seed),
                 pending: Vec::new(),
             }
         });

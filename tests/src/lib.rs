@@ -53,6 +53,7 @@ pub mod register;
 pub mod replica;
 mod seeds;
 pub mod sim;
+pub mod sim_syncs;
 pub mod snapshot_writes;
 pub mod state_sim;
 pub mod workload;

@@ -19,10 +19,8 @@ use crate::register::RegisterMachine;
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
+use crate::sim_syncs::SimSyncs;
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
-
-/// How long buffered writes wait for their group commit, in virtual milliseconds.
-pub const GROUP_COMMIT_MS: u64 = 1;
 
 /// The log cache of every simulated node, in bytes: about a handful of register commands, so
 /// almost every catch-up reads entries back from the store.
@@ -67,7 +65,7 @@ impl Directory {
 pub enum SimReplicaTimer {
     /// The replica's own timer.
     Replica(ReplicaTimer),
-    /// Group commit: sync and release held messages.
+    /// The oldest sync asked for completes ([`SimSyncs`]): held messages are released.
     Flush,
     /// The snapshot being written is done.
     SnapshotWritten,
@@ -120,7 +118,8 @@ pub struct SimReplica {
     directory: Rc<Directory>,
     /// Clock rate error in parts per million: the node's clock runs at `1 + ppm / 1e6`.
     clock_rate_ppm: i64,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     snapshot_writes: SimSnapshotWrites,
     /// Consistency digests being hashed, oldest first.
     digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
@@ -242,8 +241,10 @@ impl SimActor for SimReplica {
                 self.core.on_timer(local, timer);
             }
             SimReplicaTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    let local = self.local(now);
+                    self.core.complete_sync(local, through);
+                }
             }
             SimReplicaTimer::SnapshotWritten => {
                 if let Some(written) = self.snapshot_writes.finish() {
@@ -287,6 +288,10 @@ impl SimActor for SimReplica {
                 // Every founding node is given the same voters here; the founding simulation
                 // (`founding.rs`) is the one that checks who founds.
                 ReplicaEffect::Founded { .. } => continue,
+                ReplicaEffect::Sync { through } => SimEffect::Schedule {
+                    after_ms: self.syncs.request(through),
+                    timer: SimReplicaTimer::Flush,
+                },
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -313,13 +318,6 @@ impl SimActor for SimReplica {
         );
         if let Some(report) = self.report_config_used() {
             effects.push(SimEffect::Output(report));
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: SimReplicaTimer::Flush,
-            });
         }
         effects
     }
@@ -449,7 +447,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 .expect("a simulated disk always recovers"),
                 directory: Rc::clone(&directory),
                 clock_rate_ppm,
-                flush_scheduled: false,
+                syncs: SimSyncs::new(context.seed),
                 snapshot_writes: SimSnapshotWrites::default(),
                 digest_jobs: std::collections::VecDeque::new(),
                 led_term: None,

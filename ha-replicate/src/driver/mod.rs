@@ -10,6 +10,7 @@ mod replica_metrics;
 mod replica_node;
 mod request_traces;
 mod status;
+mod storage_thread;
 
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
@@ -18,3 +19,6 @@ pub use replica_metrics::ReplicaMetrics;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
 pub use request_traces::TRACED_REQUESTS_MAX;
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};
+pub use storage_thread::{
+    STORAGE_OPS_PER_SYNC_MAX, STORAGE_OPS_QUEUED_MAX, StorageReport, ThreadedStore,
+};

@@ -9,7 +9,7 @@ use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::engine::effect::{Effect, Persist, TimerKind};
+use crate::engine::effect::{After, Effect, Persist, PersistId, TimerKind};
 use crate::engine::message::Message;
 use crate::engine::operator_membership::OperatorIntents;
 use crate::engine::progress::{Progress, ReplicationState};
@@ -93,6 +93,14 @@ pub struct Engine {
     /// The highest index of this node's log known synced to disk. A leader sends appends
     /// before its own fsync, so it counts its own log towards a commit only up to here.
     pub(crate) durable_index: LogIndex,
+    /// The id of the latest storage write issued ([`Effect::Persist`]).
+    pub(crate) persist_issued: PersistId,
+    /// The latest write id the driver reported durable.
+    pub(crate) persisted: PersistId,
+    /// The log's last index after each log write not yet reported durable, in id order (a
+    /// truncation issued later caps the earlier ones): what `durable_index` becomes once
+    /// that write is durable. At most one per write issued since the last sync.
+    pub(crate) log_writes: VecDeque<(PersistId, LogIndex)>,
     pub(crate) last_leader: Option<NodeId>,
     pub(crate) campaign_cause: ElectionCause,
     pub(crate) leaderless_since: Millis,
@@ -163,6 +171,9 @@ impl Engine {
             leader_heard_at: None,
             started_at: now,
             durable_index: LogIndex(0),
+            persist_issued: PersistId(0),
+            persisted: PersistId(0),
+            log_writes: VecDeque::new(),
             last_leader: None,
             campaign_cause: ElectionCause::Startup,
             leaderless_since: now,
@@ -337,16 +348,44 @@ impl Engine {
         }
     }
 
-    /// The driver synced this node's log through `index`. On a leader this may commit: the
-    /// leader's appends leave before its own fsync (the two disks write in parallel), and its
-    /// own log counts towards a majority only once durable.
-    pub fn on_persisted(&mut self, now: Millis, index: LogIndex) {
+    /// The driver made every storage write through `id` durable (written and synced). On a
+    /// leader this may commit: the leader's appends leave before its own fsync (the two disks
+    /// write in parallel), and its own log counts towards a majority only once durable.
+    /// Messages waiting for it ([`After::Durable`]) may now leave (the driver's gate releases
+    /// them; the engine holds nothing).
+    pub fn on_persisted(&mut self, now: Millis, id: PersistId) {
         self.observe(now);
-        if index > self.durable_index {
+        if id <= self.persisted {
+            return;
+        }
+        // A report past the writes issued is the driver's mistake; never trust more than was
+        // written.
+        self.persisted = id.min(self.persist_issued);
+        let mut durable = None;
+        while let Some((write, last_index)) = self.log_writes.front().copied() {
+            if write > self.persisted {
+                break;
+            }
+            durable = Some(last_index);
+            self.log_writes.pop_front();
+        }
+        if let Some(index) = durable
+            && index > self.durable_index
+        {
             self.durable_index = index;
             self.maybe_advance_commit(now);
             self.evict_log();
         }
+    }
+
+    /// The id of the latest storage write issued (0 before any).
+    pub fn persist_issued(&self) -> PersistId {
+        self.persist_issued
+    }
+
+    /// The latest write id reported durable ([`on_persisted`](Self::on_persisted)).
+    pub fn persisted(&self) -> PersistId {
+        self.persisted
     }
 
     /// How many elections this node has started.
@@ -720,12 +759,59 @@ impl Engine {
 
     pub(crate) fn persist_hard_state(&mut self) {
         let hard_state = self.hard_state();
-        self.effects
-            .push(Effect::Persist(Persist::HardState(hard_state)));
+        self.persist(Persist::HardState(hard_state));
     }
 
+    /// Issue a storage write, after the in-memory change it mirrors (so the log's last index
+    /// is the one the write leaves on the disk).
+    pub(crate) fn persist(&mut self, persist: Persist) {
+        let id = self.persist_issued.next();
+        self.persist_issued = id;
+        match &persist {
+            Persist::HardState(_) => {}
+            Persist::TruncateFrom(from) => {
+                // Entries from `from` on are gone: an earlier write becoming durable no longer
+                // makes them durable.
+                let kept = LogIndex(from.0.saturating_sub(1));
+                for (_, last_index) in self.log_writes.iter_mut() {
+                    *last_index = (*last_index).min(kept);
+                }
+                self.log_writes.push_back((id, self.log.last_index()));
+            }
+            Persist::Append(_) | Persist::InstallSnapshot(_) => {
+                self.log_writes.push_back((id, self.log.last_index()));
+            }
+        }
+        self.effects.push(Effect::Persist { id, persist });
+    }
+
+    /// The barrier for a message that promises what this node wrote: every write issued
+    /// so far must be durable first.
+    pub(crate) fn durable_barrier(&self) -> After {
+        if self.persist_issued > self.persisted {
+            After::Durable(self.persist_issued)
+        } else {
+            After::Now
+        }
+    }
+
+    /// Send a message once every write issued before it is durable (votes, acknowledgements,
+    /// and by default everything else).
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
-        self.effects.push(Effect::Send { to, message });
+        let after = self.durable_barrier();
+        self.effects.push(Effect::Send { to, message, after });
+    }
+
+    /// Send a leader's append or snapshot offer at once: it promises nothing about this
+    /// node's disk, since the leader counts its own log towards a commit only once durable
+    /// (Raft thesis 10.2.1), so the followers' fsyncs run in parallel with its own.
+    pub(crate) fn send_replication(&mut self, to: NodeId, message: Message) {
+        debug_assert_eq!(self.role, Role::Leader, "only a leader replicates");
+        self.effects.push(Effect::Send {
+            to,
+            message,
+            after: After::Now,
+        });
     }
 
     pub(crate) fn other_voters(&self) -> Vec<NodeId> {

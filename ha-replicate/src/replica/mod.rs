@@ -5,6 +5,7 @@ mod applier;
 mod client;
 pub mod consistency_monitor;
 mod digest_job;
+mod durability_gate;
 mod failover_record;
 mod replica_core;
 mod rpc;
@@ -21,6 +22,7 @@ pub use applier::{
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
 pub use digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
+pub use durability_gate::{DurabilityGate, HELD_EFFECTS_MAX};
 pub use failover_record::FailoverRecord;
 pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
 
 use crate::engine::{
-    Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, RefusalCause, Role,
-    TimerKind,
+    After, Effect, Engine, EngineStart, Message, Persist, PersistId, ProposeError, ReadError,
+    RefusalCause, Role, TimerKind,
 };
 use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
@@ -23,6 +23,7 @@ use crate::replica::applier::Applier;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::consistency_monitor::ConsistencyMonitor;
 use crate::replica::digest_job::DigestJob;
+use crate::replica::durability_gate::DurabilityGate;
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
@@ -98,6 +99,16 @@ pub enum ReplicaEffect {
         /// The founding voters.
         voters: Membership,
     },
+    /// Make every write handed to the store so far durable (an fsync), off the event loop,
+    /// then report [`ReplicaCore::on_persisted`] with `through` (or
+    /// [`ReplicaCore::on_storage_failed`] with the error). Messages and answers that rest on
+    /// those writes wait in the core until then. Requests may be merged (one fsync for
+    /// several, group commit) as long as each is reported; a store whose writes are done in
+    /// place may use [`ReplicaCore::complete_sync`].
+    Sync {
+        /// The last write id the sync covers.
+        through: PersistId,
+    },
 }
 
 /// Who is waiting for an answer.
@@ -135,17 +146,20 @@ const FLUSH_ROUNDS_MAX: usize = 4;
 
 /// One replica of the log and its state machine, with no IO of its own.
 ///
-/// The tokio driver runs it over TCP and a WAL; the simulator runs it over a simulated network
-/// and a [`MemoryStore`](crate::storage::memory::MemoryStore). It persists through its
-/// [`LogStore`] directly and holds every message and answer until what they depend on is
-/// synced.
+/// The tokio driver runs it over TCP and a WAL (whose writes and syncs run on a storage
+/// thread); the simulator runs it over a simulated network and a
+/// [`MemoryStore`](crate::storage::memory::MemoryStore). It hands the engine's writes to its
+/// [`LogStore`] in order, asks for syncs with [`ReplicaEffect::Sync`], and holds every message
+/// and answer in its [`DurabilityGate`] until what they rest on is durable.
 pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     settings: ReplicaSettings,
     engine: Engine,
     store: L,
     applier: Applier<S>,
-    unsynced: bool,
-    held: Vec<ReplicaEffect>,
+    /// Messages and answers waiting for the writes they rest on.
+    gate: DurabilityGate,
+    /// The last write id a [`ReplicaEffect::Sync`] was asked for.
+    sync_requested: PersistId,
     outputs: Vec<ReplicaEffect>,
     pending_writes: BTreeMap<LogIndex, PendingWrite>,
     strong_waits: BTreeMap<LogIndex, StrongWait>,
@@ -252,8 +266,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             engine,
             store,
             applier: Applier::new(machine),
-            unsynced: false,
-            held: Vec::new(),
+            gate: DurabilityGate::new(),
+            sync_requested: PersistId(0),
             outputs: Vec::new(),
             pending_writes: BTreeMap::new(),
             strong_waits: BTreeMap::new(),
@@ -312,35 +326,60 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         std::mem::take(&mut self.outputs)
     }
 
-    /// Sync the store and release what waited for it (group commit). What the sync made
-    /// durable may commit on a leader (its own log counts only once synced), and applying that
-    /// may write again (a snapshot), so this repeats a bounded number of times; anything still
-    /// unsynced then stays held for the next call.
+    /// Sync the store in place and release what waited for it, for a store whose writes are
+    /// done in place (tests, simple embeddings): [`complete_sync`](Self::complete_sync)
+    /// through every write issued. What the sync made durable may commit on a leader (its own
+    /// log counts only once synced), and applying that may write again (a snapshot), so this
+    /// repeats a bounded number of times; anything still unsynced then stays held. The tokio
+    /// driver never calls it: it carries out [`ReplicaEffect::Sync`] on its storage thread.
     pub fn flush(&mut self) {
-        // Every write sets `unsynced`, so with nothing unsynced nothing new became durable.
         for _ in 0..FLUSH_ROUNDS_MAX {
-            if self.fatal.is_some() || self.stall.is_some() {
+            let issued = self.engine.persist_issued();
+            if self.fatal.is_some() || self.stall.is_some() || issued <= self.gate.durable() {
                 return;
             }
-            if !self.unsynced {
-                break;
-            }
-            if let Err(error) = self.store.sync() {
-                self.fail(error);
-                return;
-            }
-            if self.stall.is_some() {
-                return;
-            }
-            self.unsynced = false;
-            let now = self.last_now;
-            let durable = self.engine.last_index();
-            self.engine.on_persisted(now, durable);
-            self.process_engine_effects(now);
+            self.complete_sync(self.last_now, issued);
         }
-        if !self.unsynced {
-            self.outputs.append(&mut self.held);
+    }
+
+    /// Carry out a [`ReplicaEffect::Sync`] on this core's own store, in place: sync it, then
+    /// report [`on_persisted`](Self::on_persisted) (or [`on_storage_failed`]
+    /// (Self::on_storage_failed)). For a store whose writes are done in place (the simulator's
+    /// [`MemoryStore`](crate::storage::memory::MemoryStore)); a driver that writes on another
+    /// thread syncs there and reports itself.
+    pub fn complete_sync(&mut self, now: Millis, through: PersistId) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            return;
         }
+        match self.store.sync() {
+            Ok(()) => self.on_persisted(now, through),
+            Err(error) => self.on_storage_failed(now, error),
+        }
+    }
+
+    /// Every write through `through` is durable (the driver's sync finished): commit what
+    /// that allows and release the messages and answers that waited for it.
+    pub fn on_persisted(&mut self, now: Millis, through: PersistId) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            // A stalled store is written back and synced by resuming, which reports itself.
+            return;
+        }
+        let through = through.min(self.engine.persist_issued());
+        self.gate.on_persisted(through, &mut self.outputs);
+        self.engine.on_persisted(now, through);
+        self.after_input(now);
+    }
+
+    /// A write or a sync the driver carried out for this core failed: stall on an IO error (a
+    /// full disk, `EIO`; writes resume once the store can be written again), stop on anything
+    /// else.
+    pub fn on_storage_failed(&mut self, now: Millis, error: StorageError) {
+        if self.fatal.is_some() {
+            return;
+        }
+        self.last_now = self.last_now.max(now);
+        self.fail(error);
+        self.after_input(now);
     }
 
     // ----- Inputs -----
@@ -721,29 +760,24 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    /// Queue an outgoing effect behind any unsynced write. A leader's appends and snapshots
-    /// are the exception: they promise nothing about the leader's own disk (Raft thesis
-    /// 10.2.1), because the leader counts its own log towards a commit only once synced (see
-    /// [`Engine::on_persisted`]), so they leave at once and both fsyncs run in parallel.
+    /// Queue an outgoing effect of the replica's own (an answer, a forward) behind every
+    /// write issued before it.
     fn emit(&mut self, effect: ReplicaEffect) {
-        let leader_replication = matches!(
-            &effect,
-            ReplicaEffect::Send {
-                rpc: Rpc::Raft(Message::AppendRequest { .. } | Message::InstallSnapshot { .. }),
-                ..
-            }
-        ) && self.engine.role() == Role::Leader;
-        if leader_replication {
-            self.outputs.push(effect);
-        } else if self.stall.is_some() {
-            if Self::leaves_while_stalled(&effect) {
+        let after = self.engine.durable_barrier();
+        self.emit_after(after, effect);
+    }
+
+    /// Queue an outgoing effect with its barrier: the gate releases it once that holds
+    /// (the engine decides a message's barrier, see [`Effect::Send`]). While stalled, only
+    /// what promises nothing about this node's disk leaves.
+    fn emit_after(&mut self, after: After, effect: ReplicaEffect) {
+        if self.stall.is_some() {
+            if after == After::Now || Self::leaves_while_stalled(&effect) {
                 self.outputs.push(effect);
             }
-        } else if self.unsynced || !self.held.is_empty() {
-            self.held.push(effect);
-        } else {
-            self.outputs.push(effect);
+            return;
         }
+        self.gate.pass(after, effect, &mut self.outputs);
     }
 
     /// The store failed: stall on an IO error (a full disk, `EIO`), stop on anything else.
@@ -759,7 +793,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let message = error.to_string();
         tracing::error!(%message, "storage failed; replica stopping");
         self.fatal = Some(message.clone());
-        self.held.clear();
+        self.gate.clear();
         self.outputs.push(ReplicaEffect::Fatal(message));
     }
 
@@ -770,6 +804,20 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.process_engine_effects(now);
         if self.settings.sync_policy == SyncPolicy::EveryInput {
             self.flush();
+        }
+        self.request_sync();
+    }
+
+    /// Ask the driver to sync the writes issued since the last request (one request per
+    /// input that wrote; the driver merges them).
+    fn request_sync(&mut self) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            return;
+        }
+        let issued = self.engine.persist_issued();
+        if issued > self.sync_requested.max(self.gate.durable()) {
+            self.sync_requested = issued;
+            self.outputs.push(ReplicaEffect::Sync { through: issued });
         }
     }
 
@@ -786,7 +834,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     fn carry_out(&mut self, now: Millis, effect: Effect) {
         match effect {
-            Effect::Persist(persist) if self.stall.is_some() => {
+            Effect::Persist { persist, .. } if self.stall.is_some() => {
                 // Resuming writes back the engine's log and hard state; a snapshot received
                 // meanwhile cannot be installed (chunks are not taken while stalled).
                 if let Persist::InstallSnapshot(_) = persist {
@@ -795,26 +843,30 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     ));
                 }
             }
-            Effect::Persist(persist) => {
-                let result = match &persist {
-                    Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
-                    Persist::TruncateFrom(index) => self.store.truncate_from(*index),
-                    Persist::Append(entries) => self.store.append(entries),
-                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(meta),
+            Effect::Persist { persist, .. } => {
+                // Handed to the store in id order; durable once a requested sync covers it.
+                let result = match persist {
+                    Persist::HardState(hard_state) => self.store.save_hard_state(&hard_state),
+                    Persist::TruncateFrom(index) => self.store.truncate_from(index),
+                    Persist::Append(entries) => self.store.append_owned(entries),
+                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(&meta),
                 };
-                match result {
-                    Ok(()) => self.unsynced = true,
-                    Err(error) => self.fail(error),
+                if let Err(error) = result {
+                    self.fail(error);
                 }
             }
             Effect::Send {
                 to,
                 message: Message::InstallSnapshot { term, meta },
+                ..
             } => self.start_snapshot_transfer(now, to, term, meta),
-            Effect::Send { to, message } => self.emit(ReplicaEffect::Send {
-                to,
-                rpc: Rpc::Raft(message),
-            }),
+            Effect::Send { to, message, after } => self.emit_after(
+                after,
+                ReplicaEffect::Send {
+                    to,
+                    rpc: Rpc::Raft(message),
+                },
+            ),
             Effect::SendStored {
                 to,
                 term,
@@ -826,17 +878,21 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 leader_commit,
                 read_round,
             } => match self.store.read_entries(from, count, bytes_max) {
-                Ok(entries) if !entries.is_empty() => self.emit(ReplicaEffect::Send {
-                    to,
-                    rpc: Rpc::Raft(Message::AppendRequest {
-                        term,
-                        prev_log_index,
-                        prev_log_term,
-                        entries,
-                        leader_commit,
-                        read_round,
-                    }),
-                }),
+                // A leader's append, of entries durable already: it leaves at once.
+                Ok(entries) if !entries.is_empty() => self.emit_after(
+                    After::Now,
+                    ReplicaEffect::Send {
+                        to,
+                        rpc: Rpc::Raft(Message::AppendRequest {
+                            term,
+                            prev_log_index,
+                            prev_log_term,
+                            entries,
+                            leader_commit,
+                            read_round,
+                        }),
+                    },
+                ),
                 // Compacted by a snapshot taken meanwhile: like a lost message, the
                 // follower's silence sends the leader back to probing, then to the snapshot.
                 Ok(_) | Err(StorageError::Misuse(_)) => {

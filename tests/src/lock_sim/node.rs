@@ -17,8 +17,9 @@ use ha_replicate::replica::{
 use ha_replicate::storage::memory::MemoryStore;
 
 use crate::lock_sim::applied_log::AppliedLog;
-use crate::replica::{Directory, GROUP_COMMIT_MS, global_delay, local_time};
+use crate::replica::{Directory, global_delay, local_time};
 use crate::sim::{SimActor, SimEffect};
+use crate::sim_syncs::SimSyncs;
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites};
 
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
@@ -101,7 +102,8 @@ pub struct SimLockNode {
     expiry_next_sequence: u64,
     next_internal_request: u64,
     observed_applied: LogIndex,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     snapshot_writes: SimSnapshotWrites,
     pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
 }
@@ -118,7 +120,7 @@ impl SimLockNode {
             tracker: LeaseExpiryTracker::default(),
             expiry_next_sequence: 1,
             next_internal_request: 1,
-            flush_scheduled: false,
+            syncs: SimSyncs::new(parts.expiry_session),
             snapshot_writes: SimSnapshotWrites::default(),
             pending: Vec::new(),
             parts,
@@ -265,8 +267,10 @@ impl SimActor for SimLockNode {
                 self.core.on_timer(local, timer);
             }
             LockNodeTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    let local = self.local(now);
+                    self.core.complete_sync(local, through);
+                }
             }
             LockNodeTimer::ExpiryTick => self.on_expiry_tick(now),
             LockNodeTimer::SnapshotWritten => {
@@ -310,6 +314,10 @@ impl SimActor for SimLockNode {
                 ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
                 // Every node is given the same founding voters at start.
                 ReplicaEffect::Founded { .. } => continue,
+                ReplicaEffect::Sync { through } => SimEffect::Schedule {
+                    after_ms: self.syncs.request(through),
+                    timer: LockNodeTimer::Flush,
+                },
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -320,13 +328,6 @@ impl SimActor for SimLockNode {
                 // The lock simulation runs with the consistency monitor off (the replica
                 // simulation covers it): no digest is ever asked for.
                 ReplicaEffect::ComputeDigest(_) => continue,
-            });
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: LockNodeTimer::Flush,
             });
         }
         effects

@@ -1,0 +1,354 @@
+//! The driver's storage thread: the store's log writes and fsyncs run here, off the tokio
+//! task, so a slow disk (a 2 s fsync) delays no heartbeat, vote, gossip or HTTP answer.
+//!
+//! The replica core keeps talking to a [`LogStore`]: the [`ThreadedStore`] it is given hands
+//! every call to one thread that owns the real store and runs them in the order made.
+//! - Log writes (`append`, `save_hard_state`, `truncate_from`) are queued and return at once
+//!   (steady state: nothing but a channel send on the task). A failed write is reported later
+//!   as [`StorageReport::Failed`]; later writes are skipped until the store is reopened (the
+//!   store is not to be trusted, see [`LogStore`]).
+//! - [`ThreadedStore::request_sync`] (what the driver does for a
+//!   [`ReplicaEffect::Sync`](crate::replica::ReplicaEffect::Sync)) queues a sync; the thread
+//!   merges every sync waiting with the writes before it into one fsync (group commit) and
+//!   reports [`StorageReport::Persisted`] with the last write id covered.
+//! - Everything else (reads of stored entries for a lagging follower, snapshot files,
+//!   recovery, reopening, an in-place `sync` while resuming from a full disk) is a call that
+//!   waits for its answer: it runs after the writes queued before it, so it sees them. These
+//!   happen off the steady state (catch-up, snapshots, recovery), and waiting keeps the core's
+//!   view of the store exact; they may wait behind an fsync in progress.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use ha_core::LogIndex;
+use tokio::sync::mpsc as tokio_mpsc;
+
+use crate::engine::PersistId;
+use crate::entry::Entry;
+use crate::hard_state::HardState;
+use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
+use crate::storage::{
+    IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot,
+};
+
+/// Operations queued for the storage thread at most. A full queue makes the event loop wait
+/// (back-pressure from a disk that cannot keep up) instead of holding unbounded memory; one
+/// operation is one input's writes or one sync request, so a healthy disk never fills it.
+pub const STORAGE_OPS_QUEUED_MAX: usize = 16_384;
+
+/// Operations the thread takes in one turn before it syncs (the group commit's batch bound).
+pub const STORAGE_OPS_PER_SYNC_MAX: usize = 4_096;
+
+/// What the storage thread reports back to the event loop.
+#[derive(Debug)]
+pub enum StorageReport {
+    /// Every write through this id is durable: feed it to
+    /// [`ReplicaCore::on_persisted`](crate::replica::ReplicaCore::on_persisted).
+    Persisted(PersistId),
+    /// A queued write or a sync failed: feed it to
+    /// [`ReplicaCore::on_storage_failed`](crate::replica::ReplicaCore::on_storage_failed).
+    /// Nothing more is written or synced until the store is reopened.
+    Failed(StorageError),
+}
+
+type Call<L> = Box<dyn FnOnce(&mut L) + Send>;
+
+enum Op<L> {
+    Append(Vec<Entry>),
+    HardState(HardState),
+    TruncateFrom(LogIndex),
+    Sync(PersistId),
+    /// Sync in place and answer (resuming from a stall).
+    SyncNow(mpsc::SyncSender<Result<(), StorageError>>),
+    /// Reopen (clears the failed state) and answer.
+    Reopen(mpsc::SyncSender<Result<Recovered, StorageError>>),
+    Call(Call<L>),
+}
+
+/// A [`LogStore`] whose every operation runs on a storage thread that owns the real store
+/// (see the module documentation for which calls wait).
+pub struct ThreadedStore<L: LogStore + 'static> {
+    ops: mpsc::SyncSender<Op<L>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<L: LogStore + 'static> ThreadedStore<L> {
+    /// Start the thread over `store`; reports come out of the receiver returned.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the thread cannot be spawned.
+    pub fn start(
+        store: L,
+        name: &str,
+    ) -> Result<(Self, tokio_mpsc::UnboundedReceiver<StorageReport>), StorageError> {
+        let (ops, receiver) = mpsc::sync_channel(STORAGE_OPS_QUEUED_MAX);
+        // Unbounded but bounded in practice: at most one report per queued sync (bounded
+        // above) plus one failure per reopen.
+        let (reports, report_receiver) = tokio_mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("ha-storage-{name}"))
+            .spawn(move || run(store, receiver, reports))
+            .map_err(|source| StorageError::Io {
+                path: "storage thread".into(),
+                source,
+            })?;
+        Ok((
+            Self {
+                ops,
+                thread: Some(thread),
+            },
+            report_receiver,
+        ))
+    }
+
+    /// Queue a sync of every write queued so far; the thread reports
+    /// [`StorageReport::Persisted`] with `through` once it is durable.
+    pub fn request_sync(&self, through: PersistId) {
+        self.send(Op::Sync(through));
+    }
+
+    fn send(&self, op: Op<L>) {
+        // The thread only exits once every sender is gone, so this cannot fail while `self`
+        // lives; a panic on the thread would drop the receiver, and then nothing is written:
+        // the answers that wait for a sync never come (the node times them out).
+        if self.ops.send(op).is_err() {
+            tracing::error!("the storage thread is gone; the write is dropped");
+        }
+    }
+
+    /// Run `call` on the thread after every queued operation and wait for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut L) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (answer, wait) = mpsc::sync_channel(1);
+        self.send(Op::Call(Box::new(move |store: &mut L| {
+            let _ = answer.send(call(store));
+        })));
+        wait.recv().unwrap_or_else(|_| Err(thread_gone()))
+    }
+}
+
+impl<L: LogStore + 'static> Drop for ThreadedStore<L> {
+    fn drop(&mut self) {
+        // The thread finishes the operations queued (as a process's page cache would be
+        // written back) and exits once the sender is gone; it is not waited for, so a dropped
+        // node does not block its caller on a slow disk.
+        drop(self.thread.take());
+    }
+}
+
+fn thread_gone() -> StorageError {
+    StorageError::Io {
+        path: "storage thread".into(),
+        source: std::io::Error::other("the storage thread stopped"),
+    }
+}
+
+fn failed_earlier() -> StorageError {
+    StorageError::Io {
+        path: "storage thread".into(),
+        source: std::io::Error::other(
+            "an earlier write or sync failed; reopen the store and recover",
+        ),
+    }
+}
+
+/// The thread: take what is queued, carry it out in order, sync once for the syncs among it.
+fn run<L: LogStore>(
+    mut store: L,
+    ops: mpsc::Receiver<Op<L>>,
+    reports: tokio_mpsc::UnboundedSender<StorageReport>,
+) {
+    let mut failed = false;
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < STORAGE_OPS_PER_SYNC_MAX {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        // The last sync asked for in this batch and not yet carried out.
+        let mut sync_through: Option<PersistId> = None;
+        for op in batch {
+            let write = match op {
+                Op::Append(entries) => Some(store.append(&entries)),
+                Op::HardState(hard_state) => Some(store.save_hard_state(&hard_state)),
+                Op::TruncateFrom(from) => Some(store.truncate_from(from)),
+                Op::Sync(through) => {
+                    sync_through = Some(sync_through.map_or(through, |id| id.max(through)));
+                    None
+                }
+                Op::SyncNow(answer) => {
+                    let result = if failed {
+                        Err(failed_earlier())
+                    } else {
+                        store.sync()
+                    };
+                    let _ = answer.send(result);
+                    None
+                }
+                Op::Reopen(answer) => {
+                    // Syncs asked for before the reopen are dropped: the replica resumes by
+                    // writing back and syncing itself.
+                    sync_through = None;
+                    let result = store.reopen();
+                    if result.is_ok() {
+                        failed = false;
+                    }
+                    let _ = answer.send(result);
+                    None
+                }
+                Op::Call(call) => {
+                    // A call sees what the syncs before it made durable (a read of stored
+                    // entries returns only synced ones).
+                    if let Some(through) = sync_through.take() {
+                        sync(&mut store, &mut failed, through, &reports);
+                    }
+                    call(&mut store);
+                    None
+                }
+            };
+            // Writes after a failure are skipped: the store is not trusted until reopened.
+            if let Some(result) = write.filter(|_| !failed)
+                && let Err(error) = result
+            {
+                failed = true;
+                let _ = reports.send(StorageReport::Failed(error));
+            }
+        }
+        if let Some(through) = sync_through {
+            sync(&mut store, &mut failed, through, &reports);
+        }
+    }
+}
+
+fn sync<L: LogStore>(
+    store: &mut L,
+    failed: &mut bool,
+    through: PersistId,
+    reports: &tokio_mpsc::UnboundedSender<StorageReport>,
+) {
+    if *failed {
+        return;
+    }
+    match store.sync() {
+        Ok(()) => {
+            let _ = reports.send(StorageReport::Persisted(through));
+        }
+        Err(error) => {
+            *failed = true;
+            let _ = reports.send(StorageReport::Failed(error));
+        }
+    }
+}
+
+impl<L: LogStore + 'static> LogStore for ThreadedStore<L> {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.call(|store| store.recover())
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.send(Op::Append(entries.to_vec()));
+        Ok(())
+    }
+
+    fn append_owned(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        self.send(Op::Append(entries));
+        Ok(())
+    }
+
+    fn read_entries(
+        &mut self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.call(move |store| store.read_entries(from, count_max, bytes_max))
+    }
+
+    fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
+        self.send(Op::TruncateFrom(from));
+        Ok(())
+    }
+
+    fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
+        self.send(Op::HardState(hard_state.clone()));
+        Ok(())
+    }
+
+    fn snapshot_sink(&mut self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        self.call(|store| store.snapshot_sink())
+    }
+
+    fn commit_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        written: &WrittenSnapshot,
+    ) -> Result<SnapshotId, StorageError> {
+        let meta = meta.clone();
+        let written = written.clone();
+        self.call(move |store| store.commit_snapshot(&meta, &written))
+    }
+
+    fn save_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: &[u8],
+    ) -> Result<SnapshotId, StorageError> {
+        let meta = meta.clone();
+        let data = data.to_vec();
+        self.call(move |store| store.save_snapshot(&meta, &data))
+    }
+
+    fn read_snapshot(&mut self, offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
+        self.call(move |store| store.read_snapshot(offset, max))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn snapshot_reader(
+        &mut self,
+    ) -> Result<Option<(SnapshotMeta, SnapshotId, Box<dyn std::io::Read + Send>)>, StorageError>
+    {
+        self.call(|store| store.snapshot_reader())
+    }
+
+    fn incoming(&self) -> Option<IncomingSnapshot> {
+        self.call(|store| Ok(store.incoming())).ok().flatten()
+    }
+
+    fn begin_incoming(&mut self, meta: &SnapshotMeta, id: SnapshotId) -> Result<(), StorageError> {
+        let meta = meta.clone();
+        self.call(move |store| store.begin_incoming(&meta, id))
+    }
+
+    fn append_incoming(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let bytes = bytes.to_vec();
+        self.call(move |store| store.append_incoming(offset, &bytes))
+    }
+
+    fn verify_incoming(&mut self) -> Result<bool, StorageError> {
+        self.call(|store| store.verify_incoming())
+    }
+
+    fn install_incoming(&mut self) -> Result<SnapshotId, StorageError> {
+        self.call(|store| store.install_incoming())
+    }
+
+    fn discard_incoming(&mut self) -> Result<(), StorageError> {
+        self.call(|store| store.discard_incoming())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        let (answer, wait) = mpsc::sync_channel(1);
+        self.send(Op::SyncNow(answer));
+        wait.recv().unwrap_or_else(|_| Err(thread_gone()))
+    }
+
+    fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        let (answer, wait) = mpsc::sync_channel(1);
+        self.send(Op::Reopen(answer));
+        wait.recv().unwrap_or_else(|_| Err(thread_gone()))
+    }
+}

@@ -1,0 +1,75 @@
+//! Syncs as a simulated node's storage thread does them: each
+//! [`ReplicaEffect::Sync`](ha_replicate::replica::ReplicaEffect::Sync) completes after a
+//! seeded delay, in the order asked, so messages and answers really wait in the replica's
+//! durability gate (and a crash meanwhile loses the unsynced writes they rest on).
+
+use std::collections::VecDeque;
+
+use ha_replicate::engine::PersistId;
+
+/// The longest a simulated sync takes, in virtual milliseconds (drawn per sync from the seed,
+/// 0 included: a sync may also finish before the messages of the same step are delivered).
+pub const SYNC_DELAY_MS_MAX: u64 = 3;
+
+/// The syncs a simulated node asked for and that have not completed, oldest first.
+#[derive(Debug)]
+pub struct SimSyncs {
+    pending: VecDeque<PersistId>,
+    /// splitmix64 state: the delays are a function of the node's start seed.
+    state: u64,
+}
+
+impl SimSyncs {
+    /// No sync pending; delays drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            pending: VecDeque::new(),
+            state: seed ^ 0x5eed_5eed_5eed_5eed,
+        }
+    }
+
+    /// A sync through `through` was asked for: returns after how many virtual milliseconds
+    /// the caller should call [`complete`](Self::complete).
+    pub fn request(&mut self, through: PersistId) -> u64 {
+        self.pending.push_back(through);
+        self.next() % (SYNC_DELAY_MS_MAX + 1)
+    }
+
+    /// The oldest pending sync completes (syncs finish in the order asked, as on one storage
+    /// thread): the write id to report durable.
+    pub fn complete(&mut self) -> Option<PersistId> {
+        self.pending.pop_front()
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncs_complete_in_the_order_asked_with_bounded_seeded_delays() {
+        let mut syncs = SimSyncs::new(7);
+        let mut again = SimSyncs::new(7);
+        for id in 1..=50 {
+            let delay = syncs.request(PersistId(id));
+            assert!(delay <= SYNC_DELAY_MS_MAX);
+            assert_eq!(
+                delay,
+                again.request(PersistId(id)),
+                "same seed, same delays"
+            );
+        }
+        for id in 1..=50 {
+            assert_eq!(syncs.complete(), Some(PersistId(id)));
+        }
+        assert_eq!(syncs.complete(), None);
+    }
+}
