@@ -6,8 +6,7 @@
 mod engine_support;
 
 use engine_support::effects::{
-    append, apply, durable, leader_start, role_changed, save_hard_state, set_timer,
-    truncate_from,
+    append, apply, durable, leader_start, role_changed, save_hard_state, set_timer, truncate_from,
 };
 use engine_support::{command, config_entry, elect, engine, fire, id, send, send_after};
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
@@ -479,7 +478,10 @@ fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
         payload: Payload::Command(b"x".to_vec()),
     };
     // Written (write 3); the followers still have the `LeaderStart` append in flight.
-    assert_eq!(engine.drain_effects(), vec![append(3, vec![proposed.clone()])]);
+    assert_eq!(
+        engine.drain_effects(),
+        vec![append(3, vec![proposed.clone()])]
+    );
     assert_eq!(engine.commit_index(), LogIndex(0));
     engine.on_message(
         Millis(1003),

@@ -128,7 +128,10 @@ fn a_follower_behind_evicted_entries_is_sent_them_from_the_store_like_from_memor
         let from_memory = answer(&mut holding, now, success, index);
         // The whole effect lists agree once each read from the store is carried out.
         let (from_store, stored) = materialized(from_store, &log);
-        assert_eq!(from_store, from_memory, "after c answered {success} at {index}");
+        assert_eq!(
+            from_store, from_memory,
+            "after c answered {success} at {index}"
+        );
         assert!(
             from_memory.iter().any(|effect| matches!(
                 effect,

@@ -6,9 +6,7 @@
 
 mod engine_support;
 
-use engine_support::effects::{
-    append, apply, durable, role_changed, save_hard_state, set_timer,
-};
+use engine_support::effects::{append, apply, durable, role_changed, save_hard_state, set_timer};
 use engine_support::{
     command, config_entry, engine_with, fire, heartbeat, id, leader, peer, send_after,
 };

@@ -83,9 +83,15 @@ fn the_core_founds_on_its_housekeeping_tick_once_the_set_has_settled() {
     let peer = core.on_member_event(Millis(0), &up("n2", 7002)).unwrap();
     assert_eq!(peer.node, id("n2"));
     assert_eq!(peer.rpc_addr, Some(([127, 0, 0, 1], 7002).into()));
-    assert!(core.engine().peers().contains_key(&id("n2")), "peer facts reach the engine");
+    assert!(
+        core.engine().peers().contains_key(&id("n2")),
+        "peer facts reach the engine"
+    );
     core.on_member_event(Millis(10), &up("n3", 7003)).unwrap();
-    assert!(core.on_member_event(Millis(10), &MemberEvent::SelfActive).is_none());
+    assert!(
+        core.on_member_event(Millis(10), &MemberEvent::SelfActive)
+            .is_none()
+    );
     assert_eq!(founded(&core.drain_effects()), vec![]);
 
     // The set {n1, n2, n3} has been the answer since 10: not yet settled one tick before.

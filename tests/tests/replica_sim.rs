@@ -149,8 +149,7 @@ fn fault_scenario(seed: u64, node_count: usize) {
                     transfers += 1;
                     sim.act(leader, |replica, now| {
                         replica.command(now, |core, at| {
-                            let _ =
-                                core.on_transfer(at, None, ElectionCause::ManualTransfer);
+                            let _ = core.on_transfer(at, None, ElectionCause::ManualTransfer);
                         })
                     });
                 }
@@ -431,13 +430,12 @@ fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
             sim.network_mut().block_one_way(target_addr, leader_addr);
             sim.act(leader, |replica, now| {
                 replica.command(now, |core, at| {
-                    core
-                        .on_transfer(
-                            at,
-                            Some(ha_tests::replica::replica_id(target)),
-                            ElectionCause::ManualTransfer,
-                        )
-                        .expect("a transfer to a caught-up voter");
+                    core.on_transfer(
+                        at,
+                        Some(ha_tests::replica::replica_id(target)),
+                        ElectionCause::ManualTransfer,
+                    )
+                    .expect("a transfer to a caught-up voter");
                 })
             });
             let until = sim.now() + 2_000;
