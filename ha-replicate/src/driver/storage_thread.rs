@@ -145,12 +145,27 @@ fn thread_gone() -> StorageError {
     }
 }
 
-fn failed_earlier() -> StorageError {
-    StorageError::Io {
-        path: "storage thread".into(),
-        source: std::io::Error::other(
-            "an earlier write or sync failed; reopen the store and recover",
-        ),
+/// A copy of the error a write or sync failed with, for every later call until the store
+/// is reopened: the same OS error code, so a full disk still reads as full (`classify`).
+fn copy_error(error: &StorageError) -> StorageError {
+    match error {
+        StorageError::Io { path, source } => StorageError::Io {
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => StorageError::Corrupt {
+            path: path.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        },
+        StorageError::Misuse(reason) => StorageError::Misuse(reason.clone()),
     }
 }
 
@@ -160,7 +175,9 @@ fn run<L: LogStore>(
     ops: mpsc::Receiver<Op<L>>,
     reports: tokio_mpsc::UnboundedSender<StorageReport>,
 ) {
-    let mut failed = false;
+    // The first error since the store was last (re)opened: nothing more is written or synced
+    // until it is reopened.
+    let mut failed: Option<StorageError> = None;
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while batch.len() < STORAGE_OPS_PER_SYNC_MAX {
@@ -181,11 +198,13 @@ fn run<L: LogStore>(
                     None
                 }
                 Op::SyncNow(answer) => {
-                    let result = if failed {
-                        Err(failed_earlier())
-                    } else {
-                        store.sync()
+                    let result = match &failed {
+                        Some(error) => Err(copy_error(error)),
+                        None => store.sync(),
                     };
+                    if let Err(error) = &result {
+                        failed.get_or_insert_with(|| copy_error(error));
+                    }
                     let _ = answer.send(result);
                     None
                 }
@@ -195,7 +214,7 @@ fn run<L: LogStore>(
                     sync_through = None;
                     let result = store.reopen();
                     if result.is_ok() {
-                        failed = false;
+                        failed = None;
                     }
                     let _ = answer.send(result);
                     None
@@ -211,10 +230,10 @@ fn run<L: LogStore>(
                 }
             };
             // Writes after a failure are skipped: the store is not trusted until reopened.
-            if let Some(result) = write.filter(|_| !failed)
+            if let Some(result) = write.filter(|_| failed.is_none())
                 && let Err(error) = result
             {
-                failed = true;
+                failed = Some(copy_error(&error));
                 let _ = reports.send(StorageReport::Failed(error));
             }
         }
@@ -226,11 +245,11 @@ fn run<L: LogStore>(
 
 fn sync<L: LogStore>(
     store: &mut L,
-    failed: &mut bool,
+    failed: &mut Option<StorageError>,
     through: PersistId,
     reports: &tokio_mpsc::UnboundedSender<StorageReport>,
 ) {
-    if *failed {
+    if failed.is_some() {
         return;
     }
     match store.sync() {
@@ -238,7 +257,7 @@ fn sync<L: LogStore>(
             let _ = reports.send(StorageReport::Persisted(through));
         }
         Err(error) => {
-            *failed = true;
+            *failed = Some(copy_error(&error));
             let _ = reports.send(StorageReport::Failed(error));
         }
     }
@@ -350,5 +369,104 @@ impl<L: LogStore + 'static> LogStore for ThreadedStore<L> {
         let (answer, wait) = mpsc::sync_channel(1);
         self.send(Op::Reopen(answer));
         wait.recv().unwrap_or_else(|_| Err(thread_gone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ha_core::Term;
+
+    use super::*;
+    use crate::entry::Payload;
+    use crate::storage::io_failure::{StorageFailureKind, classify};
+    use crate::storage::memory::{DiskFault, MemoryDisk, MemoryStore};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: Payload::Command(vec![index as u8]),
+        }
+    }
+
+    fn next_report(reports: &mut tokio_mpsc::UnboundedReceiver<StorageReport>) -> StorageReport {
+        // Bounded: 500 polls of 10 ms.
+        for _ in 0..500 {
+            if let Ok(report) = reports.try_recv() {
+                return report;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no report from the storage thread within 5 s");
+    }
+
+    fn started(
+        disk: &MemoryDisk,
+    ) -> (
+        ThreadedStore<MemoryStore>,
+        tokio_mpsc::UnboundedReceiver<StorageReport>,
+    ) {
+        let (mut store, reports) =
+            ThreadedStore::start(MemoryStore::open(disk.clone()), "test").expect("starts");
+        store.recover().expect("recovers");
+        (store, reports)
+    }
+
+    #[test]
+    fn writes_become_durable_with_the_sync_that_reports_them_and_calls_see_them() {
+        let disk = MemoryDisk::new();
+        let (mut store, mut reports) = started(&disk);
+        store
+            .append_owned(vec![entry(1), entry(2)])
+            .expect("queued");
+        store.request_sync(PersistId(1));
+        store.append(&[entry(3)]).expect("queued");
+        store.request_sync(PersistId(2));
+        // One or two fsyncs, but the last report covers write 2 and nothing is lost.
+        let mut last = PersistId(0);
+        while last < PersistId(2) {
+            match next_report(&mut reports) {
+                StorageReport::Persisted(through) => {
+                    assert!(through > last, "reports only grow");
+                    last = through;
+                }
+                StorageReport::Failed(error) => panic!("{error}"),
+            }
+        }
+        assert_eq!(disk.unsynced_writes(), 0);
+        let read = store
+            .read_entries(LogIndex(1), 10, usize::MAX)
+            .expect("reads");
+        assert_eq!(read, vec![entry(1), entry(2), entry(3)]);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_once_and_stays_full_until_reopened() {
+        let disk = MemoryDisk::new();
+        let (mut store, mut reports) = started(&disk);
+        disk.set_fault(Some(DiskFault::Full));
+        store.append(&[entry(1)]).expect("queued");
+        store.request_sync(PersistId(1));
+        let StorageReport::Failed(error) = next_report(&mut reports) else {
+            panic!("the write fails");
+        };
+        assert_eq!(classify(&error), Some(StorageFailureKind::Full));
+        // Later writes and syncs are skipped; an in-place sync says why, still a full disk.
+        store.append(&[entry(2)]).expect("queued");
+        let error = store.sync().expect_err("still failed");
+        assert_eq!(classify(&error), Some(StorageFailureKind::Full));
+        assert!(reports.try_recv().is_err(), "one report per failure");
+        disk.set_fault(None);
+        store.reopen().expect("reopens");
+        store.append(&[entry(1)]).expect("queued");
+        store.sync().expect("syncs after the reopen");
+        assert_eq!(
+            store
+                .read_entries(LogIndex(1), 10, usize::MAX)
+                .expect("reads"),
+            vec![entry(1)]
+        );
     }
 }
