@@ -659,6 +659,8 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
 
     fn carry_out(&mut self) {
         let now = self.clock.now();
+        // The turn's sync requests become one: the latest covers the earlier ones.
+        let mut sync_through = None;
         for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => {
@@ -709,13 +711,20 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                         }
                     });
                 }
-                // Merged on the storage thread with the other syncs waiting (group commit).
-                ReplicaEffect::Sync { through } => self.core.store().request_sync(through),
+                ReplicaEffect::Sync { through } => {
+                    sync_through = sync_through.max(Some(through));
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
                 }
             }
+        }
+        // The turn's writes go to the storage thread in one hand-over, with one sync (merged
+        // there with any turn queued behind an fsync in progress: group commit).
+        match sync_through {
+            Some(through) => self.core.store().request_sync(through),
+            None => self.core.store().hand_over(),
         }
     }
 

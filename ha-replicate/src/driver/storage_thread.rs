@@ -3,20 +3,22 @@
 //!
 //! The replica core keeps talking to a [`LogStore`]: the [`ThreadedStore`] it is given hands
 //! every call to one thread that owns the real store and runs them in the order made.
-//! - Log writes (`append`, `save_hard_state`, `truncate_from`) are queued and return at once
-//!   (steady state: nothing but a channel send on the task). A failed write is reported later
-//!   as [`StorageReport::Failed`]; later writes are skipped until the store is reopened (the
-//!   store is not to be trusted, see [`LogStore`]).
-//! - [`ThreadedStore::request_sync`] (what the driver does for a
-//!   [`ReplicaEffect::Sync`](crate::replica::ReplicaEffect::Sync)) queues a sync; the thread
-//!   merges every sync waiting with the writes before it into one fsync (group commit) and
-//!   reports [`StorageReport::Persisted`] with the last write id covered.
+//! - Log writes (`append`, `save_hard_state`, `truncate_from`) are buffered and return at
+//!   once; the driver hands the buffer over once per event-loop turn with the turn's last
+//!   sync request ([`ThreadedStore::request_sync`], for the
+//!   [`ReplicaEffect::Sync`](crate::replica::ReplicaEffect::Sync) effects), so a turn of many
+//!   writes costs one channel send and one wake-up of the thread, and the thread one fsync
+//!   (it also merges turns queued behind an fsync in progress: group commit). It reports
+//!   [`StorageReport::Persisted`] with the last write id covered. A failed write is reported
+//!   as [`StorageReport::Failed`]; later writes and syncs are skipped until the store is
+//!   reopened (the store is not to be trusted, see [`LogStore`]).
 //! - Everything else (reads of stored entries for a lagging follower, snapshot files,
 //!   recovery, reopening, an in-place `sync` while resuming from a full disk) is a call that
 //!   waits for its answer: it runs after the writes queued before it, so it sees them. These
 //!   happen off the steady state (catch-up, snapshots, recovery), and waiting keeps the core's
 //!   view of the store exact; they may wait behind an fsync in progress.
 
+use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -33,11 +35,12 @@ use crate::storage::{
 
 /// Operations queued for the storage thread at most. A full queue makes the event loop wait
 /// (back-pressure from a disk that cannot keep up) instead of holding unbounded memory; one
-/// operation is one input's writes or one sync request, so a healthy disk never fills it.
-pub const STORAGE_OPS_QUEUED_MAX: usize = 16_384;
+/// operation is one event-loop turn's writes and sync request (or one call), so a healthy
+/// disk never fills it.
+pub const STORAGE_OPS_QUEUED_MAX: usize = 1_024;
 
-/// Operations the thread takes in one turn before it syncs (the group commit's batch bound).
-pub const STORAGE_OPS_PER_SYNC_MAX: usize = 4_096;
+/// Operations the thread takes before it syncs (the group commit's batch bound).
+pub const STORAGE_OPS_PER_SYNC_MAX: usize = 256;
 
 /// What the storage thread reports back to the event loop.
 #[derive(Debug)]
@@ -53,11 +56,16 @@ pub enum StorageReport {
 
 type Call<L> = Box<dyn FnOnce(&mut L) + Send>;
 
-enum Op<L> {
+/// A log write, buffered until the turn's sync request.
+enum Write {
     Append(Vec<Entry>),
     HardState(HardState),
     TruncateFrom(LogIndex),
-    Sync(PersistId),
+}
+
+enum Op<L> {
+    /// Writes in order, then (when given) a sync reported with this id.
+    Writes(Vec<Write>, Option<PersistId>),
     /// Sync in place and answer (resuming from a stall).
     SyncNow(mpsc::SyncSender<Result<(), StorageError>>),
     /// Reopen (clears the failed state) and answer.
@@ -69,6 +77,8 @@ enum Op<L> {
 /// (see the module documentation for which calls wait).
 pub struct ThreadedStore<L: LogStore + 'static> {
     ops: mpsc::SyncSender<Op<L>>,
+    /// Writes made since the last hand-over (at most one turn's).
+    buffered: RefCell<Vec<Write>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -95,16 +105,31 @@ impl<L: LogStore + 'static> ThreadedStore<L> {
         Ok((
             Self {
                 ops,
+                buffered: RefCell::new(Vec::new()),
                 thread: Some(thread),
             },
             report_receiver,
         ))
     }
 
-    /// Queue a sync of every write queued so far; the thread reports
-    /// [`StorageReport::Persisted`] with `through` once it is durable.
+    /// Hand the buffered writes over with a sync of them (and of every write before them);
+    /// the thread reports [`StorageReport::Persisted`] with `through` once it is durable.
     pub fn request_sync(&self, through: PersistId) {
-        self.send(Op::Sync(through));
+        let writes = self.buffered.take();
+        self.send(Op::Writes(writes, Some(through)));
+    }
+
+    /// Hand the buffered writes over without a sync (before a call, which must see them, and
+    /// at the end of every event-loop turn).
+    pub fn hand_over(&self) {
+        if !self.buffered.borrow().is_empty() {
+            let writes = self.buffered.take();
+            self.send(Op::Writes(writes, None));
+        }
+    }
+
+    fn buffer(&self, write: Write) {
+        self.buffered.borrow_mut().push(write);
     }
 
     fn send(&self, op: Op<L>) {
@@ -121,6 +146,7 @@ impl<L: LogStore + 'static> ThreadedStore<L> {
         &self,
         call: impl FnOnce(&mut L) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
+        self.hand_over();
         let (answer, wait) = mpsc::sync_channel(1);
         self.send(Op::Call(Box::new(move |store: &mut L| {
             let _ = answer.send(call(store));
@@ -189,13 +215,27 @@ fn run<L: LogStore>(
         // The last sync asked for in this batch and not yet carried out.
         let mut sync_through: Option<PersistId> = None;
         for op in batch {
-            let write = match op {
-                Op::Append(entries) => Some(store.append(&entries)),
-                Op::HardState(hard_state) => Some(store.save_hard_state(&hard_state)),
-                Op::TruncateFrom(from) => Some(store.truncate_from(from)),
-                Op::Sync(through) => {
-                    sync_through = Some(sync_through.map_or(through, |id| id.max(through)));
-                    None
+            match op {
+                Op::Writes(writes, sync) => {
+                    for write in writes {
+                        // Writes after a failure are skipped: the store is not trusted until
+                        // reopened.
+                        if failed.is_some() {
+                            break;
+                        }
+                        let result = match write {
+                            Write::Append(entries) => store.append(&entries),
+                            Write::HardState(hard_state) => store.save_hard_state(&hard_state),
+                            Write::TruncateFrom(from) => store.truncate_from(from),
+                        };
+                        if let Err(error) = result {
+                            failed = Some(copy_error(&error));
+                            let _ = reports.send(StorageReport::Failed(error));
+                        }
+                    }
+                    if let Some(through) = sync {
+                        sync_through = Some(sync_through.map_or(through, |id| id.max(through)));
+                    }
                 }
                 Op::SyncNow(answer) => {
                     let result = match &failed {
@@ -206,7 +246,6 @@ fn run<L: LogStore>(
                         failed.get_or_insert_with(|| copy_error(error));
                     }
                     let _ = answer.send(result);
-                    None
                 }
                 Op::Reopen(answer) => {
                     // Syncs asked for before the reopen are dropped: the replica resumes by
@@ -217,7 +256,6 @@ fn run<L: LogStore>(
                         failed = None;
                     }
                     let _ = answer.send(result);
-                    None
                 }
                 Op::Call(call) => {
                     // A call sees what the syncs before it made durable (a read of stored
@@ -226,15 +264,7 @@ fn run<L: LogStore>(
                         sync(&mut store, &mut failed, through, &reports);
                     }
                     call(&mut store);
-                    None
                 }
-            };
-            // Writes after a failure are skipped: the store is not trusted until reopened.
-            if let Some(result) = write.filter(|_| failed.is_none())
-                && let Err(error) = result
-            {
-                failed = Some(copy_error(&error));
-                let _ = reports.send(StorageReport::Failed(error));
             }
         }
         if let Some(through) = sync_through {
@@ -269,12 +299,12 @@ impl<L: LogStore + 'static> LogStore for ThreadedStore<L> {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        self.send(Op::Append(entries.to_vec()));
+        self.buffer(Write::Append(entries.to_vec()));
         Ok(())
     }
 
     fn append_owned(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
-        self.send(Op::Append(entries));
+        self.buffer(Write::Append(entries));
         Ok(())
     }
 
@@ -288,12 +318,12 @@ impl<L: LogStore + 'static> LogStore for ThreadedStore<L> {
     }
 
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
-        self.send(Op::TruncateFrom(from));
+        self.buffer(Write::TruncateFrom(from));
         Ok(())
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
-        self.send(Op::HardState(hard_state.clone()));
+        self.buffer(Write::HardState(hard_state.clone()));
         Ok(())
     }
 
@@ -360,12 +390,16 @@ impl<L: LogStore + 'static> LogStore for ThreadedStore<L> {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.hand_over();
         let (answer, wait) = mpsc::sync_channel(1);
         self.send(Op::SyncNow(answer));
         wait.recv().unwrap_or_else(|_| Err(thread_gone()))
     }
 
     fn reopen(&mut self) -> Result<Recovered, StorageError> {
+        // Writes made before the reopen are dropped with the store's memory: the replica
+        // writes back what the disk lacks after it.
+        self.buffered.take();
         let (answer, wait) = mpsc::sync_channel(1);
         self.send(Op::Reopen(answer));
         wait.recv().unwrap_or_else(|_| Err(thread_gone()))
