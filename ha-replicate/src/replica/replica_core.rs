@@ -316,6 +316,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.fatal.as_deref()
     }
 
+    /// How many messages and answers wait for a sync, and the latest write id reported
+    /// durable (for status and tests).
+    pub fn durability_wait(&self) -> (usize, PersistId) {
+        (self.gate.held_len(), self.gate.durable())
+    }
+
     /// Take the effects ready to carry out.
     pub fn drain_effects(&mut self) -> Vec<ReplicaEffect> {
         std::mem::take(&mut self.outputs)
