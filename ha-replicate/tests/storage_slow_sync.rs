@@ -172,13 +172,13 @@ async fn start(index: usize, dir: &Path, disk: SlowDisk) -> ReplicaNode<Counter>
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
         witness: false,
+        bootstrap_expect: None,
     };
     let settings = NodeSettings {
         replica,
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
         peers: BTreeMap::new(),
         bootstrap: Some(Membership::with_voters((1..=3).map(id))),
-        bootstrap_expect: None,
     };
     let store = SlowSyncStore {
         inner: WalStore::open(dir, WalOptions::default()).unwrap(),

@@ -206,15 +206,16 @@ impl SimReplica {
         })
     }
 
-    /// Run an engine command (transfer, campaign, health) at `now`.
-    pub fn command(
+    /// Feed one of the core's named inputs (`on_transfer`, `on_campaign`,
+    /// `on_local_health`, `on_peer_info`, `on_propose_membership`, ...) at virtual time
+    /// `now`: `input` gets the core and this node's local time, and its answer is returned.
+    pub fn command<T>(
         &mut self,
         now: Millis,
-        change: impl FnOnce(&mut ha_replicate::engine::Engine, Millis),
-    ) {
+        input: impl FnOnce(&mut ReplicaCore<RegisterMachine, MemoryStore>, Millis) -> T,
+    ) -> T {
         let local = self.local(now);
-        change(self.core.engine_mut(), local);
-        self.core.after_command(local);
+        input(&mut self.core, local)
     }
 }
 
@@ -288,6 +289,9 @@ impl SimActor for SimReplica {
                     after_ms: self.syncs.request(through),
                     timer: SimReplicaTimer::Flush,
                 },
+                // Every founding node is given the same voters here; the founding simulation
+                // (`founding.rs`) is the one that checks who founds.
+                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -429,6 +433,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                     repair: true,
                 },
                 witness: options.witnesses.contains(&node),
+                bootstrap_expect: None,
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {
@@ -449,12 +454,11 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 commit_seen: LogIndex(0),
                 config_reported: None,
             };
-            let engine = replica.core.engine_mut();
             // Peer metadata first (as gossip delivers it before a cluster bootstraps), so the
             // first election timer already reflects the priorities.
             for other in 0..options.node_count {
                 if other != node {
-                    engine.set_peer_info(
+                    replica.core.on_peer_info(
                         now,
                         replica_id(other),
                         PeerInfo {
@@ -468,9 +472,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 }
             }
             if node < founding {
-                engine.bootstrap(now, voters.clone());
+                replica.core.on_bootstrap(now, voters.clone());
             }
-            replica.core.after_command(now);
             replica
         });
     }

@@ -148,9 +148,9 @@ fn fault_scenario(seed: u64, node_count: usize) {
                 if let Some(leader) = current_leader(&sim) {
                     transfers += 1;
                     sim.act(leader, |replica, now| {
-                        replica.command(now, |engine, at| {
+                        replica.command(now, |core, at| {
                             let _ =
-                                engine.transfer_leadership(at, None, ElectionCause::ManualTransfer);
+                                core.on_transfer(at, None, ElectionCause::ManualTransfer);
                         })
                     });
                 }
@@ -430,9 +430,9 @@ fn an_abandoned_transfer_elects_no_leader_within_the_lease() {
                 .slow_one_way(leader_addr, target_addr, 700);
             sim.network_mut().block_one_way(target_addr, leader_addr);
             sim.act(leader, |replica, now| {
-                replica.command(now, |engine, at| {
-                    engine
-                        .transfer_leadership(
+                replica.command(now, |core, at| {
+                    core
+                        .on_transfer(
                             at,
                             Some(ha_tests::replica::replica_id(target)),
                             ElectionCause::ManualTransfer,

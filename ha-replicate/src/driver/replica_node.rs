@@ -20,7 +20,6 @@ use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
-use crate::membership_feed::MembershipFeed;
 use crate::replica::DigestComputed;
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
@@ -47,13 +46,10 @@ pub struct NodeSettings {
     pub transport: TransportSettings,
     /// Known peers' RPC addresses (more can be added with `set_peer`).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Found a new cluster with these voters if the store is empty.
+    /// Found a new cluster with these voters if the store is empty. (Or through gossip: set
+    /// [`ReplicaSettings::bootstrap_expect`] and pass member events to
+    /// [`ReplicaNode::on_member_event`].)
     pub bootstrap: Option<Membership>,
-    /// Or found one once this many voters (this node included) have met through the member
-    /// events given to [`ReplicaNode::on_member_event`] (see
-    /// [`MembershipFeed::founding_voters`]). Only for a node that votes: with it, this node
-    /// counts itself as a founding voter; leave it `None` on a non-voter.
-    pub bootstrap_expect: Option<usize>,
 }
 
 pub(crate) enum Command {
@@ -123,10 +119,8 @@ impl<S: StateMachine> ReplicaNode<S> {
         let (store, storage_reports) = ThreadedStore::start(store, node_id.as_str())?;
         let mut core =
             ReplicaCore::new(settings.replica.clone(), machine, store, clock.now(), seed)?;
-        if let Some(voters) = settings.bootstrap.clone()
-            && core.engine_mut().bootstrap(clock.now(), voters)
-        {
-            core.after_command(clock.now());
+        if let Some(voters) = settings.bootstrap.clone() {
+            core.on_bootstrap(clock.now(), voters);
         }
         let (transport, inbound) = TcpTransport::<Rpc>::start(settings.transport.clone()).await?;
         let local_addr = transport.local_addr();
@@ -138,14 +132,12 @@ impl<S: StateMachine> ReplicaNode<S> {
         });
         let (storage_sender, storage) = watch::channel(None);
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
-        let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
         let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
         let metrics = ReplicaMetrics::new();
         let latency = LatencyTracker::new(metrics.clone(), &core);
         let runner = Runner {
             latency,
-            feed,
             core,
             transport,
             clock,
@@ -392,7 +384,6 @@ pub(crate) fn stopped() -> ClientError {
 struct Runner<S: StateMachine, L: LogStore + 'static> {
     /// Issue 16: the latency histograms' bookkeeping (reads the core, never changes it).
     latency: LatencyTracker,
-    feed: MembershipFeed,
     core: ReplicaCore<S, ThreadedStore<L>>,
     transport: TcpTransport<Rpc>,
     clock: MonotonicClock,
@@ -512,13 +503,10 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             }
             Input::Storage(StorageReport::Failed(error)) => self.core.on_storage_failed(now, error),
             Input::Timers => {
+                // The core's housekeeping tick also founds a cluster whose founding set
+                // settled without a new member event.
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
-                }
-                // A founding set that settled without a new member event.
-                if let Some(voters) = self.feed.on_tick(now, self.core.engine_mut()) {
-                    tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
-                    self.core.after_command(now);
                 }
             }
             Input::Closed => self.stopped = true,
@@ -556,28 +544,19 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 cause,
                 reply,
             } => {
-                let result = self
-                    .core
-                    .engine_mut()
-                    .transfer_leadership(now, target, cause);
-                self.core.after_command(now);
+                let result = self.core.on_transfer(now, target, cause);
                 let _ = reply.send(result);
             }
             Command::Campaign => {
-                self.core.engine_mut().campaign(now);
-                self.core.after_command(now);
+                self.core.on_campaign(now);
             }
-            Command::SetHealth(health) => {
-                self.core.engine_mut().set_local_health(now, health);
-                self.core.after_command(now);
-            }
+            Command::SetHealth(health) => self.core.on_local_health(now, health),
             Command::SetPeer { node, addr, info } => {
                 if let Some(addr) = addr {
                     self.peers.insert(node.clone(), addr);
                 }
                 if let Some(info) = info {
-                    self.core.engine_mut().set_peer_info(now, node, info);
-                    self.core.after_command(now);
+                    self.core.on_peer_info(now, node, info);
                 }
             }
             Command::Status(reply) => {
@@ -639,22 +618,14 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         }
     }
 
+    /// The core takes the event (and the founding decision, shared with the simulator); the
+    /// driver keeps the peer's replication address.
     fn on_member_event(&mut self, now: Millis, event: &MemberEvent) {
-        // The feed takes the founding decision (shared with the simulator); without
-        // `bootstrap_expect` it was built with 0 and never founds.
-        let Some(step) = self
-            .feed
-            .on_member_event(now, event, self.core.engine_mut())
-        else {
-            return;
-        };
-        if let Some(addr) = step.peer.rpc_addr {
-            self.peers.insert(step.peer.node, addr);
+        if let Some(peer) = self.core.on_member_event(now, event)
+            && let Some(addr) = peer.rpc_addr
+        {
+            self.peers.insert(peer.node, addr);
         }
-        if let Some(voters) = step.founded {
-            tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
-        }
-        self.core.after_command(now);
     }
 
     fn carry_out(&mut self) {
@@ -718,6 +689,8 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
                 }
+                // The core logged it; nothing else to do.
+                ReplicaEffect::Founded { .. } => {}
             }
         }
         // The turn's writes go to the storage thread in one hand-over, with one sync (merged

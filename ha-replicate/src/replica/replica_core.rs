@@ -1,6 +1,8 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
 mod consistency_flow;
+mod control_inputs;
+mod member_events;
 mod member_requests;
 mod snapshot_flow;
 mod storage_stall;
@@ -15,6 +17,8 @@ use crate::engine::{
     After, Effect, Engine, EngineStart, Message, Persist, PersistId, ProposeError, ReadError,
     RefusalCause, Role, TimerKind,
 };
+use crate::membership::Membership;
+use crate::membership_feed::MembershipFeed;
 use crate::replica::applier::Applier;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::consistency_monitor::ConsistencyMonitor;
@@ -96,6 +100,14 @@ pub enum ReplicaEffect {
     Sync {
         /// The last write id the sync covers.
         through: PersistId,
+    },
+    /// This node founded a new cluster with these voters: through the `bootstrap_expect`
+    /// rule ([`ReplicaCore::on_member_event`], or the housekeeping tick once the founding set
+    /// settled), or with an explicit set ([`ReplicaCore::on_bootstrap`]). A notice for logs
+    /// and tests; the founding entry itself is stored like any other.
+    Founded {
+        /// The founding voters.
+        voters: Membership,
     },
 }
 
@@ -184,6 +196,8 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     monitor: ConsistencyMonitor,
     /// A diverged replica asked for a snapshot newer than the current one: take one now.
     snapshot_for_repair: bool,
+    /// Gossip's view of the peers, and the `bootstrap_expect` founding rule.
+    feed: MembershipFeed,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -245,6 +259,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         };
         let sender = SnapshotSender::new(settings.transfer);
         let monitor = ConsistencyMonitor::new(settings.consistency);
+        let feed = MembershipFeed::for_replica(&settings.engine, settings.bootstrap_expect);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
@@ -273,6 +288,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             snapshot_sink_lost: false,
             monitor,
             snapshot_for_repair: false,
+            feed,
         };
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
@@ -288,17 +304,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// The consensus engine (role, term, progress, ...).
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// Mutable access for membership and leadership commands (bootstrap, transfer,
-    /// campaign, peer info, health). Call [`after_command`](Self::after_command) afterwards.
-    pub fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
-    }
-
-    /// Process what an `engine_mut` command produced.
-    pub fn after_command(&mut self, now: Millis) {
-        self.after_input(now);
     }
 
     /// The applied state.
@@ -487,6 +492,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 if self.stall.is_some() {
                     self.try_resume(now);
                 } else {
+                    // A founding set that settled without a new member event.
+                    self.found_if_due(now);
                     self.maybe_snapshot();
                     self.repair_housekeeping(now);
                     self.send_snapshot_chunks(now);
@@ -1145,12 +1152,12 @@ mod tests {
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
             witness: false,
+            bootstrap_expect: None,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
         let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
-        assert!(core.engine_mut().bootstrap(Millis(0), voters));
-        core.after_command(Millis(0));
+        assert!(core.on_bootstrap(Millis(0), voters));
         core.drain_effects();
         core
     }
@@ -1277,8 +1284,7 @@ mod tests {
     #[test]
     fn a_leader_cut_off_from_its_majority_fails_waits_and_refuses() {
         let mut core = replica();
-        assert!(core.engine_mut().campaign(Millis(10)));
-        core.after_command(Millis(10));
+        assert!(core.on_campaign(Millis(10)));
         core.drain_effects();
         let vote = Message::VoteResponse {
             term: Term(1),

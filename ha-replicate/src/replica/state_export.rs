@@ -179,6 +179,7 @@ mod tests {
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
             witness: false,
+            bootstrap_expect: None,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")
@@ -208,10 +209,8 @@ mod tests {
     fn the_copy_is_the_state_at_its_index_and_later_writes_do_not_reach_it() {
         let mut core = core();
         let voters = Membership::with_voters([NodeId::new("n1").expect("valid")]);
-        assert!(core.engine_mut().bootstrap(Millis(0), voters));
-        core.after_command(Millis(0));
-        core.engine_mut().campaign(Millis(1));
-        core.after_command(Millis(1));
+        assert!(core.on_bootstrap(Millis(0), voters));
+        core.on_campaign(Millis(1));
         core.flush();
         core.drain_effects();
         assert!(core.engine().is_leader(), "the single voter leads");

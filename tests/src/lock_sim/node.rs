@@ -10,7 +10,7 @@ use ha_lock::{
     Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LockCommand, LockQuery,
     LockQueryResponse, WithLocks,
 };
-use ha_replicate::engine::{Engine, Role};
+use ha_replicate::engine::Role;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaTimer, Rpc, WriteRequest,
 };
@@ -160,12 +160,18 @@ impl SimLockNode {
         self.observe_applied(now);
     }
 
-    /// Run an engine command (transfer, campaign, health) at `now`.
-    pub fn command(&mut self, now: Millis, change: impl FnOnce(&mut Engine, Millis)) {
+    /// Feed one of the core's named inputs (`on_transfer`, `on_campaign`,
+    /// `on_local_health`, `on_peer_info`, ...) at virtual time `now`: `input` gets the core
+    /// and this node's local time, and its answer is returned.
+    pub fn command<T>(
+        &mut self,
+        now: Millis,
+        input: impl FnOnce(&mut ReplicaCore<WithLocks<()>, MemoryStore>, Millis) -> T,
+    ) -> T {
         let local = self.local(now);
-        change(self.core.engine_mut(), local);
-        self.core.after_command(local);
+        let answer = input(&mut self.core, local);
         self.observe_applied(now);
+        answer
     }
 
     /// Report the entries applied since the last call to the shared log, with `now`.
@@ -310,6 +316,8 @@ impl SimActor for SimLockNode {
                     after_ms: self.syncs.request(through),
                     timer: LockNodeTimer::Flush,
                 },
+                // Every node is given the same founding voters at start.
+                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
