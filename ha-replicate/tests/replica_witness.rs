@@ -175,6 +175,10 @@ impl Cluster {
                         let now = self.now;
                         self.nodes[from].core.on_digest_computed(now, computed);
                     }
+                    ReplicaEffect::Apply(task) => {
+                        let now = self.now;
+                        self.nodes[from].core.run_apply_task(now, &task);
+                    }
                     ReplicaEffect::RoleChanged { .. } => {}
                     ReplicaEffect::Fatal(error) => panic!("{name}: {error}"),
                 }
