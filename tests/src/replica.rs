@@ -127,10 +127,11 @@ pub struct SimReplica {
     /// Consistency digests being hashed, oldest first.
     digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
     /// A slow host (issue 17, item 2): apply tasks handed out and not yet run, oldest first.
-    /// The worker runs one every `apply_delay_ms`, in order.
+    /// The worker runs them one at a time, in order.
     apply_tasks: std::collections::VecDeque<ha_replicate::replica::ApplyTask>,
-    /// Virtual milliseconds the slow host takes per apply task (0: the core applies inline).
-    apply_delay_ms: u64,
+    /// Virtual milliseconds the slow host takes per entry applied (0: the core applies
+    /// inline). A query, a copy or a restore takes 1 ms.
+    apply_ms_per_entry: u64,
     /// Whether an `ApplyDone` timer is pending.
     apply_scheduled: bool,
     /// The term this node last led, the commit index last seen, and the last
@@ -322,11 +323,14 @@ impl SimActor for SimReplica {
                 }
             });
         }
-        if !self.apply_scheduled && !self.apply_tasks.is_empty() {
-            // One task at a time, in order, each taking the host's delay.
+        if !self.apply_scheduled
+            && let Some(task) = self.apply_tasks.front()
+        {
+            // One task at a time, in order, each taking the host's time per entry.
             self.apply_scheduled = true;
+            let entries = task.entry_count() as u64;
             effects.push(SimEffect::Schedule {
-                after_ms: self.apply_delay_ms.max(1),
+                after_ms: (self.apply_ms_per_entry * entries).max(1),
                 timer: SimReplicaTimer::ApplyDone,
             });
         }
@@ -382,10 +386,10 @@ pub struct ReplicaClusterOptions {
     /// leading).
     pub witnesses: Vec<usize>,
     /// A slow host (issue 17, item 2): when above 0, every data node's state machine runs
-    /// off the core (deferred apply) and takes between 1 and this many virtual milliseconds
-    /// per task (drawn per node from the seed), so commit and apply drift apart as they do
-    /// behind a real apply thread. 0 applies inline.
-    pub apply_delay_ms_max: u64,
+    /// off the core (deferred apply) and takes between half this and this many virtual
+    /// milliseconds per entry it applies (drawn per node from the seed), so commit and apply
+    /// drift apart as they do behind a real apply thread. 0 applies inline.
+    pub apply_ms_per_entry_max: u64,
 }
 
 impl ReplicaClusterOptions {
@@ -404,7 +408,7 @@ impl ReplicaClusterOptions {
             failover_mode: ha_core::FailoverMode::Automatic,
             dead_voter_after_ms: None,
             witnesses: Vec::new(),
-            apply_delay_ms_max: 0,
+            apply_ms_per_entry_max: 0,
         }
     }
 
@@ -483,14 +487,15 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 snapshot_writes: SimSnapshotWrites::default(),
                 digest_jobs: std::collections::VecDeque::new(),
                 apply_tasks: std::collections::VecDeque::new(),
-                apply_delay_ms: 0,
+                apply_ms_per_entry: 0,
                 apply_scheduled: false,
                 led_term: None,
                 commit_seen: LogIndex(0),
                 config_reported: None,
             };
-            if options.apply_delay_ms_max > 0 {
-                replica.apply_delay_ms = 1 + context.seed % options.apply_delay_ms_max;
+            let slowest_ms = options.apply_ms_per_entry_max;
+            if slowest_ms > 0 {
+                replica.apply_ms_per_entry = slowest_ms - context.seed % (slowest_ms / 2 + 1);
                 replica.core.defer_apply();
             }
             let engine = replica.core.engine_mut();
