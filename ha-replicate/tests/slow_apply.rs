@@ -185,12 +185,13 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
         .await
         .expect("export in time")
         .expect("exports");
-    assert!(exported.last_index() >= index);
+    let exported_at = exported.last_index();
+    assert!(exported_at >= index);
     let mut bytes = Vec::new();
     exported.write_to(&mut bytes).unwrap();
     let mut copy = Applier::new(SlowKv::default());
     copy.restore(&bytes).unwrap();
-    assert_eq!(copy.applied_index(), exported.last_index());
+    assert_eq!(copy.applied_index(), exported_at);
     let last_value = |key: usize| {
         (0..WRITES)
             .rev()
