@@ -162,11 +162,8 @@ impl LatencyTracker {
             self.committed.reset(commit);
         } else {
             self.committed.push(commit, started);
-            self.committed.release(
-                core.applied_index(),
-                now,
-                &self.metrics.commit_apply,
-            );
+            self.committed
+                .release(core.applied_index(), now, &self.metrics.commit_apply);
         }
         // The history changes only by applying entries.
         let applied = core.applied_index();
@@ -179,7 +176,11 @@ impl LatencyTracker {
     fn observe_failovers<S: StateMachine, L: LogStore>(&mut self, core: &ReplicaCore<S, L>) {
         let seen = self.failover_term_seen;
         let mut newest = seen;
-        for record in core.failover_history().iter().filter(|record| record.term > seen) {
+        for record in core
+            .failover_history()
+            .iter()
+            .filter(|record| record.term > seen)
+        {
             self.metrics
                 .failover_leaderless
                 .observe(std::time::Duration::from_millis(record.leaderless_ms));

@@ -38,7 +38,10 @@ pub enum CapturePurpose {
 pub(crate) enum ApplyWork {
     /// Apply committed entries, in order; take a digest copy at each consistency checkpoint
     /// (for the monitor's state `generation`).
-    Entries { entries: Vec<Entry>, generation: u64 },
+    Entries {
+        entries: Vec<Entry>,
+        generation: u64,
+    },
     /// Answer a query from the applied state.
     Query { query_id: u64, query: Vec<u8> },
     /// Take a point-in-time copy of everything applied.
@@ -169,7 +172,11 @@ pub struct ApplyWorker<S: StateMachine> {
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
-    pub(crate) fn new(applier: Applier<S>, witness: bool, consistency: ConsistencySettings) -> Self {
+    pub(crate) fn new(
+        applier: Applier<S>,
+        witness: bool,
+        consistency: ConsistencySettings,
+    ) -> Self {
         Self {
             applier,
             witness,

@@ -27,8 +27,7 @@ pub use failover_record::FailoverRecord;
 pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{
     APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX, COMMAND_BYTES_MAX,
-    RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect,
-    ReplicaTimer,
+    RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect, ReplicaTimer,
 };
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};

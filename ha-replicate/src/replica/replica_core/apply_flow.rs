@@ -208,12 +208,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// A query, answered from the state once every task handed out before it has run.
-    pub(super) fn hand_out_query(
-        &mut self,
-        origin: Origin,
-        query: Vec<u8>,
-        deadline: Millis,
-    ) {
+    pub(super) fn hand_out_query(&mut self, origin: Origin, query: Vec<u8>, deadline: Millis) {
         // Counted in tasks too: a query that timed out still holds its place in the queue.
         if self.apply.queries.len() >= APPLY_QUERIES_MAX
             || self.apply.tasks_in_flight >= APPLY_QUERIES_MAX
@@ -375,10 +370,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             };
             match pending.consistency {
                 Consistency::Eventual => {}
-                Consistency::Quorum => self.reply(
-                    pending.origin,
-                    ClientReply::Written { index, outcome },
-                ),
+                Consistency::Quorum => {
+                    self.reply(pending.origin, ClientReply::Written { index, outcome })
+                }
                 Consistency::Strong => {
                     self.strong_waits.insert(
                         index,
