@@ -163,6 +163,7 @@ impl FoundingNode {
                         self.core.on_digest_computed(now, computed);
                     }
                 }
+                ReplicaEffect::Apply(task) => self.core.run_apply_task(now, &task),
                 ReplicaEffect::RoleChanged { role, term, .. } => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Role { role, term }));

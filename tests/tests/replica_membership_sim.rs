@@ -707,8 +707,7 @@ fn change_before_own_entry(seed: u64) {
     promoted.voters.insert(replica_id(4));
     sim.act(first, |replica, now| {
         replica.command(now, |core, at| {
-            core
-                .on_propose_membership(at, promoted)
+            core.on_propose_membership(at, promoted)
                 .expect("the promotion is appended");
         })
     });

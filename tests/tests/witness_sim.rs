@@ -221,8 +221,7 @@ fn witness_scenario(seed: u64) {
                     let to_witness = std::cell::Cell::new(false);
                     sim.act(leader, |replica, now| {
                         replica.command(now, |core, at| {
-                            let target =
-                                core.on_transfer(at, None, ElectionCause::ManualTransfer);
+                            let target = core.on_transfer(at, None, ElectionCause::ManualTransfer);
                             to_witness.set(target == Ok(replica_id(WITNESS)));
                         })
                     });

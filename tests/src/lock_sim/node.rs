@@ -328,6 +328,9 @@ impl SimActor for SimLockNode {
                 // The lock simulation runs with the consistency monitor off (the replica
                 // simulation covers it): no digest is ever asked for.
                 ReplicaEffect::ComputeDigest(_) => continue,
+                // The lock simulation applies inline (the replica simulation covers a slow
+                // host): the core runs its apply tasks itself and hands none out.
+                ReplicaEffect::Apply(_) => continue,
             });
         }
         effects

@@ -49,5 +49,4 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.found(now, voters);
         }
     }
-
 }
