@@ -37,9 +37,9 @@ use crate::snapshot_source::{
 ///
 /// # Large states
 ///
-/// `snapshot` and `restore` hold the whole encoded state in memory, and `snapshot` runs in
-/// the apply thread, holding up writes (not heartbeats) while it encodes. For a state of more than a few
-/// megabytes, implement [`snapshot_source`](Self::snapshot_source) (take a cheap
+/// `snapshot` and `restore` hold the whole encoded state in memory, and `snapshot` runs on
+/// the apply thread, holding up writes (not heartbeats) while it encodes. For a state of more
+/// than a few megabytes, implement [`snapshot_source`](Self::snapshot_source) (take a cheap
 /// point-in-time copy; it is written out on another thread) and
 /// [`restore_from`](Self::restore_from) (rebuild the state as the bytes are read). The
 /// framework only calls those two; their defaults call `snapshot` and `restore`.
