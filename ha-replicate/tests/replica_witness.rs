@@ -182,6 +182,10 @@ impl Cluster {
                         let now = self.now;
                         self.nodes[from].core.complete_sync(now, through);
                     }
+                    ReplicaEffect::Apply(task) => {
+                        let now = self.now;
+                        self.nodes[from].core.run_apply_task(now, &task);
+                    }
                     ReplicaEffect::Fatal(error) => panic!("{name}: {error}"),
                 }
             }

@@ -163,6 +163,7 @@ impl FoundingNode {
                         self.core.on_digest_computed(now, computed);
                     }
                 }
+                ReplicaEffect::Apply(task) => self.core.run_apply_task(now, &task),
                 ReplicaEffect::RoleChanged { role, term, .. } => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Role { role, term }));
@@ -185,6 +186,12 @@ impl FoundingNode {
                 ReplicaEffect::Fatal(error) => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Fatal(error)));
+                }
+                ReplicaEffect::Sync { through } => {
+                    self.pending.push(SimEffect::Schedule {
+                        after_ms: self.syncs.request(through),
+                        timer: FoundingTimer::Flush,
+                    });
                 }
                 ReplicaEffect::Founded { voters } => {
                     self.pending

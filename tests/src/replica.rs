@@ -71,6 +71,8 @@ pub enum SimReplicaTimer {
     SnapshotWritten,
     /// The oldest consistency digest being hashed is done.
     DigestComputed,
+    /// The slow host's apply worker finished the oldest task handed to it.
+    ApplyDone,
 }
 
 /// The simulated replicas' consistency checkpoint interval: short, so sweeps of a few hundred
@@ -123,6 +125,14 @@ pub struct SimReplica {
     snapshot_writes: SimSnapshotWrites,
     /// Consistency digests being hashed, oldest first.
     digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
+    /// A slow host (issue 17, item 2): apply tasks handed out and not yet run, oldest first.
+    /// The worker runs them one at a time, in order.
+    apply_tasks: std::collections::VecDeque<ha_replicate::replica::ApplyTask>,
+    /// Virtual milliseconds the slow host takes per entry applied (0: the core applies
+    /// inline). A query, a copy or a restore takes 1 ms.
+    apply_ms_per_entry: u64,
+    /// Whether an `ApplyDone` timer is pending.
+    apply_scheduled: bool,
     /// The term this node last led, the commit index last seen, and the last
     /// [`ReplicaOutput::ConfigUsed`] reported.
     led_term: Option<Term>,
@@ -252,6 +262,13 @@ impl SimActor for SimReplica {
                     self.core.on_snapshot_written(local, written);
                 }
             }
+            SimReplicaTimer::ApplyDone => {
+                self.apply_scheduled = false;
+                if let Some(task) = self.apply_tasks.pop_front() {
+                    let local = self.local(now);
+                    self.core.run_apply_task(local, &task);
+                }
+            }
             SimReplicaTimer::DigestComputed => {
                 if let Some(computed) = self.digest_jobs.pop_front().and_then(|job| job.run()) {
                     let local = self.local(now);
@@ -285,6 +302,10 @@ impl SimActor for SimReplica {
                     SimEffect::Output(ReplicaOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
+                ReplicaEffect::Sync { through } => SimEffect::Schedule {
+                    after_ms: self.syncs.request(through),
+                    timer: SimReplicaTimer::Flush,
+                },
                 // Every founding node is given the same voters here; the founding simulation
                 // (`founding.rs`) is the one that checks who founds.
                 ReplicaEffect::Founded { .. } => continue,
@@ -308,6 +329,22 @@ impl SimActor for SimReplica {
                         timer: SimReplicaTimer::DigestComputed,
                     }
                 }
+                ReplicaEffect::Apply(task) => {
+                    // Only in deferred mode (`apply_delay_ms_max` > 0): the worker is slow.
+                    self.apply_tasks.push_back(task);
+                    continue;
+                }
+            });
+        }
+        if !self.apply_scheduled
+            && let Some(task) = self.apply_tasks.front()
+        {
+            // One task at a time, in order, each taking the host's time per entry.
+            self.apply_scheduled = true;
+            let entries = task.entry_count() as u64;
+            effects.push(SimEffect::Schedule {
+                after_ms: (self.apply_ms_per_entry * entries).max(1),
+                timer: SimReplicaTimer::ApplyDone,
             });
         }
         let consistency = self.core.consistency_status();
@@ -354,6 +391,11 @@ pub struct ReplicaClusterOptions {
     /// real node; a higher one here tests that the witness setting alone keeps it from
     /// leading).
     pub witnesses: Vec<usize>,
+    /// A slow host (issue 17, item 2): when above 0, every data node's state machine runs
+    /// off the core (deferred apply) and takes between half this and this many virtual
+    /// milliseconds per entry it applies (drawn per node from the seed), so commit and apply
+    /// drift apart as they do behind a real apply thread. 0 applies inline.
+    pub apply_ms_per_entry_max: u64,
 }
 
 impl ReplicaClusterOptions {
@@ -372,6 +414,7 @@ impl ReplicaClusterOptions {
             failover_mode: ha_core::FailoverMode::Automatic,
             dead_voter_after_ms: None,
             witnesses: Vec::new(),
+            apply_ms_per_entry_max: 0,
         }
     }
 
@@ -450,10 +493,18 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 syncs: SimSyncs::new(context.seed),
                 snapshot_writes: SimSnapshotWrites::default(),
                 digest_jobs: std::collections::VecDeque::new(),
+                apply_tasks: std::collections::VecDeque::new(),
+                apply_ms_per_entry: 0,
+                apply_scheduled: false,
                 led_term: None,
                 commit_seen: LogIndex(0),
                 config_reported: None,
             };
+            let slowest_ms = options.apply_ms_per_entry_max;
+            if slowest_ms > 0 {
+                replica.apply_ms_per_entry = slowest_ms - context.seed % (slowest_ms / 2 + 1);
+                replica.core.defer_apply();
+            }
             // Peer metadata first (as gossip delivers it before a cluster bootstraps), so the
             // first election timer already reflects the priorities.
             for other in 0..options.node_count {

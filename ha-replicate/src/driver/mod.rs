@@ -2,6 +2,7 @@
 //! the TCP transport and a [`LogStore`](crate::storage::LogStore), with group commit;
 //! [`ReplicaClient`] is its typed, retrying client.
 
+mod apply_thread;
 mod client;
 mod error;
 mod latency_tracker;
@@ -12,6 +13,7 @@ mod request_traces;
 mod status;
 mod storage_thread;
 
+pub use apply_thread::APPLY_QUEUE_TASKS_MAX;
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
 pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};

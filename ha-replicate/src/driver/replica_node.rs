@@ -10,6 +10,7 @@ use ha_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::driver::apply_thread::ApplyThread;
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
 use crate::driver::latency_tracker::LatencyTracker;
@@ -20,7 +21,7 @@ use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
-use crate::replica::DigestComputed;
+use crate::replica::{ApplyDone, DigestComputed};
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
@@ -122,6 +123,16 @@ impl<S: StateMachine> ReplicaNode<S> {
         if let Some(voters) = settings.bootstrap.clone() {
             core.on_bootstrap(clock.now(), voters);
         }
+        // The host's state machine runs on a thread of its own (a witness has none and keeps
+        // applying metadata inline): a slow `apply` cannot hold up this node's heartbeats.
+        let (apply_done_sender, apply_done_receiver) = mpsc::unbounded_channel();
+        let apply_thread = match core.detach_apply_worker() {
+            Some(worker) => Some(
+                ApplyThread::start(node_id.as_str(), worker, apply_done_sender)
+                    .map_err(DriverError::ApplyThread)?,
+            ),
+            None => None,
+        };
         let (transport, inbound) = TcpTransport::<Rpc>::start(settings.transport.clone()).await?;
         let local_addr = transport.local_addr();
         let engine = core.engine();
@@ -150,16 +161,21 @@ impl<S: StateMachine> ReplicaNode<S> {
             stopped: false,
             snapshots_written: written_sender,
             exports: Vec::new(),
+            export_replies: BTreeMap::new(),
+            next_export_id: 1,
+            apply_thread,
             digests_computed: digest_sender,
             traces: RequestTraces::new(&node_id),
         };
-        let task = tokio::spawn(runner.run(
-            command_receiver,
+        let receivers = Receivers {
+            commands: command_receiver,
             inbound,
-            written_receiver,
-            digest_receiver,
+            snapshots_written: written_receiver,
+            digests_computed: digest_receiver,
+            apply_done: apply_done_receiver,
             storage_reports,
-        ));
+        };
+        let task = tokio::spawn(runner.run(receivers));
         Ok(Self {
             commands,
             roles,
@@ -402,11 +418,28 @@ struct Runner<S: StateMachine, L: LogStore + 'static> {
         ha_core::LogIndex,
         oneshot::Sender<Result<ExportedSnapshot, ExportError>>,
     )>,
+    /// Exports handed to the core, waiting for the apply thread's copy, by export id.
+    export_replies: BTreeMap<u64, oneshot::Sender<Result<ExportedSnapshot, ExportError>>>,
+    next_export_id: u64,
+    /// The host's state machine's thread (`None` on a witness, whose core applies inline).
+    apply_thread: Option<ApplyThread>,
     /// Consistency digests hashed on blocking threads report back here (at most one per
     /// checkpoint in flight).
     digests_computed: mpsc::UnboundedSender<DigestComputed>,
     /// Spans of traced writes (issue 16; nothing to do while none is in flight).
     traces: RequestTraces,
+}
+
+/// Where the run loop's inputs come from.
+struct Receivers {
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Receiver<Inbound<Rpc>>,
+    snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
+    digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
+    /// What the apply thread did; at most one per task handed to it.
+    apply_done: mpsc::UnboundedReceiver<ApplyDone>,
+    /// What the storage thread synced (or failed to).
+    storage_reports: mpsc::UnboundedReceiver<StorageReport>,
 }
 
 enum Input {
@@ -415,19 +448,24 @@ enum Input {
     SnapshotWritten(SnapshotWritten),
     DigestComputed(DigestComputed),
     Storage(StorageReport),
+    ApplyDone(ApplyDone),
+    /// The apply thread ended (the host's state machine panicked): nothing more can apply.
+    ApplyStopped,
     Timers,
     Closed,
 }
 
 impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        mut inbound: mpsc::Receiver<Inbound<Rpc>>,
-        mut snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
-        mut digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
-        mut storage_reports: mpsc::UnboundedReceiver<StorageReport>,
-    ) {
+    async fn run(mut self, receivers: Receivers) {
+        let Receivers {
+            mut commands,
+            mut inbound,
+            mut snapshots_written,
+            mut digests_computed,
+            mut apply_done,
+            mut storage_reports,
+        } = receivers;
+        let applies_inline = self.apply_thread.is_none();
         self.carry_out();
         while !self.stopped {
             let deadline = self.timers.next_deadline().map(|deadline| {
@@ -441,6 +479,9 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
                 Some(computed) = digests_computed.recv() => Input::DigestComputed(computed),
+                done = apply_done.recv(), if !applies_inline => {
+                    done.map(Input::ApplyDone).unwrap_or(Input::ApplyStopped)
+                }
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
             self.handle(input);
@@ -454,6 +495,8 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     Input::Command(command)
                 } else if let Ok(message) = inbound.try_recv() {
                     Input::Inbound(message)
+                } else if let Ok(done) = apply_done.try_recv() {
+                    Input::ApplyDone(done)
                 } else {
                     break;
                 };
@@ -463,14 +506,15 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             // `After::Now`), so the followers' disks and ours write in parallel; everything
             // that promises what is on our disk (votes, acks, client answers) waits in the
             // core's gate until the storage thread reports the sync.
+            self.serve_exports();
             self.carry_out();
-            let applied = self.core.applier().applied_index();
+            let applied = self.core.applied_index();
             self.traces.after_round(self.core.engine(), applied);
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
                 self.storage.send_replace(stall.cloned());
             }
-            self.serve_exports();
+            self.answer_exports();
         }
         self.fail_pending();
         self.transport.shutdown().await;
@@ -502,6 +546,13 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 self.core.on_persisted(now, through)
             }
             Input::Storage(StorageReport::Failed(error)) => self.core.on_storage_failed(now, error),
+            Input::ApplyDone(done) => self.core.on_apply_done(now, done),
+            Input::ApplyStopped => {
+                tracing::error!(
+                    "the apply thread ended (the state machine panicked?); replica stopping"
+                );
+                self.stopped = true;
+            }
             Input::Timers => {
                 // The core's housekeeping tick also founds a cluster whose founding set
                 // settled without a new member event.
@@ -601,20 +652,33 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         }
     }
 
-    /// Answer the exports whose index is applied: each copy is taken here, between two
-    /// inputs, so it is the state at one applied index (writing it is the caller's job).
+    /// Ask the core for a copy for each export whose index is handed to the apply worker:
+    /// the worker takes it after applying every entry handed out before, so it is the state
+    /// at one applied index at or after the one asked for (writing it is the caller's job).
     fn serve_exports(&mut self) {
         if self.exports.is_empty() {
             return;
         }
-        let applied = self.core.applier().applied_index();
+        let applied = self.core.applied_index();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exports)
             .into_iter()
             .filter(|(_, waiter)| !waiter.is_closed())
             .partition(|(at_least, _)| *at_least <= applied);
         self.exports = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(ExportedSnapshot::capture(&self.core));
+            let export_id = self.next_export_id;
+            self.next_export_id += 1;
+            self.export_replies.insert(export_id, reply);
+            self.core.request_export(export_id);
+        }
+    }
+
+    /// Hand the copies the apply worker took to their callers.
+    fn answer_exports(&mut self) {
+        for (export_id, result) in self.core.take_exported() {
+            if let Some(reply) = self.export_replies.remove(&export_id) {
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -630,6 +694,8 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
 
     fn carry_out(&mut self) {
         let now = self.clock.now();
+        // The turn's sync requests become one: the latest covers the earlier ones.
+        let mut sync_through = None;
         for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => {
@@ -680,15 +746,32 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                         }
                     });
                 }
-                // Merged on the storage thread with the other syncs waiting (group commit).
-                ReplicaEffect::Sync { through } => self.core.store().request_sync(through),
+                ReplicaEffect::Sync { through } => {
+                    sync_through = sync_through.max(Some(through));
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
                 }
                 // The core logged it; nothing else to do.
                 ReplicaEffect::Founded { .. } => {}
+                ReplicaEffect::Apply(task) => {
+                    let queued = self
+                        .apply_thread
+                        .as_ref()
+                        .is_some_and(|thread| thread.send(task));
+                    if !queued {
+                        tracing::error!("the apply thread is gone; replica stopping");
+                        self.stopped = true;
+                    }
+                }
             }
+        }
+        // The turn's writes go to the storage thread in one hand-over, with one sync (merged
+        // there with any turn queued behind an fsync in progress: group commit).
+        match sync_through {
+            Some(through) => self.core.store().request_sync(through),
+            None => self.core.store().hand_over(),
         }
     }
 
@@ -728,10 +811,10 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             quorum: engine.in_quorum(now),
             last_index,
             commit_index: engine.commit_index(),
-            applied_index: self.core.applier().applied_index(),
+            applied_index: self.core.applied_index(),
             membership,
             peers,
-            failover_history: self.core.applier().history().cloned().collect(),
+            failover_history: self.core.failover_history().to_vec(),
             elections_started: engine.elections_started(),
             refused_inputs: engine
                 .refused_inputs()

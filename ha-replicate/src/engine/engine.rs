@@ -110,6 +110,9 @@ pub struct Engine {
     pub(crate) diverged: bool,
     /// Committed entries are not handed out for applying (a diverged node awaiting repair).
     pub(crate) apply_held: bool,
+    /// Most entries handed out for applying and not yet reported applied (`None`: no limit,
+    /// for a driver that applies each `Apply` at once).
+    pub(crate) apply_ahead_entries_max: Option<u64>,
     // Leader state.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) round: u64,
@@ -181,6 +184,7 @@ impl Engine {
             local_health: HealthStatus::Healthy,
             diverged: false,
             apply_held: false,
+            apply_ahead_entries_max: None,
             progress: BTreeMap::new(),
             round: 0,
             round_sent_at: VecDeque::new(),
@@ -567,7 +571,20 @@ impl Engine {
         if index > self.applied_index {
             self.applied_index = index;
             self.evict_log();
+            if self.apply_ahead_entries_max.is_some() {
+                // The window moved: hand out what it held back.
+                self.emit_apply();
+            }
         }
+    }
+
+    /// Hand out at most `ahead_entries_max` entries beyond the applied index (what
+    /// [`on_applied`](Self::on_applied) reported): a driver whose state machine runs
+    /// elsewhere keeps a bounded backlog; the rest waits in the log and goes out as the
+    /// applied index moves. `None` (the default) hands out everything committed at once.
+    pub fn set_apply_ahead_entries_max(&mut self, ahead_entries_max: Option<u64>) {
+        self.apply_ahead_entries_max = ahead_entries_max.map(|max| max.max(1));
+        self.emit_apply();
     }
 
     /// What a snapshot of the state machine as of `index` (applied, not yet compacted away)
@@ -898,8 +915,12 @@ impl Engine {
         if self.apply_held {
             return;
         }
-        if self.commit_index > self.apply_requested {
-            let entries = self.log.range(self.apply_requested, self.commit_index);
+        let mut end = self.commit_index;
+        if let Some(ahead) = self.apply_ahead_entries_max {
+            end = end.min(LogIndex(self.applied_index.0.saturating_add(ahead)));
+        }
+        if end > self.apply_requested {
+            let entries = self.log.range(self.apply_requested, end);
             if let Some(last) = entries.last() {
                 self.apply_requested = last.index;
             }

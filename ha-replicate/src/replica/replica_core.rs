@@ -1,5 +1,6 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
+mod apply_flow;
 mod consistency_flow;
 mod control_inputs;
 mod member_events;
@@ -20,6 +21,7 @@ use crate::engine::{
 use crate::membership::Membership;
 use crate::membership_feed::MembershipFeed;
 use crate::replica::applier::Applier;
+use crate::replica::apply_worker::{ApplyTask, ApplyWorker};
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::consistency_monitor::ConsistencyMonitor;
 use crate::replica::digest_job::DigestJob;
@@ -34,6 +36,7 @@ use crate::snapshot_meta::SnapshotId;
 use crate::storage::io_failure::classify;
 use crate::storage::{LogStore, StorageError};
 
+pub use apply_flow::{APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX};
 pub use storage_stall::{RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN};
 
 /// Largest encoded session command accepted from a client.
@@ -91,14 +94,6 @@ pub enum ReplicaEffect {
     /// Hash a copy of the applied state at a checkpoint off the apply path (on a blocking
     /// thread), then hand the result to [`ReplicaCore::on_digest_computed`].
     ComputeDigest(DigestJob),
-    /// This node founded a new cluster with these voters: through the `bootstrap_expect`
-    /// rule ([`ReplicaCore::on_member_event`], or the housekeeping tick once the founding set
-    /// settled), or with an explicit set ([`ReplicaCore::on_bootstrap`]). A notice for logs
-    /// and tests; the founding entry itself is stored like any other.
-    Founded {
-        /// The founding voters.
-        voters: Membership,
-    },
     /// Make every write handed to the store so far durable (an fsync), off the event loop,
     /// then report [`ReplicaCore::on_persisted`] with `through` (or
     /// [`ReplicaCore::on_storage_failed`] with the error). Messages and answers that rest on
@@ -109,6 +104,21 @@ pub enum ReplicaEffect {
         /// The last write id the sync covers.
         through: PersistId,
     },
+    /// This node founded a new cluster with these voters: through the `bootstrap_expect`
+    /// rule ([`ReplicaCore::on_member_event`], or the housekeeping tick once the founding set
+    /// settled), or with an explicit set ([`ReplicaCore::on_bootstrap`]). A notice for logs
+    /// and tests; the founding entry itself is stored like any other.
+    Founded {
+        /// The founding voters.
+        voters: Membership,
+    },
+    /// Run a task on the host's state machine (apply entries, answer a query, take a copy,
+    /// restore a snapshot) with the [`ApplyWorker`] taken by
+    /// [`ReplicaCore::detach_apply_worker`] (or, while the core holds its worker in deferred
+    /// mode, with [`ReplicaCore::run_apply_task`]), in the order handed out, then hand the
+    /// result to [`ReplicaCore::on_apply_done`]. Never emitted in inline mode (the default),
+    /// where the core runs each task at once.
+    Apply(ApplyTask),
 }
 
 /// Who is waiting for an answer.
@@ -130,6 +140,13 @@ struct PendingWrite {
 struct PendingRead {
     origin: Origin,
     query: Vec<u8>,
+    deadline: Millis,
+}
+
+/// A query handed to the apply worker, waiting for its answer.
+#[derive(Clone, Debug)]
+struct QueryWait {
+    origin: Origin,
     deadline: Millis,
 }
 
@@ -155,7 +172,13 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     settings: ReplicaSettings,
     engine: Engine,
     store: L,
-    applier: Applier<S>,
+    /// The host's state machine and what it runs on, while the core holds it (inline or
+    /// deferred mode); `None` once the driver detached it to its apply thread.
+    worker: Option<ApplyWorker<S>>,
+    /// How apply tasks run.
+    apply_mode: apply_flow::ApplyMode,
+    /// The apply worker's progress as it reported it: the core never asks the host.
+    apply: apply_flow::ApplyProgress,
     /// Messages and answers waiting for the writes they rest on.
     gate: DurabilityGate,
     /// The last write id a [`ReplicaEffect::Sync`] was asked for.
@@ -260,12 +283,15 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let sender = SnapshotSender::new(settings.transfer);
         let monitor = ConsistencyMonitor::new(settings.consistency);
         let feed = MembershipFeed::for_replica(&settings.engine, settings.bootstrap_expect);
+        let worker = ApplyWorker::new(Applier::new(machine), witness, settings.consistency);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
             engine,
             store,
-            applier: Applier::new(machine),
+            worker: Some(worker),
+            apply_mode: apply_flow::ApplyMode::Inline,
+            apply: apply_flow::ApplyProgress::default(),
             gate: DurabilityGate::new(),
             sync_requested: PersistId(0),
             outputs: Vec::new(),
@@ -293,6 +319,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
         }
+        core.sync_apply_progress();
         core.outputs.push(ReplicaEffect::SetTimer {
             timer: ReplicaTimer::Housekeeping,
             after_ms: core.settings.housekeeping_interval_ms,
@@ -306,9 +333,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         &self.engine
     }
 
-    /// The applied state.
+    /// The applied state, while the core holds its apply worker (always, unless the driver
+    /// detached it with [`detach_apply_worker`](Self::detach_apply_worker)). Code that runs
+    /// either way reads [`applied_index`](Self::applied_index) and
+    /// [`failover_history`](Self::failover_history) instead.
+    ///
+    /// # Panics
+    /// When the apply worker was detached: the thread that took it owns the state.
     pub fn applier(&self) -> &Applier<S> {
-        &self.applier
+        match &self.worker {
+            Some(worker) => worker.applier(),
+            None => panic!("the apply worker was detached: read the state through it"),
+        }
     }
 
     /// The store.
@@ -319,6 +355,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// Whether storage failed (the replica no longer acts).
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
+    }
+
+    /// How many messages and answers wait for a sync, and the latest write id reported
+    /// durable (for status and tests).
+    pub fn durability_wait(&self) -> (usize, PersistId) {
+        (self.gate.held_len(), self.gate.durable())
     }
 
     /// Take the effects ready to carry out.
@@ -578,6 +620,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             sequence: write.sequence,
             command: write.command.clone(),
         };
+        if self.engine.is_leader() && self.apply_lags() {
+            // The state machine is far behind the commit index: refused, nothing appended.
+            self.reply(origin, ClientReply::Failed(ClientError::Busy));
+            return;
+        }
         let bytes = match codec::encode("session command", &stamped, COMMAND_BYTES_MAX) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -627,8 +674,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         may_forward: bool,
     ) {
         if read.consistency == Consistency::Eventual {
-            let reply = self.answer_query(&read.query);
-            self.reply(origin, reply);
+            // From whatever this replica has applied when the worker gets to it.
+            self.hand_out_query(origin, read.query, deadline);
             return;
         }
         let read_id = self.next_id();
@@ -678,16 +725,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 origin,
                 ClientReply::Failed(ClientError::NotLeader { leader }),
             ),
-        }
-    }
-
-    fn answer_query(&self, query: &[u8]) -> ClientReply {
-        match self.applier.query(query) {
-            Ok(response) => ClientReply::Read {
-                index: self.applier.applied_index(),
-                response,
-            },
-            Err(error) => ClientReply::Failed(ClientError::InvalidQuery(error.to_string())),
         }
     }
 
@@ -908,14 +945,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 timer: ReplicaTimer::Engine(kind, generation),
                 after_ms,
             }),
-            Effect::Apply(entries) => self.apply(now, entries),
+            Effect::Apply(entries) => self.hand_out_entries(entries),
             Effect::RestoreSnapshot(meta) => {
-                if let Err(error) = self.restore_current_snapshot("snapshot from leader") {
+                // The worker replaces its state once every task handed out before has run;
+                // `on_apply_done` then tells the engine it is applied.
+                if let Err(error) = self.hand_out_restore(meta.last_index) {
                     self.fail(error);
                     return;
                 }
-                self.engine.on_applied(now, meta.last_index);
-                self.on_state_replaced(now);
                 // Writes this node proposed at or below the snapshot have an unknown fate.
                 let covered: Vec<LogIndex> = self
                     .pending_writes
@@ -960,77 +997,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    fn apply(&mut self, now: Millis, entries: Vec<crate::entry::Entry>) {
-        if self.settings.witness {
-            // No state machine, no sessions, no digests: only the applied index (and the
-            // failover history) advances. A witness never leads, so no write waits here.
-            if let Some(last) = entries.last().map(|entry| entry.index) {
-                for entry in &entries {
-                    self.applier.apply_metadata(entry);
-                }
-                self.engine.on_applied(now, last);
-            }
-            return;
-        }
-        let mut last = None;
-        for entry in &entries {
-            let outcome = self.applier.apply(entry);
-            last = Some(entry.index);
-            self.maybe_digest(entry.index);
-            let Some(pending) = self.pending_writes.remove(&entry.index) else {
-                continue;
-            };
-            if pending.term != entry.term {
-                self.reply(
-                    pending.origin,
-                    ClientReply::Failed(ClientError::LeadershipLost),
-                );
-                continue;
-            }
-            let outcome = outcome.unwrap_or(ApplyOutcome::Invalid(
-                "entry at the proposed index is not a command".to_string(),
-            ));
-            match pending.consistency {
-                Consistency::Eventual => {}
-                Consistency::Quorum => self.reply(
-                    pending.origin,
-                    ClientReply::Written {
-                        index: entry.index,
-                        outcome,
-                    },
-                ),
-                Consistency::Strong => {
-                    self.strong_waits.insert(
-                        entry.index,
-                        StrongWait {
-                            origin: pending.origin,
-                            outcome,
-                            deadline: pending.deadline,
-                        },
-                    );
-                }
-            }
-        }
-        if let Some(last) = last {
-            self.engine.on_applied(now, last);
-        }
-        self.serve_ready_reads();
-    }
-
-    fn serve_ready_reads(&mut self) {
-        let applied = self.applier.applied_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ready_reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.ready_reads = waiting;
-        for (_, read_id) in ready {
-            if let Some(read) = self.pending_reads.remove(&read_id) {
-                let reply = self.answer_query(&read.query);
-                self.reply(read.origin, reply);
-            }
-        }
-    }
-
     fn complete_strong_writes(&mut self) {
         if self.strong_waits.is_empty() || !self.engine.is_leader() {
             return;
@@ -1068,6 +1034,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         for (_, read) in take_expired(&mut self.pending_reads, now, |read| read.deadline) {
             self.reply(read.origin, ClientReply::Failed(ClientError::Timeout));
+        }
+        // A query the worker has not answered by its deadline: its answer is dropped.
+        for (_, query) in take_expired(&mut self.apply.queries, now, |query| query.deadline) {
+            self.reply(query.origin, ClientReply::Failed(ClientError::Timeout));
         }
         for (_, (request_id, _, _)) in take_expired(&mut self.forwards, now, |forward| forward.1) {
             self.emit(ReplicaEffect::Reply {

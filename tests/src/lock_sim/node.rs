@@ -312,12 +312,12 @@ impl SimActor for SimLockNode {
                     SimEffect::Output(LockNodeOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
-                // Every node is given the same founding voters at start.
-                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::Sync { through } => SimEffect::Schedule {
                     after_ms: self.syncs.request(through),
                     timer: LockNodeTimer::Flush,
                 },
+                // Every node is given the same founding voters at start.
+                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -328,6 +328,9 @@ impl SimActor for SimLockNode {
                 // The lock simulation runs with the consistency monitor off (the replica
                 // simulation covers it): no digest is ever asked for.
                 ReplicaEffect::ComputeDigest(_) => continue,
+                // The lock simulation applies inline (the replica simulation covers a slow
+                // host): the core runs its apply tasks itself and hands none out.
+                ReplicaEffect::Apply(_) => continue,
             });
         }
         effects
