@@ -4,6 +4,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod effects;
+
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use ha_replicate::engine::{
     After, Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Role, TimerKind,
