@@ -197,12 +197,6 @@ impl FoundingNode {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Founded(voters)));
                 }
-                ReplicaEffect::Sync { through } => {
-                    self.pending.push(SimEffect::Schedule {
-                        after_ms: self.syncs.request(through),
-                        timer: FoundingTimer::Flush,
-                    });
-                }
             }
         }
     }

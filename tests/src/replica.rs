@@ -309,10 +309,6 @@ impl SimActor for SimReplica {
                 // Every founding node is given the same voters here; the founding simulation
                 // (`founding.rs`) is the one that checks who founds.
                 ReplicaEffect::Founded { .. } => continue,
-                ReplicaEffect::Sync { through } => SimEffect::Schedule {
-                    after_ms: self.syncs.request(through),
-                    timer: SimReplicaTimer::Flush,
-                },
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
