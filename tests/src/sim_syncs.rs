@@ -42,6 +42,10 @@ impl SimSyncs {
 
     /// A sync through `through` was asked for: returns after how many virtual milliseconds
     /// the caller should call [`complete`](Self::complete).
+    #[allow(
+        clippy::modulo_one,
+        reason = "SYNC_DELAY_MS_MAX may be 0 (fixed delays); the draw stays for when it is not"
+    )]
     pub fn request(&mut self, through: PersistId) -> u64 {
         self.pending.push_back(through);
         SYNC_DELAY_MS + self.next() % (SYNC_DELAY_MS_MAX + 1)
