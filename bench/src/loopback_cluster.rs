@@ -36,6 +36,7 @@ pub async fn start_loopback_cluster<S: StateMachine>(
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
                 witness: false,
+                bootstrap_expect: None,
             },
             transport: TransportSettings::new(
                 id.clone(),
@@ -44,7 +45,6 @@ pub async fn start_loopback_cluster<S: StateMachine>(
             ),
             peers: BTreeMap::new(),
             bootstrap: Some(Membership::with_voters(ids.clone())),
-            bootstrap_expect: None,
         };
         let options = WalOptions {
             fsync_policy: FsyncPolicy::Manual,

@@ -37,12 +37,17 @@ use crate::snapshot_source::{
 ///
 /// # Large states
 ///
-/// `snapshot` and `restore` hold the whole encoded state in memory, and `snapshot` runs in
-/// the apply loop, holding up writes while it encodes. For a state of more than a few
-/// megabytes, implement [`snapshot_source`](Self::snapshot_source) (take a cheap
+/// `snapshot` and `restore` hold the whole encoded state in memory, and `snapshot` runs on
+/// the apply thread, holding up writes (not heartbeats) while it encodes. For a state of more
+/// than a few megabytes, implement [`snapshot_source`](Self::snapshot_source) (take a cheap
 /// point-in-time copy; it is written out on another thread) and
 /// [`restore_from`](Self::restore_from) (rebuild the state as the bytes are read). The
 /// framework only calls those two; their defaults call `snapshot` and `restore`.
+///
+/// Where it runs: a node calls every method of its state machine on a thread of its own (the
+/// apply thread), never on the async runtime, so a slow `apply` (a blocking database write, a
+/// remote call) delays answers and later entries but not heartbeats, votes or replication:
+/// it does not cause elections. Queries wait behind the entries handed out before them.
 ///
 /// # Example
 ///

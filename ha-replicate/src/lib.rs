@@ -11,7 +11,8 @@
 //!                                  │  ReplicaCore (replica/): Engine (engine/) + Applier
 //!                                  │  effects: Persist, Send, SetTimer, Apply, ...
 //!            WalStore (storage/) ◀─┤─▶ TcpTransport (transport/) ◀──▶ peers
-//!   gossip MemberEvent ──▶ MembershipFeed (membership_feed.rs) ──▶ peer info, addresses
+//!   gossip MemberEvent ──▶ ReplicaCore::on_member_event ──▶ MembershipFeed (membership_feed.rs):
+//!                          peer info to the engine, founding (`bootstrap_expect`), addresses
 //! ```
 //!
 //! - [`engine`]: elections (pre-vote, check-quorum, priorities, transfer, failback),

@@ -4,17 +4,21 @@
 //! It consumes [`MemberEvent`]s, an `ha-core` type, so replication still does not depend on
 //! gossip: the facade forwards events, and tests can feed them directly.
 //!
-//! [`MembershipFeed::on_member_event`] is the whole step a node takes for one event (peer
-//! facts to the engine, then the founding decision): the tokio driver
-//! ([`ReplicaNode`](crate::driver::ReplicaNode)) and the simulator's founding test both call
-//! it, so the simulated sweeps check the rule users run.
+//! The replica core owns one ([`ReplicaSettings::bootstrap_expect`] configures it) and takes
+//! each event through [`ReplicaCore::on_member_event`]: peer facts to the engine, then the
+//! founding decision, also re-checked on the core's housekeeping tick. The tokio driver
+//! ([`ReplicaNode`](crate::driver::ReplicaNode)) and the simulator's founding test both feed
+//! the core that same input, so the simulated sweeps check the rule users run.
+//!
+//! [`ReplicaSettings::bootstrap_expect`]: crate::replica::ReplicaSettings::bootstrap_expect
+//! [`ReplicaCore::on_member_event`]: crate::replica::ReplicaCore::on_member_event
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use ha_core::{LogIndex, MemberEvent, MemberInfo, Millis, NodeId, NodeState, Term};
 
-use crate::engine::{Engine, EngineSettings, PeerInfo};
+use crate::engine::{EngineSettings, PeerInfo};
 use crate::membership::Membership;
 
 /// How many of the longest election timeouts the founding set must stay unchanged before a
@@ -32,15 +36,6 @@ pub struct PeerUpdate {
     pub rpc_addr: Option<SocketAddr>,
     /// What the engine should know about it.
     pub info: PeerInfo,
-}
-
-/// What one member event did on a node: [`MembershipFeed::on_member_event`]'s answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberEventStep {
-    /// The peer's facts, already given to the engine; the caller records `rpc_addr`.
-    pub peer: PeerUpdate,
-    /// The voters this node founded a new cluster with on this event, if it did.
-    pub founded: Option<Membership>,
 }
 
 #[derive(Clone, Debug)]
@@ -99,8 +94,8 @@ impl MembershipFeed {
         }
     }
 
-    /// The feed a replica node with `engine` settings runs, as `ReplicaNode` builds it (and the
-    /// simulator, to test the same thing): a voter when given `bootstrap_expect`, founding
+    /// The feed a replica core with `engine` settings runs (built in
+    /// [`ReplicaCore::new`](crate::replica::ReplicaCore::new)): a voter when given `bootstrap_expect`, founding
     /// once the founding set has stayed the same for [`FOUNDING_SETTLE_ELECTION_TIMEOUTS`]
     /// longest election timeouts. Without `bootstrap_expect` it never founds.
     pub fn for_replica(engine: &EngineSettings, bootstrap_expect: Option<usize>) -> Self {
@@ -260,33 +255,6 @@ impl MembershipFeed {
         // The candidate is recomputed on every event, so it is the current answer.
         debug_assert_eq!(self.bootstrap_voters().as_ref(), Some(voters));
         Some(voters.clone())
-    }
-
-    /// The founding decision on a timer, for a founding set that settled without a new event:
-    /// found now if [`founding_voters`](Self::founding_voters) says so. Returns the voters
-    /// founded with; the caller runs the core's after-command step when it did.
-    pub fn on_tick(&mut self, now: Millis, engine: &mut Engine) -> Option<Membership> {
-        self.founding_voters(now, engine.last_index(), engine.term())
-            .filter(|voters| engine.bootstrap(now, voters.clone()))
-    }
-
-    /// Take one member event on the node whose engine is `engine`: give the engine the peer's
-    /// facts, then, when [`founding_voters`](Self::founding_voters) says so, found the cluster
-    /// ([`Engine::bootstrap`]). Returns what happened (`None` for events about this node
-    /// itself); the caller records the peer's address and runs the core's after-command step.
-    ///
-    /// This and [`on_tick`](Self::on_tick) are the only places the founding decision is
-    /// taken: the tokio driver and the simulator both call them.
-    pub fn on_member_event(
-        &mut self,
-        now: Millis,
-        event: &MemberEvent,
-        engine: &mut Engine,
-    ) -> Option<MemberEventStep> {
-        let peer = self.on_event(now, event)?;
-        engine.set_peer_info(now, peer.node.clone(), peer.info.clone());
-        let founded = self.on_tick(now, engine);
-        Some(MemberEventStep { peer, founded })
     }
 
     /// Every known peer's latest update.

@@ -66,13 +66,13 @@ async fn start(index: usize, dir: &Path) -> ReplicaNode<Counter> {
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
         witness: false,
+        bootstrap_expect: None,
     };
     let settings = NodeSettings {
         replica,
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().expect("ip"), "test"),
         peers: BTreeMap::new(),
         bootstrap: Some(Membership::with_voters((1..=3).map(id))),
-        bootstrap_expect: None,
     };
     let store = WalStore::open(dir, WalOptions::default()).expect("open the WAL");
     ReplicaNode::start(settings, Counter::default(), store)

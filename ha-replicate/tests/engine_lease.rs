@@ -9,9 +9,11 @@
 
 mod engine_support;
 
-use engine_support::{acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send};
+use engine_support::{
+    acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send, send_after,
+};
 use ha_core::{LogIndex, Millis, Priority, Term};
-use ha_replicate::engine::{Effect, Engine, Message, Persist, Role, TimerKind};
+use ha_replicate::engine::{After, Effect, Engine, Message, Persist, PersistId, Role, TimerKind};
 use ha_replicate::entry::ElectionCause;
 use ha_replicate::hard_state::HardState;
 
@@ -52,27 +54,34 @@ fn assert_adopts_term_4_and_grants_c(effects: Vec<Effect>) {
     assert_eq!(
         effects,
         vec![
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: None,
-            })),
+            Effect::Persist {
+                id: PersistId(1),
+                persist: Persist::HardState(HardState {
+                    term: Term(4),
+                    voted_for: None,
+                })
+            },
             timers[0].clone(),
             Effect::RoleChanged {
                 role: Role::Follower,
                 term: Term(4),
                 leader: None,
             },
-            Effect::Persist(Persist::HardState(HardState {
-                term: Term(4),
-                voted_for: Some(id("c")),
-            })),
+            Effect::Persist {
+                id: PersistId(2),
+                persist: Persist::HardState(HardState {
+                    term: Term(4),
+                    voted_for: Some(id("c")),
+                })
+            },
             timers[1].clone(),
-            send(
+            send_after(
                 "c",
                 Message::VoteResponse {
                     term: Term(4),
                     granted: true,
-                }
+                },
+                After::Durable(PersistId(2))
             ),
         ]
     );

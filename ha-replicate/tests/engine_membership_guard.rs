@@ -8,7 +8,7 @@ mod engine_support;
 
 use engine_support::{acknowledge, fire, id, leader_after_commit, peer, send, three};
 use ha_core::{LogIndex, Millis, Term};
-use ha_replicate::engine::{Effect, Message, Persist, ProposeError, TimerKind};
+use ha_replicate::engine::{Effect, Message, Persist, PersistId, ProposeError, TimerKind};
 use ha_replicate::entry::{Entry, Payload};
 
 #[test]
@@ -47,7 +47,10 @@ fn a_manual_change_waits_for_the_leaders_own_entry_to_commit() {
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist(Persist::Append(vec![entry])),
+            Effect::Persist {
+                id: PersistId(3),
+                persist: Persist::Append(vec![entry])
+            },
             send("b", append.clone()),
             send("d", append),
         ]

@@ -10,7 +10,7 @@ use engine_support::{
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
 use ha_replicate::engine::{
     Effect, Engine, EngineSettings, EngineStart, MemberChangeError, MemberChangeStep,
-    MemberRequest, MembershipRefusal, Message, PeerInfo, Persist, Role, TimerKind,
+    MemberRequest, MembershipRefusal, Message, PeerInfo, Persist, PersistId, Role, TimerKind,
 };
 use ha_replicate::entry::{ElectionCause, Entry, Payload};
 use ha_replicate::membership::Membership;
@@ -94,7 +94,10 @@ fn adding_a_node_appends_it_as_a_learner_and_sends_it_the_entry() {
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist(Persist::Append(vec![entry])),
+            Effect::Persist {
+                id: PersistId(3),
+                persist: Persist::Append(vec![entry])
+            },
             send("b", append.clone()),
             send("d", append),
         ]
@@ -199,7 +202,10 @@ fn removing_a_voter_that_leaves_no_reachable_quorum_is_refused() {
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist(Persist::Append(vec![entry.clone()])),
+            Effect::Persist {
+                id: PersistId(3),
+                persist: Persist::Append(vec![entry.clone()])
+            },
             send("b", append_of(&entry, 3, 3)),
         ]
     );
@@ -315,7 +321,7 @@ fn the_last_voter_is_never_removed() {
     };
     let mut engine = Engine::new(settings, start, Millis(0), 7);
     engine.campaign(Millis(1000));
-    engine.on_persisted(Millis(1000), engine.last_index());
+    engine.on_persisted(Millis(1000), engine.persist_issued());
     engine.drain_effects();
     assert_eq!(engine.role(), Role::Leader);
     assert_eq!(engine.commit_index(), engine.last_index());

@@ -8,9 +8,11 @@
 
 mod engine_support;
 
-use engine_support::{engine, engine_with, fire, heartbeat, id, leader, peer, send};
+use engine_support::{engine, engine_with, fire, heartbeat, id, leader, peer, send, send_after};
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
-use ha_replicate::engine::{Effect, Engine, Message, PeerInfo, Role, TimerKind, TransferError};
+use ha_replicate::engine::{
+    After, Effect, Engine, Message, PeerInfo, PersistId, Role, TimerKind, TransferError,
+};
 use ha_replicate::entry::ElectionCause;
 
 /// The unwell wait of the test settings (LAN timing: maximum election timeout 300 ms).
@@ -130,8 +132,9 @@ fn hearing_a_leader_starts_the_wait_again() {
         effects,
         vec![
             election_timer(&engine),
-            send("b", pre_vote.clone()),
-            send("c", pre_vote)
+            // The pre-votes wait for the term taken from the heartbeat (write 1) to be durable.
+            send_after("b", pre_vote.clone(), After::Durable(PersistId(1))),
+            send_after("c", pre_vote, After::Durable(PersistId(1)))
         ]
     );
 }

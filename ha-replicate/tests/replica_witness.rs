@@ -87,6 +87,7 @@ fn settings(name: &str, witness: bool) -> ReplicaSettings {
             repair: false,
         },
         witness,
+        bootstrap_expect: None,
     }
 }
 
@@ -126,8 +127,7 @@ impl Cluster {
             .collect();
         let voters = Membership::with_voters(NAMES.map(id));
         for node in &mut nodes {
-            assert!(node.core.engine_mut().bootstrap(now, voters.clone()));
-            node.core.after_command(now);
+            assert!(node.core.on_bootstrap(now, voters.clone()));
         }
         let mut cluster = Self {
             nodes,
@@ -175,7 +175,17 @@ impl Cluster {
                         let now = self.now;
                         self.nodes[from].core.on_digest_computed(now, computed);
                     }
-                    ReplicaEffect::RoleChanged { .. } => {}
+                    ReplicaEffect::RoleChanged { .. } | ReplicaEffect::Founded { .. } => {}
+                    // The store is written in place: sync it now (as the tokio driver's
+                    // storage thread would), which releases what waited for it.
+                    ReplicaEffect::Sync { through } => {
+                        let now = self.now;
+                        self.nodes[from].core.complete_sync(now, through);
+                    }
+                    ReplicaEffect::Apply(task) => {
+                        let now = self.now;
+                        self.nodes[from].core.run_apply_task(now, &task);
+                    }
                     ReplicaEffect::Fatal(error) => panic!("{name}: {error}"),
                 }
             }
@@ -259,8 +269,7 @@ fn elected_with_writes(writes: u64) -> Cluster {
     let mut cluster = Cluster::new();
     cluster.run(400);
     let now = cluster.now;
-    assert!(cluster.nodes[0].core.engine_mut().campaign(now));
-    cluster.nodes[0].core.after_command(now);
+    assert!(cluster.nodes[0].core.on_campaign(now));
     cluster.collect();
     assert!(cluster.run_until(2_000, |c| c.nodes[0].core.engine().is_leader()));
     for sequence in 1..=writes {
@@ -346,13 +355,11 @@ fn a_transfer_to_a_witness_is_ignored_and_the_leader_keeps_leading() {
     let mut cluster = elected_with_writes(1);
     let now = cluster.now;
     // The leader has no gossip metadata saying w is a witness: it may choose it.
-    let target = cluster.nodes[0].core.engine_mut().transfer_leadership(
-        now,
-        Some(id("w")),
-        ElectionCause::ManualTransfer,
-    );
+    let target =
+        cluster.nodes[0]
+            .core
+            .on_transfer(now, Some(id("w")), ElectionCause::ManualTransfer);
     assert_eq!(target, Ok(id("w")));
-    cluster.nodes[0].core.after_command(now);
     cluster.collect();
     cluster.run(2_000);
     assert_eq!(

@@ -63,13 +63,13 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
         witness: false,
+        bootstrap_expect: None,
     };
     let settings = NodeSettings {
         replica,
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
         peers: BTreeMap::new(),
         bootstrap: Some(Membership::with_voters((1..=3).map(id))),
-        bootstrap_expect: None,
     };
     let store = WalStore::open(dir, WalOptions::default()).unwrap();
     ReplicaNode::start(settings, Kv::default(), store)

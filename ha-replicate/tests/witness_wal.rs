@@ -31,6 +31,7 @@ fn settings(name: &str, witness: bool) -> ReplicaSettings {
         housekeeping_interval_ms: 10,
         consistency: ConsistencySettings::off(),
         witness,
+        bootstrap_expect: None,
     }
 }
 
@@ -46,8 +47,7 @@ fn open(
 /// Bootstrap {a, b, w} on `core`, then append the commands as leader a of term 1 would.
 fn replicate(core: &mut ReplicaCore<(), WalStore>) {
     let voters = Membership::with_voters([id("a"), id("b"), id("w")]);
-    assert!(core.engine_mut().bootstrap(Millis(0), voters));
-    core.after_command(Millis(0));
+    assert!(core.on_bootstrap(Millis(0), voters));
     core.drain_effects();
     let mut last = 1;
     while last < COMMANDS + 1 {

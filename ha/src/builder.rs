@@ -497,6 +497,8 @@ fn node_settings(
     // A witness (issue 15) votes but keeps no state machine and never campaigns; the replica
     // turns the engine's setting on with its own.
     replica.witness = config.witness;
+    // Larger clusters found through gossip: `ReplicaSettings::from_config` sets
+    // `bootstrap_expect` for a voter, and the replica core runs the founding rule.
     let expect = config.cluster.bootstrap_expect as usize;
     NodeSettings {
         replica,
@@ -506,11 +508,9 @@ fn node_settings(
         },
         peers: Default::default(),
         // A one-voter cluster founds itself; larger ones once gossip has met the others. Only
-        // voters found: a node given `bootstrap_expect` counts itself as a founding voter, so
-        // a non-voter waits to be added instead.
+        // voters found: a non-voter waits to be added instead.
         bootstrap: (expect == 1 && config.voter)
             .then(|| Membership::with_voters([config.node_id.clone()])),
-        bootstrap_expect: (expect > 1 && config.voter).then_some(expect),
     }
 }
 
@@ -633,12 +633,14 @@ mod tests {
         let seed = "127.0.0.1:7001".parse().unwrap();
         let mut config = Config::full_ha(NodeId::new("w").unwrap(), addr, vec![seed]);
         assert_eq!(
-            node_settings(&config, &NodeSecurity::default(), None).bootstrap_expect,
+            node_settings(&config, &NodeSecurity::default(), None)
+                .replica
+                .bootstrap_expect,
             Some(3)
         );
         config.voter = false;
         let settings = node_settings(&config, &NodeSecurity::default(), None);
-        assert_eq!(settings.bootstrap_expect, None);
+        assert_eq!(settings.replica.bootstrap_expect, None);
         assert_eq!(settings.bootstrap, None);
     }
 
@@ -654,7 +656,7 @@ mod tests {
         let config = Config::simple_failover(NodeId::new("w").unwrap(), addr, seeds, true);
         let settings = node_settings(&config, &NodeSecurity::default(), None);
         assert!(settings.replica.witness);
-        assert_eq!(settings.bootstrap_expect, Some(3));
+        assert_eq!(settings.replica.bootstrap_expect, Some(3));
         let data = Config {
             witness: false,
             priority: ha_core::Priority(1),

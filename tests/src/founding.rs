@@ -1,14 +1,16 @@
 //! Founding a cluster through gossip in the simulator: each node runs a
 //! [`GossipCore`] and a [`ReplicaCore`] side by side on one simulated address, and hands every
-//! member event to [`MembershipFeed::on_member_event`], the founding step the tokio driver
-//! takes too. Nothing founds a cluster by fiat here: a cluster exists only if the shared rule
-//! founded it.
+//! member event to [`ReplicaCore::on_member_event`], the input the tokio driver feeds too; the
+//! core's housekeeping tick founds a set that settled between events. Nothing founds a
+//! cluster by fiat here: a cluster exists only if the core's shared rule
+//! (`bootstrap_expect`, [`MembershipFeed`](ha_replicate::membership_feed::MembershipFeed))
+//! founded it, which the core reports as [`ReplicaEffect::Founded`].
 //!
 //! ```text
-//!   GossipCore ── MemberEvent ──▶ MembershipFeed::on_member_event ──▶ Engine (peer facts,
-//!      ▲  │ (0x00 packets)                                               bootstrap when due)
-//!      │  ▼                                                                   │ (0x01 RPCs)
-//!   simulated network ◀────────────── ReplicaCore<RegisterMachine> ◀──────────┘
+//!   GossipCore ── MemberEvent ──▶ ReplicaCore::on_member_event ──▶ MembershipFeed ──▶ Engine
+//!      ▲  │ (0x00 packets)           (and the housekeeping tick)     (peer facts, bootstrap
+//!      │  ▼                                                           when due)  │ (0x01 RPCs)
+//!   simulated network ◀────────────── ReplicaCore<RegisterMachine> ◀─────────────┘
 //!      role changes ──▶ gossip metadata state (LEADER / ACTIVE), as the `ha` facade does
 //! ```
 
@@ -19,7 +21,6 @@ use ha_core::{MemberEvent, Millis, NodeMetadata, NodeState, Priority, Term, Timi
 use ha_gossip::{GossipCore, GossipEffect, GossipIdentity, GossipSettings, GossipTimer};
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::membership::Membership;
-use ha_replicate::membership_feed::MembershipFeed;
 use ha_replicate::replica::{
     ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SyncPolicy,
 };
@@ -27,10 +28,11 @@ use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 use crate::gossip::incarnation_at;
 use crate::register::RegisterMachine;
-use crate::replica::{Directory, GROUP_COMMIT_MS, replica_id};
+use crate::replica::{Directory, replica_id};
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
+use crate::sim_syncs::SimSyncs;
 
 /// First byte of a gossip packet on the shared simulated address.
 const GOSSIP_TAG: u8 = 0;
@@ -78,11 +80,11 @@ pub struct FoundingNodeOptions {
 pub struct FoundingNode {
     gossip: GossipCore,
     core: ReplicaCore<RegisterMachine, MemoryStore>,
-    feed: MembershipFeed,
     directory: Rc<Directory>,
     /// The virtual time of the latest input, for the effects drained after it.
     last_input_at: Millis,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     pending: Vec<SimEffect<FoundingTimer, FoundingOutput>>,
 }
 
@@ -121,19 +123,10 @@ impl FoundingNode {
     }
 
     /// What the driver's `Runner::on_member_event` does, with the simulator's directory for
-    /// addresses (every node's RPC address is its gossip address here).
+    /// addresses (every node's RPC address is its gossip address here, so the peer's update
+    /// has nothing for it).
     fn on_member_event(&mut self, now: Millis, event: &MemberEvent) {
-        let Some(step) = self
-            .feed
-            .on_member_event(now, event, self.core.engine_mut())
-        else {
-            return;
-        };
-        if let Some(voters) = step.founded {
-            self.pending
-                .push(SimEffect::Output(FoundingOutput::Founded(voters)));
-        }
-        self.core.after_command(now);
+        self.core.on_member_event(now, event);
     }
 
     /// Carry out what the replica asked for; a role change is published in gossip metadata as
@@ -170,6 +163,7 @@ impl FoundingNode {
                         self.core.on_digest_computed(now, computed);
                     }
                 }
+                ReplicaEffect::Apply(task) => self.core.run_apply_task(now, &task),
                 ReplicaEffect::RoleChanged { role, term, .. } => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Role { role, term }));
@@ -192,6 +186,16 @@ impl FoundingNode {
                 ReplicaEffect::Fatal(error) => {
                     self.pending
                         .push(SimEffect::Output(FoundingOutput::Fatal(error)));
+                }
+                ReplicaEffect::Sync { through } => {
+                    self.pending.push(SimEffect::Schedule {
+                        after_ms: self.syncs.request(through),
+                        timer: FoundingTimer::Flush,
+                    });
+                }
+                ReplicaEffect::Founded { voters } => {
+                    self.pending
+                        .push(SimEffect::Output(FoundingOutput::Founded(voters)));
                 }
             }
         }
@@ -223,18 +227,12 @@ impl SimActor for FoundingNode {
         self.last_input_at = now;
         match timer {
             FoundingTimer::Gossip(timer) => self.gossip.on_timer(now, timer),
-            FoundingTimer::Replica(timer) => {
-                self.core.on_timer(now, timer);
-                // As the driver does after its timers: a founding set that settled.
-                if let Some(voters) = self.feed.on_tick(now, self.core.engine_mut()) {
-                    self.pending
-                        .push(SimEffect::Output(FoundingOutput::Founded(voters)));
-                    self.core.after_command(now);
-                }
-            }
+            // The housekeeping tick founds a set that settled without a new event.
+            FoundingTimer::Replica(timer) => self.core.on_timer(now, timer),
             FoundingTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    self.core.complete_sync(now, through);
+                }
             }
         }
     }
@@ -247,15 +245,7 @@ impl SimActor for FoundingNode {
         self.pump_replica(now);
         // Role changes may have changed gossip metadata.
         self.pump_gossip(now);
-        let mut effects = std::mem::take(&mut self.pending);
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: FoundingTimer::Flush,
-            });
-        }
-        effects
+        std::mem::take(&mut self.pending)
     }
 }
 
@@ -329,24 +319,23 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
                 witness: false,
+                // As `ReplicaNode::start` is given it: the core runs the founding rule.
+                bootstrap_expect: node_options.bootstrap_expect,
             };
             let core = ReplicaCore::new(
-                settings.clone(),
+                settings,
                 RegisterMachine::default(),
                 MemoryStore::open(disk.clone()),
                 context.now,
                 context.seed,
             )
             .expect("a simulated disk always recovers");
-            // As `ReplicaNode::start` builds its feed.
-            let feed = MembershipFeed::for_replica(&settings.engine, node_options.bootstrap_expect);
             FoundingNode {
                 gossip,
                 core,
-                feed,
                 directory: Rc::clone(&directory),
                 last_input_at: context.now,
-                flush_scheduled: false,
+                syncs: SimSyncs::new(context.seed),
                 pending: Vec::new(),
             }
         });

@@ -24,7 +24,7 @@
 //!   crash-losing store and skewed wall clocks, with partitions, a workload on every side
 //!   and an oracle of acknowledged writes.
 //! - [`founding`]: gossip and replication side by side, founding a cluster through the
-//!   shared `bootstrap_expect` rule (`MembershipFeed::on_member_event`).
+//!   shared `bootstrap_expect` rule (`ReplicaCore::on_member_event`).
 //! - [`with_seeds`]: runs a scenario under many seeds; reads `HA_SIM_SEED` / `HA_SIM_SEEDS`.
 //!
 //! ## Example
@@ -53,6 +53,7 @@ pub mod register;
 pub mod replica;
 mod seeds;
 pub mod sim;
+pub mod sim_syncs;
 pub mod snapshot_writes;
 pub mod state_sim;
 pub mod workload;

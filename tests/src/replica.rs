@@ -19,10 +19,8 @@ use crate::register::RegisterMachine;
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
+use crate::sim_syncs::SimSyncs;
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
-
-/// How long buffered writes wait for their group commit, in virtual milliseconds.
-pub const GROUP_COMMIT_MS: u64 = 1;
 
 /// The log cache of every simulated node, in bytes: about a handful of register commands, so
 /// almost every catch-up reads entries back from the store.
@@ -67,12 +65,14 @@ impl Directory {
 pub enum SimReplicaTimer {
     /// The replica's own timer.
     Replica(ReplicaTimer),
-    /// Group commit: sync and release held messages.
+    /// The oldest sync asked for completes ([`SimSyncs`]): held messages are released.
     Flush,
     /// The snapshot being written is done.
     SnapshotWritten,
     /// The oldest consistency digest being hashed is done.
     DigestComputed,
+    /// The slow host's apply worker finished the oldest task handed to it.
+    ApplyDone,
 }
 
 /// The simulated replicas' consistency checkpoint interval: short, so sweeps of a few hundred
@@ -120,10 +120,19 @@ pub struct SimReplica {
     directory: Rc<Directory>,
     /// Clock rate error in parts per million: the node's clock runs at `1 + ppm / 1e6`.
     clock_rate_ppm: i64,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     snapshot_writes: SimSnapshotWrites,
     /// Consistency digests being hashed, oldest first.
     digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
+    /// A slow host (issue 17, item 2): apply tasks handed out and not yet run, oldest first.
+    /// The worker runs them one at a time, in order.
+    apply_tasks: std::collections::VecDeque<ha_replicate::replica::ApplyTask>,
+    /// Virtual milliseconds the slow host takes per entry applied (0: the core applies
+    /// inline). A query, a copy or a restore takes 1 ms.
+    apply_ms_per_entry: u64,
+    /// Whether an `ApplyDone` timer is pending.
+    apply_scheduled: bool,
     /// The term this node last led, the commit index last seen, and the last
     /// [`ReplicaOutput::ConfigUsed`] reported.
     led_term: Option<Term>,
@@ -207,15 +216,16 @@ impl SimReplica {
         })
     }
 
-    /// Run an engine command (transfer, campaign, health) at `now`.
-    pub fn command(
+    /// Feed one of the core's named inputs (`on_transfer`, `on_campaign`,
+    /// `on_local_health`, `on_peer_info`, `on_propose_membership`, ...) at virtual time
+    /// `now`: `input` gets the core and this node's local time, and its answer is returned.
+    pub fn command<T>(
         &mut self,
         now: Millis,
-        change: impl FnOnce(&mut ha_replicate::engine::Engine, Millis),
-    ) {
+        input: impl FnOnce(&mut ReplicaCore<RegisterMachine, MemoryStore>, Millis) -> T,
+    ) -> T {
         let local = self.local(now);
-        change(self.core.engine_mut(), local);
-        self.core.after_command(local);
+        input(&mut self.core, local)
     }
 }
 
@@ -241,13 +251,22 @@ impl SimActor for SimReplica {
                 self.core.on_timer(local, timer);
             }
             SimReplicaTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    let local = self.local(now);
+                    self.core.complete_sync(local, through);
+                }
             }
             SimReplicaTimer::SnapshotWritten => {
                 if let Some(written) = self.snapshot_writes.finish() {
                     let local = self.local(now);
                     self.core.on_snapshot_written(local, written);
+                }
+            }
+            SimReplicaTimer::ApplyDone => {
+                self.apply_scheduled = false;
+                if let Some(task) = self.apply_tasks.pop_front() {
+                    let local = self.local(now);
+                    self.core.run_apply_task(local, &task);
                 }
             }
             SimReplicaTimer::DigestComputed => {
@@ -283,6 +302,13 @@ impl SimActor for SimReplica {
                     SimEffect::Output(ReplicaOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
+                ReplicaEffect::Sync { through } => SimEffect::Schedule {
+                    after_ms: self.syncs.request(through),
+                    timer: SimReplicaTimer::Flush,
+                },
+                // Every founding node is given the same voters here; the founding simulation
+                // (`founding.rs`) is the one that checks who founds.
+                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -299,6 +325,22 @@ impl SimActor for SimReplica {
                         timer: SimReplicaTimer::DigestComputed,
                     }
                 }
+                ReplicaEffect::Apply(task) => {
+                    // Only in deferred mode (`apply_delay_ms_max` > 0): the worker is slow.
+                    self.apply_tasks.push_back(task);
+                    continue;
+                }
+            });
+        }
+        if !self.apply_scheduled
+            && let Some(task) = self.apply_tasks.front()
+        {
+            // One task at a time, in order, each taking the host's time per entry.
+            self.apply_scheduled = true;
+            let entries = task.entry_count() as u64;
+            effects.push(SimEffect::Schedule {
+                after_ms: (self.apply_ms_per_entry * entries).max(1),
+                timer: SimReplicaTimer::ApplyDone,
             });
         }
         let consistency = self.core.consistency_status();
@@ -309,13 +351,6 @@ impl SimActor for SimReplica {
         );
         if let Some(report) = self.report_config_used() {
             effects.push(SimEffect::Output(report));
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: SimReplicaTimer::Flush,
-            });
         }
         effects
     }
@@ -352,6 +387,11 @@ pub struct ReplicaClusterOptions {
     /// real node; a higher one here tests that the witness setting alone keeps it from
     /// leading).
     pub witnesses: Vec<usize>,
+    /// A slow host (issue 17, item 2): when above 0, every data node's state machine runs
+    /// off the core (deferred apply) and takes between half this and this many virtual
+    /// milliseconds per entry it applies (drawn per node from the seed), so commit and apply
+    /// drift apart as they do behind a real apply thread. 0 applies inline.
+    pub apply_ms_per_entry_max: u64,
 }
 
 impl ReplicaClusterOptions {
@@ -370,6 +410,7 @@ impl ReplicaClusterOptions {
             failover_mode: ha_core::FailoverMode::Automatic,
             dead_voter_after_ms: None,
             witnesses: Vec::new(),
+            apply_ms_per_entry_max: 0,
         }
     }
 
@@ -431,6 +472,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                     repair: true,
                 },
                 witness: options.witnesses.contains(&node),
+                bootstrap_expect: None,
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {
@@ -444,19 +486,26 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 .expect("a simulated disk always recovers"),
                 directory: Rc::clone(&directory),
                 clock_rate_ppm,
-                flush_scheduled: false,
+                syncs: SimSyncs::new(context.seed),
                 snapshot_writes: SimSnapshotWrites::default(),
                 digest_jobs: std::collections::VecDeque::new(),
+                apply_tasks: std::collections::VecDeque::new(),
+                apply_ms_per_entry: 0,
+                apply_scheduled: false,
                 led_term: None,
                 commit_seen: LogIndex(0),
                 config_reported: None,
             };
-            let engine = replica.core.engine_mut();
+            let slowest_ms = options.apply_ms_per_entry_max;
+            if slowest_ms > 0 {
+                replica.apply_ms_per_entry = slowest_ms - context.seed % (slowest_ms / 2 + 1);
+                replica.core.defer_apply();
+            }
             // Peer metadata first (as gossip delivers it before a cluster bootstraps), so the
             // first election timer already reflects the priorities.
             for other in 0..options.node_count {
                 if other != node {
-                    engine.set_peer_info(
+                    replica.core.on_peer_info(
                         now,
                         replica_id(other),
                         PeerInfo {
@@ -470,9 +519,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 }
             }
             if node < founding {
-                engine.bootstrap(now, voters.clone());
+                replica.core.on_bootstrap(now, voters.clone());
             }
-            replica.core.after_command(now);
             replica
         });
     }

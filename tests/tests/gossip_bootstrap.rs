@@ -1,7 +1,7 @@
 //! Founding a cluster through `bootstrap_expect`.
 //!
 //! In the simulator, under many seeds: gossip and replication side by side on every node
-//! ([`ha_tests::founding`]), every member event through `MembershipFeed::on_member_event` (the
+//! ([`ha_tests::founding`]), every member event through `ReplicaCore::on_member_event` (the
 //! step the tokio driver takes), starts staggered, messages lost, duplicated and reordered,
 //! members seen up before their metadata, non-voters among them, a voter that arrives once
 //! the cluster runs, or a founding voter that crashes (losing unsynced writes) and restarts. Invariant: at most one cluster is founded (every founding uses the
@@ -209,11 +209,13 @@ async fn start(index: usize, seeds: Vec<std::net::SocketAddr>) -> Node {
     }
     config.priority = Priority(1);
     let settings = NodeSettings {
-        replica: ReplicaSettings::from_config(&config),
+        replica: ReplicaSettings {
+            bootstrap_expect: Some(3),
+            ..ReplicaSettings::from_config(&config)
+        },
         transport: TransportSettings::new(id.clone(), "127.0.0.1:0".parse().unwrap(), "ha"),
         peers: Default::default(),
         bootstrap: None,
-        bootstrap_expect: Some(3),
     };
     let store = MemoryStore::open(MemoryDisk::new());
     let replica = Arc::new(

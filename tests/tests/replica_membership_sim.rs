@@ -66,8 +66,8 @@ fn an_unhealthy_leader_hands_over_and_does_not_come_back() {
             let mut sim = replica_cluster(seed, &ReplicaClusterOptions::new(3));
             let sick = elect(&mut sim);
             sim.act(sick, |replica, now| {
-                replica.command(now, |engine, now| {
-                    engine.set_local_health(now, HealthStatus::Unhealthy)
+                replica.command(now, |core, now| {
+                    core.on_local_health(now, HealthStatus::Unhealthy)
                 })
             });
             let handed = sim.run_until_condition(sim.now() + 3_000, 5, |sim| {
@@ -101,8 +101,8 @@ fn manual_mode_elects_only_on_command() {
             "no election without an operator"
         );
         sim.act(1, |replica, now| {
-            replica.command(now, |engine, now| {
-                engine.campaign(now);
+            replica.command(now, |core, now| {
+                core.on_campaign(now);
             })
         });
         let first =
@@ -119,8 +119,8 @@ fn manual_mode_elects_only_on_command() {
             "manual mode: no automatic failover"
         );
         sim.act(2, |replica, now| {
-            replica.command(now, |engine, now| {
-                engine.campaign(now);
+            replica.command(now, |core, now| {
+                core.on_campaign(now);
             })
         });
         let second =
@@ -152,9 +152,9 @@ fn transfer_without_a_target_picks_the_highest_priority_voter() {
                     )
                 });
             sim.act(leader, |replica, now| {
-                replica.command(now, |engine, now| {
-                    let target = engine
-                        .transfer_leadership(now, None, ElectionCause::ManualTransfer)
+                replica.command(now, |core, now| {
+                    let target = core
+                        .on_transfer(now, None, ElectionCause::ManualTransfer)
                         .expect("a target");
                     assert_eq!(target, replica_id(2), "priority 7 is the best other voter");
                 })
@@ -228,8 +228,8 @@ fn a_dead_voter_is_removed_only_while_a_majority_remains() {
                         wants_vote: true,
                         unreachable_since: Some(replica.local(now)),
                     };
-                    replica.command(local, |engine, at| {
-                        engine.set_peer_info(at, replica_id(*dead), info)
+                    replica.command(local, |core, at| {
+                        core.on_peer_info(at, replica_id(*dead), info)
                     });
                 });
             }
@@ -439,8 +439,8 @@ fn report_reachability(sim: &mut Simulator<SimReplica>, node: usize, reachable: 
                 wants_vote: true,
                 unreachable_since: (!reachable).then_some(since),
             };
-            replica.command(now, |engine, at| {
-                engine.set_peer_info(at, replica_id(node), info)
+            replica.command(now, |core, at| {
+                core.on_peer_info(at, replica_id(node), info)
             });
         });
     }
@@ -454,8 +454,8 @@ fn propose_random_change(sim: &mut Simulator<SimReplica>, leader: usize, node_co
     let target = sim.rng().random_range(0..node_count);
     let kind = sim.rng().random_range(0..4u32);
     sim.act(leader, |replica, now| {
-        replica.command(now, |engine, at| {
-            let mut next = engine.membership().clone();
+        replica.command(now, |core, at| {
+            let mut next = core.engine().membership().clone();
             let id = replica_id(target);
             match kind {
                 0 => {
@@ -477,8 +477,8 @@ fn propose_random_change(sim: &mut Simulator<SimReplica>, leader: usize, node_co
                     }
                 }
             }
-            if next != *engine.membership() && next.voters.len() >= 2 {
-                let _ = engine.propose_membership(at, next);
+            if next != *core.engine().membership() && next.voters.len() >= 2 {
+                let _ = core.on_propose_membership(at, next);
             }
         })
     });
@@ -641,7 +641,7 @@ fn set_wants_vote(sim: &mut Simulator<SimReplica>, node: usize, wants_vote: bool
             continue;
         }
         sim.act(observer, |replica, now| {
-            replica.command(now, |engine, at| {
+            replica.command(now, |core, at| {
                 let info = PeerInfo {
                     priority: Priority(1),
                     health: HealthStatus::Healthy,
@@ -649,7 +649,7 @@ fn set_wants_vote(sim: &mut Simulator<SimReplica>, node: usize, wants_vote: bool
                     wants_vote,
                     unreachable_since: None,
                 };
-                engine.set_peer_info(at, replica_id(node), info)
+                core.on_peer_info(at, replica_id(node), info)
             });
         });
     }
@@ -677,8 +677,8 @@ fn change_before_own_entry(seed: u64) {
     for _ in 0..600 {
         let proposal = with_learner.clone();
         sim.act(first, |replica, now| {
-            replica.command(now, |engine, at| {
-                added = engine.propose_membership(at, proposal).is_ok();
+            replica.command(now, |core, at| {
+                added = core.on_propose_membership(at, proposal).is_ok();
             })
         });
         if added {
@@ -706,9 +706,8 @@ fn change_before_own_entry(seed: u64) {
     promoted.learners.remove(&replica_id(4));
     promoted.voters.insert(replica_id(4));
     sim.act(first, |replica, now| {
-        replica.command(now, |engine, at| {
-            engine
-                .propose_membership(at, promoted)
+        replica.command(now, |core, at| {
+            core.on_propose_membership(at, promoted)
                 .expect("the promotion is appended");
         })
     });
@@ -741,8 +740,8 @@ fn change_before_own_entry(seed: u64) {
     for _ in 0..60 {
         let removed = removed.clone();
         sim.act(second, |replica, now| {
-            replica.command(now, |engine, at| {
-                let _ = engine.propose_membership(at, removed);
+            replica.command(now, |core, at| {
+                let _ = core.on_propose_membership(at, removed);
             })
         });
         let step = sim.now() + 5;

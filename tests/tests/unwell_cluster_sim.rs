@@ -31,15 +31,15 @@ fn everyone(sim: &mut Simulator<SimReplica>, health: HealthStatus) {
                 unreachable_since: None,
             };
             sim.act(node, |replica, now| {
-                replica.command(now, |engine, now| {
-                    engine.set_peer_info(now, replica_id(other), info)
+                replica.command(now, |core, now| {
+                    core.on_peer_info(now, replica_id(other), info)
                 })
             });
         }
     }
     for node in 0..3 {
         sim.act(node, |replica, now| {
-            replica.command(now, |engine, now| engine.set_local_health(now, health))
+            replica.command(now, |core, now| core.on_local_health(now, health))
         });
     }
 }

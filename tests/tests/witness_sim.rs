@@ -220,9 +220,8 @@ fn witness_scenario(seed: u64) {
                     transfers += 1;
                     let to_witness = std::cell::Cell::new(false);
                     sim.act(leader, |replica, now| {
-                        replica.command(now, |engine, at| {
-                            let target =
-                                engine.transfer_leadership(at, None, ElectionCause::ManualTransfer);
+                        replica.command(now, |core, at| {
+                            let target = core.on_transfer(at, None, ElectionCause::ManualTransfer);
                             to_witness.set(target == Ok(replica_id(WITNESS)));
                         })
                     });

@@ -44,7 +44,6 @@
 //!     transport: TransportSettings::new(id.clone(), "127.0.0.1:0".parse()?, "demo"),
 //!     peers: Default::default(),
 //!     bootstrap: Some(Membership::with_voters([id])),
-//!     bootstrap_expect: None,
 //! };
 //! let node = ReplicaNode::start(settings, WithLocks::new(()), MemoryStore::open(MemoryDisk::new())).await?;
 //! let _keeper = LeaseKeeper::start(&node);

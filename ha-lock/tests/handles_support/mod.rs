@@ -129,6 +129,7 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
         housekeeping_interval_ms: 10,
         consistency: ha_replicate::replica::ConsistencySettings::off(),
         witness: false,
+        bootstrap_expect: None,
     };
     let settings = NodeSettings {
         replica,
@@ -139,7 +140,6 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
         ),
         peers: BTreeMap::new(),
         bootstrap: Some(Membership::with_voters((0..NODES).map(id))),
-        bootstrap_expect: None,
     };
     ReplicaNode::start(
         settings,

@@ -13,4 +13,9 @@ pub enum DriverError {
     /// The transport could not start (bad settings, or the address is taken).
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The thread that runs the host's state machine could not start (the OS refused a
+    /// thread: too many threads or too little memory). Nothing was started; retry once the
+    /// host has room.
+    #[error("could not start the apply thread: {0}")]
+    ApplyThread(std::io::Error),
 }

@@ -125,7 +125,7 @@ impl LatencyTracker {
             reads: BTreeMap::new(),
             last_leader: engine.leader().cloned(),
             failover_term_seen: engine.term(),
-            applied_seen: core.applier().applied_index(),
+            applied_seen: core.applied_index(),
         }
     }
 
@@ -162,14 +162,11 @@ impl LatencyTracker {
             self.committed.reset(commit);
         } else {
             self.committed.push(commit, started);
-            self.committed.release(
-                core.applier().applied_index(),
-                now,
-                &self.metrics.commit_apply,
-            );
+            self.committed
+                .release(core.applied_index(), now, &self.metrics.commit_apply);
         }
         // The history changes only by applying entries.
-        let applied = core.applier().applied_index();
+        let applied = core.applied_index();
         if applied != self.applied_seen {
             self.applied_seen = applied;
             self.observe_failovers(core);
@@ -179,7 +176,11 @@ impl LatencyTracker {
     fn observe_failovers<S: StateMachine, L: LogStore>(&mut self, core: &ReplicaCore<S, L>) {
         let seen = self.failover_term_seen;
         let mut newest = seen;
-        for record in core.applier().history().filter(|record| record.term > seen) {
+        for record in core
+            .failover_history()
+            .iter()
+            .filter(|record| record.term > seen)
+        {
             self.metrics
                 .failover_leaderless
                 .observe(std::time::Duration::from_millis(record.leaderless_ms));

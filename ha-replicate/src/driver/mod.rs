@@ -2,6 +2,7 @@
 //! the TCP transport and a [`LogStore`](crate::storage::LogStore), with group commit;
 //! [`ReplicaClient`] is its typed, retrying client.
 
+mod apply_thread;
 mod client;
 mod error;
 mod latency_tracker;
@@ -10,7 +11,9 @@ mod replica_metrics;
 mod replica_node;
 mod request_traces;
 mod status;
+mod storage_thread;
 
+pub use apply_thread::APPLY_QUEUE_TASKS_MAX;
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
 pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};
@@ -18,3 +21,6 @@ pub use replica_metrics::ReplicaMetrics;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
 pub use request_traces::TRACED_REQUESTS_MAX;
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};
+pub use storage_thread::{
+    STORAGE_OPS_PER_SYNC_MAX, STORAGE_OPS_QUEUED_MAX, StorageReport, ThreadedStore,
+};

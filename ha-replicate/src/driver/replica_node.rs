@@ -10,17 +10,18 @@ use ha_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::driver::apply_thread::ApplyThread;
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
 use crate::driver::latency_tracker::LatencyTracker;
 use crate::driver::replica_metrics::ReplicaMetrics;
 use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
+use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::Membership;
-use crate::membership_feed::MembershipFeed;
-use crate::replica::DigestComputed;
+use crate::replica::{ApplyDone, DigestComputed};
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
     ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
@@ -32,7 +33,7 @@ use crate::trace_context::TraceParent;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
 const COMMAND_BUFFER: usize = 4096;
-/// Inputs taken before one group-commit sync.
+/// Inputs taken in one event-loop turn before their effects are carried out together.
 const BATCH_INPUTS_MAX: usize = 256;
 /// Snapshot exports waiting for the node to apply up to their index, at most.
 pub const EXPORTS_WAITING_MAX: usize = 16;
@@ -46,13 +47,10 @@ pub struct NodeSettings {
     pub transport: TransportSettings,
     /// Known peers' RPC addresses (more can be added with `set_peer`).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Found a new cluster with these voters if the store is empty.
+    /// Found a new cluster with these voters if the store is empty. (Or through gossip: set
+    /// [`ReplicaSettings::bootstrap_expect`] and pass member events to
+    /// [`ReplicaNode::on_member_event`].)
     pub bootstrap: Option<Membership>,
-    /// Or found one once this many voters (this node included) have met through the member
-    /// events given to [`ReplicaNode::on_member_event`] (see
-    /// [`MembershipFeed::founding_voters`]). Only for a node that votes: with it, this node
-    /// counts itself as a founding voter; leave it `None` on a non-voter.
-    pub bootstrap_expect: Option<usize>,
 }
 
 pub(crate) enum Command {
@@ -117,13 +115,24 @@ impl<S: StateMachine> ReplicaNode<S> {
             unix_now_ms().saturating_sub(clock.now().0);
         let node_id = settings.replica.engine.node_id.clone();
         let seed = rand::random::<u64>();
+        // The store's writes and fsyncs run on their own thread (issue 17): a slow disk
+        // delays no heartbeat, vote or answer that does not wait for it.
+        let (store, storage_reports) = ThreadedStore::start(store, node_id.as_str())?;
         let mut core =
             ReplicaCore::new(settings.replica.clone(), machine, store, clock.now(), seed)?;
-        if let Some(voters) = settings.bootstrap.clone()
-            && core.engine_mut().bootstrap(clock.now(), voters)
-        {
-            core.after_command(clock.now());
+        if let Some(voters) = settings.bootstrap.clone() {
+            core.on_bootstrap(clock.now(), voters);
         }
+        // The host's state machine runs on a thread of its own (a witness has none and keeps
+        // applying metadata inline): a slow `apply` cannot hold up this node's heartbeats.
+        let (apply_done_sender, apply_done_receiver) = mpsc::unbounded_channel();
+        let apply_thread = match core.detach_apply_worker() {
+            Some(worker) => Some(
+                ApplyThread::start(node_id.as_str(), worker, apply_done_sender)
+                    .map_err(DriverError::ApplyThread)?,
+            ),
+            None => None,
+        };
         let (transport, inbound) = TcpTransport::<Rpc>::start(settings.transport.clone()).await?;
         let local_addr = transport.local_addr();
         let engine = core.engine();
@@ -134,14 +143,12 @@ impl<S: StateMachine> ReplicaNode<S> {
         });
         let (storage_sender, storage) = watch::channel(None);
         let (commands, command_receiver) = mpsc::channel(COMMAND_BUFFER);
-        let feed = MembershipFeed::for_replica(&settings.replica.engine, settings.bootstrap_expect);
         let (written_sender, written_receiver) = mpsc::unbounded_channel();
         let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
         let metrics = ReplicaMetrics::new();
         let latency = LatencyTracker::new(metrics.clone(), &core);
         let runner = Runner {
             latency,
-            feed,
             core,
             transport,
             clock,
@@ -154,11 +161,21 @@ impl<S: StateMachine> ReplicaNode<S> {
             stopped: false,
             snapshots_written: written_sender,
             exports: Vec::new(),
+            export_replies: BTreeMap::new(),
+            next_export_id: 1,
+            apply_thread,
             digests_computed: digest_sender,
             traces: RequestTraces::new(&node_id),
         };
-        let task =
-            tokio::spawn(runner.run(command_receiver, inbound, written_receiver, digest_receiver));
+        let receivers = Receivers {
+            commands: command_receiver,
+            inbound,
+            snapshots_written: written_receiver,
+            digests_computed: digest_receiver,
+            apply_done: apply_done_receiver,
+            storage_reports,
+        };
+        let task = tokio::spawn(runner.run(receivers));
         Ok(Self {
             commands,
             roles,
@@ -380,11 +397,10 @@ pub(crate) fn stopped() -> ClientError {
     ClientError::Stopped("the replica has stopped".to_string())
 }
 
-struct Runner<S: StateMachine, L: LogStore> {
+struct Runner<S: StateMachine, L: LogStore + 'static> {
     /// Issue 16: the latency histograms' bookkeeping (reads the core, never changes it).
     latency: LatencyTracker,
-    feed: MembershipFeed,
-    core: ReplicaCore<S, L>,
+    core: ReplicaCore<S, ThreadedStore<L>>,
     transport: TcpTransport<Rpc>,
     clock: MonotonicClock,
     timers: TimerQueue<ReplicaTimer>,
@@ -402,6 +418,11 @@ struct Runner<S: StateMachine, L: LogStore> {
         ha_core::LogIndex,
         oneshot::Sender<Result<ExportedSnapshot, ExportError>>,
     )>,
+    /// Exports handed to the core, waiting for the apply thread's copy, by export id.
+    export_replies: BTreeMap<u64, oneshot::Sender<Result<ExportedSnapshot, ExportError>>>,
+    next_export_id: u64,
+    /// The host's state machine's thread (`None` on a witness, whose core applies inline).
+    apply_thread: Option<ApplyThread>,
     /// Consistency digests hashed on blocking threads report back here (at most one per
     /// checkpoint in flight).
     digests_computed: mpsc::UnboundedSender<DigestComputed>,
@@ -409,23 +430,42 @@ struct Runner<S: StateMachine, L: LogStore> {
     traces: RequestTraces,
 }
 
+/// Where the run loop's inputs come from.
+struct Receivers {
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Receiver<Inbound<Rpc>>,
+    snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
+    digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
+    /// What the apply thread did; at most one per task handed to it.
+    apply_done: mpsc::UnboundedReceiver<ApplyDone>,
+    /// What the storage thread synced (or failed to).
+    storage_reports: mpsc::UnboundedReceiver<StorageReport>,
+}
+
 enum Input {
     Command(Command),
     Inbound(Inbound<Rpc>),
     SnapshotWritten(SnapshotWritten),
     DigestComputed(DigestComputed),
+    Storage(StorageReport),
+    ApplyDone(ApplyDone),
+    /// The apply thread ended (the host's state machine panicked): nothing more can apply.
+    ApplyStopped,
     Timers,
     Closed,
 }
 
-impl<S: StateMachine, L: LogStore> Runner<S, L> {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        mut inbound: mpsc::Receiver<Inbound<Rpc>>,
-        mut snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
-        mut digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
-    ) {
+impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
+    async fn run(mut self, receivers: Receivers) {
+        let Receivers {
+            mut commands,
+            mut inbound,
+            mut snapshots_written,
+            mut digests_computed,
+            mut apply_done,
+            mut storage_reports,
+        } = receivers;
+        let applies_inline = self.apply_thread.is_none();
         self.carry_out();
         while !self.stopped {
             let deadline = self.timers.next_deadline().map(|deadline| {
@@ -433,40 +473,48 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             });
             let input = tokio::select! {
                 biased;
+                // Durability first: what a sync released (votes, acks, answers) leaves soonest.
+                Some(report) = storage_reports.recv() => Input::Storage(report),
                 command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
                 Some(computed) = digests_computed.recv() => Input::DigestComputed(computed),
+                done = apply_done.recv(), if !applies_inline => {
+                    done.map(Input::ApplyDone).unwrap_or(Input::ApplyStopped)
+                }
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
             self.handle(input);
-            // Group commit: take what else is ready, then sync once for all of it.
+            // One turn takes everything ready (bounded), then carries out the effects of all
+            // of it at once: one transport wake-up per peer and one sync request to the
+            // storage thread per turn, not per write (issue 17, item 4).
             for _ in 0..BATCH_INPUTS_MAX {
-                let input = if let Ok(command) = commands.try_recv() {
+                let input = if let Ok(report) = storage_reports.try_recv() {
+                    Input::Storage(report)
+                } else if let Ok(command) = commands.try_recv() {
                     Input::Command(command)
                 } else if let Ok(message) = inbound.try_recv() {
                     Input::Inbound(message)
+                } else if let Ok(done) = apply_done.try_recv() {
+                    Input::ApplyDone(done)
                 } else {
                     break;
                 };
                 self.handle(input);
             }
-            // A leader's appends leave before its own fsync, so the followers' disks and ours
-            // write in parallel; everything that promises what is on our disk (votes, acks,
-            // client answers) stays held until the sync.
+            // A leader's appends leave before its own fsync (the engine marks them
+            // `After::Now`), so the followers' disks and ours write in parallel; everything
+            // that promises what is on our disk (votes, acks, client answers) waits in the
+            // core's gate until the storage thread reports the sync.
+            self.serve_exports();
             self.carry_out();
-            let flush_started = std::time::Instant::now();
-            self.core.flush();
-            self.latency
-                .after_step(flush_started, std::time::Instant::now(), &self.core);
-            self.carry_out();
-            let applied = self.core.applier().applied_index();
+            let applied = self.core.applied_index();
             self.traces.after_round(self.core.engine(), applied);
             let stall = self.core.storage_stall();
             if self.storage.borrow().as_ref() != stall {
                 self.storage.send_replace(stall.cloned());
             }
-            self.serve_exports();
+            self.answer_exports();
         }
         self.fail_pending();
         self.transport.shutdown().await;
@@ -494,14 +542,22 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             }
             Input::SnapshotWritten(written) => self.core.on_snapshot_written(now, written),
             Input::DigestComputed(computed) => self.core.on_digest_computed(now, computed),
+            Input::Storage(StorageReport::Persisted(through)) => {
+                self.core.on_persisted(now, through)
+            }
+            Input::Storage(StorageReport::Failed(error)) => self.core.on_storage_failed(now, error),
+            Input::ApplyDone(done) => self.core.on_apply_done(now, done),
+            Input::ApplyStopped => {
+                tracing::error!(
+                    "the apply thread ended (the state machine panicked?); replica stopping"
+                );
+                self.stopped = true;
+            }
             Input::Timers => {
+                // The core's housekeeping tick also founds a cluster whose founding set
+                // settled without a new member event.
                 while let Some(timer) = self.timers.pop_due(now) {
                     self.core.on_timer(now, timer);
-                }
-                // A founding set that settled without a new member event.
-                if let Some(voters) = self.feed.on_tick(now, self.core.engine_mut()) {
-                    tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
-                    self.core.after_command(now);
                 }
             }
             Input::Closed => self.stopped = true,
@@ -539,28 +595,19 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 cause,
                 reply,
             } => {
-                let result = self
-                    .core
-                    .engine_mut()
-                    .transfer_leadership(now, target, cause);
-                self.core.after_command(now);
+                let result = self.core.on_transfer(now, target, cause);
                 let _ = reply.send(result);
             }
             Command::Campaign => {
-                self.core.engine_mut().campaign(now);
-                self.core.after_command(now);
+                self.core.on_campaign(now);
             }
-            Command::SetHealth(health) => {
-                self.core.engine_mut().set_local_health(now, health);
-                self.core.after_command(now);
-            }
+            Command::SetHealth(health) => self.core.on_local_health(now, health),
             Command::SetPeer { node, addr, info } => {
                 if let Some(addr) = addr {
                     self.peers.insert(node.clone(), addr);
                 }
                 if let Some(info) = info {
-                    self.core.engine_mut().set_peer_info(now, node, info);
-                    self.core.after_command(now);
+                    self.core.on_peer_info(now, node, info);
                 }
             }
             Command::Status(reply) => {
@@ -605,43 +652,50 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         }
     }
 
-    /// Answer the exports whose index is applied: each copy is taken here, between two
-    /// inputs, so it is the state at one applied index (writing it is the caller's job).
+    /// Ask the core for a copy for each export whose index is handed to the apply worker:
+    /// the worker takes it after applying every entry handed out before, so it is the state
+    /// at one applied index at or after the one asked for (writing it is the caller's job).
     fn serve_exports(&mut self) {
         if self.exports.is_empty() {
             return;
         }
-        let applied = self.core.applier().applied_index();
+        let applied = self.core.applied_index();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exports)
             .into_iter()
             .filter(|(_, waiter)| !waiter.is_closed())
             .partition(|(at_least, _)| *at_least <= applied);
         self.exports = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(ExportedSnapshot::capture(&self.core));
+            let export_id = self.next_export_id;
+            self.next_export_id += 1;
+            self.export_replies.insert(export_id, reply);
+            self.core.request_export(export_id);
         }
     }
 
+    /// Hand the copies the apply worker took to their callers.
+    fn answer_exports(&mut self) {
+        for (export_id, result) in self.core.take_exported() {
+            if let Some(reply) = self.export_replies.remove(&export_id) {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// The core takes the event (and the founding decision, shared with the simulator); the
+    /// driver keeps the peer's replication address.
     fn on_member_event(&mut self, now: Millis, event: &MemberEvent) {
-        // The feed takes the founding decision (shared with the simulator); without
-        // `bootstrap_expect` it was built with 0 and never founds.
-        let Some(step) = self
-            .feed
-            .on_member_event(now, event, self.core.engine_mut())
-        else {
-            return;
-        };
-        if let Some(addr) = step.peer.rpc_addr {
-            self.peers.insert(step.peer.node, addr);
+        if let Some(peer) = self.core.on_member_event(now, event)
+            && let Some(addr) = peer.rpc_addr
+        {
+            self.peers.insert(peer.node, addr);
         }
-        if let Some(voters) = step.founded {
-            tracing::info!(voters = ?voters.voters, "enough voters met; founded the cluster");
-        }
-        self.core.after_command(now);
     }
 
     fn carry_out(&mut self) {
         let now = self.clock.now();
+        // The turn's sync requests become one: the latest covers the earlier ones.
+        let mut sync_through = None;
         for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => {
@@ -692,11 +746,32 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         }
                     });
                 }
+                ReplicaEffect::Sync { through } => {
+                    sync_through = sync_through.max(Some(through));
+                }
                 ReplicaEffect::Fatal(error) => {
                     tracing::error!(%error, "replica stopped on a storage failure");
                     self.stopped = true;
                 }
+                // The core logged it; nothing else to do.
+                ReplicaEffect::Founded { .. } => {}
+                ReplicaEffect::Apply(task) => {
+                    let queued = self
+                        .apply_thread
+                        .as_ref()
+                        .is_some_and(|thread| thread.send(task));
+                    if !queued {
+                        tracing::error!("the apply thread is gone; replica stopping");
+                        self.stopped = true;
+                    }
+                }
             }
+        }
+        // The turn's writes go to the storage thread in one hand-over, with one sync (merged
+        // there with any turn queued behind an fsync in progress: group commit).
+        match sync_through {
+            Some(through) => self.core.store().request_sync(through),
+            None => self.core.store().hand_over(),
         }
     }
 
@@ -736,10 +811,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             quorum: engine.in_quorum(now),
             last_index,
             commit_index: engine.commit_index(),
-            applied_index: self.core.applier().applied_index(),
+            applied_index: self.core.applied_index(),
             membership,
             peers,
-            failover_history: self.core.applier().history().cloned().collect(),
+            failover_history: self.core.failover_history().to_vec(),
             elections_started: engine.elections_started(),
             refused_inputs: engine
                 .refused_inputs()

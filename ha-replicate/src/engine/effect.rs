@@ -32,7 +32,46 @@ impl TimerKind {
     }
 }
 
-/// A change to durable state. Must be durable before any effect after it is carried out.
+/// The position of a storage write in the order the engine issued them: the `n`-th
+/// [`Effect::Persist`] since the engine started is `PersistId(n)` (the first is 1; 0 means
+/// "none"). Writes are carried out in this order, so "durable through `n`" says which writes a
+/// sync has covered: the driver reports it with [`Engine::on_persisted`](crate::engine::Engine::on_persisted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(pub u64);
+
+impl PersistId {
+    /// The id after this one.
+    pub fn next(self) -> Self {
+        PersistId(self.0 + 1)
+    }
+}
+
+/// When an outgoing effect may be carried out: the barrier travels with the effect (as
+/// openraft's `Respond { when: IOFlushed }`), so the simulator and the driver cannot disagree
+/// about what waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum After {
+    /// At once: it promises nothing about this node's disk, or everything it promises is
+    /// durable already. A leader's appends are sent this way before its own fsync (Raft
+    /// thesis 10.2.1): it counts its own log towards a commit only once durable.
+    Now,
+    /// Once every storage write through this one is durable (written and synced): a vote, an
+    /// append acknowledgement or an answer that rests on them.
+    Durable(PersistId),
+}
+
+impl After {
+    /// Whether the condition holds once writes through `durable` are durable.
+    pub fn holds(self, durable: PersistId) -> bool {
+        match self {
+            After::Now => true,
+            After::Durable(id) => id <= durable,
+        }
+    }
+}
+
+/// A change to durable state, written in [`PersistId`] order. Nothing that waits for it
+/// ([`After::Durable`]) leaves before a sync covers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Persist {
     /// Save the term and vote.
@@ -49,27 +88,38 @@ pub enum Persist {
 /// Something the driver must do, in order.
 ///
 /// # The ordering contract
-/// Effects are carried out in the order given. A [`Effect::Persist`] must be durable before
-/// any later effect leaves the node (a message, a client answer) — this is what makes a vote
-/// or an append acknowledgement a promise that survives a crash. A driver may batch several
-/// inputs' effects and sync once (group commit) as long as it holds every later message until
-/// that sync.
+/// Storage writes ([`Effect::Persist`]) are carried out in the order given (their ids
+/// increase by one). A message carries its own barrier ([`Effect::Send::after`]): it leaves
+/// once every write through the id it names is durable, which is what makes a vote or an
+/// append acknowledgement a promise that survives a crash. The engine decides the barrier: a
+/// leader's appends are [`After::Now`] (both disks write in parallel), everything else waits
+/// for every write issued before it. A driver may batch several inputs' writes and sync once
+/// (group commit), then report [`Engine::on_persisted`](crate::engine::Engine::on_persisted)
+/// with the last id the sync covered; effects waiting for it may then leave, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Make a change durable.
-    Persist(Persist),
+    /// Write a change (durable once a later sync covers `id`).
+    Persist {
+        /// Its position among this engine's writes.
+        id: PersistId,
+        /// The change.
+        persist: Persist,
+    },
     /// Send a message to another node.
     Send {
         /// The destination.
         to: NodeId,
         /// The message.
         message: Message,
+        /// When it may leave.
+        after: After,
     },
     /// Send `to` an [`Message::AppendRequest`] whose entries are no longer held in memory
     /// (their payloads were evicted once applied and durable): read `count` entries from
     /// index `from` back from the store (they were synced; at most `bytes_max` bytes, but
     /// always the first) and send them with the fields given, exactly as the engine would
-    /// have sent them from memory. If the store no longer holds them (a snapshot compacted
+    /// have sent them from memory. Only a leader sends this, and like its other appends it
+    /// may leave at once ([`After::Now`]): the entries are durable already. If the store no longer holds them (a snapshot compacted
     /// them meanwhile) nothing is sent: the follower's silence sends the leader back to
     /// probing, as after a lost message.
     SendStored {

@@ -319,10 +319,7 @@ impl Engine {
             payload: Payload::LeaderStart(start),
         };
         self.log.push(entry.clone());
-        self.effects
-            .push(crate::engine::effect::Effect::Persist(Persist::Append(
-                vec![entry],
-            )));
+        self.persist(Persist::Append(vec![entry]));
         self.last_leader = Some(self.settings.node_id.clone());
         self.set_timer(TimerKind::Heartbeat, self.settings.heartbeat_interval_ms);
         self.set_timer(

@@ -9,7 +9,7 @@ use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::engine::effect::{Effect, Persist, TimerKind};
+use crate::engine::effect::{After, Effect, Persist, PersistId, TimerKind};
 use crate::engine::message::Message;
 use crate::engine::operator_membership::OperatorIntents;
 use crate::engine::progress::{Progress, ReplicationState};
@@ -97,6 +97,14 @@ pub struct Engine {
     /// The highest index of this node's log known synced to disk. A leader sends appends
     /// before its own fsync, so it counts its own log towards a commit only up to here.
     pub(crate) durable_index: LogIndex,
+    /// The id of the latest storage write issued ([`Effect::Persist`]).
+    pub(crate) persist_issued: PersistId,
+    /// The latest write id the driver reported durable.
+    pub(crate) persisted: PersistId,
+    /// The log's last index after each log write not yet reported durable, in id order (a
+    /// truncation issued later caps the earlier ones): what `durable_index` becomes once
+    /// that write is durable. At most one per write issued since the last sync.
+    pub(crate) log_writes: VecDeque<(PersistId, LogIndex)>,
     pub(crate) last_leader: Option<NodeId>,
     pub(crate) campaign_cause: ElectionCause,
     pub(crate) leaderless_since: Millis,
@@ -106,6 +114,9 @@ pub struct Engine {
     pub(crate) diverged: bool,
     /// Committed entries are not handed out for applying (a diverged node awaiting repair).
     pub(crate) apply_held: bool,
+    /// Most entries handed out for applying and not yet reported applied (`None`: no limit,
+    /// for a driver that applies each `Apply` at once).
+    pub(crate) apply_ahead_entries_max: Option<u64>,
     // Leader state.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) round: u64,
@@ -168,6 +179,9 @@ impl Engine {
             heard_from_at: BTreeMap::new(),
             started_at: now,
             durable_index: LogIndex(0),
+            persist_issued: PersistId(0),
+            persisted: PersistId(0),
+            log_writes: VecDeque::new(),
             last_leader: None,
             campaign_cause: ElectionCause::Startup,
             leaderless_since: now,
@@ -175,6 +189,7 @@ impl Engine {
             local_health: HealthStatus::Healthy,
             diverged: false,
             apply_held: false,
+            apply_ahead_entries_max: None,
             progress: BTreeMap::new(),
             round: 0,
             round_sent_at: VecDeque::new(),
@@ -348,16 +363,44 @@ impl Engine {
         }
     }
 
-    /// The driver synced this node's log through `index`. On a leader this may commit: the
-    /// leader's appends leave before its own fsync (the two disks write in parallel), and its
-    /// own log counts towards a majority only once durable.
-    pub fn on_persisted(&mut self, now: Millis, index: LogIndex) {
+    /// The driver made every storage write through `id` durable (written and synced). On a
+    /// leader this may commit: the leader's appends leave before its own fsync (the two disks
+    /// write in parallel), and its own log counts towards a majority only once durable.
+    /// Messages waiting for it ([`After::Durable`]) may now leave (the driver's gate releases
+    /// them; the engine holds nothing).
+    pub fn on_persisted(&mut self, now: Millis, id: PersistId) {
         self.observe(now);
-        if index > self.durable_index {
+        if id <= self.persisted {
+            return;
+        }
+        // A report past the writes issued is the driver's mistake; never trust more than was
+        // written.
+        self.persisted = id.min(self.persist_issued);
+        let mut durable = None;
+        while let Some((write, last_index)) = self.log_writes.front().copied() {
+            if write > self.persisted {
+                break;
+            }
+            durable = Some(last_index);
+            self.log_writes.pop_front();
+        }
+        if let Some(index) = durable
+            && index > self.durable_index
+        {
             self.durable_index = index;
             self.maybe_advance_commit(now);
             self.evict_log();
         }
+    }
+
+    /// The id of the latest storage write issued (0 before any).
+    pub fn persist_issued(&self) -> PersistId {
+        self.persist_issued
+    }
+
+    /// The latest write id reported durable ([`on_persisted`](Self::on_persisted)).
+    pub fn persisted(&self) -> PersistId {
+        self.persisted
     }
 
     /// How many elections this node has started.
@@ -540,7 +583,20 @@ impl Engine {
         if index > self.applied_index {
             self.applied_index = index;
             self.evict_log();
+            if self.apply_ahead_entries_max.is_some() {
+                // The window moved: hand out what it held back.
+                self.emit_apply();
+            }
         }
+    }
+
+    /// Hand out at most `ahead_entries_max` entries beyond the applied index (what
+    /// [`on_applied`](Self::on_applied) reported): a driver whose state machine runs
+    /// elsewhere keeps a bounded backlog; the rest waits in the log and goes out as the
+    /// applied index moves. `None` (the default) hands out everything committed at once.
+    pub fn set_apply_ahead_entries_max(&mut self, ahead_entries_max: Option<u64>) {
+        self.apply_ahead_entries_max = ahead_entries_max.map(|max| max.max(1));
+        self.emit_apply();
     }
 
     /// What a snapshot of the state machine as of `index` (applied, not yet compacted away)
@@ -733,12 +789,59 @@ impl Engine {
 
     pub(crate) fn persist_hard_state(&mut self) {
         let hard_state = self.hard_state();
-        self.effects
-            .push(Effect::Persist(Persist::HardState(hard_state)));
+        self.persist(Persist::HardState(hard_state));
     }
 
+    /// Issue a storage write, after the in-memory change it mirrors (so the log's last index
+    /// is the one the write leaves on the disk).
+    pub(crate) fn persist(&mut self, persist: Persist) {
+        let id = self.persist_issued.next();
+        self.persist_issued = id;
+        match &persist {
+            Persist::HardState(_) => {}
+            Persist::TruncateFrom(from) => {
+                // Entries from `from` on are gone: an earlier write becoming durable no longer
+                // makes them durable.
+                let kept = LogIndex(from.0.saturating_sub(1));
+                for (_, last_index) in self.log_writes.iter_mut() {
+                    *last_index = (*last_index).min(kept);
+                }
+                self.log_writes.push_back((id, self.log.last_index()));
+            }
+            Persist::Append(_) | Persist::InstallSnapshot(_) => {
+                self.log_writes.push_back((id, self.log.last_index()));
+            }
+        }
+        self.effects.push(Effect::Persist { id, persist });
+    }
+
+    /// The barrier for a message that promises what this node wrote: every write issued
+    /// so far must be durable first.
+    pub(crate) fn durable_barrier(&self) -> After {
+        if self.persist_issued > self.persisted {
+            After::Durable(self.persist_issued)
+        } else {
+            After::Now
+        }
+    }
+
+    /// Send a message once every write issued before it is durable (votes, acknowledgements,
+    /// and by default everything else).
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
-        self.effects.push(Effect::Send { to, message });
+        let after = self.durable_barrier();
+        self.effects.push(Effect::Send { to, message, after });
+    }
+
+    /// Send a leader's append or snapshot offer at once: it promises nothing about this
+    /// node's disk, since the leader counts its own log towards a commit only once durable
+    /// (Raft thesis 10.2.1), so the followers' fsyncs run in parallel with its own.
+    pub(crate) fn send_replication(&mut self, to: NodeId, message: Message) {
+        debug_assert_eq!(self.role, Role::Leader, "only a leader replicates");
+        self.effects.push(Effect::Send {
+            to,
+            message,
+            after: After::Now,
+        });
     }
 
     pub(crate) fn other_voters(&self) -> Vec<NodeId> {
@@ -848,8 +951,12 @@ impl Engine {
         if self.apply_held {
             return;
         }
-        if self.commit_index > self.apply_requested {
-            let entries = self.log.range(self.apply_requested, self.commit_index);
+        let mut end = self.commit_index;
+        if let Some(ahead) = self.apply_ahead_entries_max {
+            end = end.min(LogIndex(self.applied_index.0.saturating_add(ahead)));
+        }
+        if end > self.apply_requested {
+            let entries = self.log.range(self.apply_requested, end);
             if let Some(last) = entries.last() {
                 self.apply_requested = last.index;
             }

@@ -2,7 +2,7 @@
 
 use ha_core::{LogIndex, Millis, NodeId, Term};
 
-use crate::engine::effect::{Effect, Persist};
+use crate::engine::effect::Persist;
 use crate::engine::engine::Engine;
 use crate::engine::error::ProposeError;
 use crate::engine::progress::Progress;
@@ -25,8 +25,7 @@ impl Engine {
             payload: Payload::Membership(voters),
         };
         self.log.push(entry.clone());
-        self.effects
-            .push(Effect::Persist(Persist::Append(vec![entry])));
+        self.persist(Persist::Append(vec![entry]));
         let role = self.follower_role();
         if role != self.role {
             self.role = role;

@@ -19,7 +19,7 @@ mod replication;
 mod role;
 mod settings;
 
-pub use effect::{Effect, Persist, TimerKind};
+pub use effect::{After, Effect, Persist, PersistId, TimerKind};
 pub use engine::{Engine, EngineStart, PeerInfo};
 pub use error::{ProposeError, ReadError, TransferError};
 pub use message::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};

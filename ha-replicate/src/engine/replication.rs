@@ -50,8 +50,7 @@ impl Engine {
         };
         let index = entry.index;
         self.log.push(entry.clone());
-        self.effects
-            .push(Effect::Persist(Persist::Append(vec![entry])));
+        self.persist(Persist::Append(vec![entry]));
         // Sent when the effects are drained, so proposals made together go in one message.
         self.broadcast_pending = true;
         self.maybe_advance_commit(now);
@@ -176,7 +175,7 @@ impl Engine {
             leader_commit: self.commit_index,
             read_round: self.round,
         };
-        self.send(to, message);
+        self.send_replication(to, message);
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
@@ -186,7 +185,7 @@ impl Engine {
             progress.in_flight = 0;
         }
         tracing::debug!(%peer, last_index = %meta.last_index, "sending snapshot");
-        self.send(
+        self.send_replication(
             peer,
             Message::InstallSnapshot {
                 term: self.term,
@@ -274,8 +273,7 @@ impl Engine {
                         self.durable_index = self
                             .durable_index
                             .min(LogIndex(entry.index.0.saturating_sub(1)));
-                        self.effects
-                            .push(Effect::Persist(Persist::TruncateFrom(entry.index)));
+                        self.persist(Persist::TruncateFrom(entry.index));
                     }
                     None => {}
                 }
@@ -293,8 +291,7 @@ impl Engine {
             for entry in &to_append {
                 self.log.push(entry.clone());
             }
-            self.effects
-                .push(Effect::Persist(Persist::Append(to_append)));
+            self.persist(Persist::Append(to_append));
             let role = self.follower_role();
             if role != self.role {
                 self.role = role;
@@ -468,11 +465,9 @@ impl Engine {
             self.log.install_snapshot(meta.clone());
             if !agrees {
                 self.durable_index = self.durable_index.min(last_index);
-                self.effects
-                    .push(Effect::Persist(Persist::TruncateFrom(last_index.next())));
+                self.persist(Persist::TruncateFrom(last_index.next()));
             }
-            self.effects
-                .push(Effect::Persist(Persist::InstallSnapshot(meta.clone())));
+            self.persist(Persist::InstallSnapshot(meta.clone()));
             self.commit_index = self.commit_index.max(last_index);
             self.apply_requested = last_index;
             self.effects.push(Effect::RestoreSnapshot(meta));

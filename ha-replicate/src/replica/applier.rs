@@ -142,6 +142,30 @@ impl SnapshotSource for AppliedSnapshot {
     }
 }
 
+/// A witness's snapshot ending at `index` with the failover history `history` (see
+/// [`Applier::witness_snapshot_source`]), for a core that keeps the history but not the
+/// applier at hand.
+///
+/// # Errors
+/// [`StateMachineError::SnapshotFailed`] when encoding the header fails.
+pub(crate) fn witness_snapshot(
+    index: LogIndex,
+    history: Vec<FailoverRecord>,
+) -> Result<AppliedSnapshot, StateMachineError> {
+    let header = SnapshotHeader {
+        sessions: BTreeMap::new(),
+        history,
+    };
+    let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
+        .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
+    Ok(AppliedSnapshot {
+        format: WITNESS_SNAPSHOT_FORMAT_VERSION,
+        applied_index: index,
+        header,
+        host: Box::new(ha_core::BytesSource(Vec::new())),
+    })
+}
+
 /// The host state machine plus what replication adds to the applied state: client sessions
 /// and the failover history. Deterministic: every replica that applies the same entries
 /// reaches the same state.
@@ -230,18 +254,7 @@ impl<S: StateMachine> Applier<S> {
         &self,
         index: LogIndex,
     ) -> Result<AppliedSnapshot, StateMachineError> {
-        let header = SnapshotHeader {
-            sessions: BTreeMap::new(),
-            history: self.history.iter().cloned().collect(),
-        };
-        let header = codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))?;
-        Ok(AppliedSnapshot {
-            format: WITNESS_SNAPSHOT_FORMAT_VERSION,
-            applied_index: index,
-            header,
-            host: Box::new(ha_core::BytesSource(Vec::new())),
-        })
+        witness_snapshot(index, self.history.iter().cloned().collect())
     }
 
     /// On a witness: take the applied index and failover history from a snapshot of either

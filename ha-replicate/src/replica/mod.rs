@@ -2,9 +2,11 @@
 //! sans-IO core ([`ReplicaCore`]) shared by the tokio driver and the simulator.
 
 mod applier;
+mod apply_worker;
 mod client;
 pub mod consistency_monitor;
 mod digest_job;
+mod durability_gate;
 mod failover_record;
 mod replica_core;
 mod rpc;
@@ -18,14 +20,16 @@ mod state_export;
 pub use applier::{
     AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
 };
+pub use apply_worker::{ApplyDone, ApplyTask, ApplyWorker, CapturePurpose};
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
 pub use digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
+pub use durability_gate::{DurabilityGate, HELD_EFFECTS_MAX};
 pub use failover_record::FailoverRecord;
 pub(crate) use replica_core::requested_peer_address;
 pub use replica_core::{
-    COMMAND_BYTES_MAX, RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect,
-    ReplicaTimer,
+    APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX, COMMAND_BYTES_MAX,
+    RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect, ReplicaTimer,
 };
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SessionCommand, SessionId};

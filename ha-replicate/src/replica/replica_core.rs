@@ -1,6 +1,9 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
+mod apply_flow;
 mod consistency_flow;
+mod control_inputs;
+mod member_events;
 mod member_requests;
 mod snapshot_flow;
 mod storage_stall;
@@ -12,13 +15,17 @@ use std::collections::BTreeMap;
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
 
 use crate::engine::{
-    Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, RefusalCause, Role,
-    TimerKind,
+    After, Effect, Engine, EngineStart, Message, Persist, PersistId, ProposeError, ReadError,
+    RefusalCause, Role, TimerKind,
 };
+use crate::membership::Membership;
+use crate::membership_feed::MembershipFeed;
 use crate::replica::applier::Applier;
+use crate::replica::apply_worker::{ApplyTask, ApplyWorker};
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use crate::replica::consistency_monitor::ConsistencyMonitor;
 use crate::replica::digest_job::DigestJob;
+use crate::replica::durability_gate::DurabilityGate;
 use crate::replica::rpc::Rpc;
 use crate::replica::session::{ApplyOutcome, SessionCommand};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
@@ -29,6 +36,7 @@ use crate::snapshot_meta::SnapshotId;
 use crate::storage::io_failure::classify;
 use crate::storage::{LogStore, StorageError};
 
+pub use apply_flow::{APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX};
 pub use storage_stall::{RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN};
 
 /// Largest encoded session command accepted from a client.
@@ -86,6 +94,31 @@ pub enum ReplicaEffect {
     /// Hash a copy of the applied state at a checkpoint off the apply path (on a blocking
     /// thread), then hand the result to [`ReplicaCore::on_digest_computed`].
     ComputeDigest(DigestJob),
+    /// Make every write handed to the store so far durable (an fsync), off the event loop,
+    /// then report [`ReplicaCore::on_persisted`] with `through` (or
+    /// [`ReplicaCore::on_storage_failed`] with the error). Messages and answers that rest on
+    /// those writes wait in the core until then. Requests may be merged (one fsync for
+    /// several, group commit) as long as each is reported; a store whose writes are done in
+    /// place may use [`ReplicaCore::complete_sync`].
+    Sync {
+        /// The last write id the sync covers.
+        through: PersistId,
+    },
+    /// This node founded a new cluster with these voters: through the `bootstrap_expect`
+    /// rule ([`ReplicaCore::on_member_event`], or the housekeeping tick once the founding set
+    /// settled), or with an explicit set ([`ReplicaCore::on_bootstrap`]). A notice for logs
+    /// and tests; the founding entry itself is stored like any other.
+    Founded {
+        /// The founding voters.
+        voters: Membership,
+    },
+    /// Run a task on the host's state machine (apply entries, answer a query, take a copy,
+    /// restore a snapshot) with the [`ApplyWorker`] taken by
+    /// [`ReplicaCore::detach_apply_worker`] (or, while the core holds its worker in deferred
+    /// mode, with [`ReplicaCore::run_apply_task`]), in the order handed out, then hand the
+    /// result to [`ReplicaCore::on_apply_done`]. Never emitted in inline mode (the default),
+    /// where the core runs each task at once.
+    Apply(ApplyTask),
 }
 
 /// Who is waiting for an answer.
@@ -110,6 +143,13 @@ struct PendingRead {
     deadline: Millis,
 }
 
+/// A query handed to the apply worker, waiting for its answer.
+#[derive(Clone, Debug)]
+struct QueryWait {
+    origin: Origin,
+    deadline: Millis,
+}
+
 #[derive(Clone, Debug)]
 struct StrongWait {
     origin: Origin,
@@ -123,17 +163,26 @@ const FLUSH_ROUNDS_MAX: usize = 4;
 
 /// One replica of the log and its state machine, with no IO of its own.
 ///
-/// The tokio driver runs it over TCP and a WAL; the simulator runs it over a simulated network
-/// and a [`MemoryStore`](crate::storage::memory::MemoryStore). It persists through its
-/// [`LogStore`] directly and holds every message and answer until what they depend on is
-/// synced.
+/// The tokio driver runs it over TCP and a WAL (whose writes and syncs run on a storage
+/// thread); the simulator runs it over a simulated network and a
+/// [`MemoryStore`](crate::storage::memory::MemoryStore). It hands the engine's writes to its
+/// [`LogStore`] in order, asks for syncs with [`ReplicaEffect::Sync`], and holds every message
+/// and answer in its [`DurabilityGate`] until what they rest on is durable.
 pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     settings: ReplicaSettings,
     engine: Engine,
     store: L,
-    applier: Applier<S>,
-    unsynced: bool,
-    held: Vec<ReplicaEffect>,
+    /// The host's state machine and what it runs on, while the core holds it (inline or
+    /// deferred mode); `None` once the driver detached it to its apply thread.
+    worker: Option<ApplyWorker<S>>,
+    /// How apply tasks run.
+    apply_mode: apply_flow::ApplyMode,
+    /// The apply worker's progress as it reported it: the core never asks the host.
+    apply: apply_flow::ApplyProgress,
+    /// Messages and answers waiting for the writes they rest on.
+    gate: DurabilityGate,
+    /// The last write id a [`ReplicaEffect::Sync`] was asked for.
+    sync_requested: PersistId,
     outputs: Vec<ReplicaEffect>,
     pending_writes: BTreeMap<LogIndex, PendingWrite>,
     strong_waits: BTreeMap<LogIndex, StrongWait>,
@@ -170,6 +219,8 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     monitor: ConsistencyMonitor,
     /// A diverged replica asked for a snapshot newer than the current one: take one now.
     snapshot_for_repair: bool,
+    /// Gossip's view of the peers, and the `bootstrap_expect` founding rule.
+    feed: MembershipFeed,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -231,14 +282,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         };
         let sender = SnapshotSender::new(settings.transfer);
         let monitor = ConsistencyMonitor::new(settings.consistency);
+        let feed = MembershipFeed::for_replica(&settings.engine, settings.bootstrap_expect);
+        let worker = ApplyWorker::new(Applier::new(machine), witness, settings.consistency);
         let engine = Engine::new(settings.engine.clone(), start, now, seed);
         let mut core = Self {
             settings,
             engine,
             store,
-            applier: Applier::new(machine),
-            unsynced: false,
-            held: Vec::new(),
+            worker: Some(worker),
+            apply_mode: apply_flow::ApplyMode::Inline,
+            apply: apply_flow::ApplyProgress::default(),
+            gate: DurabilityGate::new(),
+            sync_requested: PersistId(0),
             outputs: Vec::new(),
             pending_writes: BTreeMap::new(),
             strong_waits: BTreeMap::new(),
@@ -259,10 +314,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             snapshot_sink_lost: false,
             monitor,
             snapshot_for_repair: false,
+            feed,
         };
         if core.current_snapshot.is_some() {
             core.restore_current_snapshot("snapshot")?;
         }
+        core.sync_apply_progress();
         core.outputs.push(ReplicaEffect::SetTimer {
             timer: ReplicaTimer::Housekeeping,
             after_ms: core.settings.housekeeping_interval_ms,
@@ -276,20 +333,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         &self.engine
     }
 
-    /// Mutable access for membership and leadership commands (bootstrap, transfer,
-    /// campaign, peer info, health). Call [`after_command`](Self::after_command) afterwards.
-    pub fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
-    }
-
-    /// Process what an `engine_mut` command produced.
-    pub fn after_command(&mut self, now: Millis) {
-        self.after_input(now);
-    }
-
-    /// The applied state.
+    /// The applied state, while the core holds its apply worker (always, unless the driver
+    /// detached it with [`detach_apply_worker`](Self::detach_apply_worker)). Code that runs
+    /// either way reads [`applied_index`](Self::applied_index) and
+    /// [`failover_history`](Self::failover_history) instead.
+    ///
+    /// # Panics
+    /// When the apply worker was detached: the thread that took it owns the state.
     pub fn applier(&self) -> &Applier<S> {
-        &self.applier
+        match &self.worker {
+            Some(worker) => worker.applier(),
+            None => panic!("the apply worker was detached: read the state through it"),
+        }
     }
 
     /// The store.
@@ -302,40 +357,71 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.fatal.as_deref()
     }
 
+    /// How many messages and answers wait for a sync, and the latest write id reported
+    /// durable (for status and tests).
+    pub fn durability_wait(&self) -> (usize, PersistId) {
+        (self.gate.held_len(), self.gate.durable())
+    }
+
     /// Take the effects ready to carry out.
     pub fn drain_effects(&mut self) -> Vec<ReplicaEffect> {
         std::mem::take(&mut self.outputs)
     }
 
-    /// Sync the store and release what waited for it (group commit). What the sync made
-    /// durable may commit on a leader (its own log counts only once synced), and applying that
-    /// may write again (a snapshot), so this repeats a bounded number of times; anything still
-    /// unsynced then stays held for the next call.
+    /// Sync the store in place and release what waited for it, for a store whose writes are
+    /// done in place (tests, simple embeddings): [`complete_sync`](Self::complete_sync)
+    /// through every write issued. What the sync made durable may commit on a leader (its own
+    /// log counts only once synced), and applying that may write again (a snapshot), so this
+    /// repeats a bounded number of times; anything still unsynced then stays held. The tokio
+    /// driver never calls it: it carries out [`ReplicaEffect::Sync`] on its storage thread.
     pub fn flush(&mut self) {
-        // Every write sets `unsynced`, so with nothing unsynced nothing new became durable.
         for _ in 0..FLUSH_ROUNDS_MAX {
-            if self.fatal.is_some() || self.stall.is_some() {
+            let issued = self.engine.persist_issued();
+            if self.fatal.is_some() || self.stall.is_some() || issued <= self.gate.durable() {
                 return;
             }
-            if !self.unsynced {
-                break;
-            }
-            if let Err(error) = self.store.sync() {
-                self.fail(error);
-                return;
-            }
-            if self.stall.is_some() {
-                return;
-            }
-            self.unsynced = false;
-            let now = self.last_now;
-            let durable = self.engine.last_index();
-            self.engine.on_persisted(now, durable);
-            self.process_engine_effects(now);
+            self.complete_sync(self.last_now, issued);
         }
-        if !self.unsynced {
-            self.outputs.append(&mut self.held);
+    }
+
+    /// Carry out a [`ReplicaEffect::Sync`] on this core's own store, in place: sync it, then
+    /// report [`on_persisted`](Self::on_persisted) (or [`on_storage_failed`]
+    /// (Self::on_storage_failed)). For a store whose writes are done in place (the simulator's
+    /// [`MemoryStore`](crate::storage::memory::MemoryStore)); a driver that writes on another
+    /// thread syncs there and reports itself.
+    pub fn complete_sync(&mut self, now: Millis, through: PersistId) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            return;
         }
+        match self.store.sync() {
+            Ok(()) => self.on_persisted(now, through),
+            Err(error) => self.on_storage_failed(now, error),
+        }
+    }
+
+    /// Every write through `through` is durable (the driver's sync finished): commit what
+    /// that allows and release the messages and answers that waited for it.
+    pub fn on_persisted(&mut self, now: Millis, through: PersistId) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            // A stalled store is written back and synced by resuming, which reports itself.
+            return;
+        }
+        let through = through.min(self.engine.persist_issued());
+        self.gate.on_persisted(through, &mut self.outputs);
+        self.engine.on_persisted(now, through);
+        self.after_input(now);
+    }
+
+    /// A write or a sync the driver carried out for this core failed: stall on an IO error (a
+    /// full disk, `EIO`; writes resume once the store can be written again), stop on anything
+    /// else.
+    pub fn on_storage_failed(&mut self, now: Millis, error: StorageError) {
+        if self.fatal.is_some() {
+            return;
+        }
+        self.last_now = self.last_now.max(now);
+        self.fail(error);
+        self.after_input(now);
     }
 
     // ----- Inputs -----
@@ -442,6 +528,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 if self.stall.is_some() {
                     self.try_resume(now);
                 } else {
+                    // A founding set that settled without a new member event.
+                    self.found_if_due(now);
                     self.maybe_snapshot();
                     self.repair_housekeeping(now);
                     self.send_snapshot_chunks(now);
@@ -532,6 +620,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             sequence: write.sequence,
             command: write.command.clone(),
         };
+        if self.engine.is_leader() && self.apply_lags() {
+            // The state machine is far behind the commit index: refused, nothing appended.
+            self.reply(origin, ClientReply::Failed(ClientError::Busy));
+            return;
+        }
         let bytes = match codec::encode("session command", &stamped, COMMAND_BYTES_MAX) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -581,8 +674,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         may_forward: bool,
     ) {
         if read.consistency == Consistency::Eventual {
-            let reply = self.answer_query(&read.query);
-            self.reply(origin, reply);
+            // From whatever this replica has applied when the worker gets to it.
+            self.hand_out_query(origin, read.query, deadline);
             return;
         }
         let read_id = self.next_id();
@@ -632,16 +725,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 origin,
                 ClientReply::Failed(ClientError::NotLeader { leader }),
             ),
-        }
-    }
-
-    fn answer_query(&self, query: &[u8]) -> ClientReply {
-        match self.applier.query(query) {
-            Ok(response) => ClientReply::Read {
-                index: self.applier.applied_index(),
-                response,
-            },
-            Err(error) => ClientReply::Failed(ClientError::InvalidQuery(error.to_string())),
         }
     }
 
@@ -714,29 +797,24 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    /// Queue an outgoing effect behind any unsynced write. A leader's appends and snapshots
-    /// are the exception: they promise nothing about the leader's own disk (Raft thesis
-    /// 10.2.1), because the leader counts its own log towards a commit only once synced (see
-    /// [`Engine::on_persisted`]), so they leave at once and both fsyncs run in parallel.
+    /// Queue an outgoing effect of the replica's own (an answer, a forward) behind every
+    /// write issued before it.
     fn emit(&mut self, effect: ReplicaEffect) {
-        let leader_replication = matches!(
-            &effect,
-            ReplicaEffect::Send {
-                rpc: Rpc::Raft(Message::AppendRequest { .. } | Message::InstallSnapshot { .. }),
-                ..
-            }
-        ) && self.engine.role() == Role::Leader;
-        if leader_replication {
-            self.outputs.push(effect);
-        } else if self.stall.is_some() {
-            if Self::leaves_while_stalled(&effect) {
+        let after = self.engine.durable_barrier();
+        self.emit_after(after, effect);
+    }
+
+    /// Queue an outgoing effect with its barrier: the gate releases it once that holds
+    /// (the engine decides a message's barrier, see [`Effect::Send`]). While stalled, only
+    /// what promises nothing about this node's disk leaves.
+    fn emit_after(&mut self, after: After, effect: ReplicaEffect) {
+        if self.stall.is_some() {
+            if after == After::Now || Self::leaves_while_stalled(&effect) {
                 self.outputs.push(effect);
             }
-        } else if self.unsynced || !self.held.is_empty() {
-            self.held.push(effect);
-        } else {
-            self.outputs.push(effect);
+            return;
         }
+        self.gate.pass(after, effect, &mut self.outputs);
     }
 
     /// The store failed: stall on an IO error (a full disk, `EIO`), stop on anything else.
@@ -752,7 +830,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let message = error.to_string();
         tracing::error!(%message, "storage failed; replica stopping");
         self.fatal = Some(message.clone());
-        self.held.clear();
+        self.gate.clear();
         self.outputs.push(ReplicaEffect::Fatal(message));
     }
 
@@ -763,6 +841,20 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.process_engine_effects(now);
         if self.settings.sync_policy == SyncPolicy::EveryInput {
             self.flush();
+        }
+        self.request_sync();
+    }
+
+    /// Ask the driver to sync the writes issued since the last request (one request per
+    /// input that wrote; the driver merges them).
+    fn request_sync(&mut self) {
+        if self.fatal.is_some() || self.stall.is_some() {
+            return;
+        }
+        let issued = self.engine.persist_issued();
+        if issued > self.sync_requested.max(self.gate.durable()) {
+            self.sync_requested = issued;
+            self.outputs.push(ReplicaEffect::Sync { through: issued });
         }
     }
 
@@ -779,7 +871,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     fn carry_out(&mut self, now: Millis, effect: Effect) {
         match effect {
-            Effect::Persist(persist) if self.stall.is_some() => {
+            Effect::Persist { persist, .. } if self.stall.is_some() => {
                 // Resuming writes back the engine's log and hard state; a snapshot received
                 // meanwhile cannot be installed (chunks are not taken while stalled).
                 if let Persist::InstallSnapshot(_) = persist {
@@ -788,26 +880,30 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                     ));
                 }
             }
-            Effect::Persist(persist) => {
-                let result = match &persist {
-                    Persist::HardState(hard_state) => self.store.save_hard_state(hard_state),
-                    Persist::TruncateFrom(index) => self.store.truncate_from(*index),
-                    Persist::Append(entries) => self.store.append(entries),
-                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(meta),
+            Effect::Persist { persist, .. } => {
+                // Handed to the store in id order; durable once a requested sync covers it.
+                let result = match persist {
+                    Persist::HardState(hard_state) => self.store.save_hard_state(&hard_state),
+                    Persist::TruncateFrom(index) => self.store.truncate_from(index),
+                    Persist::Append(entries) => self.store.append_owned(entries),
+                    Persist::InstallSnapshot(meta) => self.install_received_snapshot(&meta),
                 };
-                match result {
-                    Ok(()) => self.unsynced = true,
-                    Err(error) => self.fail(error),
+                if let Err(error) = result {
+                    self.fail(error);
                 }
             }
             Effect::Send {
                 to,
                 message: Message::InstallSnapshot { term, meta },
+                ..
             } => self.start_snapshot_transfer(now, to, term, meta),
-            Effect::Send { to, message } => self.emit(ReplicaEffect::Send {
-                to,
-                rpc: Rpc::Raft(message),
-            }),
+            Effect::Send { to, message, after } => self.emit_after(
+                after,
+                ReplicaEffect::Send {
+                    to,
+                    rpc: Rpc::Raft(message),
+                },
+            ),
             Effect::SendStored {
                 to,
                 term,
@@ -819,17 +915,21 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 leader_commit,
                 read_round,
             } => match self.store.read_entries(from, count, bytes_max) {
-                Ok(entries) if !entries.is_empty() => self.emit(ReplicaEffect::Send {
-                    to,
-                    rpc: Rpc::Raft(Message::AppendRequest {
-                        term,
-                        prev_log_index,
-                        prev_log_term,
-                        entries,
-                        leader_commit,
-                        read_round,
-                    }),
-                }),
+                // A leader's append, of entries durable already: it leaves at once.
+                Ok(entries) if !entries.is_empty() => self.emit_after(
+                    After::Now,
+                    ReplicaEffect::Send {
+                        to,
+                        rpc: Rpc::Raft(Message::AppendRequest {
+                            term,
+                            prev_log_index,
+                            prev_log_term,
+                            entries,
+                            leader_commit,
+                            read_round,
+                        }),
+                    },
+                ),
                 // Compacted by a snapshot taken meanwhile: like a lost message, the
                 // follower's silence sends the leader back to probing, then to the snapshot.
                 Ok(_) | Err(StorageError::Misuse(_)) => {
@@ -845,14 +945,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 timer: ReplicaTimer::Engine(kind, generation),
                 after_ms,
             }),
-            Effect::Apply(entries) => self.apply(now, entries),
+            Effect::Apply(entries) => self.hand_out_entries(entries),
             Effect::RestoreSnapshot(meta) => {
-                if let Err(error) = self.restore_current_snapshot("snapshot from leader") {
+                // The worker replaces its state once every task handed out before has run;
+                // `on_apply_done` then tells the engine it is applied.
+                if let Err(error) = self.hand_out_restore(meta.last_index) {
                     self.fail(error);
                     return;
                 }
-                self.engine.on_applied(now, meta.last_index);
-                self.on_state_replaced(now);
                 // Writes this node proposed at or below the snapshot have an unknown fate.
                 let covered: Vec<LogIndex> = self
                     .pending_writes
@@ -897,77 +997,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    fn apply(&mut self, now: Millis, entries: Vec<crate::entry::Entry>) {
-        if self.settings.witness {
-            // No state machine, no sessions, no digests: only the applied index (and the
-            // failover history) advances. A witness never leads, so no write waits here.
-            if let Some(last) = entries.last().map(|entry| entry.index) {
-                for entry in &entries {
-                    self.applier.apply_metadata(entry);
-                }
-                self.engine.on_applied(now, last);
-            }
-            return;
-        }
-        let mut last = None;
-        for entry in &entries {
-            let outcome = self.applier.apply(entry);
-            last = Some(entry.index);
-            self.maybe_digest(entry.index);
-            let Some(pending) = self.pending_writes.remove(&entry.index) else {
-                continue;
-            };
-            if pending.term != entry.term {
-                self.reply(
-                    pending.origin,
-                    ClientReply::Failed(ClientError::LeadershipLost),
-                );
-                continue;
-            }
-            let outcome = outcome.unwrap_or(ApplyOutcome::Invalid(
-                "entry at the proposed index is not a command".to_string(),
-            ));
-            match pending.consistency {
-                Consistency::Eventual => {}
-                Consistency::Quorum => self.reply(
-                    pending.origin,
-                    ClientReply::Written {
-                        index: entry.index,
-                        outcome,
-                    },
-                ),
-                Consistency::Strong => {
-                    self.strong_waits.insert(
-                        entry.index,
-                        StrongWait {
-                            origin: pending.origin,
-                            outcome,
-                            deadline: pending.deadline,
-                        },
-                    );
-                }
-            }
-        }
-        if let Some(last) = last {
-            self.engine.on_applied(now, last);
-        }
-        self.serve_ready_reads();
-    }
-
-    fn serve_ready_reads(&mut self) {
-        let applied = self.applier.applied_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ready_reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.ready_reads = waiting;
-        for (_, read_id) in ready {
-            if let Some(read) = self.pending_reads.remove(&read_id) {
-                let reply = self.answer_query(&read.query);
-                self.reply(read.origin, reply);
-            }
-        }
-    }
-
     fn complete_strong_writes(&mut self) {
         if self.strong_waits.is_empty() || !self.engine.is_leader() {
             return;
@@ -1005,6 +1034,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         for (_, read) in take_expired(&mut self.pending_reads, now, |read| read.deadline) {
             self.reply(read.origin, ClientReply::Failed(ClientError::Timeout));
+        }
+        // A query the worker has not answered by its deadline: its answer is dropped.
+        for (_, query) in take_expired(&mut self.apply.queries, now, |query| query.deadline) {
+            self.reply(query.origin, ClientReply::Failed(ClientError::Timeout));
         }
         for (_, (request_id, _, _)) in take_expired(&mut self.forwards, now, |forward| forward.1) {
             self.emit(ReplicaEffect::Reply {
@@ -1083,12 +1116,12 @@ mod tests {
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
             witness: false,
+            bootstrap_expect: None,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
         let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
-        assert!(core.engine_mut().bootstrap(Millis(0), voters));
-        core.after_command(Millis(0));
+        assert!(core.on_bootstrap(Millis(0), voters));
         core.drain_effects();
         core
     }
@@ -1215,8 +1248,7 @@ mod tests {
     #[test]
     fn a_leader_cut_off_from_its_majority_fails_waits_and_refuses() {
         let mut core = replica();
-        assert!(core.engine_mut().campaign(Millis(10)));
-        core.after_command(Millis(10));
+        assert!(core.on_campaign(Millis(10)));
         core.drain_effects();
         let vote = Message::VoteResponse {
             term: Term(1),

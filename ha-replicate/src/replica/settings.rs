@@ -46,6 +46,14 @@ pub struct ReplicaSettings {
     /// writes are forwarded to the leader. Either this or `engine.witness` makes the replica a
     /// witness; [`ReplicaCore::new`](crate::replica::ReplicaCore::new) sets both.
     pub witness: bool,
+    /// Found a new cluster once this many voters (this node included) have met through the
+    /// member events given to [`ReplicaCore::on_member_event`](crate::replica::ReplicaCore::on_member_event)
+    /// (the rule: [`MembershipFeed::founding_voters`](crate::membership_feed::MembershipFeed::founding_voters)).
+    /// Only for a node that votes: with it, this node counts itself as a founding voter; leave
+    /// it `None` on a non-voter, and on a node founded by an explicit voter set
+    /// ([`ReplicaCore::on_bootstrap`](crate::replica::ReplicaCore::on_bootstrap)) or added by
+    /// a leader.
+    pub bootstrap_expect: Option<usize>,
 }
 
 impl ReplicaSettings {
@@ -64,6 +72,17 @@ impl ReplicaSettings {
             housekeeping_interval_ms: 10,
             consistency: ConsistencySettings::from_config(&config.consistency_check),
             witness: false,
+            bootstrap_expect: bootstrap_expect_from_config(config),
         }
     }
+}
+
+/// The [`ReplicaSettings::bootstrap_expect`] of a node with `config`: founding through gossip
+/// is for clusters of more than one voter (a one-voter cluster founds itself with an explicit
+/// voter set), and only voters found: a node given `bootstrap_expect` counts itself as a
+/// founding voter, so a non-voter waits to be added instead (the founding simulation saw a
+/// non-voter found {n0, n2, n4} next to the voters' {n0, n1, n2}).
+fn bootstrap_expect_from_config(config: &Config) -> Option<usize> {
+    let expect = usize::try_from(config.cluster.bootstrap_expect).unwrap_or(usize::MAX);
+    (expect > 1 && config.voter).then_some(expect)
 }

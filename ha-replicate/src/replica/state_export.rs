@@ -14,6 +14,7 @@ use std::io::Write;
 
 use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 
+use crate::engine::Engine;
 use crate::replica::applier::AppliedSnapshot;
 use crate::replica::replica_core::ReplicaCore;
 use crate::snapshot_meta::SnapshotMeta;
@@ -63,7 +64,9 @@ pub enum ExportError {
 }
 
 impl ExportedSnapshot {
-    /// Copy `core`'s applied state now, in this apply step.
+    /// Copy `core`'s applied state now, in this apply step, while the core holds its apply
+    /// worker (a driver that detached it asks with
+    /// [`ReplicaCore::request_export`](crate::replica::ReplicaCore::request_export)).
     ///
     /// # Errors
     /// [`ExportError::NothingApplied`], [`ExportError::NotAvailable`],
@@ -78,22 +81,34 @@ impl ExportedSnapshot {
         if applied == LogIndex(0) {
             return Err(ExportError::NothingApplied);
         }
-        let engine = core.engine();
-        // At the log's snapshot itself (nothing applied since it) the engine no longer holds
-        // that entry, but the snapshot's meta describes exactly this position.
-        let meta = if engine.snapshot_meta().last_index == applied {
-            engine.snapshot_meta().clone()
-        } else {
-            engine
-                .snapshot_meta_at(applied)
-                .ok_or(ExportError::NotAvailable { applied })?
-        };
+        let meta = Self::meta_at(core.engine(), applied)?;
         let source = core
             .applier()
             .snapshot_source()
             .map_err(|error| ExportError::StateMachine(error.to_string()))?;
         debug_assert_eq!(source.applied_index(), meta.last_index);
         Ok(Self { meta, source })
+    }
+
+    /// The log position a copy taken at `applied` ends at.
+    pub(crate) fn meta_at(engine: &Engine, applied: LogIndex) -> Result<SnapshotMeta, ExportError> {
+        if applied == LogIndex(0) {
+            return Err(ExportError::NothingApplied);
+        }
+        // At the log's snapshot itself (nothing applied since it) the engine no longer holds
+        // that entry, but the snapshot's meta describes exactly this position.
+        if engine.snapshot_meta().last_index == applied {
+            Ok(engine.snapshot_meta().clone())
+        } else {
+            engine
+                .snapshot_meta_at(applied)
+                .ok_or(ExportError::NotAvailable { applied })
+        }
+    }
+
+    /// A copy the apply worker took at `meta`'s index.
+    pub(crate) fn from_parts(meta: SnapshotMeta, source: AppliedSnapshot) -> Self {
+        Self { meta, source }
     }
 
     /// The log position the copy ends at (index, term) and the membership there.
@@ -179,6 +194,7 @@ mod tests {
             housekeeping_interval_ms: 10,
             consistency: crate::replica::ConsistencySettings::off(),
             witness: false,
+            bootstrap_expect: None,
         };
         let store = MemoryStore::open(MemoryDisk::new());
         ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")
@@ -208,10 +224,8 @@ mod tests {
     fn the_copy_is_the_state_at_its_index_and_later_writes_do_not_reach_it() {
         let mut core = core();
         let voters = Membership::with_voters([NodeId::new("n1").expect("valid")]);
-        assert!(core.engine_mut().bootstrap(Millis(0), voters));
-        core.after_command(Millis(0));
-        core.engine_mut().campaign(Millis(1));
-        core.after_command(Millis(1));
+        assert!(core.on_bootstrap(Millis(0), voters));
+        core.on_campaign(Millis(1));
         core.flush();
         core.drain_effects();
         assert!(core.engine().is_leader(), "the single voter leads");

@@ -182,6 +182,15 @@ pub trait LogStore: Send {
     /// [`StorageError::Misuse`] on a gap or overlap; [`StorageError::Io`].
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
 
+    /// [`append`](Self::append), taking the entries: a store that hands them to another
+    /// thread avoids a copy.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    fn append_owned(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        self.append(&entries)
+    }
+
     /// Synced entries from index `from` on, in order: at most `count_max` of them and about
     /// `bytes_max` bytes ([`Entry::size_bytes`], cut as the engine cuts an append), but always
     /// the first when it is held. Entries written since the last [`sync`](Self::sync) are not

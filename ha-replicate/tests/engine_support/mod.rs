@@ -4,9 +4,11 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod effects;
+
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use ha_replicate::engine::{
-    Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Role, TimerKind,
+    After, Effect, Engine, EngineSettings, EngineStart, Message, PeerInfo, Role, TimerKind,
 };
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
@@ -106,7 +108,8 @@ pub fn acknowledge(engine: &mut Engine, now: Millis, index: u64, round: u64) {
             read_round: round,
         },
     );
-    engine.on_persisted(now, LogIndex(index));
+    let _ = index;
+    engine.on_persisted(now, engine.persist_issued());
     engine.drain_effects();
 }
 
@@ -127,10 +130,17 @@ pub fn peer(priority: u32) -> PeerInfo {
     }
 }
 
+/// A message that leaves at once ([`After::Now`]).
 pub fn send(to: &str, message: Message) -> Effect {
+    send_after(to, message, After::Now)
+}
+
+/// A message that leaves once `after` holds.
+pub fn send_after(to: &str, message: Message, after: After) -> Effect {
     Effect::Send {
         to: id(to),
         message,
+        after,
     }
 }
 

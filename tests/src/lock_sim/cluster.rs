@@ -106,6 +106,7 @@ pub fn lock_cluster(
                 housekeeping_interval_ms: 10,
                 consistency: ha_replicate::replica::ConsistencySettings::off(),
                 witness: false,
+                bootstrap_expect: None,
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut core = ReplicaCore::new(
@@ -116,11 +117,10 @@ pub fn lock_cluster(
                 context.seed,
             )
             .expect("a simulated disk always recovers");
-            let engine = core.engine_mut();
             // Peer metadata first (as gossip delivers it before a cluster bootstraps).
             for other in 0..options.node_count {
                 if other != node {
-                    engine.set_peer_info(
+                    core.on_peer_info(
                         now,
                         replica_id(other),
                         PeerInfo {
@@ -133,8 +133,7 @@ pub fn lock_cluster(
                     );
                 }
             }
-            engine.bootstrap(now, voters.clone());
-            core.after_command(now);
+            core.on_bootstrap(now, voters.clone());
             let parts = NodeParts {
                 node,
                 directory: Rc::clone(&directory),

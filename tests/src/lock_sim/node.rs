@@ -10,15 +10,16 @@ use ha_lock::{
     Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LockCommand, LockQuery,
     LockQueryResponse, WithLocks,
 };
-use ha_replicate::engine::{Engine, Role};
+use ha_replicate::engine::Role;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaTimer, Rpc, WriteRequest,
 };
 use ha_replicate::storage::memory::MemoryStore;
 
 use crate::lock_sim::applied_log::AppliedLog;
-use crate::replica::{Directory, GROUP_COMMIT_MS, global_delay, local_time};
+use crate::replica::{Directory, global_delay, local_time};
 use crate::sim::{SimActor, SimEffect};
+use crate::sim_syncs::SimSyncs;
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites};
 
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
@@ -101,7 +102,8 @@ pub struct SimLockNode {
     expiry_next_sequence: u64,
     next_internal_request: u64,
     observed_applied: LogIndex,
-    flush_scheduled: bool,
+    /// Syncs asked for, completing after seeded delays.
+    syncs: SimSyncs,
     snapshot_writes: SimSnapshotWrites,
     pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
 }
@@ -118,7 +120,7 @@ impl SimLockNode {
             tracker: LeaseExpiryTracker::default(),
             expiry_next_sequence: 1,
             next_internal_request: 1,
-            flush_scheduled: false,
+            syncs: SimSyncs::new(parts.expiry_session),
             snapshot_writes: SimSnapshotWrites::default(),
             pending: Vec::new(),
             parts,
@@ -158,12 +160,18 @@ impl SimLockNode {
         self.observe_applied(now);
     }
 
-    /// Run an engine command (transfer, campaign, health) at `now`.
-    pub fn command(&mut self, now: Millis, change: impl FnOnce(&mut Engine, Millis)) {
+    /// Feed one of the core's named inputs (`on_transfer`, `on_campaign`,
+    /// `on_local_health`, `on_peer_info`, ...) at virtual time `now`: `input` gets the core
+    /// and this node's local time, and its answer is returned.
+    pub fn command<T>(
+        &mut self,
+        now: Millis,
+        input: impl FnOnce(&mut ReplicaCore<WithLocks<()>, MemoryStore>, Millis) -> T,
+    ) -> T {
         let local = self.local(now);
-        change(self.core.engine_mut(), local);
-        self.core.after_command(local);
+        let answer = input(&mut self.core, local);
         self.observe_applied(now);
+        answer
     }
 
     /// Report the entries applied since the last call to the shared log, with `now`.
@@ -259,8 +267,10 @@ impl SimActor for SimLockNode {
                 self.core.on_timer(local, timer);
             }
             LockNodeTimer::Flush => {
-                self.flush_scheduled = false;
-                self.core.flush();
+                if let Some(through) = self.syncs.complete() {
+                    let local = self.local(now);
+                    self.core.complete_sync(local, through);
+                }
             }
             LockNodeTimer::ExpiryTick => self.on_expiry_tick(now),
             LockNodeTimer::SnapshotWritten => {
@@ -302,6 +312,12 @@ impl SimActor for SimLockNode {
                     SimEffect::Output(LockNodeOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
+                ReplicaEffect::Sync { through } => SimEffect::Schedule {
+                    after_ms: self.syncs.request(through),
+                    timer: LockNodeTimer::Flush,
+                },
+                // Every node is given the same founding voters at start.
+                ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
                     self.snapshot_writes.start(&job);
                     SimEffect::Schedule {
@@ -312,13 +328,9 @@ impl SimActor for SimLockNode {
                 // The lock simulation runs with the consistency monitor off (the replica
                 // simulation covers it): no digest is ever asked for.
                 ReplicaEffect::ComputeDigest(_) => continue,
-            });
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            effects.push(SimEffect::Schedule {
-                after_ms: GROUP_COMMIT_MS,
-                timer: LockNodeTimer::Flush,
+                // The lock simulation applies inline (the replica simulation covers a slow
+                // host): the core runs its apply tasks itself and hands none out.
+                ReplicaEffect::Apply(_) => continue,
             });
         }
         effects

@@ -6,7 +6,7 @@ use ha_core::{LogIndex, Millis, NodeId, StateMachine, Term};
 
 use super::{ReplicaCore, ReplicaEffect};
 use crate::replica::consistency_monitor::ConsistencyStatus;
-use crate::replica::digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
+use crate::replica::digest_job::{DigestComputed, StateDigest, digest_prefix};
 use crate::replica::rpc::Rpc;
 use crate::storage::LogStore;
 
@@ -48,24 +48,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// What the consistency monitor reports.
     pub fn consistency_status(&self) -> ConsistencyStatus {
         self.monitor.status()
-    }
-
-    /// After applying `index`: at a checkpoint, take a point-in-time copy to hash.
-    pub(super) fn maybe_digest(&mut self, index: LogIndex) {
-        // A witness has no applied state to hash: it takes no part in the monitor (the
-        // leader's reference is the majority of the digests that data voters report).
-        if self.settings.witness || !self.monitor.settings().is_checkpoint(index) {
-            return;
-        }
-        match self.applier.digest_source() {
-            Ok(source) => {
-                let job = DigestJob::new(index, self.monitor.generation(), source);
-                self.outputs.push(ReplicaEffect::ComputeDigest(job));
-            }
-            Err(error) => {
-                tracing::warn!(%index, %error, "consistency digest could not be taken; checkpoint skipped");
-            }
-        }
     }
 
     /// The consistency messages of [`Rpc`].
@@ -164,7 +146,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if let Some(index) = self.monitor.on_snapshot_reinstalled() {
             tracing::info!(
                 diverged_at = %index,
-                applied_index = %self.applier.applied_index(),
+                applied_index = %self.apply.applied_index,
                 "diverged replica repaired: the leader's snapshot replaced its state"
             );
             self.engine.set_diverged(now, false, false);
@@ -182,7 +164,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                         to: leader,
                         rpc: Rpc::RepairRequest {
                             term: self.engine.term(),
-                            applied_index: self.applier.applied_index(),
+                            applied_index: self.apply.applied_index,
                         },
                     });
                 }

@@ -7,7 +7,7 @@ use super::{ReplicaCore, ReplicaEffect};
 use crate::driver::SnapshotTransferStats;
 use crate::engine::{Message, RefusalCause, Role};
 use crate::replica::rpc::Rpc;
-use crate::replica::snapshot_job::{SnapshotJob, SnapshotWritten};
+use crate::replica::snapshot_job::SnapshotWritten;
 use crate::replica::snapshot_receiver::ChunkOutcome;
 use crate::replica::snapshot_sender::{ChunkPlace, TransferProgress};
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
@@ -116,10 +116,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// Housekeeping: take a snapshot when the log since the last one is long enough (in
     /// entries or bytes), unless one is being written.
     pub(super) fn maybe_snapshot(&mut self) {
-        if self.snapshot_in_progress.is_some() {
+        if self.snapshot_in_progress.is_some() || self.apply.capture_requested {
             return;
         }
-        let applied = self.applier.applied_index();
+        let applied = self.apply.applied_index;
         let since = applied.0 - self.engine.snapshot_meta().last_index.0.min(applied.0);
         let log_bytes = self.engine.log_bytes() as u64;
         let mut factor = 1;
@@ -132,35 +132,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if since == 0 || (since < every_entries && log_bytes < every_bytes && !for_repair) {
             return;
         }
-        let Some(meta) = self.engine.snapshot_meta_at(applied) else {
+        if self.engine.snapshot_meta_at(applied).is_none() {
             return;
-        };
-        // A witness's snapshot holds only the metadata (its host state machine is never
-        // asked for anything); compaction runs as on any node.
-        let source = if self.settings.witness {
-            self.applier.witness_snapshot_source(applied)
-        } else {
-            self.applier.snapshot_source()
-        };
-        let source = match source {
-            Ok(source) => source,
-            Err(error) => {
-                tracing::warn!(%error, "snapshot failed; will retry");
-                return;
-            }
-        };
-        let sink = match self.store.snapshot_sink() {
-            Ok(sink) => sink,
-            Err(error) => {
-                self.fail(error);
-                return;
-            }
-        };
-        self.snapshot_in_progress = Some(meta.last_index);
-        self.outputs
-            .push(ReplicaEffect::WriteSnapshot(SnapshotJob::new(
-                meta, source, sink,
-            )));
+        }
+        // The worker takes the copy (a witness's holds only the metadata: its host state
+        // machine is never asked for anything); it comes back to `on_snapshot_captured`.
+        self.hand_out_capture();
     }
 
     /// The engine asks to send the snapshot `meta` to `to`: stream the store's current one.
@@ -331,9 +308,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     ) -> Result<(), crate::storage::StorageError> {
         let id = if self.settings.witness {
             let mut bytes = Vec::new();
-            let written = self
-                .applier
-                .witness_snapshot_source(meta.last_index)
+            let history = self.apply.history.clone();
+            let written = crate::replica::applier::witness_snapshot(meta.last_index, history)
                 .and_then(|source| ha_core::SnapshotSource::write_to(Box::new(source), &mut bytes));
             if let Err(error) = written {
                 return Err(crate::storage::StorageError::Misuse(format!(
@@ -349,7 +325,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         Ok(())
     }
 
-    /// Restore the state machine from the store's current snapshot.
+    /// Restore the state machine from the store's current snapshot, at start (the core holds
+    /// its apply worker then).
     pub(super) fn restore_current_snapshot(
         &mut self,
         what: &str,
@@ -364,10 +341,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 "the store holds no snapshot to restore".to_string(),
             ));
         };
-        let restored = if self.settings.witness {
-            self.applier.restore_metadata_from(&mut reader)
+        let witness = self.settings.witness;
+        let Some(applier) = self.worker.as_mut().map(|worker| worker.applier_mut()) else {
+            return Err(corrupt(
+                "the apply worker is detached: restore through it".to_string(),
+            ));
+        };
+        let restored = if witness {
+            applier.restore_metadata_from(&mut reader)
         } else {
-            self.applier.restore_from(&mut reader)
+            applier.restore_from(&mut reader)
         };
         restored.map_err(|error| corrupt(error.to_string()))
     }

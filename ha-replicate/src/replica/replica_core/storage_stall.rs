@@ -83,8 +83,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         // messages (lost), keep client answers, except an EVENTUAL write's `Accepted` (its
         // append may not be on the disk; it may still commit through the followers, so its
         // outcome is unknown).
-        self.unsynced = false;
-        for effect in std::mem::take(&mut self.held) {
+        for effect in self.gate.take_held() {
             match effect {
                 ReplicaEffect::Reply {
                     request_id,
@@ -244,7 +243,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         self.store.save_hard_state(&self.engine.hard_state())?;
         self.store.sync()?;
-        self.unsynced = false;
         if let Some(stall) = self.stall.take() {
             tracing::info!(
                 code = stall.report.kind.code(),
@@ -253,7 +251,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 "storage works again; writes resume"
             );
         }
-        self.engine.on_persisted(now, last);
+        // Every write the engine issued is on the disk now: the log and hard state above are
+        // its whole durable state.
+        let issued = self.engine.persist_issued();
+        self.gate.on_persisted(issued, &mut self.outputs);
+        self.engine.on_persisted(now, issued);
+        self.sync_requested = issued;
         self.process_engine_effects(now);
         Ok(())
     }

@@ -28,6 +28,7 @@ fn settings(node: &str, snapshot_every_entries: u64) -> ReplicaSettings {
         housekeeping_interval_ms: 10,
         consistency: crate::replica::ConsistencySettings::off(),
         witness: false,
+        bootstrap_expect: None,
     }
 }
 
@@ -42,13 +43,8 @@ fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), Mem
         7,
     )
     .expect("starts");
-    assert!(
-        core.engine_mut()
-            .bootstrap(Millis(0), Membership::with_voters([id("n1")]))
-    );
-    core.after_command(Millis(0));
-    core.engine_mut().campaign(Millis(1));
-    core.after_command(Millis(1));
+    assert!(core.on_bootstrap(Millis(0), Membership::with_voters([id("n1")])));
+    core.on_campaign(Millis(1));
     core.drain_effects();
     assert!(core.engine().is_leader(), "a lone voter leads");
     core
@@ -158,8 +154,7 @@ fn follower(disk: &MemoryDisk) -> ReplicaCore<(), MemoryStore> {
     let mut core =
         ReplicaCore::new(settings("n1", 10_000), (), store, Millis(0), 7).expect("starts");
     let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
-    assert!(core.engine_mut().bootstrap(Millis(0), voters));
-    core.after_command(Millis(0));
+    assert!(core.on_bootstrap(Millis(0), voters));
     core.drain_effects();
     core
 }

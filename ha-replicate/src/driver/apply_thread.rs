@@ -1,0 +1,78 @@
+//! The thread the host's state machine runs on (issue 17, item 2): the driver hands it the
+//! replica's [`ApplyTask`]s through a bounded queue and gets each [`ApplyDone`] back as an
+//! input, so an `apply` (or a query, or a snapshot copy) that takes 200 ms never delays a
+//! heartbeat, a vote or an append on the event loop.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use ha_core::StateMachine;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::replica::{
+    APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyDone, ApplyTask, ApplyWorker,
+};
+
+/// Room in the queue to the apply thread, in tasks. The replica core bounds what it hands
+/// out: [`APPLY_AHEAD_ENTRIES_MAX`] entries (one task holds at least one), queries refused
+/// past [`APPLY_QUERIES_MAX`] tasks in flight, one copy for its own snapshot, the exports the
+/// driver lets wait, and a restore per snapshot installed; so the queue never fills, and if
+/// it ever did the driver would wait for room rather than drop a task.
+pub const APPLY_QUEUE_TASKS_MAX: usize =
+    APPLY_AHEAD_ENTRIES_MAX as usize + APPLY_QUERIES_MAX + 1_024;
+
+/// The sending side of the apply thread. Dropping it ends the thread once it has run what is
+/// queued.
+pub(crate) struct ApplyThread {
+    tasks: SyncSender<ApplyTask>,
+}
+
+impl ApplyThread {
+    /// Start a thread named after `node` that runs `worker` on every task sent to it, in
+    /// order, and sends what each produced to `done`. The thread ends when this handle is
+    /// dropped or `done` is closed; `done` closes (the receiver sees `None`) when it ends,
+    /// for instance after the host's state machine panicked.
+    ///
+    /// # Errors
+    /// The OS refused to start the thread.
+    pub(crate) fn start<S: StateMachine>(
+        node: &str,
+        worker: ApplyWorker<S>,
+        done: UnboundedSender<ApplyDone>,
+    ) -> std::io::Result<Self> {
+        let (tasks, queue) = sync_channel(APPLY_QUEUE_TASKS_MAX);
+        std::thread::Builder::new()
+            .name(format!("ha-apply-{node}"))
+            .spawn(move || run(worker, &queue, &done))?;
+        Ok(Self { tasks })
+    }
+
+    /// Queue `task`. Returns false when the thread has ended (its tasks are lost: the
+    /// replica must stop).
+    pub(crate) fn send(&self, task: ApplyTask) -> bool {
+        match self.tasks.try_send(task) {
+            Ok(()) => true,
+            Err(TrySendError::Full(task)) => {
+                tracing::error!(
+                    queued = APPLY_QUEUE_TASKS_MAX,
+                    "apply queue full (the replica's bounds should prevent this); waiting"
+                );
+                self.tasks.send(task).is_ok()
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+fn run<S: StateMachine>(
+    mut worker: ApplyWorker<S>,
+    queue: &Receiver<ApplyTask>,
+    done: &UnboundedSender<ApplyDone>,
+) {
+    while let Ok(task) = queue.recv() {
+        if let Some(result) = worker.run(&task)
+            && done.send(result).is_err()
+        {
+            return;
+        }
+    }
+}
