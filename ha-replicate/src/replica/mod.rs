@@ -9,15 +9,14 @@ mod failover_record;
 mod replica_core;
 mod rpc;
 mod session;
+mod session_table;
 mod settings;
 mod snapshot_job;
 mod snapshot_receiver;
 mod snapshot_sender;
 mod state_export;
 
-pub use applier::{
-    AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
-};
+pub use applier::{AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SNAPSHOT_HEADER_BYTES_MAX};
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
 pub use digest_job::{DigestComputed, DigestJob, StateDigest, digest_prefix};
@@ -28,7 +27,11 @@ pub use replica_core::{
     ReplicaTimer,
 };
 pub use rpc::Rpc;
-pub use session::{ApplyOutcome, SessionCommand, SessionId};
+pub use session::{ApplyOutcome, SESSION_COMMAND_FORMAT, SessionCommand, SessionId};
+pub use session_table::{
+    SESSION_RESPONSE_BYTES_MAX, SESSION_RESPONSES_MAX, SESSIONS_MAX, SESSIONS_RESPONSE_BYTES_MAX,
+    SessionTable,
+};
 pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 pub use snapshot_job::{SnapshotJob, SnapshotWritten};
 pub use snapshot_sender::{

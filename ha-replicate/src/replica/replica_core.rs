@@ -9,7 +9,7 @@ pub(crate) use member_requests::requested_peer_address;
 
 use std::collections::BTreeMap;
 
-use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
+use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term};
 
 use crate::engine::{
     Effect, Engine, EngineStart, Message, Persist, ProposeError, ReadError, RefusalCause, Role,
@@ -530,9 +530,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let stamped = SessionCommand {
             session: write.session,
             sequence: write.sequence,
+            lowest_unanswered: write.lowest_unanswered,
             command: write.command.clone(),
         };
-        let bytes = match codec::encode("session command", &stamped, COMMAND_BYTES_MAX) {
+        let bytes = match stamped.encode(COMMAND_BYTES_MAX) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let reply = ClientReply::Failed(ClientError::InvalidQuery(error.to_string()));
@@ -1061,6 +1062,7 @@ mod tests {
 
     use super::*;
     use crate::engine::EngineSettings;
+    use ha_core::codec;
     use crate::membership::Membership;
     use crate::storage::memory::{MemoryDisk, MemoryStore};
 
@@ -1097,6 +1099,7 @@ mod tests {
         ClientRequest::Write(WriteRequest {
             session: 1,
             sequence,
+            lowest_unanswered: sequence,
             command: codec::encode("command", &(), 16).expect("encodes"),
             consistency: Consistency::Quorum,
         })

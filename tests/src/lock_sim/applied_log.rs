@@ -107,7 +107,7 @@ impl AppliedLog {
             let Payload::Command(bytes) = &first.entry.payload else {
                 continue;
             };
-            let stamped: SessionCommand = codec::decode("session command", bytes, bytes.len())
+            let stamped = SessionCommand::decode(bytes)
                 .map_err(|error| format!("index {index}: {error}"))?;
             let command: Command<()> =
                 codec::decode("lock command", &stamped.command, stamped.command.len())
