@@ -2,6 +2,8 @@
 //! sans-IO core ([`ReplicaCore`]) shared by the tokio driver and the simulator.
 
 mod applier;
+#[cfg(test)]
+mod applier_compat_tests;
 mod client;
 pub mod consistency_monitor;
 mod digest_job;
