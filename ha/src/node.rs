@@ -533,8 +533,8 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// Read the lock table. Reads hold no session's write turn, so this never waits behind a
-    /// write in flight.
+    /// Read the lock table. Reads carry no sequence and wait for no write of the session, so
+    /// this never waits behind a write in flight.
     pub(crate) async fn lock_query(
         &self,
         query: LockQuery,
