@@ -174,7 +174,8 @@ impl Model {
             Some(outcome) => outcome,
             None => {
                 let response = format!("{}:{}@{}", copy.session, copy.sequence, index.0);
-                self.table.record(index, copy, response.clone().into_bytes());
+                self.table
+                    .record(index, copy, response.clone().into_bytes());
                 ApplyOutcome::Applied(response.into_bytes())
             }
         };

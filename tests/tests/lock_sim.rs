@@ -20,8 +20,7 @@ use ha_core::Millis;
 use ha_lock::{LeaseRenewal, LockQuery, LockQueryResponse};
 use ha_tests::invariants::{
     LeaseExpiryCheck, check_leases_outlive_renewals, check_lock_holders_exclusive,
-    check_writes_applied_once,
-    check_lock_kv_linearizable, check_lock_logs_agree,
+    check_lock_kv_linearizable, check_lock_logs_agree, check_writes_applied_once,
 };
 use ha_tests::lock_sim::{
     AppliedLog, HoldEnd, LockClusterOptions, LockNodeOutput, LockWorkload, LockWorkloadOptions,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use ha_bench::{
-    Kv, LatencySummary, MachineDescription, run_write_load_on_sessions, start_loopback_cluster, wait_for_leader,
+    Kv, LatencySummary, MachineDescription, run_write_load_on_sessions, start_loopback_cluster,
+    wait_for_leader,
 };
 use ha_replicate::driver::ReplicaNode;
 use serde::Serialize;

@@ -129,7 +129,9 @@ fn a_format_2_snapshot_restores_its_sessions() {
     snapshot.extend_from_slice(&header);
     snapshot.extend_from_slice(&40u64.to_le_bytes());
     let mut applier = Applier::new(Counter::default());
-    applier.restore(&snapshot).expect("a format 2 snapshot restores");
+    applier
+        .restore(&snapshot)
+        .expect("a format 2 snapshot restores");
     assert_eq!(applier.applied_index(), LogIndex(6));
     assert_eq!(applier.machine().0, 40);
     assert_eq!(applier.sessions().responses_of(9), 1);

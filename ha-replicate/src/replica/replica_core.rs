@@ -1062,9 +1062,9 @@ mod tests {
 
     use super::*;
     use crate::engine::EngineSettings;
-    use ha_core::codec;
     use crate::membership::Membership;
     use crate::storage::memory::{MemoryDisk, MemoryStore};
+    use ha_core::codec;
 
     const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 

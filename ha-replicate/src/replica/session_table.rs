@@ -128,8 +128,7 @@ impl SessionTable {
     /// After applying `command` at `index` (which [`check`](Self::check) let through): keep
     /// its response, forgetting the idlest other sessions when a bound is passed.
     pub fn record(&mut self, index: LogIndex, command: &SessionCommand, response: Vec<u8>) {
-        if !self.sessions.contains_key(&command.session) && self.sessions.len() >= SESSIONS_MAX
-        {
+        if !self.sessions.contains_key(&command.session) && self.sessions.len() >= SESSIONS_MAX {
             self.evict_idlest(command.session);
         }
         let record = self
