@@ -207,18 +207,4 @@ impl SessionTable {
             .collect();
         Self::from_records(records)
     }
-
-    /// A record of format 2, for tests that write an old snapshot.
-    #[cfg(test)]
-    pub(crate) fn format_2_record(
-        sequence: u64,
-        response: Vec<u8>,
-        used_at: LogIndex,
-    ) -> SessionRecordFormat2 {
-        SessionRecordFormat2 {
-            sequence,
-            response,
-            used_at,
-        }
-    }
 }
