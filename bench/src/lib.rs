@@ -28,4 +28,4 @@ pub use machine_description::MachineDescription;
 pub use report_files::write_report_files;
 pub use spread::Spread;
 pub use throughput_plot::{ThroughputSeries, throughput_vs_clients};
-pub use write_load::{WriteLoad, run_write_load};
+pub use write_load::{WriteLoad, run_write_load, run_write_load_on_sessions};

@@ -27,12 +27,28 @@ pub async fn run_write_load(
     value_bytes: usize,
     duration: Duration,
 ) -> WriteLoad {
+    run_write_load_on_sessions(leader, clients, clients, value_bytes, duration).await
+}
+
+/// [`run_write_load`] with the writers sharing `sessions` client sessions (writer `i` on
+/// session `i % sessions`): with fewer sessions than writers, each session has several
+/// writes in flight at once (pipelined sessions, issue 17).
+pub async fn run_write_load_on_sessions(
+    leader: &ReplicaNode<Kv>,
+    clients: usize,
+    sessions: usize,
+    value_bytes: usize,
+    duration: Duration,
+) -> WriteLoad {
     let value = Arc::new(vec![0x5a_u8; value_bytes]);
     let started = Instant::now();
     let deadline = started + duration;
+    let shared: Vec<_> = (0..sessions.clamp(1, clients.max(1)))
+        .map(|_| Arc::new(leader.client()))
+        .collect();
     let mut tasks = Vec::new();
     for client_index in 0..clients {
-        let client = leader.client();
+        let client = Arc::clone(&shared[client_index % shared.len()]);
         let value = Arc::clone(&value);
         tasks.push(tokio::spawn(async move {
             let mut latencies_us = Vec::new();

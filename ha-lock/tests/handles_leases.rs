@@ -51,7 +51,7 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
     let mut status = lease.watch();
 
     // Meanwhile another task of the same session writes as fast as it can: the renewals
-    // must interleave with those writes (one at a time on one session) and not be lost.
+    // run beside those writes (pipelined on the one session) and not be lost.
     let stop = Arc::new(AtomicBool::new(false));
     let busy_writer = {
         let (client, stop) = (client.clone(), stop.clone());

@@ -748,15 +748,14 @@ fn real_applier() -> Applier<WithLocks<()>> {
         let stamped = SessionCommand {
             session: 7,
             sequence: number as u64 + 1,
+            lowest_unanswered: number as u64 + 1,
             command: ha_core::codec::encode("command", &Command::<()>::Lock(command), 1 << 20)
                 .expect("encodes"),
         };
         let entry = Entry {
             term: ha_core::Term(1),
             index: LogIndex(number as u64 + 1),
-            payload: Payload::Command(
-                ha_core::codec::encode("session command", &stamped, 1 << 20).expect("encodes"),
-            ),
+            payload: Payload::Command(stamped.encode(1 << 20).expect("encodes")),
         };
         let _ = applier.apply(&entry);
     }
@@ -823,6 +822,7 @@ proptest! {
         let _ = ha_core::codec::decode::<LockResponse>("lock response", &bytes, limit);
         let _ = ha_core::codec::decode::<LockQueryResponse>("lock query response", &bytes, limit);
         let _ = ha_core::codec::decode::<SessionCommand>("session command", &bytes, limit);
+        let _ = SessionCommand::decode(&bytes);
         let peak_bytes = ALLOCATOR.get_peak_memory();
         prop_assert!(peak_bytes <= restore_peak_bytes_max(bytes.len()), "decoding allocated {}", peak_bytes);
     }

@@ -160,6 +160,7 @@ fn valid_messages() -> Vec<Rpc> {
             request: ClientRequest::Write(WriteRequest {
                 session: 99,
                 sequence: 3,
+                lowest_unanswered: 1,
                 command: b"set x".to_vec(),
                 consistency: Consistency::Strong,
             }),
@@ -607,6 +608,7 @@ fn decode_as_everything(bytes: &[u8]) -> usize {
     let _ = codec::decode::<SnapshotMeta>("snapshot meta", bytes, limit);
     let _ = codec::decode::<Membership>("membership", bytes, limit);
     let _ = codec::decode::<SessionCommand>("session command", bytes, limit);
+    let _ = SessionCommand::decode(bytes);
     let _ = codec::decode::<ApplyOutcome>("apply outcome", bytes, limit);
     ALLOCATOR.get_peak_memory()
 }

@@ -252,6 +252,7 @@ fn write_at(sequence: u64, consistency: Consistency) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
         session: 1,
         sequence,
+        lowest_unanswered: sequence,
         command: codec::encode("command", &sequence, 16).unwrap(),
         consistency,
     })

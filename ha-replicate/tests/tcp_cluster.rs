@@ -284,3 +284,59 @@ async fn three_nodes_over_tcp_survive_a_leader_kill_and_a_restart_from_disk() {
         node.shutdown(Duration::from_secs(2)).await;
     }
 }
+
+/// Issue 17, item 3: one client serves many concurrent writers (its writes pipelined on one
+/// session), through a follower, across a leader kill that makes them retry. Every key is
+/// written once, so `Put`'s response (the previous value) is `None` for every write applied
+/// once; a retry applied a second time would answer `Some`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_pipelines_concurrent_writes_across_a_leader_kill() {
+    const WRITERS: usize = 16;
+    const WRITES_EACH: usize = 30;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<ReplicaNode<Kv>>> = Vec::new();
+    for (index, dir) in dirs.iter().enumerate() {
+        nodes.push(Some(start(index + 1, dir.path(), 1_000).await));
+    }
+    introduce(&nodes).await;
+    let leader = wait_for_leader(&nodes).await;
+    let follower = (leader + 1) % 3;
+    let client = std::sync::Arc::new(nodes[follower].as_ref().unwrap().client());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let client = std::sync::Arc::clone(&client);
+        let done = std::sync::Arc::clone(&done);
+        writers.push(tokio::spawn(async move {
+            for write in 0..WRITES_EACH {
+                let key = format!("w{writer}-{write}");
+                let written = client
+                    .write(Put(key.clone(), "v".into()), Consistency::Quorum, WAIT)
+                    .await
+                    .unwrap_or_else(|error| panic!("{key}: {error}"));
+                assert_eq!(written.response, Some(None), "{key} applied more than once");
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    // Kill the leader while the writers run: once a fifth of the writes are done.
+    let deadline = Instant::now() + WAIT;
+    while done.load(std::sync::atomic::Ordering::Relaxed) < WRITERS * WRITES_EACH / 5 {
+        assert!(Instant::now() < deadline, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    nodes[leader] = None;
+    for writer in writers {
+        writer.await.expect("a writer finished");
+    }
+    for writer in 0..WRITERS {
+        for write in [0, WRITES_EACH - 1] {
+            let key = format!("w{writer}-{write}");
+            let value = client
+                .read(key.clone(), Consistency::Quorum, TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(value.as_deref(), Some("v"), "{key}");
+        }
+    }
+}

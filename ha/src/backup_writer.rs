@@ -344,14 +344,11 @@ impl<S: StateMachine> Node<S> {
     /// [`BackupWriteError::Export`]. Nothing changed.
     pub async fn export_snapshot(&self) -> Result<ExportedSnapshot, BackupWriteError> {
         let timeout = self.shared.request_timeout;
-        let slot = self
-            .shared
-            .next_writer
-            .load(std::sync::atomic::Ordering::Relaxed)
-            % crate::node::WRITE_SESSIONS;
         // The cheapest linearizable query: one key lookup, answered with "absent".
         let query = Query::Lock(LockQuery::Get { key: String::new() });
-        let index = self.shared.writers[slot]
+        let index = self
+            .shared
+            .writer
             .linearizable_index(query, timeout)
             .await
             .map_err(BackupWriteError::Barrier)?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,16 +30,12 @@ use crate::event_journal::{EventJournal, run_event_journal};
 use crate::failover_status::{FailoverTracker, run_failover_status};
 use crate::health_runner::{HEALTH_CHECKS_MAX, HealthRunner, run_health_checks};
 use crate::host_checks::HostChecks;
-use crate::node::{EVENT_BUFFER, HealthState, Node, Shared, WRITE_SESSIONS};
+use crate::node::{EVENT_BUFFER, HealthState, Node, Shared};
 use crate::node_file::NodeFile;
 use crate::security::{NodeSecurity, read_cluster_key_file, warn_insecure};
 use crate::storage_health::StorageHealthCheck;
 use crate::wal_sync_timer::{SyncLatencyWindow, SyncTimedStore};
 
-#[cfg(feature = "http")]
-/// Sessions the admin API's KV endpoints share: each carries one write at a time, so this
-/// bounds the concurrent HTTP writes one node serves (more wait for a free session).
-const HTTP_KV_SESSIONS: usize = 64;
 /// The log and snapshots live in this subdirectory of the data dir.
 pub const LOG_DIR_NAME: &str = "log";
 
@@ -283,17 +279,11 @@ impl<S: StateMachine> NodeBuilder<S> {
         let shared_state = gossip.shared_state();
         let member_events = gossip.subscribe();
         let lease_keeper = LeaseKeeper::start(&replica);
-        let writers = (0..WRITE_SESSIONS).map(|_| replica.client()).collect();
+        let writer = replica.client();
+        // The admin API answers 503 `no_quorum` at once on a node cut off from the majority,
+        // so that its client can try another node.
         #[cfg(feature = "http")]
-        let http_kv = (0..HTTP_KV_SESSIONS)
-            .map(|_| {
-                // The admin API answers 503 `no_quorum` at once on a node cut off from the
-                // majority, so that its client can try another node.
-                let client = replica.client().fail_fast();
-                let kv = ha_lock::LockClient::with_renewal_client(client, replica.client());
-                tokio::sync::Mutex::new(kv)
-            })
-            .collect();
+        let http_kv = ha_lock::LockClient::new(replica.client().fail_fast());
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         // The journal (issue 16) hears every event from the start, as the first subscriber does.
         let journal_events = events.subscribe();
@@ -313,12 +303,9 @@ impl<S: StateMachine> NodeBuilder<S> {
             events,
             first_events: Mutex::new(Some(first_events)),
             health: health_sender,
-            writers,
-            next_writer: AtomicUsize::new(0),
+            writer,
             #[cfg(feature = "http")]
             http_kv,
-            #[cfg(feature = "http")]
-            next_http_kv: AtomicUsize::new(0),
             sessions: Mutex::new(BTreeSet::new()),
             lease_keeper: Mutex::new(Some(lease_keeper)),
             tasks: Mutex::new(Vec::new()),

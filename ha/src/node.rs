@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,6 @@ use crate::cluster_view::{ClusterView, FailoverEvent, HealthProblem, HealthRepor
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 
-/// Sessions used for the host's writes; each carries one write at a time.
-pub(crate) const WRITE_SESSIONS: usize = 8;
 /// Events kept for a slow subscriber of [`Node::events`] before it starts missing some.
 pub const EVENT_BUFFER: usize = 1024;
 /// Lock-client sessions remembered for releasing their leases at shutdown.
@@ -80,13 +78,13 @@ pub(crate) struct Shared<S: StateMachine> {
     /// every event since the start (members met while starting included).
     pub(crate) first_events: Mutex<Option<broadcast::Receiver<NodeEvent>>>,
     pub(crate) health: watch::Sender<HealthState>,
-    pub(crate) writers: Vec<ReplicaClient<WithLocks<S>>>,
-    pub(crate) next_writer: AtomicUsize,
-    /// KV clients shared by the admin API, one request at a time each.
+    /// The session of the host's writes (and the node's own reads and membership changes):
+    /// one for the whole node, its writes pipelined, however many tasks propose at once.
+    pub(crate) writer: ReplicaClient<WithLocks<S>>,
+    /// The KV client the admin API's requests share: one session, any number of requests
+    /// in flight on it at once.
     #[cfg(feature = "http")]
-    pub(crate) http_kv: Vec<tokio::sync::Mutex<LockClient<S>>>,
-    #[cfg(feature = "http")]
-    pub(crate) next_http_kv: AtomicUsize,
+    pub(crate) http_kv: LockClient<S>,
     pub(crate) sessions: Mutex<BTreeSet<u64>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -284,8 +282,9 @@ impl<S: StateMachine> Node<S> {
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<WriteOutcome<S::Response>, NodeError> {
-        let slot = self.shared.next_writer.fetch_add(1, Ordering::Relaxed) % WRITE_SESSIONS;
-        let written = self.shared.writers[slot]
+        let written = self
+            .shared
+            .writer
             .write(Command::Host(command), consistency, timeout)
             .await?;
         let response = match written.response {
@@ -310,8 +309,9 @@ impl<S: StateMachine> Node<S> {
         query: S::Query,
         consistency: Consistency,
     ) -> Result<S::QueryResponse, NodeError> {
-        let slot = self.shared.next_writer.load(Ordering::Relaxed) % WRITE_SESSIONS;
-        match self.shared.writers[slot]
+        match self
+            .shared
+            .writer
             .read(Query::Host(query), consistency, self.shared.request_timeout)
             .await?
         {
@@ -533,15 +533,17 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// Read the lock table. Reads hold no session's write turn, so this never waits behind a
-    /// write in flight.
+    /// Read the lock table. Reads carry no sequence and wait for no write of the session, so
+    /// this never waits behind a write in flight.
     pub(crate) async fn lock_query(
         &self,
         query: LockQuery,
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<LockQueryResponse, NodeError> {
-        match self.shared.writers[0]
+        match self
+            .shared
+            .writer
             .read(Query::Lock(query), consistency, timeout)
             .await?
         {
@@ -575,16 +577,10 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// A KV client from the admin API's pool, for one request.
+    /// The admin API's KV client, for one request: the shared session, on which requests
+    /// run concurrently (nothing to wait for; `async` for the routes' sake).
     #[cfg(feature = "http")]
-    pub(crate) async fn http_kv_client(&self) -> tokio::sync::MutexGuard<'_, LockClient<S>> {
-        let pool = &self.shared.http_kv;
-        let start = self.shared.next_http_kv.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..pool.len() {
-            if let Ok(guard) = pool[(start + offset) % pool.len()].try_lock() {
-                return guard;
-            }
-        }
-        pool[start % pool.len()].lock().await
+    pub(crate) async fn http_kv_client(&self) -> LockClient<S> {
+        self.shared.http_kv.clone()
     }
 }

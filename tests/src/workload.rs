@@ -1,7 +1,10 @@
 //! Simulated clients: one operation at a time each, retried with the same session and sequence
-//! until a deadline, recorded as a history for the linearizability checker.
+//! until a deadline, recorded as a history for the linearizability checker. Clients share
+//! sessions ([`WorkloadOptions::sessions`]), so one session has many writes in flight, each
+//! carrying the lowest sequence the session has no answer for (pipelined sessions, Raft
+//! dissertation §6.3), and retries of all of them race in the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ha_core::{Consistency, LogIndex, Millis};
 use ha_linearizability::{Input, Operation, Output, Value};
@@ -27,6 +30,10 @@ pub struct WorkloadOptions {
     pub retry_delay_ms: u64,
     /// Use STRONG instead of QUORUM for this fraction of operations.
     pub strong_fraction: f64,
+    /// Replication sessions the clients share (client `i` writes on session
+    /// `i % sessions`): with fewer sessions than clients, a session has several writes in
+    /// flight at once.
+    pub sessions: usize,
 }
 
 impl Default for WorkloadOptions {
@@ -38,6 +45,7 @@ impl Default for WorkloadOptions {
             attempt_timeout_ms: 500,
             retry_delay_ms: 20,
             strong_fraction: 0.3,
+            sessions: 2,
         }
     }
 }
@@ -64,20 +72,32 @@ struct CurrentOperation {
     give_up_at: Millis,
     attempts: Vec<u64>,
     retry_at: Option<Millis>,
+    /// The write's sequence in the client's session (none for a read).
+    sequence: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
 struct Client {
-    session: u64,
-    next_sequence: u64,
+    /// Index into the workload's sessions.
+    session: usize,
     current: Option<CurrentOperation>,
     value_counter: u64,
+}
+
+/// One replication session, shared by the clients that write on it.
+#[derive(Clone, Debug)]
+struct Session {
+    id: u64,
+    next_sequence: u64,
+    /// Sequences written and not answered yet (nor given up on).
+    unanswered: BTreeSet<u64>,
 }
 
 /// Drives clients against a simulated cluster and records what they saw.
 pub struct Workload {
     options: WorkloadOptions,
     clients: Vec<Client>,
+    sessions: Vec<Session>,
     next_request_id: u64,
     attempt_owner: BTreeMap<u64, usize>,
     cursors: Vec<usize>,
@@ -89,10 +109,16 @@ pub struct Workload {
 impl Workload {
     /// Clients with sessions drawn from the simulation's RNG.
     pub fn new(sim: &mut Simulator<SimReplica>, options: WorkloadOptions) -> Self {
-        let clients = (0..options.clients)
-            .map(|_| Client {
-                session: sim.rng().random(),
+        let sessions = (0..options.sessions.clamp(1, options.clients.max(1)))
+            .map(|_| Session {
+                id: sim.rng().random(),
                 next_sequence: 1,
+                unanswered: BTreeSet::new(),
+            })
+            .collect::<Vec<_>>();
+        let clients = (0..options.clients)
+            .map(|client| Client {
+                session: client % sessions.len(),
                 current: None,
                 value_counter: 0,
             })
@@ -100,6 +126,7 @@ impl Workload {
         Self {
             options,
             clients,
+            sessions,
             next_request_id: 1,
             attempt_owner: BTreeMap::new(),
             cursors: vec![0; sim.node_count()],
@@ -234,7 +261,11 @@ impl Workload {
             }
         };
         if let Some(output) = output {
+            let session = client.session;
             let finished = client.current.take().expect("current operation");
+            if let Some(sequence) = finished.sequence {
+                self.sessions[session].unanswered.remove(&sequence);
+            }
             for attempt in &finished.attempts {
                 self.attempt_owner.remove(attempt);
             }
@@ -258,7 +289,13 @@ impl Workload {
         let client = &self.clients[client_index];
         match &client.current {
             Some(current) if now >= current.give_up_at => {
+                let session = self.clients[client_index].session;
                 let finished = self.clients[client_index].current.take().expect("current");
+                // Given up on (outcome unknown): the session stops waiting for it, so a later
+                // write's lowest unanswered sequence may pass it and it is never applied.
+                if let Some(sequence) = finished.sequence {
+                    self.sessions[session].unanswered.remove(&sequence);
+                }
                 for attempt in &finished.attempts {
                     self.attempt_owner.remove(attempt);
                 }
@@ -334,6 +371,8 @@ impl Workload {
                 Some(RegisterCommand::Delete { key: key.clone() }),
             ),
         };
+        let session = &mut self.sessions[client.session];
+        let mut sequence = None;
         let (request, command_digest) = match command {
             None => (
                 ClientRequest::Read(ReadRequest {
@@ -345,12 +384,16 @@ impl Workload {
             Some(command) => {
                 let bytes = postcard::to_allocvec(&command).expect("a command encodes");
                 let command_digest = digest(&bytes);
-                let sequence = client.next_sequence;
-                client.next_sequence += 1;
+                let next = session.next_sequence;
+                session.next_sequence += 1;
+                session.unanswered.insert(next);
+                sequence = Some(next);
                 (
                     ClientRequest::Write(WriteRequest {
-                        session: client.session,
-                        sequence,
+                        session: session.id,
+                        sequence: next,
+                        // Set on every attempt, from the session's unanswered writes then.
+                        lowest_unanswered: next,
                         command: bytes,
                         consistency,
                     }),
@@ -368,6 +411,7 @@ impl Workload {
             give_up_at: now + self.options.operation_timeout_ms,
             attempts: Vec::new(),
             retry_at: None,
+            sequence,
         });
     }
 
@@ -383,9 +427,16 @@ impl Workload {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         let timeout_ms = self.options.attempt_timeout_ms;
+        let session = &self.sessions[self.clients[client_index].session];
+        let lowest_unanswered = session.unanswered.first().copied();
         let Some(current) = self.clients[client_index].current.as_mut() else {
             return;
         };
+        if let (ClientRequest::Write(write), Some(lowest)) =
+            (&mut current.request, lowest_unanswered)
+        {
+            write.lowest_unanswered = lowest;
+        }
         current.attempts.push(request_id);
         // The next retry is decided by the answer (or the attempt's own deadline).
         current.retry_at = Some(now + timeout_ms + self.options.retry_delay_ms);

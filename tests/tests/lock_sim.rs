@@ -20,7 +20,7 @@ use ha_core::Millis;
 use ha_lock::{LeaseRenewal, LockQuery, LockQueryResponse};
 use ha_tests::invariants::{
     LeaseExpiryCheck, check_leases_outlive_renewals, check_lock_holders_exclusive,
-    check_lock_kv_linearizable, check_lock_logs_agree,
+    check_lock_kv_linearizable, check_lock_logs_agree, check_writes_applied_once,
 };
 use ha_tests::lock_sim::{
     AppliedLog, HoldEnd, LockClusterOptions, LockNodeOutput, LockWorkload, LockWorkloadOptions,
@@ -60,6 +60,9 @@ fn check_safety(
     let applied = log
         .replay()
         .unwrap_or_else(|error| panic!("replay failed: {error}"));
+    // Issue 17: pipelined sessions apply every write once.
+    check_writes_applied_once(&applied)
+        .unwrap_or_else(|error| panic!("a write applied twice: {error}"));
     check_lock_holders_exclusive(workload.intervals(), workload.resource())
         .unwrap_or_else(|error| panic!("two holders: {error}"));
     // Issue 13: a release as a wrong holder never released, whatever its client heard.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use ha_bench::{
-    Kv, LatencySummary, MachineDescription, run_write_load, start_loopback_cluster, wait_for_leader,
+    Kv, LatencySummary, MachineDescription, run_write_load_on_sessions, start_loopback_cluster,
+    wait_for_leader,
 };
 use ha_replicate::driver::ReplicaNode;
 use serde::Serialize;
@@ -27,6 +28,10 @@ struct Options {
     /// Bytes per value.
     #[arg(long, default_value_t = 128)]
     value_bytes: usize,
+    /// Client sessions the writers share (0: one per writer). With fewer sessions than
+    /// writers, each session has several writes in flight (pipelined sessions, issue 17).
+    #[arg(long, default_value_t = 0)]
+    sessions: usize,
     /// Voters in the cluster.
     #[arg(long, default_value_t = 3)]
     voters: usize,
@@ -62,9 +67,15 @@ async fn run(
     clients: usize,
     options: &Options,
 ) -> RunResult {
-    let mut load = run_write_load(
+    let sessions = if options.sessions == 0 {
+        clients
+    } else {
+        options.sessions
+    };
+    let mut load = run_write_load_on_sessions(
         &nodes[leader],
         clients,
+        sessions,
         options.value_bytes,
         Duration::from_secs(options.duration_secs),
     )

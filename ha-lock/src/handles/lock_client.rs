@@ -14,7 +14,7 @@ use super::leadership::Leadership;
 use super::lease::Lease;
 use super::lease_status::{LEASE_TTL_MIN, LeaseStatus};
 use super::lock_guard::LockGuard;
-use super::session_writer::SessionWriter;
+use super::lock_session::LockSession;
 use super::settings::LockClientSettings;
 use super::watch::Watch;
 use crate::command::{
@@ -51,11 +51,11 @@ fn poll_interval(base: Duration, waited: Duration) -> Duration {
 }
 
 struct Shared<H: StateMachine> {
-    writer: SessionWriter<H>,
-    /// Renewals go through their own session when one was given, so that a slow foreground
-    /// write (a STRONG put waiting for a down voter) cannot hold a renewal up past a lease's
-    /// safe deadline: writes on one session go one at a time.
-    renewals: Option<SessionWriter<H>>,
+    writer: LockSession<H>,
+    /// Renewals go through their own session when one was given. Not needed for them to
+    /// run beside a slow foreground write (a STRONG put waiting for a down voter): writes of
+    /// one session are pipelined, none waits for another.
+    renewals: Option<LockSession<H>>,
 }
 
 /// One client session of the lock table in a [`WithLocks`] state machine: KV with
@@ -68,8 +68,9 @@ struct Shared<H: StateMachine> {
 /// each.
 ///
 /// Writes are QUORUM unless a method takes a [`Consistency`], and are applied exactly once
-/// across retries. Writes of one session go out one at a time (the replicated session
-/// remembers only its latest write), so clones used from many tasks queue behind each other.
+/// across retries. Clones used from many tasks write concurrently on the one session (the
+/// replicated session keeps the answers of all its unacknowledged writes), none waiting for
+/// another.
 ///
 /// ```no_run
 /// # async fn example(node: ha_replicate::driver::ReplicaNode<ha_lock::WithLocks<()>>) -> Result<(), ha_lock::LockError> {
@@ -103,36 +104,35 @@ impl<H: StateMachine> Clone for LockClient<H> {
 
 impl<H: StateMachine> LockClient<H> {
     /// A client over `client`, whose session becomes the lock table session. Lease renewals
-    /// share the session with everything else; prefer
-    /// [`with_renewal_client`](Self::with_renewal_client) or [`from_node`](Self::from_node)
-    /// when leases must survive slow writes.
+    /// share the session with everything else, in flight beside slow writes.
     pub fn new(client: ReplicaClient<WithLocks<H>>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                writer: SessionWriter::new(client),
+                writer: LockSession::new(client),
                 renewals: None,
             }),
             settings: LockClientSettings::default(),
         }
     }
 
-    /// A client over `client`, renewing its leases through a second session `renewals`.
+    /// A client over `client`, renewing its leases through a second session `renewals` (kept
+    /// for callers that want renewals counted apart; [`new`](Self::new) serves as well).
     pub fn with_renewal_client(
         client: ReplicaClient<WithLocks<H>>,
         renewals: ReplicaClient<WithLocks<H>>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                writer: SessionWriter::new(client),
-                renewals: Some(SessionWriter::new(renewals)),
+                writer: LockSession::new(client),
+                renewals: Some(LockSession::new(renewals)),
             }),
             settings: LockClientSettings::default(),
         }
     }
 
-    /// A client on `node` with two fresh sessions (one for renewals).
+    /// A client on `node` with a fresh session (renewals included).
     pub fn from_node(node: &ReplicaNode<WithLocks<H>>) -> Self {
-        Self::with_renewal_client(node.client(), node.client())
+        Self::new(node.client())
     }
 
     /// The same client with other timeouts and poll intervals (clones made before keep

@@ -68,7 +68,7 @@ mod lease_keeper;
 mod lease_status;
 mod lock_client;
 mod lock_guard;
-mod session_writer;
+mod lock_session;
 mod settings;
 mod watch;
 

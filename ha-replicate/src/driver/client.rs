@@ -1,13 +1,14 @@
 //! A typed client that retries until its deadline, applying each write exactly once.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ha_core::{Consistency, LogIndex, StateMachine, codec};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::driver::replica_node::{Command, stopped};
+use crate::driver::session_window::SessionWindow;
 use crate::replica::{
     ApplyOutcome, COMMAND_BYTES_MAX, ClientError, ClientReply, ClientRequest, ReadRequest,
     WriteFate, WriteRequest,
@@ -30,9 +31,12 @@ pub struct WriteResult<R> {
 /// A client session on one replica node. Writes carry the session id and a sequence
 /// number, so a write retried after a timeout or a failover is applied once.
 ///
-/// Writes of one client go one at a time (concurrent callers wait their turn): the applied
-/// state remembers only a session's latest sequence, so a second write in flight could make
-/// the first one "stale" and unapplied. Use one client per concurrent writer.
+/// Many writes of one client may be in flight at once, from any number of tasks (pipelined
+/// sessions, Raft dissertation §6.3): each carries the lowest sequence the client has no
+/// answer for, and the applied state keeps the session's responses from there on. At most
+/// [`SESSION_WRITES_IN_FLIGHT_MAX`](crate::driver::SESSION_WRITES_IN_FLIGHT_MAX) sequences separate the oldest unanswered write from the
+/// newest; a writer past that waits for the oldest to be answered. Share one client (in an
+/// `Arc`) among the tasks of a process rather than making one per task.
 ///
 /// A node cut off from the majority answers [`ClientError::NoQuorum`] at once. By default the
 /// client keeps retrying it until the deadline (an election usually ends that state within an
@@ -41,8 +45,10 @@ pub struct WriteResult<R> {
 pub struct ReplicaClient<S: StateMachine> {
     commands: mpsc::Sender<Command>,
     session: u64,
-    sequence: AtomicU64,
-    one_write_at_a_time: tokio::sync::Mutex<()>,
+    /// The session's sequences in flight. Held for a few instructions, never across an await.
+    window: Mutex<SessionWindow>,
+    /// Woken when a write of the session ends, for writers waiting on a full window.
+    window_freed: Notify,
     fail_fast: bool,
     _machine: PhantomData<fn() -> S>,
 }
@@ -52,8 +58,8 @@ impl<S: StateMachine> ReplicaClient<S> {
         Self {
             commands,
             session: rand::random(),
-            sequence: AtomicU64::new(0),
-            one_write_at_a_time: tokio::sync::Mutex::new(()),
+            window: Mutex::new(SessionWindow::new()),
+            window_freed: Notify::new(),
             fail_fast: false,
             _machine: PhantomData,
         }
@@ -75,7 +81,8 @@ impl<S: StateMachine> ReplicaClient<S> {
     /// leader", transfers, back-pressure and timeouts until `timeout`.
     ///
     /// # Cancel safety
-    /// Cancelling the future abandons the write: it may or may not be applied (at most once).
+    /// Cancelling the future abandons the write: it may or may not be applied (at most once;
+    /// once a later write of the session is applied, never).
     ///
     /// # Errors
     /// An error whose [`fate`](ClientError::fate) is [`WriteFate::NotApplied`] only when no
@@ -83,7 +90,10 @@ impl<S: StateMachine> ReplicaClient<S> {
     /// its leader was lost), a later refusal is answered as that unknown outcome
     /// ([`ClientError::Timeout`] at the deadline, else [`ClientError::LeadershipLost`]).
     /// A retry with a new call would be a new write, so treat an unknown outcome as such;
-    /// [`ClientError::NotAppliedEverywhere`] for a STRONG write committed at QUORUM only.
+    /// [`ClientError::NotAppliedEverywhere`] for a STRONG write committed at QUORUM only;
+    /// [`ClientError::Busy`] (not applied) when
+    /// [`SESSION_WRITES_IN_FLIGHT_MAX`](crate::driver::SESSION_WRITES_IN_FLIGHT_MAX) writes of the
+    /// session stayed unanswered until the deadline.
     pub async fn write(
         &self,
         command: S::Command,
@@ -92,14 +102,17 @@ impl<S: StateMachine> ReplicaClient<S> {
     ) -> Result<WriteResult<S::Response>, ClientError> {
         let command = codec::encode("command", &command, COMMAND_BYTES_MAX)
             .map_err(|error| ClientError::InvalidQuery(error.to_string()))?;
-        let _turn = self.one_write_at_a_time.lock().await;
+        let deadline = Instant::now() + timeout;
+        let in_flight = self.begin_write(deadline).await?;
         let request = ClientRequest::Write(WriteRequest {
             session: self.session,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            sequence: in_flight.sequence,
+            lowest_unanswered: in_flight.sequence,
             command,
             consistency,
         });
-        match self.request_with_retries(request, timeout).await? {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match self.request_with_retries(request, remaining).await? {
             ClientReply::Written { index, outcome } => match outcome {
                 ApplyOutcome::Applied(bytes) | ApplyOutcome::Duplicate(bytes) => {
                     let response = codec::decode("response", &bytes, bytes.len())
@@ -109,10 +122,15 @@ impl<S: StateMachine> ReplicaClient<S> {
                         response: Some(response),
                     })
                 }
-                ApplyOutcome::Stale { latest } => Err(ClientError::InvalidQuery(format!(
-                    "superseded by sequence {latest} of the same session"
-                ))),
+                // Only for a session the applied state forgot (more than `SESSIONS_MAX`
+                // sessions wrote since), whose sequences then look new: not reached otherwise,
+                // as this write stays unanswered until it ends.
+                ApplyOutcome::Stale { lowest_unanswered } => Err(ClientError::InvalidQuery(
+                    format!("below the session's lowest unanswered sequence {lowest_unanswered}"),
+                )),
                 ApplyOutcome::Invalid(reason) => Err(ClientError::InvalidQuery(reason)),
+                // Retried by `request_with_retries` until the deadline: not returned.
+                ApplyOutcome::SessionFull { .. } => Err(ClientError::Busy),
             },
             ClientReply::Accepted { index } => Ok(WriteResult {
                 index,
@@ -177,9 +195,34 @@ impl<S: StateMachine> ReplicaClient<S> {
         }
     }
 
+    /// A sequence for a new write, once the session's window has room (or [`ClientError::Busy`]
+    /// at `deadline`, with nothing sent). The sequence stays unanswered until the returned
+    /// guard drops.
+    async fn begin_write(&self, deadline: Instant) -> Result<InFlight<'_, S>, ClientError> {
+        loop {
+            let freed = self.window_freed.notified();
+            if let Some(sequence) = self.window().begin() {
+                return Ok(InFlight {
+                    client: self,
+                    sequence,
+                });
+            }
+            tokio::time::timeout_at(deadline.into(), freed)
+                .await
+                .map_err(|_| ClientError::Busy)?;
+        }
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, SessionWindow> {
+        // A panic while holding it leaves the window as it was (each method is one step).
+        self.window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) async fn request_with_retries(
         &self,
-        request: ClientRequest,
+        mut request: ClientRequest,
         timeout: Duration,
     ) -> Result<ClientReply, ClientError> {
         let deadline = Instant::now() + timeout;
@@ -199,6 +242,10 @@ impl<S: StateMachine> ReplicaClient<S> {
                 return Err(failures.at_deadline());
             }
             let attempt = remaining.min(ATTEMPT_TIMEOUT);
+            if let ClientRequest::Write(write) = &mut request {
+                // Every attempt tells the applier what the session still waits for now.
+                write.lowest_unanswered = self.window().lowest_unanswered();
+            }
             let (reply, wait) = oneshot::channel();
             let command = Command::Submit {
                 request: request.clone(),
@@ -216,6 +263,15 @@ impl<S: StateMachine> ReplicaClient<S> {
                 Ok(Err(_)) => return Err(failures.finally(stopped())),
                 Err(_) => ClientReply::Failed(ClientError::Timeout),
             };
+            let answer = match answer {
+                // Not applied: the session keeps as many responses as it may. Retried (same
+                // sequence) once older writes are answered and a later write says so.
+                ClientReply::Written {
+                    outcome: ApplyOutcome::SessionFull { .. },
+                    ..
+                } => ClientReply::Failed(ClientError::Busy),
+                answer => answer,
+            };
             match answer {
                 ClientReply::Failed(error @ ClientError::NoQuorum { .. }) if self.fail_fast => {
                     return Err(failures.finally(error));
@@ -230,6 +286,20 @@ impl<S: StateMachine> ReplicaClient<S> {
                 answer => return Ok(answer),
             }
         }
+    }
+}
+
+/// A write of the session in flight: its sequence is unanswered until this drops (answered,
+/// failed, or the caller's future cancelled).
+struct InFlight<'a, S: StateMachine> {
+    client: &'a ReplicaClient<S>,
+    sequence: u64,
+}
+
+impl<S: StateMachine> Drop for InFlight<'_, S> {
+    fn drop(&mut self) {
+        self.client.window().end(self.sequence);
+        self.client.window_freed.notify_waiters();
     }
 }
 

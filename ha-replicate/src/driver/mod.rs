@@ -10,6 +10,7 @@ mod member_commands;
 mod replica_metrics;
 mod replica_node;
 mod request_traces;
+mod session_window;
 mod status;
 mod storage_thread;
 
@@ -20,6 +21,7 @@ pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};
 pub use replica_metrics::ReplicaMetrics;
 pub use replica_node::{EXPORTS_WAITING_MAX, NodeSettings, ReplicaNode};
 pub use request_traces::TRACED_REQUESTS_MAX;
+pub use session_window::SESSION_WRITES_IN_FLIGHT_MAX;
 pub use status::{CatchUp, PeerStatus, ReplicaStatus, RoleView, SnapshotTransferStats};
 pub use storage_thread::{
     STORAGE_OPS_PER_SYNC_MAX, STORAGE_OPS_QUEUED_MAX, StorageReport, ThreadedStore,

@@ -9,32 +9,34 @@ use serde::{Deserialize, Serialize};
 use crate::entry::{Entry, Payload};
 use crate::replica::failover_record::FailoverRecord;
 use crate::replica::session::{ApplyOutcome, SessionCommand, SessionId};
+use crate::replica::session_table::{SessionRecord, SessionRecordFormat2, SessionTable};
 
-/// Most sessions remembered. When full, the session idle the longest (by log index, so every
-/// replica evicts the same one) is forgotten; a retry from it is then applied again, so
-/// clients must not stay idle across this many other clients' writes mid-retry.
-pub const SESSIONS_MAX: usize = 65_536;
 /// Failover records kept.
 pub const FAILOVER_HISTORY_MAX: usize = 64;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct SessionRecord {
-    sequence: u64,
-    response: Vec<u8>,
-    used_at: LogIndex,
-}
-
-/// What a snapshot holds besides the host's state, encoded after the fixed prefix.
+/// What a snapshot holds besides the host's state, encoded after the fixed prefix (format 3:
+/// every session keeps the responses its client has not acknowledged).
 #[derive(Serialize, Deserialize)]
 struct SnapshotHeader {
     sessions: BTreeMap<SessionId, SessionRecord>,
     history: Vec<FailoverRecord>,
 }
 
-/// Version 2: a fixed prefix (format, applied index, header length), the header, then the
+/// The header of format 2 (one response per session), still read.
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeaderFormat2 {
+    sessions: BTreeMap<SessionId, SessionRecordFormat2>,
+    history: Vec<FailoverRecord>,
+}
+
+/// Version 3: a fixed prefix (format, applied index, header length), the header, then the
 /// host's own snapshot bytes to the end of the stream, so neither side holds the host's part
-/// in memory twice.
-const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// in memory twice. Version 2 had the same layout with one response per session in the
+/// header; it is still read ([`SessionTable::from_format_2`]).
+const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+
+/// The earlier data format still read: the same layout, a header of format 2.
+const SNAPSHOT_FORMAT_VERSION_2: u32 = 2;
 
 /// The format of a witness's own snapshots: the same prefix and header (no sessions, the
 /// failover history), and no host bytes at all. A witness holds no state machine, so a data
@@ -59,9 +61,9 @@ pub(crate) fn snapshot_applied_index(prefix: &[u8]) -> Result<LogIndex, StateMac
     Ok(decode_prefix(prefix)?.0)
 }
 
-fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> {
-    let (index, header_bytes, witness) = decode_any_prefix(prefix)?;
-    if witness {
+fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, u32), StateMachineError> {
+    let (index, header_bytes, format) = decode_any_prefix(prefix)?;
+    if format == WITNESS_SNAPSHOT_FORMAT_VERSION {
         return Err(StateMachineError::Corrupt(
             "this snapshot was taken by a witness, which holds no state: a data node cannot \
              start from a witness's data directory (move it aside; the node then catches up \
@@ -69,12 +71,12 @@ fn decode_prefix(prefix: &[u8]) -> Result<(LogIndex, usize), StateMachineError> 
                 .to_string(),
         ));
     }
-    Ok((index, header_bytes))
+    Ok((index, header_bytes, format))
 }
 
-/// The prefix of a data snapshot (format 2) or a witness's snapshot: the applied index, the
-/// header length, and whether it is a witness's.
-fn decode_any_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, bool), StateMachineError> {
+/// The prefix of a data snapshot (format 3 or 2) or a witness's snapshot: the applied index,
+/// the header length, and the format.
+fn decode_any_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, u32), StateMachineError> {
     let Some(prefix) = prefix.get(..SNAPSHOT_PREFIX_BYTES) else {
         return Err(StateMachineError::Corrupt(format!(
             "snapshot is shorter than its {SNAPSHOT_PREFIX_BYTES}-byte prefix"
@@ -85,11 +87,17 @@ fn decode_any_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, bool), StateMach
         bytes[..range.len()].copy_from_slice(&prefix[range]);
         u64::from_le_bytes(bytes)
     };
-    let version = field(0..4);
-    let witness = version == u64::from(WITNESS_SNAPSHOT_FORMAT_VERSION);
-    if version != u64::from(SNAPSHOT_FORMAT_VERSION) && !witness {
+    let version = field(0..4) as u32;
+    if ![
+        SNAPSHOT_FORMAT_VERSION,
+        SNAPSHOT_FORMAT_VERSION_2,
+        WITNESS_SNAPSHOT_FORMAT_VERSION,
+    ]
+    .contains(&version)
+    {
         return Err(StateMachineError::Corrupt(format!(
-            "snapshot format {version} is not {SNAPSHOT_FORMAT_VERSION}"
+            "snapshot format {version} is not {SNAPSHOT_FORMAT_VERSION} (or \
+             {SNAPSHOT_FORMAT_VERSION_2}, still read)"
         )));
     }
     let header_bytes = usize::try_from(field(12..16)).unwrap_or(usize::MAX);
@@ -98,7 +106,7 @@ fn decode_any_prefix(prefix: &[u8]) -> Result<(LogIndex, usize, bool), StateMach
             "snapshot header of {header_bytes} bytes is over {SNAPSHOT_HEADER_BYTES_MAX}"
         )));
     }
-    Ok((LogIndex(field(4..12)), header_bytes, witness))
+    Ok((LogIndex(field(4..12)), header_bytes, version))
 }
 
 /// A point-in-time copy of everything applied, taken in one apply step: the host's
@@ -171,7 +179,7 @@ pub(crate) fn witness_snapshot(
 /// reaches the same state.
 pub struct Applier<S: StateMachine> {
     machine: S,
-    sessions: BTreeMap<SessionId, SessionRecord>,
+    sessions: SessionTable,
     history: VecDeque<FailoverRecord>,
     applied_index: LogIndex,
 }
@@ -181,7 +189,7 @@ impl<S: StateMachine> Applier<S> {
     pub fn new(machine: S) -> Self {
         Self {
             machine,
-            sessions: BTreeMap::new(),
+            sessions: SessionTable::default(),
             history: VecDeque::new(),
             applied_index: LogIndex(0),
         }
@@ -270,29 +278,21 @@ impl<S: StateMachine> Applier<S> {
         };
         let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
         input.read_exact(&mut prefix).map_err(corrupt)?;
-        let (applied_index, header_bytes, _) = decode_any_prefix(&prefix)?;
-        let header = read_header(input, header_bytes)?;
-        self.sessions.clear();
-        self.history = header.history.into_iter().collect();
+        let (applied_index, header_bytes, format) = decode_any_prefix(&prefix)?;
+        let (_, history) = read_header(input, header_bytes, format)?;
+        self.sessions = SessionTable::default();
+        self.history = history.into_iter().collect();
         self.applied_index = applied_index;
         Ok(())
     }
 
     fn apply_command(&mut self, index: LogIndex, bytes: &[u8]) -> ApplyOutcome {
-        let stamped: SessionCommand = match codec::decode("session command", bytes, bytes.len()) {
+        let stamped = match SessionCommand::decode(bytes) {
             Ok(stamped) => stamped,
             Err(error) => return ApplyOutcome::Invalid(error.to_string()),
         };
-        if let Some(record) = self.sessions.get_mut(&stamped.session) {
-            if stamped.sequence == record.sequence {
-                record.used_at = index;
-                return ApplyOutcome::Duplicate(record.response.clone());
-            }
-            if stamped.sequence < record.sequence {
-                return ApplyOutcome::Stale {
-                    latest: record.sequence,
-                };
-            }
+        if let Some(answer) = self.sessions.check(index, &stamped) {
+            return answer;
         }
         let command: S::Command =
             match codec::decode("host command", &stamped.command, stamped.command.len()) {
@@ -304,25 +304,13 @@ impl<S: StateMachine> Applier<S> {
             Ok(bytes) => bytes,
             Err(error) => return ApplyOutcome::Invalid(error.to_string()),
         };
-        if !self.sessions.contains_key(&stamped.session) && self.sessions.len() >= SESSIONS_MAX {
-            let idlest = self
-                .sessions
-                .iter()
-                .min_by_key(|(session, record)| (record.used_at, **session))
-                .map(|(session, _)| *session);
-            if let Some(idlest) = idlest {
-                self.sessions.remove(&idlest);
-            }
-        }
-        self.sessions.insert(
-            stamped.session,
-            SessionRecord {
-                sequence: stamped.sequence,
-                response: response.clone(),
-                used_at: index,
-            },
-        );
+        self.sessions.record(index, &stamped, response.clone());
         ApplyOutcome::Applied(response)
+    }
+
+    /// The client sessions of the applied state.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
     }
 
     /// Answer a query from the applied state.
@@ -358,7 +346,7 @@ impl<S: StateMachine> Applier<S> {
     /// put before the host's bytes).
     fn encoded_header(&self) -> Result<Vec<u8>, StateMachineError> {
         let header = SnapshotHeader {
-            sessions: self.sessions.clone(),
+            sessions: self.sessions.records().clone(),
             history: self.history.iter().cloned().collect(),
         };
         codec::encode("snapshot header", &header, SNAPSHOT_HEADER_BYTES_MAX)
@@ -406,11 +394,11 @@ impl<S: StateMachine> Applier<S> {
         };
         let mut prefix = [0u8; SNAPSHOT_PREFIX_BYTES];
         input.read_exact(&mut prefix).map_err(corrupt)?;
-        let (applied_index, header_bytes) = decode_prefix(&prefix)?;
-        let header = read_header(input, header_bytes)?;
+        let (applied_index, header_bytes, format) = decode_prefix(&prefix)?;
+        let (sessions, history) = read_header(input, header_bytes, format)?;
         self.machine.restore_from(input)?;
-        self.sessions = header.sessions;
-        self.history = header.history.into_iter().collect();
+        self.sessions = sessions;
+        self.history = history.into_iter().collect();
         self.applied_index = applied_index;
         Ok(())
     }
@@ -425,11 +413,13 @@ impl<S: StateMachine> Applier<S> {
 }
 
 /// Read and decode a snapshot's header of `header_bytes` bytes (already bounded by
-/// [`SNAPSHOT_HEADER_BYTES_MAX`]) from `input`.
+/// [`SNAPSHOT_HEADER_BYTES_MAX`]) from `input`, in the layout of `format`: the sessions and
+/// the failover history.
 fn read_header(
     input: &mut dyn Read,
     header_bytes: usize,
-) -> Result<SnapshotHeader, StateMachineError> {
+    format: u32,
+) -> Result<(SessionTable, Vec<FailoverRecord>), StateMachineError> {
     let header = ha_core::read_bounded(
         &mut (&mut *input).take(header_bytes as u64),
         header_bytes as u64,
@@ -440,6 +430,13 @@ fn read_header(
             header.len()
         )));
     }
-    codec::decode("snapshot header", &header, header_bytes)
-        .map_err(|error| StateMachineError::Corrupt(error.to_string()))
+    let corrupt = |error: ha_core::CodecError| StateMachineError::Corrupt(error.to_string());
+    if format == SNAPSHOT_FORMAT_VERSION_2 {
+        let old: SnapshotHeaderFormat2 =
+            codec::decode("snapshot header", &header, header_bytes).map_err(corrupt)?;
+        return Ok((SessionTable::from_format_2(old.sessions), old.history));
+    }
+    let header: SnapshotHeader =
+        codec::decode("snapshot header", &header, header_bytes).map_err(corrupt)?;
+    Ok((SessionTable::from_records(header.sessions), header.history))
 }

@@ -13,6 +13,10 @@ pub struct WriteRequest {
     pub session: SessionId,
     /// The write's sequence number in the session (a retry reuses it).
     pub sequence: u64,
+    /// The lowest sequence of the session the client has no answer for (at most
+    /// `sequence`): the applied state forgets the session's responses below it. Many writes
+    /// of one session may be in flight at once (Raft dissertation §6.3).
+    pub lowest_unanswered: u64,
     /// The host command, encoded with postcard.
     #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,

@@ -2,6 +2,8 @@
 //! sans-IO core ([`ReplicaCore`]) shared by the tokio driver and the simulator.
 
 mod applier;
+#[cfg(test)]
+mod applier_compat_tests;
 mod apply_worker;
 mod client;
 pub mod consistency_monitor;
@@ -11,15 +13,14 @@ mod failover_record;
 mod replica_core;
 mod rpc;
 mod session;
+mod session_table;
 mod settings;
 mod snapshot_job;
 mod snapshot_receiver;
 mod snapshot_sender;
 mod state_export;
 
-pub use applier::{
-    AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SESSIONS_MAX, SNAPSHOT_HEADER_BYTES_MAX,
-};
+pub use applier::{AppliedSnapshot, Applier, FAILOVER_HISTORY_MAX, SNAPSHOT_HEADER_BYTES_MAX};
 pub use apply_worker::{ApplyDone, ApplyTask, ApplyWorker, CapturePurpose};
 pub use client::{ClientError, ClientReply, ClientRequest, ReadRequest, WriteFate, WriteRequest};
 pub use consistency_monitor::{ConsistencySettings, ConsistencyStatus, DigestVerdict};
@@ -32,7 +33,11 @@ pub use replica_core::{
     RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect, ReplicaTimer,
 };
 pub use rpc::Rpc;
-pub use session::{ApplyOutcome, SessionCommand, SessionId};
+pub use session::{ApplyOutcome, SESSION_COMMAND_FORMAT, SessionCommand, SessionId};
+pub use session_table::{
+    SESSION_RESPONSE_BYTES_MAX, SESSION_RESPONSES_MAX, SESSIONS_MAX, SESSIONS_RESPONSE_BYTES_MAX,
+    SessionTable,
+};
 pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 pub use snapshot_job::{SnapshotJob, SnapshotWritten};
 pub use snapshot_sender::{

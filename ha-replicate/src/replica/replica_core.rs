@@ -12,7 +12,7 @@ pub(crate) use member_requests::requested_peer_address;
 
 use std::collections::BTreeMap;
 
-use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term, codec};
+use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term};
 
 use crate::engine::{
     After, Effect, Engine, EngineStart, Message, Persist, PersistId, ProposeError, ReadError,
@@ -618,6 +618,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let stamped = SessionCommand {
             session: write.session,
             sequence: write.sequence,
+            lowest_unanswered: write.lowest_unanswered,
             command: write.command.clone(),
         };
         if self.engine.is_leader() && self.apply_lags() {
@@ -625,7 +626,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.reply(origin, ClientReply::Failed(ClientError::Busy));
             return;
         }
-        let bytes = match codec::encode("session command", &stamped, COMMAND_BYTES_MAX) {
+        let bytes = match stamped.encode(COMMAND_BYTES_MAX) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let reply = ClientReply::Failed(ClientError::InvalidQuery(error.to_string()));
@@ -1096,6 +1097,7 @@ mod tests {
     use crate::engine::EngineSettings;
     use crate::membership::Membership;
     use crate::storage::memory::{MemoryDisk, MemoryStore};
+    use ha_core::codec;
 
     const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 
@@ -1130,6 +1132,7 @@ mod tests {
         ClientRequest::Write(WriteRequest {
             session: 1,
             sequence,
+            lowest_unanswered: sequence,
             command: codec::encode("command", &(), 16).expect("encodes"),
             consistency: Consistency::Quorum,
         })

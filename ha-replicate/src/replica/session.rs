@@ -1,10 +1,27 @@
-//! Client sessions: what makes a retried write apply once.
+//! Client sessions: what makes a retried write apply once, with many writes of one session
+//! in flight (Raft dissertation §6.3).
 
+use ha_core::{CodecError, codec};
 use serde::{Deserialize, Serialize};
 
 /// A client's identity for deduplication. Chosen at random by the client (64 bits), so two
 /// clients never share one in practice.
 pub type SessionId = u64;
+
+/// The two bytes every session command written by this version starts with: a postcard
+/// varint that is not in its shortest form (a continuation byte, then a final zero byte).
+/// postcard's encoder always writes the shortest form, and a format 1 payload (written before
+/// pipelined sessions, with no version of its own) starts with its session id as a varint, so
+/// no format 1 payload can start with these bytes: they tell the two formats apart without
+/// any guess, and the version byte after them says which later format follows.
+const SESSION_COMMAND_TAG: [u8; 2] = [0x80, 0x00];
+
+/// The format this version writes: the tag, this version byte, then the postcard encoding
+/// of [`SessionCommand`] (session, sequence, lowest unanswered sequence, host command).
+/// Format 1 (no tag, no version; session, sequence, host command) is still read, as a write
+/// whose lowest unanswered sequence is its own: the one-write-at-a-time clients that wrote it
+/// had an answer for everything before it.
+pub const SESSION_COMMAND_FORMAT: u8 = 2;
 
 /// A command as stored in the log: the host command with its session stamp.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,9 +30,84 @@ pub struct SessionCommand {
     pub session: SessionId,
     /// The client's sequence number for this write; a retry reuses it.
     pub sequence: u64,
+    /// The lowest sequence of this session the client has no answer for (at most
+    /// `sequence`; a larger value is read as `sequence`). The applied state keeps the
+    /// session's responses from this sequence on and forgets older ones; a write below it
+    /// is never applied again.
+    pub lowest_unanswered: u64,
     /// The host command, encoded.
     #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
+}
+
+/// Format 1, read from logs written before pipelined sessions.
+#[derive(Deserialize)]
+struct SessionCommandFormat1 {
+    session: SessionId,
+    sequence: u64,
+    #[serde(with = "serde_bytes")]
+    command: Vec<u8>,
+}
+
+impl SessionCommand {
+    /// The lowest unanswered sequence as the applier reads it: never above the sequence
+    /// itself (the client cannot have an answer for the write it is sending).
+    pub fn lowest_unanswered(&self) -> u64 {
+        self.lowest_unanswered.min(self.sequence)
+    }
+
+    /// The bytes stored in the log for this command: the current format
+    /// ([`SESSION_COMMAND_FORMAT`]), at most `limit_bytes` long.
+    ///
+    /// # Errors
+    /// [`CodecError::TooLarge`] when the encoding is longer than `limit_bytes`.
+    pub fn encode(&self, limit_bytes: usize) -> Result<Vec<u8>, CodecError> {
+        let body = codec::encode("session command", self, limit_bytes)?;
+        let mut bytes = Vec::with_capacity(SESSION_COMMAND_TAG.len() + 1 + body.len());
+        bytes.extend_from_slice(&SESSION_COMMAND_TAG);
+        bytes.push(SESSION_COMMAND_FORMAT);
+        bytes.extend_from_slice(&body);
+        if bytes.len() > limit_bytes {
+            return Err(CodecError::TooLarge {
+                what: "session command",
+                size_bytes: bytes.len(),
+                limit_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A command read from the log, in the current format or in format 1.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the bytes are in neither format (or name a later format).
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let Some(rest) = bytes.strip_prefix(&SESSION_COMMAND_TAG[..]) else {
+            let old: SessionCommandFormat1 = codec::decode("session command", bytes, bytes.len())?;
+            return Ok(SessionCommand {
+                session: old.session,
+                sequence: old.sequence,
+                lowest_unanswered: old.sequence,
+                command: old.command,
+            });
+        };
+        match rest.split_first() {
+            Some((&SESSION_COMMAND_FORMAT, body)) => {
+                codec::decode("session command", body, body.len())
+            }
+            Some((version, _)) => Err(CodecError::Malformed {
+                what: "session command",
+                reason: format!(
+                    "format {version} is not one this version reads (1 or \
+                     {SESSION_COMMAND_FORMAT}): upgrade this node"
+                ),
+            }),
+            None => Err(CodecError::Malformed {
+                what: "session command",
+                reason: "ends after its tag, with no format version".to_string(),
+            }),
+        }
+    }
 }
 
 /// What applying a session command produced, as seen by the client.
@@ -23,16 +115,25 @@ pub struct SessionCommand {
 pub enum ApplyOutcome {
     /// Applied now; the state machine's response, encoded.
     Applied(Vec<u8>),
-    /// A retry of the session's latest write: not applied again; the first response.
+    /// A retry of a write the session applied before: not applied again; the first response.
     Duplicate(Vec<u8>),
-    /// Older than the session's latest write (a retry that lost the race to a newer one):
-    /// not applied; the client has moved on and must not wait for it.
+    /// Below the session's lowest unanswered sequence: the client said it has the answer (or
+    /// gave up on it), so its response was discarded. Not applied now, and never will be.
     Stale {
-        /// The session's latest sequence.
-        latest: u64,
+        /// The session's lowest unanswered sequence.
+        lowest_unanswered: u64,
     },
     /// The command bytes do not decode for this state machine: not applied.
     Invalid(String),
+    /// Not applied: the session keeps as many responses as it may
+    /// ([`SESSION_RESPONSES_MAX`](crate::replica::SESSION_RESPONSES_MAX) or
+    /// [`SESSION_RESPONSE_BYTES_MAX`](crate::replica::SESSION_RESPONSE_BYTES_MAX)) for
+    /// writes its client has not acknowledged. The same write (same sequence) may be retried
+    /// once the client's older writes are answered and a later write says so.
+    SessionFull {
+        /// Responses the session keeps.
+        responses: u64,
+    },
 }
 
 impl ApplyOutcome {
@@ -42,5 +143,59 @@ impl ApplyOutcome {
             ApplyOutcome::Applied(bytes) | ApplyOutcome::Duplicate(bytes) => Some(bytes),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Format1 {
+        session: SessionId,
+        sequence: u64,
+        #[serde(with = "serde_bytes")]
+        command: Vec<u8>,
+    }
+
+    #[test]
+    fn format_1_commands_still_decode_as_their_own_lowest_unanswered() {
+        for session in [0, 1, 127, 128, 1 << 20, u64::MAX] {
+            let old = Format1 {
+                session,
+                sequence: 9,
+                command: b"set x".to_vec(),
+            };
+            let bytes = codec::encode("old", &old, 1 << 10).unwrap();
+            assert_ne!(bytes[..2], SESSION_COMMAND_TAG);
+            let decoded = SessionCommand::decode(&bytes).unwrap();
+            assert_eq!(
+                decoded,
+                SessionCommand {
+                    session,
+                    sequence: 9,
+                    lowest_unanswered: 9,
+                    command: b"set x".to_vec(),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn current_commands_round_trip_and_later_formats_are_refused() {
+        let command = SessionCommand {
+            session: 0,
+            sequence: 12,
+            lowest_unanswered: 3,
+            command: vec![1, 2, 3],
+        };
+        let bytes = command.encode(1 << 10).unwrap();
+        assert_eq!(bytes[..3], [0x80, 0x00, SESSION_COMMAND_FORMAT]);
+        assert_eq!(SessionCommand::decode(&bytes).unwrap(), command);
+        let mut later = bytes.clone();
+        later[2] = SESSION_COMMAND_FORMAT + 1;
+        assert!(SessionCommand::decode(&later).is_err());
+        assert!(SessionCommand::decode(&bytes[..2]).is_err());
+        assert!(command.encode(4).is_err());
     }
 }

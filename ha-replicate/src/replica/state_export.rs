@@ -204,6 +204,7 @@ mod tests {
         let request = ClientRequest::Write(WriteRequest {
             session: 1,
             sequence,
+            lowest_unanswered: sequence,
             command: codec::encode("command", &amount, 64).expect("encodes"),
             consistency: Consistency::Quorum,
         });

@@ -10,6 +10,7 @@ mod lock_kv_linearizable;
 mod lock_logs_agree;
 mod no_refused_inputs;
 mod one_leader_per_term;
+mod writes_applied_once;
 
 pub use acknowledged_writes_survive::check_acknowledged_writes_survive;
 pub use applied_commands_agree::{AppliedCommands, check_applied_commands_agree};
@@ -23,3 +24,4 @@ pub use lock_kv_linearizable::{check_lock_kv_linearizable, lock_kv_history};
 pub use lock_logs_agree::check_lock_logs_agree;
 pub use no_refused_inputs::check_no_refused_inputs;
 pub use one_leader_per_term::{check_one_leader_per_term, one_leader_per_term};
+pub use writes_applied_once::check_writes_applied_once;

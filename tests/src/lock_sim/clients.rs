@@ -33,6 +33,27 @@ use crate::sim::Simulator;
 /// The share of holds whose release is preceded by a release as a wrong holder.
 const WRONG_RELEASE_FRACTION: f64 = 0.5;
 
+/// Clients that share one replication session. With its keep-alives beside its main
+/// operation, each client has up to two writes in flight, so a session has up to twice this
+/// many (pipelined sessions, Raft dissertation §6.3), all retried independently.
+const CLIENTS_PER_SESSION: usize = 2;
+
+/// One replication session, shared by [`CLIENTS_PER_SESSION`] clients.
+#[derive(Clone, Debug)]
+struct ReplicationSession {
+    id: u64,
+    next_sequence: u64,
+}
+
+impl ReplicationSession {
+    /// The session id and a fresh sequence for a new write.
+    fn next(&mut self) -> (u64, u64) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        (self.id, sequence)
+    }
+}
+
 /// Whether client `client_index` acquires with a holder digest.
 fn acquires_with_holder(client_index: usize) -> bool {
     client_index.is_multiple_of(2)
@@ -116,6 +137,8 @@ impl Lease {
 struct KeepAliveAttempt {
     request_id: u64,
     lease: LeaseId,
+    /// The keep-alive's sequence in the client's replication session.
+    sequence: u64,
     sent_at: Millis,
     give_up_at: Millis,
 }
@@ -195,13 +218,9 @@ enum Main {
 
 #[derive(Clone, Debug)]
 struct Client {
-    /// The replication session of the main channel (grants, acquires, releases, KV): one
-    /// operation at a time, so a late retry of an older one is stale, never applied.
-    main_session: u64,
-    main_next_sequence: u64,
-    /// A second replication session for keep-alives, which run beside the main channel.
-    keeper_session: u64,
-    keeper_next_sequence: u64,
+    /// The replication session (an index into the workload's sessions) of both channels:
+    /// the main one (grants, acquires, releases, KV) and keep-alives, beside it.
+    session: usize,
     lease: Option<Lease>,
     keep_alive: Option<KeepAliveAttempt>,
     main: Main,
@@ -239,12 +258,16 @@ pub struct LockWorkload {
     stats: LockWorkloadStats,
     /// The session stamps of the releases sent as a wrong holder.
     wrong_releases: BTreeSet<(u64, u64)>,
+    /// The replication sessions the clients share.
+    sessions: Vec<ReplicationSession>,
 }
 
 fn write_request(session: u64, sequence: u64, command: LockCommand) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
         session,
         sequence,
+        // Set again on every send, from the session's writes in flight then.
+        lowest_unanswered: sequence,
         command: postcard::to_allocvec(&Command::<()>::Lock(command))
             .expect("a lock command encodes"),
         consistency: Consistency::Quorum,
@@ -288,12 +311,15 @@ fn decode_reply(reply: ClientReply) -> Option<Answer> {
 impl LockWorkload {
     /// Clients with sessions drawn from the simulation's RNG.
     pub fn new(sim: &mut Simulator<SimLockNode>, options: LockWorkloadOptions) -> Self {
+        let sessions = (0..options.clients.div_ceil(CLIENTS_PER_SESSION))
+            .map(|_| ReplicationSession {
+                id: sim.rng().random(),
+                next_sequence: 1,
+            })
+            .collect();
         let clients = (0..options.clients)
-            .map(|_| Client {
-                main_session: sim.rng().random(),
-                main_next_sequence: 1,
-                keeper_session: sim.rng().random(),
-                keeper_next_sequence: 1,
+            .map(|client| Client {
+                session: client / CLIENTS_PER_SESSION,
                 lease: None,
                 keep_alive: None,
                 main: Main::Idle {
@@ -317,7 +343,36 @@ impl LockWorkload {
             kv_records: Vec::new(),
             stats: LockWorkloadStats::default(),
             wrong_releases: BTreeSet::new(),
+            sessions,
         }
+    }
+
+    /// The lowest sequence of replication session `session` its clients have no answer for:
+    /// the least of their writes in flight (main operations and keep-alives), or the next
+    /// sequence when none is. A write given up on is no longer in flight, so later writes
+    /// let the log forget it (and refuse to apply it from then on).
+    fn lowest_unanswered(&self, session: usize) -> u64 {
+        self.clients
+            .iter()
+            .filter(|client| client.session == session)
+            .flat_map(|client| {
+                let main = match &client.main {
+                    Main::Operation(operation) => operation.stamp.map(|(_, sequence)| sequence),
+                    _ => None,
+                };
+                main.into_iter()
+                    .chain(client.keep_alive.as_ref().map(|attempt| attempt.sequence))
+            })
+            .min()
+            .unwrap_or(self.sessions[session].next_sequence)
+    }
+
+    /// `request` with the lowest unanswered sequence of `session` now.
+    fn stamped(&self, session: usize, mut request: ClientRequest) -> ClientRequest {
+        if let ClientRequest::Write(write) = &mut request {
+            write.lowest_unanswered = self.lowest_unanswered(session);
+        }
+        request
     }
 
     /// Every release sent as a wrong holder that the log applied must have been refused
@@ -616,13 +671,12 @@ impl LockWorkload {
         let node = running[sim.rng().random_range(0..running.len())];
         // Each keep-alive is a new write with its own send time: a retry under the same
         // sequence could be applied from its first, older send.
-        let sequence = client.keeper_next_sequence;
-        client.keeper_next_sequence += 1;
+        let (session, sequence) = self.sessions[client.session].next();
         let request_id = self.next_request_id;
         self.next_request_id += 1;
-        self.send_times.record(client.keeper_session, sequence, now);
+        self.send_times.record(session, sequence, now);
         let request = write_request(
-            client.keeper_session,
+            session,
             sequence,
             LockCommand::LeaseKeepAlive { lease: lease.id },
         );
@@ -631,14 +685,17 @@ impl LockWorkload {
         client.keep_alive = Some(KeepAliveAttempt {
             request_id,
             lease: lease.id,
+            sequence,
             sent_at: now,
             give_up_at: now + timeout_ms + options.retry_delay_ms,
         });
+        let (isolated, session_index) = (now < client.isolated_until, client.session);
         self.owners
             .insert(request_id, (client_index, Channel::KeepAlive));
-        if now < client.isolated_until {
+        if isolated {
             return;
         }
+        let request = self.stamped(session_index, request);
         sim.act(node, |replica, now| {
             replica.submit(now, request_id, request, timeout_ms)
         });
@@ -653,30 +710,28 @@ impl LockWorkload {
         let client = &mut self.clients[client_index];
         let Some(lease) = client.lease.clone() else {
             let lock_session = sim.rng().random();
-            let sequence = client.main_next_sequence;
-            client.main_next_sequence += 1;
+            let (session, sequence) = self.sessions[client.session].next();
             let request = write_request(
-                client.main_session,
+                session,
                 sequence,
                 LockCommand::LeaseGrant {
                     ttl_ms: self.options.ttl_ms,
                     session: lock_session,
                 },
             );
-            let stamp = Some((client.main_session, sequence));
+            let stamp = Some((session, sequence));
             let purpose = Purpose::Grant { lock_session };
             self.start_operation(sim, client_index, now, purpose, request, stamp);
             return;
         };
-        let sequence = client.main_next_sequence;
-        client.main_next_sequence += 1;
-        let stamp = Some((client.main_session, sequence));
+        let (session, sequence) = self.sessions[client.session].next();
+        let stamp = Some((session, sequence));
         if roll < self.options.kv_fraction + self.options.revoke_fraction {
             client.lease = None;
             client.keep_alive = None;
             self.stats.leases_revoked += 1;
             let request = write_request(
-                client.main_session,
+                session,
                 sequence,
                 LockCommand::LeaseRevoke { lease: lease.id },
             );
@@ -700,7 +755,7 @@ impl LockWorkload {
                 wait: true,
             }
         };
-        let request = write_request(client.main_session, sequence, command);
+        let request = write_request(session, sequence, command);
         let purpose = Purpose::Acquire {
             name,
             lease: lease.id,
@@ -760,11 +815,10 @@ impl LockWorkload {
         let (client_request, stamp) = match command {
             None => (read_request(LockQuery::Get { key: key.clone() }), None),
             Some(command) => {
-                let sequence = client.main_next_sequence;
-                client.main_next_sequence += 1;
+                let (session, sequence) = self.sessions[client.session].next();
                 (
-                    write_request(client.main_session, sequence, command),
-                    Some((client.main_session, sequence)),
+                    write_request(session, sequence, command),
+                    Some((session, sequence)),
                 )
             }
         };
@@ -819,12 +873,14 @@ impl LockWorkload {
             }
         }
         let request = operation.request.clone();
+        let session = client.session;
         self.owners
             .insert(request_id, (client_index, Channel::Main));
         if isolated {
             // Sent, and lost on the way: the attempt's deadline will retry it.
             return;
         }
+        let request = self.stamped(session, request);
         sim.act(node, |replica, now| {
             replica.submit(now, request_id, request, timeout_ms)
         });
@@ -1026,10 +1082,9 @@ impl LockWorkload {
                          answered {other:?}"
                     ),
                 }
-                let sequence = client.main_next_sequence;
-                client.main_next_sequence += 1;
-                let stamp = Some((client.main_session, sequence));
-                let request = write_request(client.main_session, sequence, *release);
+                let (session, sequence) = self.sessions[client.session].next();
+                let stamp = Some((session, sequence));
+                let request = write_request(session, sequence, *release);
                 self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
             }
             Purpose::Revoke => {}
@@ -1049,11 +1104,10 @@ impl LockWorkload {
         let Some(lock_session) = client.lease.as_ref().map(|lease| lease.lock_session) else {
             return;
         };
-        let sequence = client.main_next_sequence;
-        client.main_next_sequence += 1;
-        let stamp = Some((client.main_session, sequence));
+        let (session, sequence) = self.sessions[client.session].next();
+        let stamp = Some((session, sequence));
         let request = write_request(
-            client.main_session,
+            session,
             sequence,
             LockCommand::CancelWait {
                 name: name.clone(),
@@ -1154,14 +1208,13 @@ impl LockWorkload {
         // as a wrong holder goes first; it must change nothing.
         let (name, token, lease) = (hold.name.clone(), hold.token, hold.lease);
         let release = holder_release(client_index, name.clone(), token, lease);
-        let sequence = client.main_next_sequence;
-        client.main_next_sequence += 1;
-        let stamp = Some((client.main_session, sequence));
+        let (session, sequence) = self.sessions[client.session].next();
+        let stamp = Some((session, sequence));
         if sim.rng().random_bool(WRONG_RELEASE_FRACTION) {
             let plain = sim.rng().random_bool(0.5);
             let command = wrong_release(client_index, name, token, lease, plain);
-            self.wrong_releases.insert((client.main_session, sequence));
-            let request = write_request(client.main_session, sequence, command.clone());
+            self.wrong_releases.insert((session, sequence));
+            let request = write_request(session, sequence, command.clone());
             let purpose = Purpose::WrongRelease {
                 command: Box::new(command),
                 release: Box::new(release),
@@ -1169,7 +1222,7 @@ impl LockWorkload {
             self.start_operation(sim, client_index, now, purpose, request, stamp);
             return;
         }
-        let request = write_request(client.main_session, sequence, release);
+        let request = write_request(session, sequence, release);
         self.start_operation(sim, client_index, now, Purpose::Release, request, stamp);
     }
 }

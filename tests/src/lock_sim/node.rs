@@ -230,6 +230,8 @@ impl SimLockNode {
             let request = ClientRequest::Write(WriteRequest {
                 session: self.parts.expiry_session,
                 sequence,
+                // Proposed once, never retried: nothing older is awaited.
+                lowest_unanswered: sequence,
                 command: bytes,
                 consistency: Consistency::Quorum,
             });

@@ -54,6 +54,7 @@ fn write(sequence: u64) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
         session: 1,
         sequence,
+        lowest_unanswered: sequence,
         command: codec::encode("command", &(), 16).expect("encodes"),
         consistency: Consistency::Quorum,
     })

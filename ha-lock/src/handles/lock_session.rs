@@ -1,33 +1,25 @@
-//! One replication session used by many tasks, one write at a time.
+//! One replication session used by many tasks at once, with the lock table's answers typed.
 
 use std::time::Duration;
 
 use ha_core::{Consistency, StateMachine};
 use ha_replicate::driver::ReplicaClient;
-use ha_replicate::replica::ClientError;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use super::error::LockError;
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse, SessionId};
 use crate::with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 
-/// A [`ReplicaClient`] whose writes go out one at a time.
-///
-/// Why a gate: the replicated applier remembers only the latest sequence number per session
-/// and answers an older one that arrives later with "stale, not applied". Two writes in flight
-/// on one session could therefore drop each other. Reads carry no sequence and skip the gate.
-pub(crate) struct SessionWriter<H: StateMachine> {
+/// A [`ReplicaClient`] of a [`WithLocks`] state machine, answering with the lock table's
+/// types. Its writes need no turn: many may be in flight on the session at once (the
+/// replicated applier keeps the responses of every write its client has not acknowledged),
+/// so tasks sharing it do not queue behind each other.
+pub(crate) struct LockSession<H: StateMachine> {
     client: ReplicaClient<WithLocks<H>>,
-    gate: Mutex<()>,
 }
 
-impl<H: StateMachine> SessionWriter<H> {
+impl<H: StateMachine> LockSession<H> {
     pub(crate) fn new(client: ReplicaClient<WithLocks<H>>) -> Self {
-        Self {
-            client,
-            gate: Mutex::new(()),
-        }
+        Self { client }
     }
 
     /// The replication session id.
@@ -36,28 +28,19 @@ impl<H: StateMachine> SessionWriter<H> {
     }
 
     /// Propose `command`; returns its log index and the lock table's answer (`None` for an
-    /// EVENTUAL write, which is answered before it is applied). `timeout` covers the wait for
-    /// the gate too.
+    /// EVENTUAL write, which is answered before it is applied).
     ///
-    /// Cancel safety: dropping the future releases the gate; the write may or may not have
-    /// been applied (the next write on the session supersedes it if it was not).
+    /// Cancel safety: the write may or may not have been applied (at most once; once a later
+    /// write of the session is applied, never).
     pub(crate) async fn write(
         &self,
         command: LockCommand,
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<(u64, Option<LockResponse>), LockError> {
-        let deadline = Instant::now() + timeout;
-        let _turn = tokio::time::timeout_at(deadline, self.gate.lock())
-            .await
-            .map_err(|_| ClientError::Timeout)?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ClientError::Timeout.into());
-        }
         let written = self
             .client
-            .write(Command::Lock(command), consistency, remaining)
+            .write(Command::Lock(command), consistency, timeout)
             .await?;
         match written.response {
             None => Ok((written.index.0, None)),
