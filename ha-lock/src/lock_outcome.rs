@@ -91,15 +91,22 @@ impl Watched {
     /// Read what `command` may change, before it is applied to `table`.
     pub(crate) fn before(table: &LockTable, command: &LockCommand) -> Self {
         match command {
-            LockCommand::Acquire { name, .. } | LockCommand::AcquireWithHolder { name, .. } => {
-                Watched::Acquire(name.clone())
-            }
+            LockCommand::Acquire { name, .. }
+            | LockCommand::AcquireWithHolder { name, .. }
+            | LockCommand::GrantAndAcquire { name, .. } => Watched::Acquire(name.clone()),
             LockCommand::Release { name, token }
             | LockCommand::ReleaseWithHolder { name, token, .. } => {
                 Watched::Release(name.clone(), *token)
             }
             LockCommand::LeaseRevoke { lease } => Watched::lease_end(table, *lease, false),
             LockCommand::LeaseExpire { lease, .. } => Watched::lease_end(table, *lease, true),
+            // Ends the lease the grant is held under, when it releases at all.
+            LockCommand::ReleaseAndRevoke { name, token, .. } => {
+                match table.lease_of_grant(name, *token) {
+                    Some(lease) => Watched::lease_end(table, lease, false),
+                    None => Watched::Nothing,
+                }
+            }
             _ => Watched::Nothing,
         }
     }
@@ -128,7 +135,10 @@ impl Watched {
             }
         };
         match (self, response) {
-            (Watched::Acquire(name), LockResponse::Granted { token }) if *token == index => {
+            (
+                Watched::Acquire(name),
+                LockResponse::Granted { token } | LockResponse::GrantedWithLease { token, .. },
+            ) if *token == index => {
                 observer.tell(LockChange::Granted, &name, *token);
             }
             (Watched::Release(name, token), LockResponse::Released) => {
