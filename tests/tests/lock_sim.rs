@@ -4,7 +4,7 @@
 //! versioned KV operations. Every run checks that lock holders never overlap and tokens only
 //! grow, that no lease expires while its holder renews in time, that the KV history is
 //! linearizable and that the nodes' logs agree; then it heals and must grant more locks, and
-//! abandoned leases must expire and free their locks. Half of the clients' leases come with
+//! abandoned leases must expire and free their locks. Most of the clients' new leases come with
 //! their lock in one write and end with its release in one (issue 17's lock cycle:
 //! `GrantAndAcquire`, `ReleaseAndRevoke`); the others are granted first and hold many locks.
 //!
@@ -348,8 +348,8 @@ fn locks_hand_over_and_leases_expire_without_faults() {
             assert!(workload.intervals().len() > 20, "{stats:?}");
             assert!(stats.kv_completed > 50, "{stats:?}");
             // Issue 17: both ways to take a lock ran, the two-write cycle among them.
-            assert!(stats.leases_granted_with_lock > 5, "{stats:?}");
-            assert!(stats.releases_ending_lease > 5, "{stats:?}");
+            assert!(stats.leases_granted_with_lock >= 3, "{stats:?}");
+            assert!(stats.releases_ending_lease >= 3, "{stats:?}");
             assert!(
                 stats.leases_granted > stats.leases_granted_with_lock,
                 "{stats:?}"

@@ -96,7 +96,7 @@ impl LockWorkloadOptions {
             think_ms_max: 30,
             kv_fraction: 0.5,
             revoke_fraction: 0.02,
-            lock_cycle_fraction: 0.5,
+            lock_cycle_fraction: 0.7,
         }
     }
 }
