@@ -134,12 +134,23 @@ async fn a_queued_acquire_and_a_dropped_guard_take_one_write_each() {
         3,
         "acquire, queued acquire, release: the hand-off is part of the release"
     );
-    assert_eq!(next.token(), handed_on, "the release's index is the new token");
+    assert_eq!(
+        next.token(),
+        handed_on,
+        "the release's index is the new token"
+    );
     drop(next);
-    eventually("the dropped guard to release its lock and lease", WAIT, || async {
-        first.lock_state("line").await.is_ok_and(|state| state.is_none())
-            && live_leases(&first).await == 0
-    })
+    eventually(
+        "the dropped guard to release its lock and lease",
+        WAIT,
+        || async {
+            first
+                .lock_state("line")
+                .await
+                .is_ok_and(|state| state.is_none())
+                && live_leases(&first).await == 0
+        },
+    )
     .await;
     assert_eq!(last_index(&cluster, leader).await - handed_on, 1);
     cluster.shutdown().await;

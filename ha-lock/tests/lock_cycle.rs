@@ -6,8 +6,8 @@
 
 use ha_core::LogIndex;
 use ha_lock::{
-    HolderKey, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockResponse, LockTable, SessionId, holder_digest,
+    HolderKey, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse,
+    LockTable, SessionId, holder_digest,
 };
 use proptest::prelude::*;
 
@@ -46,7 +46,9 @@ fn leases(table: &LockTable) -> Vec<LeaseId> {
 
 fn holder(table: &LockTable, name: &str) -> Option<(SessionId, LeaseId, u64)> {
     match table.query(&LockQuery::Lock { name: name.into() }) {
-        LockQueryResponse::Lock(state) => state.map(|state| (state.holder, state.lease, state.token)),
+        LockQueryResponse::Lock(state) => {
+            state.map(|state| (state.holder, state.lease, state.token))
+        }
         other => panic!("lock answered {other:?}"),
     }
 }
@@ -328,7 +330,8 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
         } => {
             let name = lock_name(*lock);
             let key = key.map(|key| KEYS[usize::from(key)]);
-            let answer = combined.apply(at, grant_and_acquire(&name, *session, *wait, key.as_ref()));
+            let answer =
+                combined.apply(at, grant_and_acquire(&name, *session, *wait, key.as_ref()));
             let already_waiting = match separate.query(&LockQuery::Lock { name: name.clone() }) {
                 LockQueryResponse::Lock(Some(state)) => state
                     .waiters

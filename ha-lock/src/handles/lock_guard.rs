@@ -197,8 +197,7 @@ impl<H: StateMachine> Drop for LockGuard<H> {
         runtime.spawn(async move {
             let released = match lease_id {
                 Some(lease_id) => {
-                    release_ending_lease(&client, &name, token, holder_key.as_ref(), lease_id)
-                        .await
+                    release_ending_lease(&client, &name, token, holder_key.as_ref(), lease_id).await
                 }
                 None => client.release_lock(&name, token, holder_key.as_ref()).await,
             };

@@ -5,8 +5,7 @@
 
 use super::{Lease, LockTable};
 use crate::command::{
-    FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, LeaseId, Limit, LockResponse,
-    SessionId,
+    FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, LeaseId, Limit, LockResponse, SessionId,
 };
 use imbl::OrdSet;
 

@@ -966,9 +966,9 @@ impl LockWorkload {
                         ttl_ms,
                         token,
                     })) => (lease, ttl_ms, Some(token)),
-                    Some(Answer::Write(LockResponse::QueuedWithLease { lease, ttl_ms, .. })) => {
-                        (lease, ttl_ms, None)
-                    }
+                    Some(Answer::Write(LockResponse::QueuedWithLease {
+                        lease, ttl_ms, ..
+                    })) => (lease, ttl_ms, None),
                     // Unknown: a lease (and a wait or grant under it) may exist that this
                     // client never learned of; the leader expires it.
                     None => return,
