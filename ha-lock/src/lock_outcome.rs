@@ -260,6 +260,52 @@ mod tests {
         );
     }
 
+    /// Issue 17's lock cycle tells the same events as the separate commands: a grant when the
+    /// lease and the lock come in one command (not when it only queues), and a release (then
+    /// the hand-off) when the release ends its lease; a refused release tells nothing.
+    #[test]
+    fn a_lock_cycle_in_two_commands_is_told_as_grant_and_release() {
+        let seen: Arc<Mutex<Vec<(LockChange, String, u64)>>> = Arc::default();
+        let observer = {
+            let seen = Arc::clone(&seen);
+            LockObserver::new(move |outcome| {
+                seen.lock().expect("not poisoned").push((
+                    outcome.change,
+                    outcome.name.clone(),
+                    outcome.token,
+                ));
+            })
+        };
+        let mut machine = WithLocks::new(()).observe_locks(observer);
+        let cycle = |session| LockCommand::GrantAndAcquire {
+            name: "jobs".into(),
+            session,
+            ttl_ms: 1_000,
+            wait: true,
+            holder_digest: None,
+        };
+        let release = |token| LockCommand::ReleaseAndRevoke {
+            name: "jobs".into(),
+            token,
+            holder_key: None,
+        };
+        apply(&mut machine, 1, cycle(1)); // granted, token 1
+        apply(&mut machine, 2, cycle(2)); // queued under lease 2
+        apply(&mut machine, 3, release(2)); // not the holder's token: nothing
+        apply(&mut machine, 4, release(1)); // released, handed to session 2 with token 4
+        apply(&mut machine, 5, release(4)); // released, free
+        let jobs = |change, token| (change, "jobs".to_string(), token);
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            vec![
+                jobs(LockChange::Granted, 1),
+                jobs(LockChange::Released, 1),
+                jobs(LockChange::Granted, 4),
+                jobs(LockChange::Released, 4),
+            ]
+        );
+    }
+
     /// Observing changes nothing the table computes.
     #[test]
     fn an_observed_table_answers_as_an_unobserved_one() {
