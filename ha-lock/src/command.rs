@@ -154,6 +154,44 @@ pub enum LockCommand {
         /// The holder's key.
         holder_key: HolderKey,
     },
+    /// Grant a lease and acquire lock `name` under it, in one log entry: a lock cycle's first
+    /// write (issue 17; the cycle was three writes, grant, acquire and release). The lease's
+    /// id is this entry's log index, as a [`LeaseGrant`](Self::LeaseGrant)'s; a grant of the
+    /// lock gets the same index as its fencing token. Answered
+    /// [`LockResponse::GrantedWithLease`] or [`LockResponse::QueuedWithLease`]; any other
+    /// answer (the acquire's refusals: busy, deadlock, a limit, an invalid name or TTL, and
+    /// busy when `session` already waits for the lock under another lease) means nothing
+    /// changed: no lease was granted. (After the others, so older logs decode unchanged.)
+    GrantAndAcquire {
+        /// The lock.
+        name: String,
+        /// The session asking: the lease's holder and the lock's.
+        session: SessionId,
+        /// The new lease's time to live.
+        ttl_ms: u64,
+        /// Queue when held (false: `try_acquire`, and a busy lock grants no lease).
+        wait: bool,
+        /// SHA-256 of the holder's key ([`holder_digest`]), for a grant that only a
+        /// release presenting that key releases (as [`AcquireWithHolder`](Self::AcquireWithHolder)).
+        holder_digest: Option<HolderDigest>,
+    },
+    /// Release lock `name` held with `token` and end the lease it is held under, in one log
+    /// entry: a lock cycle's second write, for a holder whose lease exists for this lock (the
+    /// lease's keys are deleted and its other locks released too, as by
+    /// [`LeaseRevoke`](Self::LeaseRevoke)). Checked as a release: a token that does not hold
+    /// the lock is [`LockResponse::NotHolder`], a `holder_key` that does not match the
+    /// grant's digest (or a key for a grant made without one, or none for a grant made with
+    /// one) is [`LockResponse::WrongHolder`], and then nothing changes, the lease included.
+    /// Otherwise answered [`LockResponse::LeaseEnded`]. (After the others, so older logs
+    /// decode unchanged.)
+    ReleaseAndRevoke {
+        /// The lock.
+        name: String,
+        /// The holder's fencing token.
+        token: FencingToken,
+        /// The holder's key, for a grant made with its digest.
+        holder_key: Option<HolderKey>,
+    },
 }
 
 /// The answer to a [`LockCommand`].
@@ -253,6 +291,26 @@ pub enum LockResponse {
     /// grant keeps (a plain release of a lock granted with a holder digest, a wrong key, or a
     /// key for a lock granted without one): nothing changed.
     WrongHolder,
+    /// A [`LockCommand::GrantAndAcquire`] granted its lease and the lock under it. (After
+    /// the others, so older answers decode unchanged.)
+    GrantedWithLease {
+        /// The new lease (the log index of the command).
+        lease: LeaseId,
+        /// Its TTL.
+        ttl_ms: u64,
+        /// The lock's fencing token (the same index).
+        token: FencingToken,
+    },
+    /// A [`LockCommand::GrantAndAcquire`] granted its lease; the lock is held, and the session
+    /// waits in line under the new lease (0 = next).
+    QueuedWithLease {
+        /// The new lease (the log index of the command).
+        lease: LeaseId,
+        /// Its TTL.
+        ttl_ms: u64,
+        /// Waiters ahead of it.
+        position: usize,
+    },
 }
 
 /// A named limit of the lock table (see [`LockLimits`](crate::LockLimits) for the values).

@@ -91,15 +91,22 @@ impl Watched {
     /// Read what `command` may change, before it is applied to `table`.
     pub(crate) fn before(table: &LockTable, command: &LockCommand) -> Self {
         match command {
-            LockCommand::Acquire { name, .. } | LockCommand::AcquireWithHolder { name, .. } => {
-                Watched::Acquire(name.clone())
-            }
+            LockCommand::Acquire { name, .. }
+            | LockCommand::AcquireWithHolder { name, .. }
+            | LockCommand::GrantAndAcquire { name, .. } => Watched::Acquire(name.clone()),
             LockCommand::Release { name, token }
             | LockCommand::ReleaseWithHolder { name, token, .. } => {
                 Watched::Release(name.clone(), *token)
             }
             LockCommand::LeaseRevoke { lease } => Watched::lease_end(table, *lease, false),
             LockCommand::LeaseExpire { lease, .. } => Watched::lease_end(table, *lease, true),
+            // Ends the lease the grant is held under, when it releases at all.
+            LockCommand::ReleaseAndRevoke { name, token, .. } => {
+                match table.lease_of_grant(name, *token) {
+                    Some(lease) => Watched::lease_end(table, lease, false),
+                    None => Watched::Nothing,
+                }
+            }
             _ => Watched::Nothing,
         }
     }
@@ -128,7 +135,10 @@ impl Watched {
             }
         };
         match (self, response) {
-            (Watched::Acquire(name), LockResponse::Granted { token }) if *token == index => {
+            (
+                Watched::Acquire(name),
+                LockResponse::Granted { token } | LockResponse::GrantedWithLease { token, .. },
+            ) if *token == index => {
                 observer.tell(LockChange::Granted, &name, *token);
             }
             (Watched::Release(name, token), LockResponse::Released) => {
@@ -246,6 +256,52 @@ mod tests {
                 jobs(LockChange::Expired, 7),
                 jobs(LockChange::Granted, 9),
                 jobs(LockChange::Released, 9),
+            ]
+        );
+    }
+
+    /// Issue 17's lock cycle tells the same events as the separate commands: a grant when the
+    /// lease and the lock come in one command (not when it only queues), and a release (then
+    /// the hand-off) when the release ends its lease; a refused release tells nothing.
+    #[test]
+    fn a_lock_cycle_in_two_commands_is_told_as_grant_and_release() {
+        let seen: Arc<Mutex<Vec<(LockChange, String, u64)>>> = Arc::default();
+        let observer = {
+            let seen = Arc::clone(&seen);
+            LockObserver::new(move |outcome| {
+                seen.lock().expect("not poisoned").push((
+                    outcome.change,
+                    outcome.name.clone(),
+                    outcome.token,
+                ));
+            })
+        };
+        let mut machine = WithLocks::new(()).observe_locks(observer);
+        let cycle = |session| LockCommand::GrantAndAcquire {
+            name: "jobs".into(),
+            session,
+            ttl_ms: 1_000,
+            wait: true,
+            holder_digest: None,
+        };
+        let release = |token| LockCommand::ReleaseAndRevoke {
+            name: "jobs".into(),
+            token,
+            holder_key: None,
+        };
+        apply(&mut machine, 1, cycle(1)); // granted, token 1
+        apply(&mut machine, 2, cycle(2)); // queued under lease 2
+        apply(&mut machine, 3, release(2)); // not the holder's token: nothing
+        apply(&mut machine, 4, release(1)); // released, handed to session 2 with token 4
+        apply(&mut machine, 5, release(4)); // released, free
+        let jobs = |change, token| (change, "jobs".to_string(), token);
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            vec![
+                jobs(LockChange::Granted, 1),
+                jobs(LockChange::Released, 1),
+                jobs(LockChange::Granted, 4),
+                jobs(LockChange::Released, 4),
             ]
         );
     }

@@ -15,6 +15,8 @@ use crate::command::{
 };
 use crate::wait_lines::WaitLines;
 
+mod lock_cycle;
+
 /// Changes kept for watches; older ones are compacted away.
 pub const CHANGES_MAX: usize = 100_000;
 /// Most bytes of values the change records kept for watches refer to; older records are
@@ -498,6 +500,18 @@ impl LockTable {
                 token,
                 holder_key,
             } => self.release(index, &name, token, Some(&holder_key)),
+            LockCommand::GrantAndAcquire {
+                name,
+                session,
+                ttl_ms,
+                wait,
+                holder_digest,
+            } => self.grant_and_acquire(index, name, session, ttl_ms, wait, holder_digest),
+            LockCommand::ReleaseAndRevoke {
+                name,
+                token,
+                holder_key,
+            } => self.release_and_revoke(index, &name, token, holder_key.as_ref()),
             LockCommand::CancelWait { name, session } => {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
@@ -789,12 +803,7 @@ impl LockTable {
     ) -> LockResponse {
         match self.locks.get(name) {
             Some(lock) if lock.token == token => {
-                let key_matches = match (lock.holder_digest, key) {
-                    (None, None) => true,
-                    (Some(digest), Some(key)) => holder_digest(key) == digest,
-                    (None, Some(_)) | (Some(_), None) => false,
-                };
-                if !key_matches {
+                if !Self::key_matches(lock.holder_digest, key) {
                     return LockResponse::WrongHolder;
                 }
                 if let Some(record) = self.leases.get_mut(&lock.lease) {
@@ -804,6 +813,17 @@ impl LockTable {
                 LockResponse::Released
             }
             _ => LockResponse::NotHolder,
+        }
+    }
+
+    /// Whether a release presenting `key` may release a grant that keeps `digest`: a grant
+    /// made with a digest only for the key whose digest it is, and a key only for a grant
+    /// made with its digest.
+    fn key_matches(digest: Option<HolderDigest>, key: Option<&HolderKey>) -> bool {
+        match (digest, key) {
+            (None, None) => true,
+            (Some(digest), Some(key)) => holder_digest(key) == digest,
+            (None, Some(_)) | (Some(_), None) => false,
         }
     }
 

@@ -133,6 +133,18 @@ enum Step {
         lock: u8,
         token: TokenPick,
         key: KeyPick,
+        /// As `ReleaseAndRevoke` (issue 17): the release also ends the grant's lease.
+        end_lease: bool,
+    },
+    /// `GrantAndAcquire` (issue 17): a new lease and an acquire under it, in one command.
+    Cycle {
+        lock: u8,
+        session: u8,
+        wait: bool,
+        /// With the digest of one of [`HOLDER_KEYS`].
+        holder: Option<u8>,
+        /// Now and then 0, which is invalid.
+        ttl_ms: u16,
     },
     CancelWait {
         lock: u8,
@@ -198,8 +210,17 @@ fn step() -> impl Strategy<Value = Step> {
                 1 => Just(KeyPick::Plain),
                 2 => any::<u8>().prop_map(KeyPick::Other),
             ],
+            proptest::bool::weighted(0.3),
         )
-            .prop_map(|(lock, token, key)| Step::Release { lock, token, key }),
+            .prop_map(|(lock, token, key, end_lease)| Step::Release { lock, token, key, end_lease }),
+        4 => (
+            lock(),
+            session(),
+            proptest::bool::weighted(0.8),
+            proptest::option::weighted(0.5, any::<u8>()),
+            prop_oneof![12 => 1..=u16::MAX, 1 => Just(0_u16)],
+        )
+            .prop_map(|(lock, session, wait, holder, ttl_ms)| Step::Cycle { lock, session, wait, holder, ttl_ms }),
         2 => (lock(), session()).prop_map(|(lock, session)| Step::CancelWait { lock, session }),
         1 => Just(Step::Reboot),
     ]
@@ -376,6 +397,72 @@ impl Model {
                 token,
                 holder_key,
             } => self.release(index, &name, token, Some(holder_key)),
+            LockCommand::GrantAndAcquire {
+                name,
+                session,
+                ttl_ms,
+                wait,
+                holder_digest,
+            } => {
+                // Refusals in this order, each changing nothing: a zero TTL, an invalid name,
+                // the leases limit, the session already in the lock's line (busy: its place is
+                // under another lease). Then an acquire under a new lease `index`, which the
+                // acquire's refusals take back.
+                if ttl_ms == 0 || name.is_empty() || name.len() > KEY_BYTES_MAX {
+                    return LockResponse::Invalid {
+                        reason: String::new(),
+                    };
+                }
+                if self.leases.len() >= self.limits.leases {
+                    return self.limit_reached(Limit::Leases);
+                }
+                if let Some(lock) = self.locks.get(&name)
+                    && lock.waiters.iter().any(|(waiter, _, _)| *waiter == session)
+                {
+                    return LockResponse::Busy {
+                        holder: lock.holder,
+                    };
+                }
+                self.leases.insert(
+                    index,
+                    ModelLease {
+                        session,
+                        ttl_ms,
+                        renewals: 0,
+                    },
+                );
+                match self.acquire(index, name, session, index, wait, holder_digest) {
+                    LockResponse::Granted { token } => LockResponse::GrantedWithLease {
+                        lease: index,
+                        ttl_ms,
+                        token,
+                    },
+                    LockResponse::Queued { position } => LockResponse::QueuedWithLease {
+                        lease: index,
+                        ttl_ms,
+                        position,
+                    },
+                    refused => {
+                        self.leases.remove(&index);
+                        refused
+                    }
+                }
+            }
+            LockCommand::ReleaseAndRevoke {
+                name,
+                token,
+                holder_key,
+            } => {
+                // A release's checks, then the end of the grant's lease.
+                let Some(lock) = self.locks.get(&name).filter(|lock| lock.token == token) else {
+                    return LockResponse::NotHolder;
+                };
+                if lock.digest != holder_key.map(|key| holder_digest(&key)) {
+                    return LockResponse::WrongHolder;
+                }
+                let lease = lock.lease;
+                self.end_lease(index, lease)
+            }
             LockCommand::CancelWait { name, session } => {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
@@ -632,7 +719,8 @@ fn compare_answers(
         }
         (LockResponse::Deadlock { cycle }, LockResponse::Deadlock { .. }) => {
             let (LockCommand::Acquire { name, session, .. }
-            | LockCommand::AcquireWithHolder { name, session, .. }) = command
+            | LockCommand::AcquireWithHolder { name, session, .. }
+            | LockCommand::GrantAndAcquire { name, session, .. }) = command
             else {
                 return Err(TestCaseError::fail(format!("deadlock for {command:?}")));
             };
@@ -945,9 +1033,17 @@ fn check_release_had_the_key(
             token,
             holder_key,
         } => (name, *token, Some(holder_digest(holder_key))),
+        LockCommand::ReleaseAndRevoke {
+            name,
+            token,
+            holder_key,
+        } => (name, *token, holder_key.as_ref().map(holder_digest)),
         _ => return Ok(()),
     };
-    if *actual == LockResponse::Released {
+    if matches!(
+        actual,
+        LockResponse::Released | LockResponse::LeaseEnded { .. }
+    ) {
         let grant = model_before.locks.get(name);
         prop_assert!(
             grant.is_some_and(|lock| lock.token == token && lock.digest == presented),
@@ -1069,7 +1165,12 @@ fn command_of(
                 },
             }
         }
-        Step::Release { lock, token, key } => {
+        Step::Release {
+            lock,
+            token,
+            key,
+            end_lease,
+        } => {
             let name = LOCKS[usize::from(lock)];
             let current = model.locks.get(name).map(|lock| lock.token);
             let earlier = tokens_ever
@@ -1096,18 +1197,36 @@ fn command_of(
                 KeyPick::Holder => grant_key,
                 KeyPick::Other(n) => Some(holder_key(n)),
             };
-            match key {
-                None => LockCommand::Release {
+            match (key, end_lease) {
+                (holder_key, true) => LockCommand::ReleaseAndRevoke {
+                    name: name.into(),
+                    token,
+                    holder_key,
+                },
+                (None, false) => LockCommand::Release {
                     name: name.into(),
                     token,
                 },
-                Some(holder_key) => LockCommand::ReleaseWithHolder {
+                (Some(holder_key), false) => LockCommand::ReleaseWithHolder {
                     name: name.into(),
                     token,
                     holder_key,
                 },
             }
         }
+        Step::Cycle {
+            lock,
+            session,
+            wait,
+            holder,
+            ttl_ms,
+        } => LockCommand::GrantAndAcquire {
+            name: LOCKS[usize::from(lock)].into(),
+            session: SessionId::from(session),
+            ttl_ms: u64::from(ttl_ms),
+            wait,
+            holder_digest: holder.map(|n| holder_digest(&holder_key(n))),
+        },
         Step::CancelWait { lock, session } => LockCommand::CancelWait {
             name: LOCKS[usize::from(lock)].into(),
             session: SessionId::from(session),
@@ -1159,7 +1278,10 @@ fn run(steps: &[(Step, u8)], check_cycles: bool, limits: LockLimits) -> Result<(
         check_release_had_the_key(&model_before, &command, &actual).map_err(|error| {
             TestCaseError::fail(format!("step {number} at index {index}: {error}"))
         })?;
-        if let LockResponse::LeaseGranted { lease, .. } = actual {
+        if let LockResponse::LeaseGranted { lease, .. }
+        | LockResponse::GrantedWithLease { lease, .. }
+        | LockResponse::QueuedWithLease { lease, .. } = actual
+        {
             leases_ever.push(lease);
         }
         for (name, lock) in &model.locks {

@@ -323,6 +323,50 @@ fn metric(text: &str, sample: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Issue 17, item 5: an HTTP lock cycle is two replicated writes: the acquire grants its lease
+/// and the lock in one log entry, the release frees the lock and ends that lease in one (the
+/// lease no longer lingers until its TTL). Counted with `ha_last_index` and `ha_leases`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_lock_cycle_is_two_log_entries() {
+    let node = one_node().await;
+    let gauges = |node: &Node<()>| {
+        let node = node.clone();
+        async move {
+            let (status, text) = call(&node, Method::GET, "/v1/metrics", "").await;
+            assert_eq!(status, StatusCode::OK);
+            let value = |name| metric(&text, name).unwrap_or_else(|| panic!("{name} in {text}"));
+            (value("ha_last_index") as u64, value("ha_leases") as u64)
+        }
+    };
+    // A write first, so that the term's first entry is behind us.
+    let (status, _) = call(&node, Method::PUT, "/v1/kv/settle", "x").await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..3 {
+        let (before, leases) = gauges(&node).await;
+        let (status, grant) =
+            call_json(&node, Method::POST, "/v1/lock/cycle?ttl_ms=60000", "").await;
+        assert_eq!(status, StatusCode::OK, "{grant}");
+        let (acquired, held) = gauges(&node).await;
+        assert_eq!((acquired - before, held), (1, leases + 1), "{grant}");
+        assert_eq!(grant["token"].as_u64(), Some(acquired));
+        assert_eq!(grant["lease"].as_u64(), Some(acquired));
+        let uri = format!(
+            "/v1/lock/cycle?token={}&holder={}",
+            grant["token"],
+            grant["holder"].as_str().unwrap_or_default()
+        );
+        let (status, json) = call_json(&node, Method::DELETE, &uri, "").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let (released, after) = gauges(&node).await;
+        assert_eq!(
+            (released - acquired, after),
+            (1, leases),
+            "the lease ended too"
+        );
+    }
+    node.shutdown().await;
+}
+
 /// Issue 12, bug 2: a lock's line holds at most `WAITERS_PER_LOCK_MAX` waiters; one more is
 /// answered at once with 429 `limit` (nothing queued), and counted in
 /// `ha_lock_limit_refusals_total{limit="WAITERS_PER_LOCK_MAX"}`. The router cannot be built with

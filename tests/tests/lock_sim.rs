@@ -4,7 +4,9 @@
 //! versioned KV operations. Every run checks that lock holders never overlap and tokens only
 //! grow, that no lease expires while its holder renews in time, that the KV history is
 //! linearizable and that the nodes' logs agree; then it heals and must grant more locks, and
-//! abandoned leases must expire and free their locks.
+//! abandoned leases must expire and free their locks. Most of the clients' new leases come with
+//! their lock in one write and end with its release in one (issue 17's lock cycle:
+//! `GrantAndAcquire`, `ReleaseAndRevoke`); the others are granted first and hold many locks.
 //!
 //! Replay a failure with the command it prints. The default run (300 + 100 fault seeds) takes
 //! about 20 s in the dev profile on 2 cores. A long sweep past the default seeds (2,000 of each
@@ -226,7 +228,8 @@ fn fault_scenario(seed: u64, node_count: usize) {
         "seed {seed}: {node_count} nodes, {crashes} crashes, {partitions} partitions, {isolations} \
          clients cut off: {} locks used ({} during faults, {} ended by a lost lease), {} leases granted, {} lost, {} revoked; {} expiries proposed, {} ended a \
          lease (shortest {} ms after the last send, promised {} ms), {} refused; {} KV operations, \
-         {} unknown; {} messages lost, {} duplicated; {} releases as a wrong holder refused",
+         {} unknown; {} messages lost, {} duplicated; {} releases as a wrong holder refused; \
+         {} lock cycles begun in one write, {} ended in one",
         workload.intervals().len(),
         before.locks_granted,
         workload
@@ -249,6 +252,8 @@ fn fault_scenario(seed: u64, node_count: usize) {
         sim.counters().dropped_loss,
         sim.counters().duplicated,
         stats.wrong_holder_releases_refused,
+        stats.leases_granted_with_lock,
+        stats.releases_ending_lease,
     );
     assert!(
         after.locks_granted >= before.locks_granted + 10,
@@ -345,6 +350,13 @@ fn locks_hand_over_and_leases_expire_without_faults() {
             assert!(leases.expiries_checked >= 1, "{leases:?}");
             assert!(workload.intervals().len() > 20, "{stats:?}");
             assert!(stats.kv_completed > 50, "{stats:?}");
+            // Issue 17: both ways to take a lock ran, the two-write cycle among them.
+            assert!(stats.leases_granted_with_lock >= 3, "{stats:?}");
+            assert!(stats.releases_ending_lease >= 3, "{stats:?}");
+            assert!(
+                stats.leases_granted > stats.leases_granted_with_lock,
+                "{stats:?}"
+            );
         },
     );
 }

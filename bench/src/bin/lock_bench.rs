@@ -5,6 +5,9 @@
 //!
 //! - Uncontended: one client, one lock. Latency of grant lease + `Acquire` + `Release` (three
 //!   QUORUM writes), and of `Acquire` + `Release` under a lease granted beforehand (two).
+//!   Then issue 17's lock cycle: the four writes a `LockClient` acquire and guard release made
+//!   before it (grant, acquire, release, revoke), the two it makes now (`GrantAndAcquire`,
+//!   `ReleaseAndRevoke`), and `LockClient::acquire` + `LockGuard::release` themselves.
 //! - Contended: N clients, each with its own lease, compete for one lock: `Acquire` (wait in
 //!   line), poll the lock with QUORUM reads until granted, `Release`, repeat. Reports hand-offs
 //!   per second and the time from `Acquire` to knowing the lock is held.
@@ -22,7 +25,7 @@ use clap::Parser;
 use ha_bench::{LatencySummary, MachineDescription, start_loopback_cluster, wait_for_leader};
 use ha_core::Consistency;
 use ha_lock::{
-    Command, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
+    Command, LeaseId, LockClient, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
     QueryResponse, Response, SessionId, WithLocks,
 };
 use ha_replicate::driver::{ReplicaClient, ReplicaNode};
@@ -68,6 +71,12 @@ struct Uncontended {
     grant_acquire_release: LatencySummary,
     /// Acquire + release under a lease granted beforehand, per cycle.
     acquire_release: LatencySummary,
+    /// Grant + acquire + release + revoke: a `LockClient` cycle before issue 17 (four writes).
+    grant_acquire_release_revoke: LatencySummary,
+    /// `GrantAndAcquire` + `ReleaseAndRevoke`: the same cycle in two writes (issue 17).
+    cycle_in_two_writes: LatencySummary,
+    /// `LockClient::acquire` + `LockGuard::release` (the handles, which use the two writes).
+    lock_client_cycle: LatencySummary,
 }
 
 /// One contended run's figures.
@@ -170,7 +179,11 @@ fn micros_since(begun: Instant) -> u64 {
     u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-async fn uncontended(client: &ReplicaClient<Machine>, options: &Options) -> Uncontended {
+async fn uncontended(
+    client: &ReplicaClient<Machine>,
+    locks: &LockClient<()>,
+    options: &Options,
+) -> Uncontended {
     let duration = Duration::from_secs(options.duration_secs);
     let session: SessionId = 1;
     let mut with_grant_us = Vec::new();
@@ -202,9 +215,78 @@ async fn uncontended(client: &ReplicaClient<Machine>, options: &Options) -> Unco
         pre_granted_us.push(micros_since(begun));
     }
     let _ = write(client, LockCommand::LeaseRevoke { lease }).await;
+    let mut four_writes_us = Vec::new();
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let begun = Instant::now();
+        let lease = grant(client, session, options.ttl_ms)
+            .await
+            .expect("grant a lease");
+        acquire_release(client, "solo", session, lease)
+            .await
+            .expect("acquire and release");
+        write(client, LockCommand::LeaseRevoke { lease })
+            .await
+            .expect("revoke");
+        four_writes_us.push(micros_since(begun));
+    }
+    let mut two_writes_us = Vec::new();
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let begun = Instant::now();
+        cycle_in_two_writes(client, "solo", session, options.ttl_ms)
+            .await
+            .expect("a lock cycle");
+        two_writes_us.push(micros_since(begun));
+    }
+    let ttl = Duration::from_millis(options.ttl_ms);
+    let mut handles_us = Vec::new();
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let begun = Instant::now();
+        let guard = locks
+            .acquire("solo", ttl, REQUEST_TIMEOUT)
+            .await
+            .expect("acquire through LockClient");
+        guard.release().await.expect("release through the guard");
+        handles_us.push(micros_since(begun));
+    }
     Uncontended {
         grant_acquire_release: LatencySummary::from_micros(&mut with_grant_us),
         acquire_release: LatencySummary::from_micros(&mut pre_granted_us),
+        grant_acquire_release_revoke: LatencySummary::from_micros(&mut four_writes_us),
+        cycle_in_two_writes: LatencySummary::from_micros(&mut two_writes_us),
+        lock_client_cycle: LatencySummary::from_micros(&mut handles_us),
+    }
+}
+
+/// A lock cycle in two writes: a lease and the lock in one, the release and the lease's end
+/// in the other.
+async fn cycle_in_two_writes(
+    client: &ReplicaClient<Machine>,
+    name: &str,
+    session: SessionId,
+    ttl_ms: u64,
+) -> Result<(), ClientError> {
+    let acquire = LockCommand::GrantAndAcquire {
+        name: name.to_string(),
+        session,
+        ttl_ms,
+        wait: true,
+        holder_digest: None,
+    };
+    let token = match write(client, acquire).await? {
+        LockResponse::GrantedWithLease { token, .. } => token,
+        other => return Err(ClientError::InvalidQuery(format!("cycle: {other:?}"))),
+    };
+    let release = LockCommand::ReleaseAndRevoke {
+        name: name.to_string(),
+        token,
+        holder_key: None,
+    };
+    match write(client, release).await? {
+        LockResponse::LeaseEnded { .. } => Ok(()),
+        other => Err(ClientError::InvalidQuery(format!("release: {other:?}"))),
     }
 }
 
@@ -384,7 +466,8 @@ async fn main() {
     let nodes = start_loopback_cluster(&dirs, || WithLocks::new(())).await;
     let leader = wait_for_leader(&nodes).await;
     let client = nodes[leader].client();
-    let solo = uncontended(&client, &options).await;
+    let locks = LockClient::from_node(&nodes[leader]);
+    let solo = uncontended(&client, &locks, &options).await;
     println!(
         "uncontended, one client ({} s each):",
         options.duration_secs
@@ -396,6 +479,12 @@ async fn main() {
     for (label, summary) in [
         ("grant + acquire + release", &solo.grant_acquire_release),
         ("acquire + release", &solo.acquire_release),
+        (
+            "grant+acq+rel+revoke (4)",
+            &solo.grant_acquire_release_revoke,
+        ),
+        ("GrantAndAcquire+RelAndRevoke", &solo.cycle_in_two_writes),
+        ("LockClient acquire+release", &solo.lock_client_cycle),
     ] {
         println!(
             "{label:>28} {:>8} {:>10} {:>10} {:>10}",

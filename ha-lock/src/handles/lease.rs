@@ -164,6 +164,14 @@ impl<H: StateMachine> Lease<H> {
         self.stop(LeaseLoss::Abandoned);
     }
 
+    /// Stop renewing because the lease is being ended by a command other than
+    /// [`revoke`](Self::revoke) (a release that ends its lease, `ReleaseAndRevoke`): no
+    /// revoke of its own, on drop or otherwise. Returns the lease id.
+    pub(crate) fn stop_for_release(mut self) -> LeaseId {
+        self.stop(LeaseLoss::Revoked);
+        self.id
+    }
+
     fn stop(&mut self, loss: LeaseLoss) {
         if let Some(task) = self.keep_alive.take() {
             task.abort();

@@ -50,6 +50,24 @@ fn poll_interval(base: Duration, waited: Duration) -> Duration {
     base.saturating_mul(steps.saturating_add(1).min(POLL_BACKOFF_FACTOR_MAX))
 }
 
+/// The error for an acquire answered `refused` (anything but a grant or a place in line).
+fn acquire_refused(name: &str, refused: LockResponse) -> LockError {
+    match refused {
+        LockResponse::Busy { holder } => LockError::Busy {
+            name: name.to_string(),
+            holder,
+        },
+        LockResponse::Deadlock { cycle } => LockError::Deadlock {
+            name: name.to_string(),
+            cycle,
+        },
+        LockResponse::LeaseNotFound { lease } => LockError::LeaseLost { lease },
+        LockResponse::Invalid { reason } => LockError::Invalid { reason },
+        LockResponse::LimitReached { limit, max } => LockError::LimitReached { limit, max },
+        other => LockError::unexpected(other),
+    }
+}
+
 struct Shared<H: StateMachine> {
     writer: LockSession<H>,
     /// Renewals go through their own session when one was given. Not needed for them to
@@ -475,12 +493,15 @@ impl<H: StateMachine> LockClient<H> {
     /// [`LockError::Deadlock`] at once when waiting would close a cycle;
     /// [`LockError::LimitReached`] when the line (or the table) is full; [`LockError::LeaseLost`] when the lease was
     /// lost while waiting; [`LockError::Invalid`] for an empty or too long name;
-    /// [`LockError::Replication`] when the cluster could not be reached in time. On every
-    /// error the lease granted for the attempt is revoked.
+    /// [`LockError::Replication`] when the cluster could not be reached in time. The lease
+    /// and the acquire are one replicated write ([`LockCommand::GrantAndAcquire`]): a refused
+    /// acquire grants no lease, and on an error while waiting in line the lease is revoked.
     ///
     /// # Cancel safety
-    /// Cancel safe in effect: dropping the future drops the lease, whose background revoke
-    /// removes the wait (or releases a grant that arrived meanwhile).
+    /// Cancel safe in effect: dropping the future while it waits in line drops the lease,
+    /// whose background revoke removes the wait (or releases a grant that arrived meanwhile);
+    /// dropping it while the first write is in flight may leave a lease (and the lock) that
+    /// nobody renews, which expires after `ttl`.
     pub async fn acquire(
         &self,
         name: impl Into<String>,
@@ -669,6 +690,41 @@ impl<H: StateMachine> LockClient<H> {
         self.release_lock(name, token, Some(holder_key)).await
     }
 
+    /// Release lock `name` held with `token` and end the lease it is held under, in one
+    /// replicated write ([`LockCommand::ReleaseAndRevoke`]): the lease's keys are deleted and
+    /// its other locks released too, so use it for a lease that exists for this lock (what
+    /// [`acquire`](Self::acquire) and the `acquire_with_holder` family grant, and what the
+    /// admin HTTP API's `DELETE /v1/lock/<name>?token=N&holder=HEX` ends). Pass the holder
+    /// key for a grant made with one. A [`LockGuard`] that owns its lease releases this way.
+    ///
+    /// # Errors
+    /// [`LockError::NotHolder`] when `token` does not hold the lock, or the key does not
+    /// match the grant (as [`release_with_holder`](Self::release_with_holder)): nothing
+    /// changed, the lease included. [`LockError::Replication`] when no answer came in time.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if dropped, the release may or may not happen.
+    pub async fn release_ending_lease(
+        &self,
+        name: &str,
+        token: FencingToken,
+        holder_key: Option<&HolderKey>,
+    ) -> Result<(), LockError> {
+        let command = LockCommand::ReleaseAndRevoke {
+            name: name.to_string(),
+            token,
+            holder_key: holder_key.copied(),
+        };
+        match self.command(command).await? {
+            LockResponse::LeaseEnded { .. } => Ok(()),
+            LockResponse::NotHolder | LockResponse::WrongHolder => Err(LockError::NotHolder {
+                name: name.to_string(),
+                token,
+            }),
+            other => Err(LockError::unexpected(other)),
+        }
+    }
+
     /// Put `value` at `key` with an optional version check (`Some(0)`: create only) at the
     /// given consistency; returns the new version. What [`put`](Self::put),
     /// [`create`](Self::create) and [`compare_and_swap`](Self::compare_and_swap) each do with
@@ -723,6 +779,11 @@ impl<H: StateMachine> LockClient<H> {
         }
     }
 
+    /// Grant a lease with `ttl` and acquire `name` under it in ONE replicated write
+    /// ([`LockCommand::GrantAndAcquire`]; issue 17: it was a grant and an acquire). When
+    /// queued, poll until granted, lost or timed out, and revoke the lease on any error then;
+    /// a refusal of the acquire (busy, deadlock, a limit) grants no lease, so there is nothing
+    /// to revoke.
     async fn acquire_with_new_lease(
         &self,
         name: String,
@@ -731,36 +792,57 @@ impl<H: StateMachine> LockClient<H> {
         wait_timeout: Duration,
         holder_key: Option<HolderKey>,
     ) -> Result<LockGuard<H>, LockError> {
-        let lease = self.grant(ttl).await?;
-        let status = lease.watch();
-        match self
-            .acquire_under(
-                &name,
-                lease.id(),
-                &status,
-                wait,
-                wait_timeout,
-                holder_key.as_ref(),
-            )
-            .await
-        {
-            Ok(token) => Ok(LockGuard::new(
-                self.clone(),
-                name,
-                token,
-                lease.id(),
-                status,
-                Some(lease),
-                holder_key,
-            )),
-            Err(error) => {
-                // Ending the lease also removes a wait or a grant left behind.
-                if let Err(revoke_error) = lease.revoke().await {
-                    tracing::debug!(%revoke_error, "revoke after a failed acquire failed; the lease will expire");
-                }
-                Err(error)
-            }
+        if ttl < LEASE_TTL_MIN {
+            return Err(LockError::Invalid {
+                reason: format!("a lease TTL is at least {LEASE_TTL_MIN:?}, not {ttl:?}"),
+            });
         }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        // The safe deadline counts from before the command leaves, as for `grant`; the wait
+        // deadline too (no deadline when too far to represent).
+        let sent_at = Instant::now();
+        let deadline = sent_at.checked_add(wait_timeout);
+        let command = LockCommand::GrantAndAcquire {
+            name: name.clone(),
+            session: self.session(),
+            ttl_ms,
+            wait,
+            holder_digest: holder_key.as_ref().map(holder_digest),
+        };
+        let (lease_id, granted) = match self.command(command).await? {
+            LockResponse::GrantedWithLease { lease, token, .. } => (lease, Some(token)),
+            LockResponse::QueuedWithLease { lease, .. } => (lease, None),
+            refused => return Err(acquire_refused(&name, refused)),
+        };
+        let lease = Lease::start(self.clone(), lease_id, ttl, sent_at);
+        let status = lease.watch();
+        let token = match granted {
+            Some(token) => token,
+            None => {
+                let waited = self
+                    .await_grant(&name, lease_id, &status, deadline, holder_key.as_ref())
+                    .await;
+                match waited {
+                    Ok(token) => token,
+                    Err(error) => {
+                        // Ending the lease also removes a wait or a grant left behind.
+                        if let Err(revoke_error) = lease.revoke().await {
+                            tracing::debug!(%revoke_error, "revoke after a failed acquire failed; the lease will expire");
+                        }
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        Ok(LockGuard::new(
+            self.clone(),
+            name,
+            token,
+            lease_id,
+            status,
+            Some(lease),
+            holder_key,
+        ))
     }
 
     /// Propose the acquire (with the digest of `holder_key`, if any) and, when queued, poll
@@ -793,27 +875,26 @@ impl<H: StateMachine> LockClient<H> {
             },
         };
         match self.command(command).await? {
-            LockResponse::Granted { token } => return Ok(token),
-            LockResponse::Queued { .. } => {}
-            LockResponse::Busy { holder } => {
-                return Err(LockError::Busy {
-                    name: name.to_string(),
-                    holder,
-                });
+            LockResponse::Granted { token } => Ok(token),
+            LockResponse::Queued { .. } => {
+                self.await_grant(name, lease, status, deadline, holder_key)
+                    .await
             }
-            LockResponse::Deadlock { cycle } => {
-                return Err(LockError::Deadlock {
-                    name: name.to_string(),
-                    cycle,
-                });
-            }
-            LockResponse::LeaseNotFound { lease } => return Err(LockError::LeaseLost { lease }),
-            LockResponse::Invalid { reason } => return Err(LockError::Invalid { reason }),
-            LockResponse::LimitReached { limit, max } => {
-                return Err(LockError::LimitReached { limit, max });
-            }
-            other => return Err(LockError::unexpected(other)),
+            refused => Err(acquire_refused(name, refused)),
         }
+    }
+
+    /// Poll this session's wait for `name` under `lease` until granted (its token), the lease
+    /// lost, the wait ended, or `deadline` passed (then leave the line, see `give_up`).
+    async fn await_grant(
+        &self,
+        name: &str,
+        lease: LeaseId,
+        status: &watch::Receiver<LeaseStatus>,
+        deadline: Option<Instant>,
+        holder_key: Option<&HolderKey>,
+    ) -> Result<FencingToken, LockError> {
+        let session = self.session();
         let waiting_since = Instant::now();
         loop {
             let now = Instant::now();

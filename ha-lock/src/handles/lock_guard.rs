@@ -115,8 +115,11 @@ impl<H: StateMachine> LockGuard<H> {
         lost(self.status.clone())
     }
 
-    /// Release the lock (it passes to the next waiter, with a larger token), then revoke the
-    /// lease if the guard owns it.
+    /// Release the lock (it passes to the next waiter, with a larger token) and, if the guard
+    /// owns its lease, end the lease: one replicated write either way
+    /// ([`LockCommand::ReleaseAndRevoke`](crate::LockCommand::ReleaseAndRevoke) for an owned
+    /// lease). When that release is refused or gets no answer, the owned lease is revoked on
+    /// its own (a second write, only then).
     ///
     /// # Errors
     /// [`LockError::NotHolder`] when the lock had already been lost;
@@ -124,19 +127,28 @@ impl<H: StateMachine> LockGuard<H> {
     /// ends, by revoke or expiry, and releases the lock then).
     ///
     /// # Cancel safety
-    /// Not cancel safe: if dropped mid-way, the release may or may not have happened; the
-    /// owned lease is then revoked in the background, which releases the lock anyway.
+    /// Not cancel safe: if dropped mid-way, the release may or may not have happened; an
+    /// owned lease has stopped renewing, so it ends by expiry and releases the lock then.
     pub async fn release(mut self) -> Result<(), LockError> {
-        let released = self
-            .client
-            .release_lock(&self.name, self.token, self.holder_key.as_ref())
-            .await;
         self.released = true;
-        let revoked = match self.lease.take() {
-            Some(lease) => lease.revoke().await,
-            None => Ok(()),
-        };
-        released.and(revoked)
+        match self.lease.take() {
+            Some(lease) => {
+                let lease_id = lease.stop_for_release();
+                release_ending_lease(
+                    &self.client,
+                    &self.name,
+                    self.token,
+                    self.holder_key.as_ref(),
+                    lease_id,
+                )
+                .await
+            }
+            None => {
+                self.client
+                    .release_lock(&self.name, self.token, self.holder_key.as_ref())
+                    .await
+            }
+        }
     }
 
     /// Let go of the guard without releasing the lock: the lock stays held by its token until
@@ -181,15 +193,36 @@ impl<H: StateMachine> Drop for LockGuard<H> {
         let name = std::mem::take(&mut self.name);
         let token = self.token;
         let holder_key = self.holder_key;
+        let lease_id = lease.map(Lease::stop_for_release);
         runtime.spawn(async move {
-            if let Err(error) = client.release_lock(&name, token, holder_key.as_ref()).await {
+            let released = match lease_id {
+                Some(lease_id) => {
+                    release_ending_lease(&client, &name, token, holder_key.as_ref(), lease_id).await
+                }
+                None => client.release_lock(&name, token, holder_key.as_ref()).await,
+            };
+            if let Err(error) = released {
                 tracing::debug!(name, token, %error, "release of a dropped guard failed");
-            }
-            if let Some(lease) = lease
-                && let Err(error) = lease.revoke().await
-            {
-                tracing::debug!(%error, "revoke of a dropped guard's lease failed; it will expire");
             }
         });
     }
+}
+
+/// Release `name` (grant `token`) and end its owned lease `lease` in one write; if that is
+/// refused or unanswered, revoke the lease on its own (ending an already ended lease is no
+/// error), so the lease never outlives the guard by more than its TTL. Returns the release's
+/// error, else the revoke's.
+async fn release_ending_lease<H: StateMachine>(
+    client: &LockClient<H>,
+    name: &str,
+    token: FencingToken,
+    holder_key: Option<&HolderKey>,
+    lease: LeaseId,
+) -> Result<(), LockError> {
+    let released = client.release_ending_lease(name, token, holder_key).await;
+    if released.is_ok() {
+        return Ok(());
+    }
+    let revoked = client.revoke_lease(lease).await.map(|_| ());
+    released.and(revoked)
 }

@@ -146,7 +146,8 @@ fn holder_refused(name: &str, problem: &str) -> ApiError {
     )
 }
 
-/// Release `name` if `token` holds it and `holder` is the key it was granted with: 200; 409
+/// Release `name` if `token` holds it and `holder` is the key it was granted with, ending the
+/// lease the acquire granted for it, in one replicated write: 200; 409
 /// `not_holder` when the token does not hold it (released, expired or passed on) or the holder
 /// key is missing, malformed or wrong, and then nothing changed; 400 without a token.
 pub(crate) async fn release<S: StateMachine>(
@@ -166,8 +167,11 @@ pub(crate) async fn release<S: StateMachine>(
     };
     let node = state.data_node()?;
     let client = node.http_kv_client().await;
+    // One write releases the lock and ends the lease its acquire granted for it (an HTTP
+    // lease exists for its lock alone: no route binds keys or other locks to it), so the lease
+    // does not linger, counting against `LEASES_MAX`, until its TTL runs out.
     client
-        .release_with_holder(&name, token, &holder_key)
+        .release_ending_lease(&name, token, Some(&holder_key))
         .await?;
     Ok(Json(Released { released: true }).into_response())
 }

@@ -70,6 +70,22 @@ pub fn check_leases_outlive_renewals(
                     },
                 );
             }
+            (
+                LockCommand::GrantAndAcquire { ttl_ms, .. },
+                LockResponse::GrantedWithLease { lease, .. }
+                | LockResponse::QueuedWithLease { lease, .. },
+            ) => {
+                check.leases_granted += 1;
+                lives.insert(
+                    *lease,
+                    Life {
+                        ttl_ms: *ttl_ms,
+                        granted_index: command.index.0,
+                        last_send: sent(command)?,
+                        renewals: 0,
+                    },
+                );
+            }
             (LockCommand::LeaseKeepAlive { lease }, LockResponse::LeaseRenewed { .. }) => {
                 let send = sent(command)?;
                 if let Some(life) = lives.get_mut(lease) {
@@ -105,7 +121,8 @@ pub fn check_leases_outlive_renewals(
             (LockCommand::LeaseExpire { .. }, LockResponse::LeaseStillAlive { .. }) => {
                 check.expiries_refused += 1;
             }
-            (LockCommand::LeaseRevoke { lease }, LockResponse::LeaseEnded { .. }) => {
+            (LockCommand::LeaseRevoke { lease }, LockResponse::LeaseEnded { .. })
+            | (LockCommand::ReleaseAndRevoke { .. }, LockResponse::LeaseEnded { lease, .. }) => {
                 lives.remove(lease);
             }
             _ => {}

@@ -68,18 +68,37 @@ fn holder_key(client_index: usize, lease: LeaseId) -> HolderKey {
     key
 }
 
-/// The release client `client_index` sends for a lock it holds under `lease`.
+/// The holder key client `client_index` uses for a lock cycle (`GrantAndAcquire`) with lock
+/// session `lock_session`: the lease id is not known before the grant, so it cannot come from
+/// it; recorded by lease once granted (`LockWorkload::cycle_keys`).
+fn cycle_holder_key(client_index: usize, lock_session: SessionId) -> HolderKey {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&lock_session.to_le_bytes());
+    key[8..].copy_from_slice(&(!(client_index as u64)).to_le_bytes());
+    key
+}
+
+/// The release client `client_index` sends for a lock it holds with `key` (if it acquires
+/// with one); with `end_lease`, the release that also ends the lease (`ReleaseAndRevoke`).
 fn holder_release(
     client_index: usize,
     name: String,
     token: FencingToken,
-    lease: LeaseId,
+    key: HolderKey,
+    end_lease: bool,
 ) -> LockCommand {
-    if acquires_with_holder(client_index) {
+    let keyed = acquires_with_holder(client_index);
+    if end_lease {
+        LockCommand::ReleaseAndRevoke {
+            name,
+            token,
+            holder_key: keyed.then_some(key),
+        }
+    } else if keyed {
         LockCommand::ReleaseWithHolder {
             name,
             token,
-            holder_key: holder_key(client_index, lease),
+            holder_key: key,
         }
     } else {
         LockCommand::Release { name, token }
@@ -87,22 +106,34 @@ fn holder_release(
 }
 
 /// A release of the same lock and token that is not the holder's: for a keyed grant no key
-/// (`plain`) or the key of another lease; for a plain grant any key.
+/// (`plain`) or the key of another lease; for a plain grant any key. With `end_lease`, as a
+/// `ReleaseAndRevoke`, which must then end nothing either.
 fn wrong_release(
     client_index: usize,
     name: String,
     token: FencingToken,
     lease: LeaseId,
     plain: bool,
+    end_lease: bool,
 ) -> LockCommand {
-    if acquires_with_holder(client_index) && plain {
-        LockCommand::Release { name, token }
-    } else {
-        LockCommand::ReleaseWithHolder {
+    let wrong_key = holder_key(client_index, lease.wrapping_add(1));
+    match (acquires_with_holder(client_index) && plain, end_lease) {
+        (true, false) => LockCommand::Release { name, token },
+        (true, true) => LockCommand::ReleaseAndRevoke {
             name,
             token,
-            holder_key: holder_key(client_index, lease.wrapping_add(1)),
-        }
+            holder_key: None,
+        },
+        (false, false) => LockCommand::ReleaseWithHolder {
+            name,
+            token,
+            holder_key: wrong_key,
+        },
+        (false, true) => LockCommand::ReleaseAndRevoke {
+            name,
+            token,
+            holder_key: Some(wrong_key),
+        },
     }
 }
 
@@ -117,6 +148,8 @@ struct Lease {
     renewal: LeaseRenewal,
     /// When to retry a keep-alive that failed, before the rule's next renewal time.
     retry_at: Option<Millis>,
+    /// Granted by a lock cycle (`GrantAndAcquire`): the release of its lock ends it too.
+    revoke_with_release: bool,
 }
 
 impl Lease {
@@ -147,6 +180,12 @@ struct KeepAliveAttempt {
 enum Purpose {
     Grant {
         lock_session: SessionId,
+    },
+    /// A lock cycle's first write: a lease and the lock in one (`GrantAndAcquire`).
+    Cycle {
+        name: String,
+        lock_session: SessionId,
+        key: Option<HolderKey>,
     },
     Kv {
         key: String,
@@ -260,6 +299,9 @@ pub struct LockWorkload {
     wrong_releases: BTreeSet<(u64, u64)>,
     /// The replication sessions the clients share.
     sessions: Vec<ReplicationSession>,
+    /// The holder keys of the leases granted by a lock cycle, by lease (the others derive
+    /// theirs from the lease id, [`holder_key`]).
+    cycle_keys: BTreeMap<LeaseId, HolderKey>,
 }
 
 fn write_request(session: u64, sequence: u64, command: LockCommand) -> ClientRequest {
@@ -344,6 +386,7 @@ impl LockWorkload {
             stats: LockWorkloadStats::default(),
             wrong_releases: BTreeSet::new(),
             sessions,
+            cycle_keys: BTreeMap::new(),
         }
     }
 
@@ -710,6 +753,32 @@ impl LockWorkload {
         let client = &mut self.clients[client_index];
         let Some(lease) = client.lease.clone() else {
             let lock_session = sim.rng().random();
+            if sim.rng().random_bool(self.options.lock_cycle_fraction) {
+                // A lease and a lock in one write, as `LockClient::acquire` takes them.
+                let name = format!("lock{}", sim.rng().random_range(0..self.options.lock_names));
+                let key = acquires_with_holder(client_index)
+                    .then(|| cycle_holder_key(client_index, lock_session));
+                let (session, sequence) = self.sessions[client.session].next();
+                let request = write_request(
+                    session,
+                    sequence,
+                    LockCommand::GrantAndAcquire {
+                        name: name.clone(),
+                        session: lock_session,
+                        ttl_ms: self.options.ttl_ms,
+                        wait: true,
+                        holder_digest: key.as_ref().map(holder_digest),
+                    },
+                );
+                let stamp = Some((session, sequence));
+                let purpose = Purpose::Cycle {
+                    name,
+                    lock_session,
+                    key,
+                };
+                self.start_operation(sim, client_index, now, purpose, request, stamp);
+                return;
+            }
             let (session, sequence) = self.sessions[client.session].next();
             let request = write_request(
                 session,
@@ -745,7 +814,13 @@ impl LockWorkload {
                 session: lease.lock_session,
                 lease: lease.id,
                 wait: true,
-                holder_digest: holder_digest(&holder_key(client_index, lease.id)),
+                holder_digest: holder_digest(
+                    &self
+                        .cycle_keys
+                        .get(&lease.id)
+                        .copied()
+                        .unwrap_or_else(|| holder_key(client_index, lease.id)),
+                ),
             }
         } else {
             LockCommand::Acquire {
@@ -928,12 +1003,57 @@ impl LockWorkload {
                             first_sent_at,
                         ),
                         retry_at: None,
+                        revoke_with_release: false,
                     });
                     client.keep_alive = None;
                 }
                 None => {}
                 Some(other) => panic!("client {client_index}: lease grant answered {other:?}"),
             },
+            Purpose::Cycle {
+                name,
+                lock_session,
+                key,
+            } => {
+                let (lease, ttl_ms, token) = match answer {
+                    Some(Answer::Write(LockResponse::GrantedWithLease {
+                        lease,
+                        ttl_ms,
+                        token,
+                    })) => (lease, ttl_ms, Some(token)),
+                    Some(Answer::Write(LockResponse::QueuedWithLease {
+                        lease, ttl_ms, ..
+                    })) => (lease, ttl_ms, None),
+                    // Unknown: a lease (and a wait or grant under it) may exist that this
+                    // client never learned of; the leader expires it.
+                    None => return,
+                    Some(other) => panic!("client {client_index}: lock cycle answered {other:?}"),
+                };
+                self.stats.leases_granted += 1;
+                self.stats.leases_granted_with_lock += 1;
+                client.lease = Some(Lease {
+                    id: lease,
+                    lock_session,
+                    renewal: LeaseRenewal::granted(Duration::from_millis(ttl_ms), first_sent_at),
+                    retry_at: None,
+                    revoke_with_release: true,
+                });
+                client.keep_alive = None;
+                if let Some(key) = key {
+                    self.cycle_keys.insert(lease, key);
+                }
+                match token {
+                    Some(token) => self.begin_hold(client_index, now, name, lease, token, hold_ms),
+                    None => {
+                        self.clients[client_index].main = Main::Waiting {
+                            name,
+                            lease,
+                            wait_until: first_sent_at + options.wait_timeout_ms,
+                            next_poll_at: now + options.poll_every_ms,
+                        };
+                    }
+                }
+            }
             Purpose::Kv { key, request } => {
                 let output = answer.map(|answer| match answer {
                     Answer::Read(LockQueryResponse::Value(value)) => {
@@ -1207,12 +1327,29 @@ impl LockWorkload {
         // next waiter gets the lock now rather than at the expiry. Half of the time a release
         // as a wrong holder goes first; it must change nothing.
         let (name, token, lease) = (hold.name.clone(), hold.token, hold.lease);
-        let release = holder_release(client_index, name.clone(), token, lease);
+        // A lease granted with its lock (a lock cycle) ends with the lock's release, in one
+        // write; it stops being renewed now.
+        let end_lease = client
+            .lease
+            .as_ref()
+            .is_some_and(|held| held.id == lease && held.revoke_with_release);
+        let key = self
+            .cycle_keys
+            .get(&lease)
+            .copied()
+            .unwrap_or_else(|| holder_key(client_index, lease));
+        if end_lease {
+            client.lease = None;
+            client.keep_alive = None;
+            self.cycle_keys.remove(&lease);
+            self.stats.releases_ending_lease += 1;
+        }
+        let release = holder_release(client_index, name.clone(), token, key, end_lease);
         let (session, sequence) = self.sessions[client.session].next();
         let stamp = Some((session, sequence));
         if sim.rng().random_bool(WRONG_RELEASE_FRACTION) {
             let plain = sim.rng().random_bool(0.5);
-            let command = wrong_release(client_index, name, token, lease, plain);
+            let command = wrong_release(client_index, name, token, lease, plain, end_lease);
             self.wrong_releases.insert((session, sequence));
             let request = write_request(session, sequence, command.clone());
             let purpose = Purpose::WrongRelease {

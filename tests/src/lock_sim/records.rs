@@ -117,6 +117,11 @@ pub struct LockWorkloadStats {
     /// Releases sent as a wrong holder (no key for a keyed grant, a wrong key, or a key for a
     /// plain grant) and answered `WrongHolder`: refused, the lock still held.
     pub wrong_holder_releases_refused: u64,
+    /// Lock cycles begun in one write (`GrantAndAcquire`, issue 17) whose client learned the
+    /// lease it granted (granted at once or queued).
+    pub leases_granted_with_lock: u64,
+    /// Holds ended by one write releasing the lock and ending its lease (`ReleaseAndRevoke`).
+    pub releases_ending_lease: u64,
     /// KV operations answered.
     pub kv_completed: u64,
     /// KV operations given up.

@@ -66,6 +66,11 @@ pub struct LockWorkloadOptions {
     pub kv_fraction: f64,
     /// Fraction of operations (of a client holding a lease and no lock) that revoke the lease.
     pub revoke_fraction: f64,
+    /// Fraction of lock operations of a client without a lease that take the lease and the
+    /// lock in one write (`GrantAndAcquire`) and later end both with the release
+    /// (`ReleaseAndRevoke`), as `LockClient` does (issue 17); the others grant a lease first,
+    /// then acquire under it as long as it lives.
+    pub lock_cycle_fraction: f64,
 }
 
 impl LockWorkloadOptions {
@@ -91,6 +96,7 @@ impl LockWorkloadOptions {
             think_ms_max: 30,
             kv_fraction: 0.5,
             revoke_fraction: 0.02,
+            lock_cycle_fraction: 0.7,
         }
     }
 }
