@@ -15,12 +15,15 @@
 //! ```
 //!
 //! A member set is the members foca holds as active (alive or suspect) plus the member itself,
-//! each as `(gossip address, incarnation)`. Members learned this way are applied to foca as
-//! alive without re-broadcast: the hole was this observer's alone.
+//! each as `(gossip address, incarnation)`. `Members` carries a bucket's active members as
+//! alive and its down members as down (a member that missed a down hears of it this way), and
+//! they are applied to foca without re-broadcast: the hole was this observer's alone.
 
 use std::net::SocketAddr;
 
-use foca::{Member, State};
+use foca::Member;
+#[cfg(test)]
+use foca::State;
 use ha_core::CodecError;
 use ha_core::codec::{self, GOSSIP_PACKET_BYTES_MAX};
 use serde::{Deserialize, Serialize};
@@ -67,7 +70,7 @@ pub enum AntiEntropyMessage {
     Digest(Vec<SetSummary>),
     /// Members of the sender in some buckets.
     Members {
-        /// The members (alive, with their SWIM incarnation).
+        /// The members (alive or down, with their SWIM incarnation).
         members: Vec<Member<GossipIdentity>>,
         /// Buckets whose members the receiver should send back (empty: no answer wanted).
         send_back: Vec<u8>,
@@ -169,10 +172,7 @@ pub fn differing_buckets(ours: &[SetSummary], theirs: &[SetSummary]) -> Vec<u8> 
 /// `Members` messages carrying `members` (already filtered to the wanted buckets), at most
 /// [`MEMBERS_PACKETS_PER_EXCHANGE_MAX`] of them, each within [`ANTI_ENTROPY_BYTES_MAX`];
 /// `send_back` goes in the first one only, so the receiver answers once.
-pub fn members_messages(
-    members: Vec<Member<GossipIdentity>>,
-    send_back: Vec<u8>,
-) -> Vec<Vec<u8>> {
+pub fn members_messages(members: Vec<Member<GossipIdentity>>, send_back: Vec<u8>) -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
     let mut send_back = Some(send_back);
     let mut pending: Vec<Member<GossipIdentity>> = Vec::new();
@@ -217,10 +217,10 @@ pub fn members_messages(
     packets
 }
 
-/// Whether a received member may be applied: an active state, and not about the receiver's
-/// own address (foca refutes suspicions of itself through its own gossip).
+/// Whether a received member may be applied: not about the receiver's own address (what the
+/// cluster thinks of us reaches us through SWIM, where foca refutes it).
 pub fn is_applicable(member: &Member<GossipIdentity>, own: &SocketAddr) -> bool {
-    member.state() != State::Down && member.id().addr != *own
+    member.id().addr != *own
 }
 
 #[cfg(test)]
@@ -278,7 +278,11 @@ mod tests {
                 panic!("not a Members message");
             };
             assert!(members.len() > 10, "packets are filled");
-            assert_eq!(send_back.is_empty(), index > 0, "send_back only in the first");
+            assert_eq!(
+                send_back.is_empty(),
+                index > 0,
+                "send_back only in the first"
+            );
         }
     }
 

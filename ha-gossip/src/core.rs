@@ -19,7 +19,7 @@ use crate::identity::GossipIdentity;
 use crate::members::MemberTable;
 use crate::metadata::{MetadataAnnouncement, MetadataHandler, MetadataInbox};
 use crate::settings::GossipSettings;
-use crate::suspicion::{CONFIRM_FANOUT, SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY_PINGS};
+use crate::suspicion::{SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY_PINGS};
 
 /// How many random members get our metadata directly on each refresh.
 const METADATA_REFRESH_FANOUT: usize = 3;
@@ -38,6 +38,8 @@ pub enum GossipTimer {
     PushPull,
     /// The verification of the suspect at this address is due (see [`crate::suspicion`]).
     VerifyDeadline(SocketAddr),
+    /// A check of the suspect at this address made for other members is over.
+    SuspicionExpired(SocketAddr),
 }
 
 /// Something the driver must do for the core.
@@ -290,6 +292,7 @@ impl GossipCore {
             GossipTimer::Reannounce => self.reannounce(),
             GossipTimer::MetadataRefresh => self.refresh_metadata(),
             GossipTimer::PushPull => self.start_push_pull(),
+            GossipTimer::SuspicionExpired(addr) => self.suspicions.on_expired(addr),
             GossipTimer::VerifyDeadline(addr) => {
                 for step in self.suspicions.on_deadline(addr) {
                     self.carry_out(step);
@@ -442,7 +445,13 @@ impl GossipCore {
 
     fn carry_out(&mut self, step: SuspicionStep) {
         match step {
-            SuspicionStep::None => {}
+            SuspicionStep::Hasten { timer } => {
+                tracing::debug!(
+                    ?timer,
+                    "suspicion confirmed by another member; declaring down now"
+                );
+                self.deliver_swim_timer(timer);
+            }
             SuspicionStep::Verify {
                 member,
                 incarnation,
@@ -459,10 +468,16 @@ impl GossipCore {
                     after_ms: self.settings.timing.gossip_probe_rtt_ms,
                     timer: GossipTimer::VerifyDeadline(to),
                 });
+                self.effects.push(GossipEffect::Schedule {
+                    after_ms: self.settings.timing.gossip_suspect_to_down_ms,
+                    timer: GossipTimer::SuspicionExpired(to),
+                });
             }
             SuspicionStep::Confirm {
                 member,
                 incarnation,
+                to,
+                fanout,
             } => {
                 tracing::debug!(member = %member.node_id, "own verification of a suspect failed");
                 let suspect = member.addr;
@@ -470,23 +485,18 @@ impl GossipCore {
                     .members
                     .reachable_addrs()
                     .into_iter()
-                    .filter(|addr| *addr != suspect)
+                    .filter(|addr| *addr != suspect && !to.contains(addr))
                     .collect();
-                let chosen: Vec<SocketAddr> = candidates
-                    .sample(&mut self.rng, CONFIRM_FANOUT)
-                    .copied()
-                    .collect();
+                let chosen: Vec<SocketAddr> =
+                    candidates.sample(&mut self.rng, fanout).copied().collect();
+                self.suspicions.told(suspect, &chosen);
                 let message = SuspicionMessage::Confirm {
                     member,
                     incarnation,
                 };
-                for to in chosen {
-                    self.send_suspicion_message(to, &message);
+                for recipient in to.into_iter().chain(chosen) {
+                    self.send_suspicion_message(recipient, &message);
                 }
-            }
-            SuspicionStep::Hasten { timer } => {
-                tracing::debug!(?timer, "suspicion confirmed by another member; declaring down now");
-                self.deliver_swim_timer(timer);
             }
         }
     }
@@ -520,7 +530,7 @@ impl GossipCore {
                 member,
                 incarnation,
             } => {
-                if let Some(step) = self.suspicions.on_confirm(from, &member, incarnation) {
+                for step in self.suspicions.on_confirm(from, &member, incarnation) {
                     self.carry_out(step);
                 }
             }
@@ -544,10 +554,19 @@ impl GossipCore {
             }
         }
         let own = self.swim.identity();
+        // Down members too: a member that missed a down hears of it here (the digest counts
+        // only active members, so a down one makes the buckets differ until both know it).
         self.swim
-            .iter_members()
+            .iter_membership_state()
             .filter(|member| wanted[anti_entropy::bucket_of(&member.id().addr)])
-            .map(|member| Member::new(member.id().clone(), member.incarnation(), State::Alive))
+            .map(|member| {
+                let state = if member.state() == State::Down {
+                    State::Down
+                } else {
+                    State::Alive
+                };
+                Member::new(member.id().clone(), member.incarnation(), state)
+            })
             .chain(
                 wanted[anti_entropy::bucket_of(&own.addr)]
                     .then(|| Member::new(own.clone(), 0, State::Alive)),
@@ -560,7 +579,13 @@ impl GossipCore {
             after_ms: self.settings.push_pull_interval_ms(),
             timer: GossipTimer::PushPull,
         });
-        let Some(peer) = self.members.reachable_addrs().choose(&mut self.rng).copied() else {
+
+        let Some(peer) = self
+            .members
+            .reachable_addrs()
+            .choose(&mut self.rng)
+            .copied()
+        else {
             return;
         };
         let (summary, _) = anti_entropy::summarize(self.member_set());
@@ -627,8 +652,9 @@ impl GossipCore {
             }
             while let Some((after, timer)) = self.runtime.to_schedule() {
                 progressed = true;
-                let step = self.suspicions.on_scheduled(&timer);
-                self.carry_out(step);
+                for step in self.suspicions.on_scheduled(&timer) {
+                    self.carry_out(step);
+                }
                 self.effects.push(GossipEffect::Schedule {
                     after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
                     timer: GossipTimer::Swim(timer),

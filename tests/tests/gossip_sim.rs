@@ -14,7 +14,7 @@ use ha_core::{MemberEvent, Millis, Timing};
 use ha_gossip::GossipCore;
 use ha_tests::gossip::{
     GossipClusterOptions, all_see_each_other, considers_unreachable, first_unreachable_since,
-    gossip_cluster, gossip_simulator, is_rare_event, schedule_starts,
+    gossip_cluster, gossip_simulator, is_rare_event, schedule_starts, view_of,
 };
 use ha_tests::sim::{NetworkConfig, Simulator};
 use ha_tests::with_seeds;
@@ -226,12 +226,22 @@ fn crash_and_detect(
         .filter_map(|&node| first_unreachable_since(sim, node, victim_addr, crashed_at))
         .map(|record| record.at - crashed_at)
         .collect();
-    assert!(
-        detected.is_some(),
-        "seed {seed}: only {} of {} survivors declared n{victim} unreachable within {bound_ms} ms",
-        times.len(),
-        watchers.len()
-    );
+    if detected.is_none() {
+        let missing: Vec<(usize, Option<bool>)> = watchers
+            .iter()
+            .filter(|&&node| first_unreachable_since(sim, node, victim_addr, crashed_at).is_none())
+            .map(|&node| {
+                let view = view_of(sim, node, victim_addr).map(|member| member.reachable);
+                (node, view)
+            })
+            .collect();
+        panic!(
+            "seed {seed}: only {} of {} survivors declared n{victim} unreachable within \
+             {bound_ms} ms; (survivor, holds n{victim} reachable) without a report: {missing:?}",
+            times.len(),
+            watchers.len()
+        );
+    }
     let wrongly_down = sim
         .all_outputs()
         .filter(|record| record.at >= crashed_at)
