@@ -107,6 +107,7 @@ pub struct GossipCore {
     metadata: NodeMetadata,
     members: MemberTable,
     drops: DropCounts,
+    bytes_sent: u64,
     effects: Vec<GossipEffect>,
     suspicions: SuspicionTracker,
     left: bool,
@@ -146,6 +147,7 @@ impl GossipCore {
             metadata,
             members: MemberTable::default(),
             drops: DropCounts::default(),
+            bytes_sent: 0,
             effects: Vec::new(),
             suspicions: SuspicionTracker::default(),
             left: false,
@@ -209,7 +211,18 @@ impl GossipCore {
 
     /// Take the effects produced since the last call, in order.
     pub fn drain_effects(&mut self) -> Vec<GossipEffect> {
+        for effect in &self.effects {
+            if let GossipEffect::Send { packet, .. } = effect {
+                self.bytes_sent = self.bytes_sent.saturating_add(packet.len() as u64);
+            }
+        }
         std::mem::take(&mut self.effects)
+    }
+
+    /// Bytes of every datagram this core asked to send so far (envelope included), for the
+    /// cost of gossip at rest.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
     }
 
     /// A datagram arrived from `from`. Bad packets are counted and dropped; they never change
