@@ -173,46 +173,51 @@ pub fn differing_buckets(ours: &[SetSummary], theirs: &[SetSummary]) -> Vec<u8> 
 /// [`MEMBERS_PACKETS_PER_EXCHANGE_MAX`] of them, each within [`ANTI_ENTROPY_BYTES_MAX`];
 /// `send_back` goes in the first one only, so the receiver answers once.
 pub fn members_messages(members: Vec<Member<GossipIdentity>>, send_back: Vec<u8>) -> Vec<Vec<u8>> {
+    // Sizes are summed per member (postcard encodes a sequence as a length and its items), so
+    // packing is linear; the margin covers the enum tag and the two sequence lengths.
+    const MARGIN_BYTES: usize = 16;
     let mut packets = Vec::new();
     let mut send_back = Some(send_back);
     let mut pending: Vec<Member<GossipIdentity>> = Vec::new();
-    let mut members = members.into_iter().peekable();
-    while packets.len() < MEMBERS_PACKETS_PER_EXCHANGE_MAX {
-        let Some(member) = members.next() else { break };
-        pending.push(member);
-        let full = members.peek().is_none_or(|next| {
-            let mut trial = pending.clone();
-            trial.push(next.clone());
-            AntiEntropyMessage::Members {
-                members: trial,
-                send_back: send_back.clone().unwrap_or_default(),
-            }
-            .encode()
-            .is_err()
-        });
-        if full {
-            let message = AntiEntropyMessage::Members {
-                members: std::mem::take(&mut pending),
-                send_back: send_back.take().unwrap_or_default(),
-            };
-            match message.encode() {
-                Ok(bytes) => packets.push(bytes),
-                // One member alone too big (a very long node id): skip it.
-                Err(error) => tracing::debug!(%error, "anti-entropy member does not fit"),
-            }
-        }
-    }
-    if let Some(send_back) = send_back.filter(|buckets| !buckets.is_empty())
-        && packets.len() < MEMBERS_PACKETS_PER_EXCHANGE_MAX
-    {
-        // Nothing of ours in those buckets, but the peer still has to send back its own.
+    let mut pending_bytes = 0;
+    let flush = |pending: &mut Vec<Member<GossipIdentity>>,
+                 send_back: &mut Option<Vec<u8>>,
+                 packets: &mut Vec<Vec<u8>>| {
         let message = AntiEntropyMessage::Members {
-            members: Vec::new(),
-            send_back,
+            members: std::mem::take(pending),
+            send_back: send_back.take().unwrap_or_default(),
         };
-        if let Ok(bytes) = message.encode() {
-            packets.push(bytes);
+        match message.encode() {
+            Ok(bytes) => packets.push(bytes),
+            Err(error) => tracing::debug!(%error, "anti-entropy members do not fit"),
         }
+    };
+    for member in members {
+        if packets.len() >= MEMBERS_PACKETS_PER_EXCHANGE_MAX {
+            break;
+        }
+        let Ok(bytes) = codec::encode("anti-entropy member", &member, ANTI_ENTROPY_BYTES_MAX)
+        else {
+            // One member alone too big (a very long node id): skip it.
+            continue;
+        };
+        let budget = ANTI_ENTROPY_BYTES_MAX - MARGIN_BYTES - send_back.as_ref().map_or(0, Vec::len);
+        if !pending.is_empty() && pending_bytes + bytes.len() > budget {
+            flush(&mut pending, &mut send_back, &mut packets);
+            pending_bytes = 0;
+            if packets.len() >= MEMBERS_PACKETS_PER_EXCHANGE_MAX {
+                break;
+            }
+        }
+        pending_bytes += bytes.len();
+        pending.push(member);
+    }
+    let wants_answer = send_back
+        .as_ref()
+        .is_some_and(|buckets| !buckets.is_empty());
+    if (!pending.is_empty() || wants_answer) && packets.len() < MEMBERS_PACKETS_PER_EXCHANGE_MAX {
+        // The rest, or nothing of ours in those buckets while the peer still has to answer.
+        flush(&mut pending, &mut send_back, &mut packets);
     }
     packets
 }

@@ -160,8 +160,13 @@ impl GossipCore {
             after_ms: core.settings.timing.metadata_refresh_ms,
             timer: GossipTimer::MetadataRefresh,
         });
+        // The first exchange at a random point of the interval: members started together do
+        // not all exchange at once, and holes left by the join close sooner on average.
+        let first_push_pull_ms = core
+            .rng
+            .random_range(0..core.settings.push_pull_interval_ms());
         core.effects.push(GossipEffect::Schedule {
-            after_ms: core.settings.push_pull_interval_ms(),
+            after_ms: first_push_pull_ms,
             timer: GossipTimer::PushPull,
         });
         core.broadcast_metadata();
