@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, PostcardCodec, State, Timer};
 use ha_core::keyring::Keyring;
 use ha_core::{MemberEvent, MemberInfo, Millis, NodeMetadata, NodeState};
 use parking_lot::Mutex;
@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 
+use crate::anti_entropy::{self, AntiEntropyMessage};
 use crate::drops::{DropCause, DropCounts};
 use crate::envelope::{Envelope, PacketKind};
 use crate::error::GossipError;
@@ -18,6 +19,7 @@ use crate::identity::GossipIdentity;
 use crate::members::MemberTable;
 use crate::metadata::{MetadataAnnouncement, MetadataHandler, MetadataInbox};
 use crate::settings::GossipSettings;
+use crate::suspicion::{SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY_PINGS};
 
 /// How many random members get our metadata directly on each refresh.
 const METADATA_REFRESH_FANOUT: usize = 3;
@@ -32,6 +34,12 @@ pub enum GossipTimer {
     Reannounce,
     /// Send our metadata to a few random members.
     MetadataRefresh,
+    /// Start a push-pull anti-entropy exchange with one random member.
+    PushPull,
+    /// The verification of the suspect at this address is due (see [`crate::suspicion`]).
+    VerifyDeadline(SocketAddr),
+    /// A check of the suspect at this address made for other members is over.
+    SuspicionExpired(SocketAddr),
 }
 
 /// Something the driver must do for the core.
@@ -99,7 +107,9 @@ pub struct GossipCore {
     metadata: NodeMetadata,
     members: MemberTable,
     drops: DropCounts,
+    bytes_sent: u64,
     effects: Vec<GossipEffect>,
+    suspicions: SuspicionTracker,
     left: bool,
 }
 
@@ -137,7 +147,9 @@ impl GossipCore {
             metadata,
             members: MemberTable::default(),
             drops: DropCounts::default(),
+            bytes_sent: 0,
             effects: Vec::new(),
+            suspicions: SuspicionTracker::default(),
             left: false,
         };
         core.effects.push(GossipEffect::Schedule {
@@ -147,6 +159,15 @@ impl GossipCore {
         core.effects.push(GossipEffect::Schedule {
             after_ms: core.settings.timing.metadata_refresh_ms,
             timer: GossipTimer::MetadataRefresh,
+        });
+        // The first exchange at a random point of the interval: members started together do
+        // not all exchange at once, and holes left by the join close sooner on average.
+        let first_push_pull_ms = core
+            .rng
+            .random_range(0..core.settings.push_pull_interval_ms());
+        core.effects.push(GossipEffect::Schedule {
+            after_ms: first_push_pull_ms,
+            timer: GossipTimer::PushPull,
         });
         core.broadcast_metadata();
         core.pump();
@@ -195,7 +216,18 @@ impl GossipCore {
 
     /// Take the effects produced since the last call, in order.
     pub fn drain_effects(&mut self) -> Vec<GossipEffect> {
+        for effect in &self.effects {
+            if let GossipEffect::Send { packet, .. } = effect {
+                self.bytes_sent = self.bytes_sent.saturating_add(packet.len() as u64);
+            }
+        }
         std::mem::take(&mut self.effects)
+    }
+
+    /// Bytes of every datagram this core asked to send so far (envelope included), for the
+    /// cost of gossip at rest.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
     }
 
     /// A datagram arrived from `from`. Bad packets are counted and dropped; they never change
@@ -231,6 +263,22 @@ impl GossipCore {
                 // The replicator decodes and judges it; the envelope vouched for its origin.
                 self.effects.push(GossipEffect::State { from, payload });
             }
+            Ok((PacketKind::AntiEntropy, payload)) => match AntiEntropyMessage::decode(&payload) {
+                Ok(message) if !self.left => self.on_anti_entropy(from, message),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%from, %error, "anti-entropy packet refused");
+                    self.drop_packet(from, DropCause::Malformed);
+                }
+            },
+            Ok((PacketKind::Suspicion, payload)) => match SuspicionMessage::decode(&payload) {
+                Ok(message) if !self.left => self.on_suspicion_message(from, message),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%from, %error, "suspicion packet refused");
+                    self.drop_packet(from, DropCause::Malformed);
+                }
+            },
         }
         self.pump();
     }
@@ -258,13 +306,16 @@ impl GossipCore {
             return;
         }
         match timer {
-            GossipTimer::Swim(timer) => {
-                if let Err(error) = self.swim.handle_timer(timer, &mut self.runtime) {
-                    tracing::debug!(%error, "swim timer error");
-                }
-            }
+            GossipTimer::Swim(timer) => self.deliver_swim_timer(timer),
             GossipTimer::Reannounce => self.reannounce(),
             GossipTimer::MetadataRefresh => self.refresh_metadata(),
+            GossipTimer::PushPull => self.start_push_pull(),
+            GossipTimer::SuspicionExpired(addr) => self.suspicions.on_expired(addr),
+            GossipTimer::VerifyDeadline(addr) => {
+                for step in self.suspicions.on_deadline(addr) {
+                    self.carry_out(step);
+                }
+            }
         }
         self.pump();
     }
@@ -384,6 +435,223 @@ impl GossipCore {
         });
     }
 
+    fn deliver_swim_timer(&mut self, timer: Timer<GossipIdentity>) {
+        self.suspicions.on_delivered(&timer);
+        if let Err(error) = self.swim.handle_timer(timer, &mut self.runtime) {
+            tracing::debug!(%error, "swim timer error");
+        }
+    }
+
+    fn send_packet(&mut self, to: SocketAddr, kind: PacketKind, payload: &[u8]) {
+        let packet = self.envelope.wrap(kind, payload, self.rng.random());
+        self.effects.push(GossipEffect::Send { to, packet });
+    }
+
+    fn send_suspicion_message(&mut self, to: SocketAddr, message: &SuspicionMessage) {
+        match message.encode() {
+            Ok(bytes) => self.send_packet(to, PacketKind::Suspicion, &bytes),
+            Err(error) => tracing::debug!(%error, "suspicion message does not fit"),
+        }
+    }
+
+    fn send_anti_entropy(&mut self, to: SocketAddr, message: &AntiEntropyMessage) {
+        match message.encode() {
+            Ok(bytes) => self.send_packet(to, PacketKind::AntiEntropy, &bytes),
+            Err(error) => tracing::debug!(%error, "anti-entropy message does not fit"),
+        }
+    }
+
+    fn carry_out(&mut self, step: SuspicionStep) {
+        match step {
+            SuspicionStep::Hasten { timer } => {
+                tracing::debug!(
+                    ?timer,
+                    "suspicion confirmed by another member; declaring down now"
+                );
+                self.deliver_swim_timer(timer);
+            }
+            SuspicionStep::Verify {
+                member,
+                incarnation,
+            } => {
+                let to = member.addr;
+                let message = SuspicionMessage::Verify {
+                    member,
+                    incarnation,
+                };
+                for _ping in 0..VERIFY_PINGS {
+                    self.send_suspicion_message(to, &message);
+                }
+                self.effects.push(GossipEffect::Schedule {
+                    after_ms: self.settings.timing.gossip_probe_rtt_ms,
+                    timer: GossipTimer::VerifyDeadline(to),
+                });
+                self.effects.push(GossipEffect::Schedule {
+                    after_ms: self.settings.timing.gossip_suspect_to_down_ms,
+                    timer: GossipTimer::SuspicionExpired(to),
+                });
+            }
+            SuspicionStep::Confirm {
+                member,
+                incarnation,
+                to,
+                fanout,
+            } => {
+                tracing::debug!(member = %member.node_id, "own verification of a suspect failed");
+                let suspect = member.addr;
+                let candidates: Vec<SocketAddr> = self
+                    .members
+                    .reachable_addrs()
+                    .into_iter()
+                    .filter(|addr| *addr != suspect && !to.contains(addr))
+                    .collect();
+                let chosen: Vec<SocketAddr> =
+                    candidates.sample(&mut self.rng, fanout).copied().collect();
+                self.suspicions.told(suspect, &chosen);
+                let message = SuspicionMessage::Confirm {
+                    member,
+                    incarnation,
+                };
+                for recipient in to.into_iter().chain(chosen) {
+                    self.send_suspicion_message(recipient, &message);
+                }
+            }
+        }
+    }
+
+    fn on_suspicion_message(&mut self, from: SocketAddr, message: SuspicionMessage) {
+        match message {
+            SuspicionMessage::Verify {
+                member,
+                incarnation,
+            } => {
+                if member != *self.swim.identity() {
+                    // About an identity we no longer have: let it be declared down.
+                    return;
+                }
+                // Refute now, through foca, instead of waiting for the suspicion's gossip.
+                let suspected = Member::new(member.clone(), incarnation, State::Suspect);
+                if let Err(error) =
+                    self.swim
+                        .apply_many(std::iter::once(suspected), true, &mut self.runtime)
+                {
+                    tracing::debug!(%error, "refutation failed");
+                }
+                self.send_suspicion_message(from, &SuspicionMessage::VerifyAck { member });
+            }
+            SuspicionMessage::VerifyAck { member } => {
+                if member.addr == from {
+                    self.suspicions.on_answer(&member);
+                }
+            }
+            SuspicionMessage::Confirm {
+                member,
+                incarnation,
+            } => {
+                for step in self.suspicions.on_confirm(from, &member, incarnation) {
+                    self.carry_out(step);
+                }
+            }
+        }
+    }
+
+    /// Our member set for anti-entropy: foca's active members and ourselves.
+    fn member_set(&self) -> impl Iterator<Item = &GossipIdentity> {
+        self.swim
+            .iter_members()
+            .map(Member::id)
+            .chain(std::iter::once(self.swim.identity()))
+    }
+
+    /// Our members (as foca members, ourselves included) in `buckets`.
+    fn members_in(&self, buckets: &[u8]) -> Vec<Member<GossipIdentity>> {
+        let mut wanted = [false; anti_entropy::DIGEST_BUCKETS];
+        for bucket in buckets {
+            if let Some(slot) = wanted.get_mut(usize::from(*bucket)) {
+                *slot = true;
+            }
+        }
+        let own = self.swim.identity();
+        // Down members too: a member that missed a down hears of it here (the digest counts
+        // only active members, so a down one makes the buckets differ until both know it).
+        self.swim
+            .iter_membership_state()
+            .filter(|member| wanted[anti_entropy::bucket_of(&member.id().addr)])
+            .map(|member| {
+                let state = if member.state() == State::Down {
+                    State::Down
+                } else {
+                    State::Alive
+                };
+                Member::new(member.id().clone(), member.incarnation(), state)
+            })
+            .chain(
+                wanted[anti_entropy::bucket_of(&own.addr)]
+                    .then(|| Member::new(own.clone(), 0, State::Alive)),
+            )
+            .collect()
+    }
+
+    fn start_push_pull(&mut self) {
+        self.effects.push(GossipEffect::Schedule {
+            after_ms: self.settings.push_pull_interval_ms(),
+            timer: GossipTimer::PushPull,
+        });
+
+        let Some(peer) = self
+            .members
+            .reachable_addrs()
+            .choose(&mut self.rng)
+            .copied()
+        else {
+            return;
+        };
+        let (summary, _) = anti_entropy::summarize(self.member_set());
+        self.send_anti_entropy(peer, &AntiEntropyMessage::Summary(summary));
+    }
+
+    fn on_anti_entropy(&mut self, from: SocketAddr, message: AntiEntropyMessage) {
+        match message {
+            AntiEntropyMessage::Summary(theirs) => {
+                let (ours, buckets) = anti_entropy::summarize(self.member_set());
+                if ours != theirs {
+                    self.send_anti_entropy(from, &AntiEntropyMessage::Digest(buckets));
+                }
+            }
+            AntiEntropyMessage::Digest(theirs) => {
+                let (_, ours) = anti_entropy::summarize(self.member_set());
+                let differing = anti_entropy::differing_buckets(&ours, &theirs);
+                if differing.is_empty() {
+                    return;
+                }
+                let members = self.members_in(&differing);
+                for bytes in anti_entropy::members_messages(members, differing) {
+                    self.send_packet(from, PacketKind::AntiEntropy, &bytes);
+                }
+            }
+            AntiEntropyMessage::Members { members, send_back } => {
+                let own = self.swim.identity().addr;
+                let applicable: Vec<Member<GossipIdentity>> = members
+                    .into_iter()
+                    .filter(|member| anti_entropy::is_applicable(member, &own))
+                    .collect();
+                if !applicable.is_empty()
+                    && let Err(error) =
+                        self.swim
+                            .apply_many(applicable.into_iter(), false, &mut self.runtime)
+                {
+                    tracing::debug!(%from, %error, "anti-entropy members refused");
+                }
+                if !send_back.is_empty() {
+                    let members = self.members_in(&send_back);
+                    for bytes in anti_entropy::members_messages(members, Vec::new()) {
+                        self.send_packet(from, PacketKind::AntiEntropy, &bytes);
+                    }
+                }
+            }
+        }
+    }
+
     /// Turn everything foca asked for into effects and events, until nothing is left.
     fn pump(&mut self) {
         // Each pass can only produce a bounded amount of follow-up work (a metadata send per
@@ -402,6 +670,9 @@ impl GossipCore {
             }
             while let Some((after, timer)) = self.runtime.to_schedule() {
                 progressed = true;
+                for step in self.suspicions.on_scheduled(&timer) {
+                    self.carry_out(step);
+                }
                 self.effects.push(GossipEffect::Schedule {
                     after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
                     timer: GossipTimer::Swim(timer),

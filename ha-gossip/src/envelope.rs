@@ -40,6 +40,12 @@ pub enum PacketKind {
     /// A message of the shared map's replicator (issue 15), up to [`PAYLOAD_BYTES_MAX`]
     /// bytes.
     State,
+    /// A push-pull anti-entropy message ([`crate::anti_entropy`]). Members without it drop
+    /// the packet as malformed, which costs only the exchange.
+    AntiEntropy,
+    /// A suspicion check or confirmation ([`crate::suspicion`]). Members without it drop the
+    /// packet; suspicions then run their full length, as before.
+    Suspicion,
 }
 
 impl PacketKind {
@@ -48,6 +54,8 @@ impl PacketKind {
             PacketKind::Swim => 0,
             PacketKind::Metadata => 1,
             PacketKind::State => 2,
+            PacketKind::AntiEntropy => 3,
+            PacketKind::Suspicion => 4,
         }
     }
 
@@ -56,6 +64,8 @@ impl PacketKind {
             0 => Some(PacketKind::Swim),
             1 => Some(PacketKind::Metadata),
             2 => Some(PacketKind::State),
+            3 => Some(PacketKind::AntiEntropy),
+            4 => Some(PacketKind::Suspicion),
             _ => None,
         }
     }

@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod anti_entropy;
 mod core;
 mod driver;
 mod drops;
@@ -63,6 +64,7 @@ mod members;
 mod metadata;
 mod settings;
 pub mod shared_state;
+pub mod suspicion;
 
 pub use crate::core::{GossipCore, GossipEffect, GossipTimer};
 pub use driver::{EVENT_BUFFER, GossipNode};

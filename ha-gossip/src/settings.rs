@@ -57,6 +57,14 @@ impl GossipSettings {
         }
     }
 
+    /// How often this member starts a push-pull anti-entropy exchange with one random member
+    /// ([`crate::anti_entropy`]): the re-announce interval (5 s at `Timing::lan`), so a member
+    /// that missed a join hears of it within about one interval, for one small packet per
+    /// interval at rest.
+    pub fn push_pull_interval_ms(&self) -> u64 {
+        self.timing.reannounce_interval_ms.max(1)
+    }
+
     /// foca's configuration for these settings.
     pub(crate) fn foca_config(&self) -> foca::Config {
         let size = std::num::NonZeroU32::new(self.cluster_size_hint.max(1))
@@ -81,12 +89,9 @@ impl GossipSettings {
             frequency: Duration::from_millis(timing.reannounce_interval_ms),
             num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
         });
-        // Announcing to one random member now and then fills holes a join's limited
-        // retransmissions left (in big clusters a few members never hear of a join otherwise).
-        config.periodic_announce = Some(foca::PeriodicParams {
-            frequency: Duration::from_millis(timing.reannounce_interval_ms),
-            num_members: NonZeroUsize::MIN,
-        });
+        // No `periodic_announce`: it filled the holes a join's limited retransmissions leave
+        // with a random sample of members per 5 s (111 s to close the last hole at 1,000
+        // members); the push-pull exchange (`anti_entropy`) closes them within an interval.
         config
     }
 }
