@@ -588,6 +588,26 @@ impl Config {
         ))
     }
 
+    /// What is valid but probably not meant: each entry is one sentence saying what and why,
+    /// for the node to log at `warn` when it starts (a node starts anyway).
+    ///
+    /// Today: a voter (data node or witness) with no `data_dir` keeps its log, its votes and
+    /// its term in memory only. After a restart it forgets what it acknowledged and whom it
+    /// voted for, so a cluster of such voters can lose acknowledged writes or elect two
+    /// leaders in one term when several restart at once.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.voter && self.data_dir.is_none() {
+            warnings.push(format!(
+                "node {} is a voter with no data_dir: its log, votes and term live in memory only \
+                 and are lost on restart, so acknowledged writes can be lost when voters restart; \
+                 set data_dir (HA_DATA_DIR, --data-dir) for any node that is not a throwaway test",
+                self.node_id
+            ));
+        }
+        warnings
+    }
+
     /// Check every field. Call once at start; the drivers refuse to start on an error.
     ///
     /// # Errors
@@ -813,6 +833,21 @@ mod tests {
             addr(7101),
             vec![addr(7102), addr(7103)],
         )
+    }
+
+    #[test]
+    fn a_voter_without_a_data_dir_is_warned_about() {
+        let memory_voter = three();
+        assert!(memory_voter.voter && memory_voter.data_dir.is_none());
+        let warnings = memory_voter.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("no data_dir") && warnings[0].contains("n1"));
+        let mut on_disk = three();
+        on_disk.data_dir = Some(PathBuf::from("/var/lib/ha"));
+        assert!(on_disk.warnings().is_empty());
+        let mut observer = three();
+        observer.voter = false;
+        assert!(observer.warnings().is_empty(), "a non-voter keeps nothing it promised");
     }
 
     #[test]

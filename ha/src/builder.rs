@@ -172,6 +172,12 @@ impl<S: StateMachine> NodeBuilder<S> {
                 .push(crate::backup_schedule::health_check(schedule));
         }
         let config = self.config;
+        // Valid but probably not meant (a voter keeping its log in memory): said once, loudly,
+        // at start, because the consequence (lost acknowledged writes after restarts) shows
+        // only much later.
+        for warning in config.warnings() {
+            tracing::warn!(node = %config.node_id, "configuration: {warning}");
+        }
         let journal = Arc::new(EventJournal::new(
             config.node_id.clone(),
             config.events_ring_max,
