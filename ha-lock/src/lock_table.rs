@@ -905,15 +905,7 @@ impl LockTable {
                 }) {
                     Ok(position) | Err(position) => position,
                 };
-                LockQueryResponse::Changes(
-                    self.changes
-                        .skip(start)
-                        .iter()
-                        .filter(|change| change.key.starts_with(prefix.as_str()))
-                        .take((*limit).min(QUERY_RESULTS_MAX))
-                        .map(ChangeRecord::to_change)
-                        .collect(),
-                )
+                LockQueryResponse::Changes(self.changes_after(start, prefix, *limit))
             }
             LockQuery::Lock { name } => LockQueryResponse::Lock(self.locks.get(name).map(|lock| {
                 LockState {
@@ -954,6 +946,30 @@ impl LockTable {
                     .collect(),
             ),
         }
+    }
+
+    /// The changes under `prefix` from position `start` of the change log, at most `limit`
+    /// (and [`QUERY_RESULTS_MAX`]) of them, except that the changes one command made (a lease
+    /// end, which deletes its keys at one version) are never split: the answer runs on to
+    /// the end of its last version. A reader resumes after a version, so a split group would
+    /// lose the rest of it. A group is at most as large as the keys one command can delete,
+    /// and one command's changes all fit in the change log, which is bounded.
+    fn changes_after(&self, start: usize, prefix: &str, limit: usize) -> Vec<Change> {
+        let limit = limit.clamp(1, QUERY_RESULTS_MAX);
+        let mut found: Vec<Change> = Vec::new();
+        for change in self.changes.skip(start).iter() {
+            if !change.key.starts_with(prefix) {
+                continue;
+            }
+            if let Some(last) = found.last()
+                && found.len() >= limit
+                && last.version != change.version
+            {
+                break;
+            }
+            found.push(change.to_change());
+        }
+        found
     }
 
     fn key_value(&self, key: &str) -> Option<KeyValue> {

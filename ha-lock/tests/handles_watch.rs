@@ -82,3 +82,41 @@ async fn a_watch_sees_puts_and_deletes_in_order_and_resumes_from_a_version() {
     assert_eq!(next(&mut key_watch).await.version, update);
     cluster.shutdown().await;
 }
+
+/// A lease end deletes every key bound to it in one command, at one version: a watch gets
+/// every one of those deletes, and its resume point passes the version only after the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_gets_every_key_a_lease_end_deletes() {
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let writer = cluster.client(cluster.leader().await);
+    let watcher = cluster.client(follower);
+    let lease = writer.grant(Duration::from_secs(30)).await.expect("grant");
+    let mut last_put = 0;
+    for key in ["/leased/a", "/leased/b", "/leased/c"] {
+        last_put = writer
+            .put_with_lease(key, "v", lease.id())
+            .await
+            .expect("put");
+    }
+    let mut watch = watcher.watch("/leased/", last_put);
+    assert!(writer.revoke_lease(lease.id()).await.expect("revoke"));
+    let mut deleted = Vec::new();
+    for _ in 0..3 {
+        let change = next(&mut watch).await;
+        assert_eq!(change.value, None, "{change:?}");
+        deleted.push(change.key.clone());
+        if deleted.len() < 3 {
+            assert_eq!(
+                watch.last_version(),
+                last_put,
+                "the group is not complete: resuming must get all of it"
+            );
+        } else {
+            assert_eq!(watch.last_version(), change.version);
+        }
+    }
+    deleted.sort();
+    assert_eq!(deleted, ["/leased/a", "/leased/b", "/leased/c"]);
+    cluster.shutdown().await;
+}

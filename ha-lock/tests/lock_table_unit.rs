@@ -1371,3 +1371,39 @@ impl StateMachine for ExactHost {
         Ok(())
     }
 }
+
+/// A lease end deletes all its keys at one version; a changes query with a small limit must
+/// answer that whole group, or a reader resuming after the version would lose the rest.
+#[test]
+fn one_commands_changes_are_never_split_across_answers() {
+    let mut table = LockTable::default();
+    table.apply(LogIndex(1), grant(7));
+    for (index, key) in [(2, "/jobs/a"), (3, "/jobs/b"), (4, "/jobs/c")] {
+        table.apply(LogIndex(index), put_under(key, "v", 1));
+    }
+    table.apply(LogIndex(5), put("/jobs/d", "free"));
+    table.apply(LogIndex(6), LockCommand::LeaseRevoke { lease: 1 });
+    table.apply(LogIndex(7), put("/jobs/e", "after"));
+    let deletes = vec![
+        change(6, "/jobs/a", None),
+        change(6, "/jobs/b", None),
+        change(6, "/jobs/c", None),
+    ];
+    // After version 5 with room for one: the whole group at version 6, nothing after it.
+    assert_eq!(
+        changes(&table, "/jobs/", 5, 1),
+        LockQueryResponse::Changes(deletes.clone())
+    );
+    // A limit that ends inside the group runs on to its end.
+    let mut expected = vec![change(5, "/jobs/d", Some("free"))];
+    expected.extend(deletes);
+    assert_eq!(
+        changes(&table, "/jobs/", 4, 2),
+        LockQueryResponse::Changes(expected)
+    );
+    // Resuming after the group gets what follows it.
+    assert_eq!(
+        changes(&table, "/jobs/", 6, 1),
+        LockQueryResponse::Changes(vec![change(7, "/jobs/e", Some("after"))])
+    );
+}

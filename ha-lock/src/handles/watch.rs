@@ -16,7 +16,10 @@ const CHANGES_PER_POLL_MAX: usize = 1_000;
 ///
 /// Every change after the starting version is delivered once, in order, even across a
 /// restart of the watcher: keep [`last_version`](Self::last_version) and start a new watch
-/// from it. The change log keeps the latest [`CHANGES_MAX`](crate::CHANGES_MAX) changes; a
+/// from it. One command can change several keys at one version (a lease end deletes every
+/// key bound to it); all of them are delivered, and `last_version` passes that version only
+/// once the last of them is returned, so a watcher resumed in the middle of such a group gets
+/// the whole group again rather than losing part of it. The change log keeps the latest [`CHANGES_MAX`](crate::CHANGES_MAX) changes; a
 /// watcher that fell further behind gets [`LockError::Compacted`] and must re-read the keys,
 /// then watch again for changes after the version it names.
 ///
@@ -94,7 +97,15 @@ impl<H: StateMachine> Watch<H> {
     pub async fn next(&mut self) -> Result<Change, LockError> {
         loop {
             if let Some(change) = self.buffered.pop_front() {
-                self.last_version = change.version;
+                // The table never splits one version's changes across answers, so the group
+                // is complete once the buffer holds no more of it.
+                let group_done = self
+                    .buffered
+                    .front()
+                    .is_none_or(|next| next.version != change.version);
+                if group_done {
+                    self.last_version = change.version;
+                }
                 return Ok(change);
             }
             self.poll().await?;
@@ -113,9 +124,12 @@ impl<H: StateMachine> Watch<H> {
         };
         match self.client.query(query, Consistency::Eventual).await? {
             LockQueryResponse::Changes(changes) => {
+                // Several changes can share a version (one command's), so compare with
+                // where this answer starts, not with the previous change.
+                let after = self.fetched_through;
                 for change in changes {
                     // The table answers in version order; this guards the promise anyway.
-                    if change.version <= self.fetched_through {
+                    if change.version <= after || change.version < self.fetched_through {
                         continue;
                     }
                     self.fetched_through = change.version;
