@@ -847,7 +847,10 @@ mod tests {
         assert!(on_disk.warnings().is_empty());
         let mut observer = three();
         observer.voter = false;
-        assert!(observer.warnings().is_empty(), "a non-voter keeps nothing it promised");
+        assert!(
+            observer.warnings().is_empty(),
+            "a non-voter keeps nothing it promised"
+        );
     }
 
     #[test]

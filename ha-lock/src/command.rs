@@ -192,6 +192,27 @@ pub enum LockCommand {
         /// The holder's key, for a grant made with its digest.
         holder_key: Option<HolderKey>,
     },
+    /// A multi-key transaction (see [`Txn`](crate::Txn)): when every comparison holds,
+    /// apply `success`, otherwise `failure`, all at this command's index. Refused whole
+    /// ([`LockResponse::Invalid`], [`LockResponse::LeaseNotFound`] or
+    /// [`LockResponse::LimitReached`], nothing changed) when the branch it would apply cannot
+    /// be applied whole. Answered [`LockResponse::Txn`]. (After the others, so older logs
+    /// decode unchanged.)
+    Txn {
+        /// The comparisons, at most [`TXN_COMPARES_MAX`](crate::TXN_COMPARES_MAX).
+        compares: Vec<crate::TxnCompare>,
+        /// Applied when every comparison holds.
+        success: Vec<crate::TxnOp>,
+        /// Applied when one does not.
+        failure: Vec<crate::TxnOp>,
+    },
+    /// Delete the keys starting with `prefix`, the first
+    /// [`DELETE_PREFIX_KEYS_MAX`](crate::DELETE_PREFIX_KEYS_MAX) of them in key order.
+    /// Answered [`LockResponse::DeletedPrefix`], which says whether more remain.
+    DeletePrefix {
+        /// The prefix (empty: every key).
+        prefix: String,
+    },
 }
 
 /// The answer to a [`LockCommand`].
@@ -311,6 +332,21 @@ pub enum LockResponse {
         /// Waiters ahead of it.
         position: usize,
     },
+    /// A [`LockCommand::Txn`] was applied: `succeeded` says which branch (every comparison
+    /// held, or not); every key it wrote has version `version`. (After the others.)
+    Txn {
+        /// Whether every comparison held (the success branch ran).
+        succeeded: bool,
+        /// The command's log index: the version of every key it wrote.
+        version: u64,
+    },
+    /// A [`LockCommand::DeletePrefix`] was applied.
+    DeletedPrefix {
+        /// Keys deleted.
+        deleted: u64,
+        /// Whether keys under the prefix remain (more than one command deletes).
+        more: bool,
+    },
 }
 
 /// A named limit of the lock table (see [`LockLimits`](crate::LockLimits) for the values).
@@ -410,6 +446,17 @@ pub enum LockQuery {
         session: SessionId,
         /// The lease it waits under.
         lease: LeaseId,
+    },
+    /// Keys starting with `prefix` after `start_after` (from the first when `None`), in
+    /// order, at most `limit` (and [`QUERY_RESULTS_MAX`](crate::QUERY_RESULTS_MAX)): one page
+    /// of a range of any size. Answered [`LockQueryResponse::Page`]. (After the others.)
+    RangePage {
+        /// The prefix.
+        prefix: String,
+        /// The last key of the previous page.
+        start_after: Option<String>,
+        /// Most keys returned.
+        limit: usize,
     },
 }
 
@@ -566,4 +613,6 @@ pub enum LockQueryResponse {
     Stats(LockStats),
     /// Where one session's wait stands.
     Wait(WaitState),
+    /// One page of a range.
+    Page(crate::KvPage),
 }

@@ -38,6 +38,7 @@
 //! ```
 
 mod command;
+mod kv_txn;
 mod lease_expiry;
 mod lease_renewal;
 mod lock_outcome;
@@ -52,6 +53,10 @@ pub use command::{
     LeaseId, LeaseState, Limit, LimitRefusals, LockCommand, LockQuery, LockQueryResponse,
     LockResponse, LockState, LockStats, SessionId, VALUE_BYTES_MAX, WaitState, holder_digest,
     new_holder_key,
+};
+pub use kv_txn::{
+    DELETE_PREFIX_KEYS_MAX, KvPage, TXN_COMPARES_MAX, TXN_OPS_MAX, TXN_VALUE_BYTES_MAX, Txn,
+    TxnCompare, TxnOp, TxnOutcome, VersionCmp,
 };
 pub use lease_expiry::{EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker};
 pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadline};

@@ -15,6 +15,8 @@ use crate::command::{
 };
 use crate::wait_lines::WaitLines;
 
+mod kv_batch;
+
 mod lock_cycle;
 
 /// Changes kept for watches; older ones are compacted away.
@@ -438,6 +440,12 @@ impl LockTable {
                 key,
                 expected_version,
             } => self.delete(index, key, expected_version),
+            LockCommand::Txn {
+                compares,
+                success,
+                failure,
+            } => self.apply_txn(index, compares, success, failure),
+            LockCommand::DeletePrefix { prefix } => self.delete_prefix(index, &prefix),
             LockCommand::LeaseGrant { ttl_ms, session } => {
                 if ttl_ms == 0 {
                     return LockResponse::Invalid {
@@ -939,6 +947,11 @@ impl LockTable {
                 session,
                 lease,
             } => LockQueryResponse::Wait(self.wait_state(name, *session, *lease)),
+            LockQuery::RangePage {
+                prefix,
+                start_after,
+                limit,
+            } => LockQueryResponse::Page(self.range_page(prefix, start_after.as_deref(), *limit)),
             LockQuery::Leases => LockQueryResponse::Leases(
                 self.leases
                     .keys()

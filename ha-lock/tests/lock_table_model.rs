@@ -22,8 +22,8 @@ use ha_core::{LogIndex, Millis, StateMachine, Term};
 use ha_lock::{
     Change, Command, FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, KeyValue,
     LeaseExpiryTracker, LeaseId, LeaseState, Limit, LockCommand, LockLimits, LockQuery,
-    LockQueryResponse, LockResponse, LockState, Response, SessionId, VALUE_BYTES_MAX, WaitForGraph,
-    WithLocks, holder_digest,
+    LockQueryResponse, LockResponse, LockState, Response, SessionId, TxnCompare, TxnOp,
+    VALUE_BYTES_MAX, VersionCmp, WaitForGraph, WithLocks, holder_digest,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -150,6 +150,18 @@ enum Step {
         lock: u8,
         session: u8,
     },
+    /// A multi-key transaction: comparisons (key, how, version), then each branch's writes
+    /// (key, value, lease when a put; `None` value: a delete). Keys may repeat in a branch,
+    /// which is invalid.
+    Txn {
+        compares: Vec<(u8, u8, VersionPick)>,
+        success: Vec<(u8, Option<u8>, Option<LeasePick>)>,
+        failure: Vec<(u8, Option<u8>, Option<LeasePick>)>,
+    },
+    /// Delete the keys under one of the test's prefixes.
+    DeletePrefix {
+        prefix: u8,
+    },
     /// Snapshot the machine and carry on with a fresh one restored from it.
     Reboot,
 }
@@ -180,6 +192,18 @@ fn key() -> impl Strategy<Value = u8> {
 fn lock() -> impl Strategy<Value = u8> {
     prop_oneof![12 => 0..3_u8, 1 => Just(3_u8)]
 }
+
+/// One write of a transaction: a put (with a value) or a delete (without).
+fn txn_op() -> impl Strategy<Value = (u8, Option<u8>, Option<LeasePick>)> {
+    (
+        key(),
+        proptest::option::weighted(0.7, any::<u8>()),
+        proptest::option::weighted(0.3, lease_pick()),
+    )
+}
+
+/// The prefixes ranges, pages and prefix deletes use.
+const PREFIXES: [&str; 4] = ["", "a/", "b", "b/"];
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
@@ -222,6 +246,13 @@ fn step() -> impl Strategy<Value = Step> {
         )
             .prop_map(|(lock, session, wait, holder, ttl_ms)| Step::Cycle { lock, session, wait, holder, ttl_ms }),
         2 => (lock(), session()).prop_map(|(lock, session)| Step::CancelWait { lock, session }),
+        2 => (
+            proptest::collection::vec((key(), 0..4_u8, version_pick()), 0..3),
+            proptest::collection::vec(txn_op(), 0..4),
+            proptest::collection::vec(txn_op(), 0..3),
+        )
+            .prop_map(|(compares, success, failure)| Step::Txn { compares, success, failure }),
+        1 => (0..PREFIXES.len() as u8).prop_map(|prefix| Step::DeletePrefix { prefix }),
         1 => Just(Step::Reboot),
     ]
 }
@@ -463,6 +494,27 @@ impl Model {
                 let lease = lock.lease;
                 self.end_lease(index, lease)
             }
+            LockCommand::Txn {
+                compares,
+                success,
+                failure,
+            } => self.txn(index, &compares, success, failure),
+            LockCommand::DeletePrefix { prefix } => {
+                // The first DELETE_PREFIX_KEYS_MAX keys in order (the tests hold far fewer).
+                let doomed: Vec<String> = self
+                    .keys
+                    .keys()
+                    .filter(|key| key.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for key in &doomed {
+                    self.remove_key(index, key);
+                }
+                LockResponse::DeletedPrefix {
+                    deleted: doomed.len() as u64,
+                    more: false,
+                }
+            }
             LockCommand::CancelWait { name, session } => {
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return LockResponse::NotWaiting;
@@ -500,6 +552,99 @@ impl Model {
         }
         self.pass_on(index, name);
         LockResponse::Released
+    }
+
+    /// A transaction. Refusals in this order, each changing nothing: an invalid shape (an
+    /// invalid key anywhere, a key written twice in a branch); then, in the branch the
+    /// comparisons choose, a put under a lease that is not alive (the first, in op order);
+    /// then the key limit, counting the keys the branch deletes as freed. Otherwise its
+    /// deletes, then its puts, all at `index`.
+    fn txn(
+        &mut self,
+        index: u64,
+        compares: &[TxnCompare],
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    ) -> LockResponse {
+        let valid = |key: &str| !key.is_empty() && key.len() <= KEY_BYTES_MAX;
+        let repeats = |ops: &[TxnOp]| {
+            let keys: BTreeSet<&str> = ops.iter().map(TxnOp::key).collect();
+            keys.len() != ops.len()
+        };
+        if !compares.iter().all(|compare| valid(&compare.key))
+            || !success.iter().chain(&failure).all(|op| valid(op.key()))
+            || repeats(&success)
+            || repeats(&failure)
+        {
+            return LockResponse::Invalid {
+                reason: String::new(),
+            };
+        }
+        let succeeded = compares.iter().all(|compare| {
+            compare
+                .cmp
+                .holds(self.version_of(&compare.key), compare.version)
+        });
+        let ops = if succeeded { success } else { failure };
+        for op in &ops {
+            if let TxnOp::Put {
+                lease: Some(lease), ..
+            } = op
+                && !self.leases.contains_key(lease)
+            {
+                return LockResponse::LeaseNotFound { lease: *lease };
+            }
+        }
+        let mut keys_after: BTreeSet<&str> = self.keys.keys().map(String::as_str).collect();
+        for op in &ops {
+            match op {
+                TxnOp::Put { key, .. } => keys_after.insert(key),
+                TxnOp::Delete { key } => keys_after.remove(key.as_str()),
+            };
+        }
+        let adds = ops
+            .iter()
+            .any(|op| matches!(op, TxnOp::Put { key, .. } if !self.keys.contains_key(key)));
+        if adds && keys_after.len() > self.limits.keys {
+            return self.limit_reached(Limit::Keys);
+        }
+        for op in &ops {
+            if let TxnOp::Delete { key } = op {
+                self.remove_key(index, key);
+            }
+        }
+        for op in ops {
+            if let TxnOp::Put { key, value, lease } = op {
+                self.changes.push(Change {
+                    version: index,
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+                self.keys.insert(
+                    key,
+                    ModelKey {
+                        value,
+                        version: index,
+                        lease,
+                    },
+                );
+            }
+        }
+        LockResponse::Txn {
+            succeeded,
+            version: index,
+        }
+    }
+
+    /// Remove `key` if present, recording the change.
+    fn remove_key(&mut self, index: u64, key: &str) {
+        if self.keys.remove(key).is_some() {
+            self.changes.push(Change {
+                version: index,
+                key: key.to_string(),
+                value: None,
+            });
+        }
     }
 
     fn limit_reached(&self, limit: Limit) -> LockResponse {
@@ -797,7 +942,34 @@ fn compare_state(
             key
         );
     }
-    for prefix in ["", "a/", "b", "b/"] {
+    for prefix in PREFIXES {
+        // Pages of two, from each key in turn, against the model's keys after it.
+        for start_after in [None, Some("a/0"), Some("b")] {
+            let after: Vec<KeyValue> = model
+                .keys
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .filter(|(key, _)| start_after.is_none_or(|start| key.as_str() > start))
+                .map(|(key, entry)| key_value(key, entry))
+                .collect();
+            prop_assert_eq!(
+                query(
+                    machine,
+                    LockQuery::RangePage {
+                        prefix: prefix.into(),
+                        start_after: start_after.map(str::to_string),
+                        limit: 2,
+                    }
+                ),
+                LockQueryResponse::Page(ha_lock::KvPage {
+                    more: after.len() > 2,
+                    values: after.into_iter().take(2).collect(),
+                }),
+                "page of {:?} after {:?}",
+                prefix,
+                start_after
+            );
+        }
         let expected = model
             .keys
             .iter()
@@ -1230,6 +1402,51 @@ fn command_of(
         Step::CancelWait { lock, session } => LockCommand::CancelWait {
             name: LOCKS[usize::from(lock)].into(),
             session: SessionId::from(session),
+        },
+        Step::Txn {
+            ref compares,
+            ref success,
+            ref failure,
+        } => {
+            let ops = |ops: &[(u8, Option<u8>, Option<LeasePick>)]| -> Vec<TxnOp> {
+                ops.iter()
+                    .map(|&(key, value, lease)| {
+                        let key = KEYS[usize::from(key)].to_string();
+                        match value {
+                            Some(value) => TxnOp::Put {
+                                key,
+                                value: vec![value],
+                                lease: lease.map(pick),
+                            },
+                            None => TxnOp::Delete { key },
+                        }
+                    })
+                    .collect()
+            };
+            const CMPS: [VersionCmp; 4] = [
+                VersionCmp::Equal,
+                VersionCmp::NotEqual,
+                VersionCmp::Less,
+                VersionCmp::Greater,
+            ];
+            LockCommand::Txn {
+                compares: compares
+                    .iter()
+                    .map(|&(key, cmp, version_pick)| {
+                        let key = KEYS[usize::from(key)];
+                        TxnCompare {
+                            key: key.to_string(),
+                            cmp: CMPS[usize::from(cmp) % CMPS.len()],
+                            version: version(version_pick, key).unwrap_or(0),
+                        }
+                    })
+                    .collect(),
+                success: ops(success),
+                failure: ops(failure),
+            }
+        }
+        Step::DeletePrefix { prefix } => LockCommand::DeletePrefix {
+            prefix: PREFIXES[usize::from(prefix)].to_string(),
         },
         Step::Reboot => return None,
     };

@@ -255,7 +255,11 @@ impl ConfigLoader {
                 for setting in &self.env_settings {
                     let still_from_env = lookup(&retry, &setting.path) == Some(&setting.value);
                     if setting.is_ambiguous(&shape) && still_from_env {
-                        set_in(&mut retry, &setting.path, Value::String(setting.raw.clone()));
+                        set_in(
+                            &mut retry,
+                            &setting.path,
+                            Value::String(setting.raw.clone()),
+                        );
                         changed = true;
                     }
                 }
@@ -321,7 +325,11 @@ fn deserialize(mut layers: Table) -> Result<(Config, Vec<String>), NodeError> {
 /// environment variable's text is read. Optional fields with no default are absent.
 fn reference_shape() -> Result<Table, NodeError> {
     let id = NodeId::new("reference").map_err(|error| config_error(error.to_string()))?;
-    let config = Config::full_ha(id, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new());
+    let config = Config::full_ha(
+        id,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        Vec::new(),
+    );
     let mut shape = Table::try_from(&config).map_err(|error| config_error(error.to_string()))?;
     shape.insert(PRESET_KEY.to_string(), Value::String(String::new()));
     shape.insert(TIMING_PRESET_KEY.to_string(), Value::String(String::new()));
@@ -396,7 +404,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
             diagonal = above;
         }
     }
@@ -644,7 +654,11 @@ mod tests {
         ])
         .expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(config.node_id.as_str(), "1", "text fields keep digits as text");
+        assert_eq!(
+            config.node_id.as_str(),
+            "1",
+            "text fields keep digits as text"
+        );
         assert_eq!(config.cluster.name, "2024");
         assert_eq!(config.cluster.failback_after_ms, Some(5000));
         assert_eq!(config.seeds.len(), 2);

@@ -315,8 +315,9 @@ impl<H: StateMachine> LockClient<H> {
         }
     }
 
-    /// The keys starting with `prefix`, in key order (at most [`QUERY_RESULTS_MAX`]), read
-    /// at QUORUM.
+    /// The keys starting with `prefix`, in key order, read at QUORUM: the first
+    /// [`QUERY_RESULTS_MAX`] only. For a range of any size use
+    /// [`range_all`](Self::range_all) or [`range_page`](Self::range_page).
     ///
     /// # Errors
     /// [`LockError::Replication`] when no answer came within the request timeout.

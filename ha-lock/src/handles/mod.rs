@@ -61,6 +61,7 @@
 
 mod error;
 mod fenced_resource;
+mod kv_batch_client;
 mod leader_observer;
 mod leadership;
 mod lease;
