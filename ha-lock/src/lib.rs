@@ -37,6 +37,7 @@
 //! assert_eq!(table.apply(LogIndex(5), LockCommand::Release { name: "jobs".into(), token: 3 }), LockResponse::Released);
 //! ```
 
+mod change_feed;
 mod command;
 mod kv_txn;
 mod lease_expiry;
@@ -48,6 +49,7 @@ mod wait_for_graph;
 mod wait_lines;
 mod with_locks;
 
+pub use change_feed::ChangeFeed;
 pub use command::{
     Change, FencingToken, HOLDER_KEY_BYTES, HolderDigest, HolderKey, KEY_BYTES_MAX, KeyValue,
     LeaseId, LeaseState, Limit, LimitRefusals, LockCommand, LockQuery, LockQueryResponse,

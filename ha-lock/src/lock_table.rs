@@ -290,6 +290,14 @@ impl LockTable {
         }
     }
 
+    /// The version of the newest change kept (or compacted away), 0 before any: what a
+    /// [`ChangeFeed`](crate::ChangeFeed) publishes.
+    pub(crate) fn last_change_version(&self) -> u64 {
+        self.changes
+            .back()
+            .map_or(self.compacted_through, |change| change.version)
+    }
+
     /// The limits this table enforces.
     pub fn limits(&self) -> LockLimits {
         self.limits

@@ -5,6 +5,7 @@ use std::io::Read;
 use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 use serde::{Deserialize, Serialize};
 
+use crate::change_feed::ChangeFeed;
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
 use crate::lock_outcome::{LockObserver, Watched};
 use crate::lock_snapshot::{LockSnapshotSource, read_snapshot};
@@ -64,6 +65,9 @@ pub struct WithLocks<H> {
     /// Told each lock grant, release and expiry as it is applied (issue 16); configuration of
     /// this replica, not state: snapshots and restores leave it alone.
     observer: Option<LockObserver>,
+    /// Told the newest change version after every lock command and restore that changed keys;
+    /// configuration of this replica, as `observer`.
+    feed: Option<ChangeFeed>,
 }
 
 impl<H> WithLocks<H> {
@@ -73,6 +77,7 @@ impl<H> WithLocks<H> {
             host,
             locks: LockTable::default(),
             observer: None,
+            feed: None,
         }
     }
 
@@ -88,6 +93,7 @@ impl<H> WithLocks<H> {
             host,
             locks: LockTable::with_limits(limits),
             observer: None,
+            feed: None,
         }
     }
 
@@ -96,6 +102,15 @@ impl<H> WithLocks<H> {
     /// same state and answers with or without one.
     pub fn observe_locks(mut self, observer: LockObserver) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Publish the newest change version to `feed` whenever this replica applies (or
+    /// restores) a change to keys, so [`Watch`](crate::Watch)es wake at once instead of
+    /// polling. Changes nothing replicated.
+    pub fn feed_changes(mut self, feed: ChangeFeed) -> Self {
+        feed.publish(self.locks.last_change_version());
+        self.feed = Some(feed);
         self
     }
 
@@ -119,15 +134,21 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     fn apply(&mut self, index: LogIndex, command: Self::Command) -> Self::Response {
         match command {
             Command::Host(command) => Response::Host(self.host.apply(index, command)),
-            Command::Lock(command) => match &self.observer {
-                None => Response::Lock(self.locks.apply(index, command)),
-                Some(observer) => {
-                    let watched = Watched::before(&self.locks, &command);
-                    let response = self.locks.apply(index, command);
-                    watched.tell(observer, &self.locks, index.0, &response);
-                    Response::Lock(response)
+            Command::Lock(command) => {
+                let response = match &self.observer {
+                    None => self.locks.apply(index, command),
+                    Some(observer) => {
+                        let watched = Watched::before(&self.locks, &command);
+                        let response = self.locks.apply(index, command);
+                        watched.tell(observer, &self.locks, index.0, &response);
+                        response
+                    }
+                };
+                if let Some(feed) = &self.feed {
+                    feed.publish(self.locks.last_change_version());
                 }
-            },
+                Response::Lock(response)
+            }
         }
     }
 
@@ -174,6 +195,9 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
         let host = &mut self.host;
         let state = read_snapshot(input, |rest| host.restore_from(rest))?;
         self.locks = LockTable::from_state(state, self.locks.limits());
+        if let Some(feed) = &self.feed {
+            feed.publish(self.locks.last_change_version());
+        }
         Ok(())
     }
 }

@@ -120,3 +120,66 @@ async fn a_watch_gets_every_key_a_lease_end_deletes() {
     assert_eq!(deleted, ["/leased/a", "/leased/b", "/leased/c"]);
     cluster.shutdown().await;
 }
+
+/// With the replica's change signal, a watch hears of a change when the replica applies it,
+/// not at its next poll: with a poll interval of an hour, a signalled watch (plain and as a
+/// `Stream`), already waiting when the writes come, gets each change, while an unsignalled
+/// one waiting the same way gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signalled_watch_is_woken_by_the_apply_not_by_polling() {
+    use futures_util::StreamExt;
+    let cluster = Cluster::start().await;
+    let follower = cluster.follower().await;
+    let writer = cluster.client(cluster.leader().await);
+    let mut settings = ha_lock::LockClientSettings::default();
+    settings.watch_poll_interval = Duration::from_secs(3600);
+    let signalled = cluster.signalled_client(follower).with_settings(settings);
+    let polling = cluster.client(follower).with_settings(settings);
+    const WRITES: usize = 3;
+    let mut watch = signalled.watch("/pushed/", 0);
+    let plain = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        for _ in 0..WRITES {
+            versions.push(watch.next().await.expect("a change").version);
+        }
+        versions
+    });
+    let stream = signalled.watch("/pushed/", 0).into_stream();
+    let streamed = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut versions = Vec::new();
+        for _ in 0..WRITES {
+            let change = stream.next().await.expect("the stream goes on");
+            versions.push(change.expect("a change").version);
+        }
+        versions
+    });
+    let mut unsignalled = polling.watch("/pushed/", 0);
+    let mut unsignalled = tokio::spawn(async move { unsignalled.next().await });
+    // Every watch has read the empty log once and is waiting when the writes come.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut written = Vec::new();
+    for round in 0..WRITES {
+        written.push(
+            writer
+                .put(format!("/pushed/{round}"), "v", Consistency::Quorum)
+                .await
+                .expect("put"),
+        );
+    }
+    for task in [plain, streamed] {
+        let versions = tokio::time::timeout(WAIT, task)
+            .await
+            .expect("woken in time")
+            .expect("the task ran");
+        assert_eq!(versions, written);
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut unsignalled)
+            .await
+            .is_err(),
+        "a watch without the signal waits for its next poll"
+    );
+    unsignalled.abort();
+    cluster.shutdown().await;
+}

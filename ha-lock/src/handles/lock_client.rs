@@ -17,6 +17,7 @@ use super::lock_guard::LockGuard;
 use super::lock_session::LockSession;
 use super::settings::LockClientSettings;
 use super::watch::Watch;
+use crate::change_feed::ChangeFeed;
 use crate::command::{
     FencingToken, HolderKey, KeyValue, LeaseId, LeaseState, LockCommand, LockQuery,
     LockQueryResponse, LockResponse, LockState, LockStats, SessionId, WaitState, holder_digest,
@@ -109,6 +110,8 @@ struct Shared<H: StateMachine> {
 pub struct LockClient<H: StateMachine> {
     shared: Arc<Shared<H>>,
     settings: LockClientSettings,
+    /// The local replica's change signal, when known: watches wait on it instead of polling.
+    feed: Option<ChangeFeed>,
 }
 
 impl<H: StateMachine> Clone for LockClient<H> {
@@ -116,6 +119,7 @@ impl<H: StateMachine> Clone for LockClient<H> {
         Self {
             shared: Arc::clone(&self.shared),
             settings: self.settings,
+            feed: self.feed.clone(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl<H: StateMachine> LockClient<H> {
                 renewals: None,
             }),
             settings: LockClientSettings::default(),
+            feed: None,
         }
     }
 
@@ -145,12 +150,21 @@ impl<H: StateMachine> LockClient<H> {
                 renewals: Some(LockSession::new(renewals)),
             }),
             settings: LockClientSettings::default(),
+            feed: None,
         }
     }
 
     /// A client on `node` with a fresh session (renewals included).
     pub fn from_node(node: &ReplicaNode<WithLocks<H>>) -> Self {
         Self::new(node.client())
+    }
+
+    /// The same client with its watches woken by `feed`, the [`ChangeFeed`] the local
+    /// replica's [`WithLocks`] publishes to: a change reaches a watch as soon as the replica
+    /// applies it, instead of at the next poll.
+    pub fn with_change_feed(mut self, feed: ChangeFeed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// The same client with other timeouts and poll intervals (clones made before keep
@@ -1017,6 +1031,11 @@ impl<H: StateMachine> LockClient<H> {
     /// version of the last change processed to resume.
     pub fn watch(&self, prefix: impl Into<String>, after_version: u64) -> Watch<H> {
         Watch::new(self.clone(), prefix.into(), after_version)
+    }
+
+    /// The local replica's change signal, for a new [`Watch`].
+    pub(crate) fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+        self.feed.as_ref().map(ChangeFeed::subscribe)
     }
 
     /// Changes to exactly `key` with a version above `after_version`, as

@@ -1,8 +1,11 @@
 //! A resumable stream of changes to keys under a prefix.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
+use futures_util::Stream;
 use ha_core::{Consistency, StateMachine};
+use tokio::sync::watch;
 
 use super::error::LockError;
 use super::lock_client::LockClient;
@@ -11,8 +14,17 @@ use crate::command::{Change, LockQuery, LockQueryResponse};
 /// Most changes fetched by one poll.
 const CHANGES_PER_POLL_MAX: usize = 1_000;
 
+/// With a [`ChangeFeed`](crate::ChangeFeed), how long at least a watch waits for a signal
+/// before it reads the change log anyway (or the poll interval, when longer): a safety net,
+/// not the way changes arrive.
+const SIGNALLED_REREAD_AFTER: Duration = Duration::from_secs(1);
+
 /// Changes to keys starting with a prefix, in version order, from the local replica's change
-/// log (polled every [`watch_poll_interval`](super::LockClientSettings::watch_poll_interval)).
+/// log. A client given the replica's [`ChangeFeed`](crate::ChangeFeed)
+/// ([`LockClient::with_change_feed`]; the `ha` facade's clients have it) is woken as the
+/// replica applies each change; otherwise the log is polled every
+/// [`watch_poll_interval`](super::LockClientSettings::watch_poll_interval).
+/// [`into_stream`](Self::into_stream) makes it a [`Stream`].
 ///
 /// Every change after the starting version is delivered once, in order, even across a
 /// restart of the watcher: keep [`last_version`](Self::last_version) and start a new watch
@@ -51,11 +63,14 @@ pub struct Watch<H: StateMachine> {
     /// The version after which the next poll asks.
     fetched_through: u64,
     buffered: VecDeque<Change>,
+    /// The local replica's change signal, if the client has one.
+    signal: Option<watch::Receiver<u64>>,
 }
 
 impl<H: StateMachine> Watch<H> {
     pub(crate) fn new(client: LockClient<H>, prefix: String, after_version: u64) -> Self {
         Self {
+            signal: client.change_signal(),
             client,
             prefix,
             exact_key: None,
@@ -108,11 +123,58 @@ impl<H: StateMachine> Watch<H> {
                 }
                 return Ok(change);
             }
+            // Mark the signal seen before reading, so a change applied after the read wakes
+            // the wait below (none is missed between the two).
+            if let Some(signal) = &mut self.signal {
+                signal.borrow_and_update();
+            }
             self.poll().await?;
             if self.buffered.is_empty() {
-                tokio::time::sleep(self.client.settings().watch_poll_interval).await;
+                self.wait_for_a_change().await;
             }
         }
+    }
+
+    /// Until the replica signals a change (or, without a signal, one poll interval).
+    async fn wait_for_a_change(&mut self) {
+        let poll_interval = self.client.settings().watch_poll_interval;
+        match &mut self.signal {
+            Some(signal) => {
+                let reread_after = SIGNALLED_REREAD_AFTER.max(poll_interval);
+                match tokio::time::timeout(reread_after, signal.changed()).await {
+                    Ok(Ok(())) | Err(_) => {}
+                    // The replica's state machine is gone (the node stopped): poll from now.
+                    Ok(Err(_)) => {
+                        self.signal = None;
+                        tokio::time::sleep(poll_interval).await;
+                    }
+                }
+            }
+            None => tokio::time::sleep(poll_interval).await,
+        }
+    }
+
+    /// The watch as a [`Stream`] of changes (each `next` as [`next`](Self::next)). The stream
+    /// never ends by itself: after an error it carries on from where it was (a `Compacted`
+    /// error repeats until the caller drops the stream and re-reads).
+    ///
+    /// ```no_run
+    /// # async fn example(client: ha_lock::LockClient<()>) {
+    /// use futures_util::StreamExt;
+    /// let mut changes = std::pin::pin!(client.watch("/config/", 0).into_stream());
+    /// while let Some(Ok(change)) = changes.next().await {
+    ///     println!("{} changed at {}", change.key, change.version);
+    /// }
+    /// # }
+    /// ```
+    pub fn into_stream(self) -> impl Stream<Item = Result<Change, LockError>> + Send + 'static
+    where
+        H: 'static,
+    {
+        futures_util::stream::unfold(self, |mut watch| async move {
+            let next = watch.next().await;
+            Some((next, watch))
+        })
     }
 
     /// One read of the change log; buffers what it finds.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ha_core::{NodeId, Priority};
-use ha_lock::{LeaseKeeper, LockClient, WithLocks};
+use ha_lock::{ChangeFeed, LeaseKeeper, LockClient, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::Membership;
@@ -36,6 +36,8 @@ fn id(index: usize) -> NodeId {
 pub struct Cluster {
     nodes: Vec<Option<ReplicaNode<Machine>>>,
     keepers: Vec<Option<LeaseKeeper>>,
+    /// Each node's change signal (its `WithLocks` publishes to it).
+    feeds: Vec<ChangeFeed>,
 }
 
 impl Cluster {
@@ -43,8 +45,9 @@ impl Cluster {
     pub async fn start() -> Cluster {
         let mut nodes = Vec::new();
         let mut keepers = Vec::new();
-        for index in 0..NODES {
-            let node = start_node(index).await;
+        let feeds: Vec<ChangeFeed> = (0..NODES).map(|_| ChangeFeed::new()).collect();
+        for (index, feed) in feeds.iter().enumerate() {
+            let node = start_node(index, feed.clone()).await;
             keepers.push(Some(LeaseKeeper::start(&node)));
             nodes.push(Some(node));
         }
@@ -60,7 +63,11 @@ impl Cluster {
                     .expect("the node runs");
             }
         }
-        let cluster = Cluster { nodes, keepers };
+        let cluster = Cluster {
+            nodes,
+            keepers,
+            feeds,
+        };
         cluster.leader().await;
         cluster
     }
@@ -102,6 +109,13 @@ impl Cluster {
         LockClient::from_node(self.node(index))
     }
 
+    /// A lock client on node `index` whose watches are woken by the node's change signal
+    /// instead of polling.
+    pub fn signalled_client(&self, index: usize) -> LockClient<()> {
+        self.client(index)
+            .with_change_feed(self.feeds[index].clone())
+    }
+
     /// Kill node `index` and its lease keeper at once (no handover, like a crash).
     pub fn kill(&mut self, index: usize) {
         self.keepers[index] = None;
@@ -117,7 +131,7 @@ impl Cluster {
     }
 }
 
-async fn start_node(index: usize) -> ReplicaNode<Machine> {
+async fn start_node(index: usize, feed: ChangeFeed) -> ReplicaNode<Machine> {
     let mut engine = EngineSettings::for_test(id(index));
     engine.priority = Priority(1);
     let replica = ReplicaSettings {
@@ -143,7 +157,7 @@ async fn start_node(index: usize) -> ReplicaNode<Machine> {
     };
     ReplicaNode::start(
         settings,
-        WithLocks::new(()),
+        WithLocks::new(()).feed_changes(feed),
         MemoryStore::open(MemoryDisk::new()),
     )
     .await
