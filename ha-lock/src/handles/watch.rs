@@ -154,9 +154,9 @@ impl<H: StateMachine> Watch<H> {
         }
     }
 
-    /// The watch as a [`Stream`] of changes (each `next` as [`next`](Self::next)). The stream
-    /// never ends by itself: after an error it carries on from where it was (a `Compacted`
-    /// error repeats until the caller drops the stream and re-reads).
+    /// The watch as a [`Stream`] of changes (each `next` as [`next`](Self::next)). After a
+    /// [`LockError::Compacted`] the stream ends (re-read the keys, then watch again from the
+    /// version it names); after another error it carries on from where it was.
     ///
     /// ```no_run
     /// # async fn example(client: ha_lock::LockClient<()>) {
@@ -171,9 +171,11 @@ impl<H: StateMachine> Watch<H> {
     where
         H: 'static,
     {
-        futures_util::stream::unfold(self, |mut watch| async move {
+        futures_util::stream::unfold(Some(self), |watch| async move {
+            let mut watch = watch?;
             let next = watch.next().await;
-            Some((next, watch))
+            let compacted = matches!(next, Err(LockError::Compacted { .. }));
+            Some((next, (!compacted).then_some(watch)))
         })
     }
 
