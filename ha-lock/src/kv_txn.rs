@@ -106,7 +106,7 @@ impl TxnOp {
 }
 
 /// A transaction being built: comparisons, then the writes for when they all hold and for
-/// when one does not. See the [module documentation](self).
+/// when one does not: etcd's `Txn` on versions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txn {
     compares: Vec<TxnCompare>,

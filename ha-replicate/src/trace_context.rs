@@ -6,10 +6,10 @@
 //! bytes, so it is bounded by construction and costs 25 bytes on the wire. It is always
 //! compiled, whatever the `otel` feature says, so two nodes built with and without the feature
 //! speak the same protocol; the feature only decides whether spans are made from it
-//! ([`otel`] below).
+//! (the `otel` module below).
 //!
-//! A follower passes a traced write to its leader in [`Rpc::TracedForward`]
-//! (crate::replica::Rpc::TracedForward), a new variant at the end of the enum: postcard
+//! A follower passes a traced write to its leader in
+//! [`Rpc::TracedForward`](crate::replica::Rpc::TracedForward), a new variant at the end of the enum: postcard
 //! numbers variants by position, so every untraced message keeps today's encoding exactly,
 //! and only a traced write, which only an `otel` build makes, needs a peer that knows the
 //! variant.

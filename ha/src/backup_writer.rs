@@ -7,7 +7,7 @@
 //! replica then copies its applied state in one apply step once it has applied that far
 //! ([`ReplicaNode::export_snapshot`](ha_replicate::driver::ReplicaNode::export_snapshot)): on
 //! the leader at once, on a follower as soon as it catches up. Writes are held up for that one
-//! step only (cloning sessions and the host's [`SnapshotSource`](ha_core::SnapshotSource)
+//! step only (cloning sessions and the host's [`ha_core::SnapshotSource`]
 //! capture); the bytes are written afterwards on a blocking thread.
 //!
 //! Writing ([`write_backup`]): the header has a fixed size, so a placeholder goes first, the

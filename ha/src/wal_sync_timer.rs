@@ -4,7 +4,7 @@
 //!
 //! The timing lives in the store the node hands its replica, not in the sans-IO core: the core
 //! reads no clock, and the simulator's stores are not wrapped. A sync that has not returned
-//! counts too ([`SyncLatencyWindow::running_ms`]): a disk that hangs never finishes a sync, and a
+//! counts too ([`SyncLatencyWindow::read`] includes it): a disk that hangs never finishes a sync, and a
 //! percentile of finished ones would call it healthy.
 //!
 //! Issue 16: the same timing also feeds the `ha_wal_fsync_seconds` histogram

@@ -48,7 +48,7 @@ const WITNESS_SNAPSHOT_FORMAT_VERSION: u32 = 0x5754_0002;
 pub(crate) const SNAPSHOT_PREFIX_BYTES: usize = 16;
 
 /// Largest encoded header (sessions and history) accepted on restore. Sessions are bounded by
-/// [`SESSIONS_MAX`]; their answers are the host's responses.
+/// [`SESSIONS_MAX`](crate::replica::SESSIONS_MAX); their answers are the host's responses.
 pub const SNAPSHOT_HEADER_BYTES_MAX: usize = 256 << 20;
 
 /// The index a snapshot's contents end at, read from its first

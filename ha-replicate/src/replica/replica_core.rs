@@ -385,8 +385,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// Carry out a [`ReplicaEffect::Sync`] on this core's own store, in place: sync it, then
-    /// report [`on_persisted`](Self::on_persisted) (or [`on_storage_failed`]
-    /// (Self::on_storage_failed)). For a store whose writes are done in place (the simulator's
+    /// report [`on_persisted`](Self::on_persisted) (or
+    /// [`on_storage_failed`](Self::on_storage_failed)). For a store whose writes are done in place (the simulator's
     /// [`MemoryStore`](crate::storage::memory::MemoryStore)); a driver that writes on another
     /// thread syncs there and reports itself.
     pub fn complete_sync(&mut self, now: Millis, through: PersistId) {

@@ -162,7 +162,7 @@ struct Cluster {
     stop: Arc<AtomicBool>,
     sender: Sender<Observation>,
     receiver: Receiver<Observation>,
-    /// views[observer][member]
+    /// `views[observer][member]`
     views: Vec<BTreeMap<usize, Status>>,
     _data_dir: tempfile::TempDir,
 }

@@ -24,6 +24,10 @@
 //!                                 a backup's header, and "verified: sha256 ok" or the reason
 //! ```
 
+// The doc comments of the command line are clap's `--help` text, read in a terminal, where
+// `<id>` is the usual placeholder; rustdoc would read it as an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod admin_client;
 mod certs;
 mod cli;
