@@ -9,7 +9,7 @@
 //!
 //! A second test shows the OTLP/HTTP export itself reaching a collector on loopback.
 //!
-//! Run: `cargo test --workspace --features ha/otel --test otel_trace` (`-p ha --features otel`
+//! Run: `cargo test --workspace --features ha-framework/otel --test otel_trace` (`-p ha-framework --features otel`
 //! works too, but unifies the dependencies' features differently from the workspace build
 //! and so rebuilds most of them).
 
