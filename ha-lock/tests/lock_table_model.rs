@@ -334,19 +334,7 @@ impl Model {
                 if !self.keys.contains_key(&key) && self.keys.len() >= self.limits.keys {
                     return self.limit_reached(Limit::Keys);
                 }
-                self.changes.push(Change {
-                    version: index,
-                    key: key.clone(),
-                    value: Some(value.clone()),
-                });
-                self.keys.insert(
-                    key,
-                    ModelKey {
-                        value,
-                        version: index,
-                        lease,
-                    },
-                );
+                self.set_key(index, key, value, lease);
                 LockResponse::Put { version: index }
             }
             LockCommand::Delete {
@@ -615,25 +603,30 @@ impl Model {
         }
         for op in ops {
             if let TxnOp::Put { key, value, lease } = op {
-                self.changes.push(Change {
-                    version: index,
-                    key: key.clone(),
-                    value: Some(value.clone()),
-                });
-                self.keys.insert(
-                    key,
-                    ModelKey {
-                        value,
-                        version: index,
-                        lease,
-                    },
-                );
+                self.set_key(index, key, value, lease);
             }
         }
         LockResponse::Txn {
             succeeded,
             version: index,
         }
+    }
+
+    /// Set `key` at `index`, recording the change.
+    fn set_key(&mut self, index: u64, key: String, value: Vec<u8>, lease: Option<LeaseId>) {
+        self.changes.push(Change {
+            version: index,
+            key: key.clone(),
+            value: Some(value.clone()),
+        });
+        self.keys.insert(
+            key,
+            ModelKey {
+                value,
+                version: index,
+                lease,
+            },
+        );
     }
 
     /// Remove `key` if present, recording the change.
