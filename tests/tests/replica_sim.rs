@@ -1,5 +1,5 @@
 //! The replicated log under simulated faults: elections, replication, crashes (at any
-//! millisecond) with lost unsynced writes, quick restarts, partitions, slow links,
+//! millisecond, one node or all at once) with lost unsynced writes, quick restarts, partitions, slow links,
 //! leadership transfers, clock drift. Every run checks the safety invariants and the
 //! linearizability of the clients' history, and must make progress once healed; with lease
 //! reads on (half the seeds), every millisecond it also checks that no leader of a later term
@@ -86,7 +86,7 @@ fn run_checked(
 
 /// One randomized fault scenario: a workload runs through partitions, crashes at random
 /// milliseconds and restarts (some within a lease: after 1 to 400 ms, losing unsynced
-/// writes), slow links (late, not lost), leadership transfers, message loss, duplication and
+/// writes), power failures (every node at the same millisecond), slow links (late, not lost), leadership transfers, message loss, duplication and
 /// reordering, and clock drift; then the network heals and the cluster must make progress.
 ///
 /// With `apply_ms_per_entry_max` above 0 every node's state machine is a slow host (issue 17,
