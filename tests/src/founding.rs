@@ -32,7 +32,7 @@ use crate::replica::{Directory, replica_id};
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
-use crate::sim_syncs::SimSyncs;
+use crate::sim_syncs::{SimSyncs, SyncDelays, crash_keeps};
 
 /// First byte of a gossip packet on the shared simulated address.
 const GOSSIP_TAG: u8 = 0;
@@ -189,7 +189,7 @@ impl FoundingNode {
                 }
                 ReplicaEffect::Sync { through } => {
                     self.pending.push(SimEffect::Schedule {
-                        after_ms: self.syncs.request(through),
+                        after_ms: self.syncs.request(self.last_input_at, through),
                         timer: FoundingTimer::Flush,
                     });
                 }
@@ -280,7 +280,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
         let cluster_size_hint = u32::try_from(node_count).unwrap_or(u32::MAX);
         sim.add_node(node_addr(node), move |context: &StartContext| {
             if context.start_count > 0 {
-                disk.crash(context.seed);
+                disk.crash(crash_keeps(context.seed));
             }
             let id = replica_id(node);
             let mut metadata = NodeMetadata::new(Priority(1), context.addr);
@@ -335,7 +335,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
                 core,
                 directory: Rc::clone(&directory),
                 last_input_at: context.now,
-                syncs: SimSyncs::new(context.seed),
+                syncs: SimSyncs::new(context.seed, SyncDelays::honest()),
                 pending: Vec::new(),
             }
         });

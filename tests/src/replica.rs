@@ -7,7 +7,9 @@ use std::rc::Rc;
 
 use ha_core::Term;
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Timing};
-use ha_replicate::engine::{EngineSettings, PeerInfo, Role};
+use ha_replicate::engine::{
+    EngineSettings, FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT, PeerInfo, PersistId, Role,
+};
 use ha_replicate::membership::Membership;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc,
@@ -19,7 +21,7 @@ use crate::register::RegisterMachine;
 use crate::sim::{
     NetworkConfig, SimActor, SimConfig, SimEffect, Simulator, StartContext, node_addr,
 };
-use crate::sim_syncs::SimSyncs;
+use crate::sim_syncs::{SimMutation, SimSyncs, SyncDelays, crash_keeps};
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites, sim_transfer_settings};
 
 /// The log cache of every simulated node, in bytes: about a handful of register commands, so
@@ -67,6 +69,9 @@ pub enum SimReplicaTimer {
     Replica(ReplicaTimer),
     /// The oldest sync asked for completes ([`SimSyncs`]): held messages are released.
     Flush,
+    /// Only under [`SimMutation::SendBeforeDurable`]: the harness reports a sync durable at
+    /// once, before the disk has made it so.
+    ReportedEarly(PersistId),
     /// The snapshot being written is done.
     SnapshotWritten,
     /// The oldest consistency digest being hashed is done.
@@ -122,6 +127,10 @@ pub struct SimReplica {
     clock_rate_ppm: i64,
     /// Syncs asked for, completing after seeded delays.
     syncs: SimSyncs,
+    /// The virtual time of the latest input, for the syncs drained after it.
+    last_input_at: Millis,
+    /// A bug planted on purpose, to show the sweeps catch it.
+    mutation: Option<SimMutation>,
     snapshot_writes: SimSnapshotWrites,
     /// Consistency digests being hashed, oldest first.
     digest_jobs: std::collections::VecDeque<ha_replicate::replica::DigestJob>,
@@ -240,11 +249,13 @@ impl SimActor for SimReplica {
         let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
             return;
         };
+        self.last_input_at = now;
         let local = self.local(now);
         self.core.on_rpc(local, from, rpc);
     }
 
     fn on_timer(&mut self, now: Millis, timer: SimReplicaTimer) {
+        self.last_input_at = now;
         match timer {
             SimReplicaTimer::Replica(timer) => {
                 let local = self.local(now);
@@ -255,6 +266,10 @@ impl SimActor for SimReplica {
                     let local = self.local(now);
                     self.core.complete_sync(local, through);
                 }
+            }
+            SimReplicaTimer::ReportedEarly(through) => {
+                let local = self.local(now);
+                self.core.on_persisted(local, through);
             }
             SimReplicaTimer::SnapshotWritten => {
                 if let Some(written) = self.snapshot_writes.finish() {
@@ -280,6 +295,8 @@ impl SimActor for SimReplica {
 
     fn drain(&mut self) -> Vec<SimEffect<SimReplicaTimer, ReplicaOutput>> {
         let mut effects = Vec::new();
+        // Reports the mutation makes before the disk is durable.
+        let mut early = Vec::new();
         for effect in self.core.drain_effects() {
             effects.push(match effect {
                 ReplicaEffect::Send { to, rpc } => {
@@ -302,10 +319,18 @@ impl SimActor for SimReplica {
                     SimEffect::Output(ReplicaOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
-                ReplicaEffect::Sync { through } => SimEffect::Schedule {
-                    after_ms: self.syncs.request(through),
-                    timer: SimReplicaTimer::Flush,
-                },
+                ReplicaEffect::Sync { through } => {
+                    if self.mutation == Some(SimMutation::SendBeforeDurable) {
+                        early.push(SimEffect::Schedule {
+                            after_ms: 0,
+                            timer: SimReplicaTimer::ReportedEarly(through),
+                        });
+                    }
+                    SimEffect::Schedule {
+                        after_ms: self.syncs.request(self.last_input_at, through),
+                        timer: SimReplicaTimer::Flush,
+                    }
+                }
                 // Every founding node is given the same voters here; the founding simulation
                 // (`founding.rs`) is the one that checks who founds.
                 ReplicaEffect::Founded { .. } => continue,
@@ -332,6 +357,7 @@ impl SimActor for SimReplica {
                 }
             });
         }
+        effects.append(&mut early);
         if !self.apply_scheduled
             && let Some(task) = self.apply_tasks.front()
         {
@@ -392,6 +418,17 @@ pub struct ReplicaClusterOptions {
     /// milliseconds per entry it applies (drawn per node from the seed), so commit and apply
     /// drift apart as they do behind a real apply thread. 0 applies inline.
     pub apply_ms_per_entry_max: u64,
+    /// The nodes that are slow hosts when `apply_ms_per_entry_max` is above 0 (empty: every
+    /// data node is).
+    pub slow_apply_nodes: Vec<usize>,
+    /// Every node's [`EngineSettings::follower_backlog_entries_max`] (the default unless a
+    /// test changes it).
+    pub follower_backlog_entries_max: u64,
+    /// How long the simulated disks take to sync ([`SyncDelays::honest`] by default).
+    pub sync_delays: SyncDelays,
+    /// A bug planted in every node's harness, to show that a sweep catches it: `None` unless
+    /// `HA_SIM_MUTATION` names one ([`SimMutation::from_env`]).
+    pub mutation: Option<SimMutation>,
 }
 
 impl ReplicaClusterOptions {
@@ -411,6 +448,10 @@ impl ReplicaClusterOptions {
             dead_voter_after_ms: None,
             witnesses: Vec::new(),
             apply_ms_per_entry_max: 0,
+            slow_apply_nodes: Vec::new(),
+            follower_backlog_entries_max: FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT,
+            sync_delays: SyncDelays::honest(),
+            mutation: SimMutation::from_env(),
         }
     }
 
@@ -442,7 +483,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
         };
         sim.add_node(node_addr(node), move |context: &StartContext| {
             if context.start_count > 0 {
-                disk.crash(context.seed);
+                disk.crash(crash_keeps(context.seed));
             }
             let mut engine = EngineSettings::for_test(replica_id(node));
             engine.priority = options.priority(node);
@@ -453,6 +494,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
             engine.failback_after_ms = options.failback_after_ms;
             engine.failover_mode = options.failover_mode;
             engine.dead_voter_after_ms = options.dead_voter_after_ms;
+            engine.follower_backlog_entries_max = options.follower_backlog_entries_max;
             // A tiny log cache: entries are evicted as soon as they are applied and synced, so
             // lagging followers are caught up from the store (`Effect::SendStored`) under loss,
             // crashes and leader changes.
@@ -486,7 +528,9 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 .expect("a simulated disk always recovers"),
                 directory: Rc::clone(&directory),
                 clock_rate_ppm,
-                syncs: SimSyncs::new(context.seed),
+                syncs: SimSyncs::new(context.seed, options.sync_delays),
+                last_input_at: context.now,
+                mutation: options.mutation,
                 snapshot_writes: SimSnapshotWrites::default(),
                 digest_jobs: std::collections::VecDeque::new(),
                 apply_tasks: std::collections::VecDeque::new(),
@@ -497,7 +541,9 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                 config_reported: None,
             };
             let slowest_ms = options.apply_ms_per_entry_max;
-            if slowest_ms > 0 {
+            let slow_here =
+                options.slow_apply_nodes.is_empty() || options.slow_apply_nodes.contains(&node);
+            if slowest_ms > 0 && slow_here {
                 replica.apply_ms_per_entry = slowest_ms - context.seed % (slowest_ms / 2 + 1);
                 replica.core.defer_apply();
             }

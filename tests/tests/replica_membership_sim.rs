@@ -267,7 +267,8 @@ fn a_node_behind_compaction_catches_up_by_snapshot() {
                 ..WorkloadOptions::default()
             };
             let mut workload = Workload::new(&mut sim, quorum_only);
-            let until = sim.now() + 5_000;
+            // 10 s: writes wait for the simulated disks' real sync delays (`SyncDelays`).
+            let until = sim.now() + 10_000;
             workload.run(&mut sim, until);
             let compacted = sim
                 .actor(leader)

@@ -1,5 +1,5 @@
 //! The replicated log under simulated faults: elections, replication, crashes (at any
-//! millisecond) with lost unsynced writes, quick restarts, partitions, slow links,
+//! millisecond, one node or all at once) with lost unsynced writes, quick restarts, partitions, slow links,
 //! leadership transfers, clock drift. Every run checks the safety invariants and the
 //! linearizability of the clients' history, and must make progress once healed; with lease
 //! reads on (half the seeds), every millisecond it also checks that no leader of a later term
@@ -86,7 +86,7 @@ fn run_checked(
 
 /// One randomized fault scenario: a workload runs through partitions, crashes at random
 /// milliseconds and restarts (some within a lease: after 1 to 400 ms, losing unsynced
-/// writes), slow links (late, not lost), leadership transfers, message loss, duplication and
+/// writes), power failures (every node at the same millisecond), slow links (late, not lost), leadership transfers, message loss, duplication and
 /// reordering, and clock drift; then the network heals and the cluster must make progress.
 ///
 /// With `apply_ms_per_entry_max` above 0 every node's state machine is a slow host (issue 17,
@@ -106,7 +106,7 @@ fn fault_scenario(seed: u64, node_count: usize, apply_ms_per_entry_max: u64) {
     let mut workload = Workload::new(&mut sim, WorkloadOptions::default());
     let mut applied = AppliedCommands::default();
     let fault_phase_end = Millis(15_000);
-    let (mut crashes, mut partitions, mut transfers) = (0, 0, 0);
+    let (mut crashes, mut partitions, mut transfers, mut power_failures) = (0, 0, 0, 0);
     while sim.now() < fault_phase_end {
         let step_end = sim.now() + 500;
         run_checked(&mut sim, Some(&mut workload), lease_reads, step_end);
@@ -160,6 +160,18 @@ fn fault_scenario(seed: u64, node_count: usize, apply_ms_per_entry_max: u64) {
                 }
             }
             60..=74 => sim.network_mut().heal(),
+            75..=79 => {
+                // A power failure: every node at the same millisecond. Only what a majority
+                // had made durable may be acknowledged, so nothing acknowledged is lost;
+                // a build that acknowledges before durable loses writes here.
+                let at = sim.now() + sim.rng().random_range(0..500u64);
+                let down_ms = sim.rng().random_range(1..400u64);
+                power_failures += 1;
+                for each in 0..node_count {
+                    sim.crash_at(each, at);
+                    sim.start_at(each, at + down_ms);
+                }
+            }
             _ => {}
         }
     }
@@ -194,7 +206,7 @@ fn fault_scenario(seed: u64, node_count: usize, apply_ms_per_entry_max: u64) {
     let unknown = workload.history().len() - workload.completed();
     println!(
         "seed {seed}: {node_count} nodes, apply delay up to {apply_ms_per_entry_max} ms, lease reads {lease_reads}, {crashes} crashes, \
-         {partitions} partitions, {transfers} transfers: {} operations answered, {unknown} unknown, {} writes acknowledged, {terms} terms with a \
+         {power_failures} power failures, {partitions} partitions, {transfers} transfers: {} operations answered, {unknown} unknown, {} writes acknowledged, {terms} terms with a \
          leader, {} messages lost, {} duplicated",
         workload.completed(),
         workload.acknowledged().len(),

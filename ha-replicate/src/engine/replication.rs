@@ -104,7 +104,19 @@ impl Engine {
             .append_entries_max
             .min(super::message::APPEND_ENTRIES_WIRE_MAX);
         let from = progress.next_index;
-        if from < self.log.held_from() {
+        // Flow control for a slow host on the follower: nothing past what it handed to its
+        // state machine plus its backlog window (an empty append still goes as a heartbeat;
+        // the window moves with each answer, which reports the follower's applied index).
+        let window_end = progress
+            .applied_index
+            .0
+            .saturating_add(self.settings.follower_backlog_entries_max);
+        let count_max = if from.0 > window_end {
+            0
+        } else {
+            count_max.min(usize::try_from(window_end - from.0 + 1).unwrap_or(usize::MAX))
+        };
+        if count_max > 0 && from < self.log.held_from() {
             // Evicted: the driver reads the same batch back from its store.
             let count = self
                 .log
@@ -114,9 +126,12 @@ impl Engine {
                 return;
             }
         }
-        let entries = self
-            .log
-            .slice(from, count_max, self.settings.append_bytes_max);
+        let entries = if count_max == 0 {
+            Vec::new()
+        } else {
+            self.log
+                .slice(from, count_max, self.settings.append_bytes_max)
+        };
         if entries.is_empty() && !heartbeat {
             return;
         }

@@ -5,6 +5,10 @@ use ha_core::{Config, FailoverMode, NodeId, Priority};
 /// Default [`EngineSettings::log_cache_bytes`]: 8 MiB of entry payloads.
 pub const LOG_CACHE_BYTES_DEFAULT: usize = 8 << 20;
 
+/// Default [`EngineSettings::follower_backlog_entries_max`]: as many entries as a leader
+/// lets its own state machine lag before it refuses writes (`APPLY_LAG_ENTRIES_MAX`).
+pub const FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT: u64 = 65_536;
+
 /// Everything the engine needs to know about its own node and timing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineSettings {
@@ -41,6 +45,13 @@ pub struct EngineSettings {
     /// Most entries appended but not yet committed; proposals beyond it are refused
     /// (back-pressure) until commits catch up.
     pub uncommitted_entries_max: usize,
+    /// A leader sends a follower no entry more than this many past the index the follower
+    /// last reported handed to its state machine (`AppendResponse::applied_index`): a
+    /// follower whose host applies slower than the cluster commits holds at most this many
+    /// received entries it has not handed out, plus the apply window it has handed out
+    /// (`APPLY_AHEAD_ENTRIES_MAX`), instead of queueing without bound. Heartbeats still go, so
+    /// a throttled follower never campaigns; commits go on with the other voters.
+    pub follower_backlog_entries_max: u64,
     /// A leadership transfer that has not completed after this long is abandoned.
     pub transfer_timeout_ms: u64,
     /// Remove a voter unreachable this long, if a majority remains; `None`: never.
@@ -86,6 +97,7 @@ impl EngineSettings {
             log_cache_bytes: LOG_CACHE_BYTES_DEFAULT,
             appends_in_flight_max: 16,
             uncommitted_entries_max: 16_384,
+            follower_backlog_entries_max: FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT,
             transfer_timeout_ms: timing.election_timeout_max_ms * 2,
             dead_voter_after_ms: config.cluster.dead_voter_after_ms,
             unwell_campaign_after_ms: match config.health.unwell_campaign_after_timeouts {

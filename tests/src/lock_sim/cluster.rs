@@ -1,5 +1,6 @@
 //! Building a simulated lock cluster.
 
+use crate::sim_syncs::{SimMutation, SyncDelays, crash_keeps};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -36,6 +37,11 @@ pub struct LockClusterOptions {
     /// How often each node runs its lease expiry tracker, in its own milliseconds (the
     /// shipped `LeaseKeeper`'s default unless a test changes it).
     pub expiry_tick_ms: u64,
+    /// How long the simulated disks take to sync ([`SyncDelays::honest`] by default).
+    pub sync_delays: SyncDelays,
+    /// A bug planted in every node's harness, to show that a sweep catches it: `None` unless
+    /// `HA_SIM_MUTATION` names one ([`SimMutation::from_env`]).
+    pub mutation: Option<SimMutation>,
 }
 
 impl LockClusterOptions {
@@ -51,6 +57,8 @@ impl LockClusterOptions {
             snapshot_every_entries: 10_000,
             expiry_tick_ms: u64::try_from(LEASE_TICK_INTERVAL_DEFAULT.as_millis())
                 .unwrap_or(u64::MAX),
+            sync_delays: SyncDelays::honest(),
+            mutation: SimMutation::from_env(),
         }
     }
 }
@@ -82,7 +90,7 @@ pub fn lock_cluster(
         };
         sim.add_node(node_addr(node), move |context: &StartContext| {
             if context.start_count > 0 {
-                disk.crash(context.seed);
+                disk.crash(crash_keeps(context.seed));
             }
             let mut engine = EngineSettings::for_test(replica_id(node));
             engine.priority = Priority(1);
@@ -143,6 +151,8 @@ pub fn lock_cluster(
                 // session would make them stale.
                 expiry_session: context.seed,
                 applied_log: Rc::clone(&applied_log_for_node),
+                sync_delays: options.sync_delays,
+                mutation: options.mutation,
             };
             SimLockNode::new(core, parts, context.now)
         });

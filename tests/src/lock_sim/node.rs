@@ -10,7 +10,7 @@ use ha_lock::{
     Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LockCommand, LockQuery,
     LockQueryResponse, WithLocks,
 };
-use ha_replicate::engine::Role;
+use ha_replicate::engine::{PersistId, Role};
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaTimer, Rpc, WriteRequest,
 };
@@ -19,7 +19,7 @@ use ha_replicate::storage::memory::MemoryStore;
 use crate::lock_sim::applied_log::AppliedLog;
 use crate::replica::{Directory, global_delay, local_time};
 use crate::sim::{SimActor, SimEffect};
-use crate::sim_syncs::SimSyncs;
+use crate::sim_syncs::{SimMutation, SimSyncs, SyncDelays};
 use crate::snapshot_writes::{SNAPSHOT_WRITE_MS, SimSnapshotWrites};
 
 /// Request ids the node gives its own expiry proposals have this bit set, so they never
@@ -33,6 +33,9 @@ pub enum LockNodeTimer {
     Replica(ReplicaTimer),
     /// Group commit: sync and release held messages.
     Flush,
+    /// Only under [`SimMutation::SendBeforeDurable`]: the harness reports a sync durable at
+    /// once, before the disk has made it so.
+    ReportedEarly(PersistId),
     /// Run the lease expiry tracker.
     ExpiryTick,
     /// The snapshot being written is done.
@@ -84,6 +87,8 @@ pub(crate) struct NodeParts {
     pub(crate) expiry_tick_ms: u64,
     pub(crate) expiry_session: u64,
     pub(crate) applied_log: Rc<RefCell<AppliedLog>>,
+    pub(crate) sync_delays: SyncDelays,
+    pub(crate) mutation: Option<SimMutation>,
 }
 
 /// One simulated lock node: [`ReplicaCore`] over [`WithLocks<()>`] and a [`MemoryStore`],
@@ -104,6 +109,8 @@ pub struct SimLockNode {
     observed_applied: LogIndex,
     /// Syncs asked for, completing after seeded delays.
     syncs: SimSyncs,
+    /// The virtual time of the latest input, for the syncs drained after it.
+    last_input_at: Millis,
     snapshot_writes: SimSnapshotWrites,
     pending: Vec<SimEffect<LockNodeTimer, LockNodeOutput>>,
 }
@@ -120,7 +127,8 @@ impl SimLockNode {
             tracker: LeaseExpiryTracker::default(),
             expiry_next_sequence: 1,
             next_internal_request: 1,
-            syncs: SimSyncs::new(parts.expiry_session),
+            syncs: SimSyncs::new(parts.expiry_session, parts.sync_delays),
+            last_input_at: now,
             snapshot_writes: SimSnapshotWrites::default(),
             pending: Vec::new(),
             parts,
@@ -257,12 +265,14 @@ impl SimActor for SimLockNode {
         let Ok(rpc) = postcard::from_bytes::<Rpc>(bytes) else {
             return;
         };
+        self.last_input_at = now;
         let local = self.local(now);
         self.core.on_rpc(local, from, rpc);
         self.observe_applied(now);
     }
 
     fn on_timer(&mut self, now: Millis, timer: LockNodeTimer) {
+        self.last_input_at = now;
         match timer {
             LockNodeTimer::Replica(timer) => {
                 let local = self.local(now);
@@ -273,6 +283,10 @@ impl SimActor for SimLockNode {
                     let local = self.local(now);
                     self.core.complete_sync(local, through);
                 }
+            }
+            LockNodeTimer::ReportedEarly(through) => {
+                let local = self.local(now);
+                self.core.on_persisted(local, through);
             }
             LockNodeTimer::ExpiryTick => self.on_expiry_tick(now),
             LockNodeTimer::SnapshotWritten => {
@@ -287,6 +301,8 @@ impl SimActor for SimLockNode {
 
     fn drain(&mut self) -> Vec<SimEffect<LockNodeTimer, LockNodeOutput>> {
         let mut effects = std::mem::take(&mut self.pending);
+        // Reports the mutation makes before the disk is durable.
+        let mut early = Vec::new();
         for effect in self.core.drain_effects() {
             effects.push(match effect {
                 ReplicaEffect::Send { to, rpc } => {
@@ -314,10 +330,18 @@ impl SimActor for SimLockNode {
                     SimEffect::Output(LockNodeOutput::Role { role, term, leader })
                 }
                 ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
-                ReplicaEffect::Sync { through } => SimEffect::Schedule {
-                    after_ms: self.syncs.request(through),
-                    timer: LockNodeTimer::Flush,
-                },
+                ReplicaEffect::Sync { through } => {
+                    if self.parts.mutation == Some(SimMutation::SendBeforeDurable) {
+                        early.push(SimEffect::Schedule {
+                            after_ms: 0,
+                            timer: LockNodeTimer::ReportedEarly(through),
+                        });
+                    }
+                    SimEffect::Schedule {
+                        after_ms: self.syncs.request(self.last_input_at, through),
+                        timer: LockNodeTimer::Flush,
+                    }
+                }
                 // Every node is given the same founding voters at start.
                 ReplicaEffect::Founded { .. } => continue,
                 ReplicaEffect::WriteSnapshot(job) => {
@@ -335,6 +359,7 @@ impl SimActor for SimLockNode {
                 ReplicaEffect::Apply(_) => continue,
             });
         }
+        effects.append(&mut early);
         effects
     }
 }

@@ -128,6 +128,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.apply.applied_index
     }
 
+    /// How many entries this node holds that its state machine has not applied yet (its
+    /// last log index minus its applied index): what a slow host has queued. A follower's is
+    /// bounded by the leader's flow control
+    /// ([`EngineSettings::follower_backlog_entries_max`](crate::engine::EngineSettings)) plus
+    /// [`APPLY_AHEAD_ENTRIES_MAX`] handed out.
+    pub fn apply_backlog(&self) -> u64 {
+        self.engine
+            .last_index()
+            .0
+            .saturating_sub(self.apply.applied_index.0)
+    }
+
     /// The failover history of the applied state, oldest first.
     pub fn failover_history(&self) -> &[FailoverRecord] {
         &self.apply.history
