@@ -41,7 +41,14 @@ use super::frame::push_short_text;
 /// The first bytes of every hello.
 pub const MAGIC: [u8; 4] = *b"haRP";
 /// The protocol version this build speaks. A hello with another version is refused.
-pub const PROTOCOL_VERSION: u8 = 1;
+///
+/// 2 since pipelined sessions (issue 17): a client write carries the session's lowest
+/// unanswered sequence (command format tag `[0x80, 0x00, 2]`) and snapshots are data format 3.
+/// A version-1 node reads neither: as a follower it skipped the new commands as invalid and
+/// refused the new snapshots, silently diverging (`ha-replicate/tests/upgrade_fixture.rs`,
+/// docs/ARCHITECTURE.md). Refusing each other at the handshake turns that into a visible
+/// connection error; upgrade by stopping writes, upgrading every node, then writing.
+pub const PROTOCOL_VERSION: u8 = 2;
 /// The largest hello body, in bytes. Before the handshake a peer is unauthenticated, so a
 /// connection may announce no more than this.
 pub const HANDSHAKE_BYTES_MAX: usize = 512;
