@@ -24,20 +24,42 @@
 //!
 //! ```
 //! use ha_core::LogIndex;
-//! use ha_lock::{LockCommand, LockResponse, LockTable};
+//! use ha_lock::{FencingToken, LeaseId, LockCommand, LockResponse, LockTable, SessionId};
 //!
 //! let mut table = LockTable::default();
-//! let lease = |index| LockCommand::LeaseGrant { ttl_ms: 5_000, session: index };
-//! table.apply(LogIndex(1), lease(1)); // lease 1 for session 1
-//! table.apply(LogIndex(2), lease(2)); // lease 2 for session 2
-//! let acquire = |session, lease| LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true };
-//! assert_eq!(table.apply(LogIndex(3), acquire(1, 1)), LockResponse::Granted { token: 3 });
-//! assert_eq!(table.apply(LogIndex(4), acquire(2, 2)), LockResponse::Queued { position: 0 });
+//! let lease = |session| LockCommand::LeaseGrant { ttl_ms: 5_000, session };
+//! table.apply(LogIndex(1), lease(SessionId(1))); // lease 1 for session 1
+//! table.apply(LogIndex(2), lease(SessionId(2))); // lease 2 for session 2
+//! let acquire = |session: SessionId, lease: LeaseId| {
+//!     LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true }
+//! };
+//! assert_eq!(
+//!     table.apply(LogIndex(3), acquire(SessionId(1), LeaseId(1))),
+//!     LockResponse::Granted { token: FencingToken(3) }
+//! );
+//! assert_eq!(
+//!     table.apply(LogIndex(4), acquire(SessionId(2), LeaseId(2))),
+//!     LockResponse::Queued { position: 0 }
+//! );
 //! // Session 1 releases; session 2 is granted with a larger token.
-//! assert_eq!(table.apply(LogIndex(5), LockCommand::Release { name: "jobs".into(), token: 3 }), LockResponse::Released);
+//! let release = LockCommand::Release { name: "jobs".into(), token: FencingToken(3) };
+//! assert_eq!(table.apply(LogIndex(5), release), LockResponse::Released);
+//! ```
+//!
+//! Sessions, leases and tokens are types of their own, so arguments passed in the wrong
+//! order do not compile:
+//!
+//! ```compile_fail,E0308
+//! use ha_lock::{LeaseId, LockCommand, SessionId};
+//! let acquire = |session: SessionId, lease: LeaseId| {
+//!     LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true }
+//! };
+//! let (session, lease) = (SessionId(1), LeaseId(2));
+//! acquire(lease, session); // swapped: a lease is not a session
 //! ```
 
 mod command;
+mod ids;
 mod lease_expiry;
 mod lease_renewal;
 mod lock_outcome;

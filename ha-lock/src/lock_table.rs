@@ -444,11 +444,13 @@ impl LockTable {
                         reason: "a lease needs a TTL above 0 ms".to_string(),
                     };
                 }
-                if !self.leases.contains_key(&index) && self.leases.len() >= self.limits.leases {
+                if !self.leases.contains_key(&LeaseId(index))
+                    && self.leases.len() >= self.limits.leases
+                {
                     return self.limit_reached(Limit::Leases);
                 }
                 self.leases.insert(
-                    index,
+                    LeaseId(index),
                     Lease {
                         session,
                         ttl_ms,
@@ -458,7 +460,7 @@ impl LockTable {
                     },
                 );
                 LockResponse::LeaseGranted {
-                    lease: index,
+                    lease: LeaseId(index),
                     ttl_ms,
                 }
             }
@@ -703,7 +705,9 @@ impl LockTable {
                 return self.limit_reached(Limit::LocksHeld);
             }
             self.grant(index, name, session, lease, digest);
-            return LockResponse::Granted { token: index };
+            return LockResponse::Granted {
+                token: FencingToken(index),
+            };
         };
         if lock.holder == session && lock.lease == lease {
             // Acquiring again (a retry): the same grant, for the same holder digest only (a
@@ -785,7 +789,7 @@ impl LockTable {
             Lock {
                 holder: session,
                 lease,
-                token: index,
+                token: FencingToken(index),
                 holder_digest,
                 waiters,
             },

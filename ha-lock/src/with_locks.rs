@@ -51,11 +51,12 @@ pub enum QueryResponse<R> {
 ///
 /// ```
 /// use ha_core::{LogIndex, StateMachine};
-/// use ha_lock::{Command, LockCommand, LockResponse, Response, WithLocks};
+/// use ha_lock::{Command, LeaseId, LockCommand, LockResponse, Response, SessionId, WithLocks};
 ///
 /// let mut machine = WithLocks::new(());
-/// let granted = machine.apply(LogIndex(1), Command::Lock(LockCommand::LeaseGrant { ttl_ms: 1_000, session: 7 }));
-/// assert_eq!(granted, Response::Lock(LockResponse::LeaseGranted { lease: 1, ttl_ms: 1_000 }));
+/// let grant = LockCommand::LeaseGrant { ttl_ms: 1_000, session: SessionId(7) };
+/// let granted = machine.apply(LogIndex(1), Command::Lock(grant));
+/// assert_eq!(granted, Response::Lock(LockResponse::LeaseGranted { lease: LeaseId(1), ttl_ms: 1_000 }));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct WithLocks<H> {

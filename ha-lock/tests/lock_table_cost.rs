@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use ha_core::LogIndex;
+use ha_lock::SessionId;
 use ha_lock::{LockCommand, LockLimits, LockResponse, LockTable};
 
 /// How many sessions queue.
@@ -53,14 +54,14 @@ fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
         &mut table,
         LockCommand::LeaseGrant {
             ttl_ms: 60_000,
-            session: 0,
+            session: SessionId(0),
         },
     ) {
         LockResponse::LeaseGranted { lease, .. } => lease,
         other => panic!("lease grant: {other:?}"),
     };
     assert!(matches!(
-        apply(&mut table, acquire(0, holder_lease)),
+        apply(&mut table, acquire(SessionId(0), holder_lease)),
         LockResponse::Granted { .. }
     ));
     let mut times = Vec::new();
@@ -69,14 +70,14 @@ fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
             &mut table,
             LockCommand::LeaseGrant {
                 ttl_ms: 60_000,
-                session,
+                session: SessionId(session),
             },
         ) {
             LockResponse::LeaseGranted { lease, .. } => lease,
             other => panic!("lease grant: {other:?}"),
         };
         let started = Instant::now();
-        let answer = apply(&mut table, acquire(session, lease));
+        let answer = apply(&mut table, acquire(SessionId(session), lease));
         times.push(started.elapsed());
         let position = usize::try_from(session - 1).expect("fits");
         assert_eq!(answer, LockResponse::Queued { position });

@@ -27,6 +27,7 @@ use std::alloc::System;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ha_core::SessionId;
 use ha_core::codec::{self, RPC_FRAME_BYTES_MAX};
 use ha_core::keyring::Keyring;
 use ha_core::{Consistency, LogIndex, NodeId, Priority, Term};
@@ -158,7 +159,7 @@ fn valid_messages() -> Vec<Rpc> {
         Rpc::Forward {
             forward_id: 12,
             request: ClientRequest::Write(WriteRequest {
-                session: 99,
+                session: SessionId(99),
                 sequence: 3,
                 lowest_unanswered: 1,
                 command: b"set x".to_vec(),

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use ha_core::SessionId;
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, StateMachineError, codec};
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::entry::{ElectionCause, Payload};
@@ -250,7 +251,7 @@ fn write(sequence: u64) -> ClientRequest {
 
 fn write_at(sequence: u64, consistency: Consistency) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
-        session: 1,
+        session: SessionId(1),
         sequence,
         lowest_unanswered: sequence,
         command: codec::encode("command", &sequence, 16).unwrap(),

@@ -181,7 +181,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         let lock_observer = {
             let journal = Arc::clone(&journal);
             LockObserver::new(move |outcome| {
-                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token);
+                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token.0);
             })
         };
         // Issue 14: the built-in host checks run first, then the host's own.

@@ -14,6 +14,7 @@ use rand::RngExt;
 use crate::register::{RegisterCommand, RegisterResponse, digest};
 use crate::replica::{ReplicaOutput, SimReplica};
 use crate::sim::Simulator;
+use ha_core::SessionId;
 
 /// What the clients do.
 #[derive(Clone, Debug)]
@@ -390,7 +391,7 @@ impl Workload {
                 sequence = Some(next);
                 (
                     ClientRequest::Write(WriteRequest {
-                        session: session.id,
+                        session: SessionId(session.id),
                         sequence: next,
                         // Set on every attempt, from the session's unanswered writes then.
                         lowest_unanswered: next,

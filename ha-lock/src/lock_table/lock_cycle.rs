@@ -42,7 +42,7 @@ impl LockTable {
                 reason: format!("lock names are 1 to {KEY_BYTES_MAX} bytes"),
             };
         }
-        if self.leases.contains_key(&index) {
+        if self.leases.contains_key(&LeaseId(index)) {
             // Lease ids are log indexes and an index is applied once; only a damaged or
             // hostile snapshot holds a lease at an index it has not applied yet.
             return LockResponse::Invalid {
@@ -61,7 +61,7 @@ impl LockTable {
                 holder: lock.holder,
             };
         }
-        let lease = index;
+        let lease = LeaseId(index);
         self.leases.insert(
             lease,
             Lease {
@@ -74,12 +74,12 @@ impl LockTable {
         );
         match self.acquire(index, name, session, lease, wait, digest) {
             LockResponse::Granted { token } => LockResponse::GrantedWithLease {
-                lease,
+                lease: lease,
                 ttl_ms,
                 token,
             },
             LockResponse::Queued { position } => LockResponse::QueuedWithLease {
-                lease,
+                lease: lease,
                 ttl_ms,
                 position,
             },

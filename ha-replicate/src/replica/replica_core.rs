@@ -1130,7 +1130,7 @@ mod tests {
 
     fn write(sequence: u64) -> ClientRequest {
         ClientRequest::Write(WriteRequest {
-            session: 1,
+            session: ha_core::SessionId(1),
             sequence,
             lowest_unanswered: sequence,
             command: codec::encode("command", &(), 16).expect("encodes"),

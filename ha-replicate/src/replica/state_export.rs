@@ -202,7 +202,7 @@ mod tests {
 
     fn add(core: &mut ReplicaCore<Counter, MemoryStore>, sequence: u64, amount: u64) {
         let request = ClientRequest::Write(WriteRequest {
-            session: 1,
+            session: ha_core::SessionId(1),
             sequence,
             lowest_unanswered: sequence,
             command: codec::encode("command", &amount, 64).expect("encodes"),

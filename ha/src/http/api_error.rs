@@ -395,7 +395,7 @@ mod tests {
             (
                 LockError::NotHolder {
                     name: "l".into(),
-                    token: 3,
+                    token: ha_lock::FencingToken(3),
                 },
                 StatusCode::CONFLICT,
                 "not_holder",

@@ -52,7 +52,7 @@ fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), Mem
 
 fn write(sequence: u64) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
-        session: 1,
+        session: ha_core::SessionId(1),
         sequence,
         lowest_unanswered: sequence,
         command: codec::encode("command", &(), 16).expect("encodes"),
