@@ -2,11 +2,11 @@
 //!
 //! A distributed key/value store with compare-and-swap, TTL leases, fenced FIFO locks with
 //! deadlock detection, and a change log for watches — as a deterministic state machine
-//! ([`LockTable`]) replicated through the same log as the host's own state machine
+//! ([`KvLockTable`]) replicated through the same log as the host's own state machine
 //! ([`WithLocks`]).
 //!
 //! ```text
-//!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ LockTable (every replica)
+//!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ KvLockTable (every replica)
 //!                                   ▲
 //!  leader: LeaseExpiryTracker ──────┘ proposes LeaseExpire when a lease's TTL ran out
 //!  holder: LeaseRenewal — when to renew, and the safe deadline (sent + TTL − drift margin)
@@ -24,9 +24,9 @@
 //!
 //! ```
 //! use ha_core::LogIndex;
-//! use ha_lock::{FencingToken, LeaseId, LockCommand, LockResponse, LockTable, SessionId};
+//! use ha_lock::{FencingToken, LeaseId, LockCommand, LockResponse, KvLockTable, SessionId};
 //!
-//! let mut table = LockTable::default();
+//! let mut table = KvLockTable::default();
 //! let lease = |session| LockCommand::LeaseGrant { ttl_ms: 5_000, session };
 //! table.apply(LogIndex(1), lease(SessionId(1))); // lease 1 for session 1
 //! table.apply(LogIndex(2), lease(SessionId(2))); // lease 2 for session 2
@@ -80,8 +80,8 @@ pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadl
 pub use lock_outcome::{LockChange, LockObserver, LockOutcome};
 pub use lock_snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SNAPSHOT_RECORD_BYTES_MAX};
 pub use lock_table::{
-    CHANGE_VALUE_BYTES_MAX, CHANGES_MAX, KEYS_MAX, LEASES_MAX, LOCKS_HELD_MAX, LockLimits,
-    LockTable, QUERY_RESULTS_MAX, WAITERS_MAX, WAITERS_PER_LOCK_MAX,
+    CHANGE_VALUE_BYTES_MAX, CHANGES_MAX, KEYS_MAX, KvLockTable, LEASES_MAX, LOCKS_HELD_MAX,
+    LockLimits, QUERY_RESULTS_MAX, WAITERS_MAX, WAITERS_PER_LOCK_MAX,
 };
 pub use wait_for_graph::WaitForGraph;
 pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::command::{FencingToken, LeaseId, LockCommand, LockResponse};
-use crate::lock_table::LockTable;
+use crate::lock_table::KvLockTable;
 
 /// What happened to a lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub(crate) enum Watched {
 
 impl Watched {
     /// Read what `command` may change, before it is applied to `table`.
-    pub(crate) fn before(table: &LockTable, command: &LockCommand) -> Self {
+    pub(crate) fn before(table: &KvLockTable, command: &LockCommand) -> Self {
         match command {
             LockCommand::Acquire { name, .. }
             | LockCommand::AcquireWithHolder { name, .. }
@@ -111,7 +111,7 @@ impl Watched {
         }
     }
 
-    fn lease_end(table: &LockTable, lease: LeaseId, expired: bool) -> Self {
+    fn lease_end(table: &KvLockTable, lease: LeaseId, expired: bool) -> Self {
         Watched::LeaseEnd {
             expired,
             held: table.lease_lock_tokens(lease),
@@ -123,7 +123,7 @@ impl Watched {
     pub(crate) fn tell(
         self,
         observer: &LockObserver,
-        table: &LockTable,
+        table: &KvLockTable,
         index: u64,
         response: &LockResponse,
     ) {

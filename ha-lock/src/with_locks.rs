@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
 use crate::lock_outcome::{LockObserver, Watched};
 use crate::lock_snapshot::{LockSnapshotSource, read_snapshot};
-use crate::lock_table::{LockLimits, LockTable};
+use crate::lock_table::{KvLockTable, LockLimits};
 
 /// A command for either part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub enum QueryResponse<R> {
     Lock(LockQueryResponse),
 }
 
-/// The host's state machine `H` and the [`LockTable`], replicated through one log: a node runs
+/// The host's state machine `H` and the [`KvLockTable`], replicated through one log: a node runs
 /// one replicated log, and its host commands and lock commands are ordered together.
 ///
 /// ```
@@ -61,7 +61,7 @@ pub enum QueryResponse<R> {
 #[derive(Clone, Debug, Default)]
 pub struct WithLocks<H> {
     host: H,
-    locks: LockTable,
+    locks: KvLockTable,
     /// Told each lock grant, release and expiry as it is applied (issue 16); configuration of
     /// this replica, not state: snapshots and restores leave it alone.
     observer: Option<LockObserver>,
@@ -72,7 +72,7 @@ impl<H> WithLocks<H> {
     pub fn new(host: H) -> Self {
         Self {
             host,
-            locks: LockTable::default(),
+            locks: KvLockTable::default(),
             observer: None,
         }
     }
@@ -87,7 +87,7 @@ impl<H> WithLocks<H> {
     pub fn with_limits(host: H, limits: LockLimits) -> Self {
         Self {
             host,
-            locks: LockTable::with_limits(limits),
+            locks: KvLockTable::with_limits(limits),
             observer: None,
         }
     }
@@ -106,7 +106,7 @@ impl<H> WithLocks<H> {
     }
 
     /// The lock table.
-    pub fn locks(&self) -> &LockTable {
+    pub fn locks(&self) -> &KvLockTable {
         &self.locks
     }
 }
@@ -153,7 +153,7 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     }
 
     /// The lock table's replicated state at this point (O(1): its collections are
-    /// persistent, see [`LockTable`]) and the host's own [`SnapshotSource`]. The stream's
+    /// persistent, see [`KvLockTable`]) and the host's own [`SnapshotSource`]. The stream's
     /// layout is described at [`SNAPSHOT_FORMAT_VERSION`](crate::SNAPSHOT_FORMAT_VERSION):
     /// records of at most [`SNAPSHOT_RECORD_BYTES_MAX`](crate::SNAPSHOT_RECORD_BYTES_MAX)
     /// bytes, then the host's bytes to the end. It is written through a `BufWriter`, one
@@ -174,7 +174,7 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), StateMachineError> {
         let host = &mut self.host;
         let state = read_snapshot(input, |rest| host.restore_from(rest))?;
-        self.locks = LockTable::from_state(state, self.locks.limits());
+        self.locks = KvLockTable::from_state(state, self.locks.limits());
         Ok(())
     }
 }

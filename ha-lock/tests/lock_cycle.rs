@@ -7,8 +7,8 @@
 use ha_core::LogIndex;
 use ha_lock::FencingToken;
 use ha_lock::{
-    HolderKey, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse,
-    LockTable, SessionId, holder_digest,
+    HolderKey, KvLockTable, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse,
+    LockResponse, SessionId, holder_digest,
 };
 use proptest::prelude::*;
 
@@ -39,7 +39,7 @@ fn release_and_revoke(name: &str, token: u64, key: Option<&HolderKey>) -> LockCo
 }
 
 /// The live leases' ids, as numbers.
-fn leases(table: &LockTable) -> Vec<u64> {
+fn leases(table: &KvLockTable) -> Vec<u64> {
     match table.query(&LockQuery::Leases) {
         LockQueryResponse::Leases(leases) => leases.iter().map(|lease| lease.lease.0).collect(),
         other => panic!("leases answered {other:?}"),
@@ -47,7 +47,7 @@ fn leases(table: &LockTable) -> Vec<u64> {
 }
 
 /// The holder's session, lease and token, as numbers.
-fn holder(table: &LockTable, name: &str) -> Option<(u64, u64, u64)> {
+fn holder(table: &KvLockTable, name: &str) -> Option<(u64, u64, u64)> {
     match table.query(&LockQuery::Lock { name: name.into() }) {
         LockQueryResponse::Lock(state) => {
             state.map(|state| (state.holder.0, state.lease.0, state.token.0))
@@ -57,7 +57,7 @@ fn holder(table: &LockTable, name: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// A Vec of `(index, command)` applied in order; returns the answers.
-fn apply_all(table: &mut LockTable, commands: Vec<(u64, LockCommand)>) -> Vec<LockResponse> {
+fn apply_all(table: &mut KvLockTable, commands: Vec<(u64, LockCommand)>) -> Vec<LockResponse> {
     commands
         .into_iter()
         .map(|(index, command)| table.apply(LogIndex(index), command))
@@ -66,7 +66,7 @@ fn apply_all(table: &mut LockTable, commands: Vec<(u64, LockCommand)>) -> Vec<Lo
 
 #[test]
 fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     assert_eq!(
         table.apply(
             LogIndex(3),
@@ -138,7 +138,7 @@ fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
 
 #[test]
 fn a_refused_acquire_leaves_no_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     let answers = apply_all(
         &mut table,
         vec![
@@ -214,7 +214,7 @@ fn the_limits_refuse_a_cycle_before_anything_changes() {
     let mut limits = LockLimits::default();
     limits.leases = 2;
     limits.waiters_per_lock = 1;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let answers = apply_all(
         &mut table,
         vec![
@@ -243,7 +243,7 @@ fn the_limits_refuse_a_cycle_before_anything_changes() {
     );
     let mut limits = LockLimits::default();
     limits.waiters_per_lock = 1;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let answers = apply_all(
         &mut table,
         vec![
@@ -343,7 +343,7 @@ fn lock_name(lock: u8) -> String {
 
 /// Apply `step` at `index` to `combined` with the new commands and to `separate` with the
 /// commands a cycle took before them; the answers must correspond.
-fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, step: &Step) {
+fn apply_both(combined: &mut KvLockTable, separate: &mut KvLockTable, index: u64, step: &Step) {
     let at = LogIndex(index);
     match step {
         Step::Cycle {
@@ -509,8 +509,8 @@ proptest! {
     fn the_combined_commands_do_what_the_separate_ones_did(
         steps in proptest::collection::vec(step(), 1..60)
     ) {
-        let mut combined = LockTable::default();
-        let mut separate = LockTable::default();
+        let mut combined = KvLockTable::default();
+        let mut separate = KvLockTable::default();
         for (offset, step) in steps.iter().enumerate() {
             // Room between indexes: a stale token is an index below a real one.
             let index = 10 + 2 * offset as u64;

@@ -4,7 +4,7 @@
 //! `n²/2` edges) and search it once per session ahead, so the `n`-th waiter cost about `n²`
 //! steps or more. The table now keeps its lines indexed and searches only what the new wait
 //! reaches: a session that waits nowhere else reaches only its own line's holder, whatever the
-//! line's length. Run on the code before the fix (with `LockTable::default()`, whose per-lock
+//! line's length. Run on the code before the fix (with `KvLockTable::default()`, whose per-lock
 //! limit was then 10,000), it did not finish: killed after 11 minutes in the debug profile.
 //! The shipped per-lock limit is now lower (`WAITERS_PER_LOCK_MAX`, set by what waiters cost
 //! to poll, not by this), so the table here raises it.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ha_core::LogIndex;
 use ha_lock::SessionId;
-use ha_lock::{LockCommand, LockLimits, LockResponse, LockTable};
+use ha_lock::{KvLockTable, LockCommand, LockLimits, LockResponse};
 
 /// How many sessions queue.
 const WAITERS: u64 = 1_000;
@@ -36,9 +36,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
     let mut limits = LockLimits::default();
     limits.waiters_per_lock = WAITERS as usize;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let mut index = 0;
-    let mut apply = |table: &mut LockTable, command: LockCommand| {
+    let mut apply = |table: &mut KvLockTable, command: LockCommand| {
         index += 1;
         table.apply(LogIndex(index), command)
     };

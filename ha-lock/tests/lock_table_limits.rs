@@ -1,26 +1,26 @@
 //! The lock table's named limits (issue 12): keys, leases, locks held, waiters over all lines
 //! and waiters in one line. A command that would pass one is answered `LimitReached` with the
 //! limit and its value, changes nothing, and is answered the same on every replica (the check
-//! is part of applying it). Most cases use small limits through `LockTable::with_limits`; one
+//! is part of applying it). Most cases use small limits through `KvLockTable::with_limits`; one
 //! fills a line to the shipped `WAITERS_PER_LOCK_MAX`.
 
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::LeaseId;
 use ha_lock::{
-    Command, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockResponse, LockTable, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
+    Command, KvLockTable, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, LockResponse, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
 };
 
 /// A table driven one command at a time at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
 impl Table {
     fn new(limits: LockLimits) -> Self {
         Self {
-            table: LockTable::with_limits(limits),
+            table: KvLockTable::with_limits(limits),
             index: 0,
         }
     }

@@ -1,17 +1,17 @@
-//! Table-driven tests of `LockTable` through `apply` and `query` only: each step is a command
+//! Table-driven tests of `KvLockTable` through `apply` and `query` only: each step is a command
 //! applied at an explicit log index (the table's only notion of time) and the exact answer it
 //! must get, followed by queries of the resulting state.
 
 use ha_core::{LogIndex, StateMachine, StateMachineError};
 use ha_lock::FencingToken;
 use ha_lock::{
-    CHANGES_MAX, Change, Command, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand,
-    LockQuery, LockQueryResponse, LockResponse, LockState, LockTable, QUERY_RESULTS_MAX, Query,
+    CHANGES_MAX, Change, Command, KEY_BYTES_MAX, KeyValue, KvLockTable, LeaseId, LeaseState,
+    LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, QUERY_RESULTS_MAX, Query,
     QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState, WithLocks,
 };
 
 /// Applies every step at its index and checks its answer, naming the step that disagreed.
-fn run(table: &mut LockTable, steps: &[(u64, LockCommand, LockResponse)]) {
+fn run(table: &mut KvLockTable, steps: &[(u64, LockCommand, LockResponse)]) {
     for (index, command, expected) in steps {
         let answer = table.apply(LogIndex(*index), command.clone());
         assert_eq!(&answer, expected, "at index {index}: {command:?}");
@@ -105,7 +105,7 @@ fn cancel(name: &str, session: SessionId) -> LockCommand {
     }
 }
 
-fn get(table: &LockTable, key: &str) -> Option<KeyValue> {
+fn get(table: &KvLockTable, key: &str) -> Option<KeyValue> {
     match table.query(&LockQuery::Get { key: key.into() }) {
         LockQueryResponse::Value(value) => value,
         other => panic!("get {key} answered {other:?}"),
@@ -121,14 +121,14 @@ fn value(key: &str, value: &str, version: u64, lease: Option<LeaseId>) -> Option
     })
 }
 
-fn lock(table: &LockTable, name: &str) -> Option<LockState> {
+fn lock(table: &KvLockTable, name: &str) -> Option<LockState> {
     match table.query(&LockQuery::Lock { name: name.into() }) {
         LockQueryResponse::Lock(state) => state,
         other => panic!("lock {name} answered {other:?}"),
     }
 }
 
-fn wait(table: &LockTable, name: &str, session: SessionId, lease: LeaseId) -> WaitState {
+fn wait(table: &KvLockTable, name: &str, session: SessionId, lease: LeaseId) -> WaitState {
     match table.query(&LockQuery::Wait {
         name: name.into(),
         session,
@@ -141,7 +141,7 @@ fn wait(table: &LockTable, name: &str, session: SessionId, lease: LeaseId) -> Wa
 
 #[test]
 fn the_wait_query_answers_granted_waiting_or_not_waiting_for_one_session_and_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -246,14 +246,19 @@ fn the_wait_query_answers_granted_waiting_or_not_waiting_for_one_session_and_lea
     );
 }
 
-fn lease(table: &LockTable, lease: LeaseId) -> Option<LeaseState> {
+fn lease(table: &KvLockTable, lease: LeaseId) -> Option<LeaseState> {
     match table.query(&LockQuery::Lease { lease }) {
         LockQueryResponse::Lease(state) => state,
         other => panic!("lease {lease} answered {other:?}"),
     }
 }
 
-fn changes(table: &LockTable, prefix: &str, after_version: u64, limit: usize) -> LockQueryResponse {
+fn changes(
+    table: &KvLockTable,
+    prefix: &str,
+    after_version: u64,
+    limit: usize,
+) -> LockQueryResponse {
     table.query(&LockQuery::Changes {
         prefix: prefix.into(),
         after_version,
@@ -269,7 +274,7 @@ fn change(version: u64, key: &str, value: Option<&str>) -> Change {
     }
 }
 
-fn range(table: &LockTable, prefix: &str, limit: usize) -> Vec<String> {
+fn range(table: &KvLockTable, prefix: &str, limit: usize) -> Vec<String> {
     match table.query(&LockQuery::Range {
         prefix: prefix.into(),
         limit,
@@ -289,7 +294,7 @@ fn ended(lease: LeaseId, released_locks: &[&str], deleted_keys: usize) -> LockRe
 
 #[test]
 fn a_keys_version_is_the_index_of_the_write_that_set_it() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     // Indexes need not be consecutive: other commands of the host share the log.
     run(
         &mut table,
@@ -318,7 +323,7 @@ fn a_keys_version_is_the_index_of_the_write_that_set_it() {
 
 #[test]
 fn expected_version_zero_creates_only() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -371,7 +376,7 @@ fn a_compare_and_swap_mismatch_reports_the_current_version_and_changes_nothing()
         ),
     ];
     for (what, command, expected) in cases {
-        let mut table = LockTable::default();
+        let mut table = KvLockTable::default();
         run(
             &mut table,
             &[(3, put("k", "old"), LockResponse::Put { version: 3 })],
@@ -389,7 +394,7 @@ fn a_compare_and_swap_mismatch_reports_the_current_version_and_changes_nothing()
 
 #[test]
 fn a_matching_compare_and_swap_succeeds() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -413,7 +418,7 @@ fn a_matching_compare_and_swap_succeeds() {
 
 #[test]
 fn keys_bound_to_a_lease_are_deleted_when_it_is_revoked() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -453,7 +458,7 @@ fn keys_bound_to_a_lease_are_deleted_when_it_is_revoked() {
 
 #[test]
 fn keys_bound_to_a_lease_are_deleted_when_it_expires() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -482,7 +487,7 @@ fn keys_bound_to_a_lease_are_deleted_when_it_expires() {
 
 #[test]
 fn a_key_rebound_or_unbound_by_a_later_put_follows_its_latest_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -531,7 +536,7 @@ fn a_key_rebound_or_unbound_by_a_later_put_follows_its_latest_lease() {
 
 #[test]
 fn a_key_deleted_before_its_lease_ends_is_not_counted_again() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -555,7 +560,7 @@ fn a_key_deleted_before_its_lease_ends_is_not_counted_again() {
 
 #[test]
 fn a_put_under_an_unknown_or_ended_lease_is_refused_and_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -589,7 +594,7 @@ fn a_put_under_an_unknown_or_ended_lease_is_refused_and_changes_nothing() {
 
 #[test]
 fn an_expiry_that_raced_a_keep_alive_is_ignored() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     let expire = |renewals| LockCommand::LeaseExpire {
         lease: LeaseId(1),
         renewals,
@@ -661,7 +666,7 @@ fn an_expiry_that_raced_a_keep_alive_is_ignored() {
 
 #[test]
 fn lease_ids_are_grant_indexes_and_every_lease_is_listed() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -693,7 +698,7 @@ fn lease_ids_are_grant_indexes_and_every_lease_is_listed() {
 
 #[test]
 fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -780,7 +785,7 @@ fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
 
 #[test]
 fn a_release_with_a_token_that_is_not_the_holders_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -821,7 +826,7 @@ fn a_release_with_a_token_that_is_not_the_holders_changes_nothing() {
 
 #[test]
 fn a_release_skips_waiters_whose_lease_ended_and_grants_a_larger_token() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -880,7 +885,7 @@ fn a_lease_end_releases_every_lock_held_under_it_and_removes_its_waits() {
         },
     ];
     for ending in endings {
-        let mut table = LockTable::default();
+        let mut table = KvLockTable::default();
         run(
             &mut table,
             &[
@@ -954,7 +959,7 @@ fn a_lease_end_releases_every_lock_held_under_it_and_removes_its_waits() {
 
 #[test]
 fn a_lease_end_only_releases_locks_held_under_that_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -991,7 +996,7 @@ fn a_lease_end_only_releases_locks_held_under_that_lease() {
 
 #[test]
 fn a_lock_released_before_its_lease_ends_is_not_released_again() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1028,7 +1033,7 @@ fn a_lock_released_before_its_lease_ends_is_not_released_again() {
 
 #[test]
 fn acquiring_again_as_the_holder_returns_the_same_token() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1064,7 +1069,7 @@ fn acquiring_again_as_the_holder_returns_the_same_token() {
 
 #[test]
 fn try_acquire_of_a_held_lock_is_busy_and_does_not_queue() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1094,7 +1099,7 @@ fn try_acquire_of_a_held_lock_is_busy_and_does_not_queue() {
 
 #[test]
 fn acquire_under_an_unknown_or_ended_lease_is_refused() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1127,7 +1132,7 @@ fn acquire_under_an_unknown_or_ended_lease_is_refused() {
 
 #[test]
 fn cancel_wait_removes_only_a_waiting_session() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1172,7 +1177,7 @@ fn cancel_wait_removes_only_a_waiting_session() {
 
 #[test]
 fn changes_after_a_version_filtered_by_prefix() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1234,7 +1239,7 @@ fn changes_after_a_version_filtered_by_prefix() {
 #[test]
 fn changes_older_than_the_retained_log_are_compacted() {
     let started = std::time::Instant::now();
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1337,7 +1342,7 @@ fn changes_older_than_the_retained_log_are_compacted() {
 
 #[test]
 fn range_returns_keys_with_a_prefix_in_order_up_to_a_limit() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1427,7 +1432,7 @@ fn invalid_keys_values_and_lock_names_are_refused_and_change_nothing() {
             acquire(&too_long_key, SessionId(1), LeaseId(1)),
         ),
     ];
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -1473,7 +1478,7 @@ fn invalid_keys_values_and_lock_names_are_refused_and_change_nothing() {
 /// must change nothing, and in particular record no change for watchers.
 #[test]
 fn deleting_an_invalid_key_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[(1, put("k", "v"), LockResponse::Put { version: 1 })],
@@ -1641,7 +1646,7 @@ fn trailing_bytes_go_to_the_host_which_refuses_them() {
         fresh.restore(&bytes),
         Err(StateMachineError::Corrupt(_))
     ));
-    assert_eq!(fresh.locks(), &LockTable::default());
+    assert_eq!(fresh.locks(), &KvLockTable::default());
     assert_eq!(fresh.host().0, 0);
 }
 

@@ -11,8 +11,8 @@ use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 use ha_lock::LeaseId;
 use ha_lock::SessionId;
 use ha_lock::{
-    CHANGE_VALUE_BYTES_MAX, Command, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockTable, Query, QueryResponse, VALUE_BYTES_MAX, WithLocks,
+    CHANGE_VALUE_BYTES_MAX, Command, KvLockTable, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, Query, QueryResponse, VALUE_BYTES_MAX, WithLocks,
 };
 
 /// A host whose snapshot is exactly its 8 bytes, so a damaged host part is refused.
@@ -233,7 +233,7 @@ fn small_change_log(changes: usize, change_value_bytes: u64) -> LockLimits {
     limits
 }
 
-fn changes_after(table: &LockTable, after_version: u64) -> LockQueryResponse {
+fn changes_after(table: &KvLockTable, after_version: u64) -> LockQueryResponse {
     table.query(&LockQuery::Changes {
         prefix: String::new(),
         after_version,

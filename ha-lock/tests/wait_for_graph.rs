@@ -1,10 +1,10 @@
-//! The deadlock detector: `WaitForGraph` on its own, and through `LockTable` commands, where
+//! The deadlock detector: `WaitForGraph` on its own, and through `KvLockTable` commands, where
 //! sessions enter the graph by queueing for a held lock and leave it by being granted,
 //! cancelling their wait, or losing their lease.
 
 use ha_core::LogIndex;
 use ha_lock::{
-    FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockTable,
+    FencingToken, KvLockTable, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse,
 };
 
 /// Sessions in these cases are plain numbers, so each case reads as the edges it draws; the
@@ -230,14 +230,14 @@ fn a_very_long_chain_does_not_overflow_the_stack() {
 
 /// A lock table driven one command at a time at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
 impl Table {
     fn new() -> Self {
         Self {
-            table: LockTable::default(),
+            table: KvLockTable::default(),
             index: 0,
         }
     }

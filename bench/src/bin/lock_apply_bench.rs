@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ha_core::LogIndex;
-use ha_lock::{LeaseId, LockCommand, LockLimits, LockResponse, LockTable, SessionId};
+use ha_lock::{KvLockTable, LeaseId, LockCommand, LockLimits, LockResponse, SessionId};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -47,7 +47,7 @@ struct Options {
 
 /// A table fed commands at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
@@ -64,7 +64,7 @@ impl Table {
         limits.waiters = limits.waiters.max(room);
         limits.waiters_per_lock = limits.waiters_per_lock.max(room);
         Self {
-            table: LockTable::with_limits(limits),
+            table: KvLockTable::with_limits(limits),
             index: 0,
         }
     }
