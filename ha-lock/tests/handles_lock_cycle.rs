@@ -11,9 +11,7 @@ mod handles_support;
 use std::time::Duration;
 
 use ha_core::Consistency;
-use ha_lock::FencingToken;
-use ha_lock::LeaseId;
-use ha_lock::{LockClient, LockError, new_holder_key};
+use ha_lock::{FencingToken, LeaseId, LockClient, LockError, new_holder_key};
 use handles_support::{Cluster, WAIT, eventually};
 
 /// Far above the test's length: no renewal (a write) happens while entries are counted (the

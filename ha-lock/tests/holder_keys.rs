@@ -5,11 +5,9 @@
 //! acquired without a digest keep the token-only rule.
 
 use ha_core::{LogIndex, StateMachine};
-use ha_lock::FencingToken;
-use ha_lock::LeaseId;
 use ha_lock::{
-    Command, HolderKey, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState,
-    Response, SessionId, WithLocks, holder_digest, new_holder_key,
+    Command, FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, LockState, Response, SessionId, WithLocks, holder_digest, new_holder_key,
 };
 
 const KEY_A: HolderKey = [0xa1; 16];

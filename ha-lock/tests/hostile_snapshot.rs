@@ -25,12 +25,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use ha_core::{LogIndex, StateMachine};
-use ha_lock::FencingToken;
-use ha_lock::LeaseId;
-use ha_lock::SessionId;
 use ha_lock::{
-    Command, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query, QueryResponse,
-    WithLocks, holder_digest,
+    Command, FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
+    QueryResponse, SessionId, WithLocks, holder_digest,
 };
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::replica::{Applier, SessionCommand};

@@ -5,10 +5,9 @@
 //! variants come after the old ones, so logs and answers written before them decode unchanged.
 
 use ha_core::LogIndex;
-use ha_lock::FencingToken;
 use ha_lock::{
-    HolderKey, KvLockTable, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockResponse, SessionId, holder_digest,
+    FencingToken, HolderKey, KvLockTable, LeaseId, Limit, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, LockResponse, SessionId, holder_digest,
 };
 use proptest::prelude::*;
 

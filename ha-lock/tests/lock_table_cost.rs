@@ -17,8 +17,7 @@
 use std::time::{Duration, Instant};
 
 use ha_core::LogIndex;
-use ha_lock::SessionId;
-use ha_lock::{KvLockTable, LockCommand, LockLimits, LockResponse};
+use ha_lock::{KvLockTable, LockCommand, LockLimits, LockResponse, SessionId};
 
 /// How many sessions queue.
 const WAITERS: u64 = 1_000;

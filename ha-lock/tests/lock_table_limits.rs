@@ -5,9 +5,8 @@
 //! fills a line to the shipped `WAITERS_PER_LOCK_MAX`.
 
 use ha_core::{LogIndex, StateMachine};
-use ha_lock::LeaseId;
 use ha_lock::{
-    Command, KvLockTable, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery,
+    Command, KvLockTable, LeaseId, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery,
     LockQueryResponse, LockResponse, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
 };
 

@@ -3,11 +3,11 @@
 //! must get, followed by queries of the resulting state.
 
 use ha_core::{LogIndex, StateMachine, StateMachineError};
-use ha_lock::FencingToken;
 use ha_lock::{
-    CHANGES_MAX, Change, Command, KEY_BYTES_MAX, KeyValue, KvLockTable, LeaseId, LeaseState,
-    LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState, QUERY_RESULTS_MAX, Query,
-    QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState, WithLocks,
+    CHANGES_MAX, Change, Command, FencingToken, KEY_BYTES_MAX, KeyValue, KvLockTable, LeaseId,
+    LeaseState, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState,
+    QUERY_RESULTS_MAX, Query, QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState,
+    WithLocks,
 };
 
 /// Applies every step at its index and checks its answer, naming the step that disagreed.

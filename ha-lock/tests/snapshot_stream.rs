@@ -8,11 +8,9 @@
 //! data) without failing any test of the table's commands.
 
 use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
-use ha_lock::LeaseId;
-use ha_lock::SessionId;
 use ha_lock::{
-    CHANGE_VALUE_BYTES_MAX, Command, KvLockTable, LockCommand, LockLimits, LockQuery,
-    LockQueryResponse, Query, QueryResponse, VALUE_BYTES_MAX, WithLocks,
+    CHANGE_VALUE_BYTES_MAX, Command, KvLockTable, LeaseId, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, Query, QueryResponse, SessionId, VALUE_BYTES_MAX, WithLocks,
 };
 
 /// A host whose snapshot is exactly its 8 bytes, so a damaged host part is refused.

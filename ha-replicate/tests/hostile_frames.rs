@@ -27,10 +27,9 @@ use std::alloc::System;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ha_core::SessionId;
 use ha_core::codec::{self, RPC_FRAME_BYTES_MAX};
 use ha_core::keyring::Keyring;
-use ha_core::{Consistency, LogIndex, NodeId, Priority, Term};
+use ha_core::{Consistency, LogIndex, NodeId, Priority, SessionId, Term};
 use ha_replicate::engine::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};
 use ha_replicate::entry::{ElectionCause, Entry, LeaderStart, Payload};
 use ha_replicate::membership::{MEMBERSHIP_SET_MAX, Membership};

@@ -6,8 +6,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ha_core::SessionId;
-use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, StateMachineError, codec};
+use ha_core::{
+    Consistency, LogIndex, Millis, NodeId, SessionId, StateMachine, StateMachineError, codec,
+};
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::entry::{ElectionCause, Payload};
 use ha_replicate::membership::Membership;

@@ -17,8 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ha_core::LogIndex;
-use ha_core::SessionId;
+use ha_core::{LogIndex, SessionId};
 use ha_replicate::driver::SESSION_WRITES_IN_FLIGHT_MAX;
 use ha_replicate::replica::{ApplyOutcome, SESSION_RESPONSES_MAX, SessionCommand, SessionTable};
 use proptest::prelude::*;

@@ -110,7 +110,10 @@ pub use ha_gossip::shared_state::{
 };
 pub use ha_lock::{FencedResource, FencingToken, LeaseId, LockClient, LockError, LockGuard};
 pub use ha_replicate::driver::{ReplicaStatus, RoleView};
+// What a write or read through the node's clients failed with, and whether it may have
+// been applied: the error type `Node`'s and the lock handles' errors wrap.
 pub use ha_replicate::engine::Role;
+pub use ha_replicate::replica::{ClientError, WriteFate};
 pub use ha_replicate::tls::TlsIdentity;
 
 /// The vocabulary crate (ids, time, config, codec limits, keyring).

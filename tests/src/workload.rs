@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ha_core::{Consistency, LogIndex, Millis};
+use ha_core::{Consistency, LogIndex, Millis, SessionId};
 use ha_linearizability::{Input, Operation, Output, Value};
 use ha_replicate::replica::{ApplyOutcome, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use rand::RngExt;
@@ -14,7 +14,6 @@ use rand::RngExt;
 use crate::register::{RegisterCommand, RegisterResponse, digest};
 use crate::replica::{ReplicaOutput, SimReplica};
 use crate::sim::Simulator;
-use ha_core::SessionId;
 
 /// What the clients do.
 #[derive(Clone, Debug)]

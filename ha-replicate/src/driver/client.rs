@@ -116,7 +116,7 @@ impl<S: StateMachine> ReplicaClient<S> {
             ClientReply::Written { index, outcome } => match outcome {
                 ApplyOutcome::Applied(bytes) | ApplyOutcome::Duplicate(bytes) => {
                     let response = codec::decode("response", &bytes, bytes.len())
-                        .map_err(|error| ClientError::InvalidQuery(error.to_string()))?;
+                        .map_err(|error| ClientError::ResponseUndecodable(error.to_string()))?;
                     Ok(WriteResult {
                         index,
                         response: Some(response),
@@ -159,7 +159,7 @@ impl<S: StateMachine> ReplicaClient<S> {
         match self.request_with_retries(request, timeout).await? {
             ClientReply::Read { response, .. } => {
                 codec::decode("query response", &response, response.len())
-                    .map_err(|error| ClientError::InvalidQuery(error.to_string()))
+                    .map_err(|error| ClientError::ResponseUndecodable(error.to_string()))
             }
             other => Err(ClientError::InvalidQuery(format!(
                 "unexpected reply {other:?}"

@@ -243,7 +243,7 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Hand leadership to `target` (or the best voter).
     ///
     /// # Errors
-    /// [`TransferError`] from the engine; `NotLeader` when the node stopped.
+    /// [`TransferError`] from the engine; [`TransferError::Stopped`] when the node stopped.
     pub async fn transfer_leadership(
         &self,
         target: Option<NodeId>,
@@ -264,10 +264,9 @@ impl<S: StateMachine> ReplicaNode<S> {
             reply,
         };
         if self.commands.send(command).await.is_err() {
-            return Err(TransferError::NotLeader { leader: None });
+            return Err(TransferError::Stopped);
         }
-        wait.await
-            .unwrap_or(Err(TransferError::NotLeader { leader: None }))
+        wait.await.unwrap_or(Err(TransferError::Stopped))
     }
 
     /// Wait up to `timeout` for this node to stop leading (after a transfer); returns whether

@@ -54,7 +54,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         cause: ElectionCause,
     ) -> Result<NodeId, TransferError> {
         if self.fatal.is_some() {
-            return Err(TransferError::NotLeader { leader: None });
+            return Err(TransferError::Stopped);
         }
         let result = self.engine.transfer_leadership(now, target, cause);
         self.after_input(now);
