@@ -74,12 +74,12 @@ impl KvLockTable {
         );
         match self.acquire(index, name, session, lease, wait, digest) {
             LockResponse::Granted { token } => LockResponse::GrantedWithLease {
-                lease: lease,
+                lease,
                 ttl_ms,
                 token,
             },
             LockResponse::Queued { position } => LockResponse::QueuedWithLease {
-                lease: lease,
+                lease,
                 ttl_ms,
                 position,
             },
