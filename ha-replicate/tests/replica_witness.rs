@@ -11,7 +11,7 @@ use ha_core::{
 };
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::entry::{ElectionCause, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ClientError, ClientReply, ClientRequest, ConsistencySettings, ReadRequest, ReplicaCore,
     ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
@@ -127,7 +127,7 @@ impl Cluster {
             .enumerate()
             .map(|(index, name)| start(name, index == WITNESS, MemoryDisk::new(), now))
             .collect();
-        let voters = Membership::with_voters(NAMES.map(id));
+        let voters = VoterSet::with_voters(NAMES.map(id));
         for node in &mut nodes {
             assert!(node.core.on_bootstrap(now, voters.clone()));
         }

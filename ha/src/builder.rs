@@ -14,7 +14,7 @@ use ha_gossip::{GossipError, GossipNode, GossipSettings};
 use ha_lock::{LeaseKeeper, LockObserver, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::Role;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -497,7 +497,7 @@ fn node_settings(
         // A one-voter cluster founds itself; larger ones once gossip has met the others. Only
         // voters found: a non-voter waits to be added instead.
         bootstrap: (expect == 1 && config.voter)
-            .then(|| Membership::with_voters([config.node_id.clone()])),
+            .then(|| VoterSet::with_voters([config.node_id.clone()])),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::replica::{ApplyDone, DigestComputed};
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
@@ -50,7 +50,7 @@ pub struct NodeSettings {
     /// Found a new cluster with these voters if the store is empty. (Or through gossip: set
     /// [`ReplicaSettings::bootstrap_expect`] and pass member events to
     /// [`ReplicaNode::on_member_event`].)
-    pub bootstrap: Option<Membership>,
+    pub bootstrap: Option<VoterSet>,
 }
 
 pub(crate) enum Command {
