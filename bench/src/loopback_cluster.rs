@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ha_core::{NodeId, StateMachine};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
@@ -44,7 +44,7 @@ pub async fn start_loopback_cluster<S: StateMachine>(
                 "bench",
             ),
             peers: BTreeMap::new(),
-            bootstrap: Some(Membership::with_voters(ids.clone())),
+            bootstrap: Some(VoterSet::with_voters(ids.clone())),
         };
         let options = WalOptions {
             fsync_policy: FsyncPolicy::Manual,

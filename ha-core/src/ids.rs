@@ -1,4 +1,4 @@
-//! Identifiers: node ids, terms, log indexes and priorities.
+//! Identifiers: node ids, terms, log indexes, priorities and client sessions.
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,6 +118,40 @@ impl LogIndex {
 impl fmt::Display for LogIndex {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}", self.0)
+    }
+}
+
+/// A client session: the id the replication client stamps each write with, so a retried write
+/// applies once, and the id a lock waiter or lease holder is known by in the lock table.
+/// Chosen at random by the client (64 bits), so two clients never share one in practice.
+///
+/// A type of its own (not a `u64`) so that a session cannot be passed where a lease id or a
+/// fencing token is expected. `#[serde(transparent)]`: it encodes exactly as the `u64` it
+/// wraps, in the log, in snapshots and in JSON.
+///
+/// ```
+/// use ha_core::SessionId;
+/// let session = SessionId(7);
+/// assert_eq!(session.to_string(), "7");
+/// // The same bytes as the plain number.
+/// assert_eq!(postcard::to_allocvec(&session).unwrap(), postcard::to_allocvec(&7u64).unwrap());
+/// ```
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+// Random 64-bit ids read best in hex (`{:016x}`), as logs and simulator reports print them.
+impl fmt::LowerHex for SessionId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, formatter)
     }
 }
 

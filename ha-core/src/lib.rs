@@ -68,7 +68,7 @@ pub use consistency_check_config::{
 pub use error::{CodecError, ConfigError, InvalidNodeId, StateMachineError};
 pub use health::{CheckResult, HealthCheck, HealthStatus, aggregate_health};
 pub use host_checks_config::{HealthConfig, UNWELL_CAMPAIGN_AFTER_TIMEOUTS_MAX};
-pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, Term};
+pub use ids::{LogIndex, NODE_ID_LENGTH_MAX, NodeId, Priority, SessionId, Term};
 pub use latency_histogram::{
     FAILOVER_BUCKETS_SECONDS, HISTOGRAM_BUCKETS_MAX, HistogramSnapshot, LATENCY_BUCKETS_SECONDS,
     LatencyHistogram,

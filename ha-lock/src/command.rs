@@ -3,15 +3,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A lease: granted with a TTL, kept alive by its holder, ended by revoke or expiry. Its id is
-/// the log index of the grant, so ids are unique and never reused.
-pub type LeaseId = u64;
-/// A client session (the same id the replication client stamps writes with).
-pub type SessionId = u64;
-/// A fencing token: the log index of a lock grant. Strictly increasing per lock, across leader
-/// changes and restarts, because log indexes are. (Locks handed on by one command, such as a
-/// lease end, get the same value; tokens compare only within one lock.)
-pub type FencingToken = u64;
+pub use crate::ids::{FencingToken, LeaseId};
+pub use ha_core::SessionId;
 
 /// Bytes of a [`HolderKey`]: 128 bits.
 pub const HOLDER_KEY_BYTES: usize = 16;

@@ -8,9 +8,9 @@
 //!
 //! ```
 //! use ha_core::LogIndex;
-//! use ha_lock::{LockResponse, LockTable, Txn, VersionCmp};
+//! use ha_lock::{LockResponse, KvLockTable, Txn, VersionCmp};
 //!
-//! let mut table = LockTable::default();
+//! let mut table = KvLockTable::default();
 //! let create = Txn::new()
 //!     .when("/config/a", VersionCmp::Equal, 0) // only if /config/a does not exist
 //!     .put("/config/a", "1")

@@ -52,15 +52,15 @@ struct Tracked {
 ///
 /// ```
 /// use ha_core::{Millis, Term};
-/// use ha_lock::{LeaseExpiryTracker, LeaseState, LockCommand};
-/// let lease = LeaseState { lease: 4, session: 1, ttl_ms: 100, renewals: 0 };
+/// use ha_lock::{LeaseExpiryTracker, LeaseId, LeaseState, LockCommand, SessionId};
+/// let lease = LeaseState { lease: LeaseId(4), session: SessionId(1), ttl_ms: 100, renewals: 0 };
 /// let mut tracker = LeaseExpiryTracker::default();
 /// let leading = Some(Term(2));
 /// assert!(tracker.on_tick(Millis(0), leading, &[lease.clone()]).is_empty());
 /// assert!(tracker.on_tick(Millis(99), leading, &[lease.clone()]).is_empty());
 /// assert_eq!(
 ///     tracker.on_tick(Millis(100), leading, &[lease]),
-///     vec![LockCommand::LeaseExpire { lease: 4, renewals: 0 }]
+///     vec![LockCommand::LeaseExpire { lease: LeaseId(4), renewals: 0 }]
 /// );
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -121,18 +121,22 @@ impl LeaseExpiryTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::SessionId;
 
     fn lease(renewals: u64) -> LeaseState {
         LeaseState {
-            lease: 4,
-            session: 1,
+            lease: LeaseId(4),
+            session: SessionId(1),
             ttl_ms: 100,
             renewals,
         }
     }
 
     fn expire(renewals: u64) -> Vec<LockCommand> {
-        vec![LockCommand::LeaseExpire { lease: 4, renewals }]
+        vec![LockCommand::LeaseExpire {
+            lease: LeaseId(4),
+            renewals,
+        }]
     }
 
     /// One line per tick: local time, the term led (`None`: not leading), the lease's renewal

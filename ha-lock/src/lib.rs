@@ -2,11 +2,11 @@
 //!
 //! A distributed key/value store with compare-and-swap, TTL leases, fenced FIFO locks with
 //! deadlock detection, and a change log for watches — as a deterministic state machine
-//! ([`LockTable`]) replicated through the same log as the host's own state machine
+//! ([`KvLockTable`]) replicated through the same log as the host's own state machine
 //! ([`WithLocks`]).
 //!
 //! ```text
-//!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ LockTable (every replica)
+//!  client ── LockCommand ──▶ ReplicaNode<WithLocks<H>> ── log ──▶ KvLockTable (every replica)
 //!                                   ▲
 //!  leader: LeaseExpiryTracker ──────┘ proposes LeaseExpire when a lease's TTL ran out
 //!  holder: LeaseRenewal — when to renew, and the safe deadline (sent + TTL − drift margin)
@@ -24,21 +24,43 @@
 //!
 //! ```
 //! use ha_core::LogIndex;
-//! use ha_lock::{LockCommand, LockResponse, LockTable};
+//! use ha_lock::{FencingToken, LeaseId, LockCommand, LockResponse, KvLockTable, SessionId};
 //!
-//! let mut table = LockTable::default();
-//! let lease = |index| LockCommand::LeaseGrant { ttl_ms: 5_000, session: index };
-//! table.apply(LogIndex(1), lease(1)); // lease 1 for session 1
-//! table.apply(LogIndex(2), lease(2)); // lease 2 for session 2
-//! let acquire = |session, lease| LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true };
-//! assert_eq!(table.apply(LogIndex(3), acquire(1, 1)), LockResponse::Granted { token: 3 });
-//! assert_eq!(table.apply(LogIndex(4), acquire(2, 2)), LockResponse::Queued { position: 0 });
+//! let mut table = KvLockTable::default();
+//! let lease = |session| LockCommand::LeaseGrant { ttl_ms: 5_000, session };
+//! table.apply(LogIndex(1), lease(SessionId(1))); // lease 1 for session 1
+//! table.apply(LogIndex(2), lease(SessionId(2))); // lease 2 for session 2
+//! let acquire = |session: SessionId, lease: LeaseId| {
+//!     LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true }
+//! };
+//! assert_eq!(
+//!     table.apply(LogIndex(3), acquire(SessionId(1), LeaseId(1))),
+//!     LockResponse::Granted { token: FencingToken(3) }
+//! );
+//! assert_eq!(
+//!     table.apply(LogIndex(4), acquire(SessionId(2), LeaseId(2))),
+//!     LockResponse::Queued { position: 0 }
+//! );
 //! // Session 1 releases; session 2 is granted with a larger token.
-//! assert_eq!(table.apply(LogIndex(5), LockCommand::Release { name: "jobs".into(), token: 3 }), LockResponse::Released);
+//! let release = LockCommand::Release { name: "jobs".into(), token: FencingToken(3) };
+//! assert_eq!(table.apply(LogIndex(5), release), LockResponse::Released);
+//! ```
+//!
+//! Sessions, leases and tokens are types of their own, so arguments passed in the wrong
+//! order do not compile:
+//!
+//! ```compile_fail,E0308
+//! use ha_lock::{LeaseId, LockCommand, SessionId};
+//! let acquire = |session: SessionId, lease: LeaseId| {
+//!     LockCommand::Acquire { name: "jobs".into(), session, lease, wait: true }
+//! };
+//! let (session, lease) = (SessionId(1), LeaseId(2));
+//! acquire(lease, session); // swapped: a lease is not a session
 //! ```
 
 mod change_feed;
 mod command;
+mod ids;
 mod kv_txn;
 mod lease_expiry;
 mod lease_renewal;
@@ -65,8 +87,8 @@ pub use lease_renewal::{LeaseRenewal, RENEWALS_PER_TTL, drift_margin, safe_deadl
 pub use lock_outcome::{LockChange, LockObserver, LockOutcome};
 pub use lock_snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SNAPSHOT_RECORD_BYTES_MAX};
 pub use lock_table::{
-    CHANGE_VALUE_BYTES_MAX, CHANGES_MAX, KEYS_MAX, LEASES_MAX, LOCKS_HELD_MAX, LockLimits,
-    LockTable, QUERY_RESULTS_MAX, WAITERS_MAX, WAITERS_PER_LOCK_MAX,
+    CHANGE_VALUE_BYTES_MAX, CHANGES_MAX, KEYS_MAX, KvLockTable, LEASES_MAX, LOCKS_HELD_MAX,
+    LockLimits, QUERY_RESULTS_MAX, WAITERS_MAX, WAITERS_PER_LOCK_MAX,
 };
 pub use wait_for_graph::WaitForGraph;
 pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};

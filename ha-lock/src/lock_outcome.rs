@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::command::{FencingToken, LeaseId, LockCommand, LockResponse};
-use crate::lock_table::LockTable;
+use crate::lock_table::KvLockTable;
 
 /// What happened to a lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub(crate) enum Watched {
 
 impl Watched {
     /// Read what `command` may change, before it is applied to `table`.
-    pub(crate) fn before(table: &LockTable, command: &LockCommand) -> Self {
+    pub(crate) fn before(table: &KvLockTable, command: &LockCommand) -> Self {
         match command {
             LockCommand::Acquire { name, .. }
             | LockCommand::AcquireWithHolder { name, .. }
@@ -111,7 +111,7 @@ impl Watched {
         }
     }
 
-    fn lease_end(table: &LockTable, lease: LeaseId, expired: bool) -> Self {
+    fn lease_end(table: &KvLockTable, lease: LeaseId, expired: bool) -> Self {
         Watched::LeaseEnd {
             expired,
             held: table.lease_lock_tokens(lease),
@@ -123,22 +123,22 @@ impl Watched {
     pub(crate) fn tell(
         self,
         observer: &LockObserver,
-        table: &LockTable,
+        table: &KvLockTable,
         index: u64,
         response: &LockResponse,
     ) {
         // A lock let go is granted on to its first live waiter in the same step, with the
         // command's index as the new token.
         let passed_on = |name: &str| {
-            if table.lock_token(name) == Some(index) {
-                observer.tell(LockChange::Granted, name, index);
+            if table.lock_token(name) == Some(FencingToken(index)) {
+                observer.tell(LockChange::Granted, name, FencingToken(index));
             }
         };
         match (self, response) {
             (
                 Watched::Acquire(name),
                 LockResponse::Granted { token } | LockResponse::GrantedWithLease { token, .. },
-            ) if *token == index => {
+            ) if *token == FencingToken(index) => {
                 observer.tell(LockChange::Granted, &name, *token);
             }
             (Watched::Release(name, token), LockResponse::Released) => {
@@ -173,6 +173,7 @@ mod tests {
     use ha_core::{LogIndex, StateMachine};
 
     use super::*;
+    use crate::command::SessionId;
     use crate::with_locks::{Command, WithLocks};
 
     fn apply(machine: &mut WithLocks<()>, index: u64, command: LockCommand) {
@@ -190,7 +191,7 @@ mod tests {
                 seen.lock().expect("not poisoned").push((
                     outcome.change,
                     outcome.name.clone(),
-                    outcome.token,
+                    outcome.token.0,
                 ));
             })
         };
@@ -200,7 +201,7 @@ mod tests {
             1,
             LockCommand::LeaseGrant {
                 ttl_ms: 1_000,
-                session: 1,
+                session: SessionId(1),
             },
         );
         apply(
@@ -208,7 +209,7 @@ mod tests {
             2,
             LockCommand::LeaseGrant {
                 ttl_ms: 1_000,
-                session: 2,
+                session: SessionId(2),
             },
         );
         let acquire = |session, lease| LockCommand::Acquire {
@@ -217,15 +218,15 @@ mod tests {
             lease,
             wait: true,
         };
-        apply(&mut machine, 3, acquire(1, 1)); // granted, token 3
-        apply(&mut machine, 4, acquire(1, 1)); // a retry: the same grant, not news
-        apply(&mut machine, 5, acquire(2, 2)); // queued
+        apply(&mut machine, 3, acquire(SessionId(1), LeaseId(1))); // granted, token 3
+        apply(&mut machine, 4, acquire(SessionId(1), LeaseId(1))); // a retry: the same grant, not news
+        apply(&mut machine, 5, acquire(SessionId(2), LeaseId(2))); // queued
         apply(
             &mut machine,
             6,
             LockCommand::Release {
                 name: "jobs".into(),
-                token: 99,
+                token: FencingToken(99),
             },
         );
         apply(
@@ -233,19 +234,23 @@ mod tests {
             7,
             LockCommand::Release {
                 name: "jobs".into(),
-                token: 3,
+                token: FencingToken(3),
             },
         );
         apply(
             &mut machine,
             8,
             LockCommand::LeaseExpire {
-                lease: 2,
+                lease: LeaseId(2),
                 renewals: 0,
             },
         );
-        apply(&mut machine, 9, acquire(1, 1)); // granted, token 9
-        apply(&mut machine, 10, LockCommand::LeaseRevoke { lease: 1 });
+        apply(&mut machine, 9, acquire(SessionId(1), LeaseId(1))); // granted, token 9
+        apply(
+            &mut machine,
+            10,
+            LockCommand::LeaseRevoke { lease: LeaseId(1) },
+        );
         let jobs = |change, token| (change, "jobs".to_string(), token);
         assert_eq!(
             *seen.lock().expect("not poisoned"),
@@ -272,7 +277,7 @@ mod tests {
                 seen.lock().expect("not poisoned").push((
                     outcome.change,
                     outcome.name.clone(),
-                    outcome.token,
+                    outcome.token.0,
                 ));
             })
         };
@@ -289,11 +294,11 @@ mod tests {
             token,
             holder_key: None,
         };
-        apply(&mut machine, 1, cycle(1)); // granted, token 1
-        apply(&mut machine, 2, cycle(2)); // queued under lease 2
-        apply(&mut machine, 3, release(2)); // not the holder's token: nothing
-        apply(&mut machine, 4, release(1)); // released, handed to session 2 with token 4
-        apply(&mut machine, 5, release(4)); // released, free
+        apply(&mut machine, 1, cycle(SessionId(1))); // granted, token 1
+        apply(&mut machine, 2, cycle(SessionId(2))); // queued under lease 2
+        apply(&mut machine, 3, release(FencingToken(2))); // not the holder's token: nothing
+        apply(&mut machine, 4, release(FencingToken(1))); // released, handed to session 2 with token 4
+        apply(&mut machine, 5, release(FencingToken(4))); // released, free
         let jobs = |change, token| (change, "jobs".to_string(), token);
         assert_eq!(
             *seen.lock().expect("not poisoned"),
@@ -314,16 +319,16 @@ mod tests {
         let commands = [
             LockCommand::LeaseGrant {
                 ttl_ms: 500,
-                session: 4,
+                session: SessionId(4),
             },
             LockCommand::Acquire {
                 name: "a".into(),
-                session: 4,
-                lease: 1,
+                session: SessionId(4),
+                lease: LeaseId(1),
                 wait: false,
             },
             LockCommand::LeaseExpire {
-                lease: 1,
+                lease: LeaseId(1),
                 renewals: 0,
             },
         ];

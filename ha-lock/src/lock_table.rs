@@ -63,7 +63,7 @@ pub const WAITERS_MAX: usize = 16_384;
 /// too close to the 3x the flood test asserts, so the limit is 512: 1.37x, 1.68x, 1.54x there.
 pub const WAITERS_PER_LOCK_MAX: usize = 512;
 
-/// The limits a [`LockTable`] enforces; [`Default`] is the constants above, which is what
+/// The limits a [`KvLockTable`] enforces; [`Default`] is the constants above, which is what
 /// [`WithLocks`](crate::WithLocks) uses.
 ///
 /// # Correctness requirements
@@ -190,7 +190,7 @@ impl ChangeRecord {
     }
 }
 
-/// The replicated parts of a [`LockTable`] at one point in time: what a snapshot holds.
+/// The replicated parts of a [`KvLockTable`] at one point in time: what a snapshot holds.
 /// Every collection is persistent (`imbl`), so taking this copy costs a few reference count
 /// increments, and the table's later writes copy only the tree nodes they change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -234,7 +234,7 @@ pub(crate) struct TableState {
 ///   or 2 MiB with 1 MiB values); 1,000 writes while a copy is pending copied 0.25 MiB of
 ///   tree nodes; a restore's peak is the restored table itself.
 #[derive(Clone, Debug, Default)]
-pub struct LockTable {
+pub struct KvLockTable {
     entries: OrdMap<String, Entry>,
     leases: OrdMap<LeaseId, Lease>,
     locks: OrdMap<String, Lock>,
@@ -256,7 +256,7 @@ pub struct LockTable {
     refusals: LimitRefusals,
 }
 
-impl PartialEq for LockTable {
+impl PartialEq for KvLockTable {
     fn eq(&self, other: &Self) -> bool {
         // The replicated state only: the index is derived from it, and the limits are
         // configuration.
@@ -269,7 +269,7 @@ impl PartialEq for LockTable {
     }
 }
 
-impl Eq for LockTable {}
+impl Eq for KvLockTable {}
 
 /// Running totals kept in the replicated state (so every replica, and a restarted one, reports
 /// the same figures).
@@ -280,7 +280,7 @@ pub(crate) struct LockTotals {
     pub(crate) deadlocks: u64,
 }
 
-impl LockTable {
+impl KvLockTable {
     /// An empty table that enforces `limits` instead of the default ones (see the
     /// correctness requirements of [`LockLimits`]).
     pub fn with_limits(limits: LockLimits) -> Self {
@@ -460,11 +460,13 @@ impl LockTable {
                         reason: "a lease needs a TTL above 0 ms".to_string(),
                     };
                 }
-                if !self.leases.contains_key(&index) && self.leases.len() >= self.limits.leases {
+                if !self.leases.contains_key(&LeaseId(index))
+                    && self.leases.len() >= self.limits.leases
+                {
                     return self.limit_reached(Limit::Leases);
                 }
                 self.leases.insert(
-                    index,
+                    LeaseId(index),
                     Lease {
                         session,
                         ttl_ms,
@@ -474,7 +476,7 @@ impl LockTable {
                     },
                 );
                 LockResponse::LeaseGranted {
-                    lease: index,
+                    lease: LeaseId(index),
                     ttl_ms,
                 }
             }
@@ -719,7 +721,9 @@ impl LockTable {
                 return self.limit_reached(Limit::LocksHeld);
             }
             self.grant(index, name, session, lease, digest);
-            return LockResponse::Granted { token: index };
+            return LockResponse::Granted {
+                token: FencingToken(index),
+            };
         };
         if lock.holder == session && lock.lease == lease {
             // Acquiring again (a retry): the same grant, for the same holder digest only (a
@@ -801,7 +805,7 @@ impl LockTable {
             Lock {
                 holder: session,
                 lease,
-                token: index,
+                token: FencingToken(index),
                 holder_digest,
                 waiters,
             },

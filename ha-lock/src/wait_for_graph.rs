@@ -16,11 +16,12 @@ static NO_SESSIONS: BTreeSet<SessionId> = BTreeSet::new();
 /// searches only what a new wait reaches (issue 12; see `wait_lines.rs`).
 ///
 /// ```
-/// use ha_lock::WaitForGraph;
+/// use ha_lock::{SessionId, WaitForGraph};
 /// let mut graph = WaitForGraph::default();
-/// graph.add_wait(1, 2); // 1 waits for 2
-/// assert_eq!(graph.cycle_if_waits(2, 1), Some(vec![2, 1]));
-/// assert_eq!(graph.cycle_if_waits(3, 1), None);
+/// let [one, two, three] = [1, 2, 3].map(SessionId);
+/// graph.add_wait(one, two); // 1 waits for 2
+/// assert_eq!(graph.cycle_if_waits(two, one), Some(vec![two, one]));
+/// assert_eq!(graph.cycle_if_waits(three, one), None);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WaitForGraph {

@@ -187,7 +187,10 @@ impl WaitLines {
             let Some(line) = self.lines.get(lock) else {
                 continue;
             };
-            for &(_, ahead) in line.shared.range((from, 0)..(bound, 0)) {
+            for &(_, ahead) in line
+                .shared
+                .range((from, SessionId(0))..(bound, SessionId(0)))
+            {
                 if ahead == session {
                     return Some(cycle_through(session, by, &reached_from));
                 }

@@ -9,7 +9,7 @@ use crate::change_feed::ChangeFeed;
 use crate::command::{LockCommand, LockQuery, LockQueryResponse, LockResponse};
 use crate::lock_outcome::{LockObserver, Watched};
 use crate::lock_snapshot::{LockSnapshotSource, read_snapshot};
-use crate::lock_table::{LockLimits, LockTable};
+use crate::lock_table::{KvLockTable, LockLimits};
 
 /// A command for either part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,21 +47,22 @@ pub enum QueryResponse<R> {
     Lock(LockQueryResponse),
 }
 
-/// The host's state machine `H` and the [`LockTable`], replicated through one log: a node runs
+/// The host's state machine `H` and the [`KvLockTable`], replicated through one log: a node runs
 /// one replicated log, and its host commands and lock commands are ordered together.
 ///
 /// ```
 /// use ha_core::{LogIndex, StateMachine};
-/// use ha_lock::{Command, LockCommand, LockResponse, Response, WithLocks};
+/// use ha_lock::{Command, LeaseId, LockCommand, LockResponse, Response, SessionId, WithLocks};
 ///
 /// let mut machine = WithLocks::new(());
-/// let granted = machine.apply(LogIndex(1), Command::Lock(LockCommand::LeaseGrant { ttl_ms: 1_000, session: 7 }));
-/// assert_eq!(granted, Response::Lock(LockResponse::LeaseGranted { lease: 1, ttl_ms: 1_000 }));
+/// let grant = LockCommand::LeaseGrant { ttl_ms: 1_000, session: SessionId(7) };
+/// let granted = machine.apply(LogIndex(1), Command::Lock(grant));
+/// assert_eq!(granted, Response::Lock(LockResponse::LeaseGranted { lease: LeaseId(1), ttl_ms: 1_000 }));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct WithLocks<H> {
     host: H,
-    locks: LockTable,
+    locks: KvLockTable,
     /// Told each lock grant, release and expiry as it is applied (issue 16); configuration of
     /// this replica, not state: snapshots and restores leave it alone.
     observer: Option<LockObserver>,
@@ -75,7 +76,7 @@ impl<H> WithLocks<H> {
     pub fn new(host: H) -> Self {
         Self {
             host,
-            locks: LockTable::default(),
+            locks: KvLockTable::default(),
             observer: None,
             feed: None,
         }
@@ -91,7 +92,7 @@ impl<H> WithLocks<H> {
     pub fn with_limits(host: H, limits: LockLimits) -> Self {
         Self {
             host,
-            locks: LockTable::with_limits(limits),
+            locks: KvLockTable::with_limits(limits),
             observer: None,
             feed: None,
         }
@@ -120,7 +121,7 @@ impl<H> WithLocks<H> {
     }
 
     /// The lock table.
-    pub fn locks(&self) -> &LockTable {
+    pub fn locks(&self) -> &KvLockTable {
         &self.locks
     }
 }
@@ -173,7 +174,7 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     }
 
     /// The lock table's replicated state at this point (O(1): its collections are
-    /// persistent, see [`LockTable`]) and the host's own [`SnapshotSource`]. The stream's
+    /// persistent, see [`KvLockTable`]) and the host's own [`SnapshotSource`]. The stream's
     /// layout is described at [`SNAPSHOT_FORMAT_VERSION`](crate::SNAPSHOT_FORMAT_VERSION):
     /// records of at most [`SNAPSHOT_RECORD_BYTES_MAX`](crate::SNAPSHOT_RECORD_BYTES_MAX)
     /// bytes, then the host's bytes to the end. It is written through a `BufWriter`, one
@@ -194,7 +195,7 @@ impl<H: StateMachine> StateMachine for WithLocks<H> {
     fn restore_from(&mut self, input: &mut dyn Read) -> Result<(), StateMachineError> {
         let host = &mut self.host;
         let state = read_snapshot(input, |rest| host.restore_from(rest))?;
-        self.locks = LockTable::from_state(state, self.locks.limits());
+        self.locks = KvLockTable::from_state(state, self.locks.limits());
         if let Some(feed) = &self.feed {
             feed.publish(self.locks.last_change_version());
         }

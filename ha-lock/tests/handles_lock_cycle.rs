@@ -11,7 +11,7 @@ mod handles_support;
 use std::time::Duration;
 
 use ha_core::Consistency;
-use ha_lock::{LockClient, LockError, new_holder_key};
+use ha_lock::{FencingToken, LeaseId, LockClient, LockError, new_holder_key};
 use handles_support::{Cluster, WAIT, eventually};
 
 /// Far above the test's length: no renewal (a write) happens while entries are counted (the
@@ -53,8 +53,12 @@ async fn a_lock_cycle_appends_two_entries() {
             .await
             .expect("acquire a free lock");
         let acquired = last_index(&cluster, leader).await;
-        assert_eq!(guard.token(), acquired, "the token is the entry's index");
-        assert_eq!(guard.lease_id(), acquired, "so is the lease");
+        assert_eq!(
+            guard.token(),
+            FencingToken(acquired),
+            "the token is the entry's index"
+        );
+        assert_eq!(guard.lease_id(), LeaseId(acquired), "so is the lease");
         guard.release().await.expect("release");
         let released = last_index(&cluster, leader).await;
         entries.push((acquired - before, released - acquired));
@@ -136,7 +140,7 @@ async fn a_queued_acquire_and_a_dropped_guard_take_one_write_each() {
     );
     assert_eq!(
         next.token(),
-        handed_on,
+        FencingToken(handed_on),
         "the release's index is the new token"
     );
     drop(next);

@@ -6,7 +6,10 @@ mod handles_support;
 
 use std::time::{Duration, Instant};
 
-use ha_lock::{FencedResource, LeaseLoss, LockClient, LockError, LockGuard, StaleToken};
+use ha_lock::{
+    FencedResource, FencingToken, LeaseLoss, LockClient, LockError, LockGuard, SessionId,
+    StaleToken,
+};
 use handles_support::{Cluster, WAIT, eventually};
 use tokio::task::JoinHandle;
 
@@ -28,7 +31,7 @@ async fn granted(acquiring: Acquiring) -> LockGuard<()> {
 }
 
 /// Wait until lock `name` has exactly these waiting sessions, in order.
-async fn wait_for_waiters(client: &LockClient<()>, name: &str, sessions: &[u64]) {
+async fn wait_for_waiters(client: &LockClient<()>, name: &str, sessions: &[SessionId]) {
     eventually("the waiters to line up", WAIT, || async {
         client.lock_state(name).await.is_ok_and(|state| {
             state.is_some_and(|state| {
@@ -49,7 +52,7 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
     let leader = cluster.leader().await;
     let follower = cluster.follower().await;
     let clients = [cluster.client(follower), cluster.client(leader)];
-    let mut last_token = 0;
+    let mut last_token = FencingToken(0);
     let mut latencies = Vec::new();
     for round in 0..20 {
         let client = &clients[round % 2];
@@ -343,7 +346,9 @@ async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
         other
             .release_with_holder("keyed", token, &ha_lock::new_holder_key())
             .await,
-        other.release_with_holder("keyed", token + 1, &key).await,
+        other
+            .release_with_holder("keyed", FencingToken(token.0 + 1), &key)
+            .await,
     ];
     for answer in refused {
         assert!(

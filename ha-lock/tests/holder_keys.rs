@@ -6,8 +6,8 @@
 
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::{
-    Command, HolderKey, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState,
-    Response, SessionId, WithLocks, holder_digest, new_holder_key,
+    Command, FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, LockState, Response, SessionId, WithLocks, holder_digest, new_holder_key,
 };
 
 const KEY_A: HolderKey = [0xa1; 16];
@@ -24,7 +24,7 @@ fn acquire_keyed(session: SessionId, lease: u64, key: &HolderKey, wait: bool) ->
     LockCommand::AcquireWithHolder {
         name: "l".into(),
         session,
-        lease,
+        lease: LeaseId(lease),
         wait,
         holder_digest: holder_digest(key),
     }
@@ -34,7 +34,7 @@ fn acquire_plain(session: SessionId, lease: u64) -> LockCommand {
     LockCommand::Acquire {
         name: "l".into(),
         session,
-        lease,
+        lease: LeaseId(lease),
         wait: true,
     }
 }
@@ -42,14 +42,14 @@ fn acquire_plain(session: SessionId, lease: u64) -> LockCommand {
 fn release_plain(token: u64) -> LockCommand {
     LockCommand::Release {
         name: "l".into(),
-        token,
+        token: FencingToken(token),
     }
 }
 
 fn release_keyed(token: u64, key: &HolderKey) -> LockCommand {
     LockCommand::ReleaseWithHolder {
         name: "l".into(),
-        token,
+        token: FencingToken(token),
         holder_key: *key,
     }
 }
@@ -117,20 +117,22 @@ impl Replicas {
 fn a_wrong_or_missing_holder_key_never_releases_on_any_replica() {
     let mut replicas = Replicas::new();
     assert_eq!(
-        replicas.apply(grant(1)),
+        replicas.apply(grant(SessionId(1))),
         LockResponse::LeaseGranted {
-            lease: 1,
+            lease: LeaseId(1),
             ttl_ms: 10_000
         }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_A, false)),
-        LockResponse::Granted { token: 2 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_A, false)),
+        LockResponse::Granted {
+            token: FencingToken(2)
+        }
     );
     let held = replicas.lock();
     assert_eq!(
         held.as_ref().map(|lock| (lock.holder, lock.token)),
-        Some((1, 2))
+        Some((SessionId(1), FencingToken(2)))
     );
     let mut near_a = KEY_A;
     near_a[15] ^= 1;
@@ -162,18 +164,20 @@ fn a_wrong_or_missing_holder_key_never_releases_on_any_replica() {
 fn a_hand_off_gives_the_next_waiter_its_own_digest() {
     let mut replicas = Replicas::new();
     for session in 1..=3 {
-        replicas.apply(grant(session)); // leases 1, 2, 3
+        replicas.apply(grant(SessionId(session))); // leases 1, 2, 3
     }
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_A, true)),
-        LockResponse::Granted { token: 4 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_A, true)),
+        LockResponse::Granted {
+            token: FencingToken(4)
+        }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(2, 2, &KEY_B, true)),
+        replicas.apply(acquire_keyed(SessionId(2), 2, &KEY_B, true)),
         LockResponse::Queued { position: 0 }
     );
     assert_eq!(
-        replicas.apply(acquire_plain(3, 3)),
+        replicas.apply(acquire_plain(SessionId(3), 3)),
         LockResponse::Queued { position: 1 }
     );
     // Released by its holder's key: session 2 gets it at index 7 with digest B.
@@ -182,7 +186,10 @@ fn a_hand_off_gives_the_next_waiter_its_own_digest() {
         LockResponse::Released
     );
     let held = replicas.lock().expect("handed off");
-    assert_eq!((held.holder, held.lease, held.token), (2, 2, 7));
+    assert_eq!(
+        (held.holder, held.lease, held.token),
+        (SessionId(2), LeaseId(2), FencingToken(7))
+    );
     assert_eq!(
         replicas.apply(release_keyed(7, &KEY_A)),
         LockResponse::WrongHolder
@@ -195,7 +202,7 @@ fn a_hand_off_gives_the_next_waiter_its_own_digest() {
     );
     // Session 3 asked without a digest: today's token-only rule, and a key is refused.
     let held = replicas.lock().expect("handed off");
-    assert_eq!((held.holder, held.token), (3, 10));
+    assert_eq!((held.holder, held.token), (SessionId(3), FencingToken(10)));
     assert_eq!(
         replicas.apply(release_keyed(10, &KEY_B)),
         LockResponse::WrongHolder
@@ -208,30 +215,32 @@ fn a_hand_off_gives_the_next_waiter_its_own_digest() {
 #[test]
 fn a_lease_end_hands_the_lock_on_with_the_waiters_digest() {
     let mut replicas = Replicas::new();
-    replicas.apply(grant(1)); // lease 1
-    replicas.apply(grant(2)); // lease 2
+    replicas.apply(grant(SessionId(1))); // lease 1
+    replicas.apply(grant(SessionId(2))); // lease 2
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_A, true)),
-        LockResponse::Granted { token: 3 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_A, true)),
+        LockResponse::Granted {
+            token: FencingToken(3)
+        }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(2, 2, &KEY_B, true)),
+        replicas.apply(acquire_keyed(SessionId(2), 2, &KEY_B, true)),
         LockResponse::Queued { position: 0 }
     );
     // The holder's lease expires: no key needed, and the lock goes to session 2 with B.
     assert_eq!(
         replicas.apply(LockCommand::LeaseExpire {
-            lease: 1,
+            lease: LeaseId(1),
             renewals: 0
         }),
         LockResponse::LeaseEnded {
-            lease: 1,
+            lease: LeaseId(1),
             released_locks: vec!["l".into()],
             deleted_keys: 0
         }
     );
     let held = replicas.lock().expect("handed off");
-    assert_eq!((held.holder, held.token), (2, 5));
+    assert_eq!((held.holder, held.token), (SessionId(2), FencingToken(5)));
     assert_eq!(
         replicas.apply(release_keyed(5, &KEY_A)),
         LockResponse::WrongHolder
@@ -246,36 +255,46 @@ fn a_lease_end_hands_the_lock_on_with_the_waiters_digest() {
 #[test]
 fn asking_again_with_another_digest_gets_neither_the_grant_nor_the_place() {
     let mut replicas = Replicas::new();
-    replicas.apply(grant(1)); // lease 1
-    replicas.apply(grant(2)); // lease 2
+    replicas.apply(grant(SessionId(1))); // lease 1
+    replicas.apply(grant(SessionId(2))); // lease 2
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_A, true)),
-        LockResponse::Granted { token: 3 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_A, true)),
+        LockResponse::Granted {
+            token: FencingToken(3)
+        }
     );
     // A retry of the same acquire gets the same grant; another digest (or none) does not.
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_A, true)),
-        LockResponse::Granted { token: 3 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_A, true)),
+        LockResponse::Granted {
+            token: FencingToken(3)
+        }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(1, 1, &KEY_B, true)),
-        LockResponse::Busy { holder: 1 }
+        replicas.apply(acquire_keyed(SessionId(1), 1, &KEY_B, true)),
+        LockResponse::Busy {
+            holder: SessionId(1)
+        }
     );
     assert_eq!(
-        replicas.apply(acquire_plain(1, 1)),
-        LockResponse::Busy { holder: 1 }
+        replicas.apply(acquire_plain(SessionId(1), 1)),
+        LockResponse::Busy {
+            holder: SessionId(1)
+        }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(2, 2, &KEY_B, true)),
+        replicas.apply(acquire_keyed(SessionId(2), 2, &KEY_B, true)),
         LockResponse::Queued { position: 0 }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(2, 2, &KEY_B, true)),
+        replicas.apply(acquire_keyed(SessionId(2), 2, &KEY_B, true)),
         LockResponse::Queued { position: 0 }
     );
     assert_eq!(
-        replicas.apply(acquire_keyed(2, 2, &KEY_A, true)),
-        LockResponse::Busy { holder: 1 }
+        replicas.apply(acquire_keyed(SessionId(2), 2, &KEY_A, true)),
+        LockResponse::Busy {
+            holder: SessionId(1)
+        }
     );
     // The waiter kept digest B: it is what releases the lock once handed on.
     assert_eq!(
@@ -296,10 +315,10 @@ fn asking_again_with_another_digest_gets_neither_the_grant_nor_the_place() {
 fn a_snapshot_round_trip_keeps_holder_and_waiter_digests() {
     let mut original = WithLocks::new(());
     let commands = [
-        grant(1),
-        grant(2),
-        acquire_keyed(1, 1, &KEY_A, true),
-        acquire_keyed(2, 2, &KEY_B, true),
+        grant(SessionId(1)),
+        grant(SessionId(2)),
+        acquire_keyed(SessionId(1), 1, &KEY_A, true),
+        acquire_keyed(SessionId(2), 2, &KEY_B, true),
     ];
     for (index, command) in commands.into_iter().enumerate() {
         original.apply(LogIndex(index as u64 + 1), Command::Lock(command));
@@ -341,13 +360,13 @@ fn a_snapshot_round_trip_keeps_holder_and_waiter_digests() {
 fn commands_written_before_holder_keys_decode_unchanged() {
     let release = postcard::to_allocvec(&release_plain(5)).expect("encodes");
     assert_eq!(release, [7, 1, b'l', 5]);
-    let acquire = postcard::to_allocvec(&acquire_plain(3, 4)).expect("encodes");
+    let acquire = postcard::to_allocvec(&acquire_plain(SessionId(3), 4)).expect("encodes");
     assert_eq!(acquire, [6, 1, b'l', 3, 4, 1]);
     assert_eq!(
         postcard::from_bytes::<LockCommand>(&[8, 1, b'l', 3]).expect("decodes"),
         LockCommand::CancelWait {
             name: "l".into(),
-            session: 3
+            session: SessionId(3)
         }
     );
     let keyed = postcard::to_allocvec(&release_keyed(5, &KEY_A)).expect("encodes");
@@ -357,7 +376,8 @@ fn commands_written_before_holder_keys_decode_unchanged() {
         postcard::from_bytes::<LockCommand>(&keyed).expect("decodes"),
         release_keyed(5, &KEY_A)
     );
-    let keyed = postcard::to_allocvec(&acquire_keyed(3, 4, &KEY_A, true)).expect("encodes");
+    let keyed =
+        postcard::to_allocvec(&acquire_keyed(SessionId(3), 4, &KEY_A, true)).expect("encodes");
     assert_eq!(keyed[0], 9);
     assert_eq!(keyed.len(), 6 + 32, "the digest is 32 bytes, no length");
     // A truncated digest is refused, not padded.

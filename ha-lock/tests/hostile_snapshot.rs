@@ -26,8 +26,8 @@ use std::sync::Mutex;
 
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::{
-    Command, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query, QueryResponse,
-    WithLocks, holder_digest,
+    Command, FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
+    QueryResponse, SessionId, WithLocks, holder_digest,
 };
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::replica::{Applier, SessionCommand};
@@ -368,7 +368,7 @@ fn command() -> impl Strategy<Value = LockCommand> {
                 key,
                 value,
                 expected_version,
-                lease
+                lease: lease.map(LeaseId)
             }),
         (name(), proptest::option::of(number())).prop_map(|(key, expected_version)| {
             LockCommand::Delete {
@@ -376,26 +376,37 @@ fn command() -> impl Strategy<Value = LockCommand> {
                 expected_version,
             }
         }),
-        (number(), number())
-            .prop_map(|(ttl_ms, session)| LockCommand::LeaseGrant { ttl_ms, session }),
-        number().prop_map(|lease| LockCommand::LeaseKeepAlive { lease }),
-        number().prop_map(|lease| LockCommand::LeaseRevoke { lease }),
-        (number(), number())
-            .prop_map(|(lease, renewals)| LockCommand::LeaseExpire { lease, renewals }),
+        (number(), number()).prop_map(|(ttl_ms, session)| LockCommand::LeaseGrant {
+            ttl_ms,
+            session: SessionId(session)
+        }),
+        number().prop_map(|lease| LockCommand::LeaseKeepAlive {
+            lease: LeaseId(lease)
+        }),
+        number().prop_map(|lease| LockCommand::LeaseRevoke {
+            lease: LeaseId(lease)
+        }),
+        (number(), number()).prop_map(|(lease, renewals)| LockCommand::LeaseExpire {
+            lease: LeaseId(lease),
+            renewals
+        }),
         (name(), number(), number(), any::<bool>()).prop_map(|(name, session, lease, wait)| {
             LockCommand::Acquire {
                 name,
-                session,
-                lease,
+                session: SessionId(session),
+                lease: LeaseId(lease),
                 wait,
             }
         }),
-        (name(), number()).prop_map(|(name, token)| LockCommand::Release { name, token }),
+        (name(), number()).prop_map(|(name, token)| LockCommand::Release {
+            name,
+            token: FencingToken(token)
+        }),
         (name(), number(), number(), any::<bool>(), digest()).prop_map(
             |(name, session, lease, wait, holder_digest)| LockCommand::AcquireWithHolder {
                 name,
-                session,
-                lease,
+                session: SessionId(session),
+                lease: LeaseId(lease),
                 wait,
                 holder_digest,
             }
@@ -403,11 +414,14 @@ fn command() -> impl Strategy<Value = LockCommand> {
         (name(), number(), holder_key()).prop_map(|(name, token, holder_key)| {
             LockCommand::ReleaseWithHolder {
                 name,
-                token,
+                token: FencingToken(token),
                 holder_key,
             }
         }),
-        (name(), number()).prop_map(|(name, session)| LockCommand::CancelWait { name, session }),
+        (name(), number()).prop_map(|(name, session)| LockCommand::CancelWait {
+            name,
+            session: SessionId(session)
+        }),
     ]
 }
 
@@ -433,12 +447,14 @@ fn queries() -> Vec<LockQuery> {
         }
     }
     for lease in [0, 1, 2, 3, u64::MAX] {
-        queries.push(LockQuery::Lease { lease });
+        queries.push(LockQuery::Lease {
+            lease: LeaseId(lease),
+        });
         for session in [0, 1, 2, u64::MAX] {
             queries.push(LockQuery::Wait {
                 name: "a".to_string(),
-                session,
-                lease,
+                session: SessionId(session),
+                lease: LeaseId(lease),
             });
         }
     }
@@ -469,17 +485,17 @@ fn real_machine() -> WithLocks<()> {
     let commands = [
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 1,
+            session: SessionId(1),
         },
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 2,
+            session: SessionId(2),
         },
         LockCommand::Put {
             key: "a".into(),
             value: b"one".to_vec(),
             expected_version: None,
-            lease: Some(1),
+            lease: Some(LeaseId(1)),
         },
         LockCommand::Put {
             key: "b".into(),
@@ -489,37 +505,37 @@ fn real_machine() -> WithLocks<()> {
         },
         LockCommand::Acquire {
             name: "l".into(),
-            session: 1,
-            lease: 1,
+            session: SessionId(1),
+            lease: LeaseId(1),
             wait: false,
         },
         LockCommand::Acquire {
             name: "l".into(),
-            session: 2,
-            lease: 2,
+            session: SessionId(2),
+            lease: LeaseId(2),
             wait: true,
         },
         LockCommand::AcquireWithHolder {
             name: "m".into(),
-            session: 2,
-            lease: 2,
+            session: SessionId(2),
+            lease: LeaseId(2),
             wait: false,
             holder_digest: holder_digest(&[1; 16]),
         },
-        LockCommand::LeaseKeepAlive { lease: 2 },
+        LockCommand::LeaseKeepAlive { lease: LeaseId(2) },
         LockCommand::Delete {
             key: "b".into(),
             expected_version: None,
         },
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 3,
+            session: SessionId(3),
         },
         // Session 3 (lease 10) waits for "m" with a holder digest.
         LockCommand::AcquireWithHolder {
             name: "m".into(),
-            session: 3,
-            lease: 10,
+            session: SessionId(3),
+            lease: LeaseId(10),
             wait: true,
             holder_digest: holder_digest(&[2; 16]),
         },
@@ -574,22 +590,22 @@ fn a_format_2_stream_is_still_read() {
     let commands = [
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 1,
+            session: SessionId(1),
         },
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 2,
+            session: SessionId(2),
         },
         LockCommand::Acquire {
             name: "l".into(),
-            session: 1,
-            lease: 1,
+            session: SessionId(1),
+            lease: LeaseId(1),
             wait: false,
         },
         LockCommand::Acquire {
             name: "l".into(),
-            session: 2,
-            lease: 2,
+            session: SessionId(2),
+            lease: LeaseId(2),
             wait: true,
         },
     ];
@@ -735,18 +751,18 @@ fn real_applier() -> Applier<WithLocks<()>> {
     let commands = [
         LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session: 1,
+            session: SessionId(1),
         },
         LockCommand::Put {
             key: "a".into(),
             value: b"one".to_vec(),
             expected_version: None,
-            lease: Some(1),
+            lease: Some(LeaseId(1)),
         },
     ];
     for (number, command) in commands.into_iter().enumerate() {
         let stamped = SessionCommand {
-            session: 7,
+            session: SessionId(7),
             sequence: number as u64 + 1,
             lowest_unanswered: number as u64 + 1,
             command: ha_core::codec::encode("command", &Command::<()>::Lock(command), 1 << 20)
@@ -870,19 +886,19 @@ fn counters_at_their_maximum_in_a_restored_table_do_not_overflow() {
         &mut machine,
         10,
         &[
-            LockCommand::LeaseKeepAlive { lease: 1 },
-            acquire(1, 1),
-            acquire(2, 2),
+            LockCommand::LeaseKeepAlive { lease: LeaseId(1) },
+            acquire(SessionId(1), LeaseId(1)),
+            acquire(SessionId(2), LeaseId(2)),
             LockCommand::Acquire {
                 name: "m".into(),
-                session: 2,
-                lease: 2,
+                session: SessionId(2),
+                lease: LeaseId(2),
                 wait: false,
             },
             LockCommand::Acquire {
                 name: "m".into(),
-                session: 1,
-                lease: 1,
+                session: SessionId(1),
+                lease: LeaseId(1),
                 wait: true,
             },
         ],

@@ -4,8 +4,8 @@
 
 use ha_core::LogIndex;
 use ha_lock::{
-    Change, DELETE_PREFIX_KEYS_MAX, KeyValue, KvPage, LockCommand, LockLimits, LockQuery,
-    LockQueryResponse, LockResponse, LockTable, TXN_OPS_MAX, Txn, TxnOp, VersionCmp,
+    Change, DELETE_PREFIX_KEYS_MAX, KeyValue, KvLockTable, KvPage, LeaseId, LockCommand,
+    LockLimits, LockQuery, LockQueryResponse, LockResponse, TXN_OPS_MAX, Txn, TxnOp, VersionCmp,
 };
 
 fn put(key: &str, value: &str) -> LockCommand {
@@ -17,14 +17,14 @@ fn put(key: &str, value: &str) -> LockCommand {
     }
 }
 
-fn value(table: &LockTable, key: &str) -> Option<(Vec<u8>, u64)> {
+fn value(table: &KvLockTable, key: &str) -> Option<(Vec<u8>, u64)> {
     match table.query(&LockQuery::Get { key: key.into() }) {
         LockQueryResponse::Value(found) => found.map(|kv| (kv.value, kv.version)),
         other => panic!("get answered {other:?}"),
     }
 }
 
-fn page(table: &LockTable, prefix: &str, start_after: Option<&str>, limit: usize) -> KvPage {
+fn page(table: &KvLockTable, prefix: &str, start_after: Option<&str>, limit: usize) -> KvPage {
     match table.query(&LockQuery::RangePage {
         prefix: prefix.into(),
         start_after: start_after.map(str::to_string),
@@ -37,7 +37,7 @@ fn page(table: &LockTable, prefix: &str, start_after: Option<&str>, limit: usize
 
 #[test]
 fn every_comparison_must_hold_for_the_success_branch() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     table.apply(LogIndex(1), put("/a", "1"));
     table.apply(LogIndex(2), put("/b", "1"));
     let swap = |a_version, b_version| {
@@ -79,7 +79,7 @@ fn every_comparison_must_hold_for_the_success_branch() {
     // The other comparisons.
     let holds = |cmp, version| {
         let txn = Txn::new().when("/a", cmp, version).into_command();
-        match LockTable::apply(&mut table.clone(), LogIndex(9), txn) {
+        match KvLockTable::apply(&mut table.clone(), LogIndex(9), txn) {
             LockResponse::Txn { succeeded, .. } => succeeded,
             other => panic!("{other:?}"),
         }
@@ -95,7 +95,7 @@ fn every_comparison_must_hold_for_the_success_branch() {
 fn a_refused_transaction_changes_nothing() {
     let mut limits = LockLimits::default();
     limits.keys = 3;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     table.apply(LogIndex(1), put("/a", "1"));
     table.apply(LogIndex(2), put("/b", "1"));
     let before = table.clone();
@@ -106,10 +106,12 @@ fn a_refused_transaction_changes_nothing() {
         LockResponse::LimitReached { .. }
     ));
     // A lease that does not exist.
-    let no_lease = Txn::new().put("/a", "3").put_with_lease("/z", "1", 77);
+    let no_lease = Txn::new()
+        .put("/a", "3")
+        .put_with_lease("/z", "1", LeaseId(77));
     assert_eq!(
         table.apply(LogIndex(4), no_lease.into_command()),
-        LockResponse::LeaseNotFound { lease: 77 }
+        LockResponse::LeaseNotFound { lease: LeaseId(77) }
     );
     // A key written twice, too many operations, an empty key.
     for bad in [
@@ -148,7 +150,7 @@ fn a_refused_transaction_changes_nothing() {
 
 #[test]
 fn a_transactions_changes_reach_a_watcher_as_one_group() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     table.apply(LogIndex(1), put("/w/a", "1"));
     let txn = Txn::new().put("/w/b", "2").put("/w/c", "3").delete("/w/a");
     table.apply(LogIndex(2), txn.into_command());
@@ -175,7 +177,7 @@ fn a_transactions_changes_reach_a_watcher_as_one_group() {
 
 #[test]
 fn a_prefix_delete_is_bounded_per_command_and_says_when_more_remain() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     let total = DELETE_PREFIX_KEYS_MAX + 5;
     for n in 0..total {
         table.apply(LogIndex(n as u64 + 1), put(&format!("/tmp/{n:05}"), "x"));
@@ -212,7 +214,7 @@ fn a_prefix_delete_is_bounded_per_command_and_says_when_more_remain() {
 
 #[test]
 fn paging_visits_every_key_under_the_prefix_once_in_order() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     let mut expected = Vec::new();
     for n in 0..25u64 {
         let key = format!("/p/{n:02}");

@@ -6,8 +6,8 @@
 
 use ha_core::LogIndex;
 use ha_lock::{
-    HolderKey, LeaseId, Limit, LockCommand, LockLimits, LockQuery, LockQueryResponse, LockResponse,
-    LockTable, SessionId, holder_digest,
+    FencingToken, HolderKey, KvLockTable, LeaseId, Limit, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, LockResponse, SessionId, holder_digest,
 };
 use proptest::prelude::*;
 
@@ -32,29 +32,31 @@ fn grant_and_acquire(
 fn release_and_revoke(name: &str, token: u64, key: Option<&HolderKey>) -> LockCommand {
     LockCommand::ReleaseAndRevoke {
         name: name.into(),
-        token,
+        token: FencingToken(token),
         holder_key: key.copied(),
     }
 }
 
-fn leases(table: &LockTable) -> Vec<LeaseId> {
+/// The live leases' ids, as numbers.
+fn leases(table: &KvLockTable) -> Vec<u64> {
     match table.query(&LockQuery::Leases) {
-        LockQueryResponse::Leases(leases) => leases.iter().map(|lease| lease.lease).collect(),
+        LockQueryResponse::Leases(leases) => leases.iter().map(|lease| lease.lease.0).collect(),
         other => panic!("leases answered {other:?}"),
     }
 }
 
-fn holder(table: &LockTable, name: &str) -> Option<(SessionId, LeaseId, u64)> {
+/// The holder's session, lease and token, as numbers.
+fn holder(table: &KvLockTable, name: &str) -> Option<(u64, u64, u64)> {
     match table.query(&LockQuery::Lock { name: name.into() }) {
         LockQueryResponse::Lock(state) => {
-            state.map(|state| (state.holder, state.lease, state.token))
+            state.map(|state| (state.holder.0, state.lease.0, state.token.0))
         }
         other => panic!("lock answered {other:?}"),
     }
 }
 
 /// A Vec of `(index, command)` applied in order; returns the answers.
-fn apply_all(table: &mut LockTable, commands: Vec<(u64, LockCommand)>) -> Vec<LockResponse> {
+fn apply_all(table: &mut KvLockTable, commands: Vec<(u64, LockCommand)>) -> Vec<LockResponse> {
     commands
         .into_iter()
         .map(|(index, command)| table.apply(LogIndex(index), command))
@@ -63,22 +65,28 @@ fn apply_all(table: &mut LockTable, commands: Vec<(u64, LockCommand)>) -> Vec<Lo
 
 #[test]
 fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     assert_eq!(
-        table.apply(LogIndex(3), grant_and_acquire("l", 1, true, None)),
+        table.apply(
+            LogIndex(3),
+            grant_and_acquire("l", SessionId(1), true, None)
+        ),
         LockResponse::GrantedWithLease {
-            lease: 3,
+            lease: LeaseId(3),
             ttl_ms: 5_000,
-            token: 3
+            token: FencingToken(3)
         }
     );
     assert_eq!(leases(&table), vec![3]);
     assert_eq!(holder(&table, "l"), Some((1, 3, 3)));
     // A second session queues under its own new lease.
     assert_eq!(
-        table.apply(LogIndex(4), grant_and_acquire("l", 2, true, Some(&KEY_A))),
+        table.apply(
+            LogIndex(4),
+            grant_and_acquire("l", SessionId(2), true, Some(&KEY_A))
+        ),
         LockResponse::QueuedWithLease {
-            lease: 4,
+            lease: LeaseId(4),
             ttl_ms: 5_000,
             position: 0
         }
@@ -97,7 +105,7 @@ fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
     assert_eq!(
         table.apply(LogIndex(7), release_and_revoke("l", 3, None)),
         LockResponse::LeaseEnded {
-            lease: 3,
+            lease: LeaseId(3),
             released_locks: vec!["l".into()],
             deleted_keys: 0
         }
@@ -110,7 +118,7 @@ fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
         release_and_revoke("l", 7, Some(&KEY_B)),
         LockCommand::Release {
             name: "l".into(),
-            token: 7,
+            token: FencingToken(7),
         },
     ] {
         assert_eq!(table.apply(LogIndex(8), refused), LockResponse::WrongHolder);
@@ -118,7 +126,7 @@ fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
     assert_eq!(
         table.apply(LogIndex(9), release_and_revoke("l", 7, Some(&KEY_A))),
         LockResponse::LeaseEnded {
-            lease: 4,
+            lease: LeaseId(4),
             released_locks: vec!["l".into()],
             deleted_keys: 0
         }
@@ -129,26 +137,26 @@ fn a_cycle_grants_a_lease_and_the_lock_in_one_entry_and_ends_both_in_one() {
 
 #[test]
 fn a_refused_acquire_leaves_no_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     let answers = apply_all(
         &mut table,
         vec![
-            (1, grant_and_acquire("a", 1, true, None)),
-            (2, grant_and_acquire("b", 2, true, None)),
+            (1, grant_and_acquire("a", SessionId(1), true, None)),
+            (2, grant_and_acquire("b", SessionId(2), true, None)),
             // Busy, and not waiting.
-            (3, grant_and_acquire("a", 3, false, None)),
+            (3, grant_and_acquire("a", SessionId(3), false, None)),
             // Session 1 waits for b, held by 2, under a new lease ...
-            (4, grant_and_acquire("b", 1, true, None)),
+            (4, grant_and_acquire("b", SessionId(1), true, None)),
             // ... so 2 waiting for a, held by 1, would close a cycle.
-            (5, grant_and_acquire("a", 2, true, None)),
+            (5, grant_and_acquire("a", SessionId(2), true, None)),
             // 1 already waits for b (under lease 4): not a second place under a new lease.
-            (6, grant_and_acquire("b", 1, true, None)),
-            (7, grant_and_acquire("", 5, true, None)),
+            (6, grant_and_acquire("b", SessionId(1), true, None)),
+            (7, grant_and_acquire("", SessionId(5), true, None)),
             (
                 8,
                 LockCommand::GrantAndAcquire {
                     name: "c".into(),
-                    session: 5,
+                    session: SessionId(5),
                     ttl_ms: 0,
                     wait: true,
                     holder_digest: None,
@@ -159,20 +167,35 @@ fn a_refused_acquire_leaves_no_lease() {
     let granted = |lease| LockResponse::GrantedWithLease {
         lease,
         ttl_ms: 5_000,
-        token: lease,
+        token: FencingToken(lease.0),
     };
-    assert_eq!(answers[..2], [granted(1), granted(2)]);
-    assert_eq!(answers[2], LockResponse::Busy { holder: 1 });
+    assert_eq!(answers[..2], [granted(LeaseId(1)), granted(LeaseId(2))]);
+    assert_eq!(
+        answers[2],
+        LockResponse::Busy {
+            holder: SessionId(1)
+        }
+    );
     assert_eq!(
         answers[3],
         LockResponse::QueuedWithLease {
-            lease: 4,
+            lease: LeaseId(4),
             ttl_ms: 5_000,
             position: 0
         }
     );
-    assert_eq!(answers[4], LockResponse::Deadlock { cycle: vec![2, 1] });
-    assert_eq!(answers[5], LockResponse::Busy { holder: 2 });
+    assert_eq!(
+        answers[4],
+        LockResponse::Deadlock {
+            cycle: vec![SessionId(2), SessionId(1)]
+        }
+    );
+    assert_eq!(
+        answers[5],
+        LockResponse::Busy {
+            holder: SessionId(2)
+        }
+    );
     assert!(matches!(answers[6], LockResponse::Invalid { .. }));
     assert!(matches!(answers[7], LockResponse::Invalid { .. }));
     assert_eq!(leases(&table), vec![1, 2, 4], "no lease for a refusal");
@@ -190,16 +213,16 @@ fn the_limits_refuse_a_cycle_before_anything_changes() {
     let mut limits = LockLimits::default();
     limits.leases = 2;
     limits.waiters_per_lock = 1;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let answers = apply_all(
         &mut table,
         vec![
-            (1, grant_and_acquire("x", 1, true, None)),
-            (2, grant_and_acquire("x", 2, true, None)),
-            (3, grant_and_acquire("y", 3, true, None)),
-            (4, LockCommand::LeaseRevoke { lease: 2 }),
-            (5, grant_and_acquire("x", 4, true, None)),
-            (6, grant_and_acquire("x", 5, true, None)),
+            (1, grant_and_acquire("x", SessionId(1), true, None)),
+            (2, grant_and_acquire("x", SessionId(2), true, None)),
+            (3, grant_and_acquire("y", SessionId(3), true, None)),
+            (4, LockCommand::LeaseRevoke { lease: LeaseId(2) }),
+            (5, grant_and_acquire("x", SessionId(4), true, None)),
+            (6, grant_and_acquire("x", SessionId(5), true, None)),
         ],
     );
     assert_eq!(
@@ -219,13 +242,13 @@ fn the_limits_refuse_a_cycle_before_anything_changes() {
     );
     let mut limits = LockLimits::default();
     limits.waiters_per_lock = 1;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let answers = apply_all(
         &mut table,
         vec![
-            (1, grant_and_acquire("x", 1, true, None)),
-            (2, grant_and_acquire("x", 2, true, None)),
-            (3, grant_and_acquire("x", 3, true, None)),
+            (1, grant_and_acquire("x", SessionId(1), true, None)),
+            (2, grant_and_acquire("x", SessionId(2), true, None)),
+            (3, grant_and_acquire("x", SessionId(3), true, None)),
         ],
     );
     assert_eq!(
@@ -244,7 +267,7 @@ fn the_limits_refuse_a_cycle_before_anything_changes() {
 fn old_commands_and_answers_keep_their_encoding() {
     let release = LockCommand::Release {
         name: "a".into(),
-        token: 5,
+        token: FencingToken(5),
     };
     let bytes = postcard::to_allocvec(&release).expect("encodes");
     assert_eq!(bytes, [7, 1, b'a', 5], "Release is still variant 7");
@@ -254,20 +277,20 @@ fn old_commands_and_answers_keep_their_encoding() {
     );
     let keyed = LockCommand::ReleaseWithHolder {
         name: "a".into(),
-        token: 5,
+        token: FencingToken(5),
         holder_key: KEY_A,
     };
     assert_eq!(postcard::to_allocvec(&keyed).expect("encodes")[0], 10);
-    let cycle = grant_and_acquire("a", 1, true, None);
+    let cycle = grant_and_acquire("a", SessionId(1), true, None);
     assert_eq!(postcard::to_allocvec(&cycle).expect("encodes")[0], 11);
     let cycle = release_and_revoke("a", 1, None);
     assert_eq!(postcard::to_allocvec(&cycle).expect("encodes")[0], 12);
     let answer = postcard::to_allocvec(&LockResponse::WrongHolder).expect("encodes");
     assert_eq!(answer, [18], "WrongHolder is still the last old answer");
     let answer = LockResponse::GrantedWithLease {
-        lease: 1,
+        lease: LeaseId(1),
         ttl_ms: 2,
-        token: 1,
+        token: FencingToken(1),
     };
     let bytes = postcard::to_allocvec(&answer).expect("encodes");
     assert_eq!(bytes, [19, 1, 2, 1]);
@@ -305,11 +328,11 @@ fn step() -> impl Strategy<Value = Step> {
     let key = proptest::option::of(0u8..2);
     prop_oneof![
         3 => (1u64..=4, 0u8..2, any::<bool>(), key.clone())
-            .prop_map(|(session, lock, wait, key)| Step::Cycle { session, lock, wait, key }),
+            .prop_map(|(session, lock, wait, key)| Step::Cycle { session: SessionId(session), lock, wait, key }),
         2 => (0u8..2, proptest::bool::weighted(0.2), key)
             .prop_map(|(lock, stale, key)| Step::Release { lock, stale, key }),
         1 => (0usize..8).prop_map(|pick| Step::End { pick }),
-        1 => (1u64..=4, 0u8..2).prop_map(|(session, lock)| Step::Cancel { session, lock }),
+        1 => (1u64..=4, 0u8..2).prop_map(|(session, lock)| Step::Cancel { session: SessionId(session), lock }),
     ]
 }
 
@@ -319,7 +342,7 @@ fn lock_name(lock: u8) -> String {
 
 /// Apply `step` at `index` to `combined` with the new commands and to `separate` with the
 /// commands a cycle took before them; the answers must correspond.
-fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, step: &Step) {
+fn apply_both(combined: &mut KvLockTable, separate: &mut KvLockTable, index: u64, step: &Step) {
     let at = LogIndex(index);
     match step {
         Step::Cycle {
@@ -354,7 +377,7 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
             assert_eq!(
                 granted,
                 LockResponse::LeaseGranted {
-                    lease: index,
+                    lease: LeaseId(index),
                     ttl_ms: 5_000
                 }
             );
@@ -362,13 +385,13 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
                 None => LockCommand::Acquire {
                     name,
                     session: *session,
-                    lease: index,
+                    lease: LeaseId(index),
                     wait: *wait,
                 },
                 Some(key) => LockCommand::AcquireWithHolder {
                     name,
                     session: *session,
-                    lease: index,
+                    lease: LeaseId(index),
                     wait: *wait,
                     holder_digest: holder_digest(&key),
                 },
@@ -377,7 +400,7 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
                 LockResponse::Granted { token } => assert_eq!(
                     answer,
                     LockResponse::GrantedWithLease {
-                        lease: index,
+                        lease: LeaseId(index),
                         ttl_ms: 5_000,
                         token
                     }
@@ -385,14 +408,19 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
                 LockResponse::Queued { position } => assert_eq!(
                     answer,
                     LockResponse::QueuedWithLease {
-                        lease: index,
+                        lease: LeaseId(index),
                         ttl_ms: 5_000,
                         position
                     }
                 ),
                 refused => {
                     assert_eq!(answer, refused);
-                    separate.apply(at, LockCommand::LeaseRevoke { lease: index });
+                    separate.apply(
+                        at,
+                        LockCommand::LeaseRevoke {
+                            lease: LeaseId(index),
+                        },
+                    );
                 }
             }
         }
@@ -409,17 +437,22 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
             let release = match key {
                 None => LockCommand::Release {
                     name: name.clone(),
-                    token,
+                    token: FencingToken(token),
                 },
                 Some(holder_key) => LockCommand::ReleaseWithHolder {
                     name: name.clone(),
-                    token,
+                    token: FencingToken(token),
                     holder_key,
                 },
             };
             match separate.apply(at, release) {
                 LockResponse::Released => {
-                    let ended = separate.apply(at, LockCommand::LeaseRevoke { lease });
+                    let ended = separate.apply(
+                        at,
+                        LockCommand::LeaseRevoke {
+                            lease: LeaseId(lease),
+                        },
+                    );
                     let LockResponse::LeaseEnded {
                         lease: ended_lease,
                         deleted_keys,
@@ -443,7 +476,9 @@ fn apply_both(combined: &mut LockTable, separate: &mut LockTable, index: u64, st
         Step::End { pick } => {
             let all = leases(separate);
             if let Some(lease) = all.get(pick % all.len().max(1)) {
-                let command = LockCommand::LeaseRevoke { lease: *lease };
+                let command = LockCommand::LeaseRevoke {
+                    lease: LeaseId(*lease),
+                };
                 assert_eq!(
                     combined.apply(at, command.clone()),
                     separate.apply(at, command)
@@ -473,8 +508,8 @@ proptest! {
     fn the_combined_commands_do_what_the_separate_ones_did(
         steps in proptest::collection::vec(step(), 1..60)
     ) {
-        let mut combined = LockTable::default();
-        let mut separate = LockTable::default();
+        let mut combined = KvLockTable::default();
+        let mut separate = KvLockTable::default();
         for (offset, step) in steps.iter().enumerate() {
             // Room between indexes: a stale token is an index below a real one.
             let index = 10 + 2 * offset as u64;

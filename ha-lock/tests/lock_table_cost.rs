@@ -4,7 +4,7 @@
 //! `n²/2` edges) and search it once per session ahead, so the `n`-th waiter cost about `n²`
 //! steps or more. The table now keeps its lines indexed and searches only what the new wait
 //! reaches: a session that waits nowhere else reaches only its own line's holder, whatever the
-//! line's length. Run on the code before the fix (with `LockTable::default()`, whose per-lock
+//! line's length. Run on the code before the fix (with `KvLockTable::default()`, whose per-lock
 //! limit was then 10,000), it did not finish: killed after 11 minutes in the debug profile.
 //! The shipped per-lock limit is now lower (`WAITERS_PER_LOCK_MAX`, set by what waiters cost
 //! to poll, not by this), so the table here raises it.
@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use ha_core::LogIndex;
-use ha_lock::{LockCommand, LockLimits, LockResponse, LockTable};
+use ha_lock::{KvLockTable, LockCommand, LockLimits, LockResponse, SessionId};
 
 /// How many sessions queue.
 const WAITERS: u64 = 1_000;
@@ -35,9 +35,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
     let mut limits = LockLimits::default();
     limits.waiters_per_lock = WAITERS as usize;
-    let mut table = LockTable::with_limits(limits);
+    let mut table = KvLockTable::with_limits(limits);
     let mut index = 0;
-    let mut apply = |table: &mut LockTable, command: LockCommand| {
+    let mut apply = |table: &mut KvLockTable, command: LockCommand| {
         index += 1;
         table.apply(LogIndex(index), command)
     };
@@ -53,14 +53,14 @@ fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
         &mut table,
         LockCommand::LeaseGrant {
             ttl_ms: 60_000,
-            session: 0,
+            session: SessionId(0),
         },
     ) {
         LockResponse::LeaseGranted { lease, .. } => lease,
         other => panic!("lease grant: {other:?}"),
     };
     assert!(matches!(
-        apply(&mut table, acquire(0, holder_lease)),
+        apply(&mut table, acquire(SessionId(0), holder_lease)),
         LockResponse::Granted { .. }
     ));
     let mut times = Vec::new();
@@ -69,14 +69,14 @@ fn a_queued_acquire_costs_the_same_at_the_back_of_a_long_line() {
             &mut table,
             LockCommand::LeaseGrant {
                 ttl_ms: 60_000,
-                session,
+                session: SessionId(session),
             },
         ) {
             LockResponse::LeaseGranted { lease, .. } => lease,
             other => panic!("lease grant: {other:?}"),
         };
         let started = Instant::now();
-        let answer = apply(&mut table, acquire(session, lease));
+        let answer = apply(&mut table, acquire(SessionId(session), lease));
         times.push(started.elapsed());
         let position = usize::try_from(session - 1).expect("fits");
         assert_eq!(answer, LockResponse::Queued { position });

@@ -1,25 +1,25 @@
 //! The lock table's named limits (issue 12): keys, leases, locks held, waiters over all lines
 //! and waiters in one line. A command that would pass one is answered `LimitReached` with the
 //! limit and its value, changes nothing, and is answered the same on every replica (the check
-//! is part of applying it). Most cases use small limits through `LockTable::with_limits`; one
+//! is part of applying it). Most cases use small limits through `KvLockTable::with_limits`; one
 //! fills a line to the shipped `WAITERS_PER_LOCK_MAX`.
 
 use ha_core::{LogIndex, StateMachine};
 use ha_lock::{
-    Command, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockResponse, LockTable, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
+    Command, KvLockTable, LeaseId, Limit, LimitRefusals, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, LockResponse, Response, SessionId, WAITERS_PER_LOCK_MAX, WithLocks,
 };
 
 /// A table driven one command at a time at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
 impl Table {
     fn new(limits: LockLimits) -> Self {
         Self {
-            table: LockTable::with_limits(limits),
+            table: KvLockTable::with_limits(limits),
             index: 0,
         }
     }
@@ -58,7 +58,7 @@ impl Table {
         }
     }
 
-    fn lease(&mut self, session: SessionId) -> u64 {
+    fn lease(&mut self, session: SessionId) -> LeaseId {
         match self.apply(LockCommand::LeaseGrant {
             ttl_ms: 10_000,
             session,
@@ -88,7 +88,7 @@ fn put(key: &str) -> LockCommand {
     }
 }
 
-fn acquire(name: &str, session: SessionId, lease: u64) -> LockCommand {
+fn acquire(name: &str, session: SessionId, lease: LeaseId) -> LockCommand {
     LockCommand::Acquire {
         name: name.into(),
         session,
@@ -129,11 +129,13 @@ fn a_new_key_past_the_limit_is_refused_and_an_existing_one_still_changes() {
 #[test]
 fn a_lease_past_the_limit_is_refused_until_one_ends() {
     let mut table = Table::new(small());
-    let leases: Vec<u64> = (1..=4).map(|session| table.lease(session)).collect();
+    let leases: Vec<LeaseId> = (1..=4)
+        .map(|session| table.lease(SessionId(session)))
+        .collect();
     table.refused(
         LockCommand::LeaseGrant {
             ttl_ms: 10_000,
-            session: 5,
+            session: SessionId(5),
         },
         Limit::Leases,
     );
@@ -141,25 +143,25 @@ fn a_lease_past_the_limit_is_refused_until_one_ends() {
         table.apply(LockCommand::LeaseRevoke { lease: leases[0] }),
         LockResponse::LeaseEnded { .. }
     ));
-    table.lease(5);
+    table.lease(SessionId(5));
 }
 
 #[test]
 fn a_free_lock_past_the_locks_held_limit_is_refused_but_queueing_for_a_held_one_is_not() {
     let mut table = Table::new(small());
-    let (one, two) = (table.lease(1), table.lease(2));
+    let (one, two) = (table.lease(SessionId(1)), table.lease(SessionId(2)));
     assert!(matches!(
-        table.apply(acquire("a", 1, one)),
+        table.apply(acquire("a", SessionId(1), one)),
         LockResponse::Granted { .. }
     ));
-    let token_b = match table.apply(acquire("b", 1, one)) {
+    let token_b = match table.apply(acquire("b", SessionId(1), one)) {
         LockResponse::Granted { token } => token,
         other => panic!("{other:?}"),
     };
-    table.refused(acquire("c", 2, two), Limit::LocksHeld);
+    table.refused(acquire("c", SessionId(2), two), Limit::LocksHeld);
     // Waiting for a held lock holds nothing more.
     assert_eq!(
-        table.apply(acquire("a", 2, two)),
+        table.apply(acquire("a", SessionId(2), two)),
         LockResponse::Queued { position: 0 }
     );
     // A release makes room.
@@ -171,7 +173,7 @@ fn a_free_lock_past_the_locks_held_limit_is_refused_but_queueing_for_a_held_one_
         LockResponse::Released
     );
     assert!(matches!(
-        table.apply(acquire("c", 1, one)),
+        table.apply(acquire("c", SessionId(1), one)),
         LockResponse::Granted { .. }
     ));
 }
@@ -182,51 +184,55 @@ fn a_waiter_past_either_waiter_limit_is_refused_and_a_retry_keeps_its_place() {
     limits.waiters = 3;
     limits.waiters_per_lock = 2;
     let mut table = Table::new(limits);
-    let leases: Vec<u64> = (0..=4).map(|session| table.lease(session)).collect();
+    let leases: Vec<LeaseId> = (0..=4)
+        .map(|session| table.lease(SessionId(session)))
+        .collect();
     assert!(matches!(
-        table.apply(acquire("a", 0, leases[0])),
+        table.apply(acquire("a", SessionId(0), leases[0])),
         LockResponse::Granted { .. }
     ));
     assert!(matches!(
-        table.apply(acquire("b", 1, leases[1])),
+        table.apply(acquire("b", SessionId(1), leases[1])),
         LockResponse::Granted { .. }
     ));
     assert_eq!(
-        table.apply(acquire("a", 2, leases[2])),
+        table.apply(acquire("a", SessionId(2), leases[2])),
         LockResponse::Queued { position: 0 }
     );
     assert_eq!(
-        table.apply(acquire("a", 3, leases[3])),
+        table.apply(acquire("a", SessionId(3), leases[3])),
         LockResponse::Queued { position: 1 }
     );
     // a's line is full; a session already in it keeps its place when it asks again.
-    table.refused(acquire("a", 4, leases[4]), Limit::WaitersPerLock);
+    table.refused(acquire("a", SessionId(4), leases[4]), Limit::WaitersPerLock);
     assert_eq!(
-        table.apply(acquire("a", 3, leases[3])),
+        table.apply(acquire("a", SessionId(3), leases[3])),
         LockResponse::Queued { position: 1 }
     );
     // The third wait in all fills the table's limit.
     assert_eq!(
-        table.apply(acquire("b", 4, leases[4])),
+        table.apply(acquire("b", SessionId(4), leases[4])),
         LockResponse::Queued { position: 0 }
     );
-    table.refused(acquire("b", 2, leases[2]), Limit::Waiters);
+    table.refused(acquire("b", SessionId(2), leases[2]), Limit::Waiters);
     // A wait that would deadlock is refused as a deadlock, full line or not: 0 holds a, for
     // which 2 waits.
     assert_eq!(
         table.apply(LockCommand::CancelWait {
             name: "a".into(),
-            session: 3
+            session: SessionId(3)
         }),
         LockResponse::Cancelled
     );
     assert_eq!(
-        table.apply(acquire("b", 2, leases[2])),
+        table.apply(acquire("b", SessionId(2), leases[2])),
         LockResponse::Queued { position: 1 }
     );
     assert_eq!(
-        table.apply(acquire("b", 0, leases[0])),
-        LockResponse::Deadlock { cycle: vec![0, 2] }
+        table.apply(acquire("b", SessionId(0), leases[0])),
+        LockResponse::Deadlock {
+            cycle: vec![SessionId(0), SessionId(2)]
+        }
     );
     // A lease's end frees its waits: 2 leaves both lines.
     assert!(matches!(
@@ -234,7 +240,7 @@ fn a_waiter_past_either_waiter_limit_is_refused_and_a_retry_keeps_its_place() {
         LockResponse::LeaseEnded { .. }
     ));
     assert_eq!(
-        table.apply(acquire("a", 3, leases[3])),
+        table.apply(acquire("a", SessionId(3), leases[3])),
         LockResponse::Queued { position: 0 }
     );
 }
@@ -270,14 +276,14 @@ fn a_line_fills_to_the_shipped_limit_and_stays_full_across_a_restore() {
             &mut machine,
             LockCommand::LeaseGrant {
                 ttl_ms: 10_000,
-                session,
+                session: SessionId(session),
             },
         ) {
             LockResponse::LeaseGranted { lease, .. } => leases.push(lease),
             other => panic!("lease grant answered {other:?}"),
         }
     }
-    let token = match apply(&mut machine, acquire("l", 0, leases[0])) {
+    let token = match apply(&mut machine, acquire("l", SessionId(0), leases[0])) {
         LockResponse::Granted { token } => token,
         other => panic!("{other:?}"),
     };
@@ -286,7 +292,7 @@ fn a_line_fills_to_the_shipped_limit_and_stays_full_across_a_restore() {
         assert_eq!(
             apply(
                 &mut machine,
-                acquire("l", session, leases[session as usize])
+                acquire("l", SessionId(session), leases[session as usize])
             ),
             LockResponse::Queued { position }
         );
@@ -297,7 +303,10 @@ fn a_line_fills_to_the_shipped_limit_and_stays_full_across_a_restore() {
         max: waiters,
     };
     assert_eq!(
-        apply(&mut machine, acquire("l", last, leases[last as usize])),
+        apply(
+            &mut machine,
+            acquire("l", SessionId(last), leases[last as usize])
+        ),
         refusal
     );
     let state = lock_state(&machine, "l").expect("held");
@@ -310,7 +319,10 @@ fn a_line_fills_to_the_shipped_limit_and_stays_full_across_a_restore() {
     assert_eq!(restored.locks(), machine.locks());
     machine = restored;
     assert_eq!(
-        apply(&mut machine, acquire("l", last, leases[last as usize])),
+        apply(
+            &mut machine,
+            acquire("l", SessionId(last), leases[last as usize])
+        ),
         refusal
     );
     assert_eq!(
@@ -324,11 +336,14 @@ fn a_line_fills_to_the_shipped_limit_and_stays_full_across_a_restore() {
         LockResponse::Released
     );
     let state = lock_state(&machine, "l").expect("passed on");
-    assert_eq!(state.holder, 1);
+    assert_eq!(state.holder, SessionId(1));
     assert_eq!(state.waiters.len(), WAITERS_PER_LOCK_MAX - 1);
     // The hand-off made room at the back.
     assert_eq!(
-        apply(&mut machine, acquire("l", last, leases[last as usize])),
+        apply(
+            &mut machine,
+            acquire("l", SessionId(last), leases[last as usize])
+        ),
         LockResponse::Queued {
             position: WAITERS_PER_LOCK_MAX - 1
         }

@@ -36,7 +36,7 @@ const LOCKS: [&str; 4] = ["l0", "l1", "l2", ""];
 /// Sessions are 1 to this.
 const SESSIONS: u8 = 4;
 /// A lease id no grant ever returns in these tests (indexes stay far below it).
-const NEVER_GRANTED: LeaseId = 1_000_000;
+const NEVER_GRANTED: LeaseId = LeaseId(1_000_000);
 /// The holder keys acquires and releases use: few, so that a release often presents a key
 /// that some grant (not necessarily this one) was made with.
 const HOLDER_KEYS: [HolderKey; 3] = [[1; 16], [2; 16], [0xa5; 16]];
@@ -367,7 +367,7 @@ impl Model {
                     return self.limit_reached(Limit::Leases);
                 }
                 self.leases.insert(
-                    index,
+                    LeaseId(index),
                     ModelLease {
                         session,
                         ttl_ms,
@@ -375,7 +375,7 @@ impl Model {
                     },
                 );
                 LockResponse::LeaseGranted {
-                    lease: index,
+                    lease: LeaseId(index),
                     ttl_ms,
                 }
             }
@@ -443,26 +443,26 @@ impl Model {
                     };
                 }
                 self.leases.insert(
-                    index,
+                    LeaseId(index),
                     ModelLease {
                         session,
                         ttl_ms,
                         renewals: 0,
                     },
                 );
-                match self.acquire(index, name, session, index, wait, holder_digest) {
+                match self.acquire(index, name, session, LeaseId(index), wait, holder_digest) {
                     LockResponse::Granted { token } => LockResponse::GrantedWithLease {
-                        lease: index,
+                        lease: LeaseId(index),
                         ttl_ms,
                         token,
                     },
                     LockResponse::Queued { position } => LockResponse::QueuedWithLease {
-                        lease: index,
+                        lease: LeaseId(index),
                         ttl_ms,
                         position,
                     },
                     refused => {
-                        self.leases.remove(&index);
+                        self.leases.remove(&LeaseId(index));
                         refused
                     }
                 }
@@ -683,12 +683,14 @@ impl Model {
                 ModelLock {
                     holder: session,
                     lease,
-                    token: index,
+                    token: FencingToken(index),
                     digest,
                     waiters: Vec::new(),
                 },
             );
-            return LockResponse::Granted { token: index };
+            return LockResponse::Granted {
+                token: FencingToken(index),
+            };
         };
         if lock.holder == session && lock.lease == lease {
             if lock.digest != digest {
@@ -798,7 +800,7 @@ impl Model {
             ModelLock {
                 holder,
                 lease,
-                token: index,
+                token: FencingToken(index),
                 digest,
                 waiters: lock.waiters,
             },
@@ -1096,7 +1098,11 @@ fn check_invariants(
             name,
             state.lease
         );
-        prop_assert!(state.token <= index, "{} has a token from the future", name);
+        prop_assert!(
+            state.token <= FencingToken(index),
+            "{} has a token from the future",
+            name
+        );
         let grant = (state.holder, state.lease);
         match history.grants.get(&(name.to_string(), state.token)) {
             Some(seen) => prop_assert_eq!(
@@ -1275,7 +1281,7 @@ fn command_of(
         }
         Step::Grant { session, ttl_ms } => LockCommand::LeaseGrant {
             ttl_ms: u64::from(ttl_ms),
-            session: SessionId::from(session),
+            session: SessionId(u64::from(session)),
         },
         Step::KeepAlive { lease } => LockCommand::LeaseKeepAlive { lease: pick(lease) },
         Step::Revoke { lease } => LockCommand::LeaseRevoke { lease: pick(lease) },
@@ -1296,7 +1302,7 @@ fn command_of(
             wait,
             holder,
         } => {
-            let session = SessionId::from(session);
+            let session = SessionId(u64::from(session));
             let lease = match lease {
                 AcquireLease::Own(n) => {
                     let own: Vec<LeaseId> = model
@@ -1343,9 +1349,11 @@ fn command_of(
                 .and_then(|tokens| tokens.iter().rev().find(|token| Some(**token) != current))
                 .copied();
             let token = match token {
-                TokenPick::Holder => current.or(earlier).unwrap_or(1),
-                TokenPick::Previous => earlier.or(current.map(|token| token + 1)).unwrap_or(1),
-                TokenPick::Other(n) => u64::from(n),
+                TokenPick::Holder => current.or(earlier).unwrap_or(FencingToken(1)),
+                TokenPick::Previous => earlier
+                    .or(current.map(|token| FencingToken(token.0 + 1)))
+                    .unwrap_or(FencingToken(1)),
+                TokenPick::Other(n) => FencingToken(u64::from(n)),
             };
             // The key whose digest the grant keeps, found from the model's digest.
             let grant_key = model
@@ -1387,14 +1395,14 @@ fn command_of(
             ttl_ms,
         } => LockCommand::GrantAndAcquire {
             name: LOCKS[usize::from(lock)].into(),
-            session: SessionId::from(session),
+            session: SessionId(u64::from(session)),
             ttl_ms: u64::from(ttl_ms),
             wait,
             holder_digest: holder.map(|n| holder_digest(&holder_key(n))),
         },
         Step::CancelWait { lock, session } => LockCommand::CancelWait {
             name: LOCKS[usize::from(lock)].into(),
-            session: SessionId::from(session),
+            session: SessionId(u64::from(session)),
         },
         Step::Txn {
             ref compares,
@@ -1591,7 +1599,7 @@ proptest! {
     ) {
         let mut tracker = LeaseExpiryTracker::default();
         let mut leases: Vec<LeaseState> = Vec::new();
-        let mut next_lease: LeaseId = 1;
+        let mut next_lease: LeaseId = LeaseId(1);
         let mut now = Millis(0);
         // For each lease, the renewal count this leader saw and since when, and whether it
         // was proposed at that count.
@@ -1599,8 +1607,8 @@ proptest! {
         for step in steps {
             match step {
                 TrackerStep::Grant { ttl_ms } => {
-                    leases.push(LeaseState { lease: next_lease, session: 1, ttl_ms: u64::from(ttl_ms), renewals: 0 });
-                    next_lease += 1;
+                    leases.push(LeaseState { lease: next_lease, session: SessionId(1), ttl_ms: u64::from(ttl_ms), renewals: 0 });
+                    next_lease = LeaseId(next_lease.0 + 1);
                 }
                 TrackerStep::KeepAlive { pick } => {
                     if !leases.is_empty() {

@@ -1,16 +1,17 @@
-//! Table-driven tests of `LockTable` through `apply` and `query` only: each step is a command
+//! Table-driven tests of `KvLockTable` through `apply` and `query` only: each step is a command
 //! applied at an explicit log index (the table's only notion of time) and the exact answer it
 //! must get, followed by queries of the resulting state.
 
 use ha_core::{LogIndex, StateMachine, StateMachineError};
 use ha_lock::{
-    CHANGES_MAX, Change, Command, KEY_BYTES_MAX, KeyValue, LeaseId, LeaseState, LockCommand,
-    LockQuery, LockQueryResponse, LockResponse, LockState, LockTable, QUERY_RESULTS_MAX, Query,
-    QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState, WithLocks,
+    CHANGES_MAX, Change, Command, FencingToken, KEY_BYTES_MAX, KeyValue, KvLockTable, LeaseId,
+    LeaseState, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockState,
+    QUERY_RESULTS_MAX, Query, QueryResponse, Response, SessionId, VALUE_BYTES_MAX, WaitState,
+    WithLocks,
 };
 
 /// Applies every step at its index and checks its answer, naming the step that disagreed.
-fn run(table: &mut LockTable, steps: &[(u64, LockCommand, LockResponse)]) {
+fn run(table: &mut KvLockTable, steps: &[(u64, LockCommand, LockResponse)]) {
     for (index, command, expected) in steps {
         let answer = table.apply(LogIndex(*index), command.clone());
         assert_eq!(&answer, expected, "at index {index}: {command:?}");
@@ -93,7 +94,7 @@ fn try_acquire(name: &str, session: SessionId, lease: LeaseId) -> LockCommand {
 fn release(name: &str, token: u64) -> LockCommand {
     LockCommand::Release {
         name: name.into(),
-        token,
+        token: FencingToken(token),
     }
 }
 
@@ -104,7 +105,7 @@ fn cancel(name: &str, session: SessionId) -> LockCommand {
     }
 }
 
-fn get(table: &LockTable, key: &str) -> Option<KeyValue> {
+fn get(table: &KvLockTable, key: &str) -> Option<KeyValue> {
     match table.query(&LockQuery::Get { key: key.into() }) {
         LockQueryResponse::Value(value) => value,
         other => panic!("get {key} answered {other:?}"),
@@ -120,14 +121,14 @@ fn value(key: &str, value: &str, version: u64, lease: Option<LeaseId>) -> Option
     })
 }
 
-fn lock(table: &LockTable, name: &str) -> Option<LockState> {
+fn lock(table: &KvLockTable, name: &str) -> Option<LockState> {
     match table.query(&LockQuery::Lock { name: name.into() }) {
         LockQueryResponse::Lock(state) => state,
         other => panic!("lock {name} answered {other:?}"),
     }
 }
 
-fn wait(table: &LockTable, name: &str, session: SessionId, lease: LeaseId) -> WaitState {
+fn wait(table: &KvLockTable, name: &str, session: SessionId, lease: LeaseId) -> WaitState {
     match table.query(&LockQuery::Wait {
         name: name.into(),
         session,
@@ -140,64 +141,124 @@ fn wait(table: &LockTable, name: &str, session: SessionId, lease: LeaseId) -> Wa
 
 #[test]
 fn the_wait_query_answers_granted_waiting_or_not_waiting_for_one_session_and_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(10), granted(1)),
-            (2, grant(20), granted(2)),
-            (3, grant(30), granted(3)),
-            (4, acquire("l", 10, 1), LockResponse::Granted { token: 4 }),
-            (5, acquire("l", 20, 2), LockResponse::Queued { position: 0 }),
-            (6, acquire("l", 30, 3), LockResponse::Queued { position: 1 }),
+            (1, grant(SessionId(10)), granted(LeaseId(1))),
+            (2, grant(SessionId(20)), granted(LeaseId(2))),
+            (3, grant(SessionId(30)), granted(LeaseId(3))),
+            (
+                4,
+                acquire("l", SessionId(10), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(4),
+                },
+            ),
+            (
+                5,
+                acquire("l", SessionId(20), LeaseId(2)),
+                LockResponse::Queued { position: 0 },
+            ),
+            (
+                6,
+                acquire("l", SessionId(30), LeaseId(3)),
+                LockResponse::Queued { position: 1 },
+            ),
         ],
     );
-    assert_eq!(wait(&table, "l", 10, 1), WaitState::Granted { token: 4 });
-    assert_eq!(wait(&table, "l", 20, 2), WaitState::Waiting);
-    assert_eq!(wait(&table, "l", 30, 3), WaitState::Waiting);
+    assert_eq!(
+        wait(&table, "l", SessionId(10), LeaseId(1)),
+        WaitState::Granted {
+            token: FencingToken(4)
+        }
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(20), LeaseId(2)),
+        WaitState::Waiting
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(30), LeaseId(3)),
+        WaitState::Waiting
+    );
     // The wrong lease, an unknown session, an unknown lock: not waiting.
-    assert_eq!(wait(&table, "l", 10, 2), WaitState::NotWaiting);
-    assert_eq!(wait(&table, "l", 20, 3), WaitState::NotWaiting);
-    assert_eq!(wait(&table, "l", 40, 3), WaitState::NotWaiting);
-    assert_eq!(wait(&table, "m", 20, 2), WaitState::NotWaiting);
+    assert_eq!(
+        wait(&table, "l", SessionId(10), LeaseId(2)),
+        WaitState::NotWaiting
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(20), LeaseId(3)),
+        WaitState::NotWaiting
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(40), LeaseId(3)),
+        WaitState::NotWaiting
+    );
+    assert_eq!(
+        wait(&table, "m", SessionId(20), LeaseId(2)),
+        WaitState::NotWaiting
+    );
     // A cancelled wait is gone; a release hands the lock to the next waiter, with its token.
     run(
         &mut table,
         &[
-            (7, cancel("l", 20), LockResponse::Cancelled),
+            (7, cancel("l", SessionId(20)), LockResponse::Cancelled),
             (8, release("l", 4), LockResponse::Released),
         ],
     );
-    assert_eq!(wait(&table, "l", 20, 2), WaitState::NotWaiting);
-    assert_eq!(wait(&table, "l", 10, 1), WaitState::NotWaiting);
-    assert_eq!(wait(&table, "l", 30, 3), WaitState::Granted { token: 8 });
+    assert_eq!(
+        wait(&table, "l", SessionId(20), LeaseId(2)),
+        WaitState::NotWaiting
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(10), LeaseId(1)),
+        WaitState::NotWaiting
+    );
+    assert_eq!(
+        wait(&table, "l", SessionId(30), LeaseId(3)),
+        WaitState::Granted {
+            token: FencingToken(8)
+        }
+    );
     // A lease's end ends its waits.
     run(
         &mut table,
         &[
-            (9, acquire("l", 20, 2), LockResponse::Queued { position: 0 }),
+            (
+                9,
+                acquire("l", SessionId(20), LeaseId(2)),
+                LockResponse::Queued { position: 0 },
+            ),
             (
                 10,
-                LockCommand::LeaseRevoke { lease: 2 },
+                LockCommand::LeaseRevoke { lease: LeaseId(2) },
                 LockResponse::LeaseEnded {
-                    lease: 2,
+                    lease: LeaseId(2),
                     released_locks: vec![],
                     deleted_keys: 0,
                 },
             ),
         ],
     );
-    assert_eq!(wait(&table, "l", 20, 2), WaitState::NotWaiting);
+    assert_eq!(
+        wait(&table, "l", SessionId(20), LeaseId(2)),
+        WaitState::NotWaiting
+    );
 }
 
-fn lease(table: &LockTable, lease: LeaseId) -> Option<LeaseState> {
+fn lease(table: &KvLockTable, lease: LeaseId) -> Option<LeaseState> {
     match table.query(&LockQuery::Lease { lease }) {
         LockQueryResponse::Lease(state) => state,
         other => panic!("lease {lease} answered {other:?}"),
     }
 }
 
-fn changes(table: &LockTable, prefix: &str, after_version: u64, limit: usize) -> LockQueryResponse {
+fn changes(
+    table: &KvLockTable,
+    prefix: &str,
+    after_version: u64,
+    limit: usize,
+) -> LockQueryResponse {
     table.query(&LockQuery::Changes {
         prefix: prefix.into(),
         after_version,
@@ -213,7 +274,7 @@ fn change(version: u64, key: &str, value: Option<&str>) -> Change {
     }
 }
 
-fn range(table: &LockTable, prefix: &str, limit: usize) -> Vec<String> {
+fn range(table: &KvLockTable, prefix: &str, limit: usize) -> Vec<String> {
     match table.query(&LockQuery::Range {
         prefix: prefix.into(),
         limit,
@@ -233,7 +294,7 @@ fn ended(lease: LeaseId, released_locks: &[&str], deleted_keys: usize) -> LockRe
 
 #[test]
 fn a_keys_version_is_the_index_of_the_write_that_set_it() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     // Indexes need not be consecutive: other commands of the host share the log.
     run(
         &mut table,
@@ -262,7 +323,7 @@ fn a_keys_version_is_the_index_of_the_write_that_set_it() {
 
 #[test]
 fn expected_version_zero_creates_only() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -315,7 +376,7 @@ fn a_compare_and_swap_mismatch_reports_the_current_version_and_changes_nothing()
         ),
     ];
     for (what, command, expected) in cases {
-        let mut table = LockTable::default();
+        let mut table = KvLockTable::default();
         run(
             &mut table,
             &[(3, put("k", "old"), LockResponse::Put { version: 3 })],
@@ -333,7 +394,7 @@ fn a_compare_and_swap_mismatch_reports_the_current_version_and_changes_nothing()
 
 #[test]
 fn a_matching_compare_and_swap_succeeds() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -357,25 +418,37 @@ fn a_matching_compare_and_swap_succeeds() {
 
 #[test]
 fn keys_bound_to_a_lease_are_deleted_when_it_is_revoked() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, put_under("a", "x", 1), LockResponse::Put { version: 2 }),
-            (3, put_under("b", "y", 1), LockResponse::Put { version: 3 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                put_under("a", "x", LeaseId(1)),
+                LockResponse::Put { version: 2 },
+            ),
+            (
+                3,
+                put_under("b", "y", LeaseId(1)),
+                LockResponse::Put { version: 3 },
+            ),
             (4, put("c", "z"), LockResponse::Put { version: 4 }),
         ],
     );
-    assert_eq!(get(&table, "a"), value("a", "x", 2, Some(1)));
+    assert_eq!(get(&table, "a"), value("a", "x", 2, Some(LeaseId(1))));
     run(
         &mut table,
-        &[(5, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 2))],
+        &[(
+            5,
+            LockCommand::LeaseRevoke { lease: LeaseId(1) },
+            ended(LeaseId(1), &[], 2),
+        )],
     );
     assert_eq!(get(&table, "a"), None);
     assert_eq!(get(&table, "b"), None);
     assert_eq!(get(&table, "c"), value("c", "z", 4, None));
-    assert_eq!(lease(&table, 1), None);
+    assert_eq!(lease(&table, LeaseId(1)), None);
     // Watchers see the deletes at the index of the revoke.
     assert_eq!(
         changes(&table, "", 4, 10),
@@ -385,19 +458,23 @@ fn keys_bound_to_a_lease_are_deleted_when_it_is_revoked() {
 
 #[test]
 fn keys_bound_to_a_lease_are_deleted_when_it_expires() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, put_under("a", "x", 1), LockResponse::Put { version: 2 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                put_under("a", "x", LeaseId(1)),
+                LockResponse::Put { version: 2 },
+            ),
             (
                 3,
                 LockCommand::LeaseExpire {
-                    lease: 1,
+                    lease: LeaseId(1),
                     renewals: 0,
                 },
-                ended(1, &[], 1),
+                ended(LeaseId(1), &[], 1),
             ),
         ],
     );
@@ -410,37 +487,48 @@ fn keys_bound_to_a_lease_are_deleted_when_it_expires() {
 
 #[test]
 fn a_key_rebound_or_unbound_by_a_later_put_follows_its_latest_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
             (
                 3,
-                put_under("moved", "x", 1),
+                put_under("moved", "x", LeaseId(1)),
                 LockResponse::Put { version: 3 },
             ),
             (
                 4,
-                put_under("moved", "x", 2),
+                put_under("moved", "x", LeaseId(2)),
                 LockResponse::Put { version: 4 },
             ),
             (
                 5,
-                put_under("freed", "y", 1),
+                put_under("freed", "y", LeaseId(1)),
                 LockResponse::Put { version: 5 },
             ),
             (6, put("freed", "y"), LockResponse::Put { version: 6 }),
             // Neither key is bound to lease 1 any more.
-            (7, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 0)),
+            (
+                7,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 0),
+            ),
         ],
     );
-    assert_eq!(get(&table, "moved"), value("moved", "x", 4, Some(2)));
+    assert_eq!(
+        get(&table, "moved"),
+        value("moved", "x", 4, Some(LeaseId(2)))
+    );
     assert_eq!(get(&table, "freed"), value("freed", "y", 6, None));
     run(
         &mut table,
-        &[(8, LockCommand::LeaseRevoke { lease: 2 }, ended(2, &[], 1))],
+        &[(
+            8,
+            LockCommand::LeaseRevoke { lease: LeaseId(2) },
+            ended(LeaseId(2), &[], 1),
+        )],
     );
     assert_eq!(get(&table, "moved"), None);
     assert_eq!(get(&table, "freed"), value("freed", "y", 6, None));
@@ -448,15 +536,23 @@ fn a_key_rebound_or_unbound_by_a_later_put_follows_its_latest_lease() {
 
 #[test]
 fn a_key_deleted_before_its_lease_ends_is_not_counted_again() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, put_under("a", "x", 1), LockResponse::Put { version: 2 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                put_under("a", "x", LeaseId(1)),
+                LockResponse::Put { version: 2 },
+            ),
             (3, delete("a"), LockResponse::Deleted { existed: true }),
             (4, put("a", "plain"), LockResponse::Put { version: 4 }),
-            (5, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 0)),
+            (
+                5,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 0),
+            ),
         ],
     );
     assert_eq!(get(&table, "a"), value("a", "plain", 4, None));
@@ -464,12 +560,16 @@ fn a_key_deleted_before_its_lease_ends_is_not_counted_again() {
 
 #[test]
 fn a_put_under_an_unknown_or_ended_lease_is_refused_and_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 0)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 0),
+            ),
             (3, put("k", "old"), LockResponse::Put { version: 3 }),
         ],
     );
@@ -479,13 +579,13 @@ fn a_put_under_an_unknown_or_ended_lease_is_refused_and_changes_nothing() {
         &[
             (
                 4,
-                put_under("k", "new", 1),
-                LockResponse::LeaseNotFound { lease: 1 },
+                put_under("k", "new", LeaseId(1)),
+                LockResponse::LeaseNotFound { lease: LeaseId(1) },
             ),
             (
                 5,
-                put_under("k", "new", 99),
-                LockResponse::LeaseNotFound { lease: 99 },
+                put_under("k", "new", LeaseId(99)),
+                LockResponse::LeaseNotFound { lease: LeaseId(99) },
             ),
         ],
     );
@@ -494,52 +594,71 @@ fn a_put_under_an_unknown_or_ended_lease_is_refused_and_changes_nothing() {
 
 #[test]
 fn an_expiry_that_raced_a_keep_alive_is_ignored() {
-    let mut table = LockTable::default();
-    let expire = |renewals| LockCommand::LeaseExpire { lease: 1, renewals };
+    let mut table = KvLockTable::default();
+    let expire = |renewals| LockCommand::LeaseExpire {
+        lease: LeaseId(1),
+        renewals,
+    };
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, put_under("k", "v", 1), LockResponse::Put { version: 2 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                put_under("k", "v", LeaseId(1)),
+                LockResponse::Put { version: 2 },
+            ),
             (
                 3,
-                LockCommand::LeaseKeepAlive { lease: 1 },
+                LockCommand::LeaseKeepAlive { lease: LeaseId(1) },
                 LockResponse::LeaseRenewed {
-                    lease: 1,
+                    lease: LeaseId(1),
                     renewals: 1,
                 },
             ),
             // The leader decided on renewal count 0; the keep-alive got in first.
-            (4, expire(0), LockResponse::LeaseStillAlive { lease: 1 }),
+            (
+                4,
+                expire(0),
+                LockResponse::LeaseStillAlive { lease: LeaseId(1) },
+            ),
             // A count the lease has not reached is no more current than an old one.
-            (5, expire(2), LockResponse::LeaseStillAlive { lease: 1 }),
+            (
+                5,
+                expire(2),
+                LockResponse::LeaseStillAlive { lease: LeaseId(1) },
+            ),
         ],
     );
     assert_eq!(
-        lease(&table, 1),
+        lease(&table, LeaseId(1)),
         Some(LeaseState {
-            lease: 1,
-            session: 1,
+            lease: LeaseId(1),
+            session: SessionId(1),
             ttl_ms: 5_000,
             renewals: 1
         })
     );
-    assert_eq!(get(&table, "k"), value("k", "v", 2, Some(1)));
+    assert_eq!(get(&table, "k"), value("k", "v", 2, Some(LeaseId(1))));
     run(
         &mut table,
         &[
-            (6, expire(1), ended(1, &[], 1)),
+            (6, expire(1), ended(LeaseId(1), &[], 1)),
             // Once ended, the lease is gone for every lease command.
-            (7, expire(1), LockResponse::LeaseNotFound { lease: 1 }),
+            (
+                7,
+                expire(1),
+                LockResponse::LeaseNotFound { lease: LeaseId(1) },
+            ),
             (
                 8,
-                LockCommand::LeaseKeepAlive { lease: 1 },
-                LockResponse::LeaseNotFound { lease: 1 },
+                LockCommand::LeaseKeepAlive { lease: LeaseId(1) },
+                LockResponse::LeaseNotFound { lease: LeaseId(1) },
             ),
             (
                 9,
-                LockCommand::LeaseRevoke { lease: 1 },
-                LockResponse::LeaseNotFound { lease: 1 },
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                LockResponse::LeaseNotFound { lease: LeaseId(1) },
             ),
         ],
     );
@@ -547,19 +666,19 @@ fn an_expiry_that_raced_a_keep_alive_is_ignored() {
 
 #[test]
 fn lease_ids_are_grant_indexes_and_every_lease_is_listed() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (4, grant(7), granted(4)),
+            (4, grant(SessionId(7)), granted(LeaseId(4))),
             (
                 6,
                 LockCommand::LeaseGrant {
                     ttl_ms: 10,
-                    session: 7,
+                    session: SessionId(7),
                 },
                 LockResponse::LeaseGranted {
-                    lease: 6,
+                    lease: LeaseId(6),
                     ttl_ms: 10,
                 },
             ),
@@ -567,41 +686,67 @@ fn lease_ids_are_grant_indexes_and_every_lease_is_listed() {
     );
     let state = |lease, ttl_ms| LeaseState {
         lease,
-        session: 7,
+        session: SessionId(7),
         ttl_ms,
         renewals: 0,
     };
     assert_eq!(
         table.query(&LockQuery::Leases),
-        LockQueryResponse::Leases(vec![state(4, 5_000), state(6, 10)])
+        LockQueryResponse::Leases(vec![state(LeaseId(4), 5_000), state(LeaseId(6), 10)])
     );
 }
 
 #[test]
 fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
-            (3, grant(3), granted(3)),
-            (4, grant(4), granted(4)),
-            (5, acquire("l", 1, 1), LockResponse::Granted { token: 5 }),
-            (6, acquire("l", 3, 3), LockResponse::Queued { position: 0 }),
-            (7, acquire("l", 2, 2), LockResponse::Queued { position: 1 }),
-            (8, acquire("l", 4, 4), LockResponse::Queued { position: 2 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
+            (3, grant(SessionId(3)), granted(LeaseId(3))),
+            (4, grant(SessionId(4)), granted(LeaseId(4))),
+            (
+                5,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(5),
+                },
+            ),
+            (
+                6,
+                acquire("l", SessionId(3), LeaseId(3)),
+                LockResponse::Queued { position: 0 },
+            ),
+            (
+                7,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Queued { position: 1 },
+            ),
+            (
+                8,
+                acquire("l", SessionId(4), LeaseId(4)),
+                LockResponse::Queued { position: 2 },
+            ),
             // Asking again while waiting (a retry) keeps the place in line.
-            (9, acquire("l", 2, 2), LockResponse::Queued { position: 1 }),
+            (
+                9,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Queued { position: 1 },
+            ),
         ],
     );
     assert_eq!(
         lock(&table, "l"),
         Some(LockState {
-            holder: 1,
-            lease: 1,
-            token: 5,
-            waiters: vec![(3, 3), (2, 2), (4, 4)],
+            holder: SessionId(1),
+            lease: LeaseId(1),
+            token: FencingToken(5),
+            waiters: vec![
+                (SessionId(3), LeaseId(3)),
+                (SessionId(2), LeaseId(2)),
+                (SessionId(4), LeaseId(4))
+            ],
         })
     );
     // Each release passes the lock to the head of the line with the release's index.
@@ -609,10 +754,10 @@ fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
     assert_eq!(
         lock(&table, "l"),
         Some(LockState {
-            holder: 3,
-            lease: 3,
-            token: 10,
-            waiters: vec![(2, 2), (4, 4)],
+            holder: SessionId(3),
+            lease: LeaseId(3),
+            token: FencingToken(10),
+            waiters: vec![(SessionId(2), LeaseId(2)), (SessionId(4), LeaseId(4))],
         })
     );
     run(
@@ -625,9 +770,9 @@ fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
     assert_eq!(
         lock(&table, "l"),
         Some(LockState {
-            holder: 4,
-            lease: 4,
-            token: 12,
+            holder: SessionId(4),
+            lease: LeaseId(4),
+            token: FencingToken(12),
             waiters: vec![],
         })
     );
@@ -640,14 +785,24 @@ fn waiters_queue_in_arrival_order_and_are_granted_in_that_order() {
 
 #[test]
 fn a_release_with_a_token_that_is_not_the_holders_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
-            (3, acquire("l", 1, 1), LockResponse::Granted { token: 3 }),
-            (4, acquire("l", 2, 2), LockResponse::Queued { position: 0 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
+            (
+                3,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(3),
+                },
+            ),
+            (
+                4,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Queued { position: 0 },
+            ),
             (5, release("l", 3), LockResponse::Released),
         ],
     );
@@ -671,72 +826,119 @@ fn a_release_with_a_token_that_is_not_the_holders_changes_nothing() {
 
 #[test]
 fn a_release_skips_waiters_whose_lease_ended_and_grants_a_larger_token() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
-            (3, grant(3), granted(3)),
-            (4, acquire("l", 1, 1), LockResponse::Granted { token: 4 }),
-            (5, acquire("l", 2, 2), LockResponse::Queued { position: 0 }),
-            (6, acquire("l", 3, 3), LockResponse::Queued { position: 1 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
+            (3, grant(SessionId(3)), granted(LeaseId(3))),
+            (
+                4,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(4),
+                },
+            ),
+            (
+                5,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Queued { position: 0 },
+            ),
+            (
+                6,
+                acquire("l", SessionId(3), LeaseId(3)),
+                LockResponse::Queued { position: 1 },
+            ),
             (
                 7,
                 LockCommand::LeaseExpire {
-                    lease: 2,
+                    lease: LeaseId(2),
                     renewals: 0,
                 },
-                ended(2, &[], 0),
+                ended(LeaseId(2), &[], 0),
             ),
         ],
     );
     // The first waiter's lease ended: it is out of the line, and the next one moves up.
     assert_eq!(
         lock(&table, "l").map(|state| state.waiters),
-        Some(vec![(3, 3)])
+        Some(vec![(SessionId(3), LeaseId(3))])
     );
     run(&mut table, &[(8, release("l", 4), LockResponse::Released)]);
     let state = lock(&table, "l").expect("passed on");
-    assert_eq!((state.holder, state.lease, state.token), (3, 3, 8));
-    assert!(state.token > 4);
+    assert_eq!(
+        (state.holder, state.lease, state.token),
+        (SessionId(3), LeaseId(3), FencingToken(8))
+    );
+    assert!(state.token > FencingToken(4));
 }
 
 #[test]
 fn a_lease_end_releases_every_lock_held_under_it_and_removes_its_waits() {
     // The same scenario ended by revoke and by expiry.
     let endings = [
-        LockCommand::LeaseRevoke { lease: 1 },
+        LockCommand::LeaseRevoke { lease: LeaseId(1) },
         LockCommand::LeaseExpire {
-            lease: 1,
+            lease: LeaseId(1),
             renewals: 0,
         },
     ];
     for ending in endings {
-        let mut table = LockTable::default();
+        let mut table = KvLockTable::default();
         run(
             &mut table,
             &[
-                (1, grant(1), granted(1)),
-                (2, grant(2), granted(2)),
-                (3, grant(3), granted(3)),
+                (1, grant(SessionId(1)), granted(LeaseId(1))),
+                (2, grant(SessionId(2)), granted(LeaseId(2))),
+                (3, grant(SessionId(3)), granted(LeaseId(3))),
                 // Session 1 holds a and b, and waits for c (held by 2).
-                (4, acquire("b", 1, 1), LockResponse::Granted { token: 4 }),
-                (5, acquire("a", 1, 1), LockResponse::Granted { token: 5 }),
-                (6, acquire("c", 2, 2), LockResponse::Granted { token: 6 }),
-                (7, acquire("c", 1, 1), LockResponse::Queued { position: 0 }),
+                (
+                    4,
+                    acquire("b", SessionId(1), LeaseId(1)),
+                    LockResponse::Granted {
+                        token: FencingToken(4),
+                    },
+                ),
+                (
+                    5,
+                    acquire("a", SessionId(1), LeaseId(1)),
+                    LockResponse::Granted {
+                        token: FencingToken(5),
+                    },
+                ),
+                (
+                    6,
+                    acquire("c", SessionId(2), LeaseId(2)),
+                    LockResponse::Granted {
+                        token: FencingToken(6),
+                    },
+                ),
+                (
+                    7,
+                    acquire("c", SessionId(1), LeaseId(1)),
+                    LockResponse::Queued { position: 0 },
+                ),
                 // Session 3 waits for a behind nobody, and for c behind 1.
-                (8, acquire("a", 3, 3), LockResponse::Queued { position: 0 }),
-                (9, acquire("c", 3, 3), LockResponse::Queued { position: 1 }),
-                (10, ending.clone(), ended(1, &["a", "b"], 0)),
+                (
+                    8,
+                    acquire("a", SessionId(3), LeaseId(3)),
+                    LockResponse::Queued { position: 0 },
+                ),
+                (
+                    9,
+                    acquire("c", SessionId(3), LeaseId(3)),
+                    LockResponse::Queued { position: 1 },
+                ),
+                (10, ending.clone(), ended(LeaseId(1), &["a", "b"], 0)),
             ],
         );
         assert_eq!(
             lock(&table, "a"),
             Some(LockState {
-                holder: 3,
-                lease: 3,
-                token: 10,
+                holder: SessionId(3),
+                lease: LeaseId(3),
+                token: FencingToken(10),
                 waiters: vec![],
             }),
             "{ending:?}"
@@ -745,10 +947,10 @@ fn a_lease_end_releases_every_lock_held_under_it_and_removes_its_waits() {
         assert_eq!(
             lock(&table, "c"),
             Some(LockState {
-                holder: 2,
-                lease: 2,
-                token: 6,
-                waiters: vec![(3, 3)],
+                holder: SessionId(2),
+                lease: LeaseId(2),
+                token: FencingToken(6),
+                waiters: vec![(SessionId(3), LeaseId(3))],
             }),
             "{ending:?}"
         );
@@ -757,80 +959,136 @@ fn a_lease_end_releases_every_lock_held_under_it_and_removes_its_waits() {
 
 #[test]
 fn a_lease_end_only_releases_locks_held_under_that_lease() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
             // One session, two leases: ending one keeps the locks under the other.
-            (1, grant(1), granted(1)),
-            (2, grant(1), granted(2)),
-            (3, acquire("kept", 1, 2), LockResponse::Granted { token: 3 }),
-            (4, acquire("lost", 1, 1), LockResponse::Granted { token: 4 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(1)), granted(LeaseId(2))),
+            (
+                3,
+                acquire("kept", SessionId(1), LeaseId(2)),
+                LockResponse::Granted {
+                    token: FencingToken(3),
+                },
+            ),
+            (
+                4,
+                acquire("lost", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(4),
+                },
+            ),
             (
                 5,
-                LockCommand::LeaseRevoke { lease: 1 },
-                ended(1, &["lost"], 0),
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &["lost"], 0),
             ),
         ],
     );
-    assert_eq!(lock(&table, "kept").map(|state| state.token), Some(3));
+    assert_eq!(
+        lock(&table, "kept").map(|state| state.token),
+        Some(FencingToken(3))
+    );
     assert_eq!(lock(&table, "lost"), None);
 }
 
 #[test]
 fn a_lock_released_before_its_lease_ends_is_not_released_again() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
-            (3, acquire("l", 1, 1), LockResponse::Granted { token: 3 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
+            (
+                3,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(3),
+                },
+            ),
             (4, release("l", 3), LockResponse::Released),
-            (5, acquire("l", 2, 2), LockResponse::Granted { token: 5 }),
+            (
+                5,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Granted {
+                    token: FencingToken(5),
+                },
+            ),
             // Lease 1 no longer holds l: its end must not take it from session 2.
-            (6, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 0)),
+            (
+                6,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 0),
+            ),
         ],
     );
     assert_eq!(
         lock(&table, "l").map(|state| (state.holder, state.token)),
-        Some((2, 5))
+        Some((SessionId(2), FencingToken(5)))
     );
 }
 
 #[test]
 fn acquiring_again_as_the_holder_returns_the_same_token() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, acquire("l", 1, 1), LockResponse::Granted { token: 2 }),
-            (3, acquire("l", 1, 1), LockResponse::Granted { token: 2 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(2),
+                },
+            ),
+            (
+                3,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(2),
+                },
+            ),
             (
                 4,
-                try_acquire("l", 1, 1),
-                LockResponse::Granted { token: 2 },
+                try_acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(2),
+                },
             ),
         ],
     );
-    assert_eq!(lock(&table, "l").map(|state| state.token), Some(2));
+    assert_eq!(
+        lock(&table, "l").map(|state| state.token),
+        Some(FencingToken(2))
+    );
 }
 
 #[test]
 fn try_acquire_of_a_held_lock_is_busy_and_does_not_queue() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
             (
                 3,
-                try_acquire("l", 1, 1),
-                LockResponse::Granted { token: 3 },
+                try_acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(3),
+                },
             ),
-            (4, try_acquire("l", 2, 2), LockResponse::Busy { holder: 1 }),
+            (
+                4,
+                try_acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Busy {
+                    holder: SessionId(1),
+                },
+            ),
         ],
     );
     assert_eq!(lock(&table, "l").map(|state| state.waiters), Some(vec![]));
@@ -841,12 +1099,16 @@ fn try_acquire_of_a_held_lock_is_busy_and_does_not_queue() {
 
 #[test]
 fn acquire_under_an_unknown_or_ended_lease_is_refused() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 0)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 0),
+            ),
         ],
     );
     let before = table.clone();
@@ -855,13 +1117,13 @@ fn acquire_under_an_unknown_or_ended_lease_is_refused() {
         &[
             (
                 3,
-                acquire("l", 1, 1),
-                LockResponse::LeaseNotFound { lease: 1 },
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::LeaseNotFound { lease: LeaseId(1) },
             ),
             (
                 4,
-                try_acquire("l", 1, 42),
-                LockResponse::LeaseNotFound { lease: 42 },
+                try_acquire("l", SessionId(1), LeaseId(42)),
+                LockResponse::LeaseNotFound { lease: LeaseId(42) },
             ),
         ],
     );
@@ -870,35 +1132,52 @@ fn acquire_under_an_unknown_or_ended_lease_is_refused() {
 
 #[test]
 fn cancel_wait_removes_only_a_waiting_session() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, grant(2), granted(2)),
-            (3, grant(3), granted(3)),
-            (4, acquire("l", 1, 1), LockResponse::Granted { token: 4 }),
-            (5, acquire("l", 2, 2), LockResponse::Queued { position: 0 }),
-            (6, acquire("l", 3, 3), LockResponse::Queued { position: 1 }),
-            (7, cancel("l", 2), LockResponse::Cancelled),
-            (8, cancel("l", 2), LockResponse::NotWaiting),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (2, grant(SessionId(2)), granted(LeaseId(2))),
+            (3, grant(SessionId(3)), granted(LeaseId(3))),
+            (
+                4,
+                acquire("l", SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(4),
+                },
+            ),
+            (
+                5,
+                acquire("l", SessionId(2), LeaseId(2)),
+                LockResponse::Queued { position: 0 },
+            ),
+            (
+                6,
+                acquire("l", SessionId(3), LeaseId(3)),
+                LockResponse::Queued { position: 1 },
+            ),
+            (7, cancel("l", SessionId(2)), LockResponse::Cancelled),
+            (8, cancel("l", SessionId(2)), LockResponse::NotWaiting),
             // The holder is not waiting, and neither is anyone for a lock nobody holds.
-            (9, cancel("l", 1), LockResponse::NotWaiting),
-            (10, cancel("free", 3), LockResponse::NotWaiting),
+            (9, cancel("l", SessionId(1)), LockResponse::NotWaiting),
+            (10, cancel("free", SessionId(3)), LockResponse::NotWaiting),
         ],
     );
     assert_eq!(
         lock(&table, "l").map(|state| state.waiters),
-        Some(vec![(3, 3)])
+        Some(vec![(SessionId(3), LeaseId(3))])
     );
     // The session behind the cancelled one moved up, and is next.
     run(&mut table, &[(11, release("l", 4), LockResponse::Released)]);
-    assert_eq!(lock(&table, "l").map(|state| state.holder), Some(3));
+    assert_eq!(
+        lock(&table, "l").map(|state| state.holder),
+        Some(SessionId(3))
+    );
 }
 
 #[test]
 fn changes_after_a_version_filtered_by_prefix() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
@@ -960,16 +1239,32 @@ fn changes_after_a_version_filtered_by_prefix() {
 #[test]
 fn changes_older_than_the_retained_log_are_compacted() {
     let started = std::time::Instant::now();
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
-            (2, put_under("a", "x", 1), LockResponse::Put { version: 2 }),
-            (3, put_under("b", "x", 1), LockResponse::Put { version: 3 }),
-            (4, put_under("c", "x", 1), LockResponse::Put { version: 4 }),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
+            (
+                2,
+                put_under("a", "x", LeaseId(1)),
+                LockResponse::Put { version: 2 },
+            ),
+            (
+                3,
+                put_under("b", "x", LeaseId(1)),
+                LockResponse::Put { version: 3 },
+            ),
+            (
+                4,
+                put_under("c", "x", LeaseId(1)),
+                LockResponse::Put { version: 4 },
+            ),
             // Three changes, all at version 5.
-            (5, LockCommand::LeaseRevoke { lease: 1 }, ended(1, &[], 3)),
+            (
+                5,
+                LockCommand::LeaseRevoke { lease: LeaseId(1) },
+                ended(LeaseId(1), &[], 3),
+            ),
         ],
     );
     // Six changes so far; CHANGES_MAX - 2 more makes CHANGES_MAX + 4, so the first four are
@@ -1047,17 +1342,17 @@ fn changes_older_than_the_retained_log_are_compacted() {
 
 #[test]
 fn range_returns_keys_with_a_prefix_in_order_up_to_a_limit() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
             (2, put("b", "1"), LockResponse::Put { version: 2 }),
             (3, put("a/2", "1"), LockResponse::Put { version: 3 }),
             (4, put("ab", "1"), LockResponse::Put { version: 4 }),
             (
                 5,
-                put_under("a/1", "1", 1),
+                put_under("a/1", "1", LeaseId(1)),
                 LockResponse::Put { version: 5 },
             ),
             (6, put("a", "1"), LockResponse::Put { version: 6 }),
@@ -1089,7 +1384,7 @@ fn range_returns_keys_with_a_prefix_in_order_up_to_a_limit() {
             key: "a/1".into(),
             value: b"1".to_vec(),
             version: 5,
-            lease: Some(1),
+            lease: Some(LeaseId(1)),
         }])
     );
 }
@@ -1124,18 +1419,24 @@ fn invalid_keys_values_and_lock_names_are_refused_and_change_nothing() {
                 key: String::new(),
                 value: vec![],
                 expected_version: Some(5),
-                lease: Some(77),
+                lease: Some(LeaseId(77)),
             },
         ),
-        ("empty lock name", acquire("", 1, 1)),
-        ("empty lock name, try", try_acquire("", 1, 1)),
-        ("lock name too long", acquire(&too_long_key, 1, 1)),
+        ("empty lock name", acquire("", SessionId(1), LeaseId(1))),
+        (
+            "empty lock name, try",
+            try_acquire("", SessionId(1), LeaseId(1)),
+        ),
+        (
+            "lock name too long",
+            acquire(&too_long_key, SessionId(1), LeaseId(1)),
+        ),
     ];
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[
-            (1, grant(1), granted(1)),
+            (1, grant(SessionId(1)), granted(LeaseId(1))),
             (2, put("k", "v"), LockResponse::Put { version: 2 }),
         ],
     );
@@ -1163,8 +1464,10 @@ fn invalid_keys_values_and_lock_names_are_refused_and_change_nothing() {
             ),
             (
                 6,
-                acquire(&longest_key, 1, 1),
-                LockResponse::Granted { token: 6 },
+                acquire(&longest_key, SessionId(1), LeaseId(1)),
+                LockResponse::Granted {
+                    token: FencingToken(6),
+                },
             ),
         ],
     );
@@ -1175,7 +1478,7 @@ fn invalid_keys_values_and_lock_names_are_refused_and_change_nothing() {
 /// must change nothing, and in particular record no change for watchers.
 #[test]
 fn deleting_an_invalid_key_changes_nothing() {
-    let mut table = LockTable::default();
+    let mut table = KvLockTable::default();
     run(
         &mut table,
         &[(1, put("k", "v"), LockResponse::Put { version: 1 })],
@@ -1200,18 +1503,18 @@ fn deleting_an_invalid_key_changes_nothing() {
 fn busy_machine() -> WithLocks<()> {
     let mut machine = WithLocks::new(());
     let commands = [
-        grant(1),
-        grant(2),
-        grant(3),
-        LockCommand::LeaseKeepAlive { lease: 2 },
+        grant(SessionId(1)),
+        grant(SessionId(2)),
+        grant(SessionId(3)),
+        LockCommand::LeaseKeepAlive { lease: LeaseId(2) },
         put("plain", "p"),
-        put_under("ephemeral", "e", 1),
+        put_under("ephemeral", "e", LeaseId(1)),
         put("gone", "g"),
         delete("gone"),
-        acquire("l", 1, 1),
-        acquire("l", 2, 2),
-        acquire("l", 3, 3),
-        acquire("m", 3, 3),
+        acquire("l", SessionId(1), LeaseId(1)),
+        acquire("l", SessionId(2), LeaseId(2)),
+        acquire("l", SessionId(3), LeaseId(3)),
+        acquire("m", SessionId(3), LeaseId(3)),
     ];
     for (offset, command) in commands.into_iter().enumerate() {
         let index = u64::try_from(offset).expect("fits") + 1;
@@ -1227,14 +1530,16 @@ fn answers(machine: &WithLocks<()>) -> Vec<QueryResponse<()>> {
         .map(|key| LockQuery::Get { key: key.into() })
         .collect();
     queries.extend(["l", "m", "n"].map(|name| LockQuery::Lock { name: name.into() }));
-    queries.extend((1..=4).map(|lease| LockQuery::Lease { lease }));
+    queries.extend((1..=4).map(|lease| LockQuery::Lease {
+        lease: LeaseId(lease),
+    }));
     for name in ["l", "m", "n"] {
         for session in 1..=4 {
             // The restored machine answers these before its index of the lines is built.
             queries.extend((1..=4).map(|lease| LockQuery::Wait {
                 name: name.into(),
-                session,
-                lease,
+                session: SessionId(session),
+                lease: LeaseId(lease),
             }));
         }
     }
@@ -1266,7 +1571,7 @@ fn a_snapshot_restored_into_a_fresh_machine_answers_identically() {
     // and deletes the same keys.
     let mut original = machine.clone();
     for (index, command) in [
-        (20, LockCommand::LeaseRevoke { lease: 1 }),
+        (20, LockCommand::LeaseRevoke { lease: LeaseId(1) }),
         (21, release("l", 20)),
         (22, put("after", "a")),
     ] {
@@ -1323,7 +1628,7 @@ fn trailing_bytes_go_to_the_host_which_refuses_them() {
             1,
             LockCommand::LeaseGrant {
                 ttl_ms: 1_000,
-                session: 1,
+                session: SessionId(1),
             },
         ),
         (2, put("k", "v")),
@@ -1341,7 +1646,7 @@ fn trailing_bytes_go_to_the_host_which_refuses_them() {
         fresh.restore(&bytes),
         Err(StateMachineError::Corrupt(_))
     ));
-    assert_eq!(fresh.locks(), &LockTable::default());
+    assert_eq!(fresh.locks(), &KvLockTable::default());
     assert_eq!(fresh.host().0, 0);
 }
 
@@ -1376,13 +1681,13 @@ impl StateMachine for ExactHost {
 /// answer that whole group, or a reader resuming after the version would lose the rest.
 #[test]
 fn one_commands_changes_are_never_split_across_answers() {
-    let mut table = LockTable::default();
-    table.apply(LogIndex(1), grant(7));
+    let mut table = KvLockTable::default();
+    table.apply(LogIndex(1), grant(SessionId(7)));
     for (index, key) in [(2, "/jobs/a"), (3, "/jobs/b"), (4, "/jobs/c")] {
-        table.apply(LogIndex(index), put_under(key, "v", 1));
+        table.apply(LogIndex(index), put_under(key, "v", LeaseId(1)));
     }
     table.apply(LogIndex(5), put("/jobs/d", "free"));
-    table.apply(LogIndex(6), LockCommand::LeaseRevoke { lease: 1 });
+    table.apply(LogIndex(6), LockCommand::LeaseRevoke { lease: LeaseId(1) });
     table.apply(LogIndex(7), put("/jobs/e", "after"));
     let deletes = vec![
         change(6, "/jobs/a", None),

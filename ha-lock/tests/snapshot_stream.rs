@@ -9,8 +9,8 @@
 
 use ha_core::{LogIndex, SnapshotSource, StateMachine, StateMachineError};
 use ha_lock::{
-    CHANGE_VALUE_BYTES_MAX, Command, LockCommand, LockLimits, LockQuery, LockQueryResponse,
-    LockTable, Query, QueryResponse, VALUE_BYTES_MAX, WithLocks,
+    CHANGE_VALUE_BYTES_MAX, Command, KvLockTable, LeaseId, LockCommand, LockLimits, LockQuery,
+    LockQueryResponse, Query, QueryResponse, SessionId, VALUE_BYTES_MAX, WithLocks,
 };
 
 /// A host whose snapshot is exactly its 8 bytes, so a damaged host part is refused.
@@ -82,26 +82,26 @@ fn busy_machine() -> Machine {
         &mut machine,
         1,
         &[
-            lease(1),
-            lease(2),
-            lease(3),
+            lease(SessionId(1)),
+            lease(SessionId(2)),
+            lease(SessionId(3)),
             put("a", b"first"),
             put("b", &[7u8; 4096]),
             LockCommand::Put {
                 key: "leased".into(),
                 value: b"held".to_vec(),
                 expected_version: None,
-                lease: Some(2),
+                lease: Some(LeaseId(2)),
             },
             put("a", b"second"),
             LockCommand::Delete {
                 key: "b".into(),
                 expected_version: None,
             },
-            acquire(1, 1),
-            acquire(2, 2),
-            acquire(3, 3),
-            LockCommand::LeaseKeepAlive { lease: 3 },
+            acquire(SessionId(1), LeaseId(1)),
+            acquire(SessionId(2), LeaseId(2)),
+            acquire(SessionId(3), LeaseId(3)),
+            LockCommand::LeaseKeepAlive { lease: LeaseId(3) },
         ],
     );
     let _ = machine.apply(LogIndex(13), Command::Host(42));
@@ -128,11 +128,13 @@ fn queries() -> Vec<LockQuery> {
         name: "jobs".into(),
     });
     for lease in 1..=3 {
-        queries.push(LockQuery::Lease { lease });
+        queries.push(LockQuery::Lease {
+            lease: LeaseId(lease),
+        });
         queries.push(LockQuery::Wait {
             name: "jobs".into(),
-            session: lease,
-            lease,
+            session: SessionId(lease),
+            lease: LeaseId(lease),
         });
     }
     queries
@@ -167,8 +169,8 @@ fn a_table_round_trips_through_the_stream_with_equal_answers() {
     // And both go on identically: ending lease 2 deletes its key and passes the lock on.
     let mut original = machine.clone();
     let more = [
-        LockCommand::LeaseRevoke { lease: 1 },
-        LockCommand::LeaseRevoke { lease: 2 },
+        LockCommand::LeaseRevoke { lease: LeaseId(1) },
+        LockCommand::LeaseRevoke { lease: LeaseId(2) },
         put("c", b"after"),
     ];
     apply_all(&mut original, 20, &more);
@@ -192,7 +194,7 @@ fn the_copy_is_the_state_when_it_was_taken_not_after_later_applies() {
                 key: "leased".into(),
                 expected_version: None,
             },
-            LockCommand::LeaseRevoke { lease: 1 },
+            LockCommand::LeaseRevoke { lease: LeaseId(1) },
         ],
     );
     let _ = machine.apply(LogIndex(24), Command::Host(99));
@@ -229,7 +231,7 @@ fn small_change_log(changes: usize, change_value_bytes: u64) -> LockLimits {
     limits
 }
 
-fn changes_after(table: &LockTable, after_version: u64) -> LockQueryResponse {
+fn changes_after(table: &KvLockTable, after_version: u64) -> LockQueryResponse {
     table.query(&LockQuery::Changes {
         prefix: String::new(),
         after_version,
@@ -349,7 +351,7 @@ fn random_command() -> impl proptest::strategy::Strategy<Value = LockCommand> {
                 key,
                 value,
                 expected_version: None,
-                lease,
+                lease: lease.map(LeaseId),
             }),
         key.clone().prop_map(|key| LockCommand::Delete {
             key,
@@ -357,13 +359,15 @@ fn random_command() -> impl proptest::strategy::Strategy<Value = LockCommand> {
         }),
         (1u64..4).prop_map(|session| LockCommand::LeaseGrant {
             ttl_ms: 1_000,
-            session,
+            session: SessionId(session),
         }),
-        (1u64..6).prop_map(|lease| LockCommand::LeaseRevoke { lease }),
+        (1u64..6).prop_map(|lease| LockCommand::LeaseRevoke {
+            lease: LeaseId(lease)
+        }),
         (key, 1u64..4, 1u64..6).prop_map(|(name, session, lease)| LockCommand::Acquire {
             name,
-            session,
-            lease,
+            session: SessionId(session),
+            lease: LeaseId(lease),
             wait: true,
         }),
     ]

@@ -1,12 +1,45 @@
-//! The deadlock detector: `WaitForGraph` on its own, and through `LockTable` commands, where
+//! The deadlock detector: `WaitForGraph` on its own, and through `KvLockTable` commands, where
 //! sessions enter the graph by queueing for a held lock and leave it by being granted,
 //! cancelling their wait, or losing their lease.
 
 use ha_core::LogIndex;
 use ha_lock::{
-    LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockTable, SessionId,
-    WaitForGraph,
+    FencingToken, KvLockTable, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse,
 };
+
+/// Sessions in these cases are plain numbers, so each case reads as the edges it draws; the
+/// wrappers below convert at the `ha_lock` boundary, where a session is an
+/// [`ha_lock::SessionId`].
+type SessionId = u64;
+
+/// [`ha_lock::WaitForGraph`] with numbered sessions.
+#[derive(Default)]
+struct WaitForGraph(ha_lock::WaitForGraph);
+
+impl WaitForGraph {
+    fn add_wait(&mut self, waiter: SessionId, holder: SessionId) {
+        self.0
+            .add_wait(ha_lock::SessionId(waiter), ha_lock::SessionId(holder));
+    }
+
+    fn cycle_if_waits(&self, waiter: SessionId, holder: SessionId) -> Option<Vec<SessionId>> {
+        self.0
+            .cycle_if_waits(ha_lock::SessionId(waiter), ha_lock::SessionId(holder))
+            .map(numbers)
+    }
+}
+
+/// The sessions of a cycle as numbers.
+fn numbers(cycle: Vec<ha_lock::SessionId>) -> Vec<SessionId> {
+    cycle.into_iter().map(|session| session.0).collect()
+}
+
+/// The table's answer to a wait that closes `cycle`.
+fn deadlock(cycle: &[SessionId]) -> LockResponse {
+    LockResponse::Deadlock {
+        cycle: cycle.iter().copied().map(ha_lock::SessionId).collect(),
+    }
+}
 
 /// Checks that `cycle` is a cycle of `edges` that starts with `waiter` and then goes to
 /// `holder`, lists each session once, and closes back on `waiter`.
@@ -197,14 +230,14 @@ fn a_very_long_chain_does_not_overflow_the_stack() {
 
 /// A lock table driven one command at a time at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
 impl Table {
     fn new() -> Self {
         Self {
-            table: LockTable::default(),
+            table: KvLockTable::default(),
             index: 0,
         }
     }
@@ -218,7 +251,7 @@ impl Table {
     fn lease(&mut self, session: SessionId) -> LeaseId {
         match self.apply(LockCommand::LeaseGrant {
             ttl_ms: 10_000,
-            session,
+            session: ha_lock::SessionId(session),
         }) {
             LockResponse::LeaseGranted { lease, .. } => lease,
             other => panic!("lease grant answered {other:?}"),
@@ -228,14 +261,14 @@ impl Table {
     fn acquire(&mut self, name: &str, session: SessionId, lease: LeaseId) -> LockResponse {
         self.apply(LockCommand::Acquire {
             name: name.into(),
-            session,
+            session: ha_lock::SessionId(session),
             lease,
             wait: true,
         })
     }
 
     /// Acquire a free lock; its token is returned.
-    fn hold(&mut self, name: &str, session: SessionId, lease: LeaseId) -> u64 {
+    fn hold(&mut self, name: &str, session: SessionId, lease: LeaseId) -> FencingToken {
         match self.acquire(name, session, lease) {
             LockResponse::Granted { token } => token,
             other => panic!("{session} acquiring free lock {name} got {other:?}"),
@@ -251,7 +284,7 @@ impl Table {
                 self.table.query(&LockQuery::Lock { name: name.into() })
             {
                 for (waiter, _) in state.waiters {
-                    edges.entry(waiter).or_default().push(state.holder);
+                    edges.entry(waiter.0).or_default().push(state.holder.0);
                 }
             }
         }
@@ -271,7 +304,7 @@ impl Table {
 
     fn holder(&self, name: &str) -> Option<SessionId> {
         match self.table.query(&LockQuery::Lock { name: name.into() }) {
-            LockQueryResponse::Lock(state) => state.map(|state| state.holder),
+            LockQueryResponse::Lock(state) => state.map(|state| state.holder.0),
             other => panic!("lock query answered {other:?}"),
         }
     }
@@ -287,10 +320,7 @@ fn the_table_refuses_the_wait_that_closes_a_two_session_cycle() {
         table.acquire("b", 1, lease_1),
         LockResponse::Queued { position: 0 }
     );
-    assert_eq!(
-        table.acquire("a", 2, lease_2),
-        LockResponse::Deadlock { cycle: vec![2, 1] }
-    );
+    assert_eq!(table.acquire("a", 2, lease_2), deadlock(&[2, 1]));
     // The refused wait was not queued: 1 still waits for b, and nobody waits for a.
     match table.table.query(&LockQuery::Lock { name: "a".into() }) {
         LockQueryResponse::Lock(Some(state)) => assert!(state.waiters.is_empty()),
@@ -315,12 +345,7 @@ fn the_table_refuses_the_wait_that_closes_a_three_session_cycle() {
         LockResponse::Queued { position: 0 }
     );
     // 3 waiting for 1 closes the ring; 4 waiting for 1 does not.
-    assert_eq!(
-        table.acquire("a", 3, leases[2]),
-        LockResponse::Deadlock {
-            cycle: vec![3, 1, 2]
-        }
-    );
+    assert_eq!(table.acquire("a", 3, leases[2]), deadlock(&[3, 1, 2]));
     let lease_4 = table.lease(4);
     assert_eq!(
         table.acquire("a", 4, lease_4),
@@ -336,10 +361,7 @@ fn the_table_refuses_a_session_waiting_for_a_lock_it_holds_under_another_lease()
     table.hold("a", 1, first);
     // The same session and lease is a retry and gets the same grant; another lease of the
     // same session would wait for itself forever.
-    assert_eq!(
-        table.acquire("a", 1, second),
-        LockResponse::Deadlock { cycle: vec![1] }
-    );
+    assert_eq!(table.acquire("a", 1, second), deadlock(&[1]));
 }
 
 #[test]
@@ -355,7 +377,7 @@ fn no_deadlock_after_the_waiter_cancels() {
     assert_eq!(
         table.apply(LockCommand::CancelWait {
             name: "a".into(),
-            session: 2
+            session: ha_lock::SessionId(2)
         }),
         LockResponse::Cancelled
     );
@@ -516,7 +538,7 @@ fn a_session_in_two_lines_waits_only_for_those_ahead_of_it_in_each() {
         // 2 asks for b, which 3 holds. 3 waits for a: for 1, and for 2 only if 2 is ahead.
         let answer = table.acquire("b", 2, leases[1]);
         if two_is_ahead_of_three {
-            assert_eq!(answer, LockResponse::Deadlock { cycle: vec![2, 3] });
+            assert_eq!(answer, deadlock(&[2, 3]));
         } else {
             assert_eq!(answer, LockResponse::Queued { position: 0 });
         }
@@ -542,15 +564,12 @@ fn a_cycle_through_a_waiter_in_two_lines_is_found() {
         table.acquire("c", 3, leases[2]),
         LockResponse::Queued { position: 0 }
     );
-    assert_eq!(
-        table.acquire("a", 4, leases[3]),
-        LockResponse::Deadlock { cycle: vec![4, 3] }
-    );
+    assert_eq!(table.acquire("a", 4, leases[3]), deadlock(&[4, 3]));
     // Once 3 stops waiting for c, 4 may queue for a.
     assert_eq!(
         table.apply(LockCommand::CancelWait {
             name: "c".into(),
-            session: 3
+            session: ha_lock::SessionId(3)
         }),
         LockResponse::Cancelled
     );
@@ -588,7 +607,7 @@ fn a_long_chain_of_holders_through_the_table_is_walked_to_its_end() {
     match table.acquire("l1", sessions, leases[sessions as usize - 1]) {
         LockResponse::Deadlock { cycle } => {
             let expected: Vec<SessionId> = std::iter::once(sessions).chain(1..sessions).collect();
-            assert_eq!(cycle, expected);
+            assert_eq!(numbers(cycle), expected);
         }
         other => panic!("the chain's end waiting for its start answered {other:?}"),
     }

@@ -3,7 +3,7 @@
 use ha_core::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 
 /// One record of the replicated log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub enum Payload {
     /// A client command, encoded by the applier (session stamp and host command).
     Command(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A new cluster configuration; takes effect as soon as it is appended.
-    Membership(Membership),
+    Membership(VoterSet),
 }
 
 impl Entry {

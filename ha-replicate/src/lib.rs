@@ -32,10 +32,10 @@
 //!
 //! ```
 //! use ha_core::NodeId;
-//! use ha_replicate::membership::Membership;
+//! use ha_replicate::membership::VoterSet;
 //!
 //! let ids = [NodeId::new("n1")?, NodeId::new("n2")?, NodeId::new("n3")?];
-//! let voters = Membership::with_voters(ids.clone());
+//! let voters = VoterSet::with_voters(ids.clone());
 //! assert_eq!(voters.quorum(), 2);
 //! assert!(voters.is_quorum(&ids[..2]));
 //! assert!(!voters.is_quorum(&ids[..1]));

@@ -6,7 +6,7 @@ use ha_core::NodeId;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-/// Most voters, and most learners, a decoded [`Membership`] may list (the gossip layer's
+/// Most voters, and most learners, a decoded [`VoterSet`] may list (the gossip layer's
 /// member limit). A longer list is refused before its ids are read: each id takes some 50 bytes
 /// in memory for 2 or 3 on the wire, so an unbounded list in one 16 MiB frame could make a node
 /// allocate hundreds of megabytes while decoding it.
@@ -53,7 +53,7 @@ fn decode_member_set<'de, D: Deserializer<'de>>(
 /// The cluster configuration: voters decide elections and commits; learners receive the log
 /// but do not count. Changed one node at a time, so any two majorities overlap.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Membership {
+pub struct VoterSet {
     /// Members that vote and count towards commit (at most [`MEMBERSHIP_SET_MAX`] decode).
     #[serde(deserialize_with = "decode_member_set")]
     pub voters: BTreeSet<NodeId>,
@@ -63,7 +63,7 @@ pub struct Membership {
     pub learners: BTreeSet<NodeId>,
 }
 
-impl Membership {
+impl VoterSet {
     /// A configuration of `voters` and no learners.
     pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
         Self {
@@ -129,13 +129,13 @@ mod tests {
         for (voters, quorum) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)] {
             let names: Vec<String> = (0..voters).map(|i| format!("n{i}")).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            assert_eq!(Membership::with_voters(ids(&refs)).quorum(), quorum);
+            assert_eq!(VoterSet::with_voters(ids(&refs)).quorum(), quorum);
         }
     }
 
     #[test]
     fn only_voters_count_and_duplicates_do_not() {
-        let mut membership = Membership::with_voters(ids(&["a", "b", "c"]));
+        let mut membership = VoterSet::with_voters(ids(&["a", "b", "c"]));
         membership.learners.insert(NodeId::new("d").unwrap());
         assert!(!membership.is_quorum(&ids(&["a", "d"])));
         assert!(!membership.is_quorum(&ids(&["a", "a"])));

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use ha_core::{LogIndex, MemberEvent, MemberInfo, Millis, NodeId, NodeState, Term};
 
 use crate::engine::{EngineSettings, PeerInfo};
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 
 /// How many of the longest election timeouts the founding set must stay unchanged before a
 /// node founds with it (see [`MembershipFeed::founding_voters`]): 1.5 s with LAN timing.
@@ -77,7 +77,7 @@ pub struct MembershipFeed {
     /// before this node founds with it.
     founding_settle_ms: u64,
     /// That set, and since when it has been the answer.
-    candidate: Option<(Membership, Millis)>,
+    candidate: Option<(VoterSet, Millis)>,
 }
 
 impl MembershipFeed {
@@ -190,7 +190,7 @@ impl MembershipFeed {
     /// before its metadata), and a node that sees more voters than expected does not found.
     ///
     /// Use it only for a node whose log is empty: a cluster that exists never re-founds.
-    pub fn bootstrap_voters(&self) -> Option<Membership> {
+    pub fn bootstrap_voters(&self) -> Option<VoterSet> {
         if !self.voter {
             return None;
         }
@@ -222,7 +222,7 @@ impl MembershipFeed {
             .iter()
             .map(|peer| peer.info.id.clone())
             .chain(std::iter::once(self.node_id.clone()));
-        Some(Membership::with_voters(ids))
+        Some(VoterSet::with_voters(ids))
     }
 
     /// The founding rule for a node whose log ends at `last_index` in `term`, at `now`: the
@@ -244,7 +244,7 @@ impl MembershipFeed {
         now: Millis,
         last_index: LogIndex,
         term: Term,
-    ) -> Option<Membership> {
+    ) -> Option<VoterSet> {
         if last_index != LogIndex(0) || term != Term(0) {
             return None;
         }

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use ha_core::{LogIndex, Term};
 
 use crate::entry::{Entry, Payload};
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::snapshot_meta::SnapshotMeta;
 
 /// What stays in memory of an entry whose payload was evicted: enough for `term_at`, for
@@ -31,7 +31,7 @@ pub struct RaftLog {
     /// The entries after those, with their payloads.
     held: VecDeque<Entry>,
     /// Configuration entries still in the log, by index; the latest one is in force.
-    configs: Vec<(LogIndex, Membership)>,
+    configs: Vec<(LogIndex, VoterSet)>,
     /// The estimated size ([`Entry::size_bytes`]) of every entry after the snapshot, evicted
     /// or not, which compaction bounds.
     bytes: usize,
@@ -263,7 +263,7 @@ impl RaftLog {
     }
 
     /// The configuration in force: the latest in the log, else the snapshot's.
-    pub fn membership(&self) -> &Membership {
+    pub fn membership(&self) -> &VoterSet {
         self.configs
             .last()
             .map(|(_, membership)| membership)
@@ -271,7 +271,7 @@ impl RaftLog {
     }
 
     /// The configuration in force at `index`.
-    pub fn membership_at(&self, index: LogIndex) -> Membership {
+    pub fn membership_at(&self, index: LogIndex) -> VoterSet {
         self.configs
             .iter()
             .rev()
@@ -330,7 +330,7 @@ mod tests {
         log.install_snapshot(SnapshotMeta {
             last_index: LogIndex(3),
             last_term: Term(1),
-            membership: Membership::default(),
+            membership: VoterSet::default(),
         });
         assert_eq!(log.first_index(), LogIndex(4));
         assert_eq!(log.last_index(), LogIndex(5));
@@ -339,7 +339,7 @@ mod tests {
         log.install_snapshot(SnapshotMeta {
             last_index: LogIndex(9),
             last_term: Term(4),
-            membership: Membership::default(),
+            membership: VoterSet::default(),
         });
         assert_eq!(log.last_index(), LogIndex(9));
         assert_eq!(log.entry(LogIndex(5)), None);
@@ -369,7 +369,7 @@ mod tests {
         let mut log = RaftLog::default();
         for index in 1..=10 {
             if index == 4 {
-                let mut membership = Membership::default();
+                let mut membership = VoterSet::default();
                 membership.voters.insert(ha_core::NodeId::new("a").unwrap());
                 log.push(Entry {
                     term: Term(1),
@@ -441,7 +441,7 @@ mod tests {
         log.install_snapshot(SnapshotMeta {
             last_index: LogIndex(2),
             last_term: Term(1),
-            membership: Membership::default(),
+            membership: VoterSet::default(),
         });
         assert_eq!(log.first_index(), LogIndex(3));
         assert_eq!(log.held_from(), LogIndex(5));
@@ -452,7 +452,7 @@ mod tests {
         log.install_snapshot(SnapshotMeta {
             last_index: LogIndex(5),
             last_term: Term(1),
-            membership: Membership::default(),
+            membership: VoterSet::default(),
         });
         assert_eq!(log.held_from(), LogIndex(6));
         assert_eq!(log.bytes(), 124);

@@ -3,7 +3,7 @@
 use ha_core::{LogIndex, Term};
 use serde::{Deserialize, Serialize};
 
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 
 /// Which prefix of the log a snapshot replaces.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +13,7 @@ pub struct SnapshotMeta {
     /// That entry's term.
     pub last_term: Term,
     /// The configuration as of `last_index`.
-    pub membership: Membership,
+    pub membership: VoterSet,
 }
 
 /// Names one snapshot's bytes: two snapshots with the same id hold the same bytes. A follower

@@ -13,7 +13,7 @@ use ha_replicate::engine::{
     MemberRequest, MembershipRefusal, Message, PeerInfo, Persist, PersistId, Role, TimerKind,
 };
 use ha_replicate::entry::{ElectionCause, Entry, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 
 fn add(name: &str, voter: bool) -> MemberRequest {
     MemberRequest::Add {
@@ -82,7 +82,7 @@ fn adding_a_node_appends_it_as_a_learner_and_sends_it_the_entry() {
     let mut engine = settled_leader();
     let step = engine.request_member_change(Millis(1004), &add("d", true));
     assert_eq!(step, Ok(MemberChangeStep::Proposed(LogIndex(4))));
-    let mut next = Membership::with_voters([id("a"), id("b"), id("c")]);
+    let mut next = VoterSet::with_voters([id("a"), id("b"), id("c")]);
     next.learners.insert(id("d"));
     let entry = Entry {
         term: Term(4),
@@ -140,7 +140,7 @@ fn a_learner_added_as_voter_is_promoted_once_caught_up_without_gossip() {
     // d catches up; gossip knows nothing of it, the operator's intent suffices.
     acknowledge_from(&mut engine, "d", Millis(1060), 4);
     fire(&mut engine, TimerKind::Heartbeat, Millis(1101));
-    let mut voters = Membership::with_voters([id("a"), id("b"), id("c"), id("d")]);
+    let mut voters = VoterSet::with_voters([id("a"), id("b"), id("c"), id("d")]);
     voters.learners.clear();
     assert_eq!(engine.membership(), &voters);
 }
@@ -197,7 +197,7 @@ fn removing_a_voter_that_leaves_no_reachable_quorum_is_refused() {
     let entry = Entry {
         term: Term(4),
         index: LogIndex(4),
-        payload: Payload::Membership(Membership::with_voters([id("a"), id("b")])),
+        payload: Payload::Membership(VoterSet::with_voters([id("a"), id("b")])),
     };
     assert_eq!(
         engine.drain_effects(),
@@ -228,7 +228,7 @@ fn removing_a_running_node_that_wants_to_vote_is_refused() {
     );
     assert_eq!(
         engine.membership(),
-        &Membership::with_voters([id("a"), id("b")])
+        &VoterSet::with_voters([id("a"), id("b")])
     );
 }
 
@@ -289,7 +289,7 @@ fn removing_the_leader_hands_leadership_over_first() {
     );
     assert_eq!(
         engine.membership(),
-        &Membership::with_voters([id("a"), id("b"), id("c")])
+        &VoterSet::with_voters([id("a"), id("b"), id("c")])
     );
     // Further changes wait for the transfer.
     assert!(matches!(
@@ -315,7 +315,7 @@ fn the_last_voter_is_never_removed() {
         entries: vec![Entry {
             term: Term(0),
             index: LogIndex(1),
-            payload: Payload::Membership(Membership::with_voters([id("a")])),
+            payload: Payload::Membership(VoterSet::with_voters([id("a")])),
         }],
         ..EngineStart::default()
     };

@@ -29,10 +29,10 @@ use std::time::Duration;
 
 use ha_core::codec::{self, RPC_FRAME_BYTES_MAX};
 use ha_core::keyring::Keyring;
-use ha_core::{Consistency, LogIndex, NodeId, Priority, Term};
+use ha_core::{Consistency, LogIndex, NodeId, Priority, SessionId, Term};
 use ha_replicate::engine::{APPEND_DECODED_BYTES_MAX, APPEND_ENTRIES_WIRE_MAX, Message};
 use ha_replicate::entry::{ElectionCause, Entry, LeaderStart, Payload};
-use ha_replicate::membership::{MEMBERSHIP_SET_MAX, Membership};
+use ha_replicate::membership::{MEMBERSHIP_SET_MAX, VoterSet};
 use ha_replicate::replica::{
     ApplyOutcome, ClientReply, ClientRequest, ReadRequest, Rpc, SessionCommand, WriteRequest,
 };
@@ -104,7 +104,7 @@ fn valid_messages() -> Vec<Rpc> {
         Entry {
             term: Term(3),
             index: LogIndex(10),
-            payload: Payload::Membership(Membership::with_voters([id("n1"), id("n2")])),
+            payload: Payload::Membership(VoterSet::with_voters([id("n1"), id("n2")])),
         },
     ];
     vec![
@@ -128,7 +128,7 @@ fn valid_messages() -> Vec<Rpc> {
             meta: SnapshotMeta {
                 last_index: LogIndex(6),
                 last_term: Term(2),
-                membership: Membership::with_voters([id("n1")]),
+                membership: VoterSet::with_voters([id("n1")]),
             },
         }),
         Rpc::SnapshotChunk {
@@ -136,7 +136,7 @@ fn valid_messages() -> Vec<Rpc> {
             meta: SnapshotMeta {
                 last_index: LogIndex(6),
                 last_term: Term(2),
-                membership: Membership::with_voters([id("n1")]),
+                membership: VoterSet::with_voters([id("n1")]),
             },
             id: SnapshotId {
                 last_index: LogIndex(6),
@@ -158,7 +158,7 @@ fn valid_messages() -> Vec<Rpc> {
         Rpc::Forward {
             forward_id: 12,
             request: ClientRequest::Write(WriteRequest {
-                session: 99,
+                session: SessionId(99),
                 sequence: 3,
                 lowest_unanswered: 1,
                 command: b"set x".to_vec(),
@@ -579,7 +579,7 @@ fn a_frame_within_the_limit_cannot_decode_into_hundreds_of_megabytes() {
     assert!(codec::decode::<Rpc>("rpc", &longest, RPC_FRAME_BYTES_MAX).is_ok());
     let one_more = append_of(APPEND_ENTRIES_WIRE_MAX as u64 + 1, &empty_command);
     assert!(codec::decode::<Rpc>("rpc", &one_more, RPC_FRAME_BYTES_MAX).is_err());
-    let largest = Membership {
+    let largest = VoterSet {
         voters: (0..MEMBERSHIP_SET_MAX)
             .map(|number| id(&format!("v{number}")))
             .collect(),
@@ -587,13 +587,13 @@ fn a_frame_within_the_limit_cannot_decode_into_hundreds_of_megabytes() {
     };
     let encoded = codec::encode("membership", &largest, RPC_FRAME_BYTES_MAX).expect("fits");
     assert_eq!(
-        codec::decode::<Membership>("membership", &encoded, RPC_FRAME_BYTES_MAX).ok(),
+        codec::decode::<VoterSet>("membership", &encoded, RPC_FRAME_BYTES_MAX).ok(),
         Some(largest.clone())
     );
     let mut too_large = largest;
     too_large.voters.insert(id("one-more"));
     let encoded = codec::encode("membership", &too_large, RPC_FRAME_BYTES_MAX).expect("fits");
-    assert!(codec::decode::<Membership>("membership", &encoded, RPC_FRAME_BYTES_MAX).is_err());
+    assert!(codec::decode::<VoterSet>("membership", &encoded, RPC_FRAME_BYTES_MAX).is_err());
 }
 
 /// Decode `bytes` as every message type of the crate; returns the allocation peak.
@@ -606,7 +606,7 @@ fn decode_as_everything(bytes: &[u8]) -> usize {
     let _ = codec::decode::<ClientReply>("client reply", bytes, limit);
     let _ = codec::decode::<Entry>("entry", bytes, limit);
     let _ = codec::decode::<SnapshotMeta>("snapshot meta", bytes, limit);
-    let _ = codec::decode::<Membership>("membership", bytes, limit);
+    let _ = codec::decode::<VoterSet>("membership", bytes, limit);
     let _ = codec::decode::<SessionCommand>("session command", bytes, limit);
     let _ = SessionCommand::decode(bytes);
     let _ = codec::decode::<ApplyOutcome>("apply outcome", bytes, limit);

@@ -3,7 +3,7 @@
 
 use ha_core::{LogIndex, Term};
 use ha_replicate::entry::{Entry, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::snapshot_meta::SnapshotMeta;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -54,7 +54,7 @@ fn snapshot_at(store: &mut dyn LogStore, index: u64) {
     let meta = SnapshotMeta {
         last_index: LogIndex(index),
         last_term: Term(1 + index / 10),
-        membership: Membership::default(),
+        membership: VoterSet::default(),
     };
     store.save_snapshot(&meta, b"state").unwrap();
 }

@@ -5,7 +5,7 @@
 
 use ha_core::{LogIndex, Term};
 use ha_replicate::entry::{Entry, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::snapshot_meta::SnapshotMeta;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -143,7 +143,7 @@ fn run(
                 let meta = SnapshotMeta {
                     last_index: LogIndex(at),
                     last_term: Term(model.term),
-                    membership: Membership::default(),
+                    membership: VoterSet::default(),
                 };
                 store.save_snapshot(&meta, b"state").unwrap();
                 model.entries.retain(|entry| entry.index.0 > at);

@@ -10,7 +10,7 @@ use ha_core::{
     Priority, Term,
 };
 use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::membership_feed::FOUNDING_SETTLE_ELECTION_TIMEOUTS;
 use ha_replicate::replica::{
     ConsistencySettings, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer,
@@ -62,7 +62,7 @@ fn up(name: &str, port: u16) -> MemberEvent {
     })
 }
 
-fn founded(effects: &[ReplicaEffect]) -> Vec<Membership> {
+fn founded(effects: &[ReplicaEffect]) -> Vec<VoterSet> {
     effects
         .iter()
         .filter_map(|effect| match effect {
@@ -72,8 +72,8 @@ fn founded(effects: &[ReplicaEffect]) -> Vec<Membership> {
         .collect()
 }
 
-fn three() -> Membership {
-    Membership::with_voters([id("n1"), id("n2"), id("n3")])
+fn three() -> VoterSet {
+    VoterSet::with_voters([id("n1"), id("n2"), id("n3")])
 }
 
 #[test]

@@ -6,10 +6,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, StateMachineError, codec};
+use ha_core::{
+    Consistency, LogIndex, Millis, NodeId, SessionId, StateMachine, StateMachineError, codec,
+};
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::entry::{ElectionCause, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ClientError, ClientReply, ClientRequest, ConsistencySettings, ReadRequest, ReplicaCore,
     ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
@@ -125,7 +127,7 @@ impl Cluster {
             .enumerate()
             .map(|(index, name)| start(name, index == WITNESS, MemoryDisk::new(), now))
             .collect();
-        let voters = Membership::with_voters(NAMES.map(id));
+        let voters = VoterSet::with_voters(NAMES.map(id));
         for node in &mut nodes {
             assert!(node.core.on_bootstrap(now, voters.clone()));
         }
@@ -250,7 +252,7 @@ fn write(sequence: u64) -> ClientRequest {
 
 fn write_at(sequence: u64, consistency: Consistency) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
-        session: 1,
+        session: SessionId(1),
         sequence,
         lowest_unanswered: sequence,
         command: codec::encode("command", &sequence, 16).unwrap(),

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ha_core::LogIndex;
+use ha_core::{LogIndex, SessionId};
 use ha_replicate::driver::SESSION_WRITES_IN_FLIGHT_MAX;
 use ha_replicate::replica::{ApplyOutcome, SESSION_RESPONSES_MAX, SessionCommand, SessionTable};
 use proptest::prelude::*;
@@ -117,7 +117,7 @@ impl Model {
                     .nth(pick % model.unanswered.len())
                     .expect("in range");
                 self.pool.push(SessionCommand {
-                    session: session as u64,
+                    session: SessionId(session as u64),
                     sequence,
                     lowest_unanswered: model.lowest_unanswered(),
                     command: Vec::new(),
@@ -163,11 +163,11 @@ impl Model {
     fn deliver(&mut self, copy: &SessionCommand) -> Result<(), TestCaseError> {
         self.index += 1;
         let index = LogIndex(self.index);
-        let key = (copy.session, copy.sequence);
-        let floor = self.floor.entry(copy.session).or_insert(0);
+        let key = (copy.session.0, copy.sequence);
+        let floor = self.floor.entry(copy.session.0).or_insert(0);
         *floor = (*floor).max(copy.lowest_unanswered());
         let floor = *floor;
-        let waited_for = self.sessions[copy.session as usize]
+        let waited_for = self.sessions[copy.session.0 as usize]
             .unanswered
             .contains(&copy.sequence);
         let outcome = match self.table.check(index, copy) {
@@ -246,7 +246,7 @@ proptest! {
 fn a_copy_below_the_lowest_unanswered_sequence_is_stale_and_not_applied() {
     let mut table = SessionTable::default();
     let write = |sequence, lowest_unanswered| SessionCommand {
-        session: 7,
+        session: SessionId(7),
         sequence,
         lowest_unanswered,
         command: Vec::new(),
@@ -260,11 +260,11 @@ fn a_copy_below_the_lowest_unanswered_sequence_is_stale_and_not_applied() {
         table.check(LogIndex(3), &write(2, 1)),
         Some(ApplyOutcome::Duplicate(b"two".to_vec()))
     );
-    assert_eq!(table.responses_of(7), 2);
+    assert_eq!(table.responses_of(SessionId(7)), 2);
     // Sequence 3 says 1 and 2 are answered: both forgotten, and a late copy of 1 is stale.
     assert_eq!(table.check(LogIndex(4), &write(3, 3)), None);
     table.record(LogIndex(4), &write(3, 3), b"three".to_vec());
-    assert_eq!(table.responses_of(7), 1);
+    assert_eq!(table.responses_of(SessionId(7)), 1);
     assert_eq!(
         table.check(LogIndex(5), &write(1, 1)),
         Some(ApplyOutcome::Stale {
@@ -280,7 +280,7 @@ fn a_copy_below_the_lowest_unanswered_sequence_is_stale_and_not_applied() {
 fn a_full_session_refuses_new_writes_until_older_answers_are_acknowledged() {
     let mut table = SessionTable::default();
     let write = |sequence, lowest_unanswered| SessionCommand {
-        session: 1,
+        session: SessionId(1),
         sequence,
         lowest_unanswered,
         command: Vec::new(),
@@ -298,5 +298,5 @@ fn a_full_session_refuses_new_writes_until_older_answers_are_acknowledged() {
         })
     );
     assert_eq!(table.check(LogIndex(next + 1), &write(next, 2)), None);
-    assert_eq!(table.responses_of(1), SESSION_RESPONSES_MAX - 1);
+    assert_eq!(table.responses_of(SessionId(1)), SESSION_RESPONSES_MAX - 1);
 }

@@ -19,7 +19,7 @@ use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::entry::Entry;
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
@@ -178,7 +178,7 @@ async fn start(index: usize, dir: &Path, disk: SlowDisk) -> ReplicaNode<Counter>
         replica,
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
         peers: BTreeMap::new(),
-        bootstrap: Some(Membership::with_voters((1..=3).map(id))),
+        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
     };
     let store = SlowSyncStore {
         inner: WalStore::open(dir, WalOptions::default()).unwrap(),

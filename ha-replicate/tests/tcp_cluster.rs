@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
@@ -69,7 +69,7 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
         replica,
         transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
         peers: BTreeMap::new(),
-        bootstrap: Some(Membership::with_voters((1..=3).map(id))),
+        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
     };
     let store = WalStore::open(dir, WalOptions::default()).unwrap();
     ReplicaNode::start(settings, Kv::default(), store)

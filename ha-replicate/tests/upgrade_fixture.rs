@@ -147,7 +147,7 @@ fn format_1(session: u64, sequence: u64, amount: u64) -> Vec<u8> {
 /// A command as this version writes it.
 fn current(session: u64, sequence: u64, amount: u64) -> Vec<u8> {
     SessionCommand {
-        session,
+        session: ha_core::SessionId(session),
         sequence,
         lowest_unanswered: sequence,
         command: codec::encode("command", &amount, 64).expect("encodes"),

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use ha_core::{LogIndex, NodeId, Term};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -388,7 +388,7 @@ fn apply(
                     term: Term(model.term),
                     index: LogIndex(index),
                     payload: if membership {
-                        Payload::Membership(Membership::with_voters([NodeId::new(format!(
+                        Payload::Membership(VoterSet::with_voters([NodeId::new(format!(
                             "n{index}"
                         ))
                         .unwrap()]))
@@ -436,7 +436,7 @@ fn apply(
             let meta = SnapshotMeta {
                 last_index: LogIndex(last_index),
                 last_term,
-                membership: Membership::with_voters([NodeId::new("n1").unwrap()]),
+                membership: VoterSet::with_voters([NodeId::new("n1").unwrap()]),
             };
             let data = vec![data_bytes; usize::from(data_bytes)];
             harness.store.save_snapshot(&meta, &data).unwrap();
@@ -470,7 +470,7 @@ fn apply(
                     let meta = SnapshotMeta {
                         last_index: LogIndex(last_index),
                         last_term: Term(model.term),
-                        membership: Membership::with_voters([NodeId::new("n2").unwrap()]),
+                        membership: VoterSet::with_voters([NodeId::new("n2").unwrap()]),
                     };
                     let data: Vec<u8> = (0..usize::from(size))
                         .map(|at| (at as u64 * 131 + last_index * 7 + u64::from(position)) as u8)

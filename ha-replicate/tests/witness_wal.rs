@@ -6,7 +6,7 @@
 use ha_core::{LogIndex, Millis, NodeId, Term};
 use ha_replicate::engine::{EngineSettings, Message};
 use ha_replicate::entry::{Entry, Payload};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ConsistencySettings, ReplicaCore, ReplicaSettings, Rpc, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
 };
@@ -46,7 +46,7 @@ fn open(
 
 /// Bootstrap {a, b, w} on `core`, then append the commands as leader a of term 1 would.
 fn replicate(core: &mut ReplicaCore<(), WalStore>) {
-    let voters = Membership::with_voters([id("a"), id("b"), id("w")]);
+    let voters = VoterSet::with_voters([id("a"), id("b"), id("w")]);
     assert!(core.on_bootstrap(Millis(0), voters));
     core.drain_effects();
     let mut last = 1;

@@ -14,7 +14,7 @@ use ha_gossip::{GossipError, GossipNode, GossipSettings};
 use ha_lock::{LeaseKeeper, LockObserver, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::Role;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -187,7 +187,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         let lock_observer = {
             let journal = Arc::clone(&journal);
             LockObserver::new(move |outcome| {
-                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token);
+                journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token.0);
             })
         };
         // Issue 14: the built-in host checks run first, then the host's own.
@@ -503,7 +503,7 @@ fn node_settings(
         // A one-voter cluster founds itself; larger ones once gossip has met the others. Only
         // voters found: a non-voter waits to be added instead.
         bootstrap: (expect == 1 && config.voter)
-            .then(|| Membership::with_voters([config.node_id.clone()])),
+            .then(|| VoterSet::with_voters([config.node_id.clone()])),
     }
 }
 

@@ -319,7 +319,7 @@ impl ClusterView {
 mod tests {
     use ha_core::{LogIndex, NodeMetadata, Term};
     use ha_replicate::driver::PeerStatus;
-    use ha_replicate::membership::Membership;
+    use ha_replicate::membership::VoterSet;
 
     use super::*;
 
@@ -342,7 +342,7 @@ mod tests {
             last_index: LogIndex(20),
             commit_index: LogIndex(19),
             applied_index: LogIndex(19),
-            membership: Membership::with_voters([id("n1"), id("n2"), id("n3")]),
+            membership: VoterSet::with_voters([id("n1"), id("n2"), id("n3")]),
             peers: vec![PeerStatus {
                 id: id("n2"),
                 voter: true,
@@ -417,7 +417,7 @@ mod tests {
             last_index: LogIndex(20),
             commit_index: LogIndex(20),
             applied_index: LogIndex(20),
-            membership: Membership::with_voters([id("n1"), id("n2"), id("n3")]),
+            membership: VoterSet::with_voters([id("n1"), id("n2"), id("n3")]),
             peers,
             failover_history: Vec::new(),
             elections_started: 1,

@@ -103,14 +103,17 @@ pub use node::{EVENT_BUFFER, Node, WriteOutcome};
 pub use ha_core::{
     CheckResult, ClusterConfig, Config, ConfigError, Consistency, FailoverMode, HealthCheck,
     HealthStatus, LogIndex, MemberEvent, MemberInfo, NodeId, NodeState, Priority, Protection,
-    SecurityConfig, StateMachine, StateMachineError, Term, Timing, TlsFiles,
+    SecurityConfig, SessionId, StateMachine, StateMachineError, Term, Timing, TlsFiles,
 };
 pub use ha_gossip::shared_state::{
     SharedState, SharedStateStats, Stamp, StateData, StateError, StateValue,
 };
-pub use ha_lock::{FencedResource, FencingToken, LockClient, LockError, LockGuard};
+pub use ha_lock::{FencedResource, FencingToken, LeaseId, LockClient, LockError, LockGuard};
 pub use ha_replicate::driver::{ReplicaStatus, RoleView};
+// What a write or read through the node's clients failed with, and whether it may have
+// been applied: the error type `Node`'s and the lock handles' errors wrap.
 pub use ha_replicate::engine::Role;
+pub use ha_replicate::replica::{ClientError, WriteFate};
 pub use ha_replicate::tls::TlsIdentity;
 
 /// The vocabulary crate (ids, time, config, codec limits, keyring).

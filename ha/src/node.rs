@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ha_core::{
     CheckResult, Config, Consistency, HealthStatus, LogIndex, MemberInfo, NodeId, NodeState,
-    StateMachine,
+    SessionId, StateMachine,
 };
 use ha_gossip::{DropCounts, GossipNode};
 use ha_lock::{
@@ -85,7 +85,7 @@ pub(crate) struct Shared<S: StateMachine> {
     /// in flight on it at once.
     #[cfg(feature = "http")]
     pub(crate) http_kv: LockClient<S>,
-    pub(crate) sessions: Mutex<BTreeSet<u64>>,
+    pub(crate) sessions: Mutex<BTreeSet<SessionId>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The counters of the admin API's HTTPS listeners, for `/v1/metrics`.
@@ -526,8 +526,8 @@ impl<S: StateMachine> Node<S> {
         for lease in leases {
             if sessions.contains(&lease.session) {
                 match client.revoke_lease(lease.lease).await {
-                    Ok(_) => tracing::info!(lease = lease.lease, "revoked at shutdown"),
-                    Err(error) => tracing::warn!(lease = lease.lease, %error, "revoke failed"),
+                    Ok(_) => tracing::info!(lease = lease.lease.0, "revoked at shutdown"),
+                    Err(error) => tracing::warn!(lease = lease.lease.0, %error, "revoke failed"),
                 }
             }
         }

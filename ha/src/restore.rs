@@ -34,7 +34,7 @@ use ha_core::codec::{RPC_FRAME_BYTES_MAX, decode, encode};
 use ha_core::{Config, LogIndex, Term};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::snapshot_meta::SnapshotMeta;
 use ha_replicate::storage::LogStore;
 use ha_replicate::storage::archive::{ArchiveError, read_archive};
@@ -479,7 +479,7 @@ fn write_log(
     backup: &Path,
     entries: &[Entry],
 ) -> Result<(), String> {
-    let alone = Membership::with_voters([config.node_id.clone()]);
+    let alone = VoterSet::with_voters([config.node_id.clone()]);
     let mut store =
         WalStore::open(directory, options.clone()).map_err(|error| error.to_string())?;
     store.recover().map_err(|error| error.to_string())?;

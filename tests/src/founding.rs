@@ -20,7 +20,7 @@ use std::rc::Rc;
 use ha_core::{MemberEvent, Millis, NodeMetadata, NodeState, Priority, Term, Timing};
 use ha_gossip::{GossipCore, GossipEffect, GossipIdentity, GossipSettings, GossipTimer};
 use ha_replicate::engine::{EngineSettings, Role};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SyncPolicy,
 };
@@ -54,7 +54,7 @@ pub enum FoundingTimer {
 #[derive(Clone, Debug, PartialEq)]
 pub enum FoundingOutput {
     /// The shared rule founded a cluster on this node, with these voters.
-    Founded(Membership),
+    Founded(VoterSet),
     /// A role change of the replica.
     Role {
         /// The new role.
@@ -344,7 +344,7 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
 }
 
 /// Every cluster founded so far: (node, virtual time, voters), in the order they happened.
-pub fn foundings(sim: &Simulator<FoundingNode>) -> Vec<(usize, Millis, Membership)> {
+pub fn foundings(sim: &Simulator<FoundingNode>) -> Vec<(usize, Millis, VoterSet)> {
     sim.all_outputs()
         .filter_map(|record| match &record.output {
             FoundingOutput::Founded(voters) => Some((record.node, record.at, voters.clone())),
@@ -360,7 +360,7 @@ pub fn foundings(sim: &Simulator<FoundingNode>) -> Vec<(usize, Millis, Membershi
 /// The two foundings that disagree, or a founding by a node outside its own voter set.
 pub fn check_one_cluster_founded(
     sim: &Simulator<FoundingNode>,
-) -> Result<Option<Membership>, String> {
+) -> Result<Option<VoterSet>, String> {
     let all = foundings(sim);
     let Some((first_node, first_at, first)) = all.first().cloned() else {
         return Ok(None);

@@ -10,7 +10,7 @@ use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Timing};
 use ha_replicate::engine::{
     EngineSettings, FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT, PeerInfo, PersistId, Role,
 };
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc,
     SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
@@ -468,7 +468,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
     let mut sim = Simulator::new(config);
     let directory = Rc::new(Directory::new(options.node_count));
     let founding = options.founding_voters.unwrap_or(options.node_count);
-    let voters = Membership::with_voters((0..founding).map(replica_id));
+    let voters = VoterSet::with_voters((0..founding).map(replica_id));
     for node in 0..options.node_count {
         let disk = MemoryDisk::new();
         let directory = Rc::clone(&directory);

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ha_core::{Consistency, LogIndex, Millis};
+use ha_core::{Consistency, LogIndex, Millis, SessionId};
 use ha_linearizability::{Input, Operation, Output, Value};
 use ha_replicate::replica::{ApplyOutcome, ClientReply, ClientRequest, ReadRequest, WriteRequest};
 use rand::RngExt;
@@ -390,7 +390,7 @@ impl Workload {
                 sequence = Some(next);
                 (
                     ClientRequest::Write(WriteRequest {
-                        session: session.id,
+                        session: SessionId(session.id),
                         sequence: next,
                         // Set on every attempt, from the session's unanswered writes then.
                         lowest_unanswered: next,

@@ -40,7 +40,7 @@ fn write_request(number: u64) -> ClientRequest {
     };
     ClientRequest::Write(WriteRequest {
         // One session per write: nothing here is about sessions.
-        session: number + 1,
+        session: ha_core::SessionId(number + 1),
         sequence: 1,
         lowest_unanswered: 1,
         command: postcard::to_allocvec(&command).expect("a command encodes"),

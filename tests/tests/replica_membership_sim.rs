@@ -13,7 +13,7 @@ use ha_core::{FailoverMode, HealthStatus, LogIndex, Millis, Priority};
 use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::PeerInfo;
 use ha_replicate::entry::ElectionCause;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::storage::LogStore;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_configurations_share_a_majority,
@@ -39,7 +39,7 @@ fn elect(sim: &mut Simulator<SimReplica>) -> usize {
 
 /// The membership node `node` currently holds (it must be running).
 #[track_caller]
-fn membership_of(sim: &Simulator<SimReplica>, node: usize) -> Membership {
+fn membership_of(sim: &Simulator<SimReplica>, node: usize) -> VoterSet {
     sim.actor(node)
         .unwrap()
         .core()

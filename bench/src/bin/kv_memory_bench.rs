@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ha_core::{LogIndex, StateMachine};
-use ha_lock::{Command, LEASES_MAX, LOCKS_HELD_MAX, LockCommand, WithLocks};
+use ha_lock::{Command, LEASES_MAX, LOCKS_HELD_MAX, LeaseId, LockCommand, SessionId, WithLocks};
 use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc, PeakMemAllocTrait};
 
 #[global_allocator]
@@ -168,7 +168,7 @@ fn at_the_limits(keys: u64) {
         LogIndex(index)
     };
     let mut leases = Vec::new();
-    for session in 0..LEASES_MAX as u64 {
+    for session in (0..LEASES_MAX as u64).map(SessionId) {
         let at = next();
         let _ = machine.apply(
             at,
@@ -177,7 +177,7 @@ fn at_the_limits(keys: u64) {
                 session,
             }),
         );
-        leases.push((session, at.0));
+        leases.push((session, LeaseId::from(at)));
     }
     for number in 0..LOCKS_HELD_MAX as u64 {
         let (session, lease) = leases[(number as usize) % leases.len()];

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ha_core::LogIndex;
-use ha_lock::{LeaseId, LockCommand, LockLimits, LockResponse, LockTable, SessionId};
+use ha_lock::{KvLockTable, LeaseId, LockCommand, LockLimits, LockResponse, SessionId};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -47,7 +47,7 @@ struct Options {
 
 /// A table fed commands at increasing log indexes.
 struct Table {
-    table: LockTable,
+    table: KvLockTable,
     index: u64,
 }
 
@@ -64,7 +64,7 @@ impl Table {
         limits.waiters = limits.waiters.max(room);
         limits.waiters_per_lock = limits.waiters_per_lock.max(room);
         Self {
-            table: LockTable::with_limits(limits),
+            table: KvLockTable::with_limits(limits),
             index: 0,
         }
     }
@@ -74,33 +74,34 @@ impl Table {
         self.table.apply(LogIndex(self.index), command)
     }
 
-    fn lease(&mut self, session: SessionId) -> LeaseId {
+    /// A lease for numbered session `session`.
+    fn lease(&mut self, session: u64) -> LeaseId {
         match self.apply(LockCommand::LeaseGrant {
             ttl_ms: 600_000,
-            session,
+            session: SessionId(session),
         }) {
             LockResponse::LeaseGranted { lease, .. } => lease,
             other => panic!("lease grant answered {other:?}"),
         }
     }
 
-    fn acquire(&mut self, name: &str, session: SessionId, lease: LeaseId) -> LockResponse {
+    fn acquire(&mut self, name: &str, session: u64, lease: LeaseId) -> LockResponse {
         self.apply(LockCommand::Acquire {
             name: name.to_string(),
-            session,
+            session: SessionId(session),
             lease,
             wait: true,
         })
     }
 
-    fn must_hold(&mut self, name: &str, session: SessionId, lease: LeaseId) {
+    fn must_hold(&mut self, name: &str, session: u64, lease: LeaseId) {
         match self.acquire(name, session, lease) {
             LockResponse::Granted { .. } => {}
             other => panic!("{session} taking free lock {name} answered {other:?}"),
         }
     }
 
-    fn must_queue(&mut self, name: &str, session: SessionId, lease: LeaseId) {
+    fn must_queue(&mut self, name: &str, session: u64, lease: LeaseId) {
         match self.acquire(name, session, lease) {
             LockResponse::Queued { .. } => {}
             other => panic!("{session} queueing for {name} answered {other:?}"),
@@ -155,13 +156,13 @@ fn build(shape: Shape, size: u64) -> Built {
                 table,
                 measured: LockCommand::Acquire {
                     name: "a".into(),
-                    session: newcomer,
+                    session: SessionId(newcomer),
                     lease,
                     wait: true,
                 },
                 undo: Some(LockCommand::CancelWait {
                     name: "a".into(),
-                    session: newcomer,
+                    session: SessionId(newcomer),
                 }),
             }
         }
@@ -185,7 +186,7 @@ fn build(shape: Shape, size: u64) -> Built {
                 table,
                 measured: LockCommand::Acquire {
                     name: "c1".into(),
-                    session: size,
+                    session: SessionId(size),
                     lease: leases[size as usize - 1],
                     wait: true,
                 },

@@ -25,8 +25,8 @@ use clap::Parser;
 use ha_bench::{LatencySummary, MachineDescription, start_loopback_cluster, wait_for_leader};
 use ha_core::Consistency;
 use ha_lock::{
-    Command, LeaseId, LockClient, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
-    QueryResponse, Response, SessionId, WithLocks,
+    Command, FencingToken, LeaseId, LockClient, LockCommand, LockQuery, LockQueryResponse,
+    LockResponse, Query, QueryResponse, Response, SessionId, WithLocks,
 };
 use ha_replicate::driver::{ReplicaClient, ReplicaNode};
 use ha_replicate::replica::ClientError;
@@ -185,7 +185,7 @@ async fn uncontended(
     options: &Options,
 ) -> Uncontended {
     let duration = Duration::from_secs(options.duration_secs);
-    let session: SessionId = 1;
+    let session = SessionId(1);
     let mut with_grant_us = Vec::new();
     let deadline = Instant::now() + duration;
     while Instant::now() < deadline {
@@ -309,7 +309,7 @@ async fn wait_for_grant(
     deadline: Instant,
     poll: Duration,
     figures: &mut ContenderFigures,
-) -> Result<Option<u64>, ClientError> {
+) -> Result<Option<FencingToken>, ClientError> {
     loop {
         figures.polls += 1;
         if let LockQueryResponse::Lock(Some(state)) = read_lock(client, name).await?
@@ -402,7 +402,7 @@ async fn contended(
     let mut leased = Vec::new();
     for index in 0..contenders {
         let client = nodes[leader].client();
-        let session = 1_000 + index as SessionId;
+        let session = SessionId(1_000 + index as u64);
         let lease = grant(&client, session, options.ttl_ms)
             .await
             .expect("grant a lease");

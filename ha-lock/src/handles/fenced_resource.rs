@@ -25,17 +25,17 @@ pub struct StaleToken {
 /// the highest token, a conditional write); this type shows the pattern around any value.
 ///
 /// ```
-/// use ha_lock::{FencedResource, StaleToken};
+/// use ha_lock::{FencedResource, FencingToken, StaleToken};
 ///
 /// let journal = FencedResource::new(Vec::<&str>::new());
 /// // The first holder (token 7) writes.
-/// journal.write(7, |entries| entries.push("from 7")).unwrap();
+/// journal.write(FencingToken(7), |entries| entries.push("from 7")).unwrap();
 /// // It pauses past its lease; the lock passes to a new holder with token 12, who writes.
-/// journal.write(12, |entries| entries.push("from 12")).unwrap();
+/// journal.write(FencingToken(12), |entries| entries.push("from 12")).unwrap();
 /// // The first holder wakes up and tries again: refused.
 /// assert_eq!(
-///     journal.write(7, |entries| entries.push("late")),
-///     Err(StaleToken { presented: 7, highest: 12 })
+///     journal.write(FencingToken(7), |entries| entries.push("late")),
+///     Err(StaleToken { presented: FencingToken(7), highest: FencingToken(12) })
 /// );
 /// assert_eq!(journal.read(|entries| entries.clone()), vec!["from 7", "from 12"]);
 /// ```

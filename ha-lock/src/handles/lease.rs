@@ -193,7 +193,7 @@ impl<H: StateMachine> Drop for Lease<H> {
             let id = self.id;
             runtime.spawn(async move {
                 if let Err(error) = client.revoke_lease(id).await {
-                    tracing::debug!(lease = id, %error, "revoke of a dropped lease failed; it will expire");
+                    tracing::debug!(lease = id.0, %error, "revoke of a dropped lease failed; it will expire");
                 }
             });
         }
@@ -236,6 +236,6 @@ async fn keep_alive<H: StateMachine>(
             Ok(Err(error)) => break LeaseLoss::RenewalFailed(error.to_string()),
         }
     };
-    tracing::info!(lease, ?loss, "lease lost");
+    tracing::info!(lease = lease.0, ?loss, "lease lost");
     status.send_replace(LeaseStatus::Lost(loss));
 }

@@ -120,7 +120,12 @@ async fn run<H: StateMachine>(
                         lease,
                         released_locks,
                         deleted_keys,
-                    })) => tracing::info!(lease, ?released_locks, deleted_keys, "lease expired"),
+                    })) => tracing::info!(
+                        lease = lease.0,
+                        ?released_locks,
+                        deleted_keys,
+                        "lease expired"
+                    ),
                     other => tracing::debug!(?expiry, ?other, "expiry not applied"),
                 },
                 Err(error) => tracing::warn!(?expiry, %error, "proposing a lease expiry failed"),

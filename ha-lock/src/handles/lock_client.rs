@@ -1020,7 +1020,7 @@ impl<H: StateMachine> LockClient<H> {
             session: self.session(),
         };
         if let Err(error) = self.command(command).await {
-            tracing::debug!(name, lease, %error, "cancelling a wait failed");
+            tracing::debug!(name, lease = lease.0, %error, "cancelling a wait failed");
         }
     }
 

@@ -202,7 +202,7 @@ impl<H: StateMachine> Drop for LockGuard<H> {
                 None => client.release_lock(&name, token, holder_key.as_ref()).await,
             };
             if let Err(error) = released {
-                tracing::debug!(name, token, %error, "release of a dropped guard failed");
+                tracing::debug!(name, token = token.0, %error, "release of a dropped guard failed");
             }
         });
     }

@@ -30,7 +30,7 @@
 //! use ha_core::{Config, Consistency, NodeId};
 //! use ha_lock::{FencedResource, LeaseKeeper, LockClient, WithLocks};
 //! use ha_replicate::driver::{NodeSettings, ReplicaNode};
-//! use ha_replicate::membership::Membership;
+//! use ha_replicate::membership::VoterSet;
 //! use ha_replicate::replica::ReplicaSettings;
 //! use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 //! use ha_replicate::transport::TransportSettings;
@@ -43,7 +43,7 @@
 //!     replica: ReplicaSettings::from_config(&config),
 //!     transport: TransportSettings::new(id.clone(), "127.0.0.1:0".parse()?, "demo"),
 //!     peers: Default::default(),
-//!     bootstrap: Some(Membership::with_voters([id])),
+//!     bootstrap: Some(VoterSet::with_voters([id])),
 //! };
 //! let node = ReplicaNode::start(settings, WithLocks::new(()), MemoryStore::open(MemoryDisk::new())).await?;
 //! let _keeper = LeaseKeeper::start(&node);

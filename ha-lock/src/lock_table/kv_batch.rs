@@ -10,10 +10,10 @@ use crate::kv_txn::{
     TxnOp,
 };
 
-use super::{LockTable, QUERY_RESULTS_MAX};
+use super::{KvLockTable, QUERY_RESULTS_MAX};
 use crate::command::Limit;
 
-impl LockTable {
+impl KvLockTable {
     /// Apply a transaction at `index`: the branch its comparisons choose, whole, or nothing.
     pub(super) fn apply_txn(
         &mut self,

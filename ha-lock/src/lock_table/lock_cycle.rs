@@ -3,13 +3,13 @@
 //! table's own grant, acquire, release and lease-end steps, so holder keys, fencing tokens,
 //! waiters, deadlock detection and limits behave exactly as with the separate commands.
 
-use super::{Lease, LockTable};
+use super::{KvLockTable, Lease};
 use crate::command::{
     FencingToken, HolderDigest, HolderKey, KEY_BYTES_MAX, LeaseId, Limit, LockResponse, SessionId,
 };
 use imbl::OrdSet;
 
-impl LockTable {
+impl KvLockTable {
     /// The lease of the grant holding `name` with `token`, if that grant holds it (for
     /// [`LockObserver`](crate::LockObserver)).
     pub(crate) fn lease_of_grant(&self, name: &str, token: FencingToken) -> Option<LeaseId> {
@@ -42,7 +42,7 @@ impl LockTable {
                 reason: format!("lock names are 1 to {KEY_BYTES_MAX} bytes"),
             };
         }
-        if self.leases.contains_key(&index) {
+        if self.leases.contains_key(&LeaseId(index)) {
             // Lease ids are log indexes and an index is applied once; only a damaged or
             // hostile snapshot holds a lease at an index it has not applied yet.
             return LockResponse::Invalid {
@@ -61,7 +61,7 @@ impl LockTable {
                 holder: lock.holder,
             };
         }
-        let lease = index;
+        let lease = LeaseId(index);
         self.leases.insert(
             lease,
             Lease {

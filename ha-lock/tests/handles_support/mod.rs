@@ -14,7 +14,7 @@ use ha_core::{NodeId, Priority};
 use ha_lock::{ChangeFeed, LeaseKeeper, LockClient, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::transport::TransportSettings;
@@ -153,7 +153,7 @@ async fn start_node(index: usize, feed: ChangeFeed) -> ReplicaNode<Machine> {
             "handles",
         ),
         peers: BTreeMap::new(),
-        bootstrap: Some(Membership::with_voters((0..NODES).map(id))),
+        bootstrap: Some(VoterSet::with_voters((0..NODES).map(id))),
     };
     ReplicaNode::start(
         settings,

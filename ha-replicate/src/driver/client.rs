@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, StateMachine, codec};
+use ha_core::{Consistency, LogIndex, SessionId, StateMachine, codec};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::driver::replica_node::{Command, stopped};
@@ -44,7 +44,7 @@ pub struct WriteResult<R> {
 /// caller that can try another node (the admin HTTP API does).
 pub struct ReplicaClient<S: StateMachine> {
     commands: mpsc::Sender<Command>,
-    session: u64,
+    session: SessionId,
     /// The session's sequences in flight. Held for a few instructions, never across an await.
     window: Mutex<SessionWindow>,
     /// Woken when a write of the session ends, for writers waiting on a full window.
@@ -57,7 +57,7 @@ impl<S: StateMachine> ReplicaClient<S> {
     pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
         Self {
             commands,
-            session: rand::random(),
+            session: SessionId(rand::random()),
             window: Mutex::new(SessionWindow::new()),
             window_freed: Notify::new(),
             fail_fast: false,
@@ -73,7 +73,7 @@ impl<S: StateMachine> ReplicaClient<S> {
     }
 
     /// This client's session id.
-    pub fn session(&self) -> u64 {
+    pub fn session(&self) -> SessionId {
         self.session
     }
 
@@ -116,7 +116,7 @@ impl<S: StateMachine> ReplicaClient<S> {
             ClientReply::Written { index, outcome } => match outcome {
                 ApplyOutcome::Applied(bytes) | ApplyOutcome::Duplicate(bytes) => {
                     let response = codec::decode("response", &bytes, bytes.len())
-                        .map_err(|error| ClientError::InvalidQuery(error.to_string()))?;
+                        .map_err(|error| ClientError::ResponseUndecodable(error.to_string()))?;
                     Ok(WriteResult {
                         index,
                         response: Some(response),
@@ -159,7 +159,7 @@ impl<S: StateMachine> ReplicaClient<S> {
         match self.request_with_retries(request, timeout).await? {
             ClientReply::Read { response, .. } => {
                 codec::decode("query response", &response, response.len())
-                    .map_err(|error| ClientError::InvalidQuery(error.to_string()))
+                    .map_err(|error| ClientError::ResponseUndecodable(error.to_string()))
             }
             other => Err(ClientError::InvalidQuery(format!(
                 "unexpected reply {other:?}"

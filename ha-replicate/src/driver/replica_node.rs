@@ -20,7 +20,7 @@ use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::replica::{ApplyDone, DigestComputed};
 use crate::replica::{
     ClientError, ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings,
@@ -50,7 +50,7 @@ pub struct NodeSettings {
     /// Found a new cluster with these voters if the store is empty. (Or through gossip: set
     /// [`ReplicaSettings::bootstrap_expect`] and pass member events to
     /// [`ReplicaNode::on_member_event`].)
-    pub bootstrap: Option<Membership>,
+    pub bootstrap: Option<VoterSet>,
 }
 
 pub(crate) enum Command {
@@ -243,7 +243,7 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Hand leadership to `target` (or the best voter).
     ///
     /// # Errors
-    /// [`TransferError`] from the engine; `NotLeader` when the node stopped.
+    /// [`TransferError`] from the engine; [`TransferError::Stopped`] when the node stopped.
     pub async fn transfer_leadership(
         &self,
         target: Option<NodeId>,
@@ -264,10 +264,9 @@ impl<S: StateMachine> ReplicaNode<S> {
             reply,
         };
         if self.commands.send(command).await.is_err() {
-            return Err(TransferError::NotLeader { leader: None });
+            return Err(TransferError::Stopped);
         }
-        wait.await
-            .unwrap_or(Err(TransferError::NotLeader { leader: None }))
+        wait.await.unwrap_or(Err(TransferError::Stopped))
     }
 
     /// Wait up to `timeout` for this node to stop leading (after a transfer); returns whether

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use ha_core::{LogIndex, NodeId};
+use ha_core::{LogIndex, NodeId, SessionId};
 use tracing::Span;
 
 use crate::engine::{Engine, Role};
@@ -48,7 +48,7 @@ struct LocalTrace {
     parent: TraceParent,
     /// The write's session and sequence: what identifies it in the `Rpc::Forward` the core
     /// emits (which carries no request id).
-    write: (u64, u64),
+    write: (SessionId, u64),
     forward: Option<Span>,
 }
 

@@ -6,7 +6,7 @@ use ha_core::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Role;
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::replica::FailoverRecord;
 
 /// One peer as the leader sees it (followers report no peers).
@@ -67,7 +67,7 @@ pub struct ReplicaStatus {
     /// The applied index.
     pub applied_index: LogIndex,
     /// The configuration in force.
-    pub membership: Membership,
+    pub membership: VoterSet,
     /// Per-peer replication state (leader only).
     pub peers: Vec<PeerStatus>,
     /// Leadership changes, oldest first.

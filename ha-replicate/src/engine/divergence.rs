@@ -44,7 +44,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Effect, EngineSettings, EngineStart, TimerKind};
-    use crate::membership::Membership;
+    use crate::membership::VoterSet;
 
     fn id(name: &str) -> NodeId {
         NodeId::new(name).expect("valid id")
@@ -59,7 +59,7 @@ mod tests {
         );
         assert!(engine.bootstrap(
             Millis(0),
-            Membership::with_voters([id("n1"), id("n2"), id("n3")])
+            VoterSet::with_voters([id("n1"), id("n2"), id("n3")])
         ));
         engine.drain_effects();
         engine

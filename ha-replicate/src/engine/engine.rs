@@ -18,7 +18,7 @@ use crate::engine::role::Role;
 use crate::engine::settings::EngineSettings;
 use crate::entry::{ElectionCause, Entry};
 use crate::hard_state::HardState;
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::raft_log::RaftLog;
 use crate::snapshot_meta::SnapshotMeta;
 
@@ -291,7 +291,7 @@ impl Engine {
     }
 
     /// The configuration in force.
-    pub fn membership(&self) -> &Membership {
+    pub fn membership(&self) -> &VoterSet {
         self.log.membership()
     }
 

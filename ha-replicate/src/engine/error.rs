@@ -54,6 +54,10 @@ pub enum TransferError {
     /// A transfer is already under way.
     #[error("a transfer is already in progress")]
     InProgress,
+    /// This node has stopped (shut down, or stopped by a storage failure): it hands nothing
+    /// over and answers nothing more. Ask another node.
+    #[error("the replica has stopped")]
+    Stopped,
 }
 
 /// Why a linearizable read could not start. Nothing changed.

@@ -8,13 +8,13 @@ use crate::engine::error::ProposeError;
 use crate::engine::progress::Progress;
 use crate::engine::role::Role;
 use crate::entry::{Entry, Payload};
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 
 impl Engine {
     /// Start a brand-new cluster with these voters. Only on a node with an empty log; every
     /// founding node must be given the same set (the first entry, term 0, is identical on
     /// all of them). Returns false when the node already has state.
-    pub fn bootstrap(&mut self, _now: Millis, voters: Membership) -> bool {
+    pub fn bootstrap(&mut self, _now: Millis, voters: VoterSet) -> bool {
         if self.log.last_index() != LogIndex(0) || self.term != Term(0) || voters.voters.is_empty()
         {
             return false;
@@ -52,7 +52,7 @@ impl Engine {
     pub fn propose_membership(
         &mut self,
         now: Millis,
-        membership: Membership,
+        membership: VoterSet,
     ) -> Result<LogIndex, ProposeError> {
         self.observe(now);
         self.check_can_propose()?;

@@ -322,6 +322,12 @@ impl Engine {
                         leader,
                     }))
                 }
+                // Only the replica around the engine answers `Stopped`; the engine never does.
+                Err(TransferError::Stopped) => {
+                    Err(MemberChangeError::Propose(ProposeError::NotLeader {
+                        leader: None,
+                    }))
+                }
             };
         }
         let index = self.propose_membership(now, next).map_err(refusal)?;

@@ -10,7 +10,7 @@ use crate::engine::progress::ReplicationState;
 use crate::engine::refusal::RefusalCause;
 use crate::engine::role::Role;
 use crate::entry::{Entry, Payload};
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::snapshot_meta::SnapshotMeta;
 
 impl Engine {
@@ -562,7 +562,7 @@ impl Engine {
         }
         let window_ms = self.settings.election_timeout_max_ms;
         self.set_timer(TimerKind::CheckQuorum, window_ms);
-        let membership: Membership = self.log.membership().clone();
+        let membership: VoterSet = self.log.membership().clone();
         let active: Vec<NodeId> = membership
             .voters
             .iter()

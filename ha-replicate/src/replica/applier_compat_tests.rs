@@ -134,12 +134,12 @@ fn a_format_2_snapshot_restores_its_sessions() {
         .expect("a format 2 snapshot restores");
     assert_eq!(applier.applied_index(), LogIndex(6));
     assert_eq!(applier.machine().0, 40);
-    assert_eq!(applier.sessions().responses_of(9), 1);
+    assert_eq!(applier.sessions().responses_of(ha_core::SessionId(9)), 1);
     // The session's latest write is answered as a duplicate, an older one as stale, and a
     // new one (in today's format) is applied.
     let new_entry = |index, sequence, lowest_unanswered| {
         let command = SessionCommand {
-            session: 9,
+            session: ha_core::SessionId(9),
             sequence,
             lowest_unanswered,
             command: codec::encode("command", &2u64, 64).expect("encodes"),

@@ -85,8 +85,9 @@ pub enum WriteFate {
     /// and sequence: [`ReplicaClient`](crate::driver::ReplicaClient) does so itself): the retry
     /// is applied at most once in all, and answers the first application's response.
     Unknown,
-    /// Committed on a majority and applied on the leader, but not everywhere yet (a STRONG
-    /// write past its deadline): do not write it again.
+    /// Committed on a majority and applied on the leader: do not write it again. (A STRONG
+    /// write past its deadline, not yet applied everywhere, or a write whose answer did not
+    /// decode.)
     Committed,
 }
 
@@ -129,7 +130,9 @@ pub enum ClientError {
         index: LogIndex,
     },
     /// Not applied: the request is malformed for this state machine (it did not encode or
-    /// decode). Fix it; retrying the same request fails the same way.
+    /// decode, or the applier refused it). Fix it; retrying the same request fails the same
+    /// way. (A write that was applied but whose answer did not decode is
+    /// [`ResponseUndecodable`](Self::ResponseUndecodable), not this.)
     #[error("invalid query: {0}")]
     InvalidQuery(String),
     /// The replica stopped (storage failure or shutdown). A write in flight when it stopped
@@ -163,6 +166,12 @@ pub enum ClientError {
     /// a witness are forwarded to the leader like on any follower.)
     #[error("this node is a witness: it holds no state")]
     Witness,
+    /// Applied: the write was committed and applied (or a read answered), but the response
+    /// bytes did not decode as this client's response type: the node and the client disagree
+    /// on the state machine's types (different versions?). Do not write it again; the detail
+    /// names the decoding error. Created by the client, never sent by a node.
+    #[error("applied, but the response did not decode: {0}")]
+    ResponseUndecodable(String),
 }
 
 impl ClientError {
@@ -195,7 +204,9 @@ impl ClientError {
             ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
                 WriteFate::Unknown
             }
-            ClientError::NotAppliedEverywhere { .. } => WriteFate::Committed,
+            ClientError::NotAppliedEverywhere { .. } | ClientError::ResponseUndecodable(_) => {
+                WriteFate::Committed
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::engine::{
     After, Effect, Engine, EngineStart, Message, Persist, PersistId, ProposeError, ReadError,
     RefusalCause, Role, TimerKind,
 };
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::membership_feed::MembershipFeed;
 use crate::replica::applier::Applier;
 use crate::replica::apply_worker::{ApplyTask, ApplyWorker};
@@ -110,7 +110,7 @@ pub enum ReplicaEffect {
     /// and tests; the founding entry itself is stored like any other.
     Founded {
         /// The founding voters.
-        voters: Membership,
+        voters: VoterSet,
     },
     /// Run a task on the host's state machine (apply entries, answer a query, take a copy,
     /// restore a snapshot) with the [`ApplyWorker`] taken by
@@ -1095,7 +1095,7 @@ mod tests {
 
     use super::*;
     use crate::engine::EngineSettings;
-    use crate::membership::Membership;
+    use crate::membership::VoterSet;
     use crate::storage::memory::{MemoryDisk, MemoryStore};
     use ha_core::codec;
 
@@ -1122,7 +1122,7 @@ mod tests {
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
-        let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
+        let voters = VoterSet::with_voters([id("n1"), id("n2"), id("n3")]);
         assert!(core.on_bootstrap(Millis(0), voters));
         core.drain_effects();
         core
@@ -1130,7 +1130,7 @@ mod tests {
 
     fn write(sequence: u64) -> ClientRequest {
         ClientRequest::Write(WriteRequest {
-            session: 1,
+            session: ha_core::SessionId(1),
             sequence,
             lowest_unanswered: sequence,
             command: codec::encode("command", &(), 16).expect("encodes"),

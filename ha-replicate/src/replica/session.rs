@@ -4,9 +4,9 @@
 use ha_core::{CodecError, codec};
 use serde::{Deserialize, Serialize};
 
-/// A client's identity for deduplication. Chosen at random by the client (64 bits), so two
-/// clients never share one in practice.
-pub type SessionId = u64;
+// A client's identity for deduplication, defined once in `ha-core` (the lock table knows
+// sessions too) and re-exported here where the session stamp is.
+pub use ha_core::SessionId;
 
 /// The two bytes every session command written by this version starts with: a postcard
 /// varint that is not in its shortest form (a continuation byte, then a final zero byte).
@@ -162,7 +162,7 @@ mod tests {
     fn format_1_commands_still_decode_as_their_own_lowest_unanswered() {
         for session in [0, 1, 127, 128, 1 << 20, u64::MAX] {
             let old = Format1 {
-                session,
+                session: SessionId(session),
                 sequence: 9,
                 command: b"set x".to_vec(),
             };
@@ -172,7 +172,7 @@ mod tests {
             assert_eq!(
                 decoded,
                 SessionCommand {
-                    session,
+                    session: SessionId(session),
                     sequence: 9,
                     lowest_unanswered: 9,
                     command: b"set x".to_vec(),
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn current_commands_round_trip_and_later_formats_are_refused() {
         let command = SessionCommand {
-            session: 0,
+            session: SessionId(0),
             sequence: 12,
             lowest_unanswered: 3,
             command: vec![1, 2, 3],

@@ -228,7 +228,7 @@ mod tests {
     use ha_core::{LogIndex, Term};
 
     use super::*;
-    use crate::membership::Membership;
+    use crate::membership::VoterSet;
     use crate::storage::memory::{MemoryDisk, MemoryStore};
 
     /// A snapshot of `size` bytes ending at index 9 whose prefix says so.
@@ -240,7 +240,7 @@ mod tests {
         let meta = SnapshotMeta {
             last_index: LogIndex(9),
             last_term: Term(1),
-            membership: Membership::with_voters([ha_core::NodeId::new("n1").unwrap()]),
+            membership: VoterSet::with_voters([ha_core::NodeId::new("n1").unwrap()]),
         };
         let id = SnapshotId {
             last_index: LogIndex(9),

@@ -144,7 +144,7 @@ impl std::fmt::Debug for ExportedSnapshot {
 mod tests {
     use super::*;
     use crate::engine::EngineSettings;
-    use crate::membership::Membership;
+    use crate::membership::VoterSet;
     use crate::replica::{
         Applier, ClientRequest, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
         WriteRequest,
@@ -202,7 +202,7 @@ mod tests {
 
     fn add(core: &mut ReplicaCore<Counter, MemoryStore>, sequence: u64, amount: u64) {
         let request = ClientRequest::Write(WriteRequest {
-            session: 1,
+            session: ha_core::SessionId(1),
             sequence,
             lowest_unanswered: sequence,
             command: codec::encode("command", &amount, 64).expect("encodes"),
@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn the_copy_is_the_state_at_its_index_and_later_writes_do_not_reach_it() {
         let mut core = core();
-        let voters = Membership::with_voters([NodeId::new("n1").expect("valid")]);
+        let voters = VoterSet::with_voters([NodeId::new("n1").expect("valid")]);
         assert!(core.on_bootstrap(Millis(0), voters));
         core.on_campaign(Millis(1));
         core.flush();

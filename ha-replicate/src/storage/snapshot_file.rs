@@ -351,7 +351,7 @@ pub(crate) fn sync_directory(directory: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::Membership;
+    use crate::membership::VoterSet;
     use ha_core::{NodeId, Term};
     use std::fs;
 
@@ -359,7 +359,7 @@ mod tests {
         SnapshotMeta {
             last_index: LogIndex(12),
             last_term: Term(3),
-            membership: Membership::with_voters([NodeId::new("n1").unwrap()]),
+            membership: VoterSet::with_voters([NodeId::new("n1").unwrap()]),
         }
     }
 

@@ -12,15 +12,15 @@ use ha_replicate::engine::{
 };
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 
 pub fn id(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
 }
 
 /// Voters a, b and c.
-pub fn three() -> Membership {
-    Membership::with_voters([id("a"), id("b"), id("c")])
+pub fn three() -> VoterSet {
+    VoterSet::with_voters([id("a"), id("b"), id("c")])
 }
 
 pub fn command(term: u64, index: u64) -> Entry {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ha_core::{LogIndex, NodeId, Term};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::storage::{LogStore, Recovered, StorageError};
@@ -41,7 +41,7 @@ pub fn membership_entry(term: u64, index: u64) -> Entry {
     Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: Payload::Membership(Membership::with_voters(
+        payload: Payload::Membership(VoterSet::with_voters(
             ["n1", "n2", "n3"].map(|name| NodeId::new(name).unwrap()),
         )),
     }
@@ -58,7 +58,7 @@ pub fn snapshot_meta(last_index: u64, last_term: u64) -> SnapshotMeta {
     SnapshotMeta {
         last_index: LogIndex(last_index),
         last_term: Term(last_term),
-        membership: Membership::with_voters([NodeId::new("n1").unwrap()]),
+        membership: VoterSet::with_voters([NodeId::new("n1").unwrap()]),
     }
 }
 

@@ -162,6 +162,11 @@ impl From<ClientError> for ApiError {
                 "witness",
                 format!("{message}: not applied; ask a data node"),
             ),
+            ClientError::ResponseUndecodable(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "response_undecodable",
+                format!("{message}; do not write it again"),
+            ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -219,6 +224,11 @@ impl From<TransferError> for ApiError {
             TransferError::InProgress => {
                 Self::new(StatusCode::CONFLICT, "transfer_in_progress", message)
             }
+            TransferError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopped",
+                format!("{message}: ask another node"),
+            ),
             _ => Self::new(StatusCode::CONFLICT, "transfer_refused", message),
         }
     }
@@ -346,6 +356,13 @@ mod tests {
                 None,
                 WriteFate::Committed,
             ),
+            (
+                ClientError::ResponseUndecodable("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "response_undecodable",
+                None,
+                WriteFate::Committed,
+            ),
         ];
         for (error, status, kind, hint, fate) in cases {
             assert_eq!(error.fate(), fate, "{error:?}");
@@ -361,6 +378,49 @@ mod tests {
             let through_node = ApiError::from(NodeError::Replication(error.clone()));
             assert_eq!(through_node.kind, kind, "{error:?}");
             assert_eq!(NodeError::Replication(error).fate(), fate);
+        }
+    }
+
+    #[test]
+    fn transfer_refusals_keep_their_answers_and_a_stopped_node_says_stopped() {
+        let leader: NodeId = "n2".parse().expect("valid id");
+        let cases = [
+            (
+                TransferError::NotLeader { leader: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+            ),
+            (
+                TransferError::NotLeader {
+                    leader: Some(leader.clone()),
+                },
+                StatusCode::CONFLICT,
+                "not_leader",
+            ),
+            (
+                TransferError::IneligibleTarget(leader),
+                StatusCode::CONFLICT,
+                "ineligible_target",
+            ),
+            (
+                TransferError::NoEligibleTarget,
+                StatusCode::CONFLICT,
+                "no_eligible_target",
+            ),
+            (
+                TransferError::InProgress,
+                StatusCode::CONFLICT,
+                "transfer_in_progress",
+            ),
+            (
+                TransferError::Stopped,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopped",
+            ),
+        ];
+        for (error, status, kind) in cases {
+            let api = ApiError::from(error.clone());
+            assert_eq!((api.status, api.kind), (status, kind), "{error:?}");
         }
     }
 
@@ -395,7 +455,7 @@ mod tests {
             (
                 LockError::NotHolder {
                     name: "l".into(),
-                    token: 3,
+                    token: ha_lock::FencingToken(3),
                 },
                 StatusCode::CONFLICT,
                 "not_holder",

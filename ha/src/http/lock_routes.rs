@@ -18,7 +18,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ha_core::StateMachine;
-use ha_lock::{HOLDER_KEY_BYTES, HolderKey, LEASE_TTL_MIN, LockClient, new_holder_key};
+use ha_lock::{
+    FencingToken, HOLDER_KEY_BYTES, HolderKey, LEASE_TTL_MIN, LeaseId, LockClient, new_holder_key,
+};
 use serde::{Deserialize, Serialize};
 
 use super::kv_routes::{params, path_text};
@@ -46,8 +48,9 @@ pub(crate) struct ReleaseParams {
 
 #[derive(Serialize)]
 struct Granted {
-    token: u64,
-    lease: u64,
+    // Transparent newtypes: the body still reads `"token": 7, "lease": 6`.
+    token: FencingToken,
+    lease: LeaseId,
     ttl_ms: u64,
     /// The holder key, 32 lowercase hex digits.
     holder: String,
@@ -171,7 +174,7 @@ pub(crate) async fn release<S: StateMachine>(
     // lease exists for its lock alone: no route binds keys or other locks to it), so the lease
     // does not linger, counting against `LEASES_MAX`, until its TTL runs out.
     client
-        .release_ending_lease(&name, token, Some(&holder_key))
+        .release_ending_lease(&name, FencingToken(token), Some(&holder_key))
         .await?;
     Ok(Json(Released { released: true }).into_response())
 }

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ha::{FencingToken, LeaseId};
 use ha_core::Millis;
 use ha_tests::lock_sim::{HoldEnd, HolderInterval};
 use rand::RngExt;
@@ -103,8 +104,8 @@ impl LockClient {
             self.counts.late_grants += 1;
             return;
         }
-        let token = grant["token"].as_u64().expect("token");
-        let lease = grant["lease"].as_u64().expect("lease");
+        let token = FencingToken(grant["token"].as_u64().expect("token"));
+        let lease = LeaseId(grant["lease"].as_u64().expect("lease"));
         // The grant's holder key (issue 13): a release without it is refused.
         let holder = grant["holder"].as_str().expect("holder").to_string();
         self.counts.grants += 1;

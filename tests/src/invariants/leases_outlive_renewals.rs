@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ha_core::Millis;
-use ha_lock::{LockCommand, LockResponse};
+use ha_lock::{LeaseId, LockCommand, LockResponse};
 
 use crate::lock_sim::{AppliedLockCommand, AppliedResult, SendTimes};
 
@@ -41,7 +41,7 @@ pub fn check_leases_outlive_renewals(
         last_send: Millis,
         renewals: u64,
     }
-    let mut lives: BTreeMap<u64, Life> = BTreeMap::new();
+    let mut lives: BTreeMap<LeaseId, Life> = BTreeMap::new();
     let mut check = LeaseExpiryCheck::default();
     let sent = |command: &AppliedLockCommand| {
         send_times

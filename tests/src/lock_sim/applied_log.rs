@@ -131,7 +131,7 @@ impl AppliedLog {
             commands.push(AppliedLockCommand {
                 index: LogIndex(*index),
                 at: first.at,
-                session: stamped.session,
+                session: stamped.session.0,
                 sequence: stamped.sequence,
                 command,
                 result,

@@ -63,7 +63,7 @@ fn acquires_with_holder(client_index: usize) -> bool {
 /// (the simulation does not need it unguessable, only distinct per client and lease).
 fn holder_key(client_index: usize, lease: LeaseId) -> HolderKey {
     let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&lease.to_le_bytes());
+    key[..8].copy_from_slice(&lease.0.to_le_bytes());
     key[8..].copy_from_slice(&(client_index as u64).to_le_bytes());
     key
 }
@@ -73,7 +73,7 @@ fn holder_key(client_index: usize, lease: LeaseId) -> HolderKey {
 /// it; recorded by lease once granted (`LockWorkload::cycle_keys`).
 fn cycle_holder_key(client_index: usize, lock_session: SessionId) -> HolderKey {
     let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&lock_session.to_le_bytes());
+    key[..8].copy_from_slice(&lock_session.0.to_le_bytes());
     key[8..].copy_from_slice(&(!(client_index as u64)).to_le_bytes());
     key
 }
@@ -116,7 +116,7 @@ fn wrong_release(
     plain: bool,
     end_lease: bool,
 ) -> LockCommand {
-    let wrong_key = holder_key(client_index, lease.wrapping_add(1));
+    let wrong_key = holder_key(client_index, LeaseId(lease.0.wrapping_add(1)));
     match (acquires_with_holder(client_index) && plain, end_lease) {
         (true, false) => LockCommand::Release { name, token },
         (true, true) => LockCommand::ReleaseAndRevoke {
@@ -306,7 +306,7 @@ pub struct LockWorkload {
 
 fn write_request(session: u64, sequence: u64, command: LockCommand) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
-        session,
+        session: SessionId(session),
         sequence,
         // Set again on every send, from the session's writes in flight then.
         lowest_unanswered: sequence,
@@ -752,7 +752,7 @@ impl LockWorkload {
         }
         let client = &mut self.clients[client_index];
         let Some(lease) = client.lease.clone() else {
-            let lock_session = sim.rng().random();
+            let lock_session = SessionId(sim.rng().random());
             if sim.rng().random_bool(self.options.lock_cycle_fraction) {
                 // A lease and a lock in one write, as `LockClient::acquire` takes them.
                 let name = format!("lock{}", sim.rng().random_range(0..self.options.lock_names));

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use ha_core::{HealthStatus, Priority, Timing};
 use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
 use ha_replicate::engine::{EngineSettings, LOG_CACHE_BYTES_DEFAULT, PeerInfo};
-use ha_replicate::membership::Membership;
+use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use rand::RngExt;
@@ -75,7 +75,7 @@ pub fn lock_cluster(
     let mut sim = Simulator::new(config);
     let directory = Rc::new(Directory::new(options.node_count));
     let applied_log = Rc::new(RefCell::new(AppliedLog::default()));
-    let voters = Membership::with_voters((0..options.node_count).map(replica_id));
+    let voters = VoterSet::with_voters((0..options.node_count).map(replica_id));
     for node in 0..options.node_count {
         let disk = MemoryDisk::new();
         let directory = Rc::clone(&directory);

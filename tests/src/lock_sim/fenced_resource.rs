@@ -46,7 +46,10 @@ impl FencedResource {
     /// `client` writes to the resource guarded by `lock` at `at` with `token`; returns whether
     /// the resource accepted it.
     pub fn write(&mut self, lock: &str, at: Millis, token: FencingToken, client: usize) -> bool {
-        let highest = self.highest_accepted.entry(lock.to_string()).or_insert(0);
+        let highest = self
+            .highest_accepted
+            .entry(lock.to_string())
+            .or_insert(FencingToken(0));
         let accepted = token >= *highest;
         if accepted {
             *highest = token;

@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use ha_core::{Consistency, LogIndex, Millis, NodeId, Term};
 use ha_lock::{
-    Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LockCommand, LockQuery,
-    LockQueryResponse, WithLocks,
+    Command, EXPIRY_PROPOSAL_TIMEOUT, LeaseExpiryTracker, LeaseId, LockCommand, LockQuery,
+    LockQueryResponse, SessionId, WithLocks,
 };
 use ha_replicate::engine::{PersistId, Role};
 use ha_replicate::replica::{
@@ -64,7 +64,7 @@ pub enum LockNodeOutput {
     /// The tracker decided a lease ran out and this node proposed its expiry.
     ExpiryProposed {
         /// The lease.
-        lease: u64,
+        lease: LeaseId,
         /// The keep-alive count the tracker saw.
         renewals: u64,
         /// The node's local clock when it decided.
@@ -236,7 +236,7 @@ impl SimLockNode {
             let sequence = self.expiry_next_sequence;
             self.expiry_next_sequence += 1;
             let request = ClientRequest::Write(WriteRequest {
-                session: self.parts.expiry_session,
+                session: SessionId(self.parts.expiry_session),
                 sequence,
                 // Proposed once, never retried: nothing older is awaited.
                 lowest_unanswered: sequence,

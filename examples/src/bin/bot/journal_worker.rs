@@ -96,7 +96,8 @@ async fn work_while_leading(node: &Node<Journal>, printer: &EventPrinter) -> Str
         Ok(guard) => guard,
         Err(error) => return format!("lock not acquired: {error}"),
     };
-    let token = guard.token();
+    // The journal's own commands carry the token as a number.
+    let token = guard.token().0;
     let writer = node.id().clone();
     let fence = JournalCommand::Fence {
         token,

@@ -11,7 +11,7 @@ use ha_core::{HealthStatus, LogIndex, Millis, NodeId, StateMachine};
 use super::{ReplicaCore, ReplicaEffect};
 use crate::engine::{PeerInfo, ProposeError, TransferError};
 use crate::entry::ElectionCause;
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::storage::LogStore;
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -20,7 +20,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// never stored anything founds. Returns whether this node founded; when it did, a
     /// [`ReplicaEffect::Founded`] says so. A stopped or stalled replica founds nothing (the
     /// founding entry could not be stored).
-    pub fn on_bootstrap(&mut self, now: Millis, voters: Membership) -> bool {
+    pub fn on_bootstrap(&mut self, now: Millis, voters: VoterSet) -> bool {
         if self.fatal.is_some() || self.stall.is_some() {
             return false;
         }
@@ -54,7 +54,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         cause: ElectionCause,
     ) -> Result<NodeId, TransferError> {
         if self.fatal.is_some() {
-            return Err(TransferError::NotLeader { leader: None });
+            return Err(TransferError::Stopped);
         }
         let result = self.engine.transfer_leadership(now, target, cause);
         self.after_input(now);
@@ -93,7 +93,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     pub fn on_propose_membership(
         &mut self,
         now: Millis,
-        membership: Membership,
+        membership: VoterSet,
     ) -> Result<LogIndex, ProposeError> {
         if self.fatal.is_some() {
             return Err(ProposeError::NotLeader { leader: None });
@@ -105,7 +105,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     /// Found with `voters` if the engine takes them, and say so. The caller carries out the
     /// engine's effects (the founding entry's append).
-    pub(super) fn found(&mut self, now: Millis, voters: Membership) -> bool {
+    pub(super) fn found(&mut self, now: Millis, voters: VoterSet) -> bool {
         if !self.engine.bootstrap(now, voters.clone()) {
             return false;
         }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::engine::{EngineSettings, Message};
 use crate::entry::{Entry, Payload};
-use crate::membership::Membership;
+use crate::membership::VoterSet;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, WriteRequest};
 use crate::replica::settings::{ReplicaSettings, SyncPolicy};
 use crate::replica::{ReplicaTimer, WriteFate};
@@ -43,7 +43,7 @@ fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), Mem
         7,
     )
     .expect("starts");
-    assert!(core.on_bootstrap(Millis(0), Membership::with_voters([id("n1")])));
+    assert!(core.on_bootstrap(Millis(0), VoterSet::with_voters([id("n1")])));
     core.on_campaign(Millis(1));
     core.drain_effects();
     assert!(core.engine().is_leader(), "a lone voter leads");
@@ -52,7 +52,7 @@ fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), Mem
 
 fn write(sequence: u64) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
-        session: 1,
+        session: ha_core::SessionId(1),
         sequence,
         lowest_unanswered: sequence,
         command: codec::encode("command", &(), 16).expect("encodes"),
@@ -154,7 +154,7 @@ fn follower(disk: &MemoryDisk) -> ReplicaCore<(), MemoryStore> {
     let store = MemoryStore::open(disk.clone());
     let mut core =
         ReplicaCore::new(settings("n1", 10_000), (), store, Millis(0), 7).expect("starts");
-    let voters = Membership::with_voters([id("n1"), id("n2"), id("n3")]);
+    let voters = VoterSet::with_voters([id("n1"), id("n2"), id("n3")]);
     assert!(core.on_bootstrap(Millis(0), voters));
     core.drain_effects();
     core
