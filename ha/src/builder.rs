@@ -190,6 +190,8 @@ impl<S: StateMachine> NodeBuilder<S> {
                 journal.record_lock(outcome.change.as_str(), &outcome.name, outcome.token.0);
             })
         };
+        // Watches wake as this replica applies a change to keys instead of polling (issue 19).
+        let change_feed = ha_lock::ChangeFeed::new();
         // Issue 14: the built-in host checks run first, then the host's own.
         let wal_window = config
             .data_dir
@@ -232,7 +234,9 @@ impl<S: StateMachine> NodeBuilder<S> {
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica = ReplicaNode::start(
                     settings,
-                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    WithLocks::new(self.machine)
+                        .observe_locks(lock_observer)
+                        .feed_changes(change_feed.clone()),
                     store,
                 )
                 .await?;
@@ -243,7 +247,9 @@ impl<S: StateMachine> NodeBuilder<S> {
                 let settings = node_settings(&config, &security, self.snapshot_every_entries);
                 let replica = ReplicaNode::start(
                     settings,
-                    WithLocks::new(self.machine).observe_locks(lock_observer),
+                    WithLocks::new(self.machine)
+                        .observe_locks(lock_observer)
+                        .feed_changes(change_feed.clone()),
                     store,
                 )
                 .await?;
@@ -289,7 +295,8 @@ impl<S: StateMachine> NodeBuilder<S> {
         // The admin API answers 503 `no_quorum` at once on a node cut off from the majority,
         // so that its client can try another node.
         #[cfg(feature = "http")]
-        let http_kv = ha_lock::LockClient::new(replica.client().fail_fast());
+        let http_kv = ha_lock::LockClient::new(replica.client().fail_fast())
+            .with_change_feed(change_feed.clone());
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         // The journal (issue 16) hears every event from the start, as the first subscriber does.
         let journal_events = events.subscribe();
@@ -312,6 +319,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             writer,
             #[cfg(feature = "http")]
             http_kv,
+            change_feed,
             sessions: Mutex::new(BTreeSet::new()),
             lease_keeper: Mutex::new(Some(lease_keeper)),
             tasks: Mutex::new(Vec::new()),

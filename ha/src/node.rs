@@ -85,6 +85,9 @@ pub(crate) struct Shared<S: StateMachine> {
     /// in flight on it at once.
     #[cfg(feature = "http")]
     pub(crate) http_kv: LockClient<S>,
+    /// This replica's lock table publishes each change here; every client of this node's
+    /// gets it, so its watches wake on apply instead of polling.
+    pub(crate) change_feed: ha_lock::ChangeFeed,
     pub(crate) sessions: Mutex<BTreeSet<SessionId>>,
     pub(crate) lease_keeper: Mutex<Option<LeaseKeeper>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -324,7 +327,8 @@ impl<S: StateMachine> Node<S> {
     /// compare-and-swap, leases, fenced locks, watches, elections. Leases it holds are
     /// revoked when the node shuts down gracefully.
     pub fn kv(&self) -> LockClient<S> {
-        let client = LockClient::from_node(&self.shared.replica);
+        let client = LockClient::from_node(&self.shared.replica)
+            .with_change_feed(self.shared.change_feed.clone());
         let mut sessions = self.shared.sessions.lock();
         if sessions.len() < TRACKED_SESSIONS_MAX {
             sessions.insert(client.session());
