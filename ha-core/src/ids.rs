@@ -73,7 +73,7 @@ impl FromStr for NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.0)
+        formatter.pad(&self.0)
     }
 }
 
@@ -98,7 +98,8 @@ impl Term {
 
 impl fmt::Display for Term {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}", self.0)
+        // Forwarded, so width and padding apply: `{:020}` sorts as text.
+        fmt::Display::fmt(&self.0, formatter)
     }
 }
 
@@ -117,7 +118,8 @@ impl LogIndex {
 
 impl fmt::Display for LogIndex {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}", self.0)
+        // Forwarded, so width and padding apply: `{:020}` sorts as text.
+        fmt::Display::fmt(&self.0, formatter)
     }
 }
 
@@ -144,7 +146,8 @@ pub struct SessionId(pub u64);
 
 impl fmt::Display for SessionId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}", self.0)
+        // Forwarded, so width and padding apply: `{:020}` sorts as text.
+        fmt::Display::fmt(&self.0, formatter)
     }
 }
 
