@@ -53,7 +53,7 @@
 //!
 //! let locks = node.locks();
 //! let guard = locks.acquire("jobs", Duration::from_secs(2), Duration::from_secs(1)).await?;
-//! assert!(guard.token() > 0); // pass the token to what you write, to fence stale holders
+//! assert!(guard.token() > ha::FencingToken(0)); // pass the token to what you write, to fence stale holders
 //! guard.release().await?;
 //! node.shutdown().await;
 //! # Ok(()) }
