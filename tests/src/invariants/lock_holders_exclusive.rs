@@ -16,10 +16,11 @@ use crate::lock_sim::{FencedResource, HolderInterval};
 ///
 /// ```
 /// use ha_core::Millis;
+/// use ha_lock::{FencingToken, LeaseId};
 /// use ha_tests::invariants::check_lock_holders_exclusive;
 /// use ha_tests::lock_sim::{FencedResource, HoldEnd, HolderInterval};
-/// let hold = |client, token, start, end| HolderInterval {
-///     lock: "jobs".into(), client, lease: client as u64, token,
+/// let hold = |client: usize, token: u64, start, end| HolderInterval {
+///     lock: "jobs".into(), client, lease: LeaseId(client as u64), token: FencingToken(token),
 ///     start: Millis(start), end: Millis(end), ended_by: HoldEnd::Released,
 /// };
 /// let resource = FencedResource::default();

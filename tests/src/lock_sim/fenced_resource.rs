@@ -29,11 +29,12 @@ pub struct FencedWrite {
 ///
 /// ```
 /// use ha_core::Millis;
+/// use ha_lock::FencingToken;
 /// use ha_tests::lock_sim::FencedResource;
 /// let mut resource = FencedResource::default();
-/// assert!(resource.write("jobs", Millis(10), 5, 0));
-/// assert!(resource.write("jobs", Millis(20), 7, 1));
-/// assert!(!resource.write("jobs", Millis(30), 5, 0)); // a stale holder
+/// assert!(resource.write("jobs", Millis(10), FencingToken(5), 0));
+/// assert!(resource.write("jobs", Millis(20), FencingToken(7), 1));
+/// assert!(!resource.write("jobs", Millis(30), FencingToken(5), 0)); // a stale holder
 /// assert_eq!(resource.rejected().count(), 1);
 /// ```
 #[derive(Clone, Debug, Default)]
