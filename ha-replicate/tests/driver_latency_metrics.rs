@@ -5,46 +5,21 @@
 //! round trip; a leadership transfer in every node's leader-change counter and failover
 //! histogram. Every wait polls with a deadline.
 
+mod counter_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use counter_support::Counter;
+use ha_core::{Consistency, NodeId};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
-
-/// A counter: the smallest state machine that has writes and reads.
-#[derive(Default)]
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    type Command = u64;
-    type Response = u64;
-    type Query = ();
-    type QueryResponse = u64;
-    fn apply(&mut self, _index: LogIndex, add: u64) -> u64 {
-        self.0 += add;
-        self.0
-    }
-    fn query(&self, _query: &()) -> u64 {
-        self.0
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        Ok(self.0.to_le_bytes().to_vec())
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        let bytes: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| StateMachineError::Corrupt("not 8 bytes".to_string()))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,6 +7,8 @@
 //! All three nodes share one current-thread runtime: a sync run on the event loop would
 //! stop every node for 2 s, and their election timers would fire when it ends.
 
+mod counter_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError, Term};
+use counter_support::Counter;
+use ha_core::{Consistency, LogIndex, NodeId, Term};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::entry::Entry;
@@ -32,33 +35,6 @@ use ha_replicate::transport::TransportSettings;
 const STALL: Duration = Duration::from_secs(2);
 /// How long to wait for a leader or a write, at most.
 const WAIT: Duration = Duration::from_secs(20);
-
-#[derive(Default)]
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    type Command = u64;
-    type Response = u64;
-    type Query = ();
-    type QueryResponse = u64;
-    fn apply(&mut self, _index: LogIndex, amount: u64) -> u64 {
-        self.0 += amount;
-        self.0
-    }
-    fn query(&self, _query: &()) -> u64 {
-        self.0
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        Ok(self.0.to_le_bytes().to_vec())
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        let bytes: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| StateMachineError::Corrupt("not 8 bytes".to_string()))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
 
 /// The knob of one node's slow disk: arm it and the next sync sleeps for [`STALL`].
 #[derive(Clone, Default)]

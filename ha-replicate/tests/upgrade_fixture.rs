@@ -11,9 +11,12 @@
 //! after it replay, retries of old writes stay duplicates, and new-format commands apply on
 //! top.
 
+mod counter_support;
+
 use std::path::{Path, PathBuf};
 
-use ha_core::{LogIndex, Millis, NodeId, StateMachine, StateMachineError, Term, codec};
+use counter_support::Counter;
+use ha_core::{LogIndex, Millis, NodeId, Term, codec};
 use ha_replicate::engine::{EngineSettings, Message};
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::replica::{
@@ -21,38 +24,6 @@ use ha_replicate::replica::{
     SNAPSHOT_LOG_BYTES_DEFAULT, SessionCommand, SyncPolicy,
 };
 use ha_replicate::storage::wal::{WalOptions, WalStore};
-
-/// The state machine the fixture was written with: adds each command to a total.
-#[derive(Default)]
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    type Command = u64;
-    type Response = u64;
-    type Query = ();
-    type QueryResponse = u64;
-
-    fn apply(&mut self, _index: LogIndex, command: u64) -> u64 {
-        self.0 += command;
-        self.0
-    }
-
-    fn query(&self, _query: &()) -> u64 {
-        self.0
-    }
-
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        Ok(self.0.to_le_bytes().to_vec())
-    }
-
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
-        let bytes: [u8; 8] = snapshot
-            .try_into()
-            .map_err(|_| StateMachineError::Corrupt("not 8 bytes".into()))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
 
 /// The last index in the fixture's log, and the total its commands add up to (the duplicate
 /// and the stale write not counted).
