@@ -26,9 +26,8 @@ const WRITES: usize = 24;
 const WAIT: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A key/value map whose `apply` is slow.
-#[derive(Default)]
-struct SlowKv(BTreeMap<String, String>);
+/// A key/value map whose `apply` is slow: `.1` ms per entry.
+struct SlowKv(BTreeMap<String, String>, u64);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Put(String, String);
@@ -40,7 +39,7 @@ impl StateMachine for SlowKv {
     type QueryResponse = Option<String>;
     fn apply(&mut self, _index: LogIndex, Put(key, value): Put) -> Option<String> {
         // A host doing real work per entry (a database write, a remote call).
-        std::thread::sleep(Duration::from_millis(APPLY_MS));
+        std::thread::sleep(Duration::from_millis(self.1));
         self.0.insert(key, value)
     }
     fn query(&self, key: &String) -> Option<String> {
@@ -62,12 +61,23 @@ fn id(index: usize) -> NodeId {
 }
 
 async fn start(index: usize, dir: &Path) -> ReplicaNode<SlowKv> {
+    start_with(index, dir, APPLY_MS, |_| {}).await
+}
+
+/// Node `index` whose host takes `apply_ms` per entry, its engine settings adjusted by `tune`.
+async fn start_with(
+    index: usize,
+    dir: &Path,
+    apply_ms: u64,
+    tune: impl FnOnce(&mut EngineSettings),
+) -> ReplicaNode<SlowKv> {
     let mut engine = EngineSettings::for_test(id(index));
     engine.priority = ha_core::Priority(1);
     // Election timeouts below one `apply`: a node whose event loop applied would miss them.
     engine.heartbeat_interval_ms = 50;
     engine.election_timeout_min_ms = 150;
     engine.election_timeout_max_ms = 300;
+    tune(&mut engine);
     let replica = ReplicaSettings {
         engine,
         sync_policy: SyncPolicy::Batch,
@@ -87,7 +97,7 @@ async fn start(index: usize, dir: &Path) -> ReplicaNode<SlowKv> {
         bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
     };
     let store = WalStore::open(dir, WalOptions::default()).unwrap();
-    ReplicaNode::start(settings, SlowKv::default(), store)
+    ReplicaNode::start(settings, SlowKv(BTreeMap::new(), apply_ms), store)
         .await
         .unwrap()
 }
@@ -189,7 +199,7 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
     assert!(exported_at >= index);
     let mut bytes = Vec::new();
     exported.write_to(&mut bytes).unwrap();
-    let mut copy = Applier::new(SlowKv::default());
+    let mut copy = Applier::new(SlowKv(BTreeMap::new(), 0));
     copy.restore(&bytes).unwrap();
     assert_eq!(copy.applied_index(), exported_at);
     let last_value = |key: usize| {
@@ -221,6 +231,115 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
     // Snapshots were taken through the apply thread.
     let status = nodes[leader].status().await.unwrap();
     assert!(status.snapshot_transfer.taken > 0, "{status:?}");
+    for node in nodes {
+        node.shutdown(Duration::from_millis(0)).await;
+    }
+}
+
+/// Issue 17: a follower whose host is slow shows its backlog in the status, and the leader
+/// says when it holds entries back from it. Node 3 applies at 40 ms per entry, the others at
+/// once, the window is 4 entries: 30 writes in parallel commit on nodes 1 and 2 while node 3's
+/// backlog, as the leader sees it, stays within the window, and it then catches up to 0.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_follower_shows_its_backlog_and_window() {
+    const WINDOW: u64 = 4;
+    const SLOW_WRITES: usize = 30;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (index, dir) in dirs.iter().enumerate() {
+        let apply_ms = if index == 2 { 40 } else { 0 };
+        let tune = |engine: &mut EngineSettings| {
+            engine.follower_backlog_entries_max = WINDOW;
+            // Node 3 never leads, so it stays the slow follower.
+            engine.priority = ha_core::Priority(if index == 2 { 0 } else { 2 });
+        };
+        nodes.push(start_with(index + 1, dir.path(), apply_ms, tune).await);
+    }
+    let addrs: Vec<(NodeId, SocketAddr)> = nodes
+        .iter()
+        .map(|node| (node.node_id().clone(), node.local_addr()))
+        .collect();
+    for node in &nodes {
+        for (peer, addr) in &addrs {
+            node.set_peer(peer.clone(), Some(*addr), None)
+                .await
+                .unwrap();
+        }
+    }
+    let leader = wait_for_leader(&nodes).await;
+    assert_ne!(leader, 2, "node 3 has priority 0 and must not lead");
+    // One session, many writes in flight on it.
+    let client = std::sync::Arc::new(nodes[leader].client());
+    let mut writes = tokio::task::JoinSet::new();
+    for key in 0..SLOW_WRITES {
+        let client = std::sync::Arc::clone(&client);
+        writes.spawn(async move {
+            client
+                .write(
+                    Put(format!("k{key}"), "v".into()),
+                    Consistency::Quorum,
+                    TIMEOUT,
+                )
+                .await
+        });
+    }
+    // Watch the leader's view of node 3 while the writes run.
+    let watch = async {
+        let mut backlog_max = 0;
+        let mut window_full_seen = false;
+        let mut local_backlog_max = 0;
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let status = nodes[leader].status().await.unwrap();
+            if let Some(slow) = status.peers.iter().find(|peer| peer.id == id(3)) {
+                backlog_max = backlog_max.max(slow.apply_backlog);
+                window_full_seen |= slow.apply_window_full;
+                if status.last_index.0 >= SLOW_WRITES as u64
+                    && slow.applied_index >= status.last_index
+                {
+                    break;
+                }
+            }
+            local_backlog_max =
+                local_backlog_max.max(nodes[2].status().await.unwrap().apply_backlog);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (backlog_max, window_full_seen, local_backlog_max)
+    };
+    let (backlog_max, window_full_seen, local_backlog_max) = watch.await;
+    while let Some(result) = writes.join_next().await {
+        result.unwrap().expect("a write failed");
+    }
+    println!(
+        "slow follower: backlog max {backlog_max} (window {WINDOW}), window full seen \
+         {window_full_seen}, its own backlog max {local_backlog_max}"
+    );
+    assert!(window_full_seen, "the leader never held entries back");
+    assert!(
+        (1..=WINDOW).contains(&backlog_max),
+        "backlog as the leader saw it: {backlog_max}, window {WINDOW}"
+    );
+    assert!(local_backlog_max >= 1, "node 3 never reported a backlog");
+    // Caught up: nothing held, nothing queued.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = nodes[leader].status().await.unwrap();
+        let slow = status
+            .peers
+            .iter()
+            .find(|peer| peer.id == id(3))
+            .unwrap()
+            .clone();
+        let local = nodes[2].status().await.unwrap();
+        if slow.apply_backlog == 0 && !slow.apply_window_full && local.apply_backlog == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never caught up: {slow:?}, {local:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for node in nodes {
         node.shutdown(Duration::from_millis(0)).await;
     }

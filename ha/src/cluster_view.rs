@@ -342,6 +342,7 @@ mod tests {
             last_index: LogIndex(20),
             commit_index: LogIndex(19),
             applied_index: LogIndex(19),
+            apply_backlog: 0,
             membership: VoterSet::with_voters([id("n1"), id("n2"), id("n3")]),
             peers: vec![PeerStatus {
                 id: id("n2"),
@@ -349,6 +350,8 @@ mod tests {
                 match_index: LogIndex(18),
                 lag_entries: 2,
                 applied_index: LogIndex(18),
+                apply_backlog: 0,
+                apply_window_full: false,
                 last_contact_ms: Some(12),
                 catch_up: None,
             }],
@@ -417,6 +420,7 @@ mod tests {
             last_index: LogIndex(20),
             commit_index: LogIndex(20),
             applied_index: LogIndex(20),
+            apply_backlog: 0,
             membership: VoterSet::with_voters([id("n1"), id("n2"), id("n3")]),
             peers,
             failover_history: Vec::new(),
@@ -437,6 +441,8 @@ mod tests {
             match_index: LogIndex(0),
             lag_entries: 20,
             applied_index: LogIndex(0),
+            apply_backlog: 0,
+            apply_window_full: false,
             last_contact_ms: Some(3),
             catch_up,
         }

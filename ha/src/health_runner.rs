@@ -340,6 +340,8 @@ mod tests {
             match_index: LogIndex(0),
             lag_entries: 10_900,
             applied_index: LogIndex(0),
+            apply_backlog: 0,
+            apply_window_full: false,
             last_contact_ms: Some(5),
             catch_up: state.map(|state| CatchUp {
                 state: state.to_string(),

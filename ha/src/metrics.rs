@@ -272,6 +272,12 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "The highest index applied to this node's state machine.",
         status.applied_index.0 as f64,
     );
+    out.single(
+        "ha_apply_backlog_entries",
+        "gauge",
+        "Entries in this node's log its state machine has not applied yet (a slow host).",
+        status.apply_backlog as f64,
+    );
     let peers = &status.peers;
     out.peer_family(
         "ha_peer_lag_entries",
@@ -286,6 +292,21 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         peers
             .iter()
             .map(|peer| (peer.id.as_str(), Some(peer.match_index.0))),
+    );
+    out.peer_family(
+        "ha_peer_apply_backlog_entries",
+        "Entries each peer holds but has not applied, as last reported (leader only).",
+        peers
+            .iter()
+            .map(|peer| (peer.id.as_str(), Some(peer.apply_backlog))),
+    );
+    out.peer_family(
+        "ha_peer_apply_window_full",
+        "1 while the leader holds entries back from a peer whose apply backlog reached \
+         follower_backlog_entries_max (leader only).",
+        peers
+            .iter()
+            .map(|peer| (peer.id.as_str(), Some(u64::from(peer.apply_window_full)))),
     );
     out.family(
         "ha_peer_last_contact_seconds",
@@ -636,6 +657,7 @@ mod tests {
             last_index: LogIndex(0),
             commit_index: LogIndex(0),
             applied_index: LogIndex(0),
+            apply_backlog: 0,
             membership: ha_replicate::membership::VoterSet::with_voters([id]),
             peers: Vec::new(),
             failover_history: Vec::new(),
@@ -687,6 +709,7 @@ mod tests {
             last_index: LogIndex(900),
             commit_index: LogIndex(900),
             applied_index: LogIndex(900),
+            apply_backlog: 0,
             membership: ha_replicate::membership::VoterSet::with_voters([id]),
             peers,
             failover_history: Vec::new(),
@@ -707,6 +730,8 @@ mod tests {
             match_index: ha_core::LogIndex(0),
             lag_entries: 900,
             applied_index: ha_core::LogIndex(0),
+            apply_backlog: 0,
+            apply_window_full: false,
             last_contact_ms: Some(5),
             catch_up: state.map(|state| ha_replicate::driver::CatchUp {
                 state: state.to_string(),
@@ -763,6 +788,24 @@ mod tests {
             ),
             "{busy}"
         );
+    }
+
+    /// A slow follower's apply backlog and the leader's window, per peer, and this node's own.
+    #[test]
+    fn apply_backlogs_are_gauges_per_peer_and_for_the_node() {
+        let mut slow = peer("n2", None);
+        slow.apply_backlog = 64;
+        slow.apply_window_full = true;
+        let mut status = status_with(vec![slow, peer("n3", None)], Default::default());
+        status.apply_backlog = 7;
+        let text = render_status(status, None);
+        for expected in [
+            "# TYPE ha_apply_backlog_entries gauge\nha_apply_backlog_entries 7\n",
+            "ha_peer_apply_backlog_entries{peer=\"n2\"} 64\nha_peer_apply_backlog_entries{peer=\"n3\"} 0\n",
+            "ha_peer_apply_window_full{peer=\"n2\"} 1\nha_peer_apply_window_full{peer=\"n3\"} 0\n",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in {text}");
+        }
     }
 
     #[test]

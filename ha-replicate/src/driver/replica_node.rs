@@ -789,6 +789,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         let engine = self.core.engine();
         let last_index = engine.last_index();
         let membership = engine.membership().clone();
+        let window = engine.settings().follower_backlog_entries_max;
         let peers = engine
             .progress()
             .iter()
@@ -798,6 +799,13 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 match_index: progress.match_index,
                 lag_entries: last_index.0.saturating_sub(progress.match_index.0),
                 applied_index: progress.applied_index,
+                apply_backlog: progress
+                    .match_index
+                    .0
+                    .saturating_sub(progress.applied_index.0),
+                // The engine's own test (replication.rs): nothing past applied + window.
+                apply_window_full: progress.next_index.0
+                    > progress.applied_index.0.saturating_add(window),
                 last_contact_ms: engine.heard_from_at(id).map(|at| now.saturating_since(at)),
                 catch_up: self.catch_up(now, id),
             })
@@ -811,6 +819,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             last_index,
             commit_index: engine.commit_index(),
             applied_index: self.core.applied_index(),
+            apply_backlog: self.core.apply_backlog(),
             membership,
             peers,
             failover_history: self.core.failover_history().to_vec(),

@@ -22,6 +22,17 @@ pub struct PeerStatus {
     pub lag_entries: u64,
     /// Its applied index, as last reported.
     pub applied_index: LogIndex,
+    /// Entries it holds that its state machine has not applied, as the leader last heard:
+    /// `match_index - applied_index`. A slow host on that follower shows here; the leader
+    /// sends it nothing past `applied_index +`
+    /// [`follower_backlog_entries_max`](crate::engine::EngineSettings::follower_backlog_entries_max).
+    #[serde(default)]
+    pub apply_backlog: u64,
+    /// Whether the leader is holding entries back from it because its backlog reached
+    /// `follower_backlog_entries_max` (heartbeats still go): it commits nothing new until its
+    /// host catches up, and the cluster's writes commit without it.
+    #[serde(default)]
+    pub apply_window_full: bool,
     /// Milliseconds since it last answered, if it ever did this term.
     pub last_contact_ms: Option<u64>,
     /// How the leader is bringing it up to date: `None` while it is caught up or being sent
@@ -66,6 +77,10 @@ pub struct ReplicaStatus {
     pub commit_index: LogIndex,
     /// The applied index.
     pub applied_index: LogIndex,
+    /// Entries this node holds that its state machine has not applied yet (`last_index -
+    /// applied_index`): what a slow host has queued.
+    #[serde(default)]
+    pub apply_backlog: u64,
     /// The configuration in force.
     pub membership: VoterSet,
     /// Per-peer replication state (leader only).
