@@ -129,7 +129,21 @@ impl<L: LogStore + 'static> ThreadedStore<L> {
     }
 
     fn buffer(&self, write: Write) {
-        self.buffered.borrow_mut().push(write);
+        let mut buffered = self.buffered.borrow_mut();
+        // Appends that continue the previous one join it: the store then encodes and writes
+        // a turn's entries in one call (one `write` system call), not one per proposal.
+        if let (Some(Write::Append(previous)), Write::Append(entries)) =
+            (buffered.last_mut(), &write)
+            && let (Some(last), Some(first)) = (previous.last(), entries.first())
+            && first.index.0 == last.index.0.saturating_add(1)
+        {
+            let Write::Append(entries) = write else {
+                unreachable!("matched as an append above");
+            };
+            previous.extend(entries);
+            return;
+        }
+        buffered.push(write);
     }
 
     fn send(&self, op: Op<L>) {
@@ -474,6 +488,45 @@ mod tests {
             .read_entries(LogIndex(1), 10, usize::MAX)
             .expect("reads");
         assert_eq!(read, vec![entry(1), entry(2), entry(3)]);
+    }
+
+    /// A turn's proposals, appended one by one, reach the store as one append; an append that
+    /// does not continue the previous one (after a truncation) stays a write of its own, in
+    /// order, and the log read back is what was written.
+    #[test]
+    fn appends_that_continue_each_other_are_one_write() {
+        let disk = MemoryDisk::new();
+        let (mut store, mut reports) = started(&disk);
+        store.append(&[entry(1)]).expect("queued");
+        store.append(&[entry(2)]).expect("queued");
+        store
+            .append_owned(vec![entry(3), entry(4)])
+            .expect("queued");
+        assert_eq!(store.buffered.borrow().len(), 1, "one append for the turn");
+        store.truncate_from(LogIndex(4)).expect("queued");
+        let replaced = Entry {
+            term: Term(2),
+            ..entry(4)
+        };
+        store.append(&[replaced.clone()]).expect("queued");
+        store
+            .append(&[entry(9)])
+            .expect("queued (the store refuses the gap)");
+        assert_eq!(store.buffered.borrow().len(), 4);
+        store.request_sync(PersistId(1));
+        match next_report(&mut reports) {
+            StorageReport::Failed(error) => {
+                assert!(error.to_string().contains("does not continue"), "{error}")
+            }
+            StorageReport::Persisted(_) => panic!("a gap in the log was accepted"),
+        }
+        store.reopen().expect("reopens");
+        assert_eq!(
+            store
+                .read_entries(LogIndex(1), 10, usize::MAX)
+                .expect("reads"),
+            vec![entry(1), entry(2), entry(3), replaced]
+        );
     }
 
     #[test]

@@ -81,16 +81,48 @@ pub(crate) fn encode_record(
     record: &RecordRef<'_>,
     out: &mut Vec<u8>,
 ) -> Result<u64, StorageError> {
-    let body = codec::encode("wal record", record, RECORD_BODY_BYTES_MAX)
-        .map_err(|error| StorageError::Misuse(format!("cannot write a wal record: {error}")))?;
+    // The body is encoded in place after a header-sized gap (no buffer of its own: this runs
+    // once per log entry on the storage thread), then the header is filled in.
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    let refused = |out: &mut Vec<u8>, reason: String| {
+        out.truncate(start);
+        Err(StorageError::Misuse(format!(
+            "cannot write a wal record: {reason}"
+        )))
+    };
+    // postcard into memory fails only on a type serde cannot encode, which a record is not;
+    // reported all the same, never a panic.
+    if let Err(error) = postcard::to_extend(record, AppendTo(out)) {
+        return refused(out, format!("wal record: {error}"));
+    }
+    let body_bytes = out.len() - start - RECORD_HEADER_BYTES;
+    if body_bytes > RECORD_BODY_BYTES_MAX {
+        return refused(
+            out,
+            format!(
+                "wal record is {body_bytes} bytes, more than the limit of \
+                 {RECORD_BODY_BYTES_MAX}"
+            ),
+        );
+    }
     // The limit above is below u32::MAX, so the length always fits the header field.
-    let length = u32::try_from(body.len())
-        .map_err(|_| StorageError::Misuse("wal record length overflows u32".to_string()))?;
-    out.reserve(RECORD_HEADER_BYTES + body.len());
-    out.extend_from_slice(&length.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok((RECORD_HEADER_BYTES + body.len()) as u64)
+    let Ok(length) = u32::try_from(body_bytes) else {
+        return refused(out, "wal record length overflows u32".to_string());
+    };
+    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    out[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&checksum.to_le_bytes());
+    Ok((RECORD_HEADER_BYTES + body_bytes) as u64)
+}
+
+/// Lets postcard encode onto the end of a borrowed buffer.
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for AppendTo<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
 }
 
 /// The two header fields of a record.
@@ -199,6 +231,38 @@ mod tests {
             bytes.len() - RECORD_HEADER_BYTES
         );
         verify_body(header, &bytes[RECORD_HEADER_BYTES..]).unwrap()
+    }
+
+    /// Encoding in place writes the bytes the format always had (header: length and crc32c
+    /// of the body, then the postcard body), appends after what the buffer held, and an
+    /// oversized record leaves the buffer as it was.
+    #[test]
+    fn records_encode_in_place_as_before_and_a_refusal_appends_nothing() {
+        let entry = Entry {
+            term: Term(3),
+            index: LogIndex(9),
+            payload: Payload::Command(b"set x".to_vec()),
+        };
+        let record = RecordRef::Entry(&entry);
+        let body = postcard::to_allocvec(&record).unwrap();
+        let mut expected = (body.len() as u32).to_le_bytes().to_vec();
+        expected.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        expected.extend_from_slice(&body);
+
+        let mut out = b"earlier".to_vec();
+        let size = encode_record(&record, &mut out).unwrap();
+        assert_eq!(size as usize, expected.len());
+        assert_eq!(&out[..7], b"earlier");
+        assert_eq!(&out[7..], &expected[..]);
+
+        let huge = Entry {
+            payload: Payload::Command(vec![7; RECORD_BODY_BYTES_MAX]),
+            ..entry
+        };
+        let before = out.clone();
+        let error = encode_record(&RecordRef::Entry(&huge), &mut out).unwrap_err();
+        assert!(error.to_string().contains("more than the limit"), "{error}");
+        assert_eq!(out, before, "a refused record appends nothing");
     }
 
     #[test]
