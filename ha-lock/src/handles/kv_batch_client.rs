@@ -1,20 +1,20 @@
-//! The client's multi-key KV calls: transactions, prefix deletes and ranges of any size,
+//! The KV handle's multi-key calls: transactions, prefix deletes and ranges of any size,
 //! read page by page.
 
 use ha_core::{Consistency, StateMachine};
 
 use super::error::LockError;
-use super::lock_client::LockClient;
+use super::kv::Kv;
 use crate::command::{KeyValue, LockCommand, LockQuery, LockQueryResponse, LockResponse};
 use crate::kv_txn::{DELETE_PREFIX_KEYS_MAX, KvPage, Txn, TxnOutcome};
 use crate::lock_table::{KEYS_MAX, QUERY_RESULTS_MAX};
 
-impl<H: StateMachine> LockClient<H> {
+impl<H: StateMachine> Kv<H> {
     /// Apply `txn` atomically (QUORUM): compare its keys' versions, then apply its success or
     /// its failure branch. Returns which ran and the version every written key now has.
     ///
     /// ```no_run
-    /// # async fn example(kv: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+    /// # async fn example(kv: ha_lock::Kv<()>) -> Result<(), ha_lock::LockError> {
     /// use ha_lock::{Txn, VersionCmp};
     /// // Move a job from the queue to a worker, only if nobody took it first.
     /// let queued = kv.get("/queue/42", ha_core::Consistency::Strong).await?.expect("queued");
@@ -41,7 +41,7 @@ impl<H: StateMachine> LockClient<H> {
     /// # Cancel safety
     /// Not cancel safe: if dropped, the transaction may or may not happen.
     pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, LockError> {
-        match self.command(txn.into_command()).await? {
+        match self.core.command(txn.into_command()).await? {
             LockResponse::Txn { succeeded, version } => Ok(TxnOutcome { succeeded, version }),
             LockResponse::Invalid { reason } => Err(LockError::Invalid { reason }),
             LockResponse::LeaseNotFound { lease } => Err(LockError::LeaseLost { lease }),
@@ -72,7 +72,7 @@ impl<H: StateMachine> LockClient<H> {
             let command = LockCommand::DeletePrefix {
                 prefix: prefix.to_string(),
             };
-            match self.command(command).await? {
+            match self.core.command(command).await? {
                 LockResponse::DeletedPrefix { deleted: now, more } => {
                     deleted = deleted.saturating_add(now);
                     if !more {
@@ -107,7 +107,7 @@ impl<H: StateMachine> LockClient<H> {
             start_after: start_after.map(str::to_string),
             limit: limit.min(QUERY_RESULTS_MAX),
         };
-        match self.query(query, consistency).await? {
+        match self.core.query(query, consistency).await? {
             LockQueryResponse::Page(page) => Ok(page),
             other => Err(LockError::unexpected(other)),
         }

@@ -13,11 +13,11 @@ use crate::with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 /// types. Its writes need no turn: many may be in flight on the session at once (the
 /// replicated applier keeps the responses of every write its client has not acknowledged),
 /// so tasks sharing it do not queue behind each other.
-pub(crate) struct LockSession<H: StateMachine> {
+pub(crate) struct TableSession<H: StateMachine> {
     client: ReplicaClient<WithLocks<H>>,
 }
 
-impl<H: StateMachine> LockSession<H> {
+impl<H: StateMachine> TableSession<H> {
     pub(crate) fn new(client: ReplicaClient<WithLocks<H>>) -> Self {
         Self { client }
     }
