@@ -291,7 +291,7 @@ impl<S: StateMachine> NodeBuilder<S> {
         let shared_state = gossip.shared_state();
         let member_events = gossip.subscribe();
         let lease_keeper = LeaseKeeper::start(&replica);
-        let writer = replica.client();
+        let writer = crate::host_client::HostClient::new(replica.client());
         // The admin API answers 503 `no_quorum` at once on a node cut off from the majority,
         // so that its client can try another node.
         #[cfg(feature = "http")]

@@ -77,6 +77,7 @@ pub mod failover_status;
 pub mod health_check_metrics;
 mod health_runner;
 pub mod host_checks;
+mod host_client;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod latency_metrics;

@@ -12,11 +12,8 @@ use ha_core::{
     SessionId, StateMachine,
 };
 use ha_gossip::{DropCounts, GossipNode};
-use ha_lock::{
-    Command, Kv, LeaseKeeper, Leases, LockQuery, LockQueryResponse, Locks, Query, QueryResponse,
-    Response, Session, WithLocks,
-};
-use ha_replicate::driver::{ReplicaClient, ReplicaNode, ReplicaStatus, RoleView};
+use ha_lock::{Kv, LeaseKeeper, Leases, LockQuery, LockQueryResponse, Locks, Session, WithLocks};
+use ha_replicate::driver::{ReplicaNode, ReplicaStatus, RoleView};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -80,7 +77,7 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) health: watch::Sender<HealthState>,
     /// The session of the host's writes (and the node's own reads and membership changes):
     /// one for the whole node, its writes pipelined, however many tasks propose at once.
-    pub(crate) writer: ReplicaClient<WithLocks<S>>,
+    pub(crate) writer: crate::host_client::HostClient<S>,
     /// The lock-table session the admin API's requests share: one session, any number of
     /// requests in flight on it at once.
     #[cfg(feature = "http")]
@@ -285,20 +282,10 @@ impl<S: StateMachine> Node<S> {
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<WriteOutcome<S::Response>, NodeError> {
-        let written = self
-            .shared
+        self.shared
             .writer
-            .write(Command::Host(command), consistency, timeout)
-            .await?;
-        let response = match written.response {
-            None => None,
-            Some(Response::Host(response)) => Some(response),
-            Some(other) => return Err(NodeError::unexpected(other)),
-        };
-        Ok(WriteOutcome {
-            index: written.index,
-            response,
-        })
+            .propose(command, consistency, timeout)
+            .await
     }
 
     /// Answer `query` from the host's state machine: STRONG and QUORUM are linearizable
@@ -312,15 +299,10 @@ impl<S: StateMachine> Node<S> {
         query: S::Query,
         consistency: Consistency,
     ) -> Result<S::QueryResponse, NodeError> {
-        match self
-            .shared
+        self.shared
             .writer
-            .read(Query::Host(query), consistency, self.shared.request_timeout)
-            .await?
-        {
-            QueryResponse::Host(response) => Ok(response),
-            other => Err(NodeError::unexpected(other)),
-        }
+            .read(query, consistency, self.shared.request_timeout)
+            .await
     }
 
     /// A lock-table session of its own (see [`Session`]): its [`kv`](Session::kv),
@@ -564,15 +546,10 @@ impl<S: StateMachine> Node<S> {
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<LockQueryResponse, NodeError> {
-        match self
-            .shared
+        self.shared
             .writer
-            .read(Query::Lock(query), consistency, timeout)
-            .await?
-        {
-            QueryResponse::Lock(response) => Ok(response),
-            other => Err(NodeError::unexpected(other)),
-        }
+            .lock_read(query, consistency, timeout)
+            .await
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Shared<S>> {

@@ -126,23 +126,9 @@ pub enum LockError {
     },
     /// Replication failed; [`ClientError::fate`] says whether the write may have happened
     /// (`NoQuorum`, `NotLeader`, `Busy`: not applied; `Timeout`, `LeadershipLost`: unknown)
-    /// and the variant's doc what to do.
+    /// and the variant's doc what to do. An answer of the wrong kind from the lock table (a
+    /// client and a cluster of different versions, or a bug) is
+    /// [`ClientError::ResponseUndecodable`]: a write was applied, what it did is not known.
     #[error(transparent)]
     Replication(#[from] ClientError),
-    /// The cluster answered something this client does not expect (a version mismatch between
-    /// client and cluster, or a bug). The outcome is unknown; report it.
-    #[error("unexpected answer from the lock table: {detail}")]
-    UnexpectedResponse {
-        /// What came back.
-        detail: String,
-    },
-}
-
-impl LockError {
-    /// An [`UnexpectedResponse`](Self::UnexpectedResponse) describing `what`.
-    pub(crate) fn unexpected(what: impl std::fmt::Debug) -> Self {
-        LockError::UnexpectedResponse {
-            detail: format!("{what:?}"),
-        }
-    }
 }

@@ -8,11 +8,9 @@ use ha_core::{Consistency, StateMachine};
 use super::error::LockError;
 use super::session_core::SessionCore;
 use super::session_settings::SessionSettings;
+use super::table_answer::{DeleteAnswer, PutAnswer};
 use super::watch::Watch;
-use crate::command::{
-    KeyValue, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, LockStats,
-    SessionId,
-};
+use crate::command::{KeyValue, LeaseId, LockCommand, LockQuery, LockStats, SessionId};
 use crate::lock_table::QUERY_RESULTS_MAX;
 
 /// The keys of the lock table, for one [`Session`](super::Session): get, put (plain, create
@@ -72,10 +70,7 @@ impl<H: StateMachine> Kv<H> {
         let query = LockQuery::Get {
             key: key.to_string(),
         };
-        match self.core.query(query, consistency).await? {
-            LockQueryResponse::Value(value) => Ok(value),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query(query, consistency).await
     }
 
     /// Set `key` to `value`; returns the key's new version. An EVENTUAL put returns once the
@@ -214,17 +209,16 @@ impl<H: StateMachine> Kv<H> {
             key: key.clone(),
             expected_version,
         };
-        let (index, response) = self.core.command_at(command).await?;
-        match response {
-            LockResponse::Deleted { existed: true } => Ok(index),
-            LockResponse::Deleted { existed: false } => Err(LockError::NotFound { key }),
-            LockResponse::VersionMismatch { current } => Err(LockError::VersionMismatch {
+        let (index, answer) = self.core.command_at::<DeleteAnswer>(command).await?;
+        match answer {
+            DeleteAnswer::Deleted { existed: true } => Ok(index),
+            DeleteAnswer::Deleted { existed: false } => Err(LockError::NotFound { key }),
+            DeleteAnswer::VersionMismatch { current } => Err(LockError::VersionMismatch {
                 key,
                 expected: expected_version.unwrap_or(0),
                 current,
             }),
-            LockResponse::Invalid { reason } => Err(LockError::Invalid { reason }),
-            other => Err(LockError::unexpected(other)),
+            DeleteAnswer::Invalid { reason } => Err(LockError::Invalid { reason }),
         }
     }
 
@@ -242,10 +236,7 @@ impl<H: StateMachine> Kv<H> {
             prefix: prefix.to_string(),
             limit: QUERY_RESULTS_MAX,
         };
-        match self.core.query(query, Consistency::Quorum).await? {
-            LockQueryResponse::Values(values) => Ok(values),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query(query, Consistency::Quorum).await
     }
 
     /// Counts of keys, leases, held locks and waiters, and totals of grants, waits and refused
@@ -257,10 +248,7 @@ impl<H: StateMachine> Kv<H> {
     /// # Cancel safety
     /// Cancel safe: a read changes nothing.
     pub async fn stats(&self, consistency: Consistency) -> Result<LockStats, LockError> {
-        match self.core.query(LockQuery::Stats, consistency).await? {
-            LockQueryResponse::Stats(stats) => Ok(stats),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query(LockQuery::Stats, consistency).await
     }
 
     /// Changes to keys starting with `prefix` with a version above `after_version`, in
@@ -293,12 +281,12 @@ impl<H: StateMachine> Kv<H> {
             expected_version,
             lease,
         };
-        let (index, response) = self.core.write(command, consistency).await?;
-        match response {
+        let (index, answer) = self.core.write::<PutAnswer>(command, consistency).await?;
+        match answer {
             // EVENTUAL: answered before applying; a put's version is its log index.
             None => Ok(index),
-            Some(LockResponse::Put { version }) => Ok(version),
-            Some(LockResponse::VersionMismatch { current }) => Err(match expected_version {
+            Some(PutAnswer::Put { version }) => Ok(version),
+            Some(PutAnswer::VersionMismatch { current }) => Err(match expected_version {
                 Some(0) => LockError::AlreadyExists {
                     key,
                     version: current,
@@ -309,12 +297,11 @@ impl<H: StateMachine> Kv<H> {
                     current,
                 },
             }),
-            Some(LockResponse::LeaseNotFound { lease }) => Err(LockError::LeaseLost { lease }),
-            Some(LockResponse::Invalid { reason }) => Err(LockError::Invalid { reason }),
-            Some(LockResponse::LimitReached { limit, max }) => {
+            Some(PutAnswer::LeaseNotFound { lease }) => Err(LockError::LeaseLost { lease }),
+            Some(PutAnswer::Invalid { reason }) => Err(LockError::Invalid { reason }),
+            Some(PutAnswer::LimitReached { limit, max }) => {
                 Err(LockError::LimitReached { limit, max })
             }
-            Some(other) => Err(LockError::unexpected(other)),
         }
     }
 }

@@ -5,7 +5,8 @@ use ha_core::{Consistency, StateMachine};
 
 use super::error::LockError;
 use super::kv::Kv;
-use crate::command::{KeyValue, LockCommand, LockQuery, LockQueryResponse, LockResponse};
+use super::table_answer::{DeletePrefixAnswer, TxnAnswer};
+use crate::command::{KeyValue, LockCommand, LockQuery};
 use crate::kv_txn::{DELETE_PREFIX_KEYS_MAX, KvPage, Txn, TxnOutcome};
 use crate::lock_table::{KEYS_MAX, QUERY_RESULTS_MAX};
 
@@ -41,14 +42,11 @@ impl<H: StateMachine> Kv<H> {
     /// # Cancel safety
     /// Not cancel safe: if dropped, the transaction may or may not happen.
     pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, LockError> {
-        match self.core.command(txn.into_command()).await? {
-            LockResponse::Txn { succeeded, version } => Ok(TxnOutcome { succeeded, version }),
-            LockResponse::Invalid { reason } => Err(LockError::Invalid { reason }),
-            LockResponse::LeaseNotFound { lease } => Err(LockError::LeaseLost { lease }),
-            LockResponse::LimitReached { limit, max } => {
-                Err(LockError::LimitReached { limit, max })
-            }
-            other => Err(LockError::unexpected(other)),
+        match self.core.command::<TxnAnswer>(txn.into_command()).await? {
+            TxnAnswer::Txn { succeeded, version } => Ok(TxnOutcome { succeeded, version }),
+            TxnAnswer::Invalid { reason } => Err(LockError::Invalid { reason }),
+            TxnAnswer::LeaseNotFound { lease } => Err(LockError::LeaseLost { lease }),
+            TxnAnswer::LimitReached { limit, max } => Err(LockError::LimitReached { limit, max }),
         }
     }
 
@@ -72,15 +70,16 @@ impl<H: StateMachine> Kv<H> {
             let command = LockCommand::DeletePrefix {
                 prefix: prefix.to_string(),
             };
-            match self.core.command(command).await? {
-                LockResponse::DeletedPrefix { deleted: now, more } => {
+            match self.core.command::<DeletePrefixAnswer>(command).await? {
+                DeletePrefixAnswer::DeletedPrefix { deleted: now, more } => {
                     deleted = deleted.saturating_add(now);
                     if !more {
                         return Ok(deleted);
                     }
                 }
-                LockResponse::Invalid { reason } => return Err(LockError::Invalid { reason }),
-                other => return Err(LockError::unexpected(other)),
+                DeletePrefixAnswer::Invalid { reason } => {
+                    return Err(LockError::Invalid { reason });
+                }
             }
         }
         Ok(deleted)
@@ -107,10 +106,7 @@ impl<H: StateMachine> Kv<H> {
             start_after: start_after.map(str::to_string),
             limit: limit.min(QUERY_RESULTS_MAX),
         };
-        match self.core.query(query, consistency).await? {
-            LockQueryResponse::Page(page) => Ok(page),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query(query, consistency).await
     }
 
     /// Every key starting with `prefix`, read page by page (QUORUM reads of

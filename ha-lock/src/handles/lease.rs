@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use super::error::LockError;
 use super::lease_status::{LeaseLoss, LeaseStatus, lost};
 use super::session_core::SessionCore;
-use crate::command::{LeaseId, LockResponse};
+use super::table_answer::RenewAnswer;
+use crate::command::LeaseId;
 use crate::lease_renewal::LeaseRenewal;
 
 /// The lease's own monotonic clock in milliseconds, whose zero is the instant its grant was
@@ -220,14 +221,11 @@ async fn keep_alive<H: StateMachine>(
         let safe_deadline = clock.instant(renewal.safe_deadline());
         let answer = tokio::time::timeout_at(safe_deadline.into(), core.renew(lease, budget)).await;
         match answer {
-            Ok(Ok(LockResponse::LeaseRenewed { .. })) => {
+            Ok(Ok(RenewAnswer::LeaseRenewed {})) => {
                 renewal.on_renewed(sent_at);
                 status.send_replace(clock.status(&renewal));
             }
-            Ok(Ok(LockResponse::LeaseNotFound { .. })) => break LeaseLoss::Ended,
-            Ok(Ok(other)) => {
-                break LeaseLoss::RenewalFailed(format!("unexpected answer {other:?}"));
-            }
+            Ok(Ok(RenewAnswer::LeaseNotFound {})) => break LeaseLoss::Ended,
             // The client retries retryable errors itself until its deadline, which is the
             // safe deadline: a timeout means the deadline passed.
             Err(_) | Ok(Err(LockError::Replication(ClientError::Timeout))) => {

@@ -9,9 +9,8 @@ use super::error::LockError;
 use super::lease::Lease;
 use super::lease_status::LEASE_TTL_MIN;
 use super::session_core::SessionCore;
-use crate::command::{
-    LeaseId, LeaseState, LockCommand, LockQuery, LockQueryResponse, LockResponse, SessionId,
-};
+use super::table_answer::{GrantAnswer, RevokeAnswer};
+use crate::command::{LeaseId, LeaseState, LockCommand, LockQuery, SessionId};
 
 /// The leases of one [`Session`](super::Session): grant one (a [`Lease`] renewed in the
 /// background, with a safe deadline), revoke any, read one. Keys
@@ -74,14 +73,11 @@ impl<H: StateMachine> Leases<H> {
             ttl_ms,
             session: self.core.session(),
         };
-        match self.core.command(command).await? {
-            LockResponse::LeaseGranted { lease, .. } => {
+        match self.core.command::<GrantAnswer>(command).await? {
+            GrantAnswer::LeaseGranted { lease } => {
                 Ok(Lease::start(Arc::clone(&self.core), lease, ttl, sent_at))
             }
-            LockResponse::LimitReached { limit, max } => {
-                Err(LockError::LimitReached { limit, max })
-            }
-            other => Err(LockError::unexpected(other)),
+            GrantAnswer::LimitReached { limit, max } => Err(LockError::LimitReached { limit, max }),
         }
     }
 
@@ -96,12 +92,11 @@ impl<H: StateMachine> Leases<H> {
     pub async fn revoke_lease(&self, lease: LeaseId) -> Result<bool, LockError> {
         match self
             .core
-            .command(LockCommand::LeaseRevoke { lease })
+            .command::<RevokeAnswer>(LockCommand::LeaseRevoke { lease })
             .await?
         {
-            LockResponse::LeaseEnded { .. } => Ok(true),
-            LockResponse::LeaseNotFound { .. } => Ok(false),
-            other => Err(LockError::unexpected(other)),
+            RevokeAnswer::LeaseEnded {} => Ok(true),
+            RevokeAnswer::LeaseNotFound {} => Ok(false),
         }
     }
 
@@ -113,13 +108,8 @@ impl<H: StateMachine> Leases<H> {
     /// # Cancel safety
     /// Cancel safe: a read changes nothing.
     pub async fn lease_state(&self, lease: LeaseId) -> Result<Option<LeaseState>, LockError> {
-        match self
-            .core
+        self.core
             .query(LockQuery::Lease { lease }, Consistency::Quorum)
-            .await?
-        {
-            LockQueryResponse::Lease(state) => Ok(state),
-            other => Err(LockError::unexpected(other)),
-        }
+            .await
     }
 }

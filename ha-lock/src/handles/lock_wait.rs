@@ -9,9 +9,9 @@ use tokio::sync::watch;
 use super::error::LockError;
 use super::lease_status::LeaseStatus;
 use super::locks::Locks;
+use super::table_answer::CancelAnswer;
 use crate::command::{
-    FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse,
-    SessionId, WaitState,
+    FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, SessionId, WaitState,
 };
 
 /// Shortest timeout given to one poll of a queued lock, so that a poll close to the wait
@@ -129,9 +129,9 @@ impl<H: StateMachine> Locks<H> {
             name: name.to_string(),
             session: self.session(),
         };
-        match self.core.command(command).await {
-            Ok(LockResponse::Cancelled) => timed_out,
-            Ok(LockResponse::NotWaiting) => {
+        match self.core.command::<CancelAnswer>(command).await {
+            Ok(CancelAnswer::Cancelled) => timed_out,
+            Ok(CancelAnswer::NotWaiting) => {
                 let state = self
                     .wait_state_within(
                         name,
@@ -152,7 +152,6 @@ impl<H: StateMachine> Locks<H> {
                 }
                 timed_out
             }
-            Ok(other) => LockError::unexpected(other),
             // The wait may still be queued; the caller learns that the outcome is unknown.
             Err(error) => error,
         }
@@ -164,7 +163,7 @@ impl<H: StateMachine> Locks<H> {
             name: name.to_string(),
             session: self.session(),
         };
-        if let Err(error) = self.core.command(command).await {
+        if let Err(error) = self.core.command::<CancelAnswer>(command).await {
             tracing::debug!(name, lease = lease.0, %error, "cancelling a wait failed");
         }
     }
@@ -183,10 +182,7 @@ impl<H: StateMachine> Locks<H> {
             session,
             lease,
         };
-        match self.core.query_within(query, consistency, timeout).await? {
-            LockQueryResponse::Wait(state) => Ok(state),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query_within(query, consistency, timeout).await
     }
 }
 

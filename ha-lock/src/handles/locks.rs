@@ -15,26 +15,27 @@ use super::lease_status::{LEASE_TTL_MIN, LeaseStatus};
 use super::lock_guard::LockGuard;
 use super::session_core::SessionCore;
 use super::session_settings::SessionSettings;
+use super::table_answer::{
+    AcquireAnswer, AcquireRefusal, GrantAndAcquireAnswer, ReleaseAndRevokeAnswer, ReleaseAnswer,
+};
 use crate::command::{
-    FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse,
-    LockState, SessionId, holder_digest,
+    FencingToken, HolderKey, LeaseId, LockCommand, LockQuery, LockState, SessionId, holder_digest,
 };
 
-/// The error for an acquire answered `refused` (anything but a grant or a place in line).
-fn acquire_refused(name: &str, refused: LockResponse) -> LockError {
+/// The error for an acquire of `name` that was refused.
+fn acquire_refused(name: &str, refused: AcquireRefusal) -> LockError {
     match refused {
-        LockResponse::Busy { holder } => LockError::Busy {
+        AcquireRefusal::Busy { holder } => LockError::Busy {
             name: name.to_string(),
             holder,
         },
-        LockResponse::Deadlock { cycle } => LockError::Deadlock {
+        AcquireRefusal::Deadlock { cycle } => LockError::Deadlock {
             name: name.to_string(),
             cycle,
         },
-        LockResponse::LeaseNotFound { lease } => LockError::LeaseLost { lease },
-        LockResponse::Invalid { reason } => LockError::Invalid { reason },
-        LockResponse::LimitReached { limit, max } => LockError::LimitReached { limit, max },
-        other => LockError::unexpected(other),
+        AcquireRefusal::LeaseNotFound { lease } => LockError::LeaseLost { lease },
+        AcquireRefusal::Invalid { reason } => LockError::Invalid { reason },
+        AcquireRefusal::LimitReached { limit, max } => LockError::LimitReached { limit, max },
     }
 }
 
@@ -224,14 +225,9 @@ impl<H: StateMachine> Locks<H> {
         let query = LockQuery::Lock {
             name: name.to_string(),
         };
-        match self
-            .core
+        self.core
             .query_within(query, Consistency::Quorum, timeout)
-            .await?
-        {
-            LockQueryResponse::Lock(state) => Ok(state),
-            other => Err(LockError::unexpected(other)),
-        }
+            .await
     }
 
     /// Release lock `name` held with `token`, by whoever holds it: for a holder known only by
@@ -292,13 +288,14 @@ impl<H: StateMachine> Locks<H> {
             token,
             holder_key: holder_key.copied(),
         };
-        match self.core.command(command).await? {
-            LockResponse::LeaseEnded { .. } => Ok(()),
-            LockResponse::NotHolder | LockResponse::WrongHolder => Err(LockError::NotHolder {
-                name: name.to_string(),
-                token,
-            }),
-            other => Err(LockError::unexpected(other)),
+        match self.core.command::<ReleaseAndRevokeAnswer>(command).await? {
+            ReleaseAndRevokeAnswer::LeaseEnded {} => Ok(()),
+            ReleaseAndRevokeAnswer::NotHolder | ReleaseAndRevokeAnswer::WrongHolder => {
+                Err(LockError::NotHolder {
+                    name: name.to_string(),
+                    token,
+                })
+            }
         }
     }
 
@@ -320,13 +317,12 @@ impl<H: StateMachine> Locks<H> {
                 holder_key: *holder_key,
             },
         };
-        match self.core.command(command).await? {
-            LockResponse::Released => Ok(()),
-            LockResponse::NotHolder | LockResponse::WrongHolder => Err(LockError::NotHolder {
+        match self.core.command::<ReleaseAnswer>(command).await? {
+            ReleaseAnswer::Released => Ok(()),
+            ReleaseAnswer::NotHolder | ReleaseAnswer::WrongHolder => Err(LockError::NotHolder {
                 name: name.to_string(),
                 token,
             }),
-            other => Err(LockError::unexpected(other)),
         }
     }
 
@@ -360,10 +356,10 @@ impl<H: StateMachine> Locks<H> {
             wait,
             holder_digest: holder_key.as_ref().map(holder_digest),
         };
-        let (lease_id, granted) = match self.core.command(command).await? {
-            LockResponse::GrantedWithLease { lease, token, .. } => (lease, Some(token)),
-            LockResponse::QueuedWithLease { lease, .. } => (lease, None),
-            refused => return Err(acquire_refused(&name, refused)),
+        let (lease_id, granted) = match self.core.command::<GrantAndAcquireAnswer>(command).await? {
+            GrantAndAcquireAnswer::Granted { lease, token } => (lease, Some(token)),
+            GrantAndAcquireAnswer::Queued { lease } => (lease, None),
+            GrantAndAcquireAnswer::Refused(refused) => return Err(acquire_refused(&name, refused)),
         };
         let lease = Lease::start(Arc::clone(&self.core), lease_id, ttl, sent_at);
         let status = lease.watch();
@@ -425,13 +421,13 @@ impl<H: StateMachine> Locks<H> {
                 holder_digest: holder_digest(holder_key),
             },
         };
-        match self.core.command(command).await? {
-            LockResponse::Granted { token } => Ok(token),
-            LockResponse::Queued { .. } => {
+        match self.core.command::<AcquireAnswer>(command).await? {
+            AcquireAnswer::Granted { token } => Ok(token),
+            AcquireAnswer::Queued => {
                 self.await_grant(name, lease, status, deadline, holder_key)
                     .await
             }
-            refused => Err(acquire_refused(name, refused)),
+            AcquireAnswer::Refused(refused) => Err(acquire_refused(name, refused)),
         }
     }
 

@@ -84,6 +84,7 @@ mod locks;
 mod session;
 mod session_core;
 mod session_settings;
+mod table_answer;
 mod table_session;
 mod watch;
 

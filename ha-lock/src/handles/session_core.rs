@@ -12,9 +12,10 @@ use super::kv::Kv;
 use super::leases::Leases;
 use super::locks::Locks;
 use super::session_settings::SessionSettings;
+use super::table_answer::{QueryAnswer, RenewAnswer, TableAnswer, undecodable};
 use super::table_session::TableSession;
 use crate::change_feed::ChangeFeed;
-use crate::command::{LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, SessionId};
+use crate::command::{LeaseId, LockCommand, LockQuery, SessionId};
 
 /// The writers of one session: the main one, and the optional second session renewals go
 /// through. Shared by every core made from one [`Session`](super::Session), whatever their
@@ -100,51 +101,56 @@ impl<H: StateMachine> SessionCore<H> {
     }
 
     /// A write on the main session at `consistency` within the request timeout: its log
-    /// index and the lock table's answer (`None` for an EVENTUAL write).
-    pub(crate) async fn write(
+    /// index and the lock table's answer as `A` (`None` for an EVENTUAL write).
+    pub(crate) async fn write<A: TableAnswer>(
         &self,
         command: LockCommand,
         consistency: Consistency,
-    ) -> Result<(u64, Option<LockResponse>), LockError> {
+    ) -> Result<(u64, Option<A>), LockError> {
         self.writers
             .writer
             .write(command, consistency, self.settings.request_timeout)
             .await
     }
 
-    /// A QUORUM write on the main session, with the lock table's answer.
-    pub(crate) async fn command(&self, command: LockCommand) -> Result<LockResponse, LockError> {
+    /// A QUORUM write on the main session, with the lock table's answer as `A`.
+    pub(crate) async fn command<A: TableAnswer>(
+        &self,
+        command: LockCommand,
+    ) -> Result<A, LockError> {
         self.command_at(command).await.map(|(_, response)| response)
     }
 
-    /// A QUORUM write on the main session, with its log index and the lock table's answer.
-    pub(crate) async fn command_at(
+    /// A QUORUM write on the main session, with its log index and the lock table's answer
+    /// as `A`.
+    pub(crate) async fn command_at<A: TableAnswer>(
         &self,
         command: LockCommand,
-    ) -> Result<(u64, LockResponse), LockError> {
+    ) -> Result<(u64, A), LockError> {
         let (index, response) = self.write(command, Consistency::Quorum).await?;
+        // Only an EVENTUAL write is answered before it is applied.
         let response =
-            response.ok_or_else(|| LockError::unexpected("no answer to a QUORUM write"))?;
+            response.ok_or_else(|| undecodable(A::WHAT, "no answer to a QUORUM write"))?;
         Ok((index, response))
     }
 
-    /// A read within the request timeout.
-    pub(crate) async fn query(
+    /// A read within the request timeout, answered as `A`.
+    pub(crate) async fn query<A: QueryAnswer>(
         &self,
         query: LockQuery,
         consistency: Consistency,
-    ) -> Result<LockQueryResponse, LockError> {
+    ) -> Result<A, LockError> {
         self.query_within(query, consistency, self.settings.request_timeout)
             .await
     }
 
-    /// A read within `timeout`.
-    pub(crate) async fn query_within(
+    /// A read within `timeout`, answered as `A`.
+    pub(crate) async fn query_within<A: QueryAnswer>(
         &self,
         query: LockQuery,
         consistency: Consistency,
         timeout: Duration,
-    ) -> Result<LockQueryResponse, LockError> {
+    ) -> Result<A, LockError> {
         self.writers.writer.read(query, consistency, timeout).await
     }
 
@@ -154,19 +160,19 @@ impl<H: StateMachine> SessionCore<H> {
         &self,
         lease: LeaseId,
         timeout: Duration,
-    ) -> Result<LockResponse, LockError> {
+    ) -> Result<RenewAnswer, LockError> {
         let writer = self
             .writers
             .renewals
             .as_ref()
             .unwrap_or(&self.writers.writer);
         let (_, response) = writer
-            .write(
+            .write::<RenewAnswer>(
                 LockCommand::LeaseKeepAlive { lease },
                 Consistency::Quorum,
                 timeout,
             )
             .await?;
-        response.ok_or_else(|| LockError::unexpected("no answer to a QUORUM renewal"))
+        response.ok_or_else(|| undecodable("RenewAnswer", "no answer to a QUORUM renewal"))
     }
 }

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use super::error::LockError;
 use super::session_core::SessionCore;
-use crate::command::{Change, LockQuery, LockQueryResponse};
+use super::table_answer::ChangesAnswer;
+use crate::command::{Change, LockQuery};
 
 /// Most changes fetched by one poll.
 const CHANGES_PER_POLL_MAX: usize = 1_000;
@@ -189,8 +190,12 @@ impl<H: StateMachine> Watch<H> {
             after_version: self.fetched_through,
             limit: CHANGES_PER_POLL_MAX,
         };
-        match self.core.query(query, Consistency::Eventual).await? {
-            LockQueryResponse::Changes(changes) => {
+        match self
+            .core
+            .query::<ChangesAnswer>(query, Consistency::Eventual)
+            .await?
+        {
+            ChangesAnswer::Changes(changes) => {
                 // Several changes can share a version (one command's), so compare with
                 // where this answer starts, not with the previous change.
                 let after = self.fetched_through;
@@ -206,10 +211,9 @@ impl<H: StateMachine> Watch<H> {
                 }
                 Ok(())
             }
-            LockQueryResponse::Compacted { oldest_available } => {
+            ChangesAnswer::Compacted { oldest_available } => {
                 Err(LockError::Compacted { oldest_available })
             }
-            other => Err(LockError::unexpected(other)),
         }
     }
 }
