@@ -9,7 +9,7 @@ use tokio::sync::watch;
 /// polling, so a change reaches a watcher as soon as this replica applies it.
 ///
 /// Give one to [`WithLocks::feed_changes`](crate::WithLocks::feed_changes) and the same to
-/// [`LockClient::with_change_feed`](crate::LockClient::with_change_feed) on the node that runs
+/// [`Session::with_change_feed`](crate::Session::with_change_feed) on the node that runs
 /// that state machine (the `ha` facade does both). Cloning shares the signal. Sending never
 /// blocks the apply path: it replaces one value and wakes whoever waits.
 ///

@@ -431,7 +431,7 @@ pub enum LockQuery {
     /// Where `session`'s wait for lock `name` under `lease` stands: granted (with the token),
     /// still waiting, or neither. Costs O(log n) and answers a few bytes whatever the length
     /// of the line, unlike [`Lock`](Self::Lock), which lists the whole line: this is what a
-    /// waiting [`LockClient`](crate::LockClient) polls.
+    /// waiting [`Locks`](crate::Locks) handle polls.
     Wait {
         /// The lock.
         name: String,

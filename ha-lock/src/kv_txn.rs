@@ -177,7 +177,7 @@ impl Txn {
     }
 }
 
-/// What a transaction did ([`LockClient::txn`](crate::LockClient::txn)).
+/// What a transaction did ([`Kv::txn`](crate::Kv::txn)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnOutcome {
     /// Whether every comparison held (the success branch ran).

@@ -96,7 +96,7 @@ pub use with_locks::{Command, Query, QueryResponse, Response, WithLocks};
 pub mod handles;
 
 pub use handles::{
-    FencedResource, LEASE_TTL_MIN, LeaderObserver, Leadership, Lease, LeaseKeeper, LeaseLoss,
-    LeaseStatus, LockClient, LockClientSettings, LockError, LockGuard, StaleToken, Watch,
+    FencedResource, Kv, LEASE_TTL_MIN, LeaderObserver, Leadership, Lease, LeaseKeeper, LeaseLoss,
+    LeaseStatus, Leases, LockError, LockGuard, Locks, Session, SessionSettings, StaleToken, Watch,
     election_key,
 };

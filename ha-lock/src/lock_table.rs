@@ -52,7 +52,7 @@ pub const LOCKS_HELD_MAX: usize = 65_536;
 pub const WAITERS_MAX: usize = 16_384;
 /// Most sessions waiting in one lock's line. Not the table's cost (an acquire at the back of a
 /// 10,000-waiter line applies in about 1 µs: `bench/src/bin/lock_apply_bench.rs`) but the
-/// waiters': each waiting `LockClient` (each HTTP waiter) polls its own wait
+/// waiters': each waiting `Locks` handle (each HTTP waiter) polls its own wait
 /// ([`LockQuery::Wait`], O(log n)) from its node's applied state, every 15 ms for its first
 /// 250 ms and then slowing to every 60 ms. Measured on 3 debug `bot` processes on 2 cores
 /// (`tests/processes/waiter_flood.rs`, a writer's p99 with the line full over its p99 alone):

@@ -19,10 +19,15 @@ async fn campaign_resign_and_observe_move_leadership_between_two_clients() {
     let second = cluster.client(cluster.leader().await);
     let observer_client = cluster.client((follower + 1) % 3);
 
-    let mut observer = observer_client.observe("scheduler").await.expect("observe");
+    let mut observer = observer_client
+        .locks()
+        .observe("scheduler")
+        .await
+        .expect("observe");
     assert_eq!(observer.current(), None, "nobody leads yet");
 
     let first_term = first
+        .locks()
         .campaign("scheduler", "first", TTL, WAIT)
         .await
         .expect("the first campaign wins at once");
@@ -40,7 +45,12 @@ async fn campaign_resign_and_observe_move_leadership_between_two_clients() {
     // The second campaign waits in line.
     let campaigning = {
         let second = second.clone();
-        tokio::spawn(async move { second.campaign("scheduler", "second", TTL, WAIT).await })
+        tokio::spawn(async move {
+            second
+                .locks()
+                .campaign("scheduler", "second", TTL, WAIT)
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!campaigning.is_finished(), "one leader at a time");
@@ -77,6 +87,7 @@ async fn campaign_resign_and_observe_move_leadership_between_two_clients() {
     // learns it lost the leadership.
     let lost = second_term.lost();
     first
+        .leases()
         .revoke_lease(seen.lease.expect("bound to a lease"))
         .await
         .expect("revoke");

@@ -20,10 +20,12 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     // Generous: renewals every 2 s, each with most of 6 s to get through the election.
     let ttl = Duration::from_secs(6);
     let guard = client
+        .locks()
         .acquire("singleton", ttl, Duration::from_secs(5))
         .await
         .expect("acquire");
     client
+        .kv()
         .put_with_lease("/singleton/owner", "follower's client", guard.lease_id())
         .await
         .expect("put bound to the lease");
@@ -34,10 +36,10 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
         state.ok().flatten().map_or(0, |state| state.renewals)
     };
     eventually("a renewal before the kill", WAIT, || async {
-        renewals(client.lease_state(lease).await) >= 1
+        renewals(client.leases().lease_state(lease).await) >= 1
     })
     .await;
-    let renewals_before = renewals(client.lease_state(lease).await);
+    let renewals_before = renewals(client.leases().lease_state(lease).await);
 
     let killed_at = Instant::now();
     cluster.kill(leader);
@@ -52,7 +54,7 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     // lock stays its holder's on the cluster (an early expiry by the new leader would show).
     let watch_started = Instant::now();
     let mut lowest_margin = ttl;
-    while renewals(client.lease_state(lease).await) < renewals_before + 2 {
+    while renewals(client.leases().lease_state(lease).await) < renewals_before + 2 {
         assert!(
             watch_started.elapsed() < WAIT,
             "renewals did not reach the new leader within {WAIT:?}"
@@ -79,6 +81,7 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     );
 
     let state = client
+        .locks()
         .lock_state("singleton")
         .await
         .expect("read")
@@ -88,6 +91,7 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
         (client.session(), lease, token)
     );
     let lease_state = client
+        .leases()
         .lease_state(lease)
         .await
         .expect("read")
@@ -100,6 +104,7 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
     );
     assert!(
         client
+            .kv()
             .get("/singleton/owner", Consistency::Quorum)
             .await
             .expect("read")
@@ -107,6 +112,9 @@ async fn a_held_lock_survives_the_kill_of_the_log_leader() {
         "the lease-bound key survived"
     );
     guard.release().await.expect("release");
-    assert_eq!(client.lock_state("singleton").await.expect("read"), None);
+    assert_eq!(
+        client.locks().lock_state("singleton").await.expect("read"),
+        None
+    );
     cluster.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! KV through `LockClient` on a real 3-node cluster: put and get at every consistency level,
+//! KV through the `Kv`, `Leases` and `Locks` handles on a real 3-node cluster: put and get at every consistency level,
 //! compare-and-swap, create-only, delete with and without a version, and range.
 
 mod handles_support;
@@ -15,20 +15,24 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
 
     // Put and get at every level. The follower forwards writes to the leader.
     let first = client
+        .kv()
         .put("/kv/a", "1", Consistency::Quorum)
         .await
         .expect("quorum put");
     let strong = client
+        .kv()
         .put("/kv/b", "2", Consistency::Strong)
         .await
         .expect("strong put");
     assert!(strong > first, "versions are log indexes and grow");
     let eventual = client
+        .kv()
         .put("/kv/c", "3", Consistency::Eventual)
         .await
         .expect("eventual put");
     for consistency in [Consistency::Strong, Consistency::Quorum] {
         let value = client
+            .kv()
             .get("/kv/a", consistency)
             .await
             .expect("read")
@@ -38,6 +42,7 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
     }
     // A STRONG write is applied everywhere when it returns: the local replica has it.
     let local = client
+        .kv()
         .get("/kv/b", Consistency::Eventual)
         .await
         .expect("local read");
@@ -45,6 +50,7 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
     // An EVENTUAL put gets the version it announced once applied.
     eventually("the eventual put to be applied", WAIT, || async {
         client
+            .kv()
             .get("/kv/c", Consistency::Quorum)
             .await
             .ok()
@@ -55,11 +61,12 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
 
     // Compare-and-swap: the right version wins, a stale one is told the current version.
     let swapped = client
+        .kv()
         .compare_and_swap("/kv/a", first, "1b")
         .await
         .expect("swap with the current version");
     assert_eq!(
-        client.compare_and_swap("/kv/a", first, "lost").await,
+        client.kv().compare_and_swap("/kv/a", first, "lost").await,
         Err(LockError::VersionMismatch {
             key: "/kv/a".into(),
             expected: first,
@@ -67,7 +74,7 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
         })
     );
     assert_eq!(
-        client.compare_and_swap("/kv/none", 7, "x").await,
+        client.kv().compare_and_swap("/kv/none", 7, "x").await,
         Err(LockError::VersionMismatch {
             key: "/kv/none".into(),
             expected: 7,
@@ -76,9 +83,13 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
     );
 
     // Create-only.
-    let created = client.create("/kv/new", "fresh").await.expect("create");
+    let created = client
+        .kv()
+        .create("/kv/new", "fresh")
+        .await
+        .expect("create");
     assert_eq!(
-        client.create("/kv/new", "again").await,
+        client.kv().create("/kv/new", "again").await,
         Err(LockError::AlreadyExists {
             key: "/kv/new".into(),
             version: created,
@@ -87,10 +98,12 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
 
     // Range: keys under the prefix in order, nothing else.
     client
+        .kv()
         .put("/other/z", "outside", Consistency::Quorum)
         .await
         .expect("put");
     let keys: Vec<String> = client
+        .kv()
         .range("/kv/")
         .await
         .expect("range")
@@ -101,7 +114,7 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
 
     // Delete: a wrong version changes nothing; the right one and an unconditional one work.
     assert_eq!(
-        client.delete("/kv/new", Some(created + 1000)).await,
+        client.kv().delete("/kv/new", Some(created + 1000)).await,
         Err(LockError::VersionMismatch {
             key: "/kv/new".into(),
             expected: created + 1000,
@@ -109,25 +122,28 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
         })
     );
     let deleted_at = client
+        .kv()
         .delete("/kv/new", Some(created))
         .await
         .expect("delete with the version");
     assert!(deleted_at > created);
-    client.delete("/kv/b", None).await.expect("delete");
+    client.kv().delete("/kv/b", None).await.expect("delete");
     assert_eq!(
-        client.delete("/kv/b", None).await,
+        client.kv().delete("/kv/b", None).await,
         Err(LockError::NotFound {
             key: "/kv/b".into()
         })
     );
     assert_eq!(
         client
+            .kv()
             .get("/kv/new", Consistency::Quorum)
             .await
             .expect("read"),
         None
     );
     let keys: Vec<String> = client
+        .kv()
         .range("/kv/")
         .await
         .expect("range")
@@ -138,7 +154,7 @@ async fn put_get_compare_and_swap_create_delete_and_range_through_a_follower() {
 
     // Bad input is refused with a reason, and nothing changes.
     assert!(matches!(
-        client.put("", "empty key", Consistency::Quorum).await,
+        client.kv().put("", "empty key", Consistency::Quorum).await,
         Err(LockError::Invalid { .. })
     ));
     cluster.shutdown().await;

@@ -1,4 +1,4 @@
-//! Multi-key KV calls through `LockClient` on a real 3-node cluster, sent to a follower (which
+//! Multi-key KV calls through the `Kv`, `Leases` and `Locks` handles on a real 3-node cluster, sent to a follower (which
 //! forwards them): a transaction's two branches, a prefix delete larger than one command, and
 //! paging through more keys than one page holds.
 
@@ -15,6 +15,7 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
 
     // A job moves from the queue to a worker only if nobody took it first.
     let queued = client
+        .kv()
         .put("/queue/42", "job", Consistency::Quorum)
         .await
         .expect("put");
@@ -29,9 +30,10 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
                 lease: None,
             })
     };
-    let taken = client.txn(take()).await.expect("txn");
+    let taken = client.kv().txn(take()).await.expect("txn");
     assert!(taken.succeeded);
     let running = client
+        .kv()
         .get("/running/42", Consistency::Strong)
         .await
         .expect("get")
@@ -39,21 +41,24 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
     assert_eq!(running.version, taken.version);
     assert!(
         client
+            .kv()
             .get("/queue/42", Consistency::Strong)
             .await
             .expect("get")
             .is_none()
     );
-    let again = client.txn(take()).await.expect("txn");
+    let again = client.kv().txn(take()).await.expect("txn");
     assert!(!again.succeeded, "the queue entry is gone");
     assert!(
         client
+            .kv()
             .get("/conflicts/42", Consistency::Strong)
             .await
             .expect("get")
             .is_some()
     );
     let error = client
+        .kv()
         .txn(Txn::new().put("/x", "1").delete("/x"))
         .await
         .unwrap_err();
@@ -65,15 +70,17 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
         let txn = chunk
             .iter()
             .fold(Txn::new(), |txn, n| txn.put(format!("/bulk/{n:05}"), "v"));
-        assert!(client.txn(txn).await.expect("bulk txn").succeeded);
+        assert!(client.kv().txn(txn).await.expect("bulk txn").succeeded);
     }
     let page = client
+        .kv()
         .range_page("/bulk/", None, 100, Consistency::Quorum)
         .await
         .expect("page");
     assert_eq!(page.values.len(), 100);
     assert!(page.more);
     let next = client
+        .kv()
         .range_page(
             "/bulk/",
             Some(page.values[99].key.as_str()),
@@ -83,12 +90,17 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
         .await
         .expect("page");
     assert_eq!(next.values[0].key, "/bulk/00100");
-    let all = client.range_all("/bulk/").await.expect("range all");
+    let all = client.kv().range_all("/bulk/").await.expect("range all");
     assert_eq!(all.len(), total);
-    let deleted = client.delete_prefix("/bulk/").await.expect("delete prefix");
+    let deleted = client
+        .kv()
+        .delete_prefix("/bulk/")
+        .await
+        .expect("delete prefix");
     assert_eq!(deleted, total as u64);
     assert!(
         client
+            .kv()
             .range_all("/bulk/")
             .await
             .expect("range all")
@@ -96,6 +108,7 @@ async fn transactions_prefix_deletes_and_pages_through_a_follower() {
     );
     assert!(
         client
+            .kv()
             .get("/running/42", Consistency::Strong)
             .await
             .expect("get")

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ha_core::Consistency;
-use ha_lock::{LEASE_TTL_MIN, LeaseLoss, LeaseStatus, LockClient, LockError};
+use ha_lock::{LEASE_TTL_MIN, LeaseLoss, LeaseStatus, LockError, Session};
 use handles_support::{Cluster, WAIT, eventually};
 
 /// The renewed lease's TTL: renewals every third of it, each with most of a TTL to commit.
@@ -34,17 +34,18 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
     let cluster = Cluster::start().await;
     let follower = cluster.follower().await;
     // One session for everything: renewals queue with the other writes of the session.
-    let client = LockClient::new(cluster.node(follower).client());
+    let client = Session::new(cluster.node(follower).client());
     // The cluster as another node sees it, through its own sessions.
     let observer = cluster.client((follower + 1) % handles_support::NODES);
     assert!(matches!(
-        client.grant(LEASE_TTL_MIN / 2).await,
+        client.leases().grant(LEASE_TTL_MIN / 2).await,
         Err(LockError::Invalid { .. })
     ));
     let ttl = RENEWED_TTL;
-    let lease = client.grant(ttl).await.expect("grant");
+    let lease = client.leases().grant(ttl).await.expect("grant");
     let id = lease.id();
     client
+        .kv()
         .put_with_lease("/eph/worker", "alive", id)
         .await
         .expect("put bound to the lease");
@@ -59,6 +60,7 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
             let mut writes = 0_u64;
             while !stop.load(Ordering::Relaxed) && writes < BUSY_WRITES_MAX {
                 client
+                    .kv()
                     .put("/busy", writes.to_string(), Consistency::Quorum)
                     .await
                     .expect("a write on the shared session");
@@ -106,7 +108,7 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
         // The cluster never ends a lease its holder may still act on: a QUORUM read answered
         // before the holder's safe deadline (as it stood before the read was sent) finds it.
         let trusted_until = lease.safe_deadline().expect("alive while renewed");
-        let state = observer.lease_state(id).await;
+        let state = observer.leases().lease_state(id).await;
         if Instant::now() < trusted_until {
             cluster_checks += 1;
             let state = state.expect("a QUORUM read through another node");
@@ -126,6 +128,7 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
     assert!(writes > 0, "the other writes of the session went on too");
     assert!(cluster_checks > 0, "the cluster's view was checked");
     let state = client
+        .leases()
         .lease_state(id)
         .await
         .expect("read")
@@ -137,6 +140,7 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
     );
     assert!(
         client
+            .kv()
             .get("/eph/worker", Consistency::Quorum)
             .await
             .expect("read")
@@ -149,12 +153,13 @@ async fn a_renewed_lease_outlives_several_ttls_and_revoking_it_deletes_its_keys(
     assert_eq!(*watch.borrow(), LeaseStatus::Lost(LeaseLoss::Revoked));
     assert_eq!(
         client
+            .kv()
             .get("/eph/worker", Consistency::Quorum)
             .await
             .expect("read"),
         None
     );
-    assert_eq!(client.lease_state(id).await.expect("read"), None);
+    assert_eq!(client.leases().lease_state(id).await.expect("read"), None);
     cluster.shutdown().await;
 }
 
@@ -163,15 +168,17 @@ async fn an_abandoned_lease_is_expired_by_the_leader_and_its_key_disappears() {
     let cluster = Cluster::start().await;
     let client = cluster.client(cluster.follower().await);
     let ttl = Duration::from_secs(1);
-    let lease = client.grant(ttl).await.expect("grant");
+    let lease = client.leases().grant(ttl).await.expect("grant");
     let id = lease.id();
     client
+        .kv()
         .put_with_lease("/eph/crashed", "soon gone", id)
         .await
         .expect("put bound to the lease");
     // Renewed a few times, then no more, as a crashed holder would.
     eventually("two renewals applied", WAIT, || async {
         client
+            .leases()
             .lease_state(id)
             .await
             .is_ok_and(|state| state.is_some_and(|state| state.renewals >= 2))
@@ -185,6 +192,7 @@ async fn an_abandoned_lease_is_expired_by_the_leader_and_its_key_disappears() {
     // was answered after the expiry was applied, so it must come after that deadline.
     let gone_at = loop {
         if client
+            .leases()
             .lease_state(id)
             .await
             .is_ok_and(|state| state.is_none())
@@ -208,6 +216,7 @@ async fn an_abandoned_lease_is_expired_by_the_leader_and_its_key_disappears() {
     );
     assert_eq!(
         client
+            .kv()
             .get("/eph/crashed", Consistency::Quorum)
             .await
             .expect("read"),
@@ -216,7 +225,7 @@ async fn an_abandoned_lease_is_expired_by_the_leader_and_its_key_disappears() {
     );
     // Binding a key to the ended lease is refused.
     assert_eq!(
-        client.put_with_lease("/eph/late", "x", id).await,
+        client.kv().put_with_lease("/eph/late", "x", id).await,
         Err(LockError::LeaseLost { lease: id })
     );
     cluster.shutdown().await;

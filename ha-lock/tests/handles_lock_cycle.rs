@@ -1,4 +1,4 @@
-//! Issue 17, item 5, on a real 3-node cluster over TCP: a lock cycle through `LockClient` is two
+//! Issue 17, item 5, on a real 3-node cluster over TCP: a lock cycle through the `Kv`, `Leases` and `Locks` handles is two
 //! replicated writes, counted as entries appended to the leader's log. Acquire under a new
 //! lease is one (`GrantAndAcquire`), release of a guard that owns its lease is one
 //! (`ReleaseAndRevoke`), and so is each step of the admin HTTP API's path (acquire with a
@@ -11,7 +11,7 @@ mod handles_support;
 use std::time::Duration;
 
 use ha_core::Consistency;
-use ha_lock::{FencingToken, LeaseId, LockClient, LockError, new_holder_key};
+use ha_lock::{FencingToken, LeaseId, LockError, Session, new_holder_key};
 use handles_support::{Cluster, WAIT, eventually};
 
 /// Far above the test's length: no renewal (a write) happens while entries are counted (the
@@ -30,8 +30,9 @@ async fn last_index(cluster: &Cluster, leader: usize) -> u64 {
 }
 
 /// Live leases, from the leader's applied state.
-async fn live_leases(client: &LockClient<()>) -> u64 {
+async fn live_leases(client: &Session<()>) -> u64 {
     client
+        .kv()
         .stats(Consistency::Quorum)
         .await
         .expect("stats answer")
@@ -44,11 +45,16 @@ async fn a_lock_cycle_appends_two_entries() {
     let leader = cluster.leader().await;
     let client = cluster.client(leader);
     // Let the new term's first entry commit before counting.
-    client.stats(Consistency::Quorum).await.expect("a read");
+    client
+        .kv()
+        .stats(Consistency::Quorum)
+        .await
+        .expect("a read");
     let mut entries = Vec::new();
     for _ in 0..5 {
         let before = last_index(&cluster, leader).await;
         let guard = client
+            .locks()
             .acquire("cycle", TTL, WAIT)
             .await
             .expect("acquire a free lock");
@@ -65,25 +71,33 @@ async fn a_lock_cycle_appends_two_entries() {
     }
     assert_eq!(entries, vec![(1, 1); 5], "entries per (acquire, release)");
     assert_eq!(live_leases(&client).await, 0, "the release ended the lease");
-    assert_eq!(client.lock_state("cycle").await.expect("a read"), None);
+    assert_eq!(
+        client.locks().lock_state("cycle").await.expect("a read"),
+        None
+    );
 
     // The admin HTTP API's path: a holder key, a detached guard, a release that ends the
     // lease.
     let key = new_holder_key();
     let before = last_index(&cluster, leader).await;
     let guard = client
+        .locks()
         .try_acquire_with_holder("http", TTL, key)
         .await
         .expect("acquire a free lock");
     let (token, _lease) = guard.detach();
     let acquired = last_index(&cluster, leader).await;
-    let plain = client.release_ending_lease("http", token, None).await;
+    let plain = client
+        .locks()
+        .release_ending_lease("http", token, None)
+        .await;
     assert!(
         matches!(plain, Err(LockError::NotHolder { .. })),
         "no key, no release: {plain:?}"
     );
     let refused = last_index(&cluster, leader).await;
     client
+        .locks()
         .release_ending_lease("http", token, Some(&key))
         .await
         .expect("release with the key");
@@ -95,10 +109,14 @@ async fn a_lock_cycle_appends_two_entries() {
     assert_eq!(live_leases(&client).await, 0);
 
     // A refused try-acquire: one entry, and no lease left behind to revoke.
-    let holder = client.acquire("busy", TTL, WAIT).await.expect("acquire");
+    let holder = client
+        .locks()
+        .acquire("busy", TTL, WAIT)
+        .await
+        .expect("acquire");
     let other = cluster.client(cluster.follower().await);
     let before = last_index(&cluster, leader).await;
-    let busy = other.try_acquire("busy", TTL).await.err();
+    let busy = other.locks().try_acquire("busy", TTL).await.err();
     assert!(matches!(busy, Some(LockError::Busy { .. })), "{busy:?}");
     assert_eq!(last_index(&cluster, leader).await - before, 1);
     assert_eq!(live_leases(&client).await, 1, "only the holder's lease");
@@ -112,15 +130,20 @@ async fn a_queued_acquire_and_a_dropped_guard_take_one_write_each() {
     let leader = cluster.leader().await;
     let first = cluster.client(leader);
     let second = cluster.client(cluster.follower().await);
-    first.stats(Consistency::Quorum).await.expect("a read");
+    first.kv().stats(Consistency::Quorum).await.expect("a read");
     let before = last_index(&cluster, leader).await;
-    let holding = first.acquire("line", TTL, WAIT).await.expect("acquire");
+    let holding = first
+        .locks()
+        .acquire("line", TTL, WAIT)
+        .await
+        .expect("acquire");
     let waiting = {
         let second = second.clone();
-        tokio::spawn(async move { second.acquire("line", TTL, WAIT).await })
+        tokio::spawn(async move { second.locks().acquire("line", TTL, WAIT).await })
     };
     eventually("the second client to wait in line", WAIT, || async {
         first
+            .locks()
             .lock_state("line")
             .await
             .is_ok_and(|state| state.is_some_and(|state| state.waiters.len() == 1))
@@ -149,6 +172,7 @@ async fn a_queued_acquire_and_a_dropped_guard_take_one_write_each() {
         WAIT,
         || async {
             first
+                .locks()
                 .lock_state("line")
                 .await
                 .is_ok_and(|state| state.is_none())

@@ -1,4 +1,4 @@
-//! Locks through `LockClient` on a real 3-node cluster: tokens that only grow across holders,
+//! Locks through the `Kv`, `Leases` and `Locks` handles on a real 3-node cluster: tokens that only grow across holders,
 //! FIFO hand-off, try-acquire, wait timeouts, deadlock refusal, a guard that learns its lease
 //! was revoked, and a fenced resource that refuses the stale holder.
 
@@ -7,8 +7,7 @@ mod handles_support;
 use std::time::{Duration, Instant};
 
 use ha_lock::{
-    FencedResource, FencingToken, LeaseLoss, LockClient, LockError, LockGuard, SessionId,
-    StaleToken,
+    FencedResource, FencingToken, LeaseLoss, LockError, LockGuard, Session, SessionId, StaleToken,
 };
 use handles_support::{Cluster, WAIT, eventually};
 use tokio::task::JoinHandle;
@@ -17,9 +16,9 @@ const TTL: Duration = Duration::from_secs(2);
 
 type Acquiring = JoinHandle<Result<LockGuard<()>, LockError>>;
 
-fn spawn_acquire(client: &LockClient<()>, name: &'static str, wait: Duration) -> Acquiring {
+fn spawn_acquire(client: &Session<()>, name: &'static str, wait: Duration) -> Acquiring {
     let client = client.clone();
-    tokio::spawn(async move { client.acquire(name, TTL, wait).await })
+    tokio::spawn(async move { client.locks().acquire(name, TTL, wait).await })
 }
 
 async fn granted(acquiring: Acquiring) -> LockGuard<()> {
@@ -31,9 +30,9 @@ async fn granted(acquiring: Acquiring) -> LockGuard<()> {
 }
 
 /// Wait until lock `name` has exactly these waiting sessions, in order.
-async fn wait_for_waiters(client: &LockClient<()>, name: &str, sessions: &[SessionId]) {
+async fn wait_for_waiters(client: &Session<()>, name: &str, sessions: &[SessionId]) {
     eventually("the waiters to line up", WAIT, || async {
-        client.lock_state(name).await.is_ok_and(|state| {
+        client.locks().lock_state(name).await.is_ok_and(|state| {
             state.is_some_and(|state| {
                 state
                     .waiters
@@ -58,6 +57,7 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
         let client = &clients[round % 2];
         let started = Instant::now();
         let guard = client
+            .locks()
             .acquire("counter", TTL, WAIT)
             .await
             .expect("acquire a free lock");
@@ -72,7 +72,10 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
         last_token = guard.token();
         guard.release().await.expect("release");
         latencies.push(started.elapsed());
-        assert_eq!(client.lock_state("counter").await.expect("read"), None);
+        assert_eq!(
+            client.locks().lock_state("counter").await.expect("read"),
+            None
+        );
     }
     latencies.sort();
     println!(
@@ -86,12 +89,14 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
 
     // Locks under a lease the caller keeps: releasing the lock leaves the lease.
     let client = &clients[0];
-    let lease = client.grant(TTL).await.expect("grant");
+    let lease = client.leases().grant(TTL).await.expect("grant");
     let first = client
+        .locks()
         .acquire_with_lease("a", &lease, WAIT)
         .await
         .expect("acquire a");
     let second = client
+        .locks()
         .acquire_with_lease("b", &lease, WAIT)
         .await
         .expect("acquire b");
@@ -103,6 +108,7 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
     );
     assert!(
         client
+            .leases()
             .lease_state(lease.id())
             .await
             .expect("read")
@@ -110,7 +116,7 @@ async fn acquire_and_release_give_strictly_increasing_tokens_across_holders() {
     );
     // Ending the lease releases what is still held under it.
     lease.revoke().await.expect("revoke");
-    assert_eq!(client.lock_state("b").await.expect("read"), None);
+    assert_eq!(client.locks().lock_state("b").await.expect("read"), None);
     assert!(!second.is_valid());
     assert!(matches!(
         second.release().await,
@@ -127,7 +133,11 @@ async fn waiters_are_granted_in_fifo_order() {
     let first = cluster.client(follower);
     let second = cluster.client(cluster.leader().await);
 
-    let held = holder.acquire("fifo", TTL, WAIT).await.expect("acquire");
+    let held = holder
+        .locks()
+        .acquire("fifo", TTL, WAIT)
+        .await
+        .expect("acquire");
     let first_waiting = spawn_acquire(&first, "fifo", WAIT);
     wait_for_waiters(&holder, "fifo", &[first.session()]).await;
     let second_waiting = spawn_acquire(&second, "fifo", WAIT);
@@ -138,6 +148,7 @@ async fn waiters_are_granted_in_fifo_order() {
     let first_guard = granted(first_waiting).await;
     assert!(first_guard.token() > held_token);
     let state = holder
+        .locks()
         .lock_state("fifo")
         .await
         .expect("read")
@@ -160,10 +171,14 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
     let follower = cluster.follower().await;
     let holder = cluster.client(follower);
     let other = cluster.client(cluster.leader().await);
-    let held = holder.acquire("busy", TTL, WAIT).await.expect("acquire");
+    let held = holder
+        .locks()
+        .acquire("busy", TTL, WAIT)
+        .await
+        .expect("acquire");
 
     assert_eq!(
-        other.try_acquire("busy", TTL).await.err(),
+        other.locks().try_acquire("busy", TTL).await.err(),
         Some(LockError::Busy {
             name: "busy".into(),
             holder: holder.session(),
@@ -173,7 +188,7 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
     let wait = Duration::from_millis(300);
     let started = Instant::now();
     assert_eq!(
-        other.acquire("busy", TTL, wait).await.err(),
+        other.locks().acquire("busy", TTL, wait).await.err(),
         Some(LockError::WaitTimedOut {
             name: "busy".into()
         })
@@ -183,6 +198,7 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
     // long past its wait the answer took depends on the machine's load).
     assert!(waited >= wait && waited < WAIT, "{waited:?}");
     let state = holder
+        .locks()
         .lock_state("busy")
         .await
         .expect("read")
@@ -192,17 +208,22 @@ async fn try_acquire_on_a_held_lock_is_busy_and_a_timed_out_wait_leaves_no_waite
 
     // Released with nobody in line, the lock is free, and try_acquire gets it.
     held.release().await.expect("release");
-    assert_eq!(holder.lock_state("busy").await.expect("read"), None);
+    assert_eq!(holder.locks().lock_state("busy").await.expect("read"), None);
     // A TTL far longer than the wait below, so a lock freed within the wait was freed by the
     // drop's background release, not by expiry, however slow the machine.
     let long_ttl = WAIT * 3;
-    let guard = other.try_acquire("busy", long_ttl).await.expect("free now");
+    let guard = other
+        .locks()
+        .try_acquire("busy", long_ttl)
+        .await
+        .expect("free now");
 
     // A guard dropped without release is released in the background, well before its TTL.
     let dropped_at = Instant::now();
     drop(guard);
     eventually("the dropped guard's lock to be released", WAIT, || async {
         holder
+            .locks()
             .lock_state("busy")
             .await
             .is_ok_and(|state| state.is_none())
@@ -221,8 +242,16 @@ async fn a_deadlock_between_two_sessions_is_refused_at_once_with_the_cycle() {
     let follower = cluster.follower().await;
     let alice = cluster.client(follower);
     let bob = cluster.client(cluster.leader().await);
-    let alice_first = alice.acquire("first", TTL, WAIT).await.expect("acquire");
-    let bob_second = bob.acquire("second", TTL, WAIT).await.expect("acquire");
+    let alice_first = alice
+        .locks()
+        .acquire("first", TTL, WAIT)
+        .await
+        .expect("acquire");
+    let bob_second = bob
+        .locks()
+        .acquire("second", TTL, WAIT)
+        .await
+        .expect("acquire");
 
     // Alice waits for Bob's lock...
     let alice_waiting = spawn_acquire(&alice, "second", WAIT);
@@ -230,7 +259,7 @@ async fn a_deadlock_between_two_sessions_is_refused_at_once_with_the_cycle() {
     // ...so Bob waiting for Alice's would close the cycle: refused at once.
     let started = Instant::now();
     assert_eq!(
-        bob.acquire("first", TTL, WAIT).await.err(),
+        bob.locks().acquire("first", TTL, WAIT).await.err(),
         Some(LockError::Deadlock {
             name: "first".into(),
             cycle: vec![bob.session(), alice.session()],
@@ -243,6 +272,7 @@ async fn a_deadlock_between_two_sessions_is_refused_at_once_with_the_cycle() {
         started.elapsed()
     );
     let state = alice
+        .locks()
         .lock_state("first")
         .await
         .expect("read")
@@ -268,7 +298,11 @@ async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_
     // Long enough that the holder's next renewal, not its safe deadline, tells it the lease
     // ended (`Ended`, not `DeadlinePassed`), however slowly that renewal gets through.
     let ttl = Duration::from_secs(3);
-    let guard = stale.acquire("fenced", ttl, WAIT).await.expect("acquire");
+    let guard = stale
+        .locks()
+        .acquire("fenced", ttl, WAIT)
+        .await
+        .expect("acquire");
     resource
         .write(guard.token(), |log| {
             log.push("stale holder, while it held the lock")
@@ -279,6 +313,7 @@ async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_
     // The lease is revoked behind the holder's back (as if it paused past its TTL).
     assert!(
         successor
+            .leases()
             .revoke_lease(guard.lease_id())
             .await
             .expect("revoke")
@@ -295,6 +330,7 @@ async fn a_guard_learns_its_lease_was_revoked_and_a_fenced_resource_refuses_its_
 
     // The lock moved on with a larger token; the successor writes.
     let next = successor
+        .locks()
         .acquire("fenced", ttl, WAIT)
         .await
         .expect("acquire");
@@ -337,16 +373,19 @@ async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
     let other = cluster.client(cluster.leader().await);
     let key = ha_lock::new_holder_key();
     let guard = owner
+        .locks()
         .try_acquire_with_holder("keyed", LONG_TTL, key)
         .await
         .expect("a free lock");
     let token = guard.token();
     let refused = [
-        other.release("keyed", token).await,
+        other.locks().release("keyed", token).await,
         other
+            .locks()
             .release_with_holder("keyed", token, &ha_lock::new_holder_key())
             .await,
         other
+            .locks()
             .release_with_holder("keyed", FencingToken(token.0 + 1), &key)
             .await,
     ];
@@ -356,7 +395,7 @@ async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
             "{answer:?}"
         );
     }
-    let state = other.lock_state("keyed").await.expect("read");
+    let state = other.locks().lock_state("keyed").await.expect("read");
     assert_eq!(state.map(|state| state.token), Some(token), "still held");
 
     let waiter_key = ha_lock::new_holder_key();
@@ -364,6 +403,7 @@ async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
         let other = other.clone();
         tokio::spawn(async move {
             other
+                .locks()
                 .acquire_with_holder("keyed", LONG_TTL, WAIT, waiter_key)
                 .await
         })
@@ -377,17 +417,21 @@ async fn a_lock_taken_with_a_holder_key_is_released_only_with_it() {
     assert!(second.token() > token);
     let (second_token, _lease) = second.detach();
     assert!(matches!(
-        owner.release_with_holder("keyed", second_token, &key).await,
+        owner
+            .locks()
+            .release_with_holder("keyed", second_token, &key)
+            .await,
         Err(LockError::NotHolder { .. })
     ));
     assert!(matches!(
-        owner.release("keyed", second_token).await,
+        owner.locks().release("keyed", second_token).await,
         Err(LockError::NotHolder { .. })
     ));
     owner
+        .locks()
         .release_with_holder("keyed", second_token, &waiter_key)
         .await
         .expect("released with the waiter's key");
-    assert_eq!(owner.lock_state("keyed").await.expect("read"), None);
+    assert_eq!(owner.locks().lock_state("keyed").await.expect("read"), None);
     cluster.shutdown().await;
 }

@@ -23,7 +23,7 @@ async fn a_stopped_node_answers_stopped_to_transfers_and_writes() {
         node.transfer_leadership(None).await,
         Err(TransferError::Stopped)
     );
-    match client.put("k", "v", Consistency::Quorum).await {
+    match client.kv().put("k", "v", Consistency::Quorum).await {
         Err(LockError::Replication(error @ ClientError::Stopped(_))) => {
             assert_eq!(error.fate(), WriteFate::Unknown);
         }

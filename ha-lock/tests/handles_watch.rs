@@ -22,25 +22,29 @@ async fn a_watch_sees_puts_and_deletes_in_order_and_resumes_from_a_version() {
     let follower = cluster.follower().await;
     let writer = cluster.client(cluster.leader().await);
     let watcher = cluster.client(follower);
-    let mut watch = watcher.watch("/jobs/", 0);
+    let mut watch = watcher.kv().watch("/jobs/", 0);
 
     let first = writer
+        .kv()
         .put("/jobs/1", "queued", Consistency::Quorum)
         .await
         .expect("put");
     writer
+        .kv()
         .put("/elsewhere", "not watched", Consistency::Quorum)
         .await
         .expect("put");
     let second = writer
+        .kv()
         .put("/jobs/2", "queued", Consistency::Quorum)
         .await
         .expect("put");
     let update = writer
+        .kv()
         .compare_and_swap("/jobs/1", first, "running")
         .await
         .expect("swap");
-    let deleted = writer.delete("/jobs/2", None).await.expect("delete");
+    let deleted = writer.kv().delete("/jobs/2", None).await.expect("delete");
 
     let expected = [
         (first, "/jobs/1", Some(&b"queued"[..])),
@@ -64,12 +68,13 @@ async fn a_watch_sees_puts_and_deletes_in_order_and_resumes_from_a_version() {
     );
 
     // A watcher that processed up to `second` resumes there and sees the rest, in order.
-    let mut resumed = watcher.watch("/jobs/", second);
+    let mut resumed = watcher.kv().watch("/jobs/", second);
     assert_eq!(next(&mut resumed).await.version, update);
     assert_eq!(next(&mut resumed).await.version, deleted);
 
     // A later change reaches both.
     let later = writer
+        .kv()
         .put("/jobs/3", "queued", Consistency::Quorum)
         .await
         .expect("put");
@@ -77,7 +82,7 @@ async fn a_watch_sees_puts_and_deletes_in_order_and_resumes_from_a_version() {
     assert_eq!(next(&mut resumed).await.version, later);
 
     // A key watch sees only its key.
-    let mut key_watch = watcher.watch_key("/jobs/1", 0);
+    let mut key_watch = watcher.kv().watch_key("/jobs/1", 0);
     assert_eq!(next(&mut key_watch).await.version, first);
     assert_eq!(next(&mut key_watch).await.version, update);
     cluster.shutdown().await;
@@ -91,16 +96,27 @@ async fn a_watch_gets_every_key_a_lease_end_deletes() {
     let follower = cluster.follower().await;
     let writer = cluster.client(cluster.leader().await);
     let watcher = cluster.client(follower);
-    let lease = writer.grant(Duration::from_secs(30)).await.expect("grant");
+    let lease = writer
+        .leases()
+        .grant(Duration::from_secs(30))
+        .await
+        .expect("grant");
     let mut last_put = 0;
     for key in ["/leased/a", "/leased/b", "/leased/c"] {
         last_put = writer
+            .kv()
             .put_with_lease(key, "v", lease.id())
             .await
             .expect("put");
     }
-    let mut watch = watcher.watch("/leased/", last_put);
-    assert!(writer.revoke_lease(lease.id()).await.expect("revoke"));
+    let mut watch = watcher.kv().watch("/leased/", last_put);
+    assert!(
+        writer
+            .leases()
+            .revoke_lease(lease.id())
+            .await
+            .expect("revoke")
+    );
     let mut deleted = Vec::new();
     for _ in 0..3 {
         let change = next(&mut watch).await;
@@ -131,12 +147,12 @@ async fn a_signalled_watch_is_woken_by_the_apply_not_by_polling() {
     let cluster = Cluster::start().await;
     let follower = cluster.follower().await;
     let writer = cluster.client(cluster.leader().await);
-    let mut settings = ha_lock::LockClientSettings::default();
+    let mut settings = ha_lock::SessionSettings::default();
     settings.watch_poll_interval = Duration::from_secs(3600);
     let signalled = cluster.signalled_client(follower).with_settings(settings);
     let polling = cluster.client(follower).with_settings(settings);
     const WRITES: usize = 3;
-    let mut watch = signalled.watch("/pushed/", 0);
+    let mut watch = signalled.kv().watch("/pushed/", 0);
     let plain = tokio::spawn(async move {
         let mut versions = Vec::new();
         for _ in 0..WRITES {
@@ -144,7 +160,7 @@ async fn a_signalled_watch_is_woken_by_the_apply_not_by_polling() {
         }
         versions
     });
-    let stream = signalled.watch("/pushed/", 0).into_stream();
+    let stream = signalled.kv().watch("/pushed/", 0).into_stream();
     let streamed = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut versions = Vec::new();
@@ -154,7 +170,7 @@ async fn a_signalled_watch_is_woken_by_the_apply_not_by_polling() {
         }
         versions
     });
-    let mut unsignalled = polling.watch("/pushed/", 0);
+    let mut unsignalled = polling.kv().watch("/pushed/", 0);
     let mut unsignalled = tokio::spawn(async move { unsignalled.next().await });
     // Every watch has read the empty log once and is waiting when the writes come.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -162,6 +178,7 @@ async fn a_signalled_watch_is_woken_by_the_apply_not_by_polling() {
     for round in 0..WRITES {
         written.push(
             writer
+                .kv()
                 .put(format!("/pushed/{round}"), "v", Consistency::Quorum)
                 .await
                 .expect("put"),

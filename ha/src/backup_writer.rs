@@ -349,6 +349,7 @@ impl<S: StateMachine> Node<S> {
         let index = self
             .shared
             .writer
+            .replica()
             .linearizable_index(query, timeout)
             .await
             .map_err(BackupWriteError::Barrier)?;

@@ -291,11 +291,11 @@ impl<S: StateMachine> NodeBuilder<S> {
         let shared_state = gossip.shared_state();
         let member_events = gossip.subscribe();
         let lease_keeper = LeaseKeeper::start(&replica);
-        let writer = replica.client();
+        let writer = crate::host_client::HostClient::new(replica.client());
         // The admin API answers 503 `no_quorum` at once on a node cut off from the majority,
         // so that its client can try another node.
         #[cfg(feature = "http")]
-        let http_kv = ha_lock::LockClient::new(replica.client().fail_fast())
+        let http_session = ha_lock::Session::new(replica.client().fail_fast())
             .with_change_feed(change_feed.clone());
         let (events, first_events) = broadcast::channel(EVENT_BUFFER);
         // The journal (issue 16) hears every event from the start, as the first subscriber does.
@@ -318,7 +318,7 @@ impl<S: StateMachine> NodeBuilder<S> {
             health: health_sender,
             writer,
             #[cfg(feature = "http")]
-            http_kv,
+            http_session,
             change_feed,
             sessions: Mutex::new(BTreeSet::new()),
             lease_keeper: Mutex::new(Some(lease_keeper)),

@@ -78,13 +78,6 @@ pub enum NodeError {
         /// The node that was asked to take over.
         target: ha_core::NodeId,
     },
-    /// The replicated state machine answered something of the wrong kind (a KV answer to a
-    /// host query): a version mismatch between nodes, or a bug. The outcome is unknown.
-    #[error("unexpected answer: {detail}")]
-    UnexpectedResponse {
-        /// What came back.
-        detail: String,
-    },
 }
 
 impl NodeError {
@@ -97,15 +90,7 @@ impl NodeError {
             NodeError::Replication(error) | NodeError::Lock(LockError::Replication(error)) => {
                 error.fate()
             }
-            NodeError::UnexpectedResponse { .. }
-            | NodeError::Lock(LockError::UnexpectedResponse { .. }) => WriteFate::Unknown,
             _ => WriteFate::NotApplied,
-        }
-    }
-
-    pub(crate) fn unexpected(what: impl std::fmt::Debug) -> Self {
-        NodeError::UnexpectedResponse {
-            detail: format!("{what:?}"),
         }
     }
 }

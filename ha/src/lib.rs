@@ -9,7 +9,7 @@
 //! ```text
 //!   your service ── propose / read ──▶ Node ── ReplicaNode<WithLocks<S>> ── TCP (AEAD) ──▶ peers
 //!        │                              │        WAL + snapshots in data_dir
-//!        └── kv() / locks() ───────────▶│── GossipNode ── UDP (AEAD) ──▶ peers
+//!        └── kv() / leases() / locks() ▶│── GossipNode ── UDP (AEAD) ──▶ peers
 //!                                       │── LeaseKeeper, health checks
 //!                                       └── admin HTTP (/v1/health, /v1/cluster, /v1/metrics, ...)
 //! ```
@@ -51,10 +51,13 @@
 //! assert_eq!(written.response, Some(5));
 //! assert_eq!(node.read((), Consistency::Strong).await?, 5);
 //!
-//! let locks = node.locks();
-//! let guard = locks.acquire("jobs", Duration::from_secs(2), Duration::from_secs(1)).await?;
+//! // One lock-table session: its handles are one holder (leases, locks and keys share it).
+//! let session = node.lock_session();
+//! let guard = session.locks().acquire("jobs", Duration::from_secs(2), Duration::from_secs(1)).await?;
 //! assert!(guard.token() > ha::FencingToken(0)); // pass the token to what you write, to fence stale holders
-//! guard.release().await?;
+//! session.kv().put_with_lease("/jobs/holder", "n1", guard.lease_id()).await?;
+//! guard.release().await?; // ends the lease: the key is gone
+//! assert_eq!(node.kv().get("/jobs/holder", Consistency::Quorum).await?, None);
 //! node.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -74,6 +77,7 @@ pub mod failover_status;
 pub mod health_check_metrics;
 mod health_runner;
 pub mod host_checks;
+mod host_client;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod latency_metrics;
@@ -108,7 +112,9 @@ pub use ha_core::{
 pub use ha_gossip::shared_state::{
     SharedState, SharedStateStats, Stamp, StateData, StateError, StateValue,
 };
-pub use ha_lock::{FencedResource, FencingToken, LeaseId, LockClient, LockError, LockGuard};
+pub use ha_lock::{
+    FencedResource, FencingToken, Kv, LeaseId, Leases, LockError, LockGuard, Locks, Session,
+};
 pub use ha_replicate::driver::{ReplicaStatus, RoleView};
 // What a write or read through the node's clients failed with, and whether it may have
 // been applied: the error type `Node`'s and the lock handles' errors wrap.

@@ -223,7 +223,7 @@ impl<S: StateMachine> Node<S> {
         request: &MemberRequest,
         deadline: Instant,
     ) -> Result<LogIndex, NodeError> {
-        let client = &self.shared.writer;
+        let client = self.shared.writer.replica();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let answer = client.change_members(request.clone(), remaining).await;

@@ -12,11 +12,8 @@ use ha_core::{
     SessionId, StateMachine,
 };
 use ha_gossip::{DropCounts, GossipNode};
-use ha_lock::{
-    Command, LeaseKeeper, LockClient, LockQuery, LockQueryResponse, Query, QueryResponse, Response,
-    WithLocks,
-};
-use ha_replicate::driver::{ReplicaClient, ReplicaNode, ReplicaStatus, RoleView};
+use ha_lock::{Kv, LeaseKeeper, Leases, LockQuery, LockQueryResponse, Locks, Session, WithLocks};
+use ha_replicate::driver::{ReplicaNode, ReplicaStatus, RoleView};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -80,11 +77,11 @@ pub(crate) struct Shared<S: StateMachine> {
     pub(crate) health: watch::Sender<HealthState>,
     /// The session of the host's writes (and the node's own reads and membership changes):
     /// one for the whole node, its writes pipelined, however many tasks propose at once.
-    pub(crate) writer: ReplicaClient<WithLocks<S>>,
-    /// The KV client the admin API's requests share: one session, any number of requests
-    /// in flight on it at once.
+    pub(crate) writer: crate::host_client::HostClient<S>,
+    /// The lock-table session the admin API's requests share: one session, any number of
+    /// requests in flight on it at once.
     #[cfg(feature = "http")]
-    pub(crate) http_kv: LockClient<S>,
+    pub(crate) http_session: Session<S>,
     /// This replica's lock table publishes each change here; every client of this node's
     /// gets it, so its watches wake on apply instead of polling.
     pub(crate) change_feed: ha_lock::ChangeFeed,
@@ -285,20 +282,10 @@ impl<S: StateMachine> Node<S> {
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<WriteOutcome<S::Response>, NodeError> {
-        let written = self
-            .shared
+        self.shared
             .writer
-            .write(Command::Host(command), consistency, timeout)
-            .await?;
-        let response = match written.response {
-            None => None,
-            Some(Response::Host(response)) => Some(response),
-            Some(other) => return Err(NodeError::unexpected(other)),
-        };
-        Ok(WriteOutcome {
-            index: written.index,
-            response,
-        })
+            .propose(command, consistency, timeout)
+            .await
     }
 
     /// Answer `query` from the host's state machine: STRONG and QUORUM are linearizable
@@ -312,33 +299,47 @@ impl<S: StateMachine> Node<S> {
         query: S::Query,
         consistency: Consistency,
     ) -> Result<S::QueryResponse, NodeError> {
-        match self
-            .shared
+        self.shared
             .writer
-            .read(Query::Host(query), consistency, self.shared.request_timeout)
-            .await?
-        {
-            QueryResponse::Host(response) => Ok(response),
-            other => Err(NodeError::unexpected(other)),
-        }
+            .read(query, consistency, self.shared.request_timeout)
+            .await
     }
 
-    /// A KV and lock client with its own session (see [`LockClient`]): keys with
-    /// compare-and-swap, leases, fenced locks, watches, elections. Leases it holds are
-    /// revoked when the node shuts down gracefully.
-    pub fn kv(&self) -> LockClient<S> {
-        let client = LockClient::from_node(&self.shared.replica)
+    /// A lock-table session of its own (see [`Session`]): its [`kv`](Session::kv),
+    /// [`leases`](Session::leases) and [`locks`](Session::locks) handles share it, so they
+    /// are one holder and waiter (lock waits and deadlock detection are per session). Its
+    /// watches wake as this node's replica applies a change. Leases it holds are revoked
+    /// when the node shuts down gracefully.
+    pub fn lock_session(&self) -> Session<S> {
+        let session = Session::from_node(&self.shared.replica)
             .with_change_feed(self.shared.change_feed.clone());
         let mut sessions = self.shared.sessions.lock();
         if sessions.len() < TRACKED_SESSIONS_MAX {
-            sessions.insert(client.session());
+            sessions.insert(session.session());
         }
-        client
+        session
     }
 
-    /// The same as [`kv`](Self::kv): one handle type serves keys and locks.
-    pub fn locks(&self) -> LockClient<S> {
-        self.kv()
+    /// Keys with compare-and-swap, transactions, ranges and watches, on a session of its own
+    /// ([`lock_session().kv()`](Self::lock_session)). Keys bound to its leases are deleted
+    /// when the node shuts down gracefully.
+    pub fn kv(&self) -> Kv<S> {
+        self.lock_session().kv()
+    }
+
+    /// Leases on a session of their own ([`lock_session().leases()`](Self::lock_session)),
+    /// revoked when the node shuts down gracefully. To bind keys or locks to them, take the
+    /// handles from one [`lock_session`](Self::lock_session).
+    pub fn leases(&self) -> Leases<S> {
+        self.lock_session().leases()
+    }
+
+    /// Fenced locks and leader election on a session of their own
+    /// ([`lock_session().locks()`](Self::lock_session)): every call of `locks()` is a new
+    /// holder, so two of them exclude each other. Their leases are revoked when the node
+    /// shuts down gracefully.
+    pub fn locks(&self) -> Locks<S> {
+        self.lock_session().locks()
     }
 
     /// Hand leadership to `target`, or to the best other voter with `None`. Returns the
@@ -516,7 +517,7 @@ impl<S: StateMachine> Node<S> {
         if sessions.is_empty() {
             return;
         }
-        let client = LockClient::from_node(&self.shared.replica);
+        let leases_handle = Session::from_node(&self.shared.replica).leases();
         let Ok(LockQueryResponse::Leases(leases)) = self
             .lock_query(
                 LockQuery::Leases,
@@ -529,7 +530,7 @@ impl<S: StateMachine> Node<S> {
         };
         for lease in leases {
             if sessions.contains(&lease.session) {
-                match client.revoke_lease(lease.lease).await {
+                match leases_handle.revoke_lease(lease.lease).await {
                     Ok(_) => tracing::info!(lease = lease.lease.0, "revoked at shutdown"),
                     Err(error) => tracing::warn!(lease = lease.lease.0, %error, "revoke failed"),
                 }
@@ -545,15 +546,10 @@ impl<S: StateMachine> Node<S> {
         consistency: Consistency,
         timeout: Duration,
     ) -> Result<LockQueryResponse, NodeError> {
-        match self
-            .shared
+        self.shared
             .writer
-            .read(Query::Lock(query), consistency, timeout)
-            .await?
-        {
-            QueryResponse::Lock(response) => Ok(response),
-            other => Err(NodeError::unexpected(other)),
-        }
+            .lock_read(query, consistency, timeout)
+            .await
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Shared<S>> {
@@ -581,10 +577,16 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// The admin API's KV client, for one request: the shared session, on which requests
+    /// The admin API's KV handle, for one request: the shared session, on which requests
     /// run concurrently (nothing to wait for; `async` for the routes' sake).
     #[cfg(feature = "http")]
-    pub(crate) async fn http_kv_client(&self) -> LockClient<S> {
-        self.shared.http_kv.clone()
+    pub(crate) async fn http_kv_client(&self) -> Kv<S> {
+        self.shared.http_session.kv()
+    }
+
+    /// The admin API's lock handle on the shared session, for a release by token.
+    #[cfg(feature = "http")]
+    pub(crate) fn http_locks(&self) -> Locks<S> {
+        self.shared.http_session.locks()
     }
 }

@@ -170,10 +170,15 @@ async fn three_nodes(ring_max: usize) -> Vec<Node<()>> {
 /// Take and let go of lock `name` through `node` `times` times: two `lock` events each on
 /// every data node.
 async fn lock_cycles(node: &Node<()>, name: &str, times: usize) {
-    let client = node.locks();
-    let lease = client.grant(Duration::from_secs(10)).await.expect("lease");
+    let client = node.lock_session();
+    let lease = client
+        .leases()
+        .grant(Duration::from_secs(10))
+        .await
+        .expect("lease");
     for _ in 0..times {
         let guard = client
+            .locks()
             .acquire_with_lease(name, &lease, Duration::from_secs(5))
             .await
             .expect("acquire");
@@ -440,15 +445,20 @@ async fn timed_lock_cycles(node: &Node<()>, pairs: usize) -> Vec<Duration> {
     const SESSIONS: usize = 8;
     let mut tasks = Vec::new();
     for session in 0..SESSIONS {
-        let client = node.locks();
+        let client = node.lock_session();
         let each = pairs / SESSIONS;
         tasks.push(tokio::spawn(async move {
-            let lease = client.grant(Duration::from_secs(30)).await.expect("lease");
+            let lease = client
+                .leases()
+                .grant(Duration::from_secs(30))
+                .await
+                .expect("lease");
             let name = format!("load-{session}");
             let mut latencies = Vec::with_capacity(each * 2);
             for _ in 0..each {
                 let started = Instant::now();
                 let guard = client
+                    .locks()
                     .acquire_with_lease(name.as_str(), &lease, Duration::from_secs(5))
                     .await
                     .expect("acquire");

@@ -431,7 +431,7 @@ async fn a_full_line_answers_429_limit_and_counts_the_refusal() {
 
 /// Issue 12, bug 5: an EVENTUAL write is answered when the leader appends it, before it is
 /// applied, so the answer to a compare-and-swap (or a create-only put) would come before the
-/// compare: it must be refused (400, nothing written), over HTTP and through `LockClient`.
+/// compare: it must be refused (400, nothing written), over HTTP and through `Kv`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventual_compare_and_swap_is_refused() {
     let node = one_node().await;

@@ -11,9 +11,9 @@ use ha::Consistency;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kv_watch_from_the_node_is_woken_by_the_apply() {
     let node = support::one_node().await;
-    let mut settings = ha_lock::LockClientSettings::default();
+    let mut settings = ha_lock::SessionSettings::default();
     settings.watch_poll_interval = Duration::from_secs(3600);
-    let watcher = node.kv().with_settings(settings);
+    let watcher = node.lock_session().with_settings(settings).kv();
     let stream = watcher.watch("/facade/", 0).into_stream();
     let waiting = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -5,9 +5,9 @@
 //!
 //! - Uncontended: one client, one lock. Latency of grant lease + `Acquire` + `Release` (three
 //!   QUORUM writes), and of `Acquire` + `Release` under a lease granted beforehand (two).
-//!   Then issue 17's lock cycle: the four writes a `LockClient` acquire and guard release made
+//!   Then issue 17's lock cycle: the four writes a lock client's acquire and guard release made
 //!   before it (grant, acquire, release, revoke), the two it makes now (`GrantAndAcquire`,
-//!   `ReleaseAndRevoke`), and `LockClient::acquire` + `LockGuard::release` themselves.
+//!   `ReleaseAndRevoke`), and `Locks::acquire` + `LockGuard::release` themselves.
 //! - Contended: N clients, each with its own lease, compete for one lock: `Acquire` (wait in
 //!   line), poll the lock with QUORUM reads until granted, `Release`, repeat. Reports hand-offs
 //!   per second and the time from `Acquire` to knowing the lock is held.
@@ -25,8 +25,8 @@ use clap::Parser;
 use ha_bench::{LatencySummary, MachineDescription, start_loopback_cluster, wait_for_leader};
 use ha_core::Consistency;
 use ha_lock::{
-    Command, FencingToken, LeaseId, LockClient, LockCommand, LockQuery, LockQueryResponse,
-    LockResponse, Query, QueryResponse, Response, SessionId, WithLocks,
+    Command, FencingToken, LeaseId, LockCommand, LockQuery, LockQueryResponse, LockResponse, Query,
+    QueryResponse, Response, Session, SessionId, WithLocks,
 };
 use ha_replicate::driver::{ReplicaClient, ReplicaNode};
 use ha_replicate::replica::ClientError;
@@ -71,11 +71,11 @@ struct Uncontended {
     grant_acquire_release: LatencySummary,
     /// Acquire + release under a lease granted beforehand, per cycle.
     acquire_release: LatencySummary,
-    /// Grant + acquire + release + revoke: a `LockClient` cycle before issue 17 (four writes).
+    /// Grant + acquire + release + revoke: a lock client's cycle before issue 17 (four writes).
     grant_acquire_release_revoke: LatencySummary,
     /// `GrantAndAcquire` + `ReleaseAndRevoke`: the same cycle in two writes (issue 17).
     cycle_in_two_writes: LatencySummary,
-    /// `LockClient::acquire` + `LockGuard::release` (the handles, which use the two writes).
+    /// `Locks::acquire` + `LockGuard::release` (the handles, which use the two writes).
     lock_client_cycle: LatencySummary,
 }
 
@@ -181,7 +181,7 @@ fn micros_since(begun: Instant) -> u64 {
 
 async fn uncontended(
     client: &ReplicaClient<Machine>,
-    locks: &LockClient<()>,
+    locks: &Session<()>,
     options: &Options,
 ) -> Uncontended {
     let duration = Duration::from_secs(options.duration_secs);
@@ -245,9 +245,10 @@ async fn uncontended(
     while Instant::now() < deadline {
         let begun = Instant::now();
         let guard = locks
+            .locks()
             .acquire("solo", ttl, REQUEST_TIMEOUT)
             .await
-            .expect("acquire through LockClient");
+            .expect("acquire through Locks");
         guard.release().await.expect("release through the guard");
         handles_us.push(micros_since(begun));
     }
@@ -466,7 +467,7 @@ async fn main() {
     let nodes = start_loopback_cluster(&dirs, || WithLocks::new(())).await;
     let leader = wait_for_leader(&nodes).await;
     let client = nodes[leader].client();
-    let locks = LockClient::from_node(&nodes[leader]);
+    let locks = Session::from_node(&nodes[leader]);
     let solo = uncontended(&client, &locks, &options).await;
     println!(
         "uncontended, one client ({} s each):",

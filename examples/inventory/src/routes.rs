@@ -22,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
-use ha::{Consistency, LockClient, Node};
+use ha::{Consistency, Kv, Locks, Node};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -42,15 +42,19 @@ const WATCHED: [&str; 2] = ["/alerts/", "/audits/"];
 #[derive(Clone)]
 pub struct AppState {
     node: Node<Stock>,
-    kv: LockClient<Stock>,
+    /// Keys (alerts, audit records, watches) and the audit lock: two handles of one session.
+    kv: Kv<Stock>,
+    locks: Locks<Stock>,
     streams: Arc<Semaphore>,
 }
 
 impl AppState {
     /// The state for `node`'s routes.
     pub fn new(node: Node<Stock>) -> Self {
+        let session = node.lock_session();
         Self {
-            kv: node.kv(),
+            kv: session.kv(),
+            locks: session.locks(),
             node,
             streams: Arc::new(Semaphore::new(CHANGE_STREAMS_MAX)),
         }
@@ -162,7 +166,7 @@ async fn adjust(
 
 async fn audit(State(state): State<AppState>) -> Response {
     let guard = match state
-        .kv
+        .locks
         .acquire(AUDIT_LOCK, Duration::from_secs(10), Duration::from_secs(5))
         .await
     {

@@ -4,7 +4,8 @@ use ha_replicate::replica::ClientError;
 
 use crate::command::{FencingToken, LeaseId, Limit, SessionId};
 
-/// Why a [`LockClient`](super::LockClient) call failed. Each variant says whether anything
+/// Why a call on a [`Kv`](super::Kv), [`Leases`](super::Leases) or [`Locks`](super::Locks)
+/// handle (or a guard, lease or watch made by one) failed. Each variant says whether anything
 /// changed in the cluster and what the caller can do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -45,7 +46,7 @@ pub enum LockError {
     },
     /// The lock is held by another session and the caller did not want to wait: nothing
     /// changed (and the lease granted for the attempt was revoked). Retry later or wait with
-    /// [`acquire`](super::LockClient::acquire).
+    /// [`acquire`](super::Locks::acquire).
     #[error("lock {name:?} is held by session {holder}")]
     Busy {
         /// The lock.
@@ -80,7 +81,7 @@ pub enum LockError {
     },
     /// A release named a token that is not the current holder's, or did not present the
     /// holder key the lock was granted with (see
-    /// [`acquire_with_holder`](super::LockClient::acquire_with_holder)): nothing changed. With
+    /// [`acquire_with_holder`](super::Locks::acquire_with_holder)): nothing changed. With
     /// the right key, the lock was already lost (its lease ended) and may now belong to
     /// someone else.
     #[error("token {token} with the holder key given (if any) does not hold lock {name:?}")]
@@ -125,23 +126,9 @@ pub enum LockError {
     },
     /// Replication failed; [`ClientError::fate`] says whether the write may have happened
     /// (`NoQuorum`, `NotLeader`, `Busy`: not applied; `Timeout`, `LeadershipLost`: unknown)
-    /// and the variant's doc what to do.
+    /// and the variant's doc what to do. An answer of the wrong kind from the lock table (a
+    /// client and a cluster of different versions, or a bug) is
+    /// [`ClientError::ResponseUndecodable`]: a write was applied, what it did is not known.
     #[error(transparent)]
     Replication(#[from] ClientError),
-    /// The cluster answered something this client does not expect (a version mismatch between
-    /// client and cluster, or a bug). The outcome is unknown; report it.
-    #[error("unexpected answer from the lock table: {detail}")]
-    UnexpectedResponse {
-        /// What came back.
-        detail: String,
-    },
-}
-
-impl LockError {
-    /// An [`UnexpectedResponse`](Self::UnexpectedResponse) describing `what`.
-    pub(crate) fn unexpected(what: impl std::fmt::Debug) -> Self {
-        LockError::UnexpectedResponse {
-            detail: format!("{what:?}"),
-        }
-    }
 }

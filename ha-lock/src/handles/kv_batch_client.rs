@@ -1,20 +1,21 @@
-//! The client's multi-key KV calls: transactions, prefix deletes and ranges of any size,
+//! The KV handle's multi-key calls: transactions, prefix deletes and ranges of any size,
 //! read page by page.
 
 use ha_core::{Consistency, StateMachine};
 
 use super::error::LockError;
-use super::lock_client::LockClient;
-use crate::command::{KeyValue, LockCommand, LockQuery, LockQueryResponse, LockResponse};
+use super::kv::Kv;
+use super::table_answer::{DeletePrefixAnswer, TxnAnswer};
+use crate::command::{KeyValue, LockCommand, LockQuery};
 use crate::kv_txn::{DELETE_PREFIX_KEYS_MAX, KvPage, Txn, TxnOutcome};
 use crate::lock_table::{KEYS_MAX, QUERY_RESULTS_MAX};
 
-impl<H: StateMachine> LockClient<H> {
+impl<H: StateMachine> Kv<H> {
     /// Apply `txn` atomically (QUORUM): compare its keys' versions, then apply its success or
     /// its failure branch. Returns which ran and the version every written key now has.
     ///
     /// ```no_run
-    /// # async fn example(kv: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+    /// # async fn example(kv: ha_lock::Kv<()>) -> Result<(), ha_lock::LockError> {
     /// use ha_lock::{Txn, VersionCmp};
     /// // Move a job from the queue to a worker, only if nobody took it first.
     /// let queued = kv.get("/queue/42", ha_core::Consistency::Strong).await?.expect("queued");
@@ -41,14 +42,11 @@ impl<H: StateMachine> LockClient<H> {
     /// # Cancel safety
     /// Not cancel safe: if dropped, the transaction may or may not happen.
     pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, LockError> {
-        match self.command(txn.into_command()).await? {
-            LockResponse::Txn { succeeded, version } => Ok(TxnOutcome { succeeded, version }),
-            LockResponse::Invalid { reason } => Err(LockError::Invalid { reason }),
-            LockResponse::LeaseNotFound { lease } => Err(LockError::LeaseLost { lease }),
-            LockResponse::LimitReached { limit, max } => {
-                Err(LockError::LimitReached { limit, max })
-            }
-            other => Err(LockError::unexpected(other)),
+        match self.core.command::<TxnAnswer>(txn.into_command()).await? {
+            TxnAnswer::Txn { succeeded, version } => Ok(TxnOutcome { succeeded, version }),
+            TxnAnswer::Invalid { reason } => Err(LockError::Invalid { reason }),
+            TxnAnswer::LeaseNotFound { lease } => Err(LockError::LeaseLost { lease }),
+            TxnAnswer::LimitReached { limit, max } => Err(LockError::LimitReached { limit, max }),
         }
     }
 
@@ -72,15 +70,16 @@ impl<H: StateMachine> LockClient<H> {
             let command = LockCommand::DeletePrefix {
                 prefix: prefix.to_string(),
             };
-            match self.command(command).await? {
-                LockResponse::DeletedPrefix { deleted: now, more } => {
+            match self.core.command::<DeletePrefixAnswer>(command).await? {
+                DeletePrefixAnswer::DeletedPrefix { deleted: now, more } => {
                     deleted = deleted.saturating_add(now);
                     if !more {
                         return Ok(deleted);
                     }
                 }
-                LockResponse::Invalid { reason } => return Err(LockError::Invalid { reason }),
-                other => return Err(LockError::unexpected(other)),
+                DeletePrefixAnswer::Invalid { reason } => {
+                    return Err(LockError::Invalid { reason });
+                }
             }
         }
         Ok(deleted)
@@ -107,10 +106,7 @@ impl<H: StateMachine> LockClient<H> {
             start_after: start_after.map(str::to_string),
             limit: limit.min(QUERY_RESULTS_MAX),
         };
-        match self.query(query, consistency).await? {
-            LockQueryResponse::Page(page) => Ok(page),
-            other => Err(LockError::unexpected(other)),
-        }
+        self.core.query(query, consistency).await
     }
 
     /// Every key starting with `prefix`, read page by page (QUORUM reads of

@@ -3,8 +3,8 @@
 use ha_core::{Consistency, StateMachine};
 
 use super::error::LockError;
+use super::kv::Kv;
 use super::leadership::election_key;
-use super::lock_client::LockClient;
 use super::watch::Watch;
 use crate::command::KeyValue;
 
@@ -15,8 +15,8 @@ use crate::command::KeyValue;
 /// reports the latest holder. For every change in order, use [`changes`](Self::changes).
 ///
 /// ```no_run
-/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
-/// let mut observer = client.observe("scheduler").await?;
+/// # async fn example(locks: ha_lock::Locks<()>) -> Result<(), ha_lock::LockError> {
+/// let mut observer = locks.observe("scheduler").await?;
 /// loop {
 ///     match observer.current() {
 ///         Some(leader) => println!("scheduler: {}", String::from_utf8_lossy(&leader.value)),
@@ -27,18 +27,19 @@ use crate::command::KeyValue;
 /// # }
 /// ```
 pub struct LeaderObserver<H: StateMachine> {
-    client: LockClient<H>,
+    /// The session's keys, where the holder is published.
+    kv: Kv<H>,
     name: String,
     key: String,
     current: Option<KeyValue>,
 }
 
 impl<H: StateMachine> LeaderObserver<H> {
-    pub(crate) async fn start(client: LockClient<H>, name: &str) -> Result<Self, LockError> {
+    pub(crate) async fn start(kv: Kv<H>, name: &str) -> Result<Self, LockError> {
         let key = election_key(name);
-        let current = client.get(&key, Consistency::Quorum).await?;
+        let current = kv.get(&key, Consistency::Quorum).await?;
         Ok(Self {
-            client,
+            kv,
             name: name.to_string(),
             key,
             current,
@@ -65,12 +66,12 @@ impl<H: StateMachine> LeaderObserver<H> {
     /// Cancel safe: [`current`](Self::current) changes only when a change is returned.
     pub async fn changed(&mut self) -> Result<Option<KeyValue>, LockError> {
         loop {
-            let latest = self.client.get(&self.key, Consistency::Quorum).await?;
+            let latest = self.kv.get(&self.key, Consistency::Quorum).await?;
             if latest != self.current {
                 self.current.clone_from(&latest);
                 return Ok(latest);
             }
-            tokio::time::sleep(self.client.settings().watch_poll_interval).await;
+            tokio::time::sleep(self.kv.settings().watch_poll_interval).await;
         }
     }
 
@@ -78,6 +79,6 @@ impl<H: StateMachine> LeaderObserver<H> {
     /// replica). With nobody leading now, from the start of the kept change log.
     pub fn changes(&self) -> Watch<H> {
         let after_version = self.current.as_ref().map_or(0, |current| current.version);
-        self.client.watch_key(self.key.clone(), after_version)
+        self.kv.watch_key(self.key.clone(), after_version)
     }
 }

@@ -7,8 +7,8 @@ use ha_core::StateMachine;
 
 use super::error::LockError;
 use super::lease_status::LeaseLoss;
-use super::lock_client::LockClient;
 use super::lock_guard::LockGuard;
+use super::locks::Locks;
 use crate::command::{FencingToken, LeaseId};
 
 /// Where the holder of leadership `name` publishes its value.
@@ -31,9 +31,9 @@ pub fn election_key(name: &str) -> String {
 /// [`is_valid`](Self::is_valid), and pass [`token`](Self::token) to what it writes.
 ///
 /// ```no_run
-/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+/// # async fn example(locks: ha_lock::Locks<()>) -> Result<(), ha_lock::LockError> {
 /// use std::time::Duration;
-/// let leadership = client
+/// let leadership = locks
 ///     .campaign("scheduler", "node-1", Duration::from_secs(2), Duration::from_secs(3600))
 ///     .await?;
 /// tokio::select! {
@@ -51,15 +51,17 @@ pub struct Leadership<H: StateMachine> {
 
 impl<H: StateMachine> Leadership<H> {
     pub(crate) async fn campaign(
-        client: &LockClient<H>,
+        locks: &Locks<H>,
         name: String,
         value: Vec<u8>,
         ttl: Duration,
         wait_timeout: Duration,
     ) -> Result<Self, LockError> {
-        let guard = client.acquire(name, ttl, wait_timeout).await?;
+        let guard = locks.acquire(name, ttl, wait_timeout).await?;
         let key = election_key(guard.name());
-        match client
+        match locks
+            .core
+            .kv()
             .put_with_lease(key, value.clone(), guard.lease_id())
             .await
         {

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::error::LockError;
 use super::lease_status::{LeaseLoss, LeaseStatus, lost};
-use super::lock_client::LockClient;
-use crate::command::{LeaseId, LockResponse};
+use super::session_core::SessionCore;
+use super::table_answer::RenewAnswer;
+use crate::command::LeaseId;
 use crate::lease_renewal::LeaseRenewal;
 
 /// The lease's own monotonic clock in milliseconds, whose zero is the instant its grant was
@@ -55,10 +56,10 @@ impl LeaseClock {
 /// would.
 ///
 /// ```no_run
-/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+/// # async fn example(session: ha_lock::Session<()>) -> Result<(), ha_lock::LockError> {
 /// use std::time::Duration;
-/// let lease = client.grant(Duration::from_secs(2)).await?;
-/// client.put_with_lease("/workers/w1", "busy", lease.id()).await?;
+/// let lease = session.leases().grant(Duration::from_secs(2)).await?;
+/// session.kv().put_with_lease("/workers/w1", "busy", lease.id()).await?;
 /// tokio::select! {
 ///     loss = lease.lost() => eprintln!("lease lost ({loss:?}); the key is gone or going"),
 ///     () = tokio::time::sleep(Duration::from_secs(10)) => {}
@@ -69,7 +70,8 @@ impl LeaseClock {
 pub struct Lease<H: StateMachine> {
     id: LeaseId,
     ttl: Duration,
-    client: LockClient<H>,
+    /// The session that owns the lease.
+    core: Arc<SessionCore<H>>,
     status: Arc<watch::Sender<LeaseStatus>>,
     /// `None` once revoked or abandoned: nothing left to stop on drop.
     keep_alive: Option<JoinHandle<()>>,
@@ -78,7 +80,7 @@ pub struct Lease<H: StateMachine> {
 impl<H: StateMachine> Lease<H> {
     /// Start renewing lease `id`, granted by a request sent at `sent_at`.
     pub(crate) fn start(
-        client: LockClient<H>,
+        core: Arc<SessionCore<H>>,
         id: LeaseId,
         ttl: Duration,
         sent_at: Instant,
@@ -87,7 +89,7 @@ impl<H: StateMachine> Lease<H> {
         let renewal = LeaseRenewal::granted(ttl, Millis::ZERO);
         let status = Arc::new(watch::Sender::new(clock.status(&renewal)));
         let keep_alive = tokio::spawn(keep_alive(
-            client.clone(),
+            Arc::clone(&core),
             id,
             clock,
             renewal,
@@ -96,7 +98,7 @@ impl<H: StateMachine> Lease<H> {
         Self {
             id,
             ttl,
-            client,
+            core,
             status,
             keep_alive: Some(keep_alive),
         }
@@ -155,7 +157,7 @@ impl<H: StateMachine> Lease<H> {
     /// have been applied; the lease then expires after its TTL.
     pub async fn revoke(mut self) -> Result<(), LockError> {
         self.stop(LeaseLoss::Revoked);
-        self.client.revoke_lease(self.id).await.map(|_| ())
+        self.core.leases().revoke_lease(self.id).await.map(|_| ())
     }
 
     /// Stop renewing without revoking, as a holder that crashed would: the leader expires the
@@ -189,10 +191,10 @@ impl<H: StateMachine> Drop for Lease<H> {
         // Revoking frees the lease's locks at once instead of after its TTL; without a runtime
         // (dropped outside tokio) the leader's expiry does it later.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let client = self.client.clone();
+            let leases = self.core.leases();
             let id = self.id;
             runtime.spawn(async move {
-                if let Err(error) = client.revoke_lease(id).await {
+                if let Err(error) = leases.revoke_lease(id).await {
                     tracing::debug!(lease = id.0, %error, "revoke of a dropped lease failed; it will expire");
                 }
             });
@@ -202,7 +204,7 @@ impl<H: StateMachine> Drop for Lease<H> {
 
 /// Renew `lease` when `renewal` says, until aborted or the lease is lost.
 async fn keep_alive<H: StateMachine>(
-    client: LockClient<H>,
+    core: Arc<SessionCore<H>>,
     lease: LeaseId,
     clock: LeaseClock,
     mut renewal: LeaseRenewal,
@@ -217,17 +219,13 @@ async fn keep_alive<H: StateMachine>(
             break LeaseLoss::DeadlinePassed;
         };
         let safe_deadline = clock.instant(renewal.safe_deadline());
-        let answer =
-            tokio::time::timeout_at(safe_deadline.into(), client.renew(lease, budget)).await;
+        let answer = tokio::time::timeout_at(safe_deadline.into(), core.renew(lease, budget)).await;
         match answer {
-            Ok(Ok(LockResponse::LeaseRenewed { .. })) => {
+            Ok(Ok(RenewAnswer::LeaseRenewed {})) => {
                 renewal.on_renewed(sent_at);
                 status.send_replace(clock.status(&renewal));
             }
-            Ok(Ok(LockResponse::LeaseNotFound { .. })) => break LeaseLoss::Ended,
-            Ok(Ok(other)) => {
-                break LeaseLoss::RenewalFailed(format!("unexpected answer {other:?}"));
-            }
+            Ok(Ok(RenewAnswer::LeaseNotFound {})) => break LeaseLoss::Ended,
             // The client retries retryable errors itself until its deadline, which is the
             // safe deadline: a timeout means the deadline passed.
             Err(_) | Ok(Err(LockError::Replication(ClientError::Timeout))) => {

@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use ha_core::{Clock, Consistency, MonotonicClock, StateMachine};
-use ha_replicate::driver::{ReplicaClient, ReplicaNode, RoleView};
+use ha_replicate::driver::{ReplicaNode, RoleView};
 use ha_replicate::engine::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::command::{LockQuery, LockQueryResponse, LockResponse};
+use super::table_session::TableSession;
+use crate::command::{LeaseState, LockQuery, LockResponse};
 use crate::lease_expiry::{
     EXPIRY_PROPOSAL_TIMEOUT, LEASE_TICK_INTERVAL_DEFAULT, LeaseExpiryTracker,
 };
-use crate::with_locks::{Command, Query, QueryResponse, Response, WithLocks};
+use crate::with_locks::WithLocks;
 
 /// How long the local read of the leases may take.
 const LEASES_READ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -48,7 +49,11 @@ impl LeaseKeeper {
         node: &ReplicaNode<WithLocks<H>>,
         tick_interval: Duration,
     ) -> Self {
-        let task = tokio::spawn(run(node.client(), node.watch_role(), tick_interval));
+        let task = tokio::spawn(run(
+            TableSession::new(node.client()),
+            node.watch_role(),
+            tick_interval,
+        ));
         Self { task }
     }
 
@@ -65,7 +70,7 @@ impl Drop for LeaseKeeper {
 }
 
 async fn run<H: StateMachine>(
-    client: ReplicaClient<WithLocks<H>>,
+    client: TableSession<H>,
     roles: watch::Receiver<RoleView>,
     tick_interval: Duration,
 ) {
@@ -82,18 +87,15 @@ async fn run<H: StateMachine>(
             continue;
         };
         let leases = match client
-            .read(
-                Query::Lock(LockQuery::Leases),
+            .read::<Vec<LeaseState>>(
+                LockQuery::Leases,
                 Consistency::Eventual,
                 LEASES_READ_TIMEOUT,
             )
             .await
         {
-            Ok(QueryResponse::Lock(LockQueryResponse::Leases(leases))) => leases,
-            Ok(other) => {
-                tracing::warn!(?other, "unexpected answer to the leases query");
-                continue;
-            }
+            Ok(leases) => leases,
+            // An answer of another kind is an error here too (ResponseUndecodable).
             Err(error) => {
                 tracing::warn!(%error, "reading the leases failed");
                 continue;
@@ -107,20 +109,17 @@ async fn run<H: StateMachine>(
                 // Not leading any more: the next tick forgets, and the new leader decides.
                 break;
             }
+            // Any answer is logged: an expiry that lost a race with a renewal is no error.
             match client
-                .write(
-                    Command::Lock(expiry.clone()),
-                    Consistency::Quorum,
-                    EXPIRY_PROPOSAL_TIMEOUT,
-                )
+                .write::<LockResponse>(expiry.clone(), Consistency::Quorum, EXPIRY_PROPOSAL_TIMEOUT)
                 .await
             {
-                Ok(written) => match written.response {
-                    Some(Response::Lock(LockResponse::LeaseEnded {
+                Ok((_, answer)) => match answer {
+                    Some(LockResponse::LeaseEnded {
                         lease,
                         released_locks,
                         deleted_keys,
-                    })) => tracing::info!(
+                    }) => tracing::info!(
                         lease = lease.0,
                         ?released_locks,
                         deleted_keys,

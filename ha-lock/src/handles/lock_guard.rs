@@ -1,6 +1,7 @@
 //! A held lock: its fencing token, its safe deadline, and its release.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ha_core::StateMachine;
@@ -9,7 +10,7 @@ use tokio::sync::watch;
 use super::error::LockError;
 use super::lease::Lease;
 use super::lease_status::{LeaseLoss, LeaseStatus, lost};
-use super::lock_client::LockClient;
+use super::session_core::SessionCore;
 use crate::command::{FencingToken, HolderKey, LeaseId};
 
 /// A lock held by this session, under a lease that is renewed in the background while the
@@ -27,9 +28,9 @@ use crate::command::{FencingToken, HolderKey, LeaseId};
 /// effort; otherwise the lease expires after its TTL and releases it).
 ///
 /// ```no_run
-/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
+/// # async fn example(locks: ha_lock::Locks<()>) -> Result<(), ha_lock::LockError> {
 /// use std::time::Duration;
-/// let guard = client.acquire("reports", Duration::from_secs(2), Duration::from_secs(10)).await?;
+/// let guard = locks.acquire("reports", Duration::from_secs(2), Duration::from_secs(10)).await?;
 /// tokio::select! {
 ///     loss = guard.lost() => eprintln!("lock lost ({loss:?}); stop at once"),
 ///     () = async { /* the work, passing guard.token() to every write */ } => {}
@@ -38,7 +39,8 @@ use crate::command::{FencingToken, HolderKey, LeaseId};
 /// # Ok(()) }
 /// ```
 pub struct LockGuard<H: StateMachine> {
-    client: LockClient<H>,
+    /// The session that holds the lock.
+    core: Arc<SessionCore<H>>,
     name: String,
     token: FencingToken,
     lease_id: LeaseId,
@@ -53,7 +55,7 @@ pub struct LockGuard<H: StateMachine> {
 
 impl<H: StateMachine> LockGuard<H> {
     pub(crate) fn new(
-        client: LockClient<H>,
+        core: Arc<SessionCore<H>>,
         name: String,
         token: FencingToken,
         lease_id: LeaseId,
@@ -62,7 +64,7 @@ impl<H: StateMachine> LockGuard<H> {
         holder_key: Option<HolderKey>,
     ) -> Self {
         Self {
-            client,
+            core,
             name,
             token,
             lease_id,
@@ -135,7 +137,7 @@ impl<H: StateMachine> LockGuard<H> {
             Some(lease) => {
                 let lease_id = lease.stop_for_release();
                 release_ending_lease(
-                    &self.client,
+                    &self.core,
                     &self.name,
                     self.token,
                     self.holder_key.as_ref(),
@@ -144,7 +146,8 @@ impl<H: StateMachine> LockGuard<H> {
                 .await
             }
             None => {
-                self.client
+                self.core
+                    .locks()
                     .release_lock(&self.name, self.token, self.holder_key.as_ref())
                     .await
             }
@@ -152,7 +155,7 @@ impl<H: StateMachine> LockGuard<H> {
     }
 
     /// Let go of the guard without releasing the lock: the lock stays held by its token until
-    /// someone calls [`LockClient::release`] with it, or until the lease ends. An owned lease
+    /// someone calls [`Locks::release`](super::Locks::release) with it, or until the lease ends. An owned lease
     /// stops renewing and expires after its TTL (a caller-given lease is left as it is).
     /// Returns the fencing token and the lease id. The admin HTTP API hands locks to its
     /// clients this way: an HTTP client cannot renew, so its lock lasts at most one TTL.
@@ -171,7 +174,8 @@ impl<H: StateMachine> LockGuard<H> {
         match self.lease.take() {
             Some(lease) => lease.revoke().await,
             None => {
-                self.client
+                self.core
+                    .locks()
                     .release_lock(&self.name, self.token, self.holder_key.as_ref())
                     .await
             }
@@ -189,7 +193,7 @@ impl<H: StateMachine> Drop for LockGuard<H> {
             // No runtime to release on: the lease (dropped here) stops renewing and expires.
             return;
         };
-        let client = self.client.clone();
+        let core = Arc::clone(&self.core);
         let name = std::mem::take(&mut self.name);
         let token = self.token;
         let holder_key = self.holder_key;
@@ -197,9 +201,13 @@ impl<H: StateMachine> Drop for LockGuard<H> {
         runtime.spawn(async move {
             let released = match lease_id {
                 Some(lease_id) => {
-                    release_ending_lease(&client, &name, token, holder_key.as_ref(), lease_id).await
+                    release_ending_lease(&core, &name, token, holder_key.as_ref(), lease_id).await
                 }
-                None => client.release_lock(&name, token, holder_key.as_ref()).await,
+                None => {
+                    core.locks()
+                        .release_lock(&name, token, holder_key.as_ref())
+                        .await
+                }
             };
             if let Err(error) = released {
                 tracing::debug!(name, token = token.0, %error, "release of a dropped guard failed");
@@ -213,16 +221,19 @@ impl<H: StateMachine> Drop for LockGuard<H> {
 /// error), so the lease never outlives the guard by more than its TTL. Returns the release's
 /// error, else the revoke's.
 async fn release_ending_lease<H: StateMachine>(
-    client: &LockClient<H>,
+    core: &Arc<SessionCore<H>>,
     name: &str,
     token: FencingToken,
     holder_key: Option<&HolderKey>,
     lease: LeaseId,
 ) -> Result<(), LockError> {
-    let released = client.release_ending_lease(name, token, holder_key).await;
+    let released = core
+        .locks()
+        .release_ending_lease(name, token, holder_key)
+        .await;
     if released.is_ok() {
         return Ok(());
     }
-    let revoked = client.revoke_lease(lease).await.map(|_| ());
+    let revoked = core.leases().revoke_lease(lease).await.map(|_| ());
     released.and(revoked)
 }

@@ -1,6 +1,7 @@
 //! A resumable stream of changes to keys under a prefix.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -8,8 +9,9 @@ use ha_core::{Consistency, StateMachine};
 use tokio::sync::watch;
 
 use super::error::LockError;
-use super::lock_client::LockClient;
-use crate::command::{Change, LockQuery, LockQueryResponse};
+use super::session_core::SessionCore;
+use super::table_answer::ChangesAnswer;
+use crate::command::{Change, LockQuery};
 
 /// Most changes fetched by one poll.
 const CHANGES_PER_POLL_MAX: usize = 1_000;
@@ -20,10 +22,11 @@ const CHANGES_PER_POLL_MAX: usize = 1_000;
 const SIGNALLED_REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Changes to keys starting with a prefix, in version order, from the local replica's change
-/// log. A client given the replica's [`ChangeFeed`](crate::ChangeFeed)
-/// ([`LockClient::with_change_feed`]; the `ha` facade's clients have it) is woken as the
+/// log. A session given the replica's [`ChangeFeed`](crate::ChangeFeed)
+/// ([`Session::with_change_feed`](super::Session::with_change_feed); the `ha` facade's
+/// sessions have it) is woken as the
 /// replica applies each change; otherwise the log is polled every
-/// [`watch_poll_interval`](super::LockClientSettings::watch_poll_interval).
+/// [`watch_poll_interval`](super::SessionSettings::watch_poll_interval).
 /// [`into_stream`](Self::into_stream) makes it a [`Stream`].
 ///
 /// Every change after the starting version is delivered once, in order, even across a
@@ -39,14 +42,14 @@ const SIGNALLED_REREAD_AFTER: Duration = Duration::from_secs(1);
 /// but never shows changes out of order.
 ///
 /// ```no_run
-/// # async fn example(client: ha_lock::LockClient<()>) -> Result<(), ha_lock::LockError> {
-/// let mut watch = client.watch("/config/", 0);
+/// # async fn example(kv: ha_lock::Kv<()>) -> Result<(), ha_lock::LockError> {
+/// let mut watch = kv.watch("/config/", 0);
 /// loop {
 ///     match watch.next().await {
 ///         Ok(change) => println!("{} -> {:?} at {}", change.key, change.value, change.version),
 ///         Err(ha_lock::LockError::Compacted { oldest_available }) => {
-///             let _current = client.range("/config/").await?; // re-read, then resume
-///             watch = client.watch("/config/", oldest_available);
+///             let _current = kv.range("/config/").await?; // re-read, then resume
+///             watch = kv.watch("/config/", oldest_available);
 ///         }
 ///         Err(error) => return Err(error),
 ///     }
@@ -54,7 +57,8 @@ const SIGNALLED_REREAD_AFTER: Duration = Duration::from_secs(1);
 /// # }
 /// ```
 pub struct Watch<H: StateMachine> {
-    client: LockClient<H>,
+    /// The session reading the change log.
+    core: Arc<SessionCore<H>>,
     prefix: String,
     /// Only this key, when set (a prefix also matches longer keys).
     exact_key: Option<String>,
@@ -68,10 +72,10 @@ pub struct Watch<H: StateMachine> {
 }
 
 impl<H: StateMachine> Watch<H> {
-    pub(crate) fn new(client: LockClient<H>, prefix: String, after_version: u64) -> Self {
+    pub(crate) fn new(core: Arc<SessionCore<H>>, prefix: String, after_version: u64) -> Self {
         Self {
-            signal: client.change_signal(),
-            client,
+            signal: core.change_signal(),
+            core,
             prefix,
             exact_key: None,
             last_version: after_version,
@@ -81,8 +85,8 @@ impl<H: StateMachine> Watch<H> {
     }
 
     /// Changes to `key` only.
-    pub(crate) fn for_key(client: LockClient<H>, key: String, after_version: u64) -> Self {
-        let mut watch = Self::new(client, key.clone(), after_version);
+    pub(crate) fn for_key(core: Arc<SessionCore<H>>, key: String, after_version: u64) -> Self {
+        let mut watch = Self::new(core, key.clone(), after_version);
         watch.exact_key = Some(key);
         watch
     }
@@ -137,7 +141,7 @@ impl<H: StateMachine> Watch<H> {
 
     /// Until the replica signals a change (or, without a signal, one poll interval).
     async fn wait_for_a_change(&mut self) {
-        let poll_interval = self.client.settings().watch_poll_interval;
+        let poll_interval = self.core.settings().watch_poll_interval;
         match &mut self.signal {
             Some(signal) => {
                 let reread_after = SIGNALLED_REREAD_AFTER.max(poll_interval);
@@ -159,9 +163,9 @@ impl<H: StateMachine> Watch<H> {
     /// version it names); after another error it carries on from where it was.
     ///
     /// ```no_run
-    /// # async fn example(client: ha_lock::LockClient<()>) {
+    /// # async fn example(kv: ha_lock::Kv<()>) {
     /// use futures_util::StreamExt;
-    /// let mut changes = std::pin::pin!(client.watch("/config/", 0).into_stream());
+    /// let mut changes = std::pin::pin!(kv.watch("/config/", 0).into_stream());
     /// while let Some(Ok(change)) = changes.next().await {
     ///     println!("{} changed at {}", change.key, change.version);
     /// }
@@ -186,8 +190,12 @@ impl<H: StateMachine> Watch<H> {
             after_version: self.fetched_through,
             limit: CHANGES_PER_POLL_MAX,
         };
-        match self.client.query(query, Consistency::Eventual).await? {
-            LockQueryResponse::Changes(changes) => {
+        match self
+            .core
+            .query::<ChangesAnswer>(query, Consistency::Eventual)
+            .await?
+        {
+            ChangesAnswer::Changes(changes) => {
                 // Several changes can share a version (one command's), so compare with
                 // where this answer starts, not with the previous change.
                 let after = self.fetched_through;
@@ -203,10 +211,9 @@ impl<H: StateMachine> Watch<H> {
                 }
                 Ok(())
             }
-            LockQueryResponse::Compacted { oldest_available } => {
+            ChangesAnswer::Compacted { oldest_available } => {
                 Err(LockError::Compacted { oldest_available })
             }
-            other => Err(LockError::unexpected(other)),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ha_core::{NodeId, Priority};
-use ha_lock::{ChangeFeed, LeaseKeeper, LockClient, WithLocks};
+use ha_lock::{ChangeFeed, LeaseKeeper, Session, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
@@ -104,14 +104,15 @@ impl Cluster {
         self.nodes[index].as_ref().expect("the node runs")
     }
 
-    /// A lock client with fresh sessions on node `index`.
-    pub fn client(&self, index: usize) -> LockClient<()> {
-        LockClient::from_node(self.node(index))
+    /// A fresh lock-table session on node `index` (its `kv()`, `leases()` and `locks()`
+    /// handles share it).
+    pub fn client(&self, index: usize) -> Session<()> {
+        Session::from_node(self.node(index))
     }
 
-    /// A lock client on node `index` whose watches are woken by the node's change signal
+    /// A session on node `index` whose watches are woken by the node's change signal
     /// instead of polling.
-    pub fn signalled_client(&self, index: usize) -> LockClient<()> {
+    pub fn signalled_client(&self, index: usize) -> Session<()> {
         self.client(index)
             .with_change_feed(self.feeds[index].clone())
     }

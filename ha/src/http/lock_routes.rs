@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ha_core::StateMachine;
 use ha_lock::{
-    FencingToken, HOLDER_KEY_BYTES, HolderKey, LEASE_TTL_MIN, LeaseId, LockClient, new_holder_key,
+    FencingToken, HOLDER_KEY_BYTES, HolderKey, LEASE_TTL_MIN, LeaseId, Session, new_holder_key,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,8 @@ pub(crate) async fn acquire<S: StateMachine>(
     // A node cut off from the majority answers 503 `no_quorum` at once (fail_fast), so the
     // HTTP client can try another node; the lease is not renewed over HTTP anyway.
     let replica = &node.shared.replica;
-    let client = LockClient::with_renewal_client(replica.client().fail_fast(), replica.client());
+    let client =
+        Session::with_renewal_client(replica.client().fail_fast(), replica.client()).locks();
     let ttl = Duration::from_millis(ttl_ms);
     let holder_key = new_holder_key();
     let guard = if wait_ms == 0 {
@@ -169,7 +170,7 @@ pub(crate) async fn release<S: StateMachine>(
             .ok_or_else(|| holder_refused(&name, "the one given is not 32 hex digits"))?,
     };
     let node = state.data_node()?;
-    let client = node.http_kv_client().await;
+    let client = node.http_locks();
     // One write releases the lock and ends the lease its acquire granted for it (an HTTP
     // lease exists for its lock alone: no route binds keys or other locks to it), so the lease
     // does not linger, counting against `LEASES_MAX`, until its TTL runs out.

@@ -754,7 +754,7 @@ impl LockWorkload {
         let Some(lease) = client.lease.clone() else {
             let lock_session = SessionId(sim.rng().random());
             if sim.rng().random_bool(self.options.lock_cycle_fraction) {
-                // A lease and a lock in one write, as `LockClient::acquire` takes them.
+                // A lease and a lock in one write, as `Locks::acquire` takes them.
                 let name = format!("lock{}", sim.rng().random_range(0..self.options.lock_names));
                 let key = acquires_with_holder(client_index)
                     .then(|| cycle_holder_key(client_index, lock_session));

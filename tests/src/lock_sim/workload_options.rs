@@ -68,7 +68,7 @@ pub struct LockWorkloadOptions {
     pub revoke_fraction: f64,
     /// Fraction of lock operations of a client without a lease that take the lease and the
     /// lock in one write (`GrantAndAcquire`) and later end both with the release
-    /// (`ReleaseAndRevoke`), as `LockClient` does (issue 17); the others grant a lease first,
+    /// (`ReleaseAndRevoke`), as the `Locks` handle does (issue 17); the others grant a lease first,
     /// then acquire under it as long as it lives.
     pub lock_cycle_fraction: f64,
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ha::{Config, LockClient, Node, NodeId};
+use ha::{Config, Kv, Node, NodeId};
 use ha_bench::peers::{PortPicker, ProcessGuard};
 
 use super::load::PutWorker;
@@ -241,9 +241,9 @@ impl NativeCluster {
     }
 }
 
-/// ha's native Rust client: a [`LockClient`] session on the node in this process, writing at
+/// ha's native Rust client: a [`Kv`] handle on a session of its own on the node in this process, writing at
 /// QUORUM (the same level as `PUT /v1/kv`).
-pub struct NativeWorker(LockClient<()>);
+pub struct NativeWorker(Kv<()>);
 
 impl PutWorker for NativeWorker {
     async fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {

@@ -51,7 +51,7 @@ impl Results {
             etcd,
             etcd_not_measured,
             notes: vec![
-                "ha: the service's own code path. The leader (n1, priority 30) runs inside the benchmark process (`ha::Node`, built with `Node::builder`, WAL on disk with fsync per group commit, default timing from `Config::full_ha`); each client is its own `node.kv()` session (`LockClient::put` at QUORUM, the same write as `PUT /v1/kv`), so a write crosses no client connection: it goes straight to the leader's replication loop, then over loopback TCP to the two followers (this same executable in follower mode, separate processes)".to_string(),
+                "ha: the service's own code path. The leader (n1, priority 30) runs inside the benchmark process (`ha::Node`, built with `Node::builder`, WAL on disk with fsync per group commit, default timing from `Config::full_ha`); each client is its own `node.kv()` session (`Kv::put` at QUORUM, the same write as `PUT /v1/kv`), so a write crosses no client connection: it goes straight to the leader's replication loop, then over loopback TCP to the two followers (this same executable in follower mode, separate processes)".to_string(),
                 "etcd: the same load generator calls etcd's gRPC `KV.Put` on the leader through the `etcd-client` crate (tonic), one client and so one HTTP/2 connection per worker; 3 members, fsync on, default timing".to_string(),
                 "the difference between the two paths is the point of embedding: ha's client is in-process, etcd's always crosses a loopback gRPC connection; the HTTP comparison above has a client connection on both sides".to_string(),
                 "unlike the HTTP runs, ha's nodes here run no journal worker".to_string(),
