@@ -234,11 +234,11 @@ mod tests {
     use ha_core::NodeId;
 
     fn identity(port: u16, incarnation: u64) -> GossipIdentity {
-        GossipIdentity {
-            node_id: NodeId::new(format!("n{port}")).unwrap(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        GossipIdentity::new(
+            NodeId::new(format!("n{port}")).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port)),
             incarnation,
-        }
+        )
     }
 
     #[test]

@@ -96,7 +96,11 @@ impl GossipNode {
         let socket = UdpSocket::bind(bind_addr).await?;
         let local_addr = socket.local_addr()?;
         if settings.identity.addr.port() == 0 {
-            settings.identity.addr = local_addr;
+            settings.identity = GossipIdentity::new(
+                settings.identity.node_id.clone(),
+                local_addr,
+                settings.identity.incarnation,
+            );
         }
         let seed = rand::random::<u64>();
         let shared_state = SharedState::open(
@@ -352,7 +356,7 @@ impl Runner {
                             // state packets in this loop awaits, and a subscriber that reads
                             // `members()` after an event must see it already.
                             changed = true;
-                            self.view.write().members = self.core.members().cloned().collect();
+                            self.view.write().members = self.core.members().collect();
                         }
                         // No subscriber is fine: the view below still changes.
                         let _ = self.events.send(event);
@@ -381,7 +385,7 @@ impl Runner {
         }
         let mut view = self.view.write();
         if changed {
-            view.members = self.core.members().cloned().collect();
+            view.members = self.core.members().collect();
         }
         view.identity = self.core.identity().clone();
         view.metadata = self.core.metadata().clone();

@@ -75,6 +75,14 @@ impl Invalidates for MetadataKey {
     fn invalidates(&self, other: &Self) -> bool {
         self.addr == other.addr && self.version >= other.version
     }
+
+    /// Only announcements about the same address can replace each other: foca compares a new
+    /// one with those of its address only, not the whole backlog (a 1,000-member join holds
+    /// about 1,000 announcements in every member's backlog).
+    fn bucket(&self) -> Option<u64> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        Some(BuildHasherDefault::<foca::BucketHasher>::default().hash_one(self.addr))
+    }
 }
 
 /// State shared between the broadcast handler (owned by foca) and the gossip core.

@@ -42,11 +42,11 @@ impl GossipSettings {
     /// node at the same address (the driver uses wall-clock milliseconds at start).
     pub fn from_config(config: &Config, incarnation: u64, metadata: NodeMetadata) -> Self {
         Self {
-            identity: GossipIdentity {
-                node_id: config.node_id.clone(),
-                addr: config.advertised_addr(),
+            identity: GossipIdentity::new(
+                config.node_id.clone(),
+                config.advertised_addr(),
                 incarnation,
-            },
+            ),
             cluster_name: config.cluster.name.clone(),
             cluster_keys: config.security.cluster_keys.clone(),
             seeds: config.seeds.clone(),

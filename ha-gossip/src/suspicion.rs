@@ -351,11 +351,11 @@ mod tests {
     use ha_core::NodeId;
 
     fn identity(port: u16) -> GossipIdentity {
-        GossipIdentity {
-            node_id: NodeId::new(format!("n{port}")).unwrap(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            incarnation: 1,
-        }
+        GossipIdentity::new(
+            NodeId::new(format!("n{port}")).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            1,
+        )
     }
 
     fn down_timer(port: u16, incarnation: Incarnation) -> Timer<GossipIdentity> {

@@ -483,11 +483,11 @@ fn forged_metadata_from_ever_new_addresses_is_bounded() {
     let forge = |network: &mut Network, number: u32| {
         let [a, b, c, d] = number.to_be_bytes();
         let forged_addr = SocketAddr::from(([10, a, b, c], 1000 + u16::from(d)));
-        let identity = GossipIdentity {
-            node_id: NodeId::new(format!("forged-{number}")).expect("valid id"),
-            addr: forged_addr,
-            incarnation: 1,
-        };
+        let identity = GossipIdentity::new(
+            NodeId::new(format!("forged-{number}")).expect("valid id"),
+            forged_addr,
+            1,
+        );
         let announcement =
             MetadataAnnouncement::new(&identity, NodeMetadata::new(Priority(1), forged_addr));
         let packet = envelope.wrap(

@@ -288,11 +288,11 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
             metadata.health = ha_core::HealthStatus::Healthy;
             let gossip = GossipCore::new(
                 GossipSettings {
-                    identity: GossipIdentity {
-                        node_id: id.clone(),
-                        addr: context.addr,
-                        incarnation: incarnation_at(context.now),
-                    },
+                    identity: GossipIdentity::new(
+                        id.clone(),
+                        context.addr,
+                        incarnation_at(context.now),
+                    ),
                     cluster_name: String::from("sim"),
                     cluster_keys: Vec::new(),
                     seeds: seeds.clone(),

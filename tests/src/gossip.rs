@@ -94,11 +94,11 @@ pub fn incarnation_at(now: Millis) -> u64 {
 pub fn gossip_settings(context: &StartContext, options: &GossipClusterOptions) -> GossipSettings {
     let seeds = (0..options.seed_node_count).map(node_addr).collect();
     GossipSettings {
-        identity: GossipIdentity {
-            node_id: gossip_node_id(context.node),
-            addr: context.addr,
-            incarnation: incarnation_at(context.now),
-        },
+        identity: GossipIdentity::new(
+            gossip_node_id(context.node),
+            context.addr,
+            incarnation_at(context.now),
+        ),
         cluster_name: String::from("sim"),
         cluster_keys: options.cluster_keys.clone(),
         seeds,
@@ -154,7 +154,7 @@ pub fn gossip_cluster(seed: u64, options: &GossipClusterOptions) -> Simulator<Go
 }
 
 /// Whether every node in `live` is running and sees every other node in `live` as a reachable
-/// member with its current incarnation (through [`GossipCore::members`]).
+/// member with its current incarnation (through [`GossipCore::member_identities`]).
 pub fn all_see_each_other(sim: &Simulator<GossipCore>, live: &[usize]) -> bool {
     let mut expected: BTreeMap<SocketAddr, u64> = BTreeMap::new();
     for &node in live {
@@ -172,10 +172,9 @@ pub fn all_see_each_other(sim: &Simulator<GossipCore>, live: &[usize]) -> bool {
     cheap_check
         && live.iter().all(|&node| {
             sim.actor(node).is_some_and(|core| {
-                core.members()
-                    .filter(|member| {
-                        member.reachable
-                            && expected.get(&member.gossip_addr) == Some(&member.incarnation)
+                core.member_identities()
+                    .filter(|(identity, reachable)| {
+                        *reachable && expected.get(&identity.addr) == Some(&identity.incarnation)
                     })
                     .count()
                     == others
@@ -188,7 +187,7 @@ pub fn view_of(
     sim: &Simulator<GossipCore>,
     observer: usize,
     addr: SocketAddr,
-) -> Option<&MemberInfo> {
+) -> Option<MemberInfo> {
     sim.actor(observer).and_then(|core| core.member(&addr))
 }
 

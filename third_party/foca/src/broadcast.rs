@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use bytes::BufMut;
+use hashbrown::HashTable;
 
 /// A type capable of decoding a (associated) broadcast from a buffer
 /// and deciding whether to keep disseminating it for other members
@@ -96,6 +97,17 @@ pub trait Invalidates {
     /// keep `item` and discard `other` from its dissemination
     /// backlog.
     fn invalidates(&self, other: &Self) -> bool;
+
+    /// An optional hash that partitions items: when `a.invalidates(&b)`,
+    /// `a.bucket() == b.bucket()` must hold.
+    ///
+    /// ha patch: with a bucket, adding an item compares it only against the
+    /// backlog items of its bucket instead of the whole backlog (upstream's
+    /// `retain` made a join of N members O(N^2) per member). `None`, the
+    /// default, puts every item in one bucket: upstream's behaviour.
+    fn bucket(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Invalidates for &[u8] {
@@ -104,9 +116,29 @@ impl Invalidates for &[u8] {
     }
 }
 
+/// The bucket of items without one (see [`Invalidates::bucket`]). A real bucket may collide
+/// with it: that only costs comparisons, `invalidates` still decides.
+const UNBUCKETED: u64 = 0;
+
+/// Most entries in a row that may fail to fit the buffer before `fill` stops looking.
+///
+/// ha patch: upstream popped the whole backlog whenever the buffer's room was smaller than
+/// every entry (O(backlog log backlog) per message); entries of one kind have similar sizes,
+/// so a few misfits in a row mean the buffer is as full as it gets.
+const FILL_MISFITS_MAX: usize = 16;
+
+/// The dissemination backlog: items with their serialized data, sent most-remaining
+/// transmissions first.
+///
+/// ha patch: upstream kept whole entries in the heap and removed invalidated ones with
+/// `retain` over the heap. Here the heap holds only `(remaining_tx, len, bucket, id)`; the
+/// live entries sit in a table hashed by bucket, and a heap node whose entry is gone
+/// (invalidated) is dropped when popped. Transmission order and counts are unchanged.
 pub(crate) struct Broadcasts<V> {
-    flip: alloc::collections::BinaryHeap<Entry<V>>,
-    flop: alloc::collections::BinaryHeap<Entry<V>>,
+    flip: alloc::collections::BinaryHeap<Node>,
+    flop: alloc::collections::BinaryHeap<Node>,
+    entries: HashTable<Entry<V>>,
+    next_id: u64,
 }
 
 impl<T> Broadcasts<T>
@@ -117,52 +149,114 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            entries: HashTable::new(),
+            next_id: 0,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.flip.len()
+        self.entries.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.flip.is_empty()
+        self.entries.is_empty()
     }
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        self.flip.retain(|node| !item.invalidates(&node.item));
-        self.flip.push(Entry {
+        let bucket = item.bucket().unwrap_or(UNBUCKETED);
+        let invalidated: Vec<u64> = self
+            .entries
+            .iter_hash(bucket)
+            .filter(|entry| entry.bucket == bucket && item.invalidates(&entry.item))
+            .map(|entry| entry.id)
+            .collect();
+        for id in invalidated {
+            self.remove(bucket, id);
+        }
+        // Invalidated entries leave stale nodes in the heap; drop them once they outnumber
+        // the live ones, so the heap stays within twice the backlog.
+        if self.flip.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.flip
+                .retain(|node| entries.find(node.bucket, |e| e.id == node.id).is_some());
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.flip.push(Node {
             remaining_tx: max_tx,
-            item,
-            data,
+            len: data.len(),
+            bucket,
+            id,
         });
+        self.entries.insert_unique(
+            bucket,
+            Entry {
+                id,
+                bucket,
+                data,
+                item,
+            },
+            |entry| entry.bucket,
+        );
     }
 
-    pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
-        if self.flip.is_empty() {
+    fn remove(&mut self, bucket: u64, id: u64) {
+        if let Ok(entry) = self.entries.find_entry(bucket, |entry| entry.id == id) {
+            entry.remove();
+        }
+    }
+
+    pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_inner(buffer, max_items, false)
+    }
+
+    pub(crate) fn fill_with_len_prefix(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_inner(buffer, max_items, true)
+    }
+
+    fn fill_inner(&mut self, mut buffer: impl BufMut, max_items: usize, prefix: bool) -> usize {
+        if self.entries.is_empty() {
+            // Only stale nodes can be left.
+            self.flip.clear();
             return 0;
         }
         debug_assert!(self.flop.is_empty());
 
         let mut num_taken = 0;
         let mut remaining = max_items;
+        let mut misfits = 0;
+        let overhead = if prefix { 2 } else { 0 };
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        while buffer.has_remaining_mut() && remaining > 0 && misfits < FILL_MISFITS_MAX {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
             debug_assert!(node.remaining_tx > 0);
+            let Some(entry) = self.entries.find(node.bucket, |entry| entry.id == node.id) else {
+                // Invalidated since it was added.
+                continue;
+            };
 
-            if buffer.remaining_mut() >= node.data.len() {
+            if buffer.remaining_mut() >= entry.data.len() + overhead {
                 num_taken += 1;
                 remaining -= 1;
+                misfits = 0;
 
-                buffer.put_slice(&node.data);
+                if prefix {
+                    debug_assert!(u16::try_from(entry.data.len()).is_ok());
+                    buffer.put_u16(entry.data.len() as u16);
+                }
+                buffer.put_slice(&entry.data);
                 node.remaining_tx -= 1;
+            } else {
+                misfits += 1;
             }
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                self.remove(node.bucket, node.id);
             }
         }
 
@@ -170,75 +264,70 @@ where
 
         num_taken
     }
+}
 
-    pub(crate) fn fill_with_len_prefix(
-        &mut self,
-        mut buffer: impl BufMut,
-        max_items: usize,
-    ) -> usize {
-        if self.flip.is_empty() {
-            return 0;
-        }
-        debug_assert!(self.flop.is_empty());
-
-        let mut num_taken = 0;
-        let mut remaining = max_items;
-
-        while buffer.has_remaining_mut() && remaining > 0 {
-            let Some(mut node) = self.flip.pop() else {
-                break;
-            };
-            debug_assert!(node.remaining_tx > 0);
-
-            if buffer.remaining_mut() >= node.data.len() + 2 {
-                num_taken += 1;
-                remaining -= 1;
-
-                debug_assert!(u16::try_from(node.data.len()).is_ok());
-                buffer.put_u16(node.data.len() as u16);
-                buffer.put_slice(&node.data);
-                node.remaining_tx -= 1;
-            }
-
-            if node.remaining_tx > 0 {
-                self.flop.push(node);
-            }
-        }
-
-        self.flip.append(&mut self.flop);
-
-        num_taken
-    }
+/// A backlog entry's place in the send order.
+#[derive(Debug, Clone)]
+struct Node {
+    remaining_tx: usize,
+    // ignored for eq/ord (like `id` and `bucket`). sorting is unstable
+    len: usize,
+    bucket: u64,
+    id: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Entry<T> {
-    remaining_tx: usize,
+    id: u64,
+    bucket: u64,
     // XXX could be Bytes, or keep a pool in parent
     data: Vec<u8>,
-    // ignored for eq/ord. sorting is unstable
     item: T,
 }
 
-impl<T> PartialEq for Entry<T> {
+impl PartialEq for Node {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
     }
 }
 
-impl<T> Eq for Entry<T> {}
+impl Eq for Node {}
 
-impl<T> PartialOrd for Entry<T> {
+impl PartialOrd for Node {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Entry<T> {
+impl Ord for Node {
     fn cmp(&self, other: &Self) -> Ordering {
         self.remaining_tx
             .cmp(&other.remaining_tx)
-            .then_with(|| self.data.len().cmp(&other.data.len()))
+            .then_with(|| self.len.cmp(&other.len))
+    }
+}
+
+/// A stable 64-bit FNV-1a hasher, for [`Invalidates::bucket`] implementations: buckets
+/// must not depend on a per-process random seed if a backlog's order is to be reproducible.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketHasher(u64);
+
+impl Default for BucketHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl core::hash::Hasher for BucketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 

@@ -34,7 +34,11 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     /// an example of one)
     ///
     /// It's a good idea to have this type as lean as possible
-    type Addr: PartialEq;
+    ///
+    /// ha patch: `Hash` is required so the member list and the update
+    /// backlog can be indexed by address (O(1) updates instead of a
+    /// linear search); it must agree with `PartialEq`.
+    type Addr: PartialEq + core::hash::Hash;
 
     /// Opt-in on auto-rejoining by providing a new identity.
     ///

@@ -145,7 +145,7 @@ use crate::{
 };
 
 pub use crate::{
-    broadcast::{BroadcastHandler, Invalidates},
+    broadcast::{BroadcastHandler, BucketHasher, Invalidates},
     codec::Codec,
     config::{Config, PeriodicParams},
     error::Error,
@@ -1696,11 +1696,18 @@ impl<T> BroadcastHandler<T> for NoCustomBroadcast {
 
 struct Addr<T>(T);
 
-impl<T: PartialEq> Invalidates for Addr<T> {
+impl<T: PartialEq + core::hash::Hash> Invalidates for Addr<T> {
     // State is managed externally (via Members), so invalidation
     // is a trivial replace-if-same-key
     fn invalidates(&self, other: &Self) -> bool {
         self.0 == other.0
+    }
+
+    // ha patch: equal addresses hash alike, so the backlog compares
+    // an update only with updates about the same address.
+    fn bucket(&self) -> Option<u64> {
+        use core::hash::{BuildHasher, BuildHasherDefault};
+        Some(BuildHasherDefault::<BucketHasher>::default().hash_one(&self.0))
     }
 }
 

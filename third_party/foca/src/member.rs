@@ -4,6 +4,9 @@
 extern crate alloc;
 use alloc::vec::Vec;
 
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use rand::{
     RngExt,
     prelude::{IteratorRandom, SliceRandom},
@@ -133,11 +136,26 @@ impl<T> Member<T> {
     }
 }
 
+/// The member list: a `Vec` (foca's probe order: walked round-robin, shuffled after each
+/// full walk) plus an index from address to slot.
+///
+/// ha patch: upstream searched the `Vec` linearly on every update, which made a join of N
+/// members O(N^2) per member. `index` holds each member's slot, hashed by its address, so
+/// `apply`, `is_active` and `remove_if_down` are O(1); the `Vec` and its order, the shuffle
+/// and the random placement of new members are unchanged.
 pub(crate) struct Members<T> {
     pub(crate) inner: Vec<Member<T>>,
+    // Slots into `inner`, one per member, hashed by `addr()`. Only looked up, never
+    // iterated, so its (randomly seeded) hasher cannot change foca's behaviour.
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
     cursor: usize,
     num_active: usize,
 }
+
+/// Below this many members, `choose_members` scans the whole list (upstream's reservoir
+/// sampling, exactly); from it on, it first tries random slots (see there).
+const SAMPLE_BY_PROBING_MIN: usize = 64;
 
 #[cfg(test)]
 impl<T> Members<T> {
@@ -160,11 +178,70 @@ where
         //     inner is always empty outside of tests
         let num_active = inner.iter().filter(|member| member.is_active()).count();
 
-        Self {
+        let mut members = Self {
             cursor: 0,
             num_active,
             inner,
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        };
+        members.rebuild_index();
+        members
+    }
+
+    fn hash_addr(hasher: &DefaultHashBuilder, addr: &T::Addr) -> u64 {
+        hasher.hash_one(addr)
+    }
+
+    fn rebuild_index(&mut self) {
+        let Self {
+            inner,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.clear();
+        index.reserve(inner.len(), |&slot| {
+            Self::hash_addr(hasher, &inner[slot].id.addr())
+        });
+        for (slot, member) in inner.iter().enumerate() {
+            let hash = Self::hash_addr(hasher, &member.id.addr());
+            index.insert_unique(hash, slot, |&other| {
+                Self::hash_addr(hasher, &inner[other].id.addr())
+            });
         }
+    }
+
+    /// The slot of the member at `addr`.
+    fn position(&self, addr: &T::Addr) -> Option<usize> {
+        let hash = Self::hash_addr(&self.hasher, addr);
+        self.index
+            .find(hash, |&slot| self.inner[slot].id.addr() == *addr)
+            .copied()
+    }
+
+    /// The index entry of the member at `addr` says `from`; make it say `to`. `from` must be
+    /// the only entry holding that slot.
+    fn move_slot(&mut self, addr: &T::Addr, from: usize, to: usize) {
+        let hash = Self::hash_addr(&self.hasher, addr);
+        if let Some(slot) = self.index.find_mut(hash, |&slot| slot == from) {
+            *slot = to;
+        } else {
+            debug_assert!(false, "member index lost a slot");
+        }
+    }
+
+    /// Swap two slots of `inner`, keeping the index in step.
+    fn swap(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        let (addr_a, addr_b) = (self.inner[a].id.addr(), self.inner[b].id.addr());
+        // Through a slot no member has, so no two entries ever hold the same slot.
+        self.move_slot(&addr_a, a, usize::MAX);
+        self.move_slot(&addr_b, b, a);
+        self.move_slot(&addr_a, usize::MAX, b);
+        self.inner.swap(a, b);
     }
 
     // Next member that's considered active
@@ -173,6 +250,8 @@ where
         // Round-robin with a shuffle at the end
         if self.cursor >= self.inner.len() {
             self.inner.shuffle(&mut rng);
+            // Once per walk of the whole list: O(1) per probe.
+            self.rebuild_index();
             self.cursor = 0;
         }
 
@@ -219,6 +298,29 @@ where
     ) where
         F: Fn(&Member<T>) -> bool,
     {
+        // ha patch: upstream always scanned every member (reservoir sampling below), which
+        // is O(N) per gossip round and probe. With many members and few wanted, draw random
+        // slots instead and keep the eligible ones not yet chosen: each pick is uniform over
+        // the eligible members left, as with the reservoir. When too few eligible members
+        // turn up in a bounded number of draws (most are down, or `picker` refuses most),
+        // fall back to the scan.
+        let start = output.len();
+        let len = self.inner.len();
+        if len >= SAMPLE_BY_PROBING_MIN && wanted.saturating_mul(4) <= len {
+            let mut draws = wanted.saturating_mul(8).saturating_add(16);
+            while output.len() - start < wanted && draws > 0 {
+                draws -= 1;
+                let member = &self.inner[rng.random_range(0..len)];
+                if picker(member) && !output[start..].iter().any(|chosen| chosen.id == member.id) {
+                    output.push(member.clone());
+                }
+            }
+            if output.len() - start == wanted {
+                return;
+            }
+            output.truncate(start);
+        }
+
         // Basic reservoir sampling
         let mut num_chosen = 0;
         let mut num_seen = 0;
@@ -235,7 +337,7 @@ where
             } else {
                 let replace_at = rng.random_range(0..num_seen);
                 if replace_at < wanted {
-                    output[replace_at] = member.clone();
+                    output[start + replace_at] = member.clone();
                 }
             }
         }
@@ -265,12 +367,21 @@ where
     }
 
     pub(crate) fn remove_if_down(&mut self, id: &T) -> Option<Member<T>> {
-        let position = self
-            .inner
-            .iter()
-            .position(|member| &member.id == id && member.state == State::Down);
+        let addr = id.addr();
+        let pos = self
+            .position(&addr)
+            .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
 
-        position.map(|pos| self.inner.swap_remove(pos))
+        let hash = Self::hash_addr(&self.hasher, &addr);
+        if let Ok(entry) = self.index.find_entry(hash, |&slot| slot == pos) {
+            entry.remove();
+        }
+        let last = self.inner.len() - 1;
+        if pos != last {
+            let moved = self.inner[last].id.addr();
+            self.move_slot(&moved, last, pos);
+        }
+        Some(self.inner.swap_remove(pos))
     }
 
     pub(crate) fn iter_active(&self) -> impl Iterator<Item = &Member<T>> {
@@ -278,37 +389,46 @@ where
     }
 
     pub(crate) fn is_active(&self, id: &T) -> bool {
-        self.inner
-            .iter()
-            .any(|member| &member.id == id && member.is_active())
+        self.position(&id.addr()).is_some_and(|pos| {
+            let member = &self.inner[pos];
+            &member.id == id && member.is_active()
+        })
     }
 
     pub(crate) fn apply_existing_if<F: Fn(&Member<T>) -> bool>(
         &mut self,
-        mut update: Member<T>,
+        update: Member<T>,
         condition: F,
     ) -> Option<ApplySummary<T>> {
-        if let Some(known_member) = self
-            .inner
-            .iter_mut()
-            .find(|member| member.id.addr() == update.id().addr())
+        let pos = self.position(&update.id().addr())?;
+        Some(self.apply_at(pos, update, condition))
+    }
+
+    /// `apply_existing_if` for the member in slot `pos`.
+    fn apply_at<F: Fn(&Member<T>) -> bool>(
+        &mut self,
+        pos: usize,
+        mut update: Member<T>,
+        condition: F,
+    ) -> ApplySummary<T> {
         {
+            let known_member = &mut self.inner[pos];
             let id_conflict = known_member.id != update.id;
 
             // If the update wins the conflict, the full member
             // state is replaced (it's essentially a rejoin)
             // If it doesn't, it gets discarded
             if id_conflict && known_member.id.win_addr_conflict(&update.id) {
-                return Some(ApplySummary {
+                return ApplySummary {
                     is_active_now: known_member.is_active(),
                     apply_successful: false,
                     changed_active_set: false,
                     conflict: ConflictResult::Lost,
-                });
+                };
             }
 
             if !condition(known_member) {
-                return Some(ApplySummary {
+                return ApplySummary {
                     is_active_now: known_member.is_active(),
                     apply_successful: false,
                     changed_active_set: false,
@@ -317,7 +437,7 @@ where
                     } else {
                         ConflictResult::NoConflict
                     },
-                });
+                };
             }
             let was_active = known_member.is_active();
 
@@ -345,45 +465,57 @@ where
                 }
             }
 
-            Some(ApplySummary {
+            ApplySummary {
                 is_active_now,
                 apply_successful,
                 changed_active_set,
                 conflict,
-            })
-        } else {
-            None
+            }
         }
     }
 
     pub(crate) fn apply(&mut self, update: Member<T>, mut rng: impl RngExt) -> ApplySummary<T> {
-        self.apply_existing_if(update.clone(), |_member| true)
-            .unwrap_or_else(|| {
-                // Unknown member, we'll register it
-                let is_active_now = update.is_active();
+        // ha patch: look the address up first instead of cloning every update for
+        // `apply_existing_if` (an identity clone can allocate).
+        if let Some(pos) = self.position(&update.id.addr()) {
+            return self.apply_at(pos, update, |_member| true);
+        }
+        {
+            // Unknown member, we'll register it
+            let is_active_now = update.is_active();
 
-                // Insert at the end and swap with a random position.
-                self.inner.push(update);
-                let inserted_at = self.inner.len() - 1;
+            // Insert at the end and swap with a random position.
+            let hash = Self::hash_addr(&self.hasher, &update.id.addr());
+            self.inner.push(update);
+            let inserted_at = self.inner.len() - 1;
+            let Self {
+                inner,
+                index,
+                hasher,
+                ..
+            } = self;
+            index.insert_unique(hash, inserted_at, |&slot| {
+                Self::hash_addr(hasher, &inner[slot].id.addr())
+            });
 
-                let swap_idx = (0..self.inner.len())
-                    .choose(&mut rng)
-                    .unwrap_or(inserted_at);
+            let swap_idx = (0..self.inner.len())
+                .choose(&mut rng)
+                .unwrap_or(inserted_at);
 
-                self.inner.swap(swap_idx, inserted_at);
+            self.swap(swap_idx, inserted_at);
 
-                if is_active_now {
-                    self.num_active = self.num_active.saturating_add(1);
-                }
+            if is_active_now {
+                self.num_active = self.num_active.saturating_add(1);
+            }
 
-                ApplySummary {
-                    is_active_now,
-                    apply_successful: true,
-                    // Registering a new active member changes the active set
-                    changed_active_set: is_active_now,
-                    conflict: ConflictResult::NoConflict,
-                }
-            })
+            ApplySummary {
+                is_active_now,
+                apply_successful: true,
+                // Registering a new active member changes the active set
+                changed_active_set: is_active_now,
+                conflict: ConflictResult::NoConflict,
+            }
+        }
     }
 }
 
@@ -802,6 +934,83 @@ mod tests {
         assert_eq!(2, out.len());
         assert!(out.iter().any(|m| m.id == Id("7")));
         assert!(out.iter().any(|m| m.id == Id("6")));
+    }
+
+    /// ha patch: every member is found at its slot through the index, and only there.
+    fn assert_indexed(members: &Members<crate::testing::ID>) {
+        for (slot, member) in members.inner.iter().enumerate() {
+            assert_eq!(
+                Some(slot),
+                members.position(&member.id.addr()),
+                "{member:?}"
+            );
+        }
+        assert_eq!(members.inner.len(), members.index.len());
+    }
+
+    #[test]
+    fn index_follows_inserts_shuffles_and_removals() {
+        use crate::testing::ID;
+        let mut members = Members::new(Vec::new());
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        for round in 0..2_000u32 {
+            let id = ID::new((round % 200) as u8);
+            match rng.random_range(0..4) {
+                0 => {
+                    let _ = members.apply(Member::alive(id), &mut rng);
+                }
+                1 => {
+                    let _ = members.apply(Member::down(id), &mut rng);
+                }
+                2 => {
+                    let _ = members.remove_if_down(&id);
+                }
+                _ => {
+                    let _ = members.next(&mut rng);
+                }
+            }
+            assert_indexed(&members);
+            let active = members.inner.iter().filter(|m| m.is_active()).count();
+            assert_eq!(active, members.num_active(), "round {round}");
+            for member in &members.inner {
+                assert_eq!(member.is_active(), members.is_active(&member.id));
+            }
+        }
+        assert!(members.len() > 50, "the run kept some members");
+    }
+
+    #[test]
+    fn choose_from_many_members_is_distinct_and_filtered() {
+        let ids: Vec<crate::testing::ID> = (0..=255u8).map(crate::testing::ID::new).collect();
+        let mut all = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            // Every fourth member is down.
+            all.push(if n % 4 == 0 {
+                Member::down(*id)
+            } else {
+                Member::alive(*id)
+            });
+        }
+        let members = Members::new(all);
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        let mut seen = alloc::collections::BTreeSet::new();
+        for _round in 0..500 {
+            let mut out = Vec::new();
+            members.choose_active_members(3, &mut out, &mut rng, |id| *id != ids[1]);
+            assert_eq!(3, out.len());
+            for (n, member) in out.iter().enumerate() {
+                assert!(member.is_active());
+                assert_ne!(member.id, ids[1], "the picker refused it");
+                assert!(!out[..n].iter().any(|other| other.id == member.id));
+                seen.insert(member.id.addr());
+            }
+        }
+        // Random: 1,500 picks among 191 eligible members reach nearly all of them.
+        assert!(seen.len() > 180, "{} distinct members chosen", seen.len());
+        // Fewer eligible than wanted: the scan returns all of them.
+        let mut out = Vec::new();
+        members.choose_active_members(10, &mut out, &mut rng, |id| id.addr() < 8);
+        assert_eq!(6, out.len(), "{out:?}");
     }
 
     #[test]
