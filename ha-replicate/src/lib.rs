@@ -52,6 +52,15 @@
 //!
 //! See `docs/ARCHITECTURE.md` (section "ha-replicate") for the rules each part keeps.
 //!
+//! ## The `test-support` feature
+//!
+//! For tests only, not a supported API: it makes the sans-IO engine public (`engine::Engine`,
+//! `EngineStart`, `Progress`, `ReplicationState`, `ReplicaCore::engine`) so that the
+//! workspace's simulators (the `ha-tests` crate) and this crate's engine tests can feed it
+//! inputs one by one and check invariants on its state, and adds `test_support` (a counter
+//! state machine, a loopback cluster of real nodes). Without it a host drives the engine only
+//! through [`replica::ReplicaCore`] and [`driver::ReplicaNode`].
+//!
 //! ## Example
 //!
 //! A one-node cluster on loopback with an in-memory store and a counter as the state machine:
@@ -135,6 +144,8 @@ pub mod raft_log;
 pub mod replica;
 pub mod snapshot_meta;
 pub mod storage;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod tls;
 pub mod trace_context;
 pub mod transport;

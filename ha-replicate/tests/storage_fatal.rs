@@ -4,97 +4,33 @@
 //! a forwarded reply) and to a local write; the node keeps the store's own error for its host.
 //! The real driver, three nodes over TCP on 127.0.0.1, in-memory stores with an injected fault.
 
-mod counter_support;
+use std::time::Duration;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-use counter_support::Counter;
-use ha_core::{Consistency, NodeId};
-use ha_replicate::driver::{NodeSettings, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ClientError, ReplicaSettings, SyncPolicy, WriteFate};
-use ha_replicate::storage::StorageError;
-use ha_replicate::storage::StorageFailure;
+use ha_core::Consistency;
+use ha_replicate::driver::ReplicaNode;
+use ha_replicate::replica::{ClientError, WriteFate};
 use ha_replicate::storage::memory::{CORRUPT_FAULT_PATH, DiskFault, MemoryDisk, MemoryStore};
-use ha_replicate::transport::TransportSettings;
+use ha_replicate::storage::{StorageError, StorageFailure};
+use ha_replicate::test_support::Counter;
+use ha_replicate::test_support::loopback_cluster::{introduce, leader_of, loopback_settings};
 
 /// How long to wait for a leader, at most.
 const WAIT: Duration = Duration::from_secs(20);
 /// Each write's deadline.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index}")).expect("valid id")
-}
-
-async fn start(index: usize, disk: &MemoryDisk) -> ReplicaNode<Counter> {
-    let replica = ReplicaSettings {
-        engine: EngineSettings::for_test(id(index)),
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
-    };
-    let settings = NodeSettings {
-        replica,
-        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().expect("ip"), "test"),
-        peers: BTreeMap::new(),
-        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
-    };
-    ReplicaNode::start(
-        settings,
-        Counter::default(),
-        MemoryStore::open(disk.clone()),
-    )
-    .await
-    .expect("start")
-}
-
-/// The index of the one leader every node knows, polled every 10 ms for at most [`WAIT`].
-async fn leader_of(nodes: &[ReplicaNode<Counter>]) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leaders: Vec<usize> = (0..nodes.len())
-            .filter(|index| nodes[*index].is_leader())
-            .collect();
-        if let [leader] = leaders[..]
-            && nodes
-                .iter()
-                .all(|node| node.role().leader.as_ref() == Some(nodes[leader].node_id()))
-        {
-            return leader;
-        }
-        assert!(Instant::now() < deadline, "no single known leader");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_store_answers_fatal_with_its_kind_and_path_locally_and_through_a_forward() {
     let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::new()).collect();
     let mut nodes = Vec::new();
     for (index, disk) in disks.iter().enumerate() {
-        nodes.push(start(index + 1, disk).await);
+        let settings = loopback_settings(index + 1, 3);
+        let store = MemoryStore::open(disk.clone());
+        let node = ReplicaNode::start(settings, Counter::default(), store).await;
+        nodes.push(node.expect("starts"));
     }
-    let addrs: Vec<(NodeId, SocketAddr)> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in &nodes {
-        for (peer, addr) in &addrs {
-            node.set_peer(peer.clone(), Some(*addr), None)
-                .await
-                .expect("running");
-        }
-    }
-    let leader = leader_of(&nodes).await;
+    introduce(&nodes).await;
+    let leader = leader_of(&nodes, WAIT).await;
     let follower = (leader + 1) % 3;
     let forwarding = nodes[follower].client();
     forwarding

@@ -335,8 +335,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         Ok(core)
     }
 
-    /// The consensus engine (role, term, progress, ...).
+    /// The consensus engine (role, term, progress, ...): public with the `test-support`
+    /// feature only, for the simulators' invariant checks.
+    #[cfg(feature = "test-support")]
     pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The consensus engine (role, term, progress, ...), for the driver.
+    #[cfg(not(feature = "test-support"))]
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
