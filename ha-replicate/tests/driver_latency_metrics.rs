@@ -5,21 +5,14 @@
 //! round trip; a leadership transfer in every node's leader-change counter and failover
 //! histogram. Every wait polls with a deadline.
 
-mod counter_support;
-
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use counter_support::Counter;
-use ha_core::{Consistency, NodeId};
-use ha_replicate::driver::{NodeSettings, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_core::Consistency;
+use ha_replicate::driver::ReplicaNode;
 use ha_replicate::storage::wal::{WalOptions, WalStore};
-use ha_replicate::transport::TransportSettings;
+use ha_replicate::test_support::Counter;
+use ha_replicate::test_support::loopback_cluster::{introduce, leader_of, loopback_settings};
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,30 +20,9 @@ const WRITES: u64 = 20;
 const FORWARDED: u64 = 10;
 const READS: u64 = 5;
 
-fn id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index}")).expect("valid id")
-}
-
 async fn start(index: usize, dir: &Path) -> ReplicaNode<Counter> {
-    let replica = ReplicaSettings {
-        engine: EngineSettings::for_test(id(index)),
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
-    };
-    let settings = NodeSettings {
-        replica,
-        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().expect("ip"), "test"),
-        peers: BTreeMap::new(),
-        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
-    };
     let store = WalStore::open(dir, WalOptions::default()).expect("open the WAL");
-    ReplicaNode::start(settings, Counter::default(), store)
+    ReplicaNode::start(loopback_settings(index, 3), Counter::default(), store)
         .await
         .expect("start")
 }
@@ -64,23 +36,6 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-async fn leader_of(nodes: &[ReplicaNode<Counter>]) -> usize {
-    let mut found = None;
-    wait_until("a single leader that every node knows", || {
-        let leaders: Vec<usize> = (0..nodes.len())
-            .filter(|index| nodes[*index].is_leader())
-            .collect();
-        let known = leaders.len() == 1
-            && nodes
-                .iter()
-                .all(|node| node.role().leader.as_ref() == Some(nodes[leaders[0]].node_id()));
-        found = known.then(|| leaders[0]);
-        known
-    })
-    .await;
-    found.expect("found")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
@@ -88,18 +43,8 @@ async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did
     for (index, dir) in dirs.iter().enumerate() {
         nodes.push(start(index + 1, dir.path()).await);
     }
-    let addrs: Vec<(NodeId, SocketAddr)> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in &nodes {
-        for (peer, addr) in &addrs {
-            node.set_peer(peer.clone(), Some(*addr), None)
-                .await
-                .expect("running");
-        }
-    }
-    let leader = leader_of(&nodes).await;
+    introduce(&nodes).await;
+    let leader = leader_of(&nodes, WAIT).await;
     let follower = (leader + 1) % 3;
     // The first leader a node learns after starting is not a change.
     for node in &nodes {

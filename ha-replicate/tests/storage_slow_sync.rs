@@ -7,29 +7,22 @@
 //! All three nodes share one current-thread runtime: a sync run on the event loop would
 //! stop every node for 2 s, and their election timers would fire when it ends.
 
-mod counter_support;
-
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use counter_support::Counter;
-use ha_core::{Consistency, LogIndex, NodeId, Term};
-use ha_replicate::driver::{NodeSettings, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
+use ha_core::{Consistency, LogIndex, Term};
+use ha_replicate::driver::ReplicaNode;
 use ha_replicate::entry::Entry;
 use ha_replicate::hard_state::HardState;
-use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
 use ha_replicate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::storage::{
     IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot,
 };
-use ha_replicate::transport::TransportSettings;
+use ha_replicate::test_support::Counter;
+use ha_replicate::test_support::loopback_cluster::{introduce, leader_of, loopback_settings};
 
 /// How long one armed sync stalls.
 const STALL: Duration = Duration::from_secs(2);
@@ -132,30 +125,9 @@ impl LogStore for SlowSyncStore {
     }
 }
 
-fn id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index}")).unwrap()
-}
-
 async fn start(index: usize, dir: &Path, disk: SlowDisk) -> ReplicaNode<Counter> {
-    let mut engine = EngineSettings::for_test(id(index));
-    engine.priority = ha_core::Priority(1);
-    let replica = ReplicaSettings {
-        engine,
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
-    };
-    let settings = NodeSettings {
-        replica,
-        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
-        peers: BTreeMap::new(),
-        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
-    };
+    let mut settings = loopback_settings(index, 3);
+    settings.replica.engine.priority = ha_core::Priority(1);
     let store = SlowSyncStore {
         inner: WalStore::open(dir, WalOptions::default()).unwrap(),
         disk,
@@ -163,34 +135,6 @@ async fn start(index: usize, dir: &Path, disk: SlowDisk) -> ReplicaNode<Counter>
     ReplicaNode::start(settings, Counter::default(), store)
         .await
         .unwrap()
-}
-
-async fn introduce(nodes: &[ReplicaNode<Counter>]) {
-    let addrs: Vec<(NodeId, SocketAddr)> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in nodes {
-        for (peer, addr) in &addrs {
-            node.set_peer(peer.clone(), Some(*addr), None)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-async fn wait_for_leader(nodes: &[ReplicaNode<Counter>]) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leaders: Vec<usize> = (0..nodes.len())
-            .filter(|index| nodes[*index].is_leader())
-            .collect();
-        if leaders.len() == 1 {
-            return leaders[0];
-        }
-        assert!(Instant::now() < deadline, "no single leader: {leaders:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Elections started on all nodes together, and the highest term any node is in.
@@ -260,7 +204,7 @@ async fn a_two_second_fsync_stall_on_the_leader_or_a_follower_causes_no_election
         nodes.push(start(index + 1, dir.path(), disks[index].clone()).await);
     }
     introduce(&nodes).await;
-    let leader = wait_for_leader(&nodes).await;
+    let leader = leader_of(&nodes, WAIT).await;
     // A first write: every node's log and term are on disk before the stalls.
     nodes[leader]
         .client()

@@ -11,11 +11,8 @@
 //! after it replay, retries of old writes stay duplicates, and new-format commands apply on
 //! top.
 
-mod counter_support;
-
 use std::path::{Path, PathBuf};
 
-use counter_support::Counter;
 use ha_core::{LogIndex, Millis, NodeId, Term, codec};
 use ha_replicate::engine::{EngineSettings, Message};
 use ha_replicate::entry::{Entry, Payload};
@@ -24,6 +21,7 @@ use ha_replicate::replica::{
     SNAPSHOT_LOG_BYTES_DEFAULT, SessionCommand, SyncPolicy,
 };
 use ha_replicate::storage::wal::{WalOptions, WalStore};
+use ha_replicate::test_support::Counter;
 
 /// The last index in the fixture's log, and the total its commands add up to (the duplicate
 /// and the stale write not counted).

@@ -3,7 +3,7 @@
 //! `DELETE /v1/members/<id>`) and `bot members` call these.
 //!
 //! Any node can be asked: a follower forwards the change to the leader like a write, and the
-//! leader decides ([`Engine::request_member_change`](ha_replicate::engine::Engine::request_member_change)
+//! leader decides (`Engine::request_member_change`
 //! documents the rules and refusals). One change at a time, on the single-server path.
 
 use std::collections::BTreeSet;

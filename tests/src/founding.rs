@@ -185,7 +185,7 @@ impl FoundingNode {
                 }
                 ReplicaEffect::Fatal(error) => {
                     self.pending
-                        .push(SimEffect::Output(FoundingOutput::Fatal(error)));
+                        .push(SimEffect::Output(FoundingOutput::Fatal(error.to_string())));
                 }
                 ReplicaEffect::Sync { through } => {
                     self.pending.push(SimEffect::Schedule {

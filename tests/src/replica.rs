@@ -318,7 +318,9 @@ impl SimActor for SimReplica {
                 ReplicaEffect::RoleChanged { role, term, leader } => {
                     SimEffect::Output(ReplicaOutput::Role { role, term, leader })
                 }
-                ReplicaEffect::Fatal(error) => SimEffect::Output(ReplicaOutput::Fatal(error)),
+                ReplicaEffect::Fatal(failure) => {
+                    SimEffect::Output(ReplicaOutput::Fatal(failure.to_string()))
+                }
                 ReplicaEffect::Sync { through } => {
                     if self.mutation == Some(SimMutation::SendBeforeDurable) {
                         early.push(SimEffect::Schedule {

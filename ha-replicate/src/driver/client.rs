@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use ha_core::{Consistency, LogIndex, SessionId, StateMachine, codec};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::driver::replica_node::{Command, stopped};
+use crate::driver::replica_node::Command;
 use crate::driver::session_window::SessionWindow;
+use crate::driver::stop_reason::StopReason;
 use crate::replica::{
     ApplyOutcome, COMMAND_BYTES_MAX, ClientError, ClientReply, ClientRequest, ReadRequest,
     WriteFate, WriteRequest,
@@ -44,6 +45,8 @@ pub struct WriteResult<R> {
 /// caller that can try another node (the admin HTTP API does).
 pub struct ReplicaClient<S: StateMachine> {
     commands: mpsc::Sender<Command>,
+    /// Why the node's task ended, once it has: what a request is then answered.
+    stop_reason: StopReason,
     session: SessionId,
     /// The session's sequences in flight. Held for a few instructions, never across an await.
     window: Mutex<SessionWindow>,
@@ -54,9 +57,10 @@ pub struct ReplicaClient<S: StateMachine> {
 }
 
 impl<S: StateMachine> ReplicaClient<S> {
-    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+    pub(crate) fn new(commands: mpsc::Sender<Command>, stop_reason: StopReason) -> Self {
         Self {
             commands,
+            stop_reason,
             session: SessionId(rand::random()),
             window: Mutex::new(SessionWindow::new()),
             window_freed: Notify::new(),
@@ -256,11 +260,11 @@ impl<S: StateMachine> ReplicaClient<S> {
             self.commands
                 .send(command)
                 .await
-                .map_err(|_| failures.finally(stopped()))?;
+                .map_err(|_| failures.finally(self.stop_reason.error()))?;
             let answer = match tokio::time::timeout(attempt + Duration::from_millis(50), wait).await
             {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => return Err(failures.finally(stopped())),
+                Ok(Err(_)) => return Err(failures.finally(self.stop_reason.error())),
                 Err(_) => ClientReply::Failed(ClientError::Timeout),
             };
             let answer = match answer {

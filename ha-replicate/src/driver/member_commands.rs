@@ -9,7 +9,7 @@ use ha_core::{LogIndex, NodeId, StateMachine};
 use tokio::sync::oneshot;
 
 use crate::driver::client::ReplicaClient;
-use crate::driver::replica_node::{Command, ReplicaNode, stopped};
+use crate::driver::replica_node::{Command, ReplicaNode};
 use crate::engine::MemberRequest;
 use crate::replica::{ClientError, ClientReply, ClientRequest};
 
@@ -52,6 +52,6 @@ impl<S: StateMachine> ReplicaNode<S> {
     pub async fn peer_addresses(&self) -> Result<BTreeMap<NodeId, SocketAddr>, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::PeerAddresses(reply)).await?;
-        answer.await.map_err(|_| stopped())
+        answer.await.map_err(|_| self.stop_error())
     }
 }

@@ -12,6 +12,7 @@ mod replica_node;
 mod request_traces;
 mod session_window;
 mod status;
+mod stop_reason;
 mod storage_thread;
 
 pub use apply_thread::APPLY_QUEUE_TASKS_MAX;

@@ -17,6 +17,7 @@ use crate::driver::latency_tracker::LatencyTracker;
 use crate::driver::replica_metrics::ReplicaMetrics;
 use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
+use crate::driver::stop_reason::StopReason;
 use crate::driver::storage_thread::{StorageReport, ThreadedStore};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
@@ -27,8 +28,8 @@ use crate::replica::{
     ReplicaTimer, Rpc, SnapshotWritten, requested_peer_address,
 };
 use crate::replica::{ExportError, ExportedSnapshot};
-use crate::storage::LogStore;
 use crate::storage::io_failure::StorageStall;
+use crate::storage::{LogStore, StorageError};
 use crate::trace_context::TraceParent;
 use crate::transport::{Inbound, TcpTransport, TransportSettings};
 
@@ -95,6 +96,8 @@ pub struct ReplicaNode<S: StateMachine> {
     local_addr: SocketAddr,
     node_id: NodeId,
     metrics: ReplicaMetrics,
+    /// Why the task ended, once it has (shared with the task and the clients).
+    stop_reason: StopReason,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     _machine: std::marker::PhantomData<fn() -> S>,
 }
@@ -147,6 +150,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         let (digest_sender, digest_receiver) = mpsc::unbounded_channel();
         let metrics = ReplicaMetrics::new();
         let latency = LatencyTracker::new(metrics.clone(), &core);
+        let stop_reason = StopReason::default();
         let runner = Runner {
             latency,
             core,
@@ -159,6 +163,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             roles: role_sender,
             storage: storage_sender,
             stopped: false,
+            stop_reason: stop_reason.clone(),
             snapshots_written: written_sender,
             exports: Vec::new(),
             export_replies: BTreeMap::new(),
@@ -183,6 +188,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             local_addr,
             node_id,
             metrics,
+            stop_reason,
             task: std::sync::Mutex::new(Some(task)),
             _machine: std::marker::PhantomData,
         })
@@ -203,9 +209,22 @@ impl<S: StateMachine> ReplicaNode<S> {
         &self.metrics
     }
 
+    /// The store's error that stopped this replica, once one has (`None` while it runs, and
+    /// after a shutdown): the original [`StorageError`], with its `std::io::Error` source, for
+    /// the host's logs. Clients are answered [`ClientError::Fatal`] with the same failure as
+    /// data.
+    pub fn fatal_error(&self) -> Option<std::sync::Arc<StorageError>> {
+        self.stop_reason.storage_error()
+    }
+
+    /// What a request is answered once the task has ended.
+    pub(crate) fn stop_error(&self) -> ClientError {
+        self.stop_reason.error()
+    }
+
     /// A client with a fresh session: its writes are applied exactly once across retries.
     pub fn client(&self) -> ReplicaClient<S> {
-        ReplicaClient::new(self.commands.clone())
+        ReplicaClient::new(self.commands.clone(), self.stop_reason.clone())
     }
 
     /// The latest role, term and leader.
@@ -233,11 +252,12 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// A full status report.
     ///
     /// # Errors
-    /// [`ClientError::Stopped`] when the node has stopped.
+    /// [`ClientError::Stopped`] when the node has stopped ([`ClientError::Fatal`] when its store
+    /// stopped it).
     pub async fn status(&self) -> Result<ReplicaStatus, ClientError> {
         let (reply, wait) = oneshot::channel();
         self.send(Command::Status(reply)).await?;
-        wait.await.map_err(|_| stopped())
+        wait.await.map_err(|_| self.stop_reason.error())
     }
 
     /// Hand leadership to `target` (or the best voter).
@@ -281,7 +301,8 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Start an election now (manual failover mode).
     ///
     /// # Errors
-    /// [`ClientError::Stopped`] when the node has stopped.
+    /// [`ClientError::Stopped`] when the node has stopped ([`ClientError::Fatal`] when its store
+    /// stopped it).
     pub async fn campaign(&self) -> Result<(), ClientError> {
         self.send(Command::Campaign).await
     }
@@ -289,7 +310,8 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Report this node's own health (an unhealthy leader hands over).
     ///
     /// # Errors
-    /// [`ClientError::Stopped`] when the node has stopped.
+    /// [`ClientError::Stopped`] when the node has stopped ([`ClientError::Fatal`] when its store
+    /// stopped it).
     pub async fn set_health(&self, health: HealthStatus) -> Result<(), ClientError> {
         self.send(Command::SetHealth(health)).await
     }
@@ -297,7 +319,8 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// Tell the node a peer's RPC address and/or metadata.
     ///
     /// # Errors
-    /// [`ClientError::Stopped`] when the node has stopped.
+    /// [`ClientError::Stopped`] when the node has stopped ([`ClientError::Fatal`] when its store
+    /// stopped it).
     pub async fn set_peer(
         &self,
         node: NodeId,
@@ -311,7 +334,8 @@ impl<S: StateMachine> ReplicaNode<S> {
     /// with `bootstrap_expect` a fresh node founds the cluster once enough voters have met.
     ///
     /// # Errors
-    /// [`ClientError::Stopped`] when the node has stopped.
+    /// [`ClientError::Stopped`] when the node has stopped ([`ClientError::Fatal`] when its store
+    /// stopped it).
     pub async fn on_member_event(&self, event: MemberEvent) -> Result<(), ClientError> {
         self.send(Command::MemberEvent(event)).await
     }
@@ -379,7 +403,10 @@ impl<S: StateMachine> ReplicaNode<S> {
     }
 
     pub(crate) async fn send(&self, command: Command) -> Result<(), ClientError> {
-        self.commands.send(command).await.map_err(|_| stopped())
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| self.stop_reason.error())
     }
 }
 
@@ -390,10 +417,6 @@ impl<S: StateMachine> Drop for ReplicaNode<S> {
             task.abort();
         }
     }
-}
-
-pub(crate) fn stopped() -> ClientError {
-    ClientError::Stopped("the replica has stopped".to_string())
 }
 
 struct Runner<S: StateMachine, L: LogStore + 'static> {
@@ -410,6 +433,8 @@ struct Runner<S: StateMachine, L: LogStore + 'static> {
     /// The replica's storage stall, published after every round.
     storage: watch::Sender<Option<StorageStall>>,
     stopped: bool,
+    /// Set when the store stops the replica, for the handle and clients to answer by.
+    stop_reason: StopReason,
     /// Snapshots written on blocking threads report back here.
     snapshots_written: mpsc::UnboundedSender<SnapshotWritten>,
     /// Snapshot exports waiting for the applied index to reach theirs.
@@ -566,6 +591,14 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
     }
 
     fn on_command(&mut self, now: Millis, command: Command) {
+        if self.core.fatal().is_some()
+            && !matches!(command, Command::Submit { .. } | Command::Stop(_))
+        {
+            // Stopped by its store: dropping the reply channel answers the caller with the
+            // stop reason (`ClientError::Fatal`, `TransferError::Stopped`, ...), not with a
+            // status or a transfer of a replica that no longer acts.
+            return;
+        }
         match command {
             Command::Submit {
                 request,
@@ -748,9 +781,15 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 ReplicaEffect::Sync { through } => {
                     sync_through = sync_through.max(Some(through));
                 }
-                ReplicaEffect::Fatal(error) => {
-                    tracing::error!(%error, "replica stopped on a storage failure");
-                    self.stopped = true;
+                ReplicaEffect::Fatal(failure) => {
+                    // The task keeps running until shut down, in fatal mode: the core answers
+                    // every request and forward `Fatal` (the answers to what waited are in
+                    // this very batch, and leave because the transport stays up) and ignores
+                    // everything else; other commands are answered by the stop reason.
+                    tracing::error!(%failure, "replica stopped on a storage failure");
+                    if let Some(error) = self.core.fatal_error() {
+                        self.stop_reason.set_fatal(failure, error.clone());
+                    }
                 }
                 // The core logged it; nothing else to do.
                 ReplicaEffect::Founded { .. } => {}
@@ -774,14 +813,12 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         }
     }
 
+    /// Answer every caller still waiting: [`ClientError::Fatal`] when the store stopped the
+    /// replica, else [`ClientError::Stopped`].
     fn fail_pending(&mut self) {
-        let reason = self
-            .core
-            .fatal()
-            .unwrap_or("the replica has stopped")
-            .to_string();
+        let error = self.stop_reason.error();
         for (_, waiter) in std::mem::take(&mut self.replies) {
-            let _ = waiter.send(ClientReply::Failed(ClientError::Stopped(reason.clone())));
+            let _ = waiter.send(ClientReply::Failed(error.clone()));
         }
     }
 

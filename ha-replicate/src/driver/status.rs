@@ -69,7 +69,7 @@ pub struct ReplicaStatus {
     /// The leader, if known.
     pub leader: Option<NodeId>,
     /// Whether this node is part of a working majority (see
-    /// [`Engine::in_quorum`](crate::engine::Engine::in_quorum)).
+    /// `Engine::in_quorum`).
     pub quorum: bool,
     /// The last log index.
     pub last_index: LogIndex,

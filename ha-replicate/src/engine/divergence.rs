@@ -33,6 +33,7 @@ impl Engine {
     }
 
     /// Whether the consistency monitor marked this node diverged.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn diverged(&self) -> bool {
         self.diverged
     }

@@ -35,7 +35,7 @@ impl TimerKind {
 /// The position of a storage write in the order the engine issued them: the `n`-th
 /// [`Effect::Persist`] since the engine started is `PersistId(n)` (the first is 1; 0 means
 /// "none"). Writes are carried out in this order, so "durable through `n`" says which writes a
-/// sync has covered: the driver reports it with [`Engine::on_persisted`](crate::engine::Engine::on_persisted).
+/// sync has covered: the driver reports it with `Engine::on_persisted`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
@@ -94,7 +94,7 @@ pub enum Persist {
 /// append acknowledgement a promise that survives a crash. The engine decides the barrier: a
 /// leader's appends are [`After::Now`] (both disks write in parallel), everything else waits
 /// for every write issued before it. A driver may batch several inputs' writes and sync once
-/// (group commit), then report [`Engine::on_persisted`](crate::engine::Engine::on_persisted)
+/// (group commit), then report `Engine::on_persisted`
 /// with the last id the sync covered; effects waiting for it may then leave, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {

@@ -223,6 +223,7 @@ impl Engine {
     }
 
     /// The settings it runs with.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
@@ -258,6 +259,7 @@ impl Engine {
     }
 
     /// The highest index the driver reported applied.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn applied_index(&self) -> LogIndex {
         self.applied_index
     }
@@ -281,6 +283,7 @@ impl Engine {
 
     /// The estimated bytes of the entries whose payloads are held in memory (at most about
     /// [`EngineSettings::log_cache_bytes`] beyond those not yet applied or synced).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn log_held_bytes(&self) -> usize {
         self.log.held_bytes()
     }
@@ -399,6 +402,7 @@ impl Engine {
     }
 
     /// The latest write id reported durable ([`on_persisted`](Self::on_persisted)).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn persisted(&self) -> PersistId {
         self.persisted
     }
@@ -410,22 +414,26 @@ impl Engine {
 
     /// How many `TimeoutNow` messages this node ignored because it is a witness (a leader
     /// that did not know it was one chose it as transfer target).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn timeout_now_ignored(&self) -> u64 {
         self.timeout_now_ignored
     }
 
     /// The local health the engine gates leadership on.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn local_health(&self) -> HealthStatus {
         self.local_health
     }
 
     /// Whether a leadership transfer is under way.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn transfer_in_progress(&self) -> bool {
         self.transfer.is_some()
     }
 
     /// The generation of the latest setting of a timer kind (a delivered timer with any other
     /// generation is ignored).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn timer_generation(&self, kind: TimerKind) -> u64 {
         self.timer_generations[kind.slot()]
     }
@@ -704,6 +712,7 @@ impl Engine {
     }
 
     /// The peers' latest known metadata.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn peers(&self) -> &BTreeMap<NodeId, PeerInfo> {
         &self.peers
     }

@@ -1,6 +1,6 @@
 //! Linearizable reads: read-index rounds and the leader lease.
 
-use ha_core::{LogIndex, Millis};
+use ha_core::Millis;
 
 use crate::engine::effect::Effect;
 use crate::engine::engine::{Engine, PendingRead};
@@ -125,6 +125,7 @@ impl Engine {
 
     /// Whether a read started now would be served from the lease, without a round (for the
     /// simulator's check that a valid lease excludes any leader of a later term).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn lease_holds(&self, now: Millis) -> bool {
         self.lease_valid(now)
     }
@@ -158,7 +159,8 @@ impl Engine {
 
     /// The index a linearizable read started now would wait for, without a round (for
     /// diagnostics and tests).
-    pub fn read_index_now(&self) -> LogIndex {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn read_index_now(&self) -> ha_core::LogIndex {
         self.commit_index
     }
 }

@@ -364,6 +364,7 @@ impl Engine {
     }
 
     /// When a refusal from `peer` was last logged (for tests of the log limit).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn refusal_logged_at(&self, peer: &NodeId) -> Option<Millis> {
         self.refusal_logged_at.get(peer).copied()
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{MemberRequest, MembershipRefusal};
 use crate::replica::session::{ApplyOutcome, SessionId};
+use crate::storage::StorageFailure;
 
 /// A write: a host command stamped with the client's session and sequence.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,8 +136,9 @@ pub enum ClientError {
     /// [`ResponseUndecodable`](Self::ResponseUndecodable), not this.)
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// The replica stopped (storage failure or shutdown). A write in flight when it stopped
-    /// has an unknown outcome: retry it on another node.
+    /// The replica was shut down (or its task ended). A write in flight when it stopped has
+    /// an unknown outcome: retry it on another node. (A replica stopped by its store answers
+    /// [`Fatal`](Self::Fatal) instead.)
     #[error("replica stopped: {0}")]
     Stopped(String),
     /// Not applied: this node is cut off from the majority. It has no leader, or has not heard
@@ -172,6 +174,16 @@ pub enum ClientError {
     /// names the decoding error. Created by the client, never sent by a node.
     #[error("applied, but the response did not decode: {0}")]
     ResponseUndecodable(String),
+    /// Unknown outcome: the replica that handled the request stopped because its store failed
+    /// in a way it cannot survive (corruption, a broken contract; an IO error such as a full
+    /// disk stalls it instead: [`StorageFull`](Self::StorageFull),
+    /// [`StorageFailed`](Self::StorageFailed)). The failure says which file and what is
+    /// wrong. A write in flight may have been appended (and be committed by the other nodes):
+    /// retry it with the same session and sequence on another node; the stopped node needs a
+    /// person (see [`StorageError`](crate::storage::StorageError)). Last in the enum so the
+    /// wire indexes of the variants before it do not move.
+    #[error("replica stopped on a storage failure: {0}")]
+    Fatal(StorageFailure),
 }
 
 impl ClientError {
@@ -201,12 +213,70 @@ impl ClientError {
             | ClientError::StorageFailed(_)
             | ClientError::MembershipRefused(_)
             | ClientError::Witness => WriteFate::NotApplied,
-            ClientError::Timeout | ClientError::LeadershipLost | ClientError::Stopped(_) => {
-                WriteFate::Unknown
-            }
+            ClientError::Timeout
+            | ClientError::LeadershipLost
+            | ClientError::Stopped(_)
+            | ClientError::Fatal(_) => WriteFate::Unknown,
             ClientError::NotAppliedEverywhere { .. } | ClientError::ResponseUndecodable(_) => {
                 WriteFate::Committed
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Peers decode a forwarded reply's error by its postcard variant index: a new variant is
+    /// appended, never inserted, so the indexes of the variants before it stay what they were.
+    #[test]
+    fn variant_indexes_on_the_wire_do_not_move() {
+        let failure = StorageFailure::Misuse { reason: "x".into() };
+        let cases = [
+            (ClientError::NotLeader { leader: None }, 0u8),
+            (ClientError::TransferInProgress, 1),
+            (ClientError::Busy, 2),
+            (ClientError::Timeout, 3),
+            (ClientError::LeadershipLost, 4),
+            (ClientError::NotAppliedEverywhere { index: LogIndex(1) }, 5),
+            (ClientError::InvalidQuery("x".into()), 6),
+            (ClientError::Stopped("x".into()), 7),
+            (ClientError::NoQuorum { leader: None }, 8),
+            (ClientError::StorageFull("x".into()), 9),
+            (ClientError::StorageFailed("x".into()), 10),
+            (
+                ClientError::MembershipRefused(MembershipRefusal::LeaderTermUncommitted),
+                11,
+            ),
+            (ClientError::Witness, 12),
+            (ClientError::ResponseUndecodable("x".into()), 13),
+            (ClientError::Fatal(failure.clone()), 14),
+        ];
+        for (error, index) in cases {
+            let bytes = postcard::to_allocvec(&error).expect("encodes");
+            assert_eq!(bytes[0], index, "{error:?}");
+            let decoded: ClientError = postcard::from_bytes(&bytes).expect("decodes");
+            assert_eq!(decoded, error);
+        }
+        // The failure itself: variant 2 (Misuse), then the reason as a length-prefixed string.
+        let bytes = postcard::to_allocvec(&ClientError::Fatal(failure)).expect("encodes");
+        assert_eq!(bytes, [14, 2, 1, b'x']);
+    }
+
+    #[test]
+    fn a_fatal_stop_has_an_unknown_outcome_and_is_not_retried_here() {
+        let error = ClientError::Fatal(StorageFailure::Corrupt {
+            path: "/data/wal/1.seg".into(),
+            offset: 8,
+            reason: "checksum".into(),
+        });
+        assert_eq!(error.fate(), WriteFate::Unknown);
+        assert!(!error.is_retryable());
+        assert_eq!(
+            error.to_string(),
+            "replica stopped on a storage failure: corrupt record in /data/wal/1.seg at byte 8: \
+             checksum"
+        );
     }
 }

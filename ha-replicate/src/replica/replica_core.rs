@@ -6,11 +6,14 @@ mod control_inputs;
 mod member_events;
 mod member_requests;
 mod snapshot_flow;
+#[cfg(test)]
+mod storage_fatal_tests;
 mod storage_stall;
 
 pub(crate) use member_requests::requested_peer_address;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ha_core::{Consistency, LogIndex, Millis, NodeId, StateMachine, Term};
 
@@ -34,7 +37,7 @@ use crate::replica::snapshot_receiver::SnapshotReceiver;
 use crate::replica::snapshot_sender::{ChunkPlace, SnapshotSender};
 use crate::snapshot_meta::SnapshotId;
 use crate::storage::io_failure::classify;
-use crate::storage::{LogStore, StorageError};
+use crate::storage::{LogStore, StorageError, StorageFailure};
 
 pub use apply_flow::{APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX};
 pub use storage_stall::{RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN};
@@ -89,8 +92,10 @@ pub enum ReplicaEffect {
     WriteSnapshot(SnapshotJob),
     /// Storage failed in a way the node cannot survive (corruption, a broken contract): the
     /// replica stopped and answers nothing more. Restart the node. (An IO error, a full disk
-    /// among them, stalls it instead: [`ReplicaCore::storage_stall`].)
-    Fatal(String),
+    /// among them, stalls it instead: [`ReplicaCore::storage_stall`].) Every request waiting
+    /// in the core was answered [`ClientError::Fatal`] in the effects before this one; the
+    /// original error is [`ReplicaCore::fatal_error`].
+    Fatal(StorageFailure),
     /// Hash a copy of the applied state at a checkpoint off the apply path (on a blocking
     /// thread), then hand the result to [`ReplicaCore::on_digest_computed`].
     ComputeDigest(DigestJob),
@@ -193,7 +198,9 @@ pub struct ReplicaCore<S: StateMachine, L: LogStore> {
     /// Ids for forwards and reads. Started at a random point on every start, so a late reply
     /// to a request made before a restart cannot be taken for a reply to a new one.
     next_id: u64,
-    fatal: Option<String>,
+    /// Why the store stopped the replica, if it did: as data (what clients are answered)
+    /// and the store's own error (for the host's logs).
+    fatal: Option<(StorageFailure, Arc<StorageError>)>,
     /// The time of the latest input, for work a sync releases.
     last_now: Millis,
     /// The last leader this node knew (itself included), for the `NoQuorum` answer.
@@ -328,8 +335,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         Ok(core)
     }
 
-    /// The consensus engine (role, term, progress, ...).
+    /// The consensus engine (role, term, progress, ...): public with the `test-support`
+    /// feature only, for the simulators' invariant checks.
+    #[cfg(feature = "test-support")]
     pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The consensus engine (role, term, progress, ...), for the driver.
+    #[cfg(not(feature = "test-support"))]
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
@@ -352,9 +367,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         &self.store
     }
 
-    /// Whether storage failed (the replica no longer acts).
-    pub fn fatal(&self) -> Option<&str> {
-        self.fatal.as_deref()
+    /// Whether storage failed in a way the replica cannot survive (it no longer acts), and
+    /// how: what every request is answered ([`ClientError::Fatal`]).
+    pub fn fatal(&self) -> Option<&StorageFailure> {
+        self.fatal.as_ref().map(|(failure, _)| failure)
+    }
+
+    /// The store's own error that stopped the replica (with its `std::io::Error` source, if
+    /// any), for the host's logs; [`fatal`](Self::fatal) is the same as data.
+    pub fn fatal_error(&self) -> Option<&Arc<StorageError>> {
+        self.fatal.as_ref().map(|(_, error)| error)
     }
 
     /// How many messages and answers wait for a sync, and the latest write id reported
@@ -428,7 +450,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     /// A message from another replica.
     pub fn on_rpc(&mut self, now: Millis, from: NodeId, rpc: Rpc) {
-        if self.fatal.is_some() {
+        if let Some((failure, _)) = &self.fatal {
+            // A forwarded request still gets an answer (the follower's client learns why
+            // rather than waiting for its deadline); everything else is ignored.
+            if let Rpc::Forward { forward_id, .. } | Rpc::TracedForward { forward_id, .. } = rpc {
+                let reply = ClientReply::Failed(ClientError::Fatal(failure.clone()));
+                self.outputs.push(ReplicaEffect::Send {
+                    to: from,
+                    rpc: Rpc::ForwardReply { forward_id, reply },
+                });
+            }
             return;
         }
         if self.stall.is_some() && !Self::taken_while_stalled(&rpc) {
@@ -548,8 +579,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         request: ClientRequest,
         deadline: Millis,
     ) {
-        if let Some(error) = &self.fatal {
-            let reply = ClientReply::Failed(ClientError::Stopped(error.clone()));
+        if let Some((failure, _)) = &self.fatal {
+            let reply = ClientReply::Failed(ClientError::Fatal(failure.clone()));
             self.outputs
                 .push(ReplicaEffect::Reply { request_id, reply });
             return;
@@ -826,13 +857,62 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    /// Stop for good: the store cannot be trusted.
+    /// Stop for good: the store cannot be trusted. Every request waiting here is answered
+    /// [`ClientError::Fatal`] at once (outcome unknown: a write may have been appended, and
+    /// the other nodes may commit it), then [`ReplicaEffect::Fatal`] tells the driver.
     fn stop(&mut self, error: StorageError) {
-        let message = error.to_string();
-        tracing::error!(%message, "storage failed; replica stopping");
-        self.fatal = Some(message.clone());
+        let failure = StorageFailure::from(&error);
+        tracing::error!(%failure, class = failure.class(), "storage failed; replica stopping");
+        self.fatal = Some((failure.clone(), Arc::new(error)));
+        // What waited for a sync promised something about this disk: it never leaves.
         self.gate.clear();
-        self.outputs.push(ReplicaEffect::Fatal(message));
+        self.fail_waits_on_stop(&failure);
+        self.outputs.push(ReplicaEffect::Fatal(failure));
+    }
+
+    /// Answer every request the core holds with [`ClientError::Fatal`], straight to the
+    /// outputs: the answer rests on nothing this node's disk holds.
+    fn fail_waits_on_stop(&mut self, failure: &StorageFailure) {
+        let mut origins: Vec<Origin> = Vec::new();
+        for (_, pending) in std::mem::take(&mut self.pending_writes) {
+            // An EVENTUAL write was answered when it was appended (if that answer was still
+            // held for a sync, the driver fails its caller as stopped).
+            if pending.consistency != Consistency::Eventual {
+                origins.push(pending.origin);
+            }
+        }
+        origins.extend(
+            std::mem::take(&mut self.strong_waits)
+                .into_values()
+                .map(|wait| wait.origin),
+        );
+        origins.extend(
+            std::mem::take(&mut self.pending_reads)
+                .into_values()
+                .map(|read| read.origin),
+        );
+        origins.extend(
+            std::mem::take(&mut self.apply.queries)
+                .into_values()
+                .map(|query| query.origin),
+        );
+        self.ready_reads.clear();
+        origins.extend(
+            std::mem::take(&mut self.forwards)
+                .into_values()
+                .map(|(request_id, _, _)| Origin::Local(request_id)),
+        );
+        for origin in origins {
+            let reply = ClientReply::Failed(ClientError::Fatal(failure.clone()));
+            let effect = match origin {
+                Origin::Local(request_id) => ReplicaEffect::Reply { request_id, reply },
+                Origin::Remote(to, forward_id) => ReplicaEffect::Send {
+                    to,
+                    rpc: Rpc::ForwardReply { forward_id, reply },
+                },
+            };
+            self.outputs.push(effect);
+        }
     }
 
     // ----- Engine effects -----

@@ -150,39 +150,8 @@ mod tests {
         WriteRequest,
     };
     use crate::storage::memory::{MemoryDisk, MemoryStore};
+    use crate::test_support::Counter;
     use ha_core::{Consistency, Millis, NodeId, codec};
-
-    /// A counter whose state is its value.
-    #[derive(Default)]
-    struct Counter(u64);
-
-    impl StateMachine for Counter {
-        type Command = u64;
-        type Response = u64;
-        type Query = ();
-        type QueryResponse = u64;
-
-        fn apply(&mut self, _index: LogIndex, command: u64) -> u64 {
-            self.0 += command;
-            self.0
-        }
-
-        fn query(&self, _query: &()) -> u64 {
-            self.0
-        }
-
-        fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-            Ok(self.0.to_le_bytes().to_vec())
-        }
-
-        fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
-            let bytes: [u8; 8] = snapshot
-                .try_into()
-                .map_err(|_| StateMachineError::Corrupt("not 8 bytes".into()))?;
-            self.0 = u64::from_le_bytes(bytes);
-            Ok(())
-        }
-    }
 
     fn core() -> ReplicaCore<Counter, MemoryStore> {
         let settings = ReplicaSettings {

@@ -80,13 +80,26 @@ pub enum DiskFault {
     Full,
     /// `EIO`: the disk failed a write.
     Io,
+    /// Not an IO error: the store found a corrupt record ([`StorageError::Corrupt`] at
+    /// [`CORRUPT_FAULT_PATH`], offset 0), which stops a replica instead of stalling it.
+    Corrupt,
 }
+
+/// The path a [`DiskFault::Corrupt`] names.
+pub const CORRUPT_FAULT_PATH: &str = "memory disk/injected";
 
 impl DiskFault {
     fn error(self) -> StorageError {
         let source = match self {
             DiskFault::Full => std::io::Error::from_raw_os_error(28),
             DiskFault::Io => std::io::Error::from_raw_os_error(5),
+            DiskFault::Corrupt => {
+                return StorageError::Corrupt {
+                    path: CORRUPT_FAULT_PATH.into(),
+                    offset: 0,
+                    reason: "injected corruption".to_string(),
+                };
+            }
         };
         StorageError::Io {
             path: "memory disk".into(),

@@ -23,8 +23,11 @@ pub mod memory;
 mod record;
 mod segment;
 mod snapshot_file;
+pub mod storage_failure;
 pub mod wal;
 mod wal_recovery;
+
+pub use storage_failure::StorageFailure;
 
 /// Whether a batch for [`LogStore::read_entries`] that holds `count` entries of `bytes` bytes
 /// so far takes one more of `size` bytes: the cut the engine makes for an append.

@@ -167,6 +167,14 @@ impl From<ClientError> for ApiError {
                 "response_undecodable",
                 format!("{message}; do not write it again"),
             ),
+            ClientError::Fatal(_) => Self::new(
+                unavailable,
+                "storage_fatal",
+                format!(
+                    "{message}: a write in flight may or may not have been applied; retry on \
+                     another node (this one needs an operator)"
+                ),
+            ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -260,6 +268,7 @@ mod tests {
 
     use ha_core::LogIndex;
     use ha_replicate::replica::WriteFate;
+    use ha_replicate::storage::{StorageError, StorageFailure};
 
     use super::*;
 
@@ -325,6 +334,13 @@ mod tests {
                 ClientError::Stopped("x".into()),
                 unavailable,
                 "stopped",
+                None,
+                WriteFate::Unknown,
+            ),
+            (
+                ClientError::Fatal(StorageFailure::from(&StorageError::Misuse("x".into()))),
+                unavailable,
+                "storage_fatal",
                 None,
                 WriteFate::Unknown,
             ),

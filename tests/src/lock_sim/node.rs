@@ -329,7 +329,9 @@ impl SimActor for SimLockNode {
                 ReplicaEffect::RoleChanged { role, term, leader } => {
                     SimEffect::Output(LockNodeOutput::Role { role, term, leader })
                 }
-                ReplicaEffect::Fatal(error) => SimEffect::Output(LockNodeOutput::Fatal(error)),
+                ReplicaEffect::Fatal(failure) => {
+                    SimEffect::Output(LockNodeOutput::Fatal(failure.to_string()))
+                }
                 ReplicaEffect::Sync { through } => {
                     if self.parts.mutation == Some(SimMutation::SendBeforeDurable) {
                         early.push(SimEffect::Schedule {

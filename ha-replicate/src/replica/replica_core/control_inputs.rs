@@ -16,7 +16,7 @@ use crate::storage::LogStore;
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// Found a brand-new cluster with `voters` (the same set on every founding node), as
-    /// [`Engine::bootstrap`](crate::engine::Engine::bootstrap) does: only a node that has
+    /// `Engine::bootstrap` does: only a node that has
     /// never stored anything founds. Returns whether this node founded; when it did, a
     /// [`ReplicaEffect::Founded`] says so. A stopped or stalled replica founds nothing (the
     /// founding entry could not be stored).
@@ -82,7 +82,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// Propose a configuration that differs from the current one by one node, as
-    /// [`Engine::propose_membership`](crate::engine::Engine::propose_membership) does (an
+    /// `Engine::propose_membership` does (an
     /// operator's request goes through [`submit`](Self::submit) with a
     /// [`ClientRequest::Member`](crate::replica::ClientRequest::Member) instead, which a
     /// follower forwards). Returns the configuration entry's index.

@@ -1,0 +1,86 @@
+//! Issue 19, item 3: a replica whose store fails in a way it cannot survive (a corrupt
+//! record: not an IO error, which would stall it) answers `ClientError::Fatal` carrying the
+//! failure's kind and path, to a write forwarded by a follower (the answer crosses the wire in
+//! a forwarded reply) and to a local write; the node keeps the store's own error for its host.
+//! The real driver, three nodes over TCP on 127.0.0.1, in-memory stores with an injected fault.
+
+use std::time::Duration;
+
+use ha_core::Consistency;
+use ha_replicate::driver::ReplicaNode;
+use ha_replicate::replica::{ClientError, WriteFate};
+use ha_replicate::storage::memory::{CORRUPT_FAULT_PATH, DiskFault, MemoryDisk, MemoryStore};
+use ha_replicate::storage::{StorageError, StorageFailure};
+use ha_replicate::test_support::Counter;
+use ha_replicate::test_support::loopback_cluster::{introduce, leader_of, loopback_settings};
+
+/// How long to wait for a leader, at most.
+const WAIT: Duration = Duration::from_secs(20);
+/// Each write's deadline.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_store_answers_fatal_with_its_kind_and_path_locally_and_through_a_forward() {
+    let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::new()).collect();
+    let mut nodes = Vec::new();
+    for (index, disk) in disks.iter().enumerate() {
+        let settings = loopback_settings(index + 1, 3);
+        let store = MemoryStore::open(disk.clone());
+        let node = ReplicaNode::start(settings, Counter::default(), store).await;
+        nodes.push(node.expect("starts"));
+    }
+    introduce(&nodes).await;
+    let leader = leader_of(&nodes, WAIT).await;
+    let follower = (leader + 1) % 3;
+    let forwarding = nodes[follower].client();
+    forwarding
+        .write(1, Consistency::Quorum, TIMEOUT)
+        .await
+        .expect("a forwarded write before the fault");
+    assert!(nodes[leader].fatal_error().is_none());
+
+    disks[leader].set_fault(Some(DiskFault::Corrupt));
+    let expected = StorageFailure::Corrupt {
+        path: CORRUPT_FAULT_PATH.to_string(),
+        offset: 0,
+        reason: "injected corruption".to_string(),
+    };
+    // The leader's append of the forwarded write fails: the follower's client hears why.
+    let forwarded = forwarding.write(2, Consistency::Quorum, TIMEOUT).await;
+    let error = forwarded.expect_err("the leader's store is corrupt");
+    assert_eq!(error, ClientError::Fatal(expected.clone()));
+    assert_eq!(error.fate(), WriteFate::Unknown);
+    assert!(!error.is_retryable());
+    match &error {
+        ClientError::Fatal(failure) => {
+            assert_eq!(failure.class(), "corrupt");
+            assert_eq!(failure.path(), Some(CORRUPT_FAULT_PATH));
+        }
+        other => panic!("not fatal: {other:?}"),
+    }
+
+    // A local write on the stopped leader, and its status, say the same.
+    let local = nodes[leader]
+        .client()
+        .write(3, Consistency::Quorum, TIMEOUT)
+        .await;
+    assert_eq!(
+        local.expect_err("stopped"),
+        ClientError::Fatal(expected.clone())
+    );
+    assert_eq!(
+        nodes[leader].status().await.expect_err("stopped"),
+        ClientError::Fatal(expected)
+    );
+    let kept = nodes[leader]
+        .fatal_error()
+        .expect("the store's error is kept");
+    assert!(
+        matches!(&*kept, StorageError::Corrupt { path, offset: 0, .. }
+            if path.to_str() == Some(CORRUPT_FAULT_PATH)),
+        "{kept:?}"
+    );
+    for node in nodes {
+        node.shutdown(Duration::from_millis(100)).await;
+    }
+}
