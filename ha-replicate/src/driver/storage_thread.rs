@@ -508,7 +508,9 @@ mod tests {
             term: Term(2),
             ..entry(4)
         };
-        store.append(std::slice::from_ref(&replaced)).expect("queued");
+        store
+            .append(std::slice::from_ref(&replaced))
+            .expect("queued");
         store
             .append(&[entry(9)])
             .expect("queued (the store refuses the gap)");
