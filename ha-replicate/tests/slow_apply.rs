@@ -6,7 +6,6 @@
 //! a snapshot of the node's own and an export; no election is started and no read is stale.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{Applier, ReplicaSettings, SyncPolicy};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
+use ha_replicate::test_support::loopback_cluster::introduce;
 use ha_replicate::transport::TransportSettings;
 use serde::{Deserialize, Serialize};
 
@@ -135,17 +135,7 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
     for (index, dir) in dirs.iter().enumerate() {
         nodes.push(start(index + 1, dir.path()).await);
     }
-    let addrs: Vec<(NodeId, SocketAddr)> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in &nodes {
-        for (peer, addr) in &addrs {
-            node.set_peer(peer.clone(), Some(*addr), None)
-                .await
-                .unwrap();
-        }
-    }
+    introduce(&nodes).await;
     let leader = wait_for_leader(&nodes).await;
     let follower = (leader + 1) % 3;
     let before = elections(&nodes).await;
@@ -255,17 +245,7 @@ async fn a_slow_follower_shows_its_backlog_and_window() {
         };
         nodes.push(start_with(index + 1, dir.path(), apply_ms, tune).await);
     }
-    let addrs: Vec<(NodeId, SocketAddr)> = nodes
-        .iter()
-        .map(|node| (node.node_id().clone(), node.local_addr()))
-        .collect();
-    for node in &nodes {
-        for (peer, addr) in &addrs {
-            node.set_peer(peer.clone(), Some(*addr), None)
-                .await
-                .unwrap();
-        }
-    }
+    introduce(&nodes).await;
     let leader = wait_for_leader(&nodes).await;
     assert_ne!(leader, 2, "node 3 has priority 0 and must not lead");
     // One session, many writes in flight on it.
