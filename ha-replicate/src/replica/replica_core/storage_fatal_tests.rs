@@ -2,49 +2,15 @@
 //! record) stops it, and every request waiting or arriving later is answered
 //! `ClientError::Fatal` carrying the failure as data, locally and to a follower's forward.
 
+use super::storage_stall::tests::{id, write};
 use super::*;
-use crate::engine::EngineSettings;
-use crate::membership::VoterSet;
 use crate::replica::WriteFate;
-use crate::replica::client::{ClientError, ClientReply, ClientRequest, WriteRequest};
-use crate::replica::settings::{ReplicaSettings, SyncPolicy};
+use crate::replica::client::{ClientError, ClientReply};
 use crate::storage::memory::{CORRUPT_FAULT_PATH, DiskFault, MemoryDisk, MemoryStore};
-use ha_core::{Consistency, NodeId, codec};
-
-fn id(name: &str) -> NodeId {
-    NodeId::new(name).expect("valid id")
-}
 
 /// `n1`, the only voter, leading, syncing after every input.
 fn leader(disk: &MemoryDisk) -> ReplicaCore<(), MemoryStore> {
-    let settings = ReplicaSettings {
-        engine: EngineSettings::for_test(id("n1")),
-        sync_policy: SyncPolicy::EveryInput,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: crate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
-    };
-    let store = MemoryStore::open(disk.clone());
-    let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
-    assert!(core.on_bootstrap(Millis(0), VoterSet::with_voters([id("n1")])));
-    core.on_campaign(Millis(1));
-    core.drain_effects();
-    assert!(core.engine().is_leader(), "a lone voter leads");
-    core
-}
-
-fn write(sequence: u64) -> ClientRequest {
-    ClientRequest::Write(WriteRequest {
-        session: ha_core::SessionId(1),
-        sequence,
-        lowest_unanswered: sequence,
-        command: codec::encode("command", &(), 16).expect("encodes"),
-        consistency: Consistency::Quorum,
-    })
+    super::storage_stall::tests::leader(disk, 10_000)
 }
 
 fn corrupt() -> StorageFailure {

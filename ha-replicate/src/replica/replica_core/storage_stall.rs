@@ -264,4 +264,4 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
 #[cfg(test)]
 #[path = "storage_stall_tests.rs"]
-mod tests;
+pub(super) mod tests;

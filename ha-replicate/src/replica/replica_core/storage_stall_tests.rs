@@ -12,7 +12,7 @@ use crate::storage::io_failure::StorageFailureKind;
 use crate::storage::memory::{DiskFault, MemoryDisk, MemoryStore};
 use ha_core::{Consistency, NodeId, Term, codec};
 
-fn id(name: &str) -> NodeId {
+pub(in crate::replica::replica_core) fn id(name: &str) -> NodeId {
     NodeId::new(name).expect("valid id")
 }
 
@@ -33,7 +33,10 @@ fn settings(node: &str, snapshot_every_entries: u64) -> ReplicaSettings {
 }
 
 /// `n1`, the only voter, leading.
-fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), MemoryStore> {
+pub(in crate::replica::replica_core) fn leader(
+    disk: &MemoryDisk,
+    snapshot_every_entries: u64,
+) -> ReplicaCore<(), MemoryStore> {
     let store = MemoryStore::open(disk.clone());
     let mut core = ReplicaCore::new(
         settings("n1", snapshot_every_entries),
@@ -50,7 +53,7 @@ fn leader(disk: &MemoryDisk, snapshot_every_entries: u64) -> ReplicaCore<(), Mem
     core
 }
 
-fn write(sequence: u64) -> ClientRequest {
+pub(in crate::replica::replica_core) fn write(sequence: u64) -> ClientRequest {
     ClientRequest::Write(WriteRequest {
         session: ha_core::SessionId(1),
         sequence,
