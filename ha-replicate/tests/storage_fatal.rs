@@ -80,6 +80,27 @@ async fn a_corrupt_store_answers_fatal_with_its_kind_and_path_locally_and_throug
             if path.to_str() == Some(CORRUPT_FAULT_PATH)),
         "{kept:?}"
     );
+    // It leads nothing any more, and the two others elect a leader that takes writes.
+    assert!(
+        !nodes[leader].is_leader(),
+        "a stopped replica says it leads"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let successor = loop {
+        if let Some(next) = (0..nodes.len()).find(|&at| at != leader && nodes[at].is_leader()) {
+            break next;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no other node took over from the stopped leader"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    nodes[successor]
+        .client()
+        .write(4, Consistency::Quorum, TIMEOUT)
+        .await
+        .expect("the new leader takes writes");
     for node in nodes {
         node.shutdown(Duration::from_millis(100)).await;
     }

@@ -790,6 +790,15 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     if let Some(error) = self.core.fatal_error() {
                         self.stop_reason.set_fatal(failure, error.clone());
                     }
+                    // It leads nothing any more (its engine gets no input, so no heartbeat
+                    // goes and the others elect): say so to whoever watches the role (the
+                    // facade's gossip state, `is_leader`), and name no leader it cannot reach.
+                    let term = self.roles.borrow().term;
+                    self.roles.send_replace(RoleView {
+                        role: Role::Follower,
+                        term,
+                        leader: None,
+                    });
                 }
                 // The core logged it; nothing else to do.
                 ReplicaEffect::Founded { .. } => {}
