@@ -10,6 +10,7 @@
 //! assert_eq!(summary.p50_us, 20);
 //! ```
 
+mod disk_sync_probe;
 pub mod http_load;
 mod kv_machine;
 mod latency_summary;
@@ -21,6 +22,7 @@ mod spread;
 mod throughput_plot;
 mod write_load;
 
+pub use disk_sync_probe::DiskSyncProbe;
 pub use kv_machine::{Kv, Put};
 pub use latency_summary::LatencySummary;
 pub use loopback_cluster::{start_loopback_cluster, wait_for_leader};

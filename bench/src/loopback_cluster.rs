@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use ha_core::{NodeId, StateMachine};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
 
@@ -28,15 +27,8 @@ pub async fn start_loopback_cluster<S: StateMachine>(
     for (id, dir) in ids.iter().zip(dirs) {
         let settings = NodeSettings {
             replica: ReplicaSettings {
-                engine: EngineSettings::for_test(id.clone()),
-                sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: 50_000,
-                snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-                transfer: Default::default(),
-                housekeeping_interval_ms: 10,
-                consistency: ha_replicate::replica::ConsistencySettings::off(),
-                witness: false,
-                bootstrap_expect: None,
+                ..ReplicaSettings::for_test(id.clone())
             },
             transport: TransportSettings::new(
                 id.clone(),

@@ -9,13 +9,9 @@ use ha_core::{
     HealthStatus, LogIndex, MemberEvent, MemberInfo, Millis, NodeId, NodeMetadata, NodeState,
     Priority, Term,
 };
-use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
 use ha_replicate::membership_feed::FOUNDING_SETTLE_ELECTION_TIMEOUTS;
-use ha_replicate::replica::{
-    ConsistencySettings, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer,
-    SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-};
+use ha_replicate::replica::{ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 fn id(name: &str) -> NodeId {
@@ -25,15 +21,8 @@ fn id(name: &str) -> NodeId {
 /// Node n1, empty, founding with `bootstrap_expect`.
 fn core(bootstrap_expect: Option<usize>) -> ReplicaCore<(), MemoryStore> {
     let settings = ReplicaSettings {
-        engine: EngineSettings::for_test(id("n1")),
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ConsistencySettings::off(),
-        witness: false,
         bootstrap_expect,
+        ..ReplicaSettings::for_test(id("n1"))
     };
     let store = MemoryStore::open(MemoryDisk::new());
     let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).unwrap();

@@ -14,8 +14,7 @@ use ha_replicate::entry::{ElectionCause, Payload};
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ClientError, ClientReply, ClientRequest, ConsistencySettings, ReadRequest, ReplicaCore,
-    ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-    TransferSettings, WriteRequest,
+    ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SyncPolicy, TransferSettings, WriteRequest,
 };
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
@@ -78,18 +77,16 @@ fn settings(name: &str, witness: bool) -> ReplicaSettings {
         engine,
         sync_policy: SyncPolicy::EveryInput,
         snapshot_every_entries: 10,
-        snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
         transfer: TransferSettings {
             chunk_bytes: 512,
             ..TransferSettings::default()
         },
-        housekeeping_interval_ms: 10,
         consistency: ConsistencySettings {
             check_every_entries: 5,
             repair: false,
         },
         witness,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(name))
     }
 }
 

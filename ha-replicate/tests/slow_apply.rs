@@ -13,7 +13,7 @@ use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{Applier, ReplicaSettings, SyncPolicy};
+use ha_replicate::replica::{Applier, ReplicaSettings};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::test_support::loopback_cluster::introduce;
 use ha_replicate::transport::TransportSettings;
@@ -80,15 +80,9 @@ async fn start_with(
     tune(&mut engine);
     let replica = ReplicaSettings {
         engine,
-        sync_policy: SyncPolicy::Batch,
         // A few snapshots of the node's own during the run, taken through the apply thread.
         snapshot_every_entries: 8,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(index))
     };
     let settings = NodeSettings {
         replica,

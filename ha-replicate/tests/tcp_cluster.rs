@@ -11,7 +11,7 @@ use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
 use serde::{Deserialize, Serialize};
@@ -56,14 +56,8 @@ async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv>
     engine.priority = ha_core::Priority(1);
     let replica = ReplicaSettings {
         engine,
-        sync_policy: SyncPolicy::Batch,
         snapshot_every_entries: snapshot_every,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(index))
     };
     let settings = NodeSettings {
         replica,

@@ -14,11 +14,10 @@
 use std::path::{Path, PathBuf};
 
 use ha_core::{LogIndex, Millis, NodeId, Term, codec};
-use ha_replicate::engine::{EngineSettings, Message};
+use ha_replicate::engine::Message;
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::replica::{
-    COMMAND_BYTES_MAX, ConsistencySettings, ReplicaCore, ReplicaEffect, ReplicaSettings, Rpc,
-    SNAPSHOT_LOG_BYTES_DEFAULT, SessionCommand, SyncPolicy,
+    COMMAND_BYTES_MAX, ReplicaCore, ReplicaEffect, ReplicaSettings, Rpc, SessionCommand, SyncPolicy,
 };
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::test_support::Counter;
@@ -34,15 +33,9 @@ fn id(name: &str) -> NodeId {
 
 fn settings() -> ReplicaSettings {
     ReplicaSettings {
-        engine: EngineSettings::for_test(id("b")),
         sync_policy: SyncPolicy::EveryInput,
         snapshot_every_entries: 8,
-        snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id("b"))
     }
 }
 

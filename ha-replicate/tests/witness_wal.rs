@@ -4,12 +4,10 @@
 //! start from it.
 
 use ha_core::{LogIndex, Millis, NodeId, Term};
-use ha_replicate::engine::{EngineSettings, Message};
+use ha_replicate::engine::Message;
 use ha_replicate::entry::{Entry, Payload};
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{
-    ConsistencySettings, ReplicaCore, ReplicaSettings, Rpc, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-};
+use ha_replicate::replica::{ReplicaCore, ReplicaSettings, Rpc, SyncPolicy};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 
 const COMMANDS: u64 = 1_000;
@@ -22,16 +20,11 @@ fn id(name: &str) -> NodeId {
 
 fn settings(name: &str, witness: bool) -> ReplicaSettings {
     ReplicaSettings {
-        engine: EngineSettings::for_test(id(name)),
         sync_policy: SyncPolicy::EveryInput,
         // No snapshot: the whole log stays in the WAL, to compare.
         snapshot_every_entries: COMMANDS * 10,
-        snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ConsistencySettings::off(),
         witness,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(name))
     }
 }
 

@@ -21,9 +21,7 @@ use ha_core::{MemberEvent, Millis, NodeMetadata, NodeState, Priority, Term, Timi
 use ha_gossip::{GossipCore, GossipEffect, GossipIdentity, GossipSettings, GossipTimer};
 use ha_replicate::engine::{EngineSettings, Role};
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{
-    ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc, SyncPolicy,
-};
+use ha_replicate::replica::{ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
 use crate::gossip::incarnation_at;
@@ -312,15 +310,9 @@ pub fn founding_simulator(seed: u64, options: &FoundingOptions) -> Simulator<Fou
             engine.failback_after_ms = None;
             let settings = ReplicaSettings {
                 engine,
-                sync_policy: SyncPolicy::Batch,
-                snapshot_every_entries: 10_000,
-                snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-                transfer: Default::default(),
-                housekeeping_interval_ms: 10,
-                consistency: ha_replicate::replica::ConsistencySettings::off(),
-                witness: false,
                 // As `ReplicaNode::start` is given it: the core runs the founding rule.
                 bootstrap_expect: node_options.bootstrap_expect,
+                ..ReplicaSettings::for_test(id.clone())
             };
             let core = ReplicaCore::new(
                 settings,

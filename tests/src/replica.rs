@@ -13,7 +13,6 @@ use ha_replicate::engine::{
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::{
     ClientReply, ClientRequest, ReplicaCore, ReplicaEffect, ReplicaSettings, ReplicaTimer, Rpc,
-    SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
 };
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 
@@ -503,11 +502,8 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
             engine.log_cache_bytes = SIM_LOG_CACHE_BYTES;
             let settings = ReplicaSettings {
                 engine,
-                sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: options.snapshot_every_entries,
-                snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: sim_transfer_settings(&options.timing),
-                housekeeping_interval_ms: 10,
                 // The consistency monitor runs in every sweep: the register machine is
                 // deterministic, so no replica may ever be judged diverged (checked in
                 // `drain`).
@@ -516,7 +512,7 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
                     repair: true,
                 },
                 witness: options.witnesses.contains(&node),
-                bootstrap_expect: None,
+                ..ReplicaSettings::for_test(replica_id(node))
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut replica = SimReplica {

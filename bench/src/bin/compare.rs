@@ -13,7 +13,8 @@
 //! Each benchmark is a sibling binary (`compare_etcd`, `compare_native`, `compare_gossip`,
 //! `compare_scaling`, `compare_security`) that writes `target/bench/<name>.json` and a Markdown fragment
 //! `target/bench/<name>.md`; a failed or missing one is reported in the results rather than
-//! hiding the others. When `compare_etcd` (HTTP paths) and `compare_native` (ha's native client,
+//! hiding the others. With `--only`, the benchmarks not run keep the figures of their last run
+//! (their files in `target/bench/`), and the report says so. When `compare_etcd` (HTTP paths) and `compare_native` (ha's native client,
 //! etcd's gRPC client) both ran, the throughput plot shows all four write paths.
 
 use std::path::{Path, PathBuf};
@@ -21,8 +22,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ha_bench::MachineDescription;
+use ha_bench::{DiskSyncProbe, MachineDescription};
 use serde::Serialize;
+
+mod compare {
+    pub mod issue_targets;
+}
+
+use compare::issue_targets::{self, RunFigures};
 
 /// The benchmarks, in the order they run.
 const BENCHMARKS: [&str; 5] = [
@@ -40,9 +47,13 @@ struct Options {
     /// Shorter runs and fewer trials (figures not to be quoted).
     #[arg(long)]
     quick: bool,
-    /// Run only these benchmarks (comma separated).
+    /// Run only these benchmarks (comma separated); the others keep their last run's figures.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run nothing: write the report again from the last run's files in `target/bench/`
+    /// (after a change to the report itself, such as the targets).
+    #[arg(long)]
+    render_only: bool,
     /// Where the report goes.
     #[arg(long, default_value = "bench/RESULTS.md")]
     report: PathBuf,
@@ -74,9 +85,27 @@ fn main() {
         std::process::exit(1);
     }
     let machine = MachineDescription::read();
+    // The disk is timed in the run whose figures it explains: re-rendering keeps the last
+    // run's probe (a probe taken now, on a machine doing something else, would not say what
+    // the benchmarks met).
+    let disk_sync = if options.render_only {
+        earlier_disk_sync(&output)
+    } else {
+        match DiskSyncProbe::measure(&output) {
+            Ok(probe) => Some(probe),
+            Err(error) => {
+                eprintln!("compare: cannot probe the disk's fdatasync: {error}");
+                None
+            }
+        }
+    };
     let mut outcomes = Vec::new();
     for name in BENCHMARKS {
-        if !options.only.is_empty() && !options.only.iter().any(|only| only == name) {
+        let skipped = !options.only.is_empty() && !options.only.iter().any(|only| only == name);
+        if skipped || options.render_only {
+            if let Some(earlier) = earlier_outcome(name, &output) {
+                outcomes.push(earlier);
+            }
             continue;
         }
         println!("== {name}");
@@ -107,7 +136,7 @@ fn main() {
     if let Err(error) = plot_all_write_paths(&outcomes, &output) {
         eprintln!("compare: {error}");
     }
-    let report = render(&machine, &options, &outcomes, &output);
+    let report = render(&machine, disk_sync.as_ref(), &options, &outcomes, &output);
     if let Err(error) = std::fs::write(&options.report, report) {
         eprintln!(
             "compare: cannot write {}: {error}",
@@ -122,7 +151,11 @@ fn main() {
         .unwrap_or(Path::new("."))
         .join("results");
     copy_plots(&output, &plots);
-    let json = serde_json::json!({ "machine": machine, "benchmarks": outcomes });
+    let json = serde_json::json!({
+        "machine": machine,
+        "disk_sync": disk_sync,
+        "benchmarks": outcomes,
+    });
     let _ = std::fs::write(
         output.join("compare.json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),
@@ -154,6 +187,34 @@ fn quick_arguments(name: &str) -> &'static [&'static str] {
     }
 }
 
+/// The disk probe of the last run, from its `compare.json` (`None` when it had none).
+fn earlier_disk_sync(output: &Path) -> Option<DiskSyncProbe> {
+    let text = std::fs::read_to_string(output.join("compare.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(json.get("disk_sync")?.clone()).ok()
+}
+
+/// A benchmark not run this time, from the files its last run left in `output`: `None` when
+/// there are none.
+fn earlier_outcome(name: &str, output: &Path) -> Option<Outcome> {
+    let path = output.join(format!("{name}.json"));
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+    let when = std::fs::metadata(&path)
+        .and_then(|metadata| metadata.modified())
+        .map_or_else(
+            |_| "an earlier run".to_string(),
+            |modified| format!("the run of {}", httpdate::fmt_http_date(modified)),
+        );
+    Some(Outcome {
+        name: name.to_string(),
+        ok: true,
+        seconds: 0.0,
+        detail: format!("not run now: figures from {when}"),
+        figures: Some(figures),
+    })
+}
+
 /// Run `command` (stdout and stderr inherited), killing it after `timeout`.
 fn run_bounded(
     command: &mut Command,
@@ -180,6 +241,7 @@ fn run_bounded(
 /// The report: header, machine, each benchmark's fragment (or why it is missing).
 fn render(
     machine: &MachineDescription,
+    disk_sync: Option<&DiskSyncProbe>,
     options: &Options,
     outcomes: &[Outcome],
     output: &Path,
@@ -200,6 +262,18 @@ fn render(
         machine.kernel,
         if options.quick { "quick" } else { "full" }
     ));
+    if let Some(probe) = disk_sync {
+        text.push_str(&format!(
+            "Disk: a {} KiB append + `fdatasync` takes p50 {:.2} ms, p99 {:.2} ms ({} samples, in \
+             `target/bench/`): the floor under a durable write, and with 64 writes in flight \
+             (one sync each at least) a ceiling of about {:.0} writes/s.\n\n",
+            probe.append_bytes / 1_024,
+            probe.latency.p50_us as f64 / 1e3,
+            probe.latency.p99_us as f64 / 1e3,
+            probe.latency.count,
+            probe.writes_per_second_ceiling(64)
+        ));
+    }
     text.push_str(
         "Plots: ![write latency across a leader kill](results/failover_latency.svg) \
          ![throughput vs clients](results/throughput_vs_clients.svg)\n\n",
@@ -224,6 +298,20 @@ fn render(
             )),
         }
     }
+    let figures_of = |name: &str| {
+        outcomes
+            .iter()
+            .find(|outcome| outcome.name == name && outcome.ok)
+            .and_then(|outcome| outcome.figures.as_ref())
+    };
+    let targets = issue_targets::judge(&RunFigures {
+        http: figures_of("compare_etcd"),
+        native: figures_of("compare_native"),
+        gossip: figures_of("compare_gossip"),
+        scaling: figures_of("compare_scaling"),
+        sync_p50_us: disk_sync.map(|probe| probe.latency.p50_us),
+    });
+    text.push_str(&issue_targets::markdown(&targets));
     text
 }
 

@@ -15,7 +15,7 @@ use ha_lock::{ChangeFeed, LeaseKeeper, Session, WithLocks};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaSettings, SyncPolicy};
+use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use ha_replicate::transport::TransportSettings;
 
@@ -137,14 +137,7 @@ async fn start_node(index: usize, feed: ChangeFeed) -> ReplicaNode<Machine> {
     engine.priority = Priority(1);
     let replica = ReplicaSettings {
         engine,
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: ha_replicate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ha_replicate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(index))
     };
     let settings = NodeSettings {
         replica,

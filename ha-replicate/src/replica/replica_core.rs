@@ -1192,13 +1192,7 @@ mod tests {
         let settings = ReplicaSettings {
             engine,
             sync_policy: SyncPolicy::EveryInput,
-            snapshot_every_entries: 10_000,
-            snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-            transfer: Default::default(),
-            housekeeping_interval_ms: 10,
-            consistency: crate::replica::ConsistencySettings::off(),
-            witness: false,
-            bootstrap_expect: None,
+            ..ReplicaSettings::for_test(id("n1"))
         };
         let store = MemoryStore::open(MemoryDisk::new());
         let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");

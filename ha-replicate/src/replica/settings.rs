@@ -1,6 +1,6 @@
 //! Replica tuning.
 
-use ha_core::Config;
+use ha_core::{Config, NodeId};
 
 use crate::engine::EngineSettings;
 use crate::replica::consistency_monitor::ConsistencySettings;
@@ -57,6 +57,25 @@ pub struct ReplicaSettings {
 }
 
 impl ReplicaSettings {
+    /// Settings for tests and benchmarks: [`EngineSettings::for_test`] for `node_id`, batched
+    /// syncs, a snapshot every 10,000 entries (or [`SNAPSHOT_LOG_BYTES_DEFAULT`]), default
+    /// snapshot transfers, a 10 ms housekeeping tick, no consistency monitor, not a witness,
+    /// no founding rule. A test changes only what it is about, with struct update syntax:
+    /// `ReplicaSettings { sync_policy: SyncPolicy::EveryInput, ..ReplicaSettings::for_test(id) }`.
+    pub fn for_test(node_id: NodeId) -> Self {
+        Self {
+            engine: EngineSettings::for_test(node_id),
+            sync_policy: SyncPolicy::Batch,
+            snapshot_every_entries: 10_000,
+            snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
+            transfer: TransferSettings::default(),
+            housekeeping_interval_ms: 10,
+            consistency: ConsistencySettings::off(),
+            witness: false,
+            bootstrap_expect: None,
+        }
+    }
+
     /// Settings from a validated node config.
     pub fn from_config(config: &Config) -> Self {
         Self {

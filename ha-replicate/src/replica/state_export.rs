@@ -143,27 +143,17 @@ impl std::fmt::Debug for ExportedSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineSettings;
+
     use crate::membership::VoterSet;
-    use crate::replica::{
-        Applier, ClientRequest, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-        WriteRequest,
-    };
+    use crate::replica::{Applier, ClientRequest, ReplicaSettings, SyncPolicy, WriteRequest};
     use crate::storage::memory::{MemoryDisk, MemoryStore};
     use crate::test_support::Counter;
     use ha_core::{Consistency, Millis, NodeId, codec};
 
     fn core() -> ReplicaCore<Counter, MemoryStore> {
         let settings = ReplicaSettings {
-            engine: EngineSettings::for_test(NodeId::new("n1").expect("valid")),
             sync_policy: SyncPolicy::EveryInput,
-            snapshot_every_entries: 10_000,
-            snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
-            transfer: Default::default(),
-            housekeeping_interval_ms: 10,
-            consistency: crate::replica::ConsistencySettings::off(),
-            witness: false,
-            bootstrap_expect: None,
+            ..ReplicaSettings::for_test(NodeId::new("n1").expect("valid"))
         };
         let store = MemoryStore::open(MemoryDisk::new());
         ReplicaCore::new(settings, Counter::default(), store, Millis(0), 7).expect("starts")

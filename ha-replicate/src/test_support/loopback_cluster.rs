@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 use ha_core::{NodeId, StateMachine};
 
 use crate::driver::{NodeSettings, ReplicaNode};
-use crate::engine::EngineSettings;
 use crate::membership::VoterSet;
-use crate::replica::{
-    ConsistencySettings, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy,
-};
+use crate::replica::ReplicaSettings;
 use crate::transport::TransportSettings;
 
 /// How often [`leader_of`] looks.
@@ -36,15 +33,7 @@ pub fn node_id(index: usize) -> NodeId {
 /// Never: the loopback address parses.
 pub fn loopback_settings(index: usize, voters: usize) -> NodeSettings {
     let replica = ReplicaSettings {
-        engine: EngineSettings::for_test(node_id(index)),
-        sync_policy: SyncPolicy::Batch,
-        snapshot_every_entries: 10_000,
-        snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(node_id(index))
     };
     let bind: SocketAddr = "127.0.0.1:0".parse().expect("a loopback address");
     NodeSettings {

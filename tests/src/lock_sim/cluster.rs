@@ -8,7 +8,7 @@ use ha_core::{HealthStatus, Priority, Timing};
 use ha_lock::{LEASE_TICK_INTERVAL_DEFAULT, WithLocks};
 use ha_replicate::engine::{EngineSettings, LOG_CACHE_BYTES_DEFAULT, PeerInfo};
 use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{ReplicaCore, ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
+use ha_replicate::replica::{ReplicaCore, ReplicaSettings};
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};
 use rand::RngExt;
 
@@ -107,14 +107,9 @@ pub fn lock_cluster(
             engine.log_cache_bytes = LOG_CACHE_BYTES_DEFAULT;
             let settings = ReplicaSettings {
                 engine,
-                sync_policy: SyncPolicy::Batch,
                 snapshot_every_entries: options.snapshot_every_entries,
-                snapshot_log_bytes: SNAPSHOT_LOG_BYTES_DEFAULT,
                 transfer: sim_transfer_settings(&options.timing),
-                housekeeping_interval_ms: 10,
-                consistency: ha_replicate::replica::ConsistencySettings::off(),
-                witness: false,
-                bootstrap_expect: None,
+                ..ReplicaSettings::for_test(replica_id(node))
             };
             let now = local_time(context.now, clock_rate_ppm);
             let mut core = ReplicaCore::new(

@@ -23,7 +23,7 @@ const ALL_CHECK_MS: u64 = 500;
 const DETECT_CHECK_MS: u64 = 10;
 /// Virtual time allowed for every survivor to declare the crashed member down.
 pub const DETECT_MS_MAX: u64 = 60_000;
-/// Quiet virtual time between the join and the crash.
+/// Quiet virtual time between the join and the crash; the bytes sent in it are the at-rest rate.
 const SETTLE_MS: u64 = 5_000;
 
 /// Bounds on one simulated cluster.
@@ -63,6 +63,9 @@ pub struct GossipRow {
     pub known_fraction_min: f64,
     /// ... and the mean over members.
     pub known_fraction_mean: f64,
+    /// Bytes each member sent per second, on average, over the quiet settle between the
+    /// join and the crash (virtual time).
+    pub rest_bytes_per_member_per_second: Option<f64>,
     /// Whether the crash phase ran.
     pub detect_measured: bool,
     /// Wall-clock seconds of the cold start to 99% (or until it was stopped).
@@ -175,6 +178,14 @@ impl Runner<'_> {
     }
 }
 
+/// Bytes sent so far by every running member.
+fn bytes_sent(sim: &Simulator<GossipCore>, members: usize) -> u64 {
+    (0..members)
+        .filter_map(|node| sim.actor(node))
+        .map(GossipCore::bytes_sent)
+        .sum()
+}
+
 fn known_fractions(sim: &Simulator<GossipCore>, members: usize) -> (f64, f64) {
     let others = members.saturating_sub(1).max(1) as f64;
     // Running members only: a crashed member knows nobody.
@@ -236,7 +247,15 @@ pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRo
         // Detection runs on the cluster as it is (at 99% if 100% was not reached in time).
         let stopped_before = runner.stopped_by.take().map(|why| format!("100%: {why}"));
         runner.begin_phase(limits.detect_wall);
+        let sent_before = bytes_sent(&runner.sim, members);
+        let settle_from = runner.sim.now();
         let _ = runner.run_until(SETTLE_MS, SETTLE_MS, |_| false);
+        let settled_ms = (runner.sim.now() - settle_from).max(1);
+        row.rest_bytes_per_member_per_second = Some(
+            (bytes_sent(&runner.sim, members) - sent_before) as f64 * 1_000.0
+                / settled_ms as f64
+                / members as f64,
+        );
         runner.stopped_by = None;
         measure_detection(&mut runner, members, &mut row);
         row.detect_measured = true;

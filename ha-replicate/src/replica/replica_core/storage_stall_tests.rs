@@ -23,12 +23,7 @@ fn settings(node: &str, snapshot_every_entries: u64) -> ReplicaSettings {
         engine,
         sync_policy: SyncPolicy::EveryInput,
         snapshot_every_entries,
-        snapshot_log_bytes: crate::replica::SNAPSHOT_LOG_BYTES_DEFAULT,
-        transfer: Default::default(),
-        housekeeping_interval_ms: 10,
-        consistency: crate::replica::ConsistencySettings::off(),
-        witness: false,
-        bootstrap_expect: None,
+        ..ReplicaSettings::for_test(id(node))
     }
 }
 
