@@ -5,6 +5,7 @@
 mod apply_thread;
 mod client;
 mod error;
+mod lazy_queue;
 mod latency_tracker;
 mod member_commands;
 mod replica_metrics;
