@@ -164,7 +164,10 @@ mod tests {
         // The receiver is gone with 2 still queued: a send hands its value back at once
         // instead of waiting for room forever.
         assert_eq!(sender.send(3), Err(SendError(3)));
-        assert!(matches!(sender.try_send(4), Err(TrySendError::Disconnected(4))));
+        assert!(matches!(
+            sender.try_send(4),
+            Err(TrySendError::Disconnected(4))
+        ));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 mod apply_thread;
 mod client;
 mod error;
-mod lazy_queue;
 mod latency_tracker;
+mod lazy_queue;
 mod member_commands;
 mod replica_metrics;
 mod replica_node;
