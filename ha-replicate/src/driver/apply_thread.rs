@@ -3,11 +3,12 @@
 //! input, so an `apply` (or a query, or a snapshot copy) that takes 200 ms never delays a
 //! heartbeat, a vote or an append on the event loop.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::TrySendError;
 
 use ha_core::StateMachine;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
 use crate::replica::{
     APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyDone, ApplyTask, ApplyWorker,
 };
@@ -16,14 +17,16 @@ use crate::replica::{
 /// out: [`APPLY_AHEAD_ENTRIES_MAX`] entries (one task holds at least one), queries refused
 /// past [`APPLY_QUERIES_MAX`] tasks in flight, one copy for its own snapshot, the exports the
 /// driver lets wait, and a restore per snapshot installed; so the queue never fills, and if
-/// it ever did the driver would wait for room rather than drop a task.
+/// it ever did the driver would wait for room rather than drop a task. The queue's memory
+/// grows with what it holds (`driver/lazy_queue.rs`): an idle node does not pay for this
+/// bound.
 pub const APPLY_QUEUE_TASKS_MAX: usize =
     APPLY_AHEAD_ENTRIES_MAX as usize + APPLY_QUERIES_MAX + 1_024;
 
 /// The sending side of the apply thread. Dropping it ends the thread once it has run what is
 /// queued.
 pub(crate) struct ApplyThread {
-    tasks: SyncSender<ApplyTask>,
+    tasks: LazySender<ApplyTask>,
 }
 
 impl ApplyThread {
@@ -39,7 +42,7 @@ impl ApplyThread {
         worker: ApplyWorker<S>,
         done: UnboundedSender<ApplyDone>,
     ) -> std::io::Result<Self> {
-        let (tasks, queue) = sync_channel(APPLY_QUEUE_TASKS_MAX);
+        let (tasks, queue) = lazy_queue(APPLY_QUEUE_TASKS_MAX);
         std::thread::Builder::new()
             .name(format!("ha-apply-{node}"))
             .spawn(move || run(worker, &queue, &done))?;
@@ -65,7 +68,7 @@ impl ApplyThread {
 
 fn run<S: StateMachine>(
     mut worker: ApplyWorker<S>,
-    queue: &Receiver<ApplyTask>,
+    queue: &LazyReceiver<ApplyTask>,
     done: &UnboundedSender<ApplyDone>,
 ) {
     while let Ok(task) = queue.recv() {

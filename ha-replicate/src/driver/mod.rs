@@ -6,6 +6,7 @@ mod apply_thread;
 mod client;
 mod error;
 mod latency_tracker;
+mod lazy_queue;
 mod member_commands;
 mod replica_metrics;
 mod replica_node;

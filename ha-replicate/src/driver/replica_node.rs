@@ -835,7 +835,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         let engine = self.core.engine();
         let last_index = engine.last_index();
         let membership = engine.membership().clone();
-        let window = engine.settings().follower_backlog_entries_max;
+        let window = engine.settings.follower_backlog_entries_max;
         let peers = engine
             .progress()
             .iter()

@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use ha_core::LogIndex;
 use tokio::sync::mpsc as tokio_mpsc;
 
+use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
 use crate::engine::PersistId;
 use crate::entry::Entry;
 use crate::hard_state::HardState;
@@ -36,7 +37,7 @@ use crate::storage::{
 /// Operations queued for the storage thread at most. A full queue makes the event loop wait
 /// (back-pressure from a disk that cannot keep up) instead of holding unbounded memory; one
 /// operation is one event-loop turn's writes and sync request (or one call), so a healthy
-/// disk never fills it.
+/// disk never fills it. The queue's memory grows with what it holds (`driver/lazy_queue.rs`).
 pub const STORAGE_OPS_QUEUED_MAX: usize = 1_024;
 
 /// Operations the thread takes before it syncs (the group commit's batch bound).
@@ -76,7 +77,7 @@ enum Op<L> {
 /// A [`LogStore`] whose every operation runs on a storage thread that owns the real store
 /// (see the module documentation for which calls wait).
 pub struct ThreadedStore<L: LogStore + 'static> {
-    ops: mpsc::SyncSender<Op<L>>,
+    ops: LazySender<Op<L>>,
     /// Writes made since the last hand-over (at most one turn's).
     buffered: RefCell<Vec<Write>>,
     thread: Option<JoinHandle<()>>,
@@ -91,7 +92,7 @@ impl<L: LogStore + 'static> ThreadedStore<L> {
         store: L,
         name: &str,
     ) -> Result<(Self, tokio_mpsc::UnboundedReceiver<StorageReport>), StorageError> {
-        let (ops, receiver) = mpsc::sync_channel(STORAGE_OPS_QUEUED_MAX);
+        let (ops, receiver) = lazy_queue(STORAGE_OPS_QUEUED_MAX);
         // Unbounded but bounded in practice: at most one report per queued sync (bounded
         // above) plus one failure per reopen.
         let (reports, report_receiver) = tokio_mpsc::unbounded_channel();
@@ -212,7 +213,7 @@ fn copy_error(error: &StorageError) -> StorageError {
 /// The thread: take what is queued, carry it out in order, sync once for the syncs among it.
 fn run<L: LogStore>(
     mut store: L,
-    ops: mpsc::Receiver<Op<L>>,
+    ops: LazyReceiver<Op<L>>,
     reports: tokio_mpsc::UnboundedSender<StorageReport>,
 ) {
     // The first error since the store was last (re)opened: nothing more is written or synced
