@@ -121,7 +121,10 @@ pub(crate) struct MemberTable {
     slots: Vec<Known>,
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    early_metadata: BTreeMap<SocketAddr, MetadataAnnouncement>,
+    /// Shared, like a member's: during a join most members hear a member's metadata (sent
+    /// to them directly when it sees them) before they see it alive, and whole copies of
+    /// each announcement here were the largest single cost of a 1,000-member join's peak.
+    early_metadata: BTreeMap<SocketAddr, Arc<SharedMetadata>>,
 }
 
 impl MemberTable {
@@ -269,15 +272,15 @@ impl MemberTable {
         let early = self
             .early_metadata
             .remove(&identity.addr)
-            .filter(|announcement| announcement.incarnation >= identity.incarnation);
+            .filter(|shared| shared.incarnation >= identity.incarnation);
         let member = &mut self.slots[slot];
         if member.identity.incarnation != identity.incarnation {
             member.metadata = None;
         }
         member.identity = identity.clone();
         member.reachable = true;
-        if let Some(announcement) = early {
-            member.metadata = Some(share(announcement));
+        if let Some(shared) = early {
+            member.metadata = Some(shared);
         }
         Some(MemberEvent::Up(member.info()))
     }
@@ -311,11 +314,16 @@ impl MemberTable {
     /// Metadata arrived: keep it if it is news (newer than the member's, or than the early
     /// announcement held for an address not seen alive yet), and say what became of it.
     pub(crate) fn on_metadata(&mut self, announcement: MetadataAnnouncement) -> MetadataOutcome {
-        let early = self
-            .early_metadata
-            .get(&announcement.addr)
-            .map(MetadataAnnouncement::version);
-        let Some(slot) = self.slot_of(&announcement.addr) else {
+        let slot = self.slot_of(&announcement.addr);
+        // Early metadata is rare once members are up: look only when there can be some.
+        let early = if self.early_metadata.is_empty() {
+            None
+        } else {
+            self.early_metadata
+                .get(&announcement.addr)
+                .map(|shared| (shared.incarnation, shared.metadata.sequence))
+        };
+        let Some(slot) = slot else {
             if early.is_some_and(|early| announcement.version() <= early) {
                 return MetadataOutcome::Stale;
             }
@@ -325,7 +333,8 @@ impl MemberTable {
                 tracing::debug!(addr = %announcement.addr, "metadata table full; ignoring a new address");
                 return MetadataOutcome::Stale;
             }
-            self.early_metadata.insert(announcement.addr, announcement);
+            self.early_metadata
+                .insert(announcement.addr, share(announcement));
             return MetadataOutcome::Kept;
         };
         let member = &mut self.slots[slot];
@@ -338,7 +347,8 @@ impl MemberTable {
         }
         if announcement.incarnation > incarnation {
             // Metadata from a newer incarnation than foca has reported yet: keep it for the Up.
-            self.early_metadata.insert(announcement.addr, announcement);
+            self.early_metadata
+                .insert(announcement.addr, share(announcement));
             return MetadataOutcome::Kept;
         }
         let addr = announcement.addr;
