@@ -719,7 +719,11 @@ impl GossipCore {
                     self.publish(event);
                 }
             }
-            OwnedNotification::Rename(_, new) => self.table_owner().members.on_rename(&new),
+            OwnedNotification::Rename(_, new) => {
+                if let Some(event) = self.table_owner().members.on_rename(&new) {
+                    self.publish(event);
+                }
+            }
             OwnedNotification::Active => {
                 if self.metadata.state == NodeState::Joining && !self.left {
                     self.metadata.state = NodeState::Active;

@@ -302,13 +302,31 @@ impl MemberTable {
     }
 
     /// foca replaced an identity with a newer one at the same address (a restart or renewal).
-    pub(crate) fn on_rename(&mut self, new: &GossipIdentity) {
-        if let Some(member) = self.known_mut(&new.addr) {
-            if member.identity.incarnation != new.incarnation {
-                member.metadata = None;
-            }
-            member.identity = new.clone();
+    ///
+    /// Metadata of the new incarnation that arrived before the rename (the restarted member
+    /// sends it straight to every member it meets, often before its first SWIM message
+    /// reaches them) is taken now, and reported as an update: otherwise nothing newer may
+    /// ever come, and subscribers would not hear of the new incarnation.
+    pub(crate) fn on_rename(&mut self, new: &GossipIdentity) -> Option<MemberEvent> {
+        let slot = self.slot_of(&new.addr)?;
+        // Early metadata of a still newer incarnation stays for that one.
+        let early = if self
+            .early_metadata
+            .get(&new.addr)
+            .is_some_and(|shared| shared.incarnation == new.incarnation)
+        {
+            self.early_metadata.remove(&new.addr)
+        } else {
+            None
+        };
+        let member = &mut self.slots[slot];
+        if member.identity.incarnation != new.incarnation {
+            member.metadata = None;
         }
+        member.identity = new.clone();
+        let shared = early?;
+        member.metadata = Some(shared);
+        Some(MemberEvent::Updated(member.info()))
     }
 
     /// Metadata arrived: keep it if it is news (newer than the member's, or than the early
@@ -430,6 +448,27 @@ mod tests {
         assert!(table.on_up(&identity(7, 2)).is_some());
         assert!(!table.on_metadata(announcement(7, 1, 5)).is_news());
         assert!(table.on_metadata(announcement(7, 2, 0)).is_news());
+    }
+
+    #[test]
+    fn rename_takes_early_metadata_of_the_new_incarnation() {
+        let mut table = MemberTable::default();
+        assert!(table.on_up(&identity(9, 1)).is_some());
+        // The restarted member's metadata arrives before its first SWIM message.
+        assert!(matches!(
+            table.on_metadata(announcement(9, 2, 1)),
+            MetadataOutcome::Kept
+        ));
+        let event = table.on_rename(&identity(9, 2));
+        assert!(
+            matches!(&event, Some(MemberEvent::Updated(info))
+                if info.incarnation == 2 && info.metadata.as_ref().is_some_and(|m| m.sequence == 1)),
+            "{event:?}"
+        );
+        // Nothing is left early, and the same announcement is no longer news.
+        assert!(!table.on_metadata(announcement(9, 2, 1)).is_news());
+        // A rename with nothing early reports nothing.
+        assert!(table.on_rename(&identity(9, 3)).is_none());
     }
 
     #[test]
