@@ -351,13 +351,13 @@ where
     ///
     /// ha patch: lets the handler hold state its owner reads (ha-gossip keeps its member
     /// table there, which decides what a broadcast is news), without sharing it behind a lock.
-    pub fn broadcast_handler(&self) -> &B {
+    pub const fn broadcast_handler(&self) -> &B {
         &self.broadcast_handler
     }
 
     /// The custom broadcast handler, to change its state (see [`Self::broadcast_handler`]).
     /// Changing it does not affect foca's state.
-    pub fn broadcast_handler_mut(&mut self) -> &mut B {
+    pub const fn broadcast_handler_mut(&mut self) -> &mut B {
         &mut self.broadcast_handler
     }
 
