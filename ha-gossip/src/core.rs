@@ -1,14 +1,11 @@
 //! The sans-IO gossip core: foca plus metadata, seeds, leave and the envelope.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, PostcardCodec, State, Timer};
 use ha_core::keyring::Keyring;
 use ha_core::{MemberEvent, MemberInfo, Millis, NodeMetadata, NodeState};
-use parking_lot::Mutex;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::anti_entropy::{self, AntiEntropyMessage};
@@ -17,7 +14,7 @@ use crate::envelope::{Envelope, PacketKind};
 use crate::error::GossipError;
 use crate::identity::GossipIdentity;
 use crate::members::MemberTable;
-use crate::metadata::{MetadataAnnouncement, MetadataHandler, MetadataInbox};
+use crate::metadata::{MetadataAnnouncement, MetadataHandler};
 use crate::settings::GossipSettings;
 use crate::suspicion::{SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY_PINGS};
 
@@ -100,12 +97,10 @@ type SwimCore = Foca<GossipIdentity, PostcardCodec, StdRng, MetadataHandler>;
 pub struct GossipCore {
     swim: SwimCore,
     runtime: AccumulatingRuntime<GossipIdentity>,
-    inbox: Arc<Mutex<MetadataInbox>>,
     envelope: Envelope,
     rng: StdRng,
     settings: GossipSettings,
     metadata: NodeMetadata,
-    members: MemberTable,
     drops: DropCounts,
     bytes_sent: u64,
     effects: Vec<GossipEffect>,
@@ -125,10 +120,7 @@ impl GossipCore {
         } else {
             Some(Keyring::new(settings.cluster_keys.clone())?)
         };
-        let inbox = Arc::new(Mutex::new(MetadataInbox::default()));
-        let handler = MetadataHandler {
-            inbox: Arc::clone(&inbox),
-        };
+        let handler = MetadataHandler::new(settings.identity.addr);
         let swim = Foca::with_custom_broadcast(
             settings.identity.clone(),
             settings.foca_config(),
@@ -140,12 +132,10 @@ impl GossipCore {
         let mut core = Self {
             swim,
             runtime: AccumulatingRuntime::new(),
-            inbox,
             envelope: Envelope::new(&settings.cluster_name, keyring),
             rng: StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             settings,
             metadata,
-            members: MemberTable::default(),
             drops: DropCounts::default(),
             bytes_sent: 0,
             effects: Vec::new(),
@@ -192,24 +182,34 @@ impl GossipCore {
     /// Every member this node knows, reachable or not, excluding itself, by address. Each
     /// is built on the call from the compact table (see `members.rs`).
     pub fn members(&self) -> impl Iterator<Item = MemberInfo> + '_ {
-        self.members.iter()
+        self.table().iter()
     }
 
-    /// Every member's identity and whether it is reachable, by address: what
-    /// [`members`](Self::members) says without building a [`MemberInfo`] each (a simulator
-    /// checking 10,000 members' views walks 10^8 of them).
+    /// Every member's identity and whether it is reachable, in no particular order: what
+    /// [`members`](Self::members) says without building (and sorting) a [`MemberInfo`] each
+    /// (a simulator checking 10,000 members' views walks 10^8 of them).
     pub fn member_identities(&self) -> impl Iterator<Item = (&GossipIdentity, bool)> + '_ {
-        self.members.identities()
+        self.table().identities()
     }
 
     /// The member at `addr`, if known.
     pub fn member(&self, addr: &SocketAddr) -> Option<MemberInfo> {
-        self.members.get(addr)
+        self.table().get(addr)
     }
 
     /// How many members foca currently considers alive (excluding this node).
     pub fn reachable_count(&self) -> usize {
         self.swim.num_members()
+    }
+
+    /// How many member updates and metadata announcements wait in foca's dissemination
+    /// backlogs (each is sent a bounded number of times, then dropped). A join fills them
+    /// with about one of each per member; the simulator reports them to account for memory.
+    pub fn dissemination_backlog(&self) -> (usize, usize) {
+        (
+            self.swim.updates_backlog(),
+            self.swim.custom_broadcast_backlog(),
+        )
     }
 
     /// Packets dropped so far, by cause.
@@ -260,7 +260,7 @@ impl GossipCore {
             }
             Ok((PacketKind::Metadata, payload)) => match MetadataAnnouncement::decode(&payload) {
                 Ok(announcement) => {
-                    self.inbox.lock().offer(announcement);
+                    self.table_owner().offer(announcement);
                 }
                 Err(error) => {
                     tracing::debug!(%from, %error, "metadata packet refused");
@@ -346,7 +346,7 @@ impl GossipCore {
             return;
         }
         self.update_metadata(now, |metadata| metadata.state = NodeState::Leaving);
-        for addr in self.members.reachable_addrs() {
+        for addr in self.table().reachable_addrs() {
             self.send_metadata_to(addr);
         }
         if let Err(error) = self.swim.leave_cluster(&mut self.runtime) {
@@ -354,6 +354,16 @@ impl GossipCore {
         }
         self.left = true;
         self.pump();
+    }
+
+    /// The member table (held by foca's metadata handler, see `metadata.rs`).
+    fn table(&self) -> &MemberTable {
+        &self.swim.broadcast_handler().members
+    }
+
+    /// The metadata handler that owns the member table, to change it.
+    fn table_owner(&mut self) -> &mut MetadataHandler {
+        self.swim.broadcast_handler_mut()
     }
 
     fn drop_packet(&mut self, from: SocketAddr, cause: DropCause) {
@@ -399,7 +409,7 @@ impl GossipCore {
             .iter()
             .copied()
             .filter(|seed| *seed != own)
-            .filter(|seed| !self.members.is_reachable(seed))
+            .filter(|seed| !self.table().is_reachable(seed))
             .collect();
         for seed in seeds {
             if let Err(error) = self
@@ -424,11 +434,11 @@ impl GossipCore {
     }
 
     fn refresh_metadata(&mut self) {
-        let reachable = self.members.reachable_addrs();
-        let chosen: Vec<SocketAddr> = reachable
-            .sample(&mut self.rng, METADATA_REFRESH_FANOUT)
-            .copied()
-            .collect();
+        let chosen = self.swim.broadcast_handler().members.sample_reachable(
+            &mut self.rng,
+            METADATA_REFRESH_FANOUT,
+            |_| true,
+        );
         for addr in chosen {
             self.send_metadata_to(addr);
         }
@@ -502,14 +512,11 @@ impl GossipCore {
             } => {
                 tracing::debug!(member = %member.node_id, "own verification of a suspect failed");
                 let suspect = member.addr;
-                let candidates: Vec<SocketAddr> = self
-                    .members
-                    .reachable_addrs()
-                    .into_iter()
-                    .filter(|addr| *addr != suspect && !to.contains(addr))
-                    .collect();
-                let chosen: Vec<SocketAddr> =
-                    candidates.sample(&mut self.rng, fanout).copied().collect();
+                let chosen = self.swim.broadcast_handler().members.sample_reachable(
+                    &mut self.rng,
+                    fanout,
+                    |addr| *addr != suspect && !to.contains(addr),
+                );
                 self.suspicions.told(suspect, &chosen);
                 let message = SuspicionMessage::Confirm {
                     member,
@@ -602,10 +609,11 @@ impl GossipCore {
         });
 
         let Some(peer) = self
+            .swim
+            .broadcast_handler()
             .members
-            .reachable_addrs()
-            .choose(&mut self.rng)
-            .copied()
+            .sample_reachable(&mut self.rng, 1, |_| true)
+            .pop()
         else {
             return;
         };
@@ -685,16 +693,9 @@ impl GossipCore {
                 progressed = true;
                 self.on_notification(notification);
             }
-            let received = self.inbox.lock().take();
-            let own = self.swim.identity().addr;
-            for announcement in received {
+            for event in self.table_owner().take_events() {
                 progressed = true;
-                if announcement.addr == own {
-                    continue;
-                }
-                if let Some(event) = self.members.on_metadata(announcement) {
-                    self.publish(event);
-                }
+                self.publish(event);
             }
             if !progressed {
                 return;
@@ -706,7 +707,7 @@ impl GossipCore {
     fn on_notification(&mut self, notification: OwnedNotification<GossipIdentity>) {
         match notification {
             OwnedNotification::MemberUp(identity) => {
-                if let Some(event) = self.members.on_up(&identity) {
+                if let Some(event) = self.table_owner().members.on_up(&identity) {
                     self.publish(event);
                 }
                 if !self.left {
@@ -714,14 +715,15 @@ impl GossipCore {
                 }
             }
             OwnedNotification::MemberDown(identity) => {
-                if let Some(event) = self.members.on_down(&identity) {
-                    if matches!(event, MemberEvent::Left(_)) {
-                        self.inbox.lock().forget(&identity.addr);
-                    }
+                if let Some(event) = self.table_owner().members.on_down(&identity) {
                     self.publish(event);
                 }
             }
-            OwnedNotification::Rename(_, new) => self.members.on_rename(&new),
+            OwnedNotification::Rename(_, new) => {
+                if let Some(event) = self.table_owner().members.on_rename(&new) {
+                    self.publish(event);
+                }
+            }
             OwnedNotification::Active => {
                 if self.metadata.state == NodeState::Joining && !self.left {
                     self.metadata.state = NodeState::Active;

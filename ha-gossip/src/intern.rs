@@ -7,10 +7,14 @@
 //! observe: a member still decides alone what it believes, it only points at the same bytes.
 //! In a deployment (one node per process) the table holds about one entry per cluster member.
 
-use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::Arc;
 
+// hashbrown's set hashes with foldhash: `intern` with std's SipHash was about 6% of a
+// 1,000-member join's CPU (perf, issue 17; every decoded identity is interned). The table is
+// only looked up and swept, never iterated in an order anyone sees, so its seeded hasher
+// changes no outcome.
+use hashbrown::HashSet;
 use parking_lot::Mutex;
 
 /// Fewest entries before the table sweeps out values nobody else holds.

@@ -831,6 +831,16 @@ fn resident_memory_mib() -> u64 {
         .map_or(0, |kib| kib / 1_024)
 }
 
+/// Member updates and metadata announcements waiting in every live member's dissemination
+/// backlogs, summed: the join's transient memory (see `GossipCore::dissemination_backlog`).
+fn backlogs(sim: &Simulator<GossipCore>, live: &[usize]) -> (usize, usize) {
+    live.iter()
+        .filter_map(|&node| sim.actor(node).map(GossipCore::dissemination_backlog))
+        .fold((0, 0), |(updates, announcements), (u, a)| {
+            (updates + u, announcements + a)
+        })
+}
+
 /// A number from the environment, or `default`.
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -862,9 +872,11 @@ fn run_watched(
         steps += 1;
         let rss = resident_memory_mib();
         if steps.is_multiple_of(5) || rss > rss_limit_mib {
+            let (updates, announcements) = backlogs(sim, live);
             println!(
                 "  {stage}: virtual {}, wall {:.0} s, {} (observer, member) pairs missing, \
-                 {} events, resident {rss} MiB",
+                 {} events, resident {rss} MiB, backlogs {updates} updates + {announcements} \
+                 announcements",
                 sim.now(),
                 wall.elapsed().as_secs_f64(),
                 missing_pairs(sim, live),

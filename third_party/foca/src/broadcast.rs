@@ -76,6 +76,18 @@ pub trait BroadcastHandler<T> {
     fn should_add_broadcast_data(&self, _member: &T) -> bool {
         true
     }
+
+    /// The bytes to send for `key`, when the key holds them itself.
+    ///
+    /// ha patch: by default (`None`) Foca keeps its own copy of each
+    /// broadcast's bytes in its backlog. A handler whose keys already
+    /// hold the exact bytes given to [`Self::receive_item`] (for
+    /// example shared between many Foca instances in one process)
+    /// returns them here, and the backlog keeps no copy. The bytes
+    /// must be exactly those `receive_item` was given.
+    fn key_data(_key: &Self::Key) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A type that's able to look at another and decide wether it's
@@ -127,23 +139,33 @@ const UNBUCKETED: u64 = 0;
 /// so a few misfits in a row mean the buffer is as full as it gets.
 const FILL_MISFITS_MAX: usize = 16;
 
+/// Fewest entries a backlog keeps room for when it gives memory back (see `shrink`).
+const SHRINK_FLOOR: usize = 64;
+
 /// The dissemination backlog: items with their serialized data, sent most-remaining
 /// transmissions first.
 ///
 /// ha patch: upstream kept whole entries in the heap and removed invalidated ones with
-/// `retain` over the heap. Here the heap holds only `(remaining_tx, len, bucket, id)`; the
-/// live entries sit in a table hashed by bucket, and a heap node whose entry is gone
-/// (invalidated) is dropped when popped. Transmission order and counts are unchanged.
-pub(crate) struct Broadcasts<V> {
+/// `retain` over the heap. Here the heap holds only 16-byte `(remaining_tx, len, bucket, id)`
+/// nodes; the live entries sit in a table hashed by bucket, and a heap node whose entry is
+/// gone (invalidated) is dropped when popped. Transmission order and counts are unchanged.
+///
+/// ha patch (issue 17, 10,000 members): an entry's data is `D`, by default its bytes
+/// (`Vec<u8>`, custom broadcasts). Member updates use `D = ()` and keep the member itself
+/// as the item (16 bytes), encoding it when a message is filled (`fill_encoded`), instead of
+/// its serialized bytes in their own allocation plus a 32-byte address key: a joining
+/// member's backlog holds an update about nearly every other member. The backlog also gives
+/// memory back once it has drained (the join's peak is otherwise kept for good).
+pub(crate) struct Broadcasts<V, D = Vec<u8>> {
     flip: alloc::collections::BinaryHeap<Node>,
     flop: alloc::collections::BinaryHeap<Node>,
-    entries: HashTable<Entry<V>>,
-    next_id: u64,
+    entries: HashTable<Entry<V, D>>,
+    next_id: u32,
 }
 
-impl<T> Broadcasts<T>
+impl<V, D> Broadcasts<V, D>
 where
-    T: Invalidates,
+    V: Invalidates,
 {
     pub(crate) fn new() -> Self {
         Self {
@@ -162,13 +184,19 @@ where
         self.entries.is_empty()
     }
 
-    pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
+    fn bucket_of(item: &V) -> u64 {
+        item.bucket().unwrap_or(UNBUCKETED)
+    }
+
+    /// Add `item` (with `data`, `len` bytes once written) for `max_tx` transmissions,
+    /// replacing the entries it invalidates.
+    pub(crate) fn add_or_replace_sized(&mut self, item: V, data: D, len: usize, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        let bucket = item.bucket().unwrap_or(UNBUCKETED);
-        let invalidated: Vec<u64> = self
+        let bucket = Self::bucket_of(&item);
+        let invalidated: Vec<u32> = self
             .entries
             .iter_hash(bucket)
-            .filter(|entry| entry.bucket == bucket && item.invalidates(&entry.item))
+            .filter(|entry| item.invalidates(&entry.item))
             .map(|entry| entry.id)
             .collect();
         for id in invalidated {
@@ -176,49 +204,53 @@ where
         }
         // Invalidated entries leave stale nodes in the heap; drop them once they outnumber
         // the live ones, so the heap stays within twice the backlog.
-        if self.flip.len() > 2 * self.entries.len() + 64 {
+        if self.flip.len() > 2 * self.entries.len() + SHRINK_FLOOR {
             let entries = &self.entries;
             self.flip
                 .retain(|node| entries.find(node.bucket, |e| e.id == node.id).is_some());
         }
+        // Ids only tell live entries of one bucket apart: one would have to outlive 2^32
+        // later additions for its id to come round again.
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.flip.push(Node {
-            remaining_tx: max_tx,
-            len: data.len(),
             bucket,
             id,
+            len: u16::try_from(len).unwrap_or(u16::MAX),
+            remaining_tx: u8::try_from(max_tx).unwrap_or(u8::MAX),
         });
         self.entries.insert_unique(
             bucket,
             Entry {
                 id,
-                bucket,
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 data,
                 item,
             },
-            |entry| entry.bucket,
+            |entry| Self::bucket_of(&entry.item),
         );
     }
 
-    fn remove(&mut self, bucket: u64, id: u64) {
+    fn remove(&mut self, bucket: u64, id: u32) {
         if let Ok(entry) = self.entries.find_entry(bucket, |entry| entry.id == id) {
             entry.remove();
         }
     }
 
-    pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
-        self.fill_inner(buffer, max_items, false)
-    }
-
-    pub(crate) fn fill_with_len_prefix(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
-        self.fill_inner(buffer, max_items, true)
-    }
-
-    fn fill_inner(&mut self, mut buffer: impl BufMut, max_items: usize, prefix: bool) -> usize {
+    /// Fill `buffer` with up to `max_items` entries, each written by `write` (which returns
+    /// whether it wrote the entry; it is only called when the entry's `len` bytes, plus a
+    /// 2-byte prefix when `prefix`, fit). A prefixed entry's `write` must not fail.
+    pub(crate) fn fill_inner<B: BufMut>(
+        &mut self,
+        buffer: &mut B,
+        max_items: usize,
+        prefix: bool,
+        mut write: impl FnMut(&V, &D, &mut B) -> bool,
+    ) -> usize {
         if self.entries.is_empty() {
             // Only stale nodes can be left.
             self.flip.clear();
+            self.shrink();
             return 0;
         }
         debug_assert!(self.flop.is_empty());
@@ -237,18 +269,24 @@ where
                 // Invalidated since it was added.
                 continue;
             };
+            let len = entry.len as usize;
 
-            if buffer.remaining_mut() >= entry.data.len() + overhead {
-                num_taken += 1;
-                remaining -= 1;
-                misfits = 0;
-
+            if buffer.remaining_mut() >= len + overhead {
                 if prefix {
-                    debug_assert!(u16::try_from(entry.data.len()).is_ok());
-                    buffer.put_u16(entry.data.len() as u16);
+                    debug_assert!(u16::try_from(len).is_ok());
+                    buffer.put_u16(len as u16);
                 }
-                buffer.put_slice(&entry.data);
-                node.remaining_tx -= 1;
+                if write(&entry.item, &entry.data, buffer) {
+                    num_taken += 1;
+                    remaining -= 1;
+                    misfits = 0;
+                    node.remaining_tx -= 1;
+                } else {
+                    // Cannot happen with a deterministic encoder (its length was
+                    // measured when the entry was added); count it as a misfit.
+                    debug_assert!(!prefix, "a prefixed entry's write cannot fail");
+                    misfits += 1;
+                }
             } else {
                 misfits += 1;
             }
@@ -261,28 +299,92 @@ where
         }
 
         self.flip.append(&mut self.flop);
+        self.shrink();
 
         num_taken
     }
+
+    /// Give back memory a drained backlog no longer needs: a join's burst would otherwise
+    /// keep its peak size for good (hashbrown and `BinaryHeap` never shrink by themselves).
+    fn shrink(&mut self) {
+        let live = self.entries.len();
+        if self.entries.capacity() > 4 * live + SHRINK_FLOOR {
+            self.entries
+                .shrink_to(2 * live, |entry| Self::bucket_of(&entry.item));
+        }
+        for heap in [&mut self.flip, &mut self.flop] {
+            if heap.capacity() > 4 * heap.len() + SHRINK_FLOOR {
+                heap.shrink_to(2 * heap.len());
+            }
+        }
+    }
 }
 
-/// A backlog entry's place in the send order.
+// Upstream's byte-vector interface; foca itself now uses `add_or_replace_sized` with the
+// data type of each backlog, and upstream's tests use this one.
+#[cfg(test)]
+impl<V> Broadcasts<V, Vec<u8>>
+where
+    V: Invalidates,
+{
+    pub(crate) fn add_or_replace(&mut self, item: V, data: Vec<u8>, max_tx: usize) {
+        let len = data.len();
+        self.add_or_replace_sized(item, data, len, max_tx);
+    }
+
+    pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_inner(&mut buffer, max_items, false, |_, data, buffer| {
+            buffer.put_slice(data);
+            true
+        })
+    }
+
+    pub(crate) fn fill_with_len_prefix(
+        &mut self,
+        mut buffer: impl BufMut,
+        max_items: usize,
+    ) -> usize {
+        self.fill_inner(&mut buffer, max_items, true, |_, data, buffer| {
+            buffer.put_slice(data);
+            true
+        })
+    }
+}
+
+impl<V> Broadcasts<V, ()>
+where
+    V: Invalidates,
+{
+    /// Fill `buffer` with up to `max_items` items, each written by `encode` (which must
+    /// write exactly the length given when the item was added, and return whether it did).
+    pub(crate) fn fill_encoded<B: BufMut>(
+        &mut self,
+        buffer: &mut B,
+        max_items: usize,
+        mut encode: impl FnMut(&V, &mut B) -> bool,
+    ) -> usize {
+        self.fill_inner(buffer, max_items, false, |item, _, buffer| {
+            encode(item, buffer)
+        })
+    }
+}
+
+/// A backlog entry's place in the send order: 16 bytes (`len` saturates; it only orders).
 #[derive(Debug, Clone)]
 struct Node {
-    remaining_tx: usize,
-    // ignored for eq/ord (like `id` and `bucket`). sorting is unstable
-    len: usize,
     bucket: u64,
-    id: u64,
+    id: u32,
+    // ignored for eq/ord (like `id` and `bucket`). sorting is unstable
+    len: u16,
+    remaining_tx: u8,
 }
 
 #[derive(Debug, Clone)]
-struct Entry<T> {
-    id: u64,
-    bucket: u64,
-    // XXX could be Bytes, or keep a pool in parent
-    data: Vec<u8>,
-    item: T,
+struct Entry<V, D> {
+    id: u32,
+    len: u32,
+    data: D,
+    item: V,
 }
 
 impl PartialEq for Node {

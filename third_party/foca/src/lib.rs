@@ -190,14 +190,21 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     choice_buf: Vec<Member<T>>,
 
     send_buf: Vec<u8>,
+    // ha patch: where a member update is encoded once to learn its length.
+    encode_buf: Vec<u8>,
 
-    // Holds (serialized) cluster updates, which may live for a
+    // Holds cluster updates, which may live for a
     // while until they get disseminated `Config::max_transmissions`
     // times or replaced by fresher updates.
-    updates: Broadcasts<Addr<T::Addr>>,
+    // ha patch: the members themselves (16 bytes each with an `Arc`
+    // identity), encoded when sent; upstream kept their serialized
+    // bytes and an address key.
+    updates: Broadcasts<MemberUpdate<T>, ()>,
 
     broadcast_handler: B,
-    custom_broadcasts: Broadcasts<B::Key>,
+    // ha patch: no copy of the bytes when the key holds them
+    // (`BroadcastHandler::key_data`).
+    custom_broadcasts: Broadcasts<B::Key, Option<Box<[u8]>>>,
 }
 
 impl<T, C, RNG> Foca<T, C, RNG, NoCustomBroadcast>
@@ -265,6 +272,7 @@ where
             connection_state: ConnectionState::Disconnected,
             updates: Broadcasts::new(),
             send_buf: Vec::with_capacity(max_bytes),
+            encode_buf: Vec::new(),
             custom_broadcasts: Broadcasts::new(),
             broadcast_handler,
         }
@@ -330,16 +338,27 @@ where
             // If our previous identity wasn't known as Down already,
             // we'll declare it ourselves
             if !previous_is_down {
-                let addr = Addr(previous_id.addr());
-                let data = self.serialize_member(Member::down(previous_id))?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                self.queue_update(Member::down(previous_id))?;
             }
 
             self.gossip(runtime)?;
 
             Ok(())
         }
+    }
+
+    /// The custom broadcast handler.
+    ///
+    /// ha patch: lets the handler hold state its owner reads (ha-gossip keeps its member
+    /// table there, which decides what a broadcast is news), without sharing it behind a lock.
+    pub const fn broadcast_handler(&self) -> &B {
+        &self.broadcast_handler
+    }
+
+    /// The custom broadcast handler, to change its state (see [`Self::broadcast_handler`]).
+    /// Changing it does not affect foca's state.
+    pub const fn broadcast_handler_mut(&mut self) -> &mut B {
+        &mut self.broadcast_handler
     }
 
     /// Iterate over the currently active cluster members.
@@ -568,10 +587,7 @@ where
     ///
     /// This is the cleanest way to terminate a running Foca.
     pub fn leave_cluster(&mut self, mut runtime: impl Runtime<T>) -> Result<()> {
-        let addr = Addr(self.identity().addr());
-        let data = self.serialize_member(Member::down(self.identity().clone()))?;
-        self.updates
-            .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+        self.queue_update(Member::down(self.identity().clone()))?;
 
         self.gossip(&mut runtime)?;
 
@@ -600,11 +616,7 @@ where
             .receive_item(data, None)
             .map_err(|e| Error::CustomBroadcast(Box::new(e)))?
         {
-            self.custom_broadcasts.add_or_replace(
-                key,
-                data.to_vec(),
-                self.config.max_transmissions.get().into(),
-            );
+            self.queue_custom_broadcast(key, data);
             Ok(true)
         } else {
             Ok(false)
@@ -1091,13 +1103,40 @@ where
         custom_broadcasts_result
     }
 
-    fn serialize_member(&mut self, member: Member<T>) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.codec
-            .encode_member(&member, &mut buf)
-            .map_err(|e| Error::Encode(Box::new(e)))?;
+    /// Queue a custom broadcast, keeping a copy of its bytes unless its key holds them.
+    fn queue_custom_broadcast(&mut self, key: B::Key, data: &[u8]) {
+        let copy = match B::key_data(&key) {
+            Some(held) => {
+                debug_assert_eq!(held, data, "key_data must be the received bytes");
+                None
+            }
+            None => Some(data.into()),
+        };
+        self.custom_broadcasts.add_or_replace_sized(
+            key,
+            copy,
+            data.len(),
+            self.config.max_transmissions.get().into(),
+        );
+    }
 
-        Ok(buf)
+    /// Queue `member` for dissemination, replacing any queued update about its address.
+    ///
+    /// ha patch: the backlog keeps the member (encoded once here to learn its length, and
+    /// again when sent) instead of its serialized bytes.
+    fn queue_update(&mut self, member: Member<T>) -> Result<()> {
+        self.encode_buf.clear();
+        self.codec
+            .encode_member(&member, &mut self.encode_buf)
+            .map_err(|e| Error::Encode(Box::new(e)))?;
+        let len = self.encode_buf.len();
+        self.updates.add_or_replace_sized(
+            MemberUpdate(member),
+            (),
+            len,
+            self.config.max_transmissions.get().into(),
+        );
+        Ok(())
     }
 
     fn reset(&mut self) {
@@ -1264,10 +1303,7 @@ where
 
             // Cluster state changed, start broadcasting it
             if do_broadcast {
-                let addr = Addr(id.addr());
-                let data = self.serialize_member(update)?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                self.queue_update(update)?;
             }
 
             // Down is a terminal state, so set up a handler for removing
@@ -1323,11 +1359,7 @@ where
                 #[cfg(feature = "tracing")]
                 tracing::trace!(len = pkt_len, "received broadcast item");
 
-                self.custom_broadcasts.add_or_replace(
-                    key,
-                    pkt.to_vec(),
-                    self.config.max_transmissions.get().into(),
-                );
+                self.queue_custom_broadcast(key, pkt);
             }
             data.advance(pkt_len);
         }
@@ -1491,7 +1523,12 @@ where
             } else {
                 // u16::MAX guarantees that num_events can be safely
                 // cast from usize to u16
-                let num_updates = self.updates.fill(&mut buf, u16::MAX.into());
+                let codec = &mut self.codec;
+                let num_updates =
+                    self.updates
+                        .fill_encoded(&mut buf, u16::MAX.into(), |update, buf| {
+                            codec.encode_member(&update.0, buf).is_ok()
+                        });
                 num_items = u16::try_from(num_updates).expect("usize bound by u16::MAX");
             }
 
@@ -1510,9 +1547,14 @@ where
             // Fill the remaining space in the buffer with custom
             // broadcasts, if any
             #[cfg_attr(not(feature = "tracing"), expect(unused_variables))]
-            let num_broadcasts = self
-                .custom_broadcasts
-                .fill_with_len_prefix(&mut buf, usize::MAX);
+            let num_broadcasts =
+                self.custom_broadcasts
+                    .fill_inner(&mut buf, usize::MAX, true, |key, copy, buf| {
+                        // One of the two is there (see `queue_custom_broadcast`).
+                        let data = copy.as_deref().or_else(|| B::key_data(key)).unwrap_or(&[]);
+                        buf.put_slice(data);
+                        true
+                    });
             #[cfg(feature = "tracing")]
             span.record("num_broadcasts", num_broadcasts);
         }
@@ -1694,20 +1736,23 @@ impl<T> BroadcastHandler<T> for NoCustomBroadcast {
     }
 }
 
-struct Addr<T>(T);
+/// A queued cluster update; updates about the same address replace each other.
+///
+/// ha patch: was `Addr<T::Addr>` next to the update's serialized bytes.
+struct MemberUpdate<T>(Member<T>);
 
-impl<T: PartialEq + core::hash::Hash> Invalidates for Addr<T> {
+impl<T: Identity> Invalidates for MemberUpdate<T> {
     // State is managed externally (via Members), so invalidation
     // is a trivial replace-if-same-key
     fn invalidates(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.0.id().addr() == other.0.id().addr()
     }
 
     // ha patch: equal addresses hash alike, so the backlog compares
     // an update only with updates about the same address.
     fn bucket(&self) -> Option<u64> {
         use core::hash::{BuildHasher, BuildHasherDefault};
-        Some(BuildHasherDefault::<BucketHasher>::default().hash_one(&self.0))
+        Some(BuildHasherDefault::<BucketHasher>::default().hash_one(self.0.id().addr()))
     }
 }
 

@@ -147,7 +147,9 @@ pub(crate) struct Members<T> {
     pub(crate) inner: Vec<Member<T>>,
     // Slots into `inner`, one per member, hashed by `addr()`. Only looked up, never
     // iterated, so its (randomly seeded) hasher cannot change foca's behaviour.
-    index: HashTable<usize>,
+    // `u32` (issue 17): 4 bytes a member instead of 8, in every member's list of every
+    // other; a list cannot reach 2^32 members (it would need hundreds of GiB).
+    index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     cursor: usize,
     num_active: usize,
@@ -202,12 +204,12 @@ where
         } = self;
         index.clear();
         index.reserve(inner.len(), |&slot| {
-            Self::hash_addr(hasher, &inner[slot].id.addr())
+            Self::hash_addr(hasher, &inner[slot as usize].id.addr())
         });
         for (slot, member) in inner.iter().enumerate() {
             let hash = Self::hash_addr(hasher, &member.id.addr());
-            index.insert_unique(hash, slot, |&other| {
-                Self::hash_addr(hasher, &inner[other].id.addr())
+            index.insert_unique(hash, slot as u32, |&other| {
+                Self::hash_addr(hasher, &inner[other as usize].id.addr())
             });
         }
     }
@@ -216,16 +218,17 @@ where
     fn position(&self, addr: &T::Addr) -> Option<usize> {
         let hash = Self::hash_addr(&self.hasher, addr);
         self.index
-            .find(hash, |&slot| self.inner[slot].id.addr() == *addr)
-            .copied()
+            .find(hash, |&slot| self.inner[slot as usize].id.addr() == *addr)
+            .map(|&slot| slot as usize)
     }
 
     /// The index entry of the member at `addr` says `from`; make it say `to`. `from` must be
     /// the only entry holding that slot.
     fn move_slot(&mut self, addr: &T::Addr, from: usize, to: usize) {
         let hash = Self::hash_addr(&self.hasher, addr);
-        if let Some(slot) = self.index.find_mut(hash, |&slot| slot == from) {
-            *slot = to;
+        // In `u32`, where the `usize::MAX` of `swap` is `u32::MAX` on both sides.
+        if let Some(slot) = self.index.find_mut(hash, |&slot| slot == from as u32) {
+            *slot = to as u32;
         } else {
             debug_assert!(false, "member index lost a slot");
         }
@@ -373,7 +376,7 @@ where
             .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
 
         let hash = Self::hash_addr(&self.hasher, &addr);
-        if let Ok(entry) = self.index.find_entry(hash, |&slot| slot == pos) {
+        if let Ok(entry) = self.index.find_entry(hash, |&slot| slot as usize == pos) {
             entry.remove();
         }
         let last = self.inner.len() - 1;
@@ -494,8 +497,8 @@ where
                 hasher,
                 ..
             } = self;
-            index.insert_unique(hash, inserted_at, |&slot| {
-                Self::hash_addr(hasher, &inner[slot].id.addr())
+            index.insert_unique(hash, inserted_at as u32, |&slot| {
+                Self::hash_addr(hasher, &inner[slot as usize].id.addr())
             });
 
             let swap_idx = (0..self.inner.len())
