@@ -160,7 +160,7 @@ fn markdown(report: &Report) -> String {
         .any(|row| row.members >= 1_000)
     {
         text.push_str(
-        "\nWhere the wall time goes (perf, release build, seed 1): at 1,000 members 87% is inside the gossip cores, mostly foca's member-list update (`Members::apply`, a linear scan of the member list per update: 33%) and its broadcast packing (19%); at 10,000 members the cores' member tables (ha-gossip's `MemberTable::on_metadata` 20%, `MetadataInbox::offer` 11%) and page faults as memory grows (16%) lead. The simulator's own code (event queue, network, trace, effects) is about 5% at 1,000 and 12% at 10,000 members, so no change to it can bring 10,000 members within reach; the cores' quadratic memory is what stops that row.\n",
+        "\nWhere the time goes (measured apart from this harness, 2026-12-03: perf and heaptrack of `tests/tests/gossip_sim.rs::ten_thousand_members` at 1,000 and 3,000 members, sim profile): foca's member lookup (`Members::position`, about 10%, a cache miss per update), its broadcast backlog heaps (about 11%), anti-entropy digests over the whole member set (about 9%) and decoding and interning identities (about 8%). Memory per (observer, member) pair is about 154 bytes at 3,000 members (167 at 1,000), so 10,000 members would fit in about 14.3 GiB; the join's CPU grows like N^2.5 (28.6 s at 1,000 members, 470 s at 3,000), about 2.8 hours at 10,000, which is what keeps that row from converging within the wall-clock budget.\n",
     );
     }
     text
