@@ -174,8 +174,8 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         match self.auth.check(&request) {
-            Err(refusal) => Box::pin(std::future::ready(Ok(refusal))),
-            Ok(pending) => {
+            Checked::Refused(refusal) => Box::pin(std::future::ready(Ok(refusal))),
+            Checked::Allowed(pending) => {
                 let call = self.inner.call(request);
                 Box::pin(async move {
                     let response = call.await?;
@@ -189,10 +189,17 @@ where
     }
 }
 
+/// The outcome of the check before a call.
+enum Checked {
+    /// The answer to send instead of running the call (already audited).
+    Refused(Response),
+    /// Run the call; then write this audit line (`None` for a read, which is not audited).
+    Allowed(Option<PendingAudit>),
+}
+
 impl Auth {
-    /// The check before the call: the refusal to answer (already audited), or the audit
-    /// line to write once the call has run (`None` for a read, which is not audited).
-    fn check(&self, request: &Request) -> Result<Option<PendingAudit>, Response> {
+    /// The check before the call (see [`Checked`]).
+    fn check(&self, request: &Request) -> Checked {
         let method = request.method();
         let mutating = !(method == Method::GET || method == Method::HEAD);
         let needed = required_role(method, request.uri().path());
@@ -206,7 +213,7 @@ impl Auth {
         };
         let (Some(tokens), Some(needed)) = (self.tokens.as_deref(), needed) else {
             // No tokens (the host guards the API) or an open path: audit only.
-            return Ok(pending(None));
+            return Checked::Allowed(pending(None));
         };
         let identity = match identify(tokens, request) {
             Ok(identity) => identity,
@@ -233,7 +240,7 @@ impl Auth {
                     &audit_path(request.uri().path()),
                     response.status(),
                 );
-                return Err(response);
+                return Checked::Refused(response);
             }
         };
         if !identity.role.allows(needed) {
@@ -248,9 +255,9 @@ impl Auth {
             )
             .into_response();
             audit(Some(identity), method, &path, response.status());
-            return Err(response);
+            return Checked::Refused(response);
         }
-        Ok(pending(Some(identity)))
+        Checked::Allowed(pending(Some(identity)))
     }
 }
 
