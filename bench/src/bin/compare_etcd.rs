@@ -13,6 +13,7 @@ mod compare_etcd {
     pub mod locks;
     pub mod plots;
     pub mod report;
+    pub mod writes_only;
 }
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use ha_bench::peers::{BotCluster, BotClusterOptions, EtcdCluster, EtcdClusterOpt
 
 use compare_etcd::failover::{self, Variant};
 use compare_etcd::report::{FailoverSeries, IdleMemory, LockResults, Results, WriteResults};
+use compare_etcd::writes_only::{self, Systems};
 use compare_etcd::{locks, writes};
 
 /// Command line.
@@ -47,6 +49,23 @@ struct Args {
     /// Output directory; default `<workspace>/target/bench`.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// `writes`: run only the write loads and print a table (no locks, failover or report
+    /// files); for profiling and before/after measurements.
+    #[arg(long, value_parser = ["writes"])]
+    only: Option<String>,
+    /// With `--only writes`: which systems to start and drive.
+    #[arg(long, value_enum, default_value_t = Systems::Both)]
+    systems: Systems,
+    /// With `--only writes`: the client counts (default 1, 16 and 64).
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// With `--only writes`: how many times to run each client count, systems alternating.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// With `--only writes`: a `bot` executable to start an ha cluster of (repeat it to
+    /// compare builds, runs alternating); default `target/release/bot`.
+    #[arg(long)]
+    bot: Vec<PathBuf>,
 }
 
 /// Concurrent clients of the write runs.
@@ -97,6 +116,26 @@ async fn run(args: Args) -> Result<(), String> {
     let data_dir = out_dir.join("compare_etcd_data");
     let trials = args.trials.clamp(1, TRIALS_MAX);
     let duration = Duration::from_secs(args.duration_s.clamp(1, 600));
+    if args.only.is_some() {
+        let clients: Vec<usize> = if args.clients.is_empty() {
+            CLIENT_COUNTS.to_vec()
+        } else {
+            args.clients
+                .iter()
+                .map(|count| (*count).clamp(1, 1024))
+                .collect()
+        };
+        return writes_only::run(
+            args.systems,
+            &args.bot,
+            &clients,
+            args.rounds,
+            duration,
+            &data_dir,
+            LEADER_TIMEOUT,
+        )
+        .await;
+    }
 
     eprintln!("starting 3 ha nodes and 3 etcd members");
     let mut ha_options = BotClusterOptions::new(3);

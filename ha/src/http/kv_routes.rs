@@ -2,9 +2,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use ha_core::{Consistency, StateMachine};
 use serde::{Deserialize, Serialize};
@@ -120,7 +122,7 @@ pub(crate) async fn get_key<S: StateMachine>(
 
 pub(crate) async fn put_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    headers: HeaderMap,
+    headers: TraceHeaders,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -149,7 +151,7 @@ pub(crate) async fn put_key<S: StateMachine>(
 
 pub(crate) async fn delete_key<S: StateMachine>(
     State(state): State<ApiState<S>>,
-    headers: HeaderMap,
+    headers: TraceHeaders,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -168,13 +170,43 @@ pub(crate) async fn delete_key<S: StateMachine>(
     .into_response())
 }
 
+/// The request headers a write's trace span reads (issue 16), kept only with the `otel`
+/// feature. Without it nothing is copied: axum's `HeaderMap` extractor clones every header of
+/// every write, a cost per request that bought nothing there (issue 17).
+pub(crate) struct TraceHeaders {
+    #[cfg(feature = "otel")]
+    headers: axum::http::HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TraceHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        #[cfg(feature = "otel")]
+        {
+            Ok(Self {
+                headers: parts.headers.clone(),
+            })
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            let _ = parts;
+            Ok(Self {})
+        }
+    }
+}
+
 /// The `ha.http.write` span of a write (issue 16): with the `otel` feature a span under the
 /// caller's `traceparent` header, whose context the write carries to the leader; without it
 /// no span at all.
-fn write_span(node: &ha_core::NodeId, route: &'static str, headers: &HeaderMap) -> tracing::Span {
+fn write_span(
+    node: &ha_core::NodeId,
+    route: &'static str,
+    headers: &TraceHeaders,
+) -> tracing::Span {
     #[cfg(feature = "otel")]
     {
-        crate::telemetry::http_write_span(node, route, headers)
+        crate::telemetry::http_write_span(node, route, &headers.headers)
     }
     #[cfg(not(feature = "otel"))]
     {

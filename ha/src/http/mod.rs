@@ -38,7 +38,6 @@ use std::sync::Weak;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use ha_core::StateMachine;
 use ha_lock::VALUE_BYTES_MAX;
@@ -163,7 +162,7 @@ impl<S: StateMachine> Node<S> {
     /// the checks already (protecting the merged router would check and audit twice).
     pub fn protect(&self, router: Router) -> Router {
         let auth = auth::Auth::new(self.shared.security.admin_tokens.clone());
-        router.layer(from_fn_with_state(auth, auth::authorize))
+        router.layer(auth::AuthLayer::new(auth))
     }
 
     /// Serve `router` on `listener` until the node shuts down: over HTTPS with the node's

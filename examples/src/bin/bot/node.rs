@@ -26,11 +26,14 @@ use crate::journal_worker::JournalWorker;
 pub fn run(args: &NodeArgs, clock: ha::core::MonotonicClock) -> Result<(), BotError> {
     // Validate everything before touching the disk or the network.
     let config = args.to_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(BotError::Runtime)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Two workers unless tokio's own TOKIO_WORKER_THREADS says otherwise (tokio reads it
+    // when no count is set): a way to measure the bot with another count (issue 17) without
+    // a flag of its own.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(2);
+    }
+    let runtime = builder.enable_all().build().map_err(BotError::Runtime)?;
     runtime.block_on(serve(
         config,
         args.stop_on_stdin_eof,
