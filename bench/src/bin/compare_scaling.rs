@@ -171,12 +171,20 @@ async fn main() {
     let options = Options::parse();
     let machine = MachineDescription::read();
     println!("machine: {machine}");
+    // The voter sweep at `clients`, then `replicate_bench`'s 3-voter run at `peak_clients`.
+    let mut runs: Vec<(usize, usize)> = options
+        .voters
+        .iter()
+        .map(|&voters| (voters.clamp(1, 9), options.clients))
+        .collect();
+    if options.peak_clients > 0 && options.peak_clients != options.clients {
+        runs.push((3, options.peak_clients));
+    }
     let mut writes = Vec::new();
-    for &voters in &options.voters {
-        let voters = voters.clamp(1, 9);
+    for (voters, clients) in runs {
         let row = measure_writes(
             voters,
-            options.clients.clamp(1, 1_024),
+            clients.clamp(1, 1_024),
             options.value_bytes.clamp(1, 1 << 20),
             Duration::from_secs(options.duration_secs.clamp(1, 600)),
         )
@@ -189,20 +197,6 @@ async fn main() {
             row.latency.p50_us,
             row.latency.p99_us,
             row.errors
-        );
-        writes.push(row);
-    }
-    if options.peak_clients > 0 && options.peak_clients != options.clients {
-        let row = measure_writes(
-            3,
-            options.peak_clients.clamp(1, 1_024),
-            options.value_bytes.clamp(1, 1 << 20),
-            Duration::from_secs(options.duration_secs.clamp(1, 600)),
-        )
-        .await;
-        println!(
-            "writes: 3 voters, {} clients: {:.0} writes/s, p50 {} us, p99 {} us, {} errors",
-            row.clients, row.writes_per_second, row.latency.p50_us, row.latency.p99_us, row.errors
         );
         writes.push(row);
     }

@@ -23,8 +23,12 @@ const ALL_CHECK_MS: u64 = 500;
 const DETECT_CHECK_MS: u64 = 10;
 /// Virtual time allowed for every survivor to declare the crashed member down.
 pub const DETECT_MS_MAX: u64 = 60_000;
-/// Quiet virtual time between the join and the crash; the bytes sent in it are the at-rest rate.
+/// Quiet virtual time between the join and the at-rest measurement (the join's last updates
+/// and metadata are still being gossiped right after convergence).
 const SETTLE_MS: u64 = 5_000;
+/// Virtual time over which the at-rest bytes per member per second are measured, after the
+/// settle and before the crash.
+const REST_MS: u64 = 10_000;
 
 /// Bounds on one simulated cluster.
 pub struct SimLimits {
@@ -63,8 +67,8 @@ pub struct GossipRow {
     pub known_fraction_min: f64,
     /// ... and the mean over members.
     pub known_fraction_mean: f64,
-    /// Bytes each member sent per second, on average, over the quiet settle between the
-    /// join and the crash (virtual time).
+    /// Bytes each member sent per second, on average, over 10 s of virtual time at rest
+    /// (after a 5 s settle that follows the join, before the crash).
     pub rest_bytes_per_member_per_second: Option<f64>,
     /// Whether the crash phase ran.
     pub detect_measured: bool,
@@ -247,13 +251,14 @@ pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRo
         // Detection runs on the cluster as it is (at 99% if 100% was not reached in time).
         let stopped_before = runner.stopped_by.take().map(|why| format!("100%: {why}"));
         runner.begin_phase(limits.detect_wall);
-        let sent_before = bytes_sent(&runner.sim, members);
-        let settle_from = runner.sim.now();
         let _ = runner.run_until(SETTLE_MS, SETTLE_MS, |_| false);
-        let settled_ms = (runner.sim.now() - settle_from).max(1);
+        let sent_before = bytes_sent(&runner.sim, members);
+        let rest_from = runner.sim.now();
+        let _ = runner.run_until(REST_MS, REST_MS, |_| false);
+        let rest_ms = (runner.sim.now() - rest_from).max(1);
         row.rest_bytes_per_member_per_second = Some(
             (bytes_sent(&runner.sim, members) - sent_before) as f64 * 1_000.0
-                / settled_ms as f64
+                / rest_ms as f64
                 / members as f64,
         );
         runner.stopped_by = None;
