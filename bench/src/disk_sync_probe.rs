@@ -25,7 +25,7 @@ pub struct DiskSyncProbe {
 }
 
 impl DiskSyncProbe {
-    /// Append and sync [`APPENDS`] times to a temporary file in `directory` (the file is
+    /// Append and sync 200 times to a temporary file in `directory` (the file is
     /// removed afterwards).
     ///
     /// # Errors

@@ -24,10 +24,10 @@ pub fn node_id(index: usize) -> NodeId {
     NodeId::new(format!("n{index}")).expect("n<index> is a valid id")
 }
 
-/// Settings of node `n<index>` of a cluster founded by `n1..=n<voters>`: test timing
-/// ([`EngineSettings::for_test`]), batched syncs, a 10 ms housekeeping tick, no consistency
-/// monitor, snapshots every 10,000 entries, the transport on an ephemeral port of 127.0.0.1 in
-/// cluster `test`. Change fields before starting the node for anything else.
+/// Settings of node `n<index>` of a cluster founded by `n1..=n<voters>`:
+/// [`ReplicaSettings::for_test`] (test timing, batched syncs, a 10 ms housekeeping tick, no
+/// consistency monitor, snapshots every 10,000 entries), the transport on an ephemeral port of
+/// 127.0.0.1 in cluster `test`. Change fields before starting the node for anything else.
 ///
 /// # Panics
 /// Never: the loopback address parses.
