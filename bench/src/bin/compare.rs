@@ -298,12 +298,7 @@ fn render(
             )),
         }
     }
-    let figures_of = |name: &str| {
-        outcomes
-            .iter()
-            .find(|outcome| outcome.name == name && outcome.ok)
-            .and_then(|outcome| outcome.figures.as_ref())
-    };
+    let figures_of = |name: &str| successful_figures(outcomes, name);
     let targets = issue_targets::judge(&RunFigures {
         http: figures_of("compare_etcd"),
         native: figures_of("compare_native"),
@@ -313,6 +308,14 @@ fn render(
     });
     text.push_str(&issue_targets::markdown(&targets));
     text
+}
+
+/// The figures of benchmark `name`, when it ran (or was reused) successfully.
+fn successful_figures<'a>(outcomes: &'a [Outcome], name: &str) -> Option<&'a serde_json::Value> {
+    outcomes
+        .iter()
+        .find(|outcome| outcome.name == name && outcome.ok)
+        .and_then(|outcome| outcome.figures.as_ref())
 }
 
 /// `(clients, writes per second)` of each run in the JSON array at `pointer` of `figures`.
@@ -339,12 +342,7 @@ fn throughput_points(figures: &serde_json::Value, pointer: &str) -> Vec<(usize, 
 /// # Errors
 /// The plot error, as text.
 fn plot_all_write_paths(outcomes: &[Outcome], output: &Path) -> Result<(), String> {
-    let figures_of = |name: &str| {
-        outcomes
-            .iter()
-            .find(|outcome| outcome.name == name && outcome.ok)
-            .and_then(|outcome| outcome.figures.as_ref())
-    };
+    let figures_of = |name: &str| successful_figures(outcomes, name);
     let (Some(http), Some(native)) = (figures_of("compare_etcd"), figures_of("compare_native"))
     else {
         return Ok(());
