@@ -304,7 +304,7 @@ fn render(
         native: figures_of("compare_native"),
         gossip: figures_of("compare_gossip"),
         scaling: figures_of("compare_scaling"),
-        sync_p50_us: disk_sync.map(|probe| probe.latency.p50_us),
+        disk_sync,
     });
     text.push_str(&issue_targets::markdown(&targets));
     text

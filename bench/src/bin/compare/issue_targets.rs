@@ -2,6 +2,7 @@
 //! asked, what was measured and whether it was met. A figure a benchmark did not produce (it
 //! failed, or was not run) is "not measured", never met.
 
+use ha_bench::DiskSyncProbe;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,8 +27,8 @@ pub struct RunFigures<'a> {
     pub gossip: Option<&'a Value>,
     /// `compare_scaling`'s JSON.
     pub scaling: Option<&'a Value>,
-    /// The disk's `fdatasync` p50 in microseconds, when probed.
-    pub sync_p50_us: Option<u64>,
+    /// The disk's `fdatasync` timing, when probed in this run.
+    pub disk_sync: Option<&'a DiskSyncProbe>,
 }
 
 /// The run of `clients` clients in the JSON array at `pointer`.
@@ -104,10 +105,10 @@ pub fn judge(figures: &RunFigures<'_>) -> Vec<TargetRow> {
         "sequential HTTP put p50 <= 0.4 ms",
         figures.http.and_then(|http| {
             let p50_us = number(run_with_clients(http, "/writes/ha", 1), "/latency/p50_us")?;
-            let floor = figures.sync_p50_us.map_or(String::new(), |sync| {
+            let floor = figures.disk_sync.map_or(String::new(), |probe| {
                 format!(
                     " (this disk's fdatasync p50 alone: {:.2} ms)",
-                    sync as f64 / 1e3
+                    probe.latency.p50_us as f64 / 1e3
                 )
             });
             Some((
@@ -171,11 +172,11 @@ fn replicate_peak(figures: &RunFigures<'_>) -> Option<(String, bool)> {
     })?;
     let rate = number(Some(peak), "/writes_per_second")?;
     let p50_us = number(Some(peak), "/latency/p50_us")?;
-    let ceiling = figures.sync_p50_us.map_or(String::new(), |sync| {
+    let ceiling = figures.disk_sync.map_or(String::new(), |probe| {
         format!(
             "; 64 writes in flight each waiting at least one {:.2} ms fdatasync allow at most {:.0}/s",
-            sync as f64 / 1e3,
-            64.0 * 1e6 / sync.max(1) as f64
+            probe.latency.p50_us as f64 / 1e3,
+            probe.writes_per_second_ceiling(64)
         )
     });
     Some((
@@ -300,13 +301,21 @@ pub fn markdown(rows: &[TargetRow]) -> String {
 mod tests {
     use super::*;
 
-    fn figures_of(http: &Value) -> RunFigures<'_> {
+    /// A disk whose every sync takes 2 ms.
+    fn two_millisecond_disk() -> DiskSyncProbe {
+        DiskSyncProbe {
+            append_bytes: 4_096,
+            latency: ha_bench::LatencySummary::from_micros(&mut [2_000; 10]),
+        }
+    }
+
+    fn figures_of<'a>(http: &'a Value, probe: &'a DiskSyncProbe) -> RunFigures<'a> {
         RunFigures {
             http: Some(http),
             native: None,
             gossip: None,
             scaling: None,
-            sync_p50_us: Some(2_000),
+            disk_sync: Some(probe),
         }
     }
 
@@ -324,7 +333,8 @@ mod tests {
             },
             "failover": [{"variant": "ha", "window_ms": {"median": 185.0}}]
         });
-        let rows = judge(&figures_of(&http));
+        let probe = two_millisecond_disk();
+        let rows = judge(&figures_of(&http, &probe));
         let verdict = |prefix: &str| {
             rows.iter()
                 .find(|row| row.target.starts_with(prefix))
@@ -355,12 +365,13 @@ mod tests {
                  "resident_mib": 8200, "stopped_by": "the memory ceiling (8192 MiB)"}
             ]
         });
+        let probe = two_millisecond_disk();
         let figures = RunFigures {
             http: None,
             native: None,
             gossip: None,
             scaling: Some(&scaling),
-            sync_p50_us: Some(2_000),
+            disk_sync: Some(&probe),
         };
         let rows = judge(&figures);
         let find = |prefix: &str| {
