@@ -32,12 +32,12 @@ pub struct BucketDigest {
 
 impl BucketDigest {
     /// Add one identity's hash (or remove it: XOR is its own inverse, only the count differs).
-    pub fn add(&mut self, hash: u64) {
+    pub const fn add(&mut self, hash: u64) {
         self.count = self.count.wrapping_add(1);
         self.hash ^= hash;
     }
 
-    fn remove(&mut self, hash: u64) {
+    const fn remove(&mut self, hash: u64) {
         self.count = self.count.wrapping_sub(1);
         self.hash ^= hash;
     }
@@ -75,13 +75,13 @@ impl ActiveDigest {
             })
     }
 
-    pub(crate) fn add(&mut self, element: Option<DigestElement>) {
+    pub(crate) const fn add(&mut self, element: Option<DigestElement>) {
         if let Some(element) = element {
             self.buckets[element.bucket % DIGEST_BUCKETS].add(element.hash);
         }
     }
 
-    pub(crate) fn remove(&mut self, element: Option<DigestElement>) {
+    pub(crate) const fn remove(&mut self, element: Option<DigestElement>) {
         if let Some(element) = element {
             self.buckets[element.bucket % DIGEST_BUCKETS].remove(element.hash);
         }
