@@ -32,8 +32,9 @@ use crate::envelope::ENVELOPE_OVERHEAD_BYTES;
 use crate::identity::GossipIdentity;
 
 /// Buckets a member set is split into for a digest. 64 buckets of at most 14 bytes each fit one
-/// packet; at 1,000 members a bucket holds about 16 members (one packet of `Members`).
-pub const DIGEST_BUCKETS: usize = 64;
+/// packet; at 1,000 members a bucket holds about 16 members (one packet of `Members`). foca
+/// keeps the digest of its active members in as many buckets (`Foca::active_digest`).
+pub const DIGEST_BUCKETS: usize = foca::DIGEST_BUCKETS;
 
 /// Most `Members` packets one side sends in one exchange; the rest waits for the next
 /// interval. Bounds what one exchange costs when two views differ a lot (during a join storm).
@@ -57,6 +58,15 @@ impl SetSummary {
     fn add(&mut self, element: u64) {
         self.count = self.count.saturating_add(1);
         self.hash ^= element;
+    }
+}
+
+impl From<&foca::BucketDigest> for SetSummary {
+    fn from(digest: &foca::BucketDigest) -> Self {
+        Self {
+            count: digest.count,
+            hash: digest.hash,
+        }
     }
 }
 
@@ -136,27 +146,46 @@ pub fn bucket_of(addr: &SocketAddr) -> usize {
     (hash % DIGEST_BUCKETS as u64) as usize
 }
 
-/// The hash of one member of a set: its address and incarnation.
-pub fn element_hash(identity: &GossipIdentity) -> u64 {
-    let (bytes, length) = addr_bytes(&identity.addr);
+/// The hash of one member of a set: its address and incarnation. Computed once per identity
+/// (see `identity.rs`), and kept in foca's digest.
+pub fn element_hash(addr: &SocketAddr, incarnation: u64) -> u64 {
+    let (bytes, length) = addr_bytes(addr);
     let hash = fnv1a(&bytes[..length], FNV_OFFSET);
-    let mut hash = fnv1a(&identity.incarnation.to_le_bytes(), hash);
+    let mut hash = fnv1a(&incarnation.to_le_bytes(), hash);
     hash ^= hash >> 31;
     hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
     hash ^ (hash >> 29)
 }
 
-/// The whole-set summary and the per-bucket digest of `members`.
+/// The whole-set summary and the per-bucket digest of `members`, computed afresh (O(N); the
+/// core keeps its own up to date instead, see [`digest_with`]).
 pub fn summarize<'a>(
     members: impl Iterator<Item = &'a GossipIdentity>,
 ) -> (SetSummary, Vec<SetSummary>) {
     let mut whole = SetSummary::default();
     let mut buckets = vec![SetSummary::default(); DIGEST_BUCKETS];
     for identity in members {
-        let element = element_hash(identity);
+        let element = element_hash(&identity.addr, identity.incarnation);
         whole.add(element);
         buckets[bucket_of(&identity.addr)].add(element);
     }
+    (whole, buckets)
+}
+
+/// The whole-set summary and the per-bucket digest of foca's active members (`active`, kept up
+/// to date by foca) plus `own`: what [`summarize`] gives for the same set, in O(buckets).
+pub fn digest_with(
+    active: &foca::ActiveDigest,
+    own: &GossipIdentity,
+) -> (SetSummary, Vec<SetSummary>) {
+    let mut buckets: Vec<SetSummary> = active.buckets().iter().map(SetSummary::from).collect();
+    buckets[bucket_of(&own.addr)].add(element_hash(&own.addr, own.incarnation));
+    let whole = buckets
+        .iter()
+        .fold(SetSummary::default(), |whole, bucket| SetSummary {
+            count: whole.count.saturating_add(bucket.count),
+            hash: whole.hash ^ bucket.hash,
+        });
     (whole, buckets)
 }
 

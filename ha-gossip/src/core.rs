@@ -8,7 +8,7 @@ use ha_core::{MemberEvent, MemberInfo, Millis, NodeMetadata, NodeState};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::anti_entropy::{self, AntiEntropyMessage};
+use crate::anti_entropy::{self, AntiEntropyMessage, SetSummary};
 use crate::drops::{DropCause, DropCounts};
 use crate::envelope::{Envelope, PacketKind};
 use crate::error::GossipError;
@@ -20,6 +20,10 @@ use crate::suspicion::{SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY
 
 /// How many random members get our metadata directly on each refresh.
 const METADATA_REFRESH_FANOUT: usize = 3;
+
+/// Up to this many members, debug builds check foca's kept anti-entropy digest against one
+/// computed afresh on every use (O(N) each: too slow for the 1,000-member simulations).
+const DIGEST_CHECK_MEMBERS_MAX: usize = 128;
 
 /// A timer the core asked for. Deliver each one back through [`GossipCore::on_timer`] after its
 /// delay, in deadline order (ties in the order they were scheduled).
@@ -573,6 +577,21 @@ impl GossipCore {
             .chain(std::iter::once(self.swim.identity()))
     }
 
+    /// The summary and per-bucket digest of [`Self::member_set`], from the digest foca keeps
+    /// up to date: O(buckets) per exchange instead of a walk over every member (O(N) per
+    /// exchange made anti-entropy O(N^2) per interval for the cluster).
+    fn digest(&self) -> (SetSummary, Vec<SetSummary>) {
+        let digest = anti_entropy::digest_with(self.swim.active_digest(), self.swim.identity());
+        // The kept digest must equal one computed afresh; checked where that is cheap (the
+        // simulator's small clusters, with joins, downs and restarts, run with assertions).
+        debug_assert!(
+            self.swim.num_members() > DIGEST_CHECK_MEMBERS_MAX
+                || digest == anti_entropy::summarize(self.member_set()),
+            "foca's kept anti-entropy digest differs from the member set's"
+        );
+        digest
+    }
+
     /// Our members (as foca members, ourselves included) in `buckets`.
     fn members_in(&self, buckets: &[u8]) -> Vec<Member<GossipIdentity>> {
         let mut wanted = [false; anti_entropy::DIGEST_BUCKETS];
@@ -586,7 +605,7 @@ impl GossipCore {
         // only active members, so a down one makes the buckets differ until both know it).
         self.swim
             .iter_membership_state()
-            .filter(|member| wanted[anti_entropy::bucket_of(&member.id().addr)])
+            .filter(|member| wanted[member.id().digest_bucket()])
             .map(|member| {
                 let state = if member.state() == State::Down {
                     State::Down
@@ -617,20 +636,20 @@ impl GossipCore {
         else {
             return;
         };
-        let (summary, _) = anti_entropy::summarize(self.member_set());
+        let (summary, _) = self.digest();
         self.send_anti_entropy(peer, &AntiEntropyMessage::Summary(summary));
     }
 
     fn on_anti_entropy(&mut self, from: SocketAddr, message: AntiEntropyMessage) {
         match message {
             AntiEntropyMessage::Summary(theirs) => {
-                let (ours, buckets) = anti_entropy::summarize(self.member_set());
+                let (ours, buckets) = self.digest();
                 if ours != theirs {
                     self.send_anti_entropy(from, &AntiEntropyMessage::Digest(buckets));
                 }
             }
             AntiEntropyMessage::Digest(theirs) => {
-                let (_, ours) = anti_entropy::summarize(self.member_set());
+                let (_, ours) = self.digest();
                 let differing = anti_entropy::differing_buckets(&ours, &theirs);
                 if differing.is_empty() {
                     return;

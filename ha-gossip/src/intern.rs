@@ -14,7 +14,7 @@ use std::sync::Arc;
 // 1,000-member join's CPU (perf, issue 17; every decoded identity is interned). The table is
 // only looked up and swept, never iterated in an order anyone sees, so its seeded hasher
 // changes no outcome.
-use hashbrown::HashSet;
+use hashbrown::{Equivalent, HashSet};
 use parking_lot::Mutex;
 
 /// Fewest entries before the table sweeps out values nobody else holds.
@@ -48,11 +48,40 @@ impl<T: Hash + Eq> Interner<T> {
     /// `value` itself, now shared.
     pub(crate) fn intern(&self, value: T) -> Arc<T> {
         let mut table = self.inner.lock();
-        let sweep_at = table.sweep_at;
         let values = table.values.get_or_insert_with(HashSet::new);
         if let Some(shared) = values.get(&value) {
             return Arc::clone(shared);
         }
+        Self::insert_new(&mut table, value)
+    }
+
+    /// The shared copy of the value `key` stands for (a borrowed form, hashing as the value
+    /// does): an existing one, or a new one from `make`, which may refuse. Looking up a value
+    /// already in use allocates nothing.
+    ///
+    /// # Errors
+    /// What `make` returned, when the value was not in use and `make` refused to build it.
+    pub(crate) fn intern_borrowed<Q, E>(
+        &self,
+        key: &Q,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E>
+    where
+        Q: Hash + Equivalent<Arc<T>> + ?Sized,
+    {
+        let mut table = self.inner.lock();
+        let values = table.values.get_or_insert_with(HashSet::new);
+        if let Some(shared) = values.get(key) {
+            return Ok(Arc::clone(shared));
+        }
+        let value = make()?;
+        Ok(Self::insert_new(&mut table, value))
+    }
+
+    /// Share `value`, not in the table, sweeping first when the table has doubled.
+    fn insert_new(table: &mut Table<T>, value: T) -> Arc<T> {
+        let sweep_at = table.sweep_at;
+        let values = table.values.get_or_insert_with(HashSet::new);
         let mut next_sweep = None;
         if values.len() >= sweep_at {
             // Held only by this table: no member uses it any more.

@@ -67,6 +67,24 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     ///
     /// Returning `true` means that self will be kept
     fn win_addr_conflict(&self, _adversary: &Self) -> bool;
+
+    /// ha patch (issue 17): where this identity falls in [`crate::Foca::active_digest`],
+    /// which foca then keeps up to date as members become active or inactive. The default,
+    /// `None`, keeps no digest (upstream's behaviour, at no cost).
+    ///
+    /// Must be a pure function of the identity: equal identities give equal elements.
+    fn digest_element(&self) -> Option<crate::DigestElement> {
+        None
+    }
+
+    /// ha patch (issue 17): whether `self` and `other` are certainly equal, decided cheaply
+    /// (for example: they share one allocation). foca asks it first when it looks a member
+    /// up by an identity, and reads the known identity's address only when it says `false`:
+    /// with shared identities that read was a cache miss on nearly every update applied in
+    /// a big cluster. `false` (the default) is always correct.
+    fn is_certainly(&self, _other: &Self) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "std")]

@@ -129,6 +129,7 @@ use rand::RngExt;
 mod broadcast;
 mod codec;
 mod config;
+mod digest;
 mod error;
 mod identity;
 mod member;
@@ -148,6 +149,7 @@ pub use crate::{
     broadcast::{BroadcastHandler, BucketHasher, Invalidates},
     codec::Codec,
     config::{Config, PeriodicParams},
+    digest::{ActiveDigest, BucketDigest, DIGEST_BUCKETS, DigestElement},
     error::Error,
     identity::Identity,
     member::{Incarnation, Member, State},
@@ -372,6 +374,13 @@ where
     /// Foca method that takes `&mut self` is called in-between.
     pub const fn num_members(&self) -> usize {
         self.members.num_active()
+    }
+
+    /// ha patch (issue 17): a digest of the active members (not this instance itself), kept
+    /// up to date on every change, so reading it is O(1) instead of a walk over every member.
+    /// Empty unless the identity type implements [`Identity::digest_element`].
+    pub const fn active_digest(&self) -> &ActiveDigest {
+        self.members.digest()
     }
 
     /// Iterates over the *full* membership state, including members

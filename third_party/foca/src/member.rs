@@ -12,6 +12,8 @@ use rand::{
     prelude::{IteratorRandom, SliceRandom},
 };
 
+use crate::digest::ActiveDigest;
+
 /// State describes how a Foca instance perceives a member of the cluster.
 ///
 /// This is part of the Suspicion Mechanism described in section 4.2 of the
@@ -153,6 +155,8 @@ pub(crate) struct Members<T> {
     hasher: DefaultHashBuilder,
     cursor: usize,
     num_active: usize,
+    // ha patch (issue 17): the active members' digest, changed wherever `num_active` is.
+    digest: ActiveDigest,
 }
 
 /// Below this many members, `choose_members` scans the whole list (upstream's reservoir
@@ -174,15 +178,24 @@ where
         self.num_active
     }
 
+    pub(crate) const fn digest(&self) -> &ActiveDigest {
+        &self.digest
+    }
+
     pub(crate) fn new(inner: Vec<Member<T>>) -> Self {
         // XXX This doesn't prevent someone initializing with
         //     duplicated members... Not a problem (yet?) since
         //     inner is always empty outside of tests
         let num_active = inner.iter().filter(|member| member.is_active()).count();
+        let mut digest = ActiveDigest::default();
+        for member in inner.iter().filter(|member| member.is_active()) {
+            digest.add(member.id.digest_element());
+        }
 
         let mut members = Self {
             cursor: 0,
             num_active,
+            digest,
             inner,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
@@ -214,11 +227,28 @@ where
         }
     }
 
-    /// The slot of the member at `addr`.
+    /// The slot of the member at `addr` (the tests' check of the index; foca looks members
+    /// up by identity, `position_of`).
+    #[cfg(test)]
     fn position(&self, addr: &T::Addr) -> Option<usize> {
         let hash = Self::hash_addr(&self.hasher, addr);
         self.index
             .find(hash, |&slot| self.inner[slot as usize].id.addr() == *addr)
+            .map(|&slot| slot as usize)
+    }
+
+    /// The slot of the member at `id`'s address (holding `id` or another identity there).
+    ///
+    /// ha patch (issue 17): like `position`, but a slot holding `id` itself is recognised by
+    /// `Identity::is_certainly` without reading the known identity's address.
+    fn position_of(&self, id: &T) -> Option<usize> {
+        let addr = id.addr();
+        let hash = Self::hash_addr(&self.hasher, &addr);
+        self.index
+            .find(hash, |&slot| {
+                let known = &self.inner[slot as usize].id;
+                known.is_certainly(id) || known.addr() == addr
+            })
             .map(|&slot| slot as usize)
     }
 
@@ -372,7 +402,7 @@ where
     pub(crate) fn remove_if_down(&mut self, id: &T) -> Option<Member<T>> {
         let addr = id.addr();
         let pos = self
-            .position(&addr)
+            .position_of(id)
             .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
 
         let hash = Self::hash_addr(&self.hasher, &addr);
@@ -392,7 +422,7 @@ where
     }
 
     pub(crate) fn is_active(&self, id: &T) -> bool {
-        self.position(&id.addr()).is_some_and(|pos| {
+        self.position_of(id).is_some_and(|pos| {
             let member = &self.inner[pos];
             &member.id == id && member.is_active()
         })
@@ -403,7 +433,7 @@ where
         update: Member<T>,
         condition: F,
     ) -> Option<ApplySummary<T>> {
-        let pos = self.position(&update.id().addr())?;
+        let pos = self.position_of(update.id())?;
         Some(self.apply_at(pos, update, condition))
     }
 
@@ -443,6 +473,13 @@ where
                 };
             }
             let was_active = known_member.is_active();
+            // The digest holds each active member's identity: the old identity leaves it
+            // when replaced (its element is taken before the swap below).
+            let replaced_element = if was_active && id_conflict {
+                known_member.id.digest_element()
+            } else {
+                None
+            };
 
             let (apply_successful, conflict) = if id_conflict {
                 core::mem::swap(&mut known_member.id, &mut update.id);
@@ -458,6 +495,19 @@ where
 
             let is_active_now = known_member.is_active();
             let changed_active_set = is_active_now != was_active;
+            if id_conflict {
+                self.digest.remove(replaced_element);
+                if is_active_now {
+                    self.digest.add(known_member.id.digest_element());
+                }
+            } else if changed_active_set {
+                let element = known_member.id.digest_element();
+                if is_active_now {
+                    self.digest.add(element);
+                } else {
+                    self.digest.remove(element);
+                }
+            }
 
             if changed_active_set {
                 // XXX Overzealous checking
@@ -480,7 +530,7 @@ where
     pub(crate) fn apply(&mut self, update: Member<T>, mut rng: impl RngExt) -> ApplySummary<T> {
         // ha patch: look the address up first instead of cloning every update for
         // `apply_existing_if` (an identity clone can allocate).
-        if let Some(pos) = self.position(&update.id.addr()) {
+        if let Some(pos) = self.position_of(&update.id) {
             return self.apply_at(pos, update, |_member| true);
         }
         {
@@ -509,6 +559,7 @@ where
 
             if is_active_now {
                 self.num_active = self.num_active.saturating_add(1);
+                self.digest.add(self.inner[swap_idx].id.digest_element());
             }
 
             ApplySummary {
@@ -980,6 +1031,45 @@ mod tests {
             }
         }
         assert!(members.len() > 50, "the run kept some members");
+    }
+
+    /// ha patch (issue 17): the digest kept on every change equals one computed afresh.
+    fn assert_digest_recomputes(members: &Members<crate::testing::ID>) {
+        let mut fresh = ActiveDigest::default();
+        for member in members.inner.iter().filter(|member| member.is_active()) {
+            fresh.add(member.id.digest_element());
+        }
+        assert_eq!(&fresh, members.digest());
+    }
+
+    #[test]
+    fn digest_follows_joins_suspicions_downs_and_renames() {
+        use crate::testing::ID;
+        let mut members = Members::new(Vec::new());
+        let mut rng = SmallRng::seed_from_u64(0xD16E);
+        let mut changes = 0;
+        for _round in 0..5_000u32 {
+            // Few addresses and bumps, so updates often hit known members and replace
+            // identities (renames) in both directions of activity.
+            let id = ID::new_with_bump(rng.random_range(0..40), rng.random_range(0..4));
+            let incarnation = rng.random_range(0..3);
+            let before = members.digest().clone();
+            let _ = match rng.random_range(0..5) {
+                0 | 1 => members.apply(Member::new(id, incarnation, State::Alive), &mut rng),
+                2 => members.apply(Member::new(id, incarnation, State::Suspect), &mut rng),
+                3 => members.apply(Member::new(id, incarnation, State::Down), &mut rng),
+                _ => {
+                    let _ = members.remove_if_down(&id);
+                    let _ = members.next(&mut rng);
+                    continue;
+                }
+            };
+            if *members.digest() != before {
+                changes += 1;
+            }
+            assert_digest_recomputes(&members);
+        }
+        assert!(changes > 200, "the run changed the active set: {changes}");
     }
 
     #[test]
