@@ -128,8 +128,14 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         let every_entries = self.settings.snapshot_every_entries.saturating_mul(factor);
         let every_bytes = self.settings.snapshot_log_bytes.saturating_mul(factor);
+        // The entry count waits for the log to reach a share of the last snapshot's size, so
+        // a large state is not rewritten after every few small writes (see
+        // `ReplicaSettings::snapshot_log_percent_of_last`); the byte bound and a repair do not.
+        let last_bytes = self.current_snapshot.map_or(0, |id| id.size);
+        let log_floor = last_bytes.saturating_mul(self.settings.snapshot_log_percent_of_last) / 100;
+        let due_by_entries = since >= every_entries && log_bytes >= log_floor;
         let for_repair = std::mem::take(&mut self.snapshot_for_repair);
-        if since == 0 || (since < every_entries && log_bytes < every_bytes && !for_repair) {
+        if since == 0 || (!due_by_entries && log_bytes < every_bytes && !for_repair) {
             return;
         }
         if self.engine.snapshot_meta_at(applied).is_none() {
