@@ -266,7 +266,8 @@ fn write_table(table: &TableState, out: &mut dyn Write) -> Result<(), StateMachi
     // entries (one hash look-up per entry) instead of one B-tree search per change record
     // after it (issue 17: those searches were a third of the cost of writing the stream).
     // Transient: one slot per such key, at most `CHANGES_MAX`.
-    let mut changed: HashMap<&str, Option<&Entry>> = HashMap::new();
+    let mut changed: HashMap<&str, Option<&Entry>> =
+        HashMap::with_capacity(table.changes.len().min(table.entries.len()));
     for change in &table.changes {
         if change.value.is_some() {
             changed.insert(change.key.as_str(), None);

@@ -39,7 +39,8 @@ pub use session_table::{
     SessionTable,
 };
 pub use settings::{
-    ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SNAPSHOT_LOG_PERCENT_OF_LAST_DEFAULT, SyncPolicy,
+    ReplicaSettings, SNAPSHOT_HOLD_BACK_FACTOR_MAX, SNAPSHOT_LOG_BYTES_DEFAULT,
+    SNAPSHOT_LOG_PERCENT_OF_LAST_DEFAULT, SyncPolicy,
 };
 pub use snapshot_job::{SnapshotJob, SnapshotWritten};
 pub use snapshot_sender::{

@@ -15,6 +15,14 @@ pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 64 << 20;
 /// config: a new snapshot waits until the log since the last one is as large as it.
 pub const SNAPSHOT_LOG_PERCENT_OF_LAST_DEFAULT: u64 = 100;
 
+/// However large the last snapshot, [`ReplicaSettings::snapshot_log_percent_of_last`] holds a
+/// snapshot back for at most this many times
+/// [`snapshot_every_entries`](ReplicaSettings::snapshot_every_entries): memory keeps 16 bytes
+/// per entry since the last snapshot (its term and size, once its payload is evicted), so
+/// small entries under a large state must not grow that without a bound of their own (at the
+/// default 10,000, at most 100,000 entries, 1.6 MB).
+pub const SNAPSHOT_HOLD_BACK_FACTOR_MAX: u64 = 10;
+
 /// When the replica makes its writes durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -45,7 +53,8 @@ pub struct ReplicaSettings {
     /// snapshots and their digests were 28% of a follower's CPU). With 100%, the bytes
     /// snapshots write are at most about the bytes the log took, whatever the state's size,
     /// and a restart replays a log no longer than the snapshot it starts from (or
-    /// [`snapshot_log_bytes`](Self::snapshot_log_bytes), which still forces one).
+    /// [`snapshot_log_bytes`](Self::snapshot_log_bytes), which still forces one), and never
+    /// past [`SNAPSHOT_HOLD_BACK_FACTOR_MAX`] times the entry count.
     pub snapshot_log_percent_of_last: u64,
     /// How snapshots are streamed to followers.
     pub transfer: TransferSettings,

@@ -7,6 +7,7 @@ use super::{ReplicaCore, ReplicaEffect};
 use crate::driver::SnapshotTransferStats;
 use crate::engine::{Message, RefusalCause, Role};
 use crate::replica::rpc::Rpc;
+use crate::replica::settings::SNAPSHOT_HOLD_BACK_FACTOR_MAX;
 use crate::replica::snapshot_job::SnapshotWritten;
 use crate::replica::snapshot_receiver::ChunkOutcome;
 use crate::replica::snapshot_sender::{ChunkPlace, TransferProgress};
@@ -133,7 +134,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         // `ReplicaSettings::snapshot_log_percent_of_last`); the byte bound and a repair do not.
         let last_bytes = self.current_snapshot.map_or(0, |id| id.size);
         let log_floor = last_bytes.saturating_mul(self.settings.snapshot_log_percent_of_last) / 100;
-        let due_by_entries = since >= every_entries && log_bytes >= log_floor;
+        let held_back_max = every_entries.saturating_mul(SNAPSHOT_HOLD_BACK_FACTOR_MAX);
+        let due_by_entries =
+            since >= every_entries && (log_bytes >= log_floor || since >= held_back_max);
         let for_repair = std::mem::take(&mut self.snapshot_for_repair);
         if since == 0 || (!due_by_entries && log_bytes < every_bytes && !for_repair) {
             return;
