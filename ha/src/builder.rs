@@ -118,8 +118,10 @@ impl<S: StateMachine> NodeBuilder<S> {
         self
     }
 
-    /// Snapshot the state machine (and compact the log) every `entries` applied entries
-    /// (default 10,000).
+    /// Snapshot the state machine (and compact the log) every `entries` applied entries,
+    /// whatever the last snapshot's size. The default is every 10,000 entries once the log
+    /// since the last snapshot is also as large as it (`ReplicaSettings::from_config`), so a
+    /// large state is not rewritten after every few small writes.
     pub fn snapshot_every(mut self, entries: u64) -> Self {
         self.snapshot_every_entries = Some(entries.max(1));
         self
@@ -493,7 +495,9 @@ fn node_settings(
         );
     }
     if let Some(entries) = snapshot_every_entries {
+        // An explicit count is taken as it is (tests and tools that want snapshots often).
         replica.snapshot_every_entries = entries;
+        replica.snapshot_log_percent_of_last = 0;
     }
     // A witness (issue 15) votes but keeps no state machine and never campaigns; the replica
     // turns the engine's setting on with its own.

@@ -38,7 +38,10 @@ pub use session_table::{
     SESSION_RESPONSE_BYTES_MAX, SESSION_RESPONSES_MAX, SESSIONS_MAX, SESSIONS_RESPONSE_BYTES_MAX,
     SessionTable,
 };
-pub use settings::{ReplicaSettings, SNAPSHOT_LOG_BYTES_DEFAULT, SyncPolicy};
+pub use settings::{
+    ReplicaSettings, SNAPSHOT_HOLD_BACK_FACTOR_MAX, SNAPSHOT_LOG_BYTES_DEFAULT,
+    SNAPSHOT_LOG_PERCENT_OF_LAST_DEFAULT, SyncPolicy,
+};
 pub use snapshot_job::{SnapshotJob, SnapshotWritten};
 pub use snapshot_sender::{
     ChunkPlace, ChunkToSend, SnapshotSender, TransferProgress, TransferSettings,

@@ -7,6 +7,8 @@ mod member_events;
 mod member_requests;
 mod snapshot_flow;
 #[cfg(test)]
+mod snapshot_size_rule_tests;
+#[cfg(test)]
 mod storage_fatal_tests;
 mod storage_stall;
 

@@ -7,6 +7,7 @@ use super::{ReplicaCore, ReplicaEffect};
 use crate::driver::SnapshotTransferStats;
 use crate::engine::{Message, RefusalCause, Role};
 use crate::replica::rpc::Rpc;
+use crate::replica::settings::SNAPSHOT_HOLD_BACK_FACTOR_MAX;
 use crate::replica::snapshot_job::SnapshotWritten;
 use crate::replica::snapshot_receiver::ChunkOutcome;
 use crate::replica::snapshot_sender::{ChunkPlace, TransferProgress};
@@ -128,8 +129,16 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         let every_entries = self.settings.snapshot_every_entries.saturating_mul(factor);
         let every_bytes = self.settings.snapshot_log_bytes.saturating_mul(factor);
+        // The entry count waits for the log to reach a share of the last snapshot's size, so
+        // a large state is not rewritten after every few small writes (see
+        // `ReplicaSettings::snapshot_log_percent_of_last`); the byte bound and a repair do not.
+        let last_bytes = self.current_snapshot.map_or(0, |id| id.size);
+        let log_floor = last_bytes.saturating_mul(self.settings.snapshot_log_percent_of_last) / 100;
+        let held_back_max = every_entries.saturating_mul(SNAPSHOT_HOLD_BACK_FACTOR_MAX);
+        let due_by_entries =
+            since >= every_entries && (log_bytes >= log_floor || since >= held_back_max);
         let for_repair = std::mem::take(&mut self.snapshot_for_repair);
-        if since == 0 || (since < every_entries && log_bytes < every_bytes && !for_repair) {
+        if since == 0 || (!due_by_entries && log_bytes < every_bytes && !for_repair) {
             return;
         }
         if self.engine.snapshot_meta_at(applied).is_none() {

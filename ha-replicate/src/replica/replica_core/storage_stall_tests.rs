@@ -32,15 +32,20 @@ pub(in crate::replica::replica_core) fn leader(
     disk: &MemoryDisk,
     snapshot_every_entries: u64,
 ) -> ReplicaCore<(), MemoryStore> {
+    leader_with(disk, |settings| {
+        settings.snapshot_every_entries = snapshot_every_entries;
+    })
+}
+
+/// `n1`, the only voter, leading, with these tests' settings changed by `change`.
+pub(in crate::replica::replica_core) fn leader_with(
+    disk: &MemoryDisk,
+    change: impl FnOnce(&mut ReplicaSettings),
+) -> ReplicaCore<(), MemoryStore> {
     let store = MemoryStore::open(disk.clone());
-    let mut core = ReplicaCore::new(
-        settings("n1", snapshot_every_entries),
-        (),
-        store,
-        Millis(0),
-        7,
-    )
-    .expect("starts");
+    let mut settings = settings("n1", 10_000);
+    change(&mut settings);
+    let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
     assert!(core.on_bootstrap(Millis(0), VoterSet::with_voters([id("n1")])));
     core.on_campaign(Millis(1));
     core.drain_effects();
