@@ -25,21 +25,31 @@ fn snapshot_due(core: &mut ReplicaCore<(), MemoryStore>, now: Millis) -> Option<
         })
 }
 
-#[test]
-fn the_entry_count_waits_for_the_log_to_reach_the_last_snapshots_size() {
-    let disk = MemoryDisk::new();
-    let mut core = leader_with(&disk, |settings: &mut ReplicaSettings| {
+/// A leader taking a snapshot every 2 entries with the size rule at `percent`, after 3 writes
+/// and its first snapshot (which the entry count alone decides); the index that snapshot ends at.
+fn leader_after_first_snapshot(
+    disk: &MemoryDisk,
+    percent: u64,
+) -> (ReplicaCore<(), MemoryStore>, LogIndex) {
+    let mut core = leader_with(disk, |settings: &mut ReplicaSettings| {
         settings.snapshot_every_entries = 2;
-        settings.snapshot_log_percent_of_last = PERCENT;
+        settings.snapshot_log_percent_of_last = percent;
     });
     for sequence in 1..=3 {
         core.submit(Millis(2), sequence, write(sequence), Millis(60_000));
     }
     core.drain_effects();
-    // No snapshot yet: the entry count alone decides the first one.
     let job = snapshot_due(&mut core, Millis(10)).expect("the first snapshot is due");
     core.on_snapshot_written(Millis(11), job.run().expect("runs"));
     let first = core.engine().snapshot_meta().last_index;
+    (core, first)
+}
+
+#[test]
+fn the_entry_count_waits_for_the_log_to_reach_the_last_snapshots_size() {
+    let disk = MemoryDisk::new();
+    // No snapshot before it: the entry count alone decides the first one.
+    let (mut core, first) = leader_after_first_snapshot(&disk, PERCENT);
     let last_bytes = core.snapshot_stats().current_bytes;
     assert!(last_bytes > 0);
     let floor = last_bytes * PERCENT / 100;
@@ -82,17 +92,7 @@ fn the_entry_count_waits_for_the_log_to_reach_the_last_snapshots_size() {
 #[test]
 fn with_the_rule_off_the_entry_count_alone_decides() {
     let disk = MemoryDisk::new();
-    let mut core = leader_with(&disk, |settings: &mut ReplicaSettings| {
-        settings.snapshot_every_entries = 2;
-        settings.snapshot_log_percent_of_last = 0;
-    });
-    for sequence in 1..=3 {
-        core.submit(Millis(2), sequence, write(sequence), Millis(60_000));
-    }
-    core.drain_effects();
-    let job = snapshot_due(&mut core, Millis(10)).expect("the first snapshot is due");
-    core.on_snapshot_written(Millis(11), job.run().expect("runs"));
-    let first = core.engine().snapshot_meta().last_index;
+    let (mut core, first) = leader_after_first_snapshot(&disk, 0);
     for sequence in 4..=5 {
         core.submit(Millis(20), sequence, write(sequence), Millis(60_000));
     }
