@@ -21,8 +21,8 @@
 //!   counted exactly one mismatch (`ha_consistency_mismatches_total` 1).
 //!
 //! Every wait has a deadline; every node is killed by its process id when the cluster is
-//! dropped. Takes about 30 s on a loaded 2-core machine (the cluster applies 10-20 entries a
-//! second: journal appends and lock renewals).
+//! dropped. Takes about 11 s on a loaded 2-core machine (the cluster applies 10-20 entries a
+//! second: journal appends and lock renewals); 21 s with checkpoints every 50 entries.
 
 mod support;
 
@@ -32,14 +32,16 @@ use serde_json::Value;
 use support::cluster::TestCluster;
 use support::serial::one_scenario_at_a_time;
 
-/// Applied entries between checkpoints.
-const EVERY_ENTRIES: u64 = 50;
+/// Applied entries between checkpoints: 25, so the whole scenario (the fault one past the
+/// third checkpoint, the repair seen at a later one) runs to about index 125. At 50 it ran to
+/// index 250, 21 s at the ~13 entries a second the cluster applies here.
+const EVERY_ENTRIES: u64 = 25;
 /// The index at or past which n3's journal records an append differently: one past a
 /// checkpoint.
 const FAULT_AT: u64 = 3 * EVERY_ENTRIES + 1;
 /// The first checkpoint after the fault, where it must be caught (the fault fires at the
 /// first journal append at or past [`FAULT_AT`]; the journal worker appends every 100 ms, so
-/// well before 49 more entries are applied).
+/// well before 24 more entries are applied).
 const CAUGHT_AT: u64 = 4 * EVERY_ENTRIES;
 const WAIT: Duration = Duration::from_secs(120);
 const FAULT_NODE: usize = 2;

@@ -142,13 +142,16 @@ fn scenarios(cluster: &mut TestCluster, state_mib: u64) {
         keys as f64 / wrote_in.as_secs_f64()
     );
     let leader = cluster.wait_for_leader(&[], ELECTION);
+    let snapshot_wait = Instant::now();
     let taken = cluster.wait_until("a snapshot taken by the leader", SNAPSHOT_WAIT, |cluster| {
         required_metric(cluster, leader, "ha_snapshots_taken_total").filter(|taken| *taken >= 1.0)
     });
     let snapshot_bytes = required_metric(cluster, leader, "ha_snapshot_bytes").unwrap_or(0.0);
     println!(
-        "leader {} took {taken} snapshot(s); its current snapshot is {:.1} MiB",
+        "leader {} took {taken} snapshot(s) ({:.1} s after the writes); its current snapshot \
+         is {:.1} MiB",
         cluster.specs[leader].id,
+        snapshot_wait.elapsed().as_secs_f64(),
         snapshot_bytes / MIB as f64
     );
     let expected = expected_listing(cluster, leader, keys);
@@ -321,6 +324,7 @@ struct Held {
 /// Every written key as node `index` holds it in its own replica (`consistency=eventual` is
 /// answered locally), read by a few threads.
 fn listing(cluster: &TestCluster, index: usize, keys: u64) -> BTreeMap<String, Option<Held>> {
+    let started = Instant::now();
     let address = cluster.specs[index].http;
     let numbers: Vec<u64> = (0..keys).collect();
     let chunk = numbers.len().div_ceil(READERS).max(1);
@@ -366,10 +370,16 @@ fn listing(cluster: &TestCluster, index: usize, keys: u64) -> BTreeMap<String, O
                 })
             })
             .collect();
-        readers
+        let held = readers
             .into_iter()
             .flat_map(|reader| reader.join().expect("a reader thread"))
-            .collect()
+            .collect();
+        println!(
+            "read {keys} keys from {} in {:.1} s",
+            cluster.specs[index].id,
+            started.elapsed().as_secs_f64()
+        );
+        held
     })
 }
 

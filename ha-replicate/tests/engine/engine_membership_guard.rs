@@ -4,7 +4,7 @@
 //! and the two configurations need not share a majority. Each test feeds one input and
 //! asserts the whole effect list.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{acknowledge, fire, id, leader_after_commit, peer, send, three};
 use ha_core::{LogIndex, Millis, Term};

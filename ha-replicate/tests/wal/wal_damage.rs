@@ -1,7 +1,7 @@
 //! `WalStore` recovery from damage: torn tails are repaired, everything else is refused as
 //! corruption naming the file and the offset, and nothing damaged is ever returned.
 
-mod wal_support;
+use crate::wal_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

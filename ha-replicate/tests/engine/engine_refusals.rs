@@ -2,7 +2,7 @@
 //! without any state change, counted by cause and logged at most once per peer per minute.
 //! Each test feeds one message and asserts the whole effect list.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{acknowledge, command, engine, fire, heartbeat, id, leader};
 use ha_core::{LogIndex, Millis, Priority, Term};

@@ -17,7 +17,7 @@
 //! may keep any suffix of them, independently of the segments; `wal_streamed_snapshots.rs`
 //! cuts them): for `WalStore` it must come back exactly as it was, whatever the segments lost.
 
-mod wal_support;
+use crate::wal_support;
 
 use std::collections::BTreeMap;
 use std::fs;

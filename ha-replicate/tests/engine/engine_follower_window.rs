@@ -1,7 +1,7 @@
 //! Issue 17: a leader sends a follower no entry past the follower's reported applied index
 //! plus `EngineSettings::follower_backlog_entries_max`, and still sends it heartbeats.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{elect, engine_with, id};
 use ha_core::{LogIndex, Millis, Term};

@@ -2,7 +2,7 @@
 //! `POST /v1/members` and `DELETE /v1/members/<id>`): what the leader appends, and each
 //! refusal with its reason. Each test feeds one input and asserts the whole effect list.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{
     acknowledge, fire, id, leader_after_commit, leader_after_commit_with, peer, send,

@@ -6,7 +6,7 @@
 //! with the test settings; twice that for UNHEALTHY), and an unhealthy leader hands over only
 //! to a strictly healthier voter. One input, the whole effect list out.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{engine, engine_with, fire, heartbeat, id, leader, peer, send, send_after};
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};

@@ -3,7 +3,7 @@
 //! barrier (`After::Now`, or `After::Durable(n)`: once storage writes through the `n`-th are
 //! durable), as openraft's engine tests do: nothing an input did goes unchecked.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::effects::{
     append, apply, durable, leader_start, role_changed, save_hard_state, set_timer, truncate_from,

@@ -1,6 +1,6 @@
 //! `MemoryStore` and its `MemoryDisk`: what a simulated crash keeps and loses.
 
-mod wal_support;
+use crate::wal_support;
 
 use ha_core::LogIndex;
 use ha_replicate::storage::memory::{MemoryDisk, MemoryStore};

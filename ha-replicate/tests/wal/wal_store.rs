@@ -1,7 +1,7 @@
 //! `WalStore` behaviour on an intact directory: round trips across segment rollovers,
 //! truncation, hard state, snapshots with compaction, misuse, unknown files, IO failure.
 
-mod wal_support;
+use crate::wal_support;
 
 use std::fs;
 

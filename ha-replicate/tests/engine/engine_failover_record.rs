@@ -1,7 +1,7 @@
 //! What the failover history and the status say about a leadership change: how long the
 //! cluster was leaderless, and when each peer was last heard, across terms.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{elect, engine, id};
 use ha_core::{LogIndex, Millis, Term};

@@ -4,7 +4,7 @@
 //! once they are persisted; it keeps only the metadata of client commands. One input, the
 //! effect list out.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::effects::{append, apply, durable, role_changed, save_hard_state, set_timer};
 use engine_support::{

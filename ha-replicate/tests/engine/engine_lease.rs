@@ -7,7 +7,7 @@
 //!
 //! Each test feeds one input and asserts the whole effect list.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{
     acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send, send_after,

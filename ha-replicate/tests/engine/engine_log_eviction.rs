@@ -2,7 +2,7 @@
 //! sends them to a lagging follower through `Effect::SendStored`, with exactly the accounting
 //! and the message an in-memory send would have.
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{command, config_entry, elect, engine_with, id};
 use ha_core::{LogIndex, Millis, Term};

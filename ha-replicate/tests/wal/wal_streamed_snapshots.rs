@@ -7,7 +7,7 @@
 //! The damaged-file cases (a damaged `incoming.meta`, a cut or damaged `incoming.data`, a crash
 //! in the middle of an install) are `WalStore` only: they are about its files.
 
-mod wal_support;
+use crate::wal_support;
 
 use std::fs;
 use std::io::{Read, Write};
