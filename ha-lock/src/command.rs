@@ -536,7 +536,10 @@ pub struct LockStats {
 pub struct KeyValue {
     /// The key.
     pub key: String,
-    /// The value.
+    /// The value. As bytes, not a sequence of numbers: postcard writes the same length and
+    /// bytes either way (so nothing on disk or on the wire changes), but decodes them in one
+    /// copy instead of one call per byte (a 1 MiB value took ~0.2 s to read back in a debug build).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The log index of the write that set it.
     pub version: u64,
@@ -551,7 +554,8 @@ pub struct Change {
     pub version: u64,
     /// The key.
     pub key: String,
-    /// The new value; `None` for a delete.
+    /// The new value; `None` for a delete. As bytes, like [`KeyValue::value`].
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -608,4 +612,38 @@ pub enum LockQueryResponse {
     Wait(WaitState),
     /// One page of a range.
     Page(crate::KvPage),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values are written as bytes (`serde_bytes`), which postcard encodes exactly as it did the
+    /// plain `Vec<u8>` before: logs, snapshots and messages of older nodes still decode.
+    #[test]
+    fn values_as_bytes_keep_the_encoding_of_a_plain_vec() {
+        let value: Vec<u8> = (0..300u16).map(|byte| (byte % 251) as u8).collect();
+        let key_value = KeyValue {
+            key: "k".into(),
+            value: value.clone(),
+            version: 7,
+            lease: Some(LeaseId(3)),
+        };
+        let plain = ("k".to_string(), value.clone(), 7u64, Some(3u64));
+        let encoded = postcard::to_allocvec(&key_value).expect("encodes");
+        assert_eq!(encoded, postcard::to_allocvec(&plain).expect("encodes"));
+        assert_eq!(postcard::from_bytes::<KeyValue>(&encoded).expect("decodes"), key_value);
+
+        for value in [Some(value), None] {
+            let change = Change {
+                version: 9,
+                key: "k".into(),
+                value: value.clone(),
+            };
+            let encoded = postcard::to_allocvec(&change).expect("encodes");
+            let plain = (9u64, "k".to_string(), value);
+            assert_eq!(encoded, postcard::to_allocvec(&plain).expect("encodes"));
+            assert_eq!(postcard::from_bytes::<Change>(&encoded).expect("decodes"), change);
+        }
+    }
 }
