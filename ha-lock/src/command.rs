@@ -632,7 +632,10 @@ mod tests {
         let plain = ("k".to_string(), value.clone(), 7u64, Some(3u64));
         let encoded = postcard::to_allocvec(&key_value).expect("encodes");
         assert_eq!(encoded, postcard::to_allocvec(&plain).expect("encodes"));
-        assert_eq!(postcard::from_bytes::<KeyValue>(&encoded).expect("decodes"), key_value);
+        assert_eq!(
+            postcard::from_bytes::<KeyValue>(&encoded).expect("decodes"),
+            key_value
+        );
 
         for value in [Some(value), None] {
             let change = Change {
@@ -643,7 +646,10 @@ mod tests {
             let encoded = postcard::to_allocvec(&change).expect("encodes");
             let plain = (9u64, "k".to_string(), value);
             assert_eq!(encoded, postcard::to_allocvec(&plain).expect("encodes"));
-            assert_eq!(postcard::from_bytes::<Change>(&encoded).expect("decodes"), change);
+            assert_eq!(
+                postcard::from_bytes::<Change>(&encoded).expect("decodes"),
+                change
+            );
         }
     }
 }
