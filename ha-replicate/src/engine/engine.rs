@@ -750,13 +750,15 @@ impl Engine {
         self.timer_generations[kind.slot()] += 1;
     }
 
-    /// Random in `[min, max)`, plus the whole width of that range for every eligible voter
-    /// with a higher priority (the failed leader excepted): the ranges of different ranks do
-    /// not overlap, so the best eligible candidate always fires first.
+    /// Random in [`Engine::election_jitter_range`] (`[min, max)` unless this node's priority
+    /// is its own), plus the whole width of `[min, max)` for every eligible voter with a
+    /// higher priority (the failed leader excepted): the ranges of different ranks do not
+    /// overlap, so the best eligible candidate always fires first.
     pub(crate) fn reset_election_timer(&mut self) {
         let minimum = self.settings.election_timeout_min_ms;
         let maximum = self.settings.election_timeout_max_ms.max(minimum + 1);
-        let jitter = self.rng.random_range(minimum..maximum);
+        let (low, high) = self.election_jitter_range();
+        let jitter = self.rng.random_range(low..high);
         let rank = self.priority_rank() as u64;
         self.set_timer(TimerKind::Election, jitter + rank * (maximum - minimum));
     }

@@ -11,6 +11,7 @@
 mod divergence;
 mod effect;
 mod election;
+mod election_timer;
 #[allow(clippy::module_inception)]
 mod engine;
 mod error;
