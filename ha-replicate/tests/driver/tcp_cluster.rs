@@ -105,6 +105,7 @@ async fn wait_for_leader(nodes: &[Option<ReplicaNode<Kv>>]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_tcp_survive_a_leader_kill_and_a_restart_from_disk() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes: Vec<Option<ReplicaNode<Kv>>> = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
@@ -285,6 +286,7 @@ async fn three_nodes_over_tcp_survive_a_leader_kill_and_a_restart_from_disk() {
 /// once; a retry applied a second time would answer `Some`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_pipelines_concurrent_writes_across_a_leader_kill() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     const WRITERS: usize = 16;
     const WRITES_EACH: usize = 30;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

@@ -124,6 +124,7 @@ async fn elections(nodes: &[ReplicaNode<SlowKv>]) -> (u64, Vec<u64>) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_apply_of_200_ms_per_entry_starts_no_election() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
@@ -226,6 +227,7 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
 /// backlog, as the leader sees it, stays within the window, and it then catches up to 0.
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_follower_shows_its_backlog_and_window() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     const WINDOW: u64 = 4;
     const SLOW_WRITES: usize = 30;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
