@@ -6,6 +6,7 @@
 //! as when they were separate binaries. Run one file's tests by its module name:
 //! `cargo test -p ha-replicate --test driver slow_apply::`.
 
+mod kv;
 mod one_file_at_a_time;
 
 mod driver_latency_metrics;

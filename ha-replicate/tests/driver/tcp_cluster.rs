@@ -7,42 +7,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use crate::kv::{Kv, Put};
+use ha_core::{Consistency, NodeId};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
-use serde::{Deserialize, Serialize};
-
-#[derive(Default)]
-struct Kv(BTreeMap<String, String>);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Put(String, String);
-
-impl StateMachine for Kv {
-    type Command = Put;
-    type Response = Option<String>;
-    type Query = String;
-    type QueryResponse = Option<String>;
-    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) -> Option<String> {
-        self.0.insert(key, value)
-    }
-    fn query(&self, key: &String) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        postcard::to_allocvec(&self.0)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        self.0 = postcard::from_bytes(bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        Ok(())
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
