@@ -7,6 +7,7 @@
 //! `cargo test -p ha-replicate --test driver slow_apply::`.
 
 mod kv;
+#[path = "../one_file_at_a_time/mod.rs"]
 mod one_file_at_a_time;
 
 mod driver_latency_metrics;

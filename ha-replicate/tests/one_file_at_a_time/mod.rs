@@ -1,12 +1,14 @@
-//! Lets the tests of one former test file run together but never beside another file's.
+//! Lets the tests of one former test file run together but never beside another file's, in
+//! the test binaries that merged several files (`driver/`, `transport/`).
 //!
-//! Each module of this binary was a test binary of its own, and `cargo test` runs binaries one
-//! after another: a test ran in parallel with its own file's tests only. Several of them measure
-//! time on a shared machine (`slow_apply` and `storage_slow_sync` assert that no election starts
-//! with 150-300 ms election timeouts; `driver_latency_metrics` reads latency histograms), and
-//! each starts three nodes with their own threads: beside another file's cluster on 2 cores
-//! they could miss a timer that they never missed alone. So each test takes its file's turn
-//! first, which keeps exactly the concurrency they were written for.
+//! Each module of such a binary was a test binary of its own, and `cargo test` runs binaries
+//! one after another: a test ran in parallel with its own file's tests only. Several of them
+//! measure time on a shared machine (`slow_apply` and `storage_slow_sync` assert that no
+//! election starts with 150-300 ms election timeouts; `driver_latency_metrics` reads latency
+//! histograms; `transport_backpressure` and `transport_liveness` time sends and silences), and
+//! the driver tests start three nodes with their own threads each: beside another file's tests
+//! on 2 cores they could miss a timer that they never missed alone. So each test takes its
+//! file's turn first, which keeps exactly the concurrency they were written for.
 
 use std::time::{Duration, Instant};
 
