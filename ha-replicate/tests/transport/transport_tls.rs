@@ -237,7 +237,7 @@ async fn a_ca_bundle_accepts_both_cas_during_rotation_and_refuses_the_old_after(
 
 /// Messages per second over one connection, plaintext and TLS in the same run (issue 13's
 /// cost of security, transport only). Ignored: a measurement, not a check. Run with
-/// `cargo test -p ha-replicate --test transport_tls -- --ignored --nocapture throughput`.
+/// `cargo test -p ha-replicate --test transport transport_tls::throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run it by name"]
 async fn throughput_over_one_connection_tls_vs_plaintext() {
