@@ -4,9 +4,14 @@
 //! durable), as openraft's engine tests do: nothing an input did goes unchecked.
 
 use crate::engine_support;
+use crate::engine_support::messages::{
+    append_request, append_response, pre_vote_request, pre_vote_response, timeout_now,
+    vote_request, vote_response,
+};
 
 use engine_support::effects::{
-    append, apply, durable, leader_start, role_changed, save_hard_state, set_timer, truncate_from,
+    adopts_term_and_grants_vote, append, apply, durable, leader_start, role_changed,
+    save_hard_state, set_timer, truncate_from,
 };
 use engine_support::{command, config_entry, elect, engine, fire, id, send, send_after};
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
@@ -19,14 +24,7 @@ use ha_replicate::hard_state::HardState;
 /// The `AppendRequest` leader a of term 4 sends right after winning: its `LeaderStart`
 /// (index 2) after the bootstrap configuration.
 fn leader_start_append() -> Message {
-    Message::AppendRequest {
-        term: Term(4),
-        prev_log_index: LogIndex(1),
-        prev_log_term: Term(0),
-        entries: vec![leader_start(4, 2, "a", 1001)],
-        leader_commit: LogIndex(0),
-        read_round: 0,
-    }
+    append_request(4, 1, 0, vec![leader_start(4, 2, "a", 1001)], 0, 0)
 }
 
 /// Everything node a does on winning term 4 (see `elect`): announce, append its
@@ -51,12 +49,7 @@ fn election_timeout_starts_a_pre_vote_without_raising_the_term() {
     let effects = fire(&mut engine, TimerKind::Election, Millis(1000));
     assert_eq!(engine.role(), Role::PreCandidate);
     assert_eq!(engine.term(), Term(3), "pre-vote must not change the term");
-    let ask = Message::PreVoteRequest {
-        term: Term(4),
-        last_log_index: LogIndex(2),
-        last_log_term: Term(3),
-        priority: Priority(1),
-    };
+    let ask = pre_vote_request(4, 2, 3, 1);
     // Pre-vote persists nothing, and its requests promise nothing: they leave at once.
     assert_eq!(
         effects,
@@ -71,52 +64,17 @@ fn election_timeout_starts_a_pre_vote_without_raising_the_term() {
 #[test]
 fn a_granted_vote_is_persisted_before_the_answer_leaves() {
     let mut engine = engine("b", 3, vec![command(3, 2)]);
-    engine.on_message(
-        Millis(1000),
-        id("a"),
-        Message::VoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(2),
-            last_log_term: Term(3),
-            priority: Priority(1),
-            transfer: false,
-        },
-    );
+    engine.on_message(Millis(1000), id("a"), vote_request(4, 2, 3, 1, false));
     assert_eq!(
         engine.drain_effects(),
-        vec![
-            save_hard_state(1, 4, None),
-            set_timer(TimerKind::Election, 2, 196),
-            role_changed(Role::Follower, 4, None),
-            save_hard_state(2, 4, Some("a")),
-            set_timer(TimerKind::Election, 3, 171),
-            // The vote leaves only once the write that records it is durable.
-            send_after(
-                "a",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                },
-                durable(2),
-            ),
-        ]
+        adopts_term_and_grants_vote(4, "a", [(2, 196), (3, 171)])
     );
 }
 
 #[test]
 fn no_vote_for_a_less_up_to_date_log() {
     let mut engine = engine("b", 3, vec![command(3, 2), command(3, 3)]);
-    engine.on_message(
-        Millis(1000),
-        id("a"),
-        Message::VoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(2),
-            last_log_term: Term(3),
-            priority: Priority(1),
-            transfer: false,
-        },
-    );
+    engine.on_message(Millis(1000), id("a"), vote_request(4, 2, 3, 1, false));
     // No vote recorded: only the new term is saved, and the refusal, which carries that term,
     // waits for it.
     assert_eq!(
@@ -125,14 +83,7 @@ fn no_vote_for_a_less_up_to_date_log() {
             save_hard_state(1, 4, None),
             set_timer(TimerKind::Election, 2, 196),
             role_changed(Role::Follower, 4, None),
-            send_after(
-                "a",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: false,
-                },
-                durable(1),
-            ),
+            send_after("a", vote_response(4, false), durable(1)),
         ]
     );
 }
@@ -153,107 +104,33 @@ fn one_vote_per_term() {
     // Nothing is written; the refusal still waits for the vote for a (write 2) it rests on.
     assert_eq!(
         engine.drain_effects(),
-        vec![send_after(
-            "b",
-            Message::VoteResponse {
-                term: Term(4),
-                granted: false,
-            },
-            durable(2),
-        )]
+        vec![send_after("b", vote_response(4, false), durable(2))]
     );
 }
 
 #[test]
 fn a_follower_that_heard_from_its_leader_recently_ignores_candidates() {
     let mut engine = engine("b", 3, vec![]);
-    engine.on_message(
-        Millis(1000),
-        id("a"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(1000), id("a"), append_request(3, 1, 0, vec![], 1, 0));
     engine.drain_effects();
     // 10 ms later a disruptive candidate asks, both pre-vote and vote.
-    engine.on_message(
-        Millis(1010),
-        id("c"),
-        Message::PreVoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(9),
-            last_log_term: Term(3),
-            priority: Priority(9),
-        },
-    );
-    engine.on_message(
-        Millis(1010),
-        id("c"),
-        Message::VoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(9),
-            last_log_term: Term(3),
-            priority: Priority(9),
-            transfer: false,
-        },
-    );
+    engine.on_message(Millis(1010), id("c"), pre_vote_request(4, 9, 3, 9));
+    engine.on_message(Millis(1010), id("c"), vote_request(4, 9, 3, 9, false));
     assert_eq!(engine.term(), Term(3), "the term is not adopted");
     assert_eq!(engine.leader().map(NodeId::as_str), Some("a"));
     // Both refused, with nothing written (so nothing to wait for).
     assert_eq!(
         engine.drain_effects(),
         vec![
-            send(
-                "c",
-                Message::PreVoteResponse {
-                    term: Term(4),
-                    granted: false,
-                    current_term: Term(3),
-                },
-            ),
-            send(
-                "c",
-                Message::VoteResponse {
-                    term: Term(3),
-                    granted: false,
-                },
-            ),
+            send("c", pre_vote_response(4, false, 3)),
+            send("c", vote_response(3, false)),
         ]
     );
     // A transfer (TimeoutNow from the leader) is the exception.
-    engine.on_message(
-        Millis(1011),
-        id("c"),
-        Message::VoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(9),
-            last_log_term: Term(3),
-            priority: Priority(9),
-            transfer: true,
-        },
-    );
+    engine.on_message(Millis(1011), id("c"), vote_request(4, 9, 3, 9, true));
     assert_eq!(
         engine.drain_effects(),
-        vec![
-            save_hard_state(1, 4, None),
-            set_timer(TimerKind::Election, 3, 171),
-            role_changed(Role::Follower, 4, None),
-            save_hard_state(2, 4, Some("c")),
-            set_timer(TimerKind::Election, 4, 231),
-            send_after(
-                "c",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                },
-                durable(2),
-            ),
-        ]
+        adopts_term_and_grants_vote(4, "c", [(3, 171), (4, 231)])
     );
 }
 
@@ -320,14 +197,7 @@ fn appended_entries_are_persisted_before_the_acknowledgement() {
     engine.on_message(
         Millis(1000),
         id("a"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![command(3, 2), command(3, 3)],
-            leader_commit: LogIndex(2),
-            read_round: 5,
-        },
+        append_request(3, 1, 0, vec![command(3, 2), command(3, 3)], 2, 5),
     );
     // Commit follows the leader's commit, bounded by what was just received: entries a
     // majority holds may be applied before this node's copy is durable, but the
@@ -339,17 +209,7 @@ fn appended_entries_are_persisted_before_the_acknowledgement() {
             role_changed(Role::Follower, 3, Some("a")),
             append(1, vec![command(3, 2), command(3, 3)]),
             apply(vec![config_entry(), command(3, 2)]),
-            send_after(
-                "a",
-                Message::AppendResponse {
-                    term: Term(3),
-                    success: true,
-                    index: LogIndex(3),
-                    applied_index: LogIndex(2),
-                    read_round: 5,
-                },
-                durable(1),
-            ),
+            send_after("a", append_response(3, true, 3, 2, 5), durable(1)),
         ]
     );
     assert_eq!(engine.commit_index(), LogIndex(2));
@@ -361,14 +221,7 @@ fn a_conflicting_suffix_is_truncated_and_replaced() {
     engine.on_message(
         Millis(1000),
         id("a"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(2),
-            prev_log_term: Term(2),
-            entries: vec![command(3, 3)],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
+        append_request(3, 2, 2, vec![command(3, 3)], 1, 0),
     );
     assert_eq!(
         engine.drain_effects(),
@@ -378,17 +231,7 @@ fn a_conflicting_suffix_is_truncated_and_replaced() {
             truncate_from(1, 3),
             append(2, vec![command(3, 3)]),
             apply(vec![config_entry()]),
-            send_after(
-                "a",
-                Message::AppendResponse {
-                    term: Term(3),
-                    success: true,
-                    index: LogIndex(3),
-                    applied_index: LogIndex(1),
-                    read_round: 0,
-                },
-                durable(2),
-            ),
+            send_after("a", append_response(3, true, 3, 1, 0), durable(2)),
         ]
     );
     assert_eq!(engine.term_at(LogIndex(3)), Some(Term(3)));
@@ -397,34 +240,14 @@ fn a_conflicting_suffix_is_truncated_and_replaced() {
 #[test]
 fn a_mismatched_append_is_rejected_with_a_hint() {
     let mut engine = engine("b", 3, vec![command(1, 2), command(1, 3), command(2, 4)]);
-    engine.on_message(
-        Millis(1000),
-        id("a"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(4),
-            prev_log_term: Term(3),
-            entries: vec![],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(1000), id("a"), append_request(3, 4, 3, vec![], 1, 0));
     // Nothing truncated or appended, so the rejection leaves at once.
     assert_eq!(
         engine.drain_effects(),
         vec![
             set_timer(TimerKind::Election, 2, 196),
             role_changed(Role::Follower, 3, Some("a")),
-            send(
-                "a",
-                Message::AppendResponse {
-                    term: Term(3),
-                    success: false,
-                    index: LogIndex(4),
-                    applied_index: LogIndex(0),
-                    read_round: 0,
-                },
-            ),
+            send("a", append_response(3, false, 4, 0, 0)),
         ]
     );
 }
@@ -435,28 +258,12 @@ fn stale_terms_are_refused() {
     engine.on_message(
         Millis(1000),
         id("a"),
-        Message::AppendRequest {
-            term: Term(4),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![command(4, 2)],
-            leader_commit: LogIndex(2),
-            read_round: 0,
-        },
+        append_request(4, 1, 0, vec![command(4, 2)], 2, 0),
     );
     assert_eq!(engine.last_index(), LogIndex(1));
     assert_eq!(
         engine.drain_effects(),
-        vec![send(
-            "a",
-            Message::AppendResponse {
-                term: Term(5),
-                success: false,
-                index: LogIndex(2),
-                applied_index: LogIndex(0),
-                read_round: 0,
-            },
-        )]
+        vec![send("a", append_response(5, false, 2, 0, 0))]
     );
 }
 
@@ -483,17 +290,7 @@ fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
         vec![append(3, vec![proposed.clone()])]
     );
     assert_eq!(engine.commit_index(), LogIndex(0));
-    engine.on_message(
-        Millis(1003),
-        id("b"),
-        Message::AppendResponse {
-            term: Term(4),
-            success: true,
-            index: LogIndex(3),
-            applied_index: LogIndex(0),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(1003), id("b"), append_response(4, true, 3, 0, 0));
     // A follower has it, but the leader's own copy is not known synced yet: the leader's
     // appends leave before its fsync, so its log counts only once durable. Nothing commits,
     // nothing is applied or sent.
@@ -510,17 +307,7 @@ fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
                 proposed.clone()
             ]),
             // The new commit index reaches b at once.
-            send(
-                "b",
-                Message::AppendRequest {
-                    term: Term(4),
-                    prev_log_index: LogIndex(3),
-                    prev_log_term: Term(4),
-                    entries: vec![],
-                    leader_commit: LogIndex(3),
-                    read_round: 0,
-                },
-            ),
+            send("b", append_request(4, 3, 4, vec![], 3, 0)),
         ]
     );
 }
@@ -528,18 +315,7 @@ fn commit_needs_a_durable_majority_and_an_entry_of_the_current_term() {
 #[test]
 fn followers_refuse_proposals_and_name_the_leader() {
     let mut engine = engine("b", 3, vec![]);
-    engine.on_message(
-        Millis(1000),
-        id("a"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(1000), id("a"), append_request(3, 1, 0, vec![], 1, 0));
     engine.drain_effects();
     assert_eq!(
         engine.propose(Millis(1001), b"x".to_vec()),
@@ -590,12 +366,7 @@ fn stale_timer_generations_are_ignored() {
     assert_eq!(engine.drain_effects(), vec![]);
     engine.on_timer(Millis(1000), TimerKind::Election, current);
     assert_eq!(engine.role(), Role::PreCandidate);
-    let ask = Message::PreVoteRequest {
-        term: Term(4),
-        last_log_index: LogIndex(1),
-        last_log_term: Term(0),
-        priority: Priority(1),
-    };
+    let ask = pre_vote_request(4, 1, 0, 1);
     assert_eq!(
         engine.drain_effects(),
         vec![
@@ -632,37 +403,14 @@ fn transfer_sends_timeout_now_once_the_target_is_caught_up() {
     // b is not known caught up: no TimeoutNow yet, only an append to bring it up to date.
     assert_eq!(
         engine.drain_effects(),
-        vec![send(
-            "b",
-            Message::AppendRequest {
-                term: Term(4),
-                prev_log_index: LogIndex(0),
-                prev_log_term: Term(0),
-                entries: vec![],
-                leader_commit: LogIndex(0),
-                read_round: 0,
-            },
-        )]
+        vec![send("b", append_request(4, 0, 0, vec![], 0, 0))]
     );
-    engine.on_message(
-        Millis(1003),
-        id("b"),
-        Message::AppendResponse {
-            term: Term(4),
-            success: true,
-            index: LogIndex(2),
-            applied_index: LogIndex(0),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(1003), id("b"), append_response(4, true, 2, 0, 0));
     assert_eq!(
         engine.drain_effects(),
         vec![send_after(
             "b",
-            Message::TimeoutNow {
-                term: Term(4),
-                cause: ElectionCause::ManualTransfer,
-            },
+            timeout_now(4, ElectionCause::ManualTransfer),
             durable(2),
         )]
     );
@@ -683,17 +431,7 @@ fn a_probe_rejected_below_the_acknowledged_index_moves_back_to_the_hint() {
     // b goes silent (it is being wiped): the leader falls back to probing from match + 1.
     fire(&mut engine, TimerKind::Heartbeat, Millis(5_000));
     assert_eq!(engine.progress()[&id("b")].state, ReplicationState::Probe);
-    engine.on_message(
-        Millis(5_001),
-        id("b"),
-        Message::AppendResponse {
-            term: Term(4),
-            success: false,
-            index: LogIndex(1),
-            applied_index: LogIndex(0),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(5_001), id("b"), append_response(4, false, 1, 0, 0));
     // The next probe starts at the hint.
     assert_eq!(
         engine.drain_effects(),

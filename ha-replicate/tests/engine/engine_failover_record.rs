@@ -2,6 +2,7 @@
 //! cluster was leaderless, and when each peer was last heard, across terms.
 
 use crate::engine_support;
+use crate::engine_support::messages::append_request;
 
 use engine_support::{elect, engine, id};
 use ha_core::{LogIndex, Millis, Term};
@@ -76,18 +77,7 @@ fn a_leader_that_steps_down_and_wins_again_counts_leaderless_time_from_its_step_
 #[test]
 fn a_follower_whose_leader_is_replaced_by_a_higher_term_counts_from_the_leader_last_heard() {
     let mut engine = engine("a", 3, vec![]);
-    engine.on_message(
-        Millis(500),
-        id("b"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
-    );
+    engine.on_message(Millis(500), id("b"), append_request(3, 1, 0, vec![], 1, 0));
     engine.drain_effects();
     assert_eq!(engine.leader(), Some(&id("b")));
     // c asks for votes in term 4: a follows nobody from here.

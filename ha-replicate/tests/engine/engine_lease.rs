@@ -8,6 +8,7 @@
 //! Each test feeds one input and asserts the whole effect list.
 
 use crate::engine_support;
+use crate::engine_support::messages::{pre_vote_response, timeout_now, vote_response};
 
 use engine_support::{
     acknowledge, command, elect, engine_with, fire, heartbeat, id, peer, send, send_after,
@@ -75,14 +76,7 @@ fn assert_adopts_term_4_and_grants_c(effects: Vec<Effect>) {
                 })
             },
             timers[1].clone(),
-            send_after(
-                "c",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                },
-                After::Durable(PersistId(2))
-            ),
+            send_after("c", vote_response(4, true), After::Durable(PersistId(2))),
         ]
     );
 }
@@ -100,21 +94,8 @@ fn a_restarted_voter_refuses_pre_votes_and_votes_for_the_minimum_election_timeou
     assert_eq!(
         engine.drain_effects(),
         vec![
-            send(
-                "c",
-                Message::PreVoteResponse {
-                    term: Term(4),
-                    granted: false,
-                    current_term: Term(3),
-                }
-            ),
-            send(
-                "c",
-                Message::VoteResponse {
-                    term: Term(3),
-                    granted: false,
-                }
-            ),
+            send("c", pre_vote_response(4, false, 3)),
+            send("c", vote_response(3, false)),
         ]
     );
     assert_eq!(
@@ -126,13 +107,7 @@ fn a_restarted_voter_refuses_pre_votes_and_votes_for_the_minimum_election_timeou
     engine.on_message(Millis(50_149), id("c"), vote(4, false));
     assert_eq!(
         engine.drain_effects(),
-        vec![send(
-            "c",
-            Message::VoteResponse {
-                term: Term(3),
-                granted: false,
-            }
-        )]
+        vec![send("c", vote_response(3, false))]
     );
     engine.on_message(Millis(50_150), id("c"), vote(4, false));
     assert_adopts_term_4_and_grants_c(engine.drain_effects());
@@ -182,13 +157,7 @@ fn an_abandoned_transfer_leaves_no_lease_for_the_rest_of_the_term() {
     assert_eq!(
         engine.drain_effects(),
         vec![
-            send(
-                "b",
-                Message::TimeoutNow {
-                    term: Term(4),
-                    cause: ElectionCause::ManualTransfer,
-                }
-            ),
+            send("b", timeout_now(4, ElectionCause::ManualTransfer)),
             send("b", heartbeat(2, 4, 2, 0)),
         ]
     );

@@ -3,6 +3,7 @@
 //! and the message an in-memory send would have.
 
 use crate::engine_support;
+use crate::engine_support::messages::append_request;
 
 use engine_support::{command, config_entry, elect, engine_with, id};
 use ha_core::{LogIndex, Millis, Term};
@@ -20,14 +21,7 @@ fn leader_with_budget(budget: usize) -> Engine {
     engine.on_message(
         Millis(500),
         id("b"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(11),
-            prev_log_term: Term(3),
-            entries: vec![],
-            leader_commit: LogIndex(11),
-            read_round: 0,
-        },
+        append_request(3, 11, 3, vec![], 11, 0),
     );
     assert_eq!(engine.commit_index(), LogIndex(11));
     engine.drain_effects();
@@ -163,14 +157,7 @@ fn nothing_unapplied_or_undurable_is_evicted() {
     engine.on_message(
         Millis(500),
         id("b"),
-        Message::AppendRequest {
-            term: Term(3),
-            prev_log_index: LogIndex(10),
-            prev_log_term: Term(3),
-            entries: vec![command(3, 11), command(3, 12)],
-            leader_commit: LogIndex(12),
-            read_round: 0,
-        },
+        append_request(3, 10, 3, vec![command(3, 11), command(3, 12)], 12, 0),
     );
     engine.drain_effects();
     // Applied through 12 but synced only through 10 (11 and 12 were just received).

@@ -5,11 +5,13 @@
 //! asserts the whole effect list.
 
 use crate::engine_support;
+use crate::engine_support::messages::append_request;
 
-use engine_support::{acknowledge, fire, id, leader_after_commit, peer, send, three};
-use ha_core::{LogIndex, Millis, Term};
-use ha_replicate::engine::{Effect, Message, Persist, PersistId, ProposeError, TimerKind};
-use ha_replicate::entry::{Entry, Payload};
+use engine_support::{
+    acknowledge, fire, id, leader_after_commit, membership_entry, peer, send, three,
+};
+use ha_core::{LogIndex, Millis};
+use ha_replicate::engine::{Effect, ProposeError, TimerKind};
 
 #[test]
 fn a_manual_change_waits_for_the_leaders_own_entry_to_commit() {
@@ -30,27 +32,13 @@ fn a_manual_change_waits_for_the_leaders_own_entry_to_commit() {
         engine.propose_membership(Millis(1004), next.clone()),
         Ok(LogIndex(4))
     );
-    let entry = Entry {
-        term: Term(4),
-        index: LogIndex(4),
-        payload: Payload::Membership(next),
-    };
-    let append = Message::AppendRequest {
-        term: Term(4),
-        prev_log_index: LogIndex(3),
-        prev_log_term: Term(4),
-        entries: vec![entry.clone()],
-        leader_commit: LogIndex(3),
-        read_round: 0,
-    };
+    let entry = membership_entry(4, 4, next);
+    let append = append_request(4, 3, 4, vec![entry.clone()], 3, 0);
     // c still has an append in flight (probing), so only b and the new learner d get it.
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist {
-                id: PersistId(3),
-                persist: Persist::Append(vec![entry])
-            },
+            engine_support::effects::append(3, vec![entry]),
             send("b", append.clone()),
             send("d", append),
         ]
@@ -64,14 +52,7 @@ fn the_first_heartbeat_of_a_new_leader_adds_no_learner() {
     engine.set_peer_info(Millis(1002), id("d"), peer(1));
     let effects = fire(&mut engine, TimerKind::Heartbeat, Millis(1051));
     let leader_start = engine.entry(LogIndex(3)).cloned().unwrap();
-    let append = Message::AppendRequest {
-        term: Term(4),
-        prev_log_index: LogIndex(2),
-        prev_log_term: Term(3),
-        entries: vec![leader_start],
-        leader_commit: LogIndex(2),
-        read_round: 1,
-    };
+    let append = append_request(4, 2, 3, vec![leader_start], 2, 1);
     assert_eq!(
         effects,
         vec![

@@ -3,14 +3,16 @@
 //! refusal with its reason. Each test feeds one input and asserts the whole effect list.
 
 use crate::engine_support;
+use crate::engine_support::messages::{append_request, timeout_now};
 
 use engine_support::{
-    acknowledge, fire, id, leader_after_commit, leader_after_commit_with, peer, send,
+    acknowledge, fire, id, leader_after_commit, leader_after_commit_with, membership_entry, peer,
+    send,
 };
 use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
 use ha_replicate::engine::{
-    Effect, Engine, EngineSettings, EngineStart, MemberChangeError, MemberChangeStep,
-    MemberRequest, MembershipRefusal, Message, PeerInfo, Persist, PersistId, Role, TimerKind,
+    Engine, EngineSettings, EngineStart, MemberChangeError, MemberChangeStep, MemberRequest,
+    MembershipRefusal, Message, PeerInfo, Role, TimerKind,
 };
 use ha_replicate::entry::{ElectionCause, Entry, Payload};
 use ha_replicate::membership::VoterSet;
@@ -84,20 +86,13 @@ fn adding_a_node_appends_it_as_a_learner_and_sends_it_the_entry() {
     assert_eq!(step, Ok(MemberChangeStep::Proposed(LogIndex(4))));
     let mut next = VoterSet::with_voters([id("a"), id("b"), id("c")]);
     next.learners.insert(id("d"));
-    let entry = Entry {
-        term: Term(4),
-        index: LogIndex(4),
-        payload: Payload::Membership(next.clone()),
-    };
+    let entry = membership_entry(4, 4, next.clone());
     let append = append_of(&entry, 3, 3);
     // c still has an append in flight (probing), so only b and the new learner d get it.
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist {
-                id: PersistId(3),
-                persist: Persist::Append(vec![entry])
-            },
+            engine_support::effects::append(3, vec![entry]),
             send("b", append.clone()),
             send("d", append),
         ]
@@ -194,18 +189,11 @@ fn removing_a_voter_that_leaves_no_reachable_quorum_is_refused() {
     // Removing the silent c leaves a and b, both reachable: allowed.
     let step = engine.request_member_change(now, &remove("c"));
     assert_eq!(step, Ok(MemberChangeStep::Proposed(LogIndex(4))));
-    let entry = Entry {
-        term: Term(4),
-        index: LogIndex(4),
-        payload: Payload::Membership(VoterSet::with_voters([id("a"), id("b")])),
-    };
+    let entry = membership_entry(4, 4, VoterSet::with_voters([id("a"), id("b")]));
     assert_eq!(
         engine.drain_effects(),
         vec![
-            Effect::Persist {
-                id: PersistId(3),
-                persist: Persist::Append(vec![entry.clone()])
-            },
+            engine_support::effects::append(3, vec![entry.clone()]),
             send("b", append_of(&entry, 3, 3)),
         ]
     );
@@ -267,24 +255,8 @@ fn removing_the_leader_hands_leadership_over_first() {
     assert_eq!(
         engine.drain_effects(),
         vec![
-            send(
-                "b",
-                Message::TimeoutNow {
-                    term: Term(4),
-                    cause: ElectionCause::ManualTransfer
-                }
-            ),
-            send(
-                "b",
-                Message::AppendRequest {
-                    term: Term(4),
-                    prev_log_index: LogIndex(3),
-                    prev_log_term: Term(4),
-                    entries: vec![],
-                    leader_commit: LogIndex(3),
-                    read_round: 0,
-                }
-            ),
+            send("b", timeout_now(4, ElectionCause::ManualTransfer)),
+            send("b", append_request(4, 3, 4, vec![], 3, 0)),
         ]
     );
     assert_eq!(

@@ -3,12 +3,14 @@
 //! Each test feeds one message and asserts the whole effect list.
 
 use crate::engine_support;
+use crate::engine_support::messages::{append_request, append_response};
 
 use engine_support::{acknowledge, command, engine, fire, heartbeat, id, leader};
 use ha_core::{LogIndex, Millis, Priority, Term};
 use ha_replicate::engine::{Engine, Message, RefusalCause, Role, TimerKind};
 use ha_replicate::entry::Entry;
 
+/// An append of read round 0 (the refusals do not depend on reads).
 fn append(
     term: u64,
     prev_log_index: u64,
@@ -16,14 +18,14 @@ fn append(
     entries: Vec<Entry>,
     leader_commit: u64,
 ) -> Message {
-    Message::AppendRequest {
-        term: Term(term),
-        prev_log_index: LogIndex(prev_log_index),
-        prev_log_term: Term(prev_log_term),
+    append_request(
+        term,
+        prev_log_index,
+        prev_log_term,
         entries,
-        leader_commit: LogIndex(leader_commit),
-        read_round: 0,
-    }
+        leader_commit,
+        0,
+    )
 }
 
 /// b follows a in term 3 with entries 2 and 3 (term 3) committed.
@@ -154,17 +156,7 @@ fn an_acknowledgement_of_a_round_not_started_confirms_no_read() {
     engine.read_index(Millis(1004), 9).unwrap();
     engine.drain_effects();
     // b claims to answer round 99; this leader has started only round 1.
-    engine.on_message(
-        Millis(1005),
-        id("b"),
-        Message::AppendResponse {
-            term: Term(4),
-            success: true,
-            index: LogIndex(2),
-            applied_index: LogIndex(2),
-            read_round: 99,
-        },
-    );
+    engine.on_message(Millis(1005), id("b"), append_response(4, true, 2, 2, 99));
     assert_eq!(engine.drain_effects(), vec![]);
     only_refusal(&engine, RefusalCause::RoundFromFuture);
 }

@@ -7,9 +7,10 @@
 //! to a strictly healthier voter. One input, the whole effect list out.
 
 use crate::engine_support;
+use crate::engine_support::messages::pre_vote_request;
 
 use engine_support::{engine, engine_with, fire, heartbeat, id, leader, peer, send, send_after};
-use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
+use ha_core::{HealthStatus, Millis};
 use ha_replicate::engine::{
     After, Effect, Engine, Message, PeerInfo, PersistId, Role, TimerKind, TransferError,
 };
@@ -46,12 +47,17 @@ fn election_timer(engine: &Engine) -> Effect {
 }
 
 fn pre_vote() -> Message {
-    Message::PreVoteRequest {
-        term: Term(4),
-        last_log_index: LogIndex(1),
-        last_log_term: Term(0),
-        priority: Priority(1),
-    }
+    pre_vote_request(4, 1, 0, 1)
+}
+
+/// What node a does when its election timer fires and it may campaign: a new election timer
+/// (jitter removed) and a pre-vote to each of b and c.
+fn starts_a_pre_vote(engine: &Engine) -> Vec<Effect> {
+    vec![
+        election_timer(engine),
+        send("b", pre_vote()),
+        send("c", pre_vote()),
+    ]
 }
 
 /// Node a of the 3-voter cluster in term 3, with `health`.
@@ -74,14 +80,7 @@ fn a_degraded_voter_campaigns_only_once_no_leader_was_heard_for_the_wait() {
     assert_eq!(engine.role(), Role::Follower);
 
     let effects = without_jitter(fire(&mut engine, TimerKind::Election, Millis(WAIT_MS)));
-    assert_eq!(
-        effects,
-        vec![
-            election_timer(&engine),
-            send("b", pre_vote()),
-            send("c", pre_vote())
-        ]
-    );
+    assert_eq!(effects, starts_a_pre_vote(&engine));
     assert_eq!(engine.role(), Role::PreCandidate);
 }
 
@@ -96,15 +95,7 @@ fn unhealthy_and_unknown_voters_wait_twice_as_long_as_degraded_ones() {
         ));
         assert_eq!(effects, vec![election_timer(&engine)], "{health}");
         let effects = without_jitter(fire(&mut engine, TimerKind::Election, Millis(2 * WAIT_MS)));
-        assert_eq!(
-            effects,
-            vec![
-                election_timer(&engine),
-                send("b", pre_vote()),
-                send("c", pre_vote())
-            ],
-            "{health}"
-        );
+        assert_eq!(effects, starts_a_pre_vote(&engine), "{health}");
     }
 }
 
@@ -122,12 +113,7 @@ fn hearing_a_leader_starts_the_wait_again() {
         TimerKind::Election,
         Millis(1_000 + WAIT_MS),
     ));
-    let pre_vote = Message::PreVoteRequest {
-        term: Term(5),
-        last_log_index: LogIndex(1),
-        last_log_term: Term(0),
-        priority: Priority(1),
-    };
+    let pre_vote = pre_vote_request(5, 1, 0, 1);
     assert_eq!(
         effects,
         vec![
@@ -154,14 +140,7 @@ fn with_the_wait_turned_off_an_unwell_voter_never_campaigns() {
 fn a_healthy_voter_campaigns_on_its_first_election_timeout() {
     let mut engine = engine("a", 3, vec![]);
     let effects = without_jitter(fire(&mut engine, TimerKind::Election, Millis(300)));
-    assert_eq!(
-        effects,
-        vec![
-            election_timer(&engine),
-            send("b", pre_vote()),
-            send("c", pre_vote())
-        ]
-    );
+    assert_eq!(effects, starts_a_pre_vote(&engine));
 }
 
 /// A voter's priority and health, as gossip reports them.

@@ -5,12 +5,15 @@
 //! effect list out.
 
 use crate::engine_support;
+use crate::engine_support::messages::{append_request, append_response, vote_request};
 
-use engine_support::effects::{append, apply, durable, role_changed, save_hard_state, set_timer};
+use engine_support::effects::{
+    adopts_term_and_grants_vote, append, apply, durable, role_changed, set_timer,
+};
 use engine_support::{
     command, config_entry, engine_with, fire, heartbeat, id, leader, peer, send_after,
 };
-use ha_core::{HealthStatus, LogIndex, Millis, Priority, Term};
+use ha_core::{HealthStatus, LogIndex, Millis, Term};
 use ha_replicate::engine::{Effect, Engine, Message, Role, TimerKind, TransferError};
 use ha_replicate::entry::{ElectionCause, Entry, Payload};
 
@@ -108,35 +111,10 @@ fn a_witness_grants_votes_persisting_the_vote_first() {
     let mut engine = witness("c", 3, vec![]);
     // Long after start: it no longer refuses votes for having just started.
     let now = Millis(10_000);
-    engine.on_message(
-        now,
-        id("a"),
-        Message::VoteRequest {
-            term: Term(4),
-            last_log_index: LogIndex(1),
-            last_log_term: Term(0),
-            priority: Priority(1),
-            transfer: false,
-        },
-    );
+    engine.on_message(now, id("a"), vote_request(4, 1, 0, 1, false));
     assert_eq!(
         engine.drain_effects(),
-        vec![
-            save_hard_state(1, 4, None),
-            set_timer(TimerKind::Election, 2, 196),
-            role_changed(Role::Follower, 4, None),
-            save_hard_state(2, 4, Some("a")),
-            set_timer(TimerKind::Election, 3, 171),
-            // The vote leaves once the write that records it (write 2) is durable.
-            send_after(
-                "a",
-                Message::VoteResponse {
-                    term: Term(4),
-                    granted: true,
-                },
-                durable(2),
-            ),
-        ]
+        adopts_term_and_grants_vote(4, "a", [(2, 196), (3, 171)])
     );
 }
 
@@ -162,14 +140,7 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
     engine.on_message(
         Millis(10),
         id("a"),
-        Message::AppendRequest {
-            term: Term(4),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![start.clone(), payload],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
+        append_request(4, 1, 0, vec![start.clone(), payload], 1, 0),
     );
     let stripped = Entry {
         term: Term(4),
@@ -184,17 +155,7 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
             role_changed(Role::Follower, 4, Some("a")),
             append(1, vec![start.clone(), stripped.clone()]),
             apply(vec![config_entry()]),
-            send_after(
-                "a",
-                Message::AppendResponse {
-                    term: Term(4),
-                    success: true,
-                    index: LogIndex(3),
-                    applied_index: LogIndex(1),
-                    read_round: 0,
-                },
-                durable(1),
-            ),
+            send_after("a", append_response(4, true, 3, 1, 0), durable(1)),
         ]
     );
     assert_eq!(engine.entry(LogIndex(3)), Some(&stripped));
@@ -226,17 +187,7 @@ fn a_witness_stores_command_metadata_only_and_acknowledges_after_persisting() {
         vec![
             set_timer(TimerKind::Election, 3, 171),
             apply(vec![start, stripped]),
-            send_after(
-                "a",
-                Message::AppendResponse {
-                    term: Term(4),
-                    success: true,
-                    index: LogIndex(3),
-                    applied_index: LogIndex(3),
-                    read_round: 0,
-                },
-                durable(1),
-            ),
+            send_after("a", append_response(4, true, 3, 3, 0), durable(1)),
         ]
     );
 }
@@ -252,14 +203,7 @@ fn a_data_node_keeps_command_payloads() {
     engine.on_message(
         Millis(10),
         id("a"),
-        Message::AppendRequest {
-            term: Term(4),
-            prev_log_index: LogIndex(1),
-            prev_log_term: Term(0),
-            entries: vec![payload.clone()],
-            leader_commit: LogIndex(1),
-            read_round: 0,
-        },
+        append_request(4, 1, 0, vec![payload.clone()], 1, 0),
     );
     assert_eq!(
         engine.drain_effects(),
@@ -268,17 +212,7 @@ fn a_data_node_keeps_command_payloads() {
             role_changed(Role::Follower, 4, Some("a")),
             append(1, vec![payload.clone()]),
             apply(vec![config_entry()]),
-            send_after(
-                "a",
-                Message::AppendResponse {
-                    term: Term(4),
-                    success: true,
-                    index: LogIndex(2),
-                    applied_index: LogIndex(1),
-                    read_round: 0,
-                },
-                durable(1),
-            ),
+            send_after("a", append_response(4, true, 2, 1, 0), durable(1)),
         ]
     );
     assert_eq!(engine.entry(LogIndex(2)), Some(&payload));

@@ -8,6 +8,7 @@ use ha_replicate::entry::{ElectionCause, Entry, LeaderStart, Payload};
 use ha_replicate::hard_state::HardState;
 
 use super::id;
+use super::messages::vote_response;
 
 /// Once every write through the `n`-th is durable.
 pub fn durable(n: u64) -> After {
@@ -81,4 +82,29 @@ pub fn leader_start(term: u64, index: u64, leader: &str, leaderless_ms: u64) -> 
             at_unix_ms: leaderless_ms,
         }),
     }
+}
+
+/// Everything a voter does on a vote request for `term`, above its own, from `candidate` that
+/// it grants: save the new term (write 1), restart its election timer, become a follower of
+/// nobody, save the vote (write 2), restart the timer again, and answer only once write 2 is
+/// durable (a vote must survive a crash before the candidate counts it). `timers` are the two
+/// (generation, after_ms) of the election timers it sets.
+pub fn adopts_term_and_grants_vote(
+    term: u64,
+    candidate: &str,
+    timers: [(u64, u64); 2],
+) -> Vec<Effect> {
+    let [(first, first_ms), (second, second_ms)] = timers;
+    vec![
+        save_hard_state(1, term, None),
+        set_timer(TimerKind::Election, first, first_ms),
+        role_changed(Role::Follower, term, None),
+        save_hard_state(2, term, Some(candidate)),
+        set_timer(TimerKind::Election, second, second_ms),
+        Effect::Send {
+            to: id(candidate),
+            message: vote_response(term, true),
+            after: durable(2),
+        },
+    ]
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod effects;
+pub mod messages;
 
 use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use ha_replicate::engine::{
@@ -28,6 +29,15 @@ pub fn command(term: u64, index: u64) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         payload: Payload::Command(vec![index as u8]),
+    }
+}
+
+/// A membership entry making `voters` the configuration, at `index` of `term`.
+pub fn membership_entry(term: u64, index: u64, voters: VoterSet) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        payload: Payload::Membership(voters),
     }
 }
 

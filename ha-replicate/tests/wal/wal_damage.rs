@@ -43,6 +43,19 @@ fn copy_of(original: &Path) -> tempfile::TempDir {
     copy
 }
 
+/// A fresh copy of a written log whose last segment ends with `tail(original directory)`, bytes
+/// no writer put there: the copy, that segment, and the offset the tail starts at.
+fn copy_with_tail(tail: impl FnOnce(&Path) -> Vec<u8>) -> (tempfile::TempDir, PathBuf, u64) {
+    let (original, last_segment) = written_log();
+    let copy = copy_of(original.path());
+    let segment = in_copy(&copy, &last_segment);
+    let mut bytes = fs::read(&segment).unwrap();
+    let offset = bytes.len() as u64;
+    bytes.extend_from_slice(&tail(original.path()));
+    fs::write(&segment, bytes).unwrap();
+    (copy, segment, offset)
+}
+
 fn in_copy(copy: &tempfile::TempDir, path: &Path) -> PathBuf {
     copy.path().join(path.file_name().unwrap())
 }
@@ -238,16 +251,13 @@ fn a_damaged_segment_header_before_valid_records_is_corruption() {
 /// write (the checksum would not match), so even at the tail it is corruption.
 #[test]
 fn a_valid_checksum_over_an_undecodable_body_is_corruption() {
-    let (original, last_segment) = written_log();
-    let copy = copy_of(original.path());
-    let segment = in_copy(&copy, &last_segment);
-    let mut bytes = fs::read(&segment).unwrap();
-    let offset = bytes.len() as u64;
     let body = [9u8, 1, 2, 3];
-    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    bytes.extend_from_slice(&body);
-    fs::write(&segment, bytes).unwrap();
+    let (copy, segment, offset) = copy_with_tail(|_| {
+        let mut record = (body.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        record.extend_from_slice(&body);
+        record
+    });
     let reason = assert_corrupt_at(try_recover(copy.path()), &segment, offset);
     assert!(reason.contains("does not decode"), "{reason}");
 }
@@ -255,16 +265,11 @@ fn a_valid_checksum_over_an_undecodable_body_is_corruption() {
 /// A valid record that does not continue the log (here: entry 5 copied to the end) is refused.
 #[test]
 fn a_valid_record_out_of_order_is_corruption() {
-    let (original, last_segment) = written_log();
-    let copy = copy_of(original.path());
-    let segment = in_copy(&copy, &last_segment);
-    let first_segment = segment_files(original.path())[0].clone();
-    let (start, end) = record_spans(&first_segment)[2];
-    let record = fs::read(&first_segment).unwrap()[start as usize..end as usize].to_vec();
-    let mut bytes = fs::read(&segment).unwrap();
-    let offset = bytes.len() as u64;
-    bytes.extend_from_slice(&record);
-    fs::write(&segment, bytes).unwrap();
+    let (copy, segment, offset) = copy_with_tail(|original| {
+        let first_segment = segment_files(original)[0].clone();
+        let (start, end) = record_spans(&first_segment)[2];
+        fs::read(&first_segment).unwrap()[start as usize..end as usize].to_vec()
+    });
     let reason = assert_corrupt_at(try_recover(copy.path()), &segment, offset);
     assert!(reason.contains("does not continue"), "{reason}");
 }
@@ -348,14 +353,21 @@ fn falling_back_is_refused_when_compaction_removed_the_entries_it_needs() {
     assert!(newer.exists());
 }
 
-#[test]
-fn a_damaged_only_snapshot_is_corruption() {
+/// A closed store with entries 1..=5 and one snapshot (at index 4): its directory and the
+/// snapshot's file.
+fn closed_store_with_one_snapshot() -> (tempfile::TempDir, PathBuf) {
     let directory = tempfile::tempdir().unwrap();
     let (mut store, _) = open(directory.path(), 1 << 20);
     store.append(&entries(1, 1, 5)).unwrap();
     store.save_snapshot(&snapshot_meta(4, 1), b"four").unwrap();
     drop(store);
     let snapshot = snapshot_files(directory.path())[0].clone();
+    (directory, snapshot)
+}
+
+#[test]
+fn a_damaged_only_snapshot_is_corruption() {
+    let (directory, snapshot) = closed_store_with_one_snapshot();
     flip(&snapshot, 0, 0x01);
     let reason = assert_corrupt_at(try_recover(directory.path()), &snapshot, 0);
     assert!(reason.contains("checksum"), "{reason}");
@@ -363,12 +375,7 @@ fn a_damaged_only_snapshot_is_corruption() {
 
 #[test]
 fn a_snapshot_file_renamed_to_another_index_is_corruption() {
-    let directory = tempfile::tempdir().unwrap();
-    let (mut store, _) = open(directory.path(), 1 << 20);
-    store.append(&entries(1, 1, 5)).unwrap();
-    store.save_snapshot(&snapshot_meta(4, 1), b"four").unwrap();
-    drop(store);
-    let snapshot = snapshot_files(directory.path())[0].clone();
+    let (directory, snapshot) = closed_store_with_one_snapshot();
     let renamed = directory.path().join("snapshot-00000000000000000005.snap");
     fs::rename(&snapshot, &renamed).unwrap();
     let reason = match try_recover(directory.path()) {

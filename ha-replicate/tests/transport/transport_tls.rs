@@ -11,8 +11,8 @@
 //! - CA rotation: with the old and new CA in the bundle, peers from both are accepted; with
 //!   the old CA removed, old-CA peers are refused `wrong_ca` and new-CA peers still served.
 
-mod tls_support;
-mod transport_support;
+use crate::tls_support;
+use crate::transport_support;
 
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ async fn ping_until_received(
 
 #[tokio::test]
 async fn a_tls_pair_exchanges_messages_both_ways_in_order() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let ca = Ca::new("cluster CA");
     let (first, mut first_inbox) = start(tls_settings("n1", &ca.node("n1"), &ca.pem)).await;
     let (second, mut second_inbox) = start(tls_settings("n2", &ca.node("n2"), &ca.pem)).await;
@@ -75,6 +76,7 @@ async fn a_tls_pair_exchanges_messages_both_ways_in_order() {
 
 #[tokio::test]
 async fn a_certificate_for_n2_claiming_n3_is_refused_and_n2_still_gets_through() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let ca = Ca::new("cluster CA");
     let n2_cert = ca.node("n2");
     let (first, mut first_inbox) = start(tls_settings("n1", &ca.node("n1"), &ca.pem)).await;
@@ -127,6 +129,7 @@ async fn a_certificate_for_n2_claiming_n3_is_refused_and_n2_still_gets_through()
 
 #[tokio::test]
 async fn wrong_ca_expired_and_missing_certificates_are_refused_by_cause() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let ca = Ca::new("cluster CA");
     let stranger_ca = Ca::new("another CA");
     let (first, mut first_inbox) = start(tls_settings("n1", &ca.node("n1"), &ca.pem)).await;
@@ -171,6 +174,7 @@ async fn wrong_ca_expired_and_missing_certificates_are_refused_by_cause() {
 
 #[tokio::test]
 async fn plaintext_and_tls_peers_are_refused_by_the_other_kind() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let ca = Ca::new("cluster CA");
     let (tls_node, _tls_inbox) = start(tls_settings("n1", &ca.node("n1"), &ca.pem)).await;
     let (plain_node, _plain_inbox) = start(settings("n2", CLUSTER)).await;
@@ -198,6 +202,7 @@ async fn plaintext_and_tls_peers_are_refused_by_the_other_kind() {
 /// certificates; then the old CA is removed and only new-CA peers are let in.
 #[tokio::test]
 async fn a_ca_bundle_accepts_both_cas_during_rotation_and_refuses_the_old_after() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let old_ca = Ca::new("old CA");
     let new_ca = Ca::new("new CA");
     let both = format!("{}{}", old_ca.pem, new_ca.pem);
@@ -232,10 +237,11 @@ async fn a_ca_bundle_accepts_both_cas_during_rotation_and_refuses_the_old_after(
 
 /// Messages per second over one connection, plaintext and TLS in the same run (issue 13's
 /// cost of security, transport only). Ignored: a measurement, not a check. Run with
-/// `cargo test -p ha-replicate --test transport_tls -- --ignored --nocapture throughput`.
+/// `cargo test -p ha-replicate --test transport transport_tls::throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run it by name"]
 async fn throughput_over_one_connection_tls_vs_plaintext() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     const MESSAGES: u64 = 50_000;
     let ca = Ca::new("cluster CA");
     for payload_bytes in [64usize, 4096] {

@@ -1,7 +1,7 @@
 //! Bytes no real peer sends: oversized lengths, garbage, half frames. The transport closes the
 //! offending connection, counts it, never panics, and keeps serving everyone else.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::time::Duration;
 
@@ -50,6 +50,7 @@ async fn still_serving(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_length_before_the_handshake_closes_only_that_connection() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     count_panics();
     let (receiver, mut inbox) = start(patient("n1")).await;
     let (sender, _sender_inbox) = start(settings("n2", "c")).await;
@@ -76,6 +77,7 @@ async fn an_oversized_length_before_the_handshake_closes_only_that_connection() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_length_after_the_handshake_closes_only_that_connection() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     count_panics();
     let (receiver, mut inbox) = start(patient("n1")).await;
     let (sender, _sender_inbox) = start(settings("n2", "c")).await;
@@ -107,6 +109,7 @@ async fn an_oversized_length_after_the_handshake_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_on_the_socket_never_panics_and_the_transport_keeps_serving() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     count_panics();
     let mut quick = settings("n1", "c");
     quick.handshake_timeout_ms = 500;
@@ -174,6 +177,7 @@ async fn garbage_on_the_socket_never_panics_and_the_transport_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_that_vanishes_mid_frame_is_dropped_and_others_continue() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     count_panics();
     let (receiver, mut inbox) = start(patient("n1")).await;
     let (sender, _sender_inbox) = start(settings("n2", "c")).await;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use crate::kv::{Kv, Put};
+use ha_core::{Consistency, LogIndex, NodeId};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
@@ -17,7 +18,6 @@ use ha_replicate::replica::{Applier, ReplicaSettings};
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::test_support::loopback_cluster::introduce;
 use ha_replicate::transport::TransportSettings;
-use serde::{Deserialize, Serialize};
 
 /// How long the host takes to apply one entry.
 const APPLY_MS: u64 = 200;
@@ -26,41 +26,11 @@ const WRITES: usize = 24;
 const WAIT: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A key/value map whose `apply` is slow: `.1` ms per entry.
-struct SlowKv(BTreeMap<String, String>, u64);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Put(String, String);
-
-impl StateMachine for SlowKv {
-    type Command = Put;
-    type Response = Option<String>;
-    type Query = String;
-    type QueryResponse = Option<String>;
-    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) -> Option<String> {
-        // A host doing real work per entry (a database write, a remote call).
-        std::thread::sleep(Duration::from_millis(self.1));
-        self.0.insert(key, value)
-    }
-    fn query(&self, key: &String) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        postcard::to_allocvec(&self.0)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        self.0 = postcard::from_bytes(bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        Ok(())
-    }
-}
-
 fn id(index: usize) -> NodeId {
     NodeId::new(format!("n{index}")).unwrap()
 }
 
-async fn start(index: usize, dir: &Path) -> ReplicaNode<SlowKv> {
+async fn start(index: usize, dir: &Path) -> ReplicaNode<Kv> {
     start_with(index, dir, APPLY_MS, |_| {}).await
 }
 
@@ -70,7 +40,7 @@ async fn start_with(
     dir: &Path,
     apply_ms: u64,
     tune: impl FnOnce(&mut EngineSettings),
-) -> ReplicaNode<SlowKv> {
+) -> ReplicaNode<Kv> {
     let mut engine = EngineSettings::for_test(id(index));
     engine.priority = ha_core::Priority(1);
     // Election timeouts below one `apply`: a node whose event loop applied would miss them.
@@ -91,12 +61,12 @@ async fn start_with(
         bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
     };
     let store = WalStore::open(dir, WalOptions::default()).unwrap();
-    ReplicaNode::start(settings, SlowKv(BTreeMap::new(), apply_ms), store)
+    ReplicaNode::start(settings, Kv(BTreeMap::new(), apply_ms), store)
         .await
         .unwrap()
 }
 
-async fn wait_for_leader(nodes: &[ReplicaNode<SlowKv>]) -> usize {
+async fn wait_for_leader(nodes: &[ReplicaNode<Kv>]) -> usize {
     let deadline = Instant::now() + WAIT;
     loop {
         let leaders: Vec<usize> = (0..nodes.len())
@@ -111,7 +81,7 @@ async fn wait_for_leader(nodes: &[ReplicaNode<SlowKv>]) -> usize {
 }
 
 /// Elections started on every node, and every node's term.
-async fn elections(nodes: &[ReplicaNode<SlowKv>]) -> (u64, Vec<u64>) {
+async fn elections(nodes: &[ReplicaNode<Kv>]) -> (u64, Vec<u64>) {
     let mut started = 0;
     let mut terms = Vec::new();
     for node in nodes {
@@ -124,6 +94,7 @@ async fn elections(nodes: &[ReplicaNode<SlowKv>]) -> (u64, Vec<u64>) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_apply_of_200_ms_per_entry_starts_no_election() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
@@ -183,7 +154,7 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
     assert!(exported_at >= index);
     let mut bytes = Vec::new();
     exported.write_to(&mut bytes).unwrap();
-    let mut copy = Applier::new(SlowKv(BTreeMap::new(), 0));
+    let mut copy = Applier::new(Kv(BTreeMap::new(), 0));
     copy.restore(&bytes).unwrap();
     assert_eq!(copy.applied_index(), exported_at);
     let last_value = |key: usize| {
@@ -226,6 +197,7 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
 /// backlog, as the leader sees it, stays within the window, and it then catches up to 0.
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_follower_shows_its_backlog_and_window() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     const WINDOW: u64 = 4;
     const SLOW_WRITES: usize = 30;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

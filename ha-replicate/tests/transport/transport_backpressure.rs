@@ -1,7 +1,7 @@
 //! Bounded queues: `send` never blocks; a full queue drops and counts; a slow consumer pushes
 //! back on the sender through TCP without losing or reordering what was not dropped.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use transport_support::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_outbound_queue_drops_and_counts_instead_of_blocking() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     // Reserve an address, then leave nothing listening on it.
     let (absent, absent_inbox) = start(settings("n2", "c")).await;
     let addr = absent.local_addr();
@@ -45,6 +46,7 @@ async fn a_full_outbound_queue_drops_and_counts_instead_of_blocking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_consumer_pushes_back_and_only_dropped_messages_are_missing() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let mut slow = settings("n2", "c");
     slow.inbound_queue_max = 4;
     let (receiver, mut inbox) = start(slow).await;

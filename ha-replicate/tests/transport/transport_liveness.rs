@@ -1,7 +1,7 @@
 //! Dead and idle connections: keepalives keep a quiet link open; silence closes it; a sender
 //! whose peer goes silent abandons the connection and reconnects.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ fn brisk(name: &str) -> TransportSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_inbound_connection_is_closed_after_the_idle_timeout() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (receiver, _inbox) = start(brisk("n1")).await;
     let mut client = RawClient::handshake(receiver.local_addr(), "c", "n2", None).await;
     let started = Instant::now();
@@ -41,6 +42,7 @@ async fn a_silent_inbound_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalives_keep_a_quiet_connection_open() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (receiver, mut inbox) = start(brisk("n1")).await;
     let mut client = RawClient::handshake(receiver.local_addr(), "c", "n2", None).await;
     // Stay quiet but alive for several idle timeouts, reading the receiver's keepalives.
@@ -83,6 +85,7 @@ async fn keepalives_keep_a_quiet_connection_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sender_abandons_a_silent_peer_and_reconnects() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     // A fake n2 that answers the handshake correctly, then never says another word.
     let listener = TcpListener::bind(local()).await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -124,6 +127,7 @@ async fn a_sender_abandons_a_silent_peer_and_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sender_keeps_a_quiet_live_connection_with_keepalives() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     // A fake n2 that answers the handshake and sends keepalives, like a real receiver.
     let listener = TcpListener::bind(local()).await.expect("bind");
     let addr = listener.local_addr().expect("address");

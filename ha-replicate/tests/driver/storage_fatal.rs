@@ -21,6 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_store_answers_fatal_with_its_kind_and_path_locally_and_through_a_forward() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::new()).collect();
     let mut nodes = Vec::new();
     for (index, disk) in disks.iter().enumerate() {

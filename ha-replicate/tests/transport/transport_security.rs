@@ -1,6 +1,6 @@
 //! Cluster keys and names: who may talk, and how every refusal is counted by cause.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ fn keyed(name: &str, cluster: &str, keys: &[u8]) -> TransportSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sealed_transports_with_the_same_key_talk_both_ways() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (first, mut first_inbox) = start(keyed("n1", "c", &[1])).await;
     let (second, mut second_inbox) = start(keyed("n2", "c", &[1])).await;
     for sequence in 0..1_000 {
@@ -38,6 +39,7 @@ async fn sealed_transports_with_the_same_key_talk_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_rotation_keeps_nodes_talking() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     // The receiver already accepts the new key; the sender seals with it.
     let (receiver, mut inbox) = start(keyed("n1", "c", &[1, 2])).await;
     let (sender, _sender_inbox) = start(keyed("n2", "c", &[2, 1])).await;
@@ -76,6 +78,7 @@ async fn refused(receiving: TransportSettings, sending: TransportSettings, cause
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_key_is_refused_and_counted() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     refused(
         keyed("n1", "c", &[1]),
         keyed("n2", "c", &[9]),
@@ -86,6 +89,7 @@ async fn a_wrong_key_is_refused_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_key_is_refused_and_counted() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     refused(
         keyed("n1", "c", &[1]),
         settings("n2", "c"),
@@ -96,6 +100,7 @@ async fn a_missing_key_is_refused_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sealed_sender_is_refused_by_a_node_without_a_key() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     refused(
         settings("n1", "c"),
         keyed("n2", "c", &[1]),
@@ -106,6 +111,7 @@ async fn a_sealed_sender_is_refused_by_a_node_without_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_cluster_name_is_refused_and_counted() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     refused(
         settings("n1", "blue"),
         settings("n2", "green"),
@@ -116,6 +122,7 @@ async fn a_wrong_cluster_name_is_refused_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_cluster_name_is_refused_even_with_the_same_key() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     refused(
         keyed("n1", "blue", &[1]),
         keyed("n2", "green", &[1]),
@@ -126,6 +133,7 @@ async fn a_wrong_cluster_name_is_refused_even_with_the_same_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_protocol_version_is_refused_and_counted() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (receiver, mut inbox) = start(settings("n1", "c")).await;
     let mut hello = MAGIC.to_vec();
     hello.push(PROTOCOL_VERSION + 1);
@@ -148,6 +156,7 @@ async fn another_protocol_version_is_refused_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_frame_after_a_sealed_handshake_is_counted_as_forged() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (receiver, mut inbox) = start(keyed("n1", "c", &[1])).await;
     let mut client = RawClient::handshake(receiver.local_addr(), "c", "n2", Some(keyring(1))).await;
     let good = client.message_frame(&data(0));
@@ -172,6 +181,7 @@ async fn a_tampered_frame_after_a_sealed_handshake_is_counted_as_forged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_frame_is_counted_as_forged() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (receiver, mut inbox) = start(keyed("n1", "c", &[1])).await;
     let mut client = RawClient::handshake(receiver.local_addr(), "c", "n2", Some(keyring(1))).await;
     let frame = client.message_frame(&data(0));
@@ -192,6 +202,7 @@ async fn a_replayed_frame_is_counted_as_forged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_address_answering_with_another_node_id_gets_nothing() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (sender, _sender_inbox) = start(settings("n1", "c")).await;
     let (impostor, mut impostor_inbox) = start(settings("n3", "c")).await;
     // The sender believes n2 lives at n3's address.
@@ -209,6 +220,7 @@ async fn an_address_answering_with_another_node_id_gets_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_refused_when_the_handshake_times_out() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let mut quick = settings("n1", "c");
     quick.handshake_timeout_ms = 100;
     let (receiver, _inbox) = start(quick).await;
@@ -228,6 +240,7 @@ async fn a_silent_connection_is_refused_when_the_handshake_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_closed_at_once() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let mut few = settings("n1", "c");
     few.inbound_connections_max = 2;
     let (receiver, mut inbox) = start(few).await;

@@ -38,6 +38,7 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_histograms_and_the_leader_change_counter_count_what_the_cluster_did() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let mut nodes = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {

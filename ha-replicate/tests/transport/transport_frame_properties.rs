@@ -1,7 +1,7 @@
 //! Property tests of the wire decoders on arbitrary bytes: they refuse, they never panic, and
 //! what was encoded decodes to the same thing.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::sync::Arc;
 
@@ -52,6 +52,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _turn = crate::one_file_at_a_time::take_turn(module_path!());
         decode_everything(&bytes);
     }
 
@@ -59,6 +60,7 @@ proptest! {
     fn plausible_frames_of_random_bytes_never_panic_the_decoders(
         bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..8)
     ) {
+        let _turn = crate::one_file_at_a_time::take_turn(module_path!());
         let mut wire = Vec::new();
         for body in &bodies {
             wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -69,6 +71,7 @@ proptest! {
 
     #[test]
     fn messages_round_trip_plain_and_sealed(messages in proptest::collection::vec(message(), 1..20)) {
+        let _turn = crate::one_file_at_a_time::take_turn(module_path!());
         for keys in [None, Some(keyring(1))] {
             let mut outgoing = FrameCodec::new("c", &node("n2"), [5; 16], keys.clone(), LIMIT_BYTES);
             let mut incoming = FrameCodec::new("c", &node("n2"), [5; 16], keys, LIMIT_BYTES);
@@ -92,6 +95,7 @@ proptest! {
 
     #[test]
     fn any_flipped_bit_in_a_sealed_frame_or_hello_is_refused(position in 0usize..4096, bit in 0u8..8) {
+        let _turn = crate::one_file_at_a_time::take_turn(module_path!());
         let keys = Some(keyring(1));
         let mut outgoing = FrameCodec::new("c", &node("n2"), [5; 16], keys.clone(), LIMIT_BYTES);
         let mut incoming = FrameCodec::new("c", &node("n2"), [5; 16], keys.clone(), LIMIT_BYTES);

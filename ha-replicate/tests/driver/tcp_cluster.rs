@@ -7,42 +7,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ha_core::{Consistency, LogIndex, NodeId, StateMachine, StateMachineError};
+use crate::kv::{Kv, Put};
+use ha_core::{Consistency, NodeId};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
 use ha_replicate::engine::EngineSettings;
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::wal::{WalOptions, WalStore};
 use ha_replicate::transport::TransportSettings;
-use serde::{Deserialize, Serialize};
-
-#[derive(Default)]
-struct Kv(BTreeMap<String, String>);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Put(String, String);
-
-impl StateMachine for Kv {
-    type Command = Put;
-    type Response = Option<String>;
-    type Query = String;
-    type QueryResponse = Option<String>;
-    fn apply(&mut self, _index: LogIndex, Put(key, value): Put) -> Option<String> {
-        self.0.insert(key, value)
-    }
-    fn query(&self, key: &String) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, StateMachineError> {
-        postcard::to_allocvec(&self.0)
-            .map_err(|error| StateMachineError::SnapshotFailed(error.to_string()))
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateMachineError> {
-        self.0 = postcard::from_bytes(bytes)
-            .map_err(|error| StateMachineError::Corrupt(error.to_string()))?;
-        Ok(())
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,6 +77,7 @@ async fn wait_for_leader(nodes: &[Option<ReplicaNode<Kv>>]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_tcp_survive_a_leader_kill_and_a_restart_from_disk() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes: Vec<Option<ReplicaNode<Kv>>> = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
@@ -285,6 +258,7 @@ async fn three_nodes_over_tcp_survive_a_leader_kill_and_a_restart_from_disk() {
 /// once; a retry applied a second time would answer `Some`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_pipelines_concurrent_writes_across_a_leader_kill() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     const WRITERS: usize = 16;
     const WRITES_EACH: usize = 30;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

@@ -1,6 +1,6 @@
 //! Real TCP transports on 127.0.0.1 exchanging messages: order, fan-in, restarts, moves.
 
-mod transport_support;
+use crate::transport_support;
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ const MESSAGES: u64 = 3_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_transports_exchange_thousands_of_messages_in_order() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (first, mut first_inbox) = start(settings("n1", "c")).await;
     let (second, mut second_inbox) = start(settings("n2", "c")).await;
     for sequence in 0..MESSAGES {
@@ -32,6 +33,7 @@ async fn two_transports_exchange_thousands_of_messages_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_transports_deliver_each_senders_messages_in_order() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let names = ["n1", "n2", "n3"];
     let mut transports = Vec::new();
     let mut inboxes = Vec::new();
@@ -72,6 +74,7 @@ async fn three_transports_deliver_each_senders_messages_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_to_self_skip_the_socket_and_a_full_inbox_drops_them() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let mut own = settings("n1", "c");
     own.inbound_queue_max = 4;
     let (transport, mut inbox) = start(own).await;
@@ -93,6 +96,7 @@ async fn messages_to_self_skip_the_socket_and_a_full_inbox_drops_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_restarted_on_the_same_address_is_reconnected_automatically() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (first, _first_inbox) = start(settings("n1", "c")).await;
     let (second, mut second_inbox) = start(settings("n2", "c")).await;
     let addr = second.local_addr();
@@ -142,6 +146,7 @@ async fn a_peer_restarted_on_the_same_address_is_reconnected_automatically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_address_for_a_peer_is_followed() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (first, _first_inbox) = start(settings("n1", "c")).await;
     let (old, mut old_inbox) = start(settings("n2", "c")).await;
     first.send(&node("n2"), old.local_addr(), data(0));
@@ -162,6 +167,7 @@ async fn a_new_address_for_a_peer_is_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_larger_than_a_frame_is_dropped_and_counted_and_the_rest_flow() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let mut small_frames = settings("n1", "c");
     small_frames.frame_bytes_max = 1024;
     let (first, _first_inbox) = start(small_frames).await;
@@ -188,6 +194,7 @@ async fn a_message_larger_than_a_frame_is_dropped_and_counted_and_the_rest_flow(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_transport_stops_its_tasks_and_frees_its_port() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let (transport, _inbox) = start(settings("n1", "c")).await;
     let addr = transport.local_addr();
     transport.send(

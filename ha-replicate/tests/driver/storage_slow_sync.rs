@@ -197,6 +197,7 @@ async fn stall_and_watch(
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_two_second_fsync_stall_on_the_leader_or_a_follower_causes_no_election() {
+    let _turn = crate::one_file_at_a_time::take_turn(module_path!());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let disks: Vec<SlowDisk> = (0..3).map(|_| SlowDisk::default()).collect();
     let mut nodes = Vec::new();
