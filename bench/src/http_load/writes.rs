@@ -27,6 +27,9 @@ pub struct WriteRun {
     pub writes: u64,
     /// Failed requests.
     pub errors: u64,
+    /// The first failed request's error text (with its client count and time into the run),
+    /// so a run with errors says what they were; `None` when every request succeeded.
+    pub first_error: Option<String>,
     /// Measured seconds.
     pub seconds: f64,
     /// Acknowledged writes per second.
@@ -82,6 +85,7 @@ pub async fn run(
         tasks.spawn(async move {
             let mut latencies_us = Vec::new();
             let mut errors = 0u64;
+            let mut first_error: Option<(Duration, String)> = None;
             for seq in 0..WRITES_PER_WORKER_MAX {
                 if Instant::now() >= deadline {
                     break;
@@ -92,18 +96,31 @@ pub async fn run(
                     .await
                 {
                     Ok(()) => latencies_us.push(begun.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
+                    Err(error) => {
+                        errors += 1;
+                        if first_error.is_none() {
+                            first_error = Some((started.elapsed(), error.to_string()));
+                        }
+                    }
                 }
             }
-            (latencies_us, errors)
+            (latencies_us, errors, first_error)
         });
     }
     let mut latencies_us = Vec::new();
     let mut errors = 0;
+    let mut first_error: Option<(Duration, String)> = None;
     while let Some(joined) = tasks.join_next().await {
-        let (worker_latencies, worker_errors) = joined.map_err(|error| error.to_string())?;
+        let (worker_latencies, worker_errors, worker_first) =
+            joined.map_err(|error| error.to_string())?;
         latencies_us.extend(worker_latencies);
         errors += worker_errors;
+        // The earliest across workers: later errors are often consequences of the first.
+        if let Some(candidate) = worker_first
+            && first_error.as_ref().is_none_or(|(at, _)| candidate.0 < *at)
+        {
+            first_error = Some(candidate);
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_sum(pids) - cpu_before;
@@ -112,6 +129,12 @@ pub async fn run(
         clients,
         writes,
         errors,
+        first_error: first_error.map(|(at, text)| {
+            format!(
+                "{clients} clients, {:.2} s into the run: {text}",
+                at.as_secs_f64()
+            )
+        }),
         seconds,
         writes_per_second: writes as f64 / seconds,
         latency: LatencySummary::from_micros(&mut latencies_us),

@@ -316,6 +316,17 @@ impl Results {
                 etcd.errors
             );
         }
+        let runs = (self.writes.ha.iter().map(|run| ("ha", run)))
+            .chain(self.writes.etcd.iter().map(|run| ("etcd", run)));
+        for (system, run) in runs {
+            if let Some(first) = &run.first_error {
+                let _ = writeln!(
+                    out,
+                    "\n{system}: first failed write of {}: {first}",
+                    run.errors
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "\nSequential put latency (1 client): ha p50 {:.2} ms / p99 {:.2} ms; etcd p50 {:.2} ms / p99 {:.2} ms.",

@@ -145,6 +145,12 @@ pub async fn run(
                     per_1000(leader_ms),
                     per_1000(load_ms)
                 );
+                if let Some(first) = &run.first_error {
+                    eprintln!(
+                        "{} {clients} clients, first failed write: {first}",
+                        system.name
+                    );
+                }
             }
         }
     }
