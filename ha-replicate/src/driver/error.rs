@@ -18,4 +18,9 @@ pub enum DriverError {
     /// host has room.
     #[error("could not start the apply thread: {0}")]
     ApplyThread(std::io::Error),
+    /// The node's own event-loop thread could not start (the OS refused a thread, or its
+    /// tokio runtime could not be built). Nothing was started; retry once the host has room,
+    /// or set `HA_REPLICA_THREAD=shared` to run the node on the caller's runtime.
+    #[error("could not start the replica thread: {0}")]
+    ReplicaThread(std::io::Error),
 }

@@ -14,6 +14,7 @@ use crate::driver::apply_thread::ApplyThread;
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
 use crate::driver::latency_tracker::LatencyTracker;
+use crate::driver::node_runtime::{KeepAlive, NodeRuntime};
 use crate::driver::replica_metrics::ReplicaMetrics;
 use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
@@ -112,6 +113,37 @@ impl<S: StateMachine> ReplicaNode<S> {
         machine: S,
         store: L,
     ) -> Result<Self, DriverError> {
+        // The loop and the transport's tasks run on a thread of their own when the caller's
+        // runtime is multi-threaded: fewer cross-thread wake-ups per write (`node_runtime.rs`).
+        let node = settings.replica.engine.node_id.clone();
+        let runtime = NodeRuntime::for_node(node.as_str())
+            .await
+            .map_err(DriverError::ReplicaThread)?;
+        let Some(runtime) = runtime else {
+            return Self::start_here(settings, machine, store, KeepAlive::none()).await;
+        };
+        let handle = runtime.handle().clone();
+        let keep_alive = runtime.keep_alive();
+        match handle
+            .spawn(Self::start_here(settings, machine, store, keep_alive))
+            .await
+        {
+            Ok(started) => started,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(DriverError::ReplicaThread(std::io::Error::other(
+                "the replica thread stopped while the node started",
+            ))),
+        }
+    }
+
+    /// [`start`](Self::start) on the runtime the call runs on: the loop's task holds
+    /// `keep_alive` (the node's own thread, if it has one, runs while the loop does).
+    async fn start_here<L: LogStore + 'static>(
+        settings: NodeSettings,
+        machine: S,
+        store: L,
+        keep_alive: KeepAlive,
+    ) -> Result<Self, DriverError> {
         let clock = MonotonicClock::new();
         let mut settings = settings;
         settings.replica.engine.wall_clock_origin_unix_ms =
@@ -180,7 +212,10 @@ impl<S: StateMachine> ReplicaNode<S> {
             apply_done: apply_done_receiver,
             storage_reports,
         };
-        let task = tokio::spawn(runner.run(receivers));
+        let task = tokio::spawn(async move {
+            let _keep_alive = keep_alive;
+            runner.run(receivers).await;
+        });
         Ok(Self {
             commands,
             roles,
