@@ -1,7 +1,7 @@
 //! A real node under hostile traffic (issue 7, "Hostile input"): oversized length-prefixed
 //! frames and garbage on its RPC port, and a flood of garbage datagrams on its gossip port.
 //!
-//! Why: `transport_bad_input.rs` and `udp_cluster.rs` show the transport and the gossip driver
+//! Why: `ha-replicate/tests/transport/transport_bad_input.rs` and `udp_cluster.rs` show the transport and the gossip driver
 //! shrug these off on their own; this shows the same for an `ha::Node` built the way a host
 //! builds one, where both listen on the one bind port: afterwards the node reports itself
 //! healthy and in a quorum, a write succeeds, and no forged member appeared. The allocation

@@ -290,8 +290,8 @@ pub fn markdown(rows: &[TargetRow]) -> String {
     }
     text.push_str(
         "\nTargets shown by tests rather than benchmarks: a host `apply` of 200 ms per entry \
-         causes 0 elections (`ha-replicate/tests/slow_apply.rs`); an fsync stalled for 2 s causes 0 \
-         elections (`ha-replicate/tests/storage_slow_sync.rs`); no more false downs at 5% loss \
+         causes 0 elections (`ha-replicate/tests/driver/slow_apply.rs`); an fsync stalled for 2 s causes 0 \
+         elections (`ha-replicate/tests/driver/storage_slow_sync.rs`); no more false downs at 5% loss \
          than before (`tests/tests/gossip_sim.rs::no_false_down_under_5pct_loss`).\n",
     );
     text
