@@ -21,11 +21,9 @@ use crate::engine::engine::Engine;
 
 impl Engine {
     /// The `[low, high)` range this node draws its election timeout from (before the rank
-    /// offset): narrow when its priority is its own (see the module doc), else the whole
-    /// `[election_timeout_min_ms, election_timeout_max_ms)`.
-    pub(crate) fn election_jitter_range(&self) -> (u64, u64) {
-        let minimum = self.settings.election_timeout_min_ms;
-        let maximum = self.settings.election_timeout_max_ms.max(minimum + 1);
+    /// offset), within the configured `[minimum, maximum)`: narrow when its priority is its
+    /// own (see the module doc), else the whole of it.
+    pub(crate) fn election_jitter_range(&self, minimum: u64, maximum: u64) -> (u64, u64) {
         if !self.priority_is_unique() {
             return (minimum, maximum);
         }

@@ -757,7 +757,7 @@ impl Engine {
     pub(crate) fn reset_election_timer(&mut self) {
         let minimum = self.settings.election_timeout_min_ms;
         let maximum = self.settings.election_timeout_max_ms.max(minimum + 1);
-        let (low, high) = self.election_jitter_range();
+        let (low, high) = self.election_jitter_range(minimum, maximum);
         let jitter = self.rng.random_range(low..high);
         let rank = self.priority_rank() as u64;
         self.set_timer(TimerKind::Election, jitter + rank * (maximum - minimum));

@@ -9,15 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::kv::{Kv, Put};
-use ha_core::{Consistency, LogIndex, NodeId};
-use ha_replicate::driver::{NodeSettings, ReplicaNode};
+use crate::kv::{Kv, Put, id, start_kv_node};
+use ha_core::{Consistency, LogIndex};
+use ha_replicate::driver::ReplicaNode;
 use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::{Applier, ReplicaSettings};
-use ha_replicate::storage::wal::{WalOptions, WalStore};
+use ha_replicate::replica::Applier;
 use ha_replicate::test_support::loopback_cluster::introduce;
-use ha_replicate::transport::TransportSettings;
 
 /// How long the host takes to apply one entry.
 const APPLY_MS: u64 = 200;
@@ -27,10 +24,6 @@ const WRITES: usize = 24;
 const SNAPSHOT_EVERY_ENTRIES: u64 = 8;
 const WAIT: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index}")).unwrap()
-}
 
 async fn start(index: usize, dir: &Path) -> ReplicaNode<Kv> {
     start_with(index, dir, APPLY_MS, SNAPSHOT_EVERY_ENTRIES, |_| {}).await
@@ -45,28 +38,21 @@ async fn start_with(
     snapshot_every_entries: u64,
     tune: impl FnOnce(&mut EngineSettings),
 ) -> ReplicaNode<Kv> {
-    let mut engine = EngineSettings::for_test(id(index));
-    engine.priority = ha_core::Priority(1);
-    // Election timeouts below one `apply`: a node whose event loop applied would miss them.
-    engine.heartbeat_interval_ms = 50;
-    engine.election_timeout_min_ms = 150;
-    engine.election_timeout_max_ms = 300;
-    tune(&mut engine);
-    let replica = ReplicaSettings {
-        engine,
+    let timing_then_tune = |engine: &mut EngineSettings| {
+        // Election timeouts below one `apply`: a node whose event loop applied would miss them.
+        engine.heartbeat_interval_ms = 50;
+        engine.election_timeout_min_ms = 150;
+        engine.election_timeout_max_ms = 300;
+        tune(engine);
+    };
+    start_kv_node(
+        index,
+        dir,
+        apply_ms,
         snapshot_every_entries,
-        ..ReplicaSettings::for_test(id(index))
-    };
-    let settings = NodeSettings {
-        replica,
-        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
-        peers: BTreeMap::new(),
-        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
-    };
-    let store = WalStore::open(dir, WalOptions::default()).unwrap();
-    ReplicaNode::start(settings, Kv(BTreeMap::new(), apply_ms), store)
-        .await
-        .unwrap()
+        timing_then_tune,
+    )
+    .await
 }
 
 async fn wait_for_leader(nodes: &[ReplicaNode<Kv>]) -> usize {

@@ -2,45 +2,20 @@
 //! consistency level (through followers too), a killed leader, failover, and a restart from
 //! disk with state intact. Every wait polls with a deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::kv::{Kv, Put};
+use crate::kv::{Kv, Put, start_kv_node};
 use ha_core::{Consistency, NodeId};
-use ha_replicate::driver::{NodeSettings, ReplicaNode};
-use ha_replicate::engine::EngineSettings;
-use ha_replicate::membership::VoterSet;
-use ha_replicate::replica::ReplicaSettings;
-use ha_replicate::storage::wal::{WalOptions, WalStore};
-use ha_replicate::transport::TransportSettings;
+use ha_replicate::driver::ReplicaNode;
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index}")).unwrap()
-}
-
 async fn start(index: usize, dir: &Path, snapshot_every: u64) -> ReplicaNode<Kv> {
-    let mut engine = EngineSettings::for_test(id(index));
-    engine.priority = ha_core::Priority(1);
-    let replica = ReplicaSettings {
-        engine,
-        snapshot_every_entries: snapshot_every,
-        ..ReplicaSettings::for_test(id(index))
-    };
-    let settings = NodeSettings {
-        replica,
-        transport: TransportSettings::new(id(index), "127.0.0.1:0".parse().unwrap(), "test"),
-        peers: BTreeMap::new(),
-        bootstrap: Some(VoterSet::with_voters((1..=3).map(id))),
-    };
-    let store = WalStore::open(dir, WalOptions::default()).unwrap();
-    ReplicaNode::start(settings, Kv::default(), store)
-        .await
-        .unwrap()
+    start_kv_node(index, dir, 0, snapshot_every, |_| {}).await
 }
 
 async fn introduce(nodes: &[Option<ReplicaNode<Kv>>]) {
