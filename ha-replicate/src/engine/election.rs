@@ -281,6 +281,7 @@ impl Engine {
         debug_assert_eq!(self.voted_for.as_ref(), Some(&self.settings.node_id));
         self.role = Role::Leader;
         self.lease_forfeited = false;
+        self.apply_lag = None;
         self.leader = Some(self.settings.node_id.clone());
         self.votes.clear();
         self.cancel_timer(TimerKind::Election);

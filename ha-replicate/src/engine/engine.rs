@@ -9,6 +9,7 @@ use ha_core::{HealthStatus, LogIndex, Millis, NodeId, Priority, Term};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::engine::apply_lag::ApplyLagMark;
 use crate::engine::effect::{After, Effect, Persist, PersistId, TimerKind};
 use crate::engine::message::Message;
 use crate::engine::operator_membership::OperatorIntents;
@@ -124,6 +125,9 @@ pub struct Engine {
     pub(crate) pending_reads: VecDeque<PendingRead>,
     pub(crate) reads_awaiting_term_commit: Vec<u64>,
     pub(crate) transfer: Option<Transfer>,
+    /// Since when, and behind which commit index, this leader's state machine has lagged
+    /// (see `apply_lag.rs`).
+    pub(crate) apply_lag: Option<ApplyLagMark>,
     /// Set once this leader has sent `TimeoutNow` in its term: the target may win an election
     /// with it at any time (voters grant transfer votes however recently they heard a
     /// leader), so the lease cannot be trusted again in this term.
@@ -196,6 +200,7 @@ impl Engine {
             pending_reads: VecDeque::new(),
             reads_awaiting_term_commit: Vec::new(),
             transfer: None,
+            apply_lag: None,
             lease_forfeited: false,
             broadcast_pending: false,
             heartbeat_pending: false,

@@ -176,6 +176,11 @@ impl Engine {
             let _ = self.transfer_leadership(now, None, ElectionCause::UnhealthyLeader);
             return;
         }
+        if self.settings.failover_mode == FailoverMode::Automatic
+            && self.hand_over_if_apply_lags(now)
+        {
+            return;
+        }
         let Some(failback_after_ms) = self.settings.failback_after_ms else {
             return;
         };
@@ -186,6 +191,7 @@ impl Engine {
         let own = self.settings.priority;
         let heartbeat_ms = self.settings.heartbeat_interval_ms;
         let entries_close_enough = self.settings.append_entries_max as u64;
+        let commit_index = self.commit_index;
         let mut ready: Option<(ha_core::Priority, NodeId)> = None;
         for voter in self.other_voters() {
             let better = self
@@ -204,8 +210,15 @@ impl Engine {
                 last_index.0.saturating_sub(progress.match_index.0) <= entries_close_enough;
             match better {
                 Some(priority) if answering && caught_up => {
-                    let since = *progress.eligible_since.get_or_insert(now);
+                    let since = *progress.eligible_since.get_or_insert_with(|| {
+                        progress.eligible_commit = commit_index;
+                        now
+                    });
+                    // Applied what was committed when it became eligible: a node still
+                    // re-applying its log would keep every client waiting (`apply_lag.rs`).
+                    let applied_enough = progress.applied_index >= progress.eligible_commit;
                     if now.saturating_since(since) >= failback_after_ms
+                        && applied_enough
                         && ready.as_ref().is_none_or(|(best, _)| priority > *best)
                     {
                         ready = Some((priority, voter));

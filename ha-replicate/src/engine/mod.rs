@@ -8,6 +8,7 @@
 //! for the workspace's simulators and engine tests that feed it inputs one by one. This module
 //! always exports what crosses its boundary: the effects, messages, errors, settings and roles.
 
+mod apply_lag;
 mod divergence;
 mod effect;
 mod election;
@@ -26,6 +27,7 @@ mod replication;
 mod role;
 mod settings;
 
+pub use apply_lag::{APPLY_LAG_HANDOVER_TIMEOUTS, DEEP_APPLY_QUEUE_ENTRIES};
 pub use effect::{After, Effect, Persist, PersistId, TimerKind};
 pub use engine::PeerInfo;
 #[cfg(not(feature = "test-support"))]

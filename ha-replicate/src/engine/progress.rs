@@ -35,6 +35,10 @@ pub struct Progress {
     pub acked_round: u64,
     /// Since when it has been caught up, healthy and answering (for failback).
     pub eligible_since: Option<Millis>,
+    /// The leader's commit index when `eligible_since` was set: failback waits until the
+    /// follower reports that far applied, so leadership never goes back to a node still
+    /// re-applying its log (see `engine/apply_lag.rs`).
+    pub eligible_commit: LogIndex,
 }
 
 impl Progress {
@@ -49,6 +53,7 @@ impl Progress {
             applied_index: LogIndex(0),
             acked_round: 0,
             eligible_since: None,
+            eligible_commit: LogIndex(0),
         }
     }
 

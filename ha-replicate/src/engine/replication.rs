@@ -328,14 +328,15 @@ impl Engine {
         index: LogIndex,
         read_round: u64,
     ) {
-        // Entries handed out for applying are applied before this answer leaves (effects are
-        // carried out in order), so report them: STRONG writes then complete without waiting
-        // for the next heartbeat.
+        // Entries handed out for applying are applied before any later read here (effects
+        // are carried out in order, and reads queue behind them), so report them while the
+        // queue is shallow: STRONG writes then complete without waiting for the next
+        // heartbeat. A deep queue reports what is really applied (`apply_lag.rs`).
         let message = Message::AppendResponse {
             term: self.term,
             success,
             index,
-            applied_index: self.applied_index.max(self.apply_requested),
+            applied_index: self.reported_applied(),
             read_round,
         };
         self.send(to, message);
