@@ -35,6 +35,10 @@ use crate::replica::snapshot_job::SnapshotJob;
 use crate::replica::state_export::{ExportError, ExportedSnapshot};
 use crate::storage::{LogStore, StorageError};
 
+#[cfg(test)]
+#[path = "reply_route_tests.rs"]
+mod reply_route_tests;
+
 /// Most entries handed to a deferred or detached worker and not yet reported applied.
 pub const APPLY_AHEAD_ENTRIES_MAX: u64 = 4_096;
 /// Most queries waiting for the worker's answer; more are refused with `Busy`.
