@@ -24,11 +24,7 @@ impl ReplySlot {
     /// answered (a caller that gave up waiting still counts as answered).
     pub(crate) fn send(&self, reply: ClientReply) -> bool {
         // Held for one `take`: never across an await, never while sending.
-        let sender = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let sender = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
         match sender {
             Some(sender) => {
                 let _ = sender.send(reply);

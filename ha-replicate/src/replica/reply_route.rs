@@ -11,10 +11,13 @@
 //! instead of sending the outcome back to the replica loop to answer: one thread hop less on
 //! every write's critical path.
 //!
-//! Only writes whose answer needs nothing else are routed: QUORUM writes of a local caller. A
-//! STRONG write waits for every voter after it is applied, a forwarded write's answer is a
-//! message to the follower that forwarded it, and an EVENTUAL write was answered when it was
-//! appended: those stay with the core.
+//! Only writes whose answer needs nothing else are routed: QUORUM writes of a local caller
+//! whose entry is durable on this node when it is handed out (an answer has always waited for
+//! this node's own sync as well as the majority's, and still does). A STRONG write waits for
+//! every voter after it is applied, a forwarded write's answer is a message to the follower
+//! that forwarded it, an EVENTUAL write was answered when it was appended, and a write the
+//! other voters committed before this node's own sync completed waits for that sync in the
+//! durability gate: those stay with the core.
 //!
 //! The route does not take the answer away from the core: the write stays pending there until
 //! the worker's result comes back, so a deadline, a lost quorum, a snapshot from the leader or

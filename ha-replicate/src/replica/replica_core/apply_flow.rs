@@ -190,8 +190,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     /// Committed entries from the engine, with the routes of the QUORUM writes of local
-    /// callers among them: the worker answers those itself once applied
-    /// (`replica/reply_route.rs`).
+    /// callers among them whose entry is durable on this node already: the worker answers
+    /// those itself once applied (`replica/reply_route.rs`). A write committed by the other
+    /// voters before this node's own sync is answered the old way, through the durability
+    /// gate, so every answer still waits for this node's own copy (HAZARDS.md, "A lost
+    /// acknowledged write").
     pub(super) fn hand_out_entries(&mut self, entries: Vec<Entry>) {
         let (Some(first), Some(last)) = (
             entries.first().map(|entry| entry.index),
@@ -202,9 +205,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.apply.handed_out = self.apply.handed_out.max(last);
         let generation = self.monitor.generation();
         // The entries are consecutive, so every pending write in that range is one of them.
+        let routed_last = last.min(self.engine.durable_index());
         let routes = self
             .pending_writes
-            .range(first..=last)
+            .range(first..=routed_last.max(first))
+            .filter(|(index, _)| **index <= routed_last)
             .filter_map(|(index, pending)| match pending.origin {
                 Origin::Local(request_id) if pending.consistency == Consistency::Quorum => {
                     Some(ReplyRoute {
@@ -373,7 +378,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// The worker answered these writes. Each still pending is done; an answer nobody
     /// delivered yet (the core runs its worker itself) leaves now, as the driver's apply
     /// thread sends it: at once, not behind the durability gate, for it rests only on the
-    /// entry being committed (durable on a majority) and applied. A write the core answered
+    /// entry being committed (durable on a majority), durable here (checked at hand-out) and
+    /// applied. A write the core answered
     /// otherwise meanwhile (its deadline, a lost quorum, a snapshot from the leader) keeps
     /// that answer: the caller gets whichever came first.
     fn take_routed(&mut self, routed: Vec<RoutedReply>) {

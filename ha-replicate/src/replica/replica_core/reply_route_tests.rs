@@ -4,12 +4,14 @@
 
 use super::super::storage_stall::tests::{id, leader, write};
 use super::*;
-use crate::replica::replica_core::ReplicaTimer;
 use crate::replica::client::{ClientError, ClientReply, ClientRequest, WriteRequest};
+use crate::replica::replica_core::ReplicaTimer;
 use crate::replica::reply_route::ReplyRoute;
 use crate::replica::rpc::Rpc;
 use crate::replica::session::ApplyOutcome;
+use crate::replica::settings::{ReplicaSettings, SyncPolicy};
 use crate::storage::memory::{MemoryDisk, MemoryStore};
+use ha_core::Term;
 
 const DEADLINE: Millis = Millis(1_000);
 
@@ -136,7 +138,11 @@ fn the_cores_earlier_answer_wins_over_the_workers() {
         }]
     );
     core.run_apply_task(Millis(70), &task);
-    assert_eq!(core.drain_effects(), Vec::new(), "the late answer is dropped");
+    assert_eq!(
+        core.drain_effects(),
+        Vec::new(),
+        "the late answer is dropped"
+    );
 }
 
 #[test]
@@ -160,7 +166,10 @@ fn strong_eventual_and_forwarded_writes_are_not_routed() {
             )
         })
         .count();
-    assert_eq!(accepted, 1, "EVENTUAL is answered when appended: {effects:?}");
+    assert_eq!(
+        accepted, 1,
+        "EVENTUAL is answered when appended: {effects:?}"
+    );
     let eventual = effects
         .into_iter()
         .find_map(|effect| match effect {
@@ -200,4 +209,137 @@ fn strong_eventual_and_forwarded_writes_are_not_routed() {
         })
         .count();
     assert_eq!(answers, 2, "STRONG (a lone voter) and the forward");
+}
+
+/// `n1` leading {n1, n2, n3} in term 1, syncing only when the test flushes, handing apply
+/// tasks out; its `LeaderStart` entry committed and applied.
+fn batch_leader_of_three() -> ReplicaCore<(), MemoryStore> {
+    let mut engine = crate::engine::EngineSettings::for_test(id("n1"));
+    engine.election_timeout_max_ms = 300;
+    let settings = ReplicaSettings {
+        engine,
+        sync_policy: SyncPolicy::Batch,
+        ..ReplicaSettings::for_test(id("n1"))
+    };
+    let store = MemoryStore::open(MemoryDisk::new());
+    let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
+    core.defer_apply();
+    let voters = crate::membership::VoterSet::with_voters([id("n1"), id("n2"), id("n3")]);
+    assert!(core.on_bootstrap(Millis(0), voters));
+    assert!(core.on_campaign(Millis(1)));
+    core.flush();
+    let vote = crate::engine::Message::VoteResponse {
+        term: Term(1),
+        granted: true,
+    };
+    core.on_rpc(Millis(2), id("n2"), Rpc::Raft(vote));
+    assert!(core.engine().is_leader());
+    core.flush();
+    acknowledge(&mut core, Millis(3), "n2");
+    run_tasks(&mut core, Millis(4));
+    assert_eq!(core.applied_index(), core.engine().last_index());
+    core
+}
+
+/// `follower` reports it holds the leader's whole log.
+fn acknowledge(core: &mut ReplicaCore<(), MemoryStore>, now: Millis, follower: &str) {
+    let ack = crate::engine::Message::AppendResponse {
+        term: core.engine().term(),
+        success: true,
+        index: core.engine().last_index(),
+        applied_index: LogIndex(0),
+        read_round: 0,
+    };
+    core.on_rpc(now, id(follower), Rpc::Raft(ack));
+}
+
+/// Run every apply task handed out so far; returns the answers among the effects.
+fn run_tasks(core: &mut ReplicaCore<(), MemoryStore>, now: Millis) -> Vec<ReplicaEffect> {
+    let mut answers = Vec::new();
+    // Bounded: each round runs what the previous one handed out.
+    for _ in 0..8 {
+        let mut tasks = Vec::new();
+        for effect in core.drain_effects() {
+            match effect {
+                ReplicaEffect::Apply(task) => tasks.push(task),
+                answer @ ReplicaEffect::Reply { .. } => answers.push(answer),
+                _ => {}
+            }
+        }
+        if tasks.is_empty() {
+            return answers;
+        }
+        for task in tasks {
+            core.run_apply_task(now, &task);
+        }
+    }
+    panic!("apply tasks kept coming");
+}
+
+#[test]
+fn a_write_the_followers_commit_before_the_leaders_own_sync_waits_for_that_sync() {
+    let mut core = batch_leader_of_three();
+    core.submit(Millis(10), 1, write(1), DEADLINE);
+    let index = core.engine().last_index();
+    // Both followers hold it: committed by a majority without the leader's own copy.
+    acknowledge(&mut core, Millis(11), "n2");
+    acknowledge(&mut core, Millis(11), "n3");
+    assert_eq!(core.engine().commit_index(), index);
+    assert!(core.engine().durable_index() < index);
+    let task = core
+        .drain_effects()
+        .into_iter()
+        .find_map(|effect| match effect {
+            ReplicaEffect::Apply(task) => Some(task),
+            _ => None,
+        })
+        .expect("the committed entry is handed out");
+    assert_eq!(task.reply_routes(), &[], "not routed: not durable here yet");
+    core.run_apply_task(Millis(12), &task);
+    assert_eq!(
+        run_tasks(&mut core, Millis(12)),
+        Vec::new(),
+        "held in the gate"
+    );
+    core.flush();
+    assert_eq!(
+        run_tasks(&mut core, Millis(13)),
+        vec![ReplicaEffect::Reply {
+            request_id: 1,
+            reply: written(index),
+        }]
+    );
+}
+
+#[test]
+fn a_write_durable_here_when_committed_is_routed() {
+    let mut core = batch_leader_of_three();
+    core.submit(Millis(10), 1, write(1), DEADLINE);
+    let index = core.engine().last_index();
+    core.flush();
+    acknowledge(&mut core, Millis(11), "n2");
+    let task = core
+        .drain_effects()
+        .into_iter()
+        .find_map(|effect| match effect {
+            ReplicaEffect::Apply(task) => Some(task),
+            _ => None,
+        })
+        .expect("the committed entry is handed out");
+    assert_eq!(
+        task.reply_routes(),
+        &[ReplyRoute {
+            request_id: 1,
+            index,
+            term: Term(1),
+        }]
+    );
+    core.run_apply_task(Millis(12), &task);
+    assert_eq!(
+        run_tasks(&mut core, Millis(12)),
+        vec![ReplicaEffect::Reply {
+            request_id: 1,
+            reply: written(index),
+        }]
+    );
 }
