@@ -2,13 +2,20 @@
 //! replica's [`ApplyTask`]s through a bounded queue and gets each [`ApplyDone`] back as an
 //! input, so an `apply` (or a query, or a snapshot copy) that takes 200 ms never delays a
 //! heartbeat, a vote or an append on the event loop.
+//!
+//! A task of entries comes with the answer channels of the writes routed to it
+//! ([`ApplyTask::reply_routes`]): the thread answers those callers itself right after running
+//! the task, before reporting to the loop, so a write's answer does not wait for the loop to
+//! wake up (issue 17, sequential write latency; `replica/reply_route.rs`).
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::TrySendError;
 
 use ha_core::StateMachine;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
+use crate::driver::reply_slot::ReplySlot;
 use crate::replica::{
     APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyDone, ApplyTask, ApplyWorker,
 };
@@ -23,10 +30,19 @@ use crate::replica::{
 pub const APPLY_QUEUE_TASKS_MAX: usize =
     APPLY_AHEAD_ENTRIES_MAX as usize + APPLY_QUERIES_MAX + 1_024;
 
+/// A task and the answer channels of its routed writes, by request id.
+pub(crate) struct QueuedTask {
+    /// The task.
+    pub(crate) task: ApplyTask,
+    /// The callers of the writes the task answers ([`ApplyTask::reply_routes`]) the driver
+    /// still had waiting.
+    pub(crate) replies: BTreeMap<u64, ReplySlot>,
+}
+
 /// The sending side of the apply thread. Dropping it ends the thread once it has run what is
 /// queued.
 pub(crate) struct ApplyThread {
-    tasks: LazySender<ApplyTask>,
+    tasks: LazySender<QueuedTask>,
 }
 
 impl ApplyThread {
@@ -51,7 +67,7 @@ impl ApplyThread {
 
     /// Queue `task`. Returns false when the thread has ended (its tasks are lost: the
     /// replica must stop).
-    pub(crate) fn send(&self, task: ApplyTask) -> bool {
+    pub(crate) fn send(&self, task: QueuedTask) -> bool {
         match self.tasks.try_send(task) {
             Ok(()) => true,
             Err(TrySendError::Full(task)) => {
@@ -68,13 +84,23 @@ impl ApplyThread {
 
 fn run<S: StateMachine>(
     mut worker: ApplyWorker<S>,
-    queue: &LazyReceiver<ApplyTask>,
+    queue: &LazyReceiver<QueuedTask>,
     done: &UnboundedSender<ApplyDone>,
 ) {
-    while let Ok(task) = queue.recv() {
-        if let Some(result) = worker.run(&task)
-            && done.send(result).is_err()
-        {
+    while let Ok(QueuedTask { task, replies }) = queue.recv() {
+        let Some(mut result) = worker.run(&task) else {
+            continue;
+        };
+        // The answers leave before the report: the caller need not wait for the loop. Taken
+        // out of the result, so the core knows they were delivered.
+        for routed in result.routed_replies_mut() {
+            if let Some(slot) = replies.get(&routed.route.request_id)
+                && let Some(reply) = routed.reply.take()
+            {
+                slot.send(reply);
+            }
+        }
+        if done.send(result).is_err() {
             return;
         }
     }

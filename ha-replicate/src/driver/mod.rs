@@ -11,6 +11,7 @@ mod member_commands;
 mod node_runtime;
 mod replica_metrics;
 mod replica_node;
+mod reply_slot;
 mod request_traces;
 mod session_window;
 mod status;

@@ -10,12 +10,13 @@ use ha_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::driver::apply_thread::ApplyThread;
+use crate::driver::apply_thread::{ApplyThread, QueuedTask};
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
 use crate::driver::latency_tracker::LatencyTracker;
 use crate::driver::node_runtime::{KeepAlive, NodeRuntime};
 use crate::driver::replica_metrics::ReplicaMetrics;
+use crate::driver::reply_slot::ReplySlot;
 use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::driver::stop_reason::StopReason;
@@ -191,6 +192,7 @@ impl<S: StateMachine> ReplicaNode<S> {
             timers: TimerQueue::default(),
             peers: settings.peers,
             replies: BTreeMap::new(),
+            routed_replies: BTreeMap::new(),
             next_request_id: 1,
             roles: role_sender,
             storage: storage_sender,
@@ -463,6 +465,10 @@ struct Runner<S: StateMachine, L: LogStore + 'static> {
     timers: TimerQueue<ReplicaTimer>,
     peers: BTreeMap<NodeId, SocketAddr>,
     replies: BTreeMap<u64, oneshot::Sender<ClientReply>>,
+    /// Callers whose write was routed to the apply thread with its entry: the thread answers
+    /// them once applied, unless the loop answers first (`reply_slot.rs`). Removed when the
+    /// thread reports the task done.
+    routed_replies: BTreeMap<u64, ReplySlot>,
     next_request_id: u64,
     roles: watch::Sender<RoleView>,
     /// The replica's storage stall, published after every round.
@@ -605,7 +611,16 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 self.core.on_persisted(now, through)
             }
             Input::Storage(StorageReport::Failed(error)) => self.core.on_storage_failed(now, error),
-            Input::ApplyDone(done) => self.core.on_apply_done(now, done),
+            Input::ApplyDone(mut done) => {
+                // The apply thread answered (or the loop did before it): the routes end here.
+                for routed in done.routed_replies_mut() {
+                    let request_id = routed.route.request_id;
+                    if self.routed_replies.remove(&request_id).is_some() {
+                        self.traces.on_reply(request_id);
+                    }
+                }
+                self.core.on_apply_done(now, done);
+            }
             Input::ApplyStopped => {
                 tracing::error!(
                     "the apply thread ended (the state machine panicked?); replica stopping"
@@ -788,6 +803,10 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     self.traces.on_reply(request_id);
                     if let Some(waiter) = self.replies.remove(&request_id) {
                         let _ = waiter.send(reply);
+                    } else if let Some(slot) = self.routed_replies.remove(&request_id) {
+                        // Answered before the apply thread got to it (a deadline, a lost
+                        // quorum): this answer wins, the thread's is dropped.
+                        slot.send(reply);
                     }
                 }
                 ReplicaEffect::RoleChanged { role, term, leader } => {
@@ -838,10 +857,11 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 // The core logged it; nothing else to do.
                 ReplicaEffect::Founded { .. } => {}
                 ReplicaEffect::Apply(task) => {
+                    let replies = self.route_replies(&task);
                     let queued = self
                         .apply_thread
                         .as_ref()
-                        .is_some_and(|thread| thread.send(task));
+                        .is_some_and(|thread| thread.send(QueuedTask { task, replies }));
                     if !queued {
                         tracing::error!("the apply thread is gone; replica stopping");
                         self.stopped = true;
@@ -857,12 +877,30 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         }
     }
 
+    /// The answer channels of the writes `task` answers, shared with the apply thread: it
+    /// answers them the moment they are applied, without waking this loop.
+    fn route_replies(&mut self, task: &crate::replica::ApplyTask) -> BTreeMap<u64, ReplySlot> {
+        let mut replies = BTreeMap::new();
+        for route in task.reply_routes() {
+            if let Some(sender) = self.replies.remove(&route.request_id) {
+                let slot = ReplySlot::new(sender);
+                self.routed_replies.insert(route.request_id, slot.clone());
+                replies.insert(route.request_id, slot);
+            }
+        }
+        replies
+    }
+
     /// Answer every caller still waiting: [`ClientError::Fatal`] when the store stopped the
-    /// replica, else [`ClientError::Stopped`].
+    /// replica, else [`ClientError::Stopped`]. (A routed write the apply thread answered
+    /// already keeps that answer.)
     fn fail_pending(&mut self) {
         let error = self.stop_reason.error();
         for (_, waiter) in std::mem::take(&mut self.replies) {
             let _ = waiter.send(ClientReply::Failed(error.clone()));
+        }
+        for (_, slot) in std::mem::take(&mut self.routed_replies) {
+            slot.send(ClientReply::Failed(error.clone()));
         }
     }
 

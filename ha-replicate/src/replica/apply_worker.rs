@@ -23,6 +23,7 @@ use crate::replica::applier::{AppliedSnapshot, Applier};
 use crate::replica::consistency_monitor::ConsistencySettings;
 use crate::replica::digest_job::DigestJob;
 use crate::replica::failover_record::FailoverRecord;
+use crate::replica::reply_route::{ReplyRoute, RoutedReply};
 use crate::replica::session::ApplyOutcome;
 
 /// Why a copy of the applied state is taken.
@@ -61,21 +62,37 @@ pub(crate) enum ApplyWork {
 ///
 /// Clones share the one task: only the first run does the work.
 ///
+/// A task of entries may carry [`ReplyRoute`]s: writes the worker answers itself once their
+/// entries are applied ([`ApplyDone::routed_replies_mut`]), so that the thread running it can
+/// answer their callers directly (`replica/reply_route.rs`).
+///
 /// [`ReplicaCore::run_apply_task`]: crate::replica::ReplicaCore::run_apply_task
 #[derive(Clone)]
 pub struct ApplyTask {
     entries: usize,
+    /// Writes answered by this task, in index order; each index is one of its entries.
+    routes: Vec<ReplyRoute>,
     work: Arc<Mutex<Option<ApplyWork>>>,
 }
 
 impl ApplyTask {
     pub(crate) fn new(work: ApplyWork) -> Self {
+        Self::with_routes(work, Vec::new())
+    }
+
+    /// A task whose run answers the writes `routes` names (each at an index of its entries).
+    pub(crate) fn with_routes(work: ApplyWork, routes: Vec<ReplyRoute>) -> Self {
         let entries = match &work {
             ApplyWork::Entries { entries, .. } => entries.len(),
             _ => 0,
         };
+        debug_assert!(
+            routes.is_empty() || matches!(work, ApplyWork::Entries { .. }),
+            "only a task of entries answers writes"
+        );
         Self {
             entries,
+            routes,
             work: Arc::new(Mutex::new(Some(work))),
         }
     }
@@ -83,6 +100,13 @@ impl ApplyTask {
     /// How many log entries the task applies (0 for queries, copies and restores).
     pub fn entry_count(&self) -> usize {
         self.entries
+    }
+
+    /// The writes this task answers once their entries are applied: a driver that runs it on
+    /// a thread of its own hands that thread the callers' answer channels for these request
+    /// ids.
+    pub fn reply_routes(&self) -> &[ReplyRoute] {
+        &self.routes
     }
 
     fn take(&self) -> Option<ApplyWork> {
@@ -120,6 +144,19 @@ pub(crate) struct AppliedCommand {
 /// [`ReplicaCore::on_apply_done`](crate::replica::ReplicaCore::on_apply_done).
 pub struct ApplyDone(pub(crate) DoneKind);
 
+impl ApplyDone {
+    /// The answers to the task's routed writes ([`ApplyTask::reply_routes`]), in index order.
+    /// Whoever delivers an answer takes it out of its [`RoutedReply::reply`]; the core emits
+    /// those still there as [`ReplicaEffect::Reply`](crate::replica::ReplicaEffect::Reply)
+    /// (unless it answered the write otherwise meanwhile: a deadline, a lost quorum).
+    pub fn routed_replies_mut(&mut self) -> &mut [RoutedReply] {
+        match &mut self.0 {
+            DoneKind::Applied { routed, .. } => routed,
+            _ => &mut [],
+        }
+    }
+}
+
 /// The result of each kind of [`ApplyWork`].
 pub(crate) enum DoneKind {
     Applied {
@@ -131,6 +168,8 @@ pub(crate) enum DoneKind {
         digests: Vec<DigestJob>,
         /// The failover history, when a leader's start changed it.
         history: Option<Vec<FailoverRecord>>,
+        /// The answers to the task's routed writes, in index order.
+        routed: Vec<RoutedReply>,
     },
     Answered {
         query_id: u64,
@@ -200,7 +239,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             ApplyWork::Entries {
                 entries,
                 generation,
-            } => self.apply(entries, generation),
+            } => self.apply(entries, generation, task.reply_routes()),
             ApplyWork::Query { query_id, query } => DoneKind::Answered {
                 query_id,
                 applied: self.applier.applied_index(),
@@ -246,7 +285,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         }))
     }
 
-    fn apply(&mut self, entries: Vec<Entry>, generation: u64) -> DoneKind {
+    fn apply(&mut self, entries: Vec<Entry>, generation: u64, routes: &[ReplyRoute]) -> DoneKind {
         let mut commands = Vec::new();
         let mut digests = Vec::new();
         let mut history_changed = false;
@@ -277,11 +316,24 @@ impl<S: StateMachine> ApplyWorker<S> {
                 }
             }
         }
+        // Each routed write is answered from its own entry's outcome, with the rule the core
+        // applies to the writes it answers itself.
+        let routed = routes
+            .iter()
+            .map(|route| {
+                let command = commands
+                    .binary_search_by_key(&route.index, |command| command.index)
+                    .ok()
+                    .map(|at| &commands[at]);
+                RoutedReply::decide(*route, command)
+            })
+            .collect();
         DoneKind::Applied {
             last: self.applier.applied_index(),
             commands,
             digests,
             history: history_changed.then(|| self.applier.history().cloned().collect()),
+            routed,
         }
     }
 }

@@ -11,6 +11,7 @@ mod digest_job;
 mod durability_gate;
 mod failover_record;
 mod replica_core;
+mod reply_route;
 mod rpc;
 mod session;
 mod session_table;
@@ -32,6 +33,7 @@ pub use replica_core::{
     APPLY_AHEAD_ENTRIES_MAX, APPLY_LAG_ENTRIES_MAX, APPLY_QUERIES_MAX, COMMAND_BYTES_MAX,
     RESUME_RETRY_MS_MAX, RESUME_RETRY_MS_MIN, ReplicaCore, ReplicaEffect, ReplicaTimer,
 };
+pub use reply_route::{ReplyRoute, RoutedReply};
 pub use rpc::Rpc;
 pub use session::{ApplyOutcome, SESSION_COMMAND_FORMAT, SessionCommand, SessionId};
 pub use session_table::{

@@ -30,9 +30,14 @@ use crate::replica::apply_worker::{
 };
 use crate::replica::client::{ClientError, ClientReply};
 use crate::replica::failover_record::FailoverRecord;
+use crate::replica::reply_route::{ReplyRoute, RoutedReply, applied_outcome};
 use crate::replica::snapshot_job::SnapshotJob;
 use crate::replica::state_export::{ExportError, ExportedSnapshot};
 use crate::storage::{LogStore, StorageError};
+
+#[cfg(test)]
+#[path = "reply_route_tests.rs"]
+mod reply_route_tests;
 
 /// Most entries handed to a deferred or detached worker and not yet reported applied.
 pub const APPLY_AHEAD_ENTRIES_MAX: u64 = 4_096;
@@ -184,17 +189,43 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
-    /// Committed entries from the engine.
+    /// Committed entries from the engine, with the routes of the QUORUM writes of local
+    /// callers among them whose entry is durable on this node already: the worker answers
+    /// those itself once applied (`replica/reply_route.rs`). A write committed by the other
+    /// voters before this node's own sync is answered the old way, through the durability
+    /// gate, so every answer still waits for this node's own copy (HAZARDS.md, "A lost
+    /// acknowledged write").
     pub(super) fn hand_out_entries(&mut self, entries: Vec<Entry>) {
-        let Some(last) = entries.last().map(|entry| entry.index) else {
+        let (Some(first), Some(last)) = (
+            entries.first().map(|entry| entry.index),
+            entries.last().map(|entry| entry.index),
+        ) else {
             return;
         };
         self.apply.handed_out = self.apply.handed_out.max(last);
         let generation = self.monitor.generation();
-        self.hand_out(ApplyWork::Entries {
+        // The entries are consecutive, so every pending write in that range is one of them.
+        let routed_last = last.min(self.engine.durable_index());
+        let routes = self
+            .pending_writes
+            .range(first..=routed_last.max(first))
+            .filter(|(index, _)| **index <= routed_last)
+            .filter_map(|(index, pending)| match pending.origin {
+                Origin::Local(request_id) if pending.consistency == Consistency::Quorum => {
+                    Some(ReplyRoute {
+                        request_id,
+                        index: *index,
+                        term: pending.term,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        let work = ApplyWork::Entries {
             entries,
             generation,
-        });
+        };
+        self.hand_out_task(ApplyTask::with_routes(work, routes));
         self.serve_ready_reads();
     }
 
@@ -262,7 +293,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     }
 
     fn hand_out(&mut self, work: ApplyWork) {
-        let task = ApplyTask::new(work);
+        self.hand_out_task(ApplyTask::new(work));
+    }
+
+    fn hand_out_task(&mut self, task: ApplyTask) {
         self.apply.tasks_in_flight += 1;
         if self.apply_mode == ApplyMode::Inline {
             let done = self.worker.as_mut().and_then(|worker| worker.run(&task));
@@ -285,7 +319,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 commands,
                 digests,
                 history,
-            } => self.on_applied(now, last, commands, digests, history),
+                routed,
+            } => {
+                self.take_routed(routed);
+                self.on_applied(now, last, commands, digests, history);
+            }
             DoneKind::Answered {
                 query_id,
                 applied,
@@ -337,6 +375,32 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
     }
 
+    /// The worker answered these writes. Each still pending is done; an answer nobody
+    /// delivered yet (the core runs its worker itself) leaves now, as the driver's apply
+    /// thread sends it: at once, not behind the durability gate, for it rests only on the
+    /// entry being committed (durable on a majority), durable here (checked at hand-out) and
+    /// applied. A write the core answered
+    /// otherwise meanwhile (its deadline, a lost quorum, a snapshot from the leader) keeps
+    /// that answer: the caller gets whichever came first.
+    fn take_routed(&mut self, routed: Vec<RoutedReply>) {
+        for RoutedReply { route, reply } in routed {
+            let still_pending = self
+                .pending_writes
+                .get(&route.index)
+                .is_some_and(|pending| pending.origin == Origin::Local(route.request_id));
+            if !still_pending {
+                continue;
+            }
+            self.pending_writes.remove(&route.index);
+            if let Some(reply) = reply {
+                self.outputs.push(ReplicaEffect::Reply {
+                    request_id: route.request_id,
+                    reply,
+                });
+            }
+        }
+    }
+
     fn on_applied(
         &mut self,
         now: Millis,
@@ -366,11 +430,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                 continue;
             };
             let command = outcomes.remove(&index);
-            let outcome = match command {
-                Some(command) if command.term == pending.term => command.outcome,
+            let outcome = match applied_outcome(pending.term, command.as_ref()) {
+                Some(outcome) => outcome,
                 // Another leader's entry took the index (or it was covered by a snapshot):
                 // this write's fate is unknown here. An EVENTUAL write was answered already.
-                _ => {
+                None => {
                     if pending.consistency != Consistency::Eventual {
                         self.reply(
                             pending.origin,
