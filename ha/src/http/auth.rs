@@ -111,7 +111,8 @@ fn identify<'a>(tokens: &'a AdminTokens, request: &Request) -> Result<&'a AdminI
 /// A hand-written tower layer rather than `axum::middleware::from_fn`: `from_fn` clones the
 /// route and boxes it again for every request (its `Next`), and boxes a second future. At
 /// 64 clients writing over HTTP that machinery was a visible share of the leader's CPU per
-/// write (issue 17); this layer calls the route it wraps directly and boxes one future.
+/// write (issue 17); this layer calls the route it wraps directly and boxes no future
+/// ([`AuthFuture`]).
 #[derive(Clone, Debug)]
 pub(crate) struct AuthLayer {
     auth: Auth,
@@ -142,7 +143,7 @@ pub(crate) struct AuthService<S> {
 }
 
 /// What is left to do once the call has run: its audit line, for a mutating call.
-struct PendingAudit {
+pub(crate) struct PendingAudit {
     identity: Option<AdminIdentity>,
     method: Method,
     uri: Uri,
@@ -162,11 +163,11 @@ impl PendingAudit {
 impl<S> Service<Request> for AuthService<S>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = AuthFuture<S::Future>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(context)
@@ -174,16 +175,53 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         match self.auth.check(&request) {
-            Checked::Refused(refusal) => Box::pin(std::future::ready(Ok(refusal))),
-            Checked::Allowed(pending) => {
-                let call = self.inner.call(request);
-                Box::pin(async move {
-                    let response = call.await?;
-                    if let Some(pending) = pending {
-                        pending.log(response.status());
-                    }
-                    Ok(response)
-                })
+            Checked::Refused(refusal) => AuthFuture::Refused(Some(refusal)),
+            Checked::Allowed(pending) => AuthFuture::Running {
+                call: self.inner.call(request),
+                pending,
+            },
+        }
+    }
+}
+
+/// The future of one call through [`AuthService`]: the refusal, or the route's own future
+/// and the audit line to write once it answers.
+///
+/// A named future rather than a boxed `async` block (issue 17): axum boxes every route's
+/// future once already (`Route`), so a box here was a second allocation, and a move of the
+/// route's future into it, per request. The routes axum layers are `Route`s, whose futures
+/// are `Unpin`, so this needs no pin projection.
+pub(crate) enum AuthFuture<F> {
+    /// Answered before the route ran (already audited); `None` once taken.
+    Refused(Option<Response>),
+    /// The route is running.
+    Running {
+        call: F,
+        pending: Option<PendingAudit>,
+    },
+}
+
+impl<F> Future for AuthFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            AuthFuture::Refused(refusal) => match refusal.take() {
+                Some(refusal) => Poll::Ready(Ok(refusal)),
+                None => panic!("AuthFuture polled after it answered"),
+            },
+            AuthFuture::Running { call, pending } => {
+                let Poll::Ready(result) = Pin::new(call).poll(context) else {
+                    return Poll::Pending;
+                };
+                let Ok(response) = result;
+                if let Some(pending) = pending.take() {
+                    pending.log(response.status());
+                }
+                Poll::Ready(Ok(response))
             }
         }
     }

@@ -59,6 +59,13 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 use crate::error::BotError;
 
+/// The bot's allocator (issue 17): at 64 HTTP clients glibc's malloc and free were ~10-12% of
+/// the leader's CPU (docs/ARCHITECTURE.md, "The HTTP write path"); mimalloc's per-thread free
+/// lists make the many small, short-lived allocations of a request cheaper. The choice is the
+/// binary's: the `ha` library sets no allocator, so hosts keep their own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // The node's clock starts first, so event times count from the process start.
     let clock = MonotonicClock::new();
