@@ -996,6 +996,66 @@ fn ten_thousand_members() {
     });
 }
 
+/// Bytes per second each member of `live` sends over the next `measured_ms` (as
+/// `bytes_per_member_per_second_at_rest` measures after its join).
+fn bytes_per_member_per_second_from_now(
+    sim: &mut Simulator<GossipCore>,
+    live: &[usize],
+    measured_ms: u64,
+) -> f64 {
+    let total = |sim: &Simulator<GossipCore>| -> u64 {
+        live.iter()
+            .filter_map(|&node| sim.actor(node).map(GossipCore::bytes_sent))
+            .sum()
+    };
+    let before = total(sim);
+    sim.run_for(measured_ms);
+    (total(sim) - before) as f64 / live.len() as f64 / (measured_ms as f64 / 1_000.0)
+}
+
+/// The warm start (`warm_gossip_cluster`, what `ten_thousand_members_warm` measures with)
+/// against a cluster of the same size that really joined, at 100 members: it passes the
+/// join's predicate at once with all metadata held, declares nobody down at rest, sends within
+/// 5% of the joined cluster's bytes per member at rest, and detects a crash within the bound.
+#[test]
+fn warm_start_rests_like_a_joined_cluster() {
+    with_seeds("warm_start_rests_like_a_joined_cluster", 1, |seed| {
+        let node_count = 100;
+        let joined = bytes_per_member_per_second_at_rest(seed, node_count);
+        let options = GossipClusterOptions::new(node_count);
+        let live = everyone(node_count);
+        let mut sim = warm_gossip_cluster(seed, &options);
+        assert!(
+            all_see_each_other(&sim, &live),
+            "seed {seed}: the warm start is not converged"
+        );
+        assert!(
+            all_hold_all_metadata(&sim, &live),
+            "seed {seed}: a member lacks another's metadata after the warm start"
+        );
+        sim.run_for(10_000);
+        let warm = bytes_per_member_per_second_from_now(&mut sim, &live, 60_000);
+        println!(
+            "seed {seed}: {node_count} members at rest: {warm:.0} bytes/s per member from a warm \
+             start, {joined:.0} after a join"
+        );
+        assert_eq!(
+            unreachable_events(&sim, Millis::ZERO),
+            0,
+            "seed {seed}: live members declared unreachable at rest"
+        );
+        assert!(
+            (warm - joined).abs() <= joined * 0.05,
+            "seed {seed}: {warm:.0} bytes/s per member from a warm start, {joined:.0} after a join"
+        );
+        let (first_ms, last_ms, bound_ms) = crash_and_detect(&mut sim, &options, 10);
+        println!(
+            "seed {seed}: warm start: a crash seen by the first survivor after {first_ms} ms, by \
+             all after {last_ms} ms (bound {bound_ms} ms)"
+        );
+    });
+}
+
 /// Run for `duration_ms` in steps of one virtual second, panicking as soon as resident memory
 /// passes `rss_limit_mib` (see `run_watched`).
 fn run_for_watched(
