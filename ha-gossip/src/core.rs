@@ -18,6 +18,8 @@ use crate::metadata::{MetadataAnnouncement, MetadataHandler};
 use crate::settings::GossipSettings;
 use crate::suspicion::{SuspicionMessage, SuspicionStep, SuspicionTracker, VERIFY_PINGS};
 
+mod learn;
+
 /// How many random members get our metadata directly on each refresh.
 const METADATA_REFRESH_FANOUT: usize = 3;
 

@@ -211,6 +211,14 @@ impl MemberTable {
         self.known(addr).is_some_and(|known| known.reachable)
     }
 
+    /// How many members (reachable or not) have no metadata yet.
+    pub(crate) fn without_metadata(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|known| known.metadata.is_none())
+            .count()
+    }
+
     /// Every reachable member's address, in slot order.
     pub(crate) fn reachable_addrs(&self) -> Vec<SocketAddr> {
         self.slots

@@ -153,6 +153,92 @@ pub fn gossip_cluster(seed: u64, options: &GossipClusterOptions) -> Simulator<Go
     sim
 }
 
+/// A converged cluster built directly, without simulating its join (a warm start): every
+/// member learns every other member, then their metadata, through
+/// [`GossipCore::learn_members`], the API a real node uses for a member list learned out of
+/// band. A 10,000-member join costs hours of simulator CPU (N^2.2); this costs two passes of
+/// N^2 table inserts.
+///
+/// - Members start at random times in `[0, probe period)` (drawn from the simulation's RNG),
+///   so their probe rounds are spread over a period as a join's are, not in lockstep. Each
+///   learns every member's identity when it starts (their incarnations follow from their
+///   planned start times, as [`incarnation_at`] gives); nobody probes before the last one is
+///   up, since a member's first probe comes one period after it becomes active.
+/// - At the end of that period, once all run, every member learns every other member's
+///   metadata as it is then (active, after each member's own bump on becoming active).
+///
+/// Returns the simulator at that time, recording only [`is_rare_event`] outputs (the build's
+/// N^2 `Up` and `Updated` events are not kept; [`Simulator::set_output_filter`] changes that
+/// for what follows). A node restarted later joins through the seeds as usual.
+/// `options.start_spread_ms` is not used.
+///
+/// # Panics
+/// When the probe period is 0, or as [`gossip_simulator`].
+pub fn warm_gossip_cluster(seed: u64, options: &GossipClusterOptions) -> Simulator<GossipCore> {
+    let mut config = SimConfig::new(seed);
+    config.network = options.network.clone();
+    config.trace_lines_max = options.trace_lines_max;
+    let mut sim = Simulator::new(config);
+    // Two passes of N^2 `Up` and `Updated` events: recorded, they would outweigh the cluster.
+    sim.set_output_filter(is_rare_event);
+    let period_ms = options.timing.gossip_probe_period_ms;
+    assert!(period_ms > 0, "the probe period must be positive");
+    let starts: Vec<Millis> = (0..options.node_count)
+        .map(|_| Millis(sim.rng().random_range(0..period_ms)))
+        .collect();
+    let identities: std::sync::Arc<Vec<MemberInfo>> = std::sync::Arc::new(
+        starts
+            .iter()
+            .enumerate()
+            .map(|(node, &start)| MemberInfo {
+                id: gossip_node_id(node),
+                gossip_addr: node_addr(node),
+                incarnation: incarnation_at(start),
+                metadata: None,
+                reachable: true,
+            })
+            .collect(),
+    );
+    for (node, &start) in starts.iter().enumerate() {
+        let options = options.clone();
+        let identities = std::sync::Arc::clone(&identities);
+        sim.add_node(node_addr(node), move |context| {
+            let mut core = GossipCore::new(gossip_settings(context, &options), context.seed)
+                .expect("the simulator's gossip settings are valid");
+            if context.start_count == 0 {
+                core.learn_members(context.now, identities.iter());
+            }
+            core
+        });
+        sim.start_at(node, start);
+    }
+    sim.run_until(Millis(period_ms - 1));
+    let announced: Vec<MemberInfo> = (0..options.node_count)
+        .filter_map(|node| sim.actor(node))
+        .map(|core| MemberInfo {
+            id: core.identity().node_id.clone(),
+            gossip_addr: core.identity().addr,
+            incarnation: core.identity().incarnation,
+            metadata: Some(core.metadata().clone()),
+            reachable: true,
+        })
+        .collect();
+    for node in 0..options.node_count {
+        sim.act(node, |core, now| {
+            core.learn_members(now, announced.iter());
+        });
+    }
+    sim
+}
+
+/// Whether every node in `live` is running and holds metadata for every member it knows.
+pub fn all_hold_all_metadata(sim: &Simulator<GossipCore>, live: &[usize]) -> bool {
+    live.iter().all(|&node| {
+        sim.actor(node)
+            .is_some_and(|core| core.members_without_metadata() == 0)
+    })
+}
+
 /// Whether every node in `live` is running and sees every other node in `live` as a reachable
 /// member with its current incarnation (through [`GossipCore::member_identities`]).
 pub fn all_see_each_other(sim: &Simulator<GossipCore>, live: &[usize]) -> bool {

@@ -13,8 +13,9 @@ use std::collections::BTreeSet;
 use ha_core::{MemberEvent, Millis, Timing};
 use ha_gossip::GossipCore;
 use ha_tests::gossip::{
-    GossipClusterOptions, all_see_each_other, considers_unreachable, first_unreachable_since,
-    gossip_cluster, gossip_simulator, is_rare_event, schedule_starts, view_of,
+    GossipClusterOptions, all_hold_all_metadata, all_see_each_other, considers_unreachable,
+    first_unreachable_since, gossip_cluster, gossip_simulator, is_rare_event, schedule_starts,
+    view_of, warm_gossip_cluster,
 };
 use ha_tests::sim::{NetworkConfig, Simulator};
 use ha_tests::with_seeds;
@@ -986,6 +987,196 @@ fn ten_thousand_members() {
             node_count - 1,
             last_ms as f64 / THOUSAND_MEMBERS_DETECTION_MS as f64,
             wall.elapsed().as_secs_f64(),
+            peak_resident_memory()
+        );
+        assert!(
+            rate < 2_000.0,
+            "seed {seed}: {rate} bytes/s per member at rest"
+        );
+    });
+}
+
+/// Bytes per second each member of `live` sends over the next `measured_ms` (as
+/// `bytes_per_member_per_second_at_rest` measures after its join).
+fn bytes_per_member_per_second_from_now(
+    sim: &mut Simulator<GossipCore>,
+    live: &[usize],
+    measured_ms: u64,
+) -> f64 {
+    let total = |sim: &Simulator<GossipCore>| -> u64 {
+        live.iter()
+            .filter_map(|&node| sim.actor(node).map(GossipCore::bytes_sent))
+            .sum()
+    };
+    let before = total(sim);
+    sim.run_for(measured_ms);
+    (total(sim) - before) as f64 / live.len() as f64 / (measured_ms as f64 / 1_000.0)
+}
+
+/// The warm start (`warm_gossip_cluster`, what `ten_thousand_members_warm` measures with)
+/// against a cluster of the same size that really joined, at 100 members: it passes the
+/// join's predicate at once with all metadata held, declares nobody down at rest, sends within
+/// 5% of the joined cluster's bytes per member at rest, and detects a crash within the bound.
+#[test]
+fn warm_start_rests_like_a_joined_cluster() {
+    with_seeds("warm_start_rests_like_a_joined_cluster", 1, |seed| {
+        let node_count = 100;
+        let joined = bytes_per_member_per_second_at_rest(seed, node_count);
+        let options = GossipClusterOptions::new(node_count);
+        let live = everyone(node_count);
+        let mut sim = warm_gossip_cluster(seed, &options);
+        assert!(
+            all_see_each_other(&sim, &live),
+            "seed {seed}: the warm start is not converged"
+        );
+        assert!(
+            all_hold_all_metadata(&sim, &live),
+            "seed {seed}: a member lacks another's metadata after the warm start"
+        );
+        sim.run_for(10_000);
+        let warm = bytes_per_member_per_second_from_now(&mut sim, &live, 60_000);
+        println!(
+            "seed {seed}: {node_count} members at rest: {warm:.0} bytes/s per member from a warm \
+             start, {joined:.0} after a join"
+        );
+        assert_eq!(
+            unreachable_events(&sim, Millis::ZERO),
+            0,
+            "seed {seed}: live members declared unreachable at rest"
+        );
+        assert!(
+            (warm - joined).abs() <= joined * 0.05,
+            "seed {seed}: {warm:.0} bytes/s per member from a warm start, {joined:.0} after a join"
+        );
+        let (first_ms, last_ms, bound_ms) = crash_and_detect(&mut sim, &options, 10);
+        println!(
+            "seed {seed}: warm start: a crash seen by the first survivor after {first_ms} ms, by \
+             all after {last_ms} ms (bound {bound_ms} ms)"
+        );
+    });
+}
+
+/// Run for `duration_ms` in steps of one virtual second, panicking as soon as resident memory
+/// passes `rss_limit_mib` (see `run_watched`).
+fn run_for_watched(
+    sim: &mut Simulator<GossipCore>,
+    duration_ms: u64,
+    stage: &str,
+    rss_limit_mib: u64,
+) {
+    let end = sim.now() + duration_ms;
+    while sim.now() < end {
+        let step_end = (sim.now() + 1_000).min(end);
+        sim.run_until(step_end);
+        let rss = resident_memory_mib();
+        assert!(
+            rss <= rss_limit_mib,
+            "seed {}: resident memory {rss} MiB passed the limit of {rss_limit_mib} MiB during \
+             {stage} at {} (HA_SIM_RSS_LIMIT_MIB raises it)",
+            sim.seed(),
+            sim.now()
+        );
+    }
+}
+
+/// Issue 17's 10,000-member at-rest and crash figures from a warm start: the cluster is built
+/// already converged ([`warm_gossip_cluster`]: every member learns every other and their
+/// metadata through `GossipCore::learn_members`) instead of simulating the join, which costs
+/// hours of CPU at 10,000 (`ten_thousand_members`). The build must pass the join's own
+/// predicate (`all_see_each_other`) and every member must hold every member's metadata; then,
+/// as `ten_thousand_members` does after its join, the cluster rests 10 s, its bytes/s per
+/// member are measured over 60 s (with no member declared unreachable meanwhile), and a
+/// crashed member must be declared unreachable by every survivor. Prints wall time per phase,
+/// events, resident memory and bytes per (observer, member) pair.
+///
+/// `HA_SIM_MEMBERS` sets the size (default 10,000); run the same size through
+/// `ten_thousand_members` to compare with a cluster that really joined.
+/// `HA_SIM_RSS_LIMIT_MIB` (default 16,000) stops the run with a report before memory runs
+/// out (checked after the build and every virtual second after it). Not run by default; run
+/// with
+/// `cargo test -p ha-tests --profile sim --test gossip_sim -- --ignored ten_thousand_members_warm --nocapture`.
+#[test]
+#[ignore = "10,000 members from a warm start: minutes of CPU and ~10 GiB; see tests/README.md"]
+fn ten_thousand_members_warm() {
+    with_seeds("ten_thousand_members_warm", 1, |seed| {
+        let node_count = usize::try_from(env_number("HA_SIM_MEMBERS", 10_000)).unwrap_or(10_000);
+        let rss_limit_mib = env_number("HA_SIM_RSS_LIMIT_MIB", 16_000);
+        let wall = std::time::Instant::now();
+        let options = GossipClusterOptions::new(node_count);
+        let live = everyone(node_count);
+        println!(
+            "seed {seed}: {node_count} members, warm start (resident limit {rss_limit_mib} MiB)"
+        );
+        let mut sim = warm_gossip_cluster(seed, &options);
+        let built_at = sim.now();
+        let build_wall = wall.elapsed().as_secs_f64();
+        let rss_built = resident_memory_mib();
+        let pairs = (node_count * node_count.saturating_sub(1)) as f64;
+        println!(
+            "seed {seed}: {node_count} members built at {built_at} (virtual; wall {build_wall:.1} \
+             s); {} events; resident {rss_built} MiB ({:.0} bytes per (observer, member) pair)",
+            sim.events_processed(),
+            rss_built as f64 * 1_048_576.0 / pairs
+        );
+        assert!(
+            rss_built <= rss_limit_mib,
+            "seed {seed}: resident memory {rss_built} MiB after the build passed the limit of \
+             {rss_limit_mib} MiB"
+        );
+        assert!(
+            all_see_each_other(&sim, &live),
+            "seed {seed}: the warm start is not converged: {} (observer, member) pairs missing",
+            missing_pairs(&sim, &live)
+        );
+        assert!(
+            all_hold_all_metadata(&sim, &live),
+            "seed {seed}: a member lacks another's metadata after the warm start"
+        );
+        println!(
+            "seed {seed}: converged (all see each other, all hold all metadata; checked in wall \
+             {:.1} s)",
+            wall.elapsed().as_secs_f64() - build_wall
+        );
+        // At rest: 10 s to settle, then 60 s measured (as `ten_thousand_members`).
+        run_for_watched(&mut sim, 10_000, "the settle", rss_limit_mib);
+        let total = |sim: &Simulator<GossipCore>| -> u64 {
+            live.iter()
+                .filter_map(|&node| sim.actor(node).map(GossipCore::bytes_sent))
+                .sum()
+        };
+        let before = total(&sim);
+        let events_before = sim.events_processed();
+        let rest_wall = std::time::Instant::now();
+        run_for_watched(&mut sim, 60_000, "the measured rest", rss_limit_mib);
+        let rate = (total(&sim) - before) as f64 / node_count as f64 / 60.0;
+        println!(
+            "seed {seed}: {node_count} members at rest: {rate:.0} bytes/s per member; {} events \
+             in the 60 s measured (wall {:.0} s); resident {} MiB (wall {:.0} s)",
+            sim.events_processed() - events_before,
+            rest_wall.elapsed().as_secs_f64(),
+            resident_memory_mib(),
+            wall.elapsed().as_secs_f64()
+        );
+        let false_downs = unreachable_events(&sim, Millis::ZERO);
+        assert_eq!(
+            false_downs, 0,
+            "seed {seed}: live members declared unreachable at rest"
+        );
+        assert!(
+            all_see_each_other(&sim, &live),
+            "seed {seed}: the cluster lost its convergence at rest: {} pairs missing",
+            missing_pairs(&sim, &live)
+        );
+        let (first_ms, last_ms, bound_ms) = crash_and_detect(&mut sim, &options, 4);
+        println!(
+            "seed {seed}: {node_count} members: a crashed member was declared unreachable by \
+             the first survivor after {first_ms} ms, by all {} after {last_ms} ms (bound \
+             {bound_ms} ms; {:.2}x the 1,000-member {THOUSAND_MEMBERS_DETECTION_MS} ms); wall \
+             {:.0} s, {} events, peak resident memory {}",
+            node_count - 1,
+            last_ms as f64 / THOUSAND_MEMBERS_DETECTION_MS as f64,
+            wall.elapsed().as_secs_f64(),
+            sim.events_processed(),
             peak_resident_memory()
         );
         assert!(
