@@ -181,7 +181,14 @@ fn quick_arguments(name: &str) -> &'static [&'static str] {
         ],
         "compare_native" => &["--duration-s", "1"],
         "compare_gossip" => &["--trials", "2"],
-        "compare_scaling" => &["--duration-secs", "1", "--members", "10,100"],
+        "compare_scaling" => &[
+            "--duration-secs",
+            "1",
+            "--members",
+            "10,100",
+            "--warm-members",
+            "100",
+        ],
         "compare_security" => &["--quick"],
         _ => &[],
     }

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use compare_scaling::gossip_scaling::{self, GossipRow, SimLimits, measure_gossip};
+use compare_scaling::gossip_scaling::{
+    self, ClusterStart, GossipRow, SimLimits, measure_gossip, measure_gossip_warm,
+};
 use compare_scaling::write_scaling::{WriteRow, measure_writes};
 use ha_bench::MachineDescription;
 use serde::Serialize;
@@ -45,6 +47,19 @@ struct Options {
     /// Simulated cluster sizes (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
     members: Vec<usize>,
+    /// Simulated cluster sizes measured again from a warm start (every member given the member
+    /// list), for what a cluster of that size costs at rest and how fast it detects a crash
+    /// when the join itself is too slow to simulate (comma separated; empty for none).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    warm_members: Vec<usize>,
+    /// Resident memory ceiling for the warm starts, in MiB (10,000 members take about 11.3 GiB).
+    #[arg(long, default_value_t = 14_336)]
+    sim_warm_memory_mib_max: u64,
+    /// Wall-clock budget of a warm start's settle, crash and detection, seconds (10,000
+    /// members run about one virtual second per wall second; the build is not budgeted: it
+    /// is bounded by the memory projection checked before it).
+    #[arg(long, default_value_t = 180)]
+    sim_warm_detect_secs: u64,
     /// Wall-clock budget per simulated cluster size for the cold start to reach 99%, seconds
     /// (1,000 members need about 30 s on an idle 2-CPU machine; 10,000 members hit the memory
     /// ceiling after about 130 s).
@@ -127,13 +142,17 @@ fn markdown(report: &Report) -> String {
         report.gossip_timing, report.gossip_bounds
     ));
     text.push_str(
-        "| members | all know 99% | all know 100% | crash: first survivor | crash: all survivors | bytes/s per member at rest | wall s | events | peak MiB | stopped by |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| members | start | all know 99% | all know 100% | crash: first survivor | crash: all survivors | bytes/s per member at rest | wall s | events | peak MiB | stopped by |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let show =
         |value: Option<u64>| value.map_or(String::from("not reached"), |ms| format!("{ms} ms"));
     for row in &report.gossip_simulated {
+        let start = match row.start {
+            ClusterStart::Join => "join",
+            ClusterStart::Warm => "warm",
+        };
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |\n",
+            "| {} | {start} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |\n",
             row.members,
             show(row.ninety_nine_percent_ms),
             show(row.all_ms),
@@ -149,7 +168,10 @@ fn markdown(report: &Report) -> String {
     }
     for row in &report.gossip_simulated {
         if let Some(note) = &row.note {
-            text.push_str(&format!("\n- {} members: {note}", row.members));
+            text.push_str(&format!(
+                "\n- {} members ({:?}): {note}",
+                row.members, row.start
+            ));
         }
     }
     text.push('\n');
@@ -212,19 +234,31 @@ async fn main() {
         println!("gossip sim: {}", row.summary());
         gossip_simulated.push(row);
     }
+    let warm_limits = SimLimits {
+        resident_bytes_max: options.sim_warm_memory_mib_max.saturating_mul(1 << 20),
+        detect_wall: Duration::from_secs(options.sim_warm_detect_secs.clamp(1, 3_600)),
+        ..limits
+    };
+    for &members in &options.warm_members {
+        let row = measure_gossip_warm(members.clamp(2, 100_000), options.seed, &warm_limits);
+        println!("gossip sim: {}", row.summary());
+        gossip_simulated.push(row);
+    }
     let report = Report {
         benchmark: "compare_scaling",
         machine,
         writes,
         gossip_simulated,
         gossip_bounds: format!(
-            "virtual time {} s to 99%, then two probe rounds (at least 60 s) to 100%, then {} s after the crash; wall clock {} s to 99%, {} s more to 100%, {} s for the settle, crash and detection; resident memory {} MiB",
+            "virtual time {} s to 99%, then two probe rounds (at least 60 s) to 100%, then {} s after the crash; wall clock {} s to 99%, {} s more to 100%, {} s for the settle, crash and detection; resident memory {} MiB (warm starts: {} s for the settle, crash and detection, {} MiB)",
             gossip_scaling::NINETY_NINE_PERCENT_MS_MAX / 1_000,
             gossip_scaling::DETECT_MS_MAX / 1_000,
             limits.join_wall.as_secs(),
             limits.all_wall.as_secs(),
             limits.detect_wall.as_secs(),
-            limits.resident_bytes_max >> 20
+            limits.resident_bytes_max >> 20,
+            warm_limits.detect_wall.as_secs(),
+            warm_limits.resident_bytes_max >> 20
         ),
         gossip_timing: "Timing::lan (probe period 500 ms, probe round trip 200 ms, suspect-to-down 1,500 ms, gossip interval 200 ms), cluster_size_hint = members",
     };

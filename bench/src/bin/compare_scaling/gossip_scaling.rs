@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use ha_core::{MemberEvent, Millis};
 use ha_gossip::GossipCore;
 use ha_tests::gossip::{
-    GossipClusterOptions, all_see_each_other, considers_unreachable, first_unreachable_since,
-    gossip_cluster, is_rare_event,
+    GossipClusterOptions, all_hold_all_metadata, all_see_each_other, considers_unreachable,
+    first_unreachable_since, gossip_cluster, is_rare_event, warm_gossip_cluster,
 };
 use ha_tests::sim::Simulator;
 use serde::Serialize;
@@ -42,11 +42,26 @@ pub struct SimLimits {
     pub resident_bytes_max: u64,
 }
 
+/// How a simulated cluster came to know its members.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterStart {
+    /// A cold start: every member joins through the seeds and learns the others by gossip.
+    #[default]
+    Join,
+    /// A warm start (`ha_tests::gossip::warm_gossip_cluster`): every member is given the whole
+    /// member list with metadata, as if read from a file, and the run starts at rest. It
+    /// measures what a cluster of this size costs and detects once formed, not the join.
+    Warm,
+}
+
 /// One cluster size's figures (virtual milliseconds from the first start, or from the crash).
 #[derive(Debug, Default, Serialize)]
 pub struct GossipRow {
     /// Members.
     pub members: usize,
+    /// How the cluster was formed.
+    pub start: ClusterStart,
     /// Every member knew at least 99% of the others.
     pub ninety_nine_percent_ms: Option<u64>,
     /// Every member knew every other.
@@ -97,8 +112,12 @@ impl GossipRow {
     /// One line for the console.
     pub fn summary(&self) -> String {
         let show = |value: Option<u64>| value.map_or(String::from("-"), |ms| format!("{ms} ms"));
+        let start = match self.start {
+            ClusterStart::Join => "",
+            ClusterStart::Warm => " (warm start)",
+        };
         format!(
-            "{} members: 99% {}, 100% {}, crash detected by first {} / all {} ({} of {}), {:.1} s wall, {} events, {} MiB{}",
+            "{} members{start}: 99% {}, 100% {}, crash detected by first {} / all {} ({} of {}), {:.1} s wall, {} events, {} MiB{}",
             self.members,
             show(self.ninety_nine_percent_ms),
             show(self.all_ms),
@@ -250,27 +269,100 @@ pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRo
             .map(|at| at.0);
         // Detection runs on the cluster as it is (at 99% if 100% was not reached in time).
         let stopped_before = runner.stopped_by.take().map(|why| format!("100%: {why}"));
-        runner.begin_phase(limits.detect_wall);
-        let _ = runner.run_until(SETTLE_MS, SETTLE_MS, |_| false);
-        let sent_before = bytes_sent(&runner.sim, members);
-        let rest_from = runner.sim.now();
-        let _ = runner.run_until(REST_MS, REST_MS, |_| false);
-        let rest_ms = (runner.sim.now() - rest_from).max(1);
-        row.rest_bytes_per_member_per_second = Some(
-            (bytes_sent(&runner.sim, members) - sent_before) as f64 * 1_000.0
-                / rest_ms as f64
-                / members as f64,
-        );
-        runner.stopped_by = None;
-        measure_detection(&mut runner, members, &mut row);
-        row.detect_measured = true;
-        let stopped_detect = runner
-            .stopped_by
-            .take()
-            .map(|why| format!("detection: {why}"));
+        let stopped_detect = rest_and_detect(&mut runner, members, &mut row);
         let stops: Vec<String> = stopped_before.into_iter().chain(stopped_detect).collect();
         runner.stopped_by = (!stops.is_empty()).then(|| stops.join("; "));
     }
+    finish_row(runner, members, &mut row, limits);
+    row
+}
+
+/// Measure one cluster size from a warm start (see [`ClusterStart::Warm`]): the build, then
+/// the same settle, at-rest bytes, crash and detection as [`measure_gossip`]. The join's rows
+/// are taken at the build (0 ms: every member knows every other by construction, checked).
+pub fn measure_gossip_warm(members: usize, seed: u64, limits: &SimLimits) -> GossipRow {
+    let projected_mib = warm_projected_mib(members);
+    let ceiling_mib = limits.resident_bytes_max >> 20;
+    if projected_mib > ceiling_mib {
+        // The build allocates everything before the first check could stop it.
+        return GossipRow {
+            members,
+            start: ClusterStart::Warm,
+            stopped_by: Some(format!(
+                "not run: about {projected_mib} MiB projected, over the {ceiling_mib} MiB ceiling"
+            )),
+            ..GossipRow::default()
+        };
+    }
+    let options = GossipClusterOptions::new(members);
+    let started = Instant::now();
+    let sim = warm_gossip_cluster(seed, &options);
+    let mut runner = Runner {
+        sim,
+        limits,
+        started,
+        phase_wall: limits.detect_wall,
+        phase_started: Instant::now(),
+        resident_max: resident_bytes(),
+        stopped_by: None,
+    };
+    let mut row = GossipRow {
+        members,
+        start: ClusterStart::Warm,
+        join_wall_seconds: started.elapsed().as_secs_f64(),
+        ..GossipRow::default()
+    };
+    let everyone: Vec<usize> = (0..members).collect();
+    // The build is the warm start's whole join: report it only if it holds.
+    if all_see_each_other(&runner.sim, &everyone) && all_hold_all_metadata(&runner.sim, &everyone) {
+        row.ninety_nine_percent_ms = Some(0);
+        row.all_ms = Some(0);
+        let stops: Vec<String> = rest_and_detect(&mut runner, members, &mut row)
+            .into_iter()
+            .collect();
+        runner.stopped_by = (!stops.is_empty()).then(|| stops.join("; "));
+    } else {
+        runner.stopped_by = Some("the warm start did not give every member every other".into());
+    }
+    finish_row(runner, members, &mut row, limits);
+    row
+}
+
+/// Bytes per (observer, member) pair a warm start was measured to hold, the whole simulator
+/// included (118 at 10,000 members, 2026-12-04), with a margin.
+const WARM_BYTES_PER_PAIR: u64 = 140;
+
+/// Resident memory a warm start of `members` is expected to reach, MiB.
+fn warm_projected_mib(members: usize) -> u64 {
+    let members = members as u64;
+    (members * members.saturating_sub(1) * WARM_BYTES_PER_PAIR + (256 << 20)) >> 20
+}
+
+/// The settle, the at-rest bytes and the crash with its detection, under the detection
+/// phase's wall-clock budget. What stopped the detection early, if anything.
+fn rest_and_detect(runner: &mut Runner<'_>, members: usize, row: &mut GossipRow) -> Option<String> {
+    runner.begin_phase(runner.limits.detect_wall);
+    let _ = runner.run_until(SETTLE_MS, SETTLE_MS, |_| false);
+    let sent_before = bytes_sent(&runner.sim, members);
+    let rest_from = runner.sim.now();
+    let _ = runner.run_until(REST_MS, REST_MS, |_| false);
+    let rest_ms = (runner.sim.now() - rest_from).max(1);
+    row.rest_bytes_per_member_per_second = Some(
+        (bytes_sent(&runner.sim, members) - sent_before) as f64 * 1_000.0
+            / rest_ms as f64
+            / members as f64,
+    );
+    runner.stopped_by = None;
+    measure_detection(runner, members, row);
+    row.detect_measured = true;
+    runner
+        .stopped_by
+        .take()
+        .map(|why| format!("detection: {why}"))
+}
+
+/// Fill the figures every row has at the end of its run.
+fn finish_row(mut runner: Runner<'_>, members: usize, row: &mut GossipRow, limits: &SimLimits) {
     let (min, mean) = known_fractions(&runner.sim, members);
     row.known_fraction_min = min;
     row.known_fraction_mean = mean;
@@ -295,8 +387,7 @@ pub fn measure_gossip(members: usize, seed: u64, limits: &SimLimits) -> GossipRo
         row.projected_full_mib = Some((per_pair * pairs_all / f64::from(1 << 20)) as u64);
     }
     row.stopped_by = runner.stopped_by.take();
-    row.note = note(&row, limits);
-    row
+    row.note = note(row, limits);
 }
 
 fn row_victim_addr(sim: &Simulator<GossipCore>, members: usize) -> Option<std::net::SocketAddr> {
@@ -330,6 +421,14 @@ fn measure_detection(runner: &mut Runner<'_>, members: usize, row: &mut GossipRo
 }
 
 fn note(row: &GossipRow, limits: &SimLimits) -> Option<String> {
+    if row.start == ClusterStart::Warm {
+        return row.stopped_by.is_none().then(|| {
+            format!(
+                "the member list with metadata given to every member (built in {:.0} s of wall time); the join is not measured in this row, only the cluster at rest and its crash detection",
+                row.join_wall_seconds
+            )
+        });
+    }
     if row.ninety_nine_percent_ms.is_none() {
         let mut sentence = format!(
             "the join did not reach 99% before it was stopped: after {} ms of virtual time ({:.0} s of wall time, {} events, {} MiB resident), the least-informed member knew {:.1}% of the others and the mean member {:.1}%; no crash was measured",
