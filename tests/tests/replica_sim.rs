@@ -12,6 +12,7 @@ use ha_core::Millis;
 use ha_linearizability::{Budget, CheckResult, RegisterModel, check};
 use ha_replicate::engine::Role;
 use ha_replicate::entry::ElectionCause;
+use ha_replicate::replica::FailoverRecord;
 use ha_tests::invariants::{
     AppliedCommands, check_acknowledged_writes_survive, check_lease_excludes_later_leaders,
     check_no_refused_inputs, check_one_leader_per_term,
@@ -424,18 +425,18 @@ fn leadership_returns_to_the_recovered_highest_priority_node() {
                         == Some(ElectionCause::Failback)
                 })
             });
-            let history: Vec<_> = sim
-                .actor(0)
-                .unwrap()
-                .core()
-                .applier()
-                .history()
-                .cloned()
-                .collect();
+            let history = failover_history(&sim, 0);
             assert!(recorded.is_some(), "no failback recorded: {history:?}");
             check_one_leader_per_term(&sim).unwrap();
         },
     );
+}
+
+/// The failover history `node` has applied (empty while it is down).
+fn failover_history(sim: &Simulator<SimReplica>, node: usize) -> Vec<FailoverRecord> {
+    sim.actor(node)
+        .map(|replica| replica.core().applier().history().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Issue 17: after a power failure the highest-priority node wins the election and must
@@ -488,14 +489,7 @@ fn a_leader_re_applying_its_log_hands_over_to_a_voter_that_keeps_up() {
                 let next = sim.now() + 1;
                 workload.run(&mut sim, next);
             }
-            let history: Vec<_> = sim
-                .actor(2)
-                .unwrap()
-                .core()
-                .applier()
-                .history()
-                .cloned()
-                .collect();
+            let history = failover_history(&sim, 2);
             assert!(
                 workload.completed() >= before + 5,
                 "clients waited on node 0 re-applying {} entries: {} operations in 2 s; \
