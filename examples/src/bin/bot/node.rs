@@ -34,12 +34,15 @@ pub fn run(args: &NodeArgs, clock: ha::core::MonotonicClock) -> Result<(), BotEr
         builder.worker_threads(2);
     }
     let runtime = builder.enable_all().build().map_err(BotError::Runtime)?;
-    runtime.block_on(serve(
+    // The node's whole life is this one future (the node's start inlined into it): boxed, it
+    // is built in place on the heap instead of being moved by value through `block_on`'s
+    // frames, whose stack pages would stay resident for the life of the process.
+    runtime.block_on(Box::pin(serve(
         config,
         args.stop_on_stdin_eof,
         clock,
         args.snapshot_every_entries,
-    ))
+    )))
 }
 
 async fn serve(
