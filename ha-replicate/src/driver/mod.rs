@@ -5,7 +5,6 @@
 mod apply_thread;
 mod client;
 mod error;
-mod handover_order;
 mod latency_tracker;
 mod lazy_queue;
 mod member_commands;
@@ -22,7 +21,6 @@ mod storage_thread;
 pub use apply_thread::APPLY_QUEUE_TASKS_MAX;
 pub use client::{ReplicaClient, WriteResult};
 pub use error::DriverError;
-pub use handover_order::HANDOVER_ORDER_ENV;
 pub use latency_tracker::{PENDING_BATCHES_MAX, PENDING_REQUESTS_MAX};
 pub use node_runtime::REPLICA_THREAD_ENV;
 pub use replica_metrics::ReplicaMetrics;

@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use crate::driver::apply_thread::{ApplyThread, QueuedTask};
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
-use crate::driver::handover_order::HandoverOrder;
 use crate::driver::latency_tracker::LatencyTracker;
 use crate::driver::node_runtime::{KeepAlive, NodeRuntime};
 use crate::driver::replica_metrics::ReplicaMetrics;
@@ -22,7 +21,7 @@ use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::driver::stop_reason::StopReason;
 use crate::driver::storage_thread::{StorageReport, ThreadedStore};
-use crate::engine::{PeerInfo, PersistId, Role, TransferError};
+use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::VoterSet;
 use crate::replica::{ApplyDone, DigestComputed};
@@ -206,8 +205,6 @@ impl<S: StateMachine> ReplicaNode<S> {
             apply_thread,
             digests_computed: digest_sender,
             traces: RequestTraces::new(&node_id),
-            handover_order: HandoverOrder::from_env(),
-            deferred_sync: None,
         };
         let receivers = Receivers {
             commands: command_receiver,
@@ -496,10 +493,6 @@ struct Runner<S: StateMachine, L: LogStore + 'static> {
     digests_computed: mpsc::UnboundedSender<DigestComputed>,
     /// Spans of traced writes (issue 16; nothing to do while none is in flight).
     traces: RequestTraces,
-    /// When a turn's writes go to the storage thread (`handover_order.rs`).
-    handover_order: HandoverOrder,
-    /// A turn's hand-over waiting for its messages to leave (with the sync asked for).
-    deferred_sync: Option<Option<PersistId>>,
 }
 
 /// Where the run loop's inputs come from.
@@ -538,7 +531,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             mut storage_reports,
         } = receivers;
         let applies_inline = self.apply_thread.is_none();
-        self.carry_out_all().await;
+        self.carry_out();
         while !self.stopped {
             let deadline = self.timers.next_deadline().map(|deadline| {
                 tokio::time::Instant::from_std(self.clock.origin() + deadline.as_duration())
@@ -579,7 +572,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             // that promises what is on our disk (votes, acks, client answers) waits in the
             // core's gate until the storage thread reports the sync.
             self.serve_exports();
-            self.carry_out_all().await;
+            self.carry_out();
             let applied = self.core.applied_index();
             self.traces.after_round(self.core.engine(), applied);
             let stall = self.core.storage_stall();
@@ -781,31 +774,11 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
         }
     }
 
-    /// Carry out the turn's effects. Returns whether the writes' hand-over waits for the
-    /// messages to leave first ([`HandoverOrder::SendsFirst`]; kept in `deferred_sync`).
-    fn carry_out(&mut self) -> bool {
+    fn carry_out(&mut self) {
         let now = self.clock.now();
-        let effects = self.core.drain_effects();
-        // The turn's writes go to the storage thread in one hand-over with one sync (the
-        // turn's sync requests become one: the latest covers the earlier ones; the thread
-        // merges it with any turn queued behind an fsync in progress: group commit). By
-        // default before the other effects, because the disk is the slowest step of a write:
-        // on a follower the apply thread woken below for the previous entry would otherwise
-        // take the free core before the storage thread gets it (issue 17, sequential write
-        // latency; `handover_order.rs`). Nothing in this turn's effects waits for the writes:
-        // what promises them durable stays in the core's gate until the thread reports it.
-        let sync_through = effects
-            .iter()
-            .filter_map(|effect| match effect {
-                ReplicaEffect::Sync { through } => Some(*through),
-                _ => None,
-            })
-            .max();
-        if self.handover_order == HandoverOrder::First {
-            self.hand_over_writes(sync_through);
-        }
-        let mut sent = false;
-        for effect in effects {
+        // The turn's sync requests become one: the latest covers the earlier ones.
+        let mut sync_through = None;
+        for effect in self.core.drain_effects() {
             match effect {
                 ReplicaEffect::Send { to, rpc } => {
                     // The latency tracker reads the untraced message (a traced forward is
@@ -816,10 +789,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     // Before the address check: an answer that is dropped still ends its span.
                     let rpc = self.traces.on_send(&to, rpc);
                     match self.peers.get(&to) {
-                        Some(addr) => {
-                            sent = true;
-                            self.transport.send(&to, *addr, rpc);
-                        }
+                        Some(addr) => self.transport.send(&to, *addr, rpc),
                         None => tracing::debug!(%to, "no address for peer; message dropped"),
                     }
                 }
@@ -862,8 +832,9 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                         }
                     });
                 }
-                // Handed over above.
-                ReplicaEffect::Sync { .. } => {}
+                ReplicaEffect::Sync { through } => {
+                    sync_through = sync_through.max(Some(through));
+                }
                 ReplicaEffect::Fatal(failure) => {
                     // The task keeps running until shut down, in fatal mode: the core answers
                     // every request and forward `Fatal` (the answers to what waited are in
@@ -898,37 +869,11 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 }
             }
         }
-        match self.handover_order {
-            HandoverOrder::First => false,
-            HandoverOrder::SendsFirst if sent => {
-                self.deferred_sync = Some(sync_through);
-                true
-            }
-            HandoverOrder::Last | HandoverOrder::SendsFirst => {
-                self.hand_over_writes(sync_through);
-                false
-            }
-        }
-    }
-
-    /// Hand the turn's buffered writes to the storage thread, with a sync through
-    /// `sync_through` when the turn asked for one.
-    fn hand_over_writes(&self, sync_through: Option<PersistId>) {
+        // The turn's writes go to the storage thread in one hand-over, with one sync (merged
+        // there with any turn queued behind an fsync in progress: group commit).
         match sync_through {
             Some(through) => self.core.store().request_sync(through),
             None => self.core.store().hand_over(),
-        }
-    }
-
-    /// Carry out the turn's effects ([`carry_out`](Self::carry_out)); with
-    /// [`HandoverOrder::SendsFirst`] and messages queued, yield once first so the outbound
-    /// tasks write them, then hand the writes over.
-    async fn carry_out_all(&mut self) {
-        if self.carry_out() {
-            tokio::task::yield_now().await;
-            if let Some(sync_through) = self.deferred_sync.take() {
-                self.hand_over_writes(sync_through);
-            }
         }
     }
 
