@@ -381,7 +381,9 @@ mod tests {
             (FrameKind::Keepalive, &b""[..]),
         ] {
             let mut wire = vec![9, 9];
-            codec.encode(kind, payload, [0; 24], &mut wire).expect("fits");
+            codec
+                .encode(kind, payload, [0; 24], &mut wire)
+                .expect("fits");
             let mut expected = vec![9, 9];
             let body: Vec<u8> = std::iter::once(kind.to_byte())
                 .chain(payload.iter().copied())
