@@ -921,7 +921,14 @@ impl Engine {
     fn note_heard_from(&mut self, now: Millis, from: &NodeId) {
         let membership = self.log.membership();
         if membership.members().any(|member| member == from) {
-            self.heard_from_at.insert(from.clone(), now);
+            // Updated in place: cloning the id for every message was an allocation per
+            // message on the leader.
+            match self.heard_from_at.get_mut(from) {
+                Some(heard_at) => *heard_at = now,
+                None => {
+                    self.heard_from_at.insert(from.clone(), now);
+                }
+            }
         }
         if self.heard_from_at.len() > membership.members().count() {
             // Some peer was removed from the configuration: forget it.

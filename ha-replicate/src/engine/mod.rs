@@ -21,6 +21,7 @@ mod membership_change;
 mod message;
 mod operator_membership;
 mod progress;
+mod quorum_value;
 mod reads;
 mod refusal;
 mod replication;

@@ -5,6 +5,7 @@ use ha_core::Millis;
 use crate::engine::effect::Effect;
 use crate::engine::engine::{Engine, PendingRead};
 use crate::engine::error::ReadError;
+use crate::engine::quorum_value::quorum_value;
 use crate::engine::role::Role;
 
 /// Rounds remembered for lease computation; older ones no longer matter.
@@ -66,25 +67,17 @@ impl Engine {
     /// The highest round a majority of voters (this node included) has answered.
     fn quorum_round(&self) -> u64 {
         let membership = self.log.membership();
-        let mut rounds: Vec<u64> = membership
-            .voters
-            .iter()
-            .map(|voter| {
-                if *voter == self.settings.node_id {
-                    self.round
-                } else {
-                    self.progress
-                        .get(voter)
-                        .map(|progress| progress.acked_round)
-                        .unwrap_or(0)
-                }
-            })
-            .collect();
-        if rounds.is_empty() {
-            return 0;
-        }
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        rounds[membership.quorum() - 1]
+        let rounds = membership.voters.iter().map(|voter| {
+            if *voter == self.settings.node_id {
+                self.round
+            } else {
+                self.progress
+                    .get(voter)
+                    .map(|progress| progress.acked_round)
+                    .unwrap_or(0)
+            }
+        });
+        quorum_value(rounds, membership.quorum()).unwrap_or(0)
     }
 
     /// The lease holds while a majority confirmed leadership less than the minimum election

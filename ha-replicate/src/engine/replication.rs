@@ -7,6 +7,7 @@ use crate::engine::engine::Engine;
 use crate::engine::error::ProposeError;
 use crate::engine::message::Message;
 use crate::engine::progress::ReplicationState;
+use crate::engine::quorum_value::quorum_value;
 use crate::engine::refusal::RefusalCause;
 use crate::engine::role::Role;
 use crate::entry::{Entry, Payload};
@@ -62,15 +63,22 @@ impl Engine {
         if self.role != Role::Leader {
             return;
         }
-        let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
+        // Only peers with more to send and room in their window are named (and their ids
+        // cloned): `send_append` does nothing for the others, and with many clients the
+        // window is full on most calls, so most calls clone no id at all. Sending to one peer
+        // changes neither another's progress nor the log, so choosing them first is the same.
+        let last_index = self.log.last_index();
+        let in_flight_max = self.settings.appends_in_flight_max;
+        let peers: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, progress)| {
+                progress.next_index <= last_index && progress.can_send(in_flight_max)
+            })
+            .map(|(peer, _)| peer.clone())
+            .collect();
         for peer in peers {
-            let has_more = self
-                .progress
-                .get(&peer)
-                .is_some_and(|progress| progress.next_index <= self.log.last_index());
-            if has_more {
-                self.send_append(&peer, false);
-            }
+            self.send_append(&peer, false);
         }
     }
 
@@ -416,40 +424,35 @@ impl Engine {
             return;
         }
         let membership = self.log.membership();
-        let mut matches: Vec<LogIndex> = membership
-            .voters
-            .iter()
-            .map(|voter| {
-                if *voter == self.settings.node_id {
-                    self.durable_index.min(self.log.last_index())
-                } else {
-                    self.progress
-                        .get(voter)
-                        .map(|progress| progress.match_index)
-                        .unwrap_or_default()
-                }
-            })
-            .collect();
-        if matches.is_empty() {
+        let matches = membership.voters.iter().map(|voter| {
+            if *voter == self.settings.node_id {
+                self.durable_index.min(self.log.last_index())
+            } else {
+                self.progress
+                    .get(voter)
+                    .map(|progress| progress.match_index)
+                    .unwrap_or_default()
+            }
+        });
+        let Some(candidate) = quorum_value(matches, membership.quorum()) else {
             return;
-        }
-        matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[membership.quorum() - 1];
+        };
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
             self.commit_index = candidate;
             self.emit_apply();
             self.on_commit_advanced();
             // Tell followers promptly so their applied index (and STRONG writes) follow.
             self.broadcast_pending = true;
-            let peers: Vec<NodeId> = self.progress.keys().cloned().collect();
-            for peer in peers {
-                let idle = self
-                    .progress
-                    .get(&peer)
-                    .is_some_and(|progress| progress.next_index > self.log.last_index());
-                if idle {
-                    self.send_append(&peer, true);
-                }
+            // Only the idle peers' ids are cloned (a heartbeat to one changes no other).
+            let last_index = self.log.last_index();
+            let idle: Vec<NodeId> = self
+                .progress
+                .iter()
+                .filter(|(_, progress)| progress.next_index > last_index)
+                .map(|(peer, _)| peer.clone())
+                .collect();
+            for peer in idle {
+                self.send_append(&peer, true);
             }
         }
     }

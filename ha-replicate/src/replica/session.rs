@@ -23,6 +23,9 @@ const SESSION_COMMAND_TAG: [u8; 2] = [0x80, 0x00];
 /// had an answer for everything before it.
 pub const SESSION_COMMAND_FORMAT: u8 = 2;
 
+/// The longest postcard varint of a `u64` (and of a `usize` length).
+const VARINT_BYTES_MAX: usize = 10;
+
 /// A command as stored in the log: the host command with its session stamp.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCommand {
@@ -62,11 +65,18 @@ impl SessionCommand {
     /// # Errors
     /// [`CodecError::TooLarge`] when the encoding is longer than `limit_bytes`.
     pub fn encode(&self, limit_bytes: usize) -> Result<Vec<u8>, CodecError> {
-        let body = codec::encode("session command", self, limit_bytes)?;
-        let mut bytes = Vec::with_capacity(SESSION_COMMAND_TAG.len() + 1 + body.len());
+        // Encoded straight after the tag into one buffer sized up front (three varints of at
+        // most 10 bytes, the command's length varint and the command): one allocation per
+        // write, where an encoding into a growing vector and a copy took several (issue 17).
+        let mut bytes = Vec::with_capacity(
+            SESSION_COMMAND_TAG.len() + 1 + 4 * VARINT_BYTES_MAX + self.command.len(),
+        );
         bytes.extend_from_slice(&SESSION_COMMAND_TAG);
         bytes.push(SESSION_COMMAND_FORMAT);
-        bytes.extend_from_slice(&body);
+        let bytes = postcard::to_extend(self, bytes).map_err(|error| CodecError::Malformed {
+            what: "session command",
+            reason: error.to_string(),
+        })?;
         if bytes.len() > limit_bytes {
             return Err(CodecError::TooLarge {
                 what: "session command",
@@ -197,5 +207,25 @@ mod tests {
         assert!(SessionCommand::decode(&later).is_err());
         assert!(SessionCommand::decode(&bytes[..2]).is_err());
         assert!(command.encode(4).is_err());
+    }
+
+    /// The one-buffer encoding writes the bytes the format defines (tag, version, then the
+    /// postcard encoding of the command), for the largest varints too; the limit counts all
+    /// of them.
+    #[test]
+    fn the_encoding_is_the_tag_the_version_and_the_postcard_body() {
+        for (number, length) in [(0, 0), (127, 1), (128, 300), (u64::MAX, 70_000)] {
+            let command = SessionCommand {
+                session: SessionId(number),
+                sequence: number,
+                lowest_unanswered: number / 2,
+                command: vec![7; length],
+            };
+            let mut expected = vec![0x80, 0x00, SESSION_COMMAND_FORMAT];
+            expected.extend(codec::encode("body", &command, usize::MAX).unwrap());
+            assert_eq!(command.encode(usize::MAX).unwrap(), expected);
+            assert_eq!(command.encode(expected.len()).unwrap(), expected);
+            assert!(command.encode(expected.len() - 1).is_err());
+        }
     }
 }

@@ -102,6 +102,40 @@ pub fn append_frame(out: &mut Vec<u8>, body: &[u8], limit_bytes: usize) -> Resul
     Ok(())
 }
 
+/// Append one unsealed frame (length prefix, kind byte, payload) to `out`: the same bytes
+/// as [`append_frame`] of the kind byte followed by the payload, without building that body.
+fn append_plain_frame(
+    out: &mut Vec<u8>,
+    kind: FrameKind,
+    payload: &[u8],
+    limit_bytes: usize,
+) -> Result<(), CodecError> {
+    let body_bytes = 1 + payload.len();
+    let length = u32::try_from(body_bytes)
+        .ok()
+        .filter(|_| body_bytes <= limit_bytes)
+        .ok_or(CodecError::TooLarge {
+            what: "frame",
+            size_bytes: body_bytes,
+            limit_bytes,
+        })?;
+    out.reserve(LENGTH_PREFIX_BYTES + body_bytes);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.push(kind.to_byte());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// A plain frame body's kind and payload, checked: a known kind, and a keepalive is empty.
+fn split_plain(plain: &[u8]) -> Result<(FrameKind, &[u8]), RejectCause> {
+    let (&kind, payload) = plain.split_first().ok_or(RejectCause::Malformed)?;
+    let kind = FrameKind::from_byte(kind).ok_or(RejectCause::Malformed)?;
+    if kind == FrameKind::Keepalive && !payload.is_empty() {
+        return Err(RejectCause::Malformed);
+    }
+    Ok((kind, payload))
+}
+
 /// What a data frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -219,14 +253,18 @@ impl FrameCodec {
                 limit_bytes: self.payload_bytes_max(),
             });
         }
-        let mut plain = Vec::with_capacity(1 + payload.len());
-        plain.push(kind.to_byte());
-        plain.extend_from_slice(payload);
-        let body = match &self.keyring {
-            None => plain,
-            Some(keyring) => keyring.seal(nonce, &self.associated(), &plain),
-        };
-        append_frame(out, &body, self.frame_bytes_max)?;
+        match &self.keyring {
+            // Plain frames are written straight into `out` (length, kind, payload): no
+            // intermediate body, one copy of the payload per frame (issue 17, CPU per write).
+            None => append_plain_frame(out, kind, payload, self.frame_bytes_max)?,
+            Some(keyring) => {
+                let mut plain = Vec::with_capacity(1 + payload.len());
+                plain.push(kind.to_byte());
+                plain.extend_from_slice(payload);
+                let body = keyring.seal(nonce, &self.associated(), &plain);
+                append_frame(out, &body, self.frame_bytes_max)?;
+            }
+        }
         self.sequence = self.sequence.wrapping_add(1);
         Ok(())
     }
@@ -241,7 +279,11 @@ impl FrameCodec {
             return Err(RejectCause::Oversized);
         }
         let plain = match &self.keyring {
-            None => body.to_vec(),
+            None => {
+                // Plain: the payload is copied once, straight out of the body.
+                self.sequence = self.sequence.wrapping_add(1);
+                return split_plain(body).map(|(kind, payload)| (kind, payload.to_vec()));
+            }
             Some(keyring) => {
                 keyring
                     .open(&self.associated(), body)
@@ -253,12 +295,11 @@ impl FrameCodec {
             }
         };
         self.sequence = self.sequence.wrapping_add(1);
-        let (&kind, payload) = plain.split_first().ok_or(RejectCause::Malformed)?;
-        let kind = FrameKind::from_byte(kind).ok_or(RejectCause::Malformed)?;
-        if kind == FrameKind::Keepalive && !payload.is_empty() {
-            return Err(RejectCause::Malformed);
-        }
-        Ok((kind, payload.to_vec()))
+        let (kind, _) = split_plain(&plain)?;
+        // The opened body is ours: drop the kind byte in place instead of copying.
+        let mut payload = plain;
+        payload.remove(0);
+        Ok((kind, payload))
     }
 
     fn associated(&self) -> Vec<u8> {
@@ -327,6 +368,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A plain frame is written straight into the output: the same bytes as the length
+    /// prefix and body `append_frame` writes (kind byte, payload), after what `out` held; a
+    /// keepalive with a payload and an unknown kind are refused.
+    #[test]
+    fn plain_frames_are_the_framed_kind_and_payload() {
+        let mut codec = FrameCodec::new("c", &node("a"), [1; 16], None, 4096);
+        for (kind, payload) in [
+            (FrameKind::Message, &b"payload"[..]),
+            (FrameKind::Keepalive, &b""[..]),
+        ] {
+            let mut wire = vec![9, 9];
+            codec
+                .encode(kind, payload, [0; 24], &mut wire)
+                .expect("fits");
+            let mut expected = vec![9, 9];
+            let body: Vec<u8> = std::iter::once(kind.to_byte())
+                .chain(payload.iter().copied())
+                .collect();
+            append_frame(&mut expected, &body, 4096).expect("fits");
+            assert_eq!(wire, expected);
+        }
+        let keepalive = FrameKind::Keepalive.to_byte();
+        assert_eq!(codec.decode(&[keepalive, 1]), Err(RejectCause::Malformed));
+        assert_eq!(codec.decode(&[0xee]), Err(RejectCause::Malformed));
+        assert_eq!(codec.decode(&[]), Err(RejectCause::Malformed));
     }
 
     #[test]
