@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 
 /// Default [`ConsistencyCheckConfig::every_entries`]: as often as the default snapshot
-/// interval, so the monitor costs about what snapshots cost (one point-in-time copy of the
-/// state, hashed off the apply loop, per 10,000 applied entries).
+/// interval while the state is small (one point-in-time copy of the state, hashed off the
+/// apply loop, per 10,000 log entries); a large state is checked less often, so that hashing
+/// costs at most one state byte per log byte written.
 pub const CONSISTENCY_CHECK_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 
 /// Smallest non-zero [`ConsistencyCheckConfig::every_entries`]: each checkpoint copies and
@@ -15,16 +16,20 @@ pub const CONSISTENCY_CHECK_EVERY_ENTRIES_MIN: u64 = 10;
 
 /// How replicas check that they hold the same applied state.
 ///
-/// At every applied index that is a multiple of `every_entries` (a checkpoint), each replica
-/// computes a digest of its whole applied state at exactly that index and reports it to the
-/// leader, which compares the digests for the same index. A replica whose digest differs from
-/// the majority's is diverged: it is marked DEGRADED, never campaigns, and (with `repair`)
-/// reinstalls the leader's snapshot. Every node of a cluster must use the same
-/// `every_entries`, or their checkpoints never meet.
+/// The leader appends a checkpoint entry to the log once at least `every_entries` entries
+/// *and* at least as many log bytes as its state held at the previous checkpoint have been
+/// appended since it (so a 1 GB state is hashed after 1 GB of writes, not every
+/// `every_entries`). Each replica that applies the entry computes a digest of its whole
+/// applied state at exactly that index and reports it to the leader, which compares the
+/// digests for the same index. A replica whose digest differs from the majority's is
+/// diverged: it is marked DEGRADED, never campaigns, and (with `repair`) reinstalls the
+/// leader's snapshot. The leader's setting decides where checkpoints fall; a node with
+/// `every_entries = 0` skips them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConsistencyCheckConfig {
-    /// Applied entries between checkpoints; 0 turns the monitor off. Default
+    /// Fewest log entries between checkpoints (more while the state is large, see above); 0
+    /// turns the monitor off. Default
     /// [`CONSISTENCY_CHECK_EVERY_ENTRIES_DEFAULT`], minimum
     /// [`CONSISTENCY_CHECK_EVERY_ENTRIES_MIN`].
     pub every_entries: u64,

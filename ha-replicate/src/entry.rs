@@ -27,6 +27,13 @@ pub enum Payload {
     Command(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A new cluster configuration; takes effect as soon as it is appended.
     Membership(VoterSet),
+    /// A consistency checkpoint, proposed by the leader: every replica that applies it hashes
+    /// its applied state there ([`DigestJob`](crate::replica::DigestJob)), so all digests
+    /// of one checkpoint describe the same index. Applies nothing to the host's state. Placed
+    /// by the leader's size-aware schedule
+    /// ([`ConsistencySettings::checkpoint_due`](crate::replica::ConsistencySettings::checkpoint_due));
+    /// last of the variants so logs written before it still decode.
+    Checkpoint,
 }
 
 impl Entry {
@@ -57,6 +64,7 @@ impl Entry {
             Payload::LeaderStart(_) => 96,
             Payload::Command(bytes) => bytes.len(),
             Payload::Membership(membership) => 72 * membership.len(),
+            Payload::Checkpoint => 0,
         }
     }
 }

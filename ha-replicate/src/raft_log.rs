@@ -37,6 +37,12 @@ pub struct RaftLog {
     bytes: usize,
     /// The estimated size of the entries whose payloads are held.
     held_bytes: usize,
+    /// Consistency checkpoint entries still in the log, by index, oldest first (evicted
+    /// entries keep no payload, so they are remembered here, as configurations are).
+    checkpoints: Vec<LogIndex>,
+    /// The estimated size of the entries after the latest checkpoint (after the snapshot when
+    /// the log holds none): what the leader's checkpoint schedule weighs.
+    bytes_since_checkpoint: usize,
 }
 
 impl RaftLog {
@@ -184,6 +190,12 @@ impl RaftLog {
             self.configs.push((entry.index, membership.clone()));
         }
         let size = entry.size_bytes();
+        if matches!(entry.payload, Payload::Checkpoint) {
+            self.checkpoints.push(entry.index);
+            self.bytes_since_checkpoint = 0;
+        } else {
+            self.bytes_since_checkpoint = self.bytes_since_checkpoint.saturating_add(size);
+        }
         self.bytes = self.bytes.saturating_add(size);
         self.held_bytes = self.held_bytes.saturating_add(size);
         self.held.push_back(entry);
@@ -228,6 +240,7 @@ impl RaftLog {
             self.held.truncate(keep - self.evicted.len());
         }
         self.configs.retain(|(index, _)| *index < from);
+        self.checkpoints.retain(|index| *index < from);
         self.recount();
     }
 
@@ -239,6 +252,53 @@ impl RaftLog {
             .map(|evicted| evicted.size_bytes)
             .sum::<usize>()
             .saturating_add(self.held_bytes);
+        // Entries after the latest checkpoint, by their offset after the snapshot.
+        let after = usize::try_from(
+            self.checkpoint_index()
+                .0
+                .saturating_sub(self.snapshot.last_index.0),
+        )
+        .unwrap_or(usize::MAX);
+        let evicted_after: usize = self
+            .evicted
+            .iter()
+            .skip(after)
+            .map(|evicted| evicted.size_bytes)
+            .sum();
+        let held_after: usize = self
+            .held
+            .iter()
+            .skip(after.saturating_sub(self.evicted.len()))
+            .map(Entry::size_bytes)
+            .sum();
+        self.bytes_since_checkpoint = evicted_after.saturating_add(held_after);
+    }
+
+    /// The latest consistency checkpoint entry in the log; the snapshot's last index when the
+    /// log holds none (a checkpoint schedule then counts from the snapshot).
+    pub fn checkpoint_index(&self) -> LogIndex {
+        self.checkpoints
+            .last()
+            .copied()
+            .unwrap_or(self.snapshot.last_index)
+    }
+
+    /// Entries after [`checkpoint_index`](Self::checkpoint_index).
+    pub fn entries_since_checkpoint(&self) -> u64 {
+        self.last_index()
+            .0
+            .saturating_sub(self.checkpoint_index().0)
+    }
+
+    /// The estimated bytes ([`Entry::size_bytes`]) of the entries after
+    /// [`checkpoint_index`](Self::checkpoint_index).
+    pub fn bytes_since_checkpoint(&self) -> usize {
+        self.bytes_since_checkpoint
+    }
+
+    /// Whether the entry at `index` is a consistency checkpoint (false once compacted).
+    pub fn is_checkpoint(&self, index: LogIndex) -> bool {
+        self.checkpoints.binary_search(&index).is_ok()
     }
 
     /// Replace everything up to `meta.last_index` with a snapshot. Later entries are kept only
@@ -253,10 +313,12 @@ impl RaftLog {
             let from_held = (covered - from_evicted).min(self.held.len());
             self.held.drain(..from_held);
             self.configs.retain(|(index, _)| *index > meta.last_index);
+            self.checkpoints.retain(|index| *index > meta.last_index);
         } else {
             self.evicted.clear();
             self.held.clear();
             self.configs.clear();
+            self.checkpoints.clear();
         }
         self.snapshot = meta;
         self.recount();
@@ -354,6 +416,58 @@ mod tests {
         assert_eq!(log.slice(LogIndex(1), 3, usize::MAX).len(), 3);
         assert_eq!(log.slice(LogIndex(1), 100, 1).len(), 1);
         assert_eq!(log.slice(LogIndex(11), 100, 100).len(), 0);
+    }
+
+    #[test]
+    fn the_checkpoint_schedule_counts_from_the_latest_checkpoint_still_in_the_log() {
+        let mut log = RaftLog::default();
+        for index in 1..=3 {
+            log.push(big(1, index, 100));
+        }
+        // No checkpoint yet: counted from the snapshot (index 0).
+        assert_eq!(log.checkpoint_index(), LogIndex(0));
+        assert_eq!(log.entries_since_checkpoint(), 3);
+        assert_eq!(log.bytes_since_checkpoint(), 3 * 124);
+        log.push(Entry {
+            term: Term(1),
+            index: LogIndex(4),
+            payload: Payload::Checkpoint,
+        });
+        assert!(log.is_checkpoint(LogIndex(4)));
+        assert!(!log.is_checkpoint(LogIndex(3)));
+        assert_eq!(log.entries_since_checkpoint(), 0);
+        assert_eq!(log.bytes_since_checkpoint(), 0);
+        for index in 5..=8 {
+            log.push(big(1, index, 10));
+        }
+        assert_eq!(log.entries_since_checkpoint(), 4);
+        assert_eq!(log.bytes_since_checkpoint(), 4 * 34);
+        // Eviction forgets payloads, not checkpoints or sizes.
+        log.evict(LogIndex(6), 0);
+        assert!(log.is_checkpoint(LogIndex(4)));
+        log.truncate_from(LogIndex(7));
+        assert_eq!(log.bytes_since_checkpoint(), 2 * 34);
+        // A truncated checkpoint is forgotten: the count goes back to the snapshot.
+        log.truncate_from(LogIndex(4));
+        assert!(!log.is_checkpoint(LogIndex(4)));
+        assert_eq!(log.checkpoint_index(), LogIndex(0));
+        assert_eq!(log.bytes_since_checkpoint(), 3 * 124);
+        // A snapshot past a checkpoint: counted from the snapshot again.
+        log.push(Entry {
+            term: Term(1),
+            index: LogIndex(4),
+            payload: Payload::Checkpoint,
+        });
+        log.push(big(1, 5, 10));
+        log.install_snapshot(SnapshotMeta {
+            last_index: LogIndex(4),
+            last_term: Term(1),
+            membership: VoterSet::default(),
+        });
+        assert!(!log.is_checkpoint(LogIndex(4)));
+        assert_eq!(log.checkpoint_index(), LogIndex(4));
+        assert_eq!(log.entries_since_checkpoint(), 1);
+        assert_eq!(log.bytes_since_checkpoint(), 34);
     }
 
     fn big(term: u64, index: u64, size: usize) -> Entry {

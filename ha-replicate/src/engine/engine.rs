@@ -286,6 +286,22 @@ impl Engine {
         self.log.bytes()
     }
 
+    /// The log since its latest consistency checkpoint entry (since the snapshot when it
+    /// holds none): `(entries, estimated bytes)`, what the leader's checkpoint schedule
+    /// weighs.
+    pub fn since_checkpoint(&self) -> (u64, usize) {
+        (
+            self.log.entries_since_checkpoint(),
+            self.log.bytes_since_checkpoint(),
+        )
+    }
+
+    /// Whether the log holds a consistency checkpoint entry at `index` (false once it was
+    /// compacted into a snapshot).
+    pub fn is_checkpoint(&self, index: LogIndex) -> bool {
+        self.log.is_checkpoint(index)
+    }
+
     /// The estimated bytes of the entries whose payloads are held in memory (at most about
     /// [`EngineSettings::log_cache_bytes`] beyond those not yet applied or synced).
     #[cfg(any(test, feature = "test-support"))]

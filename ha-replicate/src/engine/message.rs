@@ -39,6 +39,7 @@ fn decoded_entry_bytes(entry: &Entry) -> usize {
                         .as_ref()
                         .map_or(0, |previous| previous.as_str().len())
             }
+            Payload::Checkpoint => 0,
         }
 }
 

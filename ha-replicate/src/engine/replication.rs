@@ -27,6 +27,18 @@ impl Engine {
         Ok(index)
     }
 
+    /// Append a consistency checkpoint entry (leader only): every replica hashes its applied
+    /// state when it applies it. Refused as a command would be (not leader, a transfer under
+    /// way, too much uncommitted); the caller tries again later.
+    ///
+    /// # Errors
+    /// [`ProposeError`]; nothing is appended.
+    pub fn propose_checkpoint(&mut self, now: Millis) -> Result<LogIndex, ProposeError> {
+        self.observe(now);
+        self.check_can_propose()?;
+        Ok(self.append_local(now, Payload::Checkpoint))
+    }
+
     pub(crate) fn check_can_propose(&self) -> Result<(), ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {

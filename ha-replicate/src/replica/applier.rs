@@ -233,7 +233,7 @@ impl<S: StateMachine> Applier<S> {
                 }
                 None
             }
-            Payload::Membership(_) => None,
+            Payload::Membership(_) | Payload::Checkpoint => None,
             Payload::Command(bytes) => Some(self.apply_command(entry.index, bytes)),
         }
     }

@@ -307,7 +307,8 @@ impl<S: StateMachine> ApplyWorker<S> {
                     outcome,
                 });
             }
-            if entry.index > before && self.consistency.is_checkpoint(entry.index) {
+            let checkpoint = matches!(entry.payload, crate::entry::Payload::Checkpoint);
+            if entry.index > before && checkpoint && self.consistency.enabled() {
                 match self.applier.digest_source() {
                     Ok(source) => digests.push(DigestJob::new(entry.index, generation, source)),
                     Err(error) => {

@@ -36,6 +36,9 @@ pub struct DigestComputed {
     pub generation: u64,
     /// The digest, or why the copy could not be hashed.
     pub result: Result<StateDigest, String>,
+    /// The length of the state's stream that was hashed, in bytes (the leader's checkpoint
+    /// schedule weighs it).
+    pub state_bytes: u64,
     /// How long hashing took, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -63,26 +66,37 @@ impl DigestJob {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()?;
         let started = Instant::now();
-        let mut hasher = HashingWriter(Sha256::new());
-        let result = Box::new(source)
-            .write_to(&mut hasher)
-            .map(|()| hasher.0.finalize().into())
+        let mut hasher = HashingWriter {
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let written = Box::new(source).write_to(&mut hasher);
+        let state_bytes = hasher.bytes;
+        let result = written
+            .map(|()| hasher.hasher.finalize().into())
             .map_err(|error| error.to_string());
         Some(DigestComputed {
             index: self.index,
             generation: self.generation,
             result,
+            state_bytes,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
     }
 }
 
-/// A writer that only hashes what it is given.
-struct HashingWriter(Sha256);
+/// A writer that only hashes what it is given, and counts it.
+struct HashingWriter {
+    hasher: Sha256,
+    bytes: u64,
+}
 
 impl Write for HashingWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
+        self.hasher.update(bytes);
+        self.bytes = self
+            .bytes
+            .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
         Ok(bytes.len())
     }
 

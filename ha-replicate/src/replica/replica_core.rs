@@ -1,6 +1,8 @@
 //! The sans-IO replica: engine + store + applier + client requests.
 
 mod apply_flow;
+#[cfg(test)]
+mod checkpoint_schedule_tests;
 mod consistency_flow;
 mod control_inputs;
 mod member_events;
@@ -921,6 +923,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
 
     fn after_input(&mut self, now: Millis) {
         self.last_now = self.last_now.max(now);
+        self.propose_checkpoint_if_due(now);
         self.process_engine_effects(now);
         if self.settings.sync_policy == SyncPolicy::EveryInput {
             self.flush();

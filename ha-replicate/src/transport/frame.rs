@@ -88,29 +88,18 @@ pub fn split_frame(
 /// [`CodecError::TooLarge`] when `body` is longer than `limit_bytes` (or than a `u32` can
 /// say); `out` is unchanged.
 pub fn append_frame(out: &mut Vec<u8>, body: &[u8], limit_bytes: usize) -> Result<(), CodecError> {
-    let length = u32::try_from(body.len())
-        .ok()
-        .filter(|_| body.len() <= limit_bytes)
-        .ok_or(CodecError::TooLarge {
-            what: "frame",
-            size_bytes: body.len(),
-            limit_bytes,
-        })?;
-    out.reserve(LENGTH_PREFIX_BYTES + body.len());
-    out.extend_from_slice(&length.to_be_bytes());
-    out.extend_from_slice(body);
-    Ok(())
+    append_frame_of(out, &[], body, limit_bytes)
 }
 
-/// Append one unsealed frame (length prefix, kind byte, payload) to `out`: the same bytes
-/// as [`append_frame`] of the kind byte followed by the payload, without building that body.
-fn append_plain_frame(
+/// Append one frame whose body is `head` followed by `rest`, without building that body (a
+/// plain frame's kind byte and payload go straight into `out`: one copy of the payload).
+fn append_frame_of(
     out: &mut Vec<u8>,
-    kind: FrameKind,
-    payload: &[u8],
+    head: &[u8],
+    rest: &[u8],
     limit_bytes: usize,
 ) -> Result<(), CodecError> {
-    let body_bytes = 1 + payload.len();
+    let body_bytes = head.len() + rest.len();
     let length = u32::try_from(body_bytes)
         .ok()
         .filter(|_| body_bytes <= limit_bytes)
@@ -121,8 +110,8 @@ fn append_plain_frame(
         })?;
     out.reserve(LENGTH_PREFIX_BYTES + body_bytes);
     out.extend_from_slice(&length.to_be_bytes());
-    out.push(kind.to_byte());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(head);
+    out.extend_from_slice(rest);
     Ok(())
 }
 
@@ -256,7 +245,7 @@ impl FrameCodec {
         match &self.keyring {
             // Plain frames are written straight into `out` (length, kind, payload): no
             // intermediate body, one copy of the payload per frame (issue 17, CPU per write).
-            None => append_plain_frame(out, kind, payload, self.frame_bytes_max)?,
+            None => append_frame_of(out, &[kind.to_byte()], payload, self.frame_bytes_max)?,
             Some(keyring) => {
                 let mut plain = Vec::with_capacity(1 + payload.len());
                 plain.push(kind.to_byte());
@@ -278,28 +267,31 @@ impl FrameCodec {
         if body.len() > self.frame_bytes_max {
             return Err(RejectCause::Oversized);
         }
-        let plain = match &self.keyring {
-            None => {
-                // Plain: the payload is copied once, straight out of the body.
-                self.sequence = self.sequence.wrapping_add(1);
-                return split_plain(body).map(|(kind, payload)| (kind, payload.to_vec()));
-            }
+        let opened = match &self.keyring {
+            None => None,
             Some(keyring) => {
-                keyring
-                    .open(&self.associated(), body)
-                    .map_err(|error| match error {
-                        OpenError::UnknownKey { .. } => RejectCause::WrongKey,
-                        OpenError::TooShort => RejectCause::Malformed,
-                        _ => RejectCause::Forged,
-                    })?
+                Some(
+                    keyring
+                        .open(&self.associated(), body)
+                        .map_err(|error| match error {
+                            OpenError::UnknownKey { .. } => RejectCause::WrongKey,
+                            OpenError::TooShort => RejectCause::Malformed,
+                            _ => RejectCause::Forged,
+                        })?,
+                )
             }
         };
         self.sequence = self.sequence.wrapping_add(1);
-        let (kind, _) = split_plain(&plain)?;
-        // The opened body is ours: drop the kind byte in place instead of copying.
-        let mut payload = plain;
-        payload.remove(0);
-        Ok((kind, payload))
+        match opened {
+            // Plain: the payload is copied once, straight out of the body.
+            None => split_plain(body).map(|(kind, payload)| (kind, payload.to_vec())),
+            // The opened body is ours: drop the kind byte in place instead of copying.
+            Some(mut payload) => {
+                let (kind, _) = split_plain(&payload)?;
+                payload.remove(0);
+                Ok((kind, payload))
+            }
+        }
     }
 
     fn associated(&self) -> Vec<u8> {

@@ -414,6 +414,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.apply.history = history;
         }
         for job in digests {
+            self.monitor.on_copy_taken(job.index());
             self.outputs.push(ReplicaEffect::ComputeDigest(job));
         }
         let mut outcomes: BTreeMap<LogIndex, AppliedCommand> = commands

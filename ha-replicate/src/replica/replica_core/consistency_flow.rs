@@ -27,7 +27,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         };
         let index = computed.index;
         tracing::debug!(%index, digest = %digest_prefix(&digest), elapsed_ms = computed.elapsed_ms, "consistency digest");
-        self.monitor.on_own_digest(index, digest);
+        self.monitor
+            .on_own_digest(index, digest, computed.state_bytes);
         if self.engine.is_leader() {
             let me = self.engine.node_id().clone();
             self.on_digest_report(now, me, index, digest);
@@ -43,6 +44,33 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             });
         }
         self.after_input(now);
+    }
+
+    /// On the leader: append a checkpoint entry when one is due
+    /// ([`ConsistencySettings::checkpoint_due`](crate::replica::ConsistencySettings::checkpoint_due)):
+    /// enough entries since the last, and as many log bytes as the state held there. A
+    /// refused proposal (a transfer under way, too much uncommitted) is tried again after the
+    /// next input.
+    pub(super) fn propose_checkpoint_if_due(&mut self, now: Millis) {
+        if !self.engine.is_leader() || self.fatal.is_some() {
+            return;
+        }
+        let (entries, bytes) = self.engine.since_checkpoint();
+        if !self
+            .monitor
+            .settings()
+            .checkpoint_due(entries, bytes, self.monitor.state_bytes())
+        {
+            return;
+        }
+        match self.engine.propose_checkpoint(now) {
+            Ok(index) => {
+                tracing::debug!(%index, entries, bytes, state_bytes = self.monitor.state_bytes(), "consistency checkpoint proposed");
+            }
+            Err(error) => {
+                tracing::debug!(%error, "consistency checkpoint not proposed yet");
+            }
+        }
     }
 
     /// What the consistency monitor reports.
@@ -86,10 +114,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         index: LogIndex,
         digest: StateDigest,
     ) {
-        // No replica can have applied past the leader's commit index, and checkpoints are the
-        // multiples of the interval: anything else is dropped (an interval configured
-        // differently on that node, or a confused peer), with no round opened for it.
-        if index > self.engine.commit_index() || !self.monitor.settings().is_checkpoint(index) {
+        // No replica can have applied past the leader's commit index, and checkpoints are
+        // entries of the log: anything else is dropped (a confused peer), with no round
+        // opened for it. One compacted away since is known from this node's own copy there.
+        let checkpoint = self.engine.is_checkpoint(index) || self.monitor.knows_checkpoint(index);
+        if index > self.engine.commit_index() || !checkpoint {
             tracing::debug!(peer = %from, %index, "digest for no checkpoint of this leader; dropped");
             return;
         }
