@@ -61,6 +61,22 @@ fn a_leader_is_elected_and_writes_commit_everywhere() {
                 indexes.iter().all(|index| *index == indexes[0]),
                 "{indexes:?}"
             );
+            // The consistency monitor ran: the leader placed checkpoint entries, every replica
+            // digested the latest one, and the leader judged them all alike.
+            let leader = current_leader(&sim).expect("a leader after the run");
+            let judged = sim.actor(leader).unwrap().core().consistency_status();
+            assert!(judged.checks >= 6, "{judged:?}");
+            assert_eq!(judged.mismatches, 0, "{judged:?}");
+            let latest: Vec<_> = (0..3)
+                .map(|node| {
+                    let status = sim.actor(node).unwrap().core().consistency_status();
+                    status.last_checkpoint
+                })
+                .collect();
+            assert!(
+                latest[0].is_some() && latest.iter().all(|index| *index == latest[0]),
+                "{latest:?}"
+            );
         },
     );
 }
