@@ -70,6 +70,12 @@ pub fn render_metrics(out: &mut PrometheusText, status: &ConsistencyStatus) {
         "The latest checkpoint index this node computed a digest for (0 before the first).",
         status.last_checkpoint.map_or(0.0, |index| index.0 as f64),
     );
+    out.single(
+        "ha_consistency_last_checkpoint_state_bytes",
+        "gauge",
+        "Bytes of the applied state's stream hashed at that checkpoint; a leader waits for as many log bytes before the next.",
+        status.last_checkpoint_state_bytes as f64,
+    );
     out.family(
         "ha_consistency_digest_ok",
         "gauge",
