@@ -52,7 +52,8 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// refused proposal (a transfer under way, too much uncommitted) is tried again after the
     /// next input.
     pub(super) fn propose_checkpoint_if_due(&mut self, now: Millis) {
-        if !self.engine.is_leader() || self.fatal.is_some() {
+        // Not while the store is failed: like a client write, nothing is appended then.
+        if !self.engine.is_leader() || self.fatal.is_some() || self.stall.is_some() {
             return;
         }
         let (entries, bytes) = self.engine.since_checkpoint();
