@@ -2,10 +2,11 @@
 //! `check_every_entries` entries apart, and at least as many log bytes apart as the state's
 //! stream held at the previous one; every checkpoint entry is digested where it was applied.
 
-use super::storage_stall::tests::{leader_with, write};
+use super::storage_stall::tests::{id, leader_with, write};
 use super::*;
 use crate::entry::{Entry, Payload};
 use crate::replica::consistency_monitor::ConsistencySettings;
+use crate::replica::rpc::Rpc;
 use crate::storage::memory::{MemoryDisk, MemoryStore};
 
 const EVERY: u64 = 10;
@@ -122,4 +123,51 @@ fn with_the_monitor_off_no_checkpoint_is_placed() {
     });
     assert!(write_and_digest(&mut core, 1..=50, None).is_empty());
     assert!(checkpoints(&disk.entries_written()).is_empty());
+}
+
+#[test]
+fn the_leader_judges_reports_only_at_its_checkpoints_even_once_compacted() {
+    let disk = MemoryDisk::new();
+    let mut core = leader_with(&disk, |settings| {
+        settings.consistency = ConsistencySettings {
+            check_every_entries: EVERY,
+            repair: true,
+        };
+        settings.snapshot_every_entries = 2;
+    });
+    write_and_digest(&mut core, 1..=25, None);
+    let placed = checkpoints(&disk.entries_written());
+    let first = placed[0];
+    let digest = core.monitor.own_digest(first).expect("its own digest");
+    let term = core.engine().term();
+    let report = |index: LogIndex| Rpc::Digest {
+        term,
+        index,
+        digest,
+    };
+    let checks = |core: &ReplicaCore<(), MemoryStore>| core.consistency_status().checks;
+
+    // Not a checkpoint, or past the commit index: dropped, nobody judged.
+    let before = checks(&core);
+    core.on_consistency_rpc(Millis(20), id("n2"), report(first.next()));
+    core.on_consistency_rpc(Millis(20), id("n2"), report(LogIndex(1_000)));
+    assert_eq!(checks(&core), before);
+
+    // The log compacts the checkpoint entry away; this node took a copy there, so a late
+    // report is still judged.
+    core.on_timer(Millis(30), ReplicaTimer::Housekeeping);
+    let job = core
+        .drain_effects()
+        .into_iter()
+        .find_map(|effect| match effect {
+            ReplicaEffect::WriteSnapshot(job) => Some(job),
+            _ => None,
+        })
+        .expect("a snapshot is due");
+    core.on_snapshot_written(Millis(31), job.run().expect("runs"));
+    assert!(core.engine().snapshot_meta().last_index > first);
+    assert!(!core.engine().is_checkpoint(first), "compacted");
+    core.on_consistency_rpc(Millis(40), id("n2"), report(first));
+    assert_eq!(checks(&core), before + 1, "judged");
+    assert_eq!(core.consistency_status().mismatches, 0);
 }
