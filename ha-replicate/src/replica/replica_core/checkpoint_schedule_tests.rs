@@ -2,6 +2,7 @@
 //! `check_every_entries` entries apart, and at least as many log bytes apart as the state's
 //! stream held at the previous one; every checkpoint entry is digested where it was applied.
 
+use super::snapshot_size_rule_tests::snapshot_due;
 use super::storage_stall::tests::{id, leader_with, write};
 use super::*;
 use crate::entry::{Entry, Payload};
@@ -155,15 +156,7 @@ fn the_leader_judges_reports_only_at_its_checkpoints_even_once_compacted() {
 
     // The log compacts the checkpoint entry away; this node took a copy there, so a late
     // report is still judged.
-    core.on_timer(Millis(30), ReplicaTimer::Housekeeping);
-    let job = core
-        .drain_effects()
-        .into_iter()
-        .find_map(|effect| match effect {
-            ReplicaEffect::WriteSnapshot(job) => Some(job),
-            _ => None,
-        })
-        .expect("a snapshot is due");
+    let job = snapshot_due(&mut core, Millis(30)).expect("a snapshot is due");
     core.on_snapshot_written(Millis(31), job.run().expect("runs"));
     assert!(core.engine().snapshot_meta().last_index > first);
     assert!(!core.engine().is_checkpoint(first), "compacted");

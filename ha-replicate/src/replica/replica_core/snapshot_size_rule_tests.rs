@@ -15,7 +15,10 @@ const PERCENT: u64 = 1_000;
 const HELD_BACK_MAX: u64 = 2 * SNAPSHOT_HOLD_BACK_FACTOR_MAX;
 
 /// Run a housekeeping tick; the snapshot job it hands out, if any.
-fn snapshot_due(core: &mut ReplicaCore<(), MemoryStore>, now: Millis) -> Option<SnapshotJob> {
+pub(super) fn snapshot_due(
+    core: &mut ReplicaCore<(), MemoryStore>,
+    now: Millis,
+) -> Option<SnapshotJob> {
     core.on_timer(now, ReplicaTimer::Housekeeping);
     core.drain_effects()
         .into_iter()
