@@ -356,21 +356,23 @@ impl<S: StateMachine> Applier<S> {
     /// A point-in-time copy for the consistency monitor's digest: the copy
     /// [`snapshot_source`](Self::snapshot_source) takes, except that a host keeping its own
     /// digest ([`StateMachine::digest`]) contributes those 32 bytes instead of its state, so
-    /// hashing it costs next to nothing.
+    /// hashing it costs next to nothing. With it, whether the copy is the whole state
+    /// (`true`: the very stream a snapshot writes, so a snapshot's pass may hash it instead).
     ///
     /// # Errors
     /// As [`snapshot_source`](Self::snapshot_source).
-    pub fn digest_source(&self) -> Result<AppliedSnapshot, StateMachineError> {
+    pub fn digest_source(&self) -> Result<(AppliedSnapshot, bool), StateMachineError> {
         let Some(digest) = self.machine.digest() else {
-            return self.snapshot_source();
+            return Ok((self.snapshot_source()?, true));
         };
         let header = self.encoded_header()?;
-        Ok(AppliedSnapshot {
+        let copy = AppliedSnapshot {
             format: SNAPSHOT_FORMAT_VERSION,
             applied_index: self.applied_index,
             header,
             host: Box::new(ha_core::BytesSource(digest.to_vec())),
-        })
+        };
+        Ok((copy, false))
     }
 
     /// Serialise everything into memory (tests and small states; nodes stream with

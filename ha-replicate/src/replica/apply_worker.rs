@@ -310,7 +310,9 @@ impl<S: StateMachine> ApplyWorker<S> {
             let checkpoint = matches!(entry.payload, crate::entry::Payload::Checkpoint);
             if entry.index > before && checkpoint && self.consistency.enabled() {
                 match self.applier.digest_source() {
-                    Ok(source) => digests.push(DigestJob::new(entry.index, generation, source)),
+                    Ok((source, whole_state)) => {
+                        digests.push(DigestJob::new(entry.index, generation, source, whole_state))
+                    }
                     Err(error) => {
                         tracing::warn!(index = %entry.index, %error, "consistency digest could not be taken; checkpoint skipped");
                     }

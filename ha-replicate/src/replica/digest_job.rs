@@ -23,7 +23,18 @@ pub type StateDigest = [u8; 32];
 pub struct DigestJob {
     index: LogIndex,
     generation: u64,
+    /// Whether the copy is the whole state, as a snapshot writes it (not a host's own
+    /// 32-byte digest in its place): only then may a snapshot's pass hash it instead.
+    whole_state: bool,
     work: Arc<Mutex<Option<AppliedSnapshot>>>,
+}
+
+/// Where a digest computed in another job's pass over the state belongs: the checkpoint and
+/// the state generation (see [`DigestComputed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DigestTarget {
+    pub(crate) index: LogIndex,
+    pub(crate) generation: u64,
 }
 
 /// What running a [`DigestJob`] produced.
@@ -44,10 +55,16 @@ pub struct DigestComputed {
 }
 
 impl DigestJob {
-    pub(crate) fn new(index: LogIndex, generation: u64, source: AppliedSnapshot) -> Self {
+    pub(crate) fn new(
+        index: LogIndex,
+        generation: u64,
+        source: AppliedSnapshot,
+        whole_state: bool,
+    ) -> Self {
         Self {
             index,
             generation,
+            whole_state,
             work: Arc::new(Mutex::new(Some(source))),
         }
     }
@@ -55,6 +72,26 @@ impl DigestJob {
     /// The checkpoint index.
     pub fn index(&self) -> LogIndex {
         self.index
+    }
+
+    /// Where this job's digest belongs.
+    pub(crate) fn target(&self) -> DigestTarget {
+        DigestTarget {
+            index: self.index,
+            generation: self.generation,
+        }
+    }
+
+    /// The copy, for a snapshot to write and hash in one pass, when it is the whole state and
+    /// the job has not run. The job is spent either way it goes.
+    pub(crate) fn take_whole_state(&self) -> Option<AppliedSnapshot> {
+        if !self.whole_state {
+            return None;
+        }
+        self.work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Hash the copy: SHA-256 of the snapshot stream (format 2) it writes. `None` when this
@@ -66,42 +103,63 @@ impl DigestJob {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()?;
         let started = Instant::now();
-        let mut hasher = HashingWriter {
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let mut hasher = HashingWriter::new(std::io::sink());
         let written = Box::new(source).write_to(&mut hasher);
-        let state_bytes = hasher.bytes;
-        let result = written
-            .map(|()| hasher.hasher.finalize().into())
-            .map_err(|error| error.to_string());
-        Some(DigestComputed {
-            index: self.index,
-            generation: self.generation,
-            result,
-            state_bytes,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
+        Some(hasher.computed(self.target(), written, started))
     }
 }
 
-/// A writer that only hashes what it is given, and counts it.
-struct HashingWriter {
+/// A writer that hashes and counts what passes through it to `inner`: the digest of a stream
+/// on its way to a sink (a snapshot file, or nowhere).
+pub(crate) struct HashingWriter<W> {
+    inner: W,
     hasher: Sha256,
     bytes: u64,
 }
 
-impl Write for HashingWriter {
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The digest of everything written, for `target`, once the stream's writer returned
+    /// `written` (an error there spoils the digest: the stream is incomplete).
+    pub(crate) fn computed<E: std::fmt::Display>(
+        self,
+        target: DigestTarget,
+        written: Result<(), E>,
+        started: Instant,
+    ) -> DigestComputed {
+        let result = written
+            .map(|()| self.hasher.finalize().into())
+            .map_err(|error| error.to_string());
+        DigestComputed {
+            index: target.index,
+            generation: target.generation,
+            result,
+            state_bytes: self.bytes,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(bytes);
+        let taken = self.inner.write(bytes)?;
+        let passed = &bytes[..taken.min(bytes.len())];
+        self.hasher.update(passed);
         self.bytes = self
             .bytes
-            .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
-        Ok(bytes.len())
+            .saturating_add(u64::try_from(passed.len()).unwrap_or(u64::MAX));
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -111,6 +169,7 @@ impl std::fmt::Debug for DigestJob {
             .debug_struct("DigestJob")
             .field("index", &self.index)
             .field("generation", &self.generation)
+            .field("whole_state", &self.whole_state)
             .finish_non_exhaustive()
     }
 }

@@ -3,10 +3,13 @@
 mod apply_flow;
 #[cfg(test)]
 mod checkpoint_schedule_tests;
+#[cfg(test)]
+mod checkpoint_snapshot_tests;
 mod consistency_flow;
 mod control_inputs;
 mod member_events;
 mod member_requests;
+mod own_snapshot_rule;
 mod snapshot_flow;
 #[cfg(test)]
 mod snapshot_size_rule_tests;

@@ -41,6 +41,12 @@ pub struct ReplicaSettings {
     /// When writes are synced.
     pub sync_policy: SyncPolicy,
     /// Take a snapshot once this many entries were applied since the last one.
+    ///
+    /// While the consistency monitor places checkpoints, this and the byte thresholds below
+    /// are stretched by half (150%) for the housekeeping rule, and a checkpoint that finds
+    /// the snapshot at least half due writes it from its own copy of the state, hashing the
+    /// digest in the same pass: one pass over the state for both (issue 17: each pass cost
+    /// 6-7% of a follower's CPU at 64 HTTP clients).
     pub snapshot_every_entries: u64,
     /// Or once the entries since the last one take this many bytes, whether their payloads
     /// are still in memory or were evicted (so a log of large values does not grow on disk,

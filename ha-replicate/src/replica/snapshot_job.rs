@@ -6,6 +6,7 @@ use std::time::Instant;
 use ha_core::SnapshotSource;
 
 use crate::replica::applier::AppliedSnapshot;
+use crate::replica::digest_job::{DigestComputed, DigestTarget, HashingWriter};
 use crate::snapshot_meta::SnapshotMeta;
 use crate::storage::io_failure::{StorageFailureKind, classify, io_error_is_full};
 use crate::storage::{SnapshotSink, WrittenSnapshot};
@@ -19,6 +20,10 @@ use crate::storage::{SnapshotSink, WrittenSnapshot};
 #[derive(Clone)]
 pub struct SnapshotJob {
     meta: SnapshotMeta,
+    /// The consistency checkpoint this copy was taken at, when the job also hashes what it
+    /// writes for it (one pass over the state for both; see
+    /// [`ReplicaCore`](crate::replica::ReplicaCore)'s checkpoint handling).
+    digest: Option<DigestTarget>,
     work: Arc<Mutex<Option<Work>>>,
 }
 
@@ -37,6 +42,10 @@ pub struct SnapshotWritten {
     /// When writing failed because the disk did (full, or an IO error), which: the replica
     /// then stalls as on a failed WAL write. `None` on success or a host error.
     pub failure: Option<StorageFailureKind>,
+    /// The consistency digest of what was written, when the job was taken at a checkpoint
+    /// and hashed its stream on the way (the replica core takes it as it takes a
+    /// [`DigestJob`](crate::replica::DigestJob)'s).
+    pub digest: Option<DigestComputed>,
 }
 
 /// The sink as the host's snapshot writer sees it, remembering whether the disk refused a
@@ -75,8 +84,16 @@ impl SnapshotJob {
     ) -> Self {
         Self {
             meta,
+            digest: None,
             work: Arc::new(Mutex::new(Some((source, sink)))),
         }
+    }
+
+    /// A job that also hashes the stream it writes, as the digest for `target` (the copy
+    /// was taken at that checkpoint).
+    pub(crate) fn hashing_for(mut self, target: DigestTarget) -> Self {
+        self.digest = Some(target);
+        self
     }
 
     /// What the snapshot covers.
@@ -97,7 +114,15 @@ impl SnapshotJob {
             sink: &mut sink,
             failure: None,
         };
-        let written = Box::new(source).write_to(&mut watched);
+        let (written, digest) = match self.digest {
+            None => (Box::new(source).write_to(&mut watched), None),
+            Some(target) => {
+                let mut hashing = HashingWriter::new(&mut watched);
+                let written = Box::new(source).write_to(&mut hashing);
+                let digest = hashing.computed(target, written.as_ref().map(|_| ()), started);
+                (written, Some(digest))
+            }
+        };
         let mut failure = watched.failure;
         let result = match written {
             Ok(()) => sink.finish().map_err(|error| {
@@ -111,6 +136,7 @@ impl SnapshotJob {
             result,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             failure,
+            digest,
         })
     }
 }
@@ -120,6 +146,7 @@ impl std::fmt::Debug for SnapshotJob {
         formatter
             .debug_struct("SnapshotJob")
             .field("meta", &self.meta)
+            .field("digest", &self.digest)
             .finish_non_exhaustive()
     }
 }

@@ -413,10 +413,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         if let Some(history) = history {
             self.apply.history = history;
         }
-        for job in digests {
-            self.monitor.on_copy_taken(job.index());
-            self.outputs.push(ReplicaEffect::ComputeDigest(job));
-        }
         let mut outcomes: BTreeMap<LogIndex, AppliedCommand> = commands
             .into_iter()
             .map(|command| (command.index, command))
@@ -463,6 +459,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
         }
         self.engine.on_applied(now, last);
+        // After the engine knows the entries applied: a checkpoint's copy may become a
+        // snapshot, which must cover applied entries only.
+        for job in digests {
+            self.monitor.on_copy_taken(job.index());
+            self.hand_out_checkpoint_copy(job);
+        }
         self.serve_ready_reads();
     }
 

@@ -7,16 +7,11 @@ use super::{ReplicaCore, ReplicaEffect};
 use crate::driver::SnapshotTransferStats;
 use crate::engine::{Message, RefusalCause, Role};
 use crate::replica::rpc::Rpc;
-use crate::replica::settings::SNAPSHOT_HOLD_BACK_FACTOR_MAX;
 use crate::replica::snapshot_job::SnapshotWritten;
 use crate::replica::snapshot_receiver::ChunkOutcome;
 use crate::replica::snapshot_sender::{ChunkPlace, TransferProgress};
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use crate::storage::LogStore;
-
-/// A snapshot is put off while a follower is being sent the current one (a new snapshot
-/// would restart its transfer), until the log grows this many times past the usual trigger.
-const DEFER_WHILE_SENDING_FACTOR: u64 = 4;
 
 /// A [`Rpc::SnapshotChunk`] as received.
 pub(super) struct ReceivedChunk {
@@ -39,9 +34,13 @@ pub(super) struct SnapshotCounts {
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// A snapshot job handed out as [`ReplicaEffect::WriteSnapshot`] finished: commit it to
     /// the store and compact the log, unless a newer snapshot was installed meanwhile.
-    pub fn on_snapshot_written(&mut self, now: Millis, written: SnapshotWritten) {
+    pub fn on_snapshot_written(&mut self, now: Millis, mut written: SnapshotWritten) {
         if self.fatal.is_some() {
             return;
+        }
+        // Taken at a checkpoint: its digest counts whatever becomes of the snapshot.
+        if let Some(digest) = written.digest.take() {
+            self.on_digest_computed(now, digest);
         }
         if self.snapshot_in_progress.as_ref() == Some(&written.meta.last_index) {
             self.snapshot_in_progress = None;
@@ -112,41 +111,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// After how long without progress a transfer counts as stalled.
     pub fn transfer_stalled_after_ms(&self) -> u64 {
         self.sender.settings().stalled_after_ms
-    }
-
-    /// Housekeeping: take a snapshot when the log since the last one is long enough (in
-    /// entries or bytes), unless one is being written.
-    pub(super) fn maybe_snapshot(&mut self) {
-        if self.snapshot_in_progress.is_some() || self.apply.capture_requested {
-            return;
-        }
-        let applied = self.apply.applied_index;
-        let since = applied.0 - self.engine.snapshot_meta().last_index.0.min(applied.0);
-        let log_bytes = self.engine.log_bytes() as u64;
-        let mut factor = 1;
-        if self.sender.is_sending() {
-            factor = DEFER_WHILE_SENDING_FACTOR;
-        }
-        let every_entries = self.settings.snapshot_every_entries.saturating_mul(factor);
-        let every_bytes = self.settings.snapshot_log_bytes.saturating_mul(factor);
-        // The entry count waits for the log to reach a share of the last snapshot's size, so
-        // a large state is not rewritten after every few small writes (see
-        // `ReplicaSettings::snapshot_log_percent_of_last`); the byte bound and a repair do not.
-        let last_bytes = self.current_snapshot.map_or(0, |id| id.size);
-        let log_floor = last_bytes.saturating_mul(self.settings.snapshot_log_percent_of_last) / 100;
-        let held_back_max = every_entries.saturating_mul(SNAPSHOT_HOLD_BACK_FACTOR_MAX);
-        let due_by_entries =
-            since >= every_entries && (log_bytes >= log_floor || since >= held_back_max);
-        let for_repair = std::mem::take(&mut self.snapshot_for_repair);
-        if since == 0 || (!due_by_entries && log_bytes < every_bytes && !for_repair) {
-            return;
-        }
-        if self.engine.snapshot_meta_at(applied).is_none() {
-            return;
-        }
-        // The worker takes the copy (a witness's holds only the metadata: its host state
-        // machine is never asked for anything); it comes back to `on_snapshot_captured`.
-        self.hand_out_capture();
     }
 
     /// The engine asks to send the snapshot `meta` to `to`: stream the store's current one.

@@ -42,10 +42,19 @@ pub(in crate::replica::replica_core) fn leader_with(
     disk: &MemoryDisk,
     change: impl FnOnce(&mut ReplicaSettings),
 ) -> ReplicaCore<(), MemoryStore> {
+    leader_of(disk, (), change)
+}
+
+/// As [`leader_with`], with `machine` as the host's state machine.
+pub(in crate::replica::replica_core) fn leader_of<S: StateMachine>(
+    disk: &MemoryDisk,
+    machine: S,
+    change: impl FnOnce(&mut ReplicaSettings),
+) -> ReplicaCore<S, MemoryStore> {
     let store = MemoryStore::open(disk.clone());
     let mut settings = settings("n1", 10_000);
     change(&mut settings);
-    let mut core = ReplicaCore::new(settings, (), store, Millis(0), 7).expect("starts");
+    let mut core = ReplicaCore::new(settings, machine, store, Millis(0), 7).expect("starts");
     assert!(core.on_bootstrap(Millis(0), VoterSet::with_voters([id("n1")])));
     core.on_campaign(Millis(1));
     core.drain_effects();
