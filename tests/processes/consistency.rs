@@ -43,40 +43,31 @@ const FAULT_AT: u64 = 2 * EVERY_ENTRIES + 1;
 const WAIT: Duration = Duration::from_secs(120);
 const FAULT_NODE: usize = 2;
 
-/// The leader's `/v1/cluster` row for node `id`, if `leader` answers.
-fn row(cluster: &TestCluster, leader: usize, id: &str) -> Option<Value> {
+/// The leader's `/v1/cluster` (`None` unless `leader` answered it as the leader).
+fn cluster_view(cluster: &TestCluster, leader: usize) -> Option<Value> {
     let (status, body) = cluster.call(leader, "GET", "/v1/cluster", "")?;
-    if status != 200 || body["answered_by"] != body["leader"] {
-        return None;
-    }
-    body["members"]
+    (status == 200 && body["answered_by"] == body["leader"]).then_some(body)
+}
+
+/// Member `id`'s row of a `/v1/cluster` body.
+fn row<'a>(view: &'a Value, id: &str) -> Option<&'a Value> {
+    view["members"]
         .as_array()?
         .iter()
         .find(|member| member["id"] == id)
-        .cloned()
 }
 
 /// `(digest_ok, digest_index)` of n3's row at the current leader, with the checkpoint the
-/// leader last judged itself at (its own row's `digest_index`).
+/// leader last judged itself at (its own row's `digest_index`), from one `/v1/cluster`.
 fn verdict(cluster: &TestCluster) -> Option<(bool, u64, Option<u64>)> {
-    let leader = cluster.leader(&[])?;
-    let row = row(cluster, leader, "n3")?;
-    let own = row_of_leader(cluster, leader).and_then(|own| own["digest_index"].as_u64());
+    let view = cluster_view(cluster, cluster.leader(&[])?)?;
+    let n3 = row(&view, "n3")?;
+    let own = row(&view, view["leader"].as_str()?).and_then(|own| own["digest_index"].as_u64());
     Some((
-        row["digest_ok"].as_bool()?,
-        row["digest_index"].as_u64()?,
+        n3["digest_ok"].as_bool()?,
+        n3["digest_index"].as_u64()?,
         own,
     ))
-}
-
-/// The leader's own row of its `/v1/cluster`.
-fn row_of_leader(cluster: &TestCluster, leader: usize) -> Option<Value> {
-    let (status, body) = cluster.call(leader, "GET", "/v1/cluster", "")?;
-    if status != 200 {
-        return None;
-    }
-    let id = body["leader"].as_str()?.to_string();
-    row(cluster, leader, &id)
 }
 
 /// The index n3's journal recorded differently at, from its log line.

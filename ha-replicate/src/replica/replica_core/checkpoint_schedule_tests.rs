@@ -8,17 +8,27 @@ use super::*;
 use crate::entry::{Entry, Payload};
 use crate::replica::consistency_monitor::ConsistencySettings;
 use crate::replica::rpc::Rpc;
+use crate::replica::settings::ReplicaSettings;
 use crate::storage::memory::{MemoryDisk, MemoryStore};
 
 const EVERY: u64 = 10;
 
 /// A lone leader with the monitor on, every [`EVERY`] entries.
 fn leader(disk: &MemoryDisk) -> ReplicaCore<(), MemoryStore> {
+    leader_with_monitor(disk, |_| {})
+}
+
+/// As [`leader`], with the settings further changed by `change`.
+fn leader_with_monitor(
+    disk: &MemoryDisk,
+    change: impl FnOnce(&mut ReplicaSettings),
+) -> ReplicaCore<(), MemoryStore> {
     leader_with(disk, |settings| {
         settings.consistency = ConsistencySettings {
             check_every_entries: EVERY,
             repair: true,
         };
+        change(settings);
     })
 }
 
@@ -141,13 +151,7 @@ fn with_the_monitor_off_no_checkpoint_is_placed() {
 #[test]
 fn the_leader_judges_reports_only_at_its_checkpoints_even_once_compacted() {
     let disk = MemoryDisk::new();
-    let mut core = leader_with(&disk, |settings| {
-        settings.consistency = ConsistencySettings {
-            check_every_entries: EVERY,
-            repair: true,
-        };
-        settings.snapshot_every_entries = 2;
-    });
+    let mut core = leader_with_monitor(&disk, |settings| settings.snapshot_every_entries = 2);
     // Each checkpoint also writes the snapshot (one is due every 2 entries), so the log
     // holds none of them afterwards: the digested ones are the placed ones.
     let placed = write_and_digest(&mut core, 1..=25, None);
