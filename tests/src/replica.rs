@@ -427,6 +427,9 @@ pub struct ReplicaClusterOptions {
     pub follower_backlog_entries_max: u64,
     /// How long the simulated disks take to sync ([`SyncDelays::honest`] by default).
     pub sync_delays: SyncDelays,
+    /// Every node's [`EngineSettings::commit_notice_delay_ms`]; `None` (the default): 0 in a
+    /// quarter of the seeds, else 1 to 3 ms (a node's default is 2).
+    pub commit_notice_delay_ms: Option<u64>,
     /// A bug planted in every node's harness, to show that a sweep catches it: `None` unless
     /// `HA_SIM_MUTATION` names one ([`SimMutation::from_env`]).
     pub mutation: Option<SimMutation>,
@@ -452,6 +455,7 @@ impl ReplicaClusterOptions {
             slow_apply_nodes: Vec::new(),
             follower_backlog_entries_max: FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT,
             sync_delays: SyncDelays::honest(),
+            commit_notice_delay_ms: None,
             mutation: SimMutation::from_env(),
         }
     }
@@ -496,6 +500,9 @@ pub fn replica_cluster(seed: u64, options: &ReplicaClusterOptions) -> Simulator<
             engine.failover_mode = options.failover_mode;
             engine.dead_voter_after_ms = options.dead_voter_after_ms;
             engine.follower_backlog_entries_max = options.follower_backlog_entries_max;
+            // Followers learn commits from the next append, or from a notice sent late.
+            engine.commit_notice_delay_ms =
+                options.commit_notice_delay_ms.unwrap_or(context.seed % 4);
             // A tiny log cache: entries are evicted as soon as they are applied and synced, so
             // lagging followers are caught up from the store (`Effect::SendStored`) under loss,
             // crashes and leader changes.

@@ -743,3 +743,40 @@ fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
         },
     );
 }
+
+/// A STRONG write waits for every voter to apply it, so its leader tells followers of the
+/// commit at once instead of after the commit notice's delay (`EngineSettings::
+/// commit_notice_delay_ms`, here 10 s so that only that flush, or a heartbeat every 50 ms,
+/// can tell them): one client's STRONG operations keep their pace.
+#[test]
+fn strong_writes_do_not_wait_for_a_delayed_commit_notice() {
+    with_seeds(
+        "strong_writes_do_not_wait_for_a_delayed_commit_notice",
+        5,
+        |seed| {
+            let mut options = ReplicaClusterOptions::new(3);
+            options.commit_notice_delay_ms = Some(10_000);
+            let mut sim = replica_cluster(seed, &options);
+            let elected =
+                sim.run_until_condition(Millis(5_000), 5, |sim| current_leader(sim).is_some());
+            let started = elected.expect("no leader within 5 s");
+            let mut workload = Workload::new(
+                &mut sim,
+                WorkloadOptions {
+                    clients: 1,
+                    strong_fraction: 1.0,
+                    ..WorkloadOptions::default()
+                },
+            );
+            workload.run(&mut sim, started + 4_000);
+            // Seed 0: 250 operations (245 with notices at once); without the flush a write
+            // waits for the next heartbeat (50 ms) and 4 s held 132.
+            assert!(
+                workload.completed() >= 200,
+                "only {} STRONG operations in 4 s",
+                workload.completed()
+            );
+            check_one_leader_per_term(&sim).unwrap();
+        },
+    );
+}

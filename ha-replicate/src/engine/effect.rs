@@ -18,16 +18,20 @@ pub enum TimerKind {
     Heartbeat,
     /// Leader: step down unless a majority answered recently.
     CheckQuorum,
+    /// Leader: tell followers the commit index no append has carried to them yet
+    /// ([`EngineSettings::commit_notice_delay_ms`](crate::engine::EngineSettings::commit_notice_delay_ms)).
+    CommitNotice,
 }
 
 impl TimerKind {
-    pub(crate) const COUNT: usize = 3;
+    pub(crate) const COUNT: usize = 4;
 
     pub(crate) fn slot(self) -> usize {
         match self {
             TimerKind::Election => 0,
             TimerKind::Heartbeat => 1,
             TimerKind::CheckQuorum => 2,
+            TimerKind::CommitNotice => 3,
         }
     }
 }

@@ -133,6 +133,9 @@ pub struct Engine {
     /// leader), so the lease cannot be trusted again in this term.
     pub(crate) lease_forfeited: bool,
     pub(crate) broadcast_pending: bool,
+    /// The generation of the [`TimerKind::CommitNotice`] timer set for owed commit notices,
+    /// while it is set (a timer cancelled since has another generation: not set).
+    pub(crate) commit_notice_timer: Option<u64>,
     pub(crate) heartbeat_pending: bool,
     pub(crate) quorum_checked_at: Millis,
     /// The latest time any input carried; used where a step needs "now" but is reached
@@ -203,6 +206,7 @@ impl Engine {
             apply_lag: None,
             lease_forfeited: false,
             broadcast_pending: false,
+            commit_notice_timer: None,
             heartbeat_pending: false,
             quorum_checked_at: now,
             now,
@@ -604,6 +608,10 @@ impl Engine {
             TimerKind::Election => self.on_election_timeout(now),
             TimerKind::Heartbeat => self.on_heartbeat_tick(now),
             TimerKind::CheckQuorum => self.on_check_quorum(now),
+            TimerKind::CommitNotice => {
+                self.commit_notice_timer = None;
+                self.send_commit_notices();
+            }
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Progress {
     /// follower reports that far applied, so leadership never goes back to a node still
     /// re-applying its log (see `engine/apply_lag.rs`).
     pub eligible_commit: LogIndex,
+    /// The leader's commit index in the last append sent to it.
+    pub commit_sent: LogIndex,
 }
 
 impl Progress {
@@ -54,6 +56,7 @@ impl Progress {
             acked_round: 0,
             eligible_since: None,
             eligible_commit: LogIndex(0),
+            commit_sent: LogIndex(0),
         }
     }
 

@@ -176,8 +176,10 @@ impl Engine {
         count: usize,
     ) {
         let last_sent = LogIndex(from.0 + count as u64 - 1);
+        let commit_index = self.commit_index;
         if let Some(progress) = self.progress.get_mut(peer) {
             progress.in_flight += 1;
+            progress.commit_sent = progress.commit_sent.max(commit_index);
             if progress.state == ReplicationState::Replicate {
                 progress.next_index = last_sent.next();
             }
@@ -202,12 +204,16 @@ impl Engine {
         prev_log_term: Term,
         entries: Vec<Entry>,
     ) {
+        let commit_index = self.commit_index;
+        if let Some(progress) = self.progress.get_mut(&to) {
+            progress.commit_sent = progress.commit_sent.max(commit_index);
+        }
         let message = Message::AppendRequest {
             term: self.term,
             prev_log_index,
             prev_log_term,
             entries,
-            leader_commit: self.commit_index,
+            leader_commit: commit_index,
             read_round: self.round,
         };
         self.send_replication(to, message);
@@ -453,19 +459,50 @@ impl Engine {
             self.commit_index = candidate;
             self.emit_apply();
             self.on_commit_advanced();
-            // Tell followers promptly so their applied index (and STRONG writes) follow.
             self.broadcast_pending = true;
-            // Only the idle peers' ids are cloned (a heartbeat to one changes no other).
-            let last_index = self.log.last_index();
-            let idle: Vec<NodeId> = self
-                .progress
-                .iter()
-                .filter(|(_, progress)| progress.next_index > last_index)
-                .map(|(peer, _)| peer.clone())
-                .collect();
-            for peer in idle {
-                self.send_append(&peer, true);
+            // Followers with every entry hear of it by a commit notice: at once, or after the
+            // delay unless an append carries it first (see `commit_notice_delay_ms`).
+            let delay_ms = self.settings.commit_notice_delay_ms;
+            if delay_ms == 0 {
+                self.send_commit_notices();
+            } else if !self.commit_notice_timer_set() {
+                self.set_timer(TimerKind::CommitNotice, delay_ms);
+                self.commit_notice_timer =
+                    Some(self.timer_generations[TimerKind::CommitNotice.slot()]);
             }
+        }
+    }
+
+    fn commit_notice_timer_set(&self) -> bool {
+        self.commit_notice_timer == Some(self.timer_generations[TimerKind::CommitNotice.slot()])
+    }
+
+    /// Leader: send the commit index now to every follower that has every entry but was not
+    /// sent this commit index yet (an empty append), so it applies. The engine does this
+    /// itself when the commit index advances, at once or after
+    /// [`EngineSettings::commit_notice_delay_ms`](crate::engine::EngineSettings::commit_notice_delay_ms);
+    /// the replica calls it when a write waits for every voter to apply (STRONG).
+    pub fn send_commit_notices(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if self.commit_notice_timer_set() {
+            self.cancel_timer(TimerKind::CommitNotice);
+            self.commit_notice_timer = None;
+        }
+        // Only the owed peers' ids are cloned (a heartbeat to one changes no other).
+        let last_index = self.log.last_index();
+        let commit_index = self.commit_index;
+        let owed: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, progress)| {
+                progress.next_index > last_index && progress.commit_sent < commit_index
+            })
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in owed {
+            self.send_append(&peer, true);
         }
     }
 

@@ -7,6 +7,7 @@
 #[path = "../engine_support/mod.rs"]
 mod engine_support;
 
+mod engine_commit_notice;
 mod engine_effects;
 mod engine_failover_record;
 mod engine_follower_window;

@@ -455,6 +455,9 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                             deadline: pending.deadline,
                         },
                     );
+                    // It waits for every voter to apply it: tell them it committed now,
+                    // not after the commit notice's delay.
+                    self.engine.send_commit_notices();
                 }
             }
         }
