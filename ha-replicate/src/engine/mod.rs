@@ -44,4 +44,7 @@ pub use operator_membership::{
 pub use progress::{Progress, ReplicationState};
 pub use refusal::{INDEX_MAX, REFUSAL_LOG_INTERVAL_MS, RefusalCause, RefusedInputs, TERM_MAX};
 pub use role::Role;
-pub use settings::{EngineSettings, FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT, LOG_CACHE_BYTES_DEFAULT};
+pub use settings::{
+    COMMIT_NOTICE_DELAY_MS_DEFAULT, EngineSettings, FOLLOWER_BACKLOG_ENTRIES_MAX_DEFAULT,
+    LOG_CACHE_BYTES_DEFAULT,
+};

@@ -79,7 +79,7 @@ fn write_and_tick<S: StateMachine>(
 
 /// The monitor on, a checkpoint every `check_every` entries (while the state is small), and
 /// a snapshot every `snapshot_every` entries.
-fn settings(check_every: u64, snapshot_every: u64) -> impl FnOnce(&mut ReplicaSettings) {
+fn settings_with(check_every: u64, snapshot_every: u64) -> impl FnOnce(&mut ReplicaSettings) {
     move |settings| {
         settings.consistency = ConsistencySettings {
             check_every_entries: check_every,
@@ -92,7 +92,7 @@ fn settings(check_every: u64, snapshot_every: u64) -> impl FnOnce(&mut ReplicaSe
 #[test]
 fn every_snapshot_is_written_by_a_checkpoints_pass_and_hashes_the_same_digest() {
     let disk = MemoryDisk::new();
-    let mut core = leader_of(&disk, (), settings(10, 10));
+    let mut core = leader_of(&disk, (), settings_with(10, 10));
     let passes = write_and_tick(&disk, &mut core, 1..=80);
     let placed: Vec<LogIndex> = passes.placed.iter().copied().collect();
     assert!(placed.len() >= 6, "{placed:?}");
@@ -114,7 +114,7 @@ fn every_snapshot_is_written_by_a_checkpoints_pass_and_hashes_the_same_digest() 
     // A node whose snapshots never ride (none due) hashes each checkpoint alone: the same
     // digests at the same checkpoints.
     let alone_disk = MemoryDisk::new();
-    let mut alone = leader_of(&alone_disk, (), settings(10, u64::MAX));
+    let mut alone = leader_of(&alone_disk, (), settings_with(10, u64::MAX));
     let alone_passes = write_and_tick(&alone_disk, &mut alone, 1..=80);
     assert!(alone_passes.placed.iter().eq(&placed));
     assert_eq!(alone_passes.digests_alone, placed);
@@ -134,7 +134,7 @@ fn a_housekeeping_snapshot_waits_half_as_long_again_while_checkpoints_are_placed
     // No checkpoint within these writes (1,000 entries apart): the housekeeping rule alone.
     let first_snapshot = |check_every: u64| {
         let disk = MemoryDisk::new();
-        let mut core = leader_of(&disk, (), settings(check_every, 10));
+        let mut core = leader_of(&disk, (), settings_with(check_every, 10));
         let passes = write_and_tick(&disk, &mut core, 1..=30);
         assert!(passes.placed.is_empty());
         let (index, hashed) = passes.snapshots.first().copied().expect("a snapshot");
@@ -150,6 +150,29 @@ fn a_housekeeping_snapshot_waits_half_as_long_again_while_checkpoints_are_placed
         first_snapshot(1_000),
         LogIndex(15),
         "monitor on: 150% of 10 entries"
+    );
+}
+
+#[test]
+fn the_byte_bound_is_not_stretched_while_checkpoints_are_placed() {
+    // A log of a few large entries: the byte bound (not the entry count, not a checkpoint,
+    // 1,000 entries apart) decides, as early with the monitor on as with it off.
+    let first_snapshot = |check_every: u64| {
+        let disk = MemoryDisk::new();
+        let mut core = leader_of(&disk, (), |settings| {
+            settings_with(check_every, 1_000_000)(settings);
+            settings.snapshot_log_bytes = 2_000;
+        });
+        let passes = write_and_tick(&disk, &mut core, 1..=60);
+        let (index, hashed) = passes.snapshots.first().copied().expect("a snapshot");
+        assert_eq!(hashed, None);
+        index
+    };
+    let off = first_snapshot(0);
+    assert_eq!(
+        first_snapshot(1_000),
+        off,
+        "the same write reaches the bound"
     );
 }
 
@@ -183,7 +206,7 @@ impl StateMachine for KeepsDigest {
 #[test]
 fn a_host_that_keeps_its_own_digest_is_snapshotted_from_a_copy_of_its_state() {
     let disk = MemoryDisk::new();
-    let mut core = leader_of(&disk, KeepsDigest, settings(10, 10));
+    let mut core = leader_of(&disk, KeepsDigest, settings_with(10, 10));
     let passes = write_and_tick(&disk, &mut core, 1..=80);
     let placed: Vec<LogIndex> = passes.placed.iter().copied().collect();
     assert!(placed.len() >= 6, "{placed:?}");

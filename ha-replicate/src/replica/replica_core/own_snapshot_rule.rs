@@ -5,7 +5,7 @@
 //! Writing a snapshot and hashing a checkpoint's digest each stream the whole state, and both
 //! come due at about the same rate (once the log since the last one is as large as the
 //! state). At 64 HTTP clients each pass cost 6-7% of a follower's CPU (issue 17). So while
-//! the consistency monitor places checkpoints, a snapshot due by the usual rule waits a little
+//! the consistency monitor places checkpoints, a snapshot due by the entry count waits a little
 //! longer ([`SNAPSHOT_WAITS_FOR_CHECKPOINT_PERCENT`]), and a checkpoint whose copy arrives when
 //! the snapshot is at least [`SNAPSHOT_AT_CHECKPOINT_PERCENT`] due writes it from that copy,
 //! hashing the stream on its way to the file: one pass instead of two.
@@ -23,8 +23,9 @@ use crate::storage::LogStore;
 const DEFER_WHILE_SENDING_FACTOR: u64 = 4;
 
 /// While checkpoints are placed, a snapshot waits until the log reaches this share (percent)
-/// of the usual thresholds, so that a checkpoint (due at about 100%) takes it first. Without
-/// the wait the two rules race, and whichever fires first leaves the other a pass of its own.
+/// of the usual entry thresholds, so that a checkpoint (due at about 100%) takes it first.
+/// Without the wait the two rules race, and whichever fires first leaves the other a pass of
+/// its own. The byte bound (`ReplicaSettings::snapshot_log_bytes`) is not stretched.
 pub(crate) const SNAPSHOT_WAITS_FOR_CHECKPOINT_PERCENT: u64 = 150;
 
 /// A checkpoint's copy of the whole state also writes this node's snapshot when the log since
@@ -81,9 +82,12 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.settings.snapshot_every_entries.saturating_mul(factor),
             percent,
         );
+        // The byte bound keeps the log on disk (and its replay at a restart) short; it is
+        // never stretched: a log of a few large values may reach it long before a
+        // checkpoint's entry count.
         let every_bytes = scaled(
             self.settings.snapshot_log_bytes.saturating_mul(factor),
-            percent,
+            percent.min(100),
         );
         let last_bytes = self.current_snapshot.map_or(0, |id| id.size);
         let log_floor = scaled(
