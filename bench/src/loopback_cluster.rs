@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ha_core::{NodeId, StateMachine};
 use ha_replicate::driver::{NodeSettings, ReplicaNode};
+use ha_replicate::engine::{COMMIT_NOTICE_DELAY_MS_DEFAULT, EngineSettings};
 use ha_replicate::membership::VoterSet;
 use ha_replicate::replica::ReplicaSettings;
 use ha_replicate::storage::wal::{FsyncPolicy, WalOptions, WalStore};
@@ -28,6 +29,11 @@ pub async fn start_loopback_cluster<S: StateMachine>(
         let settings = NodeSettings {
             replica: ReplicaSettings {
                 snapshot_every_entries: 50_000,
+                // A deployed node's commit notices (`for_test` sends them at once).
+                engine: EngineSettings {
+                    commit_notice_delay_ms: COMMIT_NOTICE_DELAY_MS_DEFAULT,
+                    ..EngineSettings::for_test(id.clone())
+                },
                 ..ReplicaSettings::for_test(id.clone())
             },
             transport: TransportSettings::new(
