@@ -31,7 +31,6 @@ use crate::replica::apply_worker::{
 use crate::replica::client::{ClientError, ClientReply};
 use crate::replica::failover_record::FailoverRecord;
 use crate::replica::reply_route::{ReplyRoute, RoutedReply, applied_outcome};
-use crate::replica::snapshot_job::SnapshotJob;
 use crate::replica::state_export::{ExportError, ExportedSnapshot};
 use crate::storage::{LogStore, StorageError};
 
@@ -488,17 +487,6 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let Some(meta) = self.engine.snapshot_meta_at(applied) else {
             return;
         };
-        let sink = match self.store.snapshot_sink() {
-            Ok(sink) => sink,
-            Err(error) => {
-                self.fail(error);
-                return;
-            }
-        };
-        self.snapshot_in_progress = Some(meta.last_index);
-        self.outputs
-            .push(ReplicaEffect::WriteSnapshot(SnapshotJob::new(
-                meta, source, sink,
-            )));
+        self.hand_out_snapshot(meta, source, None);
     }
 }

@@ -13,9 +13,11 @@
 use ha_core::{LogIndex, StateMachine};
 
 use super::{ReplicaCore, ReplicaEffect};
-use crate::replica::digest_job::DigestJob;
+use crate::replica::applier::AppliedSnapshot;
+use crate::replica::digest_job::{DigestJob, DigestTarget};
 use crate::replica::settings::SNAPSHOT_HOLD_BACK_FACTOR_MAX;
 use crate::replica::snapshot_job::SnapshotJob;
+use crate::snapshot_meta::SnapshotMeta;
 use crate::storage::LogStore;
 
 /// A snapshot is put off while a follower is being sent the current one (a new snapshot
@@ -124,6 +126,17 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             self.outputs.push(ReplicaEffect::ComputeDigest(job));
             return;
         };
+        self.hand_out_snapshot(meta, source, Some(job.target()));
+    }
+
+    /// Write this node's snapshot of `source` (a copy of the state at `meta.last_index`) off
+    /// the apply path, hashing it as the digest for `digest` on the way if given.
+    pub(super) fn hand_out_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        source: AppliedSnapshot,
+        digest: Option<DigestTarget>,
+    ) {
         let sink = match self.store.snapshot_sink() {
             Ok(sink) => sink,
             Err(error) => {
@@ -132,7 +145,10 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             }
         };
         self.snapshot_in_progress = Some(meta.last_index);
-        let snapshot = SnapshotJob::new(meta, source, sink).hashing_for(job.target());
-        self.outputs.push(ReplicaEffect::WriteSnapshot(snapshot));
+        let mut job = SnapshotJob::new(meta, source, sink);
+        if let Some(target) = digest {
+            job = job.hashing_for(target);
+        }
+        self.outputs.push(ReplicaEffect::WriteSnapshot(job));
     }
 }
