@@ -21,9 +21,9 @@
 
 use std::net::SocketAddr;
 
-use foca::Member;
 #[cfg(test)]
 use foca::State;
+use foca::{Identity, Member};
 use ha_core::CodecError;
 use ha_core::codec::{self, GOSSIP_PACKET_BYTES_MAX};
 use serde::{Deserialize, Serialize};
@@ -252,15 +252,35 @@ pub fn members_messages(members: Vec<Member<GossipIdentity>>, send_back: Vec<u8>
 }
 
 /// Whether a received member may be applied: not about the receiver's own address (what the
-/// cluster thinks of us reaches us through SWIM, where foca refutes it).
-pub fn is_applicable(member: &Member<GossipIdentity>, own: &SocketAddr) -> bool {
-    member.id().addr != *own
+/// cluster thinks of us reaches us through SWIM, where foca refutes it), unless it is an
+/// identity there that beats ours. Whoever holds that one refuses everything we send, so
+/// foca must hear of it to rejoin past it (`Identity::renew_past`).
+pub fn is_applicable(member: &Member<GossipIdentity>, own: &GossipIdentity) -> bool {
+    member.id().addr != own.addr || member.id().win_addr_conflict(own)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ha_core::NodeId;
+
+    #[test]
+    fn only_a_winning_identity_at_our_own_address_is_applied() {
+        let own = identity(7000, 5);
+        let member = |id: GossipIdentity| Member::new(id, 0, State::Down);
+        assert!(
+            is_applicable(&member(identity(7001, 1)), &own),
+            "another address"
+        );
+        assert!(
+            !is_applicable(&member(identity(7000, 4)), &own),
+            "an older identity of ours: SWIM's business"
+        );
+        assert!(
+            is_applicable(&member(identity(7000, 6)), &own),
+            "an identity that beats ours: foca must hear of it to rejoin past it"
+        );
+    }
 
     fn identity(port: u16, incarnation: u64) -> GossipIdentity {
         GossipIdentity::new(

@@ -662,7 +662,7 @@ impl GossipCore {
                 }
             }
             AntiEntropyMessage::Members { members, send_back } => {
-                let own = self.swim.identity().addr;
+                let own = self.swim.identity().clone();
                 let applicable: Vec<Member<GossipIdentity>> = members
                     .into_iter()
                     .filter(|member| anti_entropy::is_applicable(member, &own))

@@ -89,7 +89,8 @@ struct WireFields<'a> {
 /// The address is foca's notion of "the same member": a node that restarts on the same address
 /// with a higher incarnation replaces its old identity at once (foca's `Rename`), instead of
 /// waiting for the old one to be forgotten. When the cluster wrongly declares a live node down,
-/// foca renews the identity with `incarnation + 1` and the node rejoins by itself.
+/// foca renews the identity with `incarnation + 1` and the node rejoins by itself; when it
+/// hears of an identity at its own address that beats its own, it jumps past that one.
 ///
 /// The incarnation here counts process lifetimes and renewals; it is separate from SWIM's
 /// small per-suspicion counter that foca keeps internally.
@@ -209,6 +210,14 @@ impl foca::Identity for GossipIdentity {
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
         self.incarnation > adversary.incarnation
+    }
+
+    /// Jump past an identity at this address that beats this one: `None` only when it holds
+    /// the last incarnation there is (then only its removal, `remove_down_after`, lets this
+    /// member back).
+    fn renew_past(&self, winner: &Self) -> Option<Self> {
+        let incarnation = self.incarnation.max(winner.incarnation).checked_add(1)?;
+        Some(Self::new(self.node_id.clone(), self.addr, incarnation))
     }
 
     fn digest_element(&self) -> Option<DigestElement> {

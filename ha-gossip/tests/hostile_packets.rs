@@ -52,6 +52,17 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn core(name: &str, port: u16, seeds: Vec<SocketAddr>, keyed: bool, seed: u64) -> GossipCore {
+    core_in_incarnation(name, port, seeds, keyed, seed, 1)
+}
+
+fn core_in_incarnation(
+    name: &str,
+    port: u16,
+    seeds: Vec<SocketAddr>,
+    keyed: bool,
+    seed: u64,
+    incarnation: u64,
+) -> GossipCore {
     let mut config = Config::single(NodeId::new(name).expect("valid id"), addr(port));
     config.seeds = seeds;
     config.cluster.name = CLUSTER.to_string();
@@ -59,7 +70,11 @@ fn core(name: &str, port: u16, seeds: Vec<SocketAddr>, keyed: bool, seed: u64) -
         config.security.cluster_keys = vec![ClusterKey::from_bytes([7; 32])];
     }
     let metadata = NodeMetadata::new(Priority(1), addr(port));
-    GossipCore::new(GossipSettings::from_config(&config, 1, metadata), seed).expect("valid keys")
+    GossipCore::new(
+        GossipSettings::from_config(&config, incarnation, metadata),
+        seed,
+    )
+    .expect("valid keys")
 }
 
 /// A packet one core sent to another.
@@ -404,6 +419,56 @@ proptest! {
             prop_assert!(network.sees(from, to), "{} does not see {} after the attack", from, to);
         }
     }
+}
+
+/// The case CI's random search found (the regression file keeps its inputs): in a cluster
+/// without a key, a corrupted packet made the target hold its peer under the peer's own
+/// name and address at a far higher incarnation. The target then refused everything the real
+/// peer sent, and told it only "you are down", which renewed it one incarnation at a time
+/// (and left it not probing at all after the first renewal). Here the forged identity comes
+/// whole, announced from a second core that claims the peer's name and address at
+/// incarnation 65; the real peer must rejoin past it.
+#[test]
+fn a_forged_identity_that_beats_a_member_is_overcome() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (target, peer) = (addr(7001), addr(7002));
+    let mut network = joined_pair(false);
+    let mut forger = core_in_incarnation("peer", 7002, vec![target], false, 9, 65);
+    forger.drain_effects();
+    forger.on_timer(Millis(network.now_ms), GossipTimer::Reannounce);
+    let announces: Vec<Vec<u8>> = forger
+        .drain_effects()
+        .into_iter()
+        .filter_map(|effect| match effect {
+            GossipEffect::Send { to, packet } if to == target => Some(packet),
+            _ => None,
+        })
+        .collect();
+    assert!(!announces.is_empty(), "the forger announced nothing");
+    for packet in &announces {
+        network.receive(target, peer, packet);
+        network.absorb(target);
+    }
+    network.deliver_all();
+    assert_eq!(
+        network
+            .core(target)
+            .member(&peer)
+            .map(|member| member.incarnation),
+        Some(65),
+        "the forged identity did not take the peer's place (the test proves nothing)"
+    );
+
+    network.run_for(10_000);
+    let renewed = network.core(peer).identity().incarnation;
+    assert!(
+        renewed > 65,
+        "the peer is at incarnation {renewed}, not past 65"
+    );
+    assert!(network.sees(target, peer), "the target lost its peer");
+    assert!(network.sees(peer, target), "the peer lost the target");
 }
 
 /// Every kind of refusal, once each, with its own cause; and a packet larger than a datagram

@@ -68,6 +68,21 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     /// Returning `true` means that self will be kept
     fn win_addr_conflict(&self, _adversary: &Self) -> bool;
 
+    /// ha patch: a new identity for this member that wins the address conflict with
+    /// `winner`, an identity at this member's own address that beats the current one and
+    /// that the cluster holds (a corrupted or forged update in a cluster without a key, or
+    /// an earlier run of this member started with a later clock).
+    ///
+    /// foca asks for it when it hears of such an identity, directly or in a `TurnUndead`
+    /// that names it, and rejoins past it at once. Without it the member could only climb
+    /// one [`Self::renew()`] per `TurnUndead`, and a winner far ahead kept it out of the
+    /// cluster until the winner was forgotten (`Config::remove_down_after`).
+    ///
+    /// The default, `None`, keeps upstream's behaviour.
+    fn renew_past(&self, _winner: &Self) -> Option<Self> {
+        None
+    }
+
     /// ha patch (issue 17): where this identity falls in [`crate::Foca::active_digest`],
     /// which foca then keeps up to date as members become active or inactive. The default,
     /// `None`, keeps no digest (upstream's behaviour, at no cost).

@@ -321,7 +321,7 @@ where
     ///
     /// Intended to be used when identities carry metadata that occasionally
     /// changes.
-    pub fn change_identity(&mut self, new_id: T, runtime: impl Runtime<T>) -> Result<()> {
+    pub fn change_identity(&mut self, new_id: T, mut runtime: impl Runtime<T>) -> Result<()> {
         if self.identity == new_id {
             Err(Error::SameIdentity)
         } else {
@@ -342,6 +342,12 @@ where
             if !previous_is_down {
                 self.queue_update(Member::down(previous_id))?;
             }
+
+            // ha patch: `reset` left us disconnected, and the timer token change dropped the
+            // probe timer. Upstream reconnects on the next update applied; a member renewed
+            // by a `TurnUndead` whose cluster sends it nothing it accepts (every message is
+            // addressed to an identity it left) then never probed again. Reconnect now.
+            self.adjust_connection_state(&mut runtime);
 
             self.gossip(runtime)?;
 
@@ -428,6 +434,12 @@ where
             if update.id() == &self.identity {
                 self.handle_self_update(update.incarnation(), update.state(), &mut runtime)?;
             } else if self.identity.addr() == update.id().addr() {
+                // ha patch: an identity at our address that beats ours keeps every message
+                // we send refused by whoever holds it, and `TurnUndead` alone only renews us
+                // one incarnation at a time. Rejoin past it at once.
+                if update.id().win_addr_conflict(&self.identity) {
+                    self.rejoin_past(update.id(), &mut runtime)?;
+                }
                 // We received an update that's about an identity that *could*
                 // have been ours but definitely isn't (the branch right above,
                 // where we check equality)
@@ -946,7 +958,7 @@ where
         let Header {
             src,
             src_incarnation,
-            dst: _,
+            dst,
             message,
         } = header;
 
@@ -980,7 +992,7 @@ where
             }
 
             if self.config.notify_down_members {
-                self.send_message(src, Message::TurnUndead, runtime)?;
+                self.send_turn_undead(src, runtime)?;
             }
 
             return Ok(());
@@ -1099,6 +1111,14 @@ where
                 }
             }
             Message::Announce => self.send_message(src, Message::Feed, runtime)?,
+            // ha patch: unless an update in this very message (an identity at our address
+            // that beats ours, see `send_turn_undead`) already renewed us past the identity
+            // the sender holds down; renewing again would only make another identity to
+            // forget.
+            Message::TurnUndead if dst != self.identity => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("TurnUndead for an identity we already left");
+            }
             Message::TurnUndead => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("The cluster thinks we're down");
@@ -1678,6 +1698,72 @@ where
             }
         }
         Ok(())
+    }
+
+    /// ha patch: rejoin with an identity that beats `winner`, an identity at our address
+    /// that beats ours (see `Identity::renew_past`). Nothing happens when the identity gives
+    /// none that wins against both.
+    fn rejoin_past(&mut self, winner: &T, mut runtime: impl Runtime<T>) -> Result<()> {
+        let Some(new_identity) = self.identity.renew_past(winner) else {
+            return Ok(());
+        };
+        if new_identity.win_addr_conflict(winner) && new_identity.win_addr_conflict(&self.identity)
+        {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                winner = tracing::field::debug(winner),
+                new = tracing::field::debug(&new_identity),
+                "Rejoining past an identity that beats ours",
+            );
+            self.change_identity(new_identity.clone(), &mut runtime)?;
+            runtime.notify(Notification::Rejoin(&new_identity));
+        } else {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                winner = tracing::field::debug(winner),
+                new = tracing::field::debug(&new_identity),
+                "Rejoin failure: renew_past gave an identity that does not win",
+            );
+        }
+        Ok(())
+    }
+
+    /// Tell `dst`, whose messages we refuse, that it is down to us.
+    ///
+    /// ha patch: when its address is held by another identity that beats it, the message
+    /// carries that identity (as Down) as its one update, so that `dst` can rejoin past it
+    /// (see `Identity::renew_past`) instead of climbing one incarnation per `TurnUndead`.
+    /// A receiver without the patch reads the update as any other piggybacked one.
+    fn send_turn_undead(&mut self, dst: T, mut runtime: impl Runtime<T>) -> Result<()> {
+        let Some(winner) = self.members.winner_over(&dst).cloned() else {
+            return self.send_message(dst, Message::TurnUndead, runtime);
+        };
+        let header = Header {
+            src: self.identity.clone(),
+            src_incarnation: self.incarnation,
+            dst: dst.clone(),
+            message: Message::TurnUndead,
+        };
+        self.send_buf.clear();
+        let mut buf = mem::take(&mut self.send_buf).limit(self.config.max_packet_size.get());
+        let encoded =
+            self.codec.encode_header(&header, &mut buf).is_ok() && buf.remaining_mut() >= 2 && {
+                buf.put_u16(1);
+                self.codec
+                    .encode_member(&Member::down(winner), &mut buf)
+                    .is_ok()
+            };
+        let data = buf.into_inner();
+        if encoded {
+            runtime.send_to(dst, &data);
+            self.send_buf = data;
+            Ok(())
+        } else {
+            // Cannot happen with a packet size that fits a header and two identities; the
+            // plain message still tells `dst` it is down.
+            self.send_buf = data;
+            self.send_message(dst, Message::TurnUndead, runtime)
+        }
     }
 
     fn attempt_rejoin(&mut self, mut runtime: impl Runtime<T>) -> Result<bool> {
@@ -4506,5 +4592,146 @@ mod tests {
         ));
 
         assert_eq!(Ok(()), foca.handle_data(&msg, AccumulatingRuntime::new()));
+    }
+
+    // ha patch: a member whose address is held by an identity that beats its own (a
+    // corrupted or forged update in a cluster without a key) rejoins past that identity.
+
+    /// A foca at ID=1 with `notify_down_members`, knowing ID=2 as `held`.
+    fn holding(
+        held: Member<ID>,
+    ) -> (
+        Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+        AccumulatingRuntime<ID>,
+    ) {
+        let mut config = config();
+        config.notify_down_members = true;
+        let mut foca = Foca::new(ID::new(1), config, rng(), codec());
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(Ok(()), foca.apply(held, &mut runtime));
+        runtime.clear();
+        (foca, runtime)
+    }
+
+    fn message(src: ID, dst: ID, message: Message<ID>, updates: Vec<Member<ID>>) -> Bytes {
+        encode((
+            Header {
+                src,
+                src_incarnation: Incarnation::default(),
+                dst,
+                message,
+            },
+            updates,
+        ))
+    }
+
+    #[test]
+    fn turn_undead_names_the_identity_that_beats_the_sender() {
+        // ID=1 holds ID=2 at bump 5 (down); the real member at that address is at bump 0.
+        let winner = ID::new_with_bump(2, 5);
+        let (mut foca, mut runtime) = holding(Member::down(winner));
+        let sender = ID::new(2);
+        let ping = message(sender, ID::new(1), Message::Ping(1), Vec::new());
+        assert_eq!(Ok(()), foca.handle_data(&ping, &mut runtime));
+
+        let (header, updates) = decode(runtime.take_data(sender).expect("a reply to ID=2"));
+        assert_eq!(Message::TurnUndead, header.message);
+        assert_eq!(vec![Member::down(winner)], updates, "the winner, named");
+    }
+
+    #[test]
+    fn turn_undead_for_the_held_identity_itself_is_plain() {
+        let held = ID::new_with_bump(2, 5);
+        let (mut foca, mut runtime) = holding(Member::down(held));
+        let ping = message(held, ID::new(1), Message::Ping(1), Vec::new());
+        assert_eq!(Ok(()), foca.handle_data(&ping, &mut runtime));
+
+        let (header, updates) = decode(runtime.take_data(held).expect("a reply to ID=2"));
+        assert_eq!(Message::TurnUndead, header.message);
+        assert!(updates.is_empty(), "nothing to name: {updates:?}");
+    }
+
+    /// A renewable foca at ID=2 (bump 0) that knows ID=1, connected.
+    fn renewable_member() -> (
+        Foca<ID, BadCodec, SmallRng, NoCustomBroadcast>,
+        AccumulatingRuntime<ID>,
+    ) {
+        let mut foca = Foca::new(ID::new(2).rejoinable(), config(), rng(), codec());
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(Ok(()), foca.apply(Member::alive(ID::new(1)), &mut runtime));
+        runtime.clear();
+        (foca, runtime)
+    }
+
+    #[test]
+    fn a_turn_undead_naming_a_winner_renews_past_it_once_and_reconnects() {
+        let (mut foca, mut runtime) = renewable_member();
+        let undead = message(
+            ID::new(1),
+            ID::new(2),
+            Message::TurnUndead,
+            vec![Member::down(ID::new_with_bump(2, 5))],
+        );
+        assert_eq!(Ok(()), foca.handle_data(&undead, &mut runtime));
+
+        // Past the winner in one step, and not renewed again for the TurnUndead itself.
+        assert_eq!(&ID::new_with_bump(2, 6), foca.identity());
+        // Connected again at once, with a probe cycle under the new timer token.
+        assert_eq!(1, foca.num_members());
+        let probe = Timer::ProbeRandomMember(foca.timer_token());
+        assert!(
+            runtime.find_scheduling(|timer| *timer == probe).is_some(),
+            "no probe scheduled after the renewal"
+        );
+        // And ID=1 hears the new identity.
+        let (header, _) = decode(runtime.take_data(ID::new(1)).expect("gossip to ID=1"));
+        assert_eq!(ID::new_with_bump(2, 6), header.src);
+    }
+
+    #[test]
+    fn a_plain_turn_undead_renews_and_probes_again() {
+        let (mut foca, mut runtime) = renewable_member();
+        let undead = message(ID::new(1), ID::new(2), Message::TurnUndead, Vec::new());
+        assert_eq!(Ok(()), foca.handle_data(&undead, &mut runtime));
+
+        assert_eq!(&ID::new_with_bump(2, 1), foca.identity());
+        let probe = Timer::ProbeRandomMember(foca.timer_token());
+        assert!(
+            runtime.find_scheduling(|timer| *timer == probe).is_some(),
+            "a renewed member whose peers send it nothing it accepts would never probe again"
+        );
+    }
+
+    #[test]
+    fn hearing_of_an_identity_that_beats_ours_renews_past_it() {
+        let (mut foca, mut runtime) = renewable_member();
+        let gossip = message(
+            ID::new(1),
+            ID::new(2),
+            Message::Gossip,
+            vec![Member::alive(ID::new_with_bump(2, 9))],
+        );
+        assert_eq!(Ok(()), foca.handle_data(&gossip, &mut runtime));
+        assert_eq!(&ID::new_with_bump(2, 10), foca.identity());
+    }
+
+    #[test]
+    fn hearing_of_an_older_identity_at_our_address_changes_nothing() {
+        let mut foca = Foca::new(
+            ID::new_with_bump(2, 3).rejoinable(),
+            config(),
+            rng(),
+            codec(),
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(Ok(()), foca.apply(Member::alive(ID::new(1)), &mut runtime));
+        let gossip = message(
+            ID::new(1),
+            ID::new_with_bump(2, 3),
+            Message::Gossip,
+            vec![Member::alive(ID::new_with_bump(2, 1))],
+        );
+        assert_eq!(Ok(()), foca.handle_data(&gossip, &mut runtime));
+        assert_eq!(&ID::new_with_bump(2, 3), foca.identity());
     }
 }

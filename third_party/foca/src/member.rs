@@ -421,6 +421,15 @@ where
         self.inner.iter().filter(|m| m.is_active())
     }
 
+    /// The identity held at `id`'s address when it is another one that beats `id`.
+    ///
+    /// ha patch: a member whose messages are refused because its address is held by such an
+    /// identity is told which one (see `Foca::send_turn_undead`).
+    pub(crate) fn winner_over(&self, id: &T) -> Option<&T> {
+        let known = &self.inner[self.position_of(id)?].id;
+        (known != id && known.win_addr_conflict(id)).then_some(known)
+    }
+
     pub(crate) fn is_active(&self, id: &T) -> bool {
         self.position_of(id).is_some_and(|pos| {
             let member = &self.inner[pos];

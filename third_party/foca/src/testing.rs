@@ -97,6 +97,13 @@ impl Identity for ID {
         self.bump > adversary.bump
     }
 
+    // ha patch: renewable identities jump past a winner as `GossipIdentity` does.
+    fn renew_past(&self, winner: &Self) -> Option<Self> {
+        let bump = self.bump.max(winner.bump).checked_add(1)?;
+        self.rejoinable
+            .then(|| ID::new_with_bump(self.addr, bump).rejoinable())
+    }
+
     // ha patch (issue 17): so the tests exercise the active digest.
     fn digest_element(&self) -> Option<crate::DigestElement> {
         let mixed =
