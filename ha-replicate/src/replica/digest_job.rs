@@ -21,8 +21,7 @@ pub type StateDigest = [u8; 32];
 /// Clones share the one job: only the first `run` hashes.
 #[derive(Clone)]
 pub struct DigestJob {
-    index: LogIndex,
-    generation: u64,
+    target: DigestTarget,
     /// Whether the copy is the whole state, as a snapshot writes it (not a host's own
     /// 32-byte digest in its place): only then may a snapshot's pass hash it instead.
     whole_state: bool,
@@ -62,8 +61,7 @@ impl DigestJob {
         whole_state: bool,
     ) -> Self {
         Self {
-            index,
-            generation,
+            target: DigestTarget { index, generation },
             whole_state,
             work: Arc::new(Mutex::new(Some(source))),
         }
@@ -71,15 +69,12 @@ impl DigestJob {
 
     /// The checkpoint index.
     pub fn index(&self) -> LogIndex {
-        self.index
+        self.target.index
     }
 
     /// Where this job's digest belongs.
     pub(crate) fn target(&self) -> DigestTarget {
-        DigestTarget {
-            index: self.index,
-            generation: self.generation,
-        }
+        self.target
     }
 
     /// The copy, for a snapshot to write and hash in one pass, when it is the whole state and
@@ -167,8 +162,8 @@ impl std::fmt::Debug for DigestJob {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("DigestJob")
-            .field("index", &self.index)
-            .field("generation", &self.generation)
+            .field("index", &self.target.index)
+            .field("generation", &self.target.generation)
             .field("whole_state", &self.whole_state)
             .finish_non_exhaustive()
     }

@@ -421,6 +421,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
             .range(..=last)
             .map(|(index, _)| *index)
             .collect();
+        let mut strong_waiting = false;
         for index in answered {
             let Some(pending) = self.pending_writes.remove(&index) else {
                 continue;
@@ -454,11 +455,15 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
                             deadline: pending.deadline,
                         },
                     );
-                    // It waits for every voter to apply it: tell them it committed now,
-                    // not after the commit notice's delay.
-                    self.engine.send_commit_notices();
+                    strong_waiting = true;
                 }
             }
+        }
+        if strong_waiting {
+            // A STRONG write waits for every voter to apply it: tell them it committed now,
+            // not after the commit notice's delay (once for the batch: the notices carry the
+            // commit index, which covers every write in it).
+            self.engine.send_commit_notices();
         }
         self.engine.on_applied(now, last);
         // After the engine knows the entries applied: a checkpoint's copy may become a

@@ -44,7 +44,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// Housekeeping: take a snapshot when the log since the last one is long enough (in
     /// entries or bytes), unless one is being written.
     pub(super) fn maybe_snapshot(&mut self) {
-        if self.snapshot_in_progress.is_some() || self.apply.capture_requested {
+        if !self.own_snapshot_may_start() {
             return;
         }
         let applied = self.apply.applied_index;
@@ -102,6 +102,11 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         due_by_entries || log_bytes >= every_bytes
     }
 
+    /// Whether no snapshot of this node is being written, or its copy being taken.
+    fn own_snapshot_may_start(&self) -> bool {
+        self.snapshot_in_progress.is_none() && !self.apply.capture_requested
+    }
+
     /// Whether checkpoints' copies take this node's snapshots: the monitor places them, and
     /// the copies are of the state (a witness digests nothing).
     fn checkpoints_take_snapshots(&self) -> bool {
@@ -116,8 +121,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let rides = self.checkpoints_take_snapshots()
             && self.fatal.is_none()
             && self.stall.is_none()
-            && self.snapshot_in_progress.is_none()
-            && !self.apply.capture_requested
+            && self.own_snapshot_may_start()
             && self.own_snapshot_due(index, SNAPSHOT_AT_CHECKPOINT_PERCENT);
         let meta = rides.then(|| self.engine.snapshot_meta_at(index)).flatten();
         // A host that keeps its own digest gives a copy of 32 bytes, not the state.
