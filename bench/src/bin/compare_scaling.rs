@@ -13,8 +13,8 @@ mod compare_scaling {
     pub mod write_scaling;
 }
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use compare_scaling::gossip_scaling::{
@@ -22,14 +22,18 @@ use compare_scaling::gossip_scaling::{
 };
 use compare_scaling::write_scaling::{WriteRow, measure_writes};
 use ha_bench::MachineDescription;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Longest wall-clock budget of one simulator phase, seconds: a 10,000-member join to
+/// convergence takes about an hour of CPU.
+const SIM_PHASE_SECS_MAX: u64 = 4 * 3_600;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(about = "ha write throughput vs voters, and simulated gossip vs members")]
 struct Options {
-    /// Voter counts for the write runs (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "3,5,7")]
+    /// Voter counts for the write runs (comma separated; the flag alone for none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "3,5,7")]
     voters: Vec<usize>,
     /// Concurrent clients in each write run.
     #[arg(long, default_value_t = 16)]
@@ -49,8 +53,9 @@ struct Options {
     members: Vec<usize>,
     /// Simulated cluster sizes measured again from a warm start (every member given the member
     /// list), for what a cluster of that size costs at rest and how fast it detects a crash
-    /// when the join itself is too slow to simulate (comma separated; empty for none).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    /// when the join itself is too slow to simulate (comma separated; the flag alone for
+    /// none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1000,10000")]
     warm_members: Vec<usize>,
     /// Resident memory ceiling for the warm starts, in MiB (10,000 members take about 11.3 GiB).
     #[arg(long, default_value_t = 14_336)]
@@ -77,6 +82,15 @@ struct Options {
     /// Simulator seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep, from the last report in the output directory, the rows this run does not
+    /// measure (the write rows when no voters are given; the gossip rows of other sizes and
+    /// starts), each saying when and under which bounds it ran. For a run too long for the
+    /// whole harness, such as the 10,000-member join to convergence:
+    /// `compare_scaling --voters --peak-clients 0 --members 10000 --warm-members
+    /// --sim-join-secs 7200 --sim-all-secs 3600 --sim-detect-secs 1800
+    /// --sim-memory-mib-max 19000 --keep-rows-not-run`, then `compare --render-only`.
+    #[arg(long)]
+    keep_rows_not_run: bool,
     /// Output directory for compare_scaling.json and compare_scaling.md.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -90,6 +104,71 @@ struct Report {
     gossip_simulated: Vec<GossipRow>,
     gossip_timing: &'static str,
     gossip_bounds: String,
+}
+
+/// The rows of an earlier report (see `--keep-rows-not-run`).
+#[derive(Deserialize)]
+struct EarlierRows {
+    writes: Vec<WriteRow>,
+    gossip_simulated: Vec<GossipRow>,
+    #[serde(default)]
+    gossip_bounds: String,
+}
+
+impl EarlierRows {
+    /// The rows of `compare_scaling.json` in `out_dir`; none when there is no such file. A
+    /// file that cannot be read or decoded is an error: the rows it holds would be lost.
+    fn read(out_dir: &Path) -> Result<Self, String> {
+        let path = out_dir.join("compare_scaling.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    writes: Vec::new(),
+                    gossip_simulated: Vec::new(),
+                    gossip_bounds: String::new(),
+                });
+            }
+            Err(error) => return Err(format!("{}: {error}", path.display())),
+        };
+        let mut rows: Self =
+            serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+        // Files written before rows carried these: the file's own time and bounds.
+        let written = std::fs::metadata(&path)
+            .and_then(|metadata| metadata.modified())
+            .map_or_else(|_| String::from("an unknown date"), httpdate::fmt_http_date);
+        for row in &mut rows.gossip_simulated {
+            if row.measured_at.is_empty() {
+                row.measured_at.clone_from(&written);
+            }
+            if row.bounds.is_empty() {
+                row.bounds.clone_from(&rows.gossip_bounds);
+            }
+        }
+        for row in &mut rows.writes {
+            if row.measured_at.is_empty() {
+                row.measured_at.clone_from(&written);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Add to this run's rows the earlier ones it did not measure, in the usual order
+    /// (sizes ascending, joins before warm starts).
+    fn fill_in(self, writes: &mut Vec<WriteRow>, gossip: &mut Vec<GossipRow>) {
+        if writes.is_empty() {
+            *writes = self.writes;
+        }
+        for row in self.gossip_simulated {
+            if !gossip
+                .iter()
+                .any(|ours| ours.members == row.members && ours.start == row.start)
+            {
+                gossip.push(row);
+            }
+        }
+        gossip.sort_by_key(|row| (row.start == ClusterStart::Warm, row.members));
+    }
 }
 
 fn markdown(report: &Report) -> String {
@@ -115,6 +194,18 @@ fn markdown(report: &Report) -> String {
             row.latency.p99_us,
             row.latency.max_us,
             row.errors
+        ));
+    }
+    let dates: std::collections::BTreeSet<&str> = report
+        .writes
+        .iter()
+        .map(|row| row.measured_at.as_str())
+        .filter(|date| !date.is_empty())
+        .collect();
+    if !dates.is_empty() {
+        text.push_str(&format!(
+            "\nMeasured on {}.\n",
+            dates.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
     if let Some(first) = report.writes.first() {
@@ -174,6 +265,23 @@ fn markdown(report: &Report) -> String {
             ));
         }
     }
+    // Rows kept from another run, or run under other bounds, say which, one line per run.
+    let mut other_runs: std::collections::BTreeMap<(&str, &str), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for row in &report.gossip_simulated {
+        if !row.bounds.is_empty() && !report.gossip_bounds.contains(&row.bounds) {
+            other_runs
+                .entry((row.measured_at.as_str(), row.bounds.as_str()))
+                .or_default()
+                .push(format!("{} ({:?})", row.members, row.start));
+        }
+    }
+    for ((measured_at, bounds), rows) in other_runs {
+        text.push_str(&format!(
+            "\n- Measured in an earlier run, on {measured_at}, under other bounds ({bounds}): {}.",
+            rows.join(", ")
+        ));
+    }
     text.push('\n');
     // Profiled at these sizes only; smaller runs take a second and have nothing to explain.
     if report
@@ -182,7 +290,7 @@ fn markdown(report: &Report) -> String {
         .any(|row| row.members >= 1_000)
     {
         text.push_str(
-        "\nWhere the time goes (measured apart from this harness, 2026-12-03: perf and heaptrack of `tests/tests/gossip_sim.rs::ten_thousand_members` at 1,000, 2,000 and 3,000 members, sim profile): no single function grows with the cluster size any more (the anti-entropy digest is kept up to date by foca instead of recomputed over every member, and known identities decode without allocating); what grows is memory traffic (interning, comparisons, allocation) as the tables grow, and at 2,000 members 84% of the events to all-know-all are each member sending its metadata directly to every member it sees up. Memory per (observer, member) pair is about 150 bytes at 3,000 members, so 10,000 members would fit in about 14 GiB; the join's CPU grows like N^2.4 (28 s at 1,000 members, 344-402 s at 3,000), about 1.8-2.2 hours at 10,000, which is what keeps that row from converging within the wall-clock budget.\n",
+        "\nWhere the time goes (measured apart from this harness, 2026-12-03: perf and heaptrack of `tests/tests/gossip_sim.rs::ten_thousand_members` at 1,000, 2,000 and 3,000 members, sim profile): no single function grows with the cluster size any more (the anti-entropy digest is kept up to date by foca instead of recomputed over every member, and known identities decode without allocating); what grows is memory traffic (interning, comparisons, allocation) as the tables grow, and at 2,000 members 84% of the events to all-know-all are each member sending its metadata directly to every member it sees up. Memory per (observer, member) pair is about 150 bytes at 3,000 members, so 10,000 members would fit in about 14 GiB; the join's CPU grows like N^2.4 from 1,000 to 3,000 members (28 s, then 344-402 s). At 10,000 it grows more slowly than that: the join to convergence took about 54 minutes of CPU and 15.7 GiB at peak when run by hand (`ten_thousand_members`, 2026-12-04), beyond the harness's default 180 s and 8 GiB; its long run is `compare_scaling --keep-rows-not-run` with longer bounds (see `--help`).\n",
     );
     }
     text
@@ -222,27 +330,58 @@ async fn main() {
         );
         writes.push(row);
     }
+    // Read before anything runs: a bad file stops the run instead of losing its rows after it.
+    let earlier = if options.keep_rows_not_run {
+        match EarlierRows::read(&options.out_dir) {
+            Ok(rows) => Some(rows),
+            Err(error) => {
+                eprintln!("error: cannot keep the earlier rows: {error}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
     let limits = SimLimits {
-        join_wall: Duration::from_secs(options.sim_join_secs.clamp(1, 3_600)),
-        all_wall: Duration::from_secs(options.sim_all_secs.clamp(1, 3_600)),
-        detect_wall: Duration::from_secs(options.sim_detect_secs.clamp(1, 3_600)),
+        join_wall: Duration::from_secs(options.sim_join_secs.clamp(1, SIM_PHASE_SECS_MAX)),
+        all_wall: Duration::from_secs(options.sim_all_secs.clamp(1, SIM_PHASE_SECS_MAX)),
+        detect_wall: Duration::from_secs(options.sim_detect_secs.clamp(1, SIM_PHASE_SECS_MAX)),
         resident_bytes_max: options.sim_memory_mib_max.saturating_mul(1 << 20),
     };
+    let warm_limits = SimLimits {
+        resident_bytes_max: options.sim_warm_memory_mib_max.saturating_mul(1 << 20),
+        detect_wall: Duration::from_secs(options.sim_warm_detect_secs.clamp(1, SIM_PHASE_SECS_MAX)),
+        ..limits
+    };
+    let join_bounds = format!(
+        "wall clock {} s to 99%, {} s more to 100%, {} s for the settle, crash and detection; resident memory {} MiB",
+        limits.join_wall.as_secs(),
+        limits.all_wall.as_secs(),
+        limits.detect_wall.as_secs(),
+        limits.resident_bytes_max >> 20,
+    );
+    let warm_bounds = format!(
+        "warm starts: {} s for the settle, crash and detection, {} MiB",
+        warm_limits.detect_wall.as_secs(),
+        warm_limits.resident_bytes_max >> 20
+    );
     let mut gossip_simulated = Vec::new();
     for &members in &options.members {
-        let row = measure_gossip(members.clamp(2, 100_000), options.seed, &limits);
+        let mut row = measure_gossip(members.clamp(2, 100_000), options.seed, &limits);
+        row.measured_at = httpdate::fmt_http_date(SystemTime::now());
+        row.bounds.clone_from(&join_bounds);
         println!("gossip sim: {}", row.summary());
         gossip_simulated.push(row);
     }
-    let warm_limits = SimLimits {
-        resident_bytes_max: options.sim_warm_memory_mib_max.saturating_mul(1 << 20),
-        detect_wall: Duration::from_secs(options.sim_warm_detect_secs.clamp(1, 3_600)),
-        ..limits
-    };
     for &members in &options.warm_members {
-        let row = measure_gossip_warm(members.clamp(2, 100_000), options.seed, &warm_limits);
+        let mut row = measure_gossip_warm(members.clamp(2, 100_000), options.seed, &warm_limits);
+        row.measured_at = httpdate::fmt_http_date(SystemTime::now());
+        row.bounds.clone_from(&warm_bounds);
         println!("gossip sim: {}", row.summary());
         gossip_simulated.push(row);
+    }
+    if let Some(earlier) = earlier {
+        earlier.fill_in(&mut writes, &mut gossip_simulated);
     }
     let report = Report {
         benchmark: "compare_scaling",
@@ -250,15 +389,9 @@ async fn main() {
         writes,
         gossip_simulated,
         gossip_bounds: format!(
-            "virtual time {} s to 99%, then two probe rounds (at least 60 s) to 100%, then {} s after the crash; wall clock {} s to 99%, {} s more to 100%, {} s for the settle, crash and detection; resident memory {} MiB (warm starts: {} s for the settle, crash and detection, {} MiB)",
+            "virtual time {} s to 99%, then two probe rounds (at least 60 s) to 100%, then {} s after the crash; {join_bounds} ({warm_bounds})",
             gossip_scaling::NINETY_NINE_PERCENT_MS_MAX / 1_000,
             gossip_scaling::DETECT_MS_MAX / 1_000,
-            limits.join_wall.as_secs(),
-            limits.all_wall.as_secs(),
-            limits.detect_wall.as_secs(),
-            limits.resident_bytes_max >> 20,
-            warm_limits.detect_wall.as_secs(),
-            warm_limits.resident_bytes_max >> 20
         ),
         gossip_timing: "Timing::lan (probe period 500 ms, probe round trip 200 ms, suspect-to-down 1,500 ms, gossip interval 200 ms), cluster_size_hint = members",
     };

@@ -10,7 +10,7 @@ use ha_tests::gossip::{
     first_unreachable_since, gossip_cluster, is_rare_event, warm_gossip_cluster,
 };
 use ha_tests::sim::Simulator;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Virtual time allowed for every member to know 99% of the others.
 pub const NINETY_NINE_PERCENT_MS_MAX: u64 = 120_000;
@@ -43,7 +43,7 @@ pub struct SimLimits {
 }
 
 /// How a simulated cluster came to know its members.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterStart {
     /// A cold start: every member joins through the seeds and learns the others by gossip.
@@ -56,8 +56,15 @@ pub enum ClusterStart {
 }
 
 /// One cluster size's figures (virtual milliseconds from the first start, or from the crash).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct GossipRow {
+    /// When the row was measured (an HTTP date, UTC): rows kept from an earlier run (see
+    /// `compare_scaling --keep-rows-not-run`) say so. Empty in files written before it.
+    #[serde(default)]
+    pub measured_at: String,
+    /// The wall-clock and memory bounds the row ran under (as in the report's header).
+    #[serde(default)]
+    pub bounds: String,
     /// Members.
     pub members: usize,
     /// How the cluster was formed.

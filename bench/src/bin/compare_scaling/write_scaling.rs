@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use ha_bench::{Kv, LatencySummary, Put, run_write_load, start_loopback_cluster, wait_for_leader};
 use ha_core::Consistency;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One voter count's figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WriteRow {
+    /// When the row was measured (an HTTP date, UTC); empty in files written before it.
+    #[serde(default)]
+    pub measured_at: String,
     /// Voters in the cluster.
     pub voters: usize,
     /// Concurrent clients, all writing to the leader.
@@ -63,6 +66,7 @@ pub async fn measure_writes(
     }
     let writes = latencies_us.len();
     WriteRow {
+        measured_at: httpdate::fmt_http_date(std::time::SystemTime::now()),
         voters,
         clients,
         value_bytes,
