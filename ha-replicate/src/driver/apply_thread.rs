@@ -12,13 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::TrySendError;
 
 use ha_core::StateMachine;
-use tokio::sync::mpsc::UnboundedSender;
 
+use crate::driver::apply_reports::{ApplyReport, ReportSender};
 use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
 use crate::driver::reply_slot::ReplySlot;
-use crate::replica::{
-    APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyDone, ApplyTask, ApplyWorker,
-};
+use crate::replica::{APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyTask, ApplyWorker};
 
 /// Room in the queue to the apply thread, in tasks. The replica core bounds what it hands
 /// out: [`APPLY_AHEAD_ENTRIES_MAX`] entries (one task holds at least one), queries refused
@@ -47,21 +45,22 @@ pub(crate) struct ApplyThread {
 
 impl ApplyThread {
     /// Start a thread named after `node` that runs `worker` on every task sent to it, in
-    /// order, and sends what each produced to `done`. The thread ends when this handle is
-    /// dropped or `done` is closed; `done` closes (the receiver sees `None`) when it ends,
-    /// for instance after the host's state machine panicked.
+    /// order, and reports what each produced to `done` (waking the loop only for what it
+    /// must see at once: `driver/apply_reports.rs`). The thread ends when this handle is
+    /// dropped; `done` closes (the receiver sees `None`) when it ends, for instance after
+    /// the host's state machine panicked.
     ///
     /// # Errors
     /// The OS refused to start the thread.
     pub(crate) fn start<S: StateMachine>(
         node: &str,
         worker: ApplyWorker<S>,
-        done: UnboundedSender<ApplyDone>,
+        done: ReportSender,
     ) -> std::io::Result<Self> {
         let (tasks, queue) = lazy_queue(APPLY_QUEUE_TASKS_MAX);
         std::thread::Builder::new()
             .name(format!("ha-apply-{node}"))
-            .spawn(move || run(worker, &queue, &done))?;
+            .spawn(move || run(worker, &queue, done))?;
         Ok(Self { tasks })
     }
 
@@ -85,7 +84,7 @@ impl ApplyThread {
 fn run<S: StateMachine>(
     mut worker: ApplyWorker<S>,
     queue: &LazyReceiver<QueuedTask>,
-    done: &UnboundedSender<ApplyDone>,
+    done: ReportSender,
 ) {
     while let Ok(QueuedTask { task, replies }) = queue.recv() {
         let Some(mut result) = worker.run(&task) else {
@@ -100,8 +99,11 @@ fn run<S: StateMachine>(
                 slot.send(reply);
             }
         }
-        if done.send(result).is_err() {
-            return;
-        }
+        let report = if result.needs_prompt_report() {
+            ApplyReport::Prompt
+        } else {
+            ApplyReport::Lazy
+        };
+        done.send(result, report);
     }
 }

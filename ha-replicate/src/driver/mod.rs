@@ -2,6 +2,7 @@
 //! the TCP transport and a [`LogStore`](crate::storage::LogStore), with group commit;
 //! [`ReplicaClient`] is its typed, retrying client.
 
+mod apply_reports;
 mod apply_thread;
 mod client;
 mod error;

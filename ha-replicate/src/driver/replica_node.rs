@@ -10,6 +10,7 @@ use ha_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::driver::apply_reports::{ReportReceiver, apply_reports};
 use crate::driver::apply_thread::{ApplyThread, QueuedTask};
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
@@ -161,7 +162,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
         // The host's state machine runs on a thread of its own (a witness has none and keeps
         // applying metadata inline): a slow `apply` cannot hold up this node's heartbeats.
-        let (apply_done_sender, apply_done_receiver) = mpsc::unbounded_channel();
+        let (apply_done_sender, apply_done_receiver) = apply_reports();
         let apply_thread = match core.detach_apply_worker() {
             Some(worker) => Some(
                 ApplyThread::start(node_id.as_str(), worker, apply_done_sender)
@@ -501,8 +502,9 @@ struct Receivers {
     inbound: mpsc::Receiver<Inbound<Rpc>>,
     snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
-    /// What the apply thread did; at most one per task handed to it.
-    apply_done: mpsc::UnboundedReceiver<ApplyDone>,
+    /// What the apply thread did; at most one per task handed to it. Reports the core does
+    /// not wait for do not wake the loop (`driver/apply_reports.rs`).
+    apply_done: ReportReceiver,
     /// What the storage thread synced (or failed to).
     storage_reports: mpsc::UnboundedReceiver<StorageReport>,
 }
@@ -513,7 +515,8 @@ enum Input {
     SnapshotWritten(SnapshotWritten),
     DigestComputed(DigestComputed),
     Storage(StorageReport),
-    ApplyDone(ApplyDone),
+    /// A report of the apply thread, and when it queued it.
+    ApplyDone(ApplyDone, std::time::Instant),
     /// The apply thread ended (the host's state machine panicked): nothing more can apply.
     ApplyStopped,
     Timers,
@@ -527,7 +530,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             mut inbound,
             mut snapshots_written,
             mut digests_computed,
-            mut apply_done,
+            apply_done,
             mut storage_reports,
         } = receivers;
         let applies_inline = self.apply_thread.is_none();
@@ -545,7 +548,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
                 Some(computed) = digests_computed.recv() => Input::DigestComputed(computed),
                 done = apply_done.recv(), if !applies_inline => {
-                    done.map(Input::ApplyDone).unwrap_or(Input::ApplyStopped)
+                    done.map_or(Input::ApplyStopped, |(done, at)| Input::ApplyDone(done, at))
                 }
                 () = sleep_until(deadline), if deadline.is_some() => Input::Timers,
             };
@@ -560,8 +563,8 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     Input::Command(command)
                 } else if let Ok(message) = inbound.try_recv() {
                     Input::Inbound(message)
-                } else if let Ok(done) = apply_done.try_recv() {
-                    Input::ApplyDone(done)
+                } else if let Some((done, at)) = apply_done.try_recv() {
+                    Input::ApplyDone(done, at)
                 } else {
                     break;
                 };
@@ -580,6 +583,13 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 self.storage.send_replace(stall.cloned());
             }
             self.answer_exports();
+            // Before waiting again: a report queued before this is still in the queue, which
+            // the wait looks at first.
+            apply_done.set_waiting(
+                self.core.waits_for_apply_reports()
+                    || !self.exports.is_empty()
+                    || self.traces.has_open_entries(),
+            );
         }
         self.fail_pending();
         self.transport.shutdown().await;
@@ -611,7 +621,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 self.core.on_persisted(now, through)
             }
             Input::Storage(StorageReport::Failed(error)) => self.core.on_storage_failed(now, error),
-            Input::ApplyDone(mut done) => {
+            Input::ApplyDone(mut done, at) => {
                 // The apply thread answered (or the loop did before it): the routes end here.
                 for routed in done.routed_replies_mut() {
                     let request_id = routed.route.request_id;
@@ -620,6 +630,11 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                     }
                 }
                 self.core.on_apply_done(now, done);
+                // Timed from when the thread reported it, not from when the loop woke for
+                // it (a report the core did not wait for waits for the next input).
+                let reported = at.min(std::time::Instant::now());
+                self.latency.after_step(started, reported, &self.core);
+                return;
             }
             Input::ApplyStopped => {
                 tracing::error!(

@@ -205,6 +205,12 @@ impl RequestTraces {
     }
 
     /// A local request was answered: its spans end.
+    /// Whether a traced entry's spans are open: their ends wait for the replica to see the
+    /// entries applied, so it must see every report of the apply thread at once.
+    pub(crate) fn has_open_entries(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
     pub(crate) fn on_reply(&mut self, request_id: u64) {
         if !self.local.is_empty() {
             self.local.remove(&request_id);

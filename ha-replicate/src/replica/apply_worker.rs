@@ -155,6 +155,47 @@ impl ApplyDone {
             _ => &mut [],
         }
     }
+
+    /// Whether the replica must see this report at once, whatever it waits for: an answer
+    /// to a query, a copy, a restore, a digest to send, a changed failover history, or an
+    /// answer to a routed write not yet delivered. Applied entries alone may wait for the
+    /// replica's next turn (`driver/apply_reports.rs`).
+    pub(crate) fn needs_prompt_report(&self) -> bool {
+        match &self.0 {
+            DoneKind::Applied {
+                digests,
+                history,
+                routed,
+                ..
+            } => {
+                !digests.is_empty()
+                    || history.is_some()
+                    || routed.iter().any(|routed| routed.reply.is_some())
+            }
+            _ => true,
+        }
+    }
+
+    /// A report of entries applied through `last`, with nothing else in it.
+    #[cfg(test)]
+    pub(crate) fn applied_through(last: LogIndex) -> Self {
+        Self(DoneKind::Applied {
+            last,
+            commands: Vec::new(),
+            digests: Vec::new(),
+            history: None,
+            routed: Vec::new(),
+        })
+    }
+
+    /// The index a report of applied entries reaches.
+    #[cfg(test)]
+    pub(crate) fn applied_last(&self) -> Option<LogIndex> {
+        match &self.0 {
+            DoneKind::Applied { last, .. } => Some(*last),
+            _ => None,
+        }
+    }
 }
 
 /// The result of each kind of [`ApplyWork`].
@@ -338,5 +379,67 @@ impl<S: StateMachine> ApplyWorker<S> {
             history: history_changed.then(|| self.applier.history().cloned().collect()),
             routed,
         }
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::replica::client::ClientReply;
+
+    fn applied(change: impl FnOnce(&mut DoneKind)) -> ApplyDone {
+        let mut done = ApplyDone::applied_through(LogIndex(5));
+        change(&mut done.0);
+        done
+    }
+
+    /// `driver/apply_reports.rs` lets only plain applied entries wait for the loop's next
+    /// input; everything the core must act on wakes it.
+    #[test]
+    fn only_plain_applied_entries_may_wait_for_the_loop() {
+        assert!(!applied(|_| {}).needs_prompt_report());
+        let answered = ApplyDone(DoneKind::Answered {
+            query_id: 1,
+            applied: LogIndex(5),
+            result: Ok(Vec::new()),
+        });
+        assert!(answered.needs_prompt_report(), "a query's answer");
+        let restored = ApplyDone(DoneKind::Restored {
+            last_index: LogIndex(5),
+            result: Err("failed".to_string()),
+        });
+        assert!(restored.needs_prompt_report(), "a restore");
+        let history = applied(|kind| {
+            if let DoneKind::Applied { history, .. } = kind {
+                *history = Some(Vec::new());
+            }
+        });
+        assert!(history.needs_prompt_report(), "a changed failover history");
+        let route = ReplyRoute {
+            request_id: 7,
+            index: LogIndex(5),
+            term: Term(1),
+        };
+        let mut undelivered = applied(|kind| {
+            if let DoneKind::Applied { routed, .. } = kind {
+                routed.push(RoutedReply {
+                    route,
+                    reply: Some(ClientReply::Failed(
+                        crate::replica::client::ClientError::LeadershipLost,
+                    )),
+                });
+            }
+        });
+        assert!(
+            undelivered.needs_prompt_report(),
+            "an answer the thread did not deliver"
+        );
+        for routed in undelivered.routed_replies_mut() {
+            routed.reply.take();
+        }
+        assert!(
+            !undelivered.needs_prompt_report(),
+            "answers delivered: nothing left for the loop at once"
+        );
     }
 }

@@ -31,33 +31,54 @@ async fn a_corrupt_store_answers_fatal_with_its_kind_and_path_locally_and_throug
         nodes.push(node.expect("starts"));
     }
     introduce(&nodes).await;
-    let leader = leader_of(&nodes, WAIT).await;
-    let follower = (leader + 1) % 3;
-    let forwarding = nodes[follower].client();
-    forwarding
-        .write(1, Consistency::Quorum, TIMEOUT)
-        .await
-        .expect("a forwarded write before the fault");
-    assert!(nodes[leader].fatal_error().is_none());
-
-    disks[leader].set_fault(Some(DiskFault::Corrupt));
+    // The fault goes to the node that leads. On a loaded machine leadership may move before
+    // the next write reaches it, which then succeeds on a healthy leader without touching
+    // the fault: only then is the fault moved to the new leader and the write tried again.
+    let mut attempt = 0;
+    let (leader, forwarded) = loop {
+        attempt += 1;
+        let leader = leader_of(&nodes, WAIT).await;
+        let forwarding = nodes[(leader + 1) % 3].client();
+        forwarding
+            .write(1, Consistency::Quorum, TIMEOUT)
+            .await
+            .expect("a forwarded write before the fault");
+        assert!(nodes[leader].fatal_error().is_none());
+        disks[leader].set_fault(Some(DiskFault::Corrupt));
+        let forwarded = forwarding.write(2, Consistency::Quorum, TIMEOUT).await;
+        if forwarded.is_err() || nodes[leader].fatal_error().is_some() || attempt == 5 {
+            break (leader, forwarded);
+        }
+        disks[leader].set_fault(None);
+    };
     let expected = StorageFailure::Corrupt {
         path: CORRUPT_FAULT_PATH.to_string(),
         offset: 0,
         reason: "injected corruption".to_string(),
     };
     // The leader's append of the forwarded write fails: the follower's client hears why.
-    let forwarded = forwarding.write(2, Consistency::Quorum, TIMEOUT).await;
-    let error = forwarded.expect_err("the leader's store is corrupt");
-    assert_eq!(error, ClientError::Fatal(expected.clone()));
-    assert_eq!(error.fate(), WriteFate::Unknown);
-    assert!(!error.is_retryable());
-    match &error {
-        ClientError::Fatal(failure) => {
-            assert_eq!(failure.class(), "corrupt");
-            assert_eq!(failure.path(), Some(CORRUPT_FAULT_PATH));
+    // The leader sends the entry to the followers before its own append fails, so the two
+    // healthy nodes may commit it without it; when the leader's answer is lost as it stops
+    // (seen on a loaded machine, about one run in six), the client's retry reaches the next
+    // leader, which answers the committed write: also correct, and then the leader must
+    // have stopped on its fault.
+    match forwarded {
+        Err(error) => {
+            assert_eq!(error, ClientError::Fatal(expected.clone()));
+            assert_eq!(error.fate(), WriteFate::Unknown);
+            assert!(!error.is_retryable());
+            match &error {
+                ClientError::Fatal(failure) => {
+                    assert_eq!(failure.class(), "corrupt");
+                    assert_eq!(failure.path(), Some(CORRUPT_FAULT_PATH));
+                }
+                other => panic!("not fatal: {other:?}"),
+            }
         }
-        other => panic!("not fatal: {other:?}"),
+        Ok(written) => assert!(
+            nodes[leader].fatal_error().is_some(),
+            "written ({written:?}) through a leader whose store is corrupt, which runs on"
+        ),
     }
 
     // A local write on the stopped leader, and its status, say the same.

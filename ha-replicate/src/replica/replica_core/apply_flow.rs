@@ -77,6 +77,10 @@ pub(super) struct ApplyProgress {
     exports: Vec<(u64, Result<ExportedSnapshot, ExportError>)>,
     /// Tasks handed out and not yet done.
     pub(super) tasks_in_flight: usize,
+    /// The last entry handed out with a pending write the core answers itself once it is
+    /// applied (not routed to the worker, not EVENTUAL): until the worker reports it, the
+    /// core waits for every report ([`ReplicaCore::waits_for_apply_reports`]).
+    answers_after_apply_through: LogIndex,
 }
 
 impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
@@ -125,6 +129,18 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         }
         self.take_done(now, done);
         self.after_input(now);
+    }
+
+    /// Whether the core acts on every report of the apply worker as soon as it comes: it
+    /// answers a write itself once its entry is applied (a STRONG, forwarded or not yet
+    /// durable write), or holds committed entries back until the worker catches up, or
+    /// refuses writes because the worker lags. Otherwise a report of applied entries alone
+    /// can wait for the core's next input (the driver then does not wake for it:
+    /// `driver/apply_reports.rs`); answers, copies and digests are always reported at once.
+    pub fn waits_for_apply_reports(&self) -> bool {
+        self.apply.answers_after_apply_through > self.apply.applied_index
+            || self.engine.commit_index() > self.apply.handed_out
+            || self.apply_lags()
     }
 
     /// The last index the state machine has applied, as the apply worker reported it.
@@ -205,21 +221,23 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         let generation = self.monitor.generation();
         // The entries are consecutive, so every pending write in that range is one of them.
         let routed_last = last.min(self.engine.durable_index());
-        let routes = self
-            .pending_writes
-            .range(first..=routed_last.max(first))
-            .filter(|(index, _)| **index <= routed_last)
-            .filter_map(|(index, pending)| match pending.origin {
-                Origin::Local(request_id) if pending.consistency == Consistency::Quorum => {
-                    Some(ReplyRoute {
+        let mut routes = Vec::new();
+        for (index, pending) in self.pending_writes.range(first..=last) {
+            match pending.origin {
+                Origin::Local(request_id)
+                    if pending.consistency == Consistency::Quorum && *index <= routed_last =>
+                {
+                    routes.push(ReplyRoute {
                         request_id,
                         index: *index,
                         term: pending.term,
-                    })
+                    });
                 }
-                _ => None,
-            })
-            .collect();
+                // Answered when it was appended.
+                _ if pending.consistency == Consistency::Eventual => {}
+                _ => self.apply.answers_after_apply_through = last,
+            }
+        }
         let work = ApplyWork::Entries {
             entries,
             generation,

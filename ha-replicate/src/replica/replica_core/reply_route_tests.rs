@@ -343,3 +343,59 @@ fn a_write_durable_here_when_committed_is_routed() {
         }]
     );
 }
+
+/// The driver wakes its loop for a report of applied entries only while the core waits for
+/// one (`driver/apply_reports.rs`): never for writes the worker answers itself, always until
+/// the entry of a write the core answers after applying it is reported.
+#[test]
+fn the_core_waits_for_apply_reports_only_for_writes_it_answers_itself() {
+    let mut core = deferred_leader();
+    assert!(!core.waits_for_apply_reports(), "idle");
+
+    core.submit(Millis(2), 1, write(1), DEADLINE);
+    let routed = only_task(core.drain_effects());
+    assert_eq!(routed.reply_routes().len(), 1);
+    assert!(
+        !core.waits_for_apply_reports(),
+        "the worker answers a routed QUORUM write itself"
+    );
+    core.run_apply_task(Millis(3), &routed);
+    core.drain_effects();
+
+    core.submit(Millis(4), 2, write_at(2, Consistency::Eventual), DEADLINE);
+    let eventual = core
+        .drain_effects()
+        .into_iter()
+        .find_map(|effect| match effect {
+            ReplicaEffect::Apply(task) => Some(task),
+            _ => None,
+        })
+        .expect("a task of entries");
+    assert!(
+        !core.waits_for_apply_reports(),
+        "an EVENTUAL write was answered when appended"
+    );
+    core.run_apply_task(Millis(5), &eventual);
+    core.drain_effects();
+
+    core.submit(Millis(6), 3, write_at(3, Consistency::Strong), DEADLINE);
+    let strong = only_task(core.drain_effects());
+    let forward = Rpc::Forward {
+        forward_id: 9,
+        request: write(4),
+    };
+    core.on_rpc(Millis(7), id("n2"), forward);
+    let forwarded = only_task(core.drain_effects());
+    for (at, task) in [(8, strong), (9, forwarded)] {
+        assert!(
+            core.waits_for_apply_reports(),
+            "STRONG and forwarded writes are answered by the core once applied"
+        );
+        core.run_apply_task(Millis(at), &task);
+        core.drain_effects();
+    }
+    assert!(
+        !core.waits_for_apply_reports(),
+        "all reported: nothing left to wait for"
+    );
+}
