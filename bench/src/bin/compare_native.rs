@@ -65,6 +65,11 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(feature = "grpc")]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The allocator the `bot` ships with (see `examples/src/bin/bot/main.rs`): the ha nodes this
+/// binary runs in its own process are measured as the shipped binary runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Some(Mode::Follower(follower)) = &args.mode {

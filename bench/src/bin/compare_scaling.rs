@@ -296,6 +296,11 @@ fn markdown(report: &Report) -> String {
     text
 }
 
+/// The allocator the `bot` ships with (see `examples/src/bin/bot/main.rs`): the ha nodes this
+/// binary runs in its own process are measured as the shipped binary runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let options = Options::parse();
