@@ -48,8 +48,8 @@ struct Options {
     /// Bytes per value.
     #[arg(long, default_value_t = 128)]
     value_bytes: usize,
-    /// Simulated cluster sizes (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    /// Simulated cluster sizes (comma separated; the flag alone for none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "10,100,1000,10000")]
     members: Vec<usize>,
     /// Simulated cluster sizes measured again from a warm start (every member given the member
     /// list), for what a cluster of that size costs at rest and how fast it detects a crash
@@ -159,7 +159,8 @@ impl EarlierRows {
         if writes.is_empty() {
             *writes = self.writes;
         }
-        for row in self.gossip_simulated {
+        for mut row in self.gossip_simulated {
+            row.kept = true;
             if !gossip
                 .iter()
                 .any(|ours| ours.members == row.members && ours.start == row.start)
@@ -265,11 +266,11 @@ fn markdown(report: &Report) -> String {
             ));
         }
     }
-    // Rows kept from another run, or run under other bounds, say which, one line per run.
+    // Rows kept from an earlier run, or run under other bounds, say which, one line per run.
     let mut other_runs: std::collections::BTreeMap<(&str, &str), Vec<String>> =
         std::collections::BTreeMap::new();
     for row in &report.gossip_simulated {
-        if !row.bounds.is_empty() && !report.gossip_bounds.contains(&row.bounds) {
+        if row.kept || (!row.bounds.is_empty() && !report.gossip_bounds.contains(&row.bounds)) {
             other_runs
                 .entry((row.measured_at.as_str(), row.bounds.as_str()))
                 .or_default()
@@ -278,7 +279,7 @@ fn markdown(report: &Report) -> String {
     }
     for ((measured_at, bounds), rows) in other_runs {
         text.push_str(&format!(
-            "\n- Measured in an earlier run, on {measured_at}, under other bounds ({bounds}): {}.",
+            "\n- Measured in an earlier run, on {measured_at}, under these bounds ({bounds}): {}.",
             rows.join(", ")
         ));
     }

@@ -65,6 +65,9 @@ pub struct GossipRow {
     /// The wall-clock and memory bounds the row ran under (as in the report's header).
     #[serde(default)]
     pub bounds: String,
+    /// Kept from an earlier report by `--keep-rows-not-run` (not measured by this run).
+    #[serde(skip)]
+    pub kept: bool,
     /// Members.
     pub members: usize,
     /// How the cluster was formed.
