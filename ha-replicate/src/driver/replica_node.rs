@@ -632,8 +632,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
                 self.core.on_apply_done(now, done);
                 // Timed from when the thread reported it, not from when the loop woke for
                 // it (a report the core did not wait for waits for the next input).
-                let reported = at.min(std::time::Instant::now());
-                self.latency.after_step(started, reported, &self.core);
+                self.latency.after_step(started, at, &self.core);
                 return;
             }
             Input::ApplyStopped => {
