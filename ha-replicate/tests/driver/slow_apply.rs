@@ -182,8 +182,9 @@ async fn an_apply_of_200_ms_per_entry_starts_no_election() {
 
 /// Issue 17: a follower whose host is slow shows its backlog in the status, and the leader
 /// says when it holds entries back from it. Node 3 applies at 40 ms per entry, the others at
-/// once, the window is 4 entries: 30 writes in parallel commit on nodes 1 and 2 while node 3's
-/// backlog, as the leader sees it, stays within the window, and it then catches up to 0.
+/// once, the window is 4 entries: 30 writes in parallel commit on nodes 1 and 2 while node 3
+/// shows its own backlog and its backlog as the leader sees it stays within the window, and
+/// both then come back to 0.
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_follower_shows_its_backlog_and_window() {
     let _turn = crate::one_file_at_a_time::take_turn(module_path!());
@@ -221,7 +222,9 @@ async fn a_slow_follower_shows_its_backlog_and_window() {
                 .await
         });
     }
-    // Watch the leader's view of node 3 while the writes run.
+    // Watch the leader's view of node 3, and node 3's own, while the writes run. The leader
+    // may see node 3 as done when it has handed everything out, 1 s before it has applied it,
+    // so the watch ends only when node 3's own queue is empty too.
     let watch = async {
         let mut backlog_max = 0;
         let mut window_full_seen = false;
@@ -229,17 +232,18 @@ async fn a_slow_follower_shows_its_backlog_and_window() {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             let status = nodes[leader].status().await.unwrap();
+            let local_backlog = nodes[2].status().await.unwrap().apply_backlog;
+            local_backlog_max = local_backlog_max.max(local_backlog);
             if let Some(slow) = status.peers.iter().find(|peer| peer.id == id(3)) {
                 backlog_max = backlog_max.max(slow.apply_backlog);
                 window_full_seen |= slow.apply_window_full;
                 if status.last_index.0 >= SLOW_WRITES as u64
                     && slow.applied_index >= status.last_index
+                    && local_backlog == 0
                 {
                     break;
                 }
             }
-            local_backlog_max =
-                local_backlog_max.max(nodes[2].status().await.unwrap().apply_backlog);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         (backlog_max, window_full_seen, local_backlog_max)
@@ -252,15 +256,17 @@ async fn a_slow_follower_shows_its_backlog_and_window() {
         "slow follower: backlog max {backlog_max} (window {WINDOW}), window full seen \
          {window_full_seen}, its own backlog max {local_backlog_max}"
     );
-    // Whether the leader is seen holding entries back depends on timing, so it is printed,
-    // not asserted: the window counts entries node 3 has not yet *handed* to its apply thread,
-    // and when nodes 1 and 2 commit a write before its append reaches node 3 (about half the
-    // runs on a loaded machine), node 3 hands it out on arrival and reports it, so the window
-    // never fills although its state machine is 1 s behind. That the window is kept is shown
-    // deterministically by `tests/tests/follower_backlog_sim.rs` (with and without it); here
-    // the leader's view must stay within it and node 3 must show its own backlog.
+    // Whether the leader is seen holding entries back, or sees any backlog at all, depends on
+    // timing, so both are printed, not asserted: the leader counts entries node 3 has not yet
+    // *handed* to its apply thread, and when nodes 1 and 2 commit a write before its append
+    // reaches node 3 (about half the runs on a loaded machine, and every write of a run whose
+    // polls fall between appends: CI saw a maximum of 0), node 3 hands it out on arrival and
+    // reports it, so the leader sees nothing held although node 3's state machine is 1 s
+    // behind. That the window is kept is shown deterministically by
+    // `tests/tests/follower_backlog_sim.rs` (with and without it); here the leader's view must
+    // stay within it and node 3 must show its own backlog.
     assert!(
-        (1..=WINDOW).contains(&backlog_max),
+        backlog_max <= WINDOW,
         "backlog as the leader saw it: {backlog_max}, window {WINDOW}"
     );
     assert!(local_backlog_max >= 1, "node 3 never reported a backlog");
