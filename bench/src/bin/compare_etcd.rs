@@ -59,9 +59,11 @@ struct Args {
     /// With `--only writes`: the client counts (default 1, 16 and 64).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
-    /// With `--only writes`: how many times to run each client count, systems alternating.
-    #[arg(long, default_value_t = 1)]
-    rounds: u32,
+    /// How many times to run each write load and the uncontended lock cycle, systems
+    /// alternating within a round; the report keeps each figure's median round and lists
+    /// every round's (default 3; with `--only writes` default 1, every round printed).
+    #[arg(long)]
+    rounds: Option<u32>,
     /// With `--only writes`: a `bot` executable to start an ha cluster of (repeat it to
     /// compare builds, runs alternating); default `target/release/bot`.
     #[arg(long)]
@@ -78,6 +80,9 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_BEFORE_RSS: Duration = Duration::from_secs(2);
 /// Most trials per configuration.
 const TRIALS_MAX: u32 = 50;
+/// Rounds of the write loads and the uncontended lock cycle in the full report: the median
+/// of three keeps one unlucky run from deciding a target near its line.
+const REPORT_ROUNDS: u32 = 3;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -129,7 +134,7 @@ async fn run(args: Args) -> Result<(), String> {
             args.systems,
             &args.bot,
             &clients,
-            args.rounds,
+            args.rounds.unwrap_or(1),
             duration,
             &data_dir,
             LEADER_TIMEOUT,
@@ -164,29 +169,39 @@ async fn run(args: Args) -> Result<(), String> {
         etcd_bytes: rss_of(&etcd.pids()),
     };
 
+    let rounds = args
+        .rounds
+        .unwrap_or(REPORT_ROUNDS)
+        .clamp(1, writes_only::ROUNDS_MAX);
     let mut write_results = WriteResults::default();
     for clients in CLIENT_COUNTS {
-        eprintln!("writes: {clients} client(s), {duration:?} each system");
-        let prefix = format!("w{clients}");
-        write_results
-            .ha
-            .push(writes::run(&ha_target, clients, duration, &prefix, &ha.pids()).await?);
-        write_results
-            .etcd
-            .push(writes::run(&etcd_target, clients, duration, &prefix, &etcd.pids()).await?);
+        eprintln!("writes: {clients} client(s), {duration:?} each system, {rounds} round(s)");
+        let (mut ha_runs, mut etcd_runs) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let prefix = format!("r{round}w{clients}");
+            ha_runs.push(writes::run(&ha_target, clients, duration, &prefix, &ha.pids()).await?);
+            etcd_runs
+                .push(writes::run(&etcd_target, clients, duration, &prefix, &etcd.pids()).await?);
+        }
+        write_results.push_median_rounds(ha_runs, etcd_runs)?;
     }
 
     eprintln!(
-        "locks: {} uncontended cycles, {LOCK_CLIENTS} clients contended",
+        "locks: {} uncontended cycles, {rounds} round(s); {LOCK_CLIENTS} clients contended",
         args.lock_iterations
     );
+    let (mut ha_cycles, mut etcd_cycles) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ha_cycles.push(locks::uncontended(&ha_target, args.lock_iterations).await?);
+        etcd_cycles.push(locks::uncontended(&etcd_target, args.lock_iterations).await?);
+    }
     let lock_duration = Duration::from_secs(args.lock_contended_s.clamp(1, 600));
-    let lock_results = LockResults {
-        ha_uncontended: locks::uncontended(&ha_target, args.lock_iterations).await?,
-        etcd_uncontended: locks::uncontended(&etcd_target, args.lock_iterations).await?,
-        ha_contended: locks::contended(&ha_target, LOCK_CLIENTS, lock_duration).await?,
-        etcd_contended: locks::contended(&etcd_target, LOCK_CLIENTS, lock_duration).await?,
-    };
+    let lock_results = LockResults::from_median_rounds(
+        ha_cycles,
+        etcd_cycles,
+        locks::contended(&ha_target, LOCK_CLIENTS, lock_duration).await?,
+        locks::contended(&etcd_target, LOCK_CLIENTS, lock_duration).await?,
+    )?;
     drop(ha);
     drop(etcd);
 
@@ -215,6 +230,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     let results = Results::new(
+        rounds,
         args.duration_s,
         args.lock_iterations,
         args.lock_contended_s,

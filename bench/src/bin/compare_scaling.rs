@@ -21,7 +21,7 @@ use compare_scaling::gossip_scaling::{
     self, ClusterStart, GossipRow, SimLimits, measure_gossip, measure_gossip_warm,
 };
 use compare_scaling::write_scaling::{WriteRow, measure_writes};
-use ha_bench::MachineDescription;
+use ha_bench::{MachineDescription, median_round, rounds_text};
 use serde::{Deserialize, Serialize};
 
 /// Longest wall-clock budget of one simulator phase, seconds: a 10,000-member join to
@@ -42,6 +42,11 @@ struct Options {
     /// issue 17's 40,000 writes/s target is about (0: no such run).
     #[arg(long, default_value_t = 64)]
     peak_clients: usize,
+    /// Runs of the `--peak-clients` configuration, each on a fresh cluster; the report keeps
+    /// the median run and lists every run's writes/s (a single run's figure moves by 8%
+    /// between runs minutes apart).
+    #[arg(long, default_value_t = 3)]
+    peak_rounds: u32,
     /// Seconds of load per voter count.
     #[arg(long, default_value_t = 3)]
     duration_secs: u64,
@@ -197,6 +202,19 @@ fn markdown(report: &Report) -> String {
             row.errors
         ));
     }
+    for row in report
+        .writes
+        .iter()
+        .filter(|row| !row.rounds_per_second.is_empty())
+    {
+        text.push_str(&format!(
+            "\nThe {} voters, {} clients row is the median of {} runs, each on a fresh cluster (writes/s: {}).\n",
+            row.voters,
+            row.clients,
+            row.rounds_per_second.len(),
+            rounds_text(&row.rounds_per_second, 0)
+        ));
+    }
     let dates: std::collections::BTreeSet<&str> = report
         .writes
         .iter()
@@ -308,33 +326,43 @@ async fn main() {
     let machine = MachineDescription::read();
     println!("machine: {machine}");
     // The voter sweep at `clients`, then `replicate_bench`'s 3-voter run at `peak_clients`.
-    let mut runs: Vec<(usize, usize)> = options
+    // (voters, clients, runs)
+    let mut runs: Vec<(usize, usize, u32)> = options
         .voters
         .iter()
-        .map(|&voters| (voters.clamp(1, 9), options.clients))
+        .map(|&voters| (voters.clamp(1, 9), options.clients, 1))
         .collect();
     if options.peak_clients > 0 && options.peak_clients != options.clients {
-        runs.push((3, options.peak_clients));
+        runs.push((3, options.peak_clients, options.peak_rounds.clamp(1, 20)));
     }
     let mut writes = Vec::new();
-    for (voters, clients) in runs {
-        let row = measure_writes(
-            voters,
-            clients.clamp(1, 1_024),
-            options.value_bytes.clamp(1, 1 << 20),
-            Duration::from_secs(options.duration_secs.clamp(1, 600)),
-        )
-        .await;
-        println!(
-            "writes: {} voters, {} clients: {:.0} writes/s, p50 {} us, p99 {} us, {} errors",
-            row.voters,
-            row.clients,
-            row.writes_per_second,
-            row.latency.p50_us,
-            row.latency.p99_us,
-            row.errors
-        );
-        writes.push(row);
+    for (voters, clients, rounds) in runs {
+        let mut rows = Vec::new();
+        for _ in 0..rounds {
+            let row = measure_writes(
+                voters,
+                clients.clamp(1, 1_024),
+                options.value_bytes.clamp(1, 1 << 20),
+                Duration::from_secs(options.duration_secs.clamp(1, 600)),
+            )
+            .await;
+            println!(
+                "writes: {} voters, {} clients: {:.0} writes/s, p50 {} us, p99 {} us, {} errors",
+                row.voters,
+                row.clients,
+                row.writes_per_second,
+                row.latency.p50_us,
+                row.latency.p99_us,
+                row.errors
+            );
+            rows.push(row);
+        }
+        if let Some((mut row, figures)) = median_round(rows, |row| row.writes_per_second) {
+            if figures.len() > 1 {
+                row.rounds_per_second = figures;
+            }
+            writes.push(row);
+        }
     }
     // Read before anything runs: a bad file stops the run instead of losing its rows after it.
     let earlier = if options.keep_rows_not_run {

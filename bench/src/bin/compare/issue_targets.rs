@@ -40,6 +40,60 @@ fn run_with_clients<'a>(figures: &'a Value, pointer: &str, clients: u64) -> Opti
         .find(|run| run.get("clients").and_then(Value::as_u64) == Some(clients))
 }
 
+/// The figures of every round kept beside the run of `clients` clients: the array at
+/// `rounds` holds one list per run of the array at `runs`, in the same order.
+fn rounds_of_clients<'a>(
+    figures: &'a Value,
+    runs: &str,
+    rounds: &str,
+    clients: u64,
+) -> Option<&'a Value> {
+    let position = figures
+        .pointer(runs)?
+        .as_array()?
+        .iter()
+        .position(|run| run.get("clients").and_then(Value::as_u64) == Some(clients))?;
+    figures.pointer(rounds)?.as_array()?.get(position)
+}
+
+/// "`who` median of N rounds: a / b / c" for a figure measured in rounds, the figures
+/// divided by `divide_by`; `None` for a single round or a run that kept none.
+fn rounds_phrase(
+    who: &str,
+    rounds: Option<&Value>,
+    divide_by: f64,
+    decimals: usize,
+) -> Option<String> {
+    let figures: Vec<f64> = rounds?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|figure| figure / divide_by)
+        .collect();
+    (figures.len() >= 2).then(|| {
+        format!(
+            "{who}median of {} rounds: {}",
+            figures.len(),
+            ha_bench::rounds_text(&figures, decimals)
+        )
+    })
+}
+
+/// `measured` followed by the phrases given, in brackets and separated by semicolons.
+fn with_rounds(
+    measured: Option<(String, bool)>,
+    phrases: &[Option<String>],
+) -> Option<(String, bool)> {
+    let phrases: Vec<&str> = phrases.iter().flatten().map(String::as_str).collect();
+    measured.map(|(text, met)| {
+        if phrases.is_empty() {
+            (text, met)
+        } else {
+            (format!("{text} ({})", phrases.join("; ")), met)
+        }
+    })
+}
+
 fn number(value: Option<&Value>, pointer: &str) -> Option<f64> {
     value?.pointer(pointer)?.as_f64()
 }
@@ -57,6 +111,17 @@ fn row(target: &str, measured: Option<(String, bool)>) -> TargetRow {
             met: None,
         },
     }
+}
+
+/// The phrases naming the rounds of the HTTP write runs at `clients` clients, ha's then etcd's.
+fn http_write_rounds(http: Option<&Value>, clients: u64) -> [Option<String>; 2] {
+    let rounds = |who: &str, system: &str| {
+        let http = http?;
+        let runs = format!("/writes/{system}");
+        let kept = format!("/writes/{system}_rounds_per_second");
+        rounds_phrase(who, rounds_of_clients(http, &runs, &kept, clients), 1.0, 0)
+    };
+    [rounds("ha ", "ha"), rounds("etcd ", "etcd")]
 }
 
 /// A throughput ratio at 64 clients, ha over etcd, against `at_least`.
@@ -99,7 +164,10 @@ pub fn judge(figures: &RunFigures<'_>) -> Vec<TargetRow> {
     let mut rows = vec![
         row(
             "QUORUM writes over HTTP at 64 clients >= 3x etcd",
-            ratio_at_64(figures.http, "/writes/ha", "/writes/etcd", 3.0),
+            with_rounds(
+                ratio_at_64(figures.http, "/writes/ha", "/writes/etcd", 3.0),
+                &http_write_rounds(figures.http, 64),
+            ),
         ),
         row(
             "native `node.kv()` writes at 64 clients >= 4x etcd's gRPC",
@@ -120,8 +188,12 @@ pub fn judge(figures: &RunFigures<'_>) -> Vec<TargetRow> {
                     probe.latency.p50_us as f64 / 1e3
                 )
             });
+            let rounds = http_write_rounds(Some(http), 1);
+            let rounds = rounds[0].as_ref().map_or(String::new(), |phrase| {
+                format!("; the 1-client {phrase} writes/s")
+            });
             Some((
-                format!("ha p50 {:.2} ms{floor}", p50_us / 1e3),
+                format!("ha p50 {:.2} ms{floor}{rounds}", p50_us / 1e3),
                 p50_us <= 400.0,
             ))
         }),
@@ -132,14 +204,30 @@ pub fn judge(figures: &RunFigures<'_>) -> Vec<TargetRow> {
             let ha = number(Some(http), "/locks/ha_uncontended/acquire_release/p50_us")?;
             let etcd = number(Some(http), "/locks/etcd_uncontended/acquire_release/p50_us")?;
             let ratio = ha / etcd.max(f64::MIN_POSITIVE);
-            Some((
-                format!(
-                    "ha {:.2} ms vs etcd {:.2} ms: {ratio:.2}x",
-                    ha / 1e3,
-                    etcd / 1e3
-                ),
-                ratio <= 0.4,
-            ))
+            with_rounds(
+                Some((
+                    format!(
+                        "ha {:.2} ms vs etcd {:.2} ms: {ratio:.2}x",
+                        ha / 1e3,
+                        etcd / 1e3
+                    ),
+                    ratio <= 0.4,
+                )),
+                &[
+                    rounds_phrase(
+                        "ha ",
+                        http.pointer("/locks/ha_uncontended_p50_rounds_us"),
+                        1e3,
+                        2,
+                    ),
+                    rounds_phrase(
+                        "etcd ",
+                        http.pointer("/locks/etcd_uncontended_p50_rounds_us"),
+                        1e3,
+                        2,
+                    ),
+                ],
+            )
         }),
     ));
     rows.push(row(
@@ -188,10 +276,18 @@ fn replicate_peak(figures: &RunFigures<'_>) -> Option<(String, bool)> {
             probe.writes_per_second_ceiling(64)
         )
     });
-    Some((
-        format!("{rate:.0} writes/s, p50 {:.2} ms{ceiling}", p50_us / 1e3),
-        rate >= 40_000.0,
-    ))
+    with_rounds(
+        Some((
+            format!("{rate:.0} writes/s, p50 {:.2} ms{ceiling}", p50_us / 1e3),
+            rate >= 40_000.0,
+        )),
+        &[rounds_phrase(
+            "",
+            peak.pointer("/rounds_per_second"),
+            1.0,
+            0,
+        )],
+    )
 }
 
 /// The simulator targets: 1,000 members all-know-all within 3x the 99% time; 10,000 members
@@ -393,6 +489,68 @@ mod tests {
         assert_eq!(verdict("native"), None, "compare_native did not run");
         assert_eq!(verdict("simulator, 10,000 members converge"), None);
         assert!(markdown(&rows).contains("| **missed** |"));
+    }
+
+    #[test]
+    fn figures_measured_in_rounds_name_every_round_beside_the_median() {
+        let http = serde_json::json!({
+            "writes": {
+                "ha": [{"clients": 1, "writes_per_second": 1300.0, "latency": {"p50_us": 700}},
+                       {"clients": 64, "writes_per_second": 9000.0}],
+                "etcd": [{"clients": 1, "writes_per_second": 500.0},
+                         {"clients": 64, "writes_per_second": 3000.0}],
+                "ha_rounds_per_second": [[1250.0, 1300.0, 1350.0], [9500.0, 8000.0, 9000.0]],
+                "etcd_rounds_per_second": [[500.0, 510.0, 490.0], [3000.0, 3100.0, 2900.0]]
+            },
+            "locks": {
+                "ha_uncontended": {"acquire_release": {"p50_us": 1600}},
+                "etcd_uncontended": {"acquire_release": {"p50_us": 4000}},
+                "ha_uncontended_p50_rounds_us": [1700.0, 1600.0, 1500.0],
+                "etcd_uncontended_p50_rounds_us": [4000.0, 4100.0, 3900.0]
+            }
+        });
+        let scaling = serde_json::json!({
+            "writes": [{"voters": 3, "clients": 64, "writes_per_second": 40100.0,
+                        "latency": {"p50_us": 1500},
+                        "rounds_per_second": [39000.0, 40100.0, 41000.0]}]
+        });
+        let probe = two_millisecond_disk();
+        let mut figures = figures_of(&http, &probe);
+        figures.scaling = Some(&scaling);
+        let rows = judge(&figures);
+        let measured = |prefix: &str| {
+            rows.iter()
+                .find(|row| row.target.starts_with(prefix))
+                .map(|row| (row.measured.clone(), row.met))
+                .expect(prefix)
+        };
+        let (http_64, met) = measured("QUORUM writes over HTTP");
+        assert_eq!(met, Some(true), "3.0x");
+        assert!(
+            http_64.ends_with(
+                "(ha median of 3 rounds: 9500 / 8000 / 9000; etcd median of 3 rounds: 3000 / 3100 / 2900)"
+            ),
+            "{http_64}"
+        );
+        let (sequential, _) = measured("sequential HTTP put");
+        assert!(
+            sequential
+                .ends_with("; the 1-client ha median of 3 rounds: 1250 / 1300 / 1350 writes/s"),
+            "{sequential}"
+        );
+        let (lock, _) = measured("lock acquire");
+        assert!(
+            lock.ends_with(
+                "(ha median of 3 rounds: 1.70 / 1.60 / 1.50; etcd median of 3 rounds: 4.00 / 4.10 / 3.90)"
+            ),
+            "{lock}"
+        );
+        let (peak, met) = measured("`replicate_bench`");
+        assert_eq!(met, Some(true));
+        assert!(
+            peak.ends_with("(median of 3 rounds: 39000 / 40100 / 41000)"),
+            "{peak}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ha_bench::{LatencySummary, MachineDescription, Spread};
+use ha_bench::{LatencySummary, MachineDescription, Spread, median_round, rounds_text};
 use serde::Serialize;
 
 use super::failover::{Attempt, Trial, Variant};
@@ -20,26 +20,82 @@ pub struct IdleMemory {
     pub etcd_bytes: Vec<u64>,
 }
 
-/// Write runs, one per client count.
+/// Write runs, one per client count: each system's median round by writes/s.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct WriteResults {
     /// ha runs.
     pub ha: Vec<WriteRun>,
     /// etcd runs.
     pub etcd: Vec<WriteRun>,
+    /// ha's writes/s in every round, per client count (in the order of `ha`).
+    pub ha_rounds_per_second: Vec<Vec<f64>>,
+    /// etcd's writes/s in every round, per client count.
+    pub etcd_rounds_per_second: Vec<Vec<f64>>,
 }
 
-/// Lock figures.
+impl WriteResults {
+    /// Keep the median round of each system's runs at one client count.
+    ///
+    /// # Errors
+    /// No run for a system.
+    pub fn push_median_rounds(
+        &mut self,
+        ha: Vec<WriteRun>,
+        etcd: Vec<WriteRun>,
+    ) -> Result<(), String> {
+        let per_second = |run: &WriteRun| run.writes_per_second;
+        let (ha, ha_rounds) = median_round(ha, per_second).ok_or("no ha write run")?;
+        let (etcd, etcd_rounds) = median_round(etcd, per_second).ok_or("no etcd write run")?;
+        self.ha.push(ha);
+        self.etcd.push(etcd);
+        self.ha_rounds_per_second.push(ha_rounds);
+        self.etcd_rounds_per_second.push(etcd_rounds);
+        Ok(())
+    }
+}
+
+/// Lock figures; the uncontended cycles are each system's median round by p50.
 #[derive(Clone, Debug, Serialize)]
 pub struct LockResults {
     /// ha uncontended.
     pub ha_uncontended: Uncontended,
     /// etcd uncontended.
     pub etcd_uncontended: Uncontended,
+    /// ha's uncontended p50 in every round, in µs.
+    pub ha_uncontended_p50_rounds_us: Vec<f64>,
+    /// etcd's uncontended p50 in every round, in µs.
+    pub etcd_uncontended_p50_rounds_us: Vec<f64>,
     /// ha contended.
     pub ha_contended: Contended,
     /// etcd contended.
     pub etcd_contended: Contended,
+}
+
+impl LockResults {
+    /// The median rounds of the uncontended cycles, with the contended runs.
+    ///
+    /// # Errors
+    /// No uncontended round for a system.
+    pub fn from_median_rounds(
+        ha_uncontended: Vec<Uncontended>,
+        etcd_uncontended: Vec<Uncontended>,
+        ha_contended: Contended,
+        etcd_contended: Contended,
+    ) -> Result<Self, String> {
+        let p50 = |run: &Uncontended| run.acquire_release.p50_us as f64;
+        let (ha_uncontended, ha_uncontended_p50_rounds_us) =
+            median_round(ha_uncontended, p50).ok_or("no ha lock round")?;
+        let (etcd_uncontended, etcd_uncontended_p50_rounds_us) =
+            median_round(etcd_uncontended, p50).ok_or("no etcd lock round")?;
+        Ok(Self {
+            ha_uncontended,
+            etcd_uncontended,
+            ha_uncontended_p50_rounds_us,
+            etcd_uncontended_p50_rounds_us,
+            ha_contended,
+            etcd_contended,
+        })
+    }
 }
 
 /// Failover trials of one configuration.
@@ -97,6 +153,8 @@ pub struct TargetCheck {
 /// Settings of the run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
+    /// Rounds of each write load and of the uncontended lock cycle (the median is reported).
+    pub rounds: u32,
     /// Seconds per write run.
     pub write_duration_s: u64,
     /// Uncontended lock iterations.
@@ -148,6 +206,10 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+fn micros_as_ms(values: &[f64]) -> Vec<f64> {
+    values.iter().map(|us| us / 1000.0).collect()
+}
+
 fn met(flag: bool) -> &'static str {
     if flag { "met" } else { "**missed**" }
 }
@@ -156,6 +218,7 @@ impl Results {
     /// Gather the figures and check the targets.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        rounds: u32,
         write_duration_s: u64,
         lock_iterations: u32,
         lock_contended_s: u64,
@@ -171,6 +234,7 @@ impl Results {
         let mut results = Self {
             machine: MachineDescription::read(),
             settings: Settings {
+                rounds,
                 write_duration_s,
                 lock_iterations,
                 lock_contended_s,
@@ -179,6 +243,7 @@ impl Results {
                 notes: vec![
                     "writes go to each system's leader over keep-alive HTTP/1.1, one connection per client; ha PUT /v1/kv (QUORUM), etcd POST /v3/kv/put (JSON gateway); both fsync on, default timing".to_string(),
                     "sequential latency is the 1-client run".to_string(),
+                    "each write load and the uncontended lock cycle run in rounds (ha then etcd in each round); the tables give each system's median round (by writes/s; by p50 for locks) whole, and the rounds' figures follow each table".to_string(),
                     "lock cycle: ha POST /v1/lock?ttl_ms=5000 (grants its lease inside) + DELETE; etcd POST /v3/lease/grant + /v3/lock/lock + /v3/lock/unlock (lease grant counted, as ha's acquire includes one)".to_string(),
                     "failover: fresh 3-member cluster per trial; a new write starts every 5 ms (not waiting for earlier ones, so a write stuck on the dead leader does not hide the recovery) at a member that is not the leader, each write retried every 5 ms until acknowledged, each attempt limited to attempt_timeout_ms; window = kill to the end of the first acknowledged attempt started after the kill; failed attempts = attempts that failed and ended after the kill; lost = acknowledged writes missing on the new leader (linearizable read)".to_string(),
                     "the ha bot node also runs its journal worker (an append every 100 ms under a fenced lock) during every measurement".to_string(),
@@ -292,8 +357,8 @@ impl Results {
         let _ = writeln!(out, "## Writes\n");
         let _ = writeln!(
             out,
-            "QUORUM writes over HTTP to the leader (ha `PUT /v1/kv`, etcd `POST /v3/kv/put`), fsync on, default timing, {} s per run.\n",
-            self.settings.write_duration_s
+            "QUORUM writes over HTTP to the leader (ha `PUT /v1/kv`, etcd `POST /v3/kv/put`), fsync on, default timing, {} s per run; each row is the median of {} rounds (systems alternating).\n",
+            self.settings.write_duration_s, self.settings.rounds
         );
         let _ = writeln!(
             out,
@@ -314,6 +379,22 @@ impl Results {
                 ms(etcd.latency.p99_us),
                 ha.errors,
                 etcd.errors
+            );
+        }
+        let _ = writeln!(out, "\nwrites/s in each round:\n");
+        let round_rows = self.writes.ha.iter().zip(
+            self.writes
+                .ha_rounds_per_second
+                .iter()
+                .zip(&self.writes.etcd_rounds_per_second),
+        );
+        for (run, (ha, etcd)) in round_rows {
+            let _ = writeln!(
+                out,
+                "- {} client(s): ha {}; etcd {}",
+                run.clients,
+                rounds_text(ha, 0),
+                rounds_text(etcd, 0)
             );
         }
         let runs = (self.writes.ha.iter().map(|run| ("ha", run)))
@@ -388,6 +469,13 @@ impl Results {
                 )
             );
         }
+        let _ = writeln!(
+            out,
+            "\nEach row is the median of {} rounds by p50; p50 ms in each round: ha {}; etcd {}.",
+            self.settings.rounds,
+            rounds_text(&micros_as_ms(&self.locks.ha_uncontended_p50_rounds_us), 2),
+            rounds_text(&micros_as_ms(&self.locks.etcd_uncontended_p50_rounds_us), 2)
+        );
         let _ = writeln!(
             out,
             "\nRatio ha/etcd p50: {:.2}.\n",

@@ -28,6 +28,10 @@ pub struct WriteRow {
     pub writes_per_second: f64,
     /// Latency of acknowledged writes.
     pub latency: LatencySummary,
+    /// Writes/s of every round, in the order run, when the row is the median of several
+    /// (each round a fresh cluster); empty for a single run and in files written before.
+    #[serde(default)]
+    pub rounds_per_second: Vec<f64>,
 }
 
 /// Start `voters` nodes, wait for a leader, drive `clients` QUORUM writers for `duration`,
@@ -75,5 +79,6 @@ pub async fn measure_writes(
         seconds,
         writes_per_second: writes as f64 / seconds,
         latency: LatencySummary::from_micros(latencies_us),
+        rounds_per_second: Vec::new(),
     }
 }
