@@ -13,10 +13,12 @@ use std::sync::mpsc::TrySendError;
 
 use ha_core::StateMachine;
 
-use crate::driver::apply_reports::{ApplyReport, ReportSender};
 use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
 use crate::driver::reply_slot::ReplySlot;
-use crate::replica::{APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyTask, ApplyWorker};
+use crate::driver::thread_reports::{ReportSender, Wake};
+use crate::replica::{
+    APPLY_AHEAD_ENTRIES_MAX, APPLY_QUERIES_MAX, ApplyDone, ApplyTask, ApplyWorker,
+};
 
 /// Room in the queue to the apply thread, in tasks. The replica core bounds what it hands
 /// out: [`APPLY_AHEAD_ENTRIES_MAX`] entries (one task holds at least one), queries refused
@@ -46,7 +48,7 @@ pub(crate) struct ApplyThread {
 impl ApplyThread {
     /// Start a thread named after `node` that runs `worker` on every task sent to it, in
     /// order, and reports what each produced to `done` (waking the loop only for what it
-    /// must see at once: `driver/apply_reports.rs`). The thread ends when this handle is
+    /// must see at once: `driver/thread_reports.rs`). The thread ends when this handle is
     /// dropped; `done` closes (the receiver sees `None`) when it ends, for instance after
     /// the host's state machine panicked.
     ///
@@ -55,7 +57,7 @@ impl ApplyThread {
     pub(crate) fn start<S: StateMachine>(
         node: &str,
         worker: ApplyWorker<S>,
-        done: ReportSender,
+        done: ReportSender<ApplyDone>,
     ) -> std::io::Result<Self> {
         let (tasks, queue) = lazy_queue(APPLY_QUEUE_TASKS_MAX);
         std::thread::Builder::new()
@@ -84,7 +86,7 @@ impl ApplyThread {
 fn run<S: StateMachine>(
     mut worker: ApplyWorker<S>,
     queue: &LazyReceiver<QueuedTask>,
-    done: ReportSender,
+    done: ReportSender<ApplyDone>,
 ) {
     while let Ok(QueuedTask { task, replies }) = queue.recv() {
         let Some(mut result) = worker.run(&task) else {
@@ -100,9 +102,9 @@ fn run<S: StateMachine>(
             }
         }
         let report = if result.needs_prompt_report() {
-            ApplyReport::Prompt
+            Wake::Prompt
         } else {
-            ApplyReport::Lazy
+            Wake::Lazy
         };
         done.send(result, report);
     }

@@ -2,7 +2,6 @@
 //! the TCP transport and a [`LogStore`](crate::storage::LogStore), with group commit;
 //! [`ReplicaClient`] is its typed, retrying client.
 
-mod apply_reports;
 mod apply_thread;
 mod client;
 mod error;
@@ -18,6 +17,7 @@ mod session_window;
 mod status;
 mod stop_reason;
 mod storage_thread;
+mod thread_reports;
 
 pub use apply_thread::APPLY_QUEUE_TASKS_MAX;
 pub use client::{ReplicaClient, WriteResult};

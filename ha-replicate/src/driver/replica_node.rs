@@ -10,7 +10,6 @@ use ha_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::driver::apply_reports::{ReportReceiver, apply_reports};
 use crate::driver::apply_thread::{ApplyThread, QueuedTask};
 use crate::driver::client::ReplicaClient;
 use crate::driver::error::DriverError;
@@ -22,6 +21,7 @@ use crate::driver::request_traces::RequestTraces;
 use crate::driver::status::{CatchUp, PeerStatus, ReplicaStatus, RoleView};
 use crate::driver::stop_reason::StopReason;
 use crate::driver::storage_thread::{StorageReport, ThreadedStore};
+use crate::driver::thread_reports::{ReportReceiver, thread_reports};
 use crate::engine::{PeerInfo, Role, TransferError};
 use crate::entry::ElectionCause;
 use crate::membership::VoterSet;
@@ -162,7 +162,7 @@ impl<S: StateMachine> ReplicaNode<S> {
         }
         // The host's state machine runs on a thread of its own (a witness has none and keeps
         // applying metadata inline): a slow `apply` cannot hold up this node's heartbeats.
-        let (apply_done_sender, apply_done_receiver) = apply_reports();
+        let (apply_done_sender, apply_done_receiver) = thread_reports();
         let apply_thread = match core.detach_apply_worker() {
             Some(worker) => Some(
                 ApplyThread::start(node_id.as_str(), worker, apply_done_sender)
@@ -503,10 +503,11 @@ struct Receivers {
     snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     digests_computed: mpsc::UnboundedReceiver<DigestComputed>,
     /// What the apply thread did; at most one per task handed to it. Reports the core does
-    /// not wait for do not wake the loop (`driver/apply_reports.rs`).
-    apply_done: ReportReceiver,
-    /// What the storage thread synced (or failed to).
-    storage_reports: mpsc::UnboundedReceiver<StorageReport>,
+    /// not wait for do not wake the loop (`driver/thread_reports.rs`).
+    apply_done: ReportReceiver<ApplyDone>,
+    /// What the storage thread synced (or failed to). A sync the core does not wait for does
+    /// not wake the loop.
+    storage_reports: ReportReceiver<StorageReport>,
 }
 
 enum Input {
@@ -531,7 +532,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             mut snapshots_written,
             mut digests_computed,
             apply_done,
-            mut storage_reports,
+            storage_reports,
         } = receivers;
         let applies_inline = self.apply_thread.is_none();
         self.carry_out();
@@ -542,7 +543,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             let input = tokio::select! {
                 biased;
                 // Durability first: what a sync released (votes, acks, answers) leaves soonest.
-                Some(report) = storage_reports.recv() => Input::Storage(report),
+                Some((report, _)) = storage_reports.recv() => Input::Storage(report),
                 command = commands.recv() => command.map(Input::Command).unwrap_or(Input::Closed),
                 message = inbound.recv() => message.map(Input::Inbound).unwrap_or(Input::Closed),
                 Some(written) = snapshots_written.recv() => Input::SnapshotWritten(written),
@@ -557,7 +558,7 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             // of it at once: one transport wake-up per peer and one sync request to the
             // storage thread per turn, not per write (issue 17, item 4).
             for _ in 0..BATCH_INPUTS_MAX {
-                let input = if let Ok(report) = storage_reports.try_recv() {
+                let input = if let Some((report, _)) = storage_reports.try_recv() {
                     Input::Storage(report)
                 } else if let Ok(command) = commands.try_recv() {
                     Input::Command(command)
@@ -585,11 +586,12 @@ impl<S: StateMachine, L: LogStore + 'static> Runner<S, L> {
             self.answer_exports();
             // Before waiting again: a report queued before this is still in the queue, which
             // the wait looks at first.
+            let traced = self.traces.has_open_entries();
             apply_done.set_waiting(
-                self.core.waits_for_apply_reports()
-                    || !self.exports.is_empty()
-                    || self.traces.has_open_entries(),
+                self.core.waits_for_apply_reports() || !self.exports.is_empty() || traced,
             );
+            // A traced entry's spans close on its sync and on its commit, when they happen.
+            storage_reports.set_waiting(self.core.waits_for_storage_reports() || traced);
         }
         self.fail_pending();
         self.transport.shutdown().await;

@@ -9,9 +9,11 @@
 //!   [`ReplicaEffect::Sync`](crate::replica::ReplicaEffect::Sync) effects), so a turn of many
 //!   writes costs one channel send and one wake-up of the thread, and the thread one fsync
 //!   (it also merges turns queued behind an fsync in progress: group commit). It reports
-//!   [`StorageReport::Persisted`] with the last write id covered. A failed write is reported
-//!   as [`StorageReport::Failed`]; later writes and syncs are skipped until the store is
-//!   reopened (the store is not to be trusted, see [`LogStore`]).
+//!   [`StorageReport::Persisted`] with the last write id covered, waking the loop only when
+//!   the loop waits for it (`driver/thread_reports.rs`: a leader whose followers have not
+//!   answered yet reads it when their answer wakes it). A failed write is reported as
+//!   [`StorageReport::Failed`], always at once; later writes and syncs are skipped until the
+//!   store is reopened (the store is not to be trusted, see [`LogStore`]).
 //! - Everything else (reads of stored entries for a lagging follower, snapshot files,
 //!   recovery, reopening, an in-place `sync` while resuming from a full disk) is a call that
 //!   waits for its answer: it runs after the writes queued before it, so it sees them. These
@@ -22,10 +24,8 @@ use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use ha_core::LogIndex;
-use tokio::sync::mpsc as tokio_mpsc;
-
 use crate::driver::lazy_queue::{LazyReceiver, LazySender, lazy_queue};
+use crate::driver::thread_reports::{ReportReceiver, ReportSender, Wake, thread_reports};
 use crate::engine::PersistId;
 use crate::entry::Entry;
 use crate::hard_state::HardState;
@@ -33,6 +33,7 @@ use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 use crate::storage::{
     IncomingSnapshot, LogStore, Recovered, SnapshotSink, StorageError, WrittenSnapshot,
 };
+use ha_core::LogIndex;
 
 /// Operations queued for the storage thread at most. A full queue makes the event loop wait
 /// (back-pressure from a disk that cannot keep up) instead of holding unbounded memory; one
@@ -88,14 +89,14 @@ impl<L: LogStore + 'static> ThreadedStore<L> {
     ///
     /// # Errors
     /// [`StorageError::Io`] when the thread cannot be spawned.
-    pub fn start(
+    pub(crate) fn start(
         store: L,
         name: &str,
-    ) -> Result<(Self, tokio_mpsc::UnboundedReceiver<StorageReport>), StorageError> {
+    ) -> Result<(Self, ReportReceiver<StorageReport>), StorageError> {
         let (ops, receiver) = lazy_queue(STORAGE_OPS_QUEUED_MAX);
         // Unbounded but bounded in practice: at most one report per queued sync (bounded
         // above) plus one failure per reopen.
-        let (reports, report_receiver) = tokio_mpsc::unbounded_channel();
+        let (reports, report_receiver) = thread_reports();
         let thread = std::thread::Builder::new()
             .name(format!("ha-storage-{name}"))
             .spawn(move || run(store, receiver, reports))
@@ -211,11 +212,7 @@ fn copy_error(error: &StorageError) -> StorageError {
 }
 
 /// The thread: take what is queued, carry it out in order, sync once for the syncs among it.
-fn run<L: LogStore>(
-    mut store: L,
-    ops: LazyReceiver<Op<L>>,
-    reports: tokio_mpsc::UnboundedSender<StorageReport>,
-) {
+fn run<L: LogStore>(mut store: L, ops: LazyReceiver<Op<L>>, reports: ReportSender<StorageReport>) {
     // The first error since the store was last (re)opened: nothing more is written or synced
     // until it is reopened.
     let mut failed: Option<StorageError> = None;
@@ -245,7 +242,7 @@ fn run<L: LogStore>(
                         };
                         if let Err(error) = result {
                             failed = Some(copy_error(&error));
-                            let _ = reports.send(StorageReport::Failed(error));
+                            reports.send(StorageReport::Failed(error), Wake::Prompt);
                         }
                     }
                     if let Some(through) = sync {
@@ -292,18 +289,16 @@ fn sync<L: LogStore>(
     store: &mut L,
     failed: &mut Option<StorageError>,
     through: PersistId,
-    reports: &tokio_mpsc::UnboundedSender<StorageReport>,
+    reports: &ReportSender<StorageReport>,
 ) {
     if failed.is_some() {
         return;
     }
     match store.sync() {
-        Ok(()) => {
-            let _ = reports.send(StorageReport::Persisted(through));
-        }
+        Ok(()) => reports.send(StorageReport::Persisted(through), Wake::Lazy),
         Err(error) => {
             *failed = Some(copy_error(&error));
-            let _ = reports.send(StorageReport::Failed(error));
+            reports.send(StorageReport::Failed(error), Wake::Prompt);
         }
     }
 }
@@ -440,10 +435,10 @@ mod tests {
         }
     }
 
-    fn next_report(reports: &mut tokio_mpsc::UnboundedReceiver<StorageReport>) -> StorageReport {
+    fn next_report(reports: &mut ReportReceiver<StorageReport>) -> StorageReport {
         // Bounded: 500 polls of 10 ms.
         for _ in 0..500 {
-            if let Ok(report) = reports.try_recv() {
+            if let Some((report, _)) = reports.try_recv() {
                 return report;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -451,12 +446,7 @@ mod tests {
         panic!("no report from the storage thread within 5 s");
     }
 
-    fn started(
-        disk: &MemoryDisk,
-    ) -> (
-        ThreadedStore<MemoryStore>,
-        tokio_mpsc::UnboundedReceiver<StorageReport>,
-    ) {
+    fn started(disk: &MemoryDisk) -> (ThreadedStore<MemoryStore>, ReportReceiver<StorageReport>) {
         let (mut store, reports) =
             ThreadedStore::start(MemoryStore::open(disk.clone()), "test").expect("starts");
         store.recover().expect("recovers");
@@ -547,7 +537,7 @@ mod tests {
         store.append(&[entry(2)]).expect("queued");
         let error = store.sync().expect_err("still failed");
         assert_eq!(classify(&error), Some(StorageFailureKind::Full));
-        assert!(reports.try_recv().is_err(), "one report per failure");
+        assert!(reports.try_recv().is_none(), "one report per failure");
         disk.set_fault(None);
         store.reopen().expect("reopens");
         store.append(&[entry(1)]).expect("queued");

@@ -473,6 +473,37 @@ impl Engine {
         }
     }
 
+    /// Whether this node must hear at once that its writes are durable (the storage thread's
+    /// report wakes the event loop only then, `driver/thread_reports.rs`). Always, unless it
+    /// leads and its own copy holds back no commit: a leader's sync that completes before
+    /// enough followers have acknowledged the entries it covers changes nothing until their
+    /// acknowledgement arrives, and the loop reads the waiting report before that
+    /// acknowledgement when it wakes for it. A leader that may commit once its own copy is
+    /// durable (the followers' acknowledgements are in, or it is the only voter) waits.
+    pub fn waits_for_own_durability(&self) -> bool {
+        if self.role != Role::Leader {
+            return true;
+        }
+        let last = self.log.last_index();
+        if self.durable_index >= last {
+            return false;
+        }
+        let membership = self.log.membership();
+        let matches = membership.voters.iter().map(|voter| {
+            if *voter == self.settings.node_id {
+                last
+            } else {
+                self.progress
+                    .get(voter)
+                    .map(|progress| progress.match_index)
+                    .unwrap_or_default()
+            }
+        });
+        quorum_value(matches, membership.quorum()).is_some_and(|candidate| {
+            candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term)
+        })
+    }
+
     fn commit_notice_timer_set(&self) -> bool {
         self.commit_notice_timer == Some(self.timer_generations[TimerKind::CommitNotice.slot()])
     }

@@ -159,7 +159,7 @@ impl ApplyDone {
     /// Whether the replica must see this report at once, whatever it waits for: an answer
     /// to a query, a copy, a restore, a digest to send, a changed failover history, or an
     /// answer to a routed write not yet delivered. Applied entries alone may wait for the
-    /// replica's next turn (`driver/apply_reports.rs`).
+    /// replica's next turn (`driver/thread_reports.rs`).
     pub(crate) fn needs_prompt_report(&self) -> bool {
         match &self.0 {
             DoneKind::Applied {
@@ -393,7 +393,7 @@ mod report_tests {
         done
     }
 
-    /// `driver/apply_reports.rs` lets only plain applied entries wait for the loop's next
+    /// `driver/thread_reports.rs` lets only plain applied entries wait for the loop's next
     /// input; everything the core must act on wakes it.
     #[test]
     fn only_plain_applied_entries_may_wait_for_the_loop() {

@@ -441,6 +441,15 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
         self.after_input(now);
     }
 
+    /// Whether the driver must wake the event loop for every storage report
+    /// (`driver/thread_reports.rs`; failures always wake it): while the durability gate holds
+    /// effects that wait for a sync, or the engine waits for its own durability
+    /// ([`Engine::waits_for_own_durability`]: anything but a leader, and a leader whose own
+    /// copy is all a commit waits for).
+    pub fn waits_for_storage_reports(&self) -> bool {
+        self.gate.held_len() > 0 || self.engine.waits_for_own_durability()
+    }
+
     /// A write or a sync the driver carried out for this core failed: stall on an IO error (a
     /// full disk, `EIO`; writes resume once the store can be written again), stop on anything
     /// else.

@@ -15,6 +15,7 @@ mod engine_lease;
 mod engine_log_eviction;
 mod engine_membership_guard;
 mod engine_operator_membership;
+mod engine_own_durability;
 mod engine_refusals;
 mod engine_unwell_campaign;
 mod engine_witness;

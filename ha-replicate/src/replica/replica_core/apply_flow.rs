@@ -136,7 +136,7 @@ impl<S: StateMachine, L: LogStore> ReplicaCore<S, L> {
     /// durable write), or holds committed entries back until the worker catches up, or
     /// refuses writes because the worker lags. Otherwise a report of applied entries alone
     /// can wait for the core's next input (the driver then does not wake for it:
-    /// `driver/apply_reports.rs`); answers, copies and digests are always reported at once.
+    /// `driver/thread_reports.rs`); answers, copies and digests are always reported at once.
     pub fn waits_for_apply_reports(&self) -> bool {
         self.apply.answers_after_apply_through > self.apply.applied_index
             || self.engine.commit_index() > self.apply.handed_out

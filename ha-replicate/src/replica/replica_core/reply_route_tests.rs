@@ -345,7 +345,7 @@ fn a_write_durable_here_when_committed_is_routed() {
 }
 
 /// The driver wakes its loop for a report of applied entries only while the core waits for
-/// one (`driver/apply_reports.rs`): never for writes the worker answers itself, always until
+/// one (`driver/thread_reports.rs`): never for writes the worker answers itself, always until
 /// the entry of a write the core answers after applying it is reported.
 #[test]
 fn the_core_waits_for_apply_reports_only_for_writes_it_answers_itself() {
