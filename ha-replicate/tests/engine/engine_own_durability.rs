@@ -5,6 +5,7 @@
 
 use crate::engine_support;
 
+use engine_support::messages::append_response;
 use engine_support::{engine, id, leader, membership_entry};
 use ha_core::{LogIndex, Millis, Term};
 use ha_replicate::engine::{Engine, EngineSettings, EngineStart, Message, Role};
@@ -13,13 +14,7 @@ use ha_replicate::membership::VoterSet;
 
 /// b's acknowledgement of everything through `index` in term 4.
 fn acknowledged_through(index: u64) -> Message {
-    Message::AppendResponse {
-        term: Term(4),
-        success: true,
-        index: LogIndex(index),
-        applied_index: LogIndex(0),
-        read_round: 0,
-    }
+    append_response(4, true, index, 0, 0)
 }
 
 #[test]
