@@ -15,6 +15,7 @@ use crate::entry::Entry;
 use crate::hard_state::HardState;
 use crate::snapshot_meta::{SnapshotId, SnapshotMeta};
 
+mod active_segment;
 pub mod archive;
 mod incoming_file;
 pub mod io_failure;

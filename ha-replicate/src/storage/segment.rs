@@ -73,6 +73,9 @@ pub(crate) enum ScanEnd {
 pub(crate) struct ScannedSegment {
     /// The file's size when it was read.
     pub(crate) file_bytes: u64,
+    /// Where its records end: `file_bytes` less a tail of zeros the writer wrote ahead
+    /// ([`active_segment`](super::active_segment)), for a clean end.
+    pub(crate) records_bytes: u64,
     /// Whether it ended cleanly or with a torn tail.
     pub(crate) end: ScanEnd,
 }
@@ -109,6 +112,21 @@ pub(crate) fn scan_segment(
             });
         }
         match find_valid_record_after(path, offset, file_bytes)? {
+            Some(next) if let Some(sector) = zero_sector_within(path, offset, next)? => {
+                Ok(ScannedSegment {
+                    file_bytes,
+                    records_bytes: offset,
+                    end: ScanEnd::Torn {
+                        offset,
+                        reason: format!(
+                            "{reason}; bytes {sector}..{} are zeros, a sector the disk never \
+                             wrote, so the records after it (a valid one at byte {next}) were \
+                             never synced either",
+                            sector + SECTOR_BYTES
+                        ),
+                    },
+                })
+            }
             Some(next) => Err(StorageError::Corrupt {
                 path: path.to_path_buf(),
                 offset,
@@ -118,6 +136,7 @@ pub(crate) fn scan_segment(
             }),
             None => Ok(ScannedSegment {
                 file_bytes,
+                records_bytes: offset,
                 end: ScanEnd::Torn { offset, reason },
             }),
         }
@@ -159,6 +178,14 @@ pub(crate) fn scan_segment(
     while offset < file_bytes {
         let remaining = file_bytes - offset;
         if remaining < RECORD_HEADER_BYTES as u64 {
+            // A few zeros written ahead up to the segment's limit, or a torn header.
+            if only_zeros_follow(&mut reader).map_err(io_error)? {
+                return Ok(ScannedSegment {
+                    file_bytes,
+                    records_bytes: offset,
+                    end: ScanEnd::Clean,
+                });
+            }
             return damaged(
                 offset,
                 format!("only {remaining} bytes left, short of a record header"),
@@ -166,6 +193,17 @@ pub(crate) fn scan_segment(
         }
         let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
         reader.read_exact(&mut header_bytes).map_err(io_error)?;
+        // No record starts with 8 zero bytes (a body is at least 1 byte long), so these are
+        // the zeros written ahead, if nothing but zeros follows.
+        if header_bytes == [0u8; RECORD_HEADER_BYTES]
+            && only_zeros_follow(&mut reader).map_err(io_error)?
+        {
+            return Ok(ScannedSegment {
+                file_bytes,
+                records_bytes: offset,
+                end: ScanEnd::Clean,
+            });
+        }
         let header = RecordHeader::parse(header_bytes);
         if let Some(problem) = header.length_problem() {
             return damaged(offset, problem);
@@ -200,8 +238,64 @@ pub(crate) fn scan_segment(
     }
     Ok(ScannedSegment {
         file_bytes,
+        records_bytes: file_bytes,
         end: ScanEnd::Clean,
     })
+}
+
+/// Whether every byte left in `reader` is zero. Reads at most the rest of the file.
+fn only_zeros_follow(reader: &mut impl Read) -> std::io::Result<bool> {
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if read == 0 {
+            return Ok(true);
+        }
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// The unit a disk writes whole, for [`zero_sector_within`].
+const SECTOR_BYTES: u64 = 512;
+
+/// The start of the first sector-aligned run of [`SECTOR_BYTES`] zeros within `start..end` of
+/// the file, if any.
+///
+/// Why it decides between a torn write and corruption: the writer writes records only over
+/// zeros it wrote ahead ([`active_segment`](super::active_segment)), and a sync flushes every
+/// byte written before it. So when a power failure lets later pages of an unsynced batch reach
+/// the disk without an earlier one, the earlier one reads back as zeros, and no record at or
+/// after it was covered by a sync: dropping them loses nothing acknowledged. A damaged record
+/// with no zero sector (a flipped bit in the middle of the log) stays corruption. `end` is a
+/// valid record found after the damage, so the range is at most about two maximal records.
+fn zero_sector_within(path: &Path, start: u64, end: u64) -> Result<Option<u64>, StorageError> {
+    let first = start.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    if first.saturating_add(SECTOR_BYTES) > end {
+        return Ok(None);
+    }
+    let io_error = |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    file.seek(SeekFrom::Start(first)).map_err(io_error)?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(end - first));
+    let mut sector = [0u8; SECTOR_BYTES as usize];
+    let mut at = first;
+    while at + SECTOR_BYTES <= end {
+        reader.read_exact(&mut sector).map_err(io_error)?;
+        if sector.iter().all(|&byte| byte == 0) {
+            return Ok(Some(at));
+        }
+        at += SECTOR_BYTES;
+    }
+    Ok(None)
 }
 
 /// Looks for a complete valid record starting after `damaged_offset`.

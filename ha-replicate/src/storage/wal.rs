@@ -21,6 +21,7 @@
 //! ```text
 //! magic "ha-wal\0\x02" (8 bytes, the last one is the format version)
 //! record*
+//! zero*        zeros the writer wrote ahead of its records (see below)
 //! record = body length: u32 LE | crc32c(body): u32 LE | body: postcard(Record)
 //! Record = Entry(Entry)                      an entry, index = previous last + 1
 //!        | Truncate { from: LogIndex }       entries >= from are gone
@@ -41,9 +42,18 @@
 //! is refused instead of silently recovering an older term and vote. Version 1 had no seals;
 //! its segments are refused (there were no deployed users).
 //!
-//! Nothing in a segment is ever overwritten: truncation appends a `Truncate` marker, and the
-//! hard state is a record like any other, so one sync makes entries and the vote durable
-//! together (the driver's group commit) and a crash keeps a prefix of the writes.
+//! No record is ever overwritten: truncation appends a `Truncate` marker, and the hard state
+//! is a record like any other, so one sync makes entries and the vote durable together (the
+//! driver's group commit) and a crash keeps a prefix of the writes.
+//!
+//! **Zeros written ahead.** The writer keeps up to a mebibyte of zero bytes after the records
+//! of the segment it writes (never past the segment's limit plus a seal) and writes its next
+//! records over them, so a sync flushes data into blocks the file already has instead of
+//! growing the file, which would also commit the file system's journal
+//! ([`active_segment`](super::active_segment) has the measurements). No record starts with
+//! zero bytes (a body is at least 1 byte), so recovery reads a tail of zeros as the end of the
+//! records. The zeros are cut off before a segment is sealed and when the store is closed;
+//! only a crash leaves them behind.
 //!
 //! **Snapshots** are never held in memory whole: their data are written, checksummed and read
 //! through bounded buffers, whatever their size (the data length is a u64; only the meta is
@@ -100,7 +110,10 @@
 //!    refuses the gap.)
 //! 3. Segments must be numbered without gaps. They are read in order and every record's
 //!    checksum is verified.
-//! 4. A damaged record (short, impossible length, checksum mismatch) **in the last segment,
+//! 4. Zero bytes from the end of the last record to the end of a segment (in any segment) are
+//!    space the writer wrote ahead, not damage: nothing is repaired and the next records of
+//!    the last segment go over them. Zeros with anything else after them are damage.
+//!    A damaged record (short, impossible length, checksum mismatch) **in the last segment,
 //!    with no valid record after it**, is a torn write: the file is truncated at the record's
 //!    start (a last segment whose header is damaged is removed) and the repair is reported.
 //!    A flipped bit in the final record is indistinguishable from a torn write and is
@@ -159,6 +172,7 @@ use std::sync::Arc;
 use ha_core::LogIndex;
 use parking_lot::Mutex;
 
+use super::active_segment::ActiveSegment;
 use super::incoming_file::{INCOMING_DATA_NAME, INCOMING_META_NAME, write_incoming_meta};
 use super::log_bounds::LogBounds;
 use super::record::{
@@ -469,8 +483,8 @@ struct Running {
     bounds: LogBounds,
     /// Every segment on disk, oldest first; the last one is being written.
     segments: Vec<SegmentInfo>,
-    /// The open handle of the last segment; `None` exactly when there is no segment.
-    active: Option<File>,
+    /// The last segment, open for writing; `None` exactly when there is no segment.
+    active: Option<ActiveSegment>,
     /// Encoded records not yet handed to the operating system, for the last segment.
     pending: Vec<u8>,
     /// The last segment has writes that were not synced.
@@ -654,16 +668,11 @@ impl Running {
             None => None,
         };
         let active = match segments.last() {
-            Some(last) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&last.path)
-                    .map_err(|source| StorageError::Io {
-                        path: last.path.clone(),
-                        source,
-                    })?;
-                Some(file)
-            }
+            Some(last) => Some(ActiveSegment::open(
+                &last.path,
+                last.size_bytes,
+                prepare_limit(options.segment_bytes_max),
+            )?),
             None => None,
         };
         let mut running = Self {
@@ -1116,17 +1125,14 @@ impl Running {
         if self.active.is_some() {
             self.seal_last()?;
             self.flush()?;
+            if let Some(active) = self.active.as_mut() {
+                active.trim()?;
+                self.active_unsynced = true;
+            }
             self.sync_active()?;
         }
         let path = segment_path(&self.directory, sequence);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| StorageError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = ActiveSegment::create(&path, prepare_limit(self.segment_bytes_max))?;
         tracing::debug!(path = %path.display(), "started a wal segment");
         self.active = Some(file);
         self.segments.push(SegmentInfo {
@@ -1166,14 +1172,15 @@ impl Running {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (Some(file), Some(last)) = (self.active.as_mut(), self.segments.last()) else {
+        let Some(active) = self.active.as_mut() else {
             unreachable!("pending bytes exist only after a segment was started");
         };
-        file.write_all(&self.pending)
-            .map_err(|source| StorageError::Io {
-                path: last.path.clone(),
-                source,
-            })?;
+        active.write(&self.pending)?;
+        debug_assert_eq!(
+            Some(active.written()),
+            self.segments.last().map(|last| last.size_bytes),
+            "a segment's size counts exactly the bytes written to it"
+        );
         self.pending.clear();
         self.active_unsynced = true;
         Ok(())
@@ -1183,11 +1190,8 @@ impl Running {
         if !self.active_unsynced {
             return Ok(());
         }
-        if let (Some(file), Some(last)) = (self.active.as_mut(), self.segments.last()) {
-            file.sync_data().map_err(|source| StorageError::Io {
-                path: last.path.clone(),
-                source,
-            })?;
+        if let Some(active) = self.active.as_mut() {
+            active.sync_data()?;
         }
         self.active_unsynced = false;
         Ok(())
@@ -1292,6 +1296,13 @@ fn open_incoming(directory: &Path, incoming: &IncomingSnapshot) -> Result<Incomi
 }
 
 /// Removes `path`; a file that is already gone is what was wanted.
+/// How far zeros may be written ahead in a segment whose limit is `segment_bytes_max`: past
+/// that, the next record goes to a new segment (a record alone in its segment may still be
+/// larger; nothing is written ahead of it).
+fn prepare_limit(segment_bytes_max: u64) -> u64 {
+    segment_bytes_max.saturating_add(SEAL_RECORD_BYTES_MAX)
+}
+
 fn remove_file_if_present(path: &Path) -> Result<(), StorageError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),

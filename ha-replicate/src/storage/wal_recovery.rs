@@ -129,7 +129,7 @@ pub(crate) fn recover_directory(directory: &Path) -> Result<RecoveredLayout, Sto
             replay.apply(sequence, path, offset, record)
         })?;
         let size_bytes = match scanned.end {
-            ScanEnd::Clean => scanned.file_bytes,
+            ScanEnd::Clean => scanned.records_bytes,
             ScanEnd::Torn { offset, reason } => {
                 repairs.push(format!(
                     "torn write at the end of {}: dropped {} bytes from byte {offset} ({reason})",

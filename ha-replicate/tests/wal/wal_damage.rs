@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ha_core::LogIndex;
-use ha_replicate::storage::LogStore;
+use ha_replicate::storage::{LogStore, StorageError};
 use wal_support::*;
 
 const SEGMENT_BYTES: u64 = 300;
@@ -150,19 +150,123 @@ fn a_torn_segment_header_removes_the_new_segment() {
     }
 }
 
+/// Zeros after the last record are what a crash leaves of the space the writer writes ahead:
+/// not damage. Recovery keeps every record, repairs nothing, and the next records go over the
+/// zeros and survive the next recovery.
 #[test]
-fn a_zero_filled_tail_is_a_torn_write() {
+fn a_zero_filled_tail_is_space_written_ahead() {
+    let (original, last_segment) = written_log();
+    for zeros in [1usize, 7, 8, 4096, 70_000] {
+        let copy = copy_of(original.path());
+        let segment = in_copy(&copy, &last_segment);
+        let length = fs::metadata(&segment).unwrap().len();
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes.extend(std::iter::repeat_n(0u8, zeros));
+        fs::write(&segment, bytes).unwrap();
+
+        let (mut store, recovered) = open(copy.path(), SEGMENT_BYTES);
+        assert_eq!(recovered.entries.len() as u64, LAST_INDEX, "{zeros} zeros");
+        assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
+        store.append(&[entry(1, LAST_INDEX + 1, 3)]).unwrap();
+        store.sync().unwrap();
+        assert!(
+            fs::metadata(&segment).unwrap().len() > length,
+            "the new record was written after the old ones"
+        );
+        drop(store);
+
+        let (_, recovered) = open(copy.path(), SEGMENT_BYTES);
+        assert_eq!(
+            recovered.entries.len() as u64,
+            LAST_INDEX + 1,
+            "{zeros} zeros"
+        );
+        assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
+        assert_eq!(recovered.entries.last(), Some(&entry(1, LAST_INDEX + 1, 3)));
+    }
+}
+
+/// A crash between sealing a segment and cutting its zeros off leaves them after the seal;
+/// they are not records after it, and not damage.
+#[test]
+fn zeros_after_a_seal_are_not_records() {
+    let (original, _) = written_log();
+    let copy = copy_of(original.path());
+    let segments = segment_files(copy.path());
+    for sealed in &segments[..segments.len() - 1] {
+        let mut bytes = fs::read(sealed).unwrap();
+        bytes.extend(std::iter::repeat_n(0u8, 100));
+        fs::write(sealed, bytes).unwrap();
+    }
+    let (_, recovered) = open(copy.path(), SEGMENT_BYTES);
+    assert_eq!(recovered.entries.len() as u64, LAST_INDEX);
+    assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
+}
+
+/// A power failure can let a later page of an unsynced batch reach the disk without an
+/// earlier one, which then reads as the zeros written ahead. A sector of zeros inside the
+/// damage means the records from there on were never synced: a torn write, cut there, though
+/// valid records follow. The same damage without a zero sector (bytes flipped, not missing)
+/// stays corruption.
+#[test]
+fn a_sector_of_zeros_before_valid_records_in_the_last_segment_is_a_torn_write() {
+    let original = tempfile::tempdir().unwrap();
+    let (mut store, _) = open(original.path(), 64 * 1024);
+    let written: Vec<_> = (1..=60).map(|index| entry(1, index, 100)).collect();
+    store.append(&written).unwrap();
+    drop(store);
+    let segment = segment_files(original.path()).pop().unwrap();
+    let spans = record_spans(&segment);
+    let (damaged, _) = *spans
+        .iter()
+        .find(|&&(start, end)| start <= 2048 && end > 2048)
+        .unwrap();
+    let kept = spans.iter().filter(|&&(_, end)| end <= damaged).count();
+
+    let copy = copy_of(original.path());
+    let file = in_copy(&copy, &segment);
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[2048..2560].fill(0);
+    fs::write(&file, bytes).unwrap();
+    let (_, recovered) = open(copy.path(), 64 * 1024);
+    assert_eq!(recovered.entries, written[..kept]);
+    assert_eq!(recovered.repairs.len(), 1, "{:?}", recovered.repairs);
+    assert!(
+        recovered.repairs[0].contains("zeros"),
+        "{:?}",
+        recovered.repairs
+    );
+    assert_eq!(fs::metadata(&file).unwrap().len(), damaged);
+
+    // 511 zeros and one byte left alone: not a whole sector, so corruption.
+    let copy = copy_of(original.path());
+    let file = in_copy(&copy, &segment);
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[2048..2559].fill(0);
+    fs::write(&file, &bytes).unwrap();
+    match try_recover(copy.path()) {
+        Err(StorageError::Corrupt { offset, .. }) => assert_eq!(offset, damaged),
+        other => panic!("expected corruption at {damaged}, got {other:?}"),
+    }
+    assert_eq!(fs::read(&file).unwrap(), bytes, "nothing is modified");
+}
+
+/// Zeros after a torn record are still a torn write: the record is cut off, zeros and all.
+#[test]
+fn a_torn_record_before_zeros_is_cut_with_them() {
     let (original, last_segment) = written_log();
     let copy = copy_of(original.path());
     let segment = in_copy(&copy, &last_segment);
-    let length = fs::metadata(&segment).unwrap().len();
+    let spans = record_spans(&segment);
+    let (start, end) = spans[spans.len() - 1];
     let mut bytes = fs::read(&segment).unwrap();
+    bytes.truncate(usize::try_from(end).unwrap() - 1);
     bytes.extend(std::iter::repeat_n(0u8, 4096));
     fs::write(&segment, bytes).unwrap();
     let (_, recovered) = open(copy.path(), SEGMENT_BYTES);
-    assert_eq!(recovered.entries.len() as u64, LAST_INDEX);
-    assert_eq!(recovered.repairs.len(), 1);
-    assert_eq!(fs::metadata(&segment).unwrap().len(), length);
+    assert_eq!(recovered.entries.len() as u64, LAST_INDEX - 1);
+    assert_eq!(recovered.repairs.len(), 1, "{:?}", recovered.repairs);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), start);
 }
 
 /// Every bit of a record that has a valid record after it: always corruption at that record's

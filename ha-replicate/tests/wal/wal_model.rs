@@ -309,7 +309,7 @@ fn segment_sizes(directory: &Path) -> BTreeMap<PathBuf, u64> {
     segment_files(directory)
         .into_iter()
         .map(|path| {
-            let size = fs::metadata(&path).unwrap().len();
+            let size = wal_support::records_end(&path);
             (path, size)
         })
         .collect()

@@ -489,3 +489,61 @@ fn compaction_keeps_segments_that_replay_needs_before_a_truncation_marker() {
     let (_, recovered) = open(directory.path(), 160);
     assert_eq!(recovered.entries, entries(2, 6, 7));
 }
+
+/// The writer keeps zeros ahead of its records in the segment it writes (so syncs overwrite
+/// rather than grow the file), never past the segment's limit; a sealed segment and the last
+/// segment of a closed store hold records only.
+#[test]
+fn zeros_are_written_ahead_of_the_records_and_cut_when_sealed_or_closed() {
+    const MIB: u64 = 1024 * 1024;
+    let directory = tempfile::tempdir().unwrap();
+    let (mut store, _) = open(directory.path(), 8 * MIB);
+    store.append(&entries(1, 1, 10)).unwrap();
+    store.sync().unwrap();
+    let segment = segment_files(directory.path()).pop().unwrap();
+    let records = records_end(&segment);
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        records + MIB,
+        "a mebibyte of zeros ahead of the records"
+    );
+
+    // Records past the zeros written ahead get the next mebibyte after them.
+    let big: Vec<_> = (11..=30).map(|index| entry(1, index, 64 * 1024)).collect();
+    store.append(&big).unwrap();
+    store.sync().unwrap();
+    let records = records_end(&segment);
+    assert!(records > MIB, "{records}");
+    assert_eq!(fs::metadata(&segment).unwrap().len(), records + MIB);
+    drop(store);
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        records,
+        "closed: records only"
+    );
+
+    // Small segments: the zeros stop at the limit (plus a seal), and sealed segments are cut.
+    let directory = tempfile::tempdir().unwrap();
+    let (mut store, _) = open(directory.path(), 300);
+    for index in 1..=40 {
+        store.append(&entries(1, index, index)).unwrap();
+    }
+    store.sync().unwrap();
+    let segments = segment_files(directory.path());
+    assert!(segments.len() >= 3, "{segments:?}");
+    for sealed in &segments[..segments.len() - 1] {
+        assert_eq!(fs::metadata(sealed).unwrap().len(), records_end(sealed));
+    }
+    let last = segments.last().unwrap();
+    let last_bytes = fs::metadata(last).unwrap().len();
+    assert!(
+        last_bytes > records_end(last) && last_bytes <= 300 + 30,
+        "{last_bytes} bytes, records end at {}",
+        records_end(last)
+    );
+    let written = entries(1, 1, 40);
+    drop(store);
+    let (_, recovered) = open(directory.path(), 300);
+    assert_eq!(recovered.entries, written);
+    assert!(recovered.repairs.is_empty(), "{:?}", recovered.repairs);
+}

@@ -134,13 +134,17 @@ fn files_matching(directory: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> 
 }
 
 /// Where each record of a segment starts and ends, read with the documented format
-/// (`length u32 LE | crc32c u32 LE | body`) independently of the store's own reader.
+/// (`length u32 LE | crc32c u32 LE | body`, then possibly zeros written ahead) independently
+/// of the store's own reader.
 pub fn record_spans(path: &Path) -> Vec<(u64, u64)> {
     let bytes = fs::read(path).unwrap();
     assert_eq!(&bytes[..8], SEGMENT_MAGIC, "{}", path.display());
     let mut spans = Vec::new();
     let mut offset = 8usize;
     while offset < bytes.len() {
+        if bytes[offset..].iter().all(|&byte| byte == 0) {
+            break;
+        }
         let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
         let checksum = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
         let body = &bytes[offset + 8..offset + 8 + length];
@@ -204,6 +208,16 @@ pub fn assert_corrupt_at(
             path.display()
         ),
     }
+}
+
+/// Where a segment's records end: its size less the zeros written ahead of them.
+/// (A file shorter than its magic, a torn header, counts whole.)
+pub fn records_end(path: &Path) -> u64 {
+    let length = fs::metadata(path).unwrap().len();
+    if length < SEGMENT_MAGIC.len() as u64 {
+        return length;
+    }
+    record_spans(path).last().map_or(8, |&(_, end)| end)
 }
 
 /// The indexes of the entry records in a segment, in order (markers and hard states skipped).
