@@ -112,28 +112,27 @@ pub(crate) fn scan_segment(
             });
         }
         match find_valid_record_after(path, offset, file_bytes)? {
-            Some(next) if let Some(sector) = zero_sector_within(path, offset, next)? => {
-                Ok(ScannedSegment {
-                    file_bytes,
-                    records_bytes: offset,
-                    end: ScanEnd::Torn {
-                        offset,
-                        reason: format!(
-                            "{reason}; bytes {sector}..{} are zeros, a sector the disk never \
-                             wrote, so the records after it (a valid one at byte {next}) were \
-                             never synced either",
-                            sector + SECTOR_BYTES
-                        ),
-                    },
+            Some(next) => {
+                // Refused either way; zeros only change what the operator is told.
+                let likely = match zero_sector_within(path, offset, next)? {
+                    Some(sector) => format!(
+                        "; bytes {sector}..{} are zeros, so this is most likely a power failure \
+                         that wrote a later page of an unsynced batch but not this one, yet \
+                         it cannot be told from damage to synced records: move the data \
+                         directory aside and let the node catch up from the leader",
+                        sector + SECTOR_BYTES
+                    ),
+                    None => String::new(),
+                };
+                Err(StorageError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset,
+                    reason: format!(
+                        "{reason}; a valid record follows at byte {next}, so this is not a torn \
+                         write{likely}"
+                    ),
                 })
             }
-            Some(next) => Err(StorageError::Corrupt {
-                path: path.to_path_buf(),
-                offset,
-                reason: format!(
-                    "{reason}; a valid record follows at byte {next}, so this is not a torn write"
-                ),
-            }),
             None => Ok(ScannedSegment {
                 file_bytes,
                 records_bytes: offset,
@@ -265,15 +264,15 @@ fn only_zeros_follow(reader: &mut impl Read) -> std::io::Result<bool> {
 const SECTOR_BYTES: u64 = 512;
 
 /// The start of the first sector-aligned run of [`SECTOR_BYTES`] zeros within `start..end` of
-/// the file, if any.
+/// the file, if any: for the message of a refusal.
 ///
-/// Why it decides between a torn write and corruption: the writer writes records only over
-/// zeros it wrote ahead ([`active_segment`](super::active_segment)), and a sync flushes every
-/// byte written before it. So when a power failure lets later pages of an unsynced batch reach
-/// the disk without an earlier one, the earlier one reads back as zeros, and no record at or
-/// after it was covered by a sync: dropping them loses nothing acknowledged. A damaged record
-/// with no zero sector (a flipped bit in the middle of the log) stays corruption. `end` is a
-/// valid record found after the damage, so the range is at most about two maximal records.
+/// The writer writes records only over zeros it wrote ahead
+/// ([`active_segment`](super::active_segment)), so when a power failure lets a later page of
+/// an unsynced batch reach the disk without an earlier one, the earlier one reads back as
+/// zeros. Recovery still refuses it: a record whose body holds zeros and which was damaged
+/// after it was synced would look the same, and cutting there could lose acknowledged
+/// entries (a node that forgets what it acknowledged can break a quorum's promise). `end` is
+/// a valid record found after the damage, so the range is at most about two maximal records.
 fn zero_sector_within(path: &Path, start: u64, end: u64) -> Result<Option<u64>, StorageError> {
     let first = start.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
     if first.saturating_add(SECTOR_BYTES) > end {

@@ -112,7 +112,8 @@
 //!    checksum is verified.
 //! 4. Zero bytes from the end of the last record to the end of a segment (in any segment) are
 //!    space the writer wrote ahead, not damage: nothing is repaired and the next records of
-//!    the last segment go over them. Zeros with anything else after them are damage.
+//!    the last segment go over them. Zeros with anything else after them are damage (the
+//!    refusal then names a sector of zeros, the likely trace of a power failure).
 //!    A damaged record (short, impossible length, checksum mismatch) **in the last segment,
 //!    with no valid record after it**, is a torn write: the file is truncated at the record's
 //!    start (a last segment whose header is damaged is removed) and the repair is reported.
