@@ -50,7 +50,7 @@
 //! of the segment it writes (never past the segment's limit plus a seal) and writes its next
 //! records over them, so a sync flushes data into blocks the file already has instead of
 //! growing the file, which would also commit the file system's journal
-//! ([`active_segment`](super::active_segment) has the measurements). No record starts with
+//! (`storage/active_segment.rs` has the measurements). No record starts with
 //! zero bytes (a body is at least 1 byte), so recovery reads a tail of zeros as the end of the
 //! records. The zeros are cut off before a segment is sealed and when the store is closed;
 //! only a crash leaves them behind.
