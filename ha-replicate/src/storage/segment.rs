@@ -11,6 +11,7 @@ use super::record::{
     BodyProblem, RECORD_BODY_BYTES_MAX, RECORD_HEADER_BYTES, Record, RecordHeader,
     is_valid_record_at, verify_body,
 };
+use super::snapshot_file::io_error;
 
 /// The first bytes of every segment: the name of the format and its version (2: every
 /// segment but the last ends with a [`Record::Seal`]; version 1 had no seals and is refused).
@@ -278,17 +279,13 @@ fn zero_sector_within(path: &Path, start: u64, end: u64) -> Result<Option<u64>, 
     if first.saturating_add(SECTOR_BYTES) > end {
         return Ok(None);
     }
-    let io_error = |source| StorageError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(io_error)?;
-    file.seek(SeekFrom::Start(first)).map_err(io_error)?;
+    let mut file = File::open(path).map_err(io_error(path))?;
+    file.seek(SeekFrom::Start(first)).map_err(io_error(path))?;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(end - first));
     let mut sector = [0u8; SECTOR_BYTES as usize];
     let mut at = first;
     while at + SECTOR_BYTES <= end {
-        reader.read_exact(&mut sector).map_err(io_error)?;
+        reader.read_exact(&mut sector).map_err(io_error(path))?;
         if sector.iter().all(|&byte| byte == 0) {
             return Ok(Some(at));
         }

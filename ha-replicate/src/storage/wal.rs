@@ -1296,7 +1296,6 @@ fn open_incoming(directory: &Path, incoming: &IncomingSnapshot) -> Result<Incomi
     })
 }
 
-/// Removes `path`; a file that is already gone is what was wanted.
 /// How far zeros may be written ahead in a segment whose limit is `segment_bytes_max`: past
 /// that, the next record goes to a new segment (a record alone in its segment may still be
 /// larger; nothing is written ahead of it).
@@ -1304,6 +1303,7 @@ fn prepare_limit(segment_bytes_max: u64) -> u64 {
     segment_bytes_max.saturating_add(SEAL_RECORD_BYTES_MAX)
 }
 
+/// Removes `path`; a file that is already gone is what was wanted.
 fn remove_file_if_present(path: &Path) -> Result<(), StorageError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
