@@ -2,6 +2,8 @@
 //! as a restart would, cutting a half-written record at the tail back to the last whole one,
 //! keeping every synced entry, and takes writes again.
 
+mod wal_support;
+
 use std::os::unix::fs::FileExt;
 
 use ha_core::{LogIndex, Term};
@@ -19,29 +21,9 @@ fn entry(index: u64) -> Entry {
 }
 
 fn segment(directory: &std::path::Path) -> std::path::PathBuf {
-    let mut segments: Vec<_> = std::fs::read_dir(directory)
-        .expect("lists")
-        .filter_map(Result::ok)
-        .map(|item| item.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-        .collect();
-    segments.sort();
-    segments.pop().expect("a segment")
-}
-
-/// Where the records of the segment at `path` end, read with the documented format
-/// (`length u32 LE | crc32c u32 LE | body` after an 8-byte magic); zeros may follow.
-fn records_end(path: &std::path::Path) -> u64 {
-    let bytes = std::fs::read(path).expect("reads the segment");
-    let mut offset = 8;
-    while offset + 8 <= bytes.len() {
-        let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"));
-        if length == 0 {
-            break;
-        }
-        offset += 8 + length as usize;
-    }
-    offset as u64
+    wal_support::segment_files(directory)
+        .pop()
+        .expect("a segment")
 }
 
 #[test]
@@ -61,7 +43,7 @@ fn reopening_cuts_a_torn_tail_back_keeps_synced_entries_and_takes_writes_again()
     };
     store.save_hard_state(&hard_state).expect("saves");
     store.sync().expect("syncs");
-    let length = records_end(&segment(directory.path()));
+    let length = wal_support::records_end(&segment(directory.path()));
 
     // What a write cut short by ENOSPC leaves: the start of a record after the last whole
     // one, over the zeros the store wrote ahead, and no more.
