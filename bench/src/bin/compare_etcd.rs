@@ -1,5 +1,5 @@
-//! ha side by side with etcd, in one run on one machine, on loopback: writes over HTTP, locks,
-//! failover and resources. Writes `target/bench/compare_etcd.{json,md}` and two SVG plots.
+//! ha side by side with etcd, in one run on one machine, on loopback: writes over HTTP, local
+//! reads, locks, failover and resources. Writes `target/bench/compare_etcd.{json,md}` and two SVG plots.
 //!
 //! Needs `target/release/bot` (`cargo build --release --bin bot`) and `etcd` on `PATH`
 //! (`bench/install_peers.sh`). Every process it starts is owned by a guard that SIGKILLs and
@@ -8,7 +8,7 @@
 /// The parts, in `bench/src/bin/compare_etcd/`.
 mod compare_etcd {
     pub use ha_bench::http_load::target as api;
-    pub use ha_bench::http_load::writes;
+    pub use ha_bench::http_load::{reads, writes};
     pub mod failover;
     pub mod locks;
     pub mod plots;
@@ -23,9 +23,11 @@ use clap::Parser;
 use ha_bench::peers::{BotCluster, BotClusterOptions, EtcdCluster, EtcdClusterOptions};
 
 use compare_etcd::failover::{self, Variant};
-use compare_etcd::report::{FailoverSeries, IdleMemory, LockResults, Results, WriteResults};
+use compare_etcd::report::{
+    FailoverSeries, IdleMemory, LocalReads, LockResults, Results, WriteResults,
+};
 use compare_etcd::writes_only::{self, Systems};
-use compare_etcd::{locks, writes};
+use compare_etcd::{locks, reads, writes};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -186,6 +188,15 @@ async fn run(args: Args) -> Result<(), String> {
         write_results.push_median_rounds(ha_runs, etcd_runs)?;
     }
 
+    eprintln!("local reads: 1 client, {duration:?} each system, {rounds} round(s)");
+    let (mut ha_reads, mut etcd_reads) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let key = format!("r{round}read");
+        ha_reads.push(reads::sequential(&ha_target, duration, &key).await?);
+        etcd_reads.push(reads::sequential(&etcd_target, duration, &key).await?);
+    }
+    let local_reads = LocalReads::from_median_rounds(ha_reads, etcd_reads)?;
+
     eprintln!(
         "locks: {} uncontended cycles, {rounds} round(s); {LOCK_CLIENTS} clients contended",
         args.lock_iterations
@@ -237,6 +248,7 @@ async fn run(args: Args) -> Result<(), String> {
         args.attempt_timeout_ms,
         idle,
         write_results,
+        local_reads,
         lock_results,
         series,
     );

@@ -1,6 +1,7 @@
 //! The HTTP load generator shared by `compare_etcd` and `compare_security`: the same requests
 //! against ha's admin API and etcd's JSON gateway, over plain HTTP or HTTPS, for write runs
-//! ([`writes::run`]) and leader-kill failover trials ([`failover::trial`]).
+//! ([`writes::run`]), sequential local reads ([`reads::sequential`]) and leader-kill failover
+//! trials ([`failover::trial`]).
 //!
 //! ```text
 //!   benchmark ──PUT /v1/kv/<key> (Bearer token)──▶ ha leader   (http:// or https://)
@@ -8,5 +9,6 @@
 //! ```
 
 pub mod failover;
+pub mod reads;
 pub mod target;
 pub mod writes;

@@ -184,6 +184,33 @@ impl Target {
         }
     }
 
+    /// Read `key` where the leader alone answers, with no replication and no disk: ha
+    /// `GET /v1/kv/<key>?consistency=eventual`, etcd `POST /v3/kv/range` with
+    /// `serializable`. What is left is each system's HTTP path and its own hand-over to the
+    /// state it reads: the part of a write's latency that is not replication or fsync.
+    pub async fn local_read(&self, client: &reqwest::Client, key: &str) -> Outcome<()> {
+        match self.system {
+            System::Ha => {
+                let url = format!("{}/v1/kv/{key}?consistency=eventual", self.base);
+                let response = self
+                    .authorized(client.get(url))
+                    .send()
+                    .await
+                    .map_err(short)?;
+                finish(response).await.map(|_| ())
+            }
+            System::Etcd => {
+                let body = json!({"key": b64(key), "serializable": true});
+                let found = etcd_post(client, &self.base, "/v3/kv/range", body).await?;
+                // A range that found nothing would be a cheaper call than ha's: insist on it.
+                match found.pointer("/kvs/0/value") {
+                    Some(_) => Ok(()),
+                    None => Err("no value".to_string()),
+                }
+            }
+        }
+    }
+
     /// Acquire lock `name` under a fresh 5 s lease, waiting up to `wait_ms` (etcd's lock
     /// call always waits). Returns the handle to release it with: ha's fencing token and
     /// holder key (`N&holder=HEX`), etcd's lock key. ha's acquire grants its lease inside; for etcd this is two calls, lease grant

@@ -31,13 +31,23 @@ pub struct RunFigures<'a> {
     pub disk_sync: Option<&'a DiskSyncProbe>,
 }
 
+/// Where the run of `clients` clients is in the JSON array at `pointer`, and the array.
+fn position_of_clients<'a>(
+    figures: &'a Value,
+    pointer: &str,
+    clients: u64,
+) -> Option<(&'a [Value], usize)> {
+    let runs = figures.pointer(pointer)?.as_array()?;
+    let position = runs
+        .iter()
+        .position(|run| run.get("clients").and_then(Value::as_u64) == Some(clients))?;
+    Some((runs, position))
+}
+
 /// The run of `clients` clients in the JSON array at `pointer`.
 fn run_with_clients<'a>(figures: &'a Value, pointer: &str, clients: u64) -> Option<&'a Value> {
-    figures
-        .pointer(pointer)?
-        .as_array()?
-        .iter()
-        .find(|run| run.get("clients").and_then(Value::as_u64) == Some(clients))
+    let (runs, position) = position_of_clients(figures, pointer, clients)?;
+    runs.get(position)
 }
 
 /// The figures of every round kept beside the run of `clients` clients: the array at
@@ -48,12 +58,29 @@ fn rounds_of_clients<'a>(
     rounds: &str,
     clients: u64,
 ) -> Option<&'a Value> {
-    let position = figures
-        .pointer(runs)?
-        .as_array()?
-        .iter()
-        .position(|run| run.get("clients").and_then(Value::as_u64) == Some(clients))?;
+    let (_, position) = position_of_clients(figures, runs, clients)?;
     figures.pointer(rounds)?.as_array()?.get(position)
+}
+
+/// What no put can go under on this machine, from the same run: a local read at the leader
+/// (the HTTP path and the node's hand-over to its state, no replication, no disk) plus one
+/// `fdatasync` of the disk, each p50, in microseconds. A put needs both and then the
+/// replication round trip on top. Empty when either figure is missing.
+fn put_floor(local_read_us: Option<f64>, fdatasync_us: Option<f64>) -> String {
+    match (local_read_us, fdatasync_us) {
+        (Some(read), Some(sync)) => format!(
+            " (under it, with no replication yet: a local read at the leader p50 {:.2} ms + this disk's fdatasync p50 {:.2} ms = {:.2} ms)",
+            read / 1e3,
+            sync / 1e3,
+            (read + sync) / 1e3
+        ),
+        (None, Some(sync)) => format!(" (this disk's fdatasync p50 alone: {:.2} ms)", sync / 1e3),
+        (Some(read), None) => format!(
+            " (a local read at the leader p50 alone: {:.2} ms)",
+            read / 1e3
+        ),
+        (None, None) => String::new(),
+    }
 }
 
 /// "`who` median of N rounds: a / b / c" for a figure measured in rounds, the figures
@@ -182,12 +209,10 @@ pub fn judge(figures: &RunFigures<'_>) -> Vec<TargetRow> {
         "sequential HTTP put p50 <= 0.4 ms",
         figures.http.and_then(|http| {
             let p50_us = number(run_with_clients(http, "/writes/ha", 1), "/latency/p50_us")?;
-            let floor = figures.disk_sync.map_or(String::new(), |probe| {
-                format!(
-                    " (this disk's fdatasync p50 alone: {:.2} ms)",
-                    probe.latency.p50_us as f64 / 1e3
-                )
-            });
+            let floor = put_floor(
+                number(Some(http), "/local_reads/ha/latency/p50_us"),
+                figures.disk_sync.map(|probe| probe.latency.p50_us as f64),
+            );
             let rounds = http_write_rounds(Some(http), 1);
             let rounds = rounds[0].as_ref().map_or(String::new(), |phrase| {
                 format!("; the 1-client {phrase} writes/s")
@@ -492,6 +517,30 @@ mod tests {
     }
 
     #[test]
+    fn the_sequential_put_is_set_beside_what_no_put_can_go_under() {
+        let http = serde_json::json!({
+            "writes": {"ha": [{"clients": 1, "writes_per_second": 1400.0, "latency": {"p50_us": 710}}]},
+            "local_reads": {"ha": {"latency": {"p50_us": 190}}}
+        });
+        let probe = two_millisecond_disk();
+        let rows = judge(&figures_of(&http, &probe));
+        let row = rows
+            .iter()
+            .find(|row| row.target.starts_with("sequential HTTP put"))
+            .expect("the sequential row");
+        assert_eq!(row.met, Some(false), "0.71 ms > 0.4 ms");
+        assert_eq!(
+            row.measured,
+            "ha p50 0.71 ms (under it, with no replication yet: a local read at the leader p50 0.19 ms + this disk's fdatasync p50 2.00 ms = 2.19 ms)"
+        );
+        assert_eq!(
+            put_floor(Some(190.0), None),
+            " (a local read at the leader p50 alone: 0.19 ms)"
+        );
+        assert_eq!(put_floor(None, None), "");
+    }
+
+    #[test]
     fn figures_measured_in_rounds_name_every_round_beside_the_median() {
         let http = serde_json::json!({
             "writes": {
@@ -537,6 +586,10 @@ mod tests {
             sequential
                 .ends_with("; the 1-client ha median of 3 rounds: 1250 / 1300 / 1350 writes/s"),
             "{sequential}"
+        );
+        assert!(
+            sequential.starts_with("ha p50 0.70 ms (this disk's fdatasync p50 alone: 2.00 ms)"),
+            "no local read in this run's figures: {sequential}"
         );
         let (lock, _) = measured("lock acquire");
         assert!(

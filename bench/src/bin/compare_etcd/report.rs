@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::failover::{Attempt, Trial, Variant};
 use super::locks::{Contended, Uncontended};
 use super::plots;
+use super::reads::ReadRun;
 use super::writes::WriteRun;
 
 /// Resident memory of each member of the idle clusters.
@@ -51,6 +52,38 @@ impl WriteResults {
         self.ha_rounds_per_second.push(ha_rounds);
         self.etcd_rounds_per_second.push(etcd_rounds);
         Ok(())
+    }
+}
+
+/// Sequential local reads (1 client, at the leader, no replication, no disk): each system's
+/// median round by p50.
+#[derive(Clone, Debug, Serialize)]
+pub struct LocalReads {
+    /// ha's median round.
+    pub ha: ReadRun,
+    /// etcd's median round.
+    pub etcd: ReadRun,
+    /// ha's p50 in every round, microseconds.
+    pub ha_rounds_p50_us: Vec<f64>,
+    /// etcd's p50 in every round, microseconds.
+    pub etcd_rounds_p50_us: Vec<f64>,
+}
+
+impl LocalReads {
+    /// Keep each system's median round by p50.
+    ///
+    /// # Errors
+    /// No run for a system.
+    pub fn from_median_rounds(ha: Vec<ReadRun>, etcd: Vec<ReadRun>) -> Result<Self, String> {
+        let p50 = |run: &ReadRun| run.latency.p50_us as f64;
+        let (ha, ha_rounds_p50_us) = median_round(ha, p50).ok_or("no ha read run")?;
+        let (etcd, etcd_rounds_p50_us) = median_round(etcd, p50).ok_or("no etcd read run")?;
+        Ok(Self {
+            ha,
+            etcd,
+            ha_rounds_p50_us,
+            etcd_rounds_p50_us,
+        })
     }
 }
 
@@ -180,6 +213,8 @@ pub struct Results {
     pub idle_memory: IdleMemory,
     /// Writes over HTTP.
     pub writes: WriteResults,
+    /// Sequential local reads over HTTP.
+    pub local_reads: LocalReads,
     /// Locks over HTTP.
     pub locks: LockResults,
     /// Failover.
@@ -206,6 +241,8 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Every round's microseconds as milliseconds, for [`rounds_text`] (the figures are kept as
+/// `f64` microseconds in the JSON; [`ms`] converts one `u64` latency field).
 fn micros_as_ms(values: &[f64]) -> Vec<f64> {
     values.iter().map(|us| us / 1000.0).collect()
 }
@@ -225,6 +262,7 @@ impl Results {
         attempt_timeout_ms: u64,
         idle_memory: IdleMemory,
         writes: WriteResults,
+        local_reads: LocalReads,
         locks: LockResults,
         mut failover: Vec<FailoverSeries>,
     ) -> Self {
@@ -243,6 +281,7 @@ impl Results {
                 notes: vec![
                     "writes go to each system's leader over keep-alive HTTP/1.1, one connection per client; ha PUT /v1/kv (QUORUM), etcd POST /v3/kv/put (JSON gateway); both fsync on, default timing".to_string(),
                     "sequential latency is the 1-client run".to_string(),
+                    "sequential local read: one client reads one key at the leader, where no replication and no disk is involved (ha GET /v1/kv/<key>?consistency=eventual, etcd serializable POST /v3/kv/range), in rounds like the writes; each system's median round by p50".to_string(),
                     "each write load and the uncontended lock cycle run in rounds (ha then etcd in each round); the tables give each system's median round (by writes/s; by p50 for locks) whole, and the rounds' figures follow each table".to_string(),
                     "lock cycle: ha POST /v1/lock?ttl_ms=5000 (grants its lease inside) + DELETE; etcd POST /v3/lease/grant + /v3/lock/lock + /v3/lock/unlock (lease grant counted, as ha's acquire includes one)".to_string(),
                     "failover: fresh 3-member cluster per trial; a new write starts every 5 ms (not waiting for earlier ones, so a write stuck on the dead leader does not hide the recovery) at a member that is not the leader, each write retried every 5 ms until acknowledged, each attempt limited to attempt_timeout_ms; window = kill to the end of the first acknowledged attempt started after the kill; failed attempts = attempts that failed and ended after the kill; lost = acknowledged writes missing on the new leader (linearizable read)".to_string(),
@@ -254,6 +293,7 @@ impl Results {
             },
             idle_memory,
             writes,
+            local_reads,
             locks,
             failover,
             native_vs_grpc: "measured by `compare_native` (its own section of bench/RESULTS.md: ha's leader embedded in the benchmark process vs etcd's gRPC API through the etcd-client crate)".to_string(),
@@ -421,6 +461,17 @@ impl Results {
                 .etcd
                 .first()
                 .map_or(0.0, |r| ms(r.latency.p99_us)),
+        );
+        let reads = &self.local_reads;
+        let _ = writeln!(
+            out,
+            "Sequential local read (1 client, at the leader, no replication, no disk): ha p50 {:.2} ms / p99 {:.2} ms; etcd p50 {:.2} ms / p99 {:.2} ms. p50 ms in each round: ha {}; etcd {}.",
+            ms(reads.ha.latency.p50_us),
+            ms(reads.ha.latency.p99_us),
+            ms(reads.etcd.latency.p50_us),
+            ms(reads.etcd.latency.p99_us),
+            rounds_text(&micros_as_ms(&reads.ha_rounds_p50_us), 2),
+            rounds_text(&micros_as_ms(&reads.etcd_rounds_p50_us), 2)
         );
         let _ = writeln!(
             out,
