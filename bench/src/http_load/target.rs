@@ -87,6 +87,12 @@ impl Target {
             None => request,
         }
     }
+
+    /// Send an ha call with the bearer token and read its whole body; a non-2xx status fails.
+    async fn ha_call(&self, request: reqwest::RequestBuilder) -> Outcome<Vec<u8>> {
+        let response = self.authorized(request).send().await.map_err(short)?;
+        finish(response).await
+    }
 }
 
 fn worker_builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -167,13 +173,10 @@ impl Target {
     pub async fn put(&self, client: &reqwest::Client, key: &str, value: &str) -> Outcome<()> {
         match self.system {
             System::Ha => {
-                let response = self
-                    .authorized(client.put(format!("{}/v1/kv/{key}", self.base)))
-                    .body(value.to_string())
-                    .send()
+                let url = format!("{}/v1/kv/{key}", self.base);
+                self.ha_call(client.put(url).body(value.to_string()))
                     .await
-                    .map_err(short)?;
-                finish(response).await.map(|_| ())
+                    .map(|_| ())
             }
             System::Etcd => {
                 let body = json!({"key": b64(key), "value": b64(value)});
@@ -192,12 +195,7 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/kv/{key}?consistency=eventual", self.base);
-                let response = self
-                    .authorized(client.get(url))
-                    .send()
-                    .await
-                    .map_err(short)?;
-                finish(response).await.map(|_| ())
+                self.ha_call(client.get(url)).await.map(|_| ())
             }
             System::Etcd => {
                 let body = json!({"key": b64(key), "serializable": true});
@@ -224,12 +222,7 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/lock/{name}?ttl_ms=5000&wait_ms={wait_ms}", self.base);
-                let response = self
-                    .authorized(client.post(url))
-                    .send()
-                    .await
-                    .map_err(short)?;
-                let body = finish(response).await?;
+                let body = self.ha_call(client.post(url)).await?;
                 let value: Value =
                     serde_json::from_slice(&body).map_err(|_| "bad json".to_string())?;
                 // The release needs the grant's holder key too (issue 13).
@@ -281,12 +274,7 @@ impl Target {
         match self.system {
             System::Ha => {
                 let url = format!("{}/v1/lock/{name}?token={handle}", self.base);
-                let response = self
-                    .authorized(client.delete(url))
-                    .send()
-                    .await
-                    .map_err(short)?;
-                finish(response).await.map(|_| ())
+                self.ha_call(client.delete(url)).await.map(|_| ())
             }
             System::Etcd => etcd_post(
                 client,
