@@ -1,5 +1,6 @@
 //! ha side by side with etcd, in one run on one machine, on loopback: writes over HTTP, local
-//! reads, locks, failover and resources. Writes `target/bench/compare_etcd.{json,md}` and two SVG plots.
+//! reads, locks, failover and resources. Writes `target/bench/compare_etcd.{json,md}` and two
+//! SVG plots.
 //!
 //! Needs `target/release/bot` (`cargo build --release --bin bot`) and `etcd` on `PATH`
 //! (`bench/install_peers.sh`). Every process it starts is owned by a guard that SIGKILLs and
