@@ -65,7 +65,8 @@ fn rounds_of_clients<'a>(
 /// What no put can go under on this machine, from the same run: a local read at the leader
 /// (the HTTP path and the node's hand-over to its state, no replication, no disk) plus one
 /// `fdatasync` of the disk, each p50, in microseconds. A put needs both and then the
-/// replication round trip on top. Empty when either figure is missing.
+/// replication round trip on top. With one figure missing, the other alone; with both
+/// missing, empty.
 fn put_floor(local_read_us: Option<f64>, fdatasync_us: Option<f64>) -> String {
     match (local_read_us, fdatasync_us) {
         (Some(read), Some(sync)) => format!(
