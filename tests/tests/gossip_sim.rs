@@ -69,6 +69,22 @@ fn everyone_knows_ninety_nine_percent(sim: &Simulator<GossipCore>, live: &[usize
     })
 }
 
+/// Whether 99% of `total` is there: at most 1% of it missing, rounded up, so one straggler is
+/// allowed where 1% is less than one (see `convergence_rounds_grow_like_log_n`).
+fn at_most_one_percent_missing(present: usize, total: usize) -> bool {
+    total.saturating_sub(present) <= total.div_ceil(100)
+}
+
+/// Whether 99% of the ordered (observer, member) pairs among `live` are known: how far an
+/// epidemic has spread, whoever its stragglers are. At most 1% missing, rounded up, and at
+/// least one member's whole view (N - 1 pairs): below 100 members one straggler is more than
+/// 1% (see `convergence_rounds_grow_like_log_n`).
+fn ninety_nine_percent_of_pairs_known(sim: &Simulator<GossipCore>, live: &[usize]) -> bool {
+    let others = live.len().saturating_sub(1);
+    let pairs = live.len() * others;
+    missing_pairs(sim, live) <= pairs.div_ceil(100).max(others)
+}
+
 /// Run until every node in `live` knows 99% of the others, or panic after `limit_ms`.
 fn reach_ninety_nine_percent(
     sim: &mut Simulator<GossipCore>,
@@ -325,27 +341,46 @@ fn failed_member_detected_by_all_thousand() {
     });
 }
 
-/// Most distinct live members that may be falsely declared down in 10 minutes at 5% loss.
+/// Most distinct live members that may be falsely declared down in one 10-minute run at 5% loss.
 ///
-/// Observed over seeds 0..10 with the workspace's patched foca (third_party/foca/HA_PATCH.md):
-/// no false down in 5 runs and one member in the other 5 (4 to 45 `Unreachable` events, one per
-/// observer, and one `SelfRejoined`). That residue is SWIM's genuine false-positive rate at these
-/// settings: a probe whose direct ping and all three indirect pings are lost, followed by a
-/// refutation that does not reach the suspecting members within the 1.5 s suspicion window.
-/// Each falsely-downed member renews its identity and is reachable by all again within seconds
-/// (asserted below). Unpatched foca 2.0.0 gave 0 to 4 members and 24 to 48 needless rejoins per
-/// run: it sent `TurnUndead` to members that had already refuted their suspicion. With issue
-/// 17's suspicion checks (`ha_gossip::suspicion`: a suspect told by a `Verify` ping refutes at
-/// once; a down is brought forward only when two members' own checks failed), seeds 0..20 gave
-/// 5 falsely-downed members, at most one per seed (8 before, at most two per seed).
-const FALSELY_DOWNED_MEMBERS_MAX: usize = 2;
+/// The residue is SWIM's genuine false-positive rate at these settings: a probe whose direct
+/// ping and all three indirect pings are lost, followed by a refutation that does not reach the
+/// suspecting members within the 1.5 s suspicion window. Each falsely-downed member renews its
+/// identity and is reachable by all again within seconds (asserted below). Unpatched foca 2.0.0
+/// gave 0 to 4 members and 24 to 48 needless rejoins per run: it sent `TurnUndead` to members
+/// that had already refuted their suspicion (third_party/foca/HA_PATCH.md).
+///
+/// Over the 1,000 seeds 50,000-50,999 (session 25) the count per run is Poisson-distributed:
+/// with issue 17's suspicion checks (`ha_gossip::suspicion`: a suspect told by a `Verify` ping
+/// refutes at once; a down is brought forward only when two members' own checks failed) 165
+/// members in all, runs with 0 / 1 / 2 / 3 members 846 / 144 / 9 / 1; before them (2f356f4)
+/// 222, runs 800 / 182 / 14 / 4. At 0.165 a run, 5 or more in one run has a chance of about
+/// one in a million, so a sweep of any practical length passes unless the rate has grown (the
+/// bound was 2 before, calibrated on 20 seeds; seed 50,025 gave 3).
+const FALSELY_DOWNED_MEMBERS_MAX: usize = 4;
+
+/// The mean of falsely-downed members per run that the seeds run together may show, beyond
+/// chance (see [`falsely_downed_members_bound`]): 1.5 times the 0.165 measured.
+const FALSELY_DOWNED_PER_RUN_MAX: f64 = 0.25;
+
+/// Most falsely-downed members in `runs` runs all together: the mean
+/// [`FALSELY_DOWNED_PER_RUN_MAX`] plus three standard deviations of a Poisson count, plus 2
+/// (never below one run's [`FALSELY_DOWNED_MEMBERS_MAX`]). 300 runs may show 102, 0.34 a run:
+/// a 300-seed sweep fails once the rate has about doubled, 1,000 seeds (299) a little sooner;
+/// the two default seeds only catch a far worse rate.
+fn falsely_downed_members_bound(runs: usize) -> usize {
+    let mean = FALSELY_DOWNED_PER_RUN_MAX * runs as f64;
+    ((mean + 3.0 * mean.sqrt() + 2.0).floor() as usize).max(FALSELY_DOWNED_MEMBERS_MAX)
+}
 
 /// 50 members, 5% of every message lost, 10 simulated minutes: count the live members
 /// declared down (every member is live, so every `Unreachable` is false). The count is
-/// reported and bounded (see [`FALSELY_DOWNED_MEMBERS_MAX`]), and every member falsely declared
-/// down must be reachable by all again, with its renewed incarnation, at the end.
+/// reported and bounded per run ([`FALSELY_DOWNED_MEMBERS_MAX`]) and over all the seeds run
+/// ([`falsely_downed_members_bound`]), and every member falsely declared down must be reachable
+/// by all again, with its renewed incarnation, at the end.
 #[test]
 fn no_false_down_under_5pct_loss() {
+    let totals = std::cell::Cell::new((0usize, 0usize));
     with_seeds("no_false_down_under_5pct_loss", 2, |seed| {
         let node_count = 50;
         let options = GossipClusterOptions::new(node_count);
@@ -388,7 +423,20 @@ fn no_false_down_under_5pct_loss() {
         // Still under loss, every member (renewed or not) is reachable by every other again.
         let settled = converge(&mut sim, &live, 60_000);
         println!("seed {seed}: all reachable again by {settled}");
+        let (runs, members) = totals.get();
+        totals.set((runs + 1, members + downed.len()));
     });
+    let (runs, members) = totals.get();
+    let bound = falsely_downed_members_bound(runs);
+    println!(
+        "{runs} runs: {members} live members falsely declared down ({:.3} a run; at most {bound})",
+        members as f64 / runs.max(1) as f64
+    );
+    assert!(
+        members <= bound,
+        "{members} live members falsely declared down over {runs} runs at 5% loss, above \
+         {bound}: the false-down rate has grown"
+    );
 }
 
 /// A crashed member is declared unreachable by all; restarted (a fresh core, higher
@@ -619,28 +667,44 @@ fn converges_despite_loss_duplication_and_reordering() {
 struct ConvergenceRow {
     node_count: usize,
     log2: f64,
+    /// 99% of the (observer, member) pairs are known ([`ninety_nine_percent_of_pairs_known`]).
+    pairs_ninety_nine_percent_ms: u64,
     /// Every member knows 99% of the others.
     ninety_nine_percent_ms: u64,
     /// Every member knows every other.
     all_ms: u64,
-    /// A latecomer joining the converged cluster is known by 99% of it.
+    /// A latecomer joining the converged cluster is known by 99% of it
+    /// ([`at_most_one_percent_missing`]: all but one below 100 members).
     join_ninety_nine_percent_ms: u64,
     /// ... and by all of it.
     join_all_ms: u64,
 }
 
 /// For N in 10, 30, 100, 300, 1000, all started at once with 3 seeds, measure:
-/// - when every member knew 99% of the others, and when all knew all;
+/// - when 99% of the (observer, member) pairs were known, when every member knew 99% of the
+///   others, and when all knew all;
 /// - then, once converged, when a latecomer that joins through a seed is known by 99% of the
 ///   members, and by all.
 ///
 /// Rounds are times divided by the gossip interval (200 ms), the period of foca's
-/// dissemination. The 99% times grow like log N (asserted: at most 3 log2 N rounds for the
-/// cluster, 2 log2 N for one join, and far from linear growth). Each update is retransmitted
-/// `4 log10(N + 1)` times, which leaves about N^2 e^-(4 log10(N + 1)) (observer, member)
-/// pairs unreached (a few at every N >= 300); the push-pull anti-entropy exchange (one random
-/// member per `reannounce_interval_ms`) closes them, so the all-know-all times are bounded by
-/// three times the 99% time plus one exchange interval.
+/// dissemination. How far gossip has spread grows like log N (asserted: 99% of the pairs within
+/// 3 log2 N rounds, a join known by 99% within 2 log2 N, and far from linear growth). Each
+/// update is retransmitted `4 log10(N + 1)` times, which now and then leaves a straggler: a
+/// member that never heard one update. The push-pull anti-entropy exchange (one random member
+/// per `reannounce_interval_ms`) reaches it, so the all-know-all times are bounded by twice
+/// every member's 99% time plus one exchange interval (asserted).
+///
+/// Why the growth is asserted on pairs, and why "99%" there allows at least one straggler:
+/// with fewer than 100 members one straggler is more than 1%, so "every member knows 99%" or
+/// "99% of the members know the latecomer" means all, and at N = 10 so does 99% of the 90
+/// pairs. That is a time set by when a probe or the next exchange happens to reach the
+/// straggler, not by how fast gossip spreads: a member that started with the others can miss
+/// the joins that spread before the seeds knew it. Asserted that way the bounds failed on 2 of
+/// the 6 seeds from 50,000 (N = 30 or 100: 99% only at 1.7-4.2 s) and on seed 50,034 (N = 10:
+/// one member missed 3 of the 9 others at 250 ms and the last of them until 2.55 s). So the
+/// cluster's 99% allows 1% of the pairs missing, rounded up, and at least one member's whole
+/// view (N - 1 pairs); a join's allows 1% of the members, rounded up (one below 100). Every
+/// member's 99% time is still printed.
 #[test]
 fn convergence_rounds_grow_like_log_n() {
     with_seeds("convergence_rounds_grow_like_log_n", 1, |seed| {
@@ -656,6 +720,13 @@ fn convergence_rounds_grow_like_log_n() {
             sim.set_output_filter(is_rare_event);
             schedule_starts(&mut sim, &options, 0..node_count);
             let live = everyone(node_count);
+            let pairs_ninety_nine_percent = sim
+                .run_until_condition(Millis(60_000), CHECK_EVERY_MS, |sim| {
+                    ninety_nine_percent_of_pairs_known(sim, &live)
+                })
+                .unwrap_or_else(|| {
+                    panic!("seed {seed}: N={node_count}: 99% of the pairs not known in 60 s")
+                });
             let ninety_nine_percent = reach_ninety_nine_percent(&mut sim, &live, 60_000);
             // One anti-entropy interval closes the tail (see `thousand_members_converge`).
             let all_bound_ms = 2 * ninety_nine_percent.0 + timing.reannounce_interval_ms;
@@ -672,7 +743,7 @@ fn convergence_rounds_grow_like_log_n() {
             };
             let join_ninety_nine_percent = sim
                 .run_until_condition(join_start + 60_000, 10, |sim| {
-                    knowing(sim) * 100 >= node_count * 99
+                    at_most_one_percent_missing(knowing(sim), node_count)
                 })
                 .unwrap_or_else(|| panic!("seed {seed}: N={node_count}: the join did not spread"));
             let join_all = sim
@@ -685,6 +756,7 @@ fn convergence_rounds_grow_like_log_n() {
             rows.push(ConvergenceRow {
                 node_count,
                 log2: (node_count as f64).log2(),
+                pairs_ninety_nine_percent_ms: pairs_ninety_nine_percent.0,
                 ninety_nine_percent_ms: ninety_nine_percent.0,
                 all_ms: all.0,
                 join_ninety_nine_percent_ms: join_ninety_nine_percent - join_start,
@@ -694,11 +766,13 @@ fn convergence_rounds_grow_like_log_n() {
         let rounds = |ms: u64| ms as f64 / interval_ms;
         println!("seed {seed}; rounds = time / gossip interval ({interval_ms} ms)");
         println!(
-            "{:>5} | {:>8} {:>7} {:>8} | {:>8} {:>7} | {:>8} {:>7} {:>8} | {:>8} {:>7}",
+            "{:>5} | {:>8} {:>7} {:>8} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7} {:>8} | {:>8} {:>7}",
             "N",
-            "99%_ms",
+            "pairs99",
             "rounds",
             "r/log2N",
+            "99%_ms",
+            "rounds",
             "all_ms",
             "rounds",
             "join99ms",
@@ -709,11 +783,13 @@ fn convergence_rounds_grow_like_log_n() {
         );
         for row in &rows {
             println!(
-                "{:>5} | {:>8} {:>7.1} {:>8.2} | {:>8} {:>7.1} | {:>8} {:>7.1} {:>8.2} | {:>8} {:>7.1}",
+                "{:>5} | {:>8} {:>7.1} {:>8.2} | {:>8} {:>7.1} | {:>8} {:>7.1} | {:>8} {:>7.1} {:>8.2} | {:>8} {:>7.1}",
                 row.node_count,
+                row.pairs_ninety_nine_percent_ms,
+                rounds(row.pairs_ninety_nine_percent_ms),
+                rounds(row.pairs_ninety_nine_percent_ms) / row.log2,
                 row.ninety_nine_percent_ms,
                 rounds(row.ninety_nine_percent_ms),
-                rounds(row.ninety_nine_percent_ms) / row.log2,
                 row.all_ms,
                 rounds(row.all_ms),
                 row.join_ninety_nine_percent_ms,
@@ -724,10 +800,10 @@ fn convergence_rounds_grow_like_log_n() {
             );
         }
         for row in &rows {
-            let cluster_rounds = rounds(row.ninety_nine_percent_ms);
+            let cluster_rounds = rounds(row.pairs_ninety_nine_percent_ms);
             assert!(
                 cluster_rounds <= 3.0 * row.log2,
-                "seed {seed}: N={}: 99% after {cluster_rounds} rounds, above 3 log2 N",
+                "seed {seed}: N={}: 99% of the pairs after {cluster_rounds} rounds, above 3 log2 N",
                 row.node_count
             );
             let join_rounds = rounds(row.join_ninety_nine_percent_ms);
@@ -739,8 +815,8 @@ fn convergence_rounds_grow_like_log_n() {
         }
         // Growth: 100 times more members, far fewer than 100 times more rounds.
         let (smallest, largest) = (&rows[0], &rows[rows.len() - 1]);
-        let growth =
-            rounds(largest.ninety_nine_percent_ms) / rounds(smallest.ninety_nine_percent_ms);
+        let growth = rounds(largest.pairs_ninety_nine_percent_ms)
+            / rounds(smallest.pairs_ninety_nine_percent_ms).max(1.0);
         let join_growth = rounds(largest.join_ninety_nine_percent_ms)
             / rounds(smallest.join_ninety_nine_percent_ms).max(1.0);
         println!("growth from N=10 to N=1000: cluster {growth:.1}x, one join {join_growth:.1}x");
