@@ -690,11 +690,11 @@ struct ConvergenceRow {
 /// dissemination. How far gossip has spread grows like log N (asserted: 99% of the pairs, and a
 /// join known by 99%, within 2 log2 N rounds, and far from linear growth; over the 140 seeds
 /// 50,000-50,139 the pairs took at most 0.45 log2 N rounds up to N = 300 and 1.25 log2 N at
-/// 1,000, a join at most 1.53 log2 N, at N = 30). Each
-/// update is retransmitted `4 log10(N + 1)` times, which now and then leaves a straggler: a
-/// member that never heard one update. The push-pull anti-entropy exchange (one random member
-/// per `reannounce_interval_ms`) reaches it, so the all-know-all times are bounded by twice
-/// every member's 99% time plus one exchange interval (asserted).
+/// 1,000, a join at most 1.53 log2 N, at N = 30). Each update is retransmitted
+/// `4 log10(N + 1)` times, which now and then leaves a straggler: a member that never heard one
+/// update. The push-pull anti-entropy exchange (one random member per
+/// `reannounce_interval_ms`) reaches it, so the all-know-all times are bounded by twice every
+/// member's 99% time plus one exchange interval (asserted).
 ///
 /// Why the growth is asserted on pairs, and why "99%" there allows at least one straggler:
 /// with fewer than 100 members one straggler is more than 1%, so "every member knows 99%" or
@@ -702,9 +702,9 @@ struct ConvergenceRow {
 /// pairs. That is a time set by when a probe or the next exchange happens to reach the
 /// straggler, not by how fast gossip spreads: a member that started with the others can miss
 /// the joins that spread before the seeds knew it, and one member of 30 can miss a latecomer's
-/// join. Asserted that way the bounds failed on 26 of the 140 seeds 50,000-50,139: a join at N = 30
-/// on 11, the cluster at N = 10 / 30 / 100 / 300 on 1 / 8 / 5 / 1 (seed 50,034 at N = 10: one
-/// member missed 3 of the 9 others at 250 ms and the last of them until 2.55 s). So the
+/// join. Asserted that way the bounds failed on 26 of the 140 seeds 50,000-50,139: a join at
+/// N = 30 on 11, the cluster at N = 10 / 30 / 100 / 300 on 1 / 8 / 5 / 1 (seed 50,034 at
+/// N = 10: one member missed 3 of the 9 others at 250 ms and the last of them until 2.55 s). So the
 /// cluster's 99% allows 1% of the pairs missing, rounded up, and at least one member's whole
 /// view (N - 1 pairs); a join's allows 1% of the members, rounded up (one below 100). Every
 /// member's 99% time is still printed.
