@@ -249,20 +249,16 @@ impl Results {
     /// The Markdown fragment of bench/RESULTS.md.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        let m = &self.machine;
         let _ = writeln!(out, "## Security: the cost of mTLS, HTTPS and tokens\n");
         let _ = writeln!(
             out,
-            "Produced by `compare_security`. Machine: {} CPUs ({}), {} MiB, Linux {}. Mode: {}. \
+            "Produced by `compare_security`. Machine: {}. Mode: {}. \
              All traffic on 127.0.0.1; 3 ha `bot` nodes or 3 etcd members per configuration, \
              all started before the first run and driven in turn at each client count by the \
              load generator of the Writes section (QUORUM writes to the leader, 128-byte \
              values, fsync on, {} s per run, one keep-alive connection per client: a TLS \
              handshake per client, before the clock starts).\n",
-            m.cpus,
-            m.cpu_model,
-            m.memory_mib,
-            m.kernel,
+            self.machine,
             if self.settings.quick {
                 "quick (figures not to be quoted)"
             } else {

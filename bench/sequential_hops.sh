@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The thread hops of one sequential HTTP write: runs `compare_etcd`'s 1-client write load
+# against 3 bots, records the scheduler's wake-up and switch events of the whole machine for
+# 1.5 s in the middle of it (`perf record -e sched:sched_waking -e sched:sched_switch -a`),
+# and prints each write's chain of hops as bench/sequential_hops.py rebuilds it.
+#
+#   bench/sequential_hops.sh [BOT] [OUT_DIR]
+#
+# BOT defaults to target/release/bot, OUT_DIR to target/bench/sequential_hops. Needs `perf`
+# (Debian: linux-perf), root (or perf_event_paranoid <= 1), python3 and the release binaries
+# (`bench/compare.sh` builds them). About 10 s; compare_etcd stops every process it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bot=$(realpath "${1:-target/release/bot}")
+out=${2:-target/bench/sequential_hops}
+mkdir -p "$out"
+command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
+target/release/compare_etcd --only writes --systems ha --clients 1 --duration-s 6 --rounds 1 \
+    --bot "$bot" > "$out/run.txt" 2>&1 &
+run=$!
+for _ in $(seq 1 120); do
+    grep -q "leader pid" "$out/run.txt" && break
+    kill -0 "$run" 2>/dev/null || { cat "$out/run.txt" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q "leader pid" "$out/run.txt" || { echo "the cluster did not start" >&2; exit 1; }
+sleep 2.5
+ls "/proc/$run/task" > "$out/load_generator_tids.txt"
+perf record -q -e sched:sched_waking -e sched:sched_switch -a -o "$out/sched.data" -- sleep 1.5
+wait "$run"
+grep "^|" "$out/run.txt" | tail -1
+perf script -i "$out/sched.data" -F comm,tid,cpu,time,event,trace 2>/dev/null \
+    | python3 bench/sequential_hops.py "$out/load_generator_tids.txt" | tee "$out/hops.txt"
