@@ -15,16 +15,8 @@ cd "$(dirname "$0")/.."
 bot=$(realpath "${1:-target/release/bot}")
 out=${2:-target/bench/profile_follower}
 mkdir -p "$out"
-command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
-target/release/compare_etcd --only writes --systems ha --clients 64 --duration-s 14 --rounds 1 \
-    --bot "$bot" > "$out/run.txt" 2>&1 &
-run=$!
-for _ in $(seq 1 120); do
-    grep -q "leader pid" "$out/run.txt" && break
-    kill -0 "$run" 2>/dev/null || { cat "$out/run.txt" >&2; exit 1; }
-    sleep 0.5
-done
-line=$(grep "leader pid" "$out/run.txt") || { echo "the cluster did not start" >&2; exit 1; }
+. bench/write_load.sh
+start_write_load 64 14 "$bot" "$out"
 leader=$(sed 's/.*leader pid \([0-9]*\).*/\1/' <<<"$line")
 members=$(sed 's/.*members \[\([0-9, ]*\)\].*/\1/' <<<"$line" | tr -d ' ')
 follower=$(tr ',' '\n' <<<"$members" | grep -vx "$leader" | head -1)

@@ -14,16 +14,8 @@ cd "$(dirname "$0")/.."
 bot=$(realpath "${1:-target/release/bot}")
 out=${2:-target/bench/sequential_hops}
 mkdir -p "$out"
-command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
-target/release/compare_etcd --only writes --systems ha --clients 1 --duration-s 6 --rounds 1 \
-    --bot "$bot" > "$out/run.txt" 2>&1 &
-run=$!
-for _ in $(seq 1 120); do
-    grep -q "leader pid" "$out/run.txt" && break
-    kill -0 "$run" 2>/dev/null || { cat "$out/run.txt" >&2; exit 1; }
-    sleep 0.5
-done
-grep -q "leader pid" "$out/run.txt" || { echo "the cluster did not start" >&2; exit 1; }
+. bench/write_load.sh
+start_write_load 1 6 "$bot" "$out"
 sleep 2.5
 ls "/proc/$run/task" > "$out/load_generator_tids.txt"
 perf record -q -e sched:sched_waking -e sched:sched_switch -a -o "$out/sched.data" -- sleep 1.5
