@@ -70,6 +70,9 @@ fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u16, Stri
             .nth(1)
             .and_then(|code| code.parse::<u16>().ok())
             .ok_or_else(|| format!("not an HTTP answer: {head:?}"))?;
+        if head.contains("transfer-encoding:") {
+            return Err("a chunked answer (only content-length framing is read)".into());
+        }
         let body = head
             .lines()
             .find_map(|line| line.strip_prefix("content-length:"))
