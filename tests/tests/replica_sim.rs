@@ -749,6 +749,10 @@ fn a_forged_snapshot_is_refused_and_the_follower_carries_on() {
     );
 }
 
+/// Fewest STRONG operations one client completes in 4 s in
+/// `strong_writes_do_not_wait_for_a_delayed_commit_notice` (calibrated there).
+const STRONG_OPERATIONS_IN_4_S_MIN: usize = 175;
+
 /// A STRONG write waits for every voter to apply it, so its leader tells followers of the
 /// commit at once instead of after the commit notice's delay (`EngineSettings::
 /// commit_notice_delay_ms`, here 10 s so that only that flush, or a heartbeat every 50 ms,
@@ -774,11 +778,15 @@ fn strong_writes_do_not_wait_for_a_delayed_commit_notice() {
                 },
             );
             workload.run(&mut sim, started + 4_000);
-            // Seed 0: 250 operations (245 with notices at once); without the flush a write
-            // waits for the next heartbeat (50 ms) and 4 s held 132.
+            // Operations in these 4 s over seeds 60,000-60,149 (session 26): 196-269, mean 233,
+            // sd 13 (with the default notice delay instead of 10 s: 204-277, mean 238); with
+            // the flush removed, a write waits for the next heartbeat (50 ms): 108-153, mean
+            // 131, sd 9. The bound sits between them, over 4 sd from either mean. (It was 200,
+            // set from seed 0's 250; seed 60,001 gave 196 with the flush in place.)
             assert!(
-                workload.completed() >= 200,
-                "only {} STRONG operations in 4 s",
+                workload.completed() >= STRONG_OPERATIONS_IN_4_S_MIN,
+                "only {} STRONG operations in 4 s (at least {STRONG_OPERATIONS_IN_4_S_MIN} \
+                 expected; a write that waits for a heartbeat gives about 131)",
                 workload.completed()
             );
             check_one_leader_per_term(&sim).unwrap();
