@@ -111,7 +111,8 @@ def main():
             print(f'{position:2d} {waker:>16} -> {woken:<16} run->wake {median(run_to_wake)}'
                   f'  wake->run {median(wake_to_run)}')
         spans = [chain[-1][2] - chain[0][2] for chain in chosen]
-        print(f'first wake-up to the answer waking the load generator: {statistics.median(spans):.0f}')
+        print('first wake-up to the answer waking the load generator: '
+              f'{statistics.median(spans):.0f}')
 
 
 if __name__ == '__main__':

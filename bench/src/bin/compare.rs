@@ -262,16 +262,7 @@ fn render(
          summary.\n\n",
     );
     text.push_str(&format!(
-        "Machine: {} CPUs ({}), {} MiB memory, kernel {}{}. Mode: {}.\n\n",
-        machine.cpus,
-        machine.cpu_model,
-        machine.memory_mib,
-        machine.kernel,
-        machine
-            .idle
-            .as_ref()
-            .map(|idle| format!(", {idle}"))
-            .unwrap_or_default(),
+        "Machine: {machine}. Mode: {}.\n\n",
         if options.quick { "quick" } else { "full" }
     ));
     if let Some(probe) = disk_sync {

@@ -17,6 +17,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ha_bench::LatencySummary;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -84,7 +85,8 @@ fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u16, Stri
     }
 }
 
-fn run(options: &Options) -> Result<Vec<Duration>, String> {
+/// Each request's time in microseconds, in the order sent.
+fn run(options: &Options) -> Result<Vec<u64>, String> {
     let mut stream = TcpStream::connect(&options.addr).map_err(|error| error.to_string())?;
     stream
         .set_nodelay(true)
@@ -100,7 +102,8 @@ fn run(options: &Options) -> Result<Vec<Duration>, String> {
             .path
             .replace("{i}", &(number % options.keys.max(1)).to_string());
         let request = format!(
-            "{} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            "{} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: text/plain\r\n\
+             content-length: {}\r\n\r\n{body}",
             options.method,
             options.addr,
             body.len()
@@ -110,7 +113,7 @@ fn run(options: &Options) -> Result<Vec<Duration>, String> {
             .write_all(request.as_bytes())
             .map_err(|error| error.to_string())?;
         let status = read_answer(&mut stream, &mut buffer)?;
-        times.push(started.elapsed());
+        times.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         if !(200..300).contains(&status) {
             return Err(format!("request {number}: status {status}"));
         }
@@ -122,19 +125,15 @@ fn main() {
     let options = Options::parse();
     match run(&options) {
         Ok(mut times) if !times.is_empty() => {
-            times.sort();
-            let at = |share: f64| {
-                let index = ((times.len() - 1) as f64 * share).round() as usize;
-                times[index].as_secs_f64() * 1e6
-            };
+            let summary = LatencySummary::from_micros(&mut times);
             println!(
-                "{} {}: {} requests, p50 {:.0} us, p90 {:.0} us, p99 {:.0} us",
+                "{} {}: {} requests, p50 {} us, p90 {} us, p99 {} us",
                 options.method,
                 options.path,
-                times.len(),
-                at(0.5),
-                at(0.9),
-                at(0.99)
+                summary.count,
+                summary.p50_us,
+                summary.p90_us,
+                summary.p99_us
             );
         }
         Ok(_) => println!("no requests timed (--requests 0)"),
