@@ -7,6 +7,8 @@
 //! abandoned leases must expire and free their locks. Most of the clients' new leases come with
 //! their lock in one write and end with its release in one (issue 17's lock cycle:
 //! `GrantAndAcquire`, `ReleaseAndRevoke`); the others are granted first and hold many locks.
+//! Every run has both from its start: a client's first lease is taken one way or the other by
+//! the client's number, not drawn.
 //!
 //! Replay a failure with the command it prints. The default run (300 + 100 fault seeds) takes
 //! about 20 s in the dev profile on 2 cores. A long sweep past the default seeds (2,000 of each
