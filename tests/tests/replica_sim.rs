@@ -376,6 +376,14 @@ fn leaderless_windows_ms(name: &str, priorities: Vec<u32>) -> Vec<u64> {
     windows_ms
 }
 
+/// With equal priorities, at most one failover in this many may take a second or more. Such a
+/// failover is a run of split votes: each round redraws the timers from [150, 300) ms, and two
+/// followers whose timers fire within the 1 ms link of each other split the vote again. Over
+/// seeds 90,000-91,999 (200,000 crashes) one window reached 1 s (1,041 ms), 5 passed 800 ms
+/// and 30 passed 700 ms; p99.99 was 732 ms. So the default run's 100 crashes allow none, and a
+/// long sweep allows ten times the measured rate.
+const FAILOVERS_PER_SECOND_LONG_ONE: usize = 20_000;
+
 /// Equal priorities: every candidate draws from the whole [150, 300) ms range.
 #[test]
 fn failover_is_fast() {
@@ -383,7 +391,13 @@ fn failover_is_fast() {
     let median = windows_ms[windows_ms.len() / 2];
     let max = windows_ms[windows_ms.len() - 1];
     assert!(median < 300, "median {median} ms");
-    assert!(max < 1_000, "max {max} ms");
+    let second_long = windows_ms.iter().filter(|window| **window >= 1_000).count();
+    assert!(
+        second_long <= windows_ms.len() / FAILOVERS_PER_SECOND_LONG_ONE,
+        "{second_long} of {} failovers took 1 s or more (max {max} ms)",
+        windows_ms.len()
+    );
+    assert!(max < 2_000, "max {max} ms");
 }
 
 /// Distinct priorities: the best surviving candidate shares its priority with no one, so it
