@@ -768,6 +768,8 @@ impl LockWorkload {
         let client = &mut self.clients[client_index];
         let Some(lease) = client.lease.clone() else {
             let lock_session = SessionId(sim.rng().random());
+            // Drawn for the first lease too, though unused there: the draws after it stay the
+            // ones the sweeps and mutation counts of session 27 were measured with.
             let drawn = sim.rng().random_bool(self.options.lock_cycle_fraction);
             let first = !std::mem::replace(&mut client.asked_for_lease, true);
             let cycle = if first {
